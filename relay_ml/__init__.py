@@ -1,0 +1,48 @@
+"""relay_ml: a zero-copy data engine for machine learning.
+
+Memory-map Apache Arrow files and hand their columns to NumPy, torch, JAX, pyarrow, Polars
+and pandas without copying them::
+
+    import relay_ml as relay
+
+    frame = relay.scan("data.arrow")          # reads the footer only
+    ages = frame["age"].to_numpy()            # a read-only view of the mapped file
+    x = frame["emb"].to_tensor()              # (N, D) torch tensor over the same bytes
+"""
+
+from __future__ import annotations
+
+from relay_ml._relay import __version__
+from relay_ml.column import Column
+from relay_ml.errors import (
+    ColumnNotFoundError,
+    CorruptFileError,
+    FileChangedError,
+    InvalidFileError,
+    NotArrowFileError,
+    RelayError,
+    RelayFileNotFoundError,
+    RelayIOError,
+    RelayTypeError,
+    RelayValueError,
+    ZeroCopyError,
+)
+from relay_ml.frame import Frame, scan
+
+__all__ = [
+    "__version__",
+    "scan",
+    "Frame",
+    "Column",
+    "RelayError",
+    "RelayFileNotFoundError",
+    "RelayIOError",
+    "InvalidFileError",
+    "NotArrowFileError",
+    "CorruptFileError",
+    "FileChangedError",
+    "ColumnNotFoundError",
+    "RelayTypeError",
+    "RelayValueError",
+    "ZeroCopyError",
+]

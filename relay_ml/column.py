@@ -1,0 +1,137 @@
+"""Column: one column of a mapped Arrow file, exportable without copying."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from relay_ml._relay import ColumnBase
+from relay_ml.errors import ZeroCopyError
+
+if TYPE_CHECKING:
+    import jax
+    import pyarrow
+    import torch
+
+
+class Column(ColumnBase):
+    """One column of a :class:`~relay_ml.Frame`.
+
+    A column is lazy: it holds the mapped file and a row range, and reads nothing until it is
+    exported. A column of a fixed-width type (integers, floats, datetimes, durations, and
+    ``fixed_size_list`` of those) that lies in one record batch and has no nulls is exported
+    as a **read-only view of the mapped file**: to NumPy (:meth:`to_numpy`, ``np.asarray``,
+    the buffer protocol), to torch and JAX (DLPack) and to Arrow (the PyCapsule interface).
+    Anything else is copied once, and :attr:`copy_reason` says why.
+
+    Exports keep the mapping alive on their own: the array stays valid after the column and
+    its frame are gone. Writing into an exported tensor (torch ignores read-only flags)
+    changes only this process's private copy of the page, never the file.
+    """
+
+    __slots__ = ()
+
+    # -- description -------------------------------------------------------------------
+    # Native attributes, documented here:
+    #   name: str             the column name
+    #   dtype: str            the Arrow type, spelled as pyarrow does ("float", "int64", ...)
+    #   path: str             the mapped file
+    #   null_count: int       number of nulls (decodes the column's record batches)
+    #   copy_reason: str|None why exports copy; None when they are views of the mapping
+
+    @property
+    def is_zero_copy(self) -> bool:
+        """True when :meth:`to_numpy`, DLPack and the buffer protocol export a view of the file."""
+        return self.copy_reason is None
+
+    def __repr__(self) -> str:
+        values = self._slice(0, 10).to_pylist()
+        shown = ", ".join(repr(v) for v in values)
+        more = ", …" if len(self) > len(values) else ""
+        return f"Column({self.name!r}, dtype={self.dtype}, len={len(self)}) [{shown}{more}]"
+
+    def __getitem__(self, index: slice) -> Column:
+        if not isinstance(index, slice) or index.step not in (None, 1):
+            from relay_ml.errors import RelayTypeError
+
+            raise RelayTypeError(
+                f"column {self.name!r}: only contiguous slices (col[a:b]) are supported, "
+                f"got {index!r}; use to_numpy()[...] for other indexing"
+            )
+        start, stop, _ = index.indices(len(self))
+        return self.slice(start, max(stop - start, 0))
+
+    def slice(self, offset: int, length: int | None = None) -> Column:
+        """Rows ``offset .. offset + length`` (clamped to the column), still a lazy view."""
+        _check_slice_args(offset, length)
+        return Column(self._slice(offset, length))
+
+    # -- NumPy -----------------------------------------------------------------------------
+    def to_numpy(self, zero_copy: bool | None = None) -> np.ndarray:
+        """The column as a read-only NumPy array.
+
+        Args:
+            zero_copy: ``True`` to require a view of the mapped file and raise
+                :class:`~relay_ml.ZeroCopyError` (naming the reason) when a copy is needed;
+                ``None`` or ``False`` to copy when needed.
+
+        Returns:
+            A 1-D array, or 2-D ``(N, D)`` for ``fixed_size_list<_, D>``. Integers with nulls
+            become float64 with NaN, floats with nulls get NaN, datetimes with nulls get NaT.
+            Strings, decimals, booleans with nulls and nested types become object arrays.
+        """
+        return self._to_numpy(zero_copy)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy is False:
+            try:
+                array = self.to_numpy(zero_copy=True)
+            except ZeroCopyError as error:
+                raise ValueError(str(error)) from error
+        else:
+            array = self.to_numpy()
+        if dtype is not None and np.dtype(dtype) != array.dtype:
+            if copy is False:
+                raise ValueError(f"column {self.name!r}: casting to {dtype} needs a copy")
+            return array.astype(dtype)
+        return array.copy() if copy else array
+
+    def codes(self) -> np.ndarray:
+        """The integer codes of a dictionary-encoded column: a view when in one record batch."""
+        return self._codes()
+
+    # -- frameworks ------------------------------------------------------------------------
+    def to_tensor(self) -> torch.Tensor:
+        """The column as a torch tensor through DLPack: a view of the mapped file when
+        :attr:`is_zero_copy`. The tensor is writable (torch has no read-only tensors), but
+        writes stay in this process's private copy of the page."""
+        import torch
+
+        return torch.from_dlpack(self)
+
+    def to_jax(self) -> jax.Array:
+        """The column as a JAX array through DLPack. JAX copies buffers that are not 64-byte
+        aligned and, unless ``jax_enable_x64`` is set, 64-bit types."""
+        import jax.numpy as jnp
+
+        return jnp.from_dlpack(self)
+
+    def to_arrow(self) -> pyarrow.ChunkedArray:
+        """The column as a ``pyarrow.ChunkedArray`` sharing the mapped buffers."""
+        import pyarrow as pa
+
+        chunks = [pa.Array._import_from_c_capsule(schema, array) for schema, array in self._arrow_chunks()]
+        # Never empty: a column of zero rows still has one empty chunk carrying its type.
+        return pa.chunked_array(chunks, type=chunks[0].type)
+
+
+def _check_slice_args(offset: Any, length: Any) -> None:
+    from relay_ml.errors import RelayTypeError, RelayValueError
+
+    if not isinstance(offset, (int, np.integer)) or isinstance(offset, bool):
+        raise RelayTypeError(f"offset must be an int, got {type(offset).__name__}")
+    if length is not None and (not isinstance(length, (int, np.integer)) or isinstance(length, bool)):
+        raise RelayTypeError(f"length must be an int or None, got {type(length).__name__}")
+    if offset < 0 or (length is not None and length < 0):
+        raise RelayValueError(f"offset and length must be >= 0, got offset={offset}, length={length}")

@@ -1,0 +1,218 @@
+"""Frame: columns of a memory-mapped Arrow file, and `scan` that opens one."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from relay_ml._relay import NativeFrame
+from relay_ml.column import Column, _check_slice_args
+from relay_ml.errors import RelayTypeError
+
+if TYPE_CHECKING:
+    import pyarrow
+
+
+def scan(path: str | os.PathLike[str]) -> Frame:
+    """Open an Arrow IPC file (Feather v2) as a lazy :class:`Frame`.
+
+    The file is memory-mapped (private, copy-on-write) and only its footer and record batch
+    headers are read, so opening costs the same for a kilobyte and for a hundred gigabytes,
+    and uses no memory beyond the page cache. Files written by pyarrow (8-byte aligned, one or
+    many record batches) and by relay open alike.
+
+    Raises:
+        RelayFileNotFoundError: the path does not exist (also a ``FileNotFoundError``).
+        NotArrowFileError: the path is a directory or not an Arrow IPC file.
+        CorruptFileError: the footer or a record batch header is damaged or truncated.
+        RelayTypeError: ``path`` is not a str or path-like object.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise RelayTypeError(f"scan() takes a path (str or os.PathLike), got {type(path).__name__}")
+    return Frame._wrap(NativeFrame.scan(os.fspath(path)))
+
+
+def _reopen(path: str, columns: list[str], offset: int, length: int) -> Frame:
+    return scan(path).select(columns).slice(offset, length)
+
+
+class Frame:
+    """Columns of a memory-mapped Arrow file over a range of its rows.
+
+    A frame holds no data: ``select``, ``head`` and ``slice`` return new frames that only
+    narrow the columns or rows, and ``frame["name"]`` returns a lazy :class:`Column`. Data is
+    read when it is exported: ``to_numpy()``, ``to_arrow()``, ``to_dict()``, or through the
+    Arrow PyCapsule interface (``pyarrow.table(frame)``, ``polars.DataFrame(frame)``).
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self) -> None:
+        raise TypeError("Frame objects are made by relay_ml.scan(path)")
+
+    @classmethod
+    def _wrap(cls, native: NativeFrame) -> Frame:
+        frame = object.__new__(cls)
+        frame._native = native
+        return frame
+
+    # -- shape and schema ----------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The mapped file."""
+        return self._native.path
+
+    @property
+    def schema(self) -> dict[str, str]:
+        """Column names mapped to their Arrow types, in column order."""
+        return dict(self._native.schema)
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names in order."""
+        return self._native.columns
+
+    @property
+    def num_rows(self) -> int:
+        """Number of rows, from the file's footer."""
+        return self._native.num_rows
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, columns)``."""
+        return (self.num_rows, len(self.columns))
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    # -- narrowing -------------------------------------------------------------------------
+    def select(self, columns: list[str] | tuple[str, ...] | str) -> Frame:
+        """The named columns, in the order given. No data is read."""
+        if isinstance(columns, str):
+            columns = [columns]
+        if not isinstance(columns, (list, tuple)) or not all(isinstance(c, str) for c in columns):
+            raise RelayTypeError(f"select() takes a list of column names, got {columns!r}")
+        return Frame._wrap(self._native.select(list(columns)))
+
+    def head(self, n: int = 5) -> Frame:
+        """The first ``n`` rows."""
+        return self.slice(0, n)
+
+    def slice(self, offset: int, length: int | None = None) -> Frame:
+        """Rows ``offset .. offset + length``, clamped to the frame like Python slicing."""
+        _check_slice_args(offset, length)
+        return Frame._wrap(self._native.slice(int(offset), None if length is None else int(length)))
+
+    def __getitem__(self, key: str | list[str]) -> Any:
+        if isinstance(key, str):
+            return Column(self._native.column(key))
+        if isinstance(key, (list, tuple)):
+            return self.select(list(key))
+        raise RelayTypeError(f"frame[...] takes a column name or a list of names, got {type(key).__name__}")
+
+    def __iter__(self) -> Any:
+        raise TypeError("iterate over frame.columns, or use frame[name] for a column")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.columns
+
+    # -- exports ---------------------------------------------------------------------------
+    def to_numpy(self) -> np.ndarray:
+        """All columns as one 2-D array of shape ``(rows, columns)``, in C order.
+
+        Every column must have a fixed-width numeric form (see :meth:`Column.to_numpy`); the
+        result has their common NumPy dtype. This always copies: a frame's columns are not
+        interleaved in the file. For one column without a copy use ``frame[name].to_numpy()``.
+        """
+        columns = [self[name].to_numpy() for name in self.columns]
+        for name, column in zip(self.columns, columns):
+            if column.ndim != 1 or column.dtype == object:
+                raise RelayTypeError(
+                    f"column {name!r} of {self.path} has type {self.schema[name]}, which has no "
+                    f"place in a 2-D numeric array; select the numeric columns first"
+                )
+        dtype = np.result_type(*columns) if columns else np.float64
+        out = np.empty((self.num_rows, len(columns)), dtype=dtype)
+        for j, column in enumerate(columns):
+            out[:, j] = column
+        return out
+
+    def to_arrow(self) -> pyarrow.Table:
+        """The frame as a ``pyarrow.Table`` whose buffers are the mapped file's."""
+        import pyarrow as pa
+
+        return pa.table(self)
+
+    def to_dict(self, as_series: bool = True) -> dict[str, Any]:
+        """Column name to :class:`Column` (``as_series=True``) or to a list of Python values."""
+        if as_series:
+            return {name: self[name] for name in self.columns}
+        return {name: self[name].to_pylist() for name in self.columns}
+
+    def __arrow_c_schema__(self) -> object:
+        return self._native.__arrow_c_schema__()
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
+        return self._native.__arrow_c_stream__(requested_schema)
+
+    # -- pickling: a frame travels as (path, columns, rows), never as data -----------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        offset, length = self._native.row_range
+        return (_reopen, (self.path, self.columns, offset, length))
+
+    # -- display ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return _format_table(self)
+
+
+_SHORT_TYPES = {
+    "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
+    "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
+    "halffloat": "f16", "float": "f32", "double": "f64", "string": "str", "large_string": "str",
+}
+
+
+def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
+    """A box table like Polars prints: shape, names, types, the first and last rows."""
+    n = frame.num_rows
+    names = frame.columns
+    if n <= rows_shown:
+        bodies = [[repr_value(v) for v in frame[c].to_pylist()] for c in names]
+    else:
+        half = rows_shown // 2
+        top = frame.head(half)
+        bottom = frame.slice(n - half, half)
+        bodies = [
+            [repr_value(v) for v in top[c].to_pylist()] + ["…"] + [repr_value(v) for v in bottom[c].to_pylist()]
+            for c in names
+        ]
+    types = [_SHORT_TYPES.get(t, t) for t in frame.schema.values()]
+    cells = [[name, "---", typ, *body] for name, typ, body in zip(names, types, bodies)]
+    cells = [[c if len(c) <= width else c[: width - 1] + "…" for c in col] for col in cells]
+    widths = [max(len(c) for c in col) for col in cells]
+
+    def line(left: str, fill: str, sep: str, right: str) -> str:
+        return left + sep.join(fill * (w + 2) for w in widths) + right
+
+    def row(values: list[str]) -> str:
+        return "│" + "┆".join(f" {v:<{w}} " for v, w in zip(values, widths)) + "│"
+
+    out = [f"shape: ({n:_}, {len(names)})", line("┌", "─", "┬", "┐")]
+    for i in range(3):
+        out.append(row([col[i] for col in cells]))
+    out.append(line("╞", "═", "╪", "╡"))
+    body_rows = len(cells[0]) - 3 if cells else 0
+    for i in range(body_rows):
+        out.append(row([col[3 + i] for col in cells]))
+    out.append(line("└", "─", "┴", "┘"))
+    return "\n".join(out)
+
+
+def repr_value(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)

@@ -1,0 +1,1 @@
+"""scikit-learn integration: frames and columns as estimator inputs, incremental fitting."""

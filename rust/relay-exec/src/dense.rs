@@ -1,0 +1,360 @@
+//! Dense form of a column: one contiguous fixed-width buffer of shape (n,) or (n, d), the form
+//! NumPy, the buffer protocol and DLPack take.
+//!
+//! A single-chunk column of a fixed-width type with no nulls, decoded straight from the mapping,
+//! is a view: its buffer is the mapped bytes. Anything else is materialized here in one pass into
+//! a fresh buffer, and `copy_reason` says why, so that `zero_copy=True` can refuse with the reason.
+//!
+//! Null rules, as pandas and pyarrow do for NumPy: integers with nulls become float64 with NaN,
+//! floats keep their width with NaN, datetimes and durations get NaT. Booleans with nulls and
+//! types without a fixed-width form (strings, decimals, nested lists, structs) have no dense form.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray};
+use arrow::buffer::{Buffer, MutableBuffer};
+use arrow::datatypes::{DataType, Float16Type, Float32Type, Float64Type, TimeUnit};
+use relay_storage::DecodedColumn;
+
+/// Element type of a dense buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseDtype {
+    Bool,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    UInt8,
+    UInt16,
+    UInt32,
+    UInt64,
+    Float16,
+    Float32,
+    Float64,
+    /// 64-bit count of `unit` since the epoch (NumPy datetime64).
+    Datetime(DenseTimeUnit),
+    /// 64-bit count of `unit` (NumPy timedelta64).
+    Timedelta(DenseTimeUnit),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenseTimeUnit {
+    Day,
+    Second,
+    Millisecond,
+    Microsecond,
+    Nanosecond,
+}
+
+impl DenseTimeUnit {
+    fn of(unit: &TimeUnit) -> Self {
+        match unit {
+            TimeUnit::Second => Self::Second,
+            TimeUnit::Millisecond => Self::Millisecond,
+            TimeUnit::Microsecond => Self::Microsecond,
+            TimeUnit::Nanosecond => Self::Nanosecond,
+        }
+    }
+
+    fn numpy_code(self) -> &'static str {
+        match self {
+            Self::Day => "D",
+            Self::Second => "s",
+            Self::Millisecond => "ms",
+            Self::Microsecond => "us",
+            Self::Nanosecond => "ns",
+        }
+    }
+}
+
+impl DenseDtype {
+    pub fn item_size(self) -> usize {
+        match self {
+            Self::Bool | Self::Int8 | Self::UInt8 => 1,
+            Self::Int16 | Self::UInt16 | Self::Float16 => 2,
+            Self::Int32 | Self::UInt32 | Self::Float32 => 4,
+            Self::Int64 | Self::UInt64 | Self::Float64 | Self::Datetime(_) | Self::Timedelta(_) => 8,
+        }
+    }
+
+    /// The NumPy dtype string, e.g. `"<f4"` or `"<M8[us]"`.
+    pub fn numpy_str(self) -> String {
+        match self {
+            Self::Bool => "|b1".into(),
+            Self::Int8 => "|i1".into(),
+            Self::Int16 => "<i2".into(),
+            Self::Int32 => "<i4".into(),
+            Self::Int64 => "<i8".into(),
+            Self::UInt8 => "|u1".into(),
+            Self::UInt16 => "<u2".into(),
+            Self::UInt32 => "<u4".into(),
+            Self::UInt64 => "<u8".into(),
+            Self::Float16 => "<f2".into(),
+            Self::Float32 => "<f4".into(),
+            Self::Float64 => "<f8".into(),
+            Self::Datetime(unit) => format!("<M8[{}]", unit.numpy_code()),
+            Self::Timedelta(unit) => format!("<m8[{}]", unit.numpy_code()),
+        }
+    }
+
+    /// The dense element type of an Arrow leaf type, before null handling.
+    fn of_leaf(data_type: &DataType) -> Option<Self> {
+        Some(match data_type {
+            DataType::Boolean => Self::Bool,
+            DataType::Int8 => Self::Int8,
+            DataType::Int16 => Self::Int16,
+            DataType::Int32 => Self::Int32,
+            DataType::Int64 => Self::Int64,
+            DataType::UInt8 => Self::UInt8,
+            DataType::UInt16 => Self::UInt16,
+            DataType::UInt32 => Self::UInt32,
+            DataType::UInt64 => Self::UInt64,
+            DataType::Float16 => Self::Float16,
+            DataType::Float32 => Self::Float32,
+            DataType::Float64 => Self::Float64,
+            DataType::Date32 => Self::Datetime(DenseTimeUnit::Day),
+            DataType::Date64 => Self::Datetime(DenseTimeUnit::Millisecond),
+            DataType::Timestamp(unit, _) => Self::Datetime(DenseTimeUnit::of(unit)),
+            DataType::Duration(unit) => Self::Timedelta(DenseTimeUnit::of(unit)),
+            _ => return None,
+        })
+    }
+
+    /// The element type once nulls are present, or None where nulls have no dense encoding.
+    fn with_nulls(self) -> Option<Self> {
+        match self {
+            Self::Bool => None,
+            Self::Float16 | Self::Float32 | Self::Float64 | Self::Datetime(_) | Self::Timedelta(_) => Some(self),
+            _ => Some(Self::Float64),
+        }
+    }
+}
+
+/// A column as one contiguous buffer.
+#[derive(Debug, Clone)]
+pub struct DenseArray {
+    /// Owns the bytes: the mapping for a view, a fresh allocation for a copy.
+    pub buffer: Buffer,
+    pub dtype: DenseDtype,
+    /// `[n]`, or `[n, d]` for `fixed_size_list<_, d>`.
+    pub shape: Vec<usize>,
+    /// None when `buffer` is a view of the mapped file.
+    pub copy_reason: Option<String>,
+}
+
+/// The Arrow leaf type and row width of a column that has a dense form.
+fn leaf_of(data_type: &DataType) -> Option<(&DataType, Option<usize>)> {
+    match data_type {
+        DataType::FixedSizeList(field, width) if *width >= 0 => {
+            DenseDtype::of_leaf(field.data_type())?;
+            Some((field.data_type(), Some(*width as usize)))
+        }
+        other => {
+            DenseDtype::of_leaf(other)?;
+            Some((other, None))
+        }
+    }
+}
+
+/// The flat leaf values of a chunk and a validity per flat element (None when all are valid).
+fn flatten(chunk: &ArrayRef, width: Option<usize>) -> (ArrayRef, Option<Vec<bool>>) {
+    match width {
+        None => {
+            let validity = chunk.logical_nulls().map(|nulls| nulls.iter().collect());
+            (chunk.clone(), validity)
+        }
+        Some(width) => {
+            let list = chunk.as_any().downcast_ref::<FixedSizeListArray>().expect("fixed-size list");
+            let values = list.values().clone();
+            let outer = list.logical_nulls();
+            let inner = values.logical_nulls();
+            let validity = (outer.is_some() || inner.is_some()).then(|| {
+                (0..values.len())
+                    .map(|i| {
+                        outer.as_ref().is_none_or(|n| n.is_valid(i / width.max(1)))
+                            && inner.as_ref().is_none_or(|n| n.is_valid(i))
+                    })
+                    .collect()
+            });
+            (values, validity)
+        }
+    }
+}
+
+/// The raw little-endian bytes of a fixed-width flat array (not booleans).
+fn raw_bytes(values: &ArrayRef) -> Buffer {
+    let data = values.to_data();
+    let size = values.data_type().primitive_width().expect("fixed-width leaf");
+    data.buffers()[0].slice_with_length(data.offset() * size, data.len() * size)
+}
+
+const DICTIONARY_COPY: &str = "the column is dictionary-encoded: decoding it copies (its codes are a view)";
+
+/// Dictionary-encoded chunks decoded to their value type (a copy); other chunks as they are.
+fn decode_dictionaries(chunks: &[DecodedColumn]) -> Result<Cow<'_, [DecodedColumn]>, String> {
+    let DataType::Dictionary(_, value_type) = chunks[0].array.data_type() else {
+        return Ok(Cow::Borrowed(chunks));
+    };
+    chunks
+        .iter()
+        .map(|chunk| {
+            let array = arrow::compute::cast(&chunk.array, value_type).map_err(|e| e.to_string())?;
+            Ok(DecodedColumn {
+                array,
+                copy_reason: Some(DICTIONARY_COPY.into()),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Cow::Owned)
+}
+
+/// The codes (keys) of a dictionary-encoded column, as chunks that share the mapping.
+pub fn dictionary_codes(chunks: &[DecodedColumn]) -> Result<Vec<DecodedColumn>, String> {
+    chunks
+        .iter()
+        .map(|chunk| {
+            let dictionary = chunk
+                .array
+                .as_any_dictionary_opt()
+                .ok_or_else(|| format!("type {} is not dictionary-encoded", chunk.array.data_type()))?;
+            Ok(DecodedColumn {
+                array: arrow::array::make_array(dictionary.keys().to_data()),
+                copy_reason: chunk.copy_reason.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Why this column can't be a view of the mapping, or None if it can.
+pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Option<String> {
+    if matches!(chunks[0].array.data_type(), DataType::Dictionary(_, _)) {
+        return Some(DICTIONARY_COPY.into());
+    }
+    let data_type = chunks[0].array.data_type();
+    let Some((leaf, width)) = leaf_of(data_type) else {
+        return Some(format!("type {data_type} has no fixed-width NumPy / DLPack form"));
+    };
+    if chunks.len() > 1 {
+        return Some(format!(
+            "the column spans {} record batches; one view needs one contiguous buffer \
+             (write the file with a single record batch)",
+            chunks.len()
+        ));
+    }
+    let chunk = &chunks[0];
+    if let Some(reason) = &chunk.copy_reason {
+        return Some(reason.clone());
+    }
+    let (values, validity) = flatten(&chunk.array, width);
+    if let Some(validity) = validity {
+        let nulls = validity.iter().filter(|v| !**v).count();
+        return Some(format!("the column has {nulls} null values, filled with NaN / NaT in a copy"));
+    }
+    match leaf {
+        DataType::Boolean => return Some("Arrow booleans are bits; NumPy booleans are bytes".into()),
+        DataType::Date32 => return Some("date32 holds 32-bit days; datetime64[D] needs 64 bits".into()),
+        _ => {}
+    }
+    let bytes = raw_bytes(&values);
+    let start = bytes.as_ptr() as usize;
+    if bytes.len() > 0 && !(mapped.start <= start && start + bytes.len() <= mapped.end) {
+        return Some("the decoded buffer is not inside the mapping".into());
+    }
+    None
+}
+
+fn fill_float<T: arrow::datatypes::ArrowPrimitiveType>(
+    out: &mut MutableBuffer,
+    values: &ArrayRef,
+    validity: &[bool],
+    nan: T::Native,
+) {
+    let values = values.as_primitive::<T>();
+    for (value, valid) in values.values().iter().zip(validity) {
+        out.push(if *valid { *value } else { nan });
+    }
+}
+
+/// The column as one contiguous buffer: a view of the mapping where possible, else one copy.
+/// Returns Err with the reason when the column has no dense form at all.
+pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<DenseArray, String> {
+    let decoded = decode_dictionaries(chunks)?;
+    let chunks: &[DecodedColumn] = &decoded;
+    let data_type = chunks[0].array.data_type().clone();
+    let (leaf, width) = leaf_of(&data_type)
+        .ok_or_else(|| format!("type {data_type} has no fixed-width NumPy / DLPack form"))?;
+    let rows: usize = chunks.iter().map(|c| c.array.len()).sum();
+    let shape = match width {
+        Some(width) => vec![rows, width],
+        None => vec![rows],
+    };
+    let base_dtype = DenseDtype::of_leaf(leaf).expect("checked by leaf_of");
+    let flat: Vec<(ArrayRef, Option<Vec<bool>>)> = chunks.iter().map(|c| flatten(&c.array, width)).collect();
+    let has_nulls = flat.iter().any(|(_, validity)| validity.as_ref().is_some_and(|v| v.iter().any(|x| !x)));
+    let dtype = if has_nulls {
+        base_dtype
+            .with_nulls()
+            .ok_or_else(|| format!("type {data_type} with nulls has no fixed-width form"))?
+    } else {
+        base_dtype
+    };
+
+    let copy_reason = zero_copy_blocker(chunks, mapped);
+    if copy_reason.is_none() {
+        return Ok(DenseArray {
+            buffer: raw_bytes(&flat[0].0),
+            dtype,
+            shape,
+            copy_reason,
+        });
+    }
+
+    let total_items: usize = flat.iter().map(|(values, _)| values.len()).sum();
+    let mut out = MutableBuffer::new(total_items * dtype.item_size());
+    for (values, validity) in &flat {
+        let all_valid;
+        let validity: &[bool] = match validity {
+            Some(v) => v,
+            None => {
+                all_valid = vec![true; values.len()];
+                &all_valid
+            }
+        };
+        match (leaf, has_nulls) {
+            (DataType::Boolean, _) => {
+                for value in values.as_boolean().values().iter() {
+                    out.push(value as u8);
+                }
+            }
+            (DataType::Float16, true) => fill_float::<Float16Type>(&mut out, values, validity, half::f16::NAN),
+            (DataType::Float32, true) => fill_float::<Float32Type>(&mut out, values, validity, f32::NAN),
+            (DataType::Float64, true) => fill_float::<Float64Type>(&mut out, values, validity, f64::NAN),
+            (DataType::Date32, _) => {
+                let days = values.as_primitive::<arrow::datatypes::Date32Type>();
+                for (day, valid) in days.values().iter().zip(validity) {
+                    out.push(if *valid { *day as i64 } else { i64::MIN });
+                }
+            }
+            (_, true) if matches!(dtype, DenseDtype::Datetime(_) | DenseDtype::Timedelta(_)) => {
+                let bytes = raw_bytes(values);
+                let ticks = bytes.typed_data::<i64>();
+                for (tick, valid) in ticks.iter().zip(validity) {
+                    out.push(if *valid { *tick } else { i64::MIN });
+                }
+            }
+            (_, true) => {
+                // Integers with nulls: float64 with NaN.
+                let as_float = arrow::compute::cast(values, &DataType::Float64).map_err(|e| e.to_string())?;
+                fill_float::<Float64Type>(&mut out, &as_float, validity, f64::NAN);
+            }
+            (_, false) => out.extend_from_slice(raw_bytes(values).as_slice()),
+        }
+    }
+    Ok(DenseArray {
+        buffer: out.into(),
+        dtype,
+        shape,
+        copy_reason,
+    })
+}

@@ -1,0 +1,6 @@
+//! Execution layer of relay_ml: turns views of mapped files into the memory consumers ask for,
+//! copying only where the view cannot be handed over as it is.
+
+pub mod dense;
+
+pub use dense::{DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker};

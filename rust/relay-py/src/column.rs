@@ -1,0 +1,200 @@
+//! `relay_ml._relay.ColumnBase`: one column of a mapped file, with every export.
+//! The public class is `relay_ml.Column`, a Python subclass that carries the docs.
+
+use std::ffi::c_int;
+
+use arrow::array::ArrayRef;
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyCapsule, PyList, PyTuple};
+use relay_exec::DenseArray;
+use relay_storage::{ColumnView, DecodedColumn};
+
+use crate::errors::{ErrorKind, IntoPyResult, relay_error};
+use crate::export;
+use crate::types::type_name;
+
+#[pyclass(subclass, frozen, module = "relay_ml._relay")]
+pub struct ColumnBase {
+    pub view: ColumnView,
+}
+
+impl ColumnBase {
+    fn describe(&self) -> String {
+        format!("column {:?} of {}", self.view.name(), self.view.file().path().display())
+    }
+
+    fn chunks(&self, py: Python<'_>) -> PyResult<Vec<DecodedColumn>> {
+        py.detach(|| self.view.chunks()).into_py_result()
+    }
+
+    fn mapped(&self) -> std::ops::Range<usize> {
+        self.view.file().mapped_range()
+    }
+
+    /// The column as one dense buffer, refusing a copy when `zero_copy` is true.
+    fn dense(&self, py: Python<'_>, zero_copy: bool) -> PyResult<DenseArray> {
+        let chunks = self.chunks(py)?;
+        let mapped = self.mapped();
+        if zero_copy && let Some(reason) = relay_exec::zero_copy_blocker(&chunks, &mapped) {
+            return Err(self.zero_copy_error(&reason));
+        }
+        py.detach(|| relay_exec::materialize(&chunks, &mapped))
+            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe())))
+    }
+
+    fn zero_copy_error(&self, reason: &str) -> PyErr {
+        relay_error(ErrorKind::ZeroCopy, format!("{} cannot be exported without a copy: {reason}", self.describe()))
+    }
+
+    fn arrays(&self, py: Python<'_>) -> PyResult<Vec<ArrayRef>> {
+        Ok(self.chunks(py)?.into_iter().map(|c| c.array).collect())
+    }
+}
+
+#[pymethods]
+impl ColumnBase {
+    #[new]
+    fn new(source: PyRef<'_, ColumnBase>) -> Self {
+        ColumnBase {
+            view: source.view.clone(),
+        }
+    }
+
+    #[getter]
+    fn name(&self) -> &str {
+        self.view.name()
+    }
+
+    #[getter]
+    fn dtype(&self) -> String {
+        type_name(self.view.data_type())
+    }
+
+    #[getter]
+    fn path(&self) -> String {
+        self.view.file().path().display().to_string()
+    }
+
+    fn __len__(&self) -> usize {
+        self.view.len() as usize
+    }
+
+    #[getter]
+    fn null_count(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.arrays(py)?.iter().map(|a| a.logical_null_count()).sum())
+    }
+
+    /// Why an export of this column copies, or None when it is a view of the mapping.
+    #[getter]
+    fn copy_reason(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let chunks = self.chunks(py)?;
+        Ok(relay_exec::zero_copy_blocker(&chunks, &self.mapped()))
+    }
+
+    fn _slice(&self, offset: u64, length: Option<u64>) -> Self {
+        ColumnBase {
+            view: self.view.slice(offset, length.unwrap_or(u64::MAX)),
+        }
+    }
+
+    #[pyo3(signature = (zero_copy=None))]
+    fn _to_numpy<'py>(&self, py: Python<'py>, zero_copy: Option<bool>) -> PyResult<Bound<'py, PyAny>> {
+        let chunks = self.chunks(py)?;
+        let mapped = self.mapped();
+        let blocker = relay_exec::zero_copy_blocker(&chunks, &mapped);
+        if zero_copy == Some(true) && let Some(reason) = &blocker {
+            return Err(self.zero_copy_error(reason));
+        }
+        match py.detach(|| relay_exec::materialize(&chunks, &mapped)) {
+            Ok(dense) => export::numpy::dense_to_numpy(py, dense),
+            // No fixed-width form (strings, decimals, nested types): an object array.
+            Err(_) => {
+                let values = self.to_pylist(py)?;
+                let numpy = py.import("numpy")?;
+                let kwargs = [("dtype", "object")];
+                let array = numpy.call_method("array", (values,), Some(&pyo3::types::IntoPyDict::into_py_dict(kwargs, py)?))?;
+                array.getattr("flags")?.setattr("writeable", false)?;
+                Ok(array)
+            }
+        }
+    }
+
+    /// NumPy array of the dictionary codes (a view when the column is one record batch).
+    fn _codes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let chunks = self.chunks(py)?;
+        let codes = relay_exec::dictionary_codes(&chunks)
+            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe())))?;
+        let dense = relay_exec::materialize(&codes, &self.mapped())
+            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe())))?;
+        export::numpy::dense_to_numpy(py, dense)
+    }
+
+    fn to_pylist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = PyList::empty(py);
+        for array in self.arrays(py)? {
+            for value in export::pyvalues::array_to_pylist(py, array.as_ref())?.iter() {
+                list.append(value)?;
+            }
+        }
+        Ok(list)
+    }
+
+    // SAFETY-relevant contract: CPython calls this with a valid, non-null `view`.
+    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+        let column = slf.get();
+        let dense = column.dense(slf.py(), false)?;
+        let what = column.describe();
+        // SAFETY: `view` comes from CPython's bf_getbuffer slot, as `fill` requires.
+        unsafe { export::buffer::fill(view, flags, dense, slf.into_any(), &what) }
+    }
+
+    unsafe fn __releasebuffer__(&self, view: *mut ffi::Py_buffer) {
+        // SAFETY: CPython passes back the `Py_buffer` that `__getbuffer__` filled, once.
+        unsafe { export::buffer::release(view) }
+    }
+
+    #[pyo3(signature = (*, stream=None, max_version=None, dl_device=None, copy=None))]
+    fn __dlpack__(
+        &self,
+        py: Python<'_>,
+        stream: Option<Bound<'_, PyAny>>,
+        max_version: Option<(u32, u32)>,
+        dl_device: Option<(i32, i32)>,
+        copy: Option<bool>,
+    ) -> PyResult<Py<PyAny>> {
+        let dense = self.dense(py, copy == Some(false))?;
+        export::dlpack::export(py, dense, stream, max_version, dl_device, copy)
+    }
+
+    fn __dlpack_device__(&self) -> (i32, i32) {
+        (1, 0) // kDLCPU, device 0: mapped files live in host memory
+    }
+
+    fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
+        export::arrow::field_capsule(py, self.view.field(), &self.describe())
+    }
+
+    /// One array: the single chunk as it is, or the chunks concatenated (a copy).
+    #[pyo3(signature = (requested_schema=None))]
+    fn __arrow_c_array__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyTuple>> {
+        let _ = requested_schema; // the spec lets producers ignore it; the data keeps its type
+        let arrays = self.arrays(py)?;
+        let array = if arrays.len() == 1 {
+            arrays.into_iter().next().expect("one chunk")
+        } else {
+            let refs: Vec<&dyn arrow::array::Array> = arrays.iter().map(|a| a.as_ref()).collect();
+            py.detach(|| arrow::compute::concat(&refs))
+                .map_err(|e| relay_error(ErrorKind::Type, format!("{}: {e}", self.describe())))?
+        };
+        export::arrow::array_capsules(py, self.view.field(), array.as_ref(), &self.describe())
+    }
+
+    /// `(schema, array)` capsules for each chunk, sharing the mapping.
+    fn _arrow_chunks<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
+        self.arrays(py)?
+            .iter()
+            .map(|array| export::arrow::array_capsules(py, self.view.field(), array.as_ref(), &self.describe()))
+            .collect()
+    }
+}

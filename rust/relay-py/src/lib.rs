@@ -1,0 +1,21 @@
+//! `relay_ml._relay`: the bindings. They convert arguments, call the engine crates, release
+//! the GIL around engine work and wrap results; the documented API is the Python package.
+
+mod column;
+mod errors;
+mod export;
+mod frame;
+mod inspect;
+mod types;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _relay(module: &Bound<'_, PyModule>) -> PyResult<()> {
+    module.add_class::<frame::NativeFrame>()?;
+    module.add_class::<column::ColumnBase>()?;
+    module.add_class::<export::BufferOwner>()?;
+    module.add_function(wrap_pyfunction!(inspect::inspect_file, module)?)?;
+    module.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

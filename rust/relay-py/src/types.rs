@@ -1,0 +1,69 @@
+//! Names of Arrow types as Python users read them (the same spelling as pyarrow's `str(type)`).
+
+use arrow::datatypes::{DataType, TimeUnit};
+
+fn unit_name(unit: &TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Second => "s",
+        TimeUnit::Millisecond => "ms",
+        TimeUnit::Microsecond => "us",
+        TimeUnit::Nanosecond => "ns",
+    }
+}
+
+pub fn type_name(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Null => "null".into(),
+        DataType::Boolean => "bool".into(),
+        DataType::Int8 => "int8".into(),
+        DataType::Int16 => "int16".into(),
+        DataType::Int32 => "int32".into(),
+        DataType::Int64 => "int64".into(),
+        DataType::UInt8 => "uint8".into(),
+        DataType::UInt16 => "uint16".into(),
+        DataType::UInt32 => "uint32".into(),
+        DataType::UInt64 => "uint64".into(),
+        DataType::Float16 => "halffloat".into(),
+        DataType::Float32 => "float".into(),
+        DataType::Float64 => "double".into(),
+        DataType::Utf8 => "string".into(),
+        DataType::LargeUtf8 => "large_string".into(),
+        DataType::Utf8View => "string_view".into(),
+        DataType::Binary => "binary".into(),
+        DataType::LargeBinary => "large_binary".into(),
+        DataType::BinaryView => "binary_view".into(),
+        DataType::FixedSizeBinary(width) => format!("fixed_size_binary[{width}]"),
+        DataType::Date32 => "date32[day]".into(),
+        DataType::Date64 => "date64[ms]".into(),
+        DataType::Time32(unit) | DataType::Time64(unit) => {
+            let bits = if matches!(data_type, DataType::Time32(_)) { 32 } else { 64 };
+            format!("time{bits}[{}]", unit_name(unit))
+        }
+        DataType::Timestamp(unit, None) => format!("timestamp[{}]", unit_name(unit)),
+        DataType::Timestamp(unit, Some(tz)) => format!("timestamp[{}, tz={tz}]", unit_name(unit)),
+        DataType::Duration(unit) => format!("duration[{}]", unit_name(unit)),
+        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => {
+            format!("decimal128({p}, {s})")
+        }
+        DataType::Decimal256(p, s) => format!("decimal256({p}, {s})"),
+        DataType::List(field) => format!("list<{}: {}>", field.name(), type_name(field.data_type())),
+        DataType::LargeList(field) => format!("large_list<{}: {}>", field.name(), type_name(field.data_type())),
+        DataType::FixedSizeList(field, width) => {
+            format!("fixed_size_list<{}: {}>[{width}]", field.name(), type_name(field.data_type()))
+        }
+        DataType::Struct(fields) => format!(
+            "struct<{}>",
+            fields
+                .iter()
+                .map(|f| format!("{}: {}", f.name(), type_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        DataType::Dictionary(key, value) => format!(
+            "dictionary<values={}, indices={}, ordered=0>",
+            type_name(value),
+            type_name(key)
+        ),
+        other => other.to_string(),
+    }
+}

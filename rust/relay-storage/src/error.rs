@@ -1,0 +1,50 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong while opening or reading a mapped file.
+///
+/// Every variant names the file (and the column where there is one), so the
+/// message is useful on its own when it reaches Python.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: no such file", path = .path.display())]
+    NotFound { path: PathBuf },
+
+    #[error("{path}: is a directory, not an Arrow IPC file", path = .path.display())]
+    IsDirectory { path: PathBuf },
+
+    #[error("{path}: {action} failed: {source}", path = .path.display())]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+
+    #[error("{path}: not an Arrow IPC file: {reason}", path = .path.display())]
+    NotArrowFile { path: PathBuf, reason: String },
+
+    #[error("{path}: corrupt Arrow IPC file: {reason}", path = .path.display())]
+    CorruptFile { path: PathBuf, reason: String },
+
+    #[error(
+        "{path}: the file changed size from {expected} to {actual} bytes since it was opened; \
+         files that are being read must be replaced by rename, never truncated in place",
+        path = .path.display()
+    )]
+    FileChanged {
+        path: PathBuf,
+        expected: u64,
+        actual: u64,
+    },
+
+    #[error("column {name:?} not found in {path}; available columns: {available}", path = .path.display())]
+    ColumnNotFound {
+        path: PathBuf,
+        name: String,
+        available: String,
+    },
+
+    #[error("{what} is out of range: {detail}")]
+    OutOfRange { what: &'static str, detail: String },
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;

@@ -1,0 +1,475 @@
+//! Arrow IPC *file* format, read straight from a private memory mapping.
+//!
+//! Opening reads the trailing magic, the footer and each record batch's message header (for
+//! its row count); no column bytes are touched, so the cost does not depend on the file size.
+//! Columns are decoded on demand, one column of one record batch at a time, by arrow-rs's
+//! `RecordBatchDecoder` over an arrow `Buffer` that owns the mapping: the resulting arrays point
+//! into the mapping and keep it alive.
+//!
+//! The file is untrusted input: every offset and length in the footer is checked against the
+//! file size before it is sliced, flatbuffers are verified, and arrow-rs's array validation stays
+//! on. Anything arrow-rs still panics on is caught and reported as a corrupt file.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::ArrayRef;
+use arrow::buffer::Buffer;
+use arrow::datatypes::{DataType, SchemaRef};
+use arrow::ipc::reader::{RecordBatchDecoder, read_dictionary_impl};
+use arrow::ipc::{self, Block, CompressionType, MetadataVersion};
+use memmap2::{MmapMut, MmapOptions};
+
+use crate::error::{Result, StorageError};
+
+const MAGIC: &[u8; 6] = b"ARROW1";
+/// Leading magic plus padding to 8 bytes.
+const HEADER_LEN: usize = 8;
+/// Footer length (i32) plus trailing magic.
+const TRAILER_LEN: usize = 10;
+
+/// A private copy-on-write mapping of a whole file.
+///
+/// Private (MAP_PRIVATE) so that an exported tensor written in place (torch ignores DLPack's
+/// read-only flag) changes only this process's copy of the page, never the file. Mapped with
+/// MAP_NORESERVE so that a file larger than RAM + swap can be mapped under the kernel's default
+/// overcommit heuristic: clean pages stay in the page cache and cost no anonymous memory.
+pub struct Mapping {
+    mmap: MmapMut,
+}
+
+impl AsRef<[u8]> for Mapping {
+    fn as_ref(&self) -> &[u8] {
+        &self.mmap
+    }
+}
+
+/// One record batch of the file: where its message lies and what its header says.
+#[derive(Debug, Clone)]
+pub struct BatchInfo {
+    pub block: Block,
+    pub num_rows: u64,
+    pub compression: Option<CompressionType>,
+}
+
+/// A column of one record batch, decoded, and why it is not a view of the mapping if it is not.
+#[derive(Debug, Clone)]
+pub struct DecodedColumn {
+    pub array: ArrayRef,
+    /// Set when decoding had to copy (compressed or misaligned buffers).
+    pub copy_reason: Option<String>,
+}
+
+/// An opened, validated Arrow IPC file.
+pub struct IpcFile {
+    path: PathBuf,
+    /// Kept open so that each read can `fstat` it: a file truncated while mapped raises SIGBUS on
+    /// access, so reads refuse to go on when the size has changed.
+    file: File,
+    size: u64,
+    /// The whole mapping, as the arrow buffer that decoded arrays share.
+    data: Buffer,
+    schema: SchemaRef,
+    version: MetadataVersion,
+    batches: Vec<BatchInfo>,
+    /// `batch_row_starts[i]` is the global row id of the first row of batch `i`; one extra entry
+    /// at the end holds the total row count. A global row id finds its batch by binary search.
+    batch_row_starts: Vec<u64>,
+    dictionary_blocks: Vec<Block>,
+    /// Decoded on first use: most reads never need them.
+    dictionaries: OnceLock<HashMap<i64, ArrayRef>>,
+}
+
+impl std::fmt::Debug for IpcFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpcFile")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .field("batches", &self.batches.len())
+            .finish()
+    }
+}
+
+fn catch_panic<T>(path: &Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown error");
+        Err(StorageError::CorruptFile {
+            path: path.to_owned(),
+            reason: format!("{what}: {detail}"),
+        })
+    })
+}
+
+/// Parses an IPC message prefix (continuation marker and length, or the pre-1.0 bare length)
+/// and verifies the flatbuffer that follows.
+fn parse_message(bytes: &[u8]) -> std::result::Result<ipc::Message<'_>, String> {
+    let body = match bytes {
+        [0xff, 0xff, 0xff, 0xff, _, _, _, _, rest @ ..] => rest,
+        [_, _, _, _, rest @ ..] => rest,
+        _ => return Err("message is shorter than its length prefix".into()),
+    };
+    ipc::root_as_message(body).map_err(|e| format!("invalid message flatbuffer: {e}"))
+}
+
+fn contains_dictionary(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, _) => true,
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => contains_dictionary(f.data_type()),
+        DataType::Struct(fields) => fields.iter().any(|f| contains_dictionary(f.data_type())),
+        DataType::Union(fields, _) => fields.iter().any(|(_, f)| contains_dictionary(f.data_type())),
+        DataType::RunEndEncoded(_, values) => contains_dictionary(values.data_type()),
+        _ => false,
+    }
+}
+
+impl IpcFile {
+    /// Maps `path` and reads its footer. Touches no column data.
+    pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>> {
+        let path = path.as_ref().to_owned();
+        let metadata = std::fs::metadata(&path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.clone() },
+            _ => StorageError::Io {
+                path: path.clone(),
+                action: "stat",
+                source,
+            },
+        })?;
+        if metadata.is_dir() {
+            return Err(StorageError::IsDirectory { path });
+        }
+        let file = File::open(&path).map_err(|source| StorageError::Io {
+            path: path.clone(),
+            action: "open",
+            source,
+        })?;
+        let size = file
+            .metadata()
+            .map_err(|source| StorageError::Io {
+                path: path.clone(),
+                action: "stat",
+                source,
+            })?
+            .len();
+        if size < (HEADER_LEN + TRAILER_LEN) as u64 {
+            return Err(StorageError::NotArrowFile {
+                path,
+                reason: format!("the file is {size} bytes, too small to hold the Arrow magic and footer"),
+            });
+        }
+        // SAFETY: the mapping is private, so our writes never reach the file. Another process may
+        // still truncate the file under us; `check_unchanged` runs before every read that touches
+        // mapped bytes, and the header checks below run right after mapping.
+        let mmap = unsafe { MmapOptions::new().no_reserve_swap().map_copy(&file) }.map_err(
+            |source| StorageError::Io {
+                path: path.clone(),
+                action: "mmap",
+                source,
+            },
+        )?;
+        let data = Buffer::from(bytes::Bytes::from_owner(Mapping { mmap }));
+        catch_panic(&path, "reading the footer", || {
+            Self::from_mapping(path.clone(), file, size, data)
+        })
+        .map(Arc::new)
+    }
+
+    fn from_mapping(path: PathBuf, file: File, size: u64, data: Buffer) -> Result<Self> {
+        let corrupt = |reason: String| StorageError::CorruptFile {
+            path: path.clone(),
+            reason,
+        };
+        let bytes = data.as_slice();
+        let len = bytes.len();
+        if &bytes[..6] != MAGIC {
+            let reason = if bytes[..4] == [0xff; 4] {
+                "it starts like an Arrow IPC *stream*; only the IPC file format (Feather v2) can be memory-mapped".to_string()
+            } else if &bytes[..4] == b"PAR1" {
+                "it is a Parquet file".to_string()
+            } else {
+                format!("it does not start with the magic bytes \"ARROW1\" (found {:?})", &bytes[..6])
+            };
+            return Err(StorageError::NotArrowFile { path, reason });
+        }
+        if &bytes[len - 6..] != MAGIC {
+            return Err(corrupt(
+                "it does not end with the magic bytes \"ARROW1\": the file is truncated or was not closed by its writer".into(),
+            ));
+        }
+        let footer_len = i32::from_le_bytes(bytes[len - TRAILER_LEN..len - 6].try_into().expect("4 bytes"));
+        let max_footer = len - HEADER_LEN - TRAILER_LEN;
+        if footer_len <= 0 || footer_len as usize > max_footer {
+            return Err(corrupt(format!(
+                "footer length {footer_len} is impossible for a file of {len} bytes"
+            )));
+        }
+        let footer_start = len - TRAILER_LEN - footer_len as usize;
+        let footer = ipc::root_as_footer(&bytes[footer_start..len - TRAILER_LEN])
+            .map_err(|e| corrupt(format!("footer is not a valid flatbuffer: {e}")))?;
+        let ipc_schema = footer
+            .schema()
+            .ok_or_else(|| corrupt("footer has no schema".into()))?;
+        if !ipc_schema.endianness().equals_to_target_endianness() {
+            return Err(corrupt("the file is big-endian; only little-endian files can be mapped".into()));
+        }
+        let schema = Arc::new(
+            ipc::convert::try_fb_to_schema(ipc_schema)
+                .map_err(|e| corrupt(format!("footer schema is invalid: {e}")))?,
+        );
+        let version = footer.version();
+
+        let check_block = |kind: &str, index: usize, block: &Block| -> Result<()> {
+            let offset = block.offset();
+            let meta = block.metaDataLength();
+            let body = block.bodyLength();
+            let end = (offset as i128) + (meta as i128) + (body as i128);
+            if offset < HEADER_LEN as i64 || meta < 8 || body < 0 || end > footer_start as i128 {
+                return Err(corrupt(format!(
+                    "{kind} {index} lies outside the data region (offset {offset}, metadata {meta} bytes, body {body} bytes, data ends at {footer_start})"
+                )));
+            }
+            Ok(())
+        };
+
+        let mut batches = Vec::new();
+        let mut batch_row_starts = vec![0u64];
+        for (index, block) in footer.recordBatches().into_iter().flatten().enumerate() {
+            check_block("record batch", index, block)?;
+            let start = block.offset() as usize;
+            let message = parse_message(&bytes[start..start + block.metaDataLength() as usize])
+                .map_err(|e| corrupt(format!("record batch {index}: {e}")))?;
+            if version != MetadataVersion::V1 && message.version() != version {
+                return Err(corrupt(format!(
+                    "record batch {index} has metadata version {:?}, the footer says {:?}",
+                    message.version(),
+                    version
+                )));
+            }
+            let header = message.header_as_record_batch().ok_or_else(|| {
+                corrupt(format!(
+                    "block {index} of the footer is a {:?} message, not a record batch",
+                    message.header_type()
+                ))
+            })?;
+            if header.length() < 0 {
+                return Err(corrupt(format!(
+                    "record batch {index} has a negative row count {}",
+                    header.length()
+                )));
+            }
+            if message.bodyLength() > block.bodyLength() {
+                return Err(corrupt(format!(
+                    "record batch {index} says its body is {} bytes, the footer gives it {}",
+                    message.bodyLength(),
+                    block.bodyLength()
+                )));
+            }
+            let num_rows = header.length() as u64;
+            batch_row_starts.push(batch_row_starts.last().copied().unwrap_or(0) + num_rows);
+            batches.push(BatchInfo {
+                block: *block,
+                num_rows,
+                compression: header.compression().map(|c| c.codec()),
+            });
+        }
+        let mut dictionary_blocks = Vec::new();
+        for (index, block) in footer.dictionaries().into_iter().flatten().enumerate() {
+            check_block("dictionary batch", index, block)?;
+            dictionary_blocks.push(*block);
+        }
+        Ok(Self {
+            path,
+            file,
+            size,
+            data,
+            schema,
+            version,
+            batches,
+            batch_row_starts,
+            dictionary_blocks,
+            dictionaries: OnceLock::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// File size in bytes when it was opened.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn batches(&self) -> &[BatchInfo] {
+        &self.batches
+    }
+
+    pub fn num_rows(&self) -> u64 {
+        *self.batch_row_starts.last().expect("at least one entry")
+    }
+
+    /// Global row id of the first row of each batch, plus the total row count at the end.
+    pub fn batch_row_starts(&self) -> &[u64] {
+        &self.batch_row_starts
+    }
+
+    /// Address range of the mapping, to tell views of it from copies.
+    pub fn mapped_range(&self) -> std::ops::Range<usize> {
+        let start = self.data.as_ptr() as usize;
+        start..start + self.data.len()
+    }
+
+    /// Index of the column called `name`, or an error that lists the available columns.
+    pub fn column_index(&self, name: &str) -> Result<usize> {
+        self.schema.index_of(name).map_err(|_| StorageError::ColumnNotFound {
+            path: self.path.clone(),
+            name: name.to_owned(),
+            available: self
+                .schema
+                .fields()
+                .iter()
+                .map(|f| format!("{:?}", f.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+
+    /// Fails when the file no longer has the size it had when it was mapped: touching pages past
+    /// the new end would kill the process with SIGBUS.
+    pub fn check_unchanged(&self) -> Result<()> {
+        let actual = self
+            .file
+            .metadata()
+            .map_err(|source| StorageError::Io {
+                path: self.path.clone(),
+                action: "stat",
+                source,
+            })?
+            .len();
+        if actual != self.size {
+            return Err(StorageError::FileChanged {
+                path: self.path.clone(),
+                expected: self.size,
+                actual,
+            });
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: String) -> StorageError {
+        StorageError::CorruptFile {
+            path: self.path.clone(),
+            reason,
+        }
+    }
+
+    fn dictionaries(&self) -> Result<&HashMap<i64, ArrayRef>> {
+        if let Some(dictionaries) = self.dictionaries.get() {
+            return Ok(dictionaries);
+        }
+        let mut dictionaries = HashMap::new();
+        for (index, block) in self.dictionary_blocks.iter().enumerate() {
+            let start = block.offset() as usize;
+            let meta_len = block.metaDataLength() as usize;
+            let message = parse_message(&self.data.as_slice()[start..start + meta_len])
+                .map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
+            let batch = message.header_as_dictionary_batch().ok_or_else(|| {
+                self.corrupt(format!(
+                    "dictionary block {index} is a {:?} message, not a dictionary batch",
+                    message.header_type()
+                ))
+            })?;
+            let body = self
+                .data
+                .slice_with_length(start + meta_len, block.bodyLength() as usize);
+            read_dictionary_impl(
+                &body,
+                batch,
+                &self.schema,
+                &mut dictionaries,
+                &message.version(),
+                false,
+                Default::default(),
+            )
+            .map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
+        }
+        Ok(self.dictionaries.get_or_init(|| dictionaries))
+    }
+
+    /// Decodes column `column` of record batch `batch`.
+    ///
+    /// The result points into the mapping unless the batch is compressed or a buffer is not
+    /// aligned to its type; then arrow-rs copies, and `copy_reason` says why.
+    pub fn decode_column(&self, batch: usize, column: usize) -> Result<DecodedColumn> {
+        let info = self.batches.get(batch).ok_or_else(|| StorageError::OutOfRange {
+            what: "record batch index",
+            detail: format!("{batch} >= {} batches in {}", self.batches.len(), self.path.display()),
+        })?;
+        let field = self.schema.fields().get(column).ok_or_else(|| StorageError::OutOfRange {
+            what: "column index",
+            detail: format!("{column} >= {} columns in {}", self.schema.fields().len(), self.path.display()),
+        })?;
+        self.check_unchanged()?;
+        let empty = HashMap::new();
+        let dictionaries = if contains_dictionary(field.data_type()) {
+            self.dictionaries()?
+        } else {
+            &empty
+        };
+        catch_panic(&self.path, "decoding a record batch", || {
+            let start = info.block.offset() as usize;
+            let meta_len = info.block.metaDataLength() as usize;
+            let in_column = |e: &dyn std::fmt::Display| {
+                self.corrupt(format!("record batch {batch}, column {:?}: {e}", field.name()))
+            };
+            let message =
+                parse_message(&self.data.as_slice()[start..start + meta_len]).map_err(|e| in_column(&e))?;
+            let header = message
+                .header_as_record_batch()
+                .ok_or_else(|| in_column(&"not a record batch message"))?;
+            let body = self
+                .data
+                .slice_with_length(start + meta_len, info.block.bodyLength() as usize);
+            let projection = [column];
+            let decode = |require_alignment: bool| {
+                RecordBatchDecoder::try_new(&body, header, self.schema.clone(), dictionaries, &self.version)?
+                    .with_projection(Some(&projection))
+                    .with_require_alignment(require_alignment)
+                    .read_record_batch()
+            };
+            let (decoded, mut copy_reason) = match decode(true) {
+                Ok(decoded) => (decoded, None),
+                Err(e) if e.to_string().contains("isaligned") => {
+                    let decoded = decode(false).map_err(|e| in_column(&e))?;
+                    (decoded, Some(format!("a buffer is not aligned to its type in the file ({e})")))
+                }
+                Err(e) => return Err(in_column(&e)),
+            };
+            if let Some(codec) = info.compression {
+                copy_reason = Some(format!("record batch {batch} is compressed with {codec:?}"));
+            }
+            if decoded.num_columns() != 1 || decoded.num_rows() as u64 != info.num_rows {
+                return Err(in_column(&"decoded batch does not match its header"));
+            }
+            Ok(DecodedColumn {
+                array: decoded.column(0).clone(),
+                copy_reason,
+            })
+        })
+    }
+}

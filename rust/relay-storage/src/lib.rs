@@ -1,0 +1,13 @@
+//! Storage layer of relay_ml: memory-mapped Arrow IPC files and views over them.
+//!
+//! Nothing here copies column data: opening a file reads its footer, and decoding a column of a
+//! record batch yields arrow arrays whose buffers point into the mapping (unless the file itself
+//! forces a copy, which is reported).
+
+mod error;
+mod ipc;
+mod view;
+
+pub use error::{Result, StorageError};
+pub use ipc::{BatchInfo, DecodedColumn, IpcFile};
+pub use view::{ColumnView, RowRange, TableView};

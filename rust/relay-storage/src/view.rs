@@ -1,0 +1,268 @@
+//! Views of a mapped file: a projection of its columns over a contiguous range of its rows.
+//!
+//! Selecting columns or slicing rows only changes these numbers; column bytes are touched when a
+//! view is decoded, and decoding points into the mapping wherever the file allows.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef};
+
+use crate::error::{Result, StorageError};
+use crate::ipc::{DecodedColumn, IpcFile};
+
+/// A half-open range of global row ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowRange {
+    pub offset: u64,
+    pub length: u64,
+}
+
+impl RowRange {
+    /// The part of this range that starts `offset` rows in and is at most `length` long;
+    /// clamped like Python slicing, so a range past the end is empty rather than an error.
+    pub fn slice(self, offset: u64, length: u64) -> RowRange {
+        let offset = offset.min(self.length);
+        RowRange {
+            offset: self.offset + offset,
+            length: length.min(self.length - offset),
+        }
+    }
+
+    fn end(self) -> u64 {
+        self.offset + self.length
+    }
+}
+
+/// For each record batch that overlaps `rows`: (batch index, first row inside the batch, row count).
+fn overlapping_batches(file: &IpcFile, rows: RowRange) -> Vec<(usize, usize, usize)> {
+    let starts = file.batch_row_starts();
+    let batch_count = starts.len() - 1;
+    // The last batch whose first row is <= rows.offset; empty batches before it are skipped.
+    let first = starts[..batch_count].partition_point(|&start| start <= rows.offset).saturating_sub(1);
+    let mut out = Vec::new();
+    for batch in first..batch_count {
+        let (start, end) = (starts[batch], starts[batch + 1]);
+        if start >= rows.end() {
+            break;
+        }
+        let from = rows.offset.max(start);
+        let to = rows.end().min(end);
+        if to > from {
+            out.push((batch, (from - start) as usize, (to - from) as usize));
+        }
+    }
+    out
+}
+
+/// Columns of a mapped file, selected by index, over a range of its rows.
+#[derive(Debug, Clone)]
+pub struct TableView {
+    file: Arc<IpcFile>,
+    columns: Arc<[usize]>,
+    rows: RowRange,
+}
+
+impl TableView {
+    /// Every column and row of `file`.
+    pub fn new(file: Arc<IpcFile>) -> Self {
+        let columns = (0..file.schema().fields().len()).collect();
+        let rows = RowRange {
+            offset: 0,
+            length: file.num_rows(),
+        };
+        Self { file, columns, rows }
+    }
+
+    pub fn file(&self) -> &Arc<IpcFile> {
+        &self.file
+    }
+
+    pub fn rows(&self) -> RowRange {
+        self.rows
+    }
+
+    pub fn num_rows(&self) -> u64 {
+        self.rows.length
+    }
+
+    pub fn schema(&self) -> SchemaRef {
+        let fields: Vec<FieldRef> = self
+            .columns
+            .iter()
+            .map(|&i| self.file.schema().fields()[i].clone())
+            .collect();
+        Arc::new(Schema::new_with_metadata(fields, self.file.schema().metadata().clone()))
+    }
+
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .map(|&i| self.file.schema().field(i).name().clone())
+            .collect()
+    }
+
+    /// The named columns, in the order given. Each must exist and appear once.
+    pub fn select<S: AsRef<str>>(&self, names: &[S]) -> Result<TableView> {
+        let mut columns = Vec::with_capacity(names.len());
+        for name in names {
+            let name = name.as_ref();
+            let index = self.column(name)?.column;
+            if columns.contains(&index) {
+                return Err(StorageError::OutOfRange {
+                    what: "selection",
+                    detail: format!("column {name:?} is selected twice"),
+                });
+            }
+            columns.push(index);
+        }
+        Ok(TableView {
+            file: self.file.clone(),
+            columns: columns.into(),
+            rows: self.rows,
+        })
+    }
+
+    pub fn slice(&self, offset: u64, length: u64) -> TableView {
+        TableView {
+            file: self.file.clone(),
+            columns: self.columns.clone(),
+            rows: self.rows.slice(offset, length),
+        }
+    }
+
+    /// The named column over this view's rows; the error lists the columns this view has.
+    pub fn column(&self, name: &str) -> Result<ColumnView> {
+        let index = self.file.column_index(name).ok().filter(|i| self.columns.contains(i));
+        match index {
+            Some(column) => Ok(ColumnView {
+                file: self.file.clone(),
+                column,
+                rows: self.rows,
+            }),
+            None => Err(StorageError::ColumnNotFound {
+                path: self.file.path().to_owned(),
+                name: name.to_owned(),
+                available: self
+                    .column_names()
+                    .iter()
+                    .map(|n| format!("{n:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+
+    pub fn columns(&self) -> Vec<ColumnView> {
+        self.columns
+            .iter()
+            .map(|&column| ColumnView {
+                file: self.file.clone(),
+                column,
+                rows: self.rows,
+            })
+            .collect()
+    }
+
+    /// The view as record batches, one per overlapping batch of the file, sharing the mapping.
+    pub fn record_batches(&self) -> Result<Vec<RecordBatch>> {
+        let schema = self.schema();
+        let columns: Vec<Vec<DecodedColumn>> = self
+            .columns()
+            .iter()
+            .map(ColumnView::chunks)
+            .collect::<Result<_>>()?;
+        let pieces = overlapping_batches(&self.file, self.rows);
+        (0..pieces.len())
+            .map(|piece| {
+                let arrays: Vec<ArrayRef> = columns.iter().map(|chunks| chunks[piece].array.clone()).collect();
+                let options = RecordBatchOptions::new().with_row_count(Some(pieces[piece].2));
+                RecordBatch::try_new_with_options(schema.clone(), arrays, &options).map_err(|e| {
+                    StorageError::CorruptFile {
+                        path: self.file.path().to_owned(),
+                        reason: format!("record batch {}: {e}", pieces[piece].0),
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// One column of a mapped file over a range of its rows.
+#[derive(Debug, Clone)]
+pub struct ColumnView {
+    file: Arc<IpcFile>,
+    column: usize,
+    rows: RowRange,
+}
+
+impl ColumnView {
+    pub fn file(&self) -> &Arc<IpcFile> {
+        &self.file
+    }
+
+    pub fn field(&self) -> &FieldRef {
+        &self.file.schema().fields()[self.column]
+    }
+
+    pub fn name(&self) -> &str {
+        self.field().name()
+    }
+
+    pub fn data_type(&self) -> &DataType {
+        self.field().data_type()
+    }
+
+    pub fn len(&self) -> u64 {
+        self.rows.length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.length == 0
+    }
+
+    pub fn slice(&self, offset: u64, length: u64) -> ColumnView {
+        ColumnView {
+            file: self.file.clone(),
+            column: self.column,
+            rows: self.rows.slice(offset, length),
+        }
+    }
+
+    /// The column's data, one decoded array per overlapping record batch, sliced to the view's
+    /// rows. A view of zero rows still yields one empty chunk, so the type is always known.
+    pub fn chunks(&self) -> Result<Vec<DecodedColumn>> {
+        let pieces = overlapping_batches(&self.file, self.rows);
+        if pieces.is_empty() {
+            return Ok(vec![DecodedColumn {
+                array: arrow::array::new_empty_array(self.data_type()),
+                copy_reason: None,
+            }]);
+        }
+        pieces
+            .into_iter()
+            .map(|(batch, offset, length)| {
+                let decoded = self.file.decode_column(batch, self.column)?;
+                let array = if offset == 0 && length == decoded.array.len() {
+                    decoded.array
+                } else {
+                    decoded.array.slice(offset, length)
+                };
+                Ok(DecodedColumn { array, ..decoded })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn row_range_slice_clamps_like_python() {
+        let rows = RowRange { offset: 10, length: 100 };
+        assert_eq!(rows.slice(5, 10), RowRange { offset: 15, length: 10 });
+        assert_eq!(rows.slice(95, 10), RowRange { offset: 105, length: 5 });
+        assert_eq!(rows.slice(500, 10), RowRange { offset: 110, length: 0 });
+    }
+}
