@@ -358,3 +358,121 @@ pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<De
         copy_reason,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{BooleanArray, Date32Array, Float32Array, Int32Array, Int64Array, StringArray};
+    use arrow::datatypes::Field;
+
+    use super::*;
+
+    fn chunk(array: ArrayRef) -> DecodedColumn {
+        DecodedColumn { array, copy_reason: None }
+    }
+
+    /// A "mapping" that covers all of memory, so heap arrays count as mapped.
+    const EVERYWHERE: Range<usize> = 0..usize::MAX;
+    const NOWHERE: Range<usize> = 0..0;
+
+    #[test]
+    fn single_chunk_without_nulls_is_a_view() {
+        let array: ArrayRef = Arc::new(Float32Array::from(vec![1.0, 2.0, 3.0]));
+        let values_ptr = array.to_data().buffers()[0].as_ptr();
+        let dense = materialize(&[chunk(array)], &EVERYWHERE).unwrap();
+        assert_eq!(dense.copy_reason, None);
+        assert_eq!(dense.buffer.as_ptr(), values_ptr);
+        assert_eq!(dense.buffer.typed_data::<f32>(), &[1.0, 2.0, 3.0]);
+        assert_eq!(dense.shape, vec![3]);
+    }
+
+    #[test]
+    fn a_slice_is_a_view_at_an_offset() {
+        let array: ArrayRef = Arc::new(Int64Array::from(vec![1, 2, 3, 4, 5]));
+        let dense = materialize(&[chunk(array.slice(1, 3))], &EVERYWHERE).unwrap();
+        assert_eq!(dense.copy_reason, None);
+        assert_eq!(dense.buffer.typed_data::<i64>(), &[2, 3, 4]);
+    }
+
+    #[test]
+    fn buffers_outside_the_mapping_are_not_called_views() {
+        let array: ArrayRef = Arc::new(Int32Array::from(vec![1, 2]));
+        let dense = materialize(&[chunk(array)], &NOWHERE).unwrap();
+        assert!(dense.copy_reason.unwrap().contains("not inside the mapping"));
+        assert_eq!(dense.buffer.typed_data::<i32>(), &[1, 2]);
+    }
+
+    #[test]
+    fn several_chunks_are_concatenated() {
+        let a: ArrayRef = Arc::new(Int32Array::from(vec![1, 2]));
+        let b: ArrayRef = Arc::new(Int32Array::from(vec![3]));
+        let dense = materialize(&[chunk(a), chunk(b)], &EVERYWHERE).unwrap();
+        assert!(dense.copy_reason.unwrap().contains("2 record batches"));
+        assert_eq!(dense.buffer.typed_data::<i32>(), &[1, 2, 3]);
+    }
+
+    #[test]
+    fn integers_with_nulls_become_float64_nan() {
+        let array: ArrayRef = Arc::new(Int32Array::from(vec![Some(1), None, Some(3)]));
+        let dense = materialize(&[chunk(array)], &EVERYWHERE).unwrap();
+        assert_eq!(dense.dtype, DenseDtype::Float64);
+        let values = dense.buffer.typed_data::<f64>();
+        assert_eq!((values[0], values[2]), (1.0, 3.0));
+        assert!(values[1].is_nan());
+    }
+
+    #[test]
+    fn floats_with_nulls_keep_their_width() {
+        let array: ArrayRef = Arc::new(Float32Array::from(vec![None, Some(2.5)]));
+        let dense = materialize(&[chunk(array)], &EVERYWHERE).unwrap();
+        assert_eq!(dense.dtype, DenseDtype::Float32);
+        let values = dense.buffer.typed_data::<f32>();
+        assert!(values[0].is_nan() && values[1] == 2.5);
+    }
+
+    #[test]
+    fn booleans_unpack_to_bytes_and_dates_widen() {
+        let bools: ArrayRef = Arc::new(BooleanArray::from(vec![true, false, true]));
+        let dense = materialize(&[chunk(bools)], &EVERYWHERE).unwrap();
+        assert_eq!(dense.buffer.as_slice(), &[1, 0, 1]);
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![Some(1), None]));
+        let dense = materialize(&[chunk(dates)], &EVERYWHERE).unwrap();
+        assert_eq!(dense.dtype, DenseDtype::Datetime(DenseTimeUnit::Day));
+        assert_eq!(dense.buffer.typed_data::<i64>(), &[1, i64::MIN]);
+    }
+
+    #[test]
+    fn fixed_size_lists_are_two_dimensional_with_row_nulls_as_nan() {
+        let values = Arc::new(Float32Array::from(vec![1.0, 2.0, 3.0, 4.0]));
+        let field = Arc::new(Field::new("item", DataType::Float32, true));
+        let nulls = arrow::buffer::NullBuffer::from(vec![true, false]);
+        let list: ArrayRef = Arc::new(FixedSizeListArray::new(field, 2, values, Some(nulls)));
+        let dense = materialize(&[chunk(list)], &EVERYWHERE).unwrap();
+        assert_eq!(dense.shape, vec![2, 2]);
+        let out = dense.buffer.typed_data::<f32>();
+        assert_eq!(&out[..2], &[1.0, 2.0]);
+        assert!(out[2].is_nan() && out[3].is_nan());
+    }
+
+    #[test]
+    fn strings_have_no_dense_form_and_say_so() {
+        let array: ArrayRef = Arc::new(StringArray::from(vec!["a"]));
+        let error = materialize(&[chunk(array.clone())], &EVERYWHERE).unwrap_err();
+        assert!(error.contains("no fixed-width"));
+        assert!(zero_copy_blocker(&[chunk(array)], &EVERYWHERE).is_some());
+    }
+
+    #[test]
+    fn dictionary_codes_share_the_keys_and_values_decode() {
+        let dictionary: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> =
+            vec!["x", "y", "x"].into_iter().collect();
+        let keys_ptr = dictionary.keys().values().inner().as_ptr();
+        let array: ArrayRef = Arc::new(dictionary);
+        let codes = dictionary_codes(&[chunk(array.clone())]).unwrap();
+        let dense = materialize(&codes, &EVERYWHERE).unwrap();
+        assert_eq!(dense.buffer.as_ptr(), keys_ptr);
+        assert_eq!(dense.buffer.typed_data::<i32>(), &[0, 1, 0]);
+        assert!(zero_copy_blocker(&[chunk(array)], &EVERYWHERE).unwrap().contains("dictionary"));
+    }
+}

@@ -140,10 +140,12 @@ impl ColumnBase {
         Ok(list)
     }
 
-    // SAFETY-relevant contract: CPython calls this with a valid, non-null `view`.
+    /// The buffer protocol exports views only: a column that needs a copy refuses with
+    /// ZeroCopyError (a BufferError), so NumPy falls back to `__array__`, where the copy is
+    /// visible and `copy=False` is honoured.
     unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
         let column = slf.get();
-        let dense = column.dense(slf.py(), false)?;
+        let dense = column.dense(slf.py(), true)?;
         let what = column.describe();
         // SAFETY: `view` comes from CPython's bf_getbuffer slot, as `fill` requires.
         unsafe { export::buffer::fill(view, flags, dense, slf.into_any(), &what) }

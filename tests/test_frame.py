@@ -1,0 +1,156 @@
+"""The Frame API: schema, narrowing, exports, errors, pickling, display."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+import relay_ml as relay
+from conftest import write_arrow
+
+
+def test_scan_reads_shape_and_schema(numeric_file):
+    path, table = numeric_file
+    frame = relay.scan(path)
+    assert len(frame) == frame.num_rows == 1000
+    assert frame.columns == ["id", "x", "y", "label", "emb"]
+    assert frame.schema == {name: str(table.schema.field(name).type) for name in table.column_names}
+    assert frame.shape == (1000, 5)
+    assert "x" in frame and "nope" not in frame
+    assert frame.path == str(path)
+
+
+def test_scan_accepts_pathlike_and_str(numeric_file):
+    path, _ = numeric_file
+    assert len(relay.scan(str(path))) == len(relay.scan(path)) == 1000
+
+
+def test_select_head_slice(numeric_file):
+    path, table = numeric_file
+    frame = relay.scan(path)
+    picked = frame.select(["label", "id"])
+    assert picked.columns == ["label", "id"]
+    assert frame[["y", "x"]].columns == ["y", "x"]
+    assert len(frame.head()) == 5 and len(frame.head(2000)) == 1000
+    part = frame.slice(990, 100)
+    assert len(part) == 10
+    assert part["id"].to_numpy().tolist() == list(range(990, 1000))
+    assert len(frame.slice(5000)) == 0
+    assert frame.slice(5000)["x"].to_numpy().shape == (0,)
+    np.testing.assert_array_equal(frame.slice(10, 5).slice(2, 2)["id"].to_numpy(), [12, 13])
+
+
+def test_unknown_column_is_a_key_error_listing_the_columns(numeric_file):
+    path, _ = numeric_file
+    frame = relay.scan(path)
+    with pytest.raises(KeyError) as info:
+        frame["age"]
+    assert isinstance(info.value, relay.ColumnNotFoundError)
+    message = str(info.value)
+    assert "'age'" in message or '"age"' in message
+    assert '"label"' in message and str(path) in message
+    with pytest.raises(relay.ColumnNotFoundError, match='"emb"'):
+        frame.select(["id"])["emb"]
+    with pytest.raises(relay.ColumnNotFoundError):
+        frame.select(["id", "nope"])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda f: relay.scan(42),
+        lambda f: f[3],
+        lambda f: f.select([1, 2]),
+        lambda f: f.slice("a"),
+        lambda f: f.slice(-1, 3),
+        lambda f: f.head(-2),
+        lambda f: f["x"].slice(1.5),
+        lambda f: f["x"][::2],
+    ],
+)
+def test_wrong_arguments_raise_relay_errors(numeric_file, call):
+    path, _ = numeric_file
+    with pytest.raises(relay.RelayError) as info:
+        call(relay.scan(path))
+    assert isinstance(info.value, (TypeError, ValueError))
+
+
+def test_selecting_a_column_twice_is_refused(numeric_file):
+    path, _ = numeric_file
+    with pytest.raises(relay.RelayError, match="twice"):
+        relay.scan(path).select(["x", "x"])
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        relay.scan(tmp_path / "missing.arrow")
+    assert isinstance(info.value, relay.RelayError) and "missing.arrow" in str(info.value)
+    with pytest.raises(relay.NotArrowFileError, match="directory"):
+        relay.scan(tmp_path)
+
+
+def test_to_numpy_2d_of_numeric_columns(numeric_file):
+    path, table = numeric_file
+    frame = relay.scan(path).select(["id", "label", "x"])
+    out = frame.to_numpy()
+    assert out.shape == (1000, 3) and out.dtype == np.float64
+    expected = np.column_stack([table[c].to_numpy().astype(np.float64) for c in ["id", "label", "x"]])
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(relay.RelayTypeError, match="emb"):
+        relay.scan(path).to_numpy()
+
+
+def test_to_dict(numeric_file):
+    path, table = numeric_file
+    frame = relay.scan(path).select(["id", "x"]).head(3)
+    columns = frame.to_dict()
+    assert list(columns) == ["id", "x"] and isinstance(columns["id"], relay.Column)
+    assert frame.to_dict(as_series=False) == {"id": [0, 1, 2], "x": table["x"].to_pylist()[:3]}
+
+
+def test_arrow_pycapsule_interop(numeric_file):
+    path, table = numeric_file
+    frame = relay.scan(path)
+    assert pa.table(frame).equals(table)
+    assert frame.to_arrow().equals(table)
+    assert pa.schema(frame) == table.schema
+    assert pl.DataFrame(frame.select(["id", "x"])).equals(pl.from_arrow(table.select(["id", "x"])))
+    assert frame["x"].to_arrow().equals(table["x"])
+    assert pa.array(frame["label"]).equals(table["label"].chunk(0))
+
+
+def test_pickle_travels_as_path_and_plan(numeric_file):
+    path, _ = numeric_file
+    frame = relay.scan(path).select(["x", "id"]).slice(10, 20)
+    payload = pickle.dumps(frame)
+    assert len(payload) < 500  # no column data inside
+    again = pickle.loads(payload)
+    assert again.columns == ["x", "id"] and len(again) == 20
+    np.testing.assert_array_equal(again["id"].to_numpy(), np.arange(10, 30))
+
+
+def test_repr_looks_like_a_table(numeric_file):
+    path, _ = numeric_file
+    text = repr(relay.scan(path).select(["id", "label"]))
+    assert text.startswith("shape: (1_000, 2)")
+    assert "│ id" in text and "i64" in text and "…" in text
+    assert "Column('x', dtype=float, len=1000)" in repr(relay.scan(path)["x"])
+
+
+def test_frame_cannot_be_constructed_directly():
+    with pytest.raises(TypeError):
+        relay.Frame()
+
+
+def test_file_truncated_in_place_is_refused_not_a_crash(tmp_path):
+    table = pa.table({"x": np.arange(100_000, dtype=np.float64)})
+    path = write_arrow(tmp_path / "shrinks.arrow", table)
+    frame = relay.scan(path)
+    os.truncate(path, 1000)
+    with pytest.raises(relay.FileChangedError, match="changed size"):
+        frame["x"].to_numpy()
