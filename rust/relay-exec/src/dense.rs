@@ -15,7 +15,7 @@ use std::ops::Range;
 use arrow::array::{Array, ArrayRef, AsArray, FixedSizeListArray};
 use arrow::buffer::{Buffer, MutableBuffer};
 use arrow::datatypes::{DataType, Float16Type, Float32Type, Float64Type, TimeUnit};
-use relay_storage::DecodedColumn;
+use relay_storage::{DecodedColumn, type_name};
 
 /// Element type of a dense buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,7 +217,7 @@ pub fn dictionary_codes(chunks: &[DecodedColumn]) -> Result<Vec<DecodedColumn>, 
             let dictionary = chunk
                 .array
                 .as_any_dictionary_opt()
-                .ok_or_else(|| format!("type {} is not dictionary-encoded", chunk.array.data_type()))?;
+                .ok_or_else(|| format!("type {} is not dictionary-encoded", type_name(chunk.array.data_type())))?;
             Ok(DecodedColumn {
                 array: arrow::array::make_array(dictionary.keys().to_data()),
                 copy_reason: chunk.copy_reason.clone(),
@@ -233,7 +233,7 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
     }
     let data_type = chunks[0].array.data_type();
     let Some((leaf, width)) = leaf_of(data_type) else {
-        return Some(format!("type {data_type} has no fixed-width NumPy / DLPack form"));
+        return Some(format!("type {} has no fixed-width NumPy / DLPack form", type_name(data_type)));
     };
     if chunks.len() > 1 {
         return Some(format!(
@@ -283,7 +283,7 @@ pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<De
     let chunks: &[DecodedColumn] = &decoded;
     let data_type = chunks[0].array.data_type().clone();
     let (leaf, width) = leaf_of(&data_type)
-        .ok_or_else(|| format!("type {data_type} has no fixed-width NumPy / DLPack form"))?;
+        .ok_or_else(|| format!("type {} has no fixed-width NumPy / DLPack form", type_name(&data_type)))?;
     let rows: usize = chunks.iter().map(|c| c.array.len()).sum();
     let shape = match width {
         Some(width) => vec![rows, width],
@@ -295,7 +295,7 @@ pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<De
     let dtype = if has_nulls {
         base_dtype
             .with_nulls()
-            .ok_or_else(|| format!("type {data_type} with nulls has no fixed-width form"))?
+            .ok_or_else(|| format!("type {} with nulls has no fixed-width form", type_name(&data_type)))?
     } else {
         base_dtype
     };

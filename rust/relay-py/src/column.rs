@@ -12,7 +12,7 @@ use relay_storage::{ColumnView, DecodedColumn};
 
 use crate::errors::{ErrorKind, IntoPyResult, relay_error};
 use crate::export;
-use crate::types::type_name;
+use relay_storage::type_name;
 
 #[pyclass(subclass, frozen, module = "relay_ml._relay")]
 pub struct ColumnBase {

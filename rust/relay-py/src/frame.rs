@@ -10,7 +10,7 @@ use relay_storage::{IpcFile, TableView};
 use crate::column::ColumnBase;
 use crate::errors::IntoPyResult;
 use crate::export;
-use crate::types::type_name;
+use relay_storage::type_name;
 
 #[pyclass(frozen, module = "relay_ml._relay")]
 pub struct NativeFrame {

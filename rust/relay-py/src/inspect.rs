@@ -9,7 +9,7 @@ use pyo3::types::{PyDict, PyList};
 use relay_storage::{IpcFile, TableView};
 
 use crate::errors::IntoPyResult;
-use crate::types::type_name;
+use relay_storage::type_name;
 
 /// The largest power of two (up to 64) that divides the file offset of every buffer of `data`
 /// that lies in the mapping; None when no buffer does.

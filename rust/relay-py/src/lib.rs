@@ -6,7 +6,6 @@ mod errors;
 mod export;
 mod frame;
 mod inspect;
-mod types;
 
 use pyo3::prelude::*;
 

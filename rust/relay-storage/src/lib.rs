@@ -6,8 +6,10 @@
 
 mod error;
 mod ipc;
+mod types;
 mod view;
 
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile};
+pub use types::type_name;
 pub use view::{ColumnView, RowRange, TableView};
