@@ -258,7 +258,7 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
     }
     let bytes = raw_bytes(&values);
     let start = bytes.as_ptr() as usize;
-    if bytes.len() > 0 && !(mapped.start <= start && start + bytes.len() <= mapped.end) {
+    if !bytes.is_empty() && !(mapped.start <= start && start + bytes.len() <= mapped.end) {
         return Some("the decoded buffer is not inside the mapping".into());
     }
     None
