@@ -258,7 +258,8 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
     }
     let bytes = raw_bytes(&values);
     let start = bytes.as_ptr() as usize;
-    if !bytes.is_empty() && !(mapped.start <= start && start + bytes.len() <= mapped.end) {
+    let inside_mapping = mapped.start <= start && start + bytes.len() <= mapped.end;
+    if !bytes.is_empty() && !inside_mapping {
         return Some("the decoded buffer is not inside the mapping".into());
     }
     None
