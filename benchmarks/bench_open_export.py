@@ -213,6 +213,7 @@ def machine_info() -> dict:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return {
+        "relay_ml_extension": relay_extension(),
         "nproc": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)),
         "cpu_model": cpu_model,
@@ -221,6 +222,22 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "versions": versions,
     }
+
+
+def relay_extension() -> str | None:
+    """Path and size of the relay_ml extension the workers will import (tells builds apart)."""
+    from importlib.util import find_spec
+
+    try:
+        spec = find_spec("relay_ml")
+    except ImportError:
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        for library in sorted(Path(folder).glob("_relay*.so")):
+            return f"{library} ({library.stat().st_size / 1e6:.0f} MB)"
+    return None
 
 
 def prepare_hf(arrow_path: Path, hf_dir: Path) -> None:
@@ -340,6 +357,10 @@ def format_ms(value: float) -> str:
     return f"{value:.3f}" if value < 1 else f"{value:.1f}" if value < 100 else f"{value:.0f}"
 
 
+def format_ratio(value: float) -> str:
+    return f"{value:.1f}x" if value < 100 else f"{value:,.0f}x"
+
+
 def markdown(results, info, n_rows, file_size, repeats) -> str:
     reference = next((r for r in results if r["method"] == REFERENCE and "export_ms" in r), None)
     lines = [
@@ -348,7 +369,8 @@ def markdown(results, info, n_rows, file_size, repeats) -> str:
         "",
         f"Machine: {info['cpu_model']}, nproc {info['nproc']}, {info['ram_gib']} GiB RAM, "
         f"Linux {info['kernel']}, Python {info['python']}; "
-        + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
+        + ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+        + f"; relay_ml extension: {info['relay_ml_extension']}",
         "",
         "| method | code | open+export ms | vs relay | RssAnon growth MB "
         "| + first pass ms | result | first-call init ms |",
@@ -362,7 +384,7 @@ def markdown(results, info, n_rows, file_size, repeats) -> str:
             )
             continue
         ratio = (
-            f"{result['export_ms'] / reference['export_ms']:.1f}x"
+            format_ratio(result["export_ms"] / reference["export_ms"])
             if reference and result is not reference
             else ("1.0x" if result is reference else "n/a")
         )
