@@ -17,6 +17,7 @@ from relay_ml.column import Column
 from relay_ml.errors import (
     ColumnNotFoundError,
     CorruptFileError,
+    DeviceError,
     FileChangedError,
     InvalidFileError,
     NotArrowFileError,
@@ -45,4 +46,5 @@ __all__ = [
     "RelayTypeError",
     "RelayValueError",
     "ZeroCopyError",
+    "DeviceError",
 ]

@@ -59,6 +59,10 @@ class ZeroCopyError(RelayError, BufferError):
     """
 
 
+class DeviceError(RelayError, BufferError):
+    """An export to a device relay's data does not live on (it lives in host memory)."""
+
+
 __all__ = [
     "RelayError",
     "RelayFileNotFoundError",
@@ -71,4 +75,5 @@ __all__ = [
     "RelayTypeError",
     "RelayValueError",
     "ZeroCopyError",
+    "DeviceError",
 ]

@@ -20,6 +20,7 @@ pub enum ErrorKind {
     Type,
     Value,
     ZeroCopy,
+    Device,
     Io,
     Relay,
 }
@@ -35,6 +36,7 @@ impl ErrorKind {
             Self::Type => "RelayTypeError",
             Self::Value => "RelayValueError",
             Self::ZeroCopy => "ZeroCopyError",
+            Self::Device => "DeviceError",
             Self::Io => "RelayIOError",
             Self::Relay => "RelayError",
         }
