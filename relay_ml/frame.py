@@ -9,7 +9,7 @@ import numpy as np
 
 from relay_ml._relay import NativeFrame
 from relay_ml.column import Column, _check_slice_args
-from relay_ml.errors import RelayTypeError
+from relay_ml.errors import RelayError, RelayTypeError
 
 if TYPE_CHECKING:
     import pyarrow
@@ -178,16 +178,19 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
     """A box table like Polars prints: shape, names, types, the first and last rows."""
     n = frame.num_rows
     names = frame.columns
+    def shown(part: Frame, name: str) -> list[str]:
+        try:
+            return [repr_value(v) for v in part[name].to_pylist()]
+        except RelayError:  # a value Python cannot hold must not break printing the frame
+            return ["‹unprintable›"] * len(part)
+
     if n <= rows_shown:
-        bodies = [[repr_value(v) for v in frame[c].to_pylist()] for c in names]
+        bodies = [shown(frame, c) for c in names]
     else:
         half = rows_shown // 2
         top = frame.head(half)
         bottom = frame.slice(n - half, half)
-        bodies = [
-            [repr_value(v) for v in top[c].to_pylist()] + ["…"] + [repr_value(v) for v in bottom[c].to_pylist()]
-            for c in names
-        ]
+        bodies = [shown(top, c) + ["…"] + shown(bottom, c) for c in names]
     types = [_SHORT_TYPES.get(t, t) for t in frame.schema.values()]
     cells = [[name, "---", typ, *body] for name, typ, body in zip(names, types, bodies)]
     cells = [[c if len(c) <= width else c[: width - 1] + "…" for c in col] for col in cells]

@@ -190,10 +190,20 @@ fn raw_bytes(values: &ArrayRef) -> Buffer {
 }
 
 const DICTIONARY_COPY: &str = "the column is dictionary-encoded: decoding it copies (its codes are a view)";
+const RUN_END_COPY: &str = "the column is run-end encoded: expanding the runs copies";
 
-/// Dictionary-encoded chunks decoded to their value type (a copy); other chunks as they are.
-fn decode_dictionaries(chunks: &[DecodedColumn]) -> Result<Cow<'_, [DecodedColumn]>, String> {
-    let DataType::Dictionary(_, value_type) = chunks[0].array.data_type() else {
+/// The value type of an encoded column (dictionary or run-end) and why decoding it copies.
+fn encoding_of(data_type: &DataType) -> Option<(&DataType, &'static str)> {
+    match data_type {
+        DataType::Dictionary(_, value_type) => Some((value_type, DICTIONARY_COPY)),
+        DataType::RunEndEncoded(_, values) => Some((values.data_type(), RUN_END_COPY)),
+        _ => None,
+    }
+}
+
+/// Encoded chunks decoded to their value type (a copy); other chunks as they are.
+fn decode_encodings(chunks: &[DecodedColumn]) -> Result<Cow<'_, [DecodedColumn]>, String> {
+    let Some((value_type, reason)) = encoding_of(chunks[0].array.data_type()) else {
         return Ok(Cow::Borrowed(chunks));
     };
     chunks
@@ -202,7 +212,7 @@ fn decode_dictionaries(chunks: &[DecodedColumn]) -> Result<Cow<'_, [DecodedColum
             let array = arrow::compute::cast(&chunk.array, value_type).map_err(|e| e.to_string())?;
             Ok(DecodedColumn {
                 array,
-                copy_reason: Some(DICTIONARY_COPY.into()),
+                copy_reason: Some(reason.into()),
             })
         })
         .collect::<Result<Vec<_>, String>>()
@@ -228,8 +238,8 @@ pub fn dictionary_codes(chunks: &[DecodedColumn]) -> Result<Vec<DecodedColumn>, 
 
 /// Why this column can't be a view of the mapping, or None if it can.
 pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Option<String> {
-    if matches!(chunks[0].array.data_type(), DataType::Dictionary(_, _)) {
-        return Some(DICTIONARY_COPY.into());
+    if let Some((_, reason)) = encoding_of(chunks[0].array.data_type()) {
+        return Some(reason.into());
     }
     let data_type = chunks[0].array.data_type();
     let Some((leaf, width)) = leaf_of(data_type) else {
@@ -280,7 +290,7 @@ fn fill_float<T: arrow::datatypes::ArrowPrimitiveType>(
 /// The column as one contiguous buffer: a view of the mapping where possible, else one copy.
 /// Returns Err with the reason when the column has no dense form at all.
 pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<DenseArray, String> {
-    let decoded = decode_dictionaries(chunks)?;
+    let decoded = decode_encodings(chunks)?;
     let chunks: &[DecodedColumn] = &decoded;
     let data_type = chunks[0].array.data_type().clone();
     let (leaf, width) = leaf_of(&data_type)

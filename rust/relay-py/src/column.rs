@@ -109,11 +109,15 @@ impl ColumnBase {
         match py.detach(|| relay_exec::materialize(&chunks, &mapped)) {
             Ok(dense) => export::numpy::dense_to_numpy(py, dense),
             // No fixed-width form (strings, decimals, nested types): an object array.
+            // fromiter, unlike array(), never turns equal-length lists into extra dimensions.
             Err(_) => {
                 let values = self.to_pylist(py)?;
+                let count = values.len();
                 let numpy = py.import("numpy")?;
-                let kwargs = [("dtype", "object")];
-                let array = numpy.call_method("array", (values,), Some(&pyo3::types::IntoPyDict::into_py_dict(kwargs, py)?))?;
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("dtype", "object")?;
+                kwargs.set_item("count", count)?;
+                let array = numpy.call_method("fromiter", (values,), Some(&kwargs))?;
                 array.getattr("flags")?.setattr("writeable", false)?;
                 Ok(array)
             }
@@ -131,9 +135,15 @@ impl ColumnBase {
     }
 
     fn to_pylist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let what = self.describe();
+        let mut arrays = self.arrays(py)?;
+        if arrays.len() == 1 {
+            let array = arrays.pop().expect("one chunk");
+            return export::pyvalues::array_to_pylist_of(py, array.as_ref(), &what);
+        }
         let list = PyList::empty(py);
-        for array in self.arrays(py)? {
-            for value in export::pyvalues::array_to_pylist(py, array.as_ref())?.iter() {
+        for array in arrays {
+            for value in export::pyvalues::array_to_pylist_of(py, array.as_ref(), &what)?.iter() {
                 list.append(value)?;
             }
         }

@@ -1,6 +1,6 @@
 //! Names of Arrow types as Python users read them (the same spelling as pyarrow's `str(type)`).
 
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::{DataType, IntervalUnit, TimeUnit, UnionMode};
 
 fn unit_name(unit: &TimeUnit) -> &'static str {
     match unit {
@@ -42,12 +42,39 @@ pub fn type_name(data_type: &DataType) -> String {
         DataType::Timestamp(unit, None) => format!("timestamp[{}]", unit_name(unit)),
         DataType::Timestamp(unit, Some(tz)) => format!("timestamp[{}, tz={tz}]", unit_name(unit)),
         DataType::Duration(unit) => format!("duration[{}]", unit_name(unit)),
-        DataType::Decimal32(p, s) | DataType::Decimal64(p, s) | DataType::Decimal128(p, s) => {
-            format!("decimal128({p}, {s})")
-        }
+        DataType::Decimal32(p, s) => format!("decimal32({p}, {s})"),
+        DataType::Decimal64(p, s) => format!("decimal64({p}, {s})"),
+        DataType::Decimal128(p, s) => format!("decimal128({p}, {s})"),
         DataType::Decimal256(p, s) => format!("decimal256({p}, {s})"),
+        DataType::Interval(IntervalUnit::MonthDayNano) => "month_day_nano_interval".into(),
+        DataType::Interval(IntervalUnit::YearMonth) => "month_interval".into(),
+        DataType::Interval(IntervalUnit::DayTime) => "day_time_interval".into(),
         DataType::List(field) => format!("list<{}: {}>", field.name(), type_name(field.data_type())),
         DataType::LargeList(field) => format!("large_list<{}: {}>", field.name(), type_name(field.data_type())),
+        DataType::ListView(field) => format!("list_view<{}: {}>", field.name(), type_name(field.data_type())),
+        DataType::LargeListView(field) => {
+            format!("large_list_view<{}: {}>", field.name(), type_name(field.data_type()))
+        }
+        DataType::Map(entries, _) => match entries.data_type() {
+            DataType::Struct(kv) if kv.len() == 2 => {
+                format!("map<{}, {}>", type_name(kv[0].data_type()), type_name(kv[1].data_type()))
+            }
+            other => format!("map<{}>", type_name(other)),
+        },
+        DataType::RunEndEncoded(run_ends, values) => format!(
+            "run_end_encoded<run_ends: {}, values: {}>",
+            type_name(run_ends.data_type()),
+            type_name(values.data_type())
+        ),
+        DataType::Union(fields, mode) => format!(
+            "{}_union<{}>",
+            if *mode == UnionMode::Sparse { "sparse" } else { "dense" },
+            fields
+                .iter()
+                .map(|(code, f)| format!("{}: {}={code}", f.name(), type_name(f.data_type())))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         DataType::FixedSizeList(field, width) => {
             format!("fixed_size_list<{}: {}>[{width}]", field.name(), type_name(field.data_type()))
         }
@@ -64,6 +91,5 @@ pub fn type_name(data_type: &DataType) -> String {
             type_name(value),
             type_name(key)
         ),
-        other => other.to_string(),
     }
 }
