@@ -7,8 +7,11 @@
 //! into the mapping and keep it alive.
 //!
 //! The file is untrusted input: every offset and length in the footer is checked against the
-//! file size before it is sliced, flatbuffers are verified, and arrow-rs's array validation stays
-//! on. Anything arrow-rs still panics on is caught and reported as a corrupt file.
+//! file size before it is sliced (and footer blocks may not overlap), flatbuffers are verified,
+//! each batch's buffers and field nodes are checked against its body before arrow-rs reads them,
+//! and arrow-rs's array validation stays on. Anything arrow-rs still panics on (it asserts, for
+//! one, that an offsets buffer's length is a multiple of its width) is caught and reported as a
+//! corrupt file.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -118,6 +121,39 @@ fn parse_message(bytes: &[u8]) -> std::result::Result<ipc::Message<'_>, String> 
     ipc::root_as_message(body).map_err(|e| format!("invalid message flatbuffer: {e}"))
 }
 
+/// Checks the buffers and field nodes of a record batch header (of a record batch message or of
+/// a dictionary batch) against the body they describe, before arrow-rs reads them.
+///
+/// arrow-rs slices the body with each buffer's offset and length without checking them first
+/// (`Buffer::slice_with_length` panics), and casts node lengths and null counts to `usize`, so a
+/// negative value would pass as a huge one. Array validation then checks that each buffer is
+/// large enough for its array, so a huge row count over tiny buffers fails there.
+fn check_batch_header(header: ipc::RecordBatch<'_>, body_len: usize) -> std::result::Result<(), String> {
+    let rows = header.length();
+    if rows < 0 {
+        return Err(format!("negative row count {rows}"));
+    }
+    let buffers = header.buffers().ok_or("the header has no buffer list")?;
+    for (index, buffer) in buffers.iter().enumerate() {
+        let (offset, length) = (buffer.offset(), buffer.length());
+        if offset < 0 || length < 0 || offset as i128 + length as i128 > body_len as i128 {
+            return Err(format!(
+                "buffer {index} (offset {offset}, {length} bytes) lies outside the message body of {body_len} bytes"
+            ));
+        }
+    }
+    let nodes = header.nodes().ok_or("the header has no field node list")?;
+    for (index, node) in nodes.iter().enumerate() {
+        let (length, null_count) = (node.length(), node.null_count());
+        if length < 0 || null_count < 0 || null_count > length {
+            return Err(format!(
+                "field node {index} has length {length} and null count {null_count}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn contains_dictionary(data_type: &DataType) -> bool {
     match data_type {
         DataType::Dictionary(_, _) => true,
@@ -149,6 +185,14 @@ impl IpcFile {
         if metadata.is_dir() {
             return Err(StorageError::IsDirectory { path });
         }
+        if !metadata.is_file() {
+            // Opening a FIFO for reading blocks until a writer comes, and devices and sockets
+            // cannot be mapped as files.
+            return Err(StorageError::NotArrowFile {
+                path,
+                reason: "it is not a regular file (a FIFO, socket or device)".into(),
+            });
+        }
         let file = File::open(&path).map_err(|source| StorageError::Io {
             path: path.clone(),
             action: "open",
@@ -178,11 +222,15 @@ impl IpcFile {
                 source,
             },
         )?;
+        // The file may have changed size between the stat above and the mapping: bounds are
+        // checked against the mapping, and reads later compare the file with its length.
+        let size = mmap.len() as u64;
         let data = Buffer::from(bytes::Bytes::from_owner(Mapping { mmap }));
-        catch_panic(&path, "reading the footer", || {
+        let opened = catch_panic(&path, "reading the footer", || {
             Self::from_mapping(path.clone(), file, size, data)
-        })
-        .map(Arc::new)
+        })?;
+        opened.check_unchanged()?;
+        Ok(Arc::new(opened))
     }
 
     fn from_mapping(path: PathBuf, file: File, size: u64, data: Buffer) -> Result<Self> {
@@ -192,6 +240,12 @@ impl IpcFile {
         };
         let bytes = data.as_slice();
         let len = bytes.len();
+        if len < HEADER_LEN + TRAILER_LEN {
+            return Err(StorageError::NotArrowFile {
+                path,
+                reason: format!("the file is {len} bytes, too small to hold the Arrow magic and footer"),
+            });
+        }
         if &bytes[..6] != MAGIC {
             let reason = if bytes[..4] == [0xff; 4] {
                 "it starts like an Arrow IPC *stream*; only the IPC file format (Feather v2) can be memory-mapped".to_string()
@@ -268,6 +322,18 @@ impl IpcFile {
                     header.length()
                 )));
             }
+            // The first field node is the first column's, and a column has the batch's length.
+            // Checked here because a batch whose row count reads 0 is never decoded.
+            if !schema.fields().is_empty() {
+                let first_node_length = header.nodes().and_then(|nodes| nodes.iter().next()).map(|node| node.length());
+                if first_node_length != Some(header.length()) {
+                    return Err(corrupt(format!(
+                        "record batch {index} has {} rows but its first column has {}",
+                        header.length(),
+                        first_node_length.map_or("no field node".to_string(), |n| format!("{n} values")),
+                    )));
+                }
+            }
             if message.bodyLength() > block.bodyLength() {
                 return Err(corrupt(format!(
                     "record batch {index} says its body is {} bytes, the footer gives it {}",
@@ -276,7 +342,20 @@ impl IpcFile {
                 )));
             }
             let num_rows = header.length() as u64;
-            batch_row_starts.push(batch_row_starts.last().copied().unwrap_or(0) + num_rows);
+            // Row ids must fit an i64 (Python's len() is a Py_ssize_t).
+            let end = batch_row_starts
+                .last()
+                .copied()
+                .unwrap_or(0)
+                .checked_add(num_rows)
+                .filter(|&end| end <= i64::MAX as u64)
+                .ok_or_else(|| {
+                    corrupt(format!(
+                        "the row counts of the record batches add up to more than {} (at record batch {index})",
+                        i64::MAX
+                    ))
+                })?;
+            batch_row_starts.push(end);
             batches.push(BatchInfo {
                 block: *block,
                 num_rows,
@@ -287,6 +366,30 @@ impl IpcFile {
         for (index, block) in footer.dictionaries().into_iter().flatten().enumerate() {
             check_block("dictionary batch", index, block)?;
             dictionary_blocks.push(*block);
+        }
+        // Writers put each message in the file once. Blocks that overlap would let a footer of
+        // a few kilobytes make every read verify the same large message again and again.
+        let mut extents: Vec<(i64, i64, &str, usize)> = batches
+            .iter()
+            .map(|b| &b.block)
+            .enumerate()
+            .map(|(i, b)| (b.offset(), i64::from(b.metaDataLength()) + b.bodyLength(), "record batch", i))
+            .chain(
+                dictionary_blocks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| (b.offset(), i64::from(b.metaDataLength()) + b.bodyLength(), "dictionary batch", i)),
+            )
+            .collect();
+        extents.sort_unstable_by_key(|&(offset, ..)| offset);
+        for pair in extents.windows(2) {
+            let ((offset, length, kind, index), (next_offset, _, next_kind, next_index)) = (pair[0], pair[1]);
+            // check_block bounded offset + length by the file size, so this cannot overflow.
+            if offset + length > next_offset {
+                return Err(corrupt(format!(
+                    "{kind} {index} (offset {offset}, {length} bytes) overlaps {next_kind} {next_index} at offset {next_offset}"
+                )));
+            }
         }
         Ok(Self {
             path,
@@ -378,6 +481,7 @@ impl IpcFile {
         }
     }
 
+    /// The file's dictionaries by id, decoded on first use. Call inside `catch_panic`.
     fn dictionaries(&self) -> Result<&HashMap<i64, ArrayRef>> {
         if let Some(dictionaries) = self.dictionaries.get() {
             return Ok(dictionaries);
@@ -386,6 +490,7 @@ impl IpcFile {
         for (index, block) in self.dictionary_blocks.iter().enumerate() {
             let start = block.offset() as usize;
             let meta_len = block.metaDataLength() as usize;
+            let body_len = block.bodyLength() as usize;
             let message = parse_message(&self.data.as_slice()[start..start + meta_len])
                 .map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
             let batch = message.header_as_dictionary_batch().ok_or_else(|| {
@@ -394,9 +499,25 @@ impl IpcFile {
                     message.header_type()
                 ))
             })?;
-            let body = self
-                .data
-                .slice_with_length(start + meta_len, block.bodyLength() as usize);
+            if self.version != MetadataVersion::V1 && message.version() != self.version {
+                return Err(self.corrupt(format!(
+                    "dictionary batch {index} has metadata version {:?}, the footer says {:?}",
+                    message.version(),
+                    self.version
+                )));
+            }
+            if message.bodyLength() > block.bodyLength() {
+                return Err(self.corrupt(format!(
+                    "dictionary batch {index} says its body is {} bytes, the footer gives it {}",
+                    message.bodyLength(),
+                    block.bodyLength()
+                )));
+            }
+            let data = batch
+                .data()
+                .ok_or_else(|| self.corrupt(format!("dictionary batch {index} has no record batch")))?;
+            check_batch_header(data, body_len).map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
+            let body = self.data.slice_with_length(start + meta_len, body_len);
             read_dictionary_impl(
                 &body,
                 batch,
@@ -427,13 +548,14 @@ impl IpcFile {
         self.check_unchanged()?;
         let empty = HashMap::new();
         let dictionaries = if contains_dictionary(field.data_type()) {
-            self.dictionaries()?
+            catch_panic(&self.path, "decoding the dictionaries", || self.dictionaries())?
         } else {
             &empty
         };
         catch_panic(&self.path, "decoding a record batch", || {
             let start = info.block.offset() as usize;
             let meta_len = info.block.metaDataLength() as usize;
+            let body_len = info.block.bodyLength() as usize;
             let in_column = |e: &dyn std::fmt::Display| {
                 self.corrupt(format!("record batch {batch}, column {:?}: {e}", field.name()))
             };
@@ -442,9 +564,10 @@ impl IpcFile {
             let header = message
                 .header_as_record_batch()
                 .ok_or_else(|| in_column(&"not a record batch message"))?;
-            let body = self
-                .data
-                .slice_with_length(start + meta_len, info.block.bodyLength() as usize);
+            // Checked on every decode, not only at open: the mapping is private, but pages not
+            // yet read still follow writes that another process makes to the file in place.
+            check_batch_header(header, body_len).map_err(|e| in_column(&e))?;
+            let body = self.data.slice_with_length(start + meta_len, body_len);
             let projection = [column];
             let decode = |require_alignment: bool| {
                 RecordBatchDecoder::try_new(&body, header, self.schema.clone(), dictionaries, &self.version)?
