@@ -18,6 +18,7 @@ from relay_ml.errors import (
     ColumnNotFoundError,
     CorruptFileError,
     DeviceError,
+    ExportError,
     FileChangedError,
     InvalidFileError,
     NotArrowFileError,
@@ -45,6 +46,7 @@ __all__ = [
     "ColumnNotFoundError",
     "RelayTypeError",
     "RelayValueError",
+    "ExportError",
     "ZeroCopyError",
     "DeviceError",
 ]

@@ -51,7 +51,12 @@ class RelayValueError(RelayError, ValueError):
     """An argument has a value the operation does not accept."""
 
 
-class ZeroCopyError(RelayError, BufferError):
+class ExportError(RelayError, BufferError):
+    """An export protocol (buffer protocol, DLPack) cannot hand out the column as asked:
+    a writable buffer was requested, or the dtype has no code in that protocol."""
+
+
+class ZeroCopyError(ExportError):
     """A zero-copy export was required (``zero_copy=True``) but the data must be copied.
 
     The message says why: several record batches, nulls, a bit-packed or variable-width
@@ -59,7 +64,7 @@ class ZeroCopyError(RelayError, BufferError):
     """
 
 
-class DeviceError(RelayError, BufferError):
+class DeviceError(ExportError):
     """An export to a device relay's data does not live on (it lives in host memory)."""
 
 
@@ -74,6 +79,7 @@ __all__ = [
     "ColumnNotFoundError",
     "RelayTypeError",
     "RelayValueError",
+    "ExportError",
     "ZeroCopyError",
     "DeviceError",
 ]

@@ -88,6 +88,6 @@ impl NativeFrame {
     fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema; // the spec lets producers ignore it; the data keeps its types
         let batches = py.detach(|| self.view.record_batches()).into_py_result()?;
-        export::arrow::stream_capsule(py, self.view.schema(), batches)
+        export::arrow::stream_capsule(py, self.view.schema(), batches, &self.path())
     }
 }

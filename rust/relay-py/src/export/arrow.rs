@@ -38,8 +38,11 @@ pub fn array_capsules<'py>(py: Python<'py>, field: &Field, array: &dyn Array, wh
     PyTuple::new(py, [schema.into_any(), array.into_any()])
 }
 
-/// A stream capsule over record batches.
-pub fn stream_capsule<'py>(py: Python<'py>, schema: SchemaRef, batches: Vec<RecordBatch>) -> PyResult<Bound<'py, PyCapsule>> {
+/// A stream capsule over record batches. The schema is checked to export first (a column name
+/// with a NUL byte cannot cross the C interface), so a bad one fails here, naming `what`,
+/// rather than in the consumer.
+pub fn stream_capsule<'py>(py: Python<'py>, schema: SchemaRef, batches: Vec<RecordBatch>, what: &str) -> PyResult<Bound<'py, PyCapsule>> {
+    FFI_ArrowSchema::try_from(schema.as_ref()).map_err(|e| arrow_failure(what, e))?;
     let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), schema);
     let stream = FFI_ArrowArrayStream::new(Box::new(reader));
     PyCapsule::new_with_value(py, stream, c"arrow_array_stream")

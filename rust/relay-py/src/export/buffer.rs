@@ -3,10 +3,11 @@
 
 use std::ffi::{CStr, c_int, c_void};
 
-use pyo3::exceptions::PyBufferError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use relay_exec::{DenseArray, DenseDtype};
+
+use crate::errors::{ErrorKind, relay_error};
 
 /// What one buffer export owns until `release` runs: the bytes and the shape and strides
 /// arrays the `Py_buffer` points into.
@@ -48,12 +49,12 @@ pub unsafe fn fill(
     what: &str,
 ) -> PyResult<()> {
     if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
-        return Err(PyBufferError::new_err(format!(
+        return Err(relay_error(ErrorKind::Export, format!(
             "{what} is read-only: it may be a view of a mapped file; take a copy to write"
         )));
     }
     let format = format_of(dense.dtype).ok_or_else(|| {
-        PyBufferError::new_err(format!(
+        relay_error(ErrorKind::Export, format!(
             "{what} has dtype {} which the buffer protocol cannot describe; use to_numpy()",
             dense.dtype.numpy_str()
         ))
