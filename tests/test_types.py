@@ -405,6 +405,12 @@ def test_to_numpy_follows_pyarrow(files, name, nulls, batches):
     if pa.types.is_fixed_size_list(type_) and not (pa.types.is_boolean(type_.value_type) and nulls):
         check_fixed_size_list_numpy(written, got)
         return
+    if pa.types.is_interval(type_):
+        # pyarrow 26 crashes (SIGSEGV) converting intervals to NumPy when pandas is absent.
+        expected = np.fromiter(expected_pylist(written.column), dtype=object, count=len(written.column))
+        assert got.shape == expected.shape and got.dtype == object
+        assert_same_values(list(got), list(expected))
+        return
     try:
         # Array.to_numpy, not ChunkedArray.to_numpy: for dictionary arrays with nulls the
         # latter (pyarrow 26) returns the value under a null's index instead of NaN.
