@@ -1,0 +1,373 @@
+//! Expressions over the columns of a plan.
+
+use std::fmt;
+use arrow::array::{ArrayRef, new_null_array};
+use arrow::datatypes::DataType;
+use relay_storage::type_name;
+
+/// A literal value: an Arrow array of one element, so that arrow-rs kernels take it as a
+/// scalar `Datum` and every Arrow type can be a literal.
+#[derive(Clone)]
+pub struct Literal(pub ArrayRef);
+
+impl Literal {
+    pub fn null() -> Self {
+        Literal(new_null_array(&DataType::Null, 1))
+    }
+
+    pub fn data_type(&self) -> &DataType {
+        self.0.data_type()
+    }
+
+    pub fn is_null(&self) -> bool {
+        self.0.is_null(0)
+    }
+}
+
+impl fmt::Debug for Literal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_null() {
+            return write!(f, "null");
+        }
+        let formatter = arrow::util::display::ArrayFormatter::try_new(self.0.as_ref(), &Default::default());
+        match (formatter, self.data_type()) {
+            (Ok(formatter), DataType::Utf8 | DataType::LargeUtf8) => write!(f, "{:?}", formatter.value(0).to_string()),
+            (Ok(formatter), _) => write!(f, "{}", formatter.value(0)),
+            (Err(_), data_type) => write!(f, "<{}>", type_name(data_type)),
+        }
+    }
+}
+
+impl PartialEq for Literal {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_data() == other.0.to_data()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Eq,
+    NotEq,
+    Lt,
+    LtEq,
+    Gt,
+    GtEq,
+    Add,
+    Sub,
+    Mul,
+    /// True division: the result is a float.
+    Div,
+    /// Floor division.
+    FloorDiv,
+    Mod,
+    And,
+    Or,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Self::Eq => "==",
+            Self::NotEq => "!=",
+            Self::Lt => "<",
+            Self::LtEq => "<=",
+            Self::Gt => ">",
+            Self::GtEq => ">=",
+            Self::Add => "+",
+            Self::Sub => "-",
+            Self::Mul => "*",
+            Self::Div => "/",
+            Self::FloorDiv => "//",
+            Self::Mod => "%",
+            Self::And => "&",
+            Self::Or => "|",
+        }
+    }
+
+    pub fn is_comparison(self) -> bool {
+        matches!(self, Self::Eq | Self::NotEq | Self::Lt | Self::LtEq | Self::Gt | Self::GtEq)
+    }
+
+    pub fn is_arithmetic(self) -> bool {
+        matches!(self, Self::Add | Self::Sub | Self::Mul | Self::Div | Self::FloorDiv | Self::Mod)
+    }
+
+    pub fn is_logical(self) -> bool {
+        matches!(self, Self::And | Self::Or)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Not,
+    Negate,
+    Abs,
+    IsNull,
+    IsNotNull,
+    /// Length in characters of a string.
+    StrLen,
+    Year,
+    Month,
+    Day,
+}
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Not => "not",
+            Self::Negate => "neg",
+            Self::Abs => "abs",
+            Self::IsNull => "is_null",
+            Self::IsNotNull => "is_not_null",
+            Self::StrLen => "str.len",
+            Self::Year => "dt.year",
+            Self::Month => "dt.month",
+            Self::Day => "dt.day",
+        }
+    }
+}
+
+/// String predicates with a literal pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StringMatch {
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+impl StringMatch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StartsWith => "str.starts_with",
+            Self::EndsWith => "str.ends_with",
+            Self::Contains => "str.contains",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Expr {
+    Column(String),
+    Literal(Literal),
+    Binary {
+        op: BinaryOp,
+        left: Box<Expr>,
+        right: Box<Expr>,
+    },
+    Unary {
+        op: UnaryOp,
+        input: Box<Expr>,
+    },
+    StringMatch {
+        kind: StringMatch,
+        input: Box<Expr>,
+        pattern: String,
+    },
+    IsIn {
+        input: Box<Expr>,
+        /// The candidate values, as one array (null-free).
+        values: Literal,
+    },
+    FillNull {
+        input: Box<Expr>,
+        value: Box<Expr>,
+    },
+    /// Value conversion (not a bit reinterpretation).
+    Cast {
+        input: Box<Expr>,
+        to: DataType,
+    },
+    /// `when(c1).then(v1).when(c2).then(v2).otherwise(v)`: the first true condition wins.
+    Case {
+        branches: Vec<(Expr, Expr)>,
+        otherwise: Box<Expr>,
+    },
+    Alias {
+        input: Box<Expr>,
+        name: String,
+    },
+}
+
+impl Expr {
+    pub fn col(name: impl Into<String>) -> Expr {
+        Expr::Column(name.into())
+    }
+
+    pub fn lit(value: ArrayRef) -> Expr {
+        Expr::Literal(Literal(value))
+    }
+
+    pub fn binary(self, op: BinaryOp, right: Expr) -> Expr {
+        Expr::Binary {
+            op,
+            left: Box::new(self),
+            right: Box::new(right),
+        }
+    }
+
+    pub fn unary(self, op: UnaryOp) -> Expr {
+        Expr::Unary {
+            op,
+            input: Box::new(self),
+        }
+    }
+
+    pub fn and(self, right: Expr) -> Expr {
+        self.binary(BinaryOp::And, right)
+    }
+
+    pub fn alias(self, name: impl Into<String>) -> Expr {
+        Expr::Alias {
+            input: Box::new(self),
+            name: name.into(),
+        }
+    }
+
+    /// The name of the column this expression produces: an alias, else the first column it
+    /// reads (as Polars does), else "literal".
+    pub fn output_name(&self) -> String {
+        match self {
+            Expr::Alias { name, .. } => name.clone(),
+            Expr::Column(name) => name.clone(),
+            other => other
+                .children()
+                .into_iter()
+                .map(Expr::output_name)
+                .find(|n| n != "literal")
+                .unwrap_or_else(|| "literal".into()),
+        }
+    }
+
+    pub fn children(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Column(_) | Expr::Literal(_) => vec![],
+            Expr::Binary { left, right, .. } => vec![left, right],
+            Expr::Unary { input, .. }
+            | Expr::StringMatch { input, .. }
+            | Expr::IsIn { input, .. }
+            | Expr::Cast { input, .. }
+            | Expr::Alias { input, .. } => vec![input],
+            Expr::FillNull { input, value } => vec![input, value],
+            Expr::Case { branches, otherwise } => branches
+                .iter()
+                .flat_map(|(when, then)| [when, then])
+                .chain(std::iter::once(otherwise.as_ref()))
+                .collect(),
+        }
+    }
+
+    /// This expression with each direct child replaced by `f(child)`.
+    pub fn map_children(self, f: &mut impl FnMut(Expr) -> Expr) -> Expr {
+        let mut boxed = |e: Box<Expr>| Box::new(f(*e));
+        match self {
+            leaf @ (Expr::Column(_) | Expr::Literal(_)) => leaf,
+            Expr::Binary { op, left, right } => Expr::Binary {
+                op,
+                left: boxed(left),
+                right: boxed(right),
+            },
+            Expr::Unary { op, input } => Expr::Unary { op, input: boxed(input) },
+            Expr::StringMatch { kind, input, pattern } => Expr::StringMatch {
+                kind,
+                input: boxed(input),
+                pattern,
+            },
+            Expr::IsIn { input, values } => Expr::IsIn {
+                input: boxed(input),
+                values,
+            },
+            Expr::FillNull { input, value } => Expr::FillNull {
+                input: boxed(input),
+                value: boxed(value),
+            },
+            Expr::Cast { input, to } => Expr::Cast { input: boxed(input), to },
+            Expr::Case { branches, otherwise } => {
+                let otherwise = boxed(otherwise);
+                Expr::Case {
+                    branches: branches.into_iter().map(|(w, t)| (f(w), f(t))).collect(),
+                    otherwise,
+                }
+            }
+            Expr::Alias { input, name } => Expr::Alias { input: boxed(input), name },
+        }
+    }
+
+    /// Every column name this expression reads, in first-seen order.
+    pub fn columns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.collect_columns(&mut out);
+        out
+    }
+
+    fn collect_columns(&self, out: &mut Vec<String>) {
+        if let Expr::Column(name) = self {
+            if !out.contains(name) {
+                out.push(name.clone());
+            }
+        }
+        for child in self.children() {
+            child.collect_columns(out);
+        }
+    }
+
+    /// Splits a conjunction `a & b & c` into `[a, b, c]`.
+    pub fn conjuncts(self) -> Vec<Expr> {
+        match self {
+            Expr::Binary {
+                op: BinaryOp::And,
+                left,
+                right,
+            } => {
+                let mut out = left.conjuncts();
+                out.extend(right.conjuncts());
+                out
+            }
+            other => vec![other],
+        }
+    }
+
+    /// `a & b & c` from `[a, b, c]`; None when empty.
+    pub fn conjunction(exprs: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+        exprs.into_iter().reduce(Expr::and)
+    }
+
+    /// This expression with every column reference renamed through `rename`.
+    pub fn rename_columns(self, rename: &impl Fn(&str) -> Option<String>) -> Expr {
+        match self {
+            Expr::Column(name) => Expr::Column(rename(&name).unwrap_or(name)),
+            other => other.map_children(&mut |child| child.rename_columns(rename)),
+        }
+    }
+
+    /// This expression with every column reference replaced by `substitute(name)` when it
+    /// gives one (used to push predicates below projections that compute columns).
+    pub fn substitute_columns(self, substitute: &impl Fn(&str) -> Option<Expr>) -> Expr {
+        match self {
+            Expr::Column(name) => substitute(&name).unwrap_or(Expr::Column(name)),
+            other => other.map_children(&mut |child| child.substitute_columns(substitute)),
+        }
+    }
+}
+
+impl fmt::Display for Expr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Expr::Column(name) => write!(f, "col({name:?})"),
+            Expr::Literal(literal) => write!(f, "{literal:?}"),
+            Expr::Binary { op, left, right } => write!(f, "({left} {} {right})", op.symbol()),
+            Expr::Unary { op, input } => write!(f, "{input}.{}()", op.name()),
+            Expr::StringMatch { kind, input, pattern } => write!(f, "{input}.{}({pattern:?})", kind.name()),
+            Expr::IsIn { input, values } => write!(f, "{input}.is_in({values:?} x{})", values.0.len()),
+            Expr::FillNull { input, value } => write!(f, "{input}.fill_null({value})"),
+            Expr::Cast { input, to } => write!(f, "{input}.cast({})", type_name(to)),
+            Expr::Case { branches, otherwise } => {
+                for (i, (when, then)) in branches.iter().enumerate() {
+                    let prefix = if i == 0 { "when" } else { ".when" };
+                    write!(f, "{prefix}({when}).then({then})")?;
+                }
+                write!(f, ".otherwise({otherwise})")
+            }
+            Expr::Alias { input, name } => write!(f, "{input}.alias({name:?})"),
+        }
+    }
+}

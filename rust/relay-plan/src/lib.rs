@@ -1,0 +1,12 @@
+//! Plan layer of relay_ml: expressions, logical plans over mapped files, type resolution when
+//! a plan is built, and the optimizer. Nothing here reads column data.
+
+mod error;
+pub mod expr;
+pub mod optimizer;
+pub mod plan;
+pub mod resolve;
+
+pub use error::{PlanError, Result};
+pub use expr::{BinaryOp, Expr, Literal, StringMatch, UnaryOp};
+pub use plan::LogicalPlan;
