@@ -2,5 +2,8 @@
 //! copying only where the view cannot be handed over as it is.
 
 pub mod dense;
+pub mod eval;
+pub mod execute;
+pub mod profile;
 
 pub use dense::{DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker};
