@@ -29,6 +29,7 @@ from relay_ml.errors import (
     RelayValueError,
     ZeroCopyError,
 )
+from relay_ml.expr import Expr, col, lit, when
 from relay_ml.frame import Frame, scan
 
 __all__ = [
@@ -36,6 +37,10 @@ __all__ = [
     "scan",
     "Frame",
     "Column",
+    "Expr",
+    "col",
+    "lit",
+    "when",
     "RelayError",
     "RelayFileNotFoundError",
     "RelayIOError",

@@ -67,6 +67,79 @@ class Column(ColumnBase):
         _check_slice_args(offset, length)
         return Column(self._slice(offset, length))
 
+    # -- as an expression: frame["age"] > 30 is col("age") > 30 ---------------------------
+    def _expr(self) -> Any:
+        from relay_ml.expr import col
+
+        return col(self.name)
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return self._expr() == other
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        return self._expr() != other
+
+    def __lt__(self, other: Any) -> Any:
+        return self._expr() < other
+
+    def __le__(self, other: Any) -> Any:
+        return self._expr() <= other
+
+    def __gt__(self, other: Any) -> Any:
+        return self._expr() > other
+
+    def __ge__(self, other: Any) -> Any:
+        return self._expr() >= other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __add__(self, other: Any) -> Any:
+        return self._expr() + other
+
+    def __radd__(self, other: Any) -> Any:
+        return other + self._expr()
+
+    def __sub__(self, other: Any) -> Any:
+        return self._expr() - other
+
+    def __rsub__(self, other: Any) -> Any:
+        return other - self._expr()
+
+    def __mul__(self, other: Any) -> Any:
+        return self._expr() * other
+
+    def __rmul__(self, other: Any) -> Any:
+        return other * self._expr()
+
+    def __truediv__(self, other: Any) -> Any:
+        return self._expr() / other
+
+    def __floordiv__(self, other: Any) -> Any:
+        return self._expr() // other
+
+    def __mod__(self, other: Any) -> Any:
+        return self._expr() % other
+
+    def __neg__(self) -> Any:
+        return -self._expr()
+
+    def __and__(self, other: Any) -> Any:
+        return self._expr() & other
+
+    def __or__(self, other: Any) -> Any:
+        return self._expr() | other
+
+    def __invert__(self) -> Any:
+        return ~self._expr()
+
+    def __getattr__(self, name: str) -> Any:
+        # Expression methods (is_null, is_in, between, cast, alias, str, dt, ...) on a column.
+        from relay_ml.expr import Expr
+
+        if name.startswith("_") or not hasattr(Expr, name):
+            raise AttributeError(f"'Column' object has no attribute {name!r}")
+        return getattr(self._expr(), name)
+
     # -- NumPy -----------------------------------------------------------------------------
     def to_numpy(self, zero_copy: bool | None = None) -> np.ndarray:
         """The column as a read-only NumPy array.

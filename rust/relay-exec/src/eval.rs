@@ -111,12 +111,21 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
             for (when, then) in branches.iter().rev() {
                 let condition = evaluate(when, batch)?.into_array(len)?;
                 // A null condition counts as false.
-                let condition = arrow::compute::prep_null_mask_filter(condition.as_boolean());
+                let condition = null_as_false(condition.as_boolean());
                 let then = evaluate(then, batch)?;
                 result = zip(&condition, &*then.datum(), &result.as_ref())?;
             }
             Ok(Value::Array(result))
         }
+    }
+}
+
+/// `mask` with nulls turned into false (arrow's prep_null_mask_filter needs a null buffer).
+pub fn null_as_false(mask: &BooleanArray) -> BooleanArray {
+    if mask.null_count() == 0 {
+        BooleanArray::new(mask.values().clone(), None)
+    } else {
+        arrow::compute::prep_null_mask_filter(mask)
     }
 }
 
@@ -308,7 +317,7 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
         UnaryOp::Abs => {
             let zero = arrow::compute::cast(&(Arc::new(arrow::array::Int8Array::from(vec![0])) as ArrayRef), array.data_type())?;
             let negative = cmp::lt(&array, &Scalar::new(zero))?;
-            let negative = arrow::compute::prep_null_mask_filter(&negative);
+            let negative = null_as_false(&negative);
             zip(&negative, &numeric::neg_wrapping(&array)?, &array)?
         }
         UnaryOp::IsNull => Arc::new(is_null(array.as_ref())?),

@@ -204,7 +204,7 @@ fn true_positions(mask: &ArrayRef, base: u32, out: &mut Vec<u32>) -> Result<(), 
         arrow::datatypes::DataType::Null => return Ok(()),
         other => return Err(ArrowError::InvalidArgumentError(format!("filter predicate gave {other}, not booleans"))),
     };
-    let mask = arrow::compute::prep_null_mask_filter(mask);
+    let mask = crate::eval::null_as_false(mask);
     out.extend(mask.values().set_indices().map(|i| base + i as u32));
     Ok(())
 }

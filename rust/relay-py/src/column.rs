@@ -1,46 +1,154 @@
-//! `relay_ml._relay.ColumnBase`: one column of a mapped file, with every export.
-//! The public class is `relay_ml.Column`, a Python subclass that carries the docs.
+//! `relay_ml._relay.ColumnBase`: one column of a mapped file or of a plan over one, with every
+//! export. The public class is `relay_ml.Column`, a Python subclass that carries the docs.
 
 use std::ffi::c_int;
+use std::sync::Arc;
 
 use arrow::array::ArrayRef;
+use arrow::datatypes::FieldRef;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyList, PyTuple};
 use relay_exec::DenseArray;
-use relay_storage::{ColumnView, DecodedColumn};
+use relay_exec::execute::ViewSet;
+use relay_plan::LogicalPlan;
+use relay_storage::{ColumnView, DecodedColumn, IpcFile, type_name};
 
 use crate::errors::{ErrorKind, IntoPyResult, relay_error};
 use crate::export;
-use relay_storage::type_name;
+use crate::frame::run_plan;
+
+/// Where a column's data comes from.
+#[derive(Clone)]
+pub enum ColumnSource {
+    /// A column of the file itself over a row range: decoded batch by batch.
+    File(ColumnView),
+    /// The single output column of a plan (filtered, computed, ...), executed on export.
+    Plan {
+        plan: Arc<LogicalPlan>,
+        field: FieldRef,
+        /// The scanned file: its mapping tells views from copies, its path goes in messages.
+        file: Arc<IpcFile>,
+    },
+}
+
+/// A column's data once read: decoded chunks of the file, or an executed plan.
+enum Executed {
+    Chunks(Vec<DecodedColumn>),
+    View(ViewSet),
+}
+
+const FILTER_COPY: &str = "a filter selected rows: they are gathered into a copy";
+
+impl Executed {
+    /// Why exporting copies, or None for a view of the mapping.
+    fn copy_reason(&self, mapped: &std::ops::Range<usize>) -> Option<String> {
+        match self {
+            Executed::Chunks(chunks) => relay_exec::zero_copy_blocker(chunks, mapped),
+            Executed::View(view) if view.chunks.iter().any(|c| c.selection.is_some()) => Some(FILTER_COPY.into()),
+            Executed::View(view) => {
+                let chunks = view_chunks(view).ok()?;
+                relay_exec::zero_copy_blocker(&chunks, mapped)
+            }
+        }
+    }
+
+    fn dense(&self, mapped: &std::ops::Range<usize>) -> Result<DenseArray, String> {
+        match self {
+            Executed::Chunks(chunks) => relay_exec::materialize(chunks, mapped),
+            Executed::View(view) => relay_exec::gather::dense_column(view, 0, mapped),
+        }
+    }
+
+    fn arrays(&self) -> Result<Vec<ArrayRef>, String> {
+        match self {
+            Executed::Chunks(chunks) => Ok(chunks.iter().map(|c| c.array.clone()).collect()),
+            Executed::View(view) => Ok(view_chunks(view)?.into_iter().map(|c| c.array).collect()),
+        }
+    }
+
+    fn into_chunks(self) -> Result<Vec<DecodedColumn>, String> {
+        match self {
+            Executed::Chunks(chunks) => Ok(chunks),
+            Executed::View(view) => view_chunks(&view),
+        }
+    }
+}
+
+/// The first column of an executed view as decoded chunks (gathered where selected); never
+/// empty, so the type is always known.
+fn view_chunks(view: &ViewSet) -> Result<Vec<DecodedColumn>, String> {
+    let selected = view.chunks.iter().any(|c| c.selection.is_some());
+    let mut chunks: Vec<DecodedColumn> = view
+        .column_arrays(0)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|array| DecodedColumn {
+            array,
+            copy_reason: selected.then(|| FILTER_COPY.to_string()),
+        })
+        .collect();
+    if chunks.is_empty() {
+        chunks.push(DecodedColumn {
+            array: arrow::array::new_empty_array(view.schema.field(0).data_type()),
+            copy_reason: None,
+        });
+    }
+    Ok(chunks)
+}
 
 #[pyclass(subclass, frozen, module = "relay_ml._relay")]
 pub struct ColumnBase {
-    pub view: ColumnView,
+    pub source: ColumnSource,
 }
 
 impl ColumnBase {
+    fn field(&self) -> &FieldRef {
+        match &self.source {
+            ColumnSource::File(view) => view.field(),
+            ColumnSource::Plan { field, .. } => field,
+        }
+    }
+
+    fn file(&self) -> &Arc<IpcFile> {
+        match &self.source {
+            ColumnSource::File(view) => view.file(),
+            ColumnSource::Plan { file, .. } => file,
+        }
+    }
+
     fn describe(&self) -> String {
-        format!("column {:?} of {}", self.view.name(), self.view.file().path().display())
+        format!("column {:?} of {}", self.field().name(), self.file().path().display())
+    }
+
+    fn execute(&self, py: Python<'_>) -> PyResult<Executed> {
+        match &self.source {
+            ColumnSource::File(view) => Ok(Executed::Chunks(py.detach(|| view.chunks()).into_py_result()?)),
+            ColumnSource::Plan { plan, .. } => Ok(Executed::View(run_plan(py, plan)?)),
+        }
     }
 
     fn chunks(&self, py: Python<'_>) -> PyResult<Vec<DecodedColumn>> {
-        py.detach(|| self.view.chunks()).into_py_result()
+        let executed = self.execute(py)?;
+        py.detach(|| executed.into_chunks()).map_err(|reason| self.type_error(&reason))
+    }
+
+    fn type_error(&self, reason: &str) -> PyErr {
+        relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe()))
     }
 
     fn mapped(&self) -> std::ops::Range<usize> {
-        self.view.file().mapped_range()
+        self.file().mapped_range()
     }
 
     /// The column as one dense buffer, refusing a copy when `zero_copy` is true.
     fn dense(&self, py: Python<'_>, zero_copy: bool) -> PyResult<DenseArray> {
-        let chunks = self.chunks(py)?;
+        let executed = self.execute(py)?;
         let mapped = self.mapped();
-        if zero_copy && let Some(reason) = relay_exec::zero_copy_blocker(&chunks, &mapped) {
+        if zero_copy && let Some(reason) = executed.copy_reason(&mapped) {
             return Err(self.zero_copy_error(&reason));
         }
-        py.detach(|| relay_exec::materialize(&chunks, &mapped))
-            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe())))
+        py.detach(|| executed.dense(&mapped)).map_err(|reason| self.type_error(&reason))
     }
 
     fn zero_copy_error(&self, reason: &str) -> PyErr {
@@ -48,7 +156,8 @@ impl ColumnBase {
     }
 
     fn arrays(&self, py: Python<'_>) -> PyResult<Vec<ArrayRef>> {
-        Ok(self.chunks(py)?.into_iter().map(|c| c.array).collect())
+        let executed = self.execute(py)?;
+        py.detach(|| executed.arrays()).map_err(|reason| self.type_error(&reason))
     }
 }
 
@@ -57,27 +166,33 @@ impl ColumnBase {
     #[new]
     fn new(source: PyRef<'_, ColumnBase>) -> Self {
         ColumnBase {
-            view: source.view.clone(),
+            source: source.source.clone(),
         }
     }
 
     #[getter]
     fn name(&self) -> &str {
-        self.view.name()
+        self.field().name()
     }
 
     #[getter]
     fn dtype(&self) -> String {
-        type_name(self.view.data_type())
+        type_name(self.field().data_type())
     }
 
     #[getter]
     fn path(&self) -> String {
-        self.view.file().path().display().to_string()
+        self.file().path().display().to_string()
     }
 
-    fn __len__(&self) -> usize {
-        self.view.len() as usize
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        match &self.source {
+            ColumnSource::File(view) => Ok(view.len() as usize),
+            ColumnSource::Plan { plan, .. } => match plan.known_num_rows() {
+                Some(n) => Ok(n as usize),
+                None => Ok(run_plan(py, plan)?.num_rows()),
+            },
+        }
     }
 
     #[getter]
@@ -87,26 +202,32 @@ impl ColumnBase {
 
     /// Why an export of this column copies, or None when it is a view of the mapping.
     #[getter]
-    fn copy_reason(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        let chunks = self.chunks(py)?;
-        Ok(relay_exec::zero_copy_blocker(&chunks, &self.mapped()))
+    pub fn copy_reason(&self, py: Python<'_>) -> PyResult<Option<String>> {
+        let executed = self.execute(py)?;
+        Ok(executed.copy_reason(&self.mapped()))
     }
 
     fn _slice(&self, offset: u64, length: Option<u64>) -> Self {
-        ColumnBase {
-            view: self.view.slice(offset, length.unwrap_or(u64::MAX)),
-        }
+        let length = length.unwrap_or(u64::MAX);
+        let source = match &self.source {
+            ColumnSource::File(view) => ColumnSource::File(view.slice(offset, length)),
+            ColumnSource::Plan { plan, field, file } => ColumnSource::Plan {
+                plan: Arc::new(plan.slice(offset, length)),
+                field: field.clone(),
+                file: file.clone(),
+            },
+        };
+        ColumnBase { source }
     }
 
     #[pyo3(signature = (zero_copy=None))]
     fn _to_numpy<'py>(&self, py: Python<'py>, zero_copy: Option<bool>) -> PyResult<Bound<'py, PyAny>> {
-        let chunks = self.chunks(py)?;
+        let executed = self.execute(py)?;
         let mapped = self.mapped();
-        let blocker = relay_exec::zero_copy_blocker(&chunks, &mapped);
-        if zero_copy == Some(true) && let Some(reason) = &blocker {
-            return Err(self.zero_copy_error(reason));
+        if zero_copy == Some(true) && let Some(reason) = executed.copy_reason(&mapped) {
+            return Err(self.zero_copy_error(&reason));
         }
-        match py.detach(|| relay_exec::materialize(&chunks, &mapped)) {
+        match py.detach(|| executed.dense(&mapped)) {
             Ok(dense) => export::numpy::dense_to_numpy(py, dense),
             // No fixed-width form (strings, decimals, nested types): an object array.
             // fromiter, unlike array(), never turns equal-length lists into extra dimensions.
@@ -184,7 +305,7 @@ impl ColumnBase {
     }
 
     fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
-        export::arrow::field_capsule(py, self.view.field(), &self.describe())
+        export::arrow::field_capsule(py, self.field(), &self.describe())
     }
 
     /// One array: the single chunk as it is, or the chunks concatenated (a copy).
@@ -199,14 +320,14 @@ impl ColumnBase {
             py.detach(|| arrow::compute::concat(&refs))
                 .map_err(|e| relay_error(ErrorKind::Type, format!("{}: {e}", self.describe())))?
         };
-        export::arrow::array_capsules(py, self.view.field(), array.as_ref(), &self.describe())
+        export::arrow::array_capsules(py, self.field(), array.as_ref(), &self.describe())
     }
 
     /// `(schema, array)` capsules for each chunk, sharing the mapping.
     fn _arrow_chunks<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.arrays(py)?
             .iter()
-            .map(|array| export::arrow::array_capsules(py, self.view.field(), array.as_ref(), &self.describe()))
+            .map(|array| export::arrow::array_capsules(py, self.field(), array.as_ref(), &self.describe()))
             .collect()
     }
 }

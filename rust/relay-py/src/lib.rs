@@ -4,6 +4,7 @@
 mod column;
 mod errors;
 mod export;
+mod expr;
 mod frame;
 mod inspect;
 
@@ -13,6 +14,7 @@ use pyo3::prelude::*;
 fn _relay(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<frame::NativeFrame>()?;
     module.add_class::<column::ColumnBase>()?;
+    module.add_class::<expr::NativeExpr>()?;
     module.add_class::<export::BufferOwner>()?;
     module.add_function(wrap_pyfunction!(inspect::inspect_file, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -1,0 +1,340 @@
+"""Expressions: `col`, `lit`, `when`, and the operators and functions on them.
+
+Expressions are lazy descriptions checked against a frame's schema when the frame is built
+(``frame.filter(col("city") > 3)`` raises a TypeError naming the column and both types) and
+evaluated by the engine, in parallel and without the GIL, when the frame is exported.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any, Iterable
+
+import numpy as np
+
+from relay_ml._relay import NativeExpr
+from relay_ml.errors import RelayTypeError
+
+IntoExpr = Any  # an Expr, a Column, or a Python / NumPy scalar
+
+
+def _dtype_name(dtype: Any) -> str:
+    """A dtype as the engine names it: accepts strings, NumPy dtypes and Python types."""
+    if isinstance(dtype, str):
+        return dtype
+    if dtype is bool:
+        return "bool"
+    if dtype is int:
+        return "int64"
+    if dtype is float:
+        return "float64"
+    if dtype is str:
+        return "string"
+    try:
+        return np.dtype(dtype).name
+    except TypeError:
+        raise RelayTypeError(f"not a dtype: {dtype!r}") from None
+
+
+class Expr:
+    """A column expression: ``col("age") > 30``, ``(col("x") * 2).alias("x2")``, ...
+
+    Comparisons and arithmetic follow Polars: literal numbers take the type of the column they
+    meet when the value fits; ``/`` is true division (a float), ``//`` and ``%`` round toward
+    negative infinity as in Python, integer division by zero gives null; ``&``, ``|`` and ``~``
+    use three-valued logic with null.
+    """
+
+    __slots__ = ("_native", "_recipe")
+
+    def __init__(self, native: NativeExpr, recipe: tuple[Any, ...]) -> None:
+        self._native = native
+        self._recipe = recipe  # how to rebuild this expression: for pickling
+
+    # -- construction helpers ------------------------------------------------------------
+    def _binary(self, op: str, other: IntoExpr, reflected: bool = False) -> Expr:
+        other = _to_expr(other)
+        if reflected:
+            return Expr(other._native.binary(op, self._native), ("binary", op, other, self))
+        return Expr(self._native.binary(op, other._native), ("binary", op, self, other))
+
+    def _unary(self, op: str) -> Expr:
+        return Expr(self._native.unary(op), ("unary", op, self))
+
+    # -- comparisons ---------------------------------------------------------------------
+    def __eq__(self, other: IntoExpr) -> Expr:  # type: ignore[override]
+        return self._binary("==", other)
+
+    def __ne__(self, other: IntoExpr) -> Expr:  # type: ignore[override]
+        return self._binary("!=", other)
+
+    def __lt__(self, other: IntoExpr) -> Expr:
+        return self._binary("<", other)
+
+    def __le__(self, other: IntoExpr) -> Expr:
+        return self._binary("<=", other)
+
+    def __gt__(self, other: IntoExpr) -> Expr:
+        return self._binary(">", other)
+
+    def __ge__(self, other: IntoExpr) -> Expr:
+        return self._binary(">=", other)
+
+    __hash__ = None  # type: ignore[assignment]  # == builds an expression
+
+    def __bool__(self) -> bool:
+        raise RelayTypeError(
+            "an expression has no truth value; combine conditions with & | ~ instead of and / or / not"
+        )
+
+    # -- arithmetic ----------------------------------------------------------------------
+    def __add__(self, other: IntoExpr) -> Expr:
+        return self._binary("+", other)
+
+    def __radd__(self, other: IntoExpr) -> Expr:
+        return self._binary("+", other, reflected=True)
+
+    def __sub__(self, other: IntoExpr) -> Expr:
+        return self._binary("-", other)
+
+    def __rsub__(self, other: IntoExpr) -> Expr:
+        return self._binary("-", other, reflected=True)
+
+    def __mul__(self, other: IntoExpr) -> Expr:
+        return self._binary("*", other)
+
+    def __rmul__(self, other: IntoExpr) -> Expr:
+        return self._binary("*", other, reflected=True)
+
+    def __truediv__(self, other: IntoExpr) -> Expr:
+        return self._binary("/", other)
+
+    def __rtruediv__(self, other: IntoExpr) -> Expr:
+        return self._binary("/", other, reflected=True)
+
+    def __floordiv__(self, other: IntoExpr) -> Expr:
+        return self._binary("//", other)
+
+    def __rfloordiv__(self, other: IntoExpr) -> Expr:
+        return self._binary("//", other, reflected=True)
+
+    def __mod__(self, other: IntoExpr) -> Expr:
+        return self._binary("%", other)
+
+    def __rmod__(self, other: IntoExpr) -> Expr:
+        return self._binary("%", other, reflected=True)
+
+    def __neg__(self) -> Expr:
+        return self._unary("neg")
+
+    def __abs__(self) -> Expr:
+        return self._unary("abs")
+
+    def abs(self) -> Expr:
+        """Absolute value."""
+        return self._unary("abs")
+
+    # -- logic -----------------------------------------------------------------------------
+    def __and__(self, other: IntoExpr) -> Expr:
+        return self._binary("&", other)
+
+    def __rand__(self, other: IntoExpr) -> Expr:
+        return self._binary("&", other, reflected=True)
+
+    def __or__(self, other: IntoExpr) -> Expr:
+        return self._binary("|", other)
+
+    def __ror__(self, other: IntoExpr) -> Expr:
+        return self._binary("|", other, reflected=True)
+
+    def __invert__(self) -> Expr:
+        return self._unary("not")
+
+    # -- nulls, membership, conversion -------------------------------------------------------
+    def is_null(self) -> Expr:
+        """True where the value is null."""
+        return self._unary("is_null")
+
+    def is_not_null(self) -> Expr:
+        """True where the value is not null."""
+        return self._unary("is_not_null")
+
+    def is_in(self, values: Iterable[Any]) -> Expr:
+        """True where the value equals one of ``values`` (null stays null)."""
+        values = list(values.tolist() if isinstance(values, np.ndarray) else values)
+        return Expr(self._native.is_in(values), ("is_in", self, values))
+
+    def between(self, lower: IntoExpr, upper: IntoExpr) -> Expr:
+        """``lower <= self <= upper`` (both ends included)."""
+        return (self >= lower) & (self <= upper)
+
+    def fill_null(self, value: IntoExpr) -> Expr:
+        """Nulls replaced by ``value``."""
+        value = _to_expr(value)
+        return Expr(self._native.fill_null(value._native), ("fill_null", self, value))
+
+    def cast(self, dtype: Any) -> Expr:
+        """Values converted to ``dtype`` (a NumPy dtype or a name such as ``"float32"``);
+        a value that does not convert raises when the frame is evaluated."""
+        name = _dtype_name(dtype)
+        return Expr(self._native.cast(name), ("cast", self, name))
+
+    def alias(self, name: str) -> Expr:
+        """The same expression under another output name."""
+        if not isinstance(name, str):
+            raise RelayTypeError(f"alias() takes a str, got {type(name).__name__}")
+        return Expr(self._native.alias(name), ("alias", self, name))
+
+    @property
+    def str(self) -> _StringFunctions:
+        """String functions: ``starts_with``, ``ends_with``, ``contains``, ``len``."""
+        return _StringFunctions(self)
+
+    @property
+    def dt(self) -> _DateFunctions:
+        """Date parts: ``year``, ``month``, ``day``."""
+        return _DateFunctions(self)
+
+    @property
+    def output_name(self) -> str:
+        """The name of the column this expression produces."""
+        return self._native.output_name
+
+    def __repr__(self) -> str:
+        return f"<Expr {self._native}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (self._recipe,))
+
+
+class _StringFunctions:
+    __slots__ = ("_expr",)
+
+    def __init__(self, expr: Expr) -> None:
+        self._expr = expr
+
+    def _match(self, kind: str, pattern: str) -> Expr:
+        if not isinstance(pattern, str):
+            raise RelayTypeError(f"str.{kind}() takes a str pattern, got {type(pattern).__name__}")
+        return Expr(self._expr._native.string_match(kind, pattern), ("string_match", self._expr, kind, pattern))
+
+    def starts_with(self, prefix: str) -> Expr:
+        return self._match("starts_with", prefix)
+
+    def ends_with(self, suffix: str) -> Expr:
+        return self._match("ends_with", suffix)
+
+    def contains(self, literal: str) -> Expr:
+        """True where the string contains ``literal`` (a plain substring, not a pattern)."""
+        return self._match("contains", literal)
+
+    def len(self) -> Expr:
+        """Length in characters."""
+        return self._expr._unary("str.len")
+
+
+class _DateFunctions:
+    __slots__ = ("_expr",)
+
+    def __init__(self, expr: Expr) -> None:
+        self._expr = expr
+
+    def year(self) -> Expr:
+        return self._expr._unary("dt.year")
+
+    def month(self) -> Expr:
+        return self._expr._unary("dt.month")
+
+    def day(self) -> Expr:
+        return self._expr._unary("dt.day")
+
+
+def col(name: str) -> Expr:
+    """The column called ``name``."""
+    if not isinstance(name, str):
+        raise RelayTypeError(f"col() takes a column name (str), got {type(name).__name__}")
+    return Expr(NativeExpr.col(name), ("col", name))
+
+
+def lit(value: Any) -> Expr:
+    """A literal: bool, int, float, str, bytes, date, datetime, NumPy scalar or None."""
+    if isinstance(value, Expr):
+        return value
+    if isinstance(value, np.generic):
+        value = value.item()
+    return Expr(NativeExpr.lit(value), ("lit", value))
+
+
+def _to_expr(value: IntoExpr) -> Expr:
+    from relay_ml.column import Column
+
+    if isinstance(value, Expr):
+        return value
+    if isinstance(value, Column):
+        return col(value.name)
+    if isinstance(value, (bool, int, float, str, bytes, _dt.date, np.generic)) or value is None:
+        return lit(value)
+    raise RelayTypeError(f"cannot use a {type(value).__name__} in an expression; use col(), lit() or a scalar")
+
+
+class When:
+    """``when(condition).then(value)``, continued with ``.when(...)`` or ``.otherwise(...)``."""
+
+    __slots__ = ("_branches", "_condition")
+
+    def __init__(self, branches: list[tuple[Expr, Expr]], condition: Expr) -> None:
+        self._branches = branches
+        self._condition = condition
+
+    def then(self, value: IntoExpr) -> Then:
+        return Then(self._branches + [(self._condition, _to_expr(value))])
+
+
+class Then:
+    __slots__ = ("_branches",)
+
+    def __init__(self, branches: list[tuple[Expr, Expr]]) -> None:
+        self._branches = branches
+
+    def when(self, condition: IntoExpr) -> When:
+        return When(self._branches, _to_expr(condition))
+
+    def otherwise(self, value: IntoExpr) -> Expr:
+        value = _to_expr(value)
+        branches = [(w._native, t._native) for w, t in self._branches]
+        return Expr(NativeExpr.case(branches, value._native), ("case", self._branches, value))
+
+
+def when(condition: IntoExpr) -> When:
+    """Start a conditional: ``when(c).then(a).when(d).then(b).otherwise(e)``; the first true
+    condition wins, a null condition counts as false."""
+    return When([], _to_expr(condition))
+
+
+def _rebuild(recipe: tuple[Any, ...]) -> Expr:
+    kind, *args = recipe
+    if kind == "col":
+        return col(args[0])
+    if kind == "lit":
+        return lit(args[0])
+    if kind == "binary":
+        op, left, right = args
+        return Expr(left._native.binary(op, right._native), recipe)
+    if kind == "unary":
+        op, input_ = args
+        return input_._unary(op)
+    if kind == "is_in":
+        return args[0].is_in(args[1])
+    if kind == "fill_null":
+        return args[0].fill_null(args[1])
+    if kind == "cast":
+        return args[0].cast(args[1])
+    if kind == "alias":
+        return args[0].alias(args[1])
+    if kind == "string_match":
+        expr, match, pattern = args
+        return expr.str._match(match, pattern)
+    if kind == "case":
+        branches, otherwise = args
+        return Then(branches).otherwise(otherwise)
+    raise ValueError(f"unknown expression recipe {kind!r}")

@@ -1,0 +1,314 @@
+//! `relay_ml._relay.NativeExpr`: expressions, built from Python values.
+//! The public class is `relay_ml.Expr`, a Python wrapper that carries the docs and operators.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    new_null_array,
+};
+use arrow::datatypes::{DataType, TimeUnit};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyBytes, PyDate, PyDateTime, PyFloat, PyInt, PyString};
+use relay_plan::{BinaryOp, Expr, Literal, StringMatch, UnaryOp};
+
+use crate::errors::{ErrorKind, relay_error};
+
+#[pyclass(frozen, module = "relay_ml._relay")]
+pub struct NativeExpr {
+    pub expr: Expr,
+}
+
+fn wrap(expr: Expr) -> NativeExpr {
+    NativeExpr { expr }
+}
+
+/// A Python value as a literal array of `len` values (1 for a scalar).
+fn values_to_array(py: Python<'_>, values: &[Bound<'_, PyAny>], what: &str) -> PyResult<ArrayRef> {
+    let first = values.iter().find(|v| !v.is_none());
+    let Some(first) = first else {
+        return Ok(new_null_array(&DataType::Null, values.len()));
+    };
+    let bad = |v: &Bound<'_, PyAny>| {
+        relay_error(
+            ErrorKind::Type,
+            format!(
+                "{what}: cannot mix {} and {} values",
+                first.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
+                v.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            ),
+        )
+    };
+    // Order matters: bool is an int subclass, datetime a date subclass.
+    if first.is_instance_of::<PyBool>() {
+        let out: PyResult<BooleanArray> = values
+            .iter()
+            .map(|v| if v.is_none() { Ok(None) } else if v.is_instance_of::<PyBool>() { Ok(Some(v.extract::<bool>()?)) } else { Err(bad(v)) })
+            .collect();
+        return Ok(Arc::new(out?));
+    }
+    if first.is_instance_of::<PyInt>() || is_numpy_integer(first) {
+        let out: PyResult<Int64Array> = values
+            .iter()
+            .map(|v| {
+                if v.is_none() {
+                    Ok(None)
+                } else {
+                    v.extract::<i64>().map(Some).map_err(|_| {
+                        relay_error(ErrorKind::Value, format!("{what}: {v} does not fit in a 64-bit integer"))
+                    })
+                }
+            })
+            .collect();
+        if let Ok(ints) = out {
+            return Ok(Arc::new(ints));
+        }
+        // Mixed ints and floats become floats (as Python would compare them).
+    }
+    if first.is_instance_of::<PyFloat>() || first.is_instance_of::<PyInt>() || is_numpy_number(first) {
+        let out: PyResult<Float64Array> = values
+            .iter()
+            .map(|v| if v.is_none() { Ok(None) } else { v.extract::<f64>().map(Some).map_err(|_| bad(v)) })
+            .collect();
+        return Ok(Arc::new(out?));
+    }
+    if first.is_instance_of::<PyString>() {
+        let out: PyResult<StringArray> = values
+            .iter()
+            .map(|v| if v.is_none() { Ok(None) } else { v.extract::<String>().map(Some).map_err(|_| bad(v)) })
+            .collect();
+        return Ok(Arc::new(out?));
+    }
+    if first.is_instance_of::<PyBytes>() {
+        let owned: PyResult<Vec<Option<Vec<u8>>>> = values
+            .iter()
+            .map(|v| if v.is_none() { Ok(None) } else { v.extract::<Vec<u8>>().map(Some).map_err(|_| bad(v)) })
+            .collect();
+        let owned = owned?;
+        return Ok(Arc::new(BinaryArray::from_iter(owned.iter().map(|v| v.as_deref()))));
+    }
+    if first.is_instance_of::<PyDateTime>() {
+        // Microseconds since the epoch: naive datetimes are wall time (no zone), aware ones UTC.
+        let datetime = py.import("datetime")?;
+        let utc = datetime.getattr("timezone")?.getattr("utc")?;
+        let naive_epoch = datetime.getattr("datetime")?.call1((1970, 1, 1))?;
+        let aware_epoch = naive_epoch.call_method1("replace", ())?.call_method("replace", (), Some(&{
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("tzinfo", &utc)?;
+            kwargs
+        }))?;
+        let microsecond = datetime.getattr("timedelta")?.call((), Some(&{
+            let kwargs = pyo3::types::PyDict::new(py);
+            kwargs.set_item("microseconds", 1)?;
+            kwargs
+        }))?;
+        let aware = !first.getattr("tzinfo")?.is_none();
+        let out: PyResult<Vec<Option<i64>>> = values
+            .iter()
+            .map(|v| {
+                if v.is_none() {
+                    return Ok(None);
+                }
+                if !v.is_instance_of::<PyDateTime>() || v.getattr("tzinfo")?.is_none() == aware {
+                    return Err(bad(v));
+                }
+                let epoch = if aware { &aware_epoch } else { &naive_epoch };
+                let delta = v.call_method1("__sub__", (epoch,))?;
+                delta.call_method1("__floordiv__", (&microsecond,))?.extract().map(Some)
+            })
+            .collect();
+        let array = TimestampMicrosecondArray::from(out?);
+        return Ok(Arc::new(if aware { array.with_timezone("UTC") } else { array }));
+    }
+    if first.is_instance_of::<PyDate>() {
+        let out: PyResult<Date32Array> = values
+            .iter()
+            .map(|v| {
+                if v.is_none() {
+                    return Ok(None);
+                }
+                if !v.is_instance_of::<PyDate>() || v.is_instance_of::<PyDateTime>() {
+                    return Err(bad(v));
+                }
+                let ordinal: i64 = v.call_method0("toordinal")?.extract()?;
+                Ok(Some((ordinal - 719_163) as i32)) // 719163 = date(1970, 1, 1).toordinal()
+            })
+            .collect();
+        return Ok(Arc::new(out?));
+    }
+    Err(relay_error(
+        ErrorKind::Type,
+        format!(
+            "{what}: a literal must be a bool, int, float, str, bytes, date, datetime or None, got {}",
+            first.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+        ),
+    ))
+}
+
+fn is_numpy_integer(value: &Bound<'_, PyAny>) -> bool {
+    numpy_kind(value).is_some_and(|k| k == "i" || k == "u")
+}
+
+fn is_numpy_number(value: &Bound<'_, PyAny>) -> bool {
+    numpy_kind(value).is_some_and(|k| k == "i" || k == "u" || k == "f")
+}
+
+/// The NumPy dtype kind of a NumPy scalar, without importing NumPy.
+fn numpy_kind(value: &Bound<'_, PyAny>) -> Option<String> {
+    let module = value.get_type().module().ok()?;
+    if !module.to_str().ok()?.starts_with("numpy") {
+        return None;
+    }
+    value.getattr("dtype").ok()?.getattr("kind").ok()?.extract().ok()
+}
+
+/// An Arrow type from its name as Python users write it (pyarrow's and NumPy's spellings).
+pub fn parse_dtype(name: &str) -> PyResult<DataType> {
+    let name = name.trim();
+    Ok(match name {
+        "bool" | "boolean" => DataType::Boolean,
+        "int8" | "i8" => DataType::Int8,
+        "int16" | "i16" => DataType::Int16,
+        "int32" | "i32" => DataType::Int32,
+        "int64" | "i64" | "int" => DataType::Int64,
+        "uint8" | "u8" => DataType::UInt8,
+        "uint16" | "u16" => DataType::UInt16,
+        "uint32" | "u32" => DataType::UInt32,
+        "uint64" | "u64" => DataType::UInt64,
+        "float16" | "halffloat" | "f16" => DataType::Float16,
+        "float32" | "float" | "f32" => DataType::Float32,
+        "float64" | "double" | "f64" => DataType::Float64,
+        "string" | "str" | "utf8" => DataType::Utf8,
+        "large_string" | "large_utf8" => DataType::LargeUtf8,
+        "binary" => DataType::Binary,
+        "date32" | "date32[day]" | "date" => DataType::Date32,
+        "date64" | "date64[ms]" => DataType::Date64,
+        "timestamp[s]" | "datetime64[s]" => DataType::Timestamp(TimeUnit::Second, None),
+        "timestamp[ms]" | "datetime64[ms]" => DataType::Timestamp(TimeUnit::Millisecond, None),
+        "timestamp[us]" | "datetime64[us]" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        "timestamp[ns]" | "datetime64[ns]" => DataType::Timestamp(TimeUnit::Nanosecond, None),
+        "duration[s]" | "timedelta64[s]" => DataType::Duration(TimeUnit::Second),
+        "duration[ms]" | "timedelta64[ms]" => DataType::Duration(TimeUnit::Millisecond),
+        "duration[us]" | "timedelta64[us]" => DataType::Duration(TimeUnit::Microsecond),
+        "duration[ns]" | "timedelta64[ns]" => DataType::Duration(TimeUnit::Nanosecond),
+        other => {
+            return Err(relay_error(
+                ErrorKind::Type,
+                format!("unknown dtype {other:?}; use a NumPy dtype or a name such as \"int32\", \"float64\", \"string\", \"timestamp[us]\""),
+            ));
+        }
+    })
+}
+
+fn binary_op(op: &str) -> PyResult<BinaryOp> {
+    Ok(match op {
+        "==" => BinaryOp::Eq,
+        "!=" => BinaryOp::NotEq,
+        "<" => BinaryOp::Lt,
+        "<=" => BinaryOp::LtEq,
+        ">" => BinaryOp::Gt,
+        ">=" => BinaryOp::GtEq,
+        "+" => BinaryOp::Add,
+        "-" => BinaryOp::Sub,
+        "*" => BinaryOp::Mul,
+        "/" => BinaryOp::Div,
+        "//" => BinaryOp::FloorDiv,
+        "%" => BinaryOp::Mod,
+        "&" => BinaryOp::And,
+        "|" => BinaryOp::Or,
+        other => return Err(relay_error(ErrorKind::Value, format!("unknown operator {other:?}"))),
+    })
+}
+
+fn unary_op(op: &str) -> PyResult<UnaryOp> {
+    Ok(match op {
+        "not" => UnaryOp::Not,
+        "neg" => UnaryOp::Negate,
+        "abs" => UnaryOp::Abs,
+        "is_null" => UnaryOp::IsNull,
+        "is_not_null" => UnaryOp::IsNotNull,
+        "str.len" => UnaryOp::StrLen,
+        "dt.year" => UnaryOp::Year,
+        "dt.month" => UnaryOp::Month,
+        "dt.day" => UnaryOp::Day,
+        other => return Err(relay_error(ErrorKind::Value, format!("unknown function {other:?}"))),
+    })
+}
+
+#[pymethods]
+impl NativeExpr {
+    #[staticmethod]
+    fn col(name: String) -> Self {
+        wrap(Expr::col(name))
+    }
+
+    #[staticmethod]
+    fn lit(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Self> {
+        Ok(wrap(Expr::Literal(Literal(values_to_array(py, &[value], "lit()")?))))
+    }
+
+    fn binary(&self, op: &str, right: PyRef<'_, NativeExpr>) -> PyResult<Self> {
+        Ok(wrap(self.expr.clone().binary(binary_op(op)?, right.expr.clone())))
+    }
+
+    fn unary(&self, op: &str) -> PyResult<Self> {
+        Ok(wrap(self.expr.clone().unary(unary_op(op)?)))
+    }
+
+    fn string_match(&self, kind: &str, pattern: String) -> PyResult<Self> {
+        let kind = match kind {
+            "starts_with" => StringMatch::StartsWith,
+            "ends_with" => StringMatch::EndsWith,
+            "contains" => StringMatch::Contains,
+            other => return Err(relay_error(ErrorKind::Value, format!("unknown string match {other:?}"))),
+        };
+        Ok(wrap(Expr::StringMatch {
+            kind,
+            input: Box::new(self.expr.clone()),
+            pattern,
+        }))
+    }
+
+    fn is_in(&self, py: Python<'_>, values: Vec<Bound<'_, PyAny>>) -> PyResult<Self> {
+        let values = values_to_array(py, &values, "is_in()")?;
+        Ok(wrap(Expr::IsIn {
+            input: Box::new(self.expr.clone()),
+            values: Literal(values),
+        }))
+    }
+
+    fn fill_null(&self, value: PyRef<'_, NativeExpr>) -> Self {
+        wrap(Expr::FillNull {
+            input: Box::new(self.expr.clone()),
+            value: Box::new(value.expr.clone()),
+        })
+    }
+
+    fn cast(&self, dtype: &str) -> PyResult<Self> {
+        Ok(wrap(Expr::Cast {
+            input: Box::new(self.expr.clone()),
+            to: parse_dtype(dtype)?,
+        }))
+    }
+
+    fn alias(&self, name: String) -> Self {
+        wrap(self.expr.clone().alias(name))
+    }
+
+    #[staticmethod]
+    fn case(branches: Vec<(PyRef<'_, NativeExpr>, PyRef<'_, NativeExpr>)>, otherwise: PyRef<'_, NativeExpr>) -> Self {
+        wrap(Expr::Case {
+            branches: branches.into_iter().map(|(w, t)| (w.expr.clone(), t.expr.clone())).collect(),
+            otherwise: Box::new(otherwise.expr.clone()),
+        })
+    }
+
+    #[getter]
+    fn output_name(&self) -> String {
+        self.expr.output_name()
+    }
+
+    fn __str__(&self) -> String {
+        self.expr.to_string()
+    }
+}
