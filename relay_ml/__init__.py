@@ -30,12 +30,13 @@ from relay_ml.errors import (
     ZeroCopyError,
 )
 from relay_ml.expr import Expr, col, lit, when
-from relay_ml.frame import Frame, scan
+from relay_ml.frame import BatchIterator, Frame, scan
 
 __all__ = [
     "__version__",
     "scan",
     "Frame",
+    "BatchIterator",
     "Column",
     "Expr",
     "col",

@@ -8,7 +8,8 @@ evaluated by the engine, in parallel and without the GIL, when the frame is expo
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +20,12 @@ IntoExpr = Any  # an Expr, a Column, or a Python / NumPy scalar
 
 
 def _dtype_name(dtype: Any) -> str:
-    """A dtype as the engine names it: accepts strings, NumPy dtypes and Python types."""
+    """A dtype as the engine names it: accepts strings, NumPy dtypes, pyarrow types
+    (``pa.int32()``) and Python types."""
     if isinstance(dtype, str):
         return dtype
+    if type(dtype).__module__.startswith("pyarrow"):
+        return str(dtype)  # pyarrow's spelling: "int32", "float", "timestamp[us]", ...
     if dtype is bool:
         return "bool"
     if dtype is int:
@@ -160,7 +164,12 @@ class Expr:
         return self._unary("is_not_null")
 
     def is_in(self, values: Iterable[Any]) -> Expr:
-        """True where the value equals one of ``values`` (null stays null)."""
+        """True where the value equals one of ``values`` (a list, tuple, set or NumPy array of
+        scalars). A null value gives null; null candidates match nothing; candidates that do not
+        convert exactly to the column's type (1000 for int8) match nothing either. As in Polars
+        2, float candidates for an integer column are a type error: cast one side first."""
+        if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+            raise RelayTypeError(f"is_in() takes a collection of values, got {type(values).__name__}")
         values = list(values.tolist() if isinstance(values, np.ndarray) else values)
         return Expr(self._native.is_in(values), ("is_in", self, values))
 
@@ -174,8 +183,10 @@ class Expr:
         return Expr(self._native.fill_null(value._native), ("fill_null", self, value))
 
     def cast(self, dtype: Any) -> Expr:
-        """Values converted to ``dtype`` (a NumPy dtype or a name such as ``"float32"``);
-        a value that does not convert raises when the frame is evaluated."""
+        """Values converted to ``dtype`` (a name such as ``"float32"``, a NumPy dtype, a
+        pyarrow type or ``int`` / ``float`` / ``bool`` / ``str``). Strict: a value that does not
+        convert (``-1`` to ``"uint8"``, ``"x"`` to ``"int32"``, NaN to an integer) raises
+        :class:`~relay_ml.RelayError` when the frame is evaluated; floats to integers truncate."""
         name = _dtype_name(dtype)
         return Expr(self._native.cast(name), ("cast", self, name))
 
@@ -290,24 +301,34 @@ class When:
         return Then(self._branches + [(self._condition, _to_expr(value))])
 
 
-class Then:
+class Then(Expr):
+    """``when(c).then(a)``: already an expression (null where no condition holds, as in
+    Polars), continued with ``.when(...)`` or finished with ``.otherwise(...)``."""
+
     __slots__ = ("_branches",)
 
     def __init__(self, branches: list[tuple[Expr, Expr]]) -> None:
         self._branches = branches
+        without_otherwise = _case(branches, lit(None))
+        super().__init__(without_otherwise._native, without_otherwise._recipe)
 
     def when(self, condition: IntoExpr) -> When:
         return When(self._branches, _to_expr(condition))
 
     def otherwise(self, value: IntoExpr) -> Expr:
-        value = _to_expr(value)
-        branches = [(w._native, t._native) for w, t in self._branches]
-        return Expr(NativeExpr.case(branches, value._native), ("case", self._branches, value))
+        return _case(self._branches, _to_expr(value))
+
+
+def _case(branches: list[tuple[Expr, Expr]], otherwise: Expr) -> Expr:
+    natives = [(w._native, t._native) for w, t in branches]
+    return Expr(NativeExpr.case(natives, otherwise._native), ("case", branches, otherwise))
 
 
 def when(condition: IntoExpr) -> When:
     """Start a conditional: ``when(c).then(a).when(d).then(b).otherwise(e)``; the first true
-    condition wins, a null condition counts as false."""
+    condition wins, a null condition counts as false, and without ``otherwise`` rows where no
+    condition holds are null. Branches meet at their common type, literals taking the type of
+    the other branches when they fit (``.then(col("int8")).otherwise(-1)`` is int8)."""
     return When([], _to_expr(condition))
 
 
@@ -336,5 +357,5 @@ def _rebuild(recipe: tuple[Any, ...]) -> Expr:
         return expr.str._match(match, pattern)
     if kind == "case":
         branches, otherwise = args
-        return Then(branches).otherwise(otherwise)
+        return _case(branches, otherwise)
     raise ValueError(f"unknown expression recipe {kind!r}")

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any
+import secrets
+from typing import TYPE_CHECKING, Any, Iterator, overload
 
 import numpy as np
 
 from relay_ml._relay import NativeFrame
 from relay_ml.column import Column, _check_slice_args
 from relay_ml.errors import RelayError, RelayTypeError, RelayValueError
-from relay_ml.expr import Expr, _to_expr, col
+from relay_ml.expr import Expr, _dtype_name, _to_expr, col
 
 if TYPE_CHECKING:
     import pyarrow
 
 
-def scan(path: str | os.PathLike[str]) -> Frame:
+@overload
+def scan(path: str | os.PathLike[str], batch_size: None = None) -> Frame: ...
+@overload
+def scan(path: str | os.PathLike[str], batch_size: int) -> BatchIterator: ...
+def scan(path: str | os.PathLike[str], batch_size: int | None = None) -> Frame | BatchIterator:
     """Open an Arrow IPC file (Feather v2) as a lazy :class:`Frame`.
 
     The file is memory-mapped (private, copy-on-write) and only its footer and record batch
@@ -24,15 +29,25 @@ def scan(path: str | os.PathLike[str]) -> Frame:
     and uses no memory beyond the page cache. Files written by pyarrow (8-byte aligned, one or
     many record batches) and by relay open alike.
 
+    With ``batch_size``, returns the file's rows in batches instead: a :class:`BatchIterator`
+    of frames of at most ``batch_size`` rows, each a view of the mapped file::
+
+        for batch in relay.scan("data.arrow", batch_size=100_000):
+            model.predict(batch.to_numpy())
+
     Raises:
         RelayFileNotFoundError: the path does not exist (also a ``FileNotFoundError``).
         NotArrowFileError: the path is a directory or not an Arrow IPC file.
         CorruptFileError: the footer or a record batch header is damaged or truncated.
-        RelayTypeError: ``path`` is not a str or path-like object.
+        RelayTypeError: ``path`` is not a str or path-like object, or ``batch_size`` not an int.
+        RelayValueError: ``batch_size`` is less than 1.
     """
     if not isinstance(path, (str, os.PathLike)):
         raise RelayTypeError(f"scan() takes a path (str or os.PathLike), got {type(path).__name__}")
-    return Frame._wrap(NativeFrame.scan(os.fspath(path)), ())
+    if batch_size is not None:
+        _check_batch_size(batch_size)
+    frame = Frame._wrap(NativeFrame.scan(os.fspath(path)), ())
+    return frame if batch_size is None else BatchIterator(frame, batch_size)
 
 
 def _replay(path: str, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
@@ -46,10 +61,13 @@ def _replay(path: str, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
 class Frame:
     """Columns of a memory-mapped Arrow file over a range of its rows.
 
-    A frame holds no data: ``select``, ``head`` and ``slice`` return new frames that only
-    narrow the columns or rows, and ``frame["name"]`` returns a lazy :class:`Column`. Data is
-    read when it is exported: ``to_numpy()``, ``to_arrow()``, ``to_dict()``, or through the
-    Arrow PyCapsule interface (``pyarrow.table(frame)``, ``polars.DataFrame(frame)``).
+    A frame holds no data: ``select``, ``head``, ``slice``, ``filter``, ``take``, ``sample``
+    and ``view`` return new frames that only narrow or reorder the columns or rows (a filter or
+    take becomes a selection of row ids, not a copy), and ``frame["name"]`` returns a lazy
+    :class:`Column`. Data is read when it is exported: ``to_numpy()``, ``to_arrow()``,
+    ``to_dict()``, or through the Arrow PyCapsule interface (``pyarrow.table(frame)``,
+    ``polars.DataFrame(frame)``). ``collect()`` runs the plan once and keeps the result in
+    memory; ``iter_batches()`` streams it in frames of a fixed number of rows.
     """
 
     __slots__ = ("_native", "_ops")
@@ -115,19 +133,57 @@ class Frame:
         return self._then(self._native.filter(predicate._native), "filter", predicate)
 
     def with_column(self, name: str, value: Any) -> Frame:
-        """This frame with column ``name`` set to ``value`` (an :class:`Expr`, a Column of this
-        frame, or a scalar), replacing a column of that name in place."""
+        """This frame with column ``name`` set to ``value``, replacing a column of that name in
+        place (else added last).
+
+        ``value`` is one of:
+
+        - an :class:`Expr`, a scalar, or a Column of this frame: computed lazily, row by row;
+        - data of the frame's length: a NumPy array (1-D, or 2-D for ``fixed_size_list`` rows),
+          an Arrow array (anything with ``__arrow_c_array__`` or ``__arrow_c_stream__``, such as
+          ``pyarrow.Array`` or a Polars Series), a Column of another frame, or a list.
+
+        Data is **referenced, not copied** where its memory already has Arrow's layout: a
+        C-contiguous, aligned, native-endian NumPy array of integers, floats, datetime64 or
+        timedelta64 (in s, ms, us or ns), an Arrow array, a Column in one record batch. Its
+        exports (``frame[name].to_numpy()``) are views of that same memory, and the frame keeps
+        it alive. Writing into the NumPy array afterwards changes the column too. Other data
+        (non-contiguous or big-endian arrays, booleans, strings, lists) is copied once, and
+        ``explain()`` and ``frame[name].copy_reason`` say why. NaT becomes null.
+
+        Data is row-aligned with the frame's rows; when the frame's rows are not those of its
+        file (after a filter, take or computed column), the frame is collected first
+        (:meth:`collect`).
+
+        Raises:
+            RelayValueError: the data's length differs from the frame's.
+            RelayTypeError: the value is of none of the kinds above.
+        """
         if not isinstance(name, str):
             raise RelayTypeError(f"with_column() takes a column name first, got {type(name).__name__}")
         return self.with_columns(**{name: value})
 
     def with_columns(self, *exprs: Any, **named: Any) -> Frame:
         """Several :meth:`with_column` at once: expressions keep their output names, keyword
-        arguments name theirs."""
+        arguments name theirs (and may be data, as in :meth:`with_column`)."""
         pairs = [(e.output_name, e) for e in _exprs_of(exprs, "with_columns")]
-        pairs += [(name, _to_expr(value)) for name, value in named.items()]
-        native = self._native.with_columns([(n, e._native) for n, e in pairs])
-        return self._then(native, "_with_pairs", tuple(pairs))
+        arrays: list[tuple[str, Any]] = []
+        for name, value in named.items():
+            if _is_data(value) or (isinstance(value, Column) and not self._native._owns_column(value)):
+                arrays.append((name, value))
+            else:
+                pairs.append((name, _to_expr(value)))
+        frame = self._attach(tuple(arrays)) if arrays else self
+        if not pairs:
+            return frame
+        native = frame._native.with_columns([(n, e._native) for n, e in pairs])
+        return frame._then(native, "_with_pairs", tuple(pairs))
+
+    def _attach(self, arrays: tuple[tuple[str, Any], ...]) -> Frame:
+        arrays = tuple((name, v.value if isinstance(v, _PickledData) else v) for name, v in arrays)
+        converted = [(name, *_attachable(name, value)) for name, value in arrays]
+        native = self._native.attach(converted)
+        return self._then(native, "_attach", tuple((name, _PickledData(value)) for name, value in arrays))
 
     def _with_pairs(self, pairs: tuple[tuple[str, Expr], ...]) -> Frame:
         return self.with_columns(**dict(pairs))
@@ -154,6 +210,88 @@ class Frame:
         if not isinstance(dtypes, dict):
             raise RelayTypeError(f"cast() takes a dict {{name: dtype}}, got {type(dtypes).__name__}")
         return self.with_columns(**{name: col(name).cast(dtype) for name, dtype in dtypes.items()})
+
+    def view(self, dtypes: dict[str, Any]) -> Frame:
+        """Columns whose bits are read as another type of the same width, by
+        ``{name: dtype}``: ``int32`` / ``uint32`` / ``float32``, ``int64`` / ``uint64`` /
+        ``float64`` / ``timestamp[us]`` / ``duration[ns]`` / ..., ``int16`` / ``float16``.
+        For a ``fixed_size_list`` column the dtype is its items' (``{"emb": "uint32"}`` views a
+        list of float32 as a list of uint32).
+
+        Nothing is converted or copied (unlike :meth:`cast`): a column that was a view of the
+        mapped file still is, now with the new dtype, as NumPy's ``ndarray.view`` does. Nulls
+        stay nulls.
+
+        Raises:
+            RelayTypeError: the widths differ, or a type has no fixed-width bits (strings,
+                booleans, dictionaries, ...); use :meth:`cast` to convert values.
+            ColumnNotFoundError: a name is not a column of the frame.
+        """
+        if not isinstance(dtypes, dict):
+            raise RelayTypeError(f"view() takes a dict {{name: dtype}}, got {type(dtypes).__name__}")
+        columns = [(name, _dtype_name(dtype)) for name, dtype in dtypes.items()]
+        return self._then(self._native.view(columns), "view", dict(columns))
+
+    def take(self, indices: Any) -> Frame:
+        """The rows at ``indices`` (a list or a NumPy integer array), in that order; an index
+        may repeat, and negative ones count from the end as in NumPy.
+
+        Lazy, and a selection of row ids rather than a copy: rows are gathered once, when the
+        frame is exported (``to_numpy()`` of a taken frame is one parallel gather).
+
+        Raises:
+            RelayValueError: an index is out of range (the message names it and the length).
+            RelayTypeError: the indices are not integers (use :meth:`filter` for a mask).
+        """
+        positions = _index_array(indices)
+        return self._then(self._native.take(positions), "take", positions)
+
+    def sample(self, n: int, seed: int | None = None, replace: bool = False) -> Frame:
+        """``n`` rows drawn uniformly at random, in ascending row order (a lazy take).
+
+        Without ``replace`` the rows are distinct and every set of ``n`` rows is equally likely
+        (Floyd's algorithm); with it, each row is an independent draw and may repeat. The
+        generator is relay's own (SplitMix64), so a ``seed`` gives the same rows on every
+        machine and version of NumPy; ``seed=None`` draws a fresh one (kept for pickling, so a
+        pickled sample unpickles to the same rows).
+
+        Raises:
+            RelayValueError: ``n`` is larger than the frame without ``replace``, or negative;
+                ``seed`` is outside ``0 .. 2**64 - 1``.
+        """
+        if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+            raise RelayTypeError(f"sample() takes an int n, got {type(n).__name__}")
+        if n < 0:
+            raise RelayValueError(f"sample(): n must be >= 0, got {n}")
+        if seed is None:
+            seed = secrets.randbits(64)
+        elif not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise RelayTypeError(f"sample() takes an int seed or None, got {type(seed).__name__}")
+        elif not 0 <= seed < 2**64:
+            raise RelayValueError(f"sample(): seed must be in 0 .. 2**64 - 1, got {seed}")
+        n, seed, replace = int(n), int(seed), bool(replace)
+        return self._then(self._native.sample(n, seed, replace), "sample", n, seed, replace)
+
+    def collect(self) -> Frame:
+        """Runs the plan once and returns a frame over the result held in memory, so that later
+        operations (slices, exports, batches) do not run filters or computations again.
+
+        Rows picked by a filter, take or sample are gathered once into fresh arrays, and
+        computed columns are kept as computed. Columns that are still views of the mapped file
+        (a plain scan, a select, a slice) stay views: copying them would only duplicate the
+        page cache. Exports of collected arrays copy them (their ``copy_reason`` says so).
+        """
+        return self._then(self._native.collect(), "collect")
+
+    def iter_batches(self, batch_size: int) -> BatchIterator:
+        """The frame's rows in order as frames of ``batch_size`` rows (the last may be shorter).
+
+        A frame without filters is never run as a whole: each batch is a slice of the plan, so
+        batches of a scan are views of the mapped file and computed columns are computed one
+        batch at a time. A filtered frame is run once, collected (:meth:`collect`), and sliced.
+        """
+        _check_batch_size(batch_size)
+        return BatchIterator(self, batch_size)
 
     def head(self, n: int = 5) -> Frame:
         """The first ``n`` rows."""
@@ -187,7 +325,9 @@ class Frame:
         return [dict(zip(keys, row)) for row in self._native._profile()]
 
     def __iter__(self) -> Any:
-        raise TypeError("iterate over frame.columns, or use frame[name] for a column")
+        raise TypeError(
+            "iterate over frame.columns, frame[name] for a column, or frame.iter_batches(n) for rows"
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self.columns
@@ -248,6 +388,146 @@ class Frame:
     # -- display ---------------------------------------------------------------------------
     def __repr__(self) -> str:
         return _format_table(self)
+
+
+class BatchIterator:
+    """A frame's rows as frames of at most ``batch_size`` rows, in order: made by
+    ``relay_ml.scan(path, batch_size=N)`` and :meth:`Frame.iter_batches`.
+
+    Iterable (again and again) and sized: ``len()`` is the number of batches. A frame with a
+    filter is run once, on the first ``len()`` or iteration, and its result kept in memory for
+    the iterator's lifetime; other frames are sliced lazily, so batches of a scan are views of
+    the mapped file.
+    """
+
+    __slots__ = ("_frame", "_batch_size", "_rows")
+
+    def __init__(self, frame: Frame, batch_size: int) -> None:
+        _check_batch_size(batch_size)
+        self._frame = frame
+        self._batch_size = int(batch_size)
+        self._rows: Frame | None = None
+
+    @property
+    def frame(self) -> Frame:
+        """The frame being batched."""
+        return self._frame
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per batch (the last batch may have fewer)."""
+        return self._batch_size
+
+    def _source(self) -> Frame:
+        if self._rows is None:
+            frame = self._frame
+            self._rows = frame.collect() if frame._native._contains_filter() else frame
+        return self._rows
+
+    def __len__(self) -> int:
+        return -(-self._source().num_rows // self._batch_size)
+
+    def __iter__(self) -> Iterator[Frame]:
+        source = self._source()
+        rows = source.num_rows
+        for start in range(0, rows, self._batch_size):
+            yield source.slice(start, self._batch_size)
+
+    def __repr__(self) -> str:
+        return f"BatchIterator(batch_size={self._batch_size}, frame={self._frame.path!r})"
+
+
+def _check_batch_size(batch_size: Any) -> None:
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
+        raise RelayTypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise RelayValueError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _index_array(indices: Any) -> np.ndarray:
+    """Row indices as a contiguous int64 array (negative ones stay negative)."""
+    if isinstance(indices, (Expr, Column)):
+        raise RelayTypeError("take() takes integer row indices; use filter() for a condition")
+    if isinstance(indices, (int, np.integer)) or not hasattr(indices, "__len__") and not hasattr(indices, "__array__"):
+        raise RelayTypeError(
+            f"take() takes a list or array of integer row indices, got {type(indices).__name__}"
+        )
+    array = np.asarray(indices)
+    if array.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if array.ndim != 1:
+        raise RelayValueError(f"take() takes a 1-D list of row indices, got an array of shape {array.shape}")
+    if array.dtype.kind == "b":
+        raise RelayTypeError("take() takes integer row indices, not a boolean mask; use filter() for a condition")
+    if array.dtype.kind not in "iu":
+        raise RelayTypeError(f"take() takes integer row indices, got dtype {array.dtype}")
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8:
+        too_large = array > np.iinfo(np.int64).max
+        if too_large.any():
+            first = int(array[np.argmax(too_large)])
+            raise RelayValueError(f"take(): index {first} is out of range")
+    return np.ascontiguousarray(array, dtype=np.int64)
+
+
+def _is_data(value: Any) -> bool:
+    """Whether a with_column value is data (an array) rather than an expression or scalar."""
+    if isinstance(value, (Expr, Column, Frame, str, bytes)):
+        return False
+    return (
+        isinstance(value, (np.ndarray, list, tuple))
+        or hasattr(value, "__arrow_c_array__")
+        or hasattr(value, "__arrow_c_stream__")
+    )
+
+
+class _PickledData:
+    """An attached value in a frame's recipe: pickles a Column as the data it holds."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        value = self.value
+        if isinstance(value, Column):
+            try:
+                value = value.to_arrow()
+            except ImportError:
+                value = value.to_numpy()
+        return (_PickledData, (value,))
+
+
+def _attachable(name: str, value: Any) -> tuple[Any, str | None]:
+    """A with_column value as what the engine attaches (a NumPy array, an object with
+    ``__arrow_c_array__``, or a Column), and why it was copied on the way, if it was."""
+    if isinstance(value, _PickledData):
+        value = value.value
+    if isinstance(value, Column):
+        return value, None
+    if isinstance(value, Frame):
+        raise RelayTypeError(f"with_column({name!r}) takes one column, got a Frame")
+    note = None
+    if isinstance(value, (list, tuple)):
+        value = np.asarray(value)
+        note = "a Python list was converted into an array"
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OUSV":
+        import pyarrow as pa
+
+        try:
+            value = pa.array(value.tolist() if value.dtype.kind == "O" else value)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise RelayTypeError(f"with_column({name!r}): cannot convert the array to Arrow: {error}") from None
+        return value, note or f"NumPy {value.type} values have no Arrow layout: converted with pyarrow"
+    if not isinstance(value, np.ndarray) and not hasattr(value, "__arrow_c_array__"):
+        # An Arrow stream (a pyarrow ChunkedArray, a Polars Series): one array of its chunks.
+        import pyarrow as pa
+
+        chunked = pa.chunked_array(value)
+        if chunked.num_chunks > 1:
+            note = note or f"the data came in {chunked.num_chunks} chunks, concatenated into one array"
+        value = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+    return value, note
 
 
 def _exprs_of(items: tuple[Any, ...], method: str) -> list[Expr]:

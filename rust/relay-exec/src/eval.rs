@@ -10,11 +10,13 @@ use arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Datum, PrimitiveArray, RecordBatch, Scalar,
     UInt32Array, downcast_primitive_array, new_null_array,
 };
+use arrow::buffer::BooleanBuffer;
 use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
 use arrow::compute::{CastOptions, DatePart, cast_with_options, date_part, is_not_null, is_null, take};
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use relay_plan::{BinaryOp, Expr, StringMatch, UnaryOp};
+use relay_storage::type_name;
 
 /// A value while evaluating: a column of the batch's length, or a one-row scalar.
 #[derive(Debug, Clone)]
@@ -28,6 +30,14 @@ impl Value {
         match self {
             Value::Array(array) => Box::new(array.as_ref()),
             Value::Scalar(array) => Box::new(Scalar::new(array.clone())),
+        }
+    }
+
+        /// The same kind of value with its array replaced by `f(array)`.
+    fn map(&self, f: impl FnOnce(&ArrayRef) -> ArrayRef) -> Value {
+        match self {
+            Value::Array(array) => Value::Array(f(array)),
+            Value::Scalar(array) => Value::Scalar(f(array)),
         }
     }
 
@@ -92,8 +102,8 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
             let filled = zip(&mask, &*input.datum(), &*value.datum())?;
             Ok(Value::Array(filled))
         }
-        Expr::Cast { input, to } => {
-            let input = evaluate(input, batch)?;
+        Expr::Cast { input: input_expr, to } => {
+            let input = evaluate(input_expr, batch)?;
             let scalar = matches!(input, Value::Scalar(_));
             let array = match &input {
                 Value::Array(a) | Value::Scalar(a) => a,
@@ -103,21 +113,68 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
                 safe: false,
                 ..Default::default()
             };
-            Ok(wrap(cast_with_options(array, to, &options)?, scalar))
+            let converted = cast_with_options(array, to, &options).map_err(|error| {
+                let reason = match error {
+                    ArrowError::CastError(reason) => reason,
+                    other => other.to_string(),
+                };
+                ArrowError::CastError(format!("strict cast of {input_expr} ({}) to {} failed: {reason}", type_name(array.data_type()), type_name(to)))
+            })?;
+            Ok(wrap(converted, scalar))
         }
         Expr::Case { branches, otherwise } => {
             let len = batch.num_rows();
-            let mut result = evaluate(otherwise, batch)?.into_array(len)?;
-            for (when, then) in branches.iter().rev() {
+            // The rows each branch takes: where its condition is true (a null condition counts
+            // as false, `when(lit(None))` is untyped) and no earlier condition was.
+            let mut undecided = BooleanBuffer::new_set(len);
+            let mut taken_by = Vec::with_capacity(branches.len());
+            for (when, _) in branches {
                 let condition = evaluate(when, batch)?.into_array(len)?;
-                // A null condition counts as false.
-                let condition = null_as_false(condition.as_boolean());
-                let then = evaluate(then, batch)?;
-                result = zip(&condition, &*then.datum(), &result.as_ref())?;
+                let condition = null_as_false(&as_boolean(&condition)?);
+                let taken = condition.values() & &undecided;
+                undecided = &undecided & &!&taken;
+                taken_by.push(taken);
+            }
+            let mut result = evaluate_on_rows(otherwise, batch, &undecided)?.into_array(len)?;
+            for ((_, then), taken) in branches.iter().zip(taken_by).rev() {
+                let then = evaluate_on_rows(then, batch, &taken)?;
+                result = zip(&BooleanArray::new(taken, None), &*then.datum(), &result.as_ref())?;
             }
             Ok(Value::Array(result))
         }
     }
+}
+
+/// `expr` over `batch` where only the values at `rows` matter. As in Polars, a branch of a
+/// `when` is evaluated for the rows that take it: `when(x >= 0).then(x.cast("uint8"))` does not
+/// fail on the negative values it never uses. All rows are evaluated first (one kernel call);
+/// only when that fails are the rows that matter evaluated alone, and their error is the one
+/// reported.
+fn evaluate_on_rows(expr: &Expr, batch: &RecordBatch, rows: &BooleanBuffer) -> Result<Value, ArrowError> {
+    let error = match evaluate(expr, batch) {
+        Ok(value) => return Ok(value),
+        Err(error) => error,
+    };
+    if rows.count_set_bits() == batch.num_rows() {
+        return Err(error);
+    }
+    let selected = arrow::compute::filter_record_batch(batch, &BooleanArray::new(rows.clone(), None))?;
+    let values = evaluate(expr, &selected)?.into_array(selected.num_rows())?;
+    if values.is_empty() {
+        return Ok(Value::Array(new_null_array(values.data_type(), batch.num_rows())));
+    }
+    // Back to the batch's rows: the k-th selected row takes the k-th value, the others null.
+    let mut next = 0u32;
+    let positions: UInt32Array = rows
+        .iter()
+        .map(|taken| {
+            taken.then(|| {
+                next += 1;
+                next - 1
+            })
+        })
+        .collect();
+    Ok(Value::Array(take(values.as_ref(), &positions, None)?))
 }
 
 /// `mask` with nulls turned into false (arrow's prep_null_mask_filter needs a null buffer).
@@ -166,8 +223,9 @@ fn str_len(values: &ArrayRef) -> Result<ArrayRef, ArrowError> {
 /// OR of equalities with each candidate (null input gives null, like Polars).
 /// Linear in the number of candidates: fine for the short lists `is_in` is written with.
 fn is_in(array: &ArrayRef, values: &ArrayRef) -> Result<BooleanArray, ArrowError> {
+    let (array, values) = (&canonical_floats(array), &canonical_floats(values));
     let mut result = BooleanArray::from(vec![false; array.len()]);
-    if array.null_count() > 0 {
+    if array.logical_null_count() > 0 {
         result = BooleanArray::new(result.values().clone(), array.logical_nulls());
     }
     for i in 0..values.len() {
@@ -181,6 +239,31 @@ fn is_in(array: &ArrayRef, values: &ArrayRef) -> Result<BooleanArray, ArrowError
     Ok(result)
 }
 
+/// Floats as Polars compares them: `-0.0 == 0.0`, and every NaN is one value, equal to itself
+/// and greater than every number. arrow-rs compares floats by IEEE total order, where -0.0 is
+/// less than 0.0 and a NaN with its sign bit set (what x86 makes of `inf - inf`) is less than
+/// every number: such values are rewritten first (a read-only scan when there are none).
+fn canonical_floats(array: &ArrayRef) -> ArrayRef {
+    fn rewrite<T: arrow::datatypes::ArrowPrimitiveType>(array: &PrimitiveArray<T>) -> Option<ArrayRef>
+    where
+        T::Native: num_like::Float,
+    {
+        use num_like::Float;
+        let odd = |v: &T::Native| v.is_sign_negative() && (v.is_nan() || *v == T::Native::ZERO);
+        if !array.values().iter().any(odd) {
+            return None;
+        }
+        let canonical: PrimitiveArray<T> = array.unary(|v| if v.is_nan() { T::Native::NAN } else { v + T::Native::ZERO });
+        Some(Arc::new(canonical.with_data_type(array.data_type().clone())))
+    }
+    let rewritten = match array.data_type() {
+        DataType::Float32 => rewrite(array.as_primitive::<arrow::datatypes::Float32Type>()),
+        DataType::Float64 => rewrite(array.as_primitive::<arrow::datatypes::Float64Type>()),
+        _ => None,
+    };
+    rewritten.unwrap_or_else(|| array.clone())
+}
+
 fn broadcast_pair(left: &Value, right: &Value, len: usize) -> Result<(ArrayRef, ArrayRef, bool), ArrowError> {
     let scalar = matches!((left, right), (Value::Scalar(_), Value::Scalar(_)));
     let n = if scalar { 1 } else { len };
@@ -189,6 +272,12 @@ fn broadcast_pair(left: &Value, right: &Value, len: usize) -> Result<(ArrayRef, 
 
 fn binary(op: BinaryOp, left: &Value, right: &Value, len: usize) -> Result<Value, ArrowError> {
     let both_scalar = matches!((left, right), (Value::Scalar(_), Value::Scalar(_)));
+    let (left, right) = if op.is_comparison() {
+        (left.map(canonical_floats), right.map(canonical_floats))
+    } else {
+        (left.clone(), right.clone())
+    };
+    let (left, right) = (&left, &right);
     let (l, r) = (left.datum(), right.datum());
     let out: ArrayRef = match op {
         BinaryOp::Eq => Arc::new(cmp::eq(&*l, &*r)?),
@@ -259,16 +348,13 @@ fn floor_div_or_mod(op: BinaryOp, left: &ArrayRef, right: &ArrayRef) -> Result<A
             .iter()
             .zip(r.iter())
             .map(|(a, b)| match (a, b) {
+                // As Polars computes them: `a % b` is `a - b * floor(a / b)`, so that `//` and
+                // `%` agree (`a == b * (a // b) + a % b` up to rounding). It can differ from
+                // Python's exactly rounded `%` in the last bits, and gives NaN for an infinite
+                // divisor where Python gives `a`.
                 (Some(a), Some(b)) => Some(match op {
                     BinaryOp::FloorDiv => num_like::Float::floor(a / b),
-                    _ => {
-                        let remainder = a % b;
-                        if remainder != T::Native::ZERO && ((remainder < T::Native::ZERO) != (b < T::Native::ZERO)) {
-                            remainder + b
-                        } else {
-                            remainder
-                        }
-                    }
+                    _ => a - b * num_like::Float::floor(a / b),
                 }),
                 _ => None,
             })
@@ -291,19 +377,34 @@ fn floor_div_or_mod(op: BinaryOp, left: &ArrayRef, right: &ArrayRef) -> Result<A
 
 /// Minimal float trait for floor division on f32 / f64.
 mod num_like {
-    pub trait Float: Copy + std::ops::Div<Output = Self> + std::ops::Rem<Output = Self> + std::ops::Add<Output = Self> + PartialOrd {
+    pub trait Float:
+        Copy + std::ops::Div<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Add<Output = Self> + PartialOrd
+    {
+        const NAN: Self;
+        const ZERO: Self;
         fn floor(self) -> Self;
+        fn is_nan(self) -> bool;
+        fn is_sign_negative(self) -> bool;
     }
-    impl Float for f32 {
-        fn floor(self) -> Self {
-            f32::floor(self)
-        }
+    macro_rules! impl_float {
+        ($t:ty) => {
+            impl Float for $t {
+                const NAN: Self = <$t>::NAN;
+                const ZERO: Self = 0.0;
+                fn floor(self) -> Self {
+                    <$t>::floor(self)
+                }
+                fn is_nan(self) -> bool {
+                    <$t>::is_nan(self)
+                }
+                fn is_sign_negative(self) -> bool {
+                    <$t>::is_sign_negative(self)
+                }
+            }
+        };
     }
-    impl Float for f64 {
-        fn floor(self) -> Self {
-            f64::floor(self)
-        }
-    }
+    impl_float!(f32);
+    impl_float!(f64);
 }
 
 fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
@@ -314,6 +415,7 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
     let out: ArrayRef = match op {
         UnaryOp::Not => Arc::new(boolean::not(&as_boolean(&array)?)?),
         UnaryOp::Negate => numeric::neg_wrapping(&array)?,
+        UnaryOp::Abs if array.data_type().is_unsigned_integer() => array,
         UnaryOp::Abs => {
             let zero = arrow::compute::cast(&(Arc::new(arrow::array::Int8Array::from(vec![0])) as ArrayRef), array.data_type())?;
             let negative = cmp::lt(&array, &Scalar::new(zero))?;
@@ -324,8 +426,167 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
         UnaryOp::IsNotNull => Arc::new(is_not_null(array.as_ref())?),
         UnaryOp::StrLen => on_dictionary_values(&array, str_len)?,
         UnaryOp::Year => date_part(&array, DatePart::Year)?,
-        UnaryOp::Month => date_part(&array, DatePart::Month)?,
-        UnaryOp::Day => date_part(&array, DatePart::Day)?,
+        // Polars' types: int8 for the month and the day (1..=31 fit).
+        UnaryOp::Month => arrow::compute::cast(&date_part(&array, DatePart::Month)?, &DataType::Int8)?,
+        UnaryOp::Day => arrow::compute::cast(&date_part(&array, DatePart::Day)?, &DataType::Int8)?,
     };
     Ok(wrap(out, scalar))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Date32Array, Float32Array, Float64Array, Int8Array, Int32Array, NullArray, UInt8Array};
+    use arrow::datatypes::{Field, Schema};
+    use relay_plan::Literal;
+
+    fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+        let fields: Vec<Field> = columns.iter().map(|(name, a)| Field::new(*name, a.data_type().clone(), true)).collect();
+        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).unwrap()
+    }
+
+    fn run(expr: &Expr, batch: &RecordBatch) -> ArrayRef {
+        evaluate(expr, batch).unwrap().into_array(batch.num_rows()).unwrap()
+    }
+
+    fn lit(array: impl Array + 'static) -> Expr {
+        Expr::lit(Arc::new(array))
+    }
+
+    #[test]
+    fn integer_floor_division_and_modulo_follow_python_and_divide_by_zero_to_null() {
+        let b = batch(vec![
+            ("a", Arc::new(Int8Array::from(vec![Some(7), Some(-7), Some(7), Some(-7), Some(-128), Some(5), None]))),
+            ("b", Arc::new(Int8Array::from(vec![Some(2), Some(2), Some(-2), Some(-2), Some(-1), Some(0), Some(1)]))),
+        ]);
+        let quotient = run(&Expr::col("a").binary(BinaryOp::FloorDiv, Expr::col("b")), &b);
+        let remainder = run(&Expr::col("a").binary(BinaryOp::Mod, Expr::col("b")), &b);
+        assert_eq!(quotient.as_ref(), &Int8Array::from(vec![Some(3), Some(-4), Some(-4), Some(3), Some(-128), None, None]) as &dyn Array);
+        assert_eq!(remainder.as_ref(), &Int8Array::from(vec![Some(1), Some(1), Some(-1), Some(-1), Some(0), None, None]) as &dyn Array);
+    }
+
+    #[test]
+    fn float_modulo_is_polars_formula() {
+        let a = Float64Array::from(vec![5.5, -5.5, 3.0, f64::INFINITY, -0.0]);
+        let b = batch(vec![("a", Arc::new(a))]);
+        let by = |divisor: f64, op| run(&Expr::col("a").binary(op, lit(Float64Array::from(vec![divisor]))), &b);
+        let remainder = by(-2.5, BinaryOp::Mod);
+        let remainder = remainder.as_primitive::<arrow::datatypes::Float64Type>();
+        assert_eq!(&remainder.values()[..3], &[-2.0, -0.5, -2.0]);
+        assert!(remainder.value(3).is_nan());
+        assert_eq!(remainder.value(4).to_bits(), 0.0f64.to_bits(), "-0.0 % -2.5 is 0.0 as in Polars");
+        let infinite = by(f64::INFINITY, BinaryOp::Mod);
+        assert!(infinite.as_primitive::<arrow::datatypes::Float64Type>().values().iter().all(|v| v.is_nan()));
+        let quotient = by(-2.5, BinaryOp::FloorDiv);
+        assert_eq!(&quotient.as_primitive::<arrow::datatypes::Float64Type>().values()[..3], &[-3.0, 2.0, -2.0]);
+    }
+
+    #[test]
+    fn float_comparisons_treat_negative_zero_and_every_nan_as_polars_does() {
+        let negative_nan = f32::from_bits(0xFFC0_0000);
+        let b = batch(vec![("f", Arc::new(Float32Array::from(vec![-0.0, negative_nan, f32::NAN, 1.0])))]);
+        let compare = |op, value: f32| run(&Expr::col("f").binary(op, lit(Float32Array::from(vec![value]))), &b);
+        assert_eq!(compare(BinaryOp::Eq, 0.0).as_ref(), &BooleanArray::from(vec![true, false, false, false]) as &dyn Array);
+        assert_eq!(compare(BinaryOp::Lt, 0.0).as_ref(), &BooleanArray::from(vec![false, false, false, false]) as &dyn Array);
+        assert_eq!(compare(BinaryOp::Gt, f32::INFINITY).as_ref(), &BooleanArray::from(vec![false, true, true, false]) as &dyn Array);
+        assert_eq!(compare(BinaryOp::Eq, f32::NAN).as_ref(), &BooleanArray::from(vec![false, true, true, false]) as &dyn Array);
+        let is_in = Expr::IsIn {
+            input: Box::new(Expr::col("f")),
+            values: Literal(Arc::new(Float32Array::from(vec![0.0, f32::NAN]))),
+        };
+        assert_eq!(run(&is_in, &b).as_ref(), &BooleanArray::from(vec![true, true, true, false]) as &dyn Array);
+    }
+
+    #[test]
+    fn is_in_gives_null_for_null_input_and_ignores_null_candidates() {
+        let b = batch(vec![("x", Arc::new(Int8Array::from(vec![Some(1), None, Some(3)])))]);
+        let is_in = Expr::IsIn {
+            input: Box::new(Expr::col("x")),
+            values: Literal(Arc::new(Int8Array::from(vec![None, Some(3)]))),
+        };
+        assert_eq!(run(&is_in, &b).as_ref(), &BooleanArray::from(vec![Some(false), None, Some(true)]) as &dyn Array);
+        let untyped = batch(vec![("x", Arc::new(NullArray::new(2)))]);
+        let is_in = Expr::IsIn {
+            input: Box::new(Expr::col("x")),
+            values: Literal(Arc::new(NullArray::new(1))),
+        };
+        assert_eq!(run(&is_in, &untyped).logical_null_count(), 2);
+    }
+
+    #[test]
+    fn a_null_or_untyped_null_condition_counts_as_false() {
+        let b = batch(vec![("c", Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])))]);
+        let case = |condition: Expr| Expr::Case {
+            branches: vec![(condition, lit(Int32Array::from(vec![1])))],
+            otherwise: Box::new(lit(Int32Array::from(vec![2]))),
+        };
+        assert_eq!(run(&case(Expr::col("c")), &b).as_ref(), &Int32Array::from(vec![1, 2, 2]) as &dyn Array);
+        assert_eq!(run(&case(Expr::Literal(Literal::null())), &b).as_ref(), &Int32Array::from(vec![2, 2, 2]) as &dyn Array);
+    }
+
+    #[test]
+    fn when_branches_are_evaluated_only_for_the_rows_that_take_them() {
+        let b = batch(vec![("x", Arc::new(Int8Array::from(vec![Some(1), Some(-3), None, Some(5)])))]);
+        let to_unsigned = Expr::Cast {
+            input: Box::new(Expr::col("x")),
+            to: DataType::UInt8,
+        };
+        let zero = lit(UInt8Array::from(vec![0]));
+        let non_negative = Expr::col("x").binary(BinaryOp::GtEq, lit(Int8Array::from(vec![0])));
+        let guarded = Expr::Case {
+            branches: vec![(non_negative.clone(), to_unsigned.clone())],
+            otherwise: Box::new(zero.clone()),
+        };
+        assert_eq!(run(&guarded, &b).as_ref(), &UInt8Array::from(vec![1, 0, 0, 5]) as &dyn Array);
+        let in_otherwise = Expr::Case {
+            branches: vec![(non_negative.unary(UnaryOp::Not), zero.clone())],
+            otherwise: Box::new(to_unsigned.clone()),
+        };
+        assert_eq!(run(&in_otherwise, &b).as_ref(), &UInt8Array::from(vec![Some(1), Some(0), None, Some(5)]) as &dyn Array);
+        // A row that takes the branch and fails still fails.
+        let unguarded = Expr::Case {
+            branches: vec![(Expr::col("x").unary(UnaryOp::IsNotNull), to_unsigned.clone())],
+            otherwise: Box::new(zero.clone()),
+        };
+        assert!(evaluate(&unguarded, &b).is_err());
+        // A branch no row takes is never evaluated on a failing value.
+        let never = Expr::Case {
+            branches: vec![(Expr::Literal(Literal::null()), to_unsigned)],
+            otherwise: Box::new(zero),
+        };
+        assert_eq!(run(&never, &b).as_ref(), &UInt8Array::from(vec![0, 0, 0, 0]) as &dyn Array);
+    }
+
+    #[test]
+    fn abs_wraps_and_leaves_unsigned_values_alone() {
+        let b = batch(vec![
+            ("i", Arc::new(Int8Array::from(vec![Some(-128), Some(-5), None, Some(7)]))),
+            ("u", Arc::new(UInt8Array::from(vec![Some(255), Some(0), None, Some(7)]))),
+        ]);
+        assert_eq!(run(&Expr::col("i").unary(UnaryOp::Abs), &b).as_ref(), &Int8Array::from(vec![Some(-128), Some(5), None, Some(7)]) as &dyn Array);
+        assert_eq!(run(&Expr::col("u").unary(UnaryOp::Abs), &b).as_ref(), b.column(1).as_ref());
+    }
+
+    #[test]
+    fn month_and_day_are_int8_and_strings_count_characters() {
+        let b = batch(vec![
+            ("d", Arc::new(Date32Array::from(vec![Some(-1), None, Some(11_016)]))),
+            ("s", Arc::new(arrow::array::StringArray::from(vec![Some("héllo"), None, Some("")]))),
+        ]);
+        assert_eq!(run(&Expr::col("d").unary(UnaryOp::Month), &b).as_ref(), &Int8Array::from(vec![Some(12), None, Some(2)]) as &dyn Array);
+        assert_eq!(run(&Expr::col("d").unary(UnaryOp::Day), &b).as_ref(), &Int8Array::from(vec![Some(31), None, Some(29)]) as &dyn Array);
+        assert_eq!(run(&Expr::col("d").unary(UnaryOp::Year), &b).as_ref(), &Int32Array::from(vec![Some(1969), None, Some(2000)]) as &dyn Array);
+        assert_eq!(run(&Expr::col("s").unary(UnaryOp::StrLen), &b).as_ref(), &UInt32Array::from(vec![Some(5), None, Some(0)]) as &dyn Array);
+    }
+
+    #[test]
+    fn a_strict_cast_that_fails_names_the_expression_and_both_types() {
+        let b = batch(vec![("x", Arc::new(Int8Array::from(vec![1, -3])))]);
+        let cast = Expr::Cast {
+            input: Box::new(Expr::col("x")),
+            to: DataType::UInt8,
+        };
+        let error = evaluate(&cast, &b).unwrap_err().to_string();
+        assert!(error.contains("col(\"x\") (int8) to uint8") && error.contains("-3"), "{error}");
+    }
 }

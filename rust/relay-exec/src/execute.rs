@@ -11,8 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array};
+use arrow::buffer::BooleanBuffer;
 use arrow::compute::take;
-use arrow::datatypes::{Schema, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::error::ArrowError;
 use rayon::prelude::*;
 use relay_plan::{Expr, LogicalPlan};
@@ -116,7 +117,13 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             let schema = table.schema();
             let batches = table.record_batches()?;
             let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
-            let bytes_read = batches.iter().map(|b| b.get_array_memory_size()).sum();
+            // The bytes of the scanned rows (an array's memory size would count the whole mapping
+            // its buffers share).
+            let bytes_read = batches
+                .iter()
+                .flat_map(|b| b.columns())
+                .map(|c| c.to_data().get_slice_memory_size().unwrap_or(0))
+                .sum();
             let chunks = batches
                 .into_iter()
                 .map(|batch| Chunk {
@@ -172,6 +179,9 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             };
             (result, stats)
         }
+        LogicalPlan::Take { .. } | LogicalPlan::Memory { .. } | LogicalPlan::Reinterpret { .. } | LogicalPlan::AttachColumns { .. } => {
+            crate::nodes::execute_node(plan, profile)?
+        }
     };
     profile.record(plan.to_string(), OperatorStats {
         wall: started.elapsed(),
@@ -197,23 +207,100 @@ fn batch_of(schema: &Schema, chunk: &Chunk, names: &[String], rows: Option<&[u32
     RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &RecordBatchOptions::new().with_row_count(Some(len)))
 }
 
-/// Offsets of the true values of `mask` (nulls count as false), plus `base`.
-fn true_positions(mask: &ArrayRef, base: u32, out: &mut Vec<u32>) -> Result<(), ArrowError> {
-    let mask = match mask.data_type() {
-        arrow::datatypes::DataType::Boolean => mask.as_boolean(),
-        arrow::datatypes::DataType::Null => return Ok(()),
-        other => return Err(ArrowError::InvalidArgumentError(format!("filter predicate gave {other}, not booleans"))),
-    };
-    let mask = crate::eval::null_as_false(mask);
-    out.extend(mask.values().set_indices().map(|i| base + i as u32));
-    Ok(())
+/// A conjunct of a filter, with what evaluating it on a morsel needs: the columns it reads
+/// (their indices in the input) and the schema of the batch it sees.
+struct Conjunct {
+    expr: Expr,
+    columns: Vec<usize>,
+    schema: SchemaRef,
 }
 
-/// Keeps the rows where every conjunct of `predicate` is true, one morsel per task. Each
-/// conjunct after the first sees only the rows the earlier ones kept.
+impl Conjunct {
+    fn new(expr: Expr, input: &Schema) -> Result<Self, ArrowError> {
+        let names = expr.columns();
+        let columns = names.iter().map(|name| input.index_of(name)).collect::<Result<Vec<_>, _>>()?;
+        let schema = Arc::new(Schema::new(columns.iter().map(|&i| input.field(i).clone()).collect::<Vec<_>>()));
+        Ok(Conjunct { expr, columns, schema })
+    }
+
+    /// The conjunct over `arrays` (its columns, `len` rows), as a bitmap with null as false.
+    fn mask(&self, arrays: Vec<ArrayRef>, len: usize) -> Result<BooleanBuffer, ArrowError> {
+        let options = RecordBatchOptions::new().with_row_count(Some(len));
+        let batch = RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)?;
+        let mask = evaluate(&self.expr, &batch)?.into_array(len)?;
+        match mask.data_type() {
+            DataType::Boolean => Ok(crate::eval::null_as_false(mask.as_boolean()).values().clone()),
+            DataType::Null => Ok(BooleanBuffer::new_unset(len)),
+            other => Err(ArrowError::InvalidArgumentError(format!("filter predicate gave {other}, not booleans"))),
+        }
+    }
+
+    /// The conjunct on rows `start .. start + len` of `chunk` (zero-copy slices).
+    fn mask_of_range(&self, chunk: &Chunk, start: usize, len: usize) -> Result<BooleanBuffer, ArrowError> {
+        let arrays = self.columns.iter().map(|&i| chunk.columns[i].slice(start, len)).collect();
+        self.mask(arrays, len)
+    }
+
+    /// The rows of `rows` (offsets into `chunk`) where the conjunct holds, in the same order.
+    /// The columns it reads are gathered at those rows first.
+    fn keep_rows(&self, chunk: &Chunk, rows: Vec<u32>) -> Result<Vec<u32>, ArrowError> {
+        let indices = UInt32Array::from(rows);
+        let arrays = self
+            .columns
+            .iter()
+            .map(|&i| take(chunk.columns[i].as_ref(), &indices, None))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mask = self.mask(arrays, indices.len())?;
+        let rows = indices.values();
+        let mut kept = Vec::with_capacity(mask.count_set_bits());
+        kept.extend(mask.set_indices().map(|p| rows[p]));
+        Ok(kept)
+    }
+}
+
+/// The rows of one morsel that are still in while its conjuncts are evaluated.
+enum Survivors {
+    /// Every row of the morsel `start .. start + len`.
+    All,
+    /// One bit per row of the morsel, while many rows survive.
+    Mask(BooleanBuffer),
+    /// Offsets into the chunk, in selection order, once few rows survive (or when the chunk
+    /// came with a selection).
+    Rows(Vec<u32>),
+}
+
+impl Survivors {
+    fn count(&self, len: usize) -> usize {
+        match self {
+            Survivors::All => len,
+            Survivors::Mask(mask) => mask.count_set_bits(),
+            Survivors::Rows(rows) => rows.len(),
+        }
+    }
+}
+
+/// While at least 1 in `DENSE_DIVISOR` rows of a morsel survive, the next conjunct runs over
+/// the whole morsel (zero-copy slices of its columns) and its bitmap is ANDed in; below that,
+/// the surviving rows are gathered and the conjunct runs on them only. A comparison kernel
+/// costs about as much per row as gathering one row of its input, so skipping rows pays only
+/// once most of them are gone. DENSE_MEASUREMENT
+const DENSE_DIVISOR: usize = 8;
+
+/// Keeps the rows where every conjunct of `predicate` is true (null counts as false).
+///
+/// A chunk without selection is cut into morsels of `MORSEL_ROWS` consecutive rows; a chunk
+/// with one (a filter over a take, or a filter the optimizer did not merge) into pieces of
+/// `MORSEL_ROWS` selected rows, which keep their order (a take's rows may go backwards). Each
+/// morsel is one rayon task that evaluates the conjuncts in order, each on the rows the
+/// previous ones kept (see `Survivors`). The chunk's selection is then written in one
+/// parallel pass into a vector of exactly the surviving rows.
 fn filter(input: ViewSet, predicate: &Expr) -> Result<ViewSet, ExecError> {
-    let conjuncts = predicate.clone().conjuncts();
-    let needed: Vec<Vec<String>> = conjuncts.iter().map(Expr::columns).collect();
+    let conjuncts = predicate
+        .clone()
+        .conjuncts()
+        .into_iter()
+        .map(|expr| Conjunct::new(expr, &input.schema))
+        .collect::<Result<Vec<_>, _>>()?;
     let schema = input.schema.clone();
     let chunks: Result<Vec<Chunk>, ArrowError> = pool().install(|| {
         input
@@ -227,12 +314,9 @@ fn filter(input: ViewSet, predicate: &Expr) -> Result<ViewSet, ExecError> {
                         u32::MAX
                     )));
                 }
-                let morsels: Vec<(usize, usize)> = (0..chunk.len).step_by(MORSEL_ROWS).map(|s| (s, MORSEL_ROWS.min(chunk.len - s))).collect();
-                let selected: Vec<Vec<u32>> = morsels
-                    .par_iter()
-                    .map(|&(start, len)| filter_morsel(&schema, &chunk, &conjuncts, &needed, start, len))
-                    .collect::<Result<_, _>>()?;
-                let selection: Vec<u32> = selected.into_iter().flatten().collect();
+                let t0 = Instant::now();
+                let selection = filter_chunk(&chunk, &conjuncts)?;
+                if std::env::var_os("RELAY_TRACE").is_some() { eprintln!("TRACE filter_chunk {:.2} ms", t0.elapsed().as_secs_f64() * 1e3); }
                 Ok(Chunk {
                     selection: Some(Arc::new(selection)),
                     ..chunk
@@ -243,38 +327,89 @@ fn filter(input: ViewSet, predicate: &Expr) -> Result<ViewSet, ExecError> {
     Ok(ViewSet { schema, chunks: chunks? })
 }
 
-fn filter_morsel(
-    schema: &Schema,
-    chunk: &Chunk,
-    conjuncts: &[Expr],
-    needed: &[Vec<String>],
-    start: usize,
-    len: usize,
-) -> Result<Vec<u32>, ArrowError> {
-    // Rows of this morsel that are still in: the chunk's selection restricted to the morsel.
-    let mut rows: Option<Vec<u32>> = chunk.selection.as_ref().map(|selection| {
-        let lo = selection.partition_point(|&r| (r as usize) < start);
-        let hi = selection.partition_point(|&r| (r as usize) < start + len);
-        selection[lo..hi].to_vec()
-    });
-    for (conjunct, names) in conjuncts.iter().zip(needed) {
-        if rows.as_ref().is_some_and(Vec::is_empty) {
-            break;
+/// The selection of `chunk` after the conjuncts: sorted offsets, or the incoming selection's
+/// order where there is one.
+fn filter_chunk(chunk: &Chunk, conjuncts: &[Conjunct]) -> Result<Vec<u32>, ArrowError> {
+    let survivors: Vec<(usize, Survivors)> = match &chunk.selection {
+        None => {
+            let starts: Vec<usize> = (0..chunk.len).step_by(MORSEL_ROWS).collect();
+            starts
+                .into_par_iter()
+                .map(|start| {
+                    let len = MORSEL_ROWS.min(chunk.len - start);
+                    Ok((start, filter_morsel(chunk, conjuncts, start, len)?))
+                })
+                .collect::<Result<_, ArrowError>>()?
         }
-        let batch = batch_of(schema, chunk, names, rows.as_deref(), (start, len))?;
-        let mask = evaluate(conjunct, &batch)?.into_array(batch.num_rows())?;
-        let mut kept = Vec::new();
-        match &rows {
-            None => true_positions(&mask, start as u32, &mut kept)?,
-            Some(previous) => {
-                let mut positions = Vec::new();
-                true_positions(&mask, 0, &mut positions)?;
-                kept.extend(positions.into_iter().map(|p| previous[p as usize]));
+        Some(selection) => selection
+            .par_chunks(MORSEL_ROWS)
+            .map(|rows| {
+                let mut rows = rows.to_vec();
+                for conjunct in conjuncts {
+                    if rows.is_empty() {
+                        break;
+                    }
+                    rows = conjunct.keep_rows(chunk, rows)?;
+                }
+                Ok((0, Survivors::Rows(rows)))
+            })
+            .collect::<Result<_, ArrowError>>()?,
+    };
+    let t0 = Instant::now();
+    // One vector of exactly the surviving rows, each morsel writing its own part in parallel.
+    let counts: Vec<usize> = survivors
+        .iter()
+        .map(|(start, s)| s.count(MORSEL_ROWS.min(chunk.len.saturating_sub(*start))))
+        .collect();
+    let mut selection = vec![0u32; counts.iter().sum()];
+    let mut parts: Vec<&mut [u32]> = Vec::with_capacity(counts.len());
+    let mut rest = selection.as_mut_slice();
+    for &count in &counts {
+        let (head, tail) = rest.split_at_mut(count);
+        parts.push(head);
+        rest = tail;
+    }
+    survivors.into_par_iter().zip(parts).for_each(|((start, survivors), part)| match survivors {
+        Survivors::All => {
+            for (slot, row) in part.iter_mut().zip(start as u32..) {
+                *slot = row;
             }
         }
-        rows = Some(kept);
+        Survivors::Mask(mask) => {
+            for (slot, offset) in part.iter_mut().zip(mask.set_indices()) {
+                *slot = (start + offset) as u32;
+            }
+        }
+        Survivors::Rows(rows) => part.copy_from_slice(&rows),
+    });
+    if std::env::var_os("RELAY_TRACE").is_some() { eprintln!("TRACE flatten {:.2} ms", t0.elapsed().as_secs_f64() * 1e3); }
+    Ok(selection)
+}
+
+/// The conjuncts on rows `start .. start + len` of a chunk without selection.
+fn filter_morsel(chunk: &Chunk, conjuncts: &[Conjunct], start: usize, len: usize) -> Result<Survivors, ArrowError> {
+    let mut survivors = Survivors::All;
+    for conjunct in conjuncts {
+        survivors = match survivors {
+            Survivors::All => Survivors::Mask(conjunct.mask_of_range(chunk, start, len)?),
+            Survivors::Mask(mask) => {
+                let count = mask.count_set_bits();
+                if count == 0 {
+                    return Ok(Survivors::Mask(mask));
+                }
+                if count * DENSE_DIVISOR >= len {
+                    Survivors::Mask(&mask & &conjunct.mask_of_range(chunk, start, len)?)
+                } else {
+                    let mut rows = Vec::with_capacity(count);
+                    rows.extend(mask.set_indices().map(|offset| (start + offset) as u32));
+                    Survivors::Rows(conjunct.keep_rows(chunk, rows)?)
+                }
+            }
+            Survivors::Rows(rows) if rows.is_empty() => return Ok(Survivors::Rows(rows)),
+            Survivors::Rows(rows) => Survivors::Rows(conjunct.keep_rows(chunk, rows)?),
+        };
     }
-    Ok(rows.unwrap_or_else(|| (start as u32..(start + len) as u32).collect()))
+    Ok(survivors)
 }
 
 /// Plain column references keep their arrays and the selection (still views); computed
@@ -325,7 +460,12 @@ fn project(input: ViewSet, exprs: &[Expr], schema: SchemaRef) -> Result<(ViewSet
                     .iter()
                     .map(|expr| evaluate(expr, &batch).and_then(|v: Value| v.into_array(len)))
                     .collect::<Result<Vec<_>, _>>()?;
-                let copied = columns.iter().map(|c| c.get_array_memory_size()).sum();
+                // Fresh arrays are copies; a plain column of an unselected chunk is passed on.
+                let copied = columns
+                    .iter()
+                    .filter(|c| !chunk.columns.iter().any(|input| Arc::ptr_eq(input, c)))
+                    .map(|c| c.get_array_memory_size())
+                    .sum();
                 Ok((Chunk { columns, len, selection: None }, copied))
             })
             .collect()

@@ -5,6 +5,7 @@ pub mod dense;
 pub mod eval;
 pub mod execute;
 pub mod gather;
+pub mod nodes;
 pub mod profile;
 
 pub use dense::{DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker};

@@ -26,6 +26,10 @@ impl Literal {
 
 impl fmt::Debug for Literal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            // Only a hand-built plan holds one; formatting must not index past the end.
+            return write!(f, "<empty {}>", type_name(self.data_type()));
+        }
         if self.is_null() {
             return write!(f, "null");
         }
@@ -300,10 +304,10 @@ impl Expr {
     }
 
     fn collect_columns(&self, out: &mut Vec<String>) {
-        if let Expr::Column(name) = self {
-            if !out.contains(name) {
-                out.push(name.clone());
-            }
+        if let Expr::Column(name) = self
+            && !out.contains(name)
+        {
+            out.push(name.clone());
         }
         for child in self.children() {
             child.collect_columns(out);

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::sync::Arc;
 
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use relay_storage::{TableView, type_name};
 
@@ -25,6 +26,33 @@ pub enum LogicalPlan {
     Project { input: Arc<LogicalPlan>, exprs: Vec<Expr> },
     /// Rows `offset .. offset + length` of the input.
     Slice { input: Arc<LogicalPlan>, offset: u64, length: u64 },
+    /// The input's rows at `indices` (positions among the rows the input yields, checked when
+    /// the node is built), in that order; an index may repeat. A selection, not a copy: the
+    /// executor maps each index to (chunk, row) and keeps the chunks' columns, so a chunk's
+    /// selection may go backwards (a shuffle).
+    Take { input: Arc<LogicalPlan>, indices: Arc<Vec<u64>> },
+    /// Record batches held in memory: the leaf of a collected frame. Arrays that were views of
+    /// a mapped file when collected still are.
+    Memory { schema: SchemaRef, batches: Arc<Vec<RecordBatch>> },
+    /// Columns whose bits are read as another type of the same width (`int32` as `float32`,
+    /// `int64` as `timestamp[us]`, ...): the schema changes, the buffers do not. `columns` holds
+    /// each changed column's full new type (for a `fixed_size_list` column, the list type with
+    /// the new item type).
+    Reinterpret { input: Arc<LogicalPlan>, columns: Vec<(String, DataType)> },
+    /// Arrays from outside the plan (NumPy, Arrow) attached as columns. `input` is a plan whose
+    /// rows are a file's or memory's, in order (a scan without filters, memory), so row `i` of
+    /// each array belongs to row `i` of the input. A name the input has is replaced in place.
+    AttachColumns { input: Arc<LogicalPlan>, columns: Vec<AttachedColumn> },
+}
+
+/// An external array attached to a plan as a column.
+#[derive(Debug, Clone)]
+pub struct AttachedColumn {
+    pub name: String,
+    pub array: ArrayRef,
+    /// Why the array is a copy of what the caller passed (not C-contiguous, booleans as bits,
+    /// ...); None when its buffers are the caller's own memory, referenced.
+    pub copied: Option<String>,
 }
 
 impl LogicalPlan {
@@ -37,7 +65,34 @@ impl LogicalPlan {
     pub fn schema(&self) -> Result<SchemaRef> {
         match self {
             LogicalPlan::Scan { table, .. } => Ok(table.schema()),
-            LogicalPlan::Filter { input, .. } | LogicalPlan::Slice { input, .. } => input.schema(),
+            LogicalPlan::Filter { input, .. } | LogicalPlan::Slice { input, .. } | LogicalPlan::Take { input, .. } => {
+                input.schema()
+            }
+            LogicalPlan::Memory { schema, .. } => Ok(schema.clone()),
+            LogicalPlan::Reinterpret { input, columns } => {
+                let input_schema = input.schema()?;
+                let fields = input_schema
+                    .fields()
+                    .iter()
+                    .map(|field| match columns.iter().find(|(name, _)| name == field.name()) {
+                        Some((_, to)) => Arc::new(field.as_ref().clone().with_data_type(to.clone())),
+                        None => field.clone(),
+                    })
+                    .collect::<Vec<_>>();
+                Ok(Arc::new(Schema::new_with_metadata(fields, input_schema.metadata().clone())))
+            }
+            LogicalPlan::AttachColumns { input, columns } => {
+                let input_schema = input.schema()?;
+                let mut fields: Vec<Arc<Field>> = input_schema.fields().iter().cloned().collect();
+                for column in columns {
+                    let field = Arc::new(Field::new(&column.name, column.array.data_type().clone(), true));
+                    match fields.iter().position(|f| f.name() == &column.name) {
+                        Some(index) => fields[index] = field,
+                        None => fields.push(field),
+                    }
+                }
+                Ok(Arc::new(Schema::new_with_metadata(fields, input_schema.metadata().clone())))
+            }
             LogicalPlan::Project { input, exprs } => {
                 let input_schema = input.schema()?;
                 let fields = exprs
@@ -54,10 +109,13 @@ impl LogicalPlan {
 
     pub fn inputs(&self) -> Vec<&Arc<LogicalPlan>> {
         match self {
-            LogicalPlan::Scan { .. } => vec![],
-            LogicalPlan::Filter { input, .. } | LogicalPlan::Project { input, .. } | LogicalPlan::Slice { input, .. } => {
-                vec![input]
-            }
+            LogicalPlan::Scan { .. } | LogicalPlan::Memory { .. } => vec![],
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Project { input, .. }
+            | LogicalPlan::Slice { input, .. }
+            | LogicalPlan::Take { input, .. }
+            | LogicalPlan::Reinterpret { input, .. }
+            | LogicalPlan::AttachColumns { input, .. } => vec![input],
         }
     }
 
@@ -70,6 +128,32 @@ impl LogicalPlan {
             LogicalPlan::Slice { input, offset, length } => {
                 input.known_num_rows().map(|n| n.saturating_sub(*offset).min(*length))
             }
+            LogicalPlan::Take { indices, .. } => Some(indices.len() as u64),
+            LogicalPlan::Memory { batches, .. } => Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
+            LogicalPlan::Reinterpret { input, .. } | LogicalPlan::AttachColumns { input, .. } => input.known_num_rows(),
+        }
+    }
+
+    /// Whether a filter runs anywhere in this plan (a `Filter` node or a scan's `filters`):
+    /// then which rows come out is only known by running it, and each slice of the plan would
+    /// run it again.
+    pub fn contains_filter(&self) -> bool {
+        match self {
+            LogicalPlan::Scan { filters, .. } => !filters.is_empty(),
+            LogicalPlan::Filter { .. } => true,
+            other => other.inputs().iter().any(|input| input.contains_filter()),
+        }
+    }
+
+    /// Whether row `i` of this plan is row `i` of a file view or of memory: a scan without
+    /// filters, memory, or arrays already attached to one. Arrays can only be attached to such
+    /// a plan.
+    pub fn is_row_aligned(&self) -> bool {
+        match self {
+            LogicalPlan::Scan { filters, .. } => filters.is_empty(),
+            LogicalPlan::Memory { .. } => true,
+            LogicalPlan::AttachColumns { input, .. } => input.is_row_aligned(),
+            _ => false,
         }
     }
 
@@ -149,12 +233,185 @@ impl LogicalPlan {
                     length: length.min(inner_length - start),
                 }
             }
+            // Every other node maps rows one to one (projections evaluate row by row), so the
+            // slice moves below it and only the sliced rows are read or computed.
+            LogicalPlan::Project { input, exprs } => LogicalPlan::Project {
+                input: Arc::new(input.slice(offset, length)),
+                exprs: exprs.clone(),
+            },
+            LogicalPlan::Reinterpret { input, columns } => LogicalPlan::Reinterpret {
+                input: Arc::new(input.slice(offset, length)),
+                columns: columns.clone(),
+            },
+            LogicalPlan::AttachColumns { input, columns } => LogicalPlan::AttachColumns {
+                input: Arc::new(input.slice(offset, length)),
+                columns: columns
+                    .iter()
+                    .map(|column| {
+                        let (start, count) = clamp_range(column.array.len() as u64, offset, length);
+                        AttachedColumn {
+                            array: column.array.slice(start, count),
+                            ..column.clone()
+                        }
+                    })
+                    .collect(),
+            },
+            LogicalPlan::Take { input, indices } => {
+                let (start, count) = clamp_range(indices.len() as u64, offset, length);
+                LogicalPlan::Take {
+                    input: input.clone(),
+                    indices: Arc::new(indices[start..start + count].to_vec()),
+                }
+            }
+            LogicalPlan::Memory { schema, batches } => {
+                let mut skip = offset;
+                let mut remaining = length;
+                let mut sliced = Vec::new();
+                for batch in batches.iter() {
+                    let rows = batch.num_rows() as u64;
+                    if skip >= rows {
+                        skip -= rows;
+                        continue;
+                    }
+                    if remaining == 0 {
+                        break;
+                    }
+                    let count = (rows - skip).min(remaining);
+                    sliced.push(batch.slice(skip as usize, count as usize));
+                    remaining -= count;
+                    skip = 0;
+                }
+                LogicalPlan::Memory {
+                    schema: schema.clone(),
+                    batches: Arc::new(sliced),
+                }
+            }
             _ => LogicalPlan::Slice {
                 input: self.clone(),
                 offset,
                 length,
             },
         }
+    }
+
+    /// The rows at `indices` of this plan's `num_rows` rows, in that order; negative indices
+    /// count from the end, as in NumPy. A take of a take composes into one.
+    pub fn take(self: &Arc<Self>, indices: &[i64], num_rows: u64) -> Result<LogicalPlan> {
+        let mut positions = Vec::with_capacity(indices.len());
+        for &index in indices {
+            let position = if index < 0 { num_rows.checked_sub(index.unsigned_abs()) } else { Some(index as u64) };
+            match position {
+                Some(position) if position < num_rows => positions.push(position),
+                _ => {
+                    return Err(PlanError::Invalid(format!(
+                        "take(): index {index} is out of range for a frame of {num_rows} rows"
+                    )));
+                }
+            }
+        }
+        Ok(self.take_positions(positions))
+    }
+
+    /// `n` rows drawn uniformly at random from this plan's `num_rows` rows, in ascending row
+    /// order, reproducibly from `seed` (see `sample_indices`).
+    pub fn sample(self: &Arc<Self>, n: u64, seed: u64, replace: bool, num_rows: u64) -> Result<LogicalPlan> {
+        Ok(self.take_positions(sample_indices(num_rows, n, seed, replace)?))
+    }
+
+    /// A take of valid positions; over a take, the positions are looked up in its indices.
+    fn take_positions(self: &Arc<Self>, positions: Vec<u64>) -> LogicalPlan {
+        match self.as_ref() {
+            LogicalPlan::Take { input, indices } => LogicalPlan::Take {
+                input: input.clone(),
+                indices: Arc::new(positions.iter().map(|&p| indices[p as usize]).collect()),
+            },
+            _ => LogicalPlan::Take {
+                input: self.clone(),
+                indices: Arc::new(positions),
+            },
+        }
+    }
+
+    /// Record batches in memory as a plan. Every batch must have `schema`'s columns.
+    pub fn memory(schema: SchemaRef, batches: Vec<RecordBatch>) -> LogicalPlan {
+        LogicalPlan::Memory {
+            schema,
+            batches: Arc::new(batches),
+        }
+    }
+
+    /// The named columns' bits read as the given types. Each type must have the width of the
+    /// column's (for a `fixed_size_list`, of its items); both must be fixed-width numbers,
+    /// dates, times, timestamps or durations.
+    pub fn reinterpret(self: &Arc<Self>, columns: Vec<(String, DataType)>) -> Result<LogicalPlan> {
+        // Reinterpreting twice is reinterpreting the original bits once.
+        let (base, mut merged) = match self.as_ref() {
+            LogicalPlan::Reinterpret { input, columns } => (input.clone(), columns.clone()),
+            _ => (self.clone(), Vec::new()),
+        };
+        let schema = self.schema()?;
+        let base_schema = base.schema()?;
+        for (name, to) in columns {
+            let field = schema.field_with_name(&name).map_err(|_| PlanError::ColumnNotFound {
+                name: name.clone(),
+                available: schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{:?}", f.name()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            let target = reinterpreted_type(&name, field.data_type(), &to)?;
+            merged.retain(|(existing, _)| existing != &name);
+            let original = base_schema.field_with_name(&name).ok().map(|f| f.data_type());
+            if original != Some(&target) {
+                merged.push((name, target));
+            }
+        }
+        if merged.is_empty() {
+            return Ok(base.as_ref().clone());
+        }
+        Ok(LogicalPlan::Reinterpret {
+            input: base,
+            columns: merged,
+        })
+    }
+
+    /// External arrays as columns of this plan, which must be row-aligned (`is_row_aligned`)
+    /// and have as many rows as each array. Attaching to attached arrays adds to them.
+    pub fn attach_columns(self: &Arc<Self>, columns: Vec<AttachedColumn>) -> Result<LogicalPlan> {
+        if !self.is_row_aligned() {
+            return Err(PlanError::Invalid(
+                "arrays can only be attached to a frame whose rows are its file's or memory's \
+                 (no filter, take or computed column below): collect() it first"
+                    .into(),
+            ));
+        }
+        let num_rows = self.known_num_rows().unwrap_or_default();
+        let mut names = HashSet::new();
+        for column in &columns {
+            if !names.insert(column.name.as_str()) {
+                return Err(PlanError::Invalid(format!("the column {:?} is attached twice", column.name)));
+            }
+            if column.array.len() as u64 != num_rows {
+                return Err(PlanError::Invalid(format!(
+                    "with_column({:?}): the array has {} rows, the frame has {num_rows}",
+                    column.name,
+                    column.array.len()
+                )));
+            }
+        }
+        let (input, mut merged) = match self.as_ref() {
+            LogicalPlan::AttachColumns { input, columns } => (input.clone(), columns.clone()),
+            _ => (self.clone(), Vec::new()),
+        };
+        for column in columns {
+            match merged.iter().position(|c| c.name == column.name) {
+                Some(index) => merged[index] = column,
+                None => merged.push(column),
+            }
+        }
+        Ok(LogicalPlan::AttachColumns { input, columns: merged })
     }
 
     /// An indented tree, one node a line.
@@ -199,6 +456,333 @@ impl fmt::Display for LogicalPlan {
                 write!(f, "SELECT [{}]", exprs.join(", "))
             }
             LogicalPlan::Slice { offset, length, .. } => write!(f, "SLICE offset={offset} length={length}"),
+            LogicalPlan::Take { indices, .. } => {
+                const SHOWN: usize = 5;
+                let shown: Vec<String> = indices.iter().take(SHOWN).map(ToString::to_string).collect();
+                let more = if indices.len() > SHOWN { ", ..." } else { "" };
+                write!(f, "TAKE {} rows [{}{more}]", indices.len(), shown.join(", "))
+            }
+            LogicalPlan::Memory { schema, batches } => {
+                let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+                let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                write!(f, "MEMORY columns=[{}] rows={rows} batches={}", names.join(", "), batches.len())
+            }
+            LogicalPlan::Reinterpret { columns, .. } => {
+                let columns: Vec<String> = columns.iter().map(|(name, to)| format!("{name} as {}", type_name(to))).collect();
+                write!(f, "REINTERPRET [{}]", columns.join(", "))
+            }
+            LogicalPlan::AttachColumns { columns, .. } => {
+                let columns: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let how = match &c.copied {
+                            None => "referenced".to_string(),
+                            Some(reason) => format!("copied: {reason}"),
+                        };
+                        format!("{}: {} ({how})", c.name, type_name(c.array.data_type()))
+                    })
+                    .collect();
+                write!(f, "ATTACH [{}]", columns.join(", "))
+            }
         }
+    }
+}
+
+/// `(start, count)` of rows `offset .. offset + length` of `len` rows, clamped like Python slicing.
+fn clamp_range(len: u64, offset: u64, length: u64) -> (usize, usize) {
+    let start = offset.min(len);
+    (start as usize, length.min(len - start) as usize)
+}
+
+/// Whether `data_type` is a fixed-width type whose bits may be read as another of its width.
+fn reinterpretable(data_type: &DataType) -> bool {
+    use DataType::*;
+    matches!(
+        data_type,
+        Int8 | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Float16
+            | Float32
+            | Float64
+            | Date32
+            | Date64
+            | Time32(_)
+            | Time64(_)
+            | Timestamp(_, _)
+            | Duration(_)
+    )
+}
+
+/// The type column `name` of type `from` has once its bits are read as `to`: `to` itself, or
+/// for a `fixed_size_list`, the list of `to`.
+fn reinterpreted_type(name: &str, from: &DataType, to: &DataType) -> Result<DataType> {
+    let mismatch = |detail: &str| {
+        PlanError::Type(format!(
+            "view(): column {name:?} of type {} cannot be viewed as {}: {detail}",
+            type_name(from),
+            type_name(to)
+        ))
+    };
+    if !reinterpretable(to) {
+        return Err(mismatch("a view reads the same bits as another fixed-width number, date, time or duration type"));
+    }
+    let (item, list) = match from {
+        DataType::FixedSizeList(field, width) if !matches!(to, DataType::FixedSizeList(..)) => (field.data_type(), Some((field, *width))),
+        other => (other, None),
+    };
+    if !reinterpretable(item) {
+        return Err(mismatch("only fixed-width numbers, dates, times, timestamps and durations (and fixed-size lists of them) have bits to view"));
+    }
+    if item.primitive_width() != to.primitive_width() {
+        return Err(mismatch(&format!(
+            "the widths differ ({} bytes and {} bytes); use cast() to convert values",
+            item.primitive_width().unwrap_or_default(),
+            to.primitive_width().unwrap_or_default()
+        )));
+    }
+    Ok(match list {
+        Some((field, width)) => {
+            DataType::FixedSizeList(Arc::new(field.as_ref().clone().with_data_type(to.clone())), width)
+        }
+        None => to.clone(),
+    })
+}
+
+// -- sampling ----------------------------------------------------------------------------------
+
+/// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014):
+/// a 64-bit state advanced by a constant and mixed. Integer arithmetic only, so a seed gives the
+/// same stream on every machine; statistically sound for sampling (it passes BigCrush).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..bound` (`bound > 0`), without modulo bias: Lemire's multiply-and-shift,
+    /// redrawing the rare values that would favour some results ("Fast random integer
+    /// generation in an interval", 2019).
+    fn below(&mut self, bound: u64) -> u64 {
+        let mut product = u128::from(self.next_u64()) * u128::from(bound);
+        if (product as u64) < bound {
+            let threshold = bound.wrapping_neg() % bound;
+            while (product as u64) < threshold {
+                product = u128::from(self.next_u64()) * u128::from(bound);
+            }
+        }
+        (product >> 64) as u64
+    }
+}
+
+/// `n` row positions out of `num_rows`, ascending, drawn from `seed`: distinct ones chosen
+/// uniformly (every set of `n` rows equally likely) by Floyd's algorithm, or, with `replace`,
+/// `n` independent uniform draws (so repeats are possible).
+pub fn sample_indices(num_rows: u64, n: u64, seed: u64, replace: bool) -> Result<Vec<u64>> {
+    let mut rng = SplitMix64(seed);
+    if replace {
+        if n > 0 && num_rows == 0 {
+            return Err(PlanError::Invalid(format!("sample(): cannot draw {n} rows from an empty frame")));
+        }
+        let mut drawn: Vec<u64> = (0..n).map(|_| rng.below(num_rows)).collect();
+        drawn.sort_unstable();
+        return Ok(drawn);
+    }
+    if n > num_rows {
+        return Err(PlanError::Invalid(format!(
+            "sample(): cannot draw {n} distinct rows from a frame of {num_rows} rows; pass replace=True to allow repeats"
+        )));
+    }
+    // Floyd: for j in num_rows-n .. num_rows, pick t in 0..=j and take t, or j if t is taken.
+    // The set is a bitmap when that is small next to a hash set of n rows, else a hash set;
+    // both give the same rows.
+    let use_bitmap = num_rows / 256 <= n;
+    if use_bitmap {
+        /// Sets bit `row`; whether it was set before.
+        fn test_and_set(bits: &mut [u64], row: u64) -> bool {
+            let (word, bit) = ((row / 64) as usize, row % 64);
+            let was_set = (bits[word] >> bit) & 1 == 1;
+            bits[word] |= 1 << bit;
+            was_set
+        }
+        let mut chosen = vec![0u64; num_rows.div_ceil(64) as usize];
+        for j in num_rows - n..num_rows {
+            let t = rng.below(j + 1);
+            if test_and_set(&mut chosen, t) {
+                test_and_set(&mut chosen, j);
+            }
+        }
+        let mut rows = Vec::with_capacity(n as usize);
+        for (word_index, &word) in chosen.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                rows.push(word_index as u64 * 64 + u64::from(bits.trailing_zeros()));
+                bits &= bits - 1;
+            }
+        }
+        Ok(rows)
+    } else {
+        let mut chosen = HashSet::with_capacity(n as usize);
+        for j in num_rows - n..num_rows {
+            let t = rng.below(j + 1);
+            if !chosen.insert(t) {
+                chosen.insert(j);
+            }
+        }
+        let mut rows: Vec<u64> = chosen.into_iter().collect();
+        rows.sort_unstable();
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Float32Array, Int32Array, Int64Array, StringArray};
+
+    use super::*;
+
+    /// A plan over two in-memory batches: ids 0..4 and 4..10, x = id as float32, name.
+    fn memory_plan() -> Arc<LogicalPlan> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("x", DataType::Float32, false),
+            Field::new("name", DataType::Utf8, false),
+        ]));
+        let batch = |ids: std::ops::Range<i64>| {
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(ids.clone())),
+                    Arc::new(Float32Array::from_iter_values(ids.clone().map(|i| i as f32))),
+                    Arc::new(StringArray::from_iter_values(ids.map(|i| format!("r{i}")))),
+                ],
+            )
+            .unwrap()
+        };
+        Arc::new(LogicalPlan::memory(schema.clone(), vec![batch(0..4), batch(4..10)]))
+    }
+
+    fn indices_of(plan: &LogicalPlan) -> Vec<u64> {
+        match plan {
+            LogicalPlan::Take { indices, .. } => indices.as_ref().clone(),
+            other => panic!("not a take: {other}"),
+        }
+    }
+
+    #[test]
+    fn take_counts_negative_indices_from_the_end_and_names_bad_ones() {
+        let plan = memory_plan();
+        assert_eq!(indices_of(&plan.take(&[3, -1, -10, 0], 10).unwrap()), [3, 9, 0, 0]);
+        let error = plan.take(&[0, 10], 10).unwrap_err().to_string();
+        assert!(error.contains("index 10") && error.contains("10 rows"), "{error}");
+        let error = plan.take(&[-11], 10).unwrap_err().to_string();
+        assert!(error.contains("index -11"), "{error}");
+        assert_eq!(plan.take(&[], 10).unwrap().known_num_rows(), Some(0));
+    }
+
+    #[test]
+    fn a_take_of_a_take_composes_and_slices_narrow_the_indices() {
+        let plan = memory_plan();
+        let first = Arc::new(plan.take(&[9, 8, 7, 6], 10).unwrap());
+        let second = Arc::new(first.take(&[3, 0, 0], 4).unwrap());
+        assert!(matches!(second.as_ref(), LogicalPlan::Take { input, .. } if Arc::ptr_eq(input, &plan)));
+        assert_eq!(indices_of(&second), [6, 9, 9]);
+        assert_eq!(indices_of(&first.slice(1, 2)), [8, 7]);
+        assert_eq!(indices_of(&first.slice(3, 100)), [6]);
+        assert_eq!(first.slice(3, 100).known_num_rows(), Some(1));
+    }
+
+    #[test]
+    fn slices_move_below_row_by_row_nodes() {
+        let plan = memory_plan();
+        let projected = Arc::new(plan.project(vec![Expr::col("x"), Expr::col("id")]).unwrap());
+        let sliced = projected.slice(3, 4);
+        assert_eq!(sliced.known_num_rows(), Some(4));
+        let LogicalPlan::Project { input, .. } = &sliced else { panic!("{sliced}") };
+        let LogicalPlan::Memory { batches, .. } = input.as_ref() else { panic!("{input}") };
+        let rows: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(rows, [1, 3]);
+        let viewed = Arc::new(plan.reinterpret(vec![("x".into(), DataType::Int32)]).unwrap());
+        assert!(matches!(viewed.slice(0, 2), LogicalPlan::Reinterpret { .. }));
+        assert_eq!(plan.slice(20, 5).known_num_rows(), Some(0));
+    }
+
+    #[test]
+    fn sampling_is_reproducible_distinct_and_sorted() {
+        // Pinned: the same seed gives these rows on every machine.
+        assert_eq!(sample_indices(1000, 5, 42, false).unwrap(), sample_indices(1000, 5, 42, false).unwrap());
+        let pinned = sample_indices(1_000_000, 4, 7, false).unwrap();
+        assert_eq!(pinned, [16_788, 389_828, 582_930, 900_759]); // also what tests/test_frame_ops.py's reference gives
+        for (rows, n) in [(1000, 3), (1000, 900), (1000, 1000), (100_000, 10), (10, 0)] {
+            let drawn = sample_indices(rows, n, 3, false).unwrap();
+            assert_eq!(drawn.len() as u64, n);
+            assert!(drawn.windows(2).all(|w| w[0] < w[1]));
+            assert!(drawn.iter().all(|&r| r < rows));
+        }
+        let with_repeats = sample_indices(10, 50, 3, true).unwrap();
+        assert_eq!(with_repeats.len(), 50);
+        assert!(with_repeats.windows(2).all(|w| w[0] <= w[1]));
+        assert!(sample_indices(10, 11, 3, false).unwrap_err().to_string().contains("11 distinct rows"));
+        assert!(sample_indices(0, 1, 3, true).is_err());
+    }
+
+    #[test]
+    fn the_bounded_draw_is_unbiased_at_the_edges() {
+        let mut rng = SplitMix64(1);
+        assert!((0..1000).all(|_| rng.below(1) == 0));
+        let bound = (1u64 << 63) + 1; // about half of the raw values are redrawn
+        assert!((0..1000).all(|_| rng.below(bound) < bound));
+    }
+
+    #[test]
+    fn views_need_equal_widths_and_collapse_when_undone() {
+        let plan = memory_plan();
+        let error = plan.reinterpret(vec![("x".into(), DataType::Int64)]).unwrap_err().to_string();
+        assert!(error.contains("\"x\"") && error.contains("widths differ"), "{error}");
+        let error = plan.reinterpret(vec![("name".into(), DataType::Int64)]).unwrap_err().to_string();
+        assert!(error.contains("\"name\""), "{error}");
+        assert!(matches!(
+            plan.reinterpret(vec![("nope".into(), DataType::Int64)]),
+            Err(PlanError::ColumnNotFound { .. })
+        ));
+        let viewed = Arc::new(plan.reinterpret(vec![("x".into(), DataType::UInt32)]).unwrap());
+        assert_eq!(viewed.schema().unwrap().field(1).data_type(), &DataType::UInt32);
+        let back = viewed.reinterpret(vec![("x".into(), DataType::Float32)]).unwrap();
+        assert!(matches!(back, LogicalPlan::Memory { .. }), "{back}");
+        let twice = viewed.reinterpret(vec![("x".into(), DataType::Int32)]).unwrap();
+        assert!(matches!(&twice, LogicalPlan::Reinterpret { input, columns } if Arc::ptr_eq(input, &plan) && columns.len() == 1));
+    }
+
+    #[test]
+    fn attached_columns_need_row_aligned_inputs_of_their_length() {
+        let plan = memory_plan();
+        let column = |name: &str, len: i32| AttachedColumn {
+            name: name.into(),
+            array: Arc::new(Int32Array::from_iter_values(0..len)),
+            copied: None,
+        };
+        let attached = Arc::new(plan.attach_columns(vec![column("a", 10)]).unwrap());
+        let names: Vec<String> = attached.schema().unwrap().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["id", "x", "name", "a"]);
+        let replaced = Arc::new(attached.attach_columns(vec![column("x", 10)]).unwrap());
+        let LogicalPlan::AttachColumns { input, columns } = replaced.as_ref() else { panic!() };
+        assert!(Arc::ptr_eq(input, &plan) && columns.len() == 2);
+        assert_eq!(replaced.schema().unwrap().field(1).data_type(), &DataType::Int32);
+        let error = plan.attach_columns(vec![column("a", 3)]).unwrap_err().to_string();
+        assert!(error.contains("3 rows") && error.contains("10"), "{error}");
+        let taken = Arc::new(plan.take(&[1], 10).unwrap());
+        assert!(taken.attach_columns(vec![column("a", 1)]).is_err());
+        let sliced = attached.slice(8, 5);
+        let LogicalPlan::AttachColumns { columns, .. } = &sliced else { panic!() };
+        assert_eq!(columns[0].array.len(), 2);
     }
 }

@@ -7,8 +7,9 @@
 
 use std::sync::Arc;
 
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, new_empty_array, new_null_array};
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Schema, TimeUnit};
+use arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, UInt64Type};
 use relay_storage::type_name;
 
 use crate::error::{PlanError, Result};
@@ -114,8 +115,58 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     }
 }
 
-/// `literal` converted to `target` if the value survives the round trip exactly.
-fn fit_literal(literal: &Literal, target: &DataType) -> Option<Literal> {
+/// Whether `literal` is an untyped null (`lit(None)`): it takes the type of what it meets.
+fn is_untyped_null(literal: &Literal) -> bool {
+    literal.data_type() == &DataType::Null
+}
+
+/// The value of a one-element integer literal, widened to i128 (None when null or not an
+/// integer).
+fn integer_value(literal: &Literal) -> Option<i128> {
+    let array = &literal.0;
+    if array.len() != 1 || array.logical_null_count() != 0 {
+        return None;
+    }
+    let value = match array.data_type() {
+        DataType::UInt64 => i128::from(array.as_primitive::<UInt64Type>().value(0)),
+        t if t.is_integer() => {
+            let as_i64 = cast_with_options(array, &DataType::Int64, &CastOptions::default()).ok()?;
+            i128::from(as_i64.as_primitive::<Int64Type>().value(0))
+        }
+        _ => return None,
+    };
+    Some(value)
+}
+
+/// The smallest integer type that holds `value`, unsigned when `prefer_unsigned` and the value
+/// is not negative (Polars materializes an integer literal that does not fit the column's type
+/// this way: `int8 + 200` is int16, `uint8 + 1000` is uint16, `uint8 + -1` is int16).
+fn smallest_integer_type(value: i128, prefer_unsigned: bool) -> DataType {
+    use DataType::*;
+    let fits = |min: i128, max: i128| min <= value && value <= max;
+    if prefer_unsigned && value >= 0 {
+        for (t, max) in [(UInt8, u8::MAX as i128), (UInt16, u16::MAX as i128), (UInt32, u32::MAX as i128)] {
+            if value <= max {
+                return t;
+            }
+        }
+        return UInt64;
+    }
+    for (t, min, max) in [
+        (Int8, i8::MIN as i128, i8::MAX as i128),
+        (Int16, i16::MIN as i128, i16::MAX as i128),
+        (Int32, i32::MIN as i128, i32::MAX as i128),
+        (Int64, i64::MIN as i128, i64::MAX as i128),
+    ] {
+        if fits(min, max) {
+            return t;
+        }
+    }
+    UInt64
+}
+
+/// `literal` converted to `target` if every value survives the round trip exactly.
+fn fit_exactly(literal: &Literal, target: &DataType) -> Option<Literal> {
     if literal.data_type() == target {
         return Some(literal.clone());
     }
@@ -128,12 +179,62 @@ fn fit_literal(literal: &Literal, target: &DataType) -> Option<Literal> {
     (back.to_data() == literal.0.to_data()).then(|| Literal(converted))
 }
 
+/// The type a literal takes when it meets an operand of type `other`, as in Polars:
+/// - `lit(None)` takes the other side's type;
+/// - an integer takes the other side's integer type when the value fits, else the smallest
+///   integer type that holds it (the common supertype then decides); it takes a float side's
+///   type whatever its value (`float32 + 1` is float32);
+/// - a float takes a float side's type (`col("f32") > 0.1` compares float32s), and stays
+///   float64 against integers (`int8 * 2.0` is float64, never int8);
+/// - a string takes the other side's string type (against a dictionary of strings it keeps the
+///   dictionary encoded); dates and datetimes keep their own type.
+fn literal_type_against(literal: &Literal, other: &DataType) -> DataType {
+    let own = literal.data_type();
+    let other = value_type(other);
+    if is_untyped_null(literal) {
+        return other.clone();
+    }
+    if is_numeric(own) && is_numeric(other) {
+        return match (own.is_floating(), other.is_floating()) {
+            (_, true) => other.clone(),
+            (true, false) => own.clone(),
+            (false, false) if fit_exactly(literal, other).is_some() => other.clone(),
+            (false, false) => match integer_value(literal) {
+                Some(value) => smallest_integer_type(value, other.is_unsigned_integer()),
+                None => other.clone(), // a typed null
+            },
+        };
+    }
+    if is_string(own) && is_string(other) {
+        return other.clone();
+    }
+    // Dates and datetimes keep their type (a datetime filling a date column makes datetimes,
+    // even at midnight); the common supertype decides.
+    own.clone()
+}
+
+/// The type `expr` (of type `t`) is treated as when it meets an operand of type `other`: a
+/// literal's type follows `literal_type_against`, other expressions keep theirs.
+fn effective_type(expr: &Expr, t: &DataType, other_expr: &Expr, other: &DataType) -> DataType {
+    match expr {
+        Expr::Literal(literal) if !matches!(other_expr, Expr::Literal(_)) => literal_type_against(literal, other),
+        _ => t.clone(),
+    }
+}
+
+/// `expr` (of type `from`) converted to `to`. A literal is converted now, strictly (a value
+/// that does not convert stays a cast, for the executor to report); other expressions get a
+/// cast node.
 fn cast_to(expr: Expr, from: &DataType, to: &DataType) -> Expr {
     if from == to {
         return expr;
     }
+    let strict = CastOptions {
+        safe: false,
+        ..Default::default()
+    };
     match expr {
-        Expr::Literal(literal) => match cast_with_options(&literal.0, to, &CastOptions::default()) {
+        Expr::Literal(literal) => match cast_with_options(&literal.0, to, &strict) {
             Ok(array) => Expr::Literal(Literal(array)),
             Err(_) => Expr::Cast {
                 input: Box::new(Expr::Literal(literal)),
@@ -151,26 +252,55 @@ fn cast_to(expr: Expr, from: &DataType, to: &DataType) -> Expr {
 /// other side has its value type (arrow-rs compares dictionaries by value).
 fn coerce_pair(left: (Expr, DataType), right: (Expr, DataType), context: &dyn Fn() -> String) -> Result<(Expr, Expr)> {
     let ((left, lt), (right, rt)) = (left, right);
-    // A literal meeting a column takes the column's (value) type when it fits.
-    if let Expr::Literal(literal) = &right
-        && !matches!(left, Expr::Literal(_))
-        && let Some(fitted) = fit_literal(literal, value_type(&lt))
-        && common_type(&lt, &rt).is_some()
-    {
-        return Ok((left, Expr::Literal(fitted)));
-    }
-    if let Expr::Literal(literal) = &left
-        && !matches!(right, Expr::Literal(_))
-        && let Some(fitted) = fit_literal(literal, value_type(&rt))
-        && common_type(&lt, &rt).is_some()
-    {
-        return Ok((Expr::Literal(fitted), right));
-    }
-    let common = common_type(&lt, &rt).ok_or_else(|| PlanError::Type(context()))?;
+    let left_as = effective_type(&left, &lt, &right, &rt);
+    let right_as = effective_type(&right, &rt, &left, &lt);
+    let common = common_type(&left_as, &right_as).ok_or_else(|| PlanError::Type(context()))?;
     let keep = |expr: Expr, t: &DataType| {
         if value_type(t) == &common { expr } else { cast_to(expr, t, &common) }
     };
     Ok((keep(left, &lt), keep(right, &rt)))
+}
+
+/// The common type of several values that meet (`when` branches): the non-literal ones decide
+/// first, then each literal joins as `literal_type_against` says. None when two clash.
+fn common_type_of(values: &[(&Expr, &DataType)]) -> std::result::Result<DataType, (DataType, DataType)> {
+    let mut common: Option<DataType> = None;
+    let literal = |e: &Expr| matches!(e, Expr::Literal(_));
+    for (_, t) in values.iter().filter(|(e, _)| !literal(e)) {
+        common = Some(match common {
+            None => value_type(t).clone(),
+            Some(c) => common_type(&c, t).ok_or_else(|| (c.clone(), (*t).clone()))?,
+        });
+    }
+    for (expr, t) in values.iter().filter(|(e, _)| literal(e)) {
+        let Expr::Literal(l) = expr else { unreachable!("filtered on literals") };
+        common = Some(match common {
+            None => value_type(t).clone(),
+            Some(c) => {
+                let as_type = literal_type_against(l, &c);
+                common_type(&c, &as_type).ok_or_else(|| (c.clone(), (*t).clone()))?
+            }
+        });
+    }
+    Ok(common.unwrap_or(DataType::Null))
+}
+
+/// Candidates of `is_in` converted to `target`, keeping only those that convert exactly: one
+/// that does not (1000 against int8, a datetime with a time of day against dates) can equal no
+/// value of the column, and neither can a null. No candidate left is written as one null
+/// candidate, which matches nothing: a literal always holds a value to show in plans.
+fn exact_candidates(values: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
+    let kept = if values.data_type() == &DataType::Null {
+        new_empty_array(target)
+    } else {
+        let converted = cast_with_options(values, target, &CastOptions::default()).ok()?;
+        let back = cast_with_options(&converted, values.data_type(), &CastOptions::default()).ok()?;
+        let exact: BooleanArray = (0..values.len())
+            .map(|i| Some(converted.is_valid(i) && values.is_valid(i) && back.slice(i, 1).to_data() == values.slice(i, 1).to_data()))
+            .collect();
+        arrow::compute::filter(&converted, &exact).ok()?
+    };
+    Some(if kept.is_empty() { new_null_array(target, 1) } else { kept })
 }
 
 /// The resolved expression and its output type.
@@ -240,14 +370,9 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             if !numeric(&lv) || !numeric(&rv) {
                 return Err(PlanError::Type(format!("{} (arithmetic needs numbers)", mismatch())));
             }
-            let fits = |side: &Expr, other: &DataType| matches!(side, Expr::Literal(l) if fit_literal(l, other).is_some());
-            let mut common = if fits(&right, &lv) && !matches!(left, Expr::Literal(_)) {
-                lv.clone()
-            } else if fits(&left, &rv) && !matches!(right, Expr::Literal(_)) {
-                rv.clone()
-            } else {
-                numeric_supertype(&lv, &rv)
-            };
+            let left_as = effective_type(&left, &lv, &right, &rv);
+            let right_as = effective_type(&right, &rv, &left, &lv);
+            let mut common = numeric_supertype(&left_as, &right_as);
             if op == BinaryOp::Div && !matches!(common, DataType::Float32 | DataType::Float64) {
                 common = DataType::Float64;
             }
@@ -269,6 +394,10 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                     if !is_numeric(value_type(&t)) {
                         return Err(bad("a number"));
                     }
+                    // As in Polars: an unsigned number has no negation (it would wrap).
+                    if op == UnaryOp::Negate && value_type(&t).is_unsigned_integer() {
+                        return Err(bad("a signed number or a float (cast unsigned integers first)"));
+                    }
                     let v = value_type(&t).clone();
                     let input = cast_to(input, &t, &v);
                     return Ok((input.unary(op), v));
@@ -284,7 +413,8 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                     if !matches!(t, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) {
                         return Err(bad("a date or timestamp"));
                     }
-                    DataType::Int32
+                    // Polars' types: the year is int32, the month and the day int8.
+                    if op == UnaryOp::Year { DataType::Int32 } else { DataType::Int8 }
                 }
             };
             Ok((input.unary(op), out))
@@ -299,27 +429,35 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
         Expr::IsIn { input, values } => {
             let (input, t) = resolve_inner(*input, schema)?;
             let target = value_type(&t).clone();
-            let values = if values.data_type() == &target || values.0.is_empty() {
-                cast_with_options(&values.0, &target, &CastOptions::default()).map(Literal).ok()
-            } else {
-                common_type(&target, values.data_type())
-                    .and_then(|_| cast_with_options(&values.0, &target, &CastOptions::default()).ok())
-                    .map(Literal)
-            }
-            .ok_or_else(|| {
-                PlanError::Type(format!(
-                    "is_in() values of type {} cannot be compared with {}",
-                    type_name(values.data_type()),
-                    describe(&input, &t)
-                ))
-            })?;
-            Ok((Expr::IsIn { input: Box::new(input), values }, DataType::Boolean))
+            let given = values.data_type().clone();
+            // As in Polars 2: candidates compare with the column's values without a lossy
+            // conversion, so float candidates for an integer column are an error (cast one
+            // side explicitly); integers for a float column convert exactly or are dropped.
+            let comparable = given == DataType::Null
+                || if is_numeric(&target) || is_numeric(&given) {
+                    is_numeric(&target) && is_numeric(&given) && !(given.is_floating() && target.is_integer())
+                } else {
+                    common_type(&target, &given).is_some()
+                };
+            let values = comparable
+                .then(|| exact_candidates(&values.0, &target))
+                .flatten()
+                .ok_or_else(|| {
+                    PlanError::Type(format!(
+                        "is_in() values of type {} cannot be compared with {}",
+                        type_name(&given),
+                        describe(&input, &t)
+                    ))
+                })?;
+            Ok((Expr::IsIn { input: Box::new(input), values: Literal(values) }, DataType::Boolean))
         }
         Expr::FillNull { input, value } => {
             let original = format!("{input}.fill_null({value})");
             let (input, t) = resolve_inner(*input, schema)?;
             let (value, vt) = resolve_inner(*value, schema)?;
-            let common = common_type(&t, &vt)
+            let input_as = effective_type(&input, &t, &value, &vt);
+            let value_as = effective_type(&value, &vt, &input, &t);
+            let common = common_type(&input_as, &value_as)
                 .ok_or_else(|| PlanError::Type(format!("cannot fill nulls of {} with {} in {original}", describe(&input, &t), type_name(&vt))))?;
             let input = cast_to(input, &t, &common);
             let value = cast_to(value, &vt, &common);
@@ -330,23 +468,31 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             if !arrow::compute::can_cast_types(&t, &to) {
                 return Err(PlanError::Type(format!("cannot cast {} to {}", describe(&input, &t), type_name(&to))));
             }
-            Ok((cast_to(input, &t, &to), to))
+            // Kept as a cast even of a literal: `lit(127).cast("int8")` is a typed value, not a
+            // literal that adapts to what it meets (`+ 1` then wraps in int8, as in Polars).
+            // Constant folding converts it later, strictly.
+            let cast = if t == to { input } else { Expr::Cast { input: Box::new(input), to: to.clone() } };
+            Ok((cast, to))
         }
         Expr::Case { branches, otherwise } => {
             let mut resolved = Vec::with_capacity(branches.len());
-            let (otherwise, mut out_type) = resolve_inner(*otherwise, schema)?;
             for (when, then) in branches {
                 let (when, wt) = resolve_inner(when, schema)?;
                 if !matches!(wt, DataType::Boolean | DataType::Null) {
                     return Err(PlanError::Type(format!("when() needs a boolean condition, got {}", describe(&when, &wt))));
                 }
                 let (then, tt) = resolve_inner(then, schema)?;
-                out_type = common_type(&out_type, &tt).ok_or_else(|| {
-                    PlanError::Type(format!("when/then/otherwise branches have incompatible types {} and {}", type_name(&out_type), type_name(&tt)))
-                })?;
                 resolved.push((when, then, tt));
             }
-            let otherwise_type = resolve_inner(otherwise.clone(), schema)?.1;
+            let (otherwise, otherwise_type) = resolve_inner(*otherwise, schema)?;
+            let values: Vec<(&Expr, &DataType)> = resolved
+                .iter()
+                .map(|(_, then, tt)| (then, tt))
+                .chain(std::iter::once((&otherwise, &otherwise_type)))
+                .collect();
+            let out_type = common_type_of(&values).map_err(|(a, b)| {
+                PlanError::Type(format!("when/then/otherwise branches have incompatible types {} and {}", type_name(&a), type_name(&b)))
+            })?;
             let branches = resolved
                 .into_iter()
                 .map(|(when, then, tt)| (when, cast_to(then, &tt, &out_type)))
@@ -442,5 +588,153 @@ mod tests {
     #[test]
     fn logical_operators_need_booleans() {
         assert!(resolve(Expr::col("age").binary(BinaryOp::And, int(1)), &schema()).is_err());
+    }
+
+    fn typed_schema() -> Schema {
+        Schema::new(vec![
+            Field::new("i8", DataType::Int8, true),
+            Field::new("u8", DataType::UInt8, true),
+            Field::new("u32", DataType::UInt32, true),
+            Field::new("u64", DataType::UInt64, true),
+            Field::new("f32", DataType::Float32, true),
+            Field::new("flag", DataType::Boolean, true),
+            Field::new("day", DataType::Date32, true),
+            Field::new("name", DataType::Utf8, true),
+        ])
+    }
+
+    fn float(v: f64) -> Expr {
+        Expr::lit(Arc::new(arrow::array::Float64Array::from(vec![v])))
+    }
+
+    fn null() -> Expr {
+        Expr::Literal(Literal::null())
+    }
+
+    fn type_of(expr: Expr) -> DataType {
+        resolve(expr, &typed_schema()).unwrap().data_type
+    }
+
+    #[test]
+    fn integer_literals_that_do_not_fit_take_the_smallest_type_that_holds_them() {
+        // Polars: int8 + 200 is int16, uint8 + 1000 is uint16, uint8 + -1 is int16.
+        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Add, int(200))), DataType::Int16);
+        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Add, int(70_000))), DataType::Int32);
+        assert_eq!(type_of(Expr::col("u8").binary(BinaryOp::Add, int(1000))), DataType::UInt16);
+        assert_eq!(type_of(Expr::col("u8").binary(BinaryOp::Sub, int(-1))), DataType::Int16);
+        assert_eq!(type_of(Expr::col("u32").binary(BinaryOp::Add, int(-1))), DataType::Int64);
+        assert_eq!(type_of(int(1).binary(BinaryOp::Sub, Expr::col("u8"))), DataType::UInt8);
+    }
+
+    #[test]
+    fn float_literals_never_become_integers() {
+        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Mul, float(2.0))), DataType::Float64);
+        assert_eq!(type_of(Expr::col("f32").binary(BinaryOp::Mul, float(0.1))), DataType::Float32);
+        // Any integer meets a float32 column as a float32, as in Polars.
+        assert_eq!(type_of(Expr::col("f32").binary(BinaryOp::Add, int((1 << 24) + 1))), DataType::Float32);
+        let compared = resolve(Expr::col("i8").binary(BinaryOp::Eq, float(2.0)), &typed_schema()).unwrap();
+        let Expr::Binary { left, .. } = compared.expr else { panic!() };
+        assert!(matches!(*left, Expr::Cast { to: DataType::Float64, .. }), "{left}");
+    }
+
+    #[test]
+    fn fill_null_and_when_keep_the_column_type_for_literals_that_fit() {
+        assert_eq!(type_of(Expr::FillNull { input: Box::new(Expr::col("i8")), value: Box::new(int(0)) }), DataType::Int8);
+        assert_eq!(type_of(Expr::FillNull { input: Box::new(Expr::col("i8")), value: Box::new(int(1000)) }), DataType::Int16);
+        assert_eq!(type_of(Expr::FillNull { input: Box::new(Expr::col("i8")), value: Box::new(float(0.5)) }), DataType::Float64);
+        let case = |then: Expr, otherwise: Expr| Expr::Case {
+            branches: vec![(Expr::col("flag"), then)],
+            otherwise: Box::new(otherwise),
+        };
+        assert_eq!(type_of(case(Expr::col("u8"), int(-1))), DataType::Int16);
+        assert_eq!(type_of(case(int(7), Expr::col("u8"))), DataType::UInt8);
+        assert_eq!(type_of(case(Expr::col("i8"), null())), DataType::Int8);
+        assert_eq!(type_of(case(Expr::col("i8"), Expr::col("f32"))), DataType::Float32);
+        assert_eq!(type_of(case(int(1), int(2))), DataType::Int64);
+        let error = resolve(case(Expr::col("name"), int(1)), &typed_schema()).unwrap_err().to_string();
+        assert!(error.contains("string") && error.contains("int64"), "{error}");
+    }
+
+    #[test]
+    fn negating_an_unsigned_column_is_a_type_error() {
+        let error = resolve(Expr::col("u8").unary(UnaryOp::Negate), &typed_schema()).unwrap_err().to_string();
+        assert!(error.contains("col(\"u8\")") && error.contains("uint8"), "{error}");
+        assert_eq!(type_of(Expr::col("u8").unary(UnaryOp::Abs)), DataType::UInt8);
+    }
+
+    #[test]
+    fn date_parts_have_polars_types() {
+        assert_eq!(type_of(Expr::col("day").unary(UnaryOp::Year)), DataType::Int32);
+        assert_eq!(type_of(Expr::col("day").unary(UnaryOp::Month)), DataType::Int8);
+        assert_eq!(type_of(Expr::col("day").unary(UnaryOp::Day)), DataType::Int8);
+    }
+
+    fn is_in(column: &str, values: ArrayRef) -> Result<Resolved> {
+        resolve(
+            Expr::IsIn {
+                input: Box::new(Expr::col(column)),
+                values: Literal(values),
+            },
+            &typed_schema(),
+        )
+    }
+
+    fn candidates(resolved: Resolved) -> ArrayRef {
+        let Expr::IsIn { values, .. } = resolved.expr else { panic!() };
+        values.0
+    }
+
+    #[test]
+    fn is_in_keeps_the_candidates_that_convert_exactly() {
+        let values = candidates(is_in("i8", Arc::new(Int64Array::from(vec![Some(1), Some(1000), None, Some(-128)]))).unwrap());
+        assert_eq!(values.as_ref(), &arrow::array::Int8Array::from(vec![1, -128]) as &dyn Array);
+        // No candidate left: one null candidate, which matches nothing.
+        let values = candidates(is_in("u8", Arc::new(Int64Array::from(vec![-1, 256]))).unwrap());
+        assert_eq!((values.len(), values.logical_null_count(), values.data_type()), (1, 1, &DataType::UInt8));
+        let values = candidates(is_in("u8", arrow::array::new_empty_array(&DataType::Null)).unwrap());
+        assert_eq!((values.len(), values.logical_null_count()), (1, 1));
+        let values = candidates(is_in("u64", Arc::new(arrow::array::UInt64Array::from(vec![u64::MAX]))).unwrap());
+        assert_eq!(values.as_primitive::<UInt64Type>().value(0), u64::MAX);
+    }
+
+    #[test]
+    fn is_in_refuses_lossy_candidates_as_polars_does() {
+        let error = is_in("i8", Arc::new(arrow::array::Float64Array::from(vec![1.5]))).unwrap_err().to_string();
+        assert!(error.contains("double") && error.contains("col(\"i8\") (int8)"), "{error}");
+        assert!(is_in("name", Arc::new(Int64Array::from(vec![1]))).is_err());
+        assert!(is_in("flag", Arc::new(Int64Array::from(vec![1]))).is_err());
+        // Integers for a float column convert exactly (1 is 1.0).
+        assert!(is_in("f32", Arc::new(Int64Array::from(vec![1]))).is_ok());
+    }
+
+    #[test]
+    fn an_explicitly_cast_literal_keeps_its_type() {
+        let typed = Expr::Cast {
+            input: Box::new(int(127)),
+            to: DataType::Int8,
+        };
+        assert_eq!(type_of(typed.clone().binary(BinaryOp::Add, int(1))), DataType::Int8);
+        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Add, Expr::Cast { input: Box::new(int(300)), to: DataType::Int16 })), DataType::Int16);
+        assert_eq!(type_of(Expr::col("u8").binary(BinaryOp::Add, typed)), DataType::Int16);
+    }
+
+    #[test]
+    fn an_explicit_cast_of_a_literal_is_strict() {
+        let resolved = resolve(
+            Expr::Cast {
+                input: Box::new(int(300)),
+                to: DataType::UInt8,
+            },
+            &typed_schema(),
+        )
+        .unwrap();
+        // Not folded into a null: left for the executor, which reports the value.
+        assert!(matches!(resolved.expr, Expr::Cast { .. }), "{}", resolved.expr);
+    }
+
+    #[test]
+    fn booleans_and_numbers_do_not_mix() {
+        assert!(resolve(Expr::col("flag").binary(BinaryOp::Eq, int(1)), &typed_schema()).is_err());
+        assert!(resolve(Expr::col("flag").binary(BinaryOp::Add, int(1)), &typed_schema()).is_err());
     }
 }

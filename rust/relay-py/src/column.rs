@@ -128,7 +128,7 @@ impl ColumnBase {
         }
     }
 
-    fn chunks(&self, py: Python<'_>) -> PyResult<Vec<DecodedColumn>> {
+    pub(crate) fn chunks(&self, py: Python<'_>) -> PyResult<Vec<DecodedColumn>> {
         let executed = self.execute(py)?;
         py.detach(|| executed.into_chunks()).map_err(|reason| self.type_error(&reason))
     }
@@ -141,11 +141,29 @@ impl ColumnBase {
         self.file().mapped_range()
     }
 
+    /// The memory an export of `executed` may point into without a copy: the file's mapping,
+    /// or an array attached by `with_column` that holds this column's data.
+    fn export_range(&self, executed: &Executed) -> std::ops::Range<usize> {
+        match (&self.source, executed) {
+            (ColumnSource::Plan { plan, file, .. }, Executed::View(view)) => crate::frame::export_range(plan, view, file),
+            _ => self.mapped(),
+        }
+    }
+
+    /// Why exporting `executed` copies (None for a view of `range`), in the plan's terms.
+    fn reason_of(&self, executed: &Executed, range: &std::ops::Range<usize>) -> Option<String> {
+        let reason = executed.copy_reason(range)?;
+        Some(match (&self.source, executed) {
+            (ColumnSource::Plan { plan, .. }, Executed::View(view)) => crate::frame::refine_copy_reason(plan, view, reason),
+            _ => reason,
+        })
+    }
+
     /// The column as one dense buffer, refusing a copy when `zero_copy` is true.
     fn dense(&self, py: Python<'_>, zero_copy: bool) -> PyResult<DenseArray> {
         let executed = self.execute(py)?;
-        let mapped = self.mapped();
-        if zero_copy && let Some(reason) = executed.copy_reason(&mapped) {
+        let mapped = self.export_range(&executed);
+        if zero_copy && let Some(reason) = self.reason_of(&executed, &mapped) {
             return Err(self.zero_copy_error(&reason));
         }
         py.detach(|| executed.dense(&mapped)).map_err(|reason| self.type_error(&reason))
@@ -204,7 +222,8 @@ impl ColumnBase {
     #[getter]
     pub fn copy_reason(&self, py: Python<'_>) -> PyResult<Option<String>> {
         let executed = self.execute(py)?;
-        Ok(executed.copy_reason(&self.mapped()))
+        let range = self.export_range(&executed);
+        Ok(self.reason_of(&executed, &range))
     }
 
     fn _slice(&self, offset: u64, length: Option<u64>) -> Self {
@@ -223,8 +242,8 @@ impl ColumnBase {
     #[pyo3(signature = (zero_copy=None))]
     fn _to_numpy<'py>(&self, py: Python<'py>, zero_copy: Option<bool>) -> PyResult<Bound<'py, PyAny>> {
         let executed = self.execute(py)?;
-        let mapped = self.mapped();
-        if zero_copy == Some(true) && let Some(reason) = executed.copy_reason(&mapped) {
+        let mapped = self.export_range(&executed);
+        if zero_copy == Some(true) && let Some(reason) = self.reason_of(&executed, &mapped) {
             return Err(self.zero_copy_error(&reason));
         }
         match py.detach(|| executed.dense(&mapped)) {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray, UInt64Array,
     new_null_array,
 };
 use arrow::datatypes::{DataType, TimeUnit};
@@ -48,20 +48,22 @@ fn values_to_array(py: Python<'_>, values: &[Bound<'_, PyAny>], what: &str) -> P
         return Ok(Arc::new(out?));
     }
     if first.is_instance_of::<PyInt>() || is_numpy_integer(first) {
-        let out: PyResult<Int64Array> = values
-            .iter()
-            .map(|v| {
-                if v.is_none() {
-                    Ok(None)
-                } else {
-                    v.extract::<i64>().map(Some).map_err(|_| {
-                        relay_error(ErrorKind::Value, format!("{what}: {v} does not fit in a 64-bit integer"))
-                    })
-                }
-            })
-            .collect();
-        if let Ok(ints) = out {
-            return Ok(Arc::new(ints));
+        let is_int = |v: &Bound<'_, PyAny>| v.is_none() || v.is_instance_of::<PyInt>() || is_numpy_integer(v);
+        if values.iter().all(is_int) {
+            // int64, or uint64 for values above 2**63 - 1 (as Polars takes them, so that
+            // `col("u64") > 2**64 - 2` compares exactly); beyond that there is no type.
+            if let Ok(ints) = values.iter().map(|v| if v.is_none() { Ok(None) } else { v.extract::<i64>().map(Some) }).collect::<PyResult<Int64Array>>() {
+                return Ok(Arc::new(ints));
+            }
+            let unsigned: PyResult<UInt64Array> =
+                values.iter().map(|v| if v.is_none() { Ok(None) } else { v.extract::<u64>().map(Some) }).collect();
+            return unsigned.map(|u| Arc::new(u) as ArrayRef).map_err(|_| {
+                let too_big = values.iter().find(|v| !v.is_none() && v.extract::<i64>().is_err()).unwrap_or(first);
+                relay_error(
+                    ErrorKind::Value,
+                    format!("{what}: {too_big} does not fit in a 64-bit integer (int64 or uint64)"),
+                )
+            });
         }
         // Mixed ints and floats become floats (as Python would compare them).
     }

@@ -1,13 +1,19 @@
 //! `relay_ml._relay.NativeFrame`: a lazy plan over a mapped file.
 //! The public class is `relay_ml.Frame`, a Python wrapper that carries the docs.
 
+use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use arrow::array::{Array, ArrayRef};
+use arrow::datatypes::DataType;
+use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 use relay_exec::execute::{ExecError, ViewSet, execute};
 use relay_exec::gather::{Order, gather_fixed_width};
+use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
 use relay_plan::optimizer::Optimizer;
 use relay_plan::{Expr, LogicalPlan, PlanError};
@@ -16,7 +22,8 @@ use relay_storage::{IpcFile, TableView, type_name};
 use crate::column::{ColumnBase, ColumnSource};
 use crate::errors::{ErrorKind, IntoPyResult, relay_error, storage_error};
 use crate::export;
-use crate::expr::NativeExpr;
+use crate::expr::{NativeExpr, parse_dtype};
+use crate::external::attached_column;
 
 pub fn plan_error(error: PlanError) -> PyErr {
     match error {
@@ -36,6 +43,16 @@ pub fn exec_error(error: ExecError) -> PyErr {
     }
 }
 
+/// Whether `run_plan` optimizes plans before executing them (on unless a benchmark turns it off).
+static OPTIMIZER_ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns the optimizer on or off for this process: for benchmarks that compare a plan as
+/// written with its optimized form. Not part of the public API (`relay_ml._relay` only).
+#[pyfunction]
+pub fn _set_optimizer_enabled(enabled: bool) {
+    OPTIMIZER_ENABLED.store(enabled, Ordering::Relaxed);
+}
+
 /// Optimizes and executes `plan` with the GIL released.
 pub fn run_plan(py: Python<'_>, plan: &Arc<LogicalPlan>) -> PyResult<ViewSet> {
     run_plan_profiled(py, plan, &Profile::default())
@@ -43,8 +60,12 @@ pub fn run_plan(py: Python<'_>, plan: &Arc<LogicalPlan>) -> PyResult<ViewSet> {
 
 fn run_plan_profiled(py: Python<'_>, plan: &Arc<LogicalPlan>, profile: &Profile) -> PyResult<ViewSet> {
     py.detach(|| {
-        let (optimized, _) = Optimizer::default().optimize(plan.clone())?;
-        Ok::<_, ExecError>(execute(&optimized, profile)?)
+        let optimized = if OPTIMIZER_ENABLED.load(Ordering::Relaxed) {
+            Optimizer::default().optimize(plan.clone())?.0
+        } else {
+            plan.clone()
+        };
+        execute(&optimized, profile)
     })
     .map_err(exec_error)
 }
@@ -76,6 +97,113 @@ impl NativeFrame {
         self.plan.schema().map_err(plan_error)
     }
 }
+
+// -- where exported column data lives: the mapping, an attached array, or memory ----------------
+
+/// Whether any node of `plan` satisfies `test`.
+fn plan_has(plan: &LogicalPlan, test: &impl Fn(&LogicalPlan) -> bool) -> bool {
+    test(plan) || plan.inputs().iter().any(|input| plan_has(input, test))
+}
+
+/// The addresses of an array's values (for a fixed-size list, of its items).
+fn values_range(array: &ArrayRef) -> Option<Range<usize>> {
+    let data = array.to_data();
+    let data = match data.data_type() {
+        DataType::FixedSizeList(..) => data.child_data().first()?.clone(),
+        _ => data,
+    };
+    let buffer = data.buffers().first()?;
+    let start = buffer.as_ptr() as usize;
+    Some(start..start + buffer.len())
+}
+
+/// The attached array of `plan` that holds the data of `view`, a one-column result: its values'
+/// addresses and why it was copied when attached (None when referenced). None when `view` is
+/// not one unselected chunk inside an attached array.
+fn attached_home(plan: &LogicalPlan, view: &ViewSet) -> Option<(Range<usize>, Option<String>)> {
+    let [chunk] = view.chunks.as_slice() else { return None };
+    if chunk.selection.is_some() {
+        return None;
+    }
+    let values = values_range(chunk.columns.first()?)?;
+    let mut found = None;
+    let mut search = |node: &LogicalPlan| {
+        if let LogicalPlan::AttachColumns { columns, .. } = node {
+            for column in columns {
+                if let Some(range) = values_range(&column.array)
+                    && range.start <= values.start
+                    && values.end <= range.end
+                    && found.is_none()
+                {
+                    found = Some((range, column.copied.clone()));
+                }
+            }
+        }
+    };
+    fn walk(plan: &LogicalPlan, visit: &mut impl FnMut(&LogicalPlan)) {
+        visit(plan);
+        for input in plan.inputs() {
+            walk(input, visit);
+        }
+    }
+    walk(plan, &mut search);
+    found
+}
+
+/// The memory an export of `view` (the one-column result of `plan`) may point into without a
+/// copy: the referenced array attached by `with_column` that holds it, else `file`'s mapping.
+pub fn export_range(plan: &LogicalPlan, view: &ViewSet, file: &IpcFile) -> Range<usize> {
+    match attached_home(plan, view) {
+        Some((range, None)) => range,
+        _ => file.mapped_range(),
+    }
+}
+
+/// `reason` (why exporting `view`, the one-column result of `plan`, copies) in terms of the
+/// operation that causes it: an attached array that was copied, a take or sample, a collect.
+pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) -> String {
+    if let Some((_, Some(note))) = attached_home(plan, view) {
+        return format!("the array given to with_column() was copied when attached ({note})");
+    }
+    let selected = view.chunks.iter().any(|c| c.selection.is_some());
+    if selected {
+        if !plan.contains_filter() && plan_has(plan, &|node| matches!(node, LogicalPlan::Take { .. })) {
+            return "take() or sample() picked rows: they are gathered into a copy".into();
+        }
+        return reason;
+    }
+    // A single in-memory chunk whose only obstacle is where it lives: collected data.
+    if let [chunk] = view.chunks.as_slice()
+        && plan_has(plan, &|node| matches!(node, LogicalPlan::Memory { .. }))
+    {
+        let anywhere = relay_storage::DecodedColumn {
+            array: chunk.columns[0].clone(),
+            copy_reason: None,
+        };
+        if relay_exec::zero_copy_blocker(&[anywhere], &(0..usize::MAX)).is_none() {
+            return "the frame was collected into memory (collect()): its arrays are not in the mapped file, \
+                    and exports copy them"
+                .into();
+        }
+    }
+    reason
+}
+
+/// Whether a column with no copy reason is a view of the mapped file or of an attached array.
+fn view_verdict(py: Python<'_>, column: &ColumnBase) -> PyResult<String> {
+    if let ColumnSource::Plan { plan, .. } = &column.source
+        && plan_has(plan, &|node| matches!(node, LogicalPlan::AttachColumns { .. }))
+    {
+        let view = run_plan(py, plan)?;
+        if attached_home(plan, &view).is_some() {
+            return Ok("view of the array attached with with_column() (referenced, not copied)".into());
+        }
+    }
+    Ok("view of the mapped file".into())
+}
+
+/// One operator of a profile: (operator, rows in, rows out, bytes read, bytes copied, seconds).
+type OperatorRow = (String, usize, usize, usize, usize, f64);
 
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
     exprs.iter().map(|e| e.expr.clone()).collect()
@@ -154,6 +282,81 @@ impl NativeFrame {
         self.with_plan(self.plan.slice(offset, length.unwrap_or(u64::MAX)))
     }
 
+    /// The rows at `indices` (negative ones count from the end), in that order: a selection.
+    fn take(&self, py: Python<'_>, indices: PyReadonlyArray1<'_, i64>) -> PyResult<Self> {
+        let num_rows = self.num_rows(py)?;
+        let indices = indices.as_slice()?;
+        Ok(self.with_plan(self.plan.take(indices, num_rows).map_err(plan_error)?))
+    }
+
+    /// `n` rows drawn from `seed`, ascending: distinct ones, or with repeats when `replace`.
+    fn sample(&self, py: Python<'_>, n: u64, seed: u64, replace: bool) -> PyResult<Self> {
+        let num_rows = self.num_rows(py)?;
+        let plan = py.detach(|| self.plan.sample(n, seed, replace, num_rows)).map_err(plan_error)?;
+        Ok(self.with_plan(plan))
+    }
+
+    /// Runs the plan once and holds the result in memory (see `nodes::collect_batches`).
+    fn collect(&self, py: Python<'_>) -> PyResult<Self> {
+        let view = run_plan(py, &self.plan)?;
+        let batches = py.detach(|| collect_batches(&view)).map_err(exec_error)?;
+        Ok(self.with_plan(LogicalPlan::memory(view.schema.clone(), batches)))
+    }
+
+    /// Columns `[(name, dtype name)]` with their bits read as the dtype (same width).
+    fn view(&self, columns: Vec<(String, String)>) -> PyResult<Self> {
+        let columns = columns
+            .into_iter()
+            .map(|(name, dtype)| Ok((name, parse_dtype(&dtype)?)))
+            .collect::<PyResult<Vec<(String, DataType)>>>()?;
+        Ok(self.with_plan(self.plan.reinterpret(columns).map_err(plan_error)?))
+    }
+
+    /// External arrays `[(name, array, why the caller copied it)]` as columns: referenced where
+    /// their memory has the Arrow layout. A frame whose rows are not its file's or memory's in
+    /// order (filtered, taken, computed) is collected first.
+    fn attach(&self, py: Python<'_>, columns: Vec<(String, Bound<'_, PyAny>, Option<String>)>) -> PyResult<Self> {
+        let base = if self.plan.is_row_aligned() {
+            self.plan.clone()
+        } else {
+            self.collect(py)?.plan
+        };
+        let attached = columns
+            .into_iter()
+            .map(|(name, value, copied)| attached_column(py, name, &value, copied))
+            .collect::<PyResult<Vec<_>>>()?;
+        let plan = base.attach_columns(attached).map_err(plan_error)?;
+        Ok(self.with_plan(plan))
+    }
+
+    /// Whether `column` was taken from this frame (so it is row-aligned with it by construction).
+    fn _owns_column(&self, column: PyRef<'_, ColumnBase>) -> PyResult<bool> {
+        Ok(match &column.source {
+            ColumnSource::Plan { plan, .. } => {
+                matches!(plan.as_ref(), LogicalPlan::Project { input, .. } if Arc::ptr_eq(input, &self.plan))
+            }
+            ColumnSource::File(view) => match self.plain_scan() {
+                // The same file over the same rows: the first decoded chunks are the same bytes.
+                Some(table) if Arc::ptr_eq(table.file(), view.file()) && table.num_rows() == view.len() => {
+                    match table.column(view.name()) {
+                        Ok(own) => {
+                            let (own, other) = (own.chunks().into_py_result()?, view.chunks().into_py_result()?);
+                            own.len() == other.len()
+                                && own.first().zip(other.first()).is_some_and(|(a, b)| a.array.to_data().ptr_eq(&b.array.to_data()))
+                        }
+                        Err(_) => false,
+                    }
+                }
+                _ => false,
+            },
+        })
+    }
+
+    /// Whether running this frame runs a filter (then slicing it would run the filter again).
+    fn _contains_filter(&self) -> bool {
+        self.plan.contains_filter()
+    }
+
     fn column(&self, name: &str) -> PyResult<ColumnBase> {
         if let Some(table) = self.plain_scan() {
             return Ok(ColumnBase {
@@ -220,7 +423,7 @@ impl NativeFrame {
         for field in schema.fields() {
             let column = self.column(field.name())?;
             let verdict = match column.copy_reason(py)? {
-                None => "view of the mapped file".to_string(),
+                None => view_verdict(py, &column)?,
                 Some(reason) => format!("copy: {reason}"),
             };
             out.push_str(&format!("  {} ({}): {verdict}\n", field.name(), type_name(field.data_type())));
@@ -230,7 +433,7 @@ impl NativeFrame {
 
     /// Runs the plan and returns, per operator, (operator, rows in, rows out, bytes read,
     /// bytes copied, seconds).
-    fn _profile(&self, py: Python<'_>) -> PyResult<Vec<(String, usize, usize, usize, usize, f64)>> {
+    fn _profile(&self, py: Python<'_>) -> PyResult<Vec<OperatorRow>> {
         let profile = Profile::default();
         run_plan_profiled(py, &self.plan, &profile)?;
         Ok(profile

@@ -5,6 +5,7 @@ mod column;
 mod errors;
 mod export;
 mod expr;
+mod external;
 mod frame;
 mod inspect;
 
@@ -17,6 +18,7 @@ fn _relay(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<expr::NativeExpr>()?;
     module.add_class::<export::BufferOwner>()?;
     module.add_function(wrap_pyfunction!(inspect::inspect_file, module)?)?;
+    module.add_function(wrap_pyfunction!(frame::_set_optimizer_enabled, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

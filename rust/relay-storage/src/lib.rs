@@ -6,10 +6,12 @@
 
 mod error;
 mod ipc;
+mod stats;
 mod types;
 mod view;
 
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile};
+pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
 pub use types::type_name;
 pub use view::{ColumnView, RowRange, TableView};

@@ -1,0 +1,611 @@
+//! Batch pruning: record batches whose statistics prove that no row passes a scan's filters are
+//! not read.
+//!
+//! For each record batch the scan overlaps, each conjunct of `Scan.filters` is checked against
+//! the batch's per-column statistics (`relay_storage::batch_stats`: min, max, null count):
+//! - `col op literal` and `literal op col` for `== != < <= > >=`: e.g. `col > v` can match only
+//!   if `max > v`; `col == v` only if `min <= v <= max`; `col != v` unless `min == max == v`;
+//! - `col.is_in(values)`: only if some value lies in `[min, max]`;
+//! - `between` arrives as two conjuncts and is checked as two;
+//! - `col.is_null()` only if `null_count > 0`; `col.is_not_null()` only if some row is not null;
+//! - a boolean column used as a predicate only if `max` is true;
+//! - `a & b` and `a | b` combine the checks of their sides; a literal false or null never
+//!   matches; a column compared through a widening cast (`age.cast(int64) > 2**40`) is checked
+//!   on its statistics converted the same way.
+//!
+//! A comparison with a null literal never matches, nor does any comparison on a batch whose
+//! column is all null. Anything else may match. Floating-point bounds are used only without NaN,
+//! and a zero bound is widened to cover both -0.0 and +0.0, so that the check holds whether the
+//! executor orders floats as IEEE 754 comparisons or as arrow-rs's total order.
+//!
+//! The plan has no field for skipped batches, so the rule narrows the scan's rows to the span
+//! from the first to the last surviving batch (`TableView::slice`). Batches skipped between
+//! surviving ones are left to the executor, which calls `surviving_batches` on the scan.
+//!
+//! Statistics cost one pass over each filtered column of each batch the first time, then are
+//! cached for as long as the file is open. A scan over a single record batch would pay that
+//! pass to learn only whether the whole scan is empty, so there only statistics computed
+//! already are used.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Scalar};
+use arrow::compute::kernels::{boolean, cmp};
+use arrow::compute::{CastOptions, cast, cast_with_options};
+use arrow::datatypes::{DataType, Float64Type};
+use relay_storage::{ColumnStats, IpcFile, TableView, batch_stats, cached_batch_stats};
+
+use crate::error::Result;
+use crate::expr::{BinaryOp, Expr, Literal, UnaryOp};
+use crate::optimizer::{OptimizerRule, literal_bool, transform_up};
+use crate::plan::LogicalPlan;
+
+/// Narrows filtered scans to the record batches whose min/max statistics allow a match.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BatchPruning;
+
+impl OptimizerRule for BatchPruning {
+    fn name(&self) -> &'static str {
+        "batch_pruning"
+    }
+
+    fn rewrite(&self, plan: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
+        transform_up(&plan, &mut |node| {
+            let LogicalPlan::Scan { table, filters } = node.as_ref() else {
+                return Ok(node.clone());
+            };
+            if filters.is_empty() {
+                return Ok(node.clone());
+            }
+            // Statistics that cannot be read (a damaged batch) prune nothing here; the executor
+            // reports the damage when it reads the batch.
+            let Ok(surviving) = surviving_batches(table, filters) else {
+                return Ok(node.clone());
+            };
+            match narrowed(table, &surviving) {
+                Some(narrowed) => Ok(Arc::new(LogicalPlan::Scan {
+                    table: narrowed,
+                    filters: filters.clone(),
+                })),
+                None => Ok(node.clone()),
+            }
+        })
+    }
+}
+
+/// The record batches of `table.file()` that hold at least one row of `table`, in order.
+pub(crate) fn overlapping_batches(table: &TableView) -> Vec<usize> {
+    let rows = table.rows();
+    let starts = table.file().batch_row_starts();
+    let end = rows.offset + rows.length;
+    (0..starts.len().saturating_sub(1))
+        .filter(|&batch| starts[batch].max(rows.offset) < starts[batch + 1].min(end))
+        .collect()
+}
+
+/// The record batches of `table` (indices into `table.file().batches()`, ascending, only
+/// batches that hold rows of the view) that may contain a row passing every filter in
+/// `filters`; the others can be skipped without changing the result.
+///
+/// Statistics are computed on first use and cached while the file is open; on a view that
+/// overlaps one batch only cached statistics are used. Errors are decoding errors of the
+/// batches whose statistics were needed.
+pub fn surviving_batches(table: &TableView, filters: &[Expr]) -> Result<Vec<usize>> {
+    let overlapping = overlapping_batches(table);
+    if filters.is_empty() {
+        return Ok(overlapping);
+    }
+    let context = StatsSource {
+        table,
+        compute: overlapping.len() > 1,
+    };
+    let mut surviving = Vec::with_capacity(overlapping.len());
+    'batches: for batch in overlapping {
+        for filter in filters {
+            if !may_match(filter, &context, batch)? {
+                continue 'batches;
+            }
+        }
+        surviving.push(batch);
+    }
+    Ok(surviving)
+}
+
+/// `table` over the rows of the span from the first to the last surviving batch; None when
+/// that is all of its rows already.
+fn narrowed(table: &TableView, surviving: &[usize]) -> Option<TableView> {
+    let rows = table.rows();
+    let (Some(&first), Some(&last)) = (surviving.first(), surviving.last()) else {
+        return (rows.length > 0).then(|| table.slice(0, 0));
+    };
+    let starts = table.file().batch_row_starts();
+    let start = starts[first].max(rows.offset);
+    let end = starts[last + 1].min(rows.offset + rows.length);
+    let (offset, length) = (start - rows.offset, end - start);
+    (offset != 0 || length != rows.length).then(|| table.slice(offset, length))
+}
+
+/// Where statistics come from: the scan's file, computed on demand or cached only.
+struct StatsSource<'a> {
+    table: &'a TableView,
+    compute: bool,
+}
+
+impl StatsSource<'_> {
+    fn column(&self, name: &str) -> Option<(usize, DataType)> {
+        let file: &Arc<IpcFile> = self.table.file();
+        // Only a column of the view: filters read the scan's columns.
+        self.table.column(name).ok()?;
+        let index = file.column_index(name).ok()?;
+        Some((index, file.schema().field(index).data_type().clone()))
+    }
+
+    fn stats(&self, batch: usize, column: usize) -> Result<Option<Arc<ColumnStats>>> {
+        let file = self.table.file();
+        Ok(if self.compute {
+            Some(batch_stats(file, batch, column)?)
+        } else {
+            cached_batch_stats(file, batch, column)
+        })
+    }
+}
+
+/// The column an expression reads and, when read through a cast that keeps the order of
+/// values, the type it is cast to.
+fn column_operand(expr: &Expr) -> Option<(&str, Option<&DataType>)> {
+    match expr {
+        Expr::Column(name) => Some((name, None)),
+        Expr::Cast { input, to } => match input.as_ref() {
+            Expr::Column(name) => Some((name, Some(to))),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn value_type(t: &DataType) -> &DataType {
+    match t {
+        DataType::Dictionary(_, value) => value,
+        other => other,
+    }
+}
+
+/// Whether converting `from` to `to` keeps the order of values (`a <= b` implies
+/// `cast(a) <= cast(b)`) for every value that converts: widening integer and float casts,
+/// integers to floats, between string encodings, and to finer temporal types.
+fn keeps_order(from: &DataType, to: &DataType) -> bool {
+    use DataType::*;
+    let from = value_type(from);
+    if from == to {
+        return true;
+    }
+    let width = |t: &DataType| t.primitive_width().unwrap_or(usize::MAX);
+    match (from, to) {
+        (a, b) if a.is_signed_integer() && b.is_signed_integer() => width(a) <= width(b),
+        (a, b) if a.is_unsigned_integer() && b.is_unsigned_integer() => width(a) <= width(b),
+        (a, b) if a.is_unsigned_integer() && b.is_signed_integer() => width(a) < width(b),
+        (a, b) if a.is_integer() && b.is_floating() => true,
+        (a, b) if a.is_floating() && b.is_floating() => width(a) <= width(b),
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
+        (Date32, Date64 | Timestamp(..)) | (Date64, Timestamp(..)) => true,
+        (Timestamp(from_unit, from_tz), Timestamp(to_unit, to_tz)) => from_tz == to_tz && from_unit <= to_unit,
+        _ => false,
+    }
+}
+
+/// The bounds of a batch's column as the comparison sees them: converted through the cast the
+/// expression applies, floats without NaN and zeros widened to both signs. None when unknown.
+fn bounds(stats: &ColumnStats, cast_to: Option<&DataType>) -> Option<(ArrayRef, ArrayRef)> {
+    let (mut min, mut max) = (stats.min.clone()?, stats.max.clone()?);
+    if let Some(to) = cast_to {
+        let options = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        min = cast_with_options(&min, to, &options).ok()?;
+        max = cast_with_options(&max, to, &options).ok()?;
+    }
+    if min.data_type().is_floating() {
+        let as_f64 = |array: &ArrayRef| -> Option<f64> {
+            let array = cast(array, &DataType::Float64).ok()?;
+            let array = array.as_primitive::<Float64Type>();
+            array.is_valid(0).then(|| array.value(0))
+        };
+        let (low, high) = (as_f64(&min)?, as_f64(&max)?);
+        if low.is_nan() || high.is_nan() {
+            return None;
+        }
+        let float_type = min.data_type().clone();
+        let signed_zero = |value: f64| cast(&(Arc::new(Float64Array::from(vec![value])) as ArrayRef), &float_type).ok();
+        if low == 0.0 {
+            min = signed_zero(-0.0)?;
+        }
+        if high == 0.0 {
+            max = signed_zero(0.0)?;
+        }
+    }
+    Some((min, max))
+}
+
+/// `kernel(left, right)` on one-element arrays; None when the kernel refuses the types.
+fn compare(
+    kernel: fn(
+        &dyn arrow::array::Datum,
+        &dyn arrow::array::Datum,
+    ) -> std::result::Result<BooleanArray, arrow::error::ArrowError>,
+    left: &ArrayRef,
+    right: &ArrayRef,
+) -> Option<bool> {
+    let result = kernel(left, right).ok()?;
+    (result.len() == 1 && result.is_valid(0)).then(|| result.value(0))
+}
+
+fn flip(op: BinaryOp) -> BinaryOp {
+    match op {
+        BinaryOp::Lt => BinaryOp::Gt,
+        BinaryOp::LtEq => BinaryOp::GtEq,
+        BinaryOp::Gt => BinaryOp::Lt,
+        BinaryOp::GtEq => BinaryOp::LtEq,
+        other => other,
+    }
+}
+
+/// False only when the statistics of `batch` prove that no row makes `expr` true.
+fn may_match(expr: &Expr, source: &StatsSource<'_>, batch: usize) -> Result<bool> {
+    match expr {
+        Expr::Literal(_) => Ok(literal_bool(expr).is_none_or(|value| value == Some(true))),
+        Expr::Binary {
+            op: BinaryOp::And,
+            left,
+            right,
+        } => Ok(may_match(left, source, batch)? && may_match(right, source, batch)?),
+        Expr::Binary {
+            op: BinaryOp::Or,
+            left,
+            right,
+        } => Ok(may_match(left, source, batch)? || may_match(right, source, batch)?),
+        Expr::Binary { op, left, right } if op.is_comparison() => {
+            let (column, literal, op) = match (left.as_ref(), right.as_ref()) {
+                (column, Expr::Literal(literal)) => (column, literal, *op),
+                (Expr::Literal(literal), column) => (column, literal, flip(*op)),
+                _ => return Ok(true),
+            };
+            if literal.0.len() != 1 {
+                return Ok(true);
+            }
+            if literal.is_null() {
+                return Ok(false);
+            }
+            let Some((name, cast_to)) = column_operand(column) else {
+                return Ok(true);
+            };
+            comparison_may_match(source, batch, name, cast_to, op, literal)
+        }
+        Expr::IsIn { input, values } => {
+            let Some((name, cast_to)) = column_operand(input) else {
+                return Ok(true);
+            };
+            is_in_may_match(source, batch, name, cast_to, values)
+        }
+        Expr::Unary {
+            op: op @ (UnaryOp::IsNull | UnaryOp::IsNotNull),
+            input,
+        } => {
+            let Expr::Column(name) = input.as_ref() else {
+                return Ok(true);
+            };
+            let Some(stats) = column_stats(source, batch, name)? else {
+                return Ok(true);
+            };
+            Ok(if *op == UnaryOp::IsNull {
+                stats.null_count > 0
+            } else {
+                stats.null_count < stats.row_count
+            })
+        }
+        Expr::Column(name) => {
+            let Some(stats) = column_stats(source, batch, name)? else {
+                return Ok(true);
+            };
+            if stats.all_null() {
+                return Ok(false);
+            }
+            let max_is_false = stats
+                .max
+                .as_ref()
+                .and_then(|max| max.as_boolean_opt().map(|max| max.is_valid(0) && !max.value(0)));
+            Ok(max_is_false != Some(true))
+        }
+        _ => Ok(true),
+    }
+}
+
+fn column_stats(source: &StatsSource<'_>, batch: usize, name: &str) -> Result<Option<Arc<ColumnStats>>> {
+    match source.column(name) {
+        Some((index, _)) => source.stats(batch, index),
+        None => Ok(None),
+    }
+}
+
+fn comparison_may_match(
+    source: &StatsSource<'_>,
+    batch: usize,
+    name: &str,
+    cast_to: Option<&DataType>,
+    op: BinaryOp,
+    literal: &Literal,
+) -> Result<bool> {
+    let Some((index, column_type)) = source.column(name) else {
+        return Ok(true);
+    };
+    if cast_to.is_some_and(|to| !keeps_order(&column_type, to)) {
+        return Ok(true);
+    }
+    let Some(stats) = source.stats(batch, index)? else {
+        return Ok(true);
+    };
+    if stats.all_null() {
+        return Ok(false);
+    }
+    let Some((min, max)) = bounds(&stats, cast_to) else {
+        return Ok(true);
+    };
+    let value = &literal.0;
+    if min.data_type() != value.data_type() {
+        return Ok(true);
+    }
+    let possible = match op {
+        BinaryOp::Eq => compare(cmp::lt_eq, &min, value)
+            .zip(compare(cmp::gt_eq, &max, value))
+            .map(|(a, b)| a && b),
+        BinaryOp::NotEq => compare(cmp::eq, &min, value)
+            .zip(compare(cmp::eq, &max, value))
+            .map(|(a, b)| !(a && b)),
+        BinaryOp::Lt => compare(cmp::lt, &min, value),
+        BinaryOp::LtEq => compare(cmp::lt_eq, &min, value),
+        BinaryOp::Gt => compare(cmp::gt, &max, value),
+        BinaryOp::GtEq => compare(cmp::gt_eq, &max, value),
+        _ => None,
+    };
+    Ok(possible.unwrap_or(true))
+}
+
+fn is_in_may_match(
+    source: &StatsSource<'_>,
+    batch: usize,
+    name: &str,
+    cast_to: Option<&DataType>,
+    values: &Literal,
+) -> Result<bool> {
+    let Some((index, column_type)) = source.column(name) else {
+        return Ok(true);
+    };
+    if cast_to.is_some_and(|to| !keeps_order(&column_type, to)) {
+        return Ok(true);
+    }
+    let Some(stats) = source.stats(batch, index)? else {
+        return Ok(true);
+    };
+    if stats.all_null() {
+        return Ok(false);
+    }
+    let Some((min, max)) = bounds(&stats, cast_to) else {
+        return Ok(true);
+    };
+    if min.data_type() != values.data_type() {
+        return Ok(true);
+    }
+    let in_range = cmp::gt_eq(&values.0, &Scalar::new(min))
+        .and_then(|above| boolean::and(&above, &cmp::lt_eq(&values.0, &Scalar::new(max))?));
+    Ok(in_range.map_or(true, |in_range| in_range.true_count() > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optimizer::test_support::*;
+    use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{Field, Schema};
+
+    fn age(op: BinaryOp, value: i32) -> Expr {
+        Expr::col("age").binary(op, Expr::lit(Arc::new(Int32Array::from(vec![value]))))
+    }
+
+    fn filtered_scan(file: &TestFile, filters: Vec<Expr>) -> Arc<LogicalPlan> {
+        Arc::new(LogicalPlan::Scan {
+            table: file.table(),
+            filters,
+        })
+    }
+
+    fn survivors(file: &TestFile, filters: Vec<Expr>) -> Vec<usize> {
+        surviving_batches(&file.table(), &filters).unwrap()
+    }
+
+    #[test]
+    fn comparisons_keep_the_batches_whose_range_allows_a_match() {
+        let file = TestFile::people();
+        // Ages: batch 0 holds 0..=9, batch 1 10..=19 (with nulls), batch 2 20..=29.
+        assert_eq!(survivors(&file, vec![age(BinaryOp::Gt, 15)]), [1, 2]);
+        assert_eq!(survivors(&file, vec![age(BinaryOp::GtEq, 20)]), [2]);
+        assert_eq!(survivors(&file, vec![age(BinaryOp::Lt, 10)]), [0]);
+        assert_eq!(survivors(&file, vec![age(BinaryOp::LtEq, 10)]), [0, 1]);
+        assert_eq!(survivors(&file, vec![age(BinaryOp::Eq, 19)]), [1]);
+        assert_eq!(survivors(&file, vec![age(BinaryOp::NotEq, 19)]), [0, 1, 2]);
+        assert_eq!(survivors(&file, vec![age(BinaryOp::Gt, 99)]), Vec::<usize>::new());
+        // Literal on the left.
+        let flipped = Expr::lit(Arc::new(Int32Array::from(vec![5]))).binary(BinaryOp::Gt, Expr::col("age"));
+        assert_eq!(survivors(&file, vec![flipped]), [0]);
+        // between(3, 12) is two conjuncts.
+        assert_eq!(
+            survivors(&file, vec![age(BinaryOp::GtEq, 3), age(BinaryOp::LtEq, 12)]),
+            [0, 1]
+        );
+        // Or keeps what either side keeps.
+        assert_eq!(
+            survivors(
+                &file,
+                vec![age(BinaryOp::Lt, 2).binary(BinaryOp::Or, age(BinaryOp::Gt, 28))]
+            ),
+            [0, 2]
+        );
+    }
+
+    #[test]
+    fn strings_dictionaries_floats_booleans_and_casts_prune() {
+        let file = TestFile::people();
+        // Strings order as bytes: "p25" lies between "p0" and "p9" (batch 0) too.
+        let name = Expr::col("name").binary(BinaryOp::Eq, string("p25"));
+        assert_eq!(survivors(&file, vec![name]), [0, 2]);
+        // A dictionary column is bounded by its whole dictionary, shared by all batches.
+        let city = |value: &str| vec![Expr::col("city").binary(BinaryOp::Eq, string(value))];
+        assert_eq!(survivors(&file, city("oslo")), [0, 1, 2]);
+        assert_eq!(survivors(&file, city("aalborg")), Vec::<usize>::new());
+        let score = Expr::col("score").binary(BinaryOp::Lt, float(4.0));
+        assert_eq!(survivors(&file, vec![score]), [0]);
+        assert_eq!(survivors(&file, vec![Expr::col("flag")]), [2]);
+        let widened = Expr::Cast {
+            input: Box::new(Expr::col("age")),
+            to: DataType::Int64,
+        }
+        .binary(BinaryOp::Gt, int(25));
+        assert_eq!(survivors(&file, vec![widened]), [2]);
+        // Narrowing casts do not keep the order of values: nothing is pruned.
+        let narrowed = Expr::Cast {
+            input: Box::new(Expr::col("id")),
+            to: DataType::Int8,
+        }
+        .binary(
+            BinaryOp::Gt,
+            Expr::lit(Arc::new(arrow::array::Int8Array::from(vec![100]))),
+        );
+        assert_eq!(survivors(&file, vec![narrowed]), [0, 1, 2]);
+    }
+
+    #[test]
+    fn is_in_and_null_checks_prune() {
+        let file = TestFile::people();
+        let is_in = |values: Vec<i32>| Expr::IsIn {
+            input: Box::new(Expr::col("age")),
+            values: Literal(Arc::new(Int32Array::from(values))),
+        };
+        assert_eq!(survivors(&file, vec![is_in(vec![3, 27])]), [0, 2]);
+        assert_eq!(survivors(&file, vec![is_in(vec![])]), Vec::<usize>::new());
+        assert_eq!(survivors(&file, vec![Expr::col("age").unary(UnaryOp::IsNull)]), [1]);
+        assert_eq!(
+            survivors(&file, vec![Expr::col("age").unary(UnaryOp::IsNotNull)]),
+            [0, 1, 2]
+        );
+        let null = Expr::lit(Arc::new(Int32Array::from(vec![None])));
+        assert_eq!(
+            survivors(&file, vec![Expr::col("age").binary(BinaryOp::Gt, null)]),
+            Vec::<usize>::new()
+        );
+    }
+
+    #[test]
+    fn expressions_statistics_cannot_judge_keep_every_batch() {
+        let file = TestFile::people();
+        let computed = Expr::col("age")
+            .binary(BinaryOp::Add, int(1))
+            .binary(BinaryOp::Gt, int(100));
+        assert_eq!(survivors(&file, vec![computed]), [0, 1, 2]);
+        let not = age(BinaryOp::Gt, 100).unary(UnaryOp::Not);
+        assert_eq!(survivors(&file, vec![not]), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_scan_narrows_to_the_span_of_surviving_batches() {
+        let file = TestFile::people();
+        let plan = filtered_scan(&file, vec![age(BinaryOp::Gt, 15)]);
+        let (before, _, rewritten) = run_rule(&BatchPruning, &plan);
+        assert!(before.contains("rows=0..30"), "{before}");
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SCAN FILE columns=[id, age, score, name, city, flag] rows=10..30 filters=[(col(\"age\") > 15)]\n"
+        );
+        // A gap in the middle stays in the span; the executor skips it with surviving_batches.
+        let gap = age(BinaryOp::Lt, 2).binary(BinaryOp::Or, age(BinaryOp::Gt, 28));
+        let plan = filtered_scan(&file, vec![gap]);
+        assert!(Arc::ptr_eq(&BatchPruning.rewrite(plan.clone()).unwrap(), &plan));
+    }
+
+    #[test]
+    fn a_sliced_scan_narrows_within_its_rows() {
+        let file = TestFile::people();
+        let plan = Arc::new(LogicalPlan::Scan {
+            table: file.table().slice(5, 20),
+            filters: vec![age(BinaryOp::Lt, 12)],
+        });
+        let (before, _, rewritten) = run_rule(&BatchPruning, &plan);
+        assert!(before.contains("rows=5..25"), "{before}");
+        assert!(
+            shown(&rewritten, &file).contains("rows=5..20 "),
+            "{}",
+            rewritten.display_indent()
+        );
+    }
+
+    #[test]
+    fn a_scan_no_batch_can_match_becomes_empty() {
+        let file = TestFile::people();
+        let plan = filtered_scan(&file, vec![age(BinaryOp::Gt, 99)]);
+        let (_, _, rewritten) = run_rule(&BatchPruning, &plan);
+        assert!(
+            shown(&rewritten, &file).contains("rows=0..0 "),
+            "{}",
+            rewritten.display_indent()
+        );
+        // A literal false prunes without statistics.
+        let plan = filtered_scan(&file, vec![crate::optimizer::bool_literal(false)]);
+        let (_, after, _) = run_rule(&BatchPruning, &plan);
+        assert!(after.contains("rows=0..0 "), "{after}");
+    }
+
+    #[test]
+    fn unfiltered_scans_and_scans_every_batch_matches_are_unchanged() {
+        let file = TestFile::people();
+        let plan = file.scan();
+        assert!(Arc::ptr_eq(&BatchPruning.rewrite(plan.clone()).unwrap(), &plan));
+        let plan = filtered_scan(&file, vec![age(BinaryOp::GtEq, 0)]);
+        assert!(Arc::ptr_eq(&BatchPruning.rewrite(plan.clone()).unwrap(), &plan));
+    }
+
+    #[test]
+    fn a_single_batch_scan_uses_only_statistics_computed_already() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, false),
+            Field::new("s", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2, 3])),
+                Arc::new(StringArray::from(vec!["a", "b", "c"])),
+            ],
+        )
+        .unwrap();
+        let file = TestFile::write("single", schema, &[batch]);
+        let filters = vec![Expr::col("x").binary(BinaryOp::Gt, int(10))];
+        assert_eq!(survivors(&file, filters.clone()), [0]);
+        assert!(cached_batch_stats(&file.file, 0, 0).is_none());
+        batch_stats(&file.file, 0, 0).unwrap();
+        assert_eq!(survivors(&file, filters), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn float_bounds_with_nan_or_signed_zeros_are_conservative() {
+        let schema = Arc::new(Schema::new(vec![Field::new("f", DataType::Float64, true)]));
+        let batches: Vec<RecordBatch> = [vec![-0.0, -0.0], vec![0.0, 1.0], vec![f64::NAN, 5.0]]
+            .into_iter()
+            .map(|values| RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(values))]).unwrap())
+            .collect();
+        let file = TestFile::write("floats", schema, &batches);
+        let f = |op: BinaryOp, value: f64| vec![Expr::col("f").binary(op, float(value))];
+        // IEEE says -0.0 >= 0.0; total order says no. Either way batch 0 must stay.
+        assert_eq!(survivors(&file, f(BinaryOp::GtEq, 0.0)), [0, 1, 2]);
+        assert_eq!(survivors(&file, f(BinaryOp::Lt, 0.0)), [0, 1, 2]);
+        assert_eq!(survivors(&file, f(BinaryOp::Gt, 2.0)), [2]);
+        assert_eq!(survivors(&file, f(BinaryOp::Lt, -1.0)), [2]);
+    }
+}

@@ -1,0 +1,384 @@
+//! Projection pruning: nothing is read or computed that no operator above needs.
+//!
+//! The rule walks the plan from the top, carrying the columns the operators above read
+//! (at the top: every output column, in order, so the result never changes):
+//! - a scan keeps only the columns read above it or by its own filters (in the order the view
+//!   has them, which is the file's for a plain scan) and at least one, so that its row count
+//!   stays carried by a column;
+//! - a projection drops the outputs nobody reads, then merges with a projection right below it
+//!   when each column it takes from there is either a plain column or literal, or used once
+//!   (substituting a computed expression used twice would compute it twice);
+//! - a projection that returns its input's columns unchanged, in order, is removed.
+//!
+//! Filters and slices pass the columns needed above down, plus the ones their predicate reads.
+//! A node's output may lose columns only when a projection above selects by name, so every
+//! operator still finds the columns it reads.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use relay_storage::TableView;
+
+use crate::error::Result;
+use crate::expr::Expr;
+use crate::optimizer::constant_folding::fold_expr;
+use crate::optimizer::{OptimizerRule, same_schema, strip_alias};
+use crate::plan::LogicalPlan;
+
+/// Narrows scans to the columns read above them, merges stacked projections and removes
+/// projections that change nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ProjectionPruning;
+
+impl OptimizerRule for ProjectionPruning {
+    fn name(&self) -> &'static str {
+        "projection_pruning"
+    }
+
+    fn rewrite(&self, plan: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
+        prune(&plan, None)
+    }
+}
+
+/// `names` plus the columns `expr` reads, first-seen order.
+fn with_columns_of(names: &[String], expr: &Expr) -> Vec<String> {
+    let mut out = names.to_vec();
+    for column in expr.columns() {
+        if !out.contains(&column) {
+            out.push(column);
+        }
+    }
+    out
+}
+
+/// `plan` keeping only what produces the columns in `required` (every column when None).
+fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<LogicalPlan>> {
+    match plan.as_ref() {
+        LogicalPlan::Scan { table, filters } => prune_scan(plan, table, filters, required),
+        LogicalPlan::Filter { input, predicate } => {
+            let below = required.map(|names| with_columns_of(names, predicate));
+            rebuild(plan, input, prune(input, below.as_deref())?)
+        }
+        LogicalPlan::Slice { input, .. } => rebuild(plan, input, prune(input, required)?),
+        LogicalPlan::Project { input, exprs } => prune_project(plan, input, exprs, required),
+        // A take picks rows and keeps columns: what is read above is what it needs.
+        LogicalPlan::Take { input, .. } => rebuild(plan, input, prune(input, required)?),
+        LogicalPlan::Memory { .. } => Ok(plan.clone()),
+        // Reinterpreted and attached columns replace input columns by name and position, and
+        // attached arrays need their input's rows as they are: below them every column stays
+        // (projections further down are still merged and pruned).
+        LogicalPlan::Reinterpret { input, .. } | LogicalPlan::AttachColumns { input, .. } => {
+            rebuild(plan, input, prune(input, None)?)
+        }
+    }
+}
+
+fn rebuild(plan: &Arc<LogicalPlan>, input: &Arc<LogicalPlan>, pruned: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
+    Ok(if Arc::ptr_eq(input, &pruned) {
+        plan.clone()
+    } else {
+        Arc::new(super::with_new_input(plan, pruned))
+    })
+}
+
+fn prune_scan(
+    plan: &Arc<LogicalPlan>,
+    table: &TableView,
+    filters: &[Expr],
+    required: Option<&[String]>,
+) -> Result<Arc<LogicalPlan>> {
+    let Some(required) = required else {
+        return Ok(plan.clone());
+    };
+    let names = table.column_names();
+    let unique: HashSet<&String> = names.iter().collect();
+    if unique.len() != names.len() {
+        // Columns are selected by name: with two of one name, leave the view alone.
+        return Ok(plan.clone());
+    }
+    let mut needed: Vec<String> = required.to_vec();
+    for filter in filters {
+        needed = with_columns_of(&needed, filter);
+    }
+    let mut keep: Vec<&String> = names.iter().filter(|name| needed.contains(name)).collect();
+    if keep.is_empty() {
+        // Nothing above reads a column (`select(lit(1))`): keep the narrowest one, preferring a
+        // fixed-width column, so the executor never meets a view without columns.
+        let schema = table.schema();
+        let fixed = schema.fields().iter().position(|f| f.data_type().is_primitive());
+        keep.extend(names.get(fixed.unwrap_or(0)));
+    }
+    if keep.len() == names.len() {
+        return Ok(plan.clone());
+    }
+    Ok(Arc::new(LogicalPlan::Scan {
+        table: table.select(&keep)?,
+        filters: filters.to_vec(),
+    }))
+}
+
+fn prune_project(
+    plan: &Arc<LogicalPlan>,
+    input: &Arc<LogicalPlan>,
+    exprs: &[Expr],
+    required: Option<&[String]>,
+) -> Result<Arc<LogicalPlan>> {
+    // The outputs something above reads (at least one: a projection of no column would lose
+    // the row count).
+    let mut kept: Vec<Expr> = match required {
+        None => exprs.to_vec(),
+        Some(names) => exprs
+            .iter()
+            .filter(|e| names.contains(&e.output_name()))
+            .cloned()
+            .collect(),
+    };
+    if kept.is_empty() {
+        kept.extend(exprs.first().cloned());
+    }
+    let below: Vec<String> = kept
+        .iter()
+        .fold(Vec::new(), |names, expr| with_columns_of(&names, expr));
+    let pruned_input = prune(input, Some(&below))?;
+    let unchanged = kept.len() == exprs.len() && Arc::ptr_eq(&pruned_input, input);
+    let mut result = if unchanged {
+        plan.clone()
+    } else {
+        Arc::new(LogicalPlan::Project {
+            input: pruned_input,
+            exprs: kept,
+        })
+    };
+    if let Some(merged) = merge_with_inner_project(&result) {
+        result = merged;
+    }
+    if let LogicalPlan::Project { input, exprs } = result.as_ref()
+        && is_identity(exprs, input)
+    {
+        result = input.clone();
+    }
+    Ok(result)
+}
+
+/// A projection of a projection as one projection, when every column the outer one reads is
+/// an output of the inner one and no computed inner column would be computed twice.
+fn merge_with_inner_project(outer: &Arc<LogicalPlan>) -> Option<Arc<LogicalPlan>> {
+    let LogicalPlan::Project { input, exprs } = outer.as_ref() else {
+        return None;
+    };
+    let LogicalPlan::Project {
+        input: inner_input,
+        exprs: inner_exprs,
+    } = input.as_ref()
+    else {
+        return None;
+    };
+    let computed: HashMap<String, Expr> = inner_exprs
+        .iter()
+        .map(|e| (e.output_name(), strip_alias(e.clone())))
+        .collect();
+    let mut uses: HashMap<String, usize> = HashMap::new();
+    for expr in exprs {
+        count_column_uses(expr, &mut uses);
+    }
+    for (name, count) in &uses {
+        let expr = computed.get(name)?;
+        if *count > 1 && !matches!(expr, Expr::Column(_) | Expr::Literal(_)) {
+            return None;
+        }
+    }
+    let merged_exprs = exprs
+        .iter()
+        .map(|expr| {
+            let name = expr.output_name();
+            let merged = fold_expr(expr.clone().substitute_columns(&|column| computed.get(column).cloned()));
+            if merged.output_name() == name {
+                merged
+            } else {
+                merged.alias(name)
+            }
+        })
+        .collect();
+    let merged = Arc::new(LogicalPlan::Project {
+        input: inner_input.clone(),
+        exprs: merged_exprs,
+    });
+    // Substitution keeps every sub-expression's type; checked anyway, as a wrong merge would
+    // fail the whole optimization.
+    same_schema(&merged, outer).then_some(merged)
+}
+
+fn count_column_uses(expr: &Expr, uses: &mut HashMap<String, usize>) {
+    if let Expr::Column(name) = expr {
+        *uses.entry(name.clone()).or_default() += 1;
+    }
+    for child in expr.children() {
+        count_column_uses(child, uses);
+    }
+}
+
+/// Whether `exprs` are exactly `input`'s columns, in order, each as a plain reference.
+fn is_identity(exprs: &[Expr], input: &LogicalPlan) -> bool {
+    let Ok(schema) = input.schema() else { return false };
+    schema.fields().len() == exprs.len()
+        && schema
+            .fields()
+            .iter()
+            .zip(exprs)
+            .all(|(field, expr)| matches!(expr, Expr::Column(name) if name == field.name()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::BinaryOp;
+    use crate::optimizer::test_support::*;
+
+    #[test]
+    fn a_scan_reads_only_the_columns_selected_above_it() {
+        let file = TestFile::people();
+        let plan = Arc::new(file.scan().project(vec![Expr::col("name"), Expr::col("age")]).unwrap());
+        let (before, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert!(
+            before.contains("columns=[id, age, score, name, city, flag]"),
+            "{before}"
+        );
+        // File order in the scan; the projection keeps the order the user asked for.
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SELECT [col(\"name\"), col(\"age\")]\n  SCAN FILE columns=[age, name] rows=0..30\n"
+        );
+    }
+
+    #[test]
+    fn columns_read_by_filters_are_kept() {
+        let file = TestFile::people();
+        let scan = Arc::new(LogicalPlan::Scan {
+            table: file.table(),
+            filters: vec![Expr::col("score").binary(BinaryOp::Gt, float(1.0))],
+        });
+        let plan = Arc::new(scan.filter(Expr::col("flag")).unwrap());
+        let plan = Arc::new(plan.project(vec![Expr::col("id")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SELECT [col(\"id\")]\n  FILTER col(\"flag\")\n    SCAN FILE columns=[id, score, flag] rows=0..30 filters=[(col(\"score\") > 1.0)]\n"
+        );
+    }
+
+    #[test]
+    fn a_projection_that_changes_nothing_is_removed() {
+        let file = TestFile::people();
+        // Select a subset: once the scan is pruned to it, the projection is the identity.
+        let plan = Arc::new(file.scan().project(vec![Expr::col("id"), Expr::col("age")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(shown(&rewritten, &file), "SCAN FILE columns=[id, age] rows=0..30\n");
+        // All columns in file order: removed at once.
+        let all = file.table().column_names().into_iter().map(Expr::col).collect();
+        let plan = Arc::new(file.scan().project(all).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert!(matches!(rewritten.as_ref(), LogicalPlan::Scan { .. }));
+        // Reordered columns are not the identity.
+        let plan = Arc::new(file.scan().project(vec![Expr::col("age"), Expr::col("id")]).unwrap());
+        let (_, after, _) = run_rule(&ProjectionPruning, &plan);
+        assert!(
+            after.starts_with("SELECT [col(\"age\"), col(\"id\")]\n  SCAN"),
+            "{after}"
+        );
+    }
+
+    #[test]
+    fn stacked_projections_merge() {
+        let file = TestFile::people();
+        let inner = Arc::new(
+            file.scan()
+                .project(vec![
+                    Expr::col("age").binary(BinaryOp::Add, int(1)).alias("older"),
+                    Expr::col("name").alias("who"),
+                    Expr::col("score"),
+                ])
+                .unwrap(),
+        );
+        let plan = Arc::new(
+            inner
+                .project(vec![
+                    Expr::col("who"),
+                    Expr::col("older").binary(BinaryOp::Mul, int(2)),
+                    Expr::col("who").alias("again"),
+                ])
+                .unwrap(),
+        );
+        let (before, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(before.lines().count(), 3);
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SELECT [col(\"name\").alias(\"who\"), ((col(\"age\") + 1) * 2).alias(\"older\"), col(\"name\").alias(\"again\")]\n  \
+             SCAN FILE columns=[age, name] rows=0..30\n"
+        );
+    }
+
+    #[test]
+    fn a_computed_column_used_twice_is_not_merged_but_unused_ones_are_dropped() {
+        let file = TestFile::people();
+        let inner = Arc::new(
+            file.scan()
+                .project(vec![
+                    Expr::col("age").binary(BinaryOp::Add, int(1)).alias("older"),
+                    Expr::col("score").binary(BinaryOp::Mul, float(2.0)).alias("unused"),
+                ])
+                .unwrap(),
+        );
+        let plan = Arc::new(
+            inner
+                .project(vec![
+                    Expr::col("older")
+                        .binary(BinaryOp::Mul, Expr::col("older"))
+                        .alias("square"),
+                ])
+                .unwrap(),
+        );
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SELECT [(col(\"older\") * col(\"older\")).alias(\"square\")]\n  \
+             SELECT [(col(\"age\") + 1).alias(\"older\")]\n    SCAN FILE columns=[age] rows=0..30\n"
+        );
+    }
+
+    #[test]
+    fn a_projection_of_constants_keeps_one_column_to_count_rows() {
+        let file = TestFile::people();
+        let plan = Arc::new(file.scan().project(vec![int(1).alias("one")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SELECT [1.alias(\"one\")]\n  SCAN FILE columns=[id] rows=0..30\n"
+        );
+    }
+
+    #[test]
+    fn takes_pass_the_columns_read_above_but_reinterpretations_keep_every_column() {
+        let file = TestFile::people();
+        let taken = Arc::new(file.scan().take(&[5, 1, 3], 30).unwrap());
+        let plan = Arc::new(taken.project(vec![Expr::col("name")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        let text = shown(&rewritten, &file);
+        assert!(text.ends_with("SCAN FILE columns=[name] rows=0..30\n"), "{text}");
+
+        let reinterpreted = Arc::new(
+            file.scan()
+                .reinterpret(vec![("id".into(), arrow::datatypes::DataType::Float64)])
+                .unwrap(),
+        );
+        let plan = Arc::new(reinterpreted.project(vec![Expr::col("name")]).unwrap());
+        assert!(Arc::ptr_eq(&ProjectionPruning.rewrite(plan.clone()).unwrap(), &plan));
+    }
+
+    #[test]
+    fn the_top_of_the_plan_keeps_every_column() {
+        let file = TestFile::people();
+        let plan = Arc::new(file.scan().filter(Expr::col("flag")).unwrap());
+        let plan = Arc::new(plan.slice(0, 3));
+        assert!(Arc::ptr_eq(&ProjectionPruning.rewrite(plan.clone()).unwrap(), &plan));
+    }
+}
