@@ -117,8 +117,26 @@ class Column(ColumnBase):
     def __floordiv__(self, other: Any) -> Any:
         return self._expr() // other
 
+    def __rtruediv__(self, other: Any) -> Any:
+        return other / self._expr()
+
+    def __rfloordiv__(self, other: Any) -> Any:
+        return other // self._expr()
+
     def __mod__(self, other: Any) -> Any:
         return self._expr() % other
+
+    def __rmod__(self, other: Any) -> Any:
+        return other % self._expr()
+
+    def __abs__(self) -> Any:
+        return abs(self._expr())
+
+    def __rand__(self, other: Any) -> Any:
+        return other & self._expr()
+
+    def __ror__(self, other: Any) -> Any:
+        return other | self._expr()
 
     def __neg__(self) -> Any:
         return -self._expr()

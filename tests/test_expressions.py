@@ -366,8 +366,8 @@ class ExpressionMaker:
                 right = self.numeric(depth - 1)  # column / column is true division in both
             if not self.compatible(left, right):
                 return left
-            if right.is_literal and op in ("+", "*") and self.draw(st.booleans()):
-                left, right = right, left  # reflected: 2 * col
+            if right.is_literal and op != "/" and self.draw(st.booleans()):
+                left, right = right, left  # reflected: 2 * col, 7 // col
             apply: dict[str, Callable[[Any, Any], Any]] = {
                 "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
                 "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
@@ -1196,23 +1196,12 @@ def test_literals_beyond_64_bits_are_value_errors():
         col("i8").is_in([1, "a"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rust/relay-plan/src/expr.rs Literal::is_null uses Array::is_null, which is false for "
-    "an untyped null (NullArray); constant folding then folds lit(None).is_null() to false. "
-    "Fix: self.0.is_logical_null(0). Remove this marker when fixed.",
-)
 def test_is_null_of_a_null_literal(small):
     frame, _ = small
     assert values_and_type(frame, lit(None).is_null())[0] == [True] * len(frame)
     assert len(frame.filter(lit(None).is_null())) == len(frame)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rust/relay-plan/src/expr.rs Expr::output_name names when/then/otherwise after the first "
-    "condition's column; Polars names it after the first `then` value. Remove when fixed.",
-)
 def test_when_is_named_after_its_first_value_as_in_polars(small):
     frame, df = small
     expr = when(col("b")).then(col("s")).otherwise("x")
@@ -1220,11 +1209,6 @@ def test_when_is_named_after_its_first_value_as_in_polars(small):
     assert [expr.output_name] == frame.select(expr).columns == expected == ["s"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rust/relay-plan/src/optimizer/constant_folding.rs folds comparisons of float literals "
-    "with arrow-rs' IEEE total order (-0.0 < 0.0), unlike the executor and Polars. Remove when fixed.",
-)
 def test_folded_float_literal_comparisons_agree_with_the_executor(small):
     frame, _ = small
     assert values_and_type(frame, lit(-0.0) == 0.0)[0] == [True] * len(frame)

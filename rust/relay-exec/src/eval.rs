@@ -33,11 +33,10 @@ impl Value {
         }
     }
 
-        /// The same kind of value with its array replaced by `f(array)`.
-    fn map(&self, f: impl FnOnce(&ArrayRef) -> ArrayRef) -> Value {
+        /// The values: a column, or a one-row array for a scalar.
+    fn array(&self) -> &ArrayRef {
         match self {
-            Value::Array(array) => Value::Array(f(array)),
-            Value::Scalar(array) => Value::Scalar(f(array)),
+            Value::Array(array) | Value::Scalar(array) => array,
         }
     }
 
@@ -223,7 +222,6 @@ fn str_len(values: &ArrayRef) -> Result<ArrayRef, ArrowError> {
 /// OR of equalities with each candidate (null input gives null, like Polars).
 /// Linear in the number of candidates: fine for the short lists `is_in` is written with.
 fn is_in(array: &ArrayRef, values: &ArrayRef) -> Result<BooleanArray, ArrowError> {
-    let (array, values) = (&canonical_floats(array), &canonical_floats(values));
     let mut result = BooleanArray::from(vec![false; array.len()]);
     if array.logical_null_count() > 0 {
         result = BooleanArray::new(result.values().clone(), array.logical_nulls());
@@ -232,36 +230,84 @@ fn is_in(array: &ArrayRef, values: &ArrayRef) -> Result<BooleanArray, ArrowError
         if values.is_null(i) {
             continue;
         }
-        let candidate = Scalar::new(values.slice(i, 1));
-        let equal = cmp::eq(array, &candidate)?;
+        let candidate = values.slice(i, 1);
+        let equal = match compare_floats(BinaryOp::Eq, &Value::Array(array.clone()), &Value::Scalar(candidate.clone())) {
+            Some(equal) => equal?.as_boolean().clone(),
+            None => cmp::eq(array, &Scalar::new(candidate))?,
+        };
         result = boolean::or_kleene(&result, &equal)?;
     }
     Ok(result)
 }
 
-/// Floats as Polars compares them: `-0.0 == 0.0`, and every NaN is one value, equal to itself
-/// and greater than every number. arrow-rs compares floats by IEEE total order, where -0.0 is
-/// less than 0.0 and a NaN with its sign bit set (what x86 makes of `inf - inf`) is less than
-/// every number: such values are rewritten first (a read-only scan when there are none).
-fn canonical_floats(array: &ArrayRef) -> ArrayRef {
-    fn rewrite<T: arrow::datatypes::ArrowPrimitiveType>(array: &PrimitiveArray<T>) -> Option<ArrayRef>
-    where
-        T::Native: num_like::Float,
-    {
-        use num_like::Float;
-        let odd = |v: &T::Native| v.is_sign_negative() && (v.is_nan() || *v == T::Native::ZERO);
-        if !array.values().iter().any(odd) {
-            return None;
-        }
-        let canonical: PrimitiveArray<T> = array.unary(|v| if v.is_nan() { T::Native::NAN } else { v + T::Native::ZERO });
-        Some(Arc::new(canonical.with_data_type(array.data_type().clone())))
+/// Floats compared as Polars compares them: `-0.0 == 0.0`, and every NaN, whatever its sign
+/// bit, is one value, equal to itself and greater than every number. arrow-rs compares floats
+/// by IEEE total order instead, where -0.0 is less than 0.0 and a NaN with its sign bit set
+/// (what x86 makes of `inf - inf`) is less than every number. One pass over the values, as
+/// arrow's kernel; None when the operands are not floats of one type.
+fn compare_floats(op: BinaryOp, left: &Value, right: &Value) -> Option<Result<ArrayRef, ArrowError>> {
+    use arrow::datatypes::{Float32Type, Float64Type};
+    let (l, r) = (left.array(), right.array());
+    let (l_scalar, r_scalar) = (matches!(left, Value::Scalar(_)), matches!(right, Value::Scalar(_)));
+    Some(Ok(match (l.data_type(), r.data_type()) {
+        (DataType::Float32, DataType::Float32) => compare_float_arrays::<Float32Type>(op, l.as_primitive(), l_scalar, r.as_primitive(), r_scalar),
+        (DataType::Float64, DataType::Float64) => compare_float_arrays::<Float64Type>(op, l.as_primitive(), l_scalar, r.as_primitive(), r_scalar),
+        _ => return None,
+    }))
+}
+
+fn compare_float_arrays<T: arrow::datatypes::ArrowPrimitiveType>(
+    op: BinaryOp,
+    left: &PrimitiveArray<T>,
+    left_scalar: bool,
+    right: &PrimitiveArray<T>,
+    right_scalar: bool,
+) -> ArrayRef
+where
+    T::Native: num_like::Float,
+{
+    use num_like::Float;
+    let len = if left_scalar { right.len() } else { left.len() };
+    if (left_scalar && left.is_null(0)) || (right_scalar && right.is_null(0)) {
+        return new_null_array(&DataType::Boolean, len);
     }
-    let rewritten = match array.data_type() {
-        DataType::Float32 => rewrite(array.as_primitive::<arrow::datatypes::Float32Type>()),
-        DataType::Float64 => rewrite(array.as_primitive::<arrow::datatypes::Float64Type>()),
-        _ => None,
+    let nulls = arrow::buffer::NullBuffer::union(
+        if left_scalar { None } else { left.nulls() },
+        if right_scalar { None } else { right.nulls() },
+    );
+    fn less<F: Float>(a: F, b: F) -> bool {
+        !a.is_nan() & (b.is_nan() | (a < b))
+    }
+    fn equal<F: Float>(a: F, b: F) -> bool {
+        (a == b) | (a.is_nan() & b.is_nan())
+    }
+    fn each<F: Float>(len: usize, left: &[F], left_scalar: bool, right: &[F], right_scalar: bool, test: impl Fn(F, F) -> bool) -> BooleanBuffer {
+        match (left_scalar, right_scalar) {
+            (false, true) => {
+                let (left, value) = (&left[..len], right[0]);
+                BooleanBuffer::collect_bool(len, |i| test(left[i], value))
+            }
+            (true, false) => {
+                let (value, right) = (left[0], &right[..len]);
+                BooleanBuffer::collect_bool(len, |i| test(value, right[i]))
+            }
+            _ => {
+                let (left, right) = (&left[..len], &right[..len]);
+                BooleanBuffer::collect_bool(len, |i| test(left[i], right[i]))
+            }
+        }
+    }
+    let (l, r) = (left.values().as_ref(), right.values().as_ref());
+    let values = match op {
+        BinaryOp::Eq => each(len, l, left_scalar, r, right_scalar, equal),
+        BinaryOp::NotEq => each(len, l, left_scalar, r, right_scalar, |a, b| !equal(a, b)),
+        BinaryOp::Lt => each(len, l, left_scalar, r, right_scalar, less),
+        BinaryOp::GtEq => each(len, l, left_scalar, r, right_scalar, |a, b| !less(a, b)),
+        BinaryOp::Gt => each(len, l, left_scalar, r, right_scalar, |a, b| less(b, a)),
+        BinaryOp::LtEq => each(len, l, left_scalar, r, right_scalar, |a, b| !less(b, a)),
+        _ => unreachable!("compare_floats is called for comparisons"),
     };
-    rewritten.unwrap_or_else(|| array.clone())
+    Arc::new(BooleanArray::new(values, nulls))
 }
 
 fn broadcast_pair(left: &Value, right: &Value, len: usize) -> Result<(ArrayRef, ArrayRef, bool), ArrowError> {
@@ -272,12 +318,11 @@ fn broadcast_pair(left: &Value, right: &Value, len: usize) -> Result<(ArrayRef, 
 
 fn binary(op: BinaryOp, left: &Value, right: &Value, len: usize) -> Result<Value, ArrowError> {
     let both_scalar = matches!((left, right), (Value::Scalar(_), Value::Scalar(_)));
-    let (left, right) = if op.is_comparison() {
-        (left.map(canonical_floats), right.map(canonical_floats))
-    } else {
-        (left.clone(), right.clone())
-    };
-    let (left, right) = (&left, &right);
+    if op.is_comparison()
+        && let Some(result) = compare_floats(op, left, right)
+    {
+        return Ok(wrap(result?, both_scalar));
+    }
     let (l, r) = (left.datum(), right.datum());
     let out: ArrayRef = match op {
         BinaryOp::Eq => Arc::new(cmp::eq(&*l, &*r)?),
@@ -380,25 +425,17 @@ mod num_like {
     pub trait Float:
         Copy + std::ops::Div<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Add<Output = Self> + PartialOrd
     {
-        const NAN: Self;
-        const ZERO: Self;
         fn floor(self) -> Self;
         fn is_nan(self) -> bool;
-        fn is_sign_negative(self) -> bool;
     }
     macro_rules! impl_float {
         ($t:ty) => {
             impl Float for $t {
-                const NAN: Self = <$t>::NAN;
-                const ZERO: Self = 0.0;
                 fn floor(self) -> Self {
                     <$t>::floor(self)
                 }
                 fn is_nan(self) -> bool {
                     <$t>::is_nan(self)
-                }
-                fn is_sign_negative(self) -> bool {
-                    <$t>::is_sign_negative(self)
                 }
             }
         };

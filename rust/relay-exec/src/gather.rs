@@ -128,6 +128,15 @@ fn gather_rows(sources: &[Source<'_>], cell: usize, rows: Rows<'_>, out: &mut [u
     };
     let as_u32: Option<Vec<&[u32]>> = sources.iter().map(|s| if let Source::U32(v) = s { Some(*v) } else { None }).collect();
     let as_u64: Option<Vec<&[u64]>> = sources.iter().map(|s| if let Source::U64(v) = s { Some(*v) } else { None }).collect();
+    if std::env::var_os("RELAY_GATHER_COLUMNWISE").is_some() && let Some(typed) = &as_u32 {
+        let k = typed.len();
+        for (j, source) in typed.iter().enumerate() {
+            for (out_row, &r) in out.chunks_exact_mut(k * 4).zip(rows) {
+                out_row[j * 4..j * 4 + 4].copy_from_slice(source[r as usize].to_byte_slice());
+            }
+        }
+        return;
+    }
     match (as_u32, as_u64) {
         (Some(typed), _) => gather_typed(&typed, rows, out),
         (_, Some(typed)) => gather_typed(&typed, rows, out),
@@ -349,4 +358,152 @@ pub fn gather_fixed_width(view: &ViewSet, indices: &[usize], order: Order) -> Re
         shape,
         copy_reason: Some("gathered into a fresh buffer".into()),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Float32Array, Int16Array, Int64Array};
+    use arrow::datatypes::{Field, Schema};
+
+    use super::*;
+    use crate::execute::Chunk;
+
+    /// Two chunks of `columns` float32 columns: value = 1000 * column + global row.
+    fn floats(columns: usize, lens: [usize; 2], selections: [Option<Vec<u32>>; 2]) -> ViewSet {
+        let fields: Vec<Field> = (0..columns).map(|j| Field::new(format!("f{j}"), DataType::Float32, false)).collect();
+        let mut first_row = 0;
+        let chunks = lens
+            .into_iter()
+            .zip(selections)
+            .map(|(len, selection)| {
+                let start = first_row;
+                first_row += len;
+                Chunk {
+                    len,
+                    columns: (0..columns)
+                        .map(|j| Arc::new(Float32Array::from_iter_values((start..start + len).map(|r| (1000 * j + r) as f32))) as ArrayRef)
+                        .collect(),
+                    selection: selection.map(Arc::new),
+                }
+            })
+            .collect();
+        ViewSet {
+            schema: Arc::new(Schema::new(fields)),
+            chunks,
+        }
+    }
+
+    /// The (global) rows a view selects, in order.
+    fn rows_of(view: &ViewSet) -> Vec<usize> {
+        let mut first_row = 0;
+        let mut rows = Vec::new();
+        for chunk in &view.chunks {
+            match &chunk.selection {
+                Some(selection) => rows.extend(selection.iter().map(|&r| first_row + r as usize)),
+                None => rows.extend(first_row..first_row + chunk.len),
+            }
+            first_row += chunk.len;
+        }
+        rows
+    }
+
+    #[test]
+    fn c_and_f_order_gathers_match_the_selected_rows() {
+        // Selections in any order (a take's may go backwards), and one chunk without.
+        for selections in [[Some(vec![5, 0, 3, 3]), Some(vec![1, 2])], [Some(vec![2, 4]), None]] {
+            for columns in [1, 3, 9] {
+                let view = floats(columns, [6, 4], selections.clone());
+                let rows = rows_of(&view);
+                let indices: Vec<usize> = (0..columns).collect();
+                let c = gather_fixed_width(&view, &indices, Order::C).unwrap().unwrap();
+                let want_c: Vec<f32> = rows.iter().flat_map(|&r| (0..columns).map(move |j| (1000 * j + r) as f32)).collect();
+                assert_eq!(c.buffer.typed_data::<f32>(), want_c.as_slice(), "{columns} columns, C");
+                let f = gather_fixed_width(&view, &indices, Order::F).unwrap().unwrap();
+                let want_f: Vec<f32> = (0..columns).flat_map(|j| rows.iter().map(move |&r| (1000 * j + r) as f32)).collect();
+                assert_eq!(f.buffer.typed_data::<f32>(), want_f.as_slice(), "{columns} columns, F");
+                assert_eq!(c.shape, if columns == 1 { vec![rows.len()] } else { vec![rows.len(), columns] });
+                assert_eq!(f.shape, if columns == 1 { vec![rows.len()] } else { vec![columns, rows.len()] });
+            }
+        }
+    }
+
+    #[test]
+    fn large_outputs_are_mapped_and_hold_the_rows() {
+        // 8-byte cells, 2 columns, enough rows for a mapped output, in several tasks.
+        let len = 5 * GATHER_ROWS + 17;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, false),
+            Field::new("y", DataType::Int64, false),
+        ]));
+        let selection: Vec<u32> = (0..len as u32).rev().collect();
+        let view = ViewSet {
+            schema,
+            chunks: vec![Chunk {
+                len,
+                columns: vec![
+                    Arc::new(Int64Array::from_iter_values(0..len as i64)) as ArrayRef,
+                    Arc::new(Int64Array::from_iter_values((0..len as i64).map(|v| -v))),
+                ],
+                selection: Some(Arc::new(selection)),
+            }],
+        };
+        assert!(2 * 8 * len >= HUGE_PAGE_OUTPUT_BYTES);
+        let dense = gather_fixed_width(&view, &[0, 1], Order::C).unwrap().unwrap();
+        let values = dense.buffer.typed_data::<i64>();
+        assert_eq!(values.len(), 2 * len);
+        for (k, pair) in values.chunks_exact(2).enumerate() {
+            let row = (len - 1 - k) as i64;
+            assert_eq!(pair, [row, -row]);
+        }
+        assert_eq!(dense.buffer.as_ptr().align_offset(64), 0);
+    }
+
+    #[test]
+    fn other_cell_sizes_and_fixed_size_lists_copy_bytes() {
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Int16, false)]));
+        let view = ViewSet {
+            schema,
+            chunks: vec![Chunk {
+                len: 5,
+                columns: vec![Arc::new(Int16Array::from(vec![10, 11, 12, 13, 14])) as ArrayRef],
+                selection: Some(Arc::new(vec![4, 1])),
+            }],
+        };
+        let dense = gather_fixed_width(&view, &[0], Order::C).unwrap().unwrap();
+        assert_eq!(dense.buffer.typed_data::<i16>(), &[14, 11]);
+
+        let item = Arc::new(Field::new("item", DataType::Float32, false));
+        let values = Arc::new(Float32Array::from_iter_values((0..12).map(|v| v as f32)));
+        let list: ArrayRef = Arc::new(FixedSizeListArray::new(item.clone(), 3, values, None));
+        let view = ViewSet {
+            schema: Arc::new(Schema::new(vec![Field::new("e", DataType::FixedSizeList(item, 3), false)])),
+            chunks: vec![Chunk {
+                len: 4,
+                columns: vec![list.slice(1, 3)],
+                selection: Some(Arc::new(vec![2, 0])),
+            }],
+        };
+        let dense = gather_fixed_width(&view, &[0], Order::C).unwrap().unwrap();
+        assert_eq!(dense.shape, vec![2, 3]);
+        assert_eq!(dense.buffer.typed_data::<f32>(), &[9.0, 10.0, 11.0, 3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn mixed_dtypes_are_not_gathered_together() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Int64, false),
+            Field::new("y", DataType::Float32, false),
+        ]));
+        let view = ViewSet {
+            schema,
+            chunks: vec![Chunk {
+                len: 1,
+                columns: vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef, Arc::new(Float32Array::from(vec![1.0]))],
+                selection: None,
+            }],
+        };
+        assert!(gather_fixed_width(&view, &[0, 1], Order::C).unwrap().is_none());
+    }
 }

@@ -20,7 +20,8 @@ impl Literal {
     }
 
     pub fn is_null(&self) -> bool {
-        self.0.is_null(0)
+        // Logical: an untyped null (NullArray) has no validity buffer.
+        self.0.logical_nulls().is_some_and(|nulls| nulls.is_null(0))
     }
 }
 
@@ -233,6 +234,10 @@ impl Expr {
         match self {
             Expr::Alias { name, .. } => name.clone(),
             Expr::Column(name) => name.clone(),
+            // As in Polars: named after the first value, not the first condition.
+            Expr::Case { branches, otherwise } => branches
+                .first()
+                .map_or_else(|| otherwise.output_name(), |(_, then)| then.output_name()),
             other => other
                 .children()
                 .into_iter()

@@ -310,6 +310,9 @@ fn eval_binary(op: BinaryOp, left: &Literal, right: &Literal) -> Option<Literal>
             Arc::new(result.ok()?)
         }
         _ if l.data_type() != r.data_type() => return None,
+        // Float comparisons are left to the executor, whose ordering (as Polars': -0.0 == 0.0,
+        // NaN equal to itself and above every number) differs from arrow's total order.
+        _ if op.is_comparison() && l.data_type().is_floating() => return None,
         BinaryOp::Eq => Arc::new(cmp::eq(l, r).ok()?),
         BinaryOp::NotEq => Arc::new(cmp::neq(l, r).ok()?),
         BinaryOp::Lt => Arc::new(cmp::lt(l, r).ok()?),
@@ -359,7 +362,7 @@ fn eval_string_match(kind: StringMatch, literal: &Literal, pattern: &str) -> Opt
 /// `literal.is_in(values)` for a non-null literal (what a null input gives is the executor's
 /// choice).
 fn eval_is_in(literal: &Literal, values: &Literal) -> Option<Literal> {
-    if literal.is_null() || literal.data_type() != values.data_type() {
+    if literal.is_null() || literal.data_type() != values.data_type() || literal.data_type().is_floating() {
         return None;
     }
     let matches = cmp::eq(&values.0, &Scalar::new(literal.0.clone())).ok()?;
