@@ -25,11 +25,17 @@ Inside it:
    against a NumPy reference (a mismatch prints WRONG VALUES).
 
 The parent reads the files once before the runs (page cache warm), runs every method once
-untimed, then 5 repeats round-robin over the methods, and reports medians.
+untimed, then 5 repeats round-robin over the methods, and reports medians. Two guards against
+noise that is not the method's: workers run with OPENBLAS_NUM_THREADS=1 (``import numpy``
+starts OpenBLAS threads that busy-wait for a while; on 2 cores they took a core from relay's
+first query: 55 ms instead of 30 ms; no method here calls BLAS; ``--blas-threads`` keeps
+them), and a measurement during which other processes kept more than ``--max-other-load``
+cores busy on average is run again (up to 4 tries; the machine may be shared).
 
 Usage:
     python benchmarks/bench_filter.py [--data benchmarks/data] [--rows-scale 1.0]
         [--repeats 5] [--only relay_ml,duckdb.fetchnumpy,...] [--queries age,three] [--json PATH]
+        [--max-other-load 0.15] [--blas-threads]
 """
 
 from __future__ import annotations
@@ -301,7 +307,7 @@ def _own_cpu_s() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def run_worker(method, query, path, warm_path, max_other_load, timeout_s=600) -> dict:
+def run_worker(method, query, path, warm_path, max_other_load, blas_threads, timeout_s=600) -> dict:
     """One measurement in a fresh subprocess. Runs it again (up to 4 tries in all) when other
     processes kept the machine busy meanwhile: more than `max_other_load` cores' worth of CPU
     on average over the subprocess's life (this machine is shared; see --max-other-load)."""
@@ -317,10 +323,16 @@ def run_worker(method, query, path, warm_path, max_other_load, timeout_s=600) ->
         "--warm-path",
         str(warm_path),
     ]
+    env = dict(os.environ)
+    if not blas_threads:
+        # `import numpy` starts OpenBLAS worker threads that busy-wait for a while; on a 2-core
+        # machine they take a core from any multi-threaded method timed right after import
+        # (relay's first query: 55 ms with them, 30 ms without). No method here calls BLAS.
+        env["OPENBLAS_NUM_THREADS"] = "1"
     for attempt in range(1, 5):
         busy, own, started = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout_s} s"}
         wall = time.perf_counter() - started
@@ -450,7 +462,10 @@ def markdown(results_by_query, info, n_rows, file_size, repeats) -> str:
         "growth: anonymous memory added by open+query with the result alive, and that over the "
         "result's bytes. order: the result's memory layout. DuckDB reads the table through "
         "pyarrow's memory map (DuckDB has no built-in Arrow IPC file reader); its two rows "
-        "are its two ways out to NumPy.",
+        "are its two ways out to NumPy. Workers run with OPENBLAS_NUM_THREADS=1 (numpy's "
+        "OpenBLAS threads busy-wait after import and would take a core from multi-threaded "
+        "methods; no method uses BLAS); a measurement during which other processes used more "
+        "than a set share of the CPUs is run again.",
     ]
     return "\n".join(lines)
 
@@ -483,6 +498,11 @@ def main(argv=None) -> int:
         default=0.15,
         help="re-run a measurement when other processes used more than this many cores meanwhile",
     )
+    parser.add_argument(
+        "--blas-threads",
+        action="store_true",
+        help="leave OpenBLAS its worker threads (default: OPENBLAS_NUM_THREADS=1 in the workers)",
+    )
     # worker mode (internal)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--query", help=argparse.SUPPRESS)
@@ -514,13 +534,13 @@ def main(argv=None) -> int:
 
     jobs = [(m, q) for q in queries for m in methods]
     for method, query in jobs:  # warm-up run, discarded
-        outcome = run_worker(method, query, path, warm_path, args.max_other_load)
+        outcome = run_worker(method, query, path, warm_path, args.max_other_load, args.blas_threads)
         if "error" in outcome:
             print(f"# {method} {query}: {outcome['error']}", file=sys.stderr)
     runs = {job: [] for job in jobs}
     for repeat in range(args.repeats):
         for job in jobs:
-            runs[job].append(run_worker(*job, path, warm_path, args.max_other_load))
+            runs[job].append(run_worker(*job, path, warm_path, args.max_other_load, args.blas_threads))
         print(f"# repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
     results_by_query = {
@@ -553,6 +573,8 @@ def main(argv=None) -> int:
         "file": str(path),
         "file_bytes": path.stat().st_size,
         "repeats": args.repeats,
+        "openblas_num_threads": None if args.blas_threads else 1,
+        "max_other_load": args.max_other_load,
         "reference_method": REFERENCE,
         "expected": expected,
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
