@@ -208,12 +208,12 @@ fn numpy_buffer(array: &Bound<'_, PyUntypedArray>) -> PyResult<Buffer> {
         return Ok(Buffer::from_vec(Vec::<u8>::new()));
     };
     let owner = Arc::new(PythonOwner(AssertUnwindSafe(array.clone().into_any().unbind())));
-    // SAFETY: a C-contiguous array's elements are the `len` bytes starting at `data`. NumPy
-    // frees or moves an array's data only when the array is deallocated or resized in place,
-    // and `owner` holds a reference to the array, which prevents both (`ndarray.resize` refuses
-    // to run on an array with other references, unless the caller passes `refcheck=False`,
-    // which NumPy documents as unsafe). So the memory stays valid until the last clone of the
-    // buffer drops `owner`.
+    // A C-contiguous array's elements are the `len` bytes starting at `data`. NumPy frees or
+    // moves an array's data only when the array is deallocated or resized in place, and `owner`
+    // holds a reference to the array, which prevents both (`ndarray.resize` refuses to run on an
+    // array with other references, unless the caller passes `refcheck=False`, which NumPy
+    // documents as unsafe).
+    // SAFETY: so the `len` bytes at `ptr` stay valid until the last clone of the buffer drops `owner`.
     Ok(unsafe { Buffer::from_custom_allocation(ptr, len, owner) })
 }
 
@@ -224,10 +224,10 @@ fn import_arrow(name: &str, value: &Bound<'_, PyAny>) -> PyResult<ArrayRef> {
         value.call_method0("__arrow_c_array__")?.extract()?;
     let schema = schema_capsule.pointer_checked(Some(c"arrow_schema"))?.cast::<FFI_ArrowSchema>();
     let array = array_capsule.pointer_checked(Some(c"arrow_array"))?.cast::<FFI_ArrowArray>();
-    // SAFETY: the capsule names were checked, so the pointers are the producer's
-    // `ArrowSchema` and `ArrowArray` structs, alive while we hold the capsules. Taking the
-    // array out and leaving a released (empty) one behind is how the PyCapsule interface moves
-    // ownership: the capsule's destructor then sees a released array and does nothing.
+    // The capsule names were checked, so the pointers are the producer's `ArrowSchema` and
+    // `ArrowArray` structs, alive while we hold the capsules. Taking the array out and leaving a
+    // released (empty) one behind is how the PyCapsule interface moves ownership.
+    // SAFETY: valid, live pointers; the capsule's destructor then sees a released array and does nothing.
     let array = unsafe { std::ptr::replace(array.as_ptr(), FFI_ArrowArray::empty()) };
     // SAFETY: as above, the schema pointer is valid and borrowed only for this call.
     let schema = unsafe { schema.as_ref() };

@@ -68,10 +68,11 @@ pub unsafe fn fill(
     let len = shape[..ndim].iter().product::<isize>() * item_size;
     let buf = dense.buffer.as_ptr() as *mut c_void;
     let export = Box::into_raw(Box::new(Export { _dense: dense, shape, strides }));
-    // SAFETY: `view` is valid per this function's contract. Every pointer stored in it points
+    // `view` is valid per this function's contract. Every pointer stored in it points
     // into `export` (shape, strides) or its buffer (buf) or static data (format), and `export`
     // is freed only in `release`, after the consumer is done. `obj` takes a new reference to
     // the owner, which CPython drops after `bf_releasebuffer`.
+    // SAFETY: `view` is valid and everything it points to lives until release (reasons above).
     unsafe {
         (*view).obj = owner.into_ptr();
         (*view).buf = buf;

@@ -64,12 +64,13 @@ impl DenseTensor {
         initialized
             .set_flags(self.flags)
             .map_err(|e| relay_error(ErrorKind::Relay, format!("DLPack export: {e}")))?;
-        // SAFETY: the data pointer is `buffer`'s, whose `len() >= prod(shape) * item_size`
+        // The data pointer is `buffer`'s, whose `len() >= prod(shape) * item_size`
         // (checked in `export`), and the context owns a clone of that Buffer: an Arc of the
         // mapping or of a heap allocation, dropped only by the tensor's deleter, so the bytes
         // outlive the tensor. dlpark wrote the shape and compact (C-contiguous) strides into the
         // managed allocation itself. The device is the host, where the bytes are. The flags are
         // READ_ONLY or none: they claim no ownership.
+        // SAFETY: the bytes outlive the tensor and match its shape, device and flags (reasons above).
         Ok(unsafe { initialized.finish() })
     }
 
@@ -78,15 +79,17 @@ impl DenseTensor {
     fn into_copied<M: ManagedTensorBase>(self, py: Python<'_>) -> PyResult<Managed<M>> {
         let unique = py.detach(|| owned_copy(self.buffer));
         let mut initialized = initialize::<M>(unique, self.dtype, &self.shape)?;
-        // SAFETY: IS_COPIED says the consumer solely owns the bytes: `unique` comes from
+        // IS_COPIED says the consumer solely owns the bytes: `unique` comes from
         // `owned_copy`, a heap allocation no other Buffer shares, and it moved into the context.
         // READ_ONLY is left clear, and that private allocation may be written. On the legacy ABI
         // dlpark ignores flags.
+        // SAFETY: the consumer solely owns these bytes, as IS_COPIED claims (reasons above).
         unsafe { initialized.set_flags_unchecked(DlpackFlags::IS_COPIED) };
-        // SAFETY: the data pointer is `unique`'s, a copy of a buffer of at least
+        // The data pointer is `unique`'s, a copy of a buffer of at least
         // `prod(shape) * item_size` bytes (checked in `export`), owned by the context until the
         // deleter drops it. dlpark wrote the shape and compact strides into the managed
         // allocation. The device is the host. IS_COPIED is justified above.
+        // SAFETY: the private copy outlives the tensor and matches its shape (reasons above).
         Ok(unsafe { initialized.finish() })
     }
 }

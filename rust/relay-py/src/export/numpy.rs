@@ -21,11 +21,12 @@ pub fn dense_to_numpy<'py>(py: Python<'py>, dense: DenseArray) -> PyResult<Bound
     };
     let data = dense.buffer.as_ptr() as *mut std::ffi::c_void;
     let owner = Bound::new(py, BufferOwner { buffer: dense.buffer })?;
-    // SAFETY: `descr` is a valid dtype whose reference NewFromDescr steals (hence into_ptr on a
+    // `descr` is a valid dtype whose reference NewFromDescr steals (hence into_ptr on a
     // fresh reference); `dims` and `strides` have `ndim` entries and are copied by NumPy; `data`
     // points to `prod(dims) * item_size` bytes owned by `owner`'s buffer, which becomes the
     // array's base (SetBaseObject steals that reference too), so the bytes outlive the array.
     // The flags leave out WRITEABLE: the array is read-only.
+    // SAFETY: valid descr, dims and strides; the base object owns the bytes (reasons above).
     unsafe {
         let array = PY_ARRAY_API.PyArray_NewFromDescr(
             py,
