@@ -541,7 +541,7 @@ mod tests {
 
     /// Every seventh row of `c` is null.
     fn c(i: usize) -> Option<i32> {
-        (i % 7 != 0).then_some((i % 10) as i32)
+        (!i.is_multiple_of(7)).then_some((i % 10) as i32)
     }
 
     fn schema() -> SchemaRef {
