@@ -89,6 +89,17 @@ impl BinaryOp {
         }
     }
 
+    /// The comparison with its operands swapped (`a < b` is `b > a`); other operators as they are.
+    pub fn flipped(self) -> Self {
+        match self {
+            Self::Lt => Self::Gt,
+            Self::LtEq => Self::GtEq,
+            Self::Gt => Self::Lt,
+            Self::GtEq => Self::LtEq,
+            other => other,
+        }
+    }
+
     pub fn is_comparison(self) -> bool {
         matches!(self, Self::Eq | Self::NotEq | Self::Lt | Self::LtEq | Self::Gt | Self::GtEq)
     }

@@ -13,5 +13,5 @@ mod view;
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile};
 pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
-pub use types::type_name;
+pub use types::{type_name, unit_name};
 pub use view::{ColumnView, RowRange, TableView};

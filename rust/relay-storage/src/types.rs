@@ -2,7 +2,8 @@
 
 use arrow::datatypes::{DataType, IntervalUnit, TimeUnit, UnionMode};
 
-fn unit_name(unit: &TimeUnit) -> &'static str {
+/// A time unit as pyarrow spells it ("s", "ms", "us", "ns").
+pub fn unit_name(unit: &TimeUnit) -> &'static str {
     match unit {
         TimeUnit::Second => "s",
         TimeUnit::Millisecond => "ms",

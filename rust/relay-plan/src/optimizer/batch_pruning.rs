@@ -240,15 +240,6 @@ fn compare(
     (result.len() == 1 && result.is_valid(0)).then(|| result.value(0))
 }
 
-fn flip(op: BinaryOp) -> BinaryOp {
-    match op {
-        BinaryOp::Lt => BinaryOp::Gt,
-        BinaryOp::LtEq => BinaryOp::GtEq,
-        BinaryOp::Gt => BinaryOp::Lt,
-        BinaryOp::GtEq => BinaryOp::LtEq,
-        other => other,
-    }
-}
 
 /// False only when the statistics of `batch` prove that no row makes `expr` true.
 fn may_match(expr: &Expr, source: &StatsSource<'_>, batch: usize) -> Result<bool> {
@@ -267,7 +258,7 @@ fn may_match(expr: &Expr, source: &StatsSource<'_>, batch: usize) -> Result<bool
         Expr::Binary { op, left, right } if op.is_comparison() => {
             let (column, literal, op) = match (left.as_ref(), right.as_ref()) {
                 (column, Expr::Literal(literal)) => (column, literal, *op),
-                (Expr::Literal(literal), column) => (column, literal, flip(*op)),
+                (Expr::Literal(literal), column) => (column, literal, op.flipped()),
                 _ => return Ok(true),
             };
             if literal.0.len() != 1 {

@@ -347,15 +347,6 @@ fn selectivity(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
     estimate.clamp(0.0, 1.0)
 }
 
-fn flip(op: BinaryOp) -> BinaryOp {
-    match op {
-        BinaryOp::Lt => BinaryOp::Gt,
-        BinaryOp::LtEq => BinaryOp::GtEq,
-        BinaryOp::Gt => BinaryOp::Lt,
-        BinaryOp::GtEq => BinaryOp::LtEq,
-        other => other,
-    }
-}
 
 fn default_comparison(op: BinaryOp) -> f64 {
     match op {
@@ -378,7 +369,7 @@ fn column_name(expr: &Expr) -> Option<&str> {
 fn comparison_selectivity(op: BinaryOp, left: &Expr, right: &Expr, stats: &StatsSource<'_>) -> f64 {
     let (column, literal, op) = match (left, right) {
         (column, Expr::Literal(literal)) => (column, literal, op),
-        (Expr::Literal(literal), column) => (column, literal, flip(op)),
+        (Expr::Literal(literal), column) => (column, literal, op.flipped()),
         _ => return default_comparison(op),
     };
     if literal.0.len() != 1 {

@@ -798,15 +798,6 @@ fn date(py: Python<'_>, days: i128) -> PyResult<Bound<'_, PyAny>> {
     Ok(PyDate::new(py, year, month, day)?.into_any())
 }
 
-fn unit_name(unit: &TimeUnit) -> &'static str {
-    match unit {
-        TimeUnit::Second => "s",
-        TimeUnit::Millisecond => "ms",
-        TimeUnit::Microsecond => "us",
-        TimeUnit::Nanosecond => "ns",
-    }
-}
-
 fn datetime<'py>(
     py: Python<'py>,
     ticks: i64,
@@ -821,7 +812,7 @@ fn datetime<'py>(
     let civil = civil_from_micros(local).ok_or_else(|| {
         out_of_range(
             "timestamp",
-            format!("{ticks} {} since the epoch", unit_name(unit)),
+            format!("{ticks} {} since the epoch", relay_storage::unit_name(unit)),
             "datetime.datetime (years 1 to 9999)",
         )
     })?;
@@ -853,7 +844,7 @@ fn datetime<'py>(
                     }
                     let wrapped = out_of_range(
                         "timestamp",
-                        format!("{ticks} {} since the epoch, in its time zone,", unit_name(unit)),
+                        format!("{ticks} {} since the epoch, in its time zone,", relay_storage::unit_name(unit)),
                         "datetime.datetime (years 1 to 9999)",
                     );
                     wrapped.set_cause(py, Some(error));
@@ -869,7 +860,7 @@ fn timedelta<'py>(py: Python<'py>, ticks: i64, unit: &TimeUnit) -> PyResult<Boun
     if !(-MAX_DELTA_DAYS..=MAX_DELTA_DAYS).contains(&days) {
         return Err(out_of_range(
             "duration",
-            format!("{ticks} {}", unit_name(unit)),
+            format!("{ticks} {}", relay_storage::unit_name(unit)),
             "datetime.timedelta (999,999,999 days)",
         ));
     }
