@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs relay_ml into .venv and runs the quick start end to end on a sample dataset it writes.
+# Installs relay_ml into .venv and runs the main job end to end on sample datasets it writes:
+# the quick start, then training a small MLP through relay_ml.torch.loader.
 # Usage (from a fresh clone): bash examples/run_quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,3 +10,4 @@ python3 -m venv .venv
 python -m pip install --quiet --upgrade pip
 python -m pip install --quiet -e ".[torch,arrow]"
 python examples/quickstart.py --out examples/sample.arrow "$@"
+python examples/train_torch.py --out examples/train.arrow

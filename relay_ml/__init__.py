@@ -31,10 +31,14 @@ from relay_ml.errors import (
 )
 from relay_ml.expr import Expr, col, lit, when
 from relay_ml.frame import BatchIterator, Frame, scan
+from relay_ml.interop import from_arrow, from_numpy, from_pandas
 
 __all__ = [
     "__version__",
     "scan",
+    "from_arrow",
+    "from_numpy",
+    "from_pandas",
     "Frame",
     "BatchIterator",
     "Column",

@@ -93,3 +93,20 @@ class ColumnBase:
 
 def inspect_file(path: str) -> dict[str, Any]: ...
 def _set_optimizer_enabled(enabled: bool) -> None: ...
+
+# -- in-memory frames (import.rs) ----------------------------------------------------------
+
+class ImportedArray:
+    """One column imported through the Arrow PyCapsule interface; exports the same buffers
+    again through ``__arrow_c_array__`` and pickles as a ``pyarrow.Array``."""
+    @property
+    def name(self) -> str: ...
+    def __len__(self) -> int: ...
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+
+def _write_row_source(path: str, num_rows: int) -> None:
+    """Writes an Arrow IPC file of ``num_rows`` rows and no columns (an in-memory frame's rows)."""
+
+def _import_arrow(value: Any) -> tuple[list[ImportedArray], int, list[str | None]]:
+    """The columns of an Arrow stream or struct array, its row count, and per column why it
+    was copied (several chunks concatenated) or None."""

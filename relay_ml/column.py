@@ -192,6 +192,13 @@ class Column(ColumnBase):
         """The integer codes of a dictionary-encoded column: a view when in one record batch."""
         return self._codes()
 
+    def __narwhals_series__(self) -> Any:
+        """The column for narwhals (and so scikit-learn's row selection in
+        ``train_test_split`` and cross-validation): picking rows stays a lazy take."""
+        from relay_ml.sklearn._narwhals import RelayNarwhalsSeries
+
+        return RelayNarwhalsSeries.of_column(self)
+
     # -- frameworks ------------------------------------------------------------------------
     def to_tensor(self) -> torch.Tensor:
         """The column as a torch tensor through DLPack: a view of the mapped file when

@@ -14,6 +14,7 @@ from relay_ml.errors import RelayError, RelayTypeError, RelayValueError
 from relay_ml.expr import Expr, _dtype_name, _to_expr, col
 
 if TYPE_CHECKING:
+    import pandas
     import pyarrow
 
 
@@ -73,7 +74,10 @@ class Frame:
     __slots__ = ("_native", "_ops")
 
     def __init__(self) -> None:
-        raise TypeError("Frame objects are made by relay_ml.scan(path)")
+        raise TypeError(
+            "Frame objects are made by relay_ml.scan(path), or over memory by relay_ml.from_arrow, "
+            "from_numpy or from_pandas"
+        )
 
     @classmethod
     def _wrap(cls, native: NativeFrame, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
@@ -87,9 +91,20 @@ class Frame:
 
     # -- shape and schema ----------------------------------------------------------------
     @property
-    def path(self) -> str:
-        """The mapped file."""
-        return self._native.path
+    def path(self) -> str | None:
+        """The mapped file; None for a frame over memory (``from_arrow``, ``from_numpy``, ...)."""
+        return None if self._in_memory() else self._native.path
+
+    @property
+    def origin(self) -> str:
+        """Where the frame's data comes from: the mapped file's path, or the call that made an
+        in-memory frame (``"from_numpy"``, ``"from_arrow(pyarrow.Table)"``, ...)."""
+        return self._ops[0][1][0] if self._in_memory() else self._native.path
+
+    def _in_memory(self) -> bool:
+        from relay_ml.interop import MEMORY_OP
+
+        return bool(self._ops) and self._ops[0][0] == MEMORY_OP
 
     @property
     def schema(self) -> dict[str, str]:
@@ -316,7 +331,11 @@ class Frame:
     def explain(self) -> str:
         """The logical plan, the optimized plan, and for each output column whether exporting
         it is a view of the mapped file or a copy, and why."""
-        return self._native.explain()
+        text = self._native.explain()
+        if self._in_memory():  # the row source is an implementation detail: name the origin
+            text = text.replace(f"SCAN {self._native.path} columns=[]", f"MEMORY <{self.origin}>")
+            text = text.replace(self._native.path, f"<{self.origin}>")
+        return text
 
     def profile(self) -> list[dict[str, Any]]:
         """Runs the frame and returns per-operator statistics: rows in and out, bytes read and
@@ -353,7 +372,7 @@ class Frame:
         for name, column in zip(self.columns, columns):
             if column.ndim != 1 or column.dtype == object:
                 raise RelayTypeError(
-                    f"column {name!r} of {self.path} has type {self.schema[name]}, which has no "
+                    f"column {name!r} of {self.origin} has type {self.schema[name]}, which has no "
                     f"place in a 2-D numeric array; select the numeric columns first"
                 )
         dtype = np.result_type(*columns) if columns else np.float64
@@ -375,6 +394,53 @@ class Frame:
             return {name: self[name] for name in self.columns}
         return {name: self[name].to_pylist() for name in self.columns}
 
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """The frame as one 2-D array: what ``np.asarray(frame)`` and scikit-learn's input
+        validation call. Always a fresh array, in column-major order ("F", as pandas'
+        ``to_numpy()`` of a numeric frame): each column is then one contiguous run, so the
+        gather writes sequentially (several times faster than interleaving rows). Use
+        :meth:`to_numpy` for row-major."""
+        if copy is False:
+            raise ValueError(f"a frame of {self.origin} becomes a 2-D array only by copying its columns")
+        array = self.to_numpy(order="F")
+        return array if dtype is None or np.dtype(dtype) == array.dtype else array.astype(dtype)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype :meth:`to_numpy` gives for columns without nulls, read from the schema
+        (``object`` when a column has no numeric form). NumPy-style consumers read it:
+        scikit-learn keeps a frame of float32 columns in float32 instead of converting the
+        gathered array to float64."""
+        from relay_ml.interop import numpy_dtype_of
+
+        dtypes = [numpy_dtype_of(t) for t in self.schema.values()]
+        return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
+
+    def to_pandas(self, zero_copy: bool | None = None) -> pandas.DataFrame:
+        """The frame as a pandas DataFrame.
+
+        A numeric, datetime or duration column without nulls that exports as a NumPy view
+        (:attr:`Column.is_zero_copy`) becomes a pandas column over the **same memory**, not a
+        copy (read-only, as pandas' copy-on-write expects). Other columns are converted through
+        pyarrow as ``pyarrow.Table.to_pandas`` does (integers with nulls become float64 with
+        NaN, strings become pandas strings). The columns that were copied, with the reason,
+        are in ``df.attrs["relay_ml.copied"]`` (``{name: reason}``).
+
+        Args:
+            zero_copy: ``True`` to raise :class:`~relay_ml.ZeroCopyError` naming every column
+                that would be copied, instead of copying.
+        """
+        from relay_ml.interop import to_pandas
+
+        return to_pandas(self, zero_copy)
+
+    def __narwhals_dataframe__(self) -> Any:
+        """The frame for narwhals (and so scikit-learn's feature names and column selection):
+        a narwhals-compliant view whose native object is this frame."""
+        from relay_ml.sklearn._narwhals import RelayNarwhalsFrame
+
+        return RelayNarwhalsFrame(self)
+
     def __arrow_c_schema__(self) -> object:
         return self._native.__arrow_c_schema__()
 
@@ -383,6 +449,10 @@ class Frame:
 
     # -- pickling: a frame travels as (path, operations), never as data -------------------
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._in_memory():  # no file to reopen: the recipe carries the data
+            from relay_ml.interop import replay_memory
+
+            return (replay_memory, (self._ops,))
         return (_replay, (self.path, self._ops))
 
     # -- display ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 //! Execution layer of relay_ml: turns views of mapped files into the memory consumers ask for,
 //! copying only where the view cannot be handed over as it is.
 
+pub mod batches;
 pub mod dense;
 pub mod eval;
 pub mod execute;
 pub mod gather;
 pub mod nodes;
+pub mod order;
 pub mod profile;
 
 pub use dense::{DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker};

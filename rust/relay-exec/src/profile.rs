@@ -15,6 +15,11 @@ pub struct OperatorStats {
     pub bytes_read: usize,
     /// Bytes the operator wrote into fresh memory.
     pub bytes_copied: usize,
+    /// Record batches of the file a scan decoded and evaluated (0 for other operators).
+    pub batches_read: usize,
+    /// Record batches of its rows a scan did not read: their statistics proved that no row
+    /// passes its filters.
+    pub batches_skipped: usize,
     /// Wall time including the operator's inputs.
     pub wall: Duration,
 }

@@ -558,10 +558,10 @@ fn reinterpreted_type(name: &str, from: &DataType, to: &DataType) -> Result<Data
 /// SplitMix64 (Steele, Lea and Flood, "Fast splittable pseudorandom number generators", 2014):
 /// a 64-bit state advanced by a constant and mixed. Integer arithmetic only, so a seed gives the
 /// same stream on every machine; statistically sound for sampling (it passes BigCrush).
-struct SplitMix64(u64);
+pub struct SplitMix64(pub u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -572,7 +572,7 @@ impl SplitMix64 {
     /// Uniform in `0..bound` (`bound > 0`), without modulo bias: Lemire's multiply-and-shift,
     /// redrawing the rare values that would favour some results ("Fast random integer
     /// generation in an interval", 2019).
-    fn below(&mut self, bound: u64) -> u64 {
+    pub fn below(&mut self, bound: u64) -> u64 {
         let mut product = u128::from(self.next_u64()) * u128::from(bound);
         if (product as u64) < bound {
             let threshold = bound.wrapping_neg() % bound;

@@ -17,7 +17,7 @@ use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
 use relay_plan::optimizer::Optimizer;
 use relay_plan::{Expr, LogicalPlan, PlanError};
-use relay_storage::{IpcFile, TableView, type_name};
+use relay_storage::{DecodedColumn, IpcFile, TableView, type_name};
 
 use crate::column::{ColumnBase, ColumnSource};
 use crate::errors::{ErrorKind, IntoPyResult, relay_error, storage_error};
@@ -40,6 +40,7 @@ pub fn exec_error(error: ExecError) -> PyErr {
         ExecError::Storage(error) => storage_error(error),
         ExecError::Plan(error) => plan_error(error),
         ExecError::Arrow(error) => relay_error(ErrorKind::Value, format!("evaluation failed: {error}")),
+        error @ ExecError::Evaluation { .. } => relay_error(ErrorKind::Value, error.to_string()),
     }
 }
 
@@ -72,7 +73,7 @@ fn run_plan_profiled(py: Python<'_>, plan: &Arc<LogicalPlan>, profile: &Profile)
 
 #[pyclass(frozen, module = "relay_ml._relay")]
 pub struct NativeFrame {
-    plan: Arc<LogicalPlan>,
+    pub(crate) plan: Arc<LogicalPlan>,
     /// The scanned file (the plan's leaf).
     file: Arc<IpcFile>,
 }
@@ -189,21 +190,9 @@ pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) ->
     reason
 }
 
-/// Whether a column with no copy reason is a view of the mapped file or of an attached array.
-fn view_verdict(py: Python<'_>, column: &ColumnBase) -> PyResult<String> {
-    if let ColumnSource::Plan { plan, .. } = &column.source
-        && plan_has(plan, &|node| matches!(node, LogicalPlan::AttachColumns { .. }))
-    {
-        let view = run_plan(py, plan)?;
-        if attached_home(plan, &view).is_some() {
-            return Ok("view of the array attached with with_column() (referenced, not copied)".into());
-        }
-    }
-    Ok("view of the mapped file".into())
-}
-
-/// One operator of a profile: (operator, rows in, rows out, bytes read, bytes copied, seconds).
-type OperatorRow = (String, usize, usize, usize, usize, f64);
+/// One operator of a profile: (operator, rows in, rows out, bytes read, bytes copied, seconds,
+/// record batches read, record batches skipped by their statistics).
+type OperatorRow = (String, usize, usize, usize, usize, f64, usize, usize);
 
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
     exprs.iter().map(|e| e.expr.clone()).collect()
@@ -406,9 +395,13 @@ impl NativeFrame {
     }
 
     /// The logical plan, the optimized plan, and for each output column whether exporting it
-    /// will be a view of the file or a copy, and why.
+    /// will be a view of the file or a copy, and why. Decided from the optimized plan and the
+    /// file's metadata (record batch headers, decoded as views): nothing is filtered, gathered
+    /// or computed.
     fn explain(&self, py: Python<'_>) -> PyResult<String> {
-        let (optimized, trace) = Optimizer::default().optimize(self.plan.clone()).map_err(plan_error)?;
+        let (optimized, trace) = py
+            .detach(|| Optimizer::default().optimize(self.plan.clone()))
+            .map_err(plan_error)?;
         let mut out = String::new();
         out.push_str("logical plan:\n");
         out.push_str(&indent(&self.plan.display_indent()));
@@ -420,26 +413,27 @@ impl NativeFrame {
         }
         out.push_str("columns:\n");
         let schema = self.schema_ref()?;
+        let filtered = self.plan.contains_filter();
         for field in schema.fields() {
-            let column = self.column(field.name())?;
-            let verdict = match column.copy_reason(py)? {
-                None => view_verdict(py, &column)?,
-                Some(reason) => format!("copy: {reason}"),
-            };
+            let origin = py.detach(|| column_origin(&optimized, field.name(), &mut Vec::new()));
+            let verdict = verdict_of(origin, field.data_type(), filtered, &self.file);
             out.push_str(&format!("  {} ({}): {verdict}\n", field.name(), type_name(field.data_type())));
         }
         Ok(out)
     }
 
     /// Runs the plan and returns, per operator, (operator, rows in, rows out, bytes read,
-    /// bytes copied, seconds).
+    /// bytes copied, seconds, record batches read, record batches skipped).
     fn _profile(&self, py: Python<'_>) -> PyResult<Vec<OperatorRow>> {
         let profile = Profile::default();
         run_plan_profiled(py, &self.plan, &profile)?;
         Ok(profile
             .operators()
             .into_iter()
-            .map(|(name, s)| (name, s.rows_in, s.rows_out, s.bytes_read, s.bytes_copied, s.wall.as_secs_f64()))
+            .map(|(name, s)| {
+                let seconds = s.wall.as_secs_f64();
+                (name, s.rows_in, s.rows_out, s.bytes_read, s.bytes_copied, seconds, s.batches_read, s.batches_skipped)
+            })
             .collect())
     }
 
@@ -454,6 +448,165 @@ impl NativeFrame {
         let view = run_plan(py, &self.plan)?;
         let batches = py.detach(|| view.record_batches()).map_err(exec_error)?;
         export::arrow::stream_capsule(py, view.schema.clone(), batches, &self.path())
+    }
+}
+
+
+// -- explain: view or copy, from the plan ------------------------------------------------------
+
+/// Where an output column's data comes from, as far as exporting it is concerned.
+enum Origin {
+    /// Rows picked by a filter or a take: exporting gathers them.
+    Selected,
+    /// Arrays that already exist (a file's decoded batches, collected memory), after the
+    /// slices and reinterpretations above them.
+    Arrays { chunks: Vec<DecodedColumn>, in_memory: bool },
+    /// An array attached with `with_column`, and why it was copied when attached.
+    Attached { copied: Option<String> },
+    /// An expression evaluated over the rows.
+    Computed,
+    /// The column's data could not be read (the error that exporting would raise).
+    Unreadable(String),
+}
+
+/// Rows `offset .. offset + length` of `chunks` taken together, as the executor slices them:
+/// chunks wholly before or after are dropped.
+fn slice_chunks(chunks: Vec<DecodedColumn>, offset: u64, length: u64) -> Vec<DecodedColumn> {
+    let (mut skip, mut remaining) = (offset as usize, usize::try_from(length).unwrap_or(usize::MAX));
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let n = chunk.array.len();
+        if skip >= n {
+            skip -= n;
+            continue;
+        }
+        if remaining == 0 {
+            break;
+        }
+        let rows = (n - skip).min(remaining);
+        out.push(DecodedColumn {
+            array: chunk.array.slice(skip, rows),
+            copy_reason: chunk.copy_reason,
+        });
+        remaining -= rows;
+        skip = 0;
+    }
+    out
+}
+
+/// Where column `name` of `plan` comes from; `slices` are the (offset, length) of the slices
+/// above `plan`, outermost first.
+fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -> Origin {
+    let sliced = |chunks: Vec<DecodedColumn>, slices: &[(u64, u64)]| {
+        slices
+            .iter()
+            .rev()
+            .fold(chunks, |chunks, &(offset, length)| slice_chunks(chunks, offset, length))
+    };
+    match plan {
+        LogicalPlan::Scan { filters, .. } if !filters.is_empty() => Origin::Selected,
+        LogicalPlan::Filter { .. } | LogicalPlan::Take { .. } => Origin::Selected,
+        LogicalPlan::Scan { table, .. } => match table.column(name).and_then(|column| column.chunks()) {
+            Ok(chunks) => Origin::Arrays {
+                chunks: sliced(chunks, slices),
+                in_memory: false,
+            },
+            Err(error) => Origin::Unreadable(error.to_string()),
+        },
+        LogicalPlan::Memory { schema, batches } => match schema.index_of(name) {
+            Ok(index) => {
+                let chunks = batches
+                    .iter()
+                    .map(|batch| DecodedColumn {
+                        array: batch.column(index).clone(),
+                        copy_reason: None,
+                    })
+                    .collect();
+                Origin::Arrays {
+                    chunks: sliced(chunks, slices),
+                    in_memory: true,
+                }
+            }
+            Err(error) => Origin::Unreadable(error.to_string()),
+        },
+        LogicalPlan::Project { input, exprs } => {
+            let Some(expr) = exprs.iter().find(|expr| expr.output_name() == name) else {
+                return Origin::Unreadable(format!("no column {name:?} in the plan"));
+            };
+            let mut expr = expr;
+            while let Expr::Alias { input, .. } = expr {
+                expr = input;
+            }
+            match expr {
+                Expr::Column(source) => column_origin(input, source, slices),
+                _ => Origin::Computed,
+            }
+        }
+        LogicalPlan::Slice { input, offset, length } => {
+            slices.push((*offset, *length));
+            column_origin(input, name, slices)
+        }
+        LogicalPlan::Reinterpret { input, columns } => {
+            let origin = column_origin(input, name, slices);
+            match (origin, columns.iter().find(|(column, _)| column == name)) {
+                (Origin::Arrays { chunks, in_memory }, Some((_, to))) => {
+                    let chunks: Result<Vec<DecodedColumn>, arrow::error::ArrowError> = chunks
+                        .into_iter()
+                        .map(|chunk| {
+                            Ok(DecodedColumn {
+                                array: relay_exec::nodes::reinterpret_array(&chunk.array, to)?,
+                                copy_reason: chunk.copy_reason,
+                            })
+                        })
+                        .collect();
+                    match chunks {
+                        Ok(chunks) => Origin::Arrays { chunks, in_memory },
+                        Err(error) => Origin::Unreadable(error.to_string()),
+                    }
+                }
+                (origin, _) => origin,
+            }
+        }
+        LogicalPlan::AttachColumns { input, columns } => match columns.iter().find(|column| column.name == name) {
+            Some(column) => Origin::Attached {
+                copied: column.copied.clone(),
+            },
+            None => column_origin(input, name, slices),
+        },
+    }
+}
+
+/// The verdict `explain()` prints for a column from `origin`: "view of ..." or "copy: why".
+/// The reasons are those `Column.copy_reason` gives after running the plan. `filtered`: the
+/// frame's plan has a filter (a selection then comes from it, else from a take or sample).
+fn verdict_of(origin: Origin, data_type: &DataType, filtered: bool, file: &IpcFile) -> String {
+    match origin {
+        Origin::Selected if filtered => "copy: a filter selected rows: they are gathered into a copy".into(),
+        Origin::Selected => "copy: take() or sample() picked rows: they are gathered into a copy".into(),
+        Origin::Computed => "copy: computed by an expression, evaluated into new memory".into(),
+        Origin::Attached { copied: None } => "view of the array attached with with_column() (referenced, not copied)".into(),
+        Origin::Attached { copied: Some(note) } => {
+            format!("copy: the array given to with_column() was copied when attached ({note})")
+        }
+        Origin::Unreadable(error) => format!("copy: the column cannot be read as it is ({error})"),
+        Origin::Arrays { mut chunks, in_memory } => {
+            if chunks.is_empty() {
+                chunks.push(DecodedColumn {
+                    array: arrow::array::new_empty_array(data_type),
+                    copy_reason: None,
+                });
+            }
+            match relay_exec::zero_copy_blocker(&chunks, &file.mapped_range()) {
+                // Collected views of the file are still views of it.
+                None => "view of the mapped file".into(),
+                Some(_) if in_memory && chunks.len() == 1 && relay_exec::zero_copy_blocker(&chunks, &(0..usize::MAX)).is_none() => {
+                    "copy: the frame was collected into memory (collect()): its arrays are not in the mapped file, \
+                     and exports copy them"
+                        .into()
+                }
+                Some(reason) => format!("copy: {reason}"),
+            }
+        }
     }
 }
 

@@ -12,7 +12,9 @@
 //! that address while the entry exists: an entry whose address matches a live file is that
 //! file's. Entries of files that were dropped are swept when another file's first entry is
 //! added. Keying by path and size instead would be wrong: writers replace files by rename, and
-//! a replacement of the same size would be served the old file's statistics.
+//! a replacement of the same size would be served the old file's statistics. Opening an
+//! unchanged file again returns the same `IpcFile` (see `IpcFile::open`), so its statistics
+//! carry over to every later scan of it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
@@ -256,7 +258,8 @@ mod tests {
         assert!(Arc::ptr_eq(&cached_batch_stats(&file, 1, 0).unwrap(), &stats));
         assert!(batch_stats(&file, 2, 0).is_err());
         assert!(batch_stats(&file, 0, 1).is_err());
-        // Another opening of the same path is another file: nothing is shared with it.
+        // Another opening of a file written moments ago is another file (the registry of open
+        // files shares only files whose last write has settled): nothing is shared with it.
         let reopened = IpcFile::open(&path).unwrap();
         assert!(cached_batch_stats(&reopened, 1, 0).is_none());
         drop(file);

@@ -164,15 +164,33 @@ impl TableView {
             .collect()
     }
 
+    /// The record batches of the file that hold rows of this view, in order.
+    pub fn batch_indices(&self) -> Vec<usize> {
+        overlapping_batches(&self.file, self.rows)
+            .into_iter()
+            .map(|(batch, ..)| batch)
+            .collect()
+    }
+
     /// The view as record batches, one per overlapping batch of the file, sharing the mapping.
     pub fn record_batches(&self) -> Result<Vec<RecordBatch>> {
+        self.record_batches_of(&self.batch_indices())
+    }
+
+    /// The view's rows in the record batches `batches` (ascending indices into the file's
+    /// batches; those that hold no row of the view are left out), one record batch each. The
+    /// other batches are not decoded.
+    pub fn record_batches_of(&self, batches: &[usize]) -> Result<Vec<RecordBatch>> {
         let schema = self.schema();
+        let pieces: Vec<(usize, usize, usize)> = overlapping_batches(&self.file, self.rows)
+            .into_iter()
+            .filter(|(batch, ..)| batches.binary_search(batch).is_ok())
+            .collect();
         let columns: Vec<Vec<DecodedColumn>> = self
             .columns()
             .iter()
-            .map(ColumnView::chunks)
+            .map(|column| column.decode_pieces(&pieces))
             .collect::<Result<_>>()?;
-        let pieces = overlapping_batches(&self.file, self.rows);
         (0..pieces.len())
             .map(|piece| {
                 let arrays: Vec<ArrayRef> = columns.iter().map(|chunks| chunks[piece].array.clone()).collect();
@@ -239,9 +257,14 @@ impl ColumnView {
                 copy_reason: None,
             }]);
         }
+        self.decode_pieces(&pieces)
+    }
+
+    /// The column's part of each (batch, first row in the batch, row count) piece.
+    fn decode_pieces(&self, pieces: &[(usize, usize, usize)]) -> Result<Vec<DecodedColumn>> {
         pieces
-            .into_iter()
-            .map(|(batch, offset, length)| {
+            .iter()
+            .map(|&(batch, offset, length)| {
                 let decoded = self.file.decode_column(batch, self.column)?;
                 let array = if offset == 0 && length == decoded.array.len() {
                     decoded.array

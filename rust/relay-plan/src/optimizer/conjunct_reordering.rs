@@ -34,14 +34,25 @@
 //! `a & b`: `s(a) * s(b)`; `a | b`: `s(a) + s(b) - s(a) * s(b)`; `~a`: `1 - s(a)`; a literal true
 //! 1, false or null 0; anything else 0.5.
 //!
+//! Before any of these, a conjunct on a scan's column of the form `col op literal` (`== != <
+//! <= > >=`), `col.is_in(values)` or `col.str.starts_with / ends_with / contains(literal)` is
+//! evaluated on a sample of the scan's rows: `SAMPLE_BLOCKS` blocks of `SAMPLE_BLOCK_ROWS`
+//! consecutive rows spread evenly over them (16 Ki rows, a few pages of each column, decoded
+//! as views of the mapping), and its estimate is `(matches + 0.5) / (rows + 1)`. A sample
+//! knows what min/max cannot: how often a dictionary string occurs, how skewed values are.
+//! On `tab` (20 M rows, one record batch), `(city == "Lima") & (f0 > 0) & (age > 98)` is
+//! estimated 0.126, 0.50 and 0.010 and runs as `age > 98`, `f0 > 0`, `city == "Lima"`.
+//!
 //! Statistics come from `relay_storage::cached_batch_stats`: this rule reads no column data
-//! unless it is built with `compute_stats: true` (`batch_pruning`, which runs before it,
-//! computes them for the columns filters read on scans over several record batches).
+//! for them unless it is built with `compute_stats: true` (`batch_pruning`, which runs before
+//! it, computes them for the columns filters read on scans over several record batches).
+//! `estimate_selectivity` uses statistics only, never a sample.
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Scalar, StringArray};
 use arrow::compute::cast;
+use arrow::compute::kernels::{boolean, cmp, comparison};
 use arrow::datatypes::{DataType, Float64Type, Schema};
 use relay_storage::{TableView, batch_stats, cached_batch_stats};
 
@@ -53,11 +64,22 @@ use crate::plan::LogicalPlan;
 use crate::resolve::resolve;
 
 /// Orders the conjuncts of filters and scan filters by ascending `(selectivity - 1) / cost`.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct ConjunctReordering {
     /// Compute missing statistics (one pass over each filtered column) instead of using only
     /// those computed already.
     pub compute_stats: bool,
+    /// Estimate simple conjuncts on a scan's columns from a sample of its rows.
+    pub sample: bool,
+}
+
+impl Default for ConjunctReordering {
+    fn default() -> Self {
+        ConjunctReordering {
+            compute_stats: false,
+            sample: true,
+        }
+    }
 }
 
 impl OptimizerRule for ConjunctReordering {
@@ -73,6 +95,7 @@ impl OptimizerRule for ConjunctReordering {
                     let stats = StatsSource {
                         table: Some(table),
                         compute: self.compute_stats,
+                        sample: self.sample,
                     };
                     match reorder(conjuncts, &table.schema(), &stats) {
                         Some(ordered) if &ordered != filters => Arc::new(LogicalPlan::Scan {
@@ -91,6 +114,7 @@ impl OptimizerRule for ConjunctReordering {
                     let stats = StatsSource {
                         table,
                         compute: self.compute_stats,
+                        sample: self.sample,
                     };
                     let conjuncts = predicate.clone().conjuncts();
                     let Ok(schema) = input.schema() else {
@@ -233,9 +257,72 @@ impl Summary {
 struct StatsSource<'a> {
     table: Option<&'a TableView>,
     compute: bool,
+    sample: bool,
 }
 
+/// Blocks of consecutive rows in a sample, and rows per block: 16 Ki rows in all. Consecutive
+/// rows share pages (1024 32-bit values a page), so a sample touches a few dozen pages per
+/// column; the blocks are spread so that data sorted or clustered by position is seen whole.
+const SAMPLE_BLOCKS: u64 = 16;
+const SAMPLE_BLOCK_ROWS: u64 = 1024;
+
 impl StatsSource<'_> {
+    /// The column's values at the sample rows of the scan, as slices of its decoded batches;
+    /// None without a scan, for a column the scan does not have, or when a batch does not
+    /// decode (the executor reports that).
+    fn sample_of(&self, name: &str) -> Option<Vec<ArrayRef>> {
+        if !self.sample {
+            return None;
+        }
+        let table = self.table?;
+        let column = table.column(name).ok()?;
+        let rows = table.rows();
+        if rows.length == 0 {
+            return None;
+        }
+        let file = table.file();
+        let index = file.column_index(name).ok()?;
+        let starts = file.batch_row_starts();
+        // Block starts, relative to the view: all rows when they fit in the sample.
+        let blocks: Vec<(u64, u64)> = if rows.length <= SAMPLE_BLOCKS * SAMPLE_BLOCK_ROWS {
+            vec![(0, rows.length)]
+        } else {
+            let span = rows.length - SAMPLE_BLOCK_ROWS;
+            (0..SAMPLE_BLOCKS)
+                .map(|i| (span * i / (SAMPLE_BLOCKS - 1), SAMPLE_BLOCK_ROWS))
+                .collect()
+        };
+        let mut sample = Vec::with_capacity(blocks.len());
+        for (offset, length) in blocks {
+            let first = rows.offset + offset;
+            // The batch holding `first`; a block that runs past its end is cut there.
+            let batch = starts.partition_point(|&start| start <= first).checked_sub(1)?;
+            let batch_end = *starts.get(batch + 1)?;
+            let length = length.min(batch_end - first);
+            let decoded = file.decode_column(batch, index).ok()?;
+            let within = (first - starts[batch]) as usize;
+            if within + length as usize > decoded.array.len() {
+                return None;
+            }
+            sample.push(decoded.array.slice(within, length as usize));
+        }
+        debug_assert!(sample.iter().all(|a| a.data_type() == column.data_type()));
+        Some(sample)
+    }
+
+    /// The fraction of the sample rows of column `name` for which `test` is true (null counts
+    /// as false), smoothed so that a sample without a match does not make a conjunct free.
+    fn sampled(&self, name: &str, test: impl Fn(&ArrayRef) -> Option<BooleanArray>) -> Option<f64> {
+        let sample = self.sample_of(name)?;
+        let (mut matches, mut rows) = (0usize, 0usize);
+        for block in &sample {
+            let found = test(block)?;
+            matches += found.true_count();
+            rows += block.len();
+        }
+        Some((matches as f64 + 0.5) / (rows as f64 + 1.0))
+    }
+
     /// The column's statistics over every batch the scan overlaps; None when any is missing.
     fn summary(&self, name: &str) -> Option<Summary> {
         let table = self.table?;
@@ -294,7 +381,14 @@ fn as_f64(array: &ArrayRef) -> Option<f64> {
 /// Estimated fraction of rows for which `expr` is true, from the statistics of `table`'s
 /// columns where they were computed already (see the module docs for the formulas).
 pub fn estimate_selectivity(expr: &Expr, table: Option<&TableView>) -> f64 {
-    selectivity(expr, &StatsSource { table, compute: false })
+    selectivity(
+        expr,
+        &StatsSource {
+            table,
+            compute: false,
+            sample: false,
+        },
+    )
 }
 
 fn selectivity(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
@@ -338,10 +432,16 @@ fn selectivity(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
             }
         }
         Expr::IsIn { input, values } => is_in_selectivity(input, values, stats),
-        Expr::StringMatch { kind, .. } => match kind {
-            StringMatch::StartsWith | StringMatch::EndsWith => 0.1,
-            StringMatch::Contains => 0.2,
-        },
+        Expr::StringMatch { kind, input, pattern } => {
+            let sampled = match input.as_ref() {
+                Expr::Column(name) => stats.sampled(name, |block| sample_string_match(*kind, block, pattern)),
+                _ => None,
+            };
+            sampled.unwrap_or(match kind {
+                StringMatch::StartsWith | StringMatch::EndsWith => 0.1,
+                StringMatch::Contains => 0.2,
+            })
+        }
         _ => 0.5,
     };
     estimate.clamp(0.0, 1.0)
@@ -377,6 +477,11 @@ fn comparison_selectivity(op: BinaryOp, left: &Expr, right: &Expr, stats: &Stats
     }
     if literal.is_null() {
         return 0.0;
+    }
+    if let Expr::Column(name) = column
+        && let Some(sampled) = stats.sampled(name, |block| sample_comparison(op, block, &literal.0))
+    {
+        return sampled;
     }
     let Some(summary) = column_name(column).and_then(|name| stats.summary(name)) else {
         return default_comparison(op);
@@ -429,7 +534,65 @@ fn range_selectivity(op: BinaryOp, value: f64, lo: f64, hi: f64, summary: &Summa
     fraction.clamp(0.0, 1.0)
 }
 
+/// The type values of `column` compare as: a dictionary's value type, else its own.
+fn value_type_of(column: &ArrayRef) -> DataType {
+    match column.data_type() {
+        DataType::Dictionary(_, value) => value.as_ref().clone(),
+        other => other.clone(),
+    }
+}
+
+/// `block op literal` with arrow's kernels (dictionaries compare through their values), or
+/// None when the literal does not convert to the column's type.
+fn sample_comparison(op: BinaryOp, block: &ArrayRef, literal: &ArrayRef) -> Option<BooleanArray> {
+    let literal = Scalar::new(cast(literal, &value_type_of(block)).ok()?);
+    let found = match op {
+        BinaryOp::Eq => cmp::eq(block, &literal),
+        BinaryOp::NotEq => cmp::neq(block, &literal),
+        BinaryOp::Lt => cmp::lt(block, &literal),
+        BinaryOp::LtEq => cmp::lt_eq(block, &literal),
+        BinaryOp::Gt => cmp::gt(block, &literal),
+        BinaryOp::GtEq => cmp::gt_eq(block, &literal),
+        _ => return None,
+    };
+    found.ok()
+}
+
+/// Candidates up to which a sample evaluates `is_in` (one comparison pass per candidate).
+const SAMPLE_IS_IN_MAX: usize = 64;
+
+fn sample_is_in(block: &ArrayRef, values: &ArrayRef) -> Option<BooleanArray> {
+    let mut found = BooleanArray::from(vec![false; block.len()]);
+    for index in 0..values.len() {
+        if values.is_valid(index) {
+            let equal = sample_comparison(BinaryOp::Eq, block, &values.slice(index, 1))?;
+            found = boolean::or_kleene(&found, &equal).ok()?;
+        }
+    }
+    Some(found)
+}
+
+/// A string predicate on a block of plain strings (None for dictionaries and other types).
+fn sample_string_match(kind: StringMatch, block: &ArrayRef, pattern: &str) -> Option<BooleanArray> {
+    if !is_string_like(block.data_type()) {
+        return None;
+    }
+    let pattern = Scalar::new(cast(&(Arc::new(StringArray::from(vec![pattern])) as ArrayRef), block.data_type()).ok()?);
+    let found = match kind {
+        StringMatch::StartsWith => comparison::starts_with(block, &pattern),
+        StringMatch::EndsWith => comparison::ends_with(block, &pattern),
+        StringMatch::Contains => comparison::contains(block, &pattern),
+    };
+    found.ok()
+}
+
 fn is_in_selectivity(input: &Expr, values: &Literal, stats: &StatsSource<'_>) -> f64 {
+    if let Expr::Column(name) = input
+        && values.0.len() <= SAMPLE_IS_IN_MAX
+        && let Some(sampled) = stats.sampled(name, |block| sample_is_in(block, &values.0))
+    {
+        return sampled;
+    }
     let count = values.0.len() as f64;
     let default = (DEFAULT_EQ * count).min(0.5);
     let Some(summary) = column_name(input).and_then(|name| stats.summary(name)) else {
@@ -455,6 +618,12 @@ mod tests {
     use crate::optimizer::test_support::*;
     use arrow::array::{Int32Array, RecordBatch};
     use arrow::datatypes::Field;
+
+    /// The rule with statistics computed already only: the defaults decide.
+    const WITHOUT_SAMPLES: ConjunctReordering = ConjunctReordering {
+        compute_stats: false,
+        sample: false,
+    };
 
     fn age(op: BinaryOp, value: i32) -> Expr {
         Expr::col("age").binary(op, Expr::lit(Arc::new(Int32Array::from(vec![value]))))
@@ -564,7 +733,7 @@ mod tests {
                 )
                 .unwrap(),
         );
-        let (before, after, _) = run_rule(&ConjunctReordering::default(), &plan);
+        let (before, after, _) = run_rule(&WITHOUT_SAMPLES, &plan);
         assert_eq!(
             before.lines().next().unwrap(),
             "FILTER ((col(\"name\").str.contains(\"1\") & (col(\"age\") > 3)) & col(\"age\").is_not_null())"
@@ -586,10 +755,14 @@ mod tests {
         });
         // Without statistics both estimates are equal: the order stays.
         assert!(Arc::ptr_eq(
-            &ConjunctReordering::default().rewrite(plan.clone()).unwrap(),
+            &WITHOUT_SAMPLES.rewrite(plan.clone()).unwrap(),
             &plan
         ));
-        let (before, after, _) = run_rule(&ConjunctReordering { compute_stats: true }, &plan);
+        let with_statistics = ConjunctReordering {
+            compute_stats: true,
+            sample: false,
+        };
+        let (before, after, _) = run_rule(&with_statistics, &plan);
         assert!(
             before.contains("filters=[(col(\"age\") < 90), (col(\"age\") > 94)]"),
             "{before}"
@@ -611,5 +784,93 @@ mod tests {
         let plan = Arc::new(plan.filter(Expr::col("id").binary(BinaryOp::Gt, int(1))).unwrap());
         let rewritten = ConjunctReordering::default().rewrite(plan.clone()).unwrap();
         assert!(Arc::ptr_eq(&rewritten, &plan));
+    }
+
+    /// One batch of 40,000 rows: `age` i % 100, `f` alternating -1.0 / 1.0, `city` a dictionary
+    /// where "lima" is one row in eight.
+    fn sampled_file() -> TestFile {
+        let rows = 40_000;
+        let dictionary_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("age", DataType::Int32, false),
+            Field::new("f", DataType::Float32, false),
+            Field::new("city", dictionary_type, false),
+        ]));
+        let cities: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> = (0..rows)
+            .map(|i| if i % 8 == 3 { "lima" } else { ["oslo", "quito", "bern"][i % 3] })
+            .collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from_iter_values((0..rows).map(|i| (i % 100) as i32))),
+                Arc::new(arrow::array::Float32Array::from_iter_values(
+                    (0..rows).map(|i| if i % 2 == 0 { -1.0 } else { 1.0 }),
+                )),
+                Arc::new(cities),
+            ],
+        )
+        .unwrap();
+        TestFile::write("sampled", schema, &[batch])
+    }
+
+    #[test]
+    fn samples_estimate_dictionary_equality_and_comparisons() {
+        let file = sampled_file();
+        let table = file.table();
+        let stats = StatsSource {
+            table: Some(&table),
+            compute: false,
+            sample: true,
+        };
+        let city = Expr::col("city").binary(BinaryOp::Eq, string("lima"));
+        let positive = Expr::col("f").binary(BinaryOp::Gt, float(0.0));
+        let old = age(BinaryOp::Gt, 98);
+        let close = |a: f64, b: f64| (a - b).abs() < 0.01;
+        assert!(close(selectivity(&city, &stats), 0.125), "{}", selectivity(&city, &stats));
+        assert!(close(selectivity(&positive, &stats), 0.5));
+        assert!(close(selectivity(&old, &stats), 0.01));
+        let is_in = Expr::IsIn {
+            input: Box::new(Expr::col("age")),
+            values: Literal(Arc::new(Int32Array::from(vec![1, 2, 3, 4, 500]))),
+        };
+        assert!(close(selectivity(&is_in, &stats), 0.04));
+        // Without a sample, a dictionary string compare gets the default.
+        assert_eq!(estimate_selectivity(&city, Some(&table)), DEFAULT_EQ);
+    }
+
+    #[test]
+    fn sampled_scan_filters_go_selective_first() {
+        let file = sampled_file();
+        let written = vec![
+            Expr::col("city").binary(BinaryOp::Eq, string("lima")),
+            Expr::col("f").binary(BinaryOp::Gt, float(0.0)),
+            age(BinaryOp::Gt, 98),
+        ];
+        let plan = Arc::new(LogicalPlan::Scan {
+            table: file.table(),
+            filters: written,
+        });
+        // Without statistics: both comparisons 1/3 at cost 1, the string compare 0.1 at cost 2.
+        let (_, unsampled, _) = run_rule(&WITHOUT_SAMPLES, &plan);
+        assert!(
+            unsampled.contains(
+                "filters=[(col(\"f\") > 0.0), (col(\"age\") > 98), (col(\"city\") == \"lima\")]"
+            ),
+            "{unsampled}"
+        );
+        // Sampled: age > 98 keeps 1 %, f > 0 half, city == "lima" an eighth at twice the cost.
+        let (before, after, _) = run_rule(&ConjunctReordering::default(), &plan);
+        assert!(
+            before.contains(
+                "filters=[(col(\"city\") == \"lima\"), (col(\"f\") > 0.0), (col(\"age\") > 98)]"
+            ),
+            "{before}"
+        );
+        assert!(
+            after.contains(
+                "filters=[(col(\"age\") > 98), (col(\"f\") > 0.0), (col(\"city\") == \"lima\")]"
+            ),
+            "{after}"
+        );
     }
 }

@@ -442,7 +442,10 @@ mod tests {
             Box::new(PredicatePushdown),
             Box::new(ProjectionPruning),
             Box::new(BatchPruning),
-            Box::new(ConjunctReordering { compute_stats: true }),
+            Box::new(ConjunctReordering {
+                compute_stats: true,
+                sample: true,
+            }),
         ];
         for plan in plans {
             for rule in &rules {

@@ -2,7 +2,7 @@
 
 use std::ffi::c_int;
 
-use numpy::npyffi::{NPY_ARRAY_CARRAY_RO, NpyTypes, PY_ARRAY_API, get_type_object, npy_intp};
+use numpy::npyffi::{NPY_ARRAY_CARRAY, NPY_ARRAY_CARRAY_RO, NpyTypes, PY_ARRAY_API, get_type_object, npy_intp};
 use numpy::{PyArrayDescr, PyArrayDescrMethods};
 use pyo3::prelude::*;
 use relay_exec::DenseArray;
@@ -12,6 +12,16 @@ use super::BufferOwner;
 /// A read-only NumPy array of `dense`, whose base object keeps the buffer alive (the mapping
 /// for a view, the heap allocation for a copy).
 pub fn dense_to_numpy<'py>(py: Python<'py>, dense: DenseArray) -> PyResult<Bound<'py, PyAny>> {
+    new_array(py, dense, NPY_ARRAY_CARRAY_RO)
+}
+
+/// A writable NumPy array of `dense`, for fresh buffers nothing else refers to (a batch the
+/// caller owns, which torch may take without a read-only warning).
+pub fn dense_to_numpy_writable<'py>(py: Python<'py>, dense: DenseArray) -> PyResult<Bound<'py, PyAny>> {
+    new_array(py, dense, NPY_ARRAY_CARRAY)
+}
+
+fn new_array<'py>(py: Python<'py>, dense: DenseArray, flags: c_int) -> PyResult<Bound<'py, PyAny>> {
     let descr = PyArrayDescr::new(py, dense.dtype.numpy_str().as_str())?;
     let item_size = dense.dtype.item_size();
     let mut dims: Vec<npy_intp> = dense.shape.iter().map(|&d| d as npy_intp).collect();
@@ -25,7 +35,7 @@ pub fn dense_to_numpy<'py>(py: Python<'py>, dense: DenseArray) -> PyResult<Bound
     // fresh reference); `dims` and `strides` have `ndim` entries and are copied by NumPy; `data`
     // points to `prod(dims) * item_size` bytes owned by `owner`'s buffer, which becomes the
     // array's base (SetBaseObject steals that reference too), so the bytes outlive the array.
-    // The flags leave out WRITEABLE: the array is read-only.
+    // With NPY_ARRAY_CARRAY_RO the flags leave out WRITEABLE: the array is read-only.
     // SAFETY: valid descr, dims and strides; the base object owns the bytes (reasons above).
     unsafe {
         let array = PY_ARRAY_API.PyArray_NewFromDescr(
@@ -36,7 +46,7 @@ pub fn dense_to_numpy<'py>(py: Python<'py>, dense: DenseArray) -> PyResult<Bound
             dims.as_mut_ptr(),
             strides.as_mut_ptr(),
             data,
-            NPY_ARRAY_CARRAY_RO,
+            flags,
             std::ptr::null_mut(),
         );
         let array = Bound::from_owned_ptr_or_err(py, array)?;

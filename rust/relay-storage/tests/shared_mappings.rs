@@ -1,0 +1,167 @@
+//! Files opened twice share one mapping while they are unchanged; columns are decoded and
+//! validated once per mapping.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use arrow::array::{Array, ArrayRef, DictionaryArray, Int32Array, RecordBatch};
+use arrow::datatypes::{DataType, Field, Int32Type, Schema};
+use arrow::ipc::writer::FileWriter;
+use relay_storage::{IpcFile, StorageError, batch_stats, cached_batch_stats};
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("relay-shared-{}-{name}-{unique}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+
+    fn join(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// city: dictionary<int32, utf8>, n: int32; two batches of `rows` rows, `n` starting at `first`.
+fn write(path: &Path, first: i32, rows: i32) {
+    let dictionary_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("city", dictionary_type, true),
+        Field::new("n", DataType::Int32, false),
+    ]));
+    // One dictionary for the whole file: IPC files cannot replace it between batches.
+    let cities: DictionaryArray<Int32Type> =
+        (first..first + 2 * rows).map(|i| ["oslo", "lima", "quito"][i as usize % 3]).collect();
+    let numbers = Int32Array::from_iter_values(first..first + 2 * rows);
+    let all = RecordBatch::try_new(schema.clone(), vec![Arc::new(cities) as ArrayRef, Arc::new(numbers)])
+        .expect("batch");
+    let mut writer = FileWriter::try_new(std::fs::File::create(path).expect("create"), &schema).expect("writer");
+    for batch in 0..2 {
+        writer.write(&all.slice((batch * rows) as usize, rows as usize)).expect("write");
+    }
+    writer.finish().expect("finish");
+}
+
+/// Moves the file's modification time a minute back: files written within the last seconds are
+/// never shared (see `SETTLED_AFTER`).
+fn settle(path: &Path) {
+    let file = std::fs::File::options().write(true).open(path).expect("open for times");
+    file.set_modified(SystemTime::now() - Duration::from_secs(60)).expect("set mtime");
+}
+
+fn first_value(file: &IpcFile, batch: usize) -> i32 {
+    let decoded = file.decode_column(batch, 1).expect("decode");
+    decoded.array.as_any().downcast_ref::<Int32Array>().expect("int32").value(0)
+}
+
+#[test]
+fn an_unchanged_file_opened_twice_shares_its_mapping() {
+    let dir = TempDir::new("twice");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 100);
+    settle(&path);
+    let first = IpcFile::open(&path).expect("open");
+    let second = IpcFile::open(&path).expect("open again");
+    assert!(Arc::ptr_eq(&first, &second));
+    assert_eq!(first.mapped_range(), second.mapped_range());
+    // Statistics computed through one opening are there for the other.
+    batch_stats(&first, 1, 1).expect("stats");
+    assert!(cached_batch_stats(&second, 1, 1).is_some());
+    // Once every opening is gone, the next one maps the file afresh.
+    drop((first, second));
+    let third = IpcFile::open(&path).expect("open a third time");
+    assert!(cached_batch_stats(&third, 1, 1).is_none());
+}
+
+#[test]
+fn a_replaced_or_rewritten_file_gets_a_mapping_of_its_own() {
+    let dir = TempDir::new("replaced");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 100);
+    settle(&path);
+    let original = IpcFile::open(&path).expect("open");
+
+    // Replaced by rename (a new inode, the same size).
+    let next = dir.join("next.arrow");
+    write(&next, 1000, 100);
+    settle(&next);
+    std::fs::rename(&next, &path).expect("rename");
+    let replaced = IpcFile::open(&path).expect("open the replacement");
+    assert!(!Arc::ptr_eq(&original, &replaced));
+    assert_eq!(first_value(&replaced, 0), 1000);
+    assert_eq!(first_value(&original, 0), 0, "the first opening keeps its own file");
+
+    // Written in place with the same size: new times, so a new mapping.
+    write(&path, 2000, 100);
+    let rewritten = IpcFile::open(&path).expect("open the rewritten file");
+    assert!(!Arc::ptr_eq(&replaced, &rewritten));
+    assert_eq!(first_value(&rewritten, 1), 2100);
+}
+
+#[test]
+fn a_recently_written_file_is_not_shared() {
+    let dir = TempDir::new("recent");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 10);
+    let first = IpcFile::open(&path).expect("open");
+    let second = IpcFile::open(&path).expect("open again");
+    assert!(!Arc::ptr_eq(&first, &second));
+}
+
+#[test]
+fn a_shared_mapping_still_reports_a_truncated_file() {
+    let dir = TempDir::new("truncated");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 1000);
+    settle(&path);
+    let file = IpcFile::open(&path).expect("open");
+    file.decode_column(0, 0).expect("decode");
+    let size = std::fs::metadata(&path).expect("stat").len();
+    std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open for writing")
+        .set_len(size / 2)
+        .expect("truncate");
+    // Decoded columns are cached, yet each read still checks the file first.
+    assert!(matches!(file.decode_column(0, 0), Err(StorageError::FileChanged { .. })));
+    assert!(matches!(file.decode_column(1, 1), Err(StorageError::FileChanged { .. })));
+    // Opening again does not hand out the old mapping: the size is part of the identity.
+    assert!(IpcFile::open(&path).is_err());
+}
+
+#[test]
+fn columns_are_decoded_once_per_mapping() {
+    let dir = TempDir::new("decoded");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 1000);
+    let file = IpcFile::open(&path).expect("open");
+    let first = file.decode_column(1, 0).expect("decode");
+    let again = file.decode_column(1, 0).expect("decode again");
+    assert!(Arc::ptr_eq(&first.array, &again.array), "the same decoded array");
+    assert!(first.copy_reason.is_none());
+    // A fixed-width column validates in constant time: it is decoded on each read, not kept.
+    let numbers = file.decode_column(1, 1).expect("decode");
+    assert!(!Arc::ptr_eq(&numbers.array, &file.decode_column(1, 1).expect("decode").array));
+    // A write in place (same size) changes the times: the column is decoded afresh, and
+    // from then on on every read.
+    let bytes = std::fs::read(&path).expect("read");
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&path, &bytes).expect("rewrite in place");
+    let after_write = file.decode_column(1, 0).expect("decode after the write");
+    assert!(!Arc::ptr_eq(&first.array, &after_write.array));
+    assert_eq!(after_write.array.len(), 1000);
+    let once_more = file.decode_column(1, 0).expect("decode once more");
+    assert!(!Arc::ptr_eq(&after_write.array, &once_more.array));
+}
