@@ -21,7 +21,8 @@ epoch's order is cut into contiguous shards whose sizes differ by at most one ro
 they visit every row exactly once.
 
 Each batch is one gather per output straight into a fresh buffer (the only copy); the next
-``prefetch`` batches are gathered by a Rust thread while the caller works on the current one.
+batches (``prefetch`` per gather thread, two threads on a machine with two cores or more) are
+gathered by Rust threads while the caller works on the current one.
 """
 
 from __future__ import annotations
@@ -283,7 +284,10 @@ class ShardIterator:
         self.batches_done = min(start_batch, self.num_batches)
         # Users' objects of the buffer sets submitted, oldest first.
         self._in_flight: deque[list[Any]] = deque()
-        for _ in range(min(prefetch, self.num_batches - self.batches_done)):
+        # `prefetch` batches ahead per gather thread, like DataLoader's prefetch_factor per
+        # worker: a thread that finishes a batch finds the next one's buffers waiting.
+        self._depth = prefetch * int(self._stream.producers)
+        for _ in range(min(self._depth, self.num_batches - self.batches_done)):
             self._submit()
 
     def _submit(self) -> None:
@@ -305,7 +309,7 @@ class ShardIterator:
         rows, _buffers, ragged = item
         users = self._in_flight.popleft()
         self.batches_done += 1
-        # Keep `prefetch` sets in flight: the producer gathers them while this batch is used.
+        # Keep the sets in flight: the producers gather them while this batch is used.
         if self.batches_done + len(self._in_flight) < self.num_batches:
             self._submit()
         return _assemble(self._outputs, users, ragged, rows, self._batch_size)

@@ -339,8 +339,10 @@ class Frame:
 
     def profile(self) -> list[dict[str, Any]]:
         """Runs the frame and returns per-operator statistics: rows in and out, bytes read and
-        copied, and wall seconds (each operator's time includes its inputs')."""
-        keys = ("operator", "rows_in", "rows_out", "bytes_read", "bytes_copied", "seconds")
+        copied, wall seconds (each operator's time includes its inputs'), and for scans the
+        record batches read and skipped by min/max pruning."""
+        keys = ("operator", "rows_in", "rows_out", "bytes_read", "bytes_copied", "seconds", "batches_read",
+                "batches_skipped")
         return [dict(zip(keys, row)) for row in self._native._profile()]
 
     def __iter__(self) -> Any:

@@ -93,3 +93,27 @@ def test_distributed_ranks_shard_disjointly(tmp_path: Path) -> None:
     assert not first & second
     assert first | second == {i for i in range(n) if i % 3 != 0}
     assert abs(len(first) - len(second)) <= 1
+
+
+def test_loader_epoch_keeps_anonymous_memory_flat(big_file: Path) -> None:
+    """A whole shuffled epoch over the 1 GB file holds no more than a few batches: memory after
+    a quarter of the epoch (the allocator has warmed up on batch-sized blocks) is what it is at
+    the end, and never more than a handful of 2 MB batches above the start."""
+    from relay_ml.torch import loader
+
+    frame = relay.scan(big_file)
+    batches = iter(loader(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=3, prefetch=2))
+    next(batches)  # the epoch's order (16 MB of positions) and the first batches exist from here on
+    start = rss_anon_bytes()
+    rows = 0
+    quarter = None
+    for k, (x, y) in enumerate(batches):
+        rows += len(y)
+        if k == 120:
+            quarter = rss_anon_bytes()
+    end = rss_anon_bytes()
+    assert rows == EMB_ROWS - 8_192 and quarter is not None
+    assert torch.equal(x[:, 0], y.to(torch.float32))
+    mib = 2**20
+    assert end - quarter < 8 * mib, f"anonymous memory grew by {(end - quarter) / mib:.1f} MiB over 3/4 of the epoch"
+    assert end - start < 48 * mib, f"anonymous memory grew by {(end - start) / mib:.1f} MiB over the epoch"

@@ -489,8 +489,9 @@ def loader(frame: Frame, batch_size: int, *, features: Sequence[str] | None = No
            fill_null: Any = None, transform: Callable[[Any], Any] | None = None, rank: int | None = None,
            world_size: int | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
            shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, ragged: str = "pad") -> RelayLoader:
-    """Batches of ``frame`` for a training loop, gathered by Rust threads ``prefetch`` batches
-    ahead, with no worker processes.
+    """Batches of ``frame`` for a training loop, gathered by Rust threads ahead of use
+    (``prefetch`` batches per gather thread, like DataLoader's ``prefetch_factor``), with no
+    worker processes.
 
     Each batch is gathered straight into its tensors (into pinned memory with ``pin_memory``;
     ``device`` then moves it with ``non_blocking=True``): one copy from the mapped file. Each

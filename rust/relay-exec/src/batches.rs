@@ -183,7 +183,7 @@ fn column_pieces(name: &str, data_type: &DataType, arrays: &[&ArrayRef]) -> Resu
                 let values = list.values();
                 Piece {
                     cells: Cells::of(values.as_ref()).ok_or_else(unsupported)?,
-                    base: if list.is_empty() { 0 } else { list.value_offset_at(0) as usize },
+                    base: if list.is_empty() { 0 } else { list.value_offset_at(0) },
                     offsets: None,
                     row_nulls,
                     value_nulls: values.logical_nulls().filter(|n| n.null_count() > 0),
@@ -262,6 +262,7 @@ where
     f32: AsPrimitive<D>,
     f64: AsPrimitive<D>,
 {
+    #[allow(clippy::too_many_arguments)] // a kernel's operands, passed as they are used
     fn typed<S: AsPrimitive<D>, D: OutCell>(
         values: &[S],
         piece: &Piece,

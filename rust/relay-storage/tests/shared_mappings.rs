@@ -165,3 +165,30 @@ fn columns_are_decoded_once_per_mapping() {
     let once_more = file.decode_column(1, 0).expect("decode once more");
     assert!(!Arc::ptr_eq(&after_write.array, &once_more.array));
 }
+
+#[test]
+fn dictionary_keys_outside_the_dictionary_are_corrupt_files() {
+    let dir = TempDir::new("keys");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 600);
+    let bytes = std::fs::read(&path).expect("read");
+    // The keys of the first batch: 0, 1, 2, 0, 1, 2, ... as little-endian int32.
+    let pattern: Vec<u8> = [0i32, 1, 2, 0, 1, 2].iter().flat_map(|k| k.to_le_bytes()).collect();
+    let at = bytes.windows(pattern.len()).position(|w| w == pattern.as_slice()).expect("keys in the file");
+    for bad_key in [3i32, -1, i32::MAX] {
+        let mut damaged = bytes.clone();
+        damaged[at + 4..at + 8].copy_from_slice(&bad_key.to_le_bytes());
+        let damaged_path = dir.join(&format!("damaged{bad_key}.arrow"));
+        std::fs::write(&damaged_path, &damaged).expect("write");
+        let file = IpcFile::open(&damaged_path).expect("the footer is intact");
+        match file.decode_column(0, 0) {
+            Err(StorageError::CorruptFile { reason, .. }) => assert!(reason.contains("city"), "{reason}"),
+            other => panic!("key {bad_key}: expected a corrupt file, got {other:?}"),
+        }
+        file.decode_column(0, 1).expect("the other column reads");
+    }
+    let file = IpcFile::open(&path).expect("open");
+    let cities = file.decode_column(0, 0).expect("decode");
+    assert_eq!(cities.array.len(), 600);
+    assert!(cities.copy_reason.is_none());
+}
