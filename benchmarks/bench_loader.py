@@ -126,7 +126,7 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
     if method == "polars":
         import polars as pl
 
-        df = pl.read_ipc(path, columns=features + ["label"], memory_map=False)
+        df = pl.read_ipc(path, columns=features + ["label"]).rechunk()
 
         def gen():
             for s in starts:
