@@ -32,6 +32,7 @@ from relay_ml.errors import (
 from relay_ml.expr import Expr, col, lit, when
 from relay_ml.frame import BatchIterator, Frame, scan
 from relay_ml.interop import from_arrow, from_numpy, from_pandas
+from relay_ml.io import append, write
 
 __all__ = [
     "__version__",
@@ -39,6 +40,8 @@ __all__ = [
     "from_arrow",
     "from_numpy",
     "from_pandas",
+    "write",
+    "append",
     "Frame",
     "BatchIterator",
     "Column",

@@ -36,7 +36,7 @@ class Column(ColumnBase):
     # Native attributes, documented here:
     #   name: str             the column name
     #   dtype: str            the Arrow type, spelled as pyarrow does ("float", "int64", ...)
-    #   path: str             the mapped file
+    #   path: str|None        the mapped file; None for a column of a frame in memory
     #   null_count: int       number of nulls (decodes the column's record batches)
     #   copy_reason: str|None why exports copy; None when they are views of the mapping
 

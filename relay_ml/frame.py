@@ -93,18 +93,13 @@ class Frame:
     @property
     def path(self) -> str | None:
         """The mapped file; None for a frame over memory (``from_arrow``, ``from_numpy``, ...)."""
-        return None if self._in_memory() else self._native.path
+        return self._native.path
 
     @property
     def origin(self) -> str:
         """Where the frame's data comes from: the mapped file's path, or the call that made an
         in-memory frame (``"from_numpy"``, ``"from_arrow(pyarrow.Table)"``, ...)."""
-        return self._ops[0][1][0] if self._in_memory() else self._native.path
-
-    def _in_memory(self) -> bool:
-        from relay_ml.interop import MEMORY_OP
-
-        return bool(self._ops) and self._ops[0][0] == MEMORY_OP
+        return self._native.origin
 
     @property
     def schema(self) -> dict[str, str]:
@@ -330,12 +325,8 @@ class Frame:
     # -- plans -----------------------------------------------------------------------------
     def explain(self) -> str:
         """The logical plan, the optimized plan, and for each output column whether exporting
-        it is a view of the mapped file or a copy, and why."""
-        text = self._native.explain()
-        if self._in_memory():  # the row source is an implementation detail: name the origin
-            text = text.replace(f"SCAN {self._native.path} columns=[]", f"MEMORY <{self.origin}>")
-            text = text.replace(self._native.path, f"<{self.origin}>")
-        return text
+        it is a view of the mapped file (or of the caller's memory) or a copy, and why."""
+        return self._native.explain()
 
     def profile(self) -> list[dict[str, Any]]:
         """Runs the frame and returns per-operator statistics: rows in and out, bytes read and
@@ -389,6 +380,25 @@ class Frame:
         import pyarrow as pa
 
         return pa.table(self)
+
+    def write_ipc(
+        self, path: str | os.PathLike[str], batch_size: int | None = None, compression: str | None = None
+    ) -> dict[str, int]:
+        """Writes the frame to ``path`` as an Arrow IPC file (Feather v2) that relay, NumPy,
+        torch and JAX map without copying: every buffer is 64-byte aligned (pyarrow's 8 makes
+        JAX copy), and by default all rows go into one record batch, so each column is one view.
+
+        ``batch_size`` splits the rows into record batches of that many rows instead.
+        ``compression`` ("lz4" or "zstd") is not available: compressed buffers always decode
+        to the heap, and relay writes files to be mapped; passing it raises.
+
+        The file is written under a temporary name in the same folder, synced and renamed over
+        ``path``: a reader of the old file keeps it, and a crash never leaves a partial file.
+        Returns a dict with the ``rows``, ``batches`` and ``bytes`` written.
+        """
+        from relay_ml.io import write_ipc
+
+        return write_ipc(self, path, batch_size, compression)
 
     def to_dict(self, as_series: bool = True) -> dict[str, Any]:
         """Column name to :class:`Column` (``as_series=True``) or to a list of Python values."""
@@ -449,9 +459,9 @@ class Frame:
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         return self._native.__arrow_c_stream__(requested_schema)
 
-    # -- pickling: a frame travels as (path, operations), never as data -------------------
+    # -- pickling: a frame travels as (path, operations); an in-memory one carries its data --
     def __reduce__(self) -> tuple[Any, ...]:
-        if self._in_memory():  # no file to reopen: the recipe carries the data
+        if self.path is None:  # no file to reopen: the recipe carries the data
             from relay_ml.interop import replay_memory
 
             return (replay_memory, (self._ops,))
@@ -506,7 +516,7 @@ class BatchIterator:
             yield source.slice(start, self._batch_size)
 
     def __repr__(self) -> str:
-        return f"BatchIterator(batch_size={self._batch_size}, frame={self._frame.path!r})"
+        return f"BatchIterator(batch_size={self._batch_size}, frame={self._frame.origin!r})"
 
 
 def _check_batch_size(batch_size: Any) -> None:

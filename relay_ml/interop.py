@@ -12,15 +12,11 @@ from. Pickling it sends the data (a scanned frame sends only its path and plan).
 
 from __future__ import annotations
 
-import os
-import tempfile
-import threading
-from collections import OrderedDict
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
-from relay_ml._relay import NativeFrame, _import_arrow, _write_row_source
+from relay_ml._relay import NativeFrame, _import_arrow
 from relay_ml.errors import RelayTypeError, RelayValueError
 
 if TYPE_CHECKING:
@@ -32,36 +28,6 @@ __all__ = ["from_arrow", "from_numpy", "from_pandas"]
 
 #: The op that starts the recipe of an in-memory frame: ("_memory", (origin, rows)).
 MEMORY_OP = "_memory"
-
-# Row sources by row count: a frame of N rows attaches its columns to a file of N empty rows.
-# Kept for reuse (each holds one open file descriptor of a deleted file of a few hundred bytes).
-_ROW_SOURCES: OrderedDict[int, NativeFrame] = OrderedDict()
-_ROW_SOURCES_KEPT = 16
-_ROW_SOURCES_LOCK = threading.Lock()
-
-
-def _row_source(num_rows: int) -> NativeFrame:
-    """A frame of ``num_rows`` rows and no columns, for in-memory columns to attach to."""
-    with _ROW_SOURCES_LOCK:
-        native = _ROW_SOURCES.get(num_rows)
-        if native is not None:
-            _ROW_SOURCES.move_to_end(num_rows)
-            return native
-    directory = tempfile.mkdtemp(prefix="relay_ml-")
-    path = os.path.join(directory, f"rows-{num_rows}.arrow")
-    try:
-        _write_row_source(path, num_rows)
-        native = NativeFrame.scan(path)  # the mapping keeps the file open after it is deleted
-    finally:
-        if os.path.exists(path):
-            os.unlink(path)
-        os.rmdir(directory)
-    with _ROW_SOURCES_LOCK:
-        _ROW_SOURCES[num_rows] = native
-        while len(_ROW_SOURCES) > _ROW_SOURCES_KEPT:
-            _ROW_SOURCES.popitem(last=False)
-    return native
-
 
 def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, origin: str) -> Frame:
     """A frame of ``num_rows`` rows over ``columns`` ``[(name, data, why the caller copied it)]``,
@@ -78,7 +44,7 @@ def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, orig
             raise RelayValueError(
                 f"{origin}: column {name!r} has {len(data)} rows, the others {num_rows}; columns must be of one length"
             )
-    native = _row_source(num_rows)
+    native = NativeFrame.memory(num_rows, origin)
     ops: tuple[tuple[str, tuple[Any, ...]], ...] = ((MEMORY_OP, (origin, num_rows)),)
     if columns:
         native = native.attach(columns)
@@ -87,11 +53,11 @@ def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, orig
 
 
 def replay_memory(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
-    """Rebuilds an in-memory frame from its recipe (unpickling): the row source, then the ops."""
+    """Rebuilds an in-memory frame from its recipe (unpickling): its rows, then the ops."""
     from relay_ml.frame import Frame
 
     (_, (origin, num_rows)), rest = ops[0], ops[1:]
-    frame = Frame._wrap(_row_source(num_rows), ((MEMORY_OP, (origin, num_rows)),))
+    frame = Frame._wrap(NativeFrame.memory(num_rows, origin), ((MEMORY_OP, (origin, num_rows)),))
     for method, args in rest:
         frame = getattr(frame, method)(*args)
     return frame

@@ -45,3 +45,65 @@ def test_inspect_missing_file_fails_cleanly(tmp_path, capsys):
 def test_relay_entry_point_runs():
     result = subprocess.run([sys.executable, "-m", "relay_ml.cli", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "inspect" in result.stdout
+
+
+def test_convert_writes_one_aligned_uncompressed_batch(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    table = pa.table(
+        {
+            "x": rng.standard_normal(10_000).astype(np.float32),
+            "s": pa.array([f"v{i}" if i % 5 else None for i in range(10_000)]),
+            "city": pa.array(["a", "b", "c", "d"] * 2_500).dictionary_encode(),
+        }
+    )
+    source = write_arrow(tmp_path / "in.arrow", table, batch_rows=999)
+    out = tmp_path / "out.arrow"
+    assert main(["convert", str(source), str(out)]) == 0
+    assert "10,000 rows in 1 record batch," in capsys.readouterr().out
+    reader = pa.ipc.open_file(out)
+    assert reader.num_record_batches == 1
+    assert reader.read_all().equals(table.combine_chunks())
+    assert main(["inspect", "--json", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert all(c["alignment"] == 64 for c in report["columns"])
+    assert report["batches"][0]["compression"] is None
+    assert [c["zero_copy"] for c in report["columns"]][0]
+
+
+def test_convert_batches_progress_and_in_place(tmp_path, capsys):
+    table = pa.table({"x": np.arange(1000, dtype=np.int64)})
+    source = write_arrow(tmp_path / "in.arrow", table)
+    assert main(["convert", "--batch-size", "300", "--progress", str(source), str(source)]) == 0
+    captured = capsys.readouterr()
+    assert "4 record batches" in captured.out
+    assert "relay convert" in captured.err and "1.00k/1.00k" in captured.err  # the tqdm bar
+    reader = pa.ipc.open_file(source)
+    assert [reader.get_batch(i).num_rows for i in range(4)] == [300, 300, 300, 100]
+    assert reader.read_all().equals(table)
+    # Without --batch-size, batches stay under --max-batch-bytes.
+    out = tmp_path / "small.arrow"
+    assert main(["convert", "--max-batch-bytes", "4000", "--no-progress", str(source), str(out)]) == 0
+    assert pa.ipc.open_file(out).num_record_batches > 1
+    assert capsys.readouterr().err == ""
+
+
+def test_convert_without_tqdm_and_with_bad_input(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name == "tqdm":
+            raise ImportError("no tqdm")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    source = write_arrow(tmp_path / "in.arrow", pa.table({"x": [1, 2, 3]}))
+    assert main(["convert", "--progress", str(source), str(tmp_path / "out.arrow")]) == 0
+    assert capsys.readouterr().err == ""
+    bad = tmp_path / "bad.arrow"
+    bad.write_text("not arrow")
+    assert main(["convert", str(bad), str(tmp_path / "never.arrow")]) == 1
+    assert "relay convert:" in capsys.readouterr().err
+    assert not (tmp_path / "never.arrow").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.arrow", "in.arrow", "out.arrow"]

@@ -112,6 +112,8 @@ def test_from_numpy_references_the_arrays() -> None:
     assert frame["emb"].to_numpy().ctypes.data == emb.ctypes.data
     assert frame["emb"].to_numpy().shape == (1000, 4)
     assert "referenced" in frame.explain() and "<from_numpy>" in frame.explain()
+    assert "MEMORY <from_numpy> rows=1000" in frame.explain()  # a memory leaf, no file behind it
+    assert frame["x"].path is None and frame.filter(relay.col("x") > 1)["x"].path is None
     np.testing.assert_array_equal(frame.filter(relay.col("label") == 1)["x"].to_numpy(), x[x % 3 == 1])
 
 
@@ -214,3 +216,29 @@ def test_in_memory_error_messages_name_the_origin() -> None:
     frame = relay.from_numpy({"s": np.array(["a", "b"]), "x": np.zeros(2)})
     with pytest.raises(relay.RelayTypeError, match="from_numpy"):
         frame.select("s", "x").to_numpy()
+    with pytest.raises(relay.ZeroCopyError, match='column "s" of <from_numpy>'):
+        frame.filter(relay.col("x") >= 0)["s"].to_numpy(zero_copy=True)
+
+
+def test_torch_dataset_over_an_in_memory_frame() -> None:
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader
+
+    from relay_ml.torch import RelayDataset
+
+    n = 200
+    f0 = np.arange(n, dtype=np.float32)
+    emb = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
+    label = np.arange(n, dtype=np.int64) % 7
+    ds = RelayDataset(relay.from_numpy({"f0": f0, "emb": emb, "label": label}), features=["f0", "emb"], target="label")
+    assert len(ds) == n
+    rows = np.array([199, 0, 57, 57, 3])
+    x, y = ds.__getitems__(rows).output
+    np.testing.assert_array_equal(x.numpy(), np.hstack([f0[rows, None], emb[rows]]))
+    np.testing.assert_array_equal(y.numpy(), label[rows])
+    # Worker processes get the dataset by pickling: the frame sends its data.
+    clone = pickle.loads(pickle.dumps(ds))
+    x, y = clone.__getitems__(rows).output
+    np.testing.assert_array_equal(y.numpy(), label[rows])
+    labels = torch.cat([y for _, y in DataLoader(ds, batch_size=64, num_workers=2, multiprocessing_context="spawn")])
+    np.testing.assert_array_equal(labels.numpy(), label)

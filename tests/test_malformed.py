@@ -597,7 +597,8 @@ def _simple_cases() -> list[Case]:
         _bytes_case("magic_and_tiny_footer", MUST_FAIL, lambda s: b"ARROW1\x00\x00" + b"\x00" * 8 + struct.pack("<i", 8) + b"ARROW1"),
         _bytes_case("wrong_magic", MUST_FAIL, lambda s: b"ARROW2" + s["multi"][6:], "ARROW1"),
         _bytes_case("wrong_trailing_magic", MUST_FAIL, lambda s: s["multi"][:-6] + b"ARROW2"),
-        _bytes_case("trailing_garbage", MUST_FAIL, lambda s: s["multi"] + b"\x00" * 7),
+        # What an append interrupted by a crash leaves (its padding): opens at the last footer.
+        _bytes_case("trailing_garbage", MAY_FAIL, lambda s: s["multi"] + b"\x00" * 7),
         _bytes_case("two_files_concatenated", MAY_FAIL, lambda s: s["multi"] + s["nested"]),
         _bytes_case("text_file", MUST_FAIL, lambda s: b"id,x\n1,2\n" * 20, "ARROW1"),
         _bytes_case("zeros", MUST_FAIL, lambda s: b"\x00" * 4096),
@@ -781,8 +782,9 @@ def test_valid_file_without_batches(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("new_size", ["half", "zero", "grown"])
 def test_truncated_while_mapped(sources: dict[str, bytes], tmp_path: Path, new_size: str) -> None:
-    """Changing the file's size in place under an open frame raises FileChangedError on the next
-    read, never SIGBUS (run in a subprocess so a SIGBUS fails the test instead of pytest)."""
+    """Shrinking the file in place under an open frame raises FileChangedError on the next read,
+    never SIGBUS (run in a subprocess so a SIGBUS fails the test instead of pytest). A file that
+    only grew (what `relay.append` does) still holds every mapped page: reads go on."""
     path = tmp_path / "shrinking.arrow"
     path.write_bytes(sources["multi"])
     size = len(sources["multi"])
@@ -803,7 +805,8 @@ def test_truncated_while_mapped(sources: dict[str, bytes], tmp_path: Path, new_s
                 assert path in str(error), error
                 assert isinstance(error, OSError)
             else:
-                raise AssertionError("read after truncation succeeded")
+                if {new_size != "grown"}:
+                    raise AssertionError("read after truncation succeeded")
         print("ok")
     """
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)

@@ -45,7 +45,7 @@ pub fn execute_node(plan: &LogicalPlan, profile: &Profile) -> Result<(ViewSet, O
             };
             Ok((result, stats))
         }
-        LogicalPlan::Memory { schema, batches } => {
+        LogicalPlan::Memory { schema, batches, .. } => {
             let result = memory(schema.clone(), batches);
             let rows = result.num_rows();
             let stats = OperatorStats {

@@ -31,9 +31,10 @@ pub enum LogicalPlan {
     /// executor maps each index to (chunk, row) and keeps the chunks' columns, so a chunk's
     /// selection may go backwards (a shuffle).
     Take { input: Arc<LogicalPlan>, indices: Arc<Vec<u64>> },
-    /// Record batches held in memory: the leaf of a collected frame. Arrays that were views of
-    /// a mapped file when collected still are.
-    Memory { schema: SchemaRef, batches: Arc<Vec<RecordBatch>> },
+    /// Record batches held in memory: the leaf of a collected frame (arrays that were views of
+    /// a mapped file when collected still are), or of a frame made from data already in memory,
+    /// whose `origin` names the call that made it (`from_numpy`, ...).
+    Memory { schema: SchemaRef, batches: Arc<Vec<RecordBatch>>, origin: Option<Arc<str>> },
     /// Columns whose bits are read as another type of the same width (`int32` as `float32`,
     /// `int64` as `timestamp[us]`, ...): the schema changes, the buffers do not. `columns` holds
     /// each changed column's full new type (for a `fixed_size_list` column, the list type with
@@ -263,7 +264,7 @@ impl LogicalPlan {
                     indices: Arc::new(indices[start..start + count].to_vec()),
                 }
             }
-            LogicalPlan::Memory { schema, batches } => {
+            LogicalPlan::Memory { schema, batches, origin } => {
                 let mut skip = offset;
                 let mut remaining = length;
                 let mut sliced = Vec::new();
@@ -284,6 +285,7 @@ impl LogicalPlan {
                 LogicalPlan::Memory {
                     schema: schema.clone(),
                     batches: Arc::new(sliced),
+                    origin: origin.clone(),
                 }
             }
             _ => LogicalPlan::Slice {
@@ -337,7 +339,23 @@ impl LogicalPlan {
         LogicalPlan::Memory {
             schema,
             batches: Arc::new(batches),
+            origin: None,
         }
+    }
+
+    /// `num_rows` rows and no columns, held in memory: the leaf of a frame made from data in
+    /// memory, whose columns are then attached (`attach_columns`). `origin` names the call that
+    /// made the frame (`from_numpy`, ...).
+    pub fn memory_rows(num_rows: usize, origin: &str) -> Result<LogicalPlan> {
+        let schema = Arc::new(Schema::empty());
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(num_rows));
+        let batch = RecordBatch::try_new_with_options(schema.clone(), vec![], &options)
+            .map_err(|error| PlanError::Invalid(format!("{origin}: {error}")))?;
+        Ok(LogicalPlan::Memory {
+            schema,
+            batches: Arc::new(vec![batch]),
+            origin: Some(origin.into()),
+        })
     }
 
     /// The named columns' bits read as the given types. Each type must have the width of the
@@ -462,10 +480,15 @@ impl fmt::Display for LogicalPlan {
                 let more = if indices.len() > SHOWN { ", ..." } else { "" };
                 write!(f, "TAKE {} rows [{}{more}]", indices.len(), shown.join(", "))
             }
-            LogicalPlan::Memory { schema, batches } => {
+            LogicalPlan::Memory { schema, batches, origin } => {
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-                write!(f, "MEMORY columns=[{}] rows={rows} batches={}", names.join(", "), batches.len())
+                match origin {
+                    // Data from outside the plan: its columns are attached above this leaf.
+                    Some(origin) if names.is_empty() => write!(f, "MEMORY <{origin}> rows={rows}"),
+                    Some(origin) => write!(f, "MEMORY <{origin}> columns=[{}] rows={rows}", names.join(", ")),
+                    None => write!(f, "MEMORY columns=[{}] rows={rows} batches={}", names.join(", "), batches.len()),
+                }
             }
             LogicalPlan::Reinterpret { columns, .. } => {
                 let columns: Vec<String> = columns.iter().map(|(name, to)| format!("{name} as {}", type_name(to))).collect();
@@ -784,5 +807,24 @@ mod tests {
         let sliced = attached.slice(8, 5);
         let LogicalPlan::AttachColumns { columns, .. } = &sliced else { panic!() };
         assert_eq!(columns[0].array.len(), 2);
+    }
+
+    #[test]
+    fn memory_rows_are_a_leaf_that_columns_attach_to() {
+        let rows = Arc::new(LogicalPlan::memory_rows(10, "from_numpy").unwrap());
+        assert_eq!(rows.known_num_rows(), Some(10));
+        assert!(rows.is_row_aligned() && rows.schema().unwrap().fields().is_empty());
+        assert_eq!(rows.to_string(), "MEMORY <from_numpy> rows=10");
+        let column = AttachedColumn {
+            name: "a".into(),
+            array: Arc::new(Int32Array::from_iter_values(0..10)),
+            copied: None,
+        };
+        let attached = Arc::new(rows.attach_columns(vec![column]).unwrap());
+        assert_eq!(attached.known_num_rows(), Some(10));
+        let sliced = rows.slice(4, 100);
+        assert_eq!(sliced.to_string(), "MEMORY <from_numpy> rows=6");
+        let empty = LogicalPlan::memory_rows(0, "from_arrow").unwrap();
+        assert_eq!(empty.known_num_rows(), Some(0));
     }
 }

@@ -1,5 +1,5 @@
-//! `relay_ml._relay.ColumnBase`: one column of a mapped file or of a plan over one, with every
-//! export. The public class is `relay_ml.Column`, a Python subclass that carries the docs.
+//! `relay_ml._relay.ColumnBase`: one column of a mapped file or of a plan (over a file or over
+//! memory), with every export. The public class is `relay_ml.Column`, a Python subclass that carries the docs.
 
 use std::ffi::c_int;
 use std::sync::Arc;
@@ -12,11 +12,11 @@ use pyo3::types::{PyCapsule, PyList, PyTuple};
 use relay_exec::DenseArray;
 use relay_exec::execute::ViewSet;
 use relay_plan::LogicalPlan;
-use relay_storage::{ColumnView, DecodedColumn, IpcFile, type_name};
+use relay_storage::{ColumnView, DecodedColumn, type_name};
 
 use crate::errors::{ErrorKind, IntoPyResult, relay_error};
 use crate::export;
-use crate::frame::run_plan;
+use crate::frame::{FrameOrigin, run_plan};
 
 /// Where a column's data comes from.
 #[derive(Clone)]
@@ -27,8 +27,9 @@ pub enum ColumnSource {
     Plan {
         plan: Arc<LogicalPlan>,
         field: FieldRef,
-        /// The scanned file: its mapping tells views from copies, its path goes in messages.
-        file: Arc<IpcFile>,
+        /// The frame's file or memory: a file's mapping tells views from copies; messages name
+        /// the file's path or the call that made the frame.
+        origin: FrameOrigin,
     },
 }
 
@@ -110,15 +111,15 @@ impl ColumnBase {
         }
     }
 
-    fn file(&self) -> &Arc<IpcFile> {
+    fn origin(&self) -> FrameOrigin {
         match &self.source {
-            ColumnSource::File(view) => view.file(),
-            ColumnSource::Plan { file, .. } => file,
+            ColumnSource::File(view) => FrameOrigin::File(view.file().clone()),
+            ColumnSource::Plan { origin, .. } => origin.clone(),
         }
     }
 
     fn describe(&self) -> String {
-        format!("column {:?} of {}", self.field().name(), self.file().path().display())
+        format!("column {:?} of {}", self.field().name(), self.origin().describe())
     }
 
     fn execute(&self, py: Python<'_>) -> PyResult<Executed> {
@@ -138,14 +139,16 @@ impl ColumnBase {
     }
 
     fn mapped(&self) -> std::ops::Range<usize> {
-        self.file().mapped_range()
+        self.origin().mapped_range()
     }
 
     /// The memory an export of `executed` may point into without a copy: the file's mapping,
     /// or an array attached by `with_column` that holds this column's data.
     fn export_range(&self, executed: &Executed) -> std::ops::Range<usize> {
         match (&self.source, executed) {
-            (ColumnSource::Plan { plan, file, .. }, Executed::View(view)) => crate::frame::export_range(plan, view, file),
+            (ColumnSource::Plan { plan, origin, .. }, Executed::View(view)) => {
+                crate::frame::export_range(plan, view, origin.mapped_range())
+            }
             _ => self.mapped(),
         }
     }
@@ -198,9 +201,10 @@ impl ColumnBase {
         type_name(self.field().data_type())
     }
 
+    /// The mapped file; None for a column of a frame in memory.
     #[getter]
-    fn path(&self) -> String {
-        self.file().path().display().to_string()
+    fn path(&self) -> Option<String> {
+        self.origin().path()
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
@@ -230,10 +234,10 @@ impl ColumnBase {
         let length = length.unwrap_or(u64::MAX);
         let source = match &self.source {
             ColumnSource::File(view) => ColumnSource::File(view.slice(offset, length)),
-            ColumnSource::Plan { plan, field, file } => ColumnSource::Plan {
+            ColumnSource::Plan { plan, field, origin } => ColumnSource::Plan {
                 plan: Arc::new(plan.slice(offset, length)),
                 field: field.clone(),
-                file: file.clone(),
+                origin: origin.clone(),
             },
         };
         ColumnBase { source }

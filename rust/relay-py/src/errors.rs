@@ -71,7 +71,10 @@ pub fn storage_error(error: StorageError) -> PyErr {
         StorageError::CorruptFile { .. } => ErrorKind::CorruptFile,
         StorageError::FileChanged { .. } => ErrorKind::FileChanged,
         StorageError::ColumnNotFound { .. } => ErrorKind::ColumnNotFound,
-        StorageError::OutOfRange { .. } => ErrorKind::Value,
+        StorageError::OutOfRange { .. }
+        | StorageError::SchemaMismatch { .. }
+        | StorageError::Unsupported { .. } => ErrorKind::Value,
+        StorageError::WriteFailed { .. } => ErrorKind::Io,
         StorageError::Io { .. } => ErrorKind::Io,
     };
     relay_error(kind, error.to_string())

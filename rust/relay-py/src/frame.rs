@@ -1,4 +1,4 @@
-//! `relay_ml._relay.NativeFrame`: a lazy plan over a mapped file.
+//! `relay_ml._relay.NativeFrame`: a lazy plan over a mapped file or over data in memory.
 //! The public class is `relay_ml.Frame`, a Python wrapper that carries the docs.
 
 use std::ops::Range;
@@ -71,18 +71,53 @@ fn run_plan_profiled(py: Python<'_>, plan: &Arc<LogicalPlan>, profile: &Profile)
     .map_err(exec_error)
 }
 
+/// Where a frame's rows come from: a mapped file, or memory (a frame made by `from_numpy`,
+/// `from_arrow`, ...). Exports that point into the file's mapping are views of it; messages
+/// name the file's path, or the call that made an in-memory frame.
+#[derive(Clone)]
+pub enum FrameOrigin {
+    File(Arc<IpcFile>),
+    Memory(Arc<str>),
+}
+
+impl FrameOrigin {
+    /// The addresses of the mapped file; empty for memory (no export is a view of a mapping).
+    pub fn mapped_range(&self) -> Range<usize> {
+        match self {
+            FrameOrigin::File(file) => file.mapped_range(),
+            FrameOrigin::Memory(_) => 0..0,
+        }
+    }
+
+    /// The file's path; None for memory.
+    pub fn path(&self) -> Option<String> {
+        match self {
+            FrameOrigin::File(file) => Some(file.path().display().to_string()),
+            FrameOrigin::Memory(_) => None,
+        }
+    }
+
+    /// The origin as messages name it: the file's path, or `<from_numpy>`.
+    pub fn describe(&self) -> String {
+        match self {
+            FrameOrigin::File(file) => file.path().display().to_string(),
+            FrameOrigin::Memory(origin) => format!("<{origin}>"),
+        }
+    }
+}
+
 #[pyclass(frozen, module = "relay_ml._relay")]
 pub struct NativeFrame {
     pub(crate) plan: Arc<LogicalPlan>,
-    /// The scanned file (the plan's leaf).
-    file: Arc<IpcFile>,
+    /// The scanned file or memory at the plan's leaf.
+    origin: FrameOrigin,
 }
 
 impl NativeFrame {
     fn with_plan(&self, plan: LogicalPlan) -> Self {
         NativeFrame {
             plan: Arc::new(plan),
-            file: self.file.clone(),
+            origin: self.origin.clone(),
         }
     }
 
@@ -152,11 +187,12 @@ fn attached_home(plan: &LogicalPlan, view: &ViewSet) -> Option<(Range<usize>, Op
 }
 
 /// The memory an export of `view` (the one-column result of `plan`) may point into without a
-/// copy: the referenced array attached by `with_column` that holds it, else `file`'s mapping.
-pub fn export_range(plan: &LogicalPlan, view: &ViewSet, file: &IpcFile) -> Range<usize> {
+/// copy: the referenced array attached (by `with_column`, `from_numpy`, ...) that holds it,
+/// else the mapping of the frame's file (`mapped`, empty for a frame in memory).
+pub fn export_range(plan: &LogicalPlan, view: &ViewSet, mapped: Range<usize>) -> Range<usize> {
     match attached_home(plan, view) {
         Some((range, None)) => range,
-        _ => file.mapped_range(),
+        _ => mapped,
     }
 }
 
@@ -164,7 +200,7 @@ pub fn export_range(plan: &LogicalPlan, view: &ViewSet, file: &IpcFile) -> Range
 /// operation that causes it: an attached array that was copied, a take or sample, a collect.
 pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) -> String {
     if let Some((_, Some(note))) = attached_home(plan, view) {
-        return format!("the array given to with_column() was copied when attached ({note})");
+        return format!("the array was copied when attached ({note})");
     }
     let selected = view.chunks.iter().any(|c| c.selection.is_some());
     if selected {
@@ -175,7 +211,7 @@ pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) ->
     }
     // A single in-memory chunk whose only obstacle is where it lives: collected data.
     if let [chunk] = view.chunks.as_slice()
-        && plan_has(plan, &|node| matches!(node, LogicalPlan::Memory { .. }))
+        && plan_has(plan, &|node| matches!(node, LogicalPlan::Memory { origin: None, .. }))
     {
         let anywhere = relay_storage::DecodedColumn {
             array: chunk.columns[0].clone(),
@@ -206,13 +242,35 @@ impl NativeFrame {
         let file = py.detach(|| IpcFile::open(&path)).into_py_result()?;
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::scan(TableView::new(file.clone()))),
-            file,
+            origin: FrameOrigin::File(file),
         })
     }
 
+    /// `num_rows` rows and no columns in memory, for `attach` to add columns to; `origin`
+    /// names the call that made the frame (`from_numpy`, ...).
+    #[staticmethod]
+    fn memory(num_rows: u64, origin: &str) -> PyResult<Self> {
+        let rows = usize::try_from(num_rows)
+            .map_err(|_| relay_error(ErrorKind::Value, format!("{origin}: {num_rows} rows do not fit in memory")))?;
+        Ok(NativeFrame {
+            plan: Arc::new(LogicalPlan::memory_rows(rows, origin).map_err(plan_error)?),
+            origin: FrameOrigin::Memory(origin.into()),
+        })
+    }
+
+    /// The mapped file; None for a frame in memory.
     #[getter]
-    fn path(&self) -> String {
-        self.file.path().display().to_string()
+    fn path(&self) -> Option<String> {
+        self.origin.path()
+    }
+
+    /// The mapped file's path, or the call that made an in-memory frame (`from_numpy`, ...).
+    #[getter]
+    fn origin(&self) -> String {
+        match &self.origin {
+            FrameOrigin::File(file) => file.path().display().to_string(),
+            FrameOrigin::Memory(origin) => origin.to_string(),
+        }
     }
 
     /// `[(name, type name)]` in column order.
@@ -367,7 +425,7 @@ impl NativeFrame {
             source: ColumnSource::Plan {
                 plan: Arc::new(plan),
                 field,
-                file: self.file.clone(),
+                origin: self.origin.clone(),
             },
         })
     }
@@ -384,7 +442,7 @@ impl NativeFrame {
         let indices: Vec<usize> = (0..view.schema.fields().len()).collect();
         let dense = py
             .detach(|| gather_fixed_width(&view, &indices, order))
-            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.path())))?;
+            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.origin.describe())))?;
         match dense {
             None => Ok(None),
             Some(dense) => {
@@ -416,7 +474,7 @@ impl NativeFrame {
         let filtered = self.plan.contains_filter();
         for field in schema.fields() {
             let origin = py.detach(|| column_origin(&optimized, field.name(), &mut Vec::new()));
-            let verdict = verdict_of(origin, field.data_type(), filtered, &self.file);
+            let verdict = verdict_of(origin, field.data_type(), filtered, &self.origin.mapped_range());
             out.push_str(&format!("  {} ({}): {verdict}\n", field.name(), type_name(field.data_type())));
         }
         Ok(out)
@@ -438,7 +496,7 @@ impl NativeFrame {
     }
 
     fn __arrow_c_schema__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyCapsule>> {
-        export::arrow::table_schema_capsule(py, &self.schema_ref()?, &self.path())
+        export::arrow::table_schema_capsule(py, &self.schema_ref()?, &self.origin.describe())
     }
 
     /// The frame as a stream of record batches; a plain scan's batches share the mapping.
@@ -447,7 +505,7 @@ impl NativeFrame {
         let _ = requested_schema; // the spec lets producers ignore it; the data keeps its types
         let view = run_plan(py, &self.plan)?;
         let batches = py.detach(|| view.record_batches()).map_err(exec_error)?;
-        export::arrow::stream_capsule(py, view.schema.clone(), batches, &self.path())
+        export::arrow::stream_capsule(py, view.schema.clone(), batches, &self.origin.describe())
     }
 }
 
@@ -461,8 +519,9 @@ enum Origin {
     /// Arrays that already exist (a file's decoded batches, collected memory), after the
     /// slices and reinterpretations above them.
     Arrays { chunks: Vec<DecodedColumn>, in_memory: bool },
-    /// An array attached with `with_column`, and why it was copied when attached.
-    Attached { copied: Option<String> },
+    /// An array attached (by `with_column`, `from_numpy`, ...), after the slices above it, and
+    /// why it was copied when attached.
+    Attached { array: Vec<DecodedColumn>, copied: Option<String> },
     /// An expression evaluated over the rows.
     Computed,
     /// The column's data could not be read (the error that exporting would raise).
@@ -513,7 +572,7 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
             },
             Err(error) => Origin::Unreadable(error.to_string()),
         },
-        LogicalPlan::Memory { schema, batches } => match schema.index_of(name) {
+        LogicalPlan::Memory { schema, batches, .. } => match schema.index_of(name) {
             Ok(index) => {
                 let chunks = batches
                     .iter()
@@ -568,9 +627,16 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
             }
         }
         LogicalPlan::AttachColumns { input, columns } => match columns.iter().find(|column| column.name == name) {
-            Some(column) => Origin::Attached {
-                copied: column.copied.clone(),
-            },
+            Some(column) => {
+                let array = DecodedColumn {
+                    array: column.array.clone(),
+                    copy_reason: None,
+                };
+                Origin::Attached {
+                    array: sliced(vec![array], slices),
+                    copied: column.copied.clone(),
+                }
+            }
             None => column_origin(input, name, slices),
         },
     }
@@ -579,15 +645,17 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
 /// The verdict `explain()` prints for a column from `origin`: "view of ..." or "copy: why".
 /// The reasons are those `Column.copy_reason` gives after running the plan. `filtered`: the
 /// frame's plan has a filter (a selection then comes from it, else from a take or sample).
-fn verdict_of(origin: Origin, data_type: &DataType, filtered: bool, file: &IpcFile) -> String {
+fn verdict_of(origin: Origin, data_type: &DataType, filtered: bool, mapped: &Range<usize>) -> String {
     match origin {
         Origin::Selected if filtered => "copy: a filter selected rows: they are gathered into a copy".into(),
         Origin::Selected => "copy: take() or sample() picked rows: they are gathered into a copy".into(),
         Origin::Computed => "copy: computed by an expression, evaluated into new memory".into(),
-        Origin::Attached { copied: None } => "view of the array attached with with_column() (referenced, not copied)".into(),
-        Origin::Attached { copied: Some(note) } => {
-            format!("copy: the array given to with_column() was copied when attached ({note})")
-        }
+        Origin::Attached { copied: Some(note), .. } => format!("copy: the array was copied when attached ({note})"),
+        // Referenced: a view unless its layout has no NumPy form (nulls, bits, strings, ...).
+        Origin::Attached { array, copied: None } => match array.first().map(|_| relay_exec::zero_copy_blocker(&array, &(0..usize::MAX))) {
+            Some(Some(reason)) => format!("copy: {reason}"),
+            _ => "view of the array attached (referenced, not copied)".into(),
+        },
         Origin::Unreadable(error) => format!("copy: the column cannot be read as it is ({error})"),
         Origin::Arrays { mut chunks, in_memory } => {
             if chunks.is_empty() {
@@ -596,7 +664,7 @@ fn verdict_of(origin: Origin, data_type: &DataType, filtered: bool, file: &IpcFi
                     copy_reason: None,
                 });
             }
-            match relay_exec::zero_copy_blocker(&chunks, &file.mapped_range()) {
+            match relay_exec::zero_copy_blocker(&chunks, mapped) {
                 // Collected views of the file are still views of it.
                 None => "view of the mapped file".into(),
                 Some(_) if in_memory && chunks.len() == 1 && relay_exec::zero_copy_blocker(&chunks, &(0..usize::MAX)).is_none() => {

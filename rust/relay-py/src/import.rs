@@ -1,47 +1,24 @@
 //! Data from other libraries as relay frames: `relay_ml.from_arrow`, `from_numpy`, `from_pandas`.
 //!
-//! An in-memory frame is a row source plus attached columns (`LogicalPlan::AttachColumns`, the
-//! node `Frame.with_column` builds): the row source is a tiny Arrow IPC file with no columns and
-//! one record batch of the frame's row count (`write_row_source`), and every column is an
-//! external array referenced where its memory already has the Arrow layout (see `external.rs`).
-//! This module reads Arrow streams and arrays from the PyCapsule interface into such columns.
+//! An in-memory frame is a plan whose leaf is memory with the frame's rows and no columns
+//! (`LogicalPlan::memory_rows`, `NativeFrame.memory`), with its columns attached as
+//! `Frame.with_column` attaches them (`LogicalPlan::AttachColumns`): each column is an external
+//! array, referenced where its memory already has the Arrow layout (see `external.rs`). No file
+//! is involved. This module reads Arrow streams and arrays from the PyCapsule interface into
+//! such columns.
 
-use std::fs::File;
-use std::io::BufWriter;
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, StructArray, make_array, new_empty_array};
+use arrow::array::{Array, ArrayRef, RecordBatch, StructArray, make_array, new_empty_array};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use arrow::array::RecordBatchReader;
 use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
-use arrow::ipc::writer::FileWriter;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyCapsuleMethods, PyTuple};
 
 use crate::errors::{ErrorKind, relay_error};
 use crate::export;
-
-/// Writes `path`: an Arrow IPC file with no columns and one record batch of `num_rows` rows,
-/// the row source of an in-memory frame (a few hundred bytes whatever `num_rows` is).
-#[pyfunction]
-pub fn _write_row_source(py: Python<'_>, path: PathBuf, num_rows: u64) -> PyResult<()> {
-    let io_error = |action: &str, error: &dyn std::fmt::Display| {
-        relay_error(ErrorKind::Io, format!("cannot {action} the row source {}: {error}", path.display()))
-    };
-    let rows = usize::try_from(num_rows).map_err(|_| relay_error(ErrorKind::Value, format!("{num_rows} rows do not fit in memory")))?;
-    py.detach(|| {
-        let schema = Arc::new(Schema::empty());
-        let options = RecordBatchOptions::new().with_row_count(Some(rows));
-        let batch = RecordBatch::try_new_with_options(schema.clone(), vec![], &options).map_err(|e| io_error("build", &e))?;
-        let file = File::create(&path).map_err(|e| io_error("create", &e))?;
-        let mut writer = FileWriter::try_new(BufWriter::new(file), &schema).map_err(|e| io_error("write", &e))?;
-        writer.write(&batch).map_err(|e| io_error("write", &e))?;
-        writer.finish().map_err(|e| io_error("write", &e))?;
-        writer.into_inner().map_err(|e| io_error("write", &e))?.into_inner().map_err(|e| io_error("write", &e.error()))?.sync_all().map_err(|e| io_error("write", &e))
-    })
-}
 
 /// One column imported from the Arrow PyCapsule interface. It exports itself again through
 /// `__arrow_c_array__` over the same buffers (what `Frame.with_column` attaches), and pickles
@@ -186,7 +163,6 @@ fn import_struct_array(value: &Bound<'_, PyAny>) -> PyResult<(Arc<Schema>, Vec<R
 /// Adds this module's classes and functions to `relay_ml._relay`.
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<ImportedArray>()?;
-    module.add_function(wrap_pyfunction!(_write_row_source, module)?)?;
     module.add_function(wrap_pyfunction!(_import_arrow, module)?)?;
     Ok(())
 }

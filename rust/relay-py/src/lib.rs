@@ -10,6 +10,7 @@ mod frame;
 mod import;
 mod inspect;
 mod loader;
+mod write;
 
 use pyo3::prelude::*;
 
@@ -25,6 +26,7 @@ fn _relay(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(inspect::inspect_file, module)?)?;
     module.add_function(wrap_pyfunction!(frame::_set_optimizer_enabled, module)?)?;
     import::register(module)?;
+    write::register(module)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -43,6 +43,22 @@ pub enum StorageError {
         available: String,
     },
 
+    #[error(
+        "{path}: cannot append: the frame's schema differs from the file's\n  file:  {file_schema}\n  frame: {frame_schema}",
+        path = .path.display()
+    )]
+    SchemaMismatch {
+        path: PathBuf,
+        file_schema: String,
+        frame_schema: String,
+    },
+
+    #[error("{path}: {reason}", path = .path.display())]
+    Unsupported { path: PathBuf, reason: String },
+
+    #[error("{path}: writing failed: {reason}", path = .path.display())]
+    WriteFailed { path: PathBuf, reason: String },
+
     #[error("{what} is out of range: {detail}")]
     OutOfRange { what: &'static str, detail: String },
 }

@@ -334,7 +334,7 @@ impl IpcFile {
         let size = mmap.len() as u64;
         let data = Buffer::from(bytes::Bytes::from_owner(Mapping { mmap }));
         let opened = catch_panic(&path, "reading the footer", || {
-            Self::from_mapping(path.clone(), file, size, identity, data)
+            Self::from_mapping_recovering(path.clone(), file, size, identity, data)
         })?;
         opened.check_unchanged()?;
         let opened = Arc::new(opened);
@@ -360,6 +360,29 @@ impl IpcFile {
         // whether the mapped file itself is still as it was.
         let now = FileIdentity::of(&file.file.metadata().ok()?);
         now.same_contents(&file.identity).then_some(file)
+    }
+
+    /// `from_mapping`, except that a file whose tail was torn by an append that did not finish
+    /// (it starts like an IPC file but does not end with a valid footer) opens at the last
+    /// complete footer before the tear (see `append.rs`).
+    fn from_mapping_recovering(
+        path: PathBuf,
+        file: File,
+        size: u64,
+        identity: FileIdentity,
+        data: Buffer,
+    ) -> Result<Self> {
+        if !crate::append::tail_is_torn(data.as_slice()) {
+            return Self::from_mapping(path, file, size, identity, data);
+        }
+        for end in crate::append::earlier_footer_ends(data.as_slice()) {
+            let Ok(descriptor) = file.try_clone() else { break };
+            let prefix = data.slice_with_length(0, end);
+            if let Ok(opened) = Self::from_mapping(path.clone(), descriptor, size, identity, prefix) {
+                return Ok(opened);
+            }
+        }
+        Self::from_mapping(path, file, size, identity, data)
     }
 
     fn from_mapping(
@@ -603,7 +626,8 @@ impl IpcFile {
             source,
         })?;
         let actual = metadata.len();
-        if actual != self.size {
+        // Appends only add bytes after the end: a file that grew still holds every mapped page.
+        if actual < self.size {
             return Err(StorageError::FileChanged {
                 path: self.path.clone(),
                 expected: self.size,

@@ -1,0 +1,109 @@
+"""Writing frames to files and appending to Arrow IPC files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from relay_ml import _relay
+from relay_ml.errors import RelayTypeError, RelayValueError
+
+if TYPE_CHECKING:
+    from relay_ml.frame import Frame
+
+#: File name suffixes written as Arrow IPC files.
+IPC_SUFFIXES = (".arrow", ".ipc", ".feather")
+
+
+def _as_frame(data: Any, function: str) -> Frame:
+    from relay_ml.frame import Frame
+    from relay_ml.interop import from_arrow
+
+    if isinstance(data, Frame):
+        return data
+    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
+        return from_arrow(data)
+    raise RelayTypeError(
+        f"{function}() takes a relay Frame or Arrow data (pyarrow Table or RecordBatch, Polars "
+        f"DataFrame), got {type(data).__name__}"
+    )
+
+
+def _path(path: Any, function: str) -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise RelayTypeError(f"{function}() takes a path (str or os.PathLike), got {type(path).__name__}")
+    return os.fspath(path)
+
+
+def write_ipc(
+    frame: Frame,
+    path: str | os.PathLike[str],
+    batch_size: int | None = None,
+    compression: str | None = None,
+) -> dict[str, int]:
+    """Writes ``frame`` to ``path`` as an Arrow IPC file; see :meth:`Frame.write_ipc`."""
+    target = _path(path, "write_ipc")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)):
+        raise RelayTypeError(f"batch_size must be an int or None, got {type(batch_size).__name__}")
+    if batch_size is not None and batch_size < 1:
+        raise RelayValueError(f"batch_size must be at least 1, got {batch_size}")
+    if compression is not None and compression not in ("lz4", "zstd"):
+        raise RelayValueError(f"compression must be None, 'lz4' or 'zstd', got {compression!r}")
+    return dict(_relay.write_ipc(frame._native, target, batch_size, compression))
+
+
+def write(frame: Any, path: str | os.PathLike[str], **options: Any) -> dict[str, int]:
+    """Writes ``frame`` to ``path`` in the format its suffix names.
+
+    ``.arrow``, ``.ipc`` and ``.feather`` write an Arrow IPC file (Feather v2) with
+    :meth:`Frame.write_ipc`, which takes ``batch_size`` and ``compression`` as ``options``. The
+    file is written under a temporary name in the same folder, synced and renamed into place.
+
+    Returns a dict with the ``rows``, ``batches`` and ``bytes`` written.
+
+    Raises:
+        RelayValueError: the suffix names no format relay can write (Parquet is not yet
+            supported), or an option is invalid.
+        RelayTypeError: ``frame`` is not a Frame or Arrow data.
+    """
+    target = _path(path, "write")
+    suffix = Path(target).suffix.lower()
+    if suffix not in IPC_SUFFIXES:
+        shown = repr(suffix) if suffix else "no suffix"
+        raise RelayValueError(
+            f"{target}: cannot tell the format from {shown}: relay writes Arrow IPC files "
+            f"({', '.join(IPC_SUFFIXES)}); Parquet, CSV and JSON are not supported yet"
+        )
+    return write_ipc(_as_frame(frame, "write"), target, **options)
+
+
+def append(path: str | os.PathLike[str], frame: Any) -> dict[str, int]:
+    """Appends the rows of ``frame`` to the Arrow IPC file at ``path`` as one record batch,
+    creating the file when it does not exist::
+
+        for batch in relay.scan("huge.arrow", batch_size=100_000):
+            preds = model.predict(batch.to_numpy())
+            relay.append("predictions.arrow", batch.with_column("pred", preds))
+
+    Crash-safe: when ``append`` returns, the new rows are on disk (synced) and survive a
+    ``kill -9`` or a power cut. An append interrupted by a crash adds nothing: the file opens
+    (with :func:`relay_ml.scan`) with exactly the rows of the appends that completed, and the
+    next append makes it whole again for other readers such as pyarrow. Appending only ever adds
+    bytes after the end of the file, so a frame that scanned the file earlier keeps reading the
+    rows it saw. Concurrent appenders (threads or processes) are serialized by a file lock.
+
+    Buffers are 64-byte aligned, like :meth:`Frame.write_ipc`. Each append adds one record batch,
+    so many small appends make a file of many small batches: ``relay convert`` rewrites it as one.
+
+    Returns a dict with the ``rows`` and ``batches`` appended and the file's size in ``bytes``.
+
+    Raises:
+        RelayValueError: the frame's column names or types differ from the file's (the message
+            shows both schemas; nothing is written), or the frame has dictionary-encoded
+            columns (not supported by append yet).
+        NotArrowFileError, CorruptFileError: ``path`` exists but is not a readable Arrow IPC file.
+        RelayIOError: the file cannot be opened, locked, written or synced.
+    """
+    target = _path(path, "append")
+    return dict(_relay.append_ipc(target, _as_frame(frame, "append")._native))
