@@ -29,8 +29,8 @@ from relay_ml.errors import (
     RelayValueError,
     ZeroCopyError,
 )
-from relay_ml.expr import Expr, col, lit, when
-from relay_ml.frame import BatchIterator, Frame, scan
+from relay_ml.expr import AggExpr, Expr, col, lit, when
+from relay_ml.frame import BatchIterator, Frame, GroupBy, concat, scan
 from relay_ml.interop import from_arrow, from_numpy, from_pandas
 from relay_ml.io import append, write
 
@@ -43,9 +43,12 @@ __all__ = [
     "write",
     "append",
     "Frame",
+    "GroupBy",
+    "concat",
     "BatchIterator",
     "Column",
     "Expr",
+    "AggExpr",
     "col",
     "lit",
     "when",

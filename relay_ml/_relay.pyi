@@ -37,6 +37,17 @@ class NativeFrame:
         """`n` rows drawn with relay's seeded generator, ascending."""
     def collect(self) -> NativeFrame:
         """The plan run once, its result held in memory (a MEMORY leaf)."""
+    def sort(self, keys: list[tuple[NativeExpr, bool, bool]], k: int | None = None) -> NativeFrame:
+        """Rows ordered by `keys` `[(expr, descending, nulls_last)]`, stably; a top-k of `k`
+        rows when given. A selection of the input's rows."""
+    def unique(self, subset: list[str] | None, keep: str) -> NativeFrame:
+        """One row per distinct value of `subset` (all columns when None); `keep` is
+        "first", "any", "last" or "none"."""
+    def aggregate(self, keys: list[NativeExpr], aggs: list[tuple[str, NativeExpr, str | None]]) -> NativeFrame:
+        """Groups by `keys`, aggregated by `aggs` `[(function, input, output name)]`."""
+    @staticmethod
+    def concat(frames: list[NativeFrame]) -> NativeFrame:
+        """The frames' rows one after the other, collected into memory; same schema required."""
     def view(self, columns: list[tuple[str, str]]) -> NativeFrame:
         """Columns `[(name, dtype name)]` with their bits read as a type of the same width."""
     def attach(self, columns: list[tuple[str, Any, str | None]]) -> NativeFrame:
@@ -44,6 +55,7 @@ class NativeFrame:
         where their memory has Arrow's layout; collects the frame first if it is not row-aligned."""
     def _owns_column(self, column: ColumnBase) -> bool: ...
     def _contains_filter(self) -> bool: ...
+    def _slices_rerun(self) -> bool: ...
     def column(self, name: str) -> ColumnBase: ...
     def _matrix(self, order: str) -> np.ndarray | None: ...
     def explain(self) -> str: ...

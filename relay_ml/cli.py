@@ -1,7 +1,8 @@
 """The ``relay`` command line.
 
-``relay inspect FILE``: schema, rows, record batches, file size, per-column buffer alignment
-and nulls, compression, and whether each column exports without a copy (and why not).
+``relay inspect FILE``: schema, rows, record batches, file size, IPC format (file or stream),
+per-column buffer alignment and nulls, compression, and whether each column exports without a
+copy (and why not).
 
 ``relay convert IN OUT``: rewrites a readable file (today: an Arrow IPC file) as a
 zero-copy-ready Arrow IPC file: 64-byte aligned buffers, no compression, and large record
@@ -42,7 +43,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"rows:        {report['num_rows']:,}",
         f"batches:     {len(batches)}" + (f" (rows per batch {min(b['rows'] for b in batches):,}"
                                            f"..{max(b['rows'] for b in batches):,})" if batches else ""),
-        f"compression: {', '.join(compressions) if compressions else 'none'}",
+        f"format:      Arrow IPC {report.get('format', 'file')}",
+        f"compression: {', '.join(compressions) + ' (decompressed into memory on read)' if compressions else 'none'}",
         "",
     ]
     columns = report["columns"]

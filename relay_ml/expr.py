@@ -211,11 +211,92 @@ class Expr:
         """The name of the column this expression produces."""
         return self._native.output_name
 
+    # -- aggregations: for ``frame.group_by(keys).agg([...])`` ---------------------------
+    def sum(self) -> AggExpr:
+        """The sum of each group's non-null values (0 for a group without any); numbers only."""
+        return AggExpr(self, "sum")
+
+    def mean(self) -> AggExpr:
+        """The mean of each group's non-null values (null for a group without any), a float64."""
+        return AggExpr(self, "mean")
+
+    def min(self) -> AggExpr:
+        """Each group's smallest non-null value (numbers, strings, dates, ...)."""
+        return AggExpr(self, "min")
+
+    def max(self) -> AggExpr:
+        """Each group's largest non-null value."""
+        return AggExpr(self, "max")
+
+    def std(self) -> AggExpr:
+        """The sample standard deviation of each group's non-null values (null with fewer
+        than two), a float64; numbers only."""
+        return AggExpr(self, "std")
+
+    def var(self) -> AggExpr:
+        """The sample variance of each group's non-null values (null with fewer than two)."""
+        return AggExpr(self, "var")
+
+    def count(self) -> AggExpr:
+        """How many of each group's values are not null."""
+        return AggExpr(self, "count")
+
+    def len(self) -> AggExpr:
+        """How many rows each group has, nulls included."""
+        return AggExpr(self, "len")
+
+    def n_unique(self) -> AggExpr:
+        """How many distinct values each group has, null counting as one."""
+        return AggExpr(self, "n_unique")
+
+    def first(self) -> AggExpr:
+        """Each group's value in its first row (null when that value is null)."""
+        return AggExpr(self, "first")
+
+    def last(self) -> AggExpr:
+        """Each group's value in its last row."""
+        return AggExpr(self, "last")
+
     def __repr__(self) -> str:
         return f"<Expr {self._native}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild, (self._recipe,))
+
+
+class AggExpr:
+    """An aggregation, ``col("x").sum()``, for :meth:`Frame.group_by(...).agg([...])
+    <relay_ml.frame.GroupBy.agg>`: one value per group, in a column named after the input
+    expression (``"x"``) unless renamed with :meth:`alias`. It is not a row-wise expression:
+    ``filter`` and ``select`` do not take it."""
+
+    __slots__ = ("_input", "_function", "_name")
+
+    def __init__(self, input: Expr, function: str, name: str | None = None) -> None:
+        self._input = input
+        self._function = function
+        self._name = name
+
+    def alias(self, name: str) -> AggExpr:
+        """The same aggregation, output as the column ``name``."""
+        if not isinstance(name, str):
+            raise RelayTypeError(f"alias() takes a str, got {type(name).__name__}")
+        return AggExpr(self._input, self._function, name)
+
+    @property
+    def output_name(self) -> str:
+        """The name of the column this aggregation produces."""
+        return self._name if self._name is not None else self._input.output_name
+
+    def _parts(self) -> tuple[str, NativeExpr, str | None]:
+        return (self._function, self._input._native, self._name)
+
+    def __repr__(self) -> str:
+        alias = f".alias({self._name!r})" if self._name is not None else ""
+        return f"<AggExpr {self._input._native}.{self._function}(){alias}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (AggExpr, (self._input, self._function, self._name))
 
 
 class _StringFunctions:

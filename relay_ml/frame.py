@@ -11,7 +11,7 @@ import numpy as np
 from relay_ml._relay import NativeFrame
 from relay_ml.column import Column, _check_slice_args
 from relay_ml.errors import RelayError, RelayTypeError, RelayValueError
-from relay_ml.expr import Expr, _dtype_name, _to_expr, col
+from relay_ml.expr import AggExpr, Expr, _dtype_name, _to_expr, col
 
 if TYPE_CHECKING:
     import pandas
@@ -23,12 +23,14 @@ def scan(path: str | os.PathLike[str], batch_size: None = None) -> Frame: ...
 @overload
 def scan(path: str | os.PathLike[str], batch_size: int) -> BatchIterator: ...
 def scan(path: str | os.PathLike[str], batch_size: int | None = None) -> Frame | BatchIterator:
-    """Open an Arrow IPC file (Feather v2) as a lazy :class:`Frame`.
+    """Open an Arrow IPC file (Feather v2) or IPC stream file as a lazy :class:`Frame`.
 
     The file is memory-mapped (private, copy-on-write) and only its footer and record batch
-    headers are read, so opening costs the same for a kilobyte and for a hundred gigabytes,
-    and uses no memory beyond the page cache. Files written by pyarrow (8-byte aligned, one or
-    many record batches) and by relay open alike.
+    headers are read (for a stream, its message headers, walked once), so opening costs the
+    same for a kilobyte and for a hundred gigabytes, and uses no memory beyond the page cache.
+    Files written by pyarrow, Polars and relay open alike. Record batches compressed with
+    LZ4 or ZSTD are decompressed into memory when read (``explain()`` says so); everything
+    else is a view of the file.
 
     With ``batch_size``, returns the file's rows in batches instead: a :class:`BatchIterator`
     of frames of at most ``batch_size`` rows, each a view of the mapped file::
@@ -303,6 +305,75 @@ class Frame:
         _check_batch_size(batch_size)
         return BatchIterator(self, batch_size)
 
+    # -- relational operators: their outputs are new rows, copies -------------------------
+    def sort(
+        self,
+        by: Any,
+        *more_by: Any,
+        descending: bool | list[bool] = False,
+        nulls_last: bool | list[bool] = False,
+    ) -> Frame:
+        """The rows ordered by ``by``: column names or expressions, the first key first; rows
+        with equal keys keep their order (a stable sort). ``descending`` and ``nulls_last``
+        are one bool for every key or a list with one per key; nulls come first unless
+        ``nulls_last``, whatever the direction (as in Polars). Floats are in total order:
+        ``-0.0`` before ``0.0``, NaN after every number.
+
+        The result selects the input's rows in the new order: columns are gathered when
+        exported, each once, so ``sort(...).select(...)`` reads only the selected columns.
+        ``sort(...).head(k)`` finds the first k rows without sorting the others.
+        """
+        return self._sorted(_sort_keys(by, more_by, descending, nulls_last, "sort"), None)
+
+    def top_k(
+        self,
+        k: int,
+        by: Any,
+        *more_by: Any,
+        descending: bool | list[bool] = False,
+        nulls_last: bool | list[bool] = False,
+    ) -> Frame:
+        """The first ``k`` rows of ``sort(by, descending=..., nulls_last=...)``, found by a
+        partial selection instead of a full sort."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+            raise RelayValueError(f"top_k(): k must be a non-negative int, got {k!r}")
+        return self._sorted(_sort_keys(by, more_by, descending, nulls_last, "top_k"), int(k))
+
+    def _sorted(self, keys: list[tuple[Expr, bool, bool]], k: int | None) -> Frame:
+        native = self._native.sort([(e._native, d, n) for e, d, n in keys], k)
+        return self._then(native, "_sorted", keys, k)
+
+    def unique(self, subset: str | list[str] | None = None, keep: str = "first") -> Frame:
+        """One row per distinct value of the ``subset`` columns (all columns when None), in
+        input order. ``keep``: ``"first"`` (or ``"any"``) or ``"last"`` row of each set of
+        equal rows, or ``"none"``: only rows whose value appears once. Nulls equal each
+        other. The kept rows are gathered when exported."""
+        if isinstance(subset, str):
+            subset = [subset]
+        elif subset is not None:
+            subset = list(subset)
+            if not all(isinstance(name, str) for name in subset):
+                raise RelayTypeError("unique(): subset takes column names")
+        if not isinstance(keep, str):
+            raise RelayTypeError(f"unique(): keep must be a str, got {type(keep).__name__}")
+        return self._then(self._native.unique(subset, keep), "unique", subset, keep)
+
+    def distinct(self, subset: str | list[str] | None = None, keep: str = "first") -> Frame:
+        """The same as :meth:`unique`."""
+        return self.unique(subset, keep)
+
+    def group_by(self, *keys: Any) -> GroupBy:
+        """Groups of rows with equal ``keys`` (names or expressions, one list or several
+        arguments), to aggregate with :meth:`GroupBy.agg`."""
+        exprs = _exprs_of(keys, "group_by")
+        if not exprs:
+            raise RelayValueError("group_by() needs at least one key")
+        return GroupBy(self, exprs)
+
+    def _aggregate(self, keys: tuple[Expr, ...], aggs: tuple[AggExpr, ...]) -> Frame:
+        native = self._native.aggregate([e._native for e in keys], [a._parts() for a in aggs])
+        return self._then(native, "_aggregate", keys, aggs)
+
     def head(self, n: int = 5) -> Frame:
         """The first ``n`` rows."""
         return self.slice(0, n)
@@ -461,6 +532,8 @@ class Frame:
 
     # -- pickling: a frame travels as (path, operations); an in-memory one carries its data --
     def __reduce__(self) -> tuple[Any, ...]:
+        if self._ops and self._ops[0][0] == _CONCAT_OP:  # the frames concatenated, then the rest
+            return (_replay_concat, (self._ops,))
         if self.path is None:  # no file to reopen: the recipe carries the data
             from relay_ml.interop import replay_memory
 
@@ -503,7 +576,7 @@ class BatchIterator:
     def _source(self) -> Frame:
         if self._rows is None:
             frame = self._frame
-            self._rows = frame.collect() if frame._native._contains_filter() else frame
+            self._rows = frame.collect() if frame._native._slices_rerun() else frame
         return self._rows
 
     def __len__(self) -> int:
@@ -610,6 +683,78 @@ def _attachable(name: str, value: Any) -> tuple[Any, str | None]:
             note = note or f"the data came in {chunked.num_chunks} chunks, concatenated into one array"
         value = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
     return value, note
+
+
+class GroupBy:
+    """Rows of a frame grouped by keys: made by :meth:`Frame.group_by`."""
+
+    __slots__ = ("_frame", "_keys")
+
+    def __init__(self, frame: Frame, keys: list[Expr]) -> None:
+        self._frame = frame
+        self._keys = tuple(keys)
+
+    def agg(self, *aggs: AggExpr | list[AggExpr]) -> Frame:
+        """One row per group, in order of each group's first row: the keys, then one column per
+        aggregation (``col("x").sum()``, ``col("x").mean().alias("m")``, ...). Aggregations
+        are ``sum, mean, min, max, std, var, count, len, n_unique, first, last``; the result
+        is computed into new memory. Sums, means, std and var of non-numeric columns raise
+        RelayTypeError."""
+        if len(aggs) == 1 and isinstance(aggs[0], (list, tuple)):
+            aggs = tuple(aggs[0])
+        for agg in aggs:
+            if not isinstance(agg, AggExpr):
+                raise RelayTypeError(
+                    f"agg() takes aggregations such as col(\"x\").sum(), got {type(agg).__name__}"
+                )
+        return self._frame._aggregate(self._keys, tuple(aggs))  # type: ignore[arg-type]
+
+
+def _sort_keys(
+    by: Any, more_by: tuple[Any, ...], descending: bool | list[bool], nulls_last: bool | list[bool], method: str
+) -> list[tuple[Expr, bool, bool]]:
+    exprs = _exprs_of((by, *more_by) if more_by else (by,), method)
+
+    def per_key(value: bool | list[bool], name: str) -> list[bool]:
+        if isinstance(value, (list, tuple)):
+            if len(value) != len(exprs):
+                raise RelayValueError(
+                    f"{method}(): {name} has {len(value)} values for {len(exprs)} sort keys"
+                )
+            return [bool(v) for v in value]
+        return [bool(value)] * len(exprs)
+
+    return list(zip(exprs, per_key(descending, "descending"), per_key(nulls_last, "nulls_last")))
+
+
+#: The op that starts the recipe of a frame made by `concat`: ("_concat", (frames,)).
+_CONCAT_OP = "_concat"
+
+
+def concat(frames: Any) -> Frame:
+    """The rows of ``frames``, one frame after the other, as a frame in memory. Every frame
+    must have the same column names and types in the same order (a RelayTypeError names the
+    first column that differs). Each frame is run once; columns that are views of a mapped file
+    stay views, filtered or computed ones are gathered into memory."""
+    from relay_ml._relay import NativeFrame as _NativeFrame
+
+    frames = list(frames)
+    if not frames:
+        raise RelayValueError("concat() needs at least one frame")
+    for frame in frames:
+        if not isinstance(frame, Frame):
+            raise RelayTypeError(f"concat() takes relay_ml Frames, got {type(frame).__name__}")
+    native = _NativeFrame.concat([frame._native for frame in frames])
+    return Frame._wrap(native, ((_CONCAT_OP, (tuple(frames),)),))
+
+
+def _replay_concat(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
+    """Rebuilds a concatenated frame from its recipe (unpickling): the frames, then the ops."""
+    (_, (frames,)), rest = ops[0], ops[1:]
+    frame = concat(list(frames))
+    for method, args in rest:
+        frame = getattr(frame, method)(*args)
+    return frame
 
 
 def _exprs_of(items: tuple[Any, ...], method: str) -> list[Expr]:

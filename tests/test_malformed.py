@@ -82,8 +82,14 @@ def _write_file(path: Path, table: pa.Table, batch_rows: int) -> None:
         writer.write_table(table, max_chunksize=batch_rows)
 
 
+def _write_stream(path: Path, table: pa.Table, batch_rows: int, compression: str | None = None) -> None:
+    with pa.ipc.new_stream(path, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
+        writer.write_table(table, max_chunksize=batch_rows)
+
+
 def write_sources(directory: Path) -> dict[str, bytes]:
-    """Valid IPC files (written with pa.ipc.new_file), by name, as bytes."""
+    """Valid IPC files (pa.ipc.new_file) and streams (pa.ipc.new_stream), plain and with
+    compressed record batches, by name, as bytes."""
     directory.mkdir(parents=True, exist_ok=True)
     sources = {
         "multi": (_multi_batch_table(), 250),  # 4 record batches
@@ -95,6 +101,17 @@ def write_sources(directory: Path) -> dict[str, bytes]:
         path = directory / f"{name}.arrow"
         _write_file(path, table, batch_rows)
         out[name] = path.read_bytes()
+        for codec in ["zstd", "lz4"]:
+            path = directory / f"{codec}_{name}.arrow"
+            with pa.ipc.new_file(path, table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as writer:
+                writer.write_table(table, max_chunksize=batch_rows)
+            out[f"{codec}_{name}"] = path.read_bytes()
+        path = directory / f"stream_{name}.arrows"
+        _write_stream(path, table, batch_rows)
+        out[f"stream_{name}"] = path.read_bytes()
+        path = directory / f"stream_zstd_{name}.arrows"
+        _write_stream(path, table, batch_rows, "zstd")
+        out[f"stream_zstd_{name}"] = path.read_bytes()
     return out
 
 
@@ -181,7 +198,32 @@ class Layout:
         return block.offset + block.meta_len
 
 
+def stream_layout(data: bytes) -> Layout:
+    """The messages of an IPC stream, as blocks (`entry` is -1: a stream has no footer)."""
+    batches, dictionaries = [], []
+    pos = 0
+    while True:
+        prefix = 8 if data[pos : pos + 4] == b"\xff\xff\xff\xff" else 4
+        meta = _i32(data, pos + prefix - 4)
+        if meta == 0:
+            break
+        base = pos + prefix
+        root = base + _u32(data, base)
+        header_type = data[_field(data, root, 1)]
+        body_pos = _field(data, root, 3)
+        body_len = _i64(data, body_pos) if body_pos is not None else 0
+        block = Block(-1, pos, prefix + meta, body_len)
+        if header_type == 3:
+            batches.append(block)
+        elif header_type == 2:
+            dictionaries.append(block)
+        pos += prefix + meta + body_len
+    return Layout(len(data), 0, dictionaries, batches)
+
+
 def layout(data: bytes) -> Layout:
+    if data[:4] == b"\xff\xff\xff\xff":
+        return stream_layout(data)
     footer_len = _i32(data, len(data) - 10)
     footer_start = len(data) - 10 - footer_len
     root = footer_start + _u32(data, footer_start)
@@ -285,14 +327,6 @@ def _body_region(data: bytes, lay: Layout, rng: random.Random) -> tuple[int, int
 
 def _whole_file_region(data: bytes, lay: Layout, rng: random.Random) -> tuple[int, int]:
     return 0, len(data)
-
-
-def _stream_bytes(sources: dict[str, bytes]) -> bytes:
-    table = _multi_batch_table()
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table, max_chunksize=250)
-    return sink.getvalue().to_pybytes()
 
 
 def _parquet_bytes(sources: dict[str, bytes]) -> bytes:
@@ -427,8 +461,13 @@ def _block_cases() -> list[Case]:
     return cases
 
 
-def _batch_header_cases() -> list[Case]:
-    """Edits inside a RecordBatch (or DictionaryBatch) message: buffers, nodes, row counts."""
+def _batch_header_cases(kind: str = "") -> list[Case]:
+    """Edits inside a RecordBatch (or DictionaryBatch) message: buffers, nodes, row counts.
+    `kind` ("", "stream_", "zstd_", "stream_zstd_", ...) picks the sources the edits apply to and
+    prefixes the case names."""
+
+    def edit_case(name: str, expect: str, source: str, edit: Callable[[bytearray, Layout], bytearray]) -> Case:
+        return _edit_case(kind + name, expect, kind + source, edit)
 
     def batch_table(data: bytearray, lay: Layout, which: str, index: int) -> tuple[int, Block]:
         if which == "batch":
@@ -508,20 +547,20 @@ def _batch_header_cases() -> list[Case]:
         for source, which, index in [("multi", "batch", 0), ("multi", "batch", -1), ("nested", "batch", 1), ("nested", "dictionary", 0)]:
             for buffer in [1, -1]:
                 name = f"{which}{index}_buffer{buffer}_{label}_{source}"
-                cases.append(_edit_case(name, MUST_FAIL, source, set_buffer(which, index, buffer, field, value)))
+                cases.append(edit_case(name, MUST_FAIL, source, set_buffer(which, index, buffer, field, value)))
     # Offset + length both large: their sum overflows i64.
     def overflowing(data: bytearray, lay: Layout) -> bytearray:
         set_buffer("batch", 0, 1, "offset", lambda b: 2**62)(data, lay)
         return set_buffer("batch", 0, 1, "length", lambda b: 2**63 - 2**61)(data, lay)
 
-    cases.append(_edit_case("batch0_buffer_offset_plus_length_overflows_multi", MUST_FAIL, "multi", overflowing))
+    cases.append(edit_case("batch0_buffer_offset_plus_length_overflows_multi", MUST_FAIL, "multi", overflowing))
     # Every buffer spans the whole body: in range, but the wrong sizes for their arrays.
     for source, which in [("multi", "batch"), ("nested", "batch"), ("nested", "dictionary"), ("single", "batch")]:
         cases.append(
-            _edit_case(f"{which}0_every_buffer_whole_body_{source}", MAY_FAIL, source, set_buffer(which, 0, "all", "length", lambda b: b.body_len))
+            edit_case(f"{which}0_every_buffer_whole_body_{source}", MAY_FAIL, source, set_buffer(which, 0, "all", "length", lambda b: b.body_len))
         )
         cases.append(
-            _edit_case(f"{which}0_every_buffer_empty_{source}", MUST_FAIL, source, set_buffer(which, 0, "all", "length", lambda b: 0))
+            edit_case(f"{which}0_every_buffer_empty_{source}", MUST_FAIL, source, set_buffer(which, 0, "all", "length", lambda b: 0))
         )
 
     node_spec = [
@@ -534,13 +573,13 @@ def _batch_header_cases() -> list[Case]:
     ]
     for label, field, value, expect in node_spec:
         for source, which, node in [("multi", "batch", 0), ("multi", "batch", 2), ("nested", "batch", 2), ("nested", "batch", 4), ("nested", "dictionary", 0), ("single", "batch", 2)]:
-            cases.append(_edit_case(f"{which}_node{node}_{label}_{source}", expect, source, set_node(which, 0, node, field, value)))
+            cases.append(edit_case(f"{which}_node{node}_{label}_{source}", expect, source, set_node(which, 0, node, field, value)))
 
     for source, which in [("multi", "batch"), ("nested", "batch"), ("nested", "dictionary")]:
-        cases.append(_edit_case(f"{which}_no_nodes_{source}", MUST_FAIL, source, set_vector_count(which, 0, 1, lambda n: 0)))
-        cases.append(_edit_case(f"{which}_no_buffers_{source}", MUST_FAIL, source, set_vector_count(which, 0, 2, lambda n: 0)))
-        cases.append(_edit_case(f"{which}_one_node_fewer_{source}", MUST_FAIL, source, set_vector_count(which, 0, 1, lambda n: n - 1)))
-        cases.append(_edit_case(f"{which}_one_buffer_fewer_{source}", MUST_FAIL, source, set_vector_count(which, 0, 2, lambda n: n - 1)))
+        cases.append(edit_case(f"{which}_no_nodes_{source}", MUST_FAIL, source, set_vector_count(which, 0, 1, lambda n: 0)))
+        cases.append(edit_case(f"{which}_no_buffers_{source}", MUST_FAIL, source, set_vector_count(which, 0, 2, lambda n: 0)))
+        cases.append(edit_case(f"{which}_one_node_fewer_{source}", MUST_FAIL, source, set_vector_count(which, 0, 1, lambda n: n - 1)))
+        cases.append(edit_case(f"{which}_one_buffer_fewer_{source}", MUST_FAIL, source, set_vector_count(which, 0, 2, lambda n: n - 1)))
 
     row_spec = [
         ("rows_huge", [0], 2**40, MUST_FAIL),
@@ -554,17 +593,17 @@ def _batch_header_cases() -> list[Case]:
         for source in ["multi", "nested"]:
             if value is None:
                 rows = 251 if source == "multi" else 101
-                cases.append(_edit_case(f"batch_{label}_{source}", expect, source, set_rows("batch", indices, rows)))
+                cases.append(edit_case(f"batch_{label}_{source}", expect, source, set_rows("batch", indices, rows)))
             else:
-                cases.append(_edit_case(f"batch_{label}_{source}", expect, source, set_rows("batch", indices, value)))
-    cases.append(_edit_case("dictionary_rows_huge_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], 2**40)))
-    cases.append(_edit_case("dictionary_rows_negative_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], -1)))
+                cases.append(edit_case(f"batch_{label}_{source}", expect, source, set_rows("batch", indices, value)))
+    cases.append(edit_case("dictionary_rows_huge_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], 2**40)))
+    cases.append(edit_case("dictionary_rows_negative_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], -1)))
 
-    cases.append(_edit_case("message_body_longer_than_block_multi", MUST_FAIL, "multi", set_message_body_length(0, lambda b: b.body_len + 8)))
-    cases.append(_edit_case("message_body_huge_multi", MUST_FAIL, "multi", set_message_body_length(0, lambda b: 2**62)))
-    cases.append(_edit_case("message_body_negative_multi", MAY_FAIL, "multi", set_message_body_length(0, lambda b: -1)))
-    cases.append(_edit_case("message_version_v3_multi", MUST_FAIL, "multi", set_message_version(0, 2)))
-    cases.append(_edit_case("message_version_unknown_multi", MUST_FAIL, "multi", set_message_version(0, 77)))
+    cases.append(edit_case("message_body_longer_than_block_multi", MUST_FAIL, "multi", set_message_body_length(0, lambda b: b.body_len + 8)))
+    cases.append(edit_case("message_body_huge_multi", MUST_FAIL, "multi", set_message_body_length(0, lambda b: 2**62)))
+    cases.append(edit_case("message_body_negative_multi", MAY_FAIL, "multi", set_message_body_length(0, lambda b: -1)))
+    cases.append(edit_case("message_version_v3_multi", MUST_FAIL, "multi", set_message_version(0, 2)))
+    cases.append(edit_case("message_version_unknown_multi", MUST_FAIL, "multi", set_message_version(0, 77)))
     # pyarrow numbers dictionaries from 0, and flatbuffers leave a default 0 out, so a dictionary
     # id cannot be edited in place; the footer and dictionary flips change ids and flags instead.
     return cases
@@ -587,6 +626,108 @@ def _fuzz_cases() -> list[Case]:
     return cases
 
 
+def _stream_cases() -> list[Case]:
+    """Damage that only a stream can have: its framing (continuation markers, metadata
+    lengths, the end-of-stream marker), found by walking the messages."""
+    cases = []
+    for source in ["stream_multi", "stream_nested", "stream_zstd_single"]:
+        for percent in range(5, 100, 10):
+            cases.append(
+                _bytes_case(f"truncate_{source}_{percent}pct", MUST_FAIL, lambda s, source=source, percent=percent: s[source][: len(s[source]) * percent // 100])
+            )
+        for cut in [1, 3, 4, 5, 8, 9, 16]:
+            cases.append(_bytes_case(f"truncate_{source}_last_{cut}", MUST_FAIL, lambda s, source=source, cut=cut: s[source][:-cut]))
+
+    def message_start(lay: Layout, index: int) -> int:
+        blocks = sorted(lay.batches + lay.dictionaries, key=lambda b: b.offset)
+        return blocks[index].offset
+
+    def set_marker(index: int, marker: bytes):
+        def edit(data: bytearray, lay: Layout) -> bytearray:
+            pos = message_start(lay, index)
+            data[pos : pos + 4] = marker
+            return data
+
+        return edit
+
+    def set_meta_len(index: int, value: int):
+        def edit(data: bytearray, lay: Layout) -> bytearray:
+            return _put(data, "<i", message_start(lay, index) + 4, value)
+
+        return edit
+
+    for source in ["stream_multi", "stream_nested"]:
+        for index in [0, 1, -1]:
+            cases.append(_edit_case(f"{source}_message{index}_bad_continuation", MUST_FAIL, source, set_marker(index, b"\xfe\xff\xff\xff")))
+            cases.append(_edit_case(f"{source}_message{index}_zero_continuation", MUST_FAIL, source, set_marker(index, b"\x00\x00\x00\x00")))
+            cases.append(_edit_case(f"{source}_message{index}_meta_len_huge", MUST_FAIL, source, set_meta_len(index, 2**31 - 1)))
+            cases.append(_edit_case(f"{source}_message{index}_meta_len_negative", MUST_FAIL, source, set_meta_len(index, -8)))
+            cases.append(_edit_case(f"{source}_message{index}_meta_len_short", MUST_FAIL, source, set_meta_len(index, 8)))
+        cases.append(_bytes_case(f"{source}_bad_schema_marker", MUST_FAIL, lambda s, source=source: b"\xff\xff\xff\x00" + s[source][4:]))
+        cases.append(_bytes_case(f"{source}_no_end_marker", MUST_FAIL, lambda s, source=source: s[source][:-8], "end-of-stream"))
+        cases.append(_bytes_case(f"{source}_twice", MUST_FAIL, lambda s, source=source: s[source] + s[source], "end-of-stream"))
+        cases.append(_bytes_case(f"{source}_zero_padding_after_end", MAY_FAIL, lambda s, source=source: s[source] + b"\x00" * 16))
+    cases.append(_bytes_case("stream_only_end_marker", MUST_FAIL, lambda s: b"\xff\xff\xff\xff\x00\x00\x00\x00" * 4))
+    cases.append(_bytes_case("stream_schema_only", MUST_FAIL, lambda s: s["stream_multi"][: stream_layout(s["stream_multi"]).batches[0].offset]))
+    for seed in range(12):
+        source = ["stream_multi", "stream_nested", "stream_zstd_single"][seed % 3]
+        cases.append(_flip_case(f"flip_stream_meta_{seed}_{source}", source, seed, _batch_meta_region))
+        cases.append(_flip_case(f"flip_stream_body_{seed}_{source}", source, seed, _body_region, flips=4))
+        cases.append(_random_bytes_case(f"random_stream_anywhere_{seed}_{source}", source, seed, _whole_file_region, count=8))
+    return cases
+
+
+def _compression_cases() -> list[Case]:
+    """Damaged compressed buffers: the 8-byte uncompressed-length prefix, and the codec's data."""
+
+    def buffer_at(data: bytearray, lay: Layout, batch: int, buffer: int) -> tuple[int, int]:
+        block = lay.batches[batch]
+        table = lay.record_batch(bytes(data), block)
+        _, _, first = _vector(bytes(data), table, 2)
+        return lay.body_start(block) + _i64(data, first + 16 * buffer), _i64(data, first + 16 * buffer + 8)
+
+    def set_prefix(batch: int, buffer: int, value: Callable[[int], int]):
+        def edit(data: bytearray, lay: Layout) -> bytearray:
+            start, _ = buffer_at(data, lay, batch, buffer)
+            return _put(data, "<q", start, value(_i64(data, start)))
+
+        return edit
+
+    def scribble(batch: int, buffer: int, seed: int):
+        def edit(data: bytearray, lay: Layout) -> bytearray:
+            start, length = buffer_at(data, lay, batch, buffer)
+            rng = random.Random(seed)
+            for pos in range(start + 8, start + length):
+                data[pos] = rng.randrange(256)
+            return data
+
+        return edit
+
+    prefix_spec = [
+        ("huge", lambda n: 2**62, MUST_FAIL),
+        ("max", lambda n: 2**63 - 1, MUST_FAIL),
+        ("negative", lambda n: -5, MUST_FAIL),
+        ("one_more", lambda n: n + 1, MUST_FAIL),
+        ("one_less", lambda n: n - 1, MUST_FAIL),
+        ("zero", lambda n: 0, MUST_FAIL),
+        ("times_1000", lambda n: n * 1000, MUST_FAIL),
+    ]
+    cases = []
+    for codec in ["zstd", "lz4"]:
+        for source, batch, buffer in [("multi", 0, 1), ("multi", -1, 1), ("single", 0, 1), ("nested", 1, 2)]:
+            for label, value, expect in prefix_spec:
+                name = f"{codec}_{source}_batch{batch}_buffer{buffer}_prefix_{label}"
+                cases.append(_edit_case(name, expect, f"{codec}_{source}", set_prefix(batch, buffer, value)))
+            cases.append(_edit_case(f"{codec}_{source}_batch{batch}_buffer{buffer}_garbage", MUST_FAIL, f"{codec}_{source}", scribble(batch, buffer, 1)))
+        for seed in range(10):
+            source = f"{codec}_" + ["multi", "nested", "single"][seed % 3]
+            cases.append(_flip_case(f"flip_compressed_body_{seed}_{source}", source, seed, _body_region, flips=4))
+            cases.append(_random_bytes_case(f"random_compressed_body_bytes_{seed}_{source}", source, seed, _body_region, count=16))
+        for percent in range(10, 100, 20):
+            cases.append(_bytes_case(f"truncate_{codec}_multi_{percent}pct", MUST_FAIL, lambda s, codec=codec, percent=percent: s[f"{codec}_multi"][: len(s[f"{codec}_multi"]) * percent // 100]))
+    return cases
+
+
 def _simple_cases() -> list[Case]:
     return [
         _bytes_case("empty", MUST_FAIL, lambda s: b"", "too small"),
@@ -602,7 +743,6 @@ def _simple_cases() -> list[Case]:
         _bytes_case("two_files_concatenated", MAY_FAIL, lambda s: s["multi"] + s["nested"]),
         _bytes_case("text_file", MUST_FAIL, lambda s: b"id,x\n1,2\n" * 20, "ARROW1"),
         _bytes_case("zeros", MUST_FAIL, lambda s: b"\x00" * 4096),
-        _bytes_case("ipc_stream", MUST_FAIL, _stream_bytes, "stream"),
         _bytes_case("parquet", MUST_FAIL, _parquet_bytes, "Parquet"),
         _bytes_case("footer_only_zeros", MUST_FAIL, lambda s: b"ARROW1\x00\x00" + b"\x00" * 64 + struct.pack("<i", 64) + b"ARROW1"),
     ]
@@ -615,6 +755,10 @@ def all_cases() -> list[Case]:
         + _footer_length_cases()
         + _block_cases()
         + _batch_header_cases()
+        + _batch_header_cases("stream_")
+        + _batch_header_cases("zstd_")
+        + _stream_cases()
+        + _compression_cases()
         + _fuzz_cases()
     )
     names = [case.name for case in cases]
@@ -726,8 +870,11 @@ def test_sources_read_cleanly(sources: dict[str, bytes], tmp_path: Path) -> None
         # and the flatbuffer reader finds what the cases edit
         lay = layout(data)
         assert lay.batches and all(block.body_len > 0 for block in lay.batches)
-    assert len(layout(sources["multi"]).batches) == 4
-    assert len(layout(sources["nested"]).dictionaries) == 1
+    for kind in ["", "stream_", "zstd_", "lz4_", "stream_zstd_"]:
+        assert len(layout(sources[kind + "multi"]).batches) == 4
+        assert len(layout(sources[kind + "nested"]).dictionaries) == 1
+    assert relay.scan(tmp_path / "stream_multi.arrow")["x"].is_zero_copy is False  # 4 batches
+    assert "ZSTD" in relay.scan(tmp_path / "zstd_single.arrow")["id"].copy_reason
 
 
 @pytest.mark.parametrize("name", [case.name for case in CASES])

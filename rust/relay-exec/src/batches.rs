@@ -22,7 +22,7 @@ use num_traits::AsPrimitive;
 use rayon::prelude::*;
 use relay_storage::type_name;
 
-use crate::dense::{DenseArray, DenseDtype};
+use crate::dense::{DenseArray, DenseDtype, DenseTimeUnit};
 use crate::execute::{ViewSet, pool};
 
 /// Output bytes per gather task, at least. A training batch (1024 rows of `tab`'s nine columns,
@@ -63,10 +63,8 @@ impl Cells {
         Some(match array.data_type() {
             DataType::Int8 => Cells::I8(typed(&data)),
             DataType::Int16 => Cells::I16(typed(&data)),
-            DataType::Int32 | DataType::Date32 | DataType::Time32(_) => Cells::I32(typed(&data)),
-            DataType::Int64 | DataType::Date64 | DataType::Timestamp(..) | DataType::Duration(_) | DataType::Time64(_) => {
-                Cells::I64(typed(&data))
-            }
+            DataType::Int32 | DataType::Date32 => Cells::I32(typed(&data)),
+            DataType::Int64 | DataType::Date64 | DataType::Timestamp(..) | DataType::Duration(_) => Cells::I64(typed(&data)),
             DataType::UInt8 => Cells::U8(typed(&data)),
             DataType::UInt16 => Cells::U16(typed(&data)),
             DataType::UInt32 => Cells::U32(typed(&data)),
@@ -80,25 +78,16 @@ impl Cells {
 }
 
 /// The element type a column's cells have, and so its output type unless one is asked for.
-/// Dictionary codes are int64, whatever the key width, as embedding layers expect.
+/// Dictionary codes are int64, whatever the key width, as embedding layers expect; dates and
+/// times are their integer counts (date32: int32 days).
 fn natural_dtype(data_type: &DataType) -> Option<DenseDtype> {
-    Some(match data_type {
-        DataType::Dictionary(..) => DenseDtype::Int64,
-        DataType::Boolean => DenseDtype::Bool,
-        DataType::Int8 => DenseDtype::Int8,
-        DataType::Int16 => DenseDtype::Int16,
-        DataType::Int32 | DataType::Date32 | DataType::Time32(_) => DenseDtype::Int32,
-        DataType::Int64 | DataType::Date64 | DataType::Timestamp(..) | DataType::Duration(_) | DataType::Time64(_) => {
-            DenseDtype::Int64
-        }
-        DataType::UInt8 => DenseDtype::UInt8,
-        DataType::UInt16 => DenseDtype::UInt16,
-        DataType::UInt32 => DenseDtype::UInt32,
-        DataType::UInt64 => DenseDtype::UInt64,
-        DataType::Float16 => DenseDtype::Float16,
-        DataType::Float32 => DenseDtype::Float32,
-        DataType::Float64 => DenseDtype::Float64,
-        _ => return None,
+    if let DataType::Dictionary(..) = data_type {
+        return Some(DenseDtype::Int64);
+    }
+    Some(match DenseDtype::of_leaf(data_type)? {
+        DenseDtype::Datetime(DenseTimeUnit::Day) => DenseDtype::Int32,
+        DenseDtype::Datetime(_) | DenseDtype::Timedelta(_) => DenseDtype::Int64,
+        numeric => numeric,
     })
 }
 

@@ -99,7 +99,7 @@ impl DenseDtype {
     }
 
     /// The dense element type of an Arrow leaf type, before null handling.
-    fn of_leaf(data_type: &DataType) -> Option<Self> {
+    pub(crate) fn of_leaf(data_type: &DataType) -> Option<Self> {
         Some(match data_type {
             DataType::Boolean => Self::Bool,
             DataType::Int8 => Self::Int8,

@@ -234,6 +234,42 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
         LogicalPlan::Take { .. } | LogicalPlan::Memory { .. } | LogicalPlan::Reinterpret { .. } | LogicalPlan::AttachColumns { .. } => {
             crate::nodes::execute_node(plan, profile)?
         }
+        LogicalPlan::Sort { input, keys, limit } => {
+            let input = execute(input, profile)?;
+            let rows_in = input.num_rows();
+            let result = crate::sort::sort(input, keys, *limit).map_err(|e| e.in_file(plan, "sort"))?;
+            let stats = OperatorStats {
+                rows_in,
+                rows_out: result.num_rows(),
+                ..Default::default()
+            };
+            (result, stats)
+        }
+        LogicalPlan::Distinct { input, subset, keep } => {
+            let input = execute(input, profile)?;
+            let rows_in = input.num_rows();
+            let result = crate::distinct::distinct(input, subset.as_deref(), *keep).map_err(|e| e.in_file(plan, "unique"))?;
+            let stats = OperatorStats {
+                rows_in,
+                rows_out: result.num_rows(),
+                ..Default::default()
+            };
+            (result, stats)
+        }
+        LogicalPlan::Aggregate { input, keys, aggs } => {
+            let schema = plan.schema()?;
+            let input = execute(input, profile)?;
+            let rows_in = input.num_rows();
+            let result = crate::aggregate::aggregate(input, keys, aggs, schema).map_err(|e| e.in_file(plan, "aggregation"))?;
+            let bytes_copied = result.chunks.iter().flat_map(|c| &c.columns).map(|c| c.get_array_memory_size()).sum();
+            let stats = OperatorStats {
+                rows_in,
+                rows_out: result.num_rows(),
+                bytes_copied,
+                ..Default::default()
+            };
+            (result, stats)
+        }
     };
     profile.record(plan.to_string(), OperatorStats {
         wall: started.elapsed(),

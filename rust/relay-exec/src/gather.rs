@@ -55,20 +55,8 @@ fn fixed_width_values(array: &ArrayRef) -> Option<(Buffer, usize, DenseDtype, Op
         }
         _ => (array.clone(), None),
     };
-    let dtype = match leaf.data_type() {
-        DataType::Int8 => DenseDtype::Int8,
-        DataType::Int16 => DenseDtype::Int16,
-        DataType::Int32 => DenseDtype::Int32,
-        DataType::Int64 => DenseDtype::Int64,
-        DataType::UInt8 => DenseDtype::UInt8,
-        DataType::UInt16 => DenseDtype::UInt16,
-        DataType::UInt32 => DenseDtype::UInt32,
-        DataType::UInt64 => DenseDtype::UInt64,
-        DataType::Float16 => DenseDtype::Float16,
-        DataType::Float32 => DenseDtype::Float32,
-        DataType::Float64 => DenseDtype::Float64,
-        _ => return None,
-    };
+    let dtype = DenseDtype::of_leaf(leaf.data_type())
+        .filter(|d| !matches!(d, DenseDtype::Bool | DenseDtype::Datetime(_) | DenseDtype::Timedelta(_)))?;
     let data = leaf.to_data();
     let size = dtype.item_size();
     let bytes = data.buffers()[0].slice_with_length(data.offset() * size, data.len() * size);

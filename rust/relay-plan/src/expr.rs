@@ -391,3 +391,132 @@ impl fmt::Display for Expr {
         }
     }
 }
+
+/// An aggregation of `group_by(...).agg([...])`: one value per group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggFunc {
+    Sum,
+    Mean,
+    Min,
+    Max,
+    /// Non-null values.
+    Count,
+    /// Rows, nulls included.
+    Len,
+    /// Distinct values, null counting as one.
+    NUnique,
+    /// The group's first value (null when that row's value is null), as in Polars.
+    First,
+    Last,
+    /// Sample standard deviation (one degree of freedom taken, as in Polars).
+    Std,
+    /// Sample variance (one degree of freedom taken).
+    Var,
+}
+
+impl AggFunc {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sum => "sum",
+            Self::Mean => "mean",
+            Self::Min => "min",
+            Self::Max => "max",
+            Self::Count => "count",
+            Self::Len => "len",
+            Self::NUnique => "n_unique",
+            Self::First => "first",
+            Self::Last => "last",
+            Self::Std => "std",
+            Self::Var => "var",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Self> {
+        [
+            Self::Sum,
+            Self::Mean,
+            Self::Min,
+            Self::Max,
+            Self::Count,
+            Self::Len,
+            Self::NUnique,
+            Self::First,
+            Self::Last,
+            Self::Std,
+            Self::Var,
+        ]
+        .into_iter()
+        .find(|func| func.name() == name)
+    }
+}
+
+/// `func` over the values of `input` in each group, output as the column `name` (the alias,
+/// else the input's output name, as in Polars). Not an `Expr`: an aggregation has no meaning
+/// row by row, so it cannot reach `filter` or `select`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggExpr {
+    pub func: AggFunc,
+    pub input: Expr,
+    pub name: String,
+}
+
+impl AggExpr {
+    pub fn new(func: AggFunc, input: Expr) -> Self {
+        let name = input.output_name();
+        AggExpr { func, input, name }
+    }
+
+    pub fn alias(self, name: impl Into<String>) -> Self {
+        AggExpr { name: name.into(), ..self }
+    }
+}
+
+impl fmt::Display for AggExpr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}()", self.input, self.func.name())?;
+        if self.name != self.input.output_name() {
+            write!(f, ".alias({:?})", self.name)?;
+        }
+        Ok(())
+    }
+}
+
+/// One key of a sort: rows are ordered by `expr`, then by the next key where equal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SortKey {
+    pub expr: Expr,
+    pub descending: bool,
+    pub nulls_last: bool,
+}
+
+impl fmt::Display for SortKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.expr)?;
+        if self.descending {
+            write!(f, " desc")?;
+        }
+        if self.nulls_last {
+            write!(f, " nulls_last")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which row of each set of equal rows `unique()` keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Keep {
+    First,
+    Last,
+    /// Only rows whose key appears once.
+    None,
+}
+
+impl Keep {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::First => "first",
+            Self::Last => "last",
+            Self::None => "none",
+        }
+    }
+}

@@ -8,5 +8,5 @@ pub mod plan;
 pub mod resolve;
 
 pub use error::{PlanError, Result};
-pub use expr::{BinaryOp, Expr, Literal, StringMatch, UnaryOp};
+pub use expr::{AggExpr, AggFunc, BinaryOp, Expr, Keep, Literal, SortKey, StringMatch, UnaryOp};
 pub use plan::LogicalPlan;

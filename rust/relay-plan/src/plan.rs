@@ -12,8 +12,8 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use relay_storage::{TableView, type_name};
 
 use crate::error::{PlanError, Result};
-use crate::expr::Expr;
-use crate::resolve::resolve;
+use crate::expr::{AggExpr, Expr, Keep, SortKey};
+use crate::resolve::{is_orderable, resolve, resolve_aggregate};
 
 #[derive(Debug, Clone)]
 pub enum LogicalPlan {
@@ -44,6 +44,16 @@ pub enum LogicalPlan {
     /// rows are a file's or memory's, in order (a scan without filters, memory), so row `i` of
     /// each array belongs to row `i` of the input. A name the input has is replaced in place.
     AttachColumns { input: Arc<LogicalPlan>, columns: Vec<AttachedColumn> },
+    /// The input's rows ordered by `keys` (the first key first; equal rows keep their input
+    /// order), only the first `limit` of them when set (a top-k: no full sort). The output is
+    /// a selection of the input's rows, gathered when exported.
+    Sort { input: Arc<LogicalPlan>, keys: Vec<SortKey>, limit: Option<u64> },
+    /// One row per distinct value of the `subset` columns (all columns when None), the one
+    /// `keep` says, in input order. A selection of the input's rows, like `Sort`.
+    Distinct { input: Arc<LogicalPlan>, subset: Option<Vec<String>>, keep: Keep },
+    /// One row per distinct value of `keys`, in order of first appearance: the keys, then one
+    /// column per aggregation. Computed into new memory.
+    Aggregate { input: Arc<LogicalPlan>, keys: Vec<Expr>, aggs: Vec<AggExpr> },
 }
 
 /// An external array attached to a plan as a column.
@@ -66,8 +76,23 @@ impl LogicalPlan {
     pub fn schema(&self) -> Result<SchemaRef> {
         match self {
             LogicalPlan::Scan { table, .. } => Ok(table.schema()),
-            LogicalPlan::Filter { input, .. } | LogicalPlan::Slice { input, .. } | LogicalPlan::Take { input, .. } => {
-                input.schema()
+            LogicalPlan::Filter { input, .. }
+            | LogicalPlan::Slice { input, .. }
+            | LogicalPlan::Take { input, .. }
+            | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::Distinct { input, .. } => input.schema(),
+            LogicalPlan::Aggregate { input, keys, aggs } => {
+                let input_schema = input.schema()?;
+                let mut fields = Vec::with_capacity(keys.len() + aggs.len());
+                for key in keys {
+                    let resolved = resolve(key.clone(), &input_schema)?;
+                    fields.push(Field::new(key.output_name(), resolved.data_type, true));
+                }
+                for agg in aggs {
+                    let (_, data_type) = resolve_aggregate(agg.clone(), &input_schema)?;
+                    fields.push(Field::new(&agg.name, data_type, true));
+                }
+                Ok(Arc::new(Schema::new(fields)))
             }
             LogicalPlan::Memory { schema, .. } => Ok(schema.clone()),
             LogicalPlan::Reinterpret { input, columns } => {
@@ -116,7 +141,10 @@ impl LogicalPlan {
             | LogicalPlan::Slice { input, .. }
             | LogicalPlan::Take { input, .. }
             | LogicalPlan::Reinterpret { input, .. }
-            | LogicalPlan::AttachColumns { input, .. } => vec![input],
+            | LogicalPlan::AttachColumns { input, .. }
+            | LogicalPlan::Sort { input, .. }
+            | LogicalPlan::Distinct { input, .. }
+            | LogicalPlan::Aggregate { input, .. } => vec![input],
         }
     }
 
@@ -132,6 +160,10 @@ impl LogicalPlan {
             LogicalPlan::Take { indices, .. } => Some(indices.len() as u64),
             LogicalPlan::Memory { batches, .. } => Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
             LogicalPlan::Reinterpret { input, .. } | LogicalPlan::AttachColumns { input, .. } => input.known_num_rows(),
+            LogicalPlan::Sort { input, limit, .. } => {
+                input.known_num_rows().map(|n| limit.map_or(n, |limit| n.min(limit)))
+            }
+            LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } => None,
         }
     }
 
@@ -257,6 +289,24 @@ impl LogicalPlan {
                     })
                     .collect(),
             },
+            // The first `offset + length` rows of a sort are a top-k: no full sort needed.
+            LogicalPlan::Sort { input, keys, limit } => {
+                let end = offset.saturating_add(length);
+                let sort = LogicalPlan::Sort {
+                    input: input.clone(),
+                    keys: keys.clone(),
+                    limit: Some(limit.map_or(end, |limit| limit.min(end))),
+                };
+                if offset == 0 {
+                    sort
+                } else {
+                    LogicalPlan::Slice {
+                        input: Arc::new(sort),
+                        offset,
+                        length,
+                    }
+                }
+            }
             LogicalPlan::Take { input, indices } => {
                 let (start, count) = clamp_range(indices.len() as u64, offset, length);
                 LogicalPlan::Take {
@@ -332,6 +382,101 @@ impl LogicalPlan {
                 indices: Arc::new(positions),
             },
         }
+    }
+
+    /// The rows ordered by `keys` (each resolved against the schema and orderable), stably.
+    pub fn sort(self: &Arc<Self>, keys: Vec<SortKey>) -> Result<LogicalPlan> {
+        if keys.is_empty() {
+            return Err(PlanError::Invalid("sort() needs at least one column or expression to sort by".into()));
+        }
+        let schema = self.schema()?;
+        let keys = keys
+            .into_iter()
+            .map(|key| {
+                let resolved = resolve(key.expr, &schema)?;
+                if !is_orderable(&resolved.data_type) {
+                    return Err(PlanError::Type(format!(
+                        "sort(): cannot order by {}, of type {}",
+                        resolved.expr,
+                        type_name(&resolved.data_type)
+                    )));
+                }
+                Ok(SortKey { expr: resolved.expr, ..key })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(LogicalPlan::Sort {
+            input: self.clone(),
+            keys,
+            limit: None,
+        })
+    }
+
+    /// The first `k` rows of the sort by `keys`, found without sorting every row.
+    pub fn top_k(self: &Arc<Self>, k: u64, keys: Vec<SortKey>) -> Result<LogicalPlan> {
+        match self.sort(keys)? {
+            LogicalPlan::Sort { input, keys, .. } => Ok(LogicalPlan::Sort { input, keys, limit: Some(k) }),
+            other => Ok(other),
+        }
+    }
+
+    /// One row per distinct value of the `subset` columns (every column when None).
+    pub fn distinct(self: &Arc<Self>, subset: Option<Vec<String>>, keep: Keep) -> Result<LogicalPlan> {
+        let schema = self.schema()?;
+        if let Some(subset) = &subset {
+            if subset.is_empty() {
+                return Err(PlanError::Invalid("unique(): subset names no column".into()));
+            }
+            for name in subset {
+                resolve(Expr::col(name), &schema)?;
+            }
+        }
+        Ok(LogicalPlan::Distinct {
+            input: self.clone(),
+            subset,
+            keep,
+        })
+    }
+
+    /// `aggs` over the groups of rows with equal `keys`. Output names must be unique.
+    pub fn aggregate(self: &Arc<Self>, keys: Vec<Expr>, aggs: Vec<AggExpr>) -> Result<LogicalPlan> {
+        if keys.is_empty() {
+            return Err(PlanError::Invalid("group_by() needs at least one key column or expression".into()));
+        }
+        let schema = self.schema()?;
+        let mut names = HashSet::new();
+        let mut check_name = |name: String| {
+            if names.insert(name.clone()) {
+                Ok(())
+            } else {
+                Err(PlanError::Invalid(format!(
+                    "group_by().agg(): the output column {name:?} appears twice; give one of them another name with .alias()"
+                )))
+            }
+        };
+        let mut resolved_keys = Vec::with_capacity(keys.len());
+        for key in keys {
+            let name = key.output_name();
+            check_name(name.clone())?;
+            let resolved = resolve(key, &schema)?;
+            if matches!(resolved.data_type, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Struct(_) | DataType::Map(..)) {
+                return Err(PlanError::Type(format!(
+                    "group_by(): cannot group by {name:?}, of type {}",
+                    type_name(&resolved.data_type)
+                )));
+            }
+            let expr = if resolved.expr.output_name() == name { resolved.expr } else { resolved.expr.alias(name) };
+            resolved_keys.push(expr);
+        }
+        let mut resolved_aggs = Vec::with_capacity(aggs.len());
+        for agg in aggs {
+            check_name(agg.name.clone())?;
+            resolved_aggs.push(resolve_aggregate(agg, &schema)?.0);
+        }
+        Ok(LogicalPlan::Aggregate {
+            input: self.clone(),
+            keys: resolved_keys,
+            aggs: resolved_aggs,
+        })
     }
 
     /// Record batches in memory as a plan. Every batch must have `schema`'s columns.
@@ -506,6 +651,26 @@ impl fmt::Display for LogicalPlan {
                     })
                     .collect();
                 write!(f, "ATTACH [{}]", columns.join(", "))
+            }
+            LogicalPlan::Sort { keys, limit, .. } => {
+                let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+                write!(f, "SORT by=[{}]", keys.join(", "))?;
+                if let Some(limit) = limit {
+                    write!(f, " top_k={limit}")?;
+                }
+                write!(f, " (rows reordered: gathered into a copy)")
+            }
+            LogicalPlan::Distinct { subset, keep, .. } => {
+                match subset {
+                    Some(subset) => write!(f, "UNIQUE subset=[{}]", subset.join(", "))?,
+                    None => write!(f, "UNIQUE all columns")?,
+                }
+                write!(f, " keep={} (rows selected: gathered into a copy)", keep.name())
+            }
+            LogicalPlan::Aggregate { keys, aggs, .. } => {
+                let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+                let aggs: Vec<String> = aggs.iter().map(ToString::to_string).collect();
+                write!(f, "AGGREGATE keys=[{}] aggs=[{}] (computed into new memory: a copy)", keys.join(", "), aggs.join(", "))
             }
         }
     }
@@ -826,5 +991,62 @@ mod tests {
         assert_eq!(sliced.to_string(), "MEMORY <from_numpy> rows=6");
         let empty = LogicalPlan::memory_rows(0, "from_arrow").unwrap();
         assert_eq!(empty.known_num_rows(), Some(0));
+    }
+
+    fn sort_key(name: &str) -> SortKey {
+        SortKey {
+            expr: Expr::col(name),
+            descending: false,
+            nulls_last: true,
+        }
+    }
+
+    #[test]
+    fn sorts_check_their_keys_and_slices_of_them_are_top_ks() {
+        let plan = memory_plan();
+        assert!(matches!(plan.sort(vec![sort_key("nope")]), Err(PlanError::ColumnNotFound { .. })));
+        assert!(matches!(plan.sort(vec![]), Err(PlanError::Invalid(_))));
+        let sorted = Arc::new(plan.sort(vec![sort_key("x")]).unwrap());
+        assert_eq!(sorted.schema().unwrap(), plan.schema().unwrap());
+        assert_eq!(sorted.to_string(), "SORT by=[col(\"x\") nulls_last] (rows reordered: gathered into a copy)");
+        let head = Arc::new(sorted.slice(0, 3));
+        assert!(matches!(head.as_ref(), LogicalPlan::Sort { limit: Some(3), .. }));
+        assert_eq!(head.known_num_rows(), Some(3));
+        // A slice of a top-k narrows the limit; one not at the start stays above it.
+        assert!(matches!(head.slice(0, 2), LogicalPlan::Sort { limit: Some(2), .. }));
+        let LogicalPlan::Slice { input, offset: 2, length: 4 } = sorted.slice(2, 4) else { panic!() };
+        assert!(matches!(input.as_ref(), LogicalPlan::Sort { limit: Some(6), .. }));
+    }
+
+    #[test]
+    fn aggregations_are_typed_and_name_their_columns() {
+        use crate::expr::{AggFunc, Keep};
+        let plan = memory_plan();
+        let aggs = vec![
+            AggExpr::new(AggFunc::Sum, Expr::col("x")),
+            AggExpr::new(AggFunc::Mean, Expr::col("id")).alias("mean"),
+            AggExpr::new(AggFunc::Max, Expr::col("name")).alias("last_name"),
+            AggExpr::new(AggFunc::NUnique, Expr::col("name")),
+        ];
+        let grouped = plan.aggregate(vec![Expr::col("id")], aggs).unwrap();
+        let schema = grouped.schema().unwrap();
+        let fields: Vec<(String, DataType)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        assert_eq!(
+            fields,
+            vec![
+                ("id".into(), DataType::Int64),
+                ("x".into(), DataType::Float32),
+                ("mean".into(), DataType::Float64),
+                ("last_name".into(), DataType::Utf8),
+                ("name".into(), DataType::UInt32),
+            ]
+        );
+        assert_eq!(grouped.known_num_rows(), None);
+        let error = plan.aggregate(vec![Expr::col("id")], vec![AggExpr::new(AggFunc::Sum, Expr::col("name"))]).unwrap_err();
+        assert!(error.to_string().contains("sum() needs a numeric column, but col(\"name\") is string"), "{error}");
+        let error = plan.aggregate(vec![Expr::col("id")], vec![AggExpr::new(AggFunc::Len, Expr::col("id"))]).unwrap_err();
+        assert!(error.to_string().contains("\"id\" appears twice"), "{error}");
+        assert!(matches!(plan.aggregate(vec![], vec![]), Err(PlanError::Invalid(_))));
+        assert!(matches!(plan.distinct(Some(vec!["nope".into()]), Keep::First), Err(PlanError::ColumnNotFound { .. })));
     }
 }

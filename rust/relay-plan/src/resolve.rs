@@ -13,7 +13,7 @@ use arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, UInt64Type};
 use relay_storage::type_name;
 
 use crate::error::{PlanError, Result};
-use crate::expr::{BinaryOp, Expr, Literal, UnaryOp};
+use crate::expr::{AggExpr, AggFunc, BinaryOp, Expr, Literal, UnaryOp};
 
 fn is_numeric(t: &DataType) -> bool {
     t.is_numeric() && !matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
@@ -519,6 +519,46 @@ pub fn project_schema(exprs: &[(Expr, DataType)]) -> Arc<Schema> {
             .map(|(expr, t)| arrow::datatypes::Field::new(expr.output_name(), t.clone(), true))
             .collect::<Vec<_>>(),
     ))
+}
+
+/// The aggregation with its input resolved against `schema`, and the type of its output.
+/// Sums and means need numbers (decimals not yet), minima and maxima ordered values.
+pub fn resolve_aggregate(agg: AggExpr, schema: &Schema) -> Result<(AggExpr, DataType)> {
+    let AggExpr { func, input, name } = agg;
+    let (input, input_type) = resolve_inner(input, schema)?;
+    let refuse = |needs: &str| {
+        PlanError::Type(format!(
+            "{}() needs {needs}, but {} is {} (output column {name:?})",
+            func.name(),
+            input,
+            type_name(&input_type)
+        ))
+    };
+    let output = match func {
+        AggFunc::Sum | AggFunc::Mean | AggFunc::Std | AggFunc::Var if !is_numeric(&input_type) => {
+            return Err(refuse("a numeric column"));
+        }
+        AggFunc::Sum => match &input_type {
+            DataType::Float16 | DataType::Float32 => DataType::Float32,
+            DataType::Float64 => DataType::Float64,
+            t if t.is_signed_integer() => DataType::Int64,
+            _ => DataType::UInt64,
+        },
+        AggFunc::Mean | AggFunc::Std | AggFunc::Var => DataType::Float64,
+        AggFunc::Min | AggFunc::Max if !is_orderable(&input_type) => return Err(refuse("comparable values")),
+        AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last => input_type.clone(),
+        AggFunc::Count | AggFunc::Len | AggFunc::NUnique => DataType::UInt32,
+    };
+    Ok((AggExpr { func, input, name }, output))
+}
+
+/// Whether values of `t` have an order that min / max / sort use: numbers, strings, binary,
+/// booleans, dates and times, dictionaries of those.
+pub fn is_orderable(t: &DataType) -> bool {
+    match t {
+        DataType::Dictionary(_, value) => is_orderable(value),
+        t => t.is_primitive() || is_string(t) || matches!(t, DataType::Boolean | DataType::Binary | DataType::LargeBinary | DataType::Null),
+    }
 }
 
 #[cfg(test)]

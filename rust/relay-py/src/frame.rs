@@ -16,7 +16,7 @@ use relay_exec::gather::{Order, gather_fixed_width};
 use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
 use relay_plan::optimizer::Optimizer;
-use relay_plan::{Expr, LogicalPlan, PlanError};
+use relay_plan::{AggExpr, AggFunc, Expr, Keep, LogicalPlan, PlanError, SortKey};
 use relay_storage::{DecodedColumn, IpcFile, TableView, type_name};
 
 use crate::column::{ColumnBase, ColumnSource};
@@ -203,6 +203,12 @@ pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) ->
         return format!("the array was copied when attached ({note})");
     }
     let selected = view.chunks.iter().any(|c| c.selection.is_some());
+    if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Sort { .. })) {
+        return "sort() reordered the rows: they are gathered into a copy".into();
+    }
+    if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Distinct { .. })) {
+        return "unique() selected rows: they are gathered into a copy".into();
+    }
     if selected {
         if !plan.contains_filter() && plan_has(plan, &|node| matches!(node, LogicalPlan::Take { .. })) {
             return "take() or sample() picked rows: they are gathered into a copy".into();
@@ -343,6 +349,96 @@ impl NativeFrame {
         Ok(self.with_plan(plan))
     }
 
+    /// The rows ordered by `keys` `[(expr, descending, nulls_last)]`, stably; the first `k`
+    /// only (a top-k, no full sort) when `k` is given.
+    #[pyo3(signature = (keys, k=None))]
+    fn sort(&self, keys: Vec<(PyRef<'_, NativeExpr>, bool, bool)>, k: Option<u64>) -> PyResult<Self> {
+        let keys = keys
+            .into_iter()
+            .map(|(expr, descending, nulls_last)| SortKey {
+                expr: expr.expr.clone(),
+                descending,
+                nulls_last,
+            })
+            .collect();
+        let plan = match k {
+            Some(k) => self.plan.top_k(k, keys),
+            None => self.plan.sort(keys),
+        };
+        Ok(self.with_plan(plan.map_err(plan_error)?))
+    }
+
+    /// One row per distinct value of `subset` (all columns when None); `keep` is "first",
+    /// "last" or "none".
+    #[pyo3(signature = (subset, keep))]
+    fn unique(&self, subset: Option<Vec<String>>, keep: &str) -> PyResult<Self> {
+        let keep = match keep {
+            "first" | "any" => Keep::First,
+            "last" => Keep::Last,
+            "none" => Keep::None,
+            other => {
+                return Err(relay_error(
+                    ErrorKind::Value,
+                    format!("unique(): keep must be \"first\", \"last\", \"any\" or \"none\", got {other:?}"),
+                ));
+            }
+        };
+        Ok(self.with_plan(self.plan.distinct(subset, keep).map_err(plan_error)?))
+    }
+
+    /// Groups of rows with equal `keys`, aggregated by `aggs` `[(function, input, name)]`.
+    fn aggregate(&self, keys: Vec<PyRef<'_, NativeExpr>>, aggs: Vec<(String, PyRef<'_, NativeExpr>, Option<String>)>) -> PyResult<Self> {
+        let keys = exprs_of(keys);
+        let aggs = aggs
+            .into_iter()
+            .map(|(func, input, name)| {
+                let func = AggFunc::parse(&func)
+                    .ok_or_else(|| relay_error(ErrorKind::Value, format!("agg(): unknown aggregation {func:?}")))?;
+                let agg = AggExpr::new(func, input.expr.clone());
+                Ok(match name {
+                    Some(name) => agg.alias(name),
+                    None => agg,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(self.with_plan(self.plan.aggregate(keys, aggs).map_err(plan_error)?))
+    }
+
+    /// The rows of `frames` one after the other, held in memory: each frame is run once and
+    /// collected (arrays that are views of a mapped file stay views). Every frame must have
+    /// the first one's column names and types, in order.
+    #[staticmethod]
+    fn concat(py: Python<'_>, frames: Vec<PyRef<'_, NativeFrame>>) -> PyResult<Self> {
+        let Some(first) = frames.first() else {
+            return Err(relay_error(ErrorKind::Value, "concat() needs at least one frame"));
+        };
+        let schema = first.schema_ref()?;
+        for (position, frame) in frames.iter().enumerate().skip(1) {
+            let other = frame.schema_ref()?;
+            if let Some(problem) = schema_mismatch(&schema, &other) {
+                return Err(relay_error(ErrorKind::Type, format!("concat(): frame {position} does not match frame 0: {problem}")));
+            }
+        }
+        let mut batches = Vec::new();
+        for frame in &frames {
+            let view = run_plan(py, &frame.plan)?;
+            batches.extend(py.detach(|| collect_batches(&view)).map_err(exec_error)?);
+        }
+        let batches = batches
+            .into_iter()
+            .map(|batch| batch.with_schema(schema.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| relay_error(ErrorKind::Value, format!("concat(): {error}")))?;
+        Ok(NativeFrame {
+            plan: Arc::new(LogicalPlan::Memory {
+                schema,
+                batches: Arc::new(batches),
+                origin: Some("concat".into()),
+            }),
+            origin: FrameOrigin::Memory("concat".into()),
+        })
+    }
+
     /// Runs the plan once and holds the result in memory (see `nodes::collect_batches`).
     fn collect(&self, py: Python<'_>) -> PyResult<Self> {
         let view = run_plan(py, &self.plan)?;
@@ -402,6 +498,15 @@ impl NativeFrame {
     /// Whether running this frame runs a filter (then slicing it would run the filter again).
     fn _contains_filter(&self) -> bool {
         self.plan.contains_filter()
+    }
+
+    /// Whether each slice of this frame would run the whole plan again: a filter, a sort, a
+    /// unique or an aggregation decides which rows come out only by running over all of them.
+    fn _slices_rerun(&self) -> bool {
+        self.plan.contains_filter()
+            || plan_has(&self.plan, &|node| {
+                matches!(node, LogicalPlan::Sort { .. } | LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. })
+            })
     }
 
     fn column(&self, name: &str) -> PyResult<ColumnBase> {
@@ -524,8 +629,36 @@ enum Origin {
     Attached { array: Vec<DecodedColumn>, copied: Option<String> },
     /// An expression evaluated over the rows.
     Computed,
+    /// Rows produced by a relational operator (sort, unique, group_by): the verdict says how.
+    Produced(&'static str),
     /// The column's data could not be read (the error that exporting would raise).
     Unreadable(String),
+}
+
+/// How `other`'s columns differ from `schema`'s, naming the first column that differs; None
+/// when they have the same names and types in the same order.
+fn schema_mismatch(schema: &arrow::datatypes::Schema, other: &arrow::datatypes::Schema) -> Option<String> {
+    for (position, field) in schema.fields().iter().enumerate() {
+        match other.fields().get(position) {
+            None => return Some(format!("it has no column {:?} ({} columns, not {})", field.name(), other.fields().len(), schema.fields().len())),
+            Some(theirs) if theirs.name() != field.name() => {
+                return Some(format!("it has column {:?} where frame 0 has {:?}", theirs.name(), field.name()));
+            }
+            Some(theirs) if theirs.data_type() != field.data_type() => {
+                return Some(format!(
+                    "its column {:?} is {}, not {}",
+                    field.name(),
+                    type_name(theirs.data_type()),
+                    type_name(field.data_type())
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    other
+        .fields()
+        .get(schema.fields().len())
+        .map(|extra| format!("it has an extra column {:?}", extra.name()))
 }
 
 /// Rows `offset .. offset + length` of `chunks` taken together, as the executor slices them:
@@ -565,6 +698,9 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
     match plan {
         LogicalPlan::Scan { filters, .. } if !filters.is_empty() => Origin::Selected,
         LogicalPlan::Filter { .. } | LogicalPlan::Take { .. } => Origin::Selected,
+        LogicalPlan::Sort { .. } => Origin::Produced("sort() reordered the rows: they are gathered into a copy"),
+        LogicalPlan::Distinct { .. } => Origin::Produced("unique() selected rows: they are gathered into a copy"),
+        LogicalPlan::Aggregate { .. } => Origin::Produced("group_by().agg() computed the column into new memory"),
         LogicalPlan::Scan { table, .. } => match table.column(name).and_then(|column| column.chunks()) {
             Ok(chunks) => Origin::Arrays {
                 chunks: sliced(chunks, slices),
@@ -650,6 +786,7 @@ fn verdict_of(origin: Origin, data_type: &DataType, filtered: bool, mapped: &Ran
         Origin::Selected if filtered => "copy: a filter selected rows: they are gathered into a copy".into(),
         Origin::Selected => "copy: take() or sample() picked rows: they are gathered into a copy".into(),
         Origin::Computed => "copy: computed by an expression, evaluated into new memory".into(),
+        Origin::Produced(how) => format!("copy: {how}"),
         Origin::Attached { copied: Some(note), .. } => format!("copy: the array was copied when attached ({note})"),
         // Referenced: a view unless its layout has no NumPy form (nulls, bits, strings, ...).
         Origin::Attached { array, copied: None } => match array.first().map(|_| relay_exec::zero_copy_blocker(&array, &(0..usize::MAX))) {

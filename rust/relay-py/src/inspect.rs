@@ -36,13 +36,14 @@ pub fn inspect_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, 
     report.set_item("path", file.path().display().to_string())?;
     report.set_item("size", file.size())?;
     report.set_item("num_rows", file.num_rows())?;
+    report.set_item("format", file.format().name())?;
     let batches = PyList::empty(py);
     for info in file.batches() {
         let batch = PyDict::new(py);
         batch.set_item("rows", info.num_rows)?;
         batch.set_item("offset", info.block.offset())?;
         batch.set_item("bytes", info.block.metaDataLength() as i64 + info.block.bodyLength())?;
-        batch.set_item("compression", info.compression.map(|c| format!("{c:?}")))?;
+        batch.set_item("compression", info.compression.map(relay_storage::codec_name))?;
         batches.append(batch)?;
     }
     report.set_item("batches", batches)?;
@@ -59,7 +60,15 @@ pub fn inspect_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, 
                     buffer_alignment(&chunk.array.to_data(), &mapped, &mut alignment);
                 }
                 let nulls: usize = chunks.iter().map(|c| c.array.logical_null_count()).sum();
-                let blocker = relay_exec::zero_copy_blocker(&chunks, &mapped);
+                let mut blocker = relay_exec::zero_copy_blocker(&chunks, &mapped);
+                // Copies made while decoding (compressed record batches) are named even where
+                // another reason comes first (several batches, a type without a NumPy form).
+                if let Some(decode_reason) = chunks.iter().find_map(|c| c.copy_reason.as_ref())
+                    && let Some(reason) = &blocker
+                    && !reason.contains(decode_reason.as_str())
+                {
+                    blocker = Some(format!("{reason}; {decode_reason}"));
+                }
                 column.set_item("alignment", alignment)?;
                 column.set_item("null_count", nulls)?;
                 column.set_item("zero_copy", blocker.is_none())?;

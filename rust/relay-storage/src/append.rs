@@ -244,6 +244,14 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
 
     // The file as it is, at its last complete footer (recovering a torn tail).
     let existing = IpcFile::open(path)?;
+    if existing.format() == crate::ipc::IpcFormat::Stream {
+        return Err(StorageError::Unsupported {
+            path: path.to_owned(),
+            reason: "cannot append to an Arrow IPC stream file: append adds record batches and a new footer \
+                     to an Arrow IPC file (`relay convert` rewrites the stream as one)"
+                .into(),
+        });
+    }
     let footer_end = existing.mapped_range().len() as u64;
     let version = footer_version(path, file, footer_end)?;
     let file_schema = existing.schema().clone();

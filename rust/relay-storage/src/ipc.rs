@@ -1,4 +1,10 @@
-//! Arrow IPC *file* format, read straight from a private memory mapping.
+//! Arrow IPC *file* format, read straight from a private memory mapping (the stream format is
+//! walked by `stream.rs` into the same batch descriptions).
+//!
+//! Record batches compressed with LZ4_FRAME or ZSTD (per batch, as the format allows) are
+//! decompressed into the heap on each decode, never cached, and every such column carries a
+//! copy reason naming the codec. The uncompressed length each compressed buffer announces is
+//! checked first (`check_compressed_buffers`): arrow-rs allocates it before decompressing.
 //!
 //! Opening reads the trailing magic, the footer and each record batch's message header (for
 //! its row count); no column bytes are touched, so the cost does not depend on the file size.
@@ -23,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use arrow::array::ArrayRef;
 use arrow::buffer::Buffer;
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::ipc::reader::{RecordBatchDecoder, read_dictionary_impl};
 use arrow::ipc::{self, Block, CompressionType, MetadataVersion};
 use memmap2::{MmapMut, MmapOptions};
@@ -135,6 +141,23 @@ pub struct BatchInfo {
     pub compression: Option<CompressionType>,
 }
 
+/// The two Arrow IPC layouts: the file format (magic, messages, footer; also Feather v2) and
+/// the stream format (messages up to an end-of-stream marker, no footer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpcFormat {
+    File,
+    Stream,
+}
+
+impl IpcFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            IpcFormat::File => "file",
+            IpcFormat::Stream => "stream",
+        }
+    }
+}
+
 /// A column of one record batch, decoded, and why it is not a view of the mapping if it is not.
 #[derive(Debug, Clone)]
 pub struct DecodedColumn {
@@ -154,6 +177,7 @@ pub struct IpcFile {
     identity: FileIdentity,
     /// The whole mapping, as the arrow buffer that decoded arrays share.
     data: Buffer,
+    format: IpcFormat,
     schema: SchemaRef,
     version: MetadataVersion,
     batches: Vec<BatchInfo>,
@@ -209,6 +233,26 @@ fn parse_message(bytes: &[u8]) -> std::result::Result<ipc::Message<'_>, String> 
     ipc::root_as_message(body).map_err(|e| format!("invalid message flatbuffer: {e}"))
 }
 
+/// The row count of a record batch message, after the checks that need no body: it is not
+/// negative, and the first field node (the first column's) has the batch's length. Checked at
+/// open because a batch whose row count reads 0 is never decoded.
+pub(crate) fn record_batch_rows(header: ipc::RecordBatch<'_>, schema: &Schema) -> std::result::Result<u64, String> {
+    let rows = header.length();
+    if rows < 0 {
+        return Err(format!("negative row count {rows}"));
+    }
+    if !schema.fields().is_empty() {
+        let first_node_length = header.nodes().and_then(|nodes| nodes.iter().next()).map(|node| node.length());
+        if first_node_length != Some(rows) {
+            return Err(format!(
+                "{rows} rows, but its first column has {}",
+                first_node_length.map_or("no field node".to_string(), |n| format!("{n} values")),
+            ));
+        }
+    }
+    Ok(rows as u64)
+}
+
 /// Checks the buffers and field nodes of a record batch header (of a record batch message or of
 /// a dictionary batch) against the body they describe, before arrow-rs reads them.
 ///
@@ -216,7 +260,8 @@ fn parse_message(bytes: &[u8]) -> std::result::Result<ipc::Message<'_>, String> 
 /// (`Buffer::slice_with_length` panics), and casts node lengths and null counts to `usize`, so a
 /// negative value would pass as a huge one. Array validation then checks that each buffer is
 /// large enough for its array, so a huge row count over tiny buffers fails there.
-fn check_batch_header(header: ipc::RecordBatch<'_>, body_len: usize) -> std::result::Result<(), String> {
+fn check_batch_header(header: ipc::RecordBatch<'_>, body: &[u8]) -> std::result::Result<(), String> {
+    let body_len = body.len();
     let rows = header.length();
     if rows < 0 {
         return Err(format!("negative row count {rows}"));
@@ -230,12 +275,86 @@ fn check_batch_header(header: ipc::RecordBatch<'_>, body_len: usize) -> std::res
             ));
         }
     }
+    if let Some(compression) = header.compression() {
+        check_compressed_buffers(compression.codec(), buffers, body)?;
+    }
     let nodes = header.nodes().ok_or("the header has no field node list")?;
     for (index, node) in nodes.iter().enumerate() {
         let (length, null_count) = (node.length(), node.null_count());
         if length < 0 || null_count < 0 || null_count > length {
             return Err(format!(
                 "field node {index} has length {length} and null count {null_count}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The name users know a codec by ("LZ4_FRAME", "ZSTD").
+pub fn codec_name(codec: CompressionType) -> String {
+    match codec {
+        CompressionType::LZ4_FRAME => "LZ4_FRAME".into(),
+        CompressionType::ZSTD => "ZSTD".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// How many bytes a compressed buffer of `compressed` bytes can at most decompress to.
+///
+/// arrow-rs allocates the length a compressed buffer's prefix announces before it decompresses
+/// (`Vec::with_capacity`), and a failed allocation aborts the process, so a damaged prefix must
+/// be refused first. The codecs bound the ratio: an LZ4 sequence of n bytes yields at most about
+/// 255 n bytes, and the smallest zstd block (an RLE block: a 3-byte header and one byte) yields
+/// at most 128 KiB, 32768 bytes per compressed byte. Nothing larger than the machine's memory is
+/// accepted either.
+fn max_decompressed_len(codec: CompressionType, compressed: usize) -> u128 {
+    let ratio: u128 = match codec {
+        CompressionType::LZ4_FRAME => 256,
+        _ => 32_768,
+    };
+    let by_ratio = compressed as u128 * ratio + 4096;
+    by_ratio.min(u128::from(physical_memory()))
+}
+
+/// Bytes of physical memory (or 16 GiB where the system does not say).
+fn physical_memory() -> u64 {
+    static MEMORY: LazyLock<u64> = LazyLock::new(|| {
+        // SAFETY: sysconf takes no pointers and only reads system configuration.
+        let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        if pages > 0 && page_size > 0 {
+            (pages as u64).saturating_mul(page_size as u64)
+        } else {
+            16 << 30
+        }
+    });
+    *MEMORY
+}
+
+/// Checks the 8-byte length prefix of each compressed buffer (`buffers` already lie in `body`):
+/// -1 (stored uncompressed), 0 (empty) or a length the codec can produce from the bytes given.
+fn check_compressed_buffers(
+    codec: CompressionType,
+    buffers: flatbuffers::Vector<'_, ipc::Buffer>,
+    body: &[u8],
+) -> std::result::Result<(), String> {
+    if !matches!(codec, CompressionType::LZ4_FRAME | CompressionType::ZSTD) {
+        return Err(format!("unknown compression codec {codec:?}"));
+    }
+    for (index, buffer) in buffers.iter().enumerate() {
+        let (offset, length) = (buffer.offset() as usize, buffer.length() as usize);
+        if length == 0 {
+            continue;
+        }
+        let Some(prefix) = body.get(offset..offset + 8).filter(|_| length >= 8) else {
+            return Err(format!(
+                "compressed buffer {index} is {length} bytes, too short for its 8-byte length prefix"
+            ));
+        };
+        let announced = i64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+        let compressed = length - 8;
+        if announced < -1 || (announced > 0 && announced as u128 > max_decompressed_len(codec, compressed)) {
+            return Err(format!(
+                "compressed buffer {index} ({compressed} bytes of {codec:?} data at body offset {offset}) says it decompresses to {announced} bytes, which is impossible"
             ));
         }
     }
@@ -404,9 +523,27 @@ impl IpcFile {
                 reason: format!("the file is {len} bytes, too small to hold the Arrow magic and footer"),
             });
         }
+        if &bytes[..6] != MAGIC && crate::stream::looks_like_stream(bytes) {
+            let layout = crate::stream::walk_stream(bytes).map_err(|reason| corrupt(format!("IPC stream: {reason}")))?;
+            return Ok(Self {
+                path,
+                file,
+                size,
+                identity,
+                data,
+                format: IpcFormat::Stream,
+                schema: Arc::new(layout.schema),
+                version: layout.version,
+                batches: layout.batches,
+                batch_row_starts: layout.batch_row_starts,
+                dictionary_blocks: layout.dictionary_blocks,
+                dictionaries: OnceLock::new(),
+                decoded: Mutex::new(DecodedCache::default()),
+            });
+        }
         if &bytes[..6] != MAGIC {
             let reason = if bytes[..4] == [0xff; 4] {
-                "it starts like an Arrow IPC *stream*; only the IPC file format (Feather v2) can be memory-mapped".to_string()
+                "it starts with an IPC continuation marker, but not with a schema message".to_string()
             } else if &bytes[..4] == b"PAR1" {
                 "it is a Parquet file".to_string()
             } else {
@@ -474,24 +611,7 @@ impl IpcFile {
                     message.header_type()
                 ))
             })?;
-            if header.length() < 0 {
-                return Err(corrupt(format!(
-                    "record batch {index} has a negative row count {}",
-                    header.length()
-                )));
-            }
-            // The first field node is the first column's, and a column has the batch's length.
-            // Checked here because a batch whose row count reads 0 is never decoded.
-            if !schema.fields().is_empty() {
-                let first_node_length = header.nodes().and_then(|nodes| nodes.iter().next()).map(|node| node.length());
-                if first_node_length != Some(header.length()) {
-                    return Err(corrupt(format!(
-                        "record batch {index} has {} rows but its first column has {}",
-                        header.length(),
-                        first_node_length.map_or("no field node".to_string(), |n| format!("{n} values")),
-                    )));
-                }
-            }
+            record_batch_rows(header, &schema).map_err(|e| corrupt(format!("record batch {index}: {e}")))?;
             if message.bodyLength() > block.bodyLength() {
                 return Err(corrupt(format!(
                     "record batch {index} says its body is {} bytes, the footer gives it {}",
@@ -555,6 +675,7 @@ impl IpcFile {
             size,
             identity,
             data,
+            format: IpcFormat::File,
             schema,
             version,
             batches,
@@ -563,6 +684,11 @@ impl IpcFile {
             dictionaries: OnceLock::new(),
             decoded: Mutex::new(DecodedCache::default()),
         })
+    }
+
+    /// Whether the file is in the IPC file or stream format.
+    pub fn format(&self) -> IpcFormat {
+        self.format
     }
 
     pub fn path(&self) -> &Path {
@@ -679,8 +805,8 @@ impl IpcFile {
             let data = batch
                 .data()
                 .ok_or_else(|| self.corrupt(format!("dictionary batch {index} has no record batch")))?;
-            check_batch_header(data, body_len).map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
             let body = self.data.slice_with_length(start + meta_len, body_len);
+            check_batch_header(data, body.as_slice()).map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
             read_dictionary_impl(
                 &body,
                 batch,
@@ -761,8 +887,8 @@ impl IpcFile {
             // Checked on every decode, not only at open: the mapping is private, but pages not
             // yet read still follow writes that another process makes to the file in place
             // (such a write changes the file's times, and decodes are no longer cached).
-            check_batch_header(header, body_len).map_err(|e| in_column(&e))?;
             let body = self.data.slice_with_length(start + meta_len, body_len);
+            check_batch_header(header, body.as_slice()).map_err(|e| in_column(&e))?;
             let projection = [column];
             let decode = |require_alignment: bool| {
                 RecordBatchDecoder::try_new(&body, header, self.schema.clone(), dictionaries, &self.version)?
@@ -779,7 +905,10 @@ impl IpcFile {
                 Err(e) => return Err(in_column(&e)),
             };
             if let Some(codec) = info.compression {
-                copy_reason = Some(format!("record batch {batch} is compressed with {codec:?}"));
+                copy_reason = Some(format!(
+                    "record batch {batch} is compressed with {}: it is decompressed into memory",
+                    codec_name(codec)
+                ));
             }
             if decoded.num_columns() != 1 || decoded.num_rows() as u64 != info.num_rows {
                 return Err(in_column(&"decoded batch does not match its header"));

@@ -8,13 +8,14 @@ mod append;
 mod error;
 mod ipc;
 mod stats;
+mod stream;
 mod types;
 mod view;
 mod write;
 
 pub use append::append_ipc_file;
 pub use error::{Result, StorageError};
-pub use ipc::{BatchInfo, DecodedColumn, IpcFile};
+pub use ipc::{BatchInfo, DecodedColumn, IpcFile, IpcFormat, codec_name};
 pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
 pub use types::{type_name, unit_name};
 pub use view::{ColumnView, RowRange, TableView};

@@ -13,7 +13,7 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int32Type, Int64Type, Schema, SchemaRef};
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow::ipc::{MetadataVersion, RecordBatch as IpcRecordBatch};
-use relay_storage::{IpcFile, StorageError, TableView};
+use relay_storage::{IpcFile, IpcFormat, StorageError, TableView};
 
 // ---------------------------------------------------------------------------------------------
 // Temporary files
@@ -465,10 +465,12 @@ fn stream_format_and_small_files_are_not_arrow_files() {
         writer.write(batch).unwrap();
     }
     writer.finish().unwrap();
-    match IpcFile::open(&path) {
-        Err(StorageError::NotArrowFile { reason, .. }) => assert!(reason.contains("stream"), "{reason}"),
-        other => panic!("expected NotArrowFile, got {other:?}"),
-    }
+    // A stream is read too (see `stream_files_read_like_files`); a stream without its schema
+    // message is refused.
+    assert_eq!(IpcFile::open(&path).unwrap().format(), IpcFormat::Stream);
+    let headless = dir.join("headless.arrows");
+    std::fs::write(&headless, [[0xffu8; 4].as_slice(), &[16, 0, 0, 0], &[0; 24]].concat()).unwrap();
+    assert!(IpcFile::open(&headless).is_err());
     for content in [&b""[..], b"A", b"ARROW1", b"ARROW1\0\0ARROW1"] {
         let path = dir.join("small.arrow");
         std::fs::write(&path, content).unwrap();
@@ -698,4 +700,137 @@ fn damaged_dictionary_batches_are_corrupt_files_not_panics() {
     std::fs::write(&path, &damaged).unwrap();
     // Either refused at open (the blocks overlap) or when the dictionary is needed.
     corrupt_reason(read_all(&path));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compressed record batches and IPC streams
+// ---------------------------------------------------------------------------------------------
+
+fn write_stream(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], options: IpcWriteOptions) {
+    let file = std::fs::File::create(path).expect("create file");
+    let mut writer = StreamWriter::try_new_with_options(file, schema, options).expect("writer");
+    for batch in batches {
+        writer.write(batch).expect("write batch");
+    }
+    writer.finish().expect("finish");
+}
+
+/// Every column of every batch of `path`, as decoded by relay, against `batches`.
+fn assert_reads_back(path: &Path, batches: &[RecordBatch], compressed: bool) {
+    let file = IpcFile::open(path).unwrap();
+    assert_eq!(file.batches().len(), batches.len());
+    for (index, batch) in batches.iter().enumerate() {
+        for column in 0..batch.num_columns() {
+            let decoded = file.decode_column(index, column).unwrap();
+            assert_eq!(decoded.array.to_data(), batch.column(column).to_data(), "batch {index} column {column}");
+            if compressed {
+                let reason = decoded.copy_reason.expect("a copy reason");
+                assert!(reason.contains("decompressed into memory"), "{reason}");
+            }
+        }
+    }
+}
+
+fn compressed_options(codec: arrow::ipc::CompressionType) -> IpcWriteOptions {
+    IpcWriteOptions::default().try_with_compression(Some(codec)).unwrap()
+}
+
+#[test]
+fn compressed_files_and_streams_decode_into_memory() {
+    let dir = TempDir::new("compressed");
+    let (schema, batches) = multi_batch();
+    for codec in [arrow::ipc::CompressionType::LZ4_FRAME, arrow::ipc::CompressionType::ZSTD] {
+        let path = dir.join("c.arrow");
+        write_file(&path, &schema, &batches, compressed_options(codec));
+        assert_reads_back(&path, &batches, true);
+        let file = IpcFile::open(&path).unwrap();
+        assert!(file.batches().iter().all(|b| b.compression == Some(codec)));
+        let path = dir.join("c.arrows");
+        write_stream(&path, &schema, &batches, compressed_options(codec));
+        assert_reads_back(&path, &batches, true);
+    }
+}
+
+#[test]
+fn stream_files_read_like_files() {
+    let dir = TempDir::new("streams");
+    let (schema, batches) = multi_batch();
+    let path = dir.join("s.arrows");
+    write_stream(&path, &schema, &batches, default_options());
+    assert_reads_back(&path, &batches, false);
+    let file = IpcFile::open(&path).unwrap();
+    assert_eq!(file.format(), IpcFormat::Stream);
+    assert_eq!(file.batch_row_starts(), &[0, 4, 4, 9]);
+    // Fixed-width columns of an aligned stream are views of the mapping.
+    let id = file.decode_column(0, 0).unwrap();
+    assert!(id.copy_reason.is_none());
+    assert!(file.mapped_range().contains(&(id.array.to_data().buffers()[0].as_ptr() as usize)));
+
+    let (schema, batches) = dictionary_batches();
+    let path = dir.join("d.arrows");
+    write_stream(&path, &schema, &batches, default_options());
+    let file = IpcFile::open(&path).unwrap();
+    assert_eq!(file.num_rows(), batches.iter().map(|b| b.num_rows() as u64).sum::<u64>());
+    read_all(&path).unwrap();
+}
+
+#[test]
+fn damaged_streams_name_the_message() {
+    let dir = TempDir::new("damaged-streams");
+    let (schema, batches) = multi_batch();
+    let path = dir.join("s.arrows");
+    write_stream(&path, &schema, &batches, default_options());
+    let bytes = bytes_of(&path);
+    // Every truncation fails (the end-of-stream marker is missing or a message is cut short).
+    for cut in 1..bytes.len() {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let result = read_all(&path);
+        assert!(result.is_err(), "cut at {cut}");
+    }
+    // A bad continuation marker on the second message.
+    let schema_len = 8 + i32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let mut damaged = bytes.clone();
+    damaged[schema_len..schema_len + 4].copy_from_slice(b"JUNK");
+    std::fs::write(&path, &damaged).unwrap();
+    let reason = corrupt_reason(IpcFile::open(&path));
+    assert!(reason.contains(&format!("message 1 (byte offset {schema_len})")), "{reason}");
+    assert!(reason.contains("continuation"), "{reason}");
+    // A body length past the end of the file.
+    let mut damaged = bytes.clone();
+    damaged[schema_len + 4..schema_len + 8].copy_from_slice(&i32::MAX.to_le_bytes());
+    std::fs::write(&path, &damaged).unwrap();
+    let reason = corrupt_reason(IpcFile::open(&path));
+    assert!(reason.contains("message 1"), "{reason}");
+}
+
+#[test]
+fn damaged_compressed_length_prefixes_are_refused_before_allocating() {
+    let dir = TempDir::new("damaged-compressed");
+    let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..1000)) as ArrayRef])
+        .unwrap();
+    let path = dir.join("z.arrow");
+    write_file(&path, &schema, &[batch], compressed_options(arrow::ipc::CompressionType::ZSTD));
+    let bytes = bytes_of(&path);
+    let lay = layout(&bytes);
+    let block = &lay.batches[0];
+    let header = batch_header(&bytes, block);
+    let body_start = block.offset + block.meta_len;
+    let values = header.buffers().unwrap().get(1);
+    let prefix_at = body_start + values.offset() as usize;
+    for announced in [i64::MAX, 1 << 50, -5] {
+        let mut damaged = bytes.clone();
+        put_i64(&mut damaged, prefix_at, announced);
+        std::fs::write(&path, &damaged).unwrap();
+        let error = read_all(&path).unwrap_err();
+        let reason = corrupt_reason(Err::<(), _>(error));
+        assert!(reason.contains("decompresses to"), "{reason}");
+    }
+    // Garbage where the zstd frame should be.
+    let mut damaged = bytes.clone();
+    for byte in &mut damaged[prefix_at + 8..prefix_at + 16] {
+        *byte = 0x5a;
+    }
+    std::fs::write(&path, &damaged).unwrap();
+    assert!(matches!(read_all(&path), Err(StorageError::CorruptFile { .. })));
 }

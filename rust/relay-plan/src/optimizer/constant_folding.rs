@@ -105,7 +105,10 @@ fn fold_node(node: &Arc<LogicalPlan>) -> Arc<LogicalPlan> {
         | LogicalPlan::Take { .. }
         | LogicalPlan::Memory { .. }
         | LogicalPlan::Reinterpret { .. }
-        | LogicalPlan::AttachColumns { .. } => node.clone(),
+        | LogicalPlan::AttachColumns { .. }
+        | LogicalPlan::Sort { .. }
+        | LogicalPlan::Distinct { .. }
+        | LogicalPlan::Aggregate { .. } => node.clone(),
     }
 }
 

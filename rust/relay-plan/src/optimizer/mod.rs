@@ -156,6 +156,21 @@ pub(crate) fn with_new_input(plan: &LogicalPlan, input: Arc<LogicalPlan>) -> Log
             input,
             columns: columns.clone(),
         },
+        LogicalPlan::Sort { keys, limit, .. } => LogicalPlan::Sort {
+            input,
+            keys: keys.clone(),
+            limit: *limit,
+        },
+        LogicalPlan::Distinct { subset, keep, .. } => LogicalPlan::Distinct {
+            input,
+            subset: subset.clone(),
+            keep: *keep,
+        },
+        LogicalPlan::Aggregate { keys, aggs, .. } => LogicalPlan::Aggregate {
+            input,
+            keys: keys.clone(),
+            aggs: aggs.clone(),
+        },
     }
 }
 

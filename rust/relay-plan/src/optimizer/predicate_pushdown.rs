@@ -101,6 +101,10 @@ fn push_filter(input: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<LogicalP
         | LogicalPlan::Memory { .. }
         | LogicalPlan::Reinterpret { .. }
         | LogicalPlan::AttachColumns { .. } => None,
+        // Nor below a sort (a top-k keeps the first k rows before any filter), a unique (which
+        // row of equal ones is kept depends on the rows before it) or an aggregation (groups
+        // are made of unfiltered rows).
+        LogicalPlan::Sort { .. } | LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } => None,
     }
 }
 
@@ -247,5 +251,28 @@ mod tests {
         });
         let plan = Arc::new(plan.filter(gt("age", 3)).unwrap());
         assert!(Arc::ptr_eq(&PredicatePushdown.rewrite(plan.clone()).unwrap(), &plan));
+    }
+
+    #[test]
+    fn a_filter_stays_above_sorts_unique_and_aggregations() {
+        use crate::expr::{AggExpr, AggFunc, Keep, SortKey};
+        let file = TestFile::people();
+        let key = SortKey {
+            expr: Expr::col("age"),
+            descending: false,
+            nulls_last: false,
+        };
+        let inputs = [
+            file.scan().top_k(3, vec![key]).unwrap(),
+            file.scan().distinct(Some(vec!["age".into()]), Keep::First).unwrap(),
+            file.scan()
+                .aggregate(vec![Expr::col("age")], vec![AggExpr::new(AggFunc::Sum, Expr::col("id"))])
+                .unwrap(),
+        ];
+        for input in inputs {
+            let plan = Arc::new(Arc::new(input).filter(gt("age", 3)).unwrap());
+            let (before, after, _) = run_rule(&PredicatePushdown, &plan);
+            assert_eq!(before, after);
+        }
     }
 }

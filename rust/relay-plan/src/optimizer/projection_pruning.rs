@@ -70,6 +70,31 @@ fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<Log
         LogicalPlan::Reinterpret { input, .. } | LogicalPlan::AttachColumns { input, .. } => {
             rebuild(plan, input, prune(input, None)?)
         }
+        // A sort keeps its input's columns and reads its keys' columns.
+        LogicalPlan::Sort { input, keys, .. } => {
+            let below = required.map(|names| keys.iter().fold(names.to_vec(), |names, key| with_columns_of(&names, &key.expr)));
+            rebuild(plan, input, prune(input, below.as_deref())?)
+        }
+        // Rows are equal by the subset's columns, or by every column when there is no subset.
+        LogicalPlan::Distinct { input, subset, .. } => {
+            let below = match (required, subset) {
+                (Some(names), Some(subset)) => {
+                    let mut names = names.to_vec();
+                    names.extend(subset.iter().filter(|name| !names.contains(name)).cloned().collect::<Vec<_>>());
+                    Some(names)
+                }
+                _ => None,
+            };
+            rebuild(plan, input, prune(input, below.as_deref())?)
+        }
+        // An aggregation's output is new: below it only the columns its keys and inputs read.
+        LogicalPlan::Aggregate { input, keys, aggs } => {
+            let names = keys
+                .iter()
+                .chain(aggs.iter().map(|agg| &agg.input))
+                .fold(Vec::new(), |names, expr| with_columns_of(&names, expr));
+            rebuild(plan, input, prune(input, Some(&names))?)
+        }
     }
 }
 
@@ -380,5 +405,38 @@ mod tests {
         let plan = Arc::new(file.scan().filter(Expr::col("flag")).unwrap());
         let plan = Arc::new(plan.slice(0, 3));
         assert!(Arc::ptr_eq(&ProjectionPruning.rewrite(plan.clone()).unwrap(), &plan));
+    }
+
+    #[test]
+    fn below_sorts_unique_and_aggregations_only_the_columns_they_read_stay() {
+        use crate::expr::{AggExpr, AggFunc, Keep, SortKey};
+        let file = TestFile::people();
+        let key = |name: &str| SortKey {
+            expr: Expr::col(name),
+            descending: true,
+            nulls_last: false,
+        };
+        let sorted = Arc::new(file.scan().sort(vec![key("age")]).unwrap());
+        let plan = Arc::new(sorted.project(vec![Expr::col("name")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SELECT [col(\"name\")]\n  SORT by=[col(\"age\") desc] (rows reordered: gathered into a copy)\n    SCAN FILE columns=[age, name] rows=0..30\n"
+        );
+
+        let unique = Arc::new(file.scan().distinct(Some(vec!["city".into()]), Keep::Last).unwrap());
+        let plan = Arc::new(unique.project(vec![Expr::col("id")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert!(shown(&rewritten, &file).contains("SCAN FILE columns=[id, city]"), "{}", shown(&rewritten, &file));
+        // Without a subset every column decides which rows are equal: all stay.
+        let unique = Arc::new(file.scan().distinct(None, Keep::First).unwrap());
+        let plan = Arc::new(unique.project(vec![Expr::col("id")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert!(shown(&rewritten, &file).contains("columns=[id, age, score, name, city, flag]"));
+
+        let aggs = vec![AggExpr::new(AggFunc::Mean, Expr::col("score")).alias("mean")];
+        let plan = Arc::new(file.scan().aggregate(vec![Expr::col("city")], aggs).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert!(shown(&rewritten, &file).contains("SCAN FILE columns=[score, city]"), "{}", shown(&rewritten, &file));
     }
 }
