@@ -111,6 +111,12 @@ def test_compressed_column_refuses_zero_copy_naming_the_codec(tmp_path: Path, co
     with pytest.raises(relay.ZeroCopyError, match=CODEC_NAMES[compression]):
         column.to_numpy(zero_copy=True)
     np.testing.assert_array_equal(column.to_numpy(), np.arange(1000, dtype=np.float64))
+    # Over several batches the codec is still the reason given, not the batch count.
+    path = _write_file(tmp_path / "many.arrow", table, compression, batch_rows=300)
+    column = relay.scan(path)["x"]
+    assert CODEC_NAMES[compression] in column.copy_reason, column.copy_reason
+    with pytest.raises(relay.ZeroCopyError, match=CODEC_NAMES[compression]):
+        column.to_numpy(zero_copy=True)
 
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd"])

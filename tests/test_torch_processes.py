@@ -95,25 +95,41 @@ def test_distributed_ranks_shard_disjointly(tmp_path: Path) -> None:
     assert abs(len(first) - len(second)) <= 1
 
 
+_EPOCH_MEMORY_SCRIPT = """
+import json, sys
+import torch
+import relay_ml as relay
+from relay_ml.torch import loader
+from conftest import rss_anon_bytes
+
+frame = relay.scan(sys.argv[1])
+batches = iter(loader(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=3, prefetch=2))
+next(batches)  # the epoch's order (16 MB of positions) and the first batches exist from here on
+start = rss_anon_bytes()
+rows, quarter = 0, None
+for k, (x, y) in enumerate(batches):
+    rows += len(y)
+    if k == 120:
+        quarter = rss_anon_bytes()
+print(json.dumps({"rows": rows, "start": start, "quarter": quarter, "end": rss_anon_bytes(),
+                  "consistent": bool(torch.equal(x[:, 0], y.to(torch.float32)))}))
+"""
+
+
 def test_loader_epoch_keeps_anonymous_memory_flat(big_file: Path) -> None:
     """A whole shuffled epoch over the 1 GB file holds no more than a few batches: memory after
     a quarter of the epoch (the allocator has warmed up on batch-sized blocks) is what it is at
-    the end, and never more than a handful of 2 MB batches above the start."""
-    from relay_ml.torch import loader
+    the end, and never more than a handful of 2 MB batches above the start. Measured in a fresh
+    process, so that nothing else this test session left running allocates meanwhile."""
+    import json
+    import subprocess
+    import sys
 
-    frame = relay.scan(big_file)
-    batches = iter(loader(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=3, prefetch=2))
-    next(batches)  # the epoch's order (16 MB of positions) and the first batches exist from here on
-    start = rss_anon_bytes()
-    rows = 0
-    quarter = None
-    for k, (x, y) in enumerate(batches):
-        rows += len(y)
-        if k == 120:
-            quarter = rss_anon_bytes()
-    end = rss_anon_bytes()
-    assert rows == EMB_ROWS - 8_192 and quarter is not None
-    assert torch.equal(x[:, 0], y.to(torch.float32))
+    done = subprocess.run([sys.executable, "-c", _EPOCH_MEMORY_SCRIPT, str(big_file)], capture_output=True,
+                          text=True, timeout=300, cwd=Path(__file__).parent, check=True)
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["rows"] == EMB_ROWS - 8_192 and report["consistent"]
     mib = 2**20
-    assert end - quarter < 8 * mib, f"anonymous memory grew by {(end - quarter) / mib:.1f} MiB over 3/4 of the epoch"
-    assert end - start < 48 * mib, f"anonymous memory grew by {(end - start) / mib:.1f} MiB over the epoch"
+    late, total = report["end"] - report["quarter"], report["end"] - report["start"]
+    assert late < 8 * mib, f"anonymous memory grew by {late / mib:.1f} MiB over 3/4 of the epoch"
+    assert total < 48 * mib, f"anonymous memory grew by {total / mib:.1f} MiB over the epoch"

@@ -245,6 +245,11 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
     let Some((leaf, width)) = leaf_of(data_type) else {
         return Some(format!("type {} has no fixed-width NumPy / DLPack form", type_name(data_type)));
     };
+    // A reason the decoder already gave (a compressed or misaligned batch) names the cause
+    // better than the batch count does.
+    if let Some(reason) = chunks.iter().find_map(|chunk| chunk.copy_reason.clone()) {
+        return Some(reason);
+    }
     if chunks.len() > 1 {
         return Some(format!(
             "the column spans {} record batches; one view needs one contiguous buffer \
@@ -253,9 +258,6 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
         ));
     }
     let chunk = &chunks[0];
-    if let Some(reason) = &chunk.copy_reason {
-        return Some(reason.clone());
-    }
     let (values, validity) = flatten(&chunk.array, width);
     if let Some(validity) = validity {
         let nulls = validity.iter().filter(|v| !**v).count();
