@@ -143,6 +143,16 @@ pub fn pool() -> Arc<rayon::ThreadPool> {
     guard.1.clone()
 }
 
+/// Statistics of an operator that turned `rows_in` rows into `result`, copying `bytes_copied`.
+fn row_stats(rows_in: usize, result: &ViewSet, bytes_copied: usize) -> OperatorStats {
+    OperatorStats {
+        rows_in,
+        rows_out: result.num_rows(),
+        bytes_copied,
+        ..Default::default()
+    }
+}
+
 /// Executes `plan` (already optimized), recording per-operator statistics in `profile`.
 pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecError> {
     let started = Instant::now();
@@ -199,11 +209,7 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
             let result = filter(input, predicate).map_err(|e| e.in_file(plan, "filter evaluation"))?;
-            let stats = OperatorStats {
-                rows_in,
-                rows_out: result.num_rows(),
-                ..Default::default()
-            };
+            let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
         LogicalPlan::Project { input, exprs } => {
@@ -212,23 +218,14 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             let rows_in = input.num_rows();
             let (result, bytes_copied) =
                 project(input, exprs, schema).map_err(|e| e.in_file(plan, "evaluating a computed column"))?;
-            let stats = OperatorStats {
-                rows_in,
-                rows_out: result.num_rows(),
-                bytes_copied,
-                ..Default::default()
-            };
+            let stats = row_stats(rows_in, &result, bytes_copied);
             (result, stats)
         }
         LogicalPlan::Slice { input, offset, length } => {
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
             let result = slice(input, *offset as usize, *length as usize);
-            let stats = OperatorStats {
-                rows_in,
-                rows_out: result.num_rows(),
-                ..Default::default()
-            };
+            let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
         LogicalPlan::Take { .. } | LogicalPlan::Memory { .. } | LogicalPlan::Reinterpret { .. } | LogicalPlan::AttachColumns { .. } => {
@@ -238,22 +235,14 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
             let result = crate::sort::sort(input, keys, *limit).map_err(|e| e.in_file(plan, "sort"))?;
-            let stats = OperatorStats {
-                rows_in,
-                rows_out: result.num_rows(),
-                ..Default::default()
-            };
+            let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
         LogicalPlan::Distinct { input, subset, keep } => {
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
             let result = crate::distinct::distinct(input, subset.as_deref(), *keep).map_err(|e| e.in_file(plan, "unique"))?;
-            let stats = OperatorStats {
-                rows_in,
-                rows_out: result.num_rows(),
-                ..Default::default()
-            };
+            let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
         LogicalPlan::Aggregate { input, keys, aggs } => {
@@ -262,12 +251,7 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             let rows_in = input.num_rows();
             let result = crate::aggregate::aggregate(input, keys, aggs, schema).map_err(|e| e.in_file(plan, "aggregation"))?;
             let bytes_copied = result.chunks.iter().flat_map(|c| &c.columns).map(|c| c.get_array_memory_size()).sum();
-            let stats = OperatorStats {
-                rows_in,
-                rows_out: result.num_rows(),
-                bytes_copied,
-                ..Default::default()
-            };
+            let stats = row_stats(rows_in, &result, bytes_copied);
             (result, stats)
         }
     };
