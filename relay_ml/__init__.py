@@ -27,6 +27,7 @@ from relay_ml.errors import (
     RelayIOError,
     RelayTypeError,
     RelayValueError,
+    WrongFormatError,
     ZeroCopyError,
 )
 from relay_ml.expr import AggExpr, Expr, col, lit, when
@@ -56,6 +57,7 @@ __all__ = [
     "RelayFileNotFoundError",
     "RelayIOError",
     "InvalidFileError",
+    "WrongFormatError",
     "NotArrowFileError",
     "CorruptFileError",
     "FileChangedError",

@@ -13,6 +13,21 @@ class NativeFrame:
     @staticmethod
     def scan(path: str) -> NativeFrame: ...
     @staticmethod
+    def read(
+        description: str,
+        paths: list[str],
+        formats: list[str],
+        partitions: list[tuple[str, str]],
+        partition_values: list[list[str | None]],
+        schema: list[tuple[str, str]] | None = None,
+        has_header: bool | None = None,
+        separator: str | None = None,
+    ) -> NativeFrame:
+        """Files read as one table (a READ leaf): `paths` with their `formats` ("ipc",
+        "parquet", "csv", "ndjson"), partition columns `[(name, "int64" | "string")]` and each
+        file's values as text (None is null). Opens the first file for the schema; `schema`
+        `[(name, dtype)]` replaces CSV / NDJSON inference."""
+    @staticmethod
     def memory(num_rows: int, origin: str) -> NativeFrame:
         """`num_rows` rows and no columns in memory (a MEMORY leaf), for `attach` to add
         columns to; `origin` names the call that made the frame (``"from_numpy"``, ...)."""
@@ -43,8 +58,15 @@ class NativeFrame:
     def unique(self, subset: list[str] | None, keep: str) -> NativeFrame:
         """One row per distinct value of `subset` (all columns when None); `keep` is
         "first", "any", "last" or "none"."""
-    def aggregate(self, keys: list[NativeExpr], aggs: list[tuple[str, NativeExpr, str | None]]) -> NativeFrame:
-        """Groups by `keys`, aggregated by `aggs` `[(function, input, output name)]`."""
+    def aggregate(
+        self, keys: list[NativeExpr], aggs: list[tuple[str, NativeExpr, str | None, tuple[float, str] | None]]
+    ) -> NativeFrame:
+        """Groups by `keys`, aggregated by `aggs` `[(function, input, output name, (q, interpolation) of a quantile)]`."""
+    def join(
+        self, other: NativeFrame, left_on: list[NativeExpr], right_on: list[NativeExpr], how: str, suffix: str
+    ) -> NativeFrame:
+        """Rows of both frames with equal keys, kept as `how` says (a hash join); right columns
+        whose names clash get `suffix`."""
     @staticmethod
     def concat(frames: list[NativeFrame]) -> NativeFrame:
         """The frames' rows one after the other, collected into memory; same schema required."""
@@ -59,7 +81,7 @@ class NativeFrame:
     def column(self, name: str) -> ColumnBase: ...
     def _matrix(self, order: str) -> np.ndarray | None: ...
     def explain(self) -> str: ...
-    def _profile(self) -> list[tuple[str, int, int, int, int, float, int, int]]: ...
+    def _profile(self) -> list[tuple[str, int, int, int, int, float, int, int, int, int]]: ...
     def __arrow_c_schema__(self) -> object: ...
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
@@ -114,6 +136,13 @@ class ColumnBase:
 def inspect_file(path: str) -> dict[str, Any]: ...
 def write_ipc(
     frame: NativeFrame, path: str, batch_size: int | None = None, compression: str | None = None
+) -> dict[str, int]: ...
+def write_parquet(
+    frame: NativeFrame,
+    path: str,
+    compression: str = "zstd",
+    row_group_size: int | None = None,
+    compression_level: int | None = None,
 ) -> dict[str, int]: ...
 def append_ipc(path: str, frame: NativeFrame) -> dict[str, int]: ...
 

@@ -20,12 +20,19 @@ class InvalidFileError(RelayError, ValueError):
     """The file cannot be read as the format it was opened as."""
 
 
-class NotArrowFileError(InvalidFileError):
+class WrongFormatError(InvalidFileError):
+    """The file is not of the format it was opened as (no Parquet magic bytes, a directory,
+    too short to hold the format's footer)."""
+
+
+class NotArrowFileError(WrongFormatError):
     """The file is not an Arrow IPC file (wrong magic bytes, a directory, another format)."""
 
 
 class CorruptFileError(InvalidFileError):
-    """The file looks like an Arrow IPC file but its footer, metadata or buffers are damaged."""
+    """The file looks like a file of its format (Arrow IPC, Parquet, CSV, NDJSON) but its
+    bytes are damaged: a footer, metadata, buffer, page or record that cannot be decoded. The
+    message names the place (row group and column, or line and column)."""
 
 
 class FileChangedError(RelayError, OSError):
@@ -72,6 +79,7 @@ __all__ = [
     "RelayError",
     "RelayFileNotFoundError",
     "InvalidFileError",
+    "WrongFormatError",
     "NotArrowFileError",
     "CorruptFileError",
     "FileChangedError",

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from relay_ml._relay import NativeExpr
-from relay_ml.errors import RelayTypeError
+from relay_ml.errors import RelayTypeError, RelayValueError
 
 IntoExpr = Any  # an Expr, a Column, or a Python / NumPy scalar
 
@@ -237,6 +237,28 @@ class Expr:
         """The sample variance of each group's non-null values (null with fewer than two)."""
         return AggExpr(self, "var")
 
+    def median(self) -> AggExpr:
+        """The middle of each group's sorted non-null values (the mean of the two middle ones
+        for an even count; null for a group without any); numbers only. float32 stays float32,
+        every other type gives float64."""
+        return AggExpr(self, "median")
+
+    def quantile(self, quantile: float, interpolation: str = "nearest") -> AggExpr:
+        """The value ``quantile`` (between 0 and 1) of the way through each group's sorted
+        non-null values, as in Polars: the position ``quantile * (n - 1)`` rounded
+        (``"nearest"``, halves away from zero), its ``"lower"`` or ``"higher"`` neighbour,
+        their ``"midpoint"``, or ``"linear"`` interpolation between them. Types as in
+        :meth:`median`."""
+        if isinstance(quantile, bool) or not isinstance(quantile, (int, float)):
+            raise RelayTypeError(f"quantile() takes a float between 0 and 1, got {type(quantile).__name__}")
+        if not 0.0 <= quantile <= 1.0:
+            raise RelayValueError(f"quantile() takes a float between 0 and 1, got {quantile!r}")
+        if not isinstance(interpolation, str):
+            raise RelayTypeError(f"quantile(): interpolation must be a str, got {type(interpolation).__name__}")
+        if interpolation not in _INTERPOLATIONS:
+            raise RelayValueError(f"quantile(): interpolation must be one of {list(_INTERPOLATIONS)}, got {interpolation!r}")
+        return AggExpr(self, "quantile", None, (float(quantile), interpolation))
+
     def count(self) -> AggExpr:
         """How many of each group's values are not null."""
         return AggExpr(self, "count")
@@ -264,39 +286,46 @@ class Expr:
         return (_rebuild, (self._recipe,))
 
 
+_INTERPOLATIONS = ("nearest", "lower", "higher", "midpoint", "linear")
+
+
 class AggExpr:
     """An aggregation, ``col("x").sum()``, for :meth:`Frame.group_by(...).agg([...])
     <relay_ml.frame.GroupBy.agg>`: one value per group, in a column named after the input
     expression (``"x"``) unless renamed with :meth:`alias`. It is not a row-wise expression:
     ``filter`` and ``select`` do not take it."""
 
-    __slots__ = ("_input", "_function", "_name")
+    __slots__ = ("_input", "_function", "_name", "_quantile")
 
-    def __init__(self, input: Expr, function: str, name: str | None = None) -> None:
+    def __init__(
+        self, input: Expr, function: str, name: str | None = None, quantile: tuple[float, str] | None = None
+    ) -> None:
         self._input = input
         self._function = function
         self._name = name
+        self._quantile = quantile
 
     def alias(self, name: str) -> AggExpr:
         """The same aggregation, output as the column ``name``."""
         if not isinstance(name, str):
             raise RelayTypeError(f"alias() takes a str, got {type(name).__name__}")
-        return AggExpr(self._input, self._function, name)
+        return AggExpr(self._input, self._function, name, self._quantile)
 
     @property
     def output_name(self) -> str:
         """The name of the column this aggregation produces."""
         return self._name if self._name is not None else self._input.output_name
 
-    def _parts(self) -> tuple[str, NativeExpr, str | None]:
-        return (self._function, self._input._native, self._name)
+    def _parts(self) -> tuple[str, NativeExpr, str | None, tuple[float, str] | None]:
+        return (self._function, self._input._native, self._name, self._quantile)
 
     def __repr__(self) -> str:
         alias = f".alias({self._name!r})" if self._name is not None else ""
-        return f"<AggExpr {self._input._native}.{self._function}(){alias}>"
+        args = f"{self._quantile[0]!r}, {self._quantile[1]!r}" if self._quantile is not None else ""
+        return f"<AggExpr {self._input._native}.{self._function}({args}){alias}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (AggExpr, (self._input, self._function, self._name))
+        return (AggExpr, (self._input, self._function, self._name, self._quantile))
 
 
 class _StringFunctions:

@@ -19,38 +19,138 @@ if TYPE_CHECKING:
 
 
 @overload
-def scan(path: str | os.PathLike[str], batch_size: None = None) -> Frame: ...
+def scan(
+    source: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    batch_size: None = None,
+    *,
+    format: str | None = None,
+    schema: Any = None,
+    hive_partitioning: bool | None = None,
+    **format_options: Any,
+) -> Frame: ...
 @overload
-def scan(path: str | os.PathLike[str], batch_size: int) -> BatchIterator: ...
-def scan(path: str | os.PathLike[str], batch_size: int | None = None) -> Frame | BatchIterator:
-    """Open an Arrow IPC file (Feather v2) or IPC stream file as a lazy :class:`Frame`.
+def scan(
+    source: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    batch_size: int,
+    *,
+    format: str | None = None,
+    schema: Any = None,
+    hive_partitioning: bool | None = None,
+    **format_options: Any,
+) -> BatchIterator: ...
+def scan(
+    source: str | os.PathLike[str] | list[str | os.PathLike[str]],
+    batch_size: int | None = None,
+    *,
+    format: str | None = None,
+    schema: Any = None,
+    hive_partitioning: bool | None = None,
+    **format_options: Any,
+) -> Frame | BatchIterator:
+    """Open data files as a lazy :class:`Frame`: an Arrow IPC file (Feather v2) or IPC stream
+    file, a Parquet, CSV or NDJSON file, or many files at once.
 
-    The file is memory-mapped (private, copy-on-write) and only its footer and record batch
-    headers are read (for a stream, its message headers, walked once), so opening costs the
-    same for a kilobyte and for a hundred gigabytes, and uses no memory beyond the page cache.
-    Files written by pyarrow, Polars and relay open alike. Record batches compressed with
-    LZ4 or ZSTD are decompressed into memory when read (``explain()`` says so); everything
-    else is a view of the file.
+    ``source`` is a path, a list of paths, a glob (``"data/*.parquet"``, ``"data/**/*.csv"``
+    with ``**`` matching folders recursively) or a directory (every data file under it, in
+    sorted order; hidden files and ``_``-prefixed markers such as ``_SUCCESS`` are skipped).
+    The format comes from each file's suffix (``.arrow .feather .ipc .arrows`` Arrow IPC;
+    ``.parquet .pq``; ``.csv``; ``.json .ndjson .jsonl``), else from its first bytes, or from
+    ``format=`` ("ipc", "parquet", "csv", "ndjson"). All files must have the same columns
+    (names and types, in order); the error names the first file that differs and the column.
 
-    With ``batch_size``, returns the file's rows in batches instead: a :class:`BatchIterator`
-    of frames of at most ``batch_size`` rows, each a view of the mapped file::
+    **A single Arrow IPC file** is memory-mapped (private, copy-on-write) and only its footer
+    and record batch headers are read, so opening costs the same for a kilobyte and for a
+    hundred gigabytes. Columns are views of the file (LZ4 / ZSTD compressed batches are
+    decompressed when read; ``explain()`` says so).
 
-        for batch in relay.scan("data.arrow", batch_size=100_000):
+    **Parquet, CSV and NDJSON files, and several files**, are read piece by piece (a Parquet
+    row group, a whole CSV / NDJSON file, an IPC record batch), in parallel, each filtered right
+    after it is decoded. Opening reads only the first file's footer (or the rows CSV / NDJSON
+    schema inference samples); other files are opened when read. Only the columns a query
+    needs are decoded; row groups whose min / max statistics rule out a filter are skipped,
+    and so are files whose partition values do (without opening them). Decoded columns are
+    copies of the file's data: ``explain()`` says "decoded from Parquet". ``profile()``
+    shows rows, bytes, pieces (``batches_read`` / ``batches_skipped``) and files read and
+    skipped.
+
+    Directories are hive-partitioned by default (``hive_partitioning=None``: detected for a
+    directory, off for lists and globs; ``True`` / ``False`` force it): folders named
+    ``key=value`` (``year=2024/month=3/part-0.parquet``) add columns ``year`` and ``month``
+    after the files' columns, int64 when every value is an integer, else string, and null
+    for ``__HIVE_DEFAULT_PARTITION__`` (as pyarrow and Polars read them).
+
+    ``schema`` (a ``pyarrow.Schema`` or a dict name -> dtype) replaces CSV / NDJSON type
+    inference. CSV options: ``has_header`` (default True), ``separator`` (default ",").
+
+    With ``batch_size``, returns the rows in batches instead: a :class:`BatchIterator` of
+    frames of at most ``batch_size`` rows. Over an IPC file each batch is a view of the mapped
+    file; over decoded files each batch decodes only the pieces it overlaps, so memory stays
+    bounded by a few pieces however large the files are::
+
+        for batch in relay.scan("data/*.parquet", batch_size=100_000):
             model.predict(batch.to_numpy())
 
     Raises:
-        RelayFileNotFoundError: the path does not exist (also a ``FileNotFoundError``).
-        NotArrowFileError: the path is a directory or not an Arrow IPC file.
-        CorruptFileError: the footer or a record batch header is damaged or truncated.
-        RelayTypeError: ``path`` is not a str or path-like object, or ``batch_size`` not an int.
-        RelayValueError: ``batch_size`` is less than 1.
+        RelayFileNotFoundError: a path does not exist, or a glob matches nothing (also a
+            ``FileNotFoundError``).
+        NotArrowFileError / WrongFormatError: a file is not of the format it is read as, or a
+            directory holds no data file.
+        CorruptFileError: a footer, record batch, page or line cannot be decoded; the message
+            names the file and the place.
+        RelayTypeError: an argument of the wrong type, an unknown format option.
+        RelayValueError: ``batch_size`` < 1, an unknown format, files whose columns differ.
     """
-    if not isinstance(path, (str, os.PathLike)):
-        raise RelayTypeError(f"scan() takes a path (str or os.PathLike), got {type(path).__name__}")
+    from relay_ml._sources import resolve, schema_pairs
+
+    unknown = set(format_options) - {"has_header", "separator"}
+    if unknown:
+        raise RelayTypeError(
+            f"scan() got unknown options {sorted(unknown)}; format options are has_header and separator (CSV)"
+        )
     if batch_size is not None:
         _check_batch_size(batch_size)
-    frame = Frame._wrap(NativeFrame.scan(os.fspath(path)), ())
+    resolved = resolve(source, format, hive_partitioning)
+    plain = schema is None and not format_options and not resolved.partitions
+    if resolved.single_file and resolved.formats == ["ipc"] and plain:
+        frame = Frame._wrap(NativeFrame.scan(resolved.paths[0]), ())
+    else:
+        pairs = schema_pairs(schema)
+        has_header = format_options.get("has_header")
+        separator = format_options.get("separator")
+        if has_header is not None and not isinstance(has_header, bool):
+            raise RelayTypeError(f"scan(): has_header must be a bool, got {type(has_header).__name__}")
+        if separator is not None and not isinstance(separator, str):
+            raise RelayTypeError(f"scan(): separator must be a str, got {type(separator).__name__}")
+        native = NativeFrame.read(
+            resolved.description,
+            resolved.paths,
+            resolved.formats,
+            resolved.partitions,
+            resolved.partition_values,
+            pairs,
+            has_header,
+            separator,
+        )
+        options: dict[str, Any] = {"format": format, "hive_partitioning": hive_partitioning, **format_options}
+        if pairs is not None:
+            options["schema"] = dict(pairs)
+        recipe = (os.fspath(source) if isinstance(source, (str, os.PathLike)) else [os.fspath(p) for p in source], options)
+        frame = Frame._wrap(native, ((_SCAN_OP, recipe),))
     return frame if batch_size is None else BatchIterator(frame, batch_size)
+
+
+#: The first operation of a frame read from decoded or several files: (source, options).
+_SCAN_OP = "_scan"
+
+
+def _replay_scan(ops: tuple[tuple[str, Any], ...]) -> Frame:
+    """Rebuilds a frame read by ``scan`` from decoded or several files (unpickling): the same
+    source and options, then the operations."""
+    (_, (source, options)), rest = ops[0], ops[1:]
+    frame = scan(source, **options)
+    for method, args in rest:
+        frame = getattr(frame, method)(*args)
+    return frame
 
 
 def _replay(path: str, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
@@ -370,9 +470,82 @@ class Frame:
             raise RelayValueError("group_by() needs at least one key")
         return GroupBy(self, exprs)
 
+    def agg(self, *aggs: AggExpr | list[AggExpr]) -> Frame:
+        """Aggregations over every row, as a frame of one row (also for an empty frame: sums
+        and counts are 0, the others null), like Polars' ``df.select(pl.col("x").sum())``:
+        ``frame.agg(col("x").sum(), col("y").mean().alias("m"))``."""
+        return GroupBy(self, []).agg(*aggs)
+
     def _aggregate(self, keys: tuple[Expr, ...], aggs: tuple[AggExpr, ...]) -> Frame:
         native = self._native.aggregate([e._native for e in keys], [a._parts() for a in aggs])
         return self._then(native, "_aggregate", keys, aggs)
+
+    def join(
+        self,
+        other: Frame,
+        on: Any = None,
+        *,
+        left_on: Any = None,
+        right_on: Any = None,
+        how: str = "inner",
+        suffix: str = "_right",
+    ) -> Frame:
+        """This frame's rows joined with ``other``'s where the keys are equal, like Polars'
+        ``DataFrame.join`` (with ``nulls_equal=False``: a null key matches nothing).
+
+        ``on`` names the keys of both frames; or ``left_on`` / ``right_on`` give each side's,
+        compared pairwise. Each is a column name, an expression, or a list of them. Integer
+        keys of different widths join (compared as int64, or uint64 when both are unsigned),
+        as do float32 with float64 and any two string types (utf8, large_utf8, utf8_view,
+        dictionaries of strings); other keys must have the same type, else ``RelayTypeError``
+        names both keys and their types.
+
+        ``how``: ``"inner"`` (pairs with equal keys), ``"left"`` / ``"right"`` (also the rows
+        of that side without a match, with nulls on the other side), ``"full"`` (both sides'
+        unmatched rows), ``"semi"`` / ``"anti"`` (the left rows with / without a match, left
+        columns only). Output columns are Polars': for inner and left joins on plain columns
+        the right key columns are left out (the left ones are kept); for right joins the left
+        key columns; full joins keep both; a right column whose name the left side has gets
+        ``suffix``.
+
+        Row order: inner, left, semi and anti joins keep the left order (the matches of a left
+        row in right order); right joins the right order (the matches of a right row in left
+        order); a full join gives the left rows in order, each with its matches, then the
+        unmatched right rows: Polars' ``maintain_order="left_right"`` (``"right_left"`` for
+        right joins). The hash table is built on the smaller side for inner joins, on the right
+        side for the others (the left side for right joins).
+
+        Semi and anti joins select left rows (gathered when exported); the other joins gather
+        the columns they output into new memory, once: ``join(...).select(...)`` gathers only
+        the selected columns, and each side reads only its output columns and keys.
+        """
+        if not isinstance(other, Frame):
+            raise RelayTypeError(f"join() takes a relay_ml Frame to join with, got {type(other).__name__}")
+        if not isinstance(how, str) or how not in _JOIN_TYPES:
+            raise RelayValueError(
+                f"join(): how must be one of {', '.join(repr(h) for h in _JOIN_TYPES)}, got {how!r}"
+            )
+        if not isinstance(suffix, str):
+            raise RelayTypeError(f"join(): suffix must be a str, got {type(suffix).__name__}")
+        if on is not None:
+            if left_on is not None or right_on is not None:
+                raise RelayValueError("join(): pass either on, or left_on and right_on, not both")
+            left_keys = right_keys = _join_keys(on, "on")
+        elif left_on is None or right_on is None:
+            missing = "left_on" if left_on is None else "right_on"
+            raise RelayValueError(f"join(): pass on, or both left_on and right_on ({missing} is missing)")
+        else:
+            left_keys, right_keys = _join_keys(left_on, "left_on"), _join_keys(right_on, "right_on")
+            if len(left_keys) != len(right_keys):
+                raise RelayValueError(
+                    f"join(): left_on has {len(left_keys)} keys and right_on has {len(right_keys)}; "
+                    "they are compared pairwise"
+                )
+        return self._join(other, tuple(left_keys), tuple(right_keys), how, suffix)
+
+    def _join(self, other: Frame, left_on: tuple[Expr, ...], right_on: tuple[Expr, ...], how: str, suffix: str) -> Frame:
+        native = self._native.join(other._native, [e._native for e in left_on], [e._native for e in right_on], how, suffix)
+        return self._then(native, "_join", other, left_on, right_on, how, suffix)
 
     def head(self, n: int = 5) -> Frame:
         """The first ``n`` rows."""
@@ -401,10 +574,13 @@ class Frame:
 
     def profile(self) -> list[dict[str, Any]]:
         """Runs the frame and returns per-operator statistics: rows in and out, bytes read and
-        copied, wall seconds (each operator's time includes its inputs'), and for scans the
-        record batches read and skipped by min/max pruning."""
+        copied, wall seconds (each operator's time includes its inputs'), for scans the record
+        batches read and skipped by min/max pruning, and for reads of decoded or several files
+        the pieces (row groups, record batches, files) read and skipped and the files read and
+        skipped (``files_skipped``: ruled out by their partition values, and then never
+        opened, or by their pieces' statistics)."""
         keys = ("operator", "rows_in", "rows_out", "bytes_read", "bytes_copied", "seconds", "batches_read",
-                "batches_skipped")
+                "batches_skipped", "files_read", "files_skipped")
         return [dict(zip(keys, row)) for row in self._native._profile()]
 
     def __iter__(self) -> Any:
@@ -471,6 +647,37 @@ class Frame:
 
         return write_ipc(self, path, batch_size, compression)
 
+    def write_parquet(
+        self,
+        path: str | os.PathLike[str],
+        compression: str = "zstd",
+        row_group_size: int | None = None,
+        compression_level: int | None = None,
+    ) -> dict[str, int]:
+        """Writes the frame to ``path`` as a Parquet file, readable by pyarrow, Polars, DuckDB
+        and Spark, and by :func:`relay_ml.scan`.
+
+        ``compression`` is "zstd" (the default), "lz4" (Parquet's LZ4_RAW), "snappy" or
+        "uncompressed"; ``compression_level`` sets zstd's level (1 to 22, default 3).
+        ``row_group_size`` is the number of rows per row group (default 1,048,576); readers
+        decode and skip row groups as units, using the min / max statistics written for each.
+        The Arrow schema is stored in the file, so dictionary columns, time zones and list
+        types read back as they were written.
+
+        The file is written under a temporary name in the same folder, synced and renamed over
+        ``path``: a reader of the old file keeps it, and a failed write leaves ``path`` as it
+        was. Returns a dict with the ``rows``, the row groups (``batches``) and the ``bytes``
+        written.
+
+        Raises:
+            RelayValueError: an unknown codec, a level for a codec other than zstd or out of
+                range, a ``row_group_size`` below 1, or a column type Parquet cannot hold.
+            RelayTypeError: an option of the wrong type.
+        """
+        from relay_ml.io import write_parquet
+
+        return write_parquet(self, path, compression, row_group_size, compression_level)
+
     def to_dict(self, as_series: bool = True) -> dict[str, Any]:
         """Column name to :class:`Column` (``as_series=True``) or to a list of Python values."""
         if as_series:
@@ -534,6 +741,8 @@ class Frame:
     def __reduce__(self) -> tuple[Any, ...]:
         if self._ops and self._ops[0][0] == _CONCAT_OP:  # the frames concatenated, then the rest
             return (_replay_concat, (self._ops,))
+        if self._ops and self._ops[0][0] == _SCAN_OP:  # decoded or several files: scan them again
+            return (_replay_scan, (self._ops,))
         if self.path is None:  # no file to reopen: the recipe carries the data
             from relay_ml.interop import replay_memory
 
@@ -697,9 +906,9 @@ class GroupBy:
     def agg(self, *aggs: AggExpr | list[AggExpr]) -> Frame:
         """One row per group, in order of each group's first row: the keys, then one column per
         aggregation (``col("x").sum()``, ``col("x").mean().alias("m")``, ...). Aggregations
-        are ``sum, mean, min, max, std, var, count, len, n_unique, first, last``; the result
-        is computed into new memory. Sums, means, std and var of non-numeric columns raise
-        RelayTypeError."""
+        are ``sum, mean, min, max, std, var, median, quantile, count, len, n_unique, first,
+        last``; the result is computed into new memory. Sums, means, std, var, medians and
+        quantiles of non-numeric columns raise RelayTypeError."""
         if len(aggs) == 1 and isinstance(aggs[0], (list, tuple)):
             aggs = tuple(aggs[0])
         for agg in aggs:
@@ -755,6 +964,28 @@ def _replay_concat(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
     for method, args in rest:
         frame = getattr(frame, method)(*args)
     return frame
+
+
+#: The values of ``Frame.join(how=...)``.
+_JOIN_TYPES = ("inner", "left", "right", "full", "semi", "anti")
+
+
+def _join_keys(keys: Any, argument: str) -> list[Expr]:
+    """The keys of one side of a join: a name, an expression or a column, or a list of them."""
+    items = tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
+    if not items:
+        raise RelayValueError(f"join(): {argument} names no key column")
+    exprs = []
+    for item in items:
+        if isinstance(item, str):
+            exprs.append(col(item))
+        elif isinstance(item, (Expr, Column)):
+            exprs.append(_to_expr(item))
+        else:
+            raise RelayTypeError(
+                f"join(): {argument} takes column names, expressions or columns, got {type(item).__name__}"
+            )
+    return exprs
 
 
 def _exprs_of(items: tuple[Any, ...], method: str) -> list[Expr]:

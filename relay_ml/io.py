@@ -1,4 +1,4 @@
-"""Writing frames to files and appending to Arrow IPC files."""
+"""Writing frames to Arrow IPC and Parquet files, and appending to Arrow IPC files."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 
 #: File name suffixes written as Arrow IPC files.
 IPC_SUFFIXES = (".arrow", ".ipc", ".feather")
+#: File name suffixes written as Parquet files.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+#: Codecs :func:`write_parquet` takes.
+PARQUET_CODECS = ("zstd", "lz4", "snappy", "uncompressed")
 
 
 def _as_frame(data: Any, function: str) -> Frame:
@@ -53,27 +57,64 @@ def write_ipc(
     return dict(_relay.write_ipc(frame._native, target, batch_size, compression))
 
 
+def _optional_int(value: Any, name: str) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise RelayTypeError(f"{name} must be an int or None, got {type(value).__name__}")
+
+
+def write_parquet(
+    frame: Frame,
+    path: str | os.PathLike[str],
+    compression: str = "zstd",
+    row_group_size: int | None = None,
+    compression_level: int | None = None,
+) -> dict[str, int]:
+    """Writes ``frame`` to ``path`` as a Parquet file; see :meth:`Frame.write_parquet`."""
+    target = _path(path, "write_parquet")
+    if not isinstance(compression, str):
+        raise RelayTypeError(f"compression must be a str, got {type(compression).__name__}")
+    if compression not in PARQUET_CODECS:
+        raise RelayValueError(
+            f"compression must be one of {', '.join(repr(c) for c in PARQUET_CODECS)}, got {compression!r}"
+        )
+    _optional_int(row_group_size, "row_group_size")
+    _optional_int(compression_level, "compression_level")
+    if row_group_size is not None and row_group_size < 1:
+        raise RelayValueError(f"row_group_size must be at least 1, got {row_group_size}")
+    if compression_level is not None and compression != "zstd":
+        raise RelayValueError(f"compression_level is for zstd only; {compression!r} takes no level")
+    if compression_level is not None and not 1 <= compression_level <= 22:
+        raise RelayValueError(f"compression_level must be from 1 to 22 for zstd, got {compression_level}")
+    return dict(_relay.write_parquet(frame._native, target, compression, row_group_size, compression_level))
+
+
 def write(frame: Any, path: str | os.PathLike[str], **options: Any) -> dict[str, int]:
     """Writes ``frame`` to ``path`` in the format its suffix names.
 
     ``.arrow``, ``.ipc`` and ``.feather`` write an Arrow IPC file (Feather v2) with
-    :meth:`Frame.write_ipc`, which takes ``batch_size`` and ``compression`` as ``options``. The
-    file is written under a temporary name in the same folder, synced and renamed into place.
+    :meth:`Frame.write_ipc`, which takes ``batch_size`` and ``compression`` as ``options``.
+    ``.parquet`` and ``.pq`` write a Parquet file with :meth:`Frame.write_parquet`, which takes
+    ``compression``, ``compression_level`` and ``row_group_size``. The file is written under a
+    temporary name in the same folder, synced and renamed into place.
 
-    Returns a dict with the ``rows``, ``batches`` and ``bytes`` written.
+    Returns a dict with the ``rows``, ``batches`` (record batches or row groups) and ``bytes``
+    written.
 
     Raises:
-        RelayValueError: the suffix names no format relay can write (Parquet is not yet
+        RelayValueError: the suffix names no format relay can write (CSV and JSON are not
             supported), or an option is invalid.
         RelayTypeError: ``frame`` is not a Frame or Arrow data.
     """
     target = _path(path, "write")
     suffix = Path(target).suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return write_parquet(_as_frame(frame, "write"), target, **options)
     if suffix not in IPC_SUFFIXES:
         shown = repr(suffix) if suffix else "no suffix"
         raise RelayValueError(
             f"{target}: cannot tell the format from {shown}: relay writes Arrow IPC files "
-            f"({', '.join(IPC_SUFFIXES)}); Parquet, CSV and JSON are not supported yet"
+            f"({', '.join(IPC_SUFFIXES)}) and Parquet files ({', '.join(PARQUET_SUFFIXES)}); "
+            f"CSV and JSON are not supported"
         )
     return write_ipc(_as_frame(frame, "write"), target, **options)
 
@@ -98,10 +139,15 @@ def append(path: str | os.PathLike[str], frame: Any) -> dict[str, int]:
 
     Returns a dict with the ``rows`` and ``batches`` appended and the file's size in ``bytes``.
 
+    Dictionary-encoded columns keep the file's one dictionary per column (all an Arrow IPC
+    file may hold): appended rows are re-encoded against it, so they may only use values it
+    already has; to add values, rewrite the file with :func:`relay_ml.write`.
+
     Raises:
         RelayValueError: the frame's column names or types differ from the file's (the message
-            shows both schemas; nothing is written), or the frame has dictionary-encoded
-            columns (not supported by append yet).
+            shows both schemas; nothing is written), a dictionary column holds a value that the
+            file's dictionary lacks (the message names the column and the value), or a
+            dictionary is nested in another type.
         NotArrowFileError, CorruptFileError: ``path`` exists but is not a readable Arrow IPC file.
         RelayIOError: the file cannot be opened, locked, written or synced.
     """

@@ -154,10 +154,35 @@ def test_schema_mismatch_raises_naming_both_schemas_and_writes_nothing(tmp_path)
         assert path.read_bytes() == before
 
 
-def test_dictionary_columns_and_bad_files_are_refused(tmp_path):
-    table = pa.table({"city": pa.array(["a", "b"]).dictionary_encode()})
+def test_dictionary_columns_append_against_the_files_dictionary(tmp_path):
+    path = tmp_path / "dict.arrow"
+    first = pa.table({"city": pa.array(["oslo", "rome", None, "lima"]).dictionary_encode(), "n": [1, 2, 3, 4]})
+    relay.append(path, first)
+    # The same column with another dictionary (other order, a subset of the values).
+    second = pa.table({"city": pa.array(["lima", "oslo", "lima"]).dictionary_encode(), "n": [5, 6, 7]})
+    relay.append(path, second)
+    relay.append(path, relay.scan(path).filter(relay.col("n") <= 2))
+    expected = ["oslo", "rome", None, "lima", "lima", "oslo", "lima", "oslo", "rome"]
+    read = pa.ipc.open_file(path).read_all()
+    assert read.num_rows == 9
+    assert pa.types.is_dictionary(read.schema.field("city").type)
+    assert read["city"].to_pylist() == expected
+    assert read["n"].to_pylist() == [1, 2, 3, 4, 5, 6, 7, 1, 2]
+    assert relay.scan(path)["city"].to_pylist() == expected
+    import polars as pl
+
+    assert pl.read_ipc(path)["city"].to_list() == expected
+    # A value the file's dictionary lacks: a clear error, nothing written.
+    before = path.read_bytes()
+    with pytest.raises(relay.RelayValueError, match=r'column "city" holds the value "paris"'):
+        relay.append(path, pa.table({"city": pa.array(["oslo", "paris"]).dictionary_encode(), "n": [8, 9]}))
+    assert path.read_bytes() == before
+
+
+def test_nested_dictionary_columns_and_bad_files_are_refused(tmp_path):
+    nested = pa.array([["a"], ["b", "a"]], pa.list_(pa.dictionary(pa.int32(), pa.string())))
     with pytest.raises(relay.RelayValueError, match="dictionary"):
-        relay.append(tmp_path / "dict.arrow", table)
+        relay.append(tmp_path / "dict.arrow", pa.table({"tags": nested}))
     assert not (tmp_path / "dict.arrow").exists()
     not_arrow = tmp_path / "text.arrow"
     not_arrow.write_text("hello, this is not an arrow file")

@@ -1,292 +1,888 @@
-//! `Aggregate` (`group_by(keys).agg([...])`): hash aggregation into new memory.
+//! `Aggregate` (`group_by(keys).agg([...])`, or `agg([...])` without keys): parallel partial
+//! aggregation with a merge, into new memory.
 //!
-//! 1. The keys and the aggregations' inputs are evaluated into dense arrays.
-//! 2. Grouping, in parallel per morsel: each task encodes its rows' keys in arrow-rs's row
-//!    format (every key column of a row as one byte string, equal exactly when the keys are,
-//!    nulls equal to each other as in Polars) and numbers its distinct keys in order of first
-//!    appearance. The merge walks the morsels in order and maps each local group to a global
-//!    one, so global groups are numbered in order of first appearance in the input; the rows'
-//!    group ids are then rewritten in parallel.
-//! 3. Each aggregation runs over (group id, value) pairs into per-group accumulators, the
-//!    aggregations in parallel. Keys, first and last are takes of the input at one row per
-//!    group; min and max track the row of the extreme value with arrow-rs's comparator, so
-//!    they keep the input type (strings and dates included).
+//! 1. The input's selected rows are cut into morsels of at most `MORSEL_ROWS` rows, and the
+//!    morsels into a few contiguous runs, one rayon task each. A task evaluates the keys and
+//!    the aggregations' inputs one morsel at a time (nothing the size of the input is
+//!    materialized) and folds them into a `Partial`: its own hash table of groups, numbered
+//!    in order of first appearance, the key values of each group's first row, and one
+//!    accumulator per aggregation.
+//! 2. Keys: a single integer or date key is hashed as an `i64`; up to two integer-like or
+//!    short string keys are packed into one `u128` (`crate::keys`; a null string packs to a
+//!    word of its own); other keys are encoded in arrow-rs's row format (every key column of
+//!    a row as one byte string, equal exactly when the keys are, nulls equal to each other as
+//!    in Polars). A run whose keys stop packing (a string over 7 bytes, a null integer)
+//!    re-encodes the groups it has in the row format and goes on there; before the merge,
+//!    the other runs do the same.
+//! 3. The partials merge in run order, so the groups of the result keep the order of their
+//!    first row in the input. Accumulators merge per group: sums and counts add, spreads
+//!    combine by Chan's formula, min / max / first / last keep one candidate value per group
+//!    and morsel (taken out of the morsel, so morsels are dropped as they are done) and choose
+//!    among them at the end with arrow-rs's comparator (so they keep the input type: strings
+//!    and dates included), medians and quantiles collect the values and select per group.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Float64Array, Int64Array, UInt32Array, UInt64Array, make_comparator, new_empty_array,
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, UInt32Array, UInt64Array, make_comparator,
+    new_empty_array, new_null_array,
 };
-use arrow::compute::{SortOptions, cast, take};
-use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, UInt64Type};
+use arrow::compute::{SortOptions, cast, concat, take};
+use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef, UInt64Type};
 use arrow::error::ArrowError;
-use arrow::row::{RowConverter, Rows, SortField};
+use arrow::row::{RowConverter, SortField};
 use rayon::prelude::*;
-use relay_plan::{AggExpr, AggFunc, Expr};
+use relay_plan::{AggExpr, AggFunc, Expr, Interpolation, Quantile};
+use rustc_hash::FxHashMap;
 
-use crate::execute::{Chunk, ExecError, MORSEL_ROWS, ViewSet, pool};
-use crate::sort::dense_values;
+use crate::eval::evaluate;
+use crate::keys::{KeyMap, Nulls, pack, packable};
+use crate::execute::{Chunk, ExecError, MORSEL_ROWS, ViewSet, batch_of, pool};
 
-/// The groups of a set of rows: which group each row is in, and each group's first row.
-#[derive(Debug, Default)]
-pub struct Groups {
-    pub group_of_row: Vec<u32>,
-    pub first_row: Vec<u32>,
+/// Rows of one chunk that one task evaluates together.
+struct Morsel<'a> {
+    chunk: &'a Chunk,
+    /// Offsets into the chunk's columns, when the chunk has a selection.
+    rows: Option<&'a [u32]>,
+    /// Consecutive rows `start .. start + len`, when it has none.
+    range: (usize, usize),
 }
 
-impl Groups {
-    pub fn len(&self) -> usize {
-        self.first_row.len()
+impl Morsel<'_> {
+    fn len(&self) -> usize {
+        self.rows.map_or(self.range.1, <[u32]>::len)
+    }
+}
+
+fn morsels(input: &ViewSet) -> Vec<Morsel<'_>> {
+    let mut morsels = Vec::new();
+    for chunk in &input.chunks {
+        match &chunk.selection {
+            Some(selection) => morsels.extend(selection.chunks(MORSEL_ROWS).map(|rows| Morsel {
+                chunk,
+                rows: Some(rows),
+                range: (0, 0),
+            })),
+            None => morsels.extend((0..chunk.len).step_by(MORSEL_ROWS).map(|start| Morsel {
+                chunk,
+                rows: None,
+                range: (start, MORSEL_ROWS.min(chunk.len - start)),
+            })),
+        }
+    }
+    morsels
+}
+
+/// The groups a task has seen: a hash table from key to group id, ids in order of first
+/// appearance.
+enum KeyTable {
+    /// No keys: every row is in group 0, which exists even when there are no rows.
+    Single,
+    /// One integer-like key, as an i64 (a uint64 by its bits); null is a key of its own.
+    Integer { ids: FxHashMap<i64, u32>, null: Option<u32>, keys: Vec<Option<i64>> },
+    /// Up to two integer-like or short string keys packed into a `u128` (`crate::keys`);
+    /// `keys[id]` is group `id`'s. A morsel whose keys do not pack turns the table into
+    /// `Encoded` (`KeyTable::encoded`).
+    Packed { ids: KeyMap<u128, u32>, keys: Vec<u128> },
+    /// Keys in the row format; `keys[id]` is group `id`'s key.
+    Encoded { ids: FxHashMap<Box<[u8]>, u32>, keys: Vec<Box<[u8]>> },
+}
+
+/// Whether a single key of type `t` is grouped as an i64.
+fn integer_key(t: &DataType) -> bool {
+    t.is_integer() || matches!(t, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) | DataType::Duration(_))
+}
+
+fn as_i64(key: &ArrayRef) -> Result<ArrayRef, ArrowError> {
+    match key.data_type() {
+        DataType::Int64 => Ok(key.clone()),
+        // Bits, not values: every uint64 has a distinct i64.
+        DataType::UInt64 => Ok(Arc::new(key.as_primitive::<UInt64Type>().unary::<_, Int64Type>(|v| v as i64))),
+        t if t.is_integer() => cast(key, &DataType::Int64),
+        DataType::Date32 => cast(&cast(key, &DataType::Int32)?, &DataType::Int64),
+        // 64-bit dates, timestamps and durations: the same bits as int64.
+        _ => Ok(Arc::new(Int64Array::from(key.to_data().into_builder().data_type(DataType::Int64).build()?))),
+    }
+}
+
+impl KeyTable {
+    fn new(keys: &[DataType]) -> Self {
+        match keys {
+            [] => KeyTable::Single,
+            [t] if integer_key(t) => KeyTable::Integer {
+                ids: FxHashMap::default(),
+                null: None,
+                keys: Vec::new(),
+            },
+            _ if keys.len() <= 2 && keys.iter().all(packable) => KeyTable::Packed {
+                ids: KeyMap::default(),
+                keys: Vec::new(),
+            },
+            _ => KeyTable::Encoded {
+                ids: FxHashMap::default(),
+                keys: Vec::new(),
+            },
+        }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.first_row.is_empty()
+    fn len(&self) -> usize {
+        match self {
+            KeyTable::Single => 1,
+            KeyTable::Integer { keys, .. } => keys.len(),
+            KeyTable::Packed { keys, .. } => keys.len(),
+            KeyTable::Encoded { keys, .. } => keys.len(),
+        }
+    }
+
+    /// The `Encoded` table of the groups whose keys are `key_parts` (per key expression, the
+    /// key values of every group in group order, in parts), numbered as they are there.
+    fn encoded(key_parts: &[Vec<ArrayRef>], converter: &RowConverter) -> Result<Self, ArrowError> {
+        // No groups yet: no parts to concatenate.
+        if key_parts.iter().any(Vec::is_empty) {
+            return Ok(KeyTable::Encoded {
+                ids: FxHashMap::default(),
+                keys: Vec::new(),
+            });
+        }
+        let columns = key_parts
+            .iter()
+            .map(|parts| {
+                let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+                concat(&parts)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut ids = FxHashMap::default();
+        let mut keys = Vec::new();
+        if !columns.is_empty() {
+            for (id, row) in converter.convert_columns(&columns)?.iter().enumerate() {
+                let owned: Box<[u8]> = row.data().into();
+                ids.insert(owned.clone(), id as u32);
+                keys.push(owned);
+            }
+        }
+        Ok(KeyTable::Encoded { ids, keys })
+    }
+
+    /// The group id of each of the `len` rows of `keys`, new groups added; also the rows that
+    /// started a new group, in order. None (and nothing added) when a `Packed` table meets
+    /// keys that do not pack.
+    fn assign(&mut self, keys: &[ArrayRef], converter: Option<&RowConverter>, len: usize) -> Result<Option<(Vec<u32>, Vec<u32>)>, ArrowError> {
+        let mut new_rows = Vec::new();
+        let ids = match self {
+            KeyTable::Single => vec![0; len],
+            KeyTable::Integer { ids, null, keys: all } => {
+                let values = as_i64(&keys[0])?;
+                let values = values.as_primitive::<Int64Type>();
+                let mut out = Vec::with_capacity(len);
+                for row in 0..len {
+                    let id = if values.is_valid(row) {
+                        let value = values.value(row);
+                        let next = all.len() as u32;
+                        *ids.entry(value).or_insert_with(|| {
+                            all.push(Some(value));
+                            new_rows.push(row as u32);
+                            next
+                        })
+                    } else {
+                        *null.get_or_insert_with(|| {
+                            all.push(None);
+                            new_rows.push(row as u32);
+                            all.len() as u32 - 1
+                        })
+                    };
+                    out.push(id);
+                }
+                out
+            }
+            KeyTable::Packed { ids, keys: all } => {
+                let Some(packed) = pack(keys, Nulls::Distinct) else {
+                    return Ok(None);
+                };
+                let mut out = Vec::with_capacity(len);
+                for (row, value) in packed.into_iter().enumerate() {
+                    let next = all.len() as u32;
+                    out.push(*ids.entry(value).or_insert_with(|| {
+                        all.push(value);
+                        new_rows.push(row as u32);
+                        next
+                    }));
+                }
+                out
+            }
+            KeyTable::Encoded { ids, keys: all } => {
+                let converter = converter.expect("encoded keys have a converter");
+                let rows = converter.convert_columns(keys)?;
+                let mut out = Vec::with_capacity(len);
+                for (row, encoded) in rows.iter().enumerate() {
+                    let bytes = encoded.data();
+                    let id = match ids.get(bytes) {
+                        Some(&id) => id,
+                        None => {
+                            let id = all.len() as u32;
+                            let owned: Box<[u8]> = bytes.into();
+                            all.push(owned.clone());
+                            ids.insert(owned, id);
+                            new_rows.push(row as u32);
+                            id
+                        }
+                    };
+                    out.push(id);
+                }
+                out
+            }
+        };
+        Ok(Some((ids, new_rows)))
+    }
+
+    /// Folds `other`'s groups into this table: the id here of each of `other`'s groups, and
+    /// which of `other`'s groups are new here, in order.
+    fn merge(&mut self, other: KeyTable) -> (Vec<u32>, Vec<u32>) {
+        let mut new_groups = Vec::new();
+        let mapping = match (self, other) {
+            (KeyTable::Single, KeyTable::Single) => vec![0],
+            (KeyTable::Integer { ids, null, keys: all }, KeyTable::Integer { keys: theirs, .. }) => theirs
+                .into_iter()
+                .enumerate()
+                .map(|(local, key)| {
+                    let next = all.len() as u32;
+                    let slot = match key {
+                        Some(value) => ids.entry(value).or_insert(next),
+                        None => null.get_or_insert(next),
+                    };
+                    if *slot == next {
+                        all.push(key);
+                        new_groups.push(local as u32);
+                    }
+                    *slot
+                })
+                .collect(),
+            (KeyTable::Packed { ids, keys: all }, KeyTable::Packed { keys: theirs, .. }) => theirs
+                .into_iter()
+                .enumerate()
+                .map(|(local, key)| {
+                    let next = all.len() as u32;
+                    let slot = ids.entry(key).or_insert(next);
+                    if *slot == next {
+                        all.push(key);
+                        new_groups.push(local as u32);
+                    }
+                    *slot
+                })
+                .collect(),
+            (KeyTable::Encoded { ids, keys: all }, KeyTable::Encoded { keys: theirs, .. }) => theirs
+                .into_iter()
+                .enumerate()
+                .map(|(local, key)| match ids.get(&key) {
+                    Some(&id) => id,
+                    None => {
+                        let id = all.len() as u32;
+                        all.push(key.clone());
+                        ids.insert(key, id);
+                        new_groups.push(local as u32);
+                        id
+                    }
+                })
+                .collect(),
+            _ => unreachable!("partials are brought to the same kind of key table before they merge"),
+        };
+        (mapping, new_groups)
     }
 }
 
-/// The groups of one morsel, numbered in order of first appearance in it.
-struct LocalGroups<'a> {
-    group_of_row: Vec<u32>,
-    /// Each local group's first row, as an offset into the morsel.
-    first_row: Vec<u32>,
-    keys: Vec<&'a [u8]>,
+/// What an aggregation keeps per group while rows stream by.
+enum Accumulator {
+    /// `count` (non-null values) or `len` (rows).
+    Count { counts: Vec<u64>, rows: bool },
+    SumInt(Vec<i64>),
+    SumUInt(Vec<u64>),
+    SumFloat(Vec<f64>),
+    SumDecimal { sums: Vec<i128>, precision: u8, scale: i8 },
+    Mean { sums: Vec<f64>, counts: Vec<u64> },
+    /// Mean of decimals: exact sums, divided at the end.
+    MeanDecimal { sums: Vec<i128>, counts: Vec<u64>, scale: i8 },
+    /// Count, mean and sum of squared deviations (Welford), for std and var.
+    Moments { moments: Vec<(u64, f64, f64)>, std: bool },
+    /// Min, max, first or last: per morsel, each group's candidate row taken out as a value.
+    Pick { func: AggFunc, candidates: Vec<ArrayRef>, groups: Vec<u32>, best: Vec<u32>, touched: Vec<u32> },
+    /// Median or quantile: every non-null value with its group.
+    Collect { values: Vec<f64>, groups: Vec<u32>, quantile: Quantile },
+    /// n_unique: the distinct (group, value) pairs, values in the row format.
+    Distinct { seen: HashSet<(u32, Box<[u8]>)>, converter: RowConverter },
 }
 
-fn local_groups(rows: &Rows) -> LocalGroups<'_> {
-    let mut ids: HashMap<&[u8], u32> = HashMap::new();
-    let mut local = LocalGroups {
-        group_of_row: Vec::with_capacity(rows.num_rows()),
-        first_row: Vec::new(),
-        keys: Vec::new(),
+const NO_ROW: u32 = u32::MAX;
+
+impl Accumulator {
+    fn new(func: AggFunc, input: &DataType, output: &DataType) -> Result<Self, ArrowError> {
+        Ok(match func {
+            AggFunc::Count | AggFunc::Len => Accumulator::Count {
+                counts: Vec::new(),
+                rows: func == AggFunc::Len,
+            },
+            AggFunc::Sum => match output {
+                DataType::Int64 => Accumulator::SumInt(Vec::new()),
+                DataType::UInt64 => Accumulator::SumUInt(Vec::new()),
+                DataType::Decimal128(precision, scale) => Accumulator::SumDecimal {
+                    sums: Vec::new(),
+                    precision: *precision,
+                    scale: *scale,
+                },
+                _ => Accumulator::SumFloat(Vec::new()),
+            },
+            AggFunc::Mean => match input {
+                DataType::Decimal128(_, scale) => Accumulator::MeanDecimal {
+                    sums: Vec::new(),
+                    counts: Vec::new(),
+                    scale: *scale,
+                },
+                _ => Accumulator::Mean {
+                    sums: Vec::new(),
+                    counts: Vec::new(),
+                },
+            },
+            AggFunc::Std | AggFunc::Var => Accumulator::Moments {
+                moments: Vec::new(),
+                std: func == AggFunc::Std,
+            },
+            AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last => Accumulator::Pick {
+                func,
+                candidates: Vec::new(),
+                groups: Vec::new(),
+                best: Vec::new(),
+                touched: Vec::new(),
+            },
+            AggFunc::Median | AggFunc::Quantile(_) => Accumulator::Collect {
+                values: Vec::new(),
+                groups: Vec::new(),
+                quantile: match func {
+                    AggFunc::Quantile(quantile) => quantile,
+                    _ => Quantile::new(0.5, Interpolation::Linear).expect("0.5 is in [0, 1]"),
+                },
+            },
+            AggFunc::NUnique => Accumulator::Distinct {
+                seen: HashSet::new(),
+                converter: RowConverter::new(vec![SortField::new(input.clone())])?,
+            },
+        })
+    }
+
+    /// Adds the rows of one morsel: `values[i]` belongs to group `ids[i]`; there are `groups`
+    /// groups so far.
+    fn update(&mut self, values: &ArrayRef, ids: &[u32], groups: usize) -> Result<(), ArrowError> {
+        fn grow<T: Clone>(v: &mut Vec<T>, len: usize, zero: T) {
+            if v.len() < len {
+                v.resize(len, zero);
+            }
+        }
+        match self {
+            Accumulator::Count { counts, rows } => {
+                grow(counts, groups, 0);
+                match values.logical_nulls().filter(|_| !*rows) {
+                    Some(nulls) => ids.iter().zip(nulls.iter()).filter(|(_, valid)| *valid).for_each(|(&g, _)| counts[g as usize] += 1),
+                    None => ids.iter().for_each(|&g| counts[g as usize] += 1),
+                }
+            }
+            Accumulator::SumInt(sums) => {
+                grow(sums, groups, 0);
+                let values = cast(values, &DataType::Int64)?;
+                let values = values.as_primitive::<Int64Type>();
+                for (row, &g) in ids.iter().enumerate() {
+                    if values.is_valid(row) {
+                        sums[g as usize] = sums[g as usize].wrapping_add(values.value(row));
+                    }
+                }
+            }
+            Accumulator::SumUInt(sums) => {
+                grow(sums, groups, 0);
+                let values = cast(values, &DataType::UInt64)?;
+                let values = values.as_primitive::<UInt64Type>();
+                for (row, &g) in ids.iter().enumerate() {
+                    if values.is_valid(row) {
+                        sums[g as usize] = sums[g as usize].wrapping_add(values.value(row));
+                    }
+                }
+            }
+            Accumulator::SumFloat(sums) => {
+                grow(sums, groups, 0.0);
+                let values = cast(values, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for (row, &g) in ids.iter().enumerate() {
+                    if values.is_valid(row) {
+                        sums[g as usize] += values.value(row);
+                    }
+                }
+            }
+            Accumulator::SumDecimal { sums, precision, scale } => {
+                grow(sums, groups, 0);
+                add_decimals(sums, values, ids, *precision, *scale)?;
+            }
+            Accumulator::Mean { sums, counts } => {
+                grow(sums, groups, 0.0);
+                grow(counts, groups, 0);
+                let values = cast(values, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for (row, &g) in ids.iter().enumerate() {
+                    if values.is_valid(row) {
+                        sums[g as usize] += values.value(row);
+                        counts[g as usize] += 1;
+                    }
+                }
+            }
+            Accumulator::MeanDecimal { sums, counts, scale } => {
+                grow(sums, groups, 0);
+                grow(counts, groups, 0);
+                add_decimals(sums, values, ids, 38, *scale)?;
+                if let Some(nulls) = values.logical_nulls() {
+                    ids.iter().zip(nulls.iter()).filter(|(_, valid)| *valid).for_each(|(&g, _)| counts[g as usize] += 1);
+                } else {
+                    ids.iter().for_each(|&g| counts[g as usize] += 1);
+                }
+            }
+            Accumulator::Moments { moments, .. } => {
+                grow(moments, groups, (0, 0.0, 0.0));
+                let values = cast(values, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for (row, &g) in ids.iter().enumerate() {
+                    if values.is_valid(row) {
+                        let (n, mean, m2) = &mut moments[g as usize];
+                        *n += 1;
+                        let delta = values.value(row) - *mean;
+                        *mean += delta / *n as f64;
+                        *m2 += delta * (values.value(row) - *mean);
+                    }
+                }
+            }
+            Accumulator::Pick { func, candidates, groups: candidate_groups, best, touched } => {
+                grow(best, groups, NO_ROW);
+                let compare = matches!(func, AggFunc::Min | AggFunc::Max)
+                    .then(|| make_comparator(values.as_ref(), values.as_ref(), SortOptions::default()))
+                    .transpose()?;
+                for (row, &g) in ids.iter().enumerate() {
+                    let slot = &mut best[g as usize];
+                    let row = row as u32;
+                    let take_it = match func {
+                        AggFunc::First => *slot == NO_ROW,
+                        AggFunc::Last => true,
+                        _ => {
+                            values.is_valid(row as usize)
+                                && (*slot == NO_ROW || {
+                                    let order = compare.as_ref().expect("min and max have a comparator")(row as usize, *slot as usize);
+                                    if *func == AggFunc::Min { order.is_lt() } else { order.is_gt() }
+                                })
+                        }
+                    };
+                    if take_it {
+                        if *slot == NO_ROW {
+                            touched.push(g);
+                        }
+                        *slot = row;
+                    }
+                }
+                // Each group this morsel touched: its candidate row, and its slot reset.
+                let rows: Vec<u32> = touched.iter().map(|&g| std::mem::replace(&mut best[g as usize], NO_ROW)).collect();
+                candidates.push(take(values.as_ref(), &UInt32Array::from(rows), None)?);
+                candidate_groups.append(touched);
+            }
+            Accumulator::Collect { values: collected, groups: collected_groups, .. } => {
+                let values = cast(values, &DataType::Float64)?;
+                let values = values.as_primitive::<Float64Type>();
+                for (row, &g) in ids.iter().enumerate() {
+                    if values.is_valid(row) {
+                        collected.push(values.value(row));
+                        collected_groups.push(g);
+                    }
+                }
+            }
+            Accumulator::Distinct { seen, converter } => {
+                let encoded = converter.convert_columns(std::slice::from_ref(values))?;
+                for (row, &g) in encoded.iter().zip(ids) {
+                    seen.insert((g, row.data().into()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Folds `other` (of a later run) into this accumulator; `mapping[g]` is the id here of
+    /// `other`'s group `g`, and there are `groups` groups here after the merge.
+    fn merge(&mut self, other: Accumulator, mapping: &[u32], groups: usize) -> Result<(), ArrowError> {
+        fn add<T: Copy + Default>(mine: &mut Vec<T>, theirs: Vec<T>, mapping: &[u32], groups: usize, plus: impl Fn(T, T) -> T) {
+            mine.resize(groups.max(mine.len()), T::default());
+            for (g, value) in theirs.into_iter().enumerate() {
+                let slot = &mut mine[mapping[g] as usize];
+                *slot = plus(*slot, value);
+            }
+        }
+        match (self, other) {
+            (Accumulator::Count { counts, .. }, Accumulator::Count { counts: theirs, .. }) => add(counts, theirs, mapping, groups, |a, b| a + b),
+            (Accumulator::SumInt(sums), Accumulator::SumInt(theirs)) => add(sums, theirs, mapping, groups, i64::wrapping_add),
+            (Accumulator::SumUInt(sums), Accumulator::SumUInt(theirs)) => add(sums, theirs, mapping, groups, u64::wrapping_add),
+            (Accumulator::SumFloat(sums), Accumulator::SumFloat(theirs)) => add(sums, theirs, mapping, groups, |a, b| a + b),
+            (Accumulator::SumDecimal { sums, precision, scale }, Accumulator::SumDecimal { sums: theirs, .. }) => {
+                sums.resize(groups.max(sums.len()), 0);
+                for (g, value) in theirs.into_iter().enumerate() {
+                    let slot = &mut sums[mapping[g] as usize];
+                    *slot = slot.checked_add(value).ok_or_else(|| decimal_overflow(*precision, *scale))?;
+                }
+            }
+            (Accumulator::Mean { sums, counts }, Accumulator::Mean { sums: s, counts: c }) => {
+                add(sums, s, mapping, groups, |a, b| a + b);
+                add(counts, c, mapping, groups, |a, b| a + b);
+            }
+            (Accumulator::MeanDecimal { sums, counts, .. }, Accumulator::MeanDecimal { sums: s, counts: c, .. }) => {
+                sums.resize(groups.max(sums.len()), 0);
+                for (g, value) in s.into_iter().enumerate() {
+                    let slot = &mut sums[mapping[g] as usize];
+                    *slot = slot.checked_add(value).ok_or_else(|| decimal_overflow(38, 0))?;
+                }
+                add(counts, c, mapping, groups, |a, b| a + b);
+            }
+            (Accumulator::Moments { moments, .. }, Accumulator::Moments { moments: theirs, .. }) => {
+                // Chan et al.'s pairwise combination of (count, mean, M2).
+                add(moments, theirs, mapping, groups, |(na, ma, m2a), (nb, mb, m2b)| {
+                    if na == 0 {
+                        return (nb, mb, m2b);
+                    }
+                    if nb == 0 {
+                        return (na, ma, m2a);
+                    }
+                    let n = na + nb;
+                    let delta = mb - ma;
+                    (n, ma + delta * nb as f64 / n as f64, m2a + m2b + delta * delta * (na as f64 * nb as f64 / n as f64))
+                });
+            }
+            (Accumulator::Pick { candidates, groups: ids, best, .. }, Accumulator::Pick { candidates: c, groups: g, .. }) => {
+                best.resize(groups.max(best.len()), NO_ROW);
+                candidates.extend(c);
+                ids.extend(g.into_iter().map(|g| mapping[g as usize]));
+            }
+            (Accumulator::Collect { values, groups: ids, .. }, Accumulator::Collect { values: v, groups: g, .. }) => {
+                values.extend(v);
+                ids.extend(g.into_iter().map(|g| mapping[g as usize]));
+            }
+            (Accumulator::Distinct { seen, .. }, Accumulator::Distinct { seen: theirs, .. }) => {
+                seen.extend(theirs.into_iter().map(|(g, value)| (mapping[g as usize], value)));
+            }
+            _ => unreachable!("every task builds the same accumulators"),
+        }
+        Ok(())
+    }
+
+    /// One value per group, `groups` groups.
+    fn finish(self, groups: usize, output: &DataType) -> Result<ArrayRef, ArrowError> {
+        fn sized<T: Clone>(mut v: Vec<T>, groups: usize, zero: T) -> Vec<T> {
+            v.resize(groups, zero);
+            v
+        }
+        Ok(match self {
+            Accumulator::Count { counts, .. } => Arc::new(UInt64Array::from(sized(counts, groups, 0))),
+            Accumulator::SumInt(sums) => Arc::new(Int64Array::from(sized(sums, groups, 0))),
+            Accumulator::SumUInt(sums) => Arc::new(UInt64Array::from(sized(sums, groups, 0))),
+            Accumulator::SumFloat(sums) => Arc::new(Float64Array::from(sized(sums, groups, 0.0))),
+            Accumulator::SumDecimal { sums, precision, scale } => {
+                Arc::new(Decimal128Array::from(sized(sums, groups, 0)).with_precision_and_scale(precision, scale)?)
+            }
+            Accumulator::Mean { sums, counts } => {
+                let counts = sized(counts, groups, 0);
+                let means: Float64Array = sized(sums, groups, 0.0).iter().zip(&counts).map(|(&sum, &n)| (n > 0).then(|| sum / n as f64)).collect();
+                Arc::new(means)
+            }
+            Accumulator::MeanDecimal { sums, counts, scale } => {
+                let counts = sized(counts, groups, 0);
+                let unit = 10f64.powi(scale as i32);
+                let means: Float64Array = sized(sums, groups, 0)
+                    .iter()
+                    .zip(&counts)
+                    .map(|(&sum, &n)| (n > 0).then(|| sum as f64 / unit / n as f64))
+                    .collect();
+                Arc::new(means)
+            }
+            Accumulator::Moments { moments, std } => {
+                let spread: Float64Array = sized(moments, groups, (0, 0.0, 0.0))
+                    .iter()
+                    .map(|&(n, _, m2)| {
+                        (n > 1).then(|| {
+                            let variance = m2 / (n - 1) as f64;
+                            if std { variance.sqrt() } else { variance }
+                        })
+                    })
+                    .collect();
+                Arc::new(spread)
+            }
+            Accumulator::Pick { func, candidates, groups: ids, .. } => {
+                if candidates.iter().all(|c| c.is_empty()) {
+                    return Ok(new_null_array(output, groups));
+                }
+                let parts: Vec<&dyn Array> = candidates.iter().map(|c| c.as_ref()).collect();
+                let all = concat(&parts)?;
+                let compare = make_comparator(all.as_ref(), all.as_ref(), SortOptions::default())?;
+                let mut chosen: Vec<Option<u32>> = vec![None; groups];
+                for (i, &g) in ids.iter().enumerate() {
+                    let slot = &mut chosen[g as usize];
+                    let better = match (func, *slot) {
+                        (_, None) => true,
+                        (AggFunc::First, Some(_)) => false,
+                        (AggFunc::Last, Some(_)) => true,
+                        (AggFunc::Min, Some(current)) => compare(i, current as usize).is_lt(),
+                        (_, Some(current)) => compare(i, current as usize).is_gt(),
+                    };
+                    if better {
+                        *slot = Some(i as u32);
+                    }
+                }
+                take(all.as_ref(), &UInt32Array::from(chosen), None)?
+            }
+            Accumulator::Collect { values, groups: ids, quantile } => Arc::new(quantiles(values, &ids, groups, quantile)),
+            Accumulator::Distinct { seen, .. } => {
+                let mut counts = vec![0u64; groups];
+                for (g, _) in seen {
+                    counts[g as usize] += 1;
+                }
+                Arc::new(UInt64Array::from(counts))
+            }
+        })
+    }
+}
+
+fn decimal_overflow(precision: u8, scale: i8) -> ArrowError {
+    ArrowError::ComputeError(format!("sum(): the sum of a group overflows decimal128({precision}, {scale})"))
+}
+
+/// Adds each non-null decimal of `values` (brought to `scale`) to its group's sum in `sums`.
+fn add_decimals(sums: &mut [i128], values: &ArrayRef, ids: &[u32], precision: u8, scale: i8) -> Result<(), ArrowError> {
+    // Values of the sum's scale are added as they are: a cast to a wider precision would check
+    // every value against it (a tenth of TPC-H Q1's time).
+    let values = match values.data_type() {
+        DataType::Decimal128(_, s) if *s == scale => values.clone(),
+        _ => cast(values, &DataType::Decimal128(38, scale))?,
     };
-    for (offset, row) in rows.iter().enumerate() {
-        let bytes: &[u8] = row.data();
-        let next = local.keys.len() as u32;
-        let id = *ids.entry(bytes).or_insert_with(|| {
-            local.keys.push(bytes);
-            local.first_row.push(offset as u32);
-            next
-        });
-        local.group_of_row.push(id);
+    let values = values.as_primitive::<Decimal128Type>();
+    for (row, &g) in ids.iter().enumerate() {
+        if values.is_valid(row) {
+            let sum = &mut sums[g as usize];
+            *sum = sum.checked_add(values.value(row)).ok_or_else(|| decimal_overflow(precision, scale))?;
+        }
     }
-    local
+    Ok(())
 }
 
-/// The groups of equal rows of `keys` (arrays of `rows` values each).
-pub fn group_rows(keys: &[ArrayRef], rows: usize) -> Result<Groups, ExecError> {
+/// Per group: the `quantile` of its collected values (null for a group without any).
+///
+/// The values are bucketed by group (a counting sort on the group id), then each group's
+/// bucket is partially ordered with a selection, not sorted: O(n) per group on average. NaN is
+/// above every number, as in a float sort.
+fn quantiles(values: Vec<f64>, ids: &[u32], groups: usize, quantile: Quantile) -> Float64Array {
+    let mut offsets = vec![0usize; groups + 1];
+    for &g in ids {
+        offsets[g as usize + 1] += 1;
+    }
+    for g in 0..groups {
+        offsets[g + 1] += offsets[g];
+    }
+    let mut next = offsets.clone();
+    let mut bucketed = vec![0f64; values.len()];
+    for (value, &g) in values.into_iter().zip(ids) {
+        let slot = &mut next[g as usize];
+        bucketed[*slot] = value;
+        *slot += 1;
+    }
+    let mut buckets: Vec<&mut [f64]> = Vec::with_capacity(groups);
+    let mut rest = bucketed.as_mut_slice();
+    for g in 0..groups {
+        let (bucket, tail) = rest.split_at_mut(offsets[g + 1] - offsets[g]);
+        buckets.push(bucket);
+        rest = tail;
+    }
+    pool().install(|| buckets.into_par_iter().map(|bucket| quantile_of(bucket, quantile)).collect::<Vec<_>>()).into()
+}
+
+/// The `quantile` of `values` (reordered in place), None when there are none.
+fn quantile_of(values: &mut [f64], quantile: Quantile) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let position = quantile.q() * (values.len() - 1) as f64;
+    let lower = position.floor() as usize;
+    let (_, &mut low, above) = values.select_nth_unstable_by(lower, f64::total_cmp);
+    // Everything after the lower value is at least it: the next value is their minimum.
+    let high = if position > lower as f64 { above.iter().copied().min_by(f64::total_cmp).unwrap_or(low) } else { low };
+    Some(match quantile.interpolation {
+        Interpolation::Nearest if position.round() as usize == lower => low,
+        Interpolation::Nearest => high,
+        Interpolation::Lower => low,
+        Interpolation::Higher => high,
+        Interpolation::Midpoint => (low + high) / 2.0,
+        Interpolation::Linear => low + (high - low) * (position - lower as f64),
+    })
+}
+
+/// One task's share of the aggregation: its groups, their keys and their accumulators.
+struct Partial {
+    table: KeyTable,
+    /// Per key expression: the key values of this task's groups, in group order, in parts.
+    key_parts: Vec<Vec<ArrayRef>>,
+    accumulators: Vec<Accumulator>,
+}
+
+/// Everything the tasks share: what to evaluate and how.
+struct Plan<'a> {
+    input: &'a ViewSet,
+    names: Vec<String>,
+    keys: &'a [Expr],
+    key_types: Vec<DataType>,
+    aggs: &'a [AggExpr],
+    input_types: Vec<DataType>,
+    output_types: Vec<DataType>,
+    converter: Option<RowConverter>,
+}
+
+impl Plan<'_> {
+    fn partial(&self) -> Result<Partial, ArrowError> {
+        Ok(Partial {
+            table: KeyTable::new(&self.key_types),
+            key_parts: vec![Vec::new(); self.keys.len()],
+            accumulators: self
+                .aggs
+                .iter()
+                .zip(self.input_types.iter().zip(&self.output_types))
+                .map(|(agg, (input, output))| Accumulator::new(agg.func, input, output))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// Folds the rows of `morsels`, in order, into a fresh partial.
+    fn run(&self, morsels: &[Morsel<'_>]) -> Result<Partial, ArrowError> {
+        let mut partial = self.partial()?;
+        for morsel in morsels {
+            let len = morsel.len();
+            let batch = batch_of(&self.input.schema, morsel.chunk, &self.names, morsel.rows, morsel.range)?;
+            let keys = self.keys.iter().map(|key| evaluate(key, &batch)?.into_array(len)).collect::<Result<Vec<_>, _>>()?;
+            let (ids, new_rows) = match partial.table.assign(&keys, self.converter.as_ref(), len)? {
+                Some(assigned) => assigned,
+                None => {
+                    // Keys that do not pack: the groups so far move to the row format.
+                    let converter = self.converter.as_ref().expect("packed keys have a converter");
+                    partial.table = KeyTable::encoded(&partial.key_parts, converter)?;
+                    partial.table.assign(&keys, Some(converter), len)?.expect("encoded keys always fit")
+                }
+            };
+            if !new_rows.is_empty() {
+                let new_rows = UInt32Array::from(new_rows);
+                for (parts, key) in partial.key_parts.iter_mut().zip(&keys) {
+                    parts.push(take(key.as_ref(), &new_rows, None)?);
+                }
+            }
+            drop(keys);
+            let groups = partial.table.len();
+            for (accumulator, agg) in partial.accumulators.iter_mut().zip(self.aggs) {
+                let values = evaluate(&agg.input, &batch)?.into_array(len)?;
+                accumulator.update(&values, &ids, groups)?;
+            }
+        }
+        Ok(partial)
+    }
+}
+
+/// The groups of `input` by `keys` with one column per aggregation: `schema`'s columns.
+pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: SchemaRef) -> Result<ViewSet, ExecError> {
+    let rows = input.num_rows();
     if rows > u32::MAX as usize {
         return Err(ExecError::Arrow(ArrowError::InvalidArgumentError(format!(
             "group_by(): {rows} rows are more than the {} an aggregation groups",
             u32::MAX
         ))));
     }
-    let converter = RowConverter::new(keys.iter().map(|k| SortField::new(k.data_type().clone())).collect())?;
-    let morsels: Vec<(usize, usize)> = (0..rows).step_by(MORSEL_ROWS).map(|start| (start, MORSEL_ROWS.min(rows - start))).collect();
-    let encoded: Vec<Rows> = pool().install(|| {
-        morsels
-            .par_iter()
-            .map(|&(start, len)| converter.convert_columns(&keys.iter().map(|k| k.slice(start, len)).collect::<Vec<_>>()))
-            .collect::<Result<_, ArrowError>>()
-    })?;
-    let locals: Vec<LocalGroups<'_>> = pool().install(|| encoded.par_iter().map(local_groups).collect());
-
-    // Merge in morsel order: global ids follow first appearance in the input.
-    let mut global: HashMap<&[u8], u32> = HashMap::new();
-    let mut first_row = Vec::new();
-    let mut mappings = Vec::with_capacity(locals.len());
-    for (local, &(start, _)) in locals.iter().zip(&morsels) {
-        let mapping: Vec<u32> = local
-            .keys
-            .iter()
-            .zip(&local.first_row)
-            .map(|(&key, &offset)| {
-                let next = first_row.len() as u32;
-                *global.entry(key).or_insert_with(|| {
-                    first_row.push(start as u32 + offset);
-                    next
-                })
-            })
-            .collect();
-        mappings.push(mapping);
+    let mut names: Vec<String> = Vec::new();
+    for expr in keys.iter().chain(aggs.iter().map(|agg| &agg.input)) {
+        for name in expr.columns() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
     }
-    let mut group_of_row = vec![0u32; rows];
-    pool().install(|| {
-        group_of_row
-            .par_chunks_mut(MORSEL_ROWS)
-            .zip(locals.par_iter().zip(mappings.par_iter()))
-            .for_each(|(out, (local, mapping))| {
-                for (slot, &id) in out.iter_mut().zip(&local.group_of_row) {
-                    *slot = mapping[id as usize];
-                }
-            })
-    });
-    Ok(Groups { group_of_row, first_row })
-}
+    let type_of = |expr: &Expr| relay_plan::resolve::resolve(expr.clone(), &input.schema).map(|r| r.data_type);
+    let key_types = keys.iter().map(type_of).collect::<Result<Vec<_>, _>>()?;
+    let input_types = aggs.iter().map(|agg| type_of(&agg.input)).collect::<Result<Vec<_>, _>>()?;
+    let output_types: Vec<DataType> = schema.fields()[keys.len()..].iter().map(|f| f.data_type().clone()).collect();
+    let converter = match KeyTable::new(&key_types) {
+        KeyTable::Encoded { .. } | KeyTable::Packed { .. } => Some(RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?),
+        _ => None,
+    };
+    let plan = Plan {
+        input: &input,
+        names,
+        keys,
+        key_types,
+        aggs,
+        input_types,
+        output_types,
+        converter,
+    };
 
-/// `func` over `values` in each of `groups`, as an array of `output` type, one value per group.
-pub fn aggregate_values(func: AggFunc, values: &ArrayRef, groups: &Groups, output: &DataType) -> Result<ArrayRef, ExecError> {
-    let count = groups.len();
-    let group_of_row = &groups.group_of_row;
-    let valid = |row: usize| values.is_valid(row);
-    let result: ArrayRef = match func {
-        AggFunc::Len | AggFunc::Count => {
-            let mut counts = vec![0u32; count];
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if func == AggFunc::Len || valid(row) {
-                    counts[group as usize] += 1;
-                }
+    // A few runs per thread, so a run of slow morsels does not hold the others up.
+    let morsels = morsels(&input);
+    let runs = (pool().current_num_threads() * 4).clamp(1, morsels.len().max(1));
+    let per_run = morsels.len().div_ceil(runs).max(1);
+    let mut partials: Vec<Partial> = pool().install(|| morsels.par_chunks(per_run).map(|run| plan.run(run)).collect::<Result<_, ArrowError>>())?;
+    // Some runs met keys that do not pack: every run's groups merge in the row format.
+    if partials.iter().any(|p| matches!(p.table, KeyTable::Encoded { .. })) {
+        let converter = plan.converter.as_ref().expect("packed keys have a converter");
+        for partial in &mut partials {
+            if matches!(partial.table, KeyTable::Packed { .. }) {
+                partial.table = KeyTable::encoded(&partial.key_parts, converter)?;
             }
-            Arc::new(UInt32Array::from(counts))
         }
-        AggFunc::First => take(values.as_ref(), &UInt32Array::from(groups.first_row.clone()), None)?,
-        AggFunc::Last => {
-            let mut last = groups.first_row.clone();
-            for (row, &group) in group_of_row.iter().enumerate() {
-                last[group as usize] = row as u32;
-            }
-            take(values.as_ref(), &UInt32Array::from(last), None)?
-        }
-        AggFunc::Min | AggFunc::Max => {
-            let compare = make_comparator(values.as_ref(), values.as_ref(), SortOptions::default())?;
-            let better = if func == AggFunc::Min { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater };
-            let mut best: Vec<Option<u32>> = vec![None; count];
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if !valid(row) {
-                    continue;
-                }
-                let slot = &mut best[group as usize];
-                match slot {
-                    Some(current) if compare(row, *current as usize) != better => {}
-                    _ => *slot = Some(row as u32),
-                }
-            }
-            take(values.as_ref(), &UInt32Array::from(best), None)?
-        }
-        AggFunc::Sum => match output {
-            DataType::Int64 => {
-                let values = cast(values, &DataType::Int64)?;
-                let values = values.as_primitive::<Int64Type>();
-                let mut sums = vec![0i64; count];
-                for (row, &group) in group_of_row.iter().enumerate() {
-                    if values.is_valid(row) {
-                        sums[group as usize] = sums[group as usize].wrapping_add(values.value(row));
+    }
+
+    let mut merged = match partials.len() {
+        0 => plan.partial()?,
+        _ => {
+            let mut partials = partials.into_iter();
+            let mut merged = partials.next().expect("one partial at least");
+            for partial in partials {
+                let (mapping, new_groups) = merged.table.merge(partial.table);
+                if !new_groups.is_empty() {
+                    let new_groups = UInt32Array::from(new_groups);
+                    for (mine, theirs) in merged.key_parts.iter_mut().zip(partial.key_parts) {
+                        let theirs: Vec<&dyn Array> = theirs.iter().map(|a| a.as_ref()).collect();
+                        mine.push(take(concat(&theirs)?.as_ref(), &new_groups, None)?);
                     }
                 }
-                Arc::new(Int64Array::from(sums))
-            }
-            DataType::UInt64 => {
-                let values = cast(values, &DataType::UInt64)?;
-                let values = values.as_primitive::<UInt64Type>();
-                let mut sums = vec![0u64; count];
-                for (row, &group) in group_of_row.iter().enumerate() {
-                    if values.is_valid(row) {
-                        sums[group as usize] = sums[group as usize].wrapping_add(values.value(row));
-                    }
-                }
-                Arc::new(UInt64Array::from(sums))
-            }
-            _ => {
-                let (sums, _) = float_sums(values, group_of_row, count)?;
-                Arc::new(Float64Array::from(sums))
-            }
-        },
-        AggFunc::Mean => {
-            let (sums, counts) = float_sums(values, group_of_row, count)?;
-            let means: Float64Array = sums.iter().zip(&counts).map(|(&sum, &n)| (n > 0).then(|| sum / n as f64)).collect();
-            Arc::new(means)
-        }
-        AggFunc::Std | AggFunc::Var => {
-            // Welford's update per group: stable where a sum of squares would cancel.
-            let values = cast(values, &DataType::Float64)?;
-            let values = values.as_primitive::<Float64Type>();
-            let mut moments = vec![(0u64, 0f64, 0f64); count];
-            for (row, &group) in group_of_row.iter().enumerate() {
-                if values.is_valid(row) {
-                    let (n, mean, m2) = &mut moments[group as usize];
-                    *n += 1;
-                    let delta = values.value(row) - *mean;
-                    *mean += delta / *n as f64;
-                    *m2 += delta * (values.value(row) - *mean);
+                let groups = merged.table.len();
+                for (accumulator, other) in merged.accumulators.iter_mut().zip(partial.accumulators) {
+                    accumulator.merge(other, &mapping, groups)?;
                 }
             }
-            let spread: Float64Array = moments
-                .iter()
-                .map(|&(n, _, m2)| {
-                    (n > 1).then(|| {
-                        let variance = m2 / (n - 1) as f64;
-                        if func == AggFunc::Std { variance.sqrt() } else { variance }
-                    })
-                })
-                .collect();
-            Arc::new(spread)
-        }
-        AggFunc::NUnique => {
-            let converter = RowConverter::new(vec![SortField::new(values.data_type().clone())])?;
-            let encoded = converter.convert_columns(std::slice::from_ref(values))?;
-            let mut seen: HashSet<(u32, &[u8])> = HashSet::new();
-            let mut counts = vec![0u32; count];
-            for (row, &group) in encoded.iter().zip(group_of_row) {
-                if seen.insert((group, row.data())) {
-                    counts[group as usize] += 1;
-                }
-            }
-            Arc::new(UInt32Array::from(counts))
+            merged
         }
     };
-    if result.data_type() == output {
-        Ok(result)
-    } else {
-        Ok(cast(&result, output)?)
-    }
-}
+    let groups = merged.table.len();
 
-/// Per group: the sum of the non-null values as float64, and how many there were.
-fn float_sums(values: &ArrayRef, group_of_row: &[u32], count: usize) -> Result<(Vec<f64>, Vec<u64>), ExecError> {
-    let values = cast(values, &DataType::Float64)?;
-    let values = values.as_primitive::<Float64Type>();
-    let mut sums = vec![0f64; count];
-    let mut counts = vec![0u64; count];
-    for (row, &group) in group_of_row.iter().enumerate() {
-        if values.is_valid(row) {
-            sums[group as usize] += values.value(row);
-            counts[group as usize] += 1;
-        }
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for (parts, field) in merged.key_parts.iter().zip(schema.fields()) {
+        let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
+        columns.push(if parts.is_empty() { new_empty_array(field.data_type()) } else { concat(&parts)? });
     }
-    Ok((sums, counts))
-}
-
-/// The groups of `input` by `keys` with one column per aggregation: `schema`'s columns.
-pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: SchemaRef) -> Result<ViewSet, ExecError> {
-    let rows = input.num_rows();
-    let key_arrays = dense_values(&input, keys)?;
-    let groups = group_rows(&key_arrays, rows)?;
-    let inputs: Vec<Expr> = aggs.iter().map(|agg| agg.input.clone()).collect();
-    let values = dense_values(&input, &inputs)?;
-    drop(input);
-    let first_rows = UInt32Array::from(groups.first_row.clone());
-    let mut columns = key_arrays
-        .iter()
-        .map(|key| Ok(take(key.as_ref(), &first_rows, None)?))
-        .collect::<Result<Vec<ArrayRef>, ExecError>>()?;
+    let accumulators = std::mem::take(&mut merged.accumulators);
     let outputs: Vec<ArrayRef> = pool().install(|| {
-        aggs.par_iter()
-            .zip(values.par_iter())
-            .enumerate()
-            .map(|(a, (agg, values))| aggregate_values(agg.func, values, &groups, schema.field(keys.len() + a).data_type()))
-            .collect::<Result<_, ExecError>>()
+        accumulators
+            .into_par_iter()
+            .zip(plan.output_types.par_iter())
+            .map(|(accumulator, output)| accumulator.finish(groups, output))
+            .collect::<Result<_, ArrowError>>()
     })?;
     columns.extend(outputs);
     for (column, field) in columns.iter_mut().zip(schema.fields()) {
         if column.data_type() != field.data_type() {
-            *column = if groups.is_empty() { new_empty_array(field.data_type()) } else { cast(column, field.data_type())? };
+            *column = cast(column, field.data_type())?;
         }
     }
     Ok(ViewSet {
         schema,
         chunks: vec![Chunk {
             columns,
-            len: groups.len(),
+            len: groups,
             selection: None,
         }],
     })
@@ -301,21 +897,91 @@ mod tests {
     use crate::nodes::memory;
 
     #[test]
-    fn groups_number_keys_by_first_appearance_across_morsels() {
-        let rows = MORSEL_ROWS * 2 + 10;
-        let keys: ArrayRef = Arc::new(Int32Array::from_iter((0..rows).map(|i| if i % 7 == 0 { None } else { Some(((rows - i) % 5) as i32) })));
-        let groups = group_rows(std::slice::from_ref(&keys), rows).unwrap();
-        let keys = keys.as_primitive::<arrow::datatypes::Int32Type>();
-        // Every row's group starts at a row with the same key, and first rows ascend.
-        assert!(groups.first_row.windows(2).all(|w| w[0] < w[1]));
-        for (row, &group) in groups.group_of_row.iter().enumerate() {
-            let first = groups.first_row[group as usize] as usize;
-            assert_eq!(keys.is_valid(row), keys.is_valid(first));
-            if keys.is_valid(row) {
-                assert_eq!(keys.value(row), keys.value(first));
+    fn groups_keep_their_first_appearance_across_morsels_and_runs() {
+        let rows = MORSEL_ROWS * 9 + 10;
+        let key = |i: usize| if i % 7 == 0 { None } else { Some(((rows - i) % 5) as i32) };
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, true), Field::new("x", DataType::Float64, true)]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from_iter((0..rows).map(key))),
+                Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))),
+            ],
+        )
+        .unwrap();
+        let view = memory(schema, &[batch]);
+        let aggs = vec![
+            AggExpr::new(AggFunc::Len, Expr::col("x")).alias("len"),
+            AggExpr::new(AggFunc::First, Expr::col("x")).alias("first"),
+            AggExpr::new(AggFunc::Last, Expr::col("x")).alias("last"),
+            AggExpr::new(AggFunc::Max, Expr::col("x")).alias("max"),
+            AggExpr::new(AggFunc::Std, Expr::col("x")).alias("std"),
+        ];
+        let plan = Arc::new(relay_plan::LogicalPlan::memory(view.schema.clone(), vec![]));
+        let output = plan.aggregate(vec![Expr::col("k")], aggs.clone()).unwrap().schema().unwrap();
+        let result = aggregate(view, &[Expr::col("k")], &aggs, output).unwrap();
+        let columns = &result.chunks[0].columns;
+        // Expected, by a plain sequential pass.
+        let mut order: Vec<Option<i32>> = Vec::new();
+        for i in 0..rows {
+            if !order.contains(&key(i)) {
+                order.push(key(i));
             }
         }
-        assert_eq!(groups.len(), 6);
+        assert_eq!(columns[0].as_primitive::<arrow::datatypes::Int32Type>().iter().collect::<Vec<_>>(), order);
+        for (g, k) in order.iter().enumerate() {
+            let members: Vec<f64> = (0..rows).filter(|&i| key(i) == *k).map(|i| i as f64).collect();
+            let n = members.len() as f64;
+            let mean = members.iter().sum::<f64>() / n;
+            let std = (members.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt();
+            assert_eq!(columns[1].as_primitive::<arrow::datatypes::UInt32Type>().value(g) as usize, members.len());
+            assert_eq!(columns[2].as_primitive::<Float64Type>().value(g), members[0]);
+            assert_eq!(columns[3].as_primitive::<Float64Type>().value(g), *members.last().unwrap());
+            assert_eq!(columns[4].as_primitive::<Float64Type>().value(g), *members.last().unwrap());
+            assert!((columns[5].as_primitive::<Float64Type>().value(g) - std).abs() < 1e-6 * std);
+        }
+    }
+
+    #[test]
+    fn packed_keys_fall_back_to_the_row_format_mid_run_and_keep_first_appearance() {
+        // (string, int) keys pack until a long string (or a null int) appears in a later
+        // morsel; the groups keep their order and counts whichever way each run ends up.
+        let rows = MORSEL_ROWS * 9 + 10;
+        let long_from = MORSEL_ROWS * 5 + 3;
+        let name = |i: usize| match i % 3 {
+            0 => None,
+            1 if i >= long_from => Some("a string over seven bytes".to_string()),
+            r => Some(format!("s{r}")),
+        };
+        let number = |i: usize| if i >= long_from && i % 11 == 0 { None } else { Some(((rows - i) % 4) as i64) };
+        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+        let batch = arrow::array::RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from_iter((0..rows).map(name))), Arc::new(Int64Array::from_iter((0..rows).map(number)))],
+        )
+        .unwrap();
+        let keys = [Expr::col("s"), Expr::col("n")];
+        let aggs = vec![AggExpr::new(AggFunc::Len, Expr::col("n")).alias("len")];
+        for view in [memory(schema.clone(), &[batch.clone()]), memory(schema.clone(), &[batch.slice(0, long_from - 10)])] {
+            let rows = view.num_rows();
+            let plan = Arc::new(relay_plan::LogicalPlan::memory(view.schema.clone(), vec![]));
+            let output = plan.aggregate(keys.to_vec(), aggs.clone()).unwrap().schema().unwrap();
+            let result = aggregate(view, &keys, &aggs, output).unwrap();
+            let columns = &result.chunks[0].columns;
+            let mut expected: Vec<((Option<String>, Option<i64>), u64)> = Vec::new();
+            for i in 0..rows {
+                let key = (name(i), number(i));
+                match expected.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, count)) => *count += 1,
+                    None => expected.push((key, 1)),
+                }
+            }
+            let names: Vec<Option<String>> = columns[0].as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect();
+            let numbers: Vec<Option<i64>> = columns[1].as_primitive::<Int64Type>().iter().collect();
+            let counts: Vec<u64> = cast(&columns[2], &DataType::UInt64).unwrap().as_primitive::<UInt64Type>().values().to_vec();
+            let got: Vec<_> = names.into_iter().zip(numbers).zip(counts).collect();
+            assert_eq!(got, expected);
+        }
     }
 
     #[test]

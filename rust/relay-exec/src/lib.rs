@@ -8,9 +8,12 @@ pub mod distinct;
 pub mod eval;
 pub mod execute;
 pub mod gather;
+pub mod join;
+pub mod keys;
 pub mod nodes;
 pub mod order;
 pub mod profile;
+pub mod read;
 pub mod sort;
 
 pub use dense::{DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker};

@@ -20,6 +20,11 @@ pub struct OperatorStats {
     /// Record batches of its rows a scan did not read: their statistics proved that no row
     /// passes its filters.
     pub batches_skipped: usize,
+    /// Files a read of several files (or of a decoded file) opened and read pieces of.
+    pub files_read: usize,
+    /// Files of a read that were never opened: their partition values (or their pieces'
+    /// statistics) proved that no row passes its filters.
+    pub files_skipped: usize,
     /// Wall time including the operator's inputs.
     pub wall: Duration,
 }

@@ -412,6 +412,61 @@ pub enum AggFunc {
     Std,
     /// Sample variance (one degree of freedom taken).
     Var,
+    /// The middle of the sorted non-null values (the mean of the two middle ones for an even
+    /// count): `Quantile` at 0.5, linear.
+    Median,
+    /// The value at `q` of the way through the sorted non-null values.
+    Quantile(Quantile),
+}
+
+/// Where `quantile(q, interpolation)` falls: `q` in [0, 1] times (n - 1) is a position among
+/// the n sorted values, and the interpolation says what a position between two values gives.
+/// `q` is kept as its bits so that the aggregation stays `Eq` and `Hash`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Quantile {
+    q_bits: u64,
+    pub interpolation: Interpolation,
+}
+
+/// What a quantile between two sorted values `lower` and `higher` gives, as in Polars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Interpolation {
+    /// The value at the position rounded (halves away from zero).
+    Nearest,
+    Lower,
+    Higher,
+    /// (lower + higher) / 2.
+    Midpoint,
+    /// lower + (higher - lower) * the position's fraction.
+    Linear,
+}
+
+impl Interpolation {
+    pub const ALL: [Interpolation; 5] = [Self::Nearest, Self::Lower, Self::Higher, Self::Midpoint, Self::Linear];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Nearest => "nearest",
+            Self::Lower => "lower",
+            Self::Higher => "higher",
+            Self::Midpoint => "midpoint",
+            Self::Linear => "linear",
+        }
+    }
+}
+
+impl Quantile {
+    /// None unless `q` is in [0, 1].
+    pub fn new(q: f64, interpolation: Interpolation) -> Option<Self> {
+        (0.0..=1.0).contains(&q).then(|| Quantile {
+            q_bits: q.to_bits(),
+            interpolation,
+        })
+    }
+
+    pub fn q(self) -> f64 {
+        f64::from_bits(self.q_bits)
+    }
 }
 
 impl AggFunc {
@@ -428,9 +483,12 @@ impl AggFunc {
             Self::Last => "last",
             Self::Std => "std",
             Self::Var => "var",
+            Self::Median => "median",
+            Self::Quantile(_) => "quantile",
         }
     }
 
+    /// The aggregation a name without parameters stands for (not `quantile`).
     pub fn parse(name: &str) -> Option<Self> {
         [
             Self::Sum,
@@ -444,6 +502,7 @@ impl AggFunc {
             Self::Last,
             Self::Std,
             Self::Var,
+            Self::Median,
         ]
         .into_iter()
         .find(|func| func.name() == name)
@@ -473,7 +532,12 @@ impl AggExpr {
 
 impl fmt::Display for AggExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}()", self.input, self.func.name())?;
+        match self.func {
+            AggFunc::Quantile(quantile) => {
+                write!(f, "{}.quantile({}, {:?})", self.input, quantile.q(), quantile.interpolation.name())?
+            }
+            func => write!(f, "{}.{}()", self.input, func.name())?,
+        }
         if self.name != self.input.output_name() {
             write!(f, ".alias({:?})", self.name)?;
         }

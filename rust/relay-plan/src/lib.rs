@@ -3,10 +3,12 @@
 
 mod error;
 pub mod expr;
+pub mod join;
 pub mod optimizer;
 pub mod plan;
 pub mod resolve;
 
 pub use error::{PlanError, Result};
-pub use expr::{AggExpr, AggFunc, BinaryOp, Expr, Keep, Literal, SortKey, StringMatch, UnaryOp};
+pub use expr::{AggExpr, AggFunc, BinaryOp, Expr, Interpolation, Keep, Literal, Quantile, SortKey, StringMatch, UnaryOp};
+pub use join::{JoinColumn, JoinSide, JoinType};
 pub use plan::LogicalPlan;

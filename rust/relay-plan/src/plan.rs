@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use relay_storage::{TableView, type_name};
+use relay_storage::{DatasetView, TableView, type_name};
 
 use crate::error::{PlanError, Result};
 use crate::expr::{AggExpr, Expr, Keep, SortKey};
+use crate::join::{JoinColumn, JoinType, join_schema};
 use crate::resolve::{is_orderable, resolve, resolve_aggregate};
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,12 @@ pub enum LogicalPlan {
     /// Columns of a mapped file over a range of rows. `filters` are predicates pushed into the
     /// scan: evaluated as rows are produced, and used to skip record batches by their min/max.
     Scan { table: TableView, filters: Vec<Expr> },
+    /// Columns of files that are decoded when read (Parquet, CSV, NDJSON) or of several files
+    /// (a list, a glob, a hive-partitioned folder): the fragments and pieces of `view` that
+    /// survive pruning, each decoded (or, for Arrow IPC, viewed) and filtered by `filters`
+    /// right after. Filters are pushed here as into a scan, and prune whole files by their
+    /// partition values and pieces by their statistics.
+    Read { view: DatasetView, filters: Vec<Expr> },
     /// Rows where `predicate` is true (null counts as false).
     Filter { input: Arc<LogicalPlan>, predicate: Expr },
     /// One output column per expression, named by `Expr::output_name`.
@@ -54,6 +61,18 @@ pub enum LogicalPlan {
     /// One row per distinct value of `keys`, in order of first appearance: the keys, then one
     /// column per aggregation. Computed into new memory.
     Aggregate { input: Arc<LogicalPlan>, keys: Vec<Expr>, aggs: Vec<AggExpr> },
+    /// Pairs of rows of `left` and `right` whose keys are equal (`left_on[i] == right_on[i]`
+    /// for every i; a null key matches nothing), kept as `how` says. `columns` are the output
+    /// columns, each an input column of one side under its output name (see `crate::join`).
+    /// Computed into new memory, except semi / anti joins: a selection of the left rows.
+    Join {
+        left: Arc<LogicalPlan>,
+        right: Arc<LogicalPlan>,
+        left_on: Vec<Expr>,
+        right_on: Vec<Expr>,
+        how: JoinType,
+        columns: Vec<JoinColumn>,
+    },
 }
 
 /// An external array attached to a plan as a column.
@@ -71,11 +90,17 @@ impl LogicalPlan {
         LogicalPlan::Scan { table, filters: vec![] }
     }
 
+    /// Every column and row of a dataset's view, unfiltered.
+    pub fn read(view: DatasetView) -> Self {
+        LogicalPlan::Read { view, filters: vec![] }
+    }
+
     /// The output schema. Plans are built type-checked, so this only fails on a plan that
     /// was assembled by hand wrongly.
     pub fn schema(&self) -> Result<SchemaRef> {
         match self {
             LogicalPlan::Scan { table, .. } => Ok(table.schema()),
+            LogicalPlan::Read { view, .. } => Ok(view.schema()),
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Slice { input, .. }
             | LogicalPlan::Take { input, .. }
@@ -95,6 +120,7 @@ impl LogicalPlan {
                 Ok(Arc::new(Schema::new(fields)))
             }
             LogicalPlan::Memory { schema, .. } => Ok(schema.clone()),
+            LogicalPlan::Join { left, right, columns, .. } => join_schema(&*left.schema()?, &*right.schema()?, columns),
             LogicalPlan::Reinterpret { input, columns } => {
                 let input_schema = input.schema()?;
                 let fields = input_schema
@@ -135,7 +161,7 @@ impl LogicalPlan {
 
     pub fn inputs(&self) -> Vec<&Arc<LogicalPlan>> {
         match self {
-            LogicalPlan::Scan { .. } | LogicalPlan::Memory { .. } => vec![],
+            LogicalPlan::Scan { .. } | LogicalPlan::Read { .. } | LogicalPlan::Memory { .. } => vec![],
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Slice { input, .. }
@@ -145,6 +171,7 @@ impl LogicalPlan {
             | LogicalPlan::Sort { input, .. }
             | LogicalPlan::Distinct { input, .. }
             | LogicalPlan::Aggregate { input, .. } => vec![input],
+            LogicalPlan::Join { left, right, .. } => vec![left, right],
         }
     }
 
@@ -152,6 +179,9 @@ impl LogicalPlan {
     pub fn known_num_rows(&self) -> Option<u64> {
         match self {
             LogicalPlan::Scan { table, filters } => filters.is_empty().then(|| table.num_rows()),
+            // Opens the files (their footers say how many rows each piece has).
+            LogicalPlan::Read { view, filters } if filters.is_empty() => view.known_num_rows(),
+            LogicalPlan::Read { .. } => None,
             LogicalPlan::Filter { .. } => None,
             LogicalPlan::Project { input, .. } => input.known_num_rows(),
             LogicalPlan::Slice { input, offset, length } => {
@@ -163,7 +193,7 @@ impl LogicalPlan {
             LogicalPlan::Sort { input, limit, .. } => {
                 input.known_num_rows().map(|n| limit.map_or(n, |limit| n.min(limit)))
             }
-            LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } => None,
+            LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } | LogicalPlan::Join { .. } => None,
         }
     }
 
@@ -172,7 +202,7 @@ impl LogicalPlan {
     /// run it again.
     pub fn contains_filter(&self) -> bool {
         match self {
-            LogicalPlan::Scan { filters, .. } => !filters.is_empty(),
+            LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => !filters.is_empty(),
             LogicalPlan::Filter { .. } => true,
             other => other.inputs().iter().any(|input| input.contains_filter()),
         }
@@ -183,7 +213,7 @@ impl LogicalPlan {
     /// a plan.
     pub fn is_row_aligned(&self) -> bool {
         match self {
-            LogicalPlan::Scan { filters, .. } => filters.is_empty(),
+            LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => filters.is_empty(),
             LogicalPlan::Memory { .. } => true,
             LogicalPlan::AttachColumns { input, .. } => input.is_row_aligned(),
             _ => false,
@@ -252,6 +282,11 @@ impl LogicalPlan {
             // A slice of an unfiltered scan narrows the scan itself: still one contiguous view.
             LogicalPlan::Scan { table, filters } if filters.is_empty() => LogicalPlan::Scan {
                 table: table.slice(offset, length),
+                filters: vec![],
+            },
+            // An unfiltered read narrows its rows: only the pieces they overlap are decoded.
+            LogicalPlan::Read { view, filters } if filters.is_empty() => LogicalPlan::Read {
+                view: view.slice(offset, length),
                 filters: vec![],
             },
             LogicalPlan::Slice {
@@ -439,8 +474,9 @@ impl LogicalPlan {
 
     /// `aggs` over the groups of rows with equal `keys`. Output names must be unique.
     pub fn aggregate(self: &Arc<Self>, keys: Vec<Expr>, aggs: Vec<AggExpr>) -> Result<LogicalPlan> {
-        if keys.is_empty() {
-            return Err(PlanError::Invalid("group_by() needs at least one key column or expression".into()));
+        // No keys: one group of every row (`frame.agg(...)`), one output row even when empty.
+        if keys.is_empty() && aggs.is_empty() {
+            return Err(PlanError::Invalid("agg() needs at least one aggregation".into()));
         }
         let schema = self.schema()?;
         let mut names = HashSet::new();
@@ -613,6 +649,30 @@ impl fmt::Display for LogicalPlan {
                 }
                 Ok(())
             }
+            LogicalPlan::Read { view, filters } => {
+                let dataset = view.dataset();
+                let formats: Vec<&str> = dataset.formats().iter().map(|format| format.name()).collect();
+                write!(
+                    f,
+                    "READ {} {} files={}/{} columns=[{}]",
+                    formats.join("+"),
+                    dataset.description(),
+                    view.fragments().len(),
+                    dataset.num_fragments(),
+                    view.column_names().join(", ")
+                )?;
+                if let Some(pieces) = view.pieces() {
+                    write!(f, " pieces={}", pieces.len())?;
+                }
+                if let Some(rows) = view.rows() {
+                    write!(f, " rows={}..{}", rows.offset, rows.offset.saturating_add(rows.length))?;
+                }
+                if !filters.is_empty() {
+                    let filters: Vec<String> = filters.iter().map(ToString::to_string).collect();
+                    write!(f, " filters=[{}]", filters.join(", "))?;
+                }
+                Ok(())
+            }
             LogicalPlan::Filter { predicate, .. } => write!(f, "FILTER {predicate}"),
             LogicalPlan::Project { exprs, .. } => {
                 let exprs: Vec<String> = exprs.iter().map(ToString::to_string).collect();
@@ -671,6 +731,16 @@ impl fmt::Display for LogicalPlan {
                 let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
                 let aggs: Vec<String> = aggs.iter().map(ToString::to_string).collect();
                 write!(f, "AGGREGATE keys=[{}] aggs=[{}] (computed into new memory: a copy)", keys.join(", "), aggs.join(", "))
+            }
+            LogicalPlan::Join { left_on, right_on, how, columns, .. } => {
+                let keys = |keys: &[Expr]| keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+                let outputs: Vec<&str> = columns.iter().map(|c| c.output.as_str()).collect();
+                write!(f, "JOIN how={how} left_on=[{}] right_on=[{}] columns=[{}]", keys(left_on), keys(right_on), outputs.join(", "))?;
+                if how.filters_left() {
+                    write!(f, " (left rows selected: gathered into a copy)")
+                } else {
+                    write!(f, " (matched rows gathered into new memory: a copy)")
+                }
             }
         }
     }

@@ -8,8 +8,9 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, new_empty_array, new_null_array};
+use arrow::compute::kernels::numeric;
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit, UInt64Type};
+use arrow::datatypes::{DataType, Float32Type, Float64Type, Int64Type, Schema, TimeUnit, UInt64Type};
 use relay_storage::type_name;
 
 use crate::error::{PlanError, Result};
@@ -29,6 +30,78 @@ fn value_type(t: &DataType) -> &DataType {
         DataType::Dictionary(_, value) => value,
         other => other,
     }
+}
+
+fn is_decimal(t: &DataType) -> bool {
+    matches!(t, DataType::Decimal128(..))
+}
+
+/// The decimal type that holds every value of an integer type exactly (int64: 19 digits).
+fn decimal_of_integer_type(t: &DataType) -> DataType {
+    let digits = match t {
+        DataType::Int8 | DataType::UInt8 => 3,
+        DataType::Int16 | DataType::UInt16 => 5,
+        DataType::Int32 | DataType::UInt32 => 10,
+        DataType::Int64 => 19,
+        _ => 20,
+    };
+    DataType::Decimal128(digits, 0)
+}
+
+/// The decimal type a number literal takes against a decimal operand (as SQL engines type
+/// `0.05` or `24`): an integer gets as many digits as it has; a float gets the digits of its
+/// shortest exact decimal form (`0.05` is decimal(2, 2)). None for a float that has no such
+/// form within 38 digits (NaN, infinities, `1e-40`): it then meets the decimal as a float.
+fn decimal_literal_type(literal: &Literal) -> Option<DataType> {
+    let array = &literal.0;
+    if array.len() != 1 || array.logical_null_count() != 0 {
+        return None;
+    }
+    let text = match array.data_type() {
+        t if t.is_integer() => return integer_value(literal).map(|v| DataType::Decimal128(digit_count(v.unsigned_abs()), 0)),
+        DataType::Float64 => array.as_primitive::<Float64Type>().value(0),
+        DataType::Float32 => f64::from(array.as_primitive::<Float32Type>().value(0)),
+        _ => return None,
+    };
+    if !text.is_finite() {
+        return None;
+    }
+    // Rust prints the shortest decimal that reads back as the same float, never in exponent
+    // form: "0.05", "24", "0.000001".
+    let shown = format!("{}", text.abs());
+    let (whole, fraction) = shown.split_once('.').unwrap_or((&shown, ""));
+    let whole = whole.trim_start_matches('0');
+    let digits = whole.len() + fraction.len();
+    let precision = u8::try_from(digits.max(1)).ok().filter(|&p| p <= 38)?;
+    Some(DataType::Decimal128(precision, fraction.len() as i8))
+}
+
+fn digit_count(value: u128) -> u8 {
+    let mut digits = 1;
+    let mut rest = value / 10;
+    while rest > 0 {
+        digits += 1;
+        rest /= 10;
+    }
+    digits
+}
+
+/// The decimal both decimals convert to without losing digits: the larger scale, and room
+/// for the larger integer part (at most 38 digits, decimal128's limit).
+fn decimal_supertype(a: &DataType, b: &DataType) -> Option<DataType> {
+    let digits = |t: &DataType| match t {
+        DataType::Decimal128(p, s) => Some((*p as i16, *s as i16)),
+        DataType::Null => Some((1, 0)),
+        t if t.is_integer() => match decimal_of_integer_type(t) {
+            DataType::Decimal128(p, s) => Some((p as i16, s as i16)),
+            _ => None,
+        },
+        _ => None,
+    };
+    let ((pa, sa), (pb, sb)) = (digits(a)?, digits(b)?);
+    let scale = sa.max(sb);
+    let precision = ((pa - sa).max(pb - sb) + scale).min(38);
+    Some(DataType::Decimal128(precision as u8, scale as i8))
 }
 
 fn int_bits(t: &DataType) -> u32 {
@@ -103,6 +176,9 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     match (a, b) {
         (Null, other) | (other, Null) => Some(other.clone()),
         _ if is_numeric(a) && is_numeric(b) => Some(numeric_supertype(a, b)),
+        // A decimal meets an integer or a decimal as a decimal, a float as a float.
+        (Decimal128(..), other) | (other, Decimal128(..)) if other.is_floating() => Some(Float64),
+        (Decimal128(..), _) | (_, Decimal128(..)) => decimal_supertype(a, b),
         _ if is_string(a) && is_string(b) => Some(LargeUtf8),
         (Binary | LargeBinary, Binary | LargeBinary) => Some(LargeBinary),
         (Timestamp(ua, tza), Timestamp(ub, tzb)) if tza == tzb => Some(Timestamp(finer_unit(ua, ub), tza.clone())),
@@ -193,6 +269,9 @@ fn literal_type_against(literal: &Literal, other: &DataType) -> DataType {
     let other = value_type(other);
     if is_untyped_null(literal) {
         return other.clone();
+    }
+    if is_decimal(other) && is_numeric(own) {
+        return decimal_literal_type(literal).unwrap_or(DataType::Float64);
     }
     if is_numeric(own) && is_numeric(other) {
         return match (own.is_floating(), other.is_floating()) {
@@ -315,6 +394,46 @@ pub fn resolve(expr: Expr, schema: &Schema) -> Result<Resolved> {
     Ok(Resolved { expr, data_type })
 }
 
+/// Arithmetic where one side is a decimal. Against a float, both sides are float64; against an
+/// integer or a decimal, both are decimals and the result type is arrow-rs's rule for the
+/// operation (`+`/`-`: the larger scale plus a carry digit; `*`: the scales add up; `/`: a
+/// scale wide enough for the quotient), capped at 38 digits. The executor runs the same
+/// kernels, so the type found here is the type computed.
+fn decimal_arithmetic(op: BinaryOp, left: (Expr, DataType), right: (Expr, DataType), mismatch: &dyn Fn() -> String) -> Result<(Expr, DataType)> {
+    let ((left, lt), (right, rt)) = (left, right);
+    let left_as = effective_type(&left, value_type(&lt), &right, value_type(&rt));
+    let right_as = effective_type(&right, value_type(&rt), &left, value_type(&lt));
+    let decimal_side = |t: &DataType| match t {
+        DataType::Decimal128(..) => Some(t.clone()),
+        t if t.is_integer() => Some(decimal_of_integer_type(t)),
+        DataType::Null => Some(DataType::Decimal128(1, 0)),
+        _ => None,
+    };
+    let (Some(left_decimal), Some(right_decimal)) = (decimal_side(&left_as), decimal_side(&right_as)) else {
+        if left_as.is_floating() || right_as.is_floating() {
+            let (left, right) = (cast_to(left, &lt, &DataType::Float64), cast_to(right, &rt, &DataType::Float64));
+            return Ok((left.binary(op, right), DataType::Float64));
+        }
+        return Err(PlanError::Type(format!("{} (arithmetic needs numbers)", mismatch())));
+    };
+    let (l, r) = (new_empty_array(&left_decimal), new_empty_array(&right_decimal));
+    let computed = match op {
+        BinaryOp::Add => numeric::add(&l, &r),
+        BinaryOp::Sub => numeric::sub(&l, &r),
+        BinaryOp::Mul => numeric::mul(&l, &r),
+        BinaryOp::Div => numeric::div(&l, &r),
+        _ => {
+            return Err(PlanError::Type(format!(
+                "{} ({} is not defined for decimals: cast to a float or an integer first)",
+                mismatch(),
+                op.symbol()
+            )));
+        }
+    };
+    let output = computed.map_err(|e| PlanError::Type(format!("{} ({e})", mismatch())))?.data_type().clone();
+    Ok((cast_to(left, &lt, &left_decimal).binary(op, cast_to(right, &rt, &right_decimal)), output))
+}
+
 fn describe(expr: &Expr, t: &DataType) -> String {
     format!("{expr} ({})", type_name(t))
 }
@@ -366,6 +485,9 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             }
             // Arithmetic: numbers only (dictionaries of numbers decode first).
             let (lv, rv) = (value_type(&lt).clone(), value_type(&rt).clone());
+            if is_decimal(&lv) || is_decimal(&rv) {
+                return decimal_arithmetic(op, (left, lt.clone()), (right, rt.clone()), &mismatch);
+            }
             let numeric = |t: &DataType| is_numeric(t) || t == &DataType::Null;
             if !numeric(&lv) || !numeric(&rv) {
                 return Err(PlanError::Type(format!("{} (arithmetic needs numbers)", mismatch())));
@@ -391,7 +513,7 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                     DataType::Boolean
                 }
                 UnaryOp::Negate | UnaryOp::Abs => {
-                    if !is_numeric(value_type(&t)) {
+                    if !(is_numeric(value_type(&t)) || is_decimal(&t)) {
                         return Err(bad("a number"));
                     }
                     // As in Polars: an unsigned number has no negation (it would wrap).
@@ -522,7 +644,10 @@ pub fn project_schema(exprs: &[(Expr, DataType)]) -> Arc<Schema> {
 }
 
 /// The aggregation with its input resolved against `schema`, and the type of its output.
-/// Sums and means need numbers (decimals not yet), minima and maxima ordered values.
+/// Sums, means, spreads and quantiles need numbers (decimals included), minima and maxima
+/// ordered values. Output types follow Polars: a decimal sums to a 38-digit decimal of the
+/// same scale, a float32 median or quantile stays float32, other means and quantiles are
+/// float64.
 pub fn resolve_aggregate(agg: AggExpr, schema: &Schema) -> Result<(AggExpr, DataType)> {
     let AggExpr { func, input, name } = agg;
     let (input, input_type) = resolve_inner(input, schema)?;
@@ -534,17 +659,22 @@ pub fn resolve_aggregate(agg: AggExpr, schema: &Schema) -> Result<(AggExpr, Data
             type_name(&input_type)
         ))
     };
+    let is_decimal = matches!(input_type, DataType::Decimal128(..));
     let output = match func {
-        AggFunc::Sum | AggFunc::Mean | AggFunc::Std | AggFunc::Var if !is_numeric(&input_type) => {
+        AggFunc::Sum | AggFunc::Mean | AggFunc::Std | AggFunc::Var | AggFunc::Median | AggFunc::Quantile(_)
+            if !(is_numeric(&input_type) || is_decimal) =>
+        {
             return Err(refuse("a numeric column"));
         }
         AggFunc::Sum => match &input_type {
             DataType::Float16 | DataType::Float32 => DataType::Float32,
             DataType::Float64 => DataType::Float64,
+            DataType::Decimal128(_, scale) => DataType::Decimal128(38, *scale),
             t if t.is_signed_integer() => DataType::Int64,
             _ => DataType::UInt64,
         },
-        AggFunc::Mean | AggFunc::Std | AggFunc::Var => DataType::Float64,
+        AggFunc::Median | AggFunc::Quantile(_) if matches!(input_type, DataType::Float16 | DataType::Float32) => DataType::Float32,
+        AggFunc::Mean | AggFunc::Std | AggFunc::Var | AggFunc::Median | AggFunc::Quantile(_) => DataType::Float64,
         AggFunc::Min | AggFunc::Max if !is_orderable(&input_type) => return Err(refuse("comparable values")),
         AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last => input_type.clone(),
         AggFunc::Count | AggFunc::Len | AggFunc::NUnique => DataType::UInt32,

@@ -14,6 +14,7 @@ use relay_storage::StorageError;
 pub enum ErrorKind {
     FileNotFound,
     NotArrowFile,
+    WrongFormat,
     CorruptFile,
     FileChanged,
     ColumnNotFound,
@@ -31,6 +32,7 @@ impl ErrorKind {
         match self {
             Self::FileNotFound => "RelayFileNotFoundError",
             Self::NotArrowFile => "NotArrowFileError",
+            Self::WrongFormat => "WrongFormatError",
             Self::CorruptFile => "CorruptFileError",
             Self::FileChanged => "FileChangedError",
             Self::ColumnNotFound => "ColumnNotFoundError",
@@ -68,7 +70,8 @@ pub fn storage_error(error: StorageError) -> PyErr {
     let kind = match &error {
         StorageError::NotFound { .. } => ErrorKind::FileNotFound,
         StorageError::IsDirectory { .. } | StorageError::NotArrowFile { .. } => ErrorKind::NotArrowFile,
-        StorageError::CorruptFile { .. } => ErrorKind::CorruptFile,
+        StorageError::WrongFormat { .. } => ErrorKind::WrongFormat,
+        StorageError::CorruptFile { .. } | StorageError::Malformed { .. } => ErrorKind::CorruptFile,
         StorageError::FileChanged { .. } => ErrorKind::FileChanged,
         StorageError::ColumnNotFound { .. } => ErrorKind::ColumnNotFound,
         StorageError::OutOfRange { .. }

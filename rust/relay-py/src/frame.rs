@@ -16,8 +16,11 @@ use relay_exec::gather::{Order, gather_fixed_width};
 use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
 use relay_plan::optimizer::Optimizer;
-use relay_plan::{AggExpr, AggFunc, Expr, Keep, LogicalPlan, PlanError, SortKey};
-use relay_storage::{DecodedColumn, IpcFile, TableView, type_name};
+use relay_plan::{AggExpr, AggFunc, Expr, Interpolation, JoinType, Keep, LogicalPlan, PlanError, Quantile, SortKey};
+use relay_storage::{
+    Dataset, DatasetView, DecodedColumn, DecodedFile, DecodedOpener, FileFormat, FragmentSpec, IpcFile, ParquetFile,
+    StorageError, TableView, type_name,
+};
 
 use crate::column::{ColumnBase, ColumnSource};
 use crate::errors::{ErrorKind, IntoPyResult, relay_error, storage_error};
@@ -78,6 +81,9 @@ fn run_plan_profiled(py: Python<'_>, plan: &Arc<LogicalPlan>, profile: &Profile)
 pub enum FrameOrigin {
     File(Arc<IpcFile>),
     Memory(Arc<str>),
+    /// Files read by decoding them (Parquet, CSV, NDJSON) or several files at once: no
+    /// export is a view of one mapping. Holds the source as the user gave it.
+    Dataset(Arc<str>),
 }
 
 impl FrameOrigin {
@@ -85,7 +91,7 @@ impl FrameOrigin {
     pub fn mapped_range(&self) -> Range<usize> {
         match self {
             FrameOrigin::File(file) => file.mapped_range(),
-            FrameOrigin::Memory(_) => 0..0,
+            FrameOrigin::Memory(_) | FrameOrigin::Dataset(_) => 0..0,
         }
     }
 
@@ -93,7 +99,7 @@ impl FrameOrigin {
     pub fn path(&self) -> Option<String> {
         match self {
             FrameOrigin::File(file) => Some(file.path().display().to_string()),
-            FrameOrigin::Memory(_) => None,
+            FrameOrigin::Memory(_) | FrameOrigin::Dataset(_) => None,
         }
     }
 
@@ -102,6 +108,7 @@ impl FrameOrigin {
         match self {
             FrameOrigin::File(file) => file.path().display().to_string(),
             FrameOrigin::Memory(origin) => format!("<{origin}>"),
+            FrameOrigin::Dataset(source) => source.to_string(),
         }
     }
 }
@@ -202,12 +209,19 @@ pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) ->
     if let Some((_, Some(note))) = attached_home(plan, view) {
         return format!("the array was copied when attached ({note})");
     }
+    let name = view.schema.fields().first().map(|field| field.name().as_str());
+    if let Some(decoded) = decoded_read(plan, name) {
+        return decoded;
+    }
     let selected = view.chunks.iter().any(|c| c.selection.is_some());
     if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Sort { .. })) {
         return "sort() reordered the rows: they are gathered into a copy".into();
     }
     if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Distinct { .. })) {
         return "unique() selected rows: they are gathered into a copy".into();
+    }
+    if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Join { .. })) {
+        return "a semi or anti join() selected rows: they are gathered into a copy".into();
     }
     if selected {
         if !plan.contains_filter() && plan_has(plan, &|node| matches!(node, LogicalPlan::Take { .. })) {
@@ -232,9 +246,103 @@ pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) ->
     reason
 }
 
+/// Why column `name` (any column when None) of a read of decoded or several files is a copy:
+/// the formats it was decoded from, or the folder names a partition column comes from; None
+/// when `plan` reads no such files.
+fn decoded_read(plan: &LogicalPlan, name: Option<&str>) -> Option<String> {
+    if let LogicalPlan::Read { view, .. } = plan {
+        let dataset = view.dataset();
+        if let Some(index) = name.and_then(|name| dataset.schema().index_of(name).ok())
+            && index >= dataset.file_schema().fields().len()
+        {
+            return Some(
+                "a partition column: its value comes from the folder names (key=value), repeated into memory".into(),
+            );
+        }
+        let formats: Vec<&str> = view.dataset().formats().iter().filter(|f| f.is_decoded()).map(|f| f.title()).collect();
+        if formats.is_empty() {
+            return Some("read from several Arrow IPC files: the column is not one mapped file, and exports copy it".into());
+        }
+        return Some(format!("decoded from {} into memory (a copy of the file's data)", formats.join(" and ")));
+    }
+    plan.inputs().iter().find_map(|input| decoded_read(input, name))
+}
+
+/// Options of the decoded formats as `scan()` takes them.
+#[derive(Clone, Default)]
+struct FormatOptions {
+    /// Columns and types that replace CSV / NDJSON schema inference.
+    schema: Option<arrow::datatypes::SchemaRef>,
+    has_header: Option<bool>,
+    separator: Option<u8>,
+}
+
+/// Opens the decoded files of a dataset with `options`.
+fn decoded_opener(options: FormatOptions) -> DecodedOpener {
+    Arc::new(move |path: &std::path::Path, format: FileFormat| -> relay_storage::Result<Arc<dyn DecodedFile>> {
+        match format {
+            FileFormat::Parquet => Ok(ParquetFile::open(path)?),
+            FileFormat::Csv => {
+                let mut csv = relay_storage::CsvOptions {
+                    schema: options.schema.clone(),
+                    ..Default::default()
+                };
+                csv.has_header = options.has_header.unwrap_or(csv.has_header);
+                csv.delimiter = options.separator.unwrap_or(csv.delimiter);
+                Ok(relay_storage::CsvFile::open(path, &csv)?)
+            }
+            FileFormat::Ndjson => {
+                let json = relay_storage::JsonOptions {
+                    schema: options.schema.clone(),
+                    ..Default::default()
+                };
+                Ok(relay_storage::NdjsonFile::open(path, &json)?)
+            }
+            other => Err(StorageError::Unsupported {
+                path: path.to_owned(),
+                reason: format!("reading {} files is not available", other.title()),
+            }),
+        }
+    })
+}
+
+/// A partition value (the text of `key=value` in a path; None for `__HIVE_DEFAULT_PARTITION__`)
+/// as a one-element array of the partition column's type.
+fn partition_array(name: &str, type_name: &str, value: Option<&str>) -> PyResult<ArrayRef> {
+    Ok(match type_name {
+        "int64" => {
+            let parsed = value
+                .map(|text| {
+                    text.parse::<i64>().map_err(|_| {
+                        relay_error(ErrorKind::Value, format!("partition column {name:?}: {text:?} is not an integer"))
+                    })
+                })
+                .transpose()?;
+            Arc::new(arrow::array::Int64Array::from(vec![parsed]))
+        }
+        "string" => Arc::new(arrow::array::StringArray::from(vec![value])),
+        other => {
+            return Err(relay_error(
+                ErrorKind::Value,
+                format!("partition column {name:?}: type {other:?} is not int64 or string"),
+            ));
+        }
+    })
+}
+
 /// One operator of a profile: (operator, rows in, rows out, bytes read, bytes copied, seconds,
-/// record batches read, record batches skipped by their statistics).
-type OperatorRow = (String, usize, usize, usize, usize, f64, usize, usize);
+/// record batches read, record batches skipped by their statistics, files read, files skipped).
+type OperatorRow = (String, usize, usize, usize, usize, f64, usize, usize, usize, usize);
+
+/// The quantile `q` with the named interpolation, or a RelayValueError naming what is wrong.
+fn quantile_of(q: f64, interpolation: &str) -> PyResult<Quantile> {
+    let interpolation = Interpolation::ALL.into_iter().find(|i| i.name() == interpolation).ok_or_else(|| {
+        let names: Vec<&str> = Interpolation::ALL.iter().map(|i| i.name()).collect();
+        relay_error(ErrorKind::Value, format!("quantile(): interpolation must be one of {names:?}, got {interpolation:?}"))
+    })?;
+    Quantile::new(q, interpolation)
+        .ok_or_else(|| relay_error(ErrorKind::Value, format!("quantile(): q must be between 0 and 1, got {q}")))
+}
 
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
     exprs.iter().map(|e| e.expr.clone()).collect()
@@ -249,6 +357,72 @@ impl NativeFrame {
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::scan(TableView::new(file.clone()))),
             origin: FrameOrigin::File(file),
+        })
+    }
+
+    /// Files read as one table: `paths` (in order) with their `formats` ("ipc", "parquet",
+    /// "csv", "ndjson"), partition columns `[(name, "int64" | "string")]` with each file's
+    /// values (as text; None is null). Opens the first file for the schema; the others are
+    /// opened when read. `schema` `[(name, dtype)]` replaces CSV / NDJSON inference.
+    #[staticmethod]
+    #[pyo3(signature = (description, paths, formats, partitions, partition_values, schema=None, has_header=None, separator=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn read(
+        py: Python<'_>,
+        description: String,
+        paths: Vec<PathBuf>,
+        formats: Vec<String>,
+        partitions: Vec<(String, String)>,
+        partition_values: Vec<Vec<Option<String>>>,
+        schema: Option<Vec<(String, String)>>,
+        has_header: Option<bool>,
+        separator: Option<String>,
+    ) -> PyResult<Self> {
+        if paths.len() != formats.len() || paths.len() != partition_values.len() {
+            return Err(relay_error(ErrorKind::Value, "read(): paths, formats and partition values differ in length"));
+        }
+        let separator = match separator {
+            None => None,
+            Some(text) if text.len() == 1 => Some(text.as_bytes()[0]),
+            Some(text) => {
+                return Err(relay_error(ErrorKind::Value, format!("scan(): separator must be one ASCII character, got {text:?}")));
+            }
+        };
+        let schema = schema
+            .map(|columns| {
+                let fields = columns
+                    .into_iter()
+                    .map(|(name, dtype)| Ok(arrow::datatypes::Field::new(name, parse_dtype(&dtype)?, true)))
+                    .collect::<PyResult<Vec<_>>>()?;
+                Ok::<_, PyErr>(Arc::new(arrow::datatypes::Schema::new(fields)))
+            })
+            .transpose()?;
+        let mut specs = Vec::with_capacity(paths.len());
+        for ((path, format), values) in paths.into_iter().zip(&formats).zip(&partition_values) {
+            let format = FileFormat::parse(format)
+                .ok_or_else(|| relay_error(ErrorKind::Value, format!("scan(): unknown format {format:?}")))?;
+            if values.len() != partitions.len() {
+                return Err(relay_error(ErrorKind::Value, format!("{}: needs one value per partition column", path.display())));
+            }
+            let partition_values = partitions
+                .iter()
+                .zip(values)
+                .map(|((name, type_name), value)| partition_array(name, type_name, value.as_deref()))
+                .collect::<PyResult<Vec<_>>>()?;
+            specs.push(FragmentSpec { path, format, partition_values });
+        }
+        let fields = partitions
+            .iter()
+            .map(|(name, type_name)| {
+                let data_type = if type_name == "int64" { DataType::Int64 } else { DataType::Utf8 };
+                arrow::datatypes::Field::new(name, data_type, true)
+            })
+            .collect();
+        let opener = decoded_opener(FormatOptions { schema, has_header, separator });
+        let dataset = py.detach(|| Dataset::new(description.clone(), specs, fields, opener)).into_py_result()?;
+        Ok(NativeFrame {
+            plan: Arc::new(LogicalPlan::read(DatasetView::new(dataset))),
+            origin: FrameOrigin::Dataset(description.into()),
         })
     }
 
@@ -275,7 +449,7 @@ impl NativeFrame {
     fn origin(&self) -> String {
         match &self.origin {
             FrameOrigin::File(file) => file.path().display().to_string(),
-            FrameOrigin::Memory(origin) => origin.to_string(),
+            FrameOrigin::Memory(origin) | FrameOrigin::Dataset(origin) => origin.to_string(),
         }
     }
 
@@ -386,14 +560,23 @@ impl NativeFrame {
         Ok(self.with_plan(self.plan.distinct(subset, keep).map_err(plan_error)?))
     }
 
-    /// Groups of rows with equal `keys`, aggregated by `aggs` `[(function, input, name)]`.
-    fn aggregate(&self, keys: Vec<PyRef<'_, NativeExpr>>, aggs: Vec<(String, PyRef<'_, NativeExpr>, Option<String>)>) -> PyResult<Self> {
+    /// Groups of rows with equal `keys`, aggregated by `aggs` `[(function, input, name,
+    /// quantile)]`, where `quantile` is `(q, interpolation)` for the function "quantile".
+    #[allow(clippy::type_complexity)]
+    fn aggregate(
+        &self,
+        keys: Vec<PyRef<'_, NativeExpr>>,
+        aggs: Vec<(String, PyRef<'_, NativeExpr>, Option<String>, Option<(f64, String)>)>,
+    ) -> PyResult<Self> {
         let keys = exprs_of(keys);
         let aggs = aggs
             .into_iter()
-            .map(|(func, input, name)| {
-                let func = AggFunc::parse(&func)
-                    .ok_or_else(|| relay_error(ErrorKind::Value, format!("agg(): unknown aggregation {func:?}")))?;
+            .map(|(func, input, name, quantile)| {
+                let func = match (func.as_str(), quantile) {
+                    ("quantile", Some((q, interpolation))) => AggFunc::Quantile(quantile_of(q, &interpolation)?),
+                    _ => AggFunc::parse(&func)
+                        .ok_or_else(|| relay_error(ErrorKind::Value, format!("agg(): unknown aggregation {func:?}")))?,
+                };
                 let agg = AggExpr::new(func, input.expr.clone());
                 Ok(match name {
                     Some(name) => agg.alias(name),
@@ -402,6 +585,27 @@ impl NativeFrame {
             })
             .collect::<PyResult<Vec<_>>>()?;
         Ok(self.with_plan(self.plan.aggregate(keys, aggs).map_err(plan_error)?))
+    }
+
+    /// This frame joined with `other` on `left_on[i] == right_on[i]`, the rows kept as `how`
+    /// ("inner", "left", "right", "full", "semi", "anti") says; right columns whose names clash
+    /// get `suffix`. The result keeps this frame's origin (file or memory).
+    fn join(
+        &self,
+        other: PyRef<'_, NativeFrame>,
+        left_on: Vec<PyRef<'_, NativeExpr>>,
+        right_on: Vec<PyRef<'_, NativeExpr>>,
+        how: &str,
+        suffix: &str,
+    ) -> PyResult<Self> {
+        let how = JoinType::parse(how).ok_or_else(|| {
+            relay_error(
+                ErrorKind::Value,
+                format!("join(): how must be \"inner\", \"left\", \"right\", \"full\", \"semi\" or \"anti\", got {how:?}"),
+            )
+        })?;
+        let plan = self.plan.join(&other.plan, exprs_of(left_on), exprs_of(right_on), how, suffix).map_err(plan_error)?;
+        Ok(self.with_plan(plan))
     }
 
     /// The rows of `frames` one after the other, held in memory: each frame is run once and
@@ -505,7 +709,10 @@ impl NativeFrame {
     fn _slices_rerun(&self) -> bool {
         self.plan.contains_filter()
             || plan_has(&self.plan, &|node| {
-                matches!(node, LogicalPlan::Sort { .. } | LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. })
+                matches!(
+                    node,
+                    LogicalPlan::Sort { .. } | LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } | LogicalPlan::Join { .. }
+                )
             })
     }
 
@@ -586,7 +793,8 @@ impl NativeFrame {
     }
 
     /// Runs the plan and returns, per operator, (operator, rows in, rows out, bytes read,
-    /// bytes copied, seconds, record batches read, record batches skipped).
+    /// bytes copied, seconds, record batches read, record batches skipped, files read, files
+    /// skipped).
     fn _profile(&self, py: Python<'_>) -> PyResult<Vec<OperatorRow>> {
         let profile = Profile::default();
         run_plan_profiled(py, &self.plan, &profile)?;
@@ -595,7 +803,18 @@ impl NativeFrame {
             .into_iter()
             .map(|(name, s)| {
                 let seconds = s.wall.as_secs_f64();
-                (name, s.rows_in, s.rows_out, s.bytes_read, s.bytes_copied, seconds, s.batches_read, s.batches_skipped)
+                (
+                    name,
+                    s.rows_in,
+                    s.rows_out,
+                    s.bytes_read,
+                    s.bytes_copied,
+                    seconds,
+                    s.batches_read,
+                    s.batches_skipped,
+                    s.files_read,
+                    s.files_skipped,
+                )
             })
             .collect())
     }
@@ -631,6 +850,8 @@ enum Origin {
     Computed,
     /// Rows produced by a relational operator (sort, unique, group_by): the verdict says how.
     Produced(&'static str),
+    /// Columns decoded from files (or read from several files): the verdict says from what.
+    Decoded(String),
     /// The column's data could not be read (the error that exporting would raise).
     Unreadable(String),
 }
@@ -697,10 +918,17 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
     };
     match plan {
         LogicalPlan::Scan { filters, .. } if !filters.is_empty() => Origin::Selected,
-        LogicalPlan::Filter { .. } | LogicalPlan::Take { .. } => Origin::Selected,
+        LogicalPlan::Filter { .. } | LogicalPlan::Take { .. } => {
+            decoded_read(plan, Some(name)).map_or(Origin::Selected, Origin::Decoded)
+        }
+        LogicalPlan::Read { .. } => Origin::Decoded(decoded_read(plan, Some(name)).unwrap_or_default()),
         LogicalPlan::Sort { .. } => Origin::Produced("sort() reordered the rows: they are gathered into a copy"),
         LogicalPlan::Distinct { .. } => Origin::Produced("unique() selected rows: they are gathered into a copy"),
         LogicalPlan::Aggregate { .. } => Origin::Produced("group_by().agg() computed the column into new memory"),
+        LogicalPlan::Join { how, .. } if how.filters_left() => {
+            Origin::Produced("a semi or anti join() selected rows: they are gathered into a copy")
+        }
+        LogicalPlan::Join { .. } => Origin::Produced("join() gathered the matched rows into new memory"),
         LogicalPlan::Scan { table, .. } => match table.column(name).and_then(|column| column.chunks()) {
             Ok(chunks) => Origin::Arrays {
                 chunks: sliced(chunks, slices),
@@ -787,6 +1015,7 @@ fn verdict_of(origin: Origin, data_type: &DataType, filtered: bool, mapped: &Ran
         Origin::Selected => "copy: take() or sample() picked rows: they are gathered into a copy".into(),
         Origin::Computed => "copy: computed by an expression, evaluated into new memory".into(),
         Origin::Produced(how) => format!("copy: {how}"),
+        Origin::Decoded(how) => format!("copy: {how}"),
         Origin::Attached { copied: Some(note), .. } => format!("copy: the array was copied when attached ({note})"),
         // Referenced: a view unless its layout has no NumPy form (nulls, bits, strings, ...).
         Origin::Attached { array, copied: None } => match array.first().map(|_| relay_exec::zero_copy_blocker(&array, &(0..usize::MAX))) {

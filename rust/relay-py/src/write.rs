@@ -1,5 +1,6 @@
-//! Writing and appending Arrow IPC files: run the frame's plan, hand its record batches to the
-//! storage writers. Documented on the Python wrappers (`relay_ml/io.py`, `Frame.write_ipc`).
+//! Writing Arrow IPC and Parquet files and appending to IPC files: run the frame's plan, hand
+//! its record batches to the storage writers. Documented on the Python wrappers
+//! (`relay_ml/io.py`, `Frame.write_ipc`, `Frame.write_parquet`).
 
 use std::path::PathBuf;
 
@@ -49,6 +50,28 @@ fn write_ipc<'py>(
     let (schema, batches) = frame_batches(py, frame)?;
     let summary = py
         .detach(|| relay_storage::write_ipc_file(&path, &schema, &batches, batch_size))
+        .into_py_result()?;
+    summary_dict(py, summary)
+}
+
+#[pyfunction]
+#[pyo3(signature = (frame, path, compression="zstd".to_owned(), row_group_size=None, compression_level=None))]
+fn write_parquet<'py>(
+    py: Python<'py>,
+    frame: &NativeFrame,
+    path: PathBuf,
+    compression: String,
+    row_group_size: Option<usize>,
+    compression_level: Option<i32>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let options = relay_storage::ParquetWriteOptions {
+        compression,
+        compression_level,
+        row_group_rows: row_group_size.unwrap_or(relay_storage::DEFAULT_ROW_GROUP_ROWS),
+    };
+    let (schema, batches) = frame_batches(py, frame)?;
+    let summary = py
+        .detach(|| relay_storage::write_parquet_file(&path, &schema, &batches, &options))
         .into_py_result()?;
     summary_dict(py, summary)
 }
@@ -120,6 +143,7 @@ impl NativeIpcWriter {
 pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeIpcWriter>()?;
     module.add_function(wrap_pyfunction!(write_ipc, module)?)?;
+    module.add_function(wrap_pyfunction!(write_parquet, module)?)?;
     module.add_function(wrap_pyfunction!(append_ipc, module)?)?;
     Ok(())
 }

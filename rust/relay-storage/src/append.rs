@@ -47,9 +47,19 @@
 //! Residual risks, stated plainly: a torn tail that happens to contain a complete, verifying
 //! footer flatbuffer followed by its length and `ARROW1` (say, an Arrow file stored in a binary
 //! column of the batch being appended) could be taken for the last footer; it must then still
-//! describe valid messages at valid offsets of this file to be accepted. Dictionary-encoded
-//! columns are not supported yet (an IPC file may hold one dictionary per column, so appended
-//! batches would need dictionary deltas).
+//! describe valid messages at valid offsets of this file to be accepted.
+//!
+//! # Dictionary-encoded columns
+//!
+//! The IPC *file* format allows one dictionary per column for the whole file: pyarrow refuses
+//! to read a file with a replacement dictionary, and delta dictionaries in files are not read by
+//! every reader. So an append never writes a second dictionary for a column that has one: the
+//! appended rows are re-encoded against the file's dictionary (their keys point at the file's
+//! values), and a value the file's dictionary lacks is an error that names the column and the
+//! value, before anything is written. The file stays readable by pyarrow, Polars and relay.
+//! Growing a dictionary means rewriting the file (`relay.write`). A file without dictionaries
+//! yet (created from an empty frame) gets them with its first non-empty append. Dictionaries
+//! nested in other types (a list of dictionaries) are refused.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -57,10 +67,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
-use arrow::datatypes::{Schema, SchemaRef};
+use std::collections::HashMap;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt64Array, make_array};
+use arrow::datatypes::{DataType, Schema, SchemaRef};
 use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message};
 use arrow::ipc::{self, Block, MetadataVersion};
+use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Result, StorageError};
 use crate::ipc::IpcFile;
@@ -191,16 +204,85 @@ fn conform(path: &Path, file_schema: &SchemaRef, frame_schema: &SchemaRef, batch
         .collect()
 }
 
+/// A column with a dictionary below its top level (a list or struct of dictionaries, a
+/// dictionary of dictionaries): append re-encodes only top-level dictionary columns.
 fn unsupported_dictionary(path: &Path, schema: &Schema) -> Option<StorageError> {
-    let column = schema.fields().iter().find(|f| has_dictionary(f.data_type()))?;
+    let column = schema.fields().iter().find(|f| match f.data_type() {
+        DataType::Dictionary(_, values) => has_dictionary(values),
+        other => has_dictionary(other),
+    })?;
     Some(StorageError::Unsupported {
         path: path.to_owned(),
         reason: format!(
-            "append does not support dictionary-encoded columns yet (column {:?} is {}); cast it to its value type first",
+            "append supports dictionary-encoded columns only at the top level (column {:?} is {}); cast it to \
+             its value type first",
             column.name(),
             type_name(column.data_type())
         ),
     })
+}
+
+/// `batch` with each dictionary column re-encoded against the file's dictionary of that column
+/// (`file_dictionaries[c]`, the values), so that the one dictionary the file holds per column
+/// describes the appended rows too. A value that the file's dictionary lacks is an error naming
+/// the column and the value.
+fn encode_against(path: &Path, batch: &RecordBatch, file_dictionaries: &[Option<ArrayRef>]) -> Result<RecordBatch> {
+    let failed = write_failed(path);
+    let mut columns = batch.columns().to_vec();
+    for (index, file_values) in file_dictionaries.iter().enumerate() {
+        let Some(file_values) = file_values else { continue };
+        let column = &batch.columns()[index];
+        let DataType::Dictionary(key_type, _) = column.data_type() else {
+            continue;
+        };
+        let dictionary = column.as_any_dictionary();
+        let converter = RowConverter::new(vec![SortField::new(file_values.data_type().clone())]).map_err(&failed)?;
+        let file_rows = converter.convert_columns(std::slice::from_ref(file_values)).map_err(&failed)?;
+        let mut position: HashMap<&[u8], u64> = HashMap::with_capacity(file_rows.num_rows());
+        for (at, row) in file_rows.iter().enumerate() {
+            position.entry(row.data()).or_insert(at as u64);
+        }
+        let new_values = dictionary.values();
+        let new_rows = converter.convert_columns(std::slice::from_ref(new_values)).map_err(&failed)?;
+        let mapping: Vec<Option<u64>> = new_rows.iter().map(|row| position.get(row.data()).copied()).collect();
+        let keys = dictionary.normalized_keys();
+        let key_nulls = dictionary.keys().logical_nulls();
+        let mut remapped = Vec::with_capacity(keys.len());
+        for (row, &key) in keys.iter().enumerate() {
+            if key_nulls.as_ref().is_some_and(|nulls| nulls.is_null(row)) {
+                remapped.push(None);
+                continue;
+            }
+            match mapping.get(key).copied().flatten() {
+                Some(at) => remapped.push(Some(at)),
+                None => {
+                    let value = arrow::util::display::array_value_to_string(new_values.as_ref(), key)
+                        .unwrap_or_else(|_| "?".into());
+                    return Err(StorageError::Unsupported {
+                        path: path.to_owned(),
+                        reason: format!(
+                            "cannot append: column {:?} holds the value {value:?}, which is not in the file's \
+                             dictionary for that column; an Arrow IPC file keeps one dictionary per column, so \
+                             appended rows may only use values already in it (rewrite the file with relay.write \
+                             to add values)",
+                            batch.schema().field(index).name()
+                        ),
+                    });
+                }
+            }
+        }
+        let keys = arrow::compute::cast(&UInt64Array::from(remapped), key_type).map_err(&failed)?;
+        let data = keys
+            .to_data()
+            .into_builder()
+            .data_type(column.data_type().clone())
+            .child_data(vec![file_values.to_data()])
+            .build()
+            .map_err(&failed)?;
+        columns[index] = make_array(data);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(batch.schema(), columns, &options).map_err(failed)
 }
 
 /// Appends `batches` (of schema `schema`) to the Arrow IPC file at `path` as one record batch,
@@ -270,6 +352,35 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
     }
     .map_err(write_failed(path))?;
     let mut blocks: Vec<Block> = existing.batches().iter().map(|info| info.block).collect();
+    let mut dictionary_blocks: Vec<Block> = existing.dictionary_blocks().to_vec();
+    // The file's dictionary of each dictionary column, when it has them (see the module docs).
+    let has_dictionaries = file_schema
+        .fields()
+        .iter()
+        .any(|f| matches!(f.data_type(), DataType::Dictionary(_, _)));
+    let file_dictionaries: Option<Vec<Option<ArrayRef>>> = if has_dictionaries && !dictionary_blocks.is_empty() {
+        if existing.batches().is_empty() {
+            return Err(StorageError::Unsupported {
+                path: path.to_owned(),
+                reason: "cannot append: the file has dictionaries but no record batch to read them with".into(),
+            });
+        }
+        let dictionaries = file_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(index, field)| match field.data_type() {
+                DataType::Dictionary(_, _) => {
+                    let column = existing.decode_column(0, index)?.array;
+                    Ok(Some(column.as_any_dictionary().values().clone()))
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Some(dictionaries)
+    } else {
+        None
+    };
     drop(existing);
 
     // One record batch per append (the frame's chunks concatenated), empty appends add nothing.
@@ -279,6 +390,12 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
         Ok(())
     })
     .map_err(write_failed(path))?;
+    if let Some(file_dictionaries) = &file_dictionaries {
+        new_batches = new_batches
+            .iter()
+            .map(|batch| encode_against(path, batch, file_dictionaries))
+            .collect::<Result<_>>()?;
+    }
     let rows: u64 = new_batches.iter().map(|b| b.num_rows() as u64).sum();
     if rows == 0 {
         return Ok(WriteSummary {
@@ -296,13 +413,26 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
         .map_err(io_error(path, "write"))?;
     let generator = IpcDataGenerator::default();
     let mut tracker = DictionaryTracker::new(true);
+    // Encoding the schema gives each dictionary field its id (in field order), as a writer does.
+    ipc::convert::IpcSchemaEncoder::new()
+        .with_dictionary_tracker(&mut tracker)
+        .schema_to_fb(&file_schema);
     let mut context = IpcWriteContext::default();
     let mut offset = start;
     for batch in &new_batches {
         let (dictionaries, message) = generator
             .encode(batch, &mut tracker, &options, &mut context)
             .map_err(write_failed(path))?;
-        debug_assert!(dictionaries.is_empty(), "dictionary columns are refused above");
+        // With dictionaries in the file, the batch was re-encoded against them: nothing to add.
+        // Without, these are the file's first (and only) dictionaries.
+        if file_dictionaries.is_none() {
+            for dictionary in dictionaries {
+                let (meta_len, body_len) =
+                    write_message(&mut writer, dictionary, &options).map_err(write_failed(path))?;
+                dictionary_blocks.push(Block::new(offset as i64, meta_len as i32, body_len as i64));
+                offset += (meta_len + body_len) as u64;
+            }
+        }
         let (meta_len, body_len) = write_message(&mut writer, message, &options).map_err(write_failed(path))?;
         blocks.push(Block::new(offset as i64, meta_len as i32, body_len as i64));
         offset += (meta_len + body_len) as u64;
@@ -312,7 +442,7 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
     file.sync_data().map_err(io_error(path, "fsync"))?;
 
     // 2. The footer of the whole file and the trailer; synced.
-    let mut tail = footer_bytes(&file_schema, version, &blocks);
+    let mut tail = footer_bytes(&file_schema, version, &dictionary_blocks, &blocks);
     let footer_len = tail.len() as i32;
     tail.extend_from_slice(&footer_len.to_le_bytes());
     tail.extend_from_slice(MAGIC);
@@ -343,13 +473,17 @@ fn footer_version(path: &Path, file: &File, end: u64) -> Result<MetadataVersion>
     Ok(footer.version())
 }
 
-/// A footer flatbuffer for a file of `schema` (without dictionaries) whose record batches are
-/// `blocks`.
-fn footer_bytes(schema: &Schema, version: MetadataVersion, blocks: &[Block]) -> Vec<u8> {
+/// A footer flatbuffer for a file of `schema` whose dictionary batches are `dictionary_blocks`
+/// and record batches `blocks`. Dictionary ids are numbered in field order, as arrow-rs's and
+/// pyarrow's writers number them (and as the dictionary batches of the file carry them).
+fn footer_bytes(schema: &Schema, version: MetadataVersion, dictionary_blocks: &[Block], blocks: &[Block]) -> Vec<u8> {
     let mut builder = flatbuffers::FlatBufferBuilder::new();
-    let dictionaries = builder.create_vector::<Block>(&[]);
+    let dictionaries = builder.create_vector(dictionary_blocks);
     let record_batches = builder.create_vector(blocks);
-    let schema = ipc::convert::IpcSchemaEncoder::new().schema_to_fb_offset(&mut builder, schema);
+    let mut tracker = DictionaryTracker::new(true);
+    let schema = ipc::convert::IpcSchemaEncoder::new()
+        .with_dictionary_tracker(&mut tracker)
+        .schema_to_fb_offset(&mut builder, schema);
     let root = {
         let mut footer = ipc::FooterBuilder::new(&mut builder);
         footer.add_version(version);
@@ -436,6 +570,67 @@ mod tests {
             assert!(!tail_is_torn(&bytes));
             assert_eq!(IpcFile::open(&path).unwrap().num_rows(), 103);
         }
+    }
+
+    fn cities(values: &[&str], keys: &[Option<i32>]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "city",
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+            true,
+        )]));
+        let column = arrow::array::DictionaryArray::<arrow::datatypes::Int32Type>::new(
+            arrow::array::Int32Array::from(keys.to_vec()),
+            Arc::new(StringArray::from(values.to_vec())),
+        );
+        RecordBatch::try_new(schema, vec![Arc::new(column)]).unwrap()
+    }
+
+    fn city_values(file: &IpcFile) -> Vec<Option<String>> {
+        (0..file.batches().len())
+            .flat_map(|b| {
+                let column = file.decode_column(b, 0).unwrap().array;
+                let strings = arrow::compute::cast(&column, &DataType::Utf8).unwrap();
+                strings.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn dictionary_columns_are_re_encoded_against_the_files_dictionary() {
+        let path = temp_path("dictionary");
+        let first = cities(&["oslo", "rome", "lima"], &[Some(0), Some(1), None, Some(2)]);
+        append_ipc_file(&path, &first.schema(), std::slice::from_ref(&first)).unwrap();
+        // Another dictionary (other order, fewer values) for the same column.
+        let second = cities(&["lima", "oslo"], &[Some(1), Some(0), Some(0), None]);
+        append_ipc_file(&path, &second.schema(), std::slice::from_ref(&second)).unwrap();
+        let file = IpcFile::open(&path).unwrap();
+        assert_eq!(file.dictionary_blocks().len(), 1);
+        let expected = ["oslo", "rome", "", "lima", "oslo", "lima", "lima", ""];
+        let expected: Vec<Option<String>> =
+            expected.iter().map(|v| (!v.is_empty()).then(|| v.to_string())).collect();
+        assert_eq!(city_values(&file), expected);
+        // A value the file's dictionary lacks: refused, nothing written.
+        let before = std::fs::read(&path).unwrap();
+        let third = cities(&["oslo", "paris"], &[Some(0), Some(1)]);
+        let error = append_ipc_file(&path, &third.schema(), &[third]).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("\"city\"") && message.contains("\"paris\""), "{message}");
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_file_without_rows_gets_its_dictionary_from_the_first_append() {
+        let path = temp_path("dictionary-empty");
+        let empty = cities(&[], &[]);
+        append_ipc_file(&path, &empty.schema(), std::slice::from_ref(&empty)).unwrap();
+        let rows = cities(&["a", "b"], &[Some(1), Some(0)]);
+        append_ipc_file(&path, &rows.schema(), std::slice::from_ref(&rows)).unwrap();
+        let more = cities(&["b"], &[Some(0)]);
+        append_ipc_file(&path, &more.schema(), std::slice::from_ref(&more)).unwrap();
+        let file = IpcFile::open(&path).unwrap();
+        assert_eq!(file.dictionary_blocks().len(), 1);
+        let expected: Vec<Option<String>> = ["b", "a", "b"].iter().map(|v| Some(v.to_string())).collect();
+        assert_eq!(city_values(&file), expected);
     }
 
     #[test]

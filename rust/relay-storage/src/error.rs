@@ -25,6 +25,25 @@ pub enum StorageError {
     #[error("{path}: corrupt Arrow IPC file: {reason}", path = .path.display())]
     CorruptFile { path: PathBuf, reason: String },
 
+    /// A file opened as `format` (Parquet, CSV, NDJSON) that is not one: no magic bytes, a
+    /// directory, too short to hold the format's footer.
+    #[error("{path}: not a {format} file: {reason}", path = .path.display())]
+    WrongFormat {
+        path: PathBuf,
+        format: &'static str,
+        reason: String,
+    },
+
+    /// A file of a decoded format whose bytes cannot be decoded; `place` says where (the
+    /// footer, a row group and column, a line and column).
+    #[error("{path}: malformed {format} at {place}: {reason}", path = .path.display())]
+    Malformed {
+        path: PathBuf,
+        format: &'static str,
+        place: String,
+        reason: String,
+    },
+
     #[error(
         "{path}: the file changed size from {expected} to {actual} bytes since it was opened; \
          files that are being read must be replaced by rename, never truncated in place",

@@ -708,6 +708,11 @@ impl IpcFile {
         &self.batches
     }
 
+    /// Where the footer says the dictionary batches are.
+    pub fn dictionary_blocks(&self) -> &[Block] {
+        &self.dictionary_blocks
+    }
+
     pub fn num_rows(&self) -> u64 {
         *self.batch_row_starts.last().expect("at least one entry")
     }

@@ -1,22 +1,35 @@
-//! Storage layer of relay_ml: memory-mapped Arrow IPC files and views over them.
+//! Storage layer of relay_ml: memory-mapped Arrow IPC files and views over them, and readers
+//! of the formats that are decoded into memory (Parquet, CSV, NDJSON).
 //!
 //! Nothing here copies column data: opening a file reads its footer, and decoding a column of a
 //! record batch yields arrow arrays whose buffers point into the mapping (unless the file itself
 //! forces a copy, which is reported).
 
 mod append;
+mod dataset;
+mod decoded;
 mod error;
 mod ipc;
+mod parquet;
 mod stats;
 mod stream;
+mod text;
 mod types;
 mod view;
 mod write;
+mod write_parquet;
 
 pub use append::append_ipc_file;
+pub use dataset::{
+    Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId, constant_column,
+};
+pub use decoded::DecodedFile;
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile, IpcFormat, codec_name};
+pub use self::parquet::ParquetFile;
 pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
+pub use text::{CsvFile, CsvOptions, JsonOptions, NdjsonFile};
 pub use types::{type_name, unit_name};
 pub use view::{ColumnView, RowRange, TableView};
 pub use write::{IPC_ALIGNMENT, IpcFileWriter, WriteSummary, ipc_write_options, write_ipc_file};
+pub use write_parquet::{DEFAULT_ROW_GROUP_ROWS, ParquetFileWriter, ParquetWriteOptions, write_parquet_file};

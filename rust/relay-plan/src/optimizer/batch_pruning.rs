@@ -33,7 +33,7 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Scalar}
 use arrow::compute::kernels::{boolean, cmp};
 use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Float64Type};
-use relay_storage::{ColumnStats, IpcFile, TableView, batch_stats, cached_batch_stats};
+use relay_storage::{ColumnStats, DatasetView, IpcFile, OpenedFile, PieceId, TableView, batch_stats, cached_batch_stats};
 
 use crate::error::Result;
 use crate::expr::{BinaryOp, Expr, Literal, UnaryOp};
@@ -51,6 +51,17 @@ impl OptimizerRule for BatchPruning {
 
     fn rewrite(&self, plan: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
         transform_up(&plan, &mut |node| {
+            if let LogicalPlan::Read { view, filters } = node.as_ref() {
+                // A file that cannot be opened or whose statistics cannot be read prunes
+                // nothing here; the executor reports the error when it reads the file.
+                return Ok(match pruned_read(view, filters) {
+                    Ok(Some(view)) => Arc::new(LogicalPlan::Read {
+                        view,
+                        filters: filters.clone(),
+                    }),
+                    _ => node.clone(),
+                });
+            }
             let LogicalPlan::Scan { table, filters } = node.as_ref() else {
                 return Ok(node.clone());
             };
@@ -125,13 +136,131 @@ fn narrowed(table: &TableView, surviving: &[usize]) -> Option<TableView> {
     (offset != 0 || length != rows.length).then(|| table.slice(offset, length))
 }
 
+/// `view` without the files whose partition values, and the pieces whose statistics, prove
+/// that no row passes `filters`; None when nothing is pruned.
+///
+/// Files are judged by their partition values first, known from their paths, so a file ruled
+/// out that way is never opened. The surviving files are opened to judge their pieces: Parquet
+/// row groups by the statistics in the footer, record batches of Arrow IPC files by
+/// `batch_stats` (computed once, when the read has more than one piece). A read narrowed to a
+/// range of rows (a slice) is left as it is: its rows are positions among all pieces.
+pub fn pruned_read(view: &DatasetView, filters: &[Expr]) -> Result<Option<DatasetView>> {
+    if filters.is_empty() || view.rows().is_some() {
+        return Ok(None);
+    }
+    let mut kept_fragments = Vec::with_capacity(view.fragments().len());
+    'fragments: for &fragment in view.fragments() {
+        let source = PartitionStats { view, fragment };
+        for filter in filters {
+            if !may_match(filter, &source, 0)? {
+                continue 'fragments;
+            }
+        }
+        kept_fragments.push(fragment);
+    }
+    let dataset = view.dataset();
+    let mut candidates: Vec<(usize, usize)> = Vec::new();
+    for &fragment in &kept_fragments {
+        for piece in view.pieces_of(fragment)? {
+            candidates.push((fragment, piece));
+        }
+    }
+    let compute = candidates.len() > 1;
+    let mut kept_pieces = Vec::with_capacity(candidates.len());
+    'pieces: for (fragment, piece) in candidates.iter().copied() {
+        let source = PieceStats {
+            view,
+            fragment,
+            file: dataset.open(fragment)?,
+            compute,
+        };
+        for filter in filters {
+            if !may_match(filter, &source, piece)? {
+                continue 'pieces;
+            }
+        }
+        kept_pieces.push(PieceId { fragment, piece });
+    }
+    Ok(if kept_pieces.len() < candidates.len() {
+        Some(view.keep_pieces(kept_pieces))
+    } else if kept_fragments.len() < view.fragments().len() {
+        Some(view.keep_fragments(kept_fragments))
+    } else {
+        None
+    })
+}
+
+/// The value of a partition column as statistics: min = max = the value, or all null.
+fn constant_stats(value: &ArrayRef) -> Arc<ColumnStats> {
+    let null = value.is_null(0);
+    Arc::new(ColumnStats {
+        min: (!null).then(|| value.clone()),
+        max: (!null).then(|| value.clone()),
+        null_count: u64::from(null),
+        row_count: 1,
+    })
+}
+
+/// The partition values of one file of a read: its other columns are unknown.
+struct PartitionStats<'a> {
+    view: &'a DatasetView,
+    fragment: usize,
+}
+
+impl StatsLookup for PartitionStats<'_> {
+    fn column(&self, name: &str) -> Option<(usize, DataType)> {
+        let index = self.view.column_index(name)?;
+        let value = self.view.partition_value(self.fragment, index)?;
+        Some((index, value.data_type().clone()))
+    }
+
+    fn stats(&self, _batch: usize, column: usize) -> Result<Option<Arc<ColumnStats>>> {
+        Ok(self.view.partition_value(self.fragment, column).map(constant_stats))
+    }
+}
+
+/// The pieces of one opened file of a read: statistics per piece, by dataset column index.
+struct PieceStats<'a> {
+    view: &'a DatasetView,
+    fragment: usize,
+    file: &'a OpenedFile,
+    /// Whether statistics an IPC file does not store may be computed (a pass over the column).
+    compute: bool,
+}
+
+impl StatsLookup for PieceStats<'_> {
+    fn column(&self, name: &str) -> Option<(usize, DataType)> {
+        let index = self.view.column_index(name)?;
+        Some((index, self.view.dataset().schema().field(index).data_type().clone()))
+    }
+
+    fn stats(&self, piece: usize, column: usize) -> Result<Option<Arc<ColumnStats>>> {
+        if let Some(value) = self.view.partition_value(self.fragment, column) {
+            return Ok(Some(constant_stats(value)));
+        }
+        Ok(match self.file {
+            OpenedFile::Ipc(file) if !self.compute => cached_batch_stats(file, piece, column),
+            other => other.piece_stats(piece, column)?,
+        })
+    }
+}
+
 /// Where statistics come from: the scan's file, computed on demand or cached only.
 struct StatsSource<'a> {
     table: &'a TableView,
     compute: bool,
 }
 
-impl StatsSource<'_> {
+/// Where the checks find a column and its statistics per batch (or piece).
+trait StatsLookup {
+    /// The column `name` as an index the statistics are kept by, and its type; None when the
+    /// source has no such column (then anything may match).
+    fn column(&self, name: &str) -> Option<(usize, DataType)>;
+    /// Statistics of `column` in `batch`; None when unknown.
+    fn stats(&self, batch: usize, column: usize) -> Result<Option<Arc<ColumnStats>>>;
+}
+
+impl StatsLookup for StatsSource<'_> {
     fn column(&self, name: &str) -> Option<(usize, DataType)> {
         let file: &Arc<IpcFile> = self.table.file();
         // Only a column of the view: filters read the scan's columns.
@@ -242,7 +371,7 @@ fn compare(
 
 
 /// False only when the statistics of `batch` prove that no row makes `expr` true.
-fn may_match(expr: &Expr, source: &StatsSource<'_>, batch: usize) -> Result<bool> {
+fn may_match(expr: &Expr, source: &dyn StatsLookup, batch: usize) -> Result<bool> {
     match expr {
         Expr::Literal(_) => Ok(literal_bool(expr).is_none_or(|value| value == Some(true))),
         Expr::Binary {
@@ -311,7 +440,7 @@ fn may_match(expr: &Expr, source: &StatsSource<'_>, batch: usize) -> Result<bool
     }
 }
 
-fn column_stats(source: &StatsSource<'_>, batch: usize, name: &str) -> Result<Option<Arc<ColumnStats>>> {
+fn column_stats(source: &dyn StatsLookup, batch: usize, name: &str) -> Result<Option<Arc<ColumnStats>>> {
     match source.column(name) {
         Some((index, _)) => source.stats(batch, index),
         None => Ok(None),
@@ -319,7 +448,7 @@ fn column_stats(source: &StatsSource<'_>, batch: usize, name: &str) -> Result<Op
 }
 
 fn comparison_may_match(
-    source: &StatsSource<'_>,
+    source: &dyn StatsLookup,
     batch: usize,
     name: &str,
     cast_to: Option<&DataType>,
@@ -362,7 +491,7 @@ fn comparison_may_match(
 }
 
 fn is_in_may_match(
-    source: &StatsSource<'_>,
+    source: &dyn StatsLookup,
     batch: usize,
     name: &str,
     cast_to: Option<&DataType>,
@@ -598,5 +727,29 @@ mod tests {
         assert_eq!(survivors(&file, f(BinaryOp::Lt, 0.0)), [0, 1, 2]);
         assert_eq!(survivors(&file, f(BinaryOp::Gt, 2.0)), [2]);
         assert_eq!(survivors(&file, f(BinaryOp::Lt, -1.0)), [2]);
+    }
+
+    #[test]
+    fn a_read_skips_files_by_partition_values_and_pieces_by_statistics() {
+        let data = TestDataset::parts();
+        let filters = vec![
+            Expr::col("part").binary(BinaryOp::LtEq, int(1)),
+            Expr::col("id").binary(BinaryOp::GtEq, int(12)),
+        ];
+        let plan = Arc::new(LogicalPlan::Read {
+            view: relay_storage::DatasetView::new(data.dataset.clone()),
+            filters,
+        });
+        let (before, after, _) = run_rule(&BatchPruning, &plan);
+        assert_eq!(
+            before,
+            "READ ipc DIR files=3/3 columns=[id, age, part] filters=[(col(\"part\") <= 1), (col(\"id\") >= 12)]\n"
+        );
+        // File 2 is ruled out by its path and never opened; both batches of file 0 by their ids.
+        assert_eq!(
+            after,
+            "READ ipc DIR files=1/3 columns=[id, age, part] pieces=2 filters=[(col(\"part\") <= 1), (col(\"id\") >= 12)]\n"
+        );
+        assert!(data.dataset.is_open(1) && !data.dataset.is_open(2));
     }
 }

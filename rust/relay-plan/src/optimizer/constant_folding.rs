@@ -60,6 +60,19 @@ fn fold_node(node: &Arc<LogicalPlan>) -> Arc<LogicalPlan> {
                 filters: folded,
             })
         }
+        LogicalPlan::Read { view, filters } => {
+            if filters.is_empty() {
+                return node.clone();
+            }
+            let folded = fold_conjuncts(filters.iter().cloned());
+            if &folded == filters {
+                return node.clone();
+            }
+            Arc::new(LogicalPlan::Read {
+                view: view.clone(),
+                filters: folded,
+            })
+        }
         LogicalPlan::Filter { input, predicate } => {
             let folded = fold_conjuncts(std::iter::once(predicate.clone()));
             match Expr::conjunction(folded) {
@@ -108,7 +121,8 @@ fn fold_node(node: &Arc<LogicalPlan>) -> Arc<LogicalPlan> {
         | LogicalPlan::AttachColumns { .. }
         | LogicalPlan::Sort { .. }
         | LogicalPlan::Distinct { .. }
-        | LogicalPlan::Aggregate { .. } => node.clone(),
+        | LogicalPlan::Aggregate { .. }
+        | LogicalPlan::Join { .. } => node.clone(),
     }
 }
 
@@ -562,5 +576,18 @@ mod tests {
         );
         let plan = Arc::new(plan.project(vec![Expr::col("age")]).unwrap());
         assert!(Arc::ptr_eq(&ConstantFolding.rewrite(plan.clone()).unwrap(), &plan));
+    }
+
+    #[test]
+    fn filters_of_a_read_fold() {
+        let data = crate::optimizer::test_support::TestDataset::parts();
+        let id_above = Expr::col("id").binary(BinaryOp::Gt, int(3));
+        let plan = Arc::new(LogicalPlan::Read {
+            view: relay_storage::DatasetView::new(data.dataset.clone()),
+            filters: vec![crate::optimizer::bool_literal(true), id_above],
+        });
+        let (before, after, _) = run_rule(&ConstantFolding, &plan);
+        assert_eq!(before, "READ ipc DIR files=3/3 columns=[id, age, part] filters=[true, (col(\"id\") > 3)]\n");
+        assert_eq!(after, "READ ipc DIR files=3/3 columns=[id, age, part] filters=[(col(\"id\") > 3)]\n");
     }
 }

@@ -9,11 +9,15 @@
 //! 1. `constant_folding`: evaluates sub-expressions without column references at plan time and
 //!    simplifies boolean identities (`x & true`, `~~x`); drops filters that are always true.
 //! 2. `predicate_pushdown`: moves filters below projections (substituting computed columns),
-//!    merges stacked filters and hands filters on a scan to the scan (`Scan.filters`).
-//! 3. `projection_pruning`: scans read only the columns something above reads; stacked
+//!    merges stacked filters and hands filters on a scan or read to it (`Scan.filters`,
+//!    `Read.filters`).
+//! 3. `projection_pruning`: scans and reads (whose files then decode only those columns) read
+//!    only the columns something above reads; stacked
 //!    projections merge; projections that change nothing disappear.
 //! 4. `batch_pruning`: narrows a filtered scan's rows to the record batches whose min/max
-//!    statistics allow a matching row (see `surviving_batches` for batches skipped in between).
+//!    statistics allow a matching row (see `surviving_batches` for batches skipped in between);
+//!    drops from a filtered read the files whose partition values, and the pieces whose
+//!    statistics, rule out every row.
 //! 5. `conjunct_reordering`: orders the conjuncts of each filter cheap and selective first.
 //!
 //! Rules only ever see pure expressions: evaluating an expression has no effect besides its
@@ -23,6 +27,10 @@
 //! (the predicate reads the new types) or attached arrays (their input must keep its rows);
 //! below a reinterpretation or attached arrays every column is kept. Rules still rewrite the
 //! plan underneath these nodes.
+//!
+//! Joins have two inputs (`map_input` rewrites both). A filter conjunct over one side's
+//! columns moves into that side where the join type allows it, and each side reads only the
+//! join's output columns that something above reads, plus its keys.
 
 use std::sync::Arc;
 
@@ -38,7 +46,7 @@ mod projection_pruning;
 #[cfg(test)]
 mod test_support;
 
-pub use batch_pruning::{BatchPruning, surviving_batches};
+pub use batch_pruning::{BatchPruning, pruned_read, surviving_batches};
 pub use conjunct_reordering::{ConjunctReordering, estimate_cost, estimate_selectivity};
 pub use constant_folding::{ConstantFolding, fold_expr};
 pub use predicate_pushdown::PredicatePushdown;
@@ -128,7 +136,7 @@ impl Optimizer {
 /// `plan` with its input replaced by `input` (a scan has none and is returned unchanged).
 pub(crate) fn with_new_input(plan: &LogicalPlan, input: Arc<LogicalPlan>) -> LogicalPlan {
     match plan {
-        LogicalPlan::Scan { .. } => plan.clone(),
+        LogicalPlan::Scan { .. } | LogicalPlan::Read { .. } => plan.clone(),
         LogicalPlan::Filter { predicate, .. } => LogicalPlan::Filter {
             input,
             predicate: predicate.clone(),
@@ -171,14 +179,40 @@ pub(crate) fn with_new_input(plan: &LogicalPlan, input: Arc<LogicalPlan>) -> Log
             keys: keys.clone(),
             aggs: aggs.clone(),
         },
+        // Two inputs: rules rebuild joins with `with_new_inputs`.
+        LogicalPlan::Join { .. } => plan.clone(),
     }
 }
 
-/// `plan` with `rewrite` applied to its input; the same `Arc` when the input did not change.
+/// A join with its inputs replaced by `left` and `right`; any other plan is returned unchanged.
+pub(crate) fn with_new_inputs(plan: &LogicalPlan, left: Arc<LogicalPlan>, right: Arc<LogicalPlan>) -> LogicalPlan {
+    match plan {
+        LogicalPlan::Join { left_on, right_on, how, columns, .. } => LogicalPlan::Join {
+            left,
+            right,
+            left_on: left_on.clone(),
+            right_on: right_on.clone(),
+            how: *how,
+            columns: columns.clone(),
+        },
+        other => other.clone(),
+    }
+}
+
+/// `plan` with `rewrite` applied to its inputs (both of a join's); the same `Arc` when no
+/// input changed.
 pub(crate) fn map_input(
     plan: &Arc<LogicalPlan>,
-    rewrite: impl FnOnce(&Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>>,
+    mut rewrite: impl FnMut(&Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>>,
 ) -> Result<Arc<LogicalPlan>> {
+    if let LogicalPlan::Join { left, right, .. } = plan.as_ref() {
+        let (new_left, new_right) = (rewrite(left)?, rewrite(right)?);
+        return Ok(if Arc::ptr_eq(&new_left, left) && Arc::ptr_eq(&new_right, right) {
+            plan.clone()
+        } else {
+            Arc::new(with_new_inputs(plan, new_left, new_right))
+        });
+    }
     match plan.inputs().first() {
         None => Ok(plan.clone()),
         Some(&input) => {

@@ -11,16 +11,19 @@
 //! - a projection that returns its input's columns unchanged, in order, is removed.
 //!
 //! Filters and slices pass the columns needed above down, plus the ones their predicate reads.
+//! A join drops the output columns nobody reads; each of its inputs then reads only its kept
+//! columns and its keys.
 //! A node's output may lose columns only when a projection above selects by name, so every
 //! operator still finds the columns it reads.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use relay_storage::TableView;
+use relay_storage::{DatasetView, TableView};
 
 use crate::error::Result;
 use crate::expr::Expr;
+use crate::join::{JoinColumn, JoinSide};
 use crate::optimizer::constant_folding::fold_expr;
 use crate::optimizer::{OptimizerRule, same_schema, strip_alias};
 use crate::plan::LogicalPlan;
@@ -55,6 +58,7 @@ fn with_columns_of(names: &[String], expr: &Expr) -> Vec<String> {
 fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<LogicalPlan>> {
     match plan.as_ref() {
         LogicalPlan::Scan { table, filters } => prune_scan(plan, table, filters, required),
+        LogicalPlan::Read { view, filters } => prune_read(plan, view, filters, required),
         LogicalPlan::Filter { input, predicate } => {
             let below = required.map(|names| with_columns_of(names, predicate));
             rebuild(plan, input, prune(input, below.as_deref())?)
@@ -95,7 +99,41 @@ fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<Log
                 .fold(Vec::new(), |names, expr| with_columns_of(&names, expr));
             rebuild(plan, input, prune(input, Some(&names))?)
         }
+        LogicalPlan::Join { .. } => prune_join(plan, required),
     }
+}
+
+/// A join keeps only the output columns read above it (at least one, to carry the row
+/// count); each input then reads only its kept columns and its keys (the right input of a
+/// semi or anti join: its keys only).
+fn prune_join(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<LogicalPlan>> {
+    let LogicalPlan::Join { left, right, left_on, right_on, how, columns } = plan.as_ref() else {
+        return Ok(plan.clone());
+    };
+    let mut kept: Vec<JoinColumn> = match required {
+        None => columns.clone(),
+        Some(names) => columns.iter().filter(|c| names.contains(&c.output)).cloned().collect(),
+    };
+    if kept.is_empty() {
+        kept.extend(columns.first().cloned());
+    }
+    let needed = |side: JoinSide, keys: &[Expr]| {
+        let names: Vec<String> = kept.iter().filter(|c| c.side == side).map(|c| c.name.clone()).collect();
+        keys.iter().fold(names, |names, key| with_columns_of(&names, key))
+    };
+    let new_left = prune(left, Some(&needed(JoinSide::Left, left_on)))?;
+    let new_right = prune(right, Some(&needed(JoinSide::Right, right_on)))?;
+    if kept.len() == columns.len() && Arc::ptr_eq(&new_left, left) && Arc::ptr_eq(&new_right, right) {
+        return Ok(plan.clone());
+    }
+    Ok(Arc::new(LogicalPlan::Join {
+        left: new_left,
+        right: new_right,
+        left_on: left_on.clone(),
+        right_on: right_on.clone(),
+        how: *how,
+        columns: kept,
+    }))
 }
 
 fn rebuild(plan: &Arc<LogicalPlan>, input: &Arc<LogicalPlan>, pruned: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
@@ -138,6 +176,45 @@ fn prune_scan(
     }
     Ok(Arc::new(LogicalPlan::Scan {
         table: table.select(&keep)?,
+        filters: filters.to_vec(),
+    }))
+}
+
+/// A read of only the columns needed above or by its filters, in the view's order: its files
+/// decode only those. At least one column is kept, so that the read is never without columns;
+/// a read of partition columns only decodes nothing where the files' metadata gives the
+/// pieces' row counts (the partition columns are constants added per piece).
+fn prune_read(
+    plan: &Arc<LogicalPlan>,
+    view: &DatasetView,
+    filters: &[Expr],
+    required: Option<&[String]>,
+) -> Result<Arc<LogicalPlan>> {
+    let Some(required) = required else {
+        return Ok(plan.clone());
+    };
+    let names = view.column_names();
+    let mut needed: Vec<String> = required.to_vec();
+    for filter in filters {
+        needed = with_columns_of(&needed, filter);
+    }
+    let file_columns = view.dataset().file_schema().fields().len();
+    let is_file_column = |name: &String| view.column_index(name).is_some_and(|index| index < file_columns);
+    let mut keep: Vec<&String> = names.iter().filter(|name| needed.contains(name)).collect();
+    if keep.is_empty() {
+        // Nothing above reads a column (`select(lit(1))`): a partition column (nothing to
+        // decode), else the narrowest file column, a fixed-width one where there is one.
+        let schema = view.schema();
+        let partition = (0..names.len()).find(|&i| !is_file_column(&names[i]));
+        let files: Vec<usize> = (0..names.len()).filter(|&i| is_file_column(&names[i])).collect();
+        let fixed = files.iter().copied().find(|&i| schema.field(i).data_type().is_primitive());
+        keep.extend(partition.or(fixed).or(files.first().copied()).map(|index| &names[index]));
+    }
+    if keep.is_empty() || keep.len() == names.len() {
+        return Ok(plan.clone());
+    }
+    Ok(Arc::new(LogicalPlan::Read {
+        view: view.select(&keep)?,
         filters: filters.to_vec(),
     }))
 }
@@ -438,5 +515,48 @@ mod tests {
         let plan = Arc::new(file.scan().aggregate(vec![Expr::col("city")], aggs).unwrap());
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
         assert!(shown(&rewritten, &file).contains("SCAN FILE columns=[score, city]"), "{}", shown(&rewritten, &file));
+    }
+
+    #[test]
+    fn a_read_decodes_only_the_columns_read_above_it() {
+        let data = TestDataset::parts();
+        let plan = Arc::new(data.read().project(vec![Expr::col("age")]).unwrap());
+        let (before, after, _) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(before, "SELECT [col(\"age\")]\n  READ ipc DIR files=3/3 columns=[id, age, part]\n");
+        assert_eq!(after, "READ ipc DIR files=3/3 columns=[age]\n");
+        // Only a partition column is read: no column of the files is decoded.
+        let plan = Arc::new(data.read().project(vec![Expr::col("part")]).unwrap());
+        let (_, after, _) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(after, "READ ipc DIR files=3/3 columns=[part]\n");
+        let plan = Arc::new(data.read().project(vec![int(1).alias("one")]).unwrap());
+        let (_, after, _) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(after, "SELECT [1.alias(\"one\")]\n  READ ipc DIR files=3/3 columns=[part]\n");
+    }
+
+    #[test]
+    fn each_side_of_a_join_reads_only_its_selected_columns_and_keys() {
+        use crate::join::JoinType;
+        let file = TestFile::people();
+        let join = |how| Arc::new(file.scan().join(&file.scan(), vec![Expr::col("id")], vec![Expr::col("id")], how, "_right").unwrap());
+        let plan = Arc::new(join(JoinType::Inner).project(vec![Expr::col("name"), Expr::col("score_right")]).unwrap());
+        let (before, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert!(before.contains("columns=[id, age, score, name, city, flag, age_right"), "{before}");
+        assert_eq!(
+            shown(&rewritten, &file),
+            "JOIN how=inner left_on=[col(\"id\")] right_on=[col(\"id\")] columns=[name, score_right] \
+             (matched rows gathered into new memory: a copy)\n  \
+             SCAN FILE columns=[id, name] rows=0..30\n  SCAN FILE columns=[id, score] rows=0..30\n"
+        );
+        // The right side of a semi join is read for its keys only; at the top every column stays.
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &join(JoinType::Semi));
+        let text = shown(&rewritten, &file);
+        assert!(text.ends_with("  SCAN FILE columns=[id, age, score, name, city, flag] rows=0..30\n  SCAN FILE columns=[id] rows=0..30\n"), "{text}");
+        // A filter above the join keeps the columns it reads.
+        let filtered = Arc::new(join(JoinType::Left).filter(Expr::col("flag_right")).unwrap());
+        let plan = Arc::new(filtered.project(vec![Expr::col("age")]).unwrap());
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        let text = shown(&rewritten, &file);
+        assert!(text.contains("columns=[age, flag_right]"), "{text}");
+        assert!(text.ends_with("SCAN FILE columns=[id, age] rows=0..30\n      SCAN FILE columns=[id, flag] rows=0..30\n"), "{text}");
     }
 }

@@ -230,3 +230,62 @@ fn evaluate(expr: &Expr, batch: &RecordBatch) -> ArrayRef {
 }
 
 use arrow::array::AsArray;
+
+/// Three Arrow IPC files under one folder, read as a dataset partitioned by `part` (int64,
+/// the file's number): file `k` holds two record batches of five rows, id int64 `10k ..
+/// 10k + 10` and age int32 = id. Removed on drop.
+pub struct TestDataset {
+    dir: PathBuf,
+    pub dataset: Arc<relay_storage::Dataset>,
+}
+
+impl TestDataset {
+    pub fn parts() -> TestDataset {
+        use relay_storage::{Dataset, FileFormat, FragmentSpec, StorageError};
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("relay-plan-{}-parts-{unique}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("age", DataType::Int32, true),
+        ]));
+        let mut specs = Vec::new();
+        for part in 0..3i64 {
+            let path = dir.join(format!("part-{part}.arrow"));
+            let mut writer = FileWriter::try_new(std::fs::File::create(&path).expect("create"), &schema).expect("writer");
+            for half in 0..2 {
+                let ids: Vec<i64> = (part * 10 + half * 5..part * 10 + half * 5 + 5).collect();
+                let columns: Vec<ArrayRef> = vec![
+                    Arc::new(Int64Array::from(ids.clone())),
+                    Arc::new(Int32Array::from_iter_values(ids.iter().map(|&id| id as i32))),
+                ];
+                writer.write(&RecordBatch::try_new(schema.clone(), columns).expect("batch")).expect("write");
+            }
+            writer.finish().expect("finish");
+            specs.push(FragmentSpec {
+                path,
+                format: FileFormat::Ipc,
+                partition_values: vec![Arc::new(Int64Array::from(vec![part]))],
+            });
+        }
+        let opener: relay_storage::DecodedOpener = Arc::new(|path: &Path, _| {
+            Err(StorageError::Unsupported {
+                path: path.to_owned(),
+                reason: "only Arrow IPC files in these tests".into(),
+            })
+        });
+        let dataset = Dataset::new("DIR", specs, vec![Field::new("part", DataType::Int64, true)], opener).expect("dataset");
+        TestDataset { dir, dataset }
+    }
+
+    pub fn read(&self) -> Arc<LogicalPlan> {
+        Arc::new(LogicalPlan::read(relay_storage::DatasetView::new(self.dataset.clone())))
+    }
+}
+
+impl Drop for TestDataset {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

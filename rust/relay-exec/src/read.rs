@@ -1,0 +1,408 @@
+//! Execution of `LogicalPlan::Read`: the surviving pieces of a dataset's files, decoded in
+//! parallel and filtered right after decoding.
+//!
+//! Each piece (a Parquet row group, a whole CSV or NDJSON file, a record batch of an Arrow IPC
+//! file) is one task on the pool: it decodes only the columns the plan reads, appends the
+//! partition columns as constant arrays, and runs the read's filters on what it decoded, so a
+//! piece's rows that fail the filters are dropped before the next piece is decoded and memory
+//! holds the pieces' selections rather than whole files. Arrow IPC pieces are views of the
+//! mapping, as in a scan.
+//!
+//! A read narrowed to a range of rows (a slice, as `iter_batches` makes) decodes only the
+//! pieces that overlap the range: their row counts come from the files' metadata (Parquet
+//! footers, IPC record batch headers). A piece whose row count is not known without decoding
+//! (a CSV or NDJSON file) is decoded to learn it, one at a time, and dropped when it lies
+//! before the range.
+
+use arrow::array::{ArrayRef, RecordBatch};
+use rayon::prelude::*;
+use relay_plan::Expr;
+use relay_storage::{DatasetView, OpenedFile, PieceId, RowRange, constant_column};
+
+use crate::execute::{Chunk, ExecError, ViewSet, filter, pool};
+use crate::profile::OperatorStats;
+
+/// Rows per record batch a decoded piece is cut into: large enough to amortize the kernels
+/// that run over each chunk, small enough that a chunk of a few columns stays in cache.
+pub const DECODE_BATCH_ROWS: usize = 64 * 1024;
+
+/// What reading one piece gives: its chunks after the filters, rows decoded, bytes decoded.
+type PieceResult = (Vec<Chunk>, usize, usize);
+
+/// A piece to read and, for a sliced read, the rows of it to keep (offset, count).
+struct PieceTask {
+    id: PieceId,
+    rows: Option<(usize, usize)>,
+    /// Batches already decoded (to learn the piece's row count) that overlap the range.
+    decoded: Option<Vec<RecordBatch>>,
+}
+
+/// The rows of `view` passing `filters`, and the read's statistics.
+pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, OperatorStats), ExecError> {
+    let dataset = view.dataset();
+    let file_columns = dataset.file_schema().fields().len();
+    let decoded_columns: Vec<usize> = view.columns().iter().copied().filter(|&c| c < file_columns).collect();
+    // Files are opened (footer read, schema checked) in parallel: each is a read of its own.
+    pool().install(|| {
+        view.fragments()
+            .par_iter()
+            .try_for_each(|&fragment| dataset.open(fragment).map(|_| ()))
+    })?;
+    let mut total_pieces = 0;
+    let mut pieces = Vec::new();
+    for &fragment in view.fragments() {
+        total_pieces += dataset.open(fragment)?.num_pieces();
+        pieces.extend(
+            view.pieces_of(fragment)?
+                .into_iter()
+                .map(|piece| PieceId { fragment, piece }),
+        );
+    }
+    let tasks = match view.rows() {
+        None => pieces
+            .into_iter()
+            .map(|id| PieceTask {
+                id,
+                rows: None,
+                decoded: None,
+            })
+            .collect(),
+        Some(range) => sliced_tasks(view, pieces, range, &decoded_columns)?,
+    };
+    let predicate = Expr::conjunction(filters.iter().cloned());
+    let schema = view.schema();
+    let results: Vec<Result<PieceResult, ExecError>> = pool().install(|| {
+        tasks
+            .into_par_iter()
+            .map(|task| {
+                let file = dataset.open(task.id.fragment)?;
+                let batches = match task.decoded {
+                    Some(batches) => batches,
+                    None if decoded_columns.is_empty() => vec![rows_only(file, task.id.piece, task.rows)?],
+                    None => {
+                        let batches = file.read_piece(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS)?;
+                        match task.rows {
+                            Some((offset, count)) => slice_batches(batches, offset, count),
+                            None => batches,
+                        }
+                    }
+                };
+                let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
+                let bytes_read = bytes_of(file, &batches);
+                let chunks: Vec<Chunk> = batches
+                    .into_iter()
+                    .map(|batch| chunk_of(view, task.id.fragment, file_columns, &batch))
+                    .collect();
+                let mut piece = ViewSet {
+                    schema: schema.clone(),
+                    chunks,
+                };
+                if let Some(predicate) = &predicate {
+                    piece = filter(piece, predicate).map_err(|error| match error {
+                        ExecError::Arrow(source) => ExecError::Evaluation {
+                            path: file.path().to_owned(),
+                            operation: "filter evaluation",
+                            source,
+                        },
+                        other => other,
+                    })?;
+                }
+                Ok((piece.chunks, rows_in, bytes_read))
+            })
+            .collect()
+    });
+    let mut chunks = Vec::new();
+    let (mut rows_in, mut bytes_read, mut pieces_read) = (0, 0, 0);
+    for result in results {
+        let (piece_chunks, rows, bytes) = result?;
+        chunks.extend(piece_chunks);
+        rows_in += rows;
+        bytes_read += bytes;
+        pieces_read += 1;
+    }
+    let result = ViewSet { schema, chunks };
+    let stats = OperatorStats {
+        rows_in,
+        rows_out: result.num_rows(),
+        bytes_read,
+        batches_read: pieces_read,
+        batches_skipped: total_pieces.saturating_sub(pieces_read),
+        files_read: view.fragments().len(),
+        files_skipped: dataset.num_fragments() - view.fragments().len(),
+        ..Default::default()
+    };
+    Ok((result, stats))
+}
+
+/// The pieces that overlap `range` of the rows of `pieces` taken together, with the rows of
+/// each to keep. Pieces whose row count the metadata does not give are decoded here, in order.
+fn sliced_tasks(
+    view: &DatasetView,
+    pieces: Vec<PieceId>,
+    range: RowRange,
+    columns: &[usize],
+) -> Result<Vec<PieceTask>, ExecError> {
+    let end = range.offset.saturating_add(range.length);
+    let mut start = 0u64;
+    let mut tasks = Vec::new();
+    for id in pieces {
+        if start >= end {
+            break;
+        }
+        let file = view.dataset().open(id.fragment)?;
+        let (rows, decoded) = match file.piece_rows(id.piece) {
+            Some(rows) => (rows, None),
+            None => {
+                let batches = file.read_piece(id.piece, columns_to_count(columns), DECODE_BATCH_ROWS)?;
+                (batches.iter().map(|b| b.num_rows() as u64).sum(), Some(batches))
+            }
+        };
+        let (from, to) = (range.offset.max(start), end.min(start + rows));
+        if to > from {
+            let (offset, count) = ((from - start) as usize, (to - from) as usize);
+            tasks.push(PieceTask {
+                id,
+                rows: Some((offset, count)),
+                decoded: decoded.map(|batches| slice_batches(batches, offset, count)),
+            });
+        }
+        start += rows;
+    }
+    Ok(tasks)
+}
+
+/// The columns to decode to learn a piece's row count: those read, or the first one.
+fn columns_to_count(columns: &[usize]) -> &[usize] {
+    if columns.is_empty() { &[0] } else { columns }
+}
+
+/// A batch without columns of the rows of `piece` (all, or `rows` as (offset, count)), for a
+/// read of partition columns only: nothing is decoded when the file's metadata gives the
+/// piece's row count.
+fn rows_only(file: &OpenedFile, piece: usize, rows: Option<(usize, usize)>) -> Result<RecordBatch, ExecError> {
+    let total = match file.piece_rows(piece) {
+        Some(total) => total as usize,
+        None => file
+            .read_piece(piece, columns_to_count(&[]), DECODE_BATCH_ROWS)?
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum(),
+    };
+    let count = rows.map_or(total, |(offset, count)| count.min(total.saturating_sub(offset)));
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(count));
+    Ok(RecordBatch::try_new_with_options(
+        std::sync::Arc::new(arrow::datatypes::Schema::empty()),
+        vec![],
+        &options,
+    )?)
+}
+
+/// Rows `offset .. offset + count` of `batches` taken together.
+fn slice_batches(batches: Vec<RecordBatch>, offset: usize, count: usize) -> Vec<RecordBatch> {
+    let (mut skip, mut remaining) = (offset, count);
+    let mut out = Vec::new();
+    for batch in batches {
+        let rows = batch.num_rows();
+        if skip >= rows {
+            skip -= rows;
+            continue;
+        }
+        if remaining == 0 {
+            break;
+        }
+        let take = (rows - skip).min(remaining);
+        out.push(batch.slice(skip, take));
+        remaining -= take;
+        skip = 0;
+    }
+    out
+}
+
+/// Bytes of column data a piece's batches hold: the sliced bytes of an IPC view (its buffers
+/// share the whole mapping), the decoded memory otherwise.
+fn bytes_of(file: &OpenedFile, batches: &[RecordBatch]) -> usize {
+    batches
+        .iter()
+        .flat_map(|batch| batch.columns())
+        .map(|column| match file {
+            OpenedFile::Ipc(_) => column.to_data().get_slice_memory_size().unwrap_or(0),
+            OpenedFile::Decoded(_) => column.get_array_memory_size(),
+        })
+        .sum()
+}
+
+/// A decoded batch (the view's file columns, in its order) as a chunk of the view's columns:
+/// partition columns are constant arrays of the fragment's values.
+fn chunk_of(view: &DatasetView, fragment: usize, file_columns: usize, batch: &RecordBatch) -> Chunk {
+    let len = batch.num_rows();
+    let mut decoded = batch.columns().iter();
+    let columns: Vec<ArrayRef> = view
+        .columns()
+        .iter()
+        .map(|&column| {
+            if column < file_columns {
+                decoded
+                    .next()
+                    .cloned()
+                    .unwrap_or_else(|| arrow::array::new_null_array(&arrow::datatypes::DataType::Null, len))
+            } else {
+                match view.partition_value(fragment, column) {
+                    Some(value) => constant_column(value, len),
+                    None => arrow::array::new_null_array(view.dataset().schema().field(column).data_type(), len),
+                }
+            }
+        })
+        .collect();
+    Chunk {
+        columns,
+        len,
+        selection: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+    use relay_storage::{ColumnStats, Dataset, DecodedFile, DecodedOpener, FileFormat, FragmentSpec};
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    /// A decoded file in memory: pieces of `rows` rows each, x = row number, with min/max
+    /// statistics; row counts known only when `rows_known`.
+    #[derive(Debug)]
+    struct TestDecoded {
+        path: PathBuf,
+        pieces: Vec<Vec<i64>>,
+        rows_known: bool,
+    }
+
+    impl DecodedFile for TestDecoded {
+        fn path(&self) -> &Path {
+            &self.path
+        }
+        fn format(&self) -> &'static str {
+            "parquet"
+        }
+        fn schema(&self) -> SchemaRef {
+            Arc::new(Schema::new(vec![
+                Field::new("x", DataType::Int64, true),
+                Field::new("s", DataType::Utf8, true),
+            ]))
+        }
+        fn num_pieces(&self) -> usize {
+            self.pieces.len()
+        }
+        fn piece_rows(&self, piece: usize) -> Option<u64> {
+            self.rows_known.then(|| self.pieces[piece].len() as u64)
+        }
+        fn piece_stats(&self, piece: usize, column: usize) -> Option<ColumnStats> {
+            (column == 0).then(|| ColumnStats::of_array(&Int64Array::from(self.pieces[piece].clone())))
+        }
+        fn read_piece(
+            &self,
+            piece: usize,
+            columns: &[usize],
+            _batch_size: usize,
+        ) -> relay_storage::Result<Vec<RecordBatch>> {
+            let values = &self.pieces[piece];
+            let all: Vec<ArrayRef> = vec![
+                Arc::new(Int64Array::from(values.clone())),
+                Arc::new(StringArray::from_iter_values(values.iter().map(|v| format!("s{v}")))),
+            ];
+            let schema = self.schema().project(columns).unwrap();
+            Ok(vec![
+                RecordBatch::try_new(Arc::new(schema), columns.iter().map(|&c| all[c].clone()).collect()).unwrap(),
+            ])
+        }
+    }
+
+    fn dataset(rows_known: bool) -> Arc<Dataset> {
+        let opener: DecodedOpener = Arc::new(move |path: &Path, _format: FileFormat| {
+            let first: i64 = path.to_string_lossy().trim_start_matches("file").parse().unwrap();
+            let pieces = (0..3)
+                .map(|p| (first + p * 10..first + p * 10 + 10).collect())
+                .collect();
+            Ok(Arc::new(TestDecoded {
+                path: path.to_owned(),
+                pieces,
+                rows_known,
+            }) as Arc<dyn DecodedFile>)
+        });
+        let specs = [0i64, 100]
+            .iter()
+            .map(|&first| FragmentSpec {
+                path: PathBuf::from(format!("file{first}")),
+                format: FileFormat::Parquet,
+                partition_values: vec![Arc::new(Int64Array::from(vec![first / 100]))],
+            })
+            .collect();
+        Dataset::new("test", specs, vec![Field::new("part", DataType::Int64, true)], opener).unwrap()
+    }
+
+    fn xs(view: &ViewSet) -> Vec<i64> {
+        let index = view.schema.index_of("x").unwrap();
+        view.column_arrays(index)
+            .unwrap()
+            .iter()
+            .flat_map(|a| a.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn pieces_decode_filter_and_carry_partition_columns() {
+        let view = DatasetView::new(dataset(true));
+        let filter = Expr::col("x").binary(
+            relay_plan::BinaryOp::Gt,
+            Expr::lit(Arc::new(Int64Array::from(vec![125]))),
+        );
+        let (result, stats) = execute_read(&view, &[filter]).unwrap();
+        assert_eq!(xs(&result), (126..130).collect::<Vec<_>>());
+        assert_eq!(
+            (stats.rows_in, stats.rows_out, stats.batches_read, stats.files_read),
+            (60, 4, 6, 2)
+        );
+        let part = result.column_arrays(2).unwrap();
+        assert!(part.iter().all(|a| {
+            a.as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .iter()
+                .all(|&p| p == 1)
+        }));
+    }
+
+    #[test]
+    fn a_slice_decodes_only_the_pieces_it_overlaps() {
+        for rows_known in [true, false] {
+            let view = DatasetView::new(dataset(rows_known))
+                .select(&["x"])
+                .unwrap()
+                .slice(25, 10);
+            let (result, stats) = execute_read(&view, &[]).unwrap();
+            assert_eq!(xs(&result), (25..30).chain(100..105).collect::<Vec<_>>());
+            assert_eq!((stats.rows_in, stats.batches_read), (10, 2));
+        }
+    }
+
+    #[test]
+    fn partition_columns_alone_decode_nothing_when_row_counts_are_known() {
+        for rows_known in [true, false] {
+            let view = DatasetView::new(dataset(rows_known)).select(&["part"]).unwrap();
+            let (result, stats) = execute_read(&view, &[]).unwrap();
+            assert_eq!(result.num_rows(), 60);
+            assert_eq!(stats.bytes_read, 0);
+            let parts: Vec<i64> = result
+                .column_arrays(0)
+                .unwrap()
+                .iter()
+                .flat_map(|a| a.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+                .collect();
+            assert_eq!(parts, [vec![0; 30], vec![1; 30]].concat());
+            let (sliced, _) = execute_read(&view.slice(25, 10), &[]).unwrap();
+            assert_eq!(sliced.num_rows(), 10);
+        }
+    }
+}

@@ -1,0 +1,943 @@
+//! Parquet files, decoded with the `parquet` crate's Arrow reader, one row group at a time.
+//!
+//! Opening reads the footer once (with the page index where the file has one) into an
+//! `ArrowReaderMetadata` that every later read reuses: decoding a row group reads only that row
+//! group's column chunks. Pieces are row groups, so different row groups of one file decode in
+//! parallel from several threads; each read builds its own decoder over the shared metadata.
+//!
+//! Reads go through `pread` on the opened file (`PositionalFile`) rather than a memory map.
+//! Parquet pages are decoded (and usually decompressed) into new buffers anyway, so a mapping
+//! would save at most one copy of the compressed bytes, and it would turn a file truncated by
+//! another process into SIGBUS in the middle of a decode; a short `pread` is an error we
+//! report. Positional reads share no file offset, so concurrent decodes cannot disturb each
+//! other (the `parquet` crate's own `ChunkReader for File` seeks a shared descriptor).
+//!
+//! The file is untrusted input: the `parquet` crate validates the footer and pages and returns
+//! errors for what it recognizes as damaged; anything it still panics on is caught and reported
+//! as a malformed file, naming the row group and, where one column alone fails, the column.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{DataType, SchemaRef};
+use bytes::Bytes;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::errors::ParquetError;
+use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::reader::{ChunkReader, Length};
+
+use crate::decoded::DecodedFile;
+use crate::error::{Result, StorageError};
+use crate::stats::ColumnStats;
+
+const FORMAT: &str = "parquet";
+const MAGIC: &[u8; 4] = b"PAR1";
+/// Magic of a file whose footer is encrypted (Parquet modular encryption).
+const ENCRYPTED_MAGIC: &[u8; 4] = b"PARE";
+/// Leading magic, footer length (u32) and trailing magic: the smallest possible file.
+const MIN_FILE_LEN: u64 = 12;
+
+/// An opened Parquet file: its decoded footer, and per column the statistics of every row
+/// group, converted on first use.
+pub struct ParquetFile {
+    path: PathBuf,
+    reader: PositionalFile,
+    metadata: ArrowReaderMetadata,
+    /// Per column of the Arrow schema: the statistics of each row group, None where the file
+    /// keeps none that are exact.
+    stats: Vec<OnceLock<Vec<Option<ColumnStats>>>>,
+}
+
+impl std::fmt::Debug for ParquetFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParquetFile")
+            .field("path", &self.path)
+            .field("bytes", &self.reader.len)
+            .field("row_groups", &self.metadata.metadata().num_row_groups())
+            .finish()
+    }
+}
+
+impl ParquetFile {
+    /// Opens the file and reads its footer (and page index, where there is one).
+    ///
+    /// Errors: `NotFound`; `WrongFormat` for a directory, a file that is not a regular file, one
+    /// too short for the magic and footer, or one without the `PAR1` magic at both ends;
+    /// `Unsupported` for an encrypted footer; `Malformed` (place "footer") when the footer
+    /// cannot be decoded.
+    pub fn open(path: impl AsRef<Path>) -> Result<Arc<ParquetFile>> {
+        let path = path.as_ref().to_owned();
+        let reader = PositionalFile::open(&path, FORMAT)?;
+        check_magic(&path, &reader)?;
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let metadata = catch_decoder_panic(
+            &path,
+            FORMAT,
+            || "footer".into(),
+            || {
+                ArrowReaderMetadata::load(&reader, options)
+                    .map_err(|error| parquet_error(&path, "footer".into(), error))
+            },
+        )?;
+        let columns = metadata.schema().fields().len();
+        Ok(Arc::new(ParquetFile {
+            path,
+            reader,
+            metadata,
+            stats: (0..columns).map(|_| OnceLock::new()).collect(),
+        }))
+    }
+
+    /// The decoded footer: row groups, column chunks, statistics, key-value metadata.
+    pub fn metadata(&self) -> &ArrowReaderMetadata {
+        &self.metadata
+    }
+
+    /// Decodes `columns` of row group `piece`, in file order of the columns (the order the
+    /// `parquet` crate produces).
+    fn decode(&self, piece: usize, roots: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>, ParquetError> {
+        let mask = ProjectionMask::roots(self.metadata.parquet_schema(), roots.iter().copied());
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
+            .with_projection(mask)
+            .with_row_groups(vec![piece])
+            .with_batch_size(batch_size.max(1))
+            .build()?;
+        reader.map(|batch| batch.map_err(ParquetError::from)).collect()
+    }
+
+    /// The column whose decode alone fails in row group `piece`, for an error message.
+    fn failing_column(&self, piece: usize, roots: &[usize]) -> Option<usize> {
+        if roots.len() < 2 {
+            return roots.first().copied();
+        }
+        roots.iter().copied().find(|&root| {
+            !matches!(
+                catch_unwind(AssertUnwindSafe(|| self.decode(piece, &[root], 8192))),
+                Ok(Ok(_))
+            )
+        })
+    }
+
+    fn column_stats(&self, column: usize) -> &[Option<ColumnStats>] {
+        self.stats[column].get_or_init(|| {
+            let metadata = self.metadata.metadata();
+            let row_groups = metadata.row_groups();
+            // A converter that panics on a damaged footer gives no statistics.
+            catch_unwind(AssertUnwindSafe(|| row_group_stats(&self.metadata, column)))
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| vec![None; row_groups.len()])
+        })
+    }
+}
+
+/// Statistics of `column` in every row group; None when the column has no Parquet leaf of its
+/// own (nested types) or the file's statistics cannot be converted.
+fn row_group_stats(metadata: &ArrowReaderMetadata, column: usize) -> Option<Vec<Option<ColumnStats>>> {
+    let schema = metadata.schema();
+    let field = schema.field(column);
+    if !orderable(field.data_type()) {
+        return None;
+    }
+    let parquet_metadata = metadata.metadata();
+    let row_groups = parquet_metadata.row_groups();
+    let converter = StatisticsConverter::try_new(field.name(), schema, metadata.parquet_schema())
+        .ok()?
+        .with_missing_null_counts_as_zero(false)
+        .with_column_orders(parquet_metadata.file_metadata().column_orders().map(Vec::as_slice));
+    converter.parquet_column_index()?;
+    let mins = converter.row_group_mins(row_groups).ok()?;
+    let maxes = converter.row_group_maxes(row_groups).ok()?;
+    let min_exact = converter.row_group_is_min_value_exact(row_groups).ok()?;
+    let max_exact = converter.row_group_is_max_value_exact(row_groups).ok()?;
+    let null_counts = converter.row_group_null_counts(row_groups).ok()?;
+    let nan_counts = converter.row_group_nan_counts(row_groups).ok()?;
+    let floating = is_floating(field.data_type());
+    let stats = row_groups
+        .iter()
+        .enumerate()
+        .map(|(group, row_group)| {
+            // Without an exact null count the statistics could claim a column all null that
+            // is not (or the reverse): keep none.
+            if null_counts.is_null(group) {
+                return None;
+            }
+            let row_count = u64::try_from(row_group.num_rows()).ok()?;
+            let null_count = null_counts.value(group);
+            // Parquet's float bounds leave NaN out, but NaN sorts above every number in the
+            // order `ColumnStats` follows: the bounds hold only when the file says there is none.
+            let nan_free = !floating || (nan_counts.is_valid(group) && nan_counts.value(group) == 0);
+            let exact = mins.is_valid(group)
+                && maxes.is_valid(group)
+                && min_exact.is_valid(group)
+                && min_exact.value(group)
+                && max_exact.is_valid(group)
+                && max_exact.value(group)
+                && nan_free;
+            let (min, max) = if exact {
+                (Some(mins.slice(group, 1)), Some(maxes.slice(group, 1)))
+            } else {
+                (None, None)
+            };
+            Some(ColumnStats {
+                min: min.map(compact),
+                max: max.map(compact),
+                null_count,
+                row_count,
+            })
+        })
+        .collect();
+    Some(stats)
+}
+
+/// A one-element slice copied into arrays of its own, so that the statistics of one row group
+/// do not keep the arrays of all row groups alive.
+fn compact(array: ArrayRef) -> ArrayRef {
+    arrow::compute::concat(&[array.as_ref()]).unwrap_or(array)
+}
+
+/// The types `ColumnStats` keeps bounds for (see `stats.rs`): booleans, strings, and primitive
+/// types other than intervals; for a dictionary, those of its values.
+fn orderable(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, values) => orderable(values),
+        DataType::Interval(_) => false,
+        DataType::Boolean | DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        other => other.is_primitive(),
+    }
+}
+
+fn is_floating(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Dictionary(_, values) => is_floating(values),
+        other => other.is_floating(),
+    }
+}
+
+impl DecodedFile for ParquetFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn format(&self) -> &'static str {
+        FORMAT
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.metadata.schema().clone()
+    }
+
+    fn num_pieces(&self) -> usize {
+        self.metadata.metadata().num_row_groups()
+    }
+
+    fn piece_rows(&self, piece: usize) -> Option<u64> {
+        let row_group = self.metadata.metadata().row_groups().get(piece)?;
+        u64::try_from(row_group.num_rows()).ok()
+    }
+
+    fn piece_stats(&self, piece: usize, column: usize) -> Option<ColumnStats> {
+        if column >= self.stats.len() {
+            return None;
+        }
+        self.column_stats(column).get(piece).cloned().flatten()
+    }
+
+    fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
+        let schema = self.metadata.schema();
+        check_piece_and_columns(&self.path, self.num_pieces(), piece, schema.fields().len(), columns)?;
+        let projected = Arc::new(schema.project(columns).map_err(|error| StorageError::OutOfRange {
+            what: "column",
+            detail: error.to_string(),
+        })?);
+        // The decoder yields the projected columns in file order, each once.
+        let mut roots = columns.to_vec();
+        roots.sort_unstable();
+        roots.dedup();
+        let place = |column: Option<usize>| match column {
+            Some(column) => format!("row group {piece}, column {:?}", schema.field(column).name()),
+            None => format!("row group {piece}"),
+        };
+        let decoded = catch_decoder_panic(
+            &self.path,
+            FORMAT,
+            || place(self.failing_column(piece, &roots)),
+            || {
+                self.decode(piece, &roots, batch_size).map_err(|error| {
+                    self.reader
+                        .check_unchanged(&self.path)
+                        .err()
+                        .unwrap_or_else(|| parquet_error(&self.path, place(self.failing_column(piece, &roots)), error))
+                })
+            },
+        )?;
+        let positions: Vec<usize> = columns
+            .iter()
+            .map(|column| roots.binary_search(column).expect("every column is a root"))
+            .collect();
+        decoded
+            .into_iter()
+            .map(|batch| {
+                let arrays = positions.iter().map(|&i| batch.column(i).clone()).collect();
+                let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+                RecordBatch::try_new_with_options(projected.clone(), arrays, &options).map_err(|error| {
+                    StorageError::Malformed {
+                        path: self.path.clone(),
+                        format: FORMAT,
+                        place: place(None),
+                        reason: error.to_string(),
+                    }
+                })
+            })
+            .collect()
+    }
+}
+
+/// Checks a piece index and column indices passed to `DecodedFile::read_piece`.
+pub(crate) fn check_piece_and_columns(
+    path: &Path,
+    pieces: usize,
+    piece: usize,
+    num_columns: usize,
+    columns: &[usize],
+) -> Result<()> {
+    if piece >= pieces {
+        return Err(StorageError::OutOfRange {
+            what: "piece",
+            detail: format!("{}: piece {piece} of a file with {pieces} pieces", path.display()),
+        });
+    }
+    if let Some(column) = columns.iter().find(|&&column| column >= num_columns) {
+        return Err(StorageError::OutOfRange {
+            what: "column",
+            detail: format!(
+                "{}: column {column} of a file with {num_columns} columns",
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn parquet_error(path: &Path, place: String, error: ParquetError) -> StorageError {
+    let reason = error.to_string();
+    // The codec error comes wrapped in the Arrow reader's errors: look at the message.
+    if let Some(at) = reason.find("Disabled feature at compile time: ") {
+        let feature = reason[at..].trim_start_matches("Disabled feature at compile time: ");
+        let codec = match feature.split_whitespace().next().unwrap_or(feature) {
+            "flate2" => "GZIP",
+            "brotli" => "BROTLI",
+            "snap" => "SNAPPY",
+            "lz4" => "LZ4",
+            "zstd" => "ZSTD",
+            other => other,
+        };
+        return StorageError::Unsupported {
+            path: path.to_owned(),
+            reason: format!(
+                "{place}: the file is compressed with {codec}, which this build of relay cannot decode \
+                 (it reads ZSTD, LZ4, SNAPPY and uncompressed Parquet)"
+            ),
+        };
+    }
+    match error {
+        ParquetError::NYI(_) => StorageError::Unsupported {
+            path: path.to_owned(),
+            reason: format!("{place}: {reason}"),
+        },
+        _ => StorageError::Malformed {
+            path: path.to_owned(),
+            format: FORMAT,
+            place,
+            reason,
+        },
+    }
+}
+
+/// Runs a decoder call, turning a panic into a `Malformed` error at `place()`.
+pub(crate) fn catch_decoder_panic<T>(
+    path: &Path,
+    format: &'static str,
+    place: impl FnOnce() -> String,
+    decode: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown error");
+        Err(StorageError::Malformed {
+            path: path.to_owned(),
+            format,
+            place: place(),
+            reason: format!("the decoder failed: {detail}"),
+        })
+    })
+}
+
+fn check_magic(path: &Path, reader: &PositionalFile) -> Result<()> {
+    let wrong = |reason: String| StorageError::WrongFormat {
+        path: path.to_owned(),
+        format: FORMAT,
+        reason,
+    };
+    if reader.len < MIN_FILE_LEN {
+        return Err(wrong(format!(
+            "the file is {} bytes, too small to hold the Parquet magic and footer",
+            reader.len
+        )));
+    }
+    let mut head = [0u8; 4];
+    let mut tail = [0u8; 4];
+    reader.read_exact_at(&mut head, 0, path)?;
+    reader.read_exact_at(&mut tail, reader.len - 4, path)?;
+    if &tail == ENCRYPTED_MAGIC {
+        return Err(StorageError::Unsupported {
+            path: path.to_owned(),
+            reason: "the Parquet footer is encrypted, which relay cannot read".into(),
+        });
+    }
+    if &head != MAGIC || &tail != MAGIC {
+        return Err(wrong(format!(
+            "it does not start and end with the magic bytes \"PAR1\" (found \"{}\" and \"{}\")",
+            head.escape_ascii(),
+            tail.escape_ascii()
+        )));
+    }
+    Ok(())
+}
+
+/// An opened file read by `pread` at explicit offsets, with its length at open: clones share
+/// the descriptor but no file offset, so threads read concurrently.
+#[derive(Clone)]
+pub(crate) struct PositionalFile {
+    file: Arc<File>,
+    /// The file's length when it was opened: reads stop there.
+    pub(crate) len: u64,
+}
+
+impl std::fmt::Debug for PositionalFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PositionalFile")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PositionalFile {
+    /// Opens a regular file; `format` names what a directory or a device is not.
+    pub(crate) fn open(path: &Path, format: &'static str) -> Result<PositionalFile> {
+        let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.to_owned() },
+            _ => StorageError::Io {
+                path: path.to_owned(),
+                action: "stat",
+                source,
+            },
+        })?;
+        if metadata.is_dir() {
+            return Err(StorageError::WrongFormat {
+                path: path.to_owned(),
+                format,
+                reason: "it is a directory".into(),
+            });
+        }
+        if !metadata.is_file() {
+            // Opening a FIFO for reading blocks until a writer comes.
+            return Err(StorageError::WrongFormat {
+                path: path.to_owned(),
+                format,
+                reason: "it is not a regular file (a FIFO, socket or device)".into(),
+            });
+        }
+        let file = File::open(path).map_err(|source| StorageError::Io {
+            path: path.to_owned(),
+            action: "open",
+            source,
+        })?;
+        let len = file
+            .metadata()
+            .map_err(|source| StorageError::Io {
+                path: path.to_owned(),
+                action: "stat",
+                source,
+            })?
+            .len();
+        Ok(PositionalFile {
+            file: Arc::new(file),
+            len,
+        })
+    }
+
+    pub(crate) fn read_exact_at(&self, buffer: &mut [u8], offset: u64, path: &Path) -> Result<()> {
+        self.file
+            .read_exact_at(buffer, offset)
+            .map_err(|source| StorageError::Io {
+                path: path.to_owned(),
+                action: "read",
+                source,
+            })
+    }
+
+    /// A reader of the bytes from `start` to the length at open.
+    pub(crate) fn reader_from(&self, start: u64) -> PositionalReader {
+        PositionalReader {
+            file: self.file.clone(),
+            offset: start,
+            end: self.len,
+        }
+    }
+
+    /// `FileChanged` when the file no longer has the length it had when opened.
+    pub(crate) fn check_unchanged(&self, path: &Path) -> Result<()> {
+        let actual = self.file.metadata().map(|m| m.len()).unwrap_or(self.len);
+        if actual != self.len {
+            return Err(StorageError::FileChanged {
+                path: path.to_owned(),
+                expected: self.len,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Length for PositionalFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+}
+
+/// A reader from an offset onward, by positional reads.
+pub(crate) struct PositionalReader {
+    file: Arc<File>,
+    offset: u64,
+    end: u64,
+}
+
+impl Read for PositionalReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.end.saturating_sub(self.offset);
+        let take = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if take == 0 {
+            return Ok(0);
+        }
+        let read = self.file.read_at(&mut buffer[..take], self.offset)?;
+        self.offset += read as u64;
+        Ok(read)
+    }
+}
+
+impl ChunkReader for PositionalFile {
+    type T = std::io::BufReader<PositionalReader>;
+
+    fn get_read(&self, start: u64) -> parquet::errors::Result<Self::T> {
+        if start > self.len {
+            return Err(ParquetError::EOF(format!(
+                "expected to read at offset {start} of a file of {} bytes",
+                self.len
+            )));
+        }
+        Ok(std::io::BufReader::new(PositionalReader {
+            file: self.file.clone(),
+            offset: start,
+            end: self.len,
+        }))
+    }
+
+    fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
+        let end = start
+            .checked_add(length as u64)
+            .filter(|&end| end <= self.len)
+            .ok_or_else(|| {
+                ParquetError::EOF(format!(
+                    "expected {length} bytes at offset {start} of a file of {} bytes",
+                    self.len
+                ))
+            })?;
+        debug_assert!(end <= self.len);
+        let mut buffer = vec![0u8; length];
+        self.file
+            .read_exact_at(&mut buffer, start)
+            .map_err(|error| ParquetError::EOF(format!("reading {length} bytes at offset {start}: {error}")))?;
+        Ok(Bytes::from(buffer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        AsArray, BooleanArray, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray,
+        StringArray, TimestampMicrosecondArray,
+    };
+    use arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
+    use parquet::arrow::ArrowWriter;
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+    fn temp_dir() -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "relay-parquet-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// 10 rows per batch: id, a nullable float, a string, a dictionary, a timestamp and a list.
+    fn sample_batch(start: i64) -> RecordBatch {
+        let ids: Vec<i64> = (start..start + 10).collect();
+        let values: Vec<Option<f64>> = (0..10)
+            .map(|i| (i % 3 != 0).then(|| (start + i) as f64 / 2.0))
+            .collect();
+        let names: Vec<Option<String>> = (0..10)
+            .map(|i| (i != 4).then(|| format!("name{}", start + i)))
+            .collect();
+        let cities = DictionaryArray::<Int32Type>::new(
+            Int32Array::from((0..10).map(|i| Some(i % 3)).collect::<Vec<_>>()),
+            Arc::new(StringArray::from(vec!["oslo", "rome", "lima"])),
+        );
+        let times =
+            TimestampMicrosecondArray::from((0..10).map(|i| 1_700_000_000_000_000 + start + i).collect::<Vec<_>>())
+                .with_timezone("UTC");
+        let lists = ListArray::from_iter_primitive::<Int32Type, _, _>(
+            (0..10).map(|i| (i != 7).then(|| (0..(i % 4)).map(Some).collect::<Vec<_>>())),
+        );
+        RecordBatch::try_new(
+            sample_schema(),
+            vec![
+                Arc::new(Int64Array::from(ids)),
+                Arc::new(Float64Array::from(values)),
+                Arc::new(StringArray::from(names)),
+                Arc::new(cities),
+                Arc::new(times),
+                Arc::new(lists),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn sample_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("value", DataType::Float64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new(
+                "city",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                false,
+            ),
+            Field::new(
+                "time",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new(
+                "list",
+                DataType::List(Arc::new(Field::new_list_field(DataType::Int32, true))),
+                true,
+            ),
+        ]))
+    }
+
+    /// Writes `groups` row groups of 10 rows each.
+    fn write_sample(path: &Path, groups: i64, compression: Compression) -> Vec<RecordBatch> {
+        let properties = WriterProperties::builder()
+            .set_compression(compression)
+            .set_max_row_group_row_count(Some(10))
+            .build();
+        let file = File::create(path).unwrap();
+        let mut writer = ArrowWriter::try_new(file, sample_schema(), Some(properties)).unwrap();
+        let batches: Vec<RecordBatch> = (0..groups).map(|g| sample_batch(g * 10)).collect();
+        for batch in &batches {
+            writer.write(batch).unwrap();
+        }
+        writer.close().unwrap();
+        batches
+    }
+
+    #[test]
+    fn reads_every_row_group_with_every_codec() {
+        let dir = temp_dir();
+        for compression in [
+            Compression::UNCOMPRESSED,
+            Compression::SNAPPY,
+            Compression::LZ4_RAW,
+            Compression::ZSTD(ZstdLevel::default()),
+        ] {
+            let path = dir.join(format!("{compression:?}.parquet"));
+            let written = write_sample(&path, 3, compression);
+            let file = ParquetFile::open(&path).unwrap();
+            assert_eq!(file.format(), "parquet");
+            assert_eq!(file.schema(), sample_schema());
+            assert_eq!(file.num_pieces(), 3);
+            for (piece, expected) in written.iter().enumerate() {
+                assert_eq!(file.piece_rows(piece), Some(10));
+                let all: Vec<usize> = (0..6).collect();
+                let read = file.read_piece(piece, &all, 4).unwrap();
+                assert_eq!(
+                    read.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
+                    vec![4, 4, 2]
+                );
+                let read = arrow::compute::concat_batches(&sample_schema(), &read).unwrap();
+                assert_eq!(&read, expected, "{compression:?} row group {piece}");
+            }
+        }
+    }
+
+    #[test]
+    fn projection_keeps_the_requested_order() {
+        let dir = temp_dir();
+        let path = dir.join("p.parquet");
+        let written = write_sample(&path, 2, Compression::SNAPPY);
+        let file = ParquetFile::open(&path).unwrap();
+        let read = file.read_piece(1, &[2, 0], 100).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].schema(), Arc::new(sample_schema().project(&[2, 0]).unwrap()));
+        assert_eq!(read[0].column(0), written[1].column(2));
+        assert_eq!(read[0].column(1), written[1].column(0));
+        // No columns: the rows are still counted.
+        let read = file.read_piece(0, &[], 100).unwrap();
+        assert_eq!(read.iter().map(RecordBatch::num_rows).sum::<usize>(), 10);
+        assert_eq!(read[0].num_columns(), 0);
+        // Out of range.
+        assert!(matches!(
+            file.read_piece(2, &[0], 10),
+            Err(StorageError::OutOfRange { what: "piece", .. })
+        ));
+        assert!(matches!(
+            file.read_piece(0, &[6], 10),
+            Err(StorageError::OutOfRange { what: "column", .. })
+        ));
+    }
+
+    #[test]
+    fn row_groups_decode_in_parallel() {
+        let dir = temp_dir();
+        let path = dir.join("parallel.parquet");
+        let written = write_sample(&path, 8, Compression::ZSTD(ZstdLevel::default()));
+        let file = ParquetFile::open(&path).unwrap();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|piece| {
+                    let file = &file;
+                    scope.spawn(move || file.read_piece(piece, &[0, 2, 5], 1024).unwrap())
+                })
+                .collect();
+            for (piece, handle) in handles.into_iter().enumerate() {
+                let read = handle.join().unwrap();
+                assert_eq!(read[0], written[piece].project(&[0, 2, 5]).unwrap());
+            }
+        });
+    }
+
+    #[test]
+    fn statistics_per_row_group() {
+        let dir = temp_dir();
+        let path = dir.join("stats.parquet");
+        write_sample(&path, 3, Compression::SNAPPY);
+        let file = ParquetFile::open(&path).unwrap();
+        let id = file.piece_stats(1, 0).unwrap();
+        assert_eq!(
+            id.min.as_ref().unwrap().as_ref(),
+            &Int64Array::from(vec![10]) as &dyn Array
+        );
+        assert_eq!(
+            id.max.as_ref().unwrap().as_ref(),
+            &Int64Array::from(vec![19]) as &dyn Array
+        );
+        assert_eq!((id.null_count, id.row_count), (0, 10));
+        // A float column: the writer counts NaNs (none here), so the bounds hold.
+        let value = file.piece_stats(2, 1).unwrap();
+        assert_eq!(value.null_count, 4);
+        assert_eq!(
+            value.min.as_ref().unwrap().as_ref(),
+            &Float64Array::from(vec![10.5]) as &dyn Array
+        );
+        assert_eq!(
+            value.max.as_ref().unwrap().as_ref(),
+            &Float64Array::from(vec![14.0]) as &dyn Array
+        );
+        let name = file.piece_stats(0, 2).unwrap();
+        assert_eq!(name.null_count, 1);
+        assert_eq!(name.min.as_ref().unwrap().as_string::<i32>().value(0), "name0");
+        assert_eq!(name.max.as_ref().unwrap().as_string::<i32>().value(0), "name9");
+        // A dictionary column: bounds of its values' type.
+        let city = file.piece_stats(0, 3).unwrap();
+        assert_eq!(city.min.as_ref().unwrap().as_string::<i32>().value(0), "lima");
+        assert_eq!(city.max.as_ref().unwrap().as_string::<i32>().value(0), "rome");
+        let time = file.piece_stats(0, 4).unwrap();
+        assert_eq!(
+            time.min.as_ref().unwrap().data_type(),
+            file.schema().field(4).data_type()
+        );
+        // Lists have no order, and an out of range column or piece has no statistics.
+        assert!(file.piece_stats(0, 5).is_none());
+        assert!(file.piece_stats(0, 6).is_none());
+        assert!(file.piece_stats(3, 0).is_none());
+    }
+
+    #[test]
+    fn statistics_need_exact_values() {
+        let dir = temp_dir();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("x", DataType::Float32, true),
+            Field::new("flag", DataType::Boolean, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Float32Array::from(vec![Some(1.0), Some(f32::NAN), None])),
+                Arc::new(BooleanArray::from(vec![None, None, None])),
+            ],
+        )
+        .unwrap();
+        let path = dir.join("nan.parquet");
+        let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let file = ParquetFile::open(&path).unwrap();
+        // A NaN sorts above every number: Parquet's bounds (which leave it out) are not kept.
+        let x = file.piece_stats(0, 0).unwrap();
+        assert!(x.min.is_none() && x.max.is_none());
+        assert_eq!((x.null_count, x.row_count), (1, 3));
+        let flag = file.piece_stats(0, 1).unwrap();
+        assert!(flag.all_null());
+
+        // A file written without statistics has none.
+        let path = dir.join("none.parquet");
+        let properties = WriterProperties::builder()
+            .set_statistics_enabled(EnabledStatistics::None)
+            .build();
+        let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(properties)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let file = ParquetFile::open(&path).unwrap();
+        assert!(file.piece_stats(0, 0).is_none());
+    }
+
+    #[test]
+    fn non_parquet_inputs_are_refused() {
+        let dir = temp_dir();
+        let missing = dir.join("missing.parquet");
+        assert!(matches!(
+            ParquetFile::open(&missing),
+            Err(StorageError::NotFound { .. })
+        ));
+        let error = ParquetFile::open(&dir).unwrap_err();
+        assert!(matches!(error, StorageError::WrongFormat { .. }), "{error}");
+        assert!(error.to_string().contains("directory"), "{error}");
+        let short = dir.join("short.parquet");
+        std::fs::write(&short, b"PAR1PAR1").unwrap();
+        let error = ParquetFile::open(&short).unwrap_err();
+        assert!(error.to_string().contains("too small"), "{error}");
+        let csv = dir.join("data.parquet");
+        std::fs::write(&csv, b"a,b\n1,2\n3,4\n5,6\n").unwrap();
+        let error = ParquetFile::open(&csv).unwrap_err();
+        assert!(
+            matches!(error, StorageError::WrongFormat { format: "parquet", .. }),
+            "{error}"
+        );
+        assert!(error.to_string().contains("not a parquet file"), "{error}");
+        assert!(error.to_string().contains(r#"(found "a,b\n" and "5,6\n")"#), "{error}");
+    }
+
+    #[test]
+    fn truncated_and_garbage_files_are_malformed() {
+        let dir = temp_dir();
+        let path = dir.join("good.parquet");
+        write_sample(&path, 3, Compression::SNAPPY);
+        let bytes = std::fs::read(&path).unwrap();
+
+        // Cut in the middle, magic put back: the footer length points outside the file.
+        let mut cut = bytes[..bytes.len() / 2].to_vec();
+        cut.extend_from_slice(&bytes[bytes.len() - 8..]);
+        let truncated = dir.join("truncated.parquet");
+        std::fs::write(&truncated, &cut).unwrap();
+        let error = ParquetFile::open(&truncated).unwrap_err();
+        assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
+        assert!(error.to_string().contains("malformed parquet at footer"), "{error}");
+        assert!(error.to_string().contains("truncated.parquet"), "{error}");
+
+        // Cut without putting the magic back.
+        let cut = dir.join("cut.parquet");
+        std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
+        assert!(matches!(ParquetFile::open(&cut), Err(StorageError::WrongFormat { .. })));
+
+        // Garbage between the magic bytes.
+        let mut garbage = b"PAR1".to_vec();
+        garbage.extend((0..200u32).map(|i| (i * 7919 % 251) as u8));
+        garbage.extend_from_slice(&100u32.to_le_bytes());
+        garbage.extend_from_slice(b"PAR1");
+        let garbage_path = dir.join("garbage.parquet");
+        std::fs::write(&garbage_path, &garbage).unwrap();
+        let error = ParquetFile::open(&garbage_path).unwrap_err();
+        assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
+
+        // Damaged pages: the footer is intact, column chunk bytes are overwritten. Every
+        // read returns an error or the right rows; none panics.
+        let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap()) as usize;
+        let data_end = bytes.len() - 8 - footer_len;
+        for seed in 0..16usize {
+            let mut damaged = bytes.clone();
+            for k in 0..24 {
+                let at = 4 + (seed * 131 + k * 37) % (data_end - 4);
+                damaged[at] ^= 0x5a;
+            }
+            let damaged_path = dir.join(format!("damaged{seed}.parquet"));
+            std::fs::write(&damaged_path, &damaged).unwrap();
+            let Ok(file) = ParquetFile::open(&damaged_path) else {
+                continue;
+            };
+            for piece in 0..file.num_pieces() {
+                if let Err(error) = file.read_piece(piece, &[0, 1, 2, 3, 4, 5], 1024) {
+                    let message = error.to_string();
+                    assert!(
+                        message.contains(&format!("row group {piece}"))
+                            || matches!(error, StorageError::Unsupported { .. }),
+                        "{message}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn codecs_left_out_of_the_build_are_unsupported() {
+        // How the Arrow reader reports a GZIP page when the flate2 feature is off.
+        let error = ParquetError::External(Box::new(ParquetError::General(
+            "Disabled feature at compile time: flate2".into(),
+        )));
+        let error = parquet_error(Path::new("g.parquet"), "row group 0, column \"x\"".into(), error);
+        assert!(matches!(error, StorageError::Unsupported { .. }), "{error}");
+        let message = error.to_string();
+        assert!(
+            message.contains("GZIP") && message.contains("row group 0, column \"x\""),
+            "{message}"
+        );
+        let error = parquet_error(
+            Path::new("g.parquet"),
+            "footer".into(),
+            ParquetError::EOF("short".into()),
+        );
+        assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
+    }
+
+    #[test]
+    fn parquet_file_is_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<ParquetFile>();
+    }
+}

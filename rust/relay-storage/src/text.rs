@@ -1,0 +1,989 @@
+//! CSV and newline-delimited JSON files, decoded with arrow-rs's `arrow::csv` and `arrow::json`
+//! readers.
+//!
+//! Opening infers the schema from the first `infer_schema_length` rows (read through a buffered
+//! reader, so only those rows are read), unless an explicit schema is given. Each file is one
+//! piece, decoded whole by `read_piece`: text formats have no index that says where a row
+//! starts, so splitting a file into pieces needs a scan for record boundaries (by byte ranges,
+//! resynchronized at a newline), which is left for later.
+//!
+//! Errors name the file and the line (1-based, counting a CSV header line) of the record that
+//! could not be decoded, and the column where one column alone is at fault. arrow-rs's readers
+//! report no usable line: the CSV reader counts records of the current batch, not lines of the
+//! file (quoted fields may span lines, and a header shifts the count), and the JSON reader gives
+//! none. So when a batch fails, its records are decoded again one at a time from the batch's
+//! first byte; the first that fails is the bad record, and its line is one plus the number of
+//! newlines before its first byte. That second pass runs only on the error path.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::SchemaRef;
+use arrow::error::ArrowError;
+
+use crate::decoded::DecodedFile;
+use crate::error::{Result, StorageError};
+use crate::parquet::{PositionalFile, catch_decoder_panic, check_piece_and_columns};
+use crate::stats::ColumnStats;
+
+/// How a CSV file is read.
+#[derive(Debug, Clone)]
+pub struct CsvOptions {
+    /// The columns' names and types; None infers them (types from the sampled rows, names
+    /// from the header, or `column_1`, `column_2`, ... without one). An explicit schema
+    /// overrides the header's names.
+    pub schema: Option<SchemaRef>,
+    /// Whether the first line names the columns (and holds no data).
+    pub has_header: bool,
+    pub delimiter: u8,
+    /// Rows sampled to infer the schema; None reads every row.
+    pub infer_schema_length: Option<usize>,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            schema: None,
+            has_header: true,
+            delimiter: b',',
+            infer_schema_length: Some(1000),
+        }
+    }
+}
+
+/// How a newline-delimited JSON file (one object per line) is read.
+#[derive(Debug, Clone)]
+pub struct JsonOptions {
+    /// The columns' names and types; None infers them from the sampled lines. Keys that are
+    /// not in an explicit schema are ignored.
+    pub schema: Option<SchemaRef>,
+    /// Lines (objects) sampled to infer the schema; None reads every line.
+    pub infer_schema_length: Option<usize>,
+}
+
+impl Default for JsonOptions {
+    fn default() -> Self {
+        JsonOptions {
+            schema: None,
+            infer_schema_length: Some(1000),
+        }
+    }
+}
+
+/// An opened CSV file and the schema it is read with.
+#[derive(Debug)]
+pub struct CsvFile {
+    path: PathBuf,
+    reader: PositionalFile,
+    schema: SchemaRef,
+    options: CsvOptions,
+}
+
+/// An opened NDJSON file and the schema it is read with.
+#[derive(Debug)]
+pub struct NdjsonFile {
+    path: PathBuf,
+    reader: PositionalFile,
+    schema: SchemaRef,
+}
+
+const CSV: &str = "csv";
+const NDJSON: &str = "ndjson";
+
+/// A record decoder of one format: arrow-rs's CSV and JSON decoders share this shape.
+trait RecordDecoder {
+    /// Consumes bytes of `input` until a batch is full or the input ends; returns the bytes
+    /// consumed. Empty input marks the end of the file.
+    fn decode(&mut self, input: &[u8]) -> Result<usize, ArrowError>;
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError>;
+}
+
+impl RecordDecoder for arrow::csv::reader::Decoder {
+    fn decode(&mut self, input: &[u8]) -> Result<usize, ArrowError> {
+        arrow::csv::reader::Decoder::decode(self, input)
+    }
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        arrow::csv::reader::Decoder::flush(self)
+    }
+}
+
+impl RecordDecoder for arrow::json::reader::Decoder {
+    fn decode(&mut self, input: &[u8]) -> Result<usize, ArrowError> {
+        arrow::json::reader::Decoder::decode(self, input)
+    }
+    fn flush(&mut self) -> Result<Option<RecordBatch>, ArrowError> {
+        arrow::json::reader::Decoder::flush(self)
+    }
+}
+
+/// A decoding failure: the byte where the batch (or record) that failed starts, and why.
+struct DecodeFailure {
+    start: usize,
+    error: ArrowError,
+}
+
+/// Decodes all of `bytes` into batches. On failure, reports the first byte of the batch that
+/// failed (a record boundary, or the start of the file while a CSV header is skipped).
+fn decode_all(decoder: &mut dyn RecordDecoder, bytes: &[u8]) -> Result<Vec<RecordBatch>, DecodeFailure> {
+    let mut batches = Vec::new();
+    let mut offset = 0;
+    loop {
+        let start = offset;
+        let failed = |error| DecodeFailure { start, error };
+        let consumed = decoder.decode(&bytes[offset..]).map_err(failed)?;
+        offset += consumed;
+        if offset == bytes.len() && consumed > 0 {
+            // Empty input ends a last record that has no line terminator.
+            decoder.decode(&[]).map_err(failed)?;
+        }
+        match decoder.flush().map_err(failed)? {
+            Some(batch) => batches.push(batch),
+            None if offset == bytes.len() || consumed == 0 => return Ok(batches),
+            None => {}
+        }
+    }
+}
+
+/// Whether the text formats treat `byte` as space between records.
+fn is_space(byte: u8, json: bool) -> bool {
+    matches!(byte, b'\n' | b'\r') || (json && matches!(byte, b' ' | b'\t'))
+}
+
+/// The 1-based line of the record that starts at or after `start` (skipping the line breaks,
+/// and for JSON the spaces, before it).
+fn line_of(bytes: &[u8], start: usize, json: bool) -> usize {
+    let first = bytes[start..]
+        .iter()
+        .position(|&byte| !is_space(byte, json))
+        .map_or(bytes.len(), |skip| start + skip);
+    1 + memchr::memchr_iter(b'\n', &bytes[..first]).count()
+}
+
+/// Decodes records one at a time from `start` with decoders from `single` (batch size 1) and
+/// returns the first byte of the first record that fails, with its error.
+fn first_failing_record(
+    single: &dyn Fn() -> Result<Box<dyn RecordDecoder>, ArrowError>,
+    bytes: &[u8],
+    start: usize,
+) -> Option<(usize, ArrowError)> {
+    let mut decoder = single().ok()?;
+    let mut offset = start;
+    loop {
+        let record = offset;
+        let step = (|| -> Result<Option<usize>, ArrowError> {
+            let consumed = decoder.decode(&bytes[offset..])?;
+            offset += consumed;
+            if offset == bytes.len() && consumed > 0 {
+                decoder.decode(&[])?;
+            }
+            let batch = decoder.flush()?;
+            Ok((batch.is_some() || consumed > 0).then_some(consumed))
+        })();
+        match step {
+            Err(error) => return Some((record, error)),
+            Ok(None) => return None,
+            Ok(Some(_)) if offset >= bytes.len() => return None,
+            Ok(Some(_)) => {}
+        }
+    }
+}
+
+/// Builds a decoder of one format: the batch size, the schema columns it reads (None: all; in
+/// file order) and whether it skips a header line.
+type MakeDecoder<'a> = dyn Fn(usize, Option<&[usize]>, bool) -> Result<Box<dyn RecordDecoder>, ArrowError> + 'a;
+
+/// What the shared decoding code needs to know of an opened text file.
+struct TextSource<'a> {
+    path: &'a Path,
+    format: &'static str,
+    reader: &'a PositionalFile,
+    schema: &'a SchemaRef,
+    /// Whether records are JSON values (spaces between them are not data).
+    json: bool,
+    skip_header: bool,
+    make_decoder: &'a MakeDecoder<'a>,
+}
+
+/// Where a decode failed and why, located as the module documentation says.
+fn locate_failure(source: &TextSource<'_>, bytes: &[u8], failure: DecodeFailure) -> StorageError {
+    let TextSource {
+        path,
+        format,
+        schema,
+        json,
+        skip_header,
+        ..
+    } = *source;
+    // Decoders of batch size 1 for records that start right at their input (no header).
+    let single = |column: Option<usize>| match column {
+        Some(column) => (source.make_decoder)(1, Some(&[column]), false),
+        None => (source.make_decoder)(1, None, false),
+    };
+    let DecodeFailure { mut start, error } = failure;
+    if skip_header && start == 0 {
+        // The batch that failed began with the header: start after it.
+        start = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |newline| newline + 1);
+        if start >= bytes.len() {
+            return StorageError::Malformed {
+                path: path.to_owned(),
+                format,
+                place: "line 1".into(),
+                reason: error.to_string(),
+            };
+        }
+    }
+    let Some((record, record_error)) = first_failing_record(&|| single(None), bytes, start) else {
+        return StorageError::Malformed {
+            path: path.to_owned(),
+            format,
+            place: format!("the record at line {} or after", line_of(bytes, start, json)),
+            reason: error.to_string(),
+        };
+    };
+    let line = line_of(bytes, record, json);
+    // The column at fault, when the record decodes without it: try each column alone.
+    let failing: Vec<usize> = (0..schema.fields().len())
+        .filter(|&column| {
+            let mut decoder = match single(Some(column)) {
+                Ok(decoder) => decoder,
+                Err(_) => return false,
+            };
+            let end = bytes.len();
+            let rest = &bytes[record..end];
+            (|| -> Result<(), ArrowError> {
+                let consumed = decoder.decode(rest)?;
+                if consumed == rest.len() {
+                    decoder.decode(&[])?;
+                }
+                decoder.flush().map(drop)
+            })()
+            .is_err()
+        })
+        .collect();
+    let place = match failing.as_slice() {
+        [column] => format!("line {line}, column {:?}", schema.field(*column).name()),
+        _ => format!("line {line}"),
+    };
+    StorageError::Malformed {
+        path: path.to_owned(),
+        format,
+        place,
+        reason: record_error.to_string(),
+    }
+}
+
+/// Reads the whole file (its length at open).
+fn read_whole(path: &Path, reader: &PositionalFile) -> Result<Vec<u8>> {
+    reader.check_unchanged(path)?;
+    let length = usize::try_from(reader.len).map_err(|_| StorageError::Unsupported {
+        path: path.to_owned(),
+        reason: "the file is larger than this machine's address space".into(),
+    })?;
+    let mut bytes = vec![0u8; length];
+    reader.read_exact_at(&mut bytes, 0, path)?;
+    Ok(bytes)
+}
+
+/// Decodes `columns` of the whole file: the shared part of both formats' `read_piece`.
+fn read_text(source: &TextSource<'_>, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
+    let TextSource {
+        path,
+        format,
+        reader,
+        schema,
+        skip_header,
+        ..
+    } = *source;
+    check_piece_and_columns(path, 1, 0, schema.fields().len(), columns)?;
+    let projected = Arc::new(schema.project(columns).map_err(|error| StorageError::OutOfRange {
+        what: "column",
+        detail: error.to_string(),
+    })?);
+    let bytes = read_whole(path, reader)?;
+    // Decoded in file order, each column once; with no column asked for, the first is decoded
+    // so that rows are counted.
+    let mut roots = columns.to_vec();
+    roots.sort_unstable();
+    roots.dedup();
+    if roots.is_empty() && !schema.fields().is_empty() {
+        roots.push(0);
+    }
+    let place = || "the whole file".to_string();
+    let decoded = catch_decoder_panic(path, format, place, || {
+        let mut main = (source.make_decoder)(batch_size.max(1), Some(&roots), skip_header).map_err(|error| {
+            StorageError::Unsupported {
+                path: path.to_owned(),
+                reason: format!("cannot read this schema from {format}: {error}"),
+            }
+        })?;
+        decode_all(main.as_mut(), &bytes).map_err(|failure| locate_failure(source, &bytes, failure))
+    })?;
+    let positions: Vec<usize> = columns
+        .iter()
+        .map(|column| roots.binary_search(column).expect("every column is decoded"))
+        .collect();
+    decoded
+        .into_iter()
+        .map(|batch| {
+            let arrays = positions.iter().map(|&i| batch.column(i).clone()).collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            RecordBatch::try_new_with_options(projected.clone(), arrays, &options).map_err(|error| {
+                StorageError::Malformed {
+                    path: path.to_owned(),
+                    format,
+                    place: "the whole file".into(),
+                    reason: error.to_string(),
+                }
+            })
+        })
+        .collect()
+}
+
+fn empty_file_error(path: &Path, format: &'static str, what: &str) -> StorageError {
+    StorageError::Malformed {
+        path: path.to_owned(),
+        format,
+        place: "line 1".into(),
+        reason: format!(
+            "the file is empty: there is no {what} to take the columns from (pass a schema to read it as no rows)"
+        ),
+    }
+}
+
+impl CsvFile {
+    /// Opens the file and infers its schema from the first `options.infer_schema_length` rows
+    /// (or takes `options.schema`).
+    ///
+    /// Errors: `NotFound`; `WrongFormat` for a directory or a device; `Malformed` for an empty
+    /// file without a schema, or rows that cannot be sampled (ragged rows, invalid UTF-8: the
+    /// message gives the line).
+    pub fn open(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Arc<CsvFile>> {
+        let path = path.as_ref().to_owned();
+        let reader = PositionalFile::open(&path, CSV)?;
+        let schema = match &options.schema {
+            Some(schema) => schema.clone(),
+            None => {
+                if reader.len == 0 {
+                    return Err(empty_file_error(
+                        &path,
+                        CSV,
+                        if options.has_header { "header" } else { "row" },
+                    ));
+                }
+                let format = arrow::csv::reader::Format::default()
+                    .with_header(options.has_header)
+                    .with_delimiter(options.delimiter);
+                let source = BufReader::new(reader.reader_from(0));
+                let (schema, _) = catch_decoder_panic(
+                    &path,
+                    CSV,
+                    || "schema inference".into(),
+                    || {
+                        format
+                            .infer_schema(source, options.infer_schema_length)
+                            .map_err(|error| StorageError::Malformed {
+                                path: path.clone(),
+                                format: CSV,
+                                place: "the rows sampled for schema inference".into(),
+                                reason: error.to_string(),
+                            })
+                    },
+                )?;
+                Arc::new(schema)
+            }
+        };
+        Ok(Arc::new(CsvFile {
+            path,
+            reader,
+            schema,
+            options: options.clone(),
+        }))
+    }
+
+    fn decoder(
+        &self,
+        batch_size: usize,
+        columns: Option<&[usize]>,
+        skip_header: bool,
+    ) -> Result<Box<dyn RecordDecoder>, ArrowError> {
+        let mut builder = arrow::csv::ReaderBuilder::new(self.schema.clone())
+            .with_header(skip_header)
+            .with_delimiter(self.options.delimiter)
+            .with_batch_size(batch_size);
+        if let Some(columns) = columns {
+            builder = builder.with_projection(columns.to_vec());
+        }
+        Ok(Box::new(builder.build_decoder()))
+    }
+}
+
+impl DecodedFile for CsvFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn format(&self) -> &'static str {
+        CSV
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn num_pieces(&self) -> usize {
+        1
+    }
+
+    fn piece_rows(&self, _piece: usize) -> Option<u64> {
+        None
+    }
+
+    fn piece_stats(&self, _piece: usize, _column: usize) -> Option<ColumnStats> {
+        None
+    }
+
+    fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
+        check_piece_and_columns(&self.path, 1, piece, self.schema.fields().len(), columns)?;
+        let source = TextSource {
+            path: &self.path,
+            format: CSV,
+            reader: &self.reader,
+            schema: &self.schema,
+            json: false,
+            skip_header: self.options.has_header,
+            make_decoder: &|batch_size, columns, skip_header| self.decoder(batch_size, columns, skip_header),
+        };
+        read_text(&source, columns, batch_size)
+    }
+}
+
+/// Yields the JSON values of the non-blank lines of a file, and keeps the line number of the
+/// last one, so that an inference error can name its line.
+struct JsonLines<R> {
+    lines: std::io::Split<BufReader<R>>,
+    line: usize,
+    values: usize,
+    limit: Option<usize>,
+}
+
+impl<R: Read> Iterator for JsonLines<R> {
+    type Item = Result<serde_json::Value, ArrowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.limit.is_some_and(|limit| self.values >= limit) {
+            return None;
+        }
+        loop {
+            let line = match self.lines.next()? {
+                Ok(line) => line,
+                Err(error) => return Some(Err(ArrowError::ExternalError(Box::new(error)))),
+            };
+            self.line += 1;
+            if line.iter().all(|&byte| is_space(byte, true)) {
+                continue;
+            }
+            self.values += 1;
+            return Some(
+                serde_json::from_slice(&line).map_err(|error| ArrowError::JsonError(format!("invalid JSON: {error}"))),
+            );
+        }
+    }
+}
+
+impl NdjsonFile {
+    /// Opens the file and infers its schema from the first `options.infer_schema_length`
+    /// objects (or takes `options.schema`).
+    ///
+    /// Errors: `NotFound`; `WrongFormat` for a directory or a device; `Malformed` for an empty
+    /// file without a schema, or a sampled line that is not a JSON object or whose types
+    /// conflict with earlier lines (the message gives the line).
+    pub fn open(path: impl AsRef<Path>, options: &JsonOptions) -> Result<Arc<NdjsonFile>> {
+        let path = path.as_ref().to_owned();
+        let reader = PositionalFile::open(&path, NDJSON)?;
+        let schema = match &options.schema {
+            Some(schema) => schema.clone(),
+            None => {
+                let mut lines = JsonLines {
+                    lines: BufReader::new(reader.reader_from(0)).split(b'\n'),
+                    line: 0,
+                    values: 0,
+                    limit: options.infer_schema_length,
+                };
+                let inferred = catch_decoder_panic(
+                    &path,
+                    NDJSON,
+                    || "schema inference".into(),
+                    || {
+                        arrow::json::reader::infer_json_schema_from_iterator(&mut lines).map_err(|error| {
+                            StorageError::Malformed {
+                                path: path.clone(),
+                                format: NDJSON,
+                                place: format!("line {}", lines.line.max(1)),
+                                reason: error.to_string(),
+                            }
+                        })
+                    },
+                )?;
+                if lines.values == 0 {
+                    return Err(empty_file_error(&path, NDJSON, "JSON object"));
+                }
+                Arc::new(inferred)
+            }
+        };
+        Ok(Arc::new(NdjsonFile { path, reader, schema }))
+    }
+
+    fn decoder(&self, batch_size: usize, columns: Option<&[usize]>) -> Result<Box<dyn RecordDecoder>, ArrowError> {
+        let schema = match columns {
+            Some(columns) => Arc::new(self.schema.project(columns)?),
+            None => self.schema.clone(),
+        };
+        Ok(Box::new(
+            // Inference widens a column that holds strings and numbers to strings; coercing
+            // primitives makes such a column decodable ("old" and 20 become "old" and "20").
+            arrow::json::ReaderBuilder::new(schema)
+                .with_batch_size(batch_size)
+                .with_coerce_primitive(true)
+                .build_decoder()?,
+        ))
+    }
+}
+
+impl DecodedFile for NdjsonFile {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn format(&self) -> &'static str {
+        NDJSON
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn num_pieces(&self) -> usize {
+        1
+    }
+
+    fn piece_rows(&self, _piece: usize) -> Option<u64> {
+        None
+    }
+
+    fn piece_stats(&self, _piece: usize, _column: usize) -> Option<ColumnStats> {
+        None
+    }
+
+    fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
+        check_piece_and_columns(&self.path, 1, piece, self.schema.fields().len(), columns)?;
+        let source = TextSource {
+            path: &self.path,
+            format: NDJSON,
+            reader: &self.reader,
+            schema: &self.schema,
+            json: true,
+            skip_header: false,
+            make_decoder: &|batch_size, columns, _| self.decoder(batch_size, columns),
+        };
+        read_text(&source, columns, batch_size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{Array, AsArray, Float64Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
+
+    use super::*;
+
+    fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "relay-text-test-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    fn read_all(file: &dyn DecodedFile, columns: &[usize], batch_size: usize) -> RecordBatch {
+        let batches = file.read_piece(0, columns, batch_size).unwrap();
+        let schema = Arc::new(file.schema().project(columns).unwrap());
+        arrow::compute::concat_batches(&schema, &batches).unwrap()
+    }
+
+    const CSV_DATA: &[u8] = b"id,score,name\n1,0.5,ann\n2,,bob\n3,2.5,\"c, d\"\n4,3.5,\"multi\nline\"\n5,4.5,eve\n";
+
+    #[test]
+    fn csv_infers_and_reads() {
+        let path = temp_file("a.csv", CSV_DATA);
+        let file = CsvFile::open(&path, &CsvOptions::default()).unwrap();
+        assert_eq!(file.format(), "csv");
+        assert_eq!(file.num_pieces(), 1);
+        let schema = file.schema();
+        let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
+        assert_eq!(types, vec![&DataType::Int64, &DataType::Float64, &DataType::Utf8]);
+        let all = read_all(file.as_ref(), &[0, 1, 2], 2);
+        assert_eq!(
+            all.column(0).as_ref(),
+            &Int64Array::from(vec![1, 2, 3, 4, 5]) as &dyn Array
+        );
+        assert_eq!(
+            all.column(1).as_ref(),
+            &Float64Array::from(vec![Some(0.5), None, Some(2.5), Some(3.5), Some(4.5)]) as &dyn Array
+        );
+        assert_eq!(all.column(2).as_string::<i32>().value(2), "c, d");
+        assert_eq!(all.column(2).as_string::<i32>().value(3), "multi\nline");
+        // Projection in the asked order; no columns still counts rows.
+        let projected = read_all(file.as_ref(), &[2, 0], 100);
+        assert_eq!(projected.schema().field(0).name(), "name");
+        assert_eq!(projected.column(1).as_primitive::<Int64Type>().value(4), 5);
+        let batches = file.read_piece(0, &[], 3).unwrap();
+        assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 5);
+        assert!(file.read_piece(1, &[0], 3).is_err());
+        assert!(file.piece_stats(0, 0).is_none() && file.piece_rows(0).is_none());
+    }
+
+    #[test]
+    fn csv_options() {
+        // No header, another delimiter, an explicit schema.
+        let path = temp_file("b.csv", b"1;x\n2;y\n");
+        let file = CsvFile::open(
+            &path,
+            &CsvOptions {
+                has_header: false,
+                delimiter: b';',
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(file.schema().field(0).name(), "column_1");
+        assert_eq!(read_all(file.as_ref(), &[0, 1], 10).num_rows(), 2);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Utf8, true),
+            Field::new("b", DataType::Utf8, true),
+        ]));
+        let file = CsvFile::open(
+            &path,
+            &CsvOptions {
+                schema: Some(schema.clone()),
+                has_header: false,
+                delimiter: b';',
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(file.schema(), schema);
+        assert_eq!(
+            read_all(file.as_ref(), &[0], 10).column(0).as_string::<i32>().value(1),
+            "2"
+        );
+        // Inference from the first row only: a later float fails to parse as an integer.
+        let path = temp_file("c.csv", b"v\n1\n2\n2.5\n");
+        let sampled = CsvFile::open(
+            &path,
+            &CsvOptions {
+                infer_schema_length: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(sampled.schema().field(0).data_type(), &DataType::Int64);
+        let error = sampled.read_piece(0, &[0], 100).unwrap_err();
+        assert!(error.to_string().contains("line 4"), "{error}");
+        let all = CsvFile::open(
+            &path,
+            &CsvOptions {
+                infer_schema_length: None,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(all.schema().field(0).data_type(), &DataType::Float64);
+    }
+
+    #[test]
+    fn csv_bad_value_names_line_and_column() {
+        let mut data = b"id,age,name\n".to_vec();
+        for i in 1..=10 {
+            let age = if i == 6 {
+                "old".to_string()
+            } else {
+                (20 + i).to_string()
+            };
+            data.extend_from_slice(format!("{i},{age},n{i}\n").as_bytes());
+        }
+        let path = temp_file("bad.csv", &data);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("age", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let file = CsvFile::open(
+            &path,
+            &CsvOptions {
+                schema: Some(schema),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for batch_size in [1, 3, 4, 1000] {
+            let error = file.read_piece(0, &[0, 1, 2], batch_size).unwrap_err();
+            assert!(
+                matches!(error, StorageError::Malformed { format: "csv", .. }),
+                "{error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains("bad.csv"), "{message}");
+            assert!(message.contains("malformed csv at line 7, column \"age\""), "{message}");
+        }
+        // The bad column is not read: no error.
+        assert_eq!(read_all(file.as_ref(), &[0, 2], 4).num_rows(), 10);
+        // Lines are lines of the file: a quoted field spanning lines and CRLF endings count.
+        let path = temp_file("multiline.csv", b"id,note\r\n1,\"x\r\ny\"\r\n2,ok\r\nz,3\r\n");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("note", DataType::Utf8, true),
+        ]));
+        let file = CsvFile::open(
+            &path,
+            &CsvOptions {
+                schema: Some(schema),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let error = file.read_piece(0, &[0, 1], 2).unwrap_err();
+        assert!(error.to_string().contains("at line 5, column \"id\""), "{error}");
+    }
+
+    #[test]
+    fn csv_edge_cases() {
+        // Empty file.
+        let empty = temp_file("empty.csv", b"");
+        let error = CsvFile::open(&empty, &CsvOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("empty"), "{error}");
+        let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+        let with_schema = CsvFile::open(
+            &empty,
+            &CsvOptions {
+                schema: Some(schema),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(read_all(with_schema.as_ref(), &[0], 10).num_rows(), 0);
+        // Header only: the columns, no rows.
+        let header = temp_file("header.csv", b"a,b\n");
+        let file = CsvFile::open(&header, &CsvOptions::default()).unwrap();
+        assert_eq!(file.schema().fields().len(), 2);
+        assert_eq!(read_all(file.as_ref(), &[0, 1], 10).num_rows(), 0);
+        // No final newline.
+        let unterminated = temp_file("unterminated.csv", b"a,b\n1,2\n3,4");
+        let file = CsvFile::open(&unterminated, &CsvOptions::default()).unwrap();
+        assert_eq!(read_all(file.as_ref(), &[0, 1], 10).num_rows(), 2);
+        // A ragged row after the sampled rows.
+        let ragged = temp_file("ragged.csv", b"a,b\n1,2\n3,4\n5\n6,7\n");
+        let file = CsvFile::open(
+            &ragged,
+            &CsvOptions {
+                infer_schema_length: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let error = file.read_piece(0, &[0, 1], 10).unwrap_err();
+        assert!(error.to_string().contains("at line 4:"), "{error}");
+        // A ragged row among the sampled rows.
+        let error = CsvFile::open(&ragged, &CsvOptions::default()).unwrap_err();
+        assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
+        assert!(error.to_string().contains("line 4"), "{error}");
+        // Invalid UTF-8 after the sampled rows.
+        let invalid = temp_file("invalid.csv", b"a,b\n1,x\n2,\xff\xfe\n3,z\n");
+        let file = CsvFile::open(
+            &invalid,
+            &CsvOptions {
+                infer_schema_length: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let error = file.read_piece(0, &[0, 1], 10).unwrap_err();
+        assert!(error.to_string().contains("at line 3"), "{error}");
+        assert!(error.to_string().contains("UTF-8"), "{error}");
+        // A directory, a missing file.
+        let dir = empty.parent().unwrap();
+        assert!(matches!(
+            CsvFile::open(dir, &CsvOptions::default()),
+            Err(StorageError::WrongFormat { format: "csv", .. })
+        ));
+        assert!(matches!(
+            CsvFile::open(dir.join("missing.csv"), &CsvOptions::default()),
+            Err(StorageError::NotFound { .. })
+        ));
+    }
+
+    const JSON_DATA: &[u8] =
+        b"{\"id\": 1, \"name\": \"a\", \"tags\": [1, 2]}\n\n{\"id\": 2, \"name\": null}\n{\"id\": 3, \"name\": \"c\", \"tags\": []}\n";
+
+    #[test]
+    fn ndjson_infers_and_reads() {
+        let path = temp_file("a.ndjson", JSON_DATA);
+        let file = NdjsonFile::open(&path, &JsonOptions::default()).unwrap();
+        assert_eq!(file.format(), "ndjson");
+        let schema = file.schema();
+        assert_eq!(schema.field_with_name("id").unwrap().data_type(), &DataType::Int64);
+        assert!(matches!(
+            schema.field_with_name("tags").unwrap().data_type(),
+            DataType::List(_)
+        ));
+        let id = schema.index_of("id").unwrap();
+        let name = schema.index_of("name").unwrap();
+        let all = read_all(file.as_ref(), &[name, id], 2);
+        assert_eq!(all.column(1).as_ref(), &Int64Array::from(vec![1, 2, 3]) as &dyn Array);
+        assert_eq!(
+            all.column(0).as_ref(),
+            &StringArray::from(vec![Some("a"), None, Some("c")]) as &dyn Array
+        );
+        assert_eq!(
+            file.read_piece(0, &[], 2)
+                .unwrap()
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>(),
+            3
+        );
+        // An explicit schema: keys outside it are ignored.
+        let only_id = Arc::new(Schema::new(vec![Field::new("id", DataType::Float64, true)]));
+        let file = NdjsonFile::open(
+            &path,
+            &JsonOptions {
+                schema: Some(only_id.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(file.schema(), only_id);
+        assert_eq!(
+            read_all(file.as_ref(), &[0], 10).column(0).as_ref(),
+            &Float64Array::from(vec![1.0, 2.0, 3.0]) as &dyn Array
+        );
+    }
+
+    #[test]
+    fn ndjson_bad_value_names_line_and_column() {
+        let lines = [
+            "{\"id\": 1, \"age\": 20}",
+            "{\"id\": 2, \"age\": 21}",
+            "{\"id\": 3, \"age\": 22}",
+            "{\"id\": 4, \"age\": 23}",
+            "{\"id\": 5, \"age\": \"old\"}",
+            "{\"id\": 6, \"age\": 25}",
+        ];
+        let path = temp_file("bad.ndjson", (lines.join("\n") + "\n").as_bytes());
+        let file = NdjsonFile::open(
+            &path,
+            &JsonOptions {
+                infer_schema_length: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let age = file.schema().index_of("age").unwrap();
+        for batch_size in [1, 2, 3, 1000] {
+            let error = file.read_piece(0, &[0, 1], batch_size).unwrap_err();
+            assert!(
+                matches!(error, StorageError::Malformed { format: "ndjson", .. }),
+                "{error}"
+            );
+            let message = error.to_string();
+            assert!(message.contains("bad.ndjson"), "{message}");
+            assert!(
+                message.contains("malformed ndjson at line 5, column \"age\""),
+                "{message}"
+            );
+        }
+        // Inference over every line sees the string and widens the column to strings.
+        let widened = NdjsonFile::open(
+            &path,
+            &JsonOptions {
+                infer_schema_length: None,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(widened.schema().field(age).data_type(), &DataType::Utf8);
+        let ages = read_all(widened.as_ref(), &[age], 100);
+        assert_eq!(ages.column(0).as_string::<i32>().value(4), "old");
+    }
+
+    #[test]
+    fn ndjson_edge_cases() {
+        // Invalid JSON in the sampled lines: the line is named.
+        let path = temp_file("invalid.ndjson", b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": nope}\n");
+        let error = NdjsonFile::open(&path, &JsonOptions::default()).unwrap_err();
+        assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
+        assert!(error.to_string().contains("at line 3:"), "{error}");
+        // After them: found by the decoder.
+        let file = NdjsonFile::open(
+            &path,
+            &JsonOptions {
+                infer_schema_length: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let error = file.read_piece(0, &[0], 10).unwrap_err();
+        assert!(error.to_string().contains("at line 3"), "{error}");
+        // A line that is not an object.
+        let path = temp_file("array.ndjson", b"{\"a\": 1}\n[1, 2]\n");
+        let error = NdjsonFile::open(&path, &JsonOptions::default()).unwrap_err();
+        assert!(error.to_string().contains("line 2"), "{error}");
+        // A truncated last object.
+        let path = temp_file("truncated.ndjson", b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": 3\n");
+        let file = NdjsonFile::open(
+            &path,
+            &JsonOptions {
+                infer_schema_length: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let error = file.read_piece(0, &[0], 10).unwrap_err();
+        assert!(error.to_string().contains("line 3"), "{error}");
+        // Invalid UTF-8 in a string.
+        let path = temp_file("utf8.ndjson", b"{\"a\": \"x\"}\n{\"a\": \"\xff\"}\n");
+        let file = NdjsonFile::open(
+            &path,
+            &JsonOptions {
+                infer_schema_length: Some(1),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let error = file.read_piece(0, &[0], 10).unwrap_err();
+        assert!(error.to_string().contains("line 2"), "{error}");
+        // Empty and blank files.
+        for contents in [&b""[..], b"\n\n  \n"] {
+            let path = temp_file("empty.ndjson", contents);
+            let error = NdjsonFile::open(&path, &JsonOptions::default()).unwrap_err();
+            assert!(error.to_string().contains("empty"), "{error}");
+            let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
+            let file = NdjsonFile::open(
+                &path,
+                &JsonOptions {
+                    schema: Some(schema),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            assert_eq!(read_all(file.as_ref(), &[0], 10).num_rows(), 0);
+        }
+    }
+}

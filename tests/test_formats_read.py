@@ -1,0 +1,220 @@
+"""relay_ml.scan over Parquet, CSV and NDJSON files: results against pyarrow's readers, filters
+and selections against pyarrow.compute, pruning and projection in profile(), explain(),
+pickling, streaming in bounded memory, and errors that name the file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+import pytest
+
+import relay_ml as relay
+from relay_ml import col
+from tests.conftest import rss_anon_bytes
+
+
+def _table(rows: int = 1000) -> pa.Table:
+    rng = np.random.default_rng(0)
+    ids = np.arange(rows, dtype=np.int64)
+    return pa.table(
+        {
+            "id": ids,
+            "x": pa.array(rng.normal(size=rows).astype(np.float32)),
+            "age": pa.array([None if i % 13 == 0 else int(i % 90) for i in range(rows)], pa.int32()),
+            "name": pa.array([None if i % 11 == 0 else f"n{i % 37}" for i in range(rows)]),
+            "city": pa.array([["oslo", "rome", "lima"][i % 3] for i in range(rows)]).dictionary_encode(),
+            "ts": pa.array(
+                [dt.datetime(2024, 1, 1) + dt.timedelta(minutes=int(i)) for i in range(rows)], pa.timestamp("us")
+            ),
+            "tags": pa.array([[int(i), int(i) + 1][: i % 3] for i in range(rows)], pa.list_(pa.int64())),
+        }
+    )
+
+
+def _same(frame: relay.Frame, expected: pa.Table) -> None:
+    actual = frame.to_arrow()
+    assert actual.column_names == expected.column_names
+    for name in expected.column_names:
+        want = expected.column(name).combine_chunks()
+        have = actual.column(name).combine_chunks()
+        if pa.types.is_dictionary(want.type):
+            want = want.cast(want.type.value_type)
+        if pa.types.is_dictionary(have.type):
+            have = have.cast(have.type.value_type)
+        assert have.equals(want), name
+
+
+@pytest.mark.parametrize("compression", ["snappy", "zstd", "lz4", "none"])
+def test_parquet_written_by_pyarrow_reads_as_pyarrow_reads_it(tmp_path: Path, compression: str) -> None:
+    path = tmp_path / f"data-{compression}.parquet"
+    pq.write_table(_table(), path, compression=compression, row_group_size=128)
+    assert pq.ParquetFile(path).num_row_groups == 8
+    frame = relay.scan(path)
+    assert len(frame) == 1000
+    _same(frame, pq.read_table(path))
+
+
+def test_parquet_written_by_polars(tmp_path: Path) -> None:
+    path = tmp_path / "polars.parquet"
+    df = pl.DataFrame({"a": np.arange(500), "b": [f"s{i}" if i % 4 else None for i in range(500)], "c": np.linspace(0, 1, 500)})
+    df.write_parquet(path, row_group_size=100)
+    _same(relay.scan(path), pq.read_table(path))
+
+
+def test_filter_and_select_match_pyarrow_compute(tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    table = _table()
+    pq.write_table(table, path, row_group_size=100)
+    frame = relay.scan(path).filter((col("age") > 40) & (col("id") < 700)).select("id", "name", "x")
+    mask = pc.and_(pc.greater(table["age"], 40), pc.less(table["id"], 700))
+    expected = table.filter(pc.fill_null(mask, False)).select(["id", "name", "x"])
+    _same(frame, expected)
+
+
+def test_row_groups_are_pruned_by_their_statistics(tmp_path: Path) -> None:
+    path = tmp_path / "sorted.parquet"
+    pq.write_table(_table(), path, row_group_size=100)
+    frame = relay.scan(path).filter(col("id") >= 850)
+    assert frame["id"].to_numpy().tolist() == list(range(850, 1000))
+    (read,) = [op for op in frame.profile() if op["operator"].startswith("READ")]
+    assert (read["batches_read"], read["batches_skipped"]) == (2, 8)
+    assert read["rows_in"] == 200 and read["rows_out"] == 150
+
+
+def test_only_the_selected_columns_are_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "wide.parquet"
+    pq.write_table(_table(), path)
+    def bytes_read(frame: relay.Frame) -> int:
+        return sum(op["bytes_read"] for op in frame.profile() if op["operator"].startswith("READ"))
+    everything = bytes_read(relay.scan(path))
+    one = bytes_read(relay.scan(path).select("id"))
+    assert 0 < one <= 1000 * 8 * 2 < everything
+    assert "columns=[id]" in relay.scan(path).select("id").explain()
+
+
+def test_explain_says_columns_are_decoded_copies_and_frames_pickle(tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    pq.write_table(_table(), path, row_group_size=250)
+    frame = relay.scan(path).filter(col("age") < 10).select("id", "name")
+    text = frame.explain()
+    assert text.count("decoded from Parquet") == 2, text
+    assert frame["id"].copy_reason is not None and "decoded from Parquet" in frame["id"].copy_reason
+    again = pickle.loads(pickle.dumps(frame))
+    assert again.to_arrow().equals(frame.to_arrow())
+    assert again.origin == str(path)
+
+
+def test_streaming_a_parquet_file_keeps_memory_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "big.parquet"
+    rows = 4_000_000
+    table = pa.table({"a": np.arange(rows, dtype=np.int64), "b": np.ones(rows, dtype=np.float64)})
+    pq.write_table(table, path, row_group_size=100_000, compression="zstd")
+    del table
+    data_bytes = rows * 16  # 64 MB decoded; a batch is 1.6 MB
+    baseline = rss_anon_bytes()
+    peak = baseline
+    total = 0
+    for batch in relay.scan(path, batch_size=100_000):
+        total += int(batch["a"].to_numpy().sum())
+        peak = max(peak, rss_anon_bytes())
+    assert total == rows * (rows - 1) // 2
+    assert peak - baseline < data_bytes / 4, (peak - baseline) / 1e6
+
+
+def test_iter_batches_slices_decode_only_the_overlapping_row_groups(tmp_path: Path) -> None:
+    path = tmp_path / "groups.parquet"
+    pq.write_table(_table(), path, row_group_size=100)
+    batch = relay.scan(path).slice(250, 100)
+    assert batch["id"].to_numpy().tolist() == list(range(250, 350))
+    (read,) = [op for op in batch.profile() if op["operator"].startswith("READ")]
+    assert read["batches_read"] == 2 and read["rows_in"] == 100
+
+
+def test_csv_written_by_pyarrow_polars_and_python(tmp_path: Path) -> None:
+    table = pa.table({"a": [1, 2, None, 4], "b": ["x", "y", "z", None], "c": [0.5, 1.5, 2.5, 3.5]})
+    by_pyarrow = tmp_path / "pyarrow.csv"
+    pacsv.write_csv(table, by_pyarrow)
+    by_polars = tmp_path / "polars.csv"
+    pl.from_arrow(table).write_csv(by_polars)
+    by_python = tmp_path / "python.csv"
+    by_python.write_text("a,b,c\n1,x,0.5\n2,y,1.5\n,z,2.5\n4,,3.5\n")
+    for path in (by_pyarrow, by_polars, by_python):
+        expected = pacsv.read_csv(path)
+        actual = relay.scan(path).to_arrow()
+        assert actual.column_names == expected.column_names
+        assert actual["a"].to_pylist() == expected["a"].to_pylist()
+        assert actual["c"].to_pylist() == expected["c"].to_pylist()
+        assert actual["b"].to_pylist()[:3] == ["x", "y", "z"]
+
+
+def test_csv_options_and_schema_override(tmp_path: Path) -> None:
+    path = tmp_path / "data.txt"
+    path.write_text("1;a\n2;b\n3;c\n")
+    frame = relay.scan(path, format="csv", has_header=False, separator=";", schema={"n": "int32", "s": "string"})
+    assert frame.schema == {"n": "int32", "s": "string"}
+    assert frame.filter(col("n") >= 2)["s"].to_pylist() == ["b", "c"]
+    expected = pacsv.read_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=["n", "s"]),
+        parse_options=pacsv.ParseOptions(delimiter=";"),
+        convert_options=pacsv.ConvertOptions(column_types={"n": pa.int32()}),
+    )
+    assert frame.to_arrow().equals(expected)
+    assert pickle.loads(pickle.dumps(frame)).to_arrow().equals(expected)
+
+
+def test_ndjson_written_by_polars_and_python(tmp_path: Path) -> None:
+    rows = [{"a": i, "b": f"s{i}", "c": i / 2} for i in range(50)]
+    by_python = tmp_path / "python.jsonl"
+    by_python.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    by_polars = tmp_path / "polars.ndjson"
+    pl.DataFrame(rows).write_ndjson(by_polars)
+    for path in (by_python, by_polars):
+        expected = pajson.read_json(path)
+        frame = relay.scan(path)
+        _same(frame, expected)
+        assert frame.filter(col("a") > 45)["b"].to_pylist() == ["s46", "s47", "s48", "s49"]
+    frame = relay.scan(by_python, schema=pa.schema([("a", pa.int32()), ("b", pa.string())]))
+    assert frame.schema == {"a": "int32", "b": "string"}
+
+
+def test_format_comes_from_magic_bytes_when_the_suffix_says_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "no_suffix"
+    pq.write_table(pa.table({"a": [1, 2, 3]}), path)
+    assert relay.scan(path)["a"].to_pylist() == [1, 2, 3]
+    unknown = tmp_path / "mystery"
+    unknown.write_bytes(b"\x00\x01\x02 what")
+    with pytest.raises(relay.RelayValueError, match="mystery.*format="):
+        relay.scan(unknown)
+
+
+def test_malformed_files_raise_errors_that_name_the_file(tmp_path: Path) -> None:
+    bad_parquet = tmp_path / "bad.parquet"
+    bad_parquet.write_bytes(b"PAR1 not really parquet PAR1")
+    with pytest.raises(relay.CorruptFileError, match="bad.parquet.*footer"):
+        relay.scan(bad_parquet).to_arrow()
+    bad_csv = tmp_path / "bad.csv"
+    bad_csv.write_text("a,b\n1,2\n3\n4,5\n")
+    with pytest.raises(relay.CorruptFileError, match="bad.csv.*line 3"):
+        relay.scan(bad_csv).to_arrow()
+    bad_json = tmp_path / "bad.ndjson"
+    bad_json.write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(relay.CorruptFileError, match="bad.ndjson.*line 2"):
+        relay.scan(bad_json).to_arrow()
+    # In a list of files, the error names the damaged one.
+    good = tmp_path / "good.ndjson"
+    good.write_text('{"a": 1}\n{"a": 2}\n')
+    with pytest.raises(relay.CorruptFileError, match="bad.ndjson.*line 2"):
+        relay.scan([good, bad_json]).to_arrow()
+    with pytest.raises(relay.RelayTypeError, match="unknown options"):
+        relay.scan(bad_csv, delimiter=";")
