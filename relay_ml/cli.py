@@ -4,10 +4,12 @@
 per-column buffer alignment and nulls, compression, and whether each column exports without a
 copy (and why not).
 
-``relay convert IN OUT``: rewrites a readable file (today: an Arrow IPC file) as a
-zero-copy-ready Arrow IPC file: 64-byte aligned buffers, no compression, and large record
-batches (one, unless the data is larger than ``--max-batch-bytes``). Shows a progress bar (tqdm,
-when installed: ``pip install relay-ml[cli]``) for inputs larger than 256 MiB.
+``relay convert IN OUT``: rewrites anything ``relay_ml.scan`` reads (Arrow IPC, Parquet, CSV,
+NDJSON, several files or a partitioned folder) as a zero-copy-ready Arrow IPC file: 64-byte
+aligned buffers, no compression, and large record batches (one, unless the data is larger than
+``--max-batch-bytes``); or, when OUT ends in ``.parquet`` / ``.pq``, as a zstd Parquet file.
+Shows a progress bar (tqdm, when installed: ``pip install relay-ml[cli]``) for inputs larger than
+256 MiB.
 """
 
 from __future__ import annotations
@@ -70,6 +72,18 @@ def _progress_bar(total_rows: int, enabled: bool) -> Any:
     return tqdm(total=total_rows, unit="rows", unit_scale=True, desc="relay convert", file=sys.stderr)
 
 
+def _input_bytes(source: str) -> int:
+    """The bytes of the file, or of every file of the folder or glob, ``source`` names."""
+    import glob
+    import os
+
+    if os.path.isfile(source):
+        return os.path.getsize(source)
+    if os.path.isdir(source):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(source) for f in files)
+    return sum(os.path.getsize(p) for p in glob.glob(source, recursive=True) if os.path.isfile(p))
+
+
 def convert(
     source: str,
     target: str,
@@ -77,7 +91,9 @@ def convert(
     max_batch_bytes: int = DEFAULT_MAX_BATCH_BYTES,
     progress: bool | None = None,
 ) -> dict[str, int]:
-    """Rewrites ``source`` as a zero-copy-ready Arrow IPC file at ``target``.
+    """Rewrites ``source`` (anything :func:`relay_ml.scan` reads) as a zero-copy-ready Arrow IPC
+    file at ``target``, or as a Parquet file when ``target`` ends in ``.parquet`` / ``.pq``
+    (``batch_size`` then sets the row group size).
 
     Record batches hold ``batch_size`` rows; by default, all rows (one batch, so that every
     column is one contiguous view), or as many as fit in ``max_batch_bytes`` when the data is
@@ -91,7 +107,19 @@ def convert(
 
     frame = scan(source)
     rows = frame.num_rows
-    size = os.path.getsize(source)
+    if target.lower().endswith((".parquet", ".pq")):
+        from relay_ml.io import write_parquet
+
+        bar = _progress_bar(rows, _input_bytes(source) > PROGRESS_MIN_BYTES if progress is None else progress)
+        try:
+            summary = write_parquet(frame, target, row_group_size=batch_size)
+            if bar is not None:
+                bar.update(rows)
+        finally:
+            if bar is not None:
+                bar.close()
+        return summary
+    size = _input_bytes(source)
     if batch_size is None:
         bytes_per_row = size / max(rows, 1)
         batch_size = max(1, min(rows, int(max_batch_bytes / max(bytes_per_row, 1e-9))))
@@ -122,10 +150,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect.add_argument("file", help="path to an Arrow IPC file")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     conv = commands.add_parser(
-        "convert", help="rewrite a file as zero-copy-ready Arrow IPC (64-byte aligned, uncompressed, large batches)"
+        "convert",
+        help="rewrite data as zero-copy-ready Arrow IPC (64-byte aligned, uncompressed, large batches) or Parquet",
     )
-    conv.add_argument("input", help="file to read (an Arrow IPC file)")
-    conv.add_argument("output", help="Arrow IPC file to write (replaced atomically)")
+    conv.add_argument("input", help="what to read: an Arrow IPC, Parquet, CSV or NDJSON file, a glob or a folder")
+    conv.add_argument("output", help="Arrow IPC file to write, or Parquet for .parquet/.pq (replaced atomically)")
     conv.add_argument("--batch-size", type=int, default=None, help="rows per record batch (default: one batch)")
     conv.add_argument(
         "--max-batch-bytes",

@@ -1,4 +1,4 @@
-"""`relay inspect`."""
+"""`relay inspect` and `relay convert`."""
 
 from __future__ import annotations
 
@@ -107,3 +107,33 @@ def test_convert_without_tqdm_and_with_bad_input(tmp_path, capsys, monkeypatch):
     assert "relay convert:" in capsys.readouterr().err
     assert not (tmp_path / "never.arrow").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.arrow", "in.arrow", "out.arrow"]
+
+
+def test_convert_reads_parquet_csv_and_folders_and_writes_parquet(tmp_path, capsys):
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    table = pa.table({"x": np.arange(5_000, dtype=np.int64), "s": pa.array([f"v{i % 7}" for i in range(5_000)])})
+    pq.write_table(table, tmp_path / "in.parquet", row_group_size=1_000)
+    assert main(["convert", str(tmp_path / "in.parquet"), str(tmp_path / "from_parquet.arrow")]) == 0
+    assert "5,000 rows in 1 record batch," in capsys.readouterr().out
+    assert pa.ipc.open_file(tmp_path / "from_parquet.arrow").read_all().equals(table)
+
+    pcsv.write_csv(table, tmp_path / "in.csv")
+    assert main(["convert", str(tmp_path / "in.csv"), str(tmp_path / "from_csv.arrow")]) == 0
+    assert pa.ipc.open_file(tmp_path / "from_csv.arrow").read_all().equals(table)
+
+    # Arrow IPC to Parquet; --batch-size is the row group size.
+    assert main(["convert", "--batch-size", "2000", str(tmp_path / "from_csv.arrow"), str(tmp_path / "out.parquet")]) == 0
+    assert "5,000 rows" in capsys.readouterr().out
+    written = pq.ParquetFile(tmp_path / "out.parquet")
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [2000, 2000, 1000]
+    assert written.read().equals(table)
+
+    # A folder of files converts as one.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    pq.write_table(table.slice(0, 2_000), folder / "a.parquet")
+    pq.write_table(table.slice(2_000), folder / "b.parquet")
+    assert main(["convert", str(folder), str(tmp_path / "joined.arrow")]) == 0
+    assert pa.ipc.open_file(tmp_path / "joined.arrow").read_all().equals(table)
