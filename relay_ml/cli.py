@@ -107,8 +107,9 @@ def convert(
 
     frame = scan(source)
     rows = frame.num_rows
-    if target.lower().endswith((".parquet", ".pq")):
-        from relay_ml.io import write_parquet
+    from relay_ml.io import PARQUET_SUFFIXES, write_parquet
+
+    if target.lower().endswith(PARQUET_SUFFIXES):
 
         bar = _progress_bar(rows, _input_bytes(source) > PROGRESS_MIN_BYTES if progress is None else progress)
         try:

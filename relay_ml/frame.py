@@ -147,15 +147,16 @@ def _replay_scan(ops: tuple[tuple[str, Any], ...]) -> Frame:
     """Rebuilds a frame read by ``scan`` from decoded or several files (unpickling): the same
     source and options, then the operations."""
     (_, (source, options)), rest = ops[0], ops[1:]
-    frame = scan(source, **options)
-    for method, args in rest:
-        frame = getattr(frame, method)(*args)
-    return frame
+    return _apply_ops(scan(source, **options), rest)
 
 
 def _replay(path: str, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
     """Rebuilds a frame from its file and the operations that made it (unpickling)."""
-    frame = scan(path)
+    return _apply_ops(scan(path), ops)
+
+
+def _apply_ops(frame: Frame, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
+    """``frame`` with the recorded operations (method name, arguments) applied in order."""
     for method, args in ops:
         frame = getattr(frame, method)(*args)
     return frame
@@ -960,10 +961,7 @@ def concat(frames: Any) -> Frame:
 def _replay_concat(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
     """Rebuilds a concatenated frame from its recipe (unpickling): the frames, then the ops."""
     (_, (frames,)), rest = ops[0], ops[1:]
-    frame = concat(list(frames))
-    for method, args in rest:
-        frame = getattr(frame, method)(*args)
-    return frame
+    return _apply_ops(concat(list(frames)), rest)
 
 
 #: The values of ``Frame.join(how=...)``.
@@ -975,23 +973,19 @@ def _join_keys(keys: Any, argument: str) -> list[Expr]:
     items = tuple(keys) if isinstance(keys, (list, tuple)) else (keys,)
     if not items:
         raise RelayValueError(f"join(): {argument} names no key column")
-    exprs = []
-    for item in items:
-        if isinstance(item, str):
-            exprs.append(col(item))
-        elif isinstance(item, (Expr, Column)):
-            exprs.append(_to_expr(item))
-        else:
-            raise RelayTypeError(
-                f"join(): {argument} takes column names, expressions or columns, got {type(item).__name__}"
-            )
-    return exprs
+    return _column_exprs(items, f"join(): {argument}")
 
 
 def _exprs_of(items: tuple[Any, ...], method: str) -> list[Expr]:
     """Arguments given as one list or as several, each a name, an Expr or a Column."""
     if len(items) == 1 and isinstance(items[0], (list, tuple)):
         items = tuple(items[0])
+    return _column_exprs(items, f"{method}()")
+
+
+def _column_exprs(items: tuple[Any, ...], taker: str) -> list[Expr]:
+    """Each item (a column name, an Expr or a Column) as an expression; `taker` names the
+    argument in the error for anything else."""
     exprs = []
     for item in items:
         if isinstance(item, str):
@@ -999,9 +993,7 @@ def _exprs_of(items: tuple[Any, ...], method: str) -> list[Expr]:
         elif isinstance(item, (Expr, Column)):
             exprs.append(_to_expr(item))
         else:
-            raise RelayTypeError(
-                f"{method}() takes column names, expressions or columns, got {type(item).__name__}"
-            )
+            raise RelayTypeError(f"{taker} takes column names, expressions or columns, got {type(item).__name__}")
     return exprs
 
 

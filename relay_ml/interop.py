@@ -54,13 +54,11 @@ def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, orig
 
 def replay_memory(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
     """Rebuilds an in-memory frame from its recipe (unpickling): its rows, then the ops."""
-    from relay_ml.frame import Frame
+    from relay_ml.frame import Frame, _apply_ops
 
     (_, (origin, num_rows)), rest = ops[0], ops[1:]
     frame = Frame._wrap(NativeFrame.memory(num_rows, origin), ((MEMORY_OP, (origin, num_rows)),))
-    for method, args in rest:
-        frame = getattr(frame, method)(*args)
-    return frame
+    return _apply_ops(frame, rest)
 
 
 # -- public constructors ---------------------------------------------------------------------

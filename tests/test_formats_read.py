@@ -17,10 +17,10 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
+from conftest import rss_anon_bytes
 
 import relay_ml as relay
 from relay_ml import col
-from tests.conftest import rss_anon_bytes
 
 
 def _table(rows: int = 1000) -> pa.Table:

@@ -2,57 +2,16 @@
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import os
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import write_arrow
+from conftest import many_types_table, write_arrow
 
 import relay_ml as relay
 from relay_ml._relay import inspect_file
-
-
-def many_types_table(n: int = 257) -> pa.Table:
-    rng = np.random.default_rng(7)
-    nulls = rng.random(n) < 0.2
-
-    def with_nulls(values, type=None):
-        return pa.array([None if m else v for v, m in zip(values, nulls)], type=type)
-
-    ints = rng.integers(-1000, 1000, n)
-    return pa.table(
-        {
-            "i8": with_nulls((ints % 100).tolist(), pa.int8()),
-            "i16": with_nulls(ints.tolist(), pa.int16()),
-            "i32": with_nulls(ints.tolist(), pa.int32()),
-            "i64": with_nulls((ints * 10**12).tolist(), pa.int64()),
-            "u8": with_nulls((np.abs(ints) % 256).tolist(), pa.uint8()),
-            "u32": with_nulls(np.abs(ints).tolist(), pa.uint32()),
-            "u64": with_nulls(np.abs(ints).tolist(), pa.uint64()),
-            "f32": with_nulls(rng.standard_normal(n).astype(np.float32).tolist(), pa.float32()),
-            "f64": with_nulls(rng.standard_normal(n).tolist(), pa.float64()),
-            "bool": with_nulls((ints % 2 == 0).tolist(), pa.bool_()),
-            "str": with_nulls([f"value {i}" * (i % 3) for i in range(n)], pa.string()),
-            "large_str": with_nulls([f"s{i}" for i in range(n)], pa.large_string()),
-            "bin": with_nulls([bytes([i % 256]) * (i % 5) for i in range(n)], pa.binary()),
-            "date": with_nulls([datetime.date(2024, 1, 1) + datetime.timedelta(days=i) for i in range(n)], pa.date32()),
-            "ts": with_nulls(
-                [datetime.datetime(2024, 1, 1) + datetime.timedelta(seconds=i) for i in range(n)],
-                pa.timestamp("us", tz="UTC"),
-            ),
-            "dec": with_nulls([decimal.Decimal(i) / 100 for i in range(n)], pa.decimal128(10, 2)),
-            "list": with_nulls([list(range(i % 4)) for i in range(n)], pa.list_(pa.int32())),
-            "emb": pa.FixedSizeListArray.from_arrays(
-                pa.array(rng.standard_normal(n * 4).astype(np.float32)), 4, mask=pa.array(nulls)
-            ),
-            "struct": with_nulls([{"a": i, "b": f"b{i}"} for i in range(n)], pa.struct([("a", pa.int64()), ("b", pa.string())])),
-            "city": with_nulls([["oslo", "rome", "lima"][i % 3] for i in range(n)], pa.string()).dictionary_encode(),
-        }
-    )
 
 
 def alignments(path: Path) -> dict[str, int | None]:

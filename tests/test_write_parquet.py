@@ -3,8 +3,6 @@ Polars, row groups, codecs, option validation, atomic replacement."""
 
 from __future__ import annotations
 
-import datetime
-import decimal
 import os
 
 import numpy as np
@@ -12,53 +10,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_arrow
+from conftest import many_types_table, write_arrow
 
 import relay_ml as relay
-
-
-def many_kinds_table(n: int = 257) -> pa.Table:
-    rng = np.random.default_rng(11)
-    nulls = rng.random(n) < 0.2
-
-    def with_nulls(values, type=None):
-        return pa.array([None if m else v for v, m in zip(values, nulls)], type=type)
-
-    ints = rng.integers(-1000, 1000, n)
-    return pa.table(
-        {
-            "i8": with_nulls((ints % 100).tolist(), pa.int8()),
-            "i32": with_nulls(ints.tolist(), pa.int32()),
-            "i64": with_nulls((ints * 10**12).tolist(), pa.int64()),
-            "u16": with_nulls(np.abs(ints).tolist(), pa.uint16()),
-            "u64": with_nulls(np.abs(ints).tolist(), pa.uint64()),
-            "f32": with_nulls(rng.standard_normal(n).astype(np.float32).tolist(), pa.float32()),
-            "f64": with_nulls(rng.standard_normal(n).tolist(), pa.float64()),
-            "bool": with_nulls((ints % 2 == 0).tolist(), pa.bool_()),
-            "str": with_nulls([f"value {i}" * (i % 3) for i in range(n)], pa.string()),
-            "large_str": with_nulls([f"s{i}" for i in range(n)], pa.large_string()),
-            "bin": with_nulls([bytes([i % 256]) * (i % 5) for i in range(n)], pa.binary()),
-            "date": with_nulls([datetime.date(2024, 1, 1) + datetime.timedelta(days=i) for i in range(n)], pa.date32()),
-            "ts": with_nulls(
-                [datetime.datetime(2024, 1, 1) + datetime.timedelta(seconds=i) for i in range(n)],
-                pa.timestamp("us", tz="UTC"),
-            ),
-            "ts_naive": with_nulls(
-                [datetime.datetime(2020, 5, 1) + datetime.timedelta(milliseconds=7 * i) for i in range(n)],
-                pa.timestamp("ms"),
-            ),
-            "dec": with_nulls([decimal.Decimal(i) / 100 for i in range(n)], pa.decimal128(10, 2)),
-            "list": with_nulls([list(range(i % 4)) for i in range(n)], pa.list_(pa.int32())),
-            "str_list": with_nulls([[f"t{j}" for j in range(i % 3)] for i in range(n)], pa.list_(pa.string())),
-            "emb": pa.FixedSizeListArray.from_arrays(
-                pa.array(rng.standard_normal(n * 4).astype(np.float32)), 4, mask=pa.array(nulls)
-            ),
-            "struct": with_nulls(
-                [{"a": i, "b": f"b{i}"} for i in range(n)], pa.struct([("a", pa.int64()), ("b", pa.string())])
-            ),
-            "city": with_nulls([["oslo", "rome", "lima"][i % 3] for i in range(n)], pa.string()).dictionary_encode(),
-        }
-    )
 
 
 def assert_same_rows(read: pa.Table, expected: pa.Table) -> None:
@@ -70,7 +24,7 @@ def assert_same_rows(read: pa.Table, expected: pa.Table) -> None:
 
 @pytest.mark.parametrize("batch_rows", [None, 40])
 def test_every_column_kind_round_trips_through_pyarrow_and_polars(tmp_path, batch_rows):
-    table = many_kinds_table()
+    table = many_types_table()
     source = write_arrow(tmp_path / "in.arrow", table, batch_rows=batch_rows)
     out = tmp_path / "out.parquet"
     summary = relay.scan(source).write_parquet(out)

@@ -17,7 +17,7 @@
 use arrow::array::{ArrayRef, RecordBatch};
 use rayon::prelude::*;
 use relay_plan::Expr;
-use relay_storage::{DatasetView, OpenedFile, PieceId, RowRange, constant_column};
+use relay_storage::{DatasetView, OpenedFile, PieceId, RowRange, constant_column, slice_batches};
 
 use crate::execute::{Chunk, ExecError, ViewSet, filter, pool};
 use crate::profile::OperatorStats;
@@ -82,7 +82,7 @@ pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, Op
                     None => {
                         let batches = file.read_piece(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS)?;
                         match task.rows {
-                            Some((offset, count)) => slice_batches(batches, offset, count),
+                            Some((offset, count)) => slice_batches(&batches, offset as u64, count as u64),
                             None => batches,
                         }
                     }
@@ -163,7 +163,7 @@ fn sliced_tasks(
             tasks.push(PieceTask {
                 id,
                 rows: Some((offset, count)),
-                decoded: decoded.map(|batches| slice_batches(batches, offset, count)),
+                decoded: decoded.map(|batches| slice_batches(&batches, offset as u64, count as u64)),
             });
         }
         start += rows;
@@ -195,27 +195,6 @@ fn rows_only(file: &OpenedFile, piece: usize, rows: Option<(usize, usize)>) -> R
         vec![],
         &options,
     )?)
-}
-
-/// Rows `offset .. offset + count` of `batches` taken together.
-fn slice_batches(batches: Vec<RecordBatch>, offset: usize, count: usize) -> Vec<RecordBatch> {
-    let (mut skip, mut remaining) = (offset, count);
-    let mut out = Vec::new();
-    for batch in batches {
-        let rows = batch.num_rows();
-        if skip >= rows {
-            skip -= rows;
-            continue;
-        }
-        if remaining == 0 {
-            break;
-        }
-        let take = (rows - skip).min(remaining);
-        out.push(batch.slice(skip, take));
-        remaining -= take;
-        skip = 0;
-    }
-    out
 }
 
 /// Bytes of column data a piece's batches hold: the sliced bytes of an IPC view (its buffers

@@ -24,7 +24,7 @@ use relay_storage::type_name;
 use crate::error::{PlanError, Result};
 use crate::expr::Expr;
 use crate::plan::LogicalPlan;
-use crate::resolve::resolve;
+use crate::resolve::{field_named, resolve};
 
 /// Which rows of the two inputs a join keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,18 +298,7 @@ pub(crate) fn join_schema(
                 JoinSide::Left => left,
                 JoinSide::Right => right,
             };
-            let field =
-                schema
-                    .field_with_name(&column.name)
-                    .map_err(|_| PlanError::ColumnNotFound {
-                        name: column.name.clone(),
-                        available: schema
-                            .fields()
-                            .iter()
-                            .map(|f| format!("{:?}", f.name()))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    })?;
+            let field = field_named(schema, &column.name)?;
             Ok(Field::new(&column.output, field.data_type().clone(), true))
         })
         .collect::<Result<Vec<_>>>()?;

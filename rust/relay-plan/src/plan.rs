@@ -9,12 +9,12 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use relay_storage::{DatasetView, TableView, type_name};
+use relay_storage::{DatasetView, TableView, slice_batches, type_name};
 
 use crate::error::{PlanError, Result};
 use crate::expr::{AggExpr, Expr, Keep, SortKey};
 use crate::join::{JoinColumn, JoinType, join_schema};
-use crate::resolve::{is_orderable, resolve, resolve_aggregate};
+use crate::resolve::{field_named, is_orderable, resolve, resolve_aggregate};
 
 #[derive(Debug, Clone)]
 pub enum LogicalPlan {
@@ -349,30 +349,11 @@ impl LogicalPlan {
                     indices: Arc::new(indices[start..start + count].to_vec()),
                 }
             }
-            LogicalPlan::Memory { schema, batches, origin } => {
-                let mut skip = offset;
-                let mut remaining = length;
-                let mut sliced = Vec::new();
-                for batch in batches.iter() {
-                    let rows = batch.num_rows() as u64;
-                    if skip >= rows {
-                        skip -= rows;
-                        continue;
-                    }
-                    if remaining == 0 {
-                        break;
-                    }
-                    let count = (rows - skip).min(remaining);
-                    sliced.push(batch.slice(skip as usize, count as usize));
-                    remaining -= count;
-                    skip = 0;
-                }
-                LogicalPlan::Memory {
-                    schema: schema.clone(),
-                    batches: Arc::new(sliced),
-                    origin: origin.clone(),
-                }
-            }
+            LogicalPlan::Memory { schema, batches, origin } => LogicalPlan::Memory {
+                schema: schema.clone(),
+                batches: Arc::new(slice_batches(batches.iter(), offset, length)),
+                origin: origin.clone(),
+            },
             _ => LogicalPlan::Slice {
                 input: self.clone(),
                 offset,
@@ -551,15 +532,7 @@ impl LogicalPlan {
         let schema = self.schema()?;
         let base_schema = base.schema()?;
         for (name, to) in columns {
-            let field = schema.field_with_name(&name).map_err(|_| PlanError::ColumnNotFound {
-                name: name.clone(),
-                available: schema
-                    .fields()
-                    .iter()
-                    .map(|f| format!("{:?}", f.name()))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })?;
+            let field = field_named(&schema, &name)?;
             let target = reinterpreted_type(&name, field.data_type(), &to)?;
             merged.retain(|(existing, _)| existing != &name);
             let original = base_schema.field_with_name(&name).ok().map(|f| f.data_type());

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, new_empty_array, new_null_array};
 use arrow::compute::kernels::numeric;
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Float32Type, Float64Type, Int64Type, Schema, TimeUnit, UInt64Type};
+use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimeUnit, UInt64Type};
 use relay_storage::type_name;
 
 use crate::error::{PlanError, Result};
@@ -434,6 +434,14 @@ fn decimal_arithmetic(op: BinaryOp, left: (Expr, DataType), right: (Expr, DataTy
     Ok((cast_to(left, &lt, &left_decimal).binary(op, cast_to(right, &rt, &right_decimal)), output))
 }
 
+/// The field of `schema` called `name`, or `ColumnNotFound` listing the columns it has.
+pub(crate) fn field_named<'a>(schema: &'a Schema, name: &str) -> Result<&'a Field> {
+    schema.field_with_name(name).map_err(|_| PlanError::ColumnNotFound {
+        name: name.to_owned(),
+        available: schema.fields().iter().map(|f| format!("{:?}", f.name())).collect::<Vec<_>>().join(", "),
+    })
+}
+
 fn describe(expr: &Expr, t: &DataType) -> String {
     format!("{expr} ({})", type_name(t))
 }
@@ -441,11 +449,7 @@ fn describe(expr: &Expr, t: &DataType) -> String {
 fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
     match expr {
         Expr::Column(name) => {
-            let field = schema.field_with_name(&name).map_err(|_| PlanError::ColumnNotFound {
-                name: name.clone(),
-                available: schema.fields().iter().map(|f| format!("{:?}", f.name())).collect::<Vec<_>>().join(", "),
-            })?;
-            let t = field.data_type().clone();
+            let t = field_named(schema, &name)?.data_type().clone();
             Ok((Expr::Column(name), t))
         }
         Expr::Literal(literal) => {

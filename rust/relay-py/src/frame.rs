@@ -289,14 +289,14 @@ fn decoded_opener(options: FormatOptions) -> DecodedOpener {
                 };
                 csv.has_header = options.has_header.unwrap_or(csv.has_header);
                 csv.delimiter = options.separator.unwrap_or(csv.delimiter);
-                Ok(relay_storage::CsvFile::open(path, &csv)?)
+                Ok(relay_storage::TextFile::open_csv(path, &csv)?)
             }
             FileFormat::Ndjson => {
                 let json = relay_storage::JsonOptions {
                     schema: options.schema.clone(),
                     ..Default::default()
                 };
-                Ok(relay_storage::NdjsonFile::open(path, &json)?)
+                Ok(relay_storage::TextFile::open_ndjson(path, &json)?)
             }
             other => Err(StorageError::Unsupported {
                 path: path.to_owned(),

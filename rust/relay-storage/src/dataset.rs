@@ -26,7 +26,7 @@ use crate::error::{Result, StorageError};
 use crate::ipc::IpcFile;
 use crate::stats::{ColumnStats, batch_stats};
 use crate::types::type_name;
-use crate::view::RowRange;
+use crate::view::{RowRange, column_names, project_schema, quoted_names, select_columns};
 
 /// The format of one file of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -443,14 +443,11 @@ impl DatasetView {
     }
 
     pub fn schema(&self) -> SchemaRef {
-        let all = self.dataset.schema();
-        let fields: Vec<FieldRef> = self.columns.iter().map(|&i| all.fields()[i].clone()).collect();
-        Arc::new(Schema::new_with_metadata(fields, all.metadata().clone()))
+        project_schema(self.dataset.schema(), &self.columns)
     }
 
     pub fn column_names(&self) -> Vec<String> {
-        let all = self.dataset.schema();
-        self.columns.iter().map(|&i| all.field(i).name().clone()).collect()
+        column_names(self.dataset.schema(), &self.columns)
     }
 
     /// The index into the dataset's schema of the view's column `name`.
@@ -461,31 +458,15 @@ impl DatasetView {
 
     /// The named columns, in the order given (each a column of this view, once).
     pub fn select<S: AsRef<str>>(&self, names: &[S]) -> Result<DatasetView> {
-        let mut columns = Vec::with_capacity(names.len());
-        for name in names {
-            let name = name.as_ref();
-            let Some(index) = self.column_index(name) else {
-                return Err(StorageError::ColumnNotFound {
-                    path: PathBuf::from(self.dataset.description()),
-                    name: name.to_owned(),
-                    available: self
-                        .column_names()
-                        .iter()
-                        .map(|n| format!("{n:?}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            };
-            if columns.contains(&index) {
-                return Err(StorageError::OutOfRange {
-                    what: "selection",
-                    detail: format!("column {name:?} is selected twice"),
-                });
-            }
-            columns.push(index);
-        }
+        let columns = select_columns(names, |name| {
+            self.column_index(name).ok_or_else(|| StorageError::ColumnNotFound {
+                path: PathBuf::from(self.dataset.description()),
+                name: name.to_owned(),
+                available: quoted_names(&self.column_names()),
+            })
+        })?;
         Ok(DatasetView {
-            columns: columns.into(),
+            columns,
             ..self.clone()
         })
     }

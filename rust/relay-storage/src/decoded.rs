@@ -6,15 +6,25 @@
 //! (Parquet row groups; a whole CSV or NDJSON file) that can be decoded in parallel, and per
 //! piece statistics where the file keeps them (Parquet), so pieces that cannot hold a matching
 //! row are never decoded.
+//!
+//! The readers' shared parts live here too: positional reads of the opened file
+//! (`PositionalFile`), the checks of `read_piece`'s arguments, the projection of decoded batches
+//! onto the columns asked for, and the conversion of a decoder panic into an error.
 
 use std::fmt::Debug;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
+use std::sync::Arc;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::datatypes::{Schema, SchemaRef};
 
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::stats::ColumnStats;
+use crate::write::io_error;
 
 /// An opened file of a format that is decoded when read. Opening reads only what the schema
 /// and the piece layout need (Parquet: the footer; CSV/NDJSON: the rows schema inference
@@ -41,4 +51,198 @@ pub trait DecodedFile: Send + Sync + Debug {
     /// batches of at most `batch_size` rows whose schema is the projected schema. Errors name
     /// the file and the place (row group, line) that could not be decoded.
     fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>>;
+}
+
+/// The columns a decoder reads for a `read_piece` of `columns`: in file order, each once (the
+/// order and uniqueness arrow-rs's decoders give their output columns).
+pub(crate) fn decoded_roots(columns: &[usize]) -> Vec<usize> {
+    let mut roots = columns.to_vec();
+    roots.sort_unstable();
+    roots.dedup();
+    roots
+}
+
+/// The batches `read_piece` returns for `columns` (indices into `schema`, in the order asked,
+/// repeats allowed), from `decoded` batches whose columns are `roots` (`decoded_roots` of
+/// `columns`, possibly with columns added to count rows); `place` names the piece in errors.
+pub(crate) fn project_decoded(
+    path: &Path,
+    format: &'static str,
+    place: &dyn Fn() -> String,
+    schema: &Schema,
+    columns: &[usize],
+    roots: &[usize],
+    decoded: Vec<RecordBatch>,
+) -> Result<Vec<RecordBatch>> {
+    let projected = Arc::new(schema.project(columns).map_err(|error| StorageError::OutOfRange {
+        what: "column",
+        detail: error.to_string(),
+    })?);
+    let positions: Vec<usize> = columns
+        .iter()
+        .map(|column| roots.binary_search(column).expect("every column is decoded"))
+        .collect();
+    decoded
+        .into_iter()
+        .map(|batch| {
+            let arrays = positions.iter().map(|&i| batch.column(i).clone()).collect();
+            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            RecordBatch::try_new_with_options(projected.clone(), arrays, &options).map_err(|error| {
+                StorageError::Malformed {
+                    path: path.to_owned(),
+                    format,
+                    place: place(),
+                    reason: error.to_string(),
+                }
+            })
+        })
+        .collect()
+}
+
+/// Checks a piece index and column indices passed to `DecodedFile::read_piece`.
+pub(crate) fn check_piece_and_columns(
+    path: &Path,
+    pieces: usize,
+    piece: usize,
+    num_columns: usize,
+    columns: &[usize],
+) -> Result<()> {
+    if piece >= pieces {
+        return Err(StorageError::OutOfRange {
+            what: "piece",
+            detail: format!("{}: piece {piece} of a file with {pieces} pieces", path.display()),
+        });
+    }
+    if let Some(column) = columns.iter().find(|&&column| column >= num_columns) {
+        return Err(StorageError::OutOfRange {
+            what: "column",
+            detail: format!(
+                "{}: column {column} of a file with {num_columns} columns",
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Runs a decoder call, turning a panic into a `Malformed` error at `place()`.
+pub(crate) fn catch_decoder_panic<T>(
+    path: &Path,
+    format: &'static str,
+    place: impl FnOnce() -> String,
+    decode: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("unknown error");
+        Err(StorageError::Malformed {
+            path: path.to_owned(),
+            format,
+            place: place(),
+            reason: format!("the decoder failed: {detail}"),
+        })
+    })
+}
+
+/// An opened file read by `pread` at explicit offsets, with its length at open: clones share
+/// the descriptor but no file offset, so threads read concurrently.
+#[derive(Clone)]
+pub(crate) struct PositionalFile {
+    file: Arc<File>,
+    /// The file's length when it was opened: reads stop there.
+    pub(crate) len: u64,
+}
+
+impl std::fmt::Debug for PositionalFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PositionalFile")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PositionalFile {
+    /// Opens a regular file; `format` names what a directory or a device is not.
+    pub(crate) fn open(path: &Path, format: &'static str) -> Result<PositionalFile> {
+        let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.to_owned() },
+            _ => io_error(path, "stat")(source),
+        })?;
+        if metadata.is_dir() {
+            return Err(StorageError::WrongFormat {
+                path: path.to_owned(),
+                format,
+                reason: "it is a directory".into(),
+            });
+        }
+        if !metadata.is_file() {
+            // Opening a FIFO for reading blocks until a writer comes.
+            return Err(StorageError::WrongFormat {
+                path: path.to_owned(),
+                format,
+                reason: "it is not a regular file (a FIFO, socket or device)".into(),
+            });
+        }
+        let file = File::open(path).map_err(io_error(path, "open"))?;
+        let len = file.metadata().map_err(io_error(path, "stat"))?.len();
+        Ok(PositionalFile {
+            file: Arc::new(file),
+            len,
+        })
+    }
+
+    /// Fills `buffer` from `offset`, or fails with an error that names `path`.
+    pub(crate) fn read_exact_at(&self, buffer: &mut [u8], offset: u64, path: &Path) -> Result<()> {
+        self.read_exact_raw(buffer, offset).map_err(io_error(path, "read"))
+    }
+
+    /// Fills `buffer` from `offset`; the caller words the error.
+    pub(crate) fn read_exact_raw(&self, buffer: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buffer, offset)
+    }
+
+    /// A reader of the bytes from `start` to the length at open.
+    pub(crate) fn reader_from(&self, start: u64) -> PositionalReader {
+        PositionalReader {
+            file: self.file.clone(),
+            offset: start,
+            end: self.len,
+        }
+    }
+
+    /// `FileChanged` when the file no longer has the length it had when opened.
+    pub(crate) fn check_unchanged(&self, path: &Path) -> Result<()> {
+        let actual = self.file.metadata().map(|m| m.len()).unwrap_or(self.len);
+        if actual != self.len {
+            return Err(StorageError::FileChanged {
+                path: path.to_owned(),
+                expected: self.len,
+                actual,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A reader from an offset onward, by positional reads.
+pub(crate) struct PositionalReader {
+    file: Arc<File>,
+    offset: u64,
+    end: u64,
+}
+
+impl Read for PositionalReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let left = self.end.saturating_sub(self.offset);
+        let take = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if take == 0 {
+            return Ok(0);
+        }
+        let read = self.file.read_at(&mut buffer[..take], self.offset)?;
+        self.offset += read as u64;
+        Ok(read)
+    }
 }

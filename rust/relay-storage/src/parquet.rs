@@ -16,14 +16,11 @@
 //! errors for what it recognizes as damaged; anything it still panics on is caught and reported
 //! as a malformed file, naming the row group and, where one column alone fails, the column.
 
-use std::fs::File;
-use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
-use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions};
+use arrow::array::{Array, ArrayRef, RecordBatch};
 use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
@@ -33,7 +30,10 @@ use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
-use crate::decoded::DecodedFile;
+use crate::decoded::{
+    DecodedFile, PositionalFile, PositionalReader, catch_decoder_panic, check_piece_and_columns, decoded_roots,
+    project_decoded,
+};
 use crate::error::{Result, StorageError};
 use crate::stats::ColumnStats;
 
@@ -253,14 +253,7 @@ impl DecodedFile for ParquetFile {
     fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
         let schema = self.metadata.schema();
         check_piece_and_columns(&self.path, self.num_pieces(), piece, schema.fields().len(), columns)?;
-        let projected = Arc::new(schema.project(columns).map_err(|error| StorageError::OutOfRange {
-            what: "column",
-            detail: error.to_string(),
-        })?);
-        // The decoder yields the projected columns in file order, each once.
-        let mut roots = columns.to_vec();
-        roots.sort_unstable();
-        roots.dedup();
+        let roots = decoded_roots(columns);
         let place = |column: Option<usize>| match column {
             Some(column) => format!("row group {piece}, column {:?}", schema.field(column).name()),
             None => format!("row group {piece}"),
@@ -278,52 +271,8 @@ impl DecodedFile for ParquetFile {
                 })
             },
         )?;
-        let positions: Vec<usize> = columns
-            .iter()
-            .map(|column| roots.binary_search(column).expect("every column is a root"))
-            .collect();
-        decoded
-            .into_iter()
-            .map(|batch| {
-                let arrays = positions.iter().map(|&i| batch.column(i).clone()).collect();
-                let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-                RecordBatch::try_new_with_options(projected.clone(), arrays, &options).map_err(|error| {
-                    StorageError::Malformed {
-                        path: self.path.clone(),
-                        format: FORMAT,
-                        place: place(None),
-                        reason: error.to_string(),
-                    }
-                })
-            })
-            .collect()
+        project_decoded(&self.path, FORMAT, &|| place(None), schema, columns, &roots, decoded)
     }
-}
-
-/// Checks a piece index and column indices passed to `DecodedFile::read_piece`.
-pub(crate) fn check_piece_and_columns(
-    path: &Path,
-    pieces: usize,
-    piece: usize,
-    num_columns: usize,
-    columns: &[usize],
-) -> Result<()> {
-    if piece >= pieces {
-        return Err(StorageError::OutOfRange {
-            what: "piece",
-            detail: format!("{}: piece {piece} of a file with {pieces} pieces", path.display()),
-        });
-    }
-    if let Some(column) = columns.iter().find(|&&column| column >= num_columns) {
-        return Err(StorageError::OutOfRange {
-            what: "column",
-            detail: format!(
-                "{}: column {column} of a file with {num_columns} columns",
-                path.display()
-            ),
-        });
-    }
-    Ok(())
 }
 
 fn parquet_error(path: &Path, place: String, error: ParquetError) -> StorageError {
@@ -361,28 +310,6 @@ fn parquet_error(path: &Path, place: String, error: ParquetError) -> StorageErro
     }
 }
 
-/// Runs a decoder call, turning a panic into a `Malformed` error at `place()`.
-pub(crate) fn catch_decoder_panic<T>(
-    path: &Path,
-    format: &'static str,
-    place: impl FnOnce() -> String,
-    decode: impl FnOnce() -> Result<T>,
-) -> Result<T> {
-    catch_unwind(AssertUnwindSafe(decode)).unwrap_or_else(|payload| {
-        let detail = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown error");
-        Err(StorageError::Malformed {
-            path: path.to_owned(),
-            format,
-            place: place(),
-            reason: format!("the decoder failed: {detail}"),
-        })
-    })
-}
-
 fn check_magic(path: &Path, reader: &PositionalFile) -> Result<()> {
     let wrong = |reason: String| StorageError::WrongFormat {
         path: path.to_owned(),
@@ -415,124 +342,9 @@ fn check_magic(path: &Path, reader: &PositionalFile) -> Result<()> {
     Ok(())
 }
 
-/// An opened file read by `pread` at explicit offsets, with its length at open: clones share
-/// the descriptor but no file offset, so threads read concurrently.
-#[derive(Clone)]
-pub(crate) struct PositionalFile {
-    file: Arc<File>,
-    /// The file's length when it was opened: reads stop there.
-    pub(crate) len: u64,
-}
-
-impl std::fmt::Debug for PositionalFile {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PositionalFile")
-            .field("len", &self.len)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PositionalFile {
-    /// Opens a regular file; `format` names what a directory or a device is not.
-    pub(crate) fn open(path: &Path, format: &'static str) -> Result<PositionalFile> {
-        let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.to_owned() },
-            _ => StorageError::Io {
-                path: path.to_owned(),
-                action: "stat",
-                source,
-            },
-        })?;
-        if metadata.is_dir() {
-            return Err(StorageError::WrongFormat {
-                path: path.to_owned(),
-                format,
-                reason: "it is a directory".into(),
-            });
-        }
-        if !metadata.is_file() {
-            // Opening a FIFO for reading blocks until a writer comes.
-            return Err(StorageError::WrongFormat {
-                path: path.to_owned(),
-                format,
-                reason: "it is not a regular file (a FIFO, socket or device)".into(),
-            });
-        }
-        let file = File::open(path).map_err(|source| StorageError::Io {
-            path: path.to_owned(),
-            action: "open",
-            source,
-        })?;
-        let len = file
-            .metadata()
-            .map_err(|source| StorageError::Io {
-                path: path.to_owned(),
-                action: "stat",
-                source,
-            })?
-            .len();
-        Ok(PositionalFile {
-            file: Arc::new(file),
-            len,
-        })
-    }
-
-    pub(crate) fn read_exact_at(&self, buffer: &mut [u8], offset: u64, path: &Path) -> Result<()> {
-        self.file
-            .read_exact_at(buffer, offset)
-            .map_err(|source| StorageError::Io {
-                path: path.to_owned(),
-                action: "read",
-                source,
-            })
-    }
-
-    /// A reader of the bytes from `start` to the length at open.
-    pub(crate) fn reader_from(&self, start: u64) -> PositionalReader {
-        PositionalReader {
-            file: self.file.clone(),
-            offset: start,
-            end: self.len,
-        }
-    }
-
-    /// `FileChanged` when the file no longer has the length it had when opened.
-    pub(crate) fn check_unchanged(&self, path: &Path) -> Result<()> {
-        let actual = self.file.metadata().map(|m| m.len()).unwrap_or(self.len);
-        if actual != self.len {
-            return Err(StorageError::FileChanged {
-                path: path.to_owned(),
-                expected: self.len,
-                actual,
-            });
-        }
-        Ok(())
-    }
-}
-
 impl Length for PositionalFile {
     fn len(&self) -> u64 {
         self.len
-    }
-}
-
-/// A reader from an offset onward, by positional reads.
-pub(crate) struct PositionalReader {
-    file: Arc<File>,
-    offset: u64,
-    end: u64,
-}
-
-impl Read for PositionalReader {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.end.saturating_sub(self.offset);
-        let take = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if take == 0 {
-            return Ok(0);
-        }
-        let read = self.file.read_at(&mut buffer[..take], self.offset)?;
-        self.offset += read as u64;
-        Ok(read)
     }
 }
 
@@ -546,15 +358,11 @@ impl ChunkReader for PositionalFile {
                 self.len
             )));
         }
-        Ok(std::io::BufReader::new(PositionalReader {
-            file: self.file.clone(),
-            offset: start,
-            end: self.len,
-        }))
+        Ok(std::io::BufReader::new(self.reader_from(start)))
     }
 
     fn get_bytes(&self, start: u64, length: usize) -> parquet::errors::Result<Bytes> {
-        let end = start
+        start
             .checked_add(length as u64)
             .filter(|&end| end <= self.len)
             .ok_or_else(|| {
@@ -563,10 +371,8 @@ impl ChunkReader for PositionalFile {
                     self.len
                 ))
             })?;
-        debug_assert!(end <= self.len);
         let mut buffer = vec![0u8; length];
-        self.file
-            .read_exact_at(&mut buffer, start)
+        self.read_exact_raw(&mut buffer, start)
             .map_err(|error| ParquetError::EOF(format!("reading {length} bytes at offset {start}: {error}")))?;
         Ok(Bytes::from(buffer))
     }
@@ -574,6 +380,8 @@ impl ChunkReader for PositionalFile {
 
 #[cfg(test)]
 mod tests {
+    use std::fs::File;
+
     use super::*;
     use arrow::array::{
         AsArray, BooleanArray, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray,
@@ -585,15 +393,7 @@ mod tests {
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
     fn temp_dir() -> PathBuf {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "relay-parquet-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::temp_dir("relay-parquet-test")
     }
 
     /// 10 rows per batch: id, a nullable float, a string, a dictionary, a timestamp and a list.

@@ -1,6 +1,10 @@
 //! CSV and newline-delimited JSON files, decoded with arrow-rs's `arrow::csv` and `arrow::json`
 //! readers.
 //!
+//! Both formats are one type, `TextFile`, that differs only in its `TextFormat`: how the
+//! schema is inferred, how a decoder is built, and whether spaces and a header line come before
+//! records. Everything else (reading, error location) is shared.
+//!
 //! Opening infers the schema from the first `infer_schema_length` rows (read through a buffered
 //! reader, so only those rows are read), unless an explicit schema is given. Each file is one
 //! piece, decoded whole by `read_piece`: text formats have no index that says where a row
@@ -19,13 +23,14 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
-use arrow::datatypes::SchemaRef;
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 
-use crate::decoded::DecodedFile;
+use crate::decoded::{
+    DecodedFile, PositionalFile, catch_decoder_panic, check_piece_and_columns, decoded_roots, project_decoded,
+};
 use crate::error::{Result, StorageError};
-use crate::parquet::{PositionalFile, catch_decoder_panic, check_piece_and_columns};
 use crate::stats::ColumnStats;
 
 /// How a CSV file is read.
@@ -72,25 +77,46 @@ impl Default for JsonOptions {
     }
 }
 
-/// An opened CSV file and the schema it is read with.
-#[derive(Debug)]
-pub struct CsvFile {
-    path: PathBuf,
-    reader: PositionalFile,
-    schema: SchemaRef,
-    options: CsvOptions,
-}
-
-/// An opened NDJSON file and the schema it is read with.
-#[derive(Debug)]
-pub struct NdjsonFile {
-    path: PathBuf,
-    reader: PositionalFile,
-    schema: SchemaRef,
-}
-
 const CSV: &str = "csv";
 const NDJSON: &str = "ndjson";
+
+/// The format of a text file, with what decoding it needs beyond the schema.
+#[derive(Debug, Clone, Copy)]
+enum TextFormat {
+    /// Whether the first line is a header (skipped when decoding), and the field delimiter.
+    Csv {
+        has_header: bool,
+        delimiter: u8,
+    },
+    Ndjson,
+}
+
+impl TextFormat {
+    fn name(self) -> &'static str {
+        match self {
+            TextFormat::Csv { .. } => CSV,
+            TextFormat::Ndjson => NDJSON,
+        }
+    }
+
+    /// Whether records are JSON values (spaces between them are not data).
+    fn is_json(self) -> bool {
+        matches!(self, TextFormat::Ndjson)
+    }
+
+    fn has_header(self) -> bool {
+        matches!(self, TextFormat::Csv { has_header: true, .. })
+    }
+}
+
+/// An opened CSV or NDJSON file and the schema it is read with.
+#[derive(Debug)]
+pub struct TextFile {
+    path: PathBuf,
+    reader: PositionalFile,
+    schema: SchemaRef,
+    format: TextFormat,
+}
 
 /// A record decoder of one format: arrow-rs's CSV and JSON decoders share this shape.
 trait RecordDecoder {
@@ -118,6 +144,21 @@ impl RecordDecoder for arrow::json::reader::Decoder {
     }
 }
 
+/// Decodes from `offset` until the decoder's batch is full or `bytes` end (then ends the input,
+/// so that a last record without a line terminator is complete), and flushes: the bytes
+/// consumed and the batch, if one came out.
+fn decode_next(
+    decoder: &mut dyn RecordDecoder,
+    bytes: &[u8],
+    offset: usize,
+) -> Result<(usize, Option<RecordBatch>), ArrowError> {
+    let consumed = decoder.decode(&bytes[offset..])?;
+    if offset + consumed == bytes.len() && consumed > 0 {
+        decoder.decode(&[])?;
+    }
+    Ok((consumed, decoder.flush()?))
+}
+
 /// A decoding failure: the byte where the batch (or record) that failed starts, and why.
 struct DecodeFailure {
     start: usize,
@@ -131,14 +172,9 @@ fn decode_all(decoder: &mut dyn RecordDecoder, bytes: &[u8]) -> Result<Vec<Recor
     let mut offset = 0;
     loop {
         let start = offset;
-        let failed = |error| DecodeFailure { start, error };
-        let consumed = decoder.decode(&bytes[offset..]).map_err(failed)?;
+        let (consumed, batch) = decode_next(decoder, bytes, offset).map_err(|error| DecodeFailure { start, error })?;
         offset += consumed;
-        if offset == bytes.len() && consumed > 0 {
-            // Empty input ends a last record that has no line terminator.
-            decoder.decode(&[]).map_err(failed)?;
-        }
-        match decoder.flush().map_err(failed)? {
+        match batch {
             Some(batch) => batches.push(batch),
             None if offset == bytes.len() || consumed == 0 => return Ok(batches),
             None => {}
@@ -161,184 +197,22 @@ fn line_of(bytes: &[u8], start: usize, json: bool) -> usize {
     1 + memchr::memchr_iter(b'\n', &bytes[..first]).count()
 }
 
-/// Decodes records one at a time from `start` with decoders from `single` (batch size 1) and
-/// returns the first byte of the first record that fails, with its error.
-fn first_failing_record(
-    single: &dyn Fn() -> Result<Box<dyn RecordDecoder>, ArrowError>,
-    bytes: &[u8],
-    start: usize,
-) -> Option<(usize, ArrowError)> {
-    let mut decoder = single().ok()?;
+/// Decodes records one at a time from `start` with `decoder` (batch size 1) and returns the
+/// first byte of the first record that fails, with its error.
+fn first_failing_record(decoder: &mut dyn RecordDecoder, bytes: &[u8], start: usize) -> Option<(usize, ArrowError)> {
     let mut offset = start;
     loop {
-        let record = offset;
-        let step = (|| -> Result<Option<usize>, ArrowError> {
-            let consumed = decoder.decode(&bytes[offset..])?;
-            offset += consumed;
-            if offset == bytes.len() && consumed > 0 {
-                decoder.decode(&[])?;
+        match decode_next(decoder, bytes, offset) {
+            Err(error) => return Some((offset, error)),
+            Ok((0, None)) => return None,
+            Ok((consumed, _)) => {
+                offset += consumed;
+                if offset >= bytes.len() {
+                    return None;
+                }
             }
-            let batch = decoder.flush()?;
-            Ok((batch.is_some() || consumed > 0).then_some(consumed))
-        })();
-        match step {
-            Err(error) => return Some((record, error)),
-            Ok(None) => return None,
-            Ok(Some(_)) if offset >= bytes.len() => return None,
-            Ok(Some(_)) => {}
         }
     }
-}
-
-/// Builds a decoder of one format: the batch size, the schema columns it reads (None: all; in
-/// file order) and whether it skips a header line.
-type MakeDecoder<'a> = dyn Fn(usize, Option<&[usize]>, bool) -> Result<Box<dyn RecordDecoder>, ArrowError> + 'a;
-
-/// What the shared decoding code needs to know of an opened text file.
-struct TextSource<'a> {
-    path: &'a Path,
-    format: &'static str,
-    reader: &'a PositionalFile,
-    schema: &'a SchemaRef,
-    /// Whether records are JSON values (spaces between them are not data).
-    json: bool,
-    skip_header: bool,
-    make_decoder: &'a MakeDecoder<'a>,
-}
-
-/// Where a decode failed and why, located as the module documentation says.
-fn locate_failure(source: &TextSource<'_>, bytes: &[u8], failure: DecodeFailure) -> StorageError {
-    let TextSource {
-        path,
-        format,
-        schema,
-        json,
-        skip_header,
-        ..
-    } = *source;
-    // Decoders of batch size 1 for records that start right at their input (no header).
-    let single = |column: Option<usize>| match column {
-        Some(column) => (source.make_decoder)(1, Some(&[column]), false),
-        None => (source.make_decoder)(1, None, false),
-    };
-    let DecodeFailure { mut start, error } = failure;
-    if skip_header && start == 0 {
-        // The batch that failed began with the header: start after it.
-        start = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |newline| newline + 1);
-        if start >= bytes.len() {
-            return StorageError::Malformed {
-                path: path.to_owned(),
-                format,
-                place: "line 1".into(),
-                reason: error.to_string(),
-            };
-        }
-    }
-    let Some((record, record_error)) = first_failing_record(&|| single(None), bytes, start) else {
-        return StorageError::Malformed {
-            path: path.to_owned(),
-            format,
-            place: format!("the record at line {} or after", line_of(bytes, start, json)),
-            reason: error.to_string(),
-        };
-    };
-    let line = line_of(bytes, record, json);
-    // The column at fault, when the record decodes without it: try each column alone.
-    let failing: Vec<usize> = (0..schema.fields().len())
-        .filter(|&column| {
-            let mut decoder = match single(Some(column)) {
-                Ok(decoder) => decoder,
-                Err(_) => return false,
-            };
-            let end = bytes.len();
-            let rest = &bytes[record..end];
-            (|| -> Result<(), ArrowError> {
-                let consumed = decoder.decode(rest)?;
-                if consumed == rest.len() {
-                    decoder.decode(&[])?;
-                }
-                decoder.flush().map(drop)
-            })()
-            .is_err()
-        })
-        .collect();
-    let place = match failing.as_slice() {
-        [column] => format!("line {line}, column {:?}", schema.field(*column).name()),
-        _ => format!("line {line}"),
-    };
-    StorageError::Malformed {
-        path: path.to_owned(),
-        format,
-        place,
-        reason: record_error.to_string(),
-    }
-}
-
-/// Reads the whole file (its length at open).
-fn read_whole(path: &Path, reader: &PositionalFile) -> Result<Vec<u8>> {
-    reader.check_unchanged(path)?;
-    let length = usize::try_from(reader.len).map_err(|_| StorageError::Unsupported {
-        path: path.to_owned(),
-        reason: "the file is larger than this machine's address space".into(),
-    })?;
-    let mut bytes = vec![0u8; length];
-    reader.read_exact_at(&mut bytes, 0, path)?;
-    Ok(bytes)
-}
-
-/// Decodes `columns` of the whole file: the shared part of both formats' `read_piece`.
-fn read_text(source: &TextSource<'_>, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
-    let TextSource {
-        path,
-        format,
-        reader,
-        schema,
-        skip_header,
-        ..
-    } = *source;
-    check_piece_and_columns(path, 1, 0, schema.fields().len(), columns)?;
-    let projected = Arc::new(schema.project(columns).map_err(|error| StorageError::OutOfRange {
-        what: "column",
-        detail: error.to_string(),
-    })?);
-    let bytes = read_whole(path, reader)?;
-    // Decoded in file order, each column once; with no column asked for, the first is decoded
-    // so that rows are counted.
-    let mut roots = columns.to_vec();
-    roots.sort_unstable();
-    roots.dedup();
-    if roots.is_empty() && !schema.fields().is_empty() {
-        roots.push(0);
-    }
-    let place = || "the whole file".to_string();
-    let decoded = catch_decoder_panic(path, format, place, || {
-        let mut main = (source.make_decoder)(batch_size.max(1), Some(&roots), skip_header).map_err(|error| {
-            StorageError::Unsupported {
-                path: path.to_owned(),
-                reason: format!("cannot read this schema from {format}: {error}"),
-            }
-        })?;
-        decode_all(main.as_mut(), &bytes).map_err(|failure| locate_failure(source, &bytes, failure))
-    })?;
-    let positions: Vec<usize> = columns
-        .iter()
-        .map(|column| roots.binary_search(column).expect("every column is decoded"))
-        .collect();
-    decoded
-        .into_iter()
-        .map(|batch| {
-            let arrays = positions.iter().map(|&i| batch.column(i).clone()).collect();
-            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            RecordBatch::try_new_with_options(projected.clone(), arrays, &options).map_err(|error| {
-                StorageError::Malformed {
-                    path: path.to_owned(),
-                    format,
-                    place: "the whole file".into(),
-                    reason: error.to_string(),
-                }
-            })
-        })
-        .collect()
 }
 
 fn empty_file_error(path: &Path, format: &'static str, what: &str) -> StorageError {
@@ -352,111 +226,35 @@ fn empty_file_error(path: &Path, format: &'static str, what: &str) -> StorageErr
     }
 }
 
-impl CsvFile {
-    /// Opens the file and infers its schema from the first `options.infer_schema_length` rows
-    /// (or takes `options.schema`).
-    ///
-    /// Errors: `NotFound`; `WrongFormat` for a directory or a device; `Malformed` for an empty
-    /// file without a schema, or rows that cannot be sampled (ragged rows, invalid UTF-8: the
-    /// message gives the line).
-    pub fn open(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Arc<CsvFile>> {
-        let path = path.as_ref().to_owned();
-        let reader = PositionalFile::open(&path, CSV)?;
-        let schema = match &options.schema {
-            Some(schema) => schema.clone(),
-            None => {
-                if reader.len == 0 {
-                    return Err(empty_file_error(
-                        &path,
-                        CSV,
-                        if options.has_header { "header" } else { "row" },
-                    ));
-                }
-                let format = arrow::csv::reader::Format::default()
-                    .with_header(options.has_header)
-                    .with_delimiter(options.delimiter);
-                let source = BufReader::new(reader.reader_from(0));
-                let (schema, _) = catch_decoder_panic(
-                    &path,
-                    CSV,
-                    || "schema inference".into(),
-                    || {
-                        format
-                            .infer_schema(source, options.infer_schema_length)
-                            .map_err(|error| StorageError::Malformed {
-                                path: path.clone(),
-                                format: CSV,
-                                place: "the rows sampled for schema inference".into(),
-                                reason: error.to_string(),
-                            })
-                    },
-                )?;
-                Arc::new(schema)
-            }
-        };
-        Ok(Arc::new(CsvFile {
+/// The schema of a CSV file, inferred from the rows `options` sample.
+fn infer_csv_schema(path: &Path, reader: &PositionalFile, options: &CsvOptions) -> Result<Schema> {
+    if reader.len == 0 {
+        return Err(empty_file_error(
             path,
-            reader,
-            schema,
-            options: options.clone(),
-        }))
+            CSV,
+            if options.has_header { "header" } else { "row" },
+        ));
     }
-
-    fn decoder(
-        &self,
-        batch_size: usize,
-        columns: Option<&[usize]>,
-        skip_header: bool,
-    ) -> Result<Box<dyn RecordDecoder>, ArrowError> {
-        let mut builder = arrow::csv::ReaderBuilder::new(self.schema.clone())
-            .with_header(skip_header)
-            .with_delimiter(self.options.delimiter)
-            .with_batch_size(batch_size);
-        if let Some(columns) = columns {
-            builder = builder.with_projection(columns.to_vec());
-        }
-        Ok(Box::new(builder.build_decoder()))
-    }
-}
-
-impl DecodedFile for CsvFile {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn format(&self) -> &'static str {
-        CSV
-    }
-
-    fn schema(&self) -> SchemaRef {
-        self.schema.clone()
-    }
-
-    fn num_pieces(&self) -> usize {
-        1
-    }
-
-    fn piece_rows(&self, _piece: usize) -> Option<u64> {
-        None
-    }
-
-    fn piece_stats(&self, _piece: usize, _column: usize) -> Option<ColumnStats> {
-        None
-    }
-
-    fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
-        check_piece_and_columns(&self.path, 1, piece, self.schema.fields().len(), columns)?;
-        let source = TextSource {
-            path: &self.path,
-            format: CSV,
-            reader: &self.reader,
-            schema: &self.schema,
-            json: false,
-            skip_header: self.options.has_header,
-            make_decoder: &|batch_size, columns, skip_header| self.decoder(batch_size, columns, skip_header),
-        };
-        read_text(&source, columns, batch_size)
-    }
+    let format = arrow::csv::reader::Format::default()
+        .with_header(options.has_header)
+        .with_delimiter(options.delimiter);
+    let source = BufReader::new(reader.reader_from(0));
+    let (schema, _) = catch_decoder_panic(
+        path,
+        CSV,
+        || "schema inference".into(),
+        || {
+            format
+                .infer_schema(source, options.infer_schema_length)
+                .map_err(|error| StorageError::Malformed {
+                    path: path.to_owned(),
+                    format: CSV,
+                    place: "the rows sampled for schema inference".into(),
+                    reason: error.to_string(),
+                })
+        },
+    )?;
+    Ok(schema)
 }
 
 /// Yields the JSON values of the non-blank lines of a file, and keeps the line number of the
@@ -492,72 +290,186 @@ impl<R: Read> Iterator for JsonLines<R> {
     }
 }
 
-impl NdjsonFile {
-    /// Opens the file and infers its schema from the first `options.infer_schema_length`
+/// The schema of an NDJSON file, inferred from the objects `options` sample.
+fn infer_json_schema(path: &Path, reader: &PositionalFile, options: &JsonOptions) -> Result<Schema> {
+    let mut lines = JsonLines {
+        lines: BufReader::new(reader.reader_from(0)).split(b'\n'),
+        line: 0,
+        values: 0,
+        limit: options.infer_schema_length,
+    };
+    let inferred = catch_decoder_panic(
+        path,
+        NDJSON,
+        || "schema inference".into(),
+        || {
+            arrow::json::reader::infer_json_schema_from_iterator(&mut lines).map_err(|error| StorageError::Malformed {
+                path: path.to_owned(),
+                format: NDJSON,
+                place: format!("line {}", lines.line.max(1)),
+                reason: error.to_string(),
+            })
+        },
+    )?;
+    if lines.values == 0 {
+        return Err(empty_file_error(path, NDJSON, "JSON object"));
+    }
+    Ok(inferred)
+}
+
+impl TextFile {
+    /// Opens a CSV file and infers its schema from the first `options.infer_schema_length`
+    /// rows (or takes `options.schema`).
+    ///
+    /// Errors: `NotFound`; `WrongFormat` for a directory or a device; `Malformed` for an empty
+    /// file without a schema, or rows that cannot be sampled (ragged rows, invalid UTF-8: the
+    /// message gives the line).
+    pub fn open_csv(path: impl AsRef<Path>, options: &CsvOptions) -> Result<Arc<TextFile>> {
+        let format = TextFormat::Csv {
+            has_header: options.has_header,
+            delimiter: options.delimiter,
+        };
+        TextFile::open(path.as_ref(), format, options.schema.as_ref(), |path, reader| {
+            infer_csv_schema(path, reader, options)
+        })
+    }
+
+    /// Opens an NDJSON file and infers its schema from the first `options.infer_schema_length`
     /// objects (or takes `options.schema`).
     ///
     /// Errors: `NotFound`; `WrongFormat` for a directory or a device; `Malformed` for an empty
     /// file without a schema, or a sampled line that is not a JSON object or whose types
     /// conflict with earlier lines (the message gives the line).
-    pub fn open(path: impl AsRef<Path>, options: &JsonOptions) -> Result<Arc<NdjsonFile>> {
-        let path = path.as_ref().to_owned();
-        let reader = PositionalFile::open(&path, NDJSON)?;
-        let schema = match &options.schema {
-            Some(schema) => schema.clone(),
-            None => {
-                let mut lines = JsonLines {
-                    lines: BufReader::new(reader.reader_from(0)).split(b'\n'),
-                    line: 0,
-                    values: 0,
-                    limit: options.infer_schema_length,
-                };
-                let inferred = catch_decoder_panic(
-                    &path,
-                    NDJSON,
-                    || "schema inference".into(),
-                    || {
-                        arrow::json::reader::infer_json_schema_from_iterator(&mut lines).map_err(|error| {
-                            StorageError::Malformed {
-                                path: path.clone(),
-                                format: NDJSON,
-                                place: format!("line {}", lines.line.max(1)),
-                                reason: error.to_string(),
-                            }
-                        })
-                    },
-                )?;
-                if lines.values == 0 {
-                    return Err(empty_file_error(&path, NDJSON, "JSON object"));
-                }
-                Arc::new(inferred)
-            }
-        };
-        Ok(Arc::new(NdjsonFile { path, reader, schema }))
+    pub fn open_ndjson(path: impl AsRef<Path>, options: &JsonOptions) -> Result<Arc<TextFile>> {
+        TextFile::open(
+            path.as_ref(),
+            TextFormat::Ndjson,
+            options.schema.as_ref(),
+            |path, reader| infer_json_schema(path, reader, options),
+        )
     }
 
-    fn decoder(&self, batch_size: usize, columns: Option<&[usize]>) -> Result<Box<dyn RecordDecoder>, ArrowError> {
-        let schema = match columns {
-            Some(columns) => Arc::new(self.schema.project(columns)?),
-            None => self.schema.clone(),
+    /// Opens the file and takes `schema`, or infers one with `infer`.
+    fn open(
+        path: &Path,
+        format: TextFormat,
+        schema: Option<&SchemaRef>,
+        infer: impl FnOnce(&Path, &PositionalFile) -> Result<Schema>,
+    ) -> Result<Arc<TextFile>> {
+        let reader = PositionalFile::open(path, format.name())?;
+        let schema = match schema {
+            Some(schema) => schema.clone(),
+            None => Arc::new(infer(path, &reader)?),
         };
-        Ok(Box::new(
-            // Inference widens a column that holds strings and numbers to strings; coercing
-            // primitives makes such a column decodable ("old" and 20 become "old" and "20").
-            arrow::json::ReaderBuilder::new(schema)
-                .with_batch_size(batch_size)
-                .with_coerce_primitive(true)
-                .build_decoder()?,
-        ))
+        Ok(Arc::new(TextFile {
+            path: path.to_owned(),
+            reader,
+            schema,
+            format,
+        }))
+    }
+
+    /// A decoder of batches of `batch_size` rows of the schema `columns` (None: all; in file
+    /// order), that skips a CSV header line when `skip_header`.
+    fn decoder(
+        &self,
+        batch_size: usize,
+        columns: Option<&[usize]>,
+        skip_header: bool,
+    ) -> Result<Box<dyn RecordDecoder>, ArrowError> {
+        match self.format {
+            TextFormat::Csv { delimiter, .. } => {
+                let mut builder = arrow::csv::ReaderBuilder::new(self.schema.clone())
+                    .with_header(skip_header)
+                    .with_delimiter(delimiter)
+                    .with_batch_size(batch_size);
+                if let Some(columns) = columns {
+                    builder = builder.with_projection(columns.to_vec());
+                }
+                Ok(Box::new(builder.build_decoder()))
+            }
+            TextFormat::Ndjson => {
+                let schema = match columns {
+                    Some(columns) => Arc::new(self.schema.project(columns)?),
+                    None => self.schema.clone(),
+                };
+                Ok(Box::new(
+                    // Inference widens a column that holds strings and numbers to strings;
+                    // coercing primitives makes such a column decodable ("old" and 20 become
+                    // "old" and "20").
+                    arrow::json::ReaderBuilder::new(schema)
+                        .with_batch_size(batch_size)
+                        .with_coerce_primitive(true)
+                        .build_decoder()?,
+                ))
+            }
+        }
+    }
+
+    /// Where a decode failed and why, located as the module documentation says.
+    fn locate_failure(&self, bytes: &[u8], failure: DecodeFailure) -> StorageError {
+        let format = self.format.name();
+        let json = self.format.is_json();
+        let malformed = |place: String, reason: String| StorageError::Malformed {
+            path: self.path.clone(),
+            format,
+            place,
+            reason,
+        };
+        // Decoders of batch size 1 for records that start right at their input (no header).
+        let single = |columns: Option<&[usize]>| self.decoder(1, columns, false);
+        let DecodeFailure { mut start, error } = failure;
+        if self.format.has_header() && start == 0 {
+            // The batch that failed began with the header: start after it.
+            start = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |newline| newline + 1);
+            if start >= bytes.len() {
+                return malformed("line 1".into(), error.to_string());
+            }
+        }
+        let first_failing = single(None)
+            .ok()
+            .and_then(|mut decoder| first_failing_record(decoder.as_mut(), bytes, start));
+        let Some((record, record_error)) = first_failing else {
+            return malformed(
+                format!("the record at line {} or after", line_of(bytes, start, json)),
+                error.to_string(),
+            );
+        };
+        let line = line_of(bytes, record, json);
+        // The column at fault, when the record decodes without it: try each column alone.
+        let failing: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|&column| {
+                single(Some(std::slice::from_ref(&column)))
+                    .is_ok_and(|mut decoder| decode_next(decoder.as_mut(), bytes, record).is_err())
+            })
+            .collect();
+        let place = match failing.as_slice() {
+            [column] => format!("line {line}, column {:?}", self.schema.field(*column).name()),
+            _ => format!("line {line}"),
+        };
+        malformed(place, record_error.to_string())
+    }
+
+    /// Reads the whole file (its length at open).
+    fn read_whole(&self) -> Result<Vec<u8>> {
+        self.reader.check_unchanged(&self.path)?;
+        let length = usize::try_from(self.reader.len).map_err(|_| StorageError::Unsupported {
+            path: self.path.clone(),
+            reason: "the file is larger than this machine's address space".into(),
+        })?;
+        let mut bytes = vec![0u8; length];
+        self.reader.read_exact_at(&mut bytes, 0, &self.path)?;
+        Ok(bytes)
     }
 }
 
-impl DecodedFile for NdjsonFile {
+impl DecodedFile for TextFile {
     fn path(&self) -> &Path {
         &self.path
     }
 
     fn format(&self) -> &'static str {
-        NDJSON
+        self.format.name()
     }
 
     fn schema(&self) -> SchemaRef {
@@ -577,17 +489,27 @@ impl DecodedFile for NdjsonFile {
     }
 
     fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
-        check_piece_and_columns(&self.path, 1, piece, self.schema.fields().len(), columns)?;
-        let source = TextSource {
-            path: &self.path,
-            format: NDJSON,
-            reader: &self.reader,
-            schema: &self.schema,
-            json: true,
-            skip_header: false,
-            make_decoder: &|batch_size, columns, _| self.decoder(batch_size, columns),
-        };
-        read_text(&source, columns, batch_size)
+        let path = &self.path;
+        let format = self.format.name();
+        check_piece_and_columns(path, 1, piece, self.schema.fields().len(), columns)?;
+        let bytes = self.read_whole()?;
+        // Decoded in file order, each column once; with no column asked for, the first is decoded
+        // so that rows are counted.
+        let mut roots = decoded_roots(columns);
+        if roots.is_empty() && !self.schema.fields().is_empty() {
+            roots.push(0);
+        }
+        let place = || "the whole file".to_string();
+        let decoded = catch_decoder_panic(path, format, place, || {
+            let mut decoder = self
+                .decoder(batch_size.max(1), Some(&roots), self.format.has_header())
+                .map_err(|error| StorageError::Unsupported {
+                    path: path.clone(),
+                    reason: format!("cannot read this schema from {format}: {error}"),
+                })?;
+            decode_all(decoder.as_mut(), &bytes).map_err(|failure| self.locate_failure(&bytes, failure))
+        })?;
+        project_decoded(path, format, &place, &self.schema, columns, &roots, decoded)
     }
 }
 
@@ -599,17 +521,45 @@ mod tests {
     use super::*;
 
     fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "relay-text-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+        let path = crate::test_support::temp_dir("relay-text-test").join(name);
         std::fs::write(&path, contents).unwrap();
         path
+    }
+
+    /// Opens a CSV file with the default options but `rows` sampled for schema inference.
+    fn csv_sampling(path: &Path, rows: Option<usize>) -> Arc<TextFile> {
+        let options = CsvOptions {
+            infer_schema_length: rows,
+            ..Default::default()
+        };
+        TextFile::open_csv(path, &options).unwrap()
+    }
+
+    /// Opens a CSV file (with a header, comma-separated) read with `schema`.
+    fn csv_with_schema(path: &Path, schema: SchemaRef) -> Arc<TextFile> {
+        let options = CsvOptions {
+            schema: Some(schema),
+            ..Default::default()
+        };
+        TextFile::open_csv(path, &options).unwrap()
+    }
+
+    /// Opens an NDJSON file with `rows` lines sampled for schema inference.
+    fn ndjson_sampling(path: &Path, rows: Option<usize>) -> Arc<TextFile> {
+        let options = JsonOptions {
+            infer_schema_length: rows,
+            ..Default::default()
+        };
+        TextFile::open_ndjson(path, &options).unwrap()
+    }
+
+    /// Opens an NDJSON file read with `schema`.
+    fn ndjson_with_schema(path: &Path, schema: SchemaRef) -> Arc<TextFile> {
+        let options = JsonOptions {
+            schema: Some(schema),
+            ..Default::default()
+        };
+        TextFile::open_ndjson(path, &options).unwrap()
     }
 
     fn read_all(file: &dyn DecodedFile, columns: &[usize], batch_size: usize) -> RecordBatch {
@@ -623,7 +573,7 @@ mod tests {
     #[test]
     fn csv_infers_and_reads() {
         let path = temp_file("a.csv", CSV_DATA);
-        let file = CsvFile::open(&path, &CsvOptions::default()).unwrap();
+        let file = TextFile::open_csv(&path, &CsvOptions::default()).unwrap();
         assert_eq!(file.format(), "csv");
         assert_eq!(file.num_pieces(), 1);
         let schema = file.schema();
@@ -654,7 +604,7 @@ mod tests {
     fn csv_options() {
         // No header, another delimiter, an explicit schema.
         let path = temp_file("b.csv", b"1;x\n2;y\n");
-        let file = CsvFile::open(
+        let file = TextFile::open_csv(
             &path,
             &CsvOptions {
                 has_header: false,
@@ -669,7 +619,7 @@ mod tests {
             Field::new("a", DataType::Utf8, true),
             Field::new("b", DataType::Utf8, true),
         ]));
-        let file = CsvFile::open(
+        let file = TextFile::open_csv(
             &path,
             &CsvOptions {
                 schema: Some(schema.clone()),
@@ -686,25 +636,11 @@ mod tests {
         );
         // Inference from the first row only: a later float fails to parse as an integer.
         let path = temp_file("c.csv", b"v\n1\n2\n2.5\n");
-        let sampled = CsvFile::open(
-            &path,
-            &CsvOptions {
-                infer_schema_length: Some(1),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let sampled = csv_sampling(&path, Some(1));
         assert_eq!(sampled.schema().field(0).data_type(), &DataType::Int64);
         let error = sampled.read_piece(0, &[0], 100).unwrap_err();
         assert!(error.to_string().contains("line 4"), "{error}");
-        let all = CsvFile::open(
-            &path,
-            &CsvOptions {
-                infer_schema_length: None,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let all = csv_sampling(&path, None);
         assert_eq!(all.schema().field(0).data_type(), &DataType::Float64);
     }
 
@@ -725,14 +661,7 @@ mod tests {
             Field::new("age", DataType::Int64, true),
             Field::new("name", DataType::Utf8, true),
         ]));
-        let file = CsvFile::open(
-            &path,
-            &CsvOptions {
-                schema: Some(schema),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = csv_with_schema(&path, schema);
         for batch_size in [1, 3, 4, 1000] {
             let error = file.read_piece(0, &[0, 1, 2], batch_size).unwrap_err();
             assert!(
@@ -751,14 +680,7 @@ mod tests {
             Field::new("id", DataType::Int64, true),
             Field::new("note", DataType::Utf8, true),
         ]));
-        let file = CsvFile::open(
-            &path,
-            &CsvOptions {
-                schema: Some(schema),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = csv_with_schema(&path, schema);
         let error = file.read_piece(0, &[0, 1], 2).unwrap_err();
         assert!(error.to_string().contains("at line 5, column \"id\""), "{error}");
     }
@@ -767,64 +689,43 @@ mod tests {
     fn csv_edge_cases() {
         // Empty file.
         let empty = temp_file("empty.csv", b"");
-        let error = CsvFile::open(&empty, &CsvOptions::default()).unwrap_err();
+        let error = TextFile::open_csv(&empty, &CsvOptions::default()).unwrap_err();
         assert!(error.to_string().contains("empty"), "{error}");
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
-        let with_schema = CsvFile::open(
-            &empty,
-            &CsvOptions {
-                schema: Some(schema),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let with_schema = csv_with_schema(&empty, schema);
         assert_eq!(read_all(with_schema.as_ref(), &[0], 10).num_rows(), 0);
         // Header only: the columns, no rows.
         let header = temp_file("header.csv", b"a,b\n");
-        let file = CsvFile::open(&header, &CsvOptions::default()).unwrap();
+        let file = TextFile::open_csv(&header, &CsvOptions::default()).unwrap();
         assert_eq!(file.schema().fields().len(), 2);
         assert_eq!(read_all(file.as_ref(), &[0, 1], 10).num_rows(), 0);
         // No final newline.
         let unterminated = temp_file("unterminated.csv", b"a,b\n1,2\n3,4");
-        let file = CsvFile::open(&unterminated, &CsvOptions::default()).unwrap();
+        let file = TextFile::open_csv(&unterminated, &CsvOptions::default()).unwrap();
         assert_eq!(read_all(file.as_ref(), &[0, 1], 10).num_rows(), 2);
         // A ragged row after the sampled rows.
         let ragged = temp_file("ragged.csv", b"a,b\n1,2\n3,4\n5\n6,7\n");
-        let file = CsvFile::open(
-            &ragged,
-            &CsvOptions {
-                infer_schema_length: Some(1),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = csv_sampling(&ragged, Some(1));
         let error = file.read_piece(0, &[0, 1], 10).unwrap_err();
         assert!(error.to_string().contains("at line 4:"), "{error}");
         // A ragged row among the sampled rows.
-        let error = CsvFile::open(&ragged, &CsvOptions::default()).unwrap_err();
+        let error = TextFile::open_csv(&ragged, &CsvOptions::default()).unwrap_err();
         assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
         assert!(error.to_string().contains("line 4"), "{error}");
         // Invalid UTF-8 after the sampled rows.
         let invalid = temp_file("invalid.csv", b"a,b\n1,x\n2,\xff\xfe\n3,z\n");
-        let file = CsvFile::open(
-            &invalid,
-            &CsvOptions {
-                infer_schema_length: Some(1),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = csv_sampling(&invalid, Some(1));
         let error = file.read_piece(0, &[0, 1], 10).unwrap_err();
         assert!(error.to_string().contains("at line 3"), "{error}");
         assert!(error.to_string().contains("UTF-8"), "{error}");
         // A directory, a missing file.
         let dir = empty.parent().unwrap();
         assert!(matches!(
-            CsvFile::open(dir, &CsvOptions::default()),
+            TextFile::open_csv(dir, &CsvOptions::default()),
             Err(StorageError::WrongFormat { format: "csv", .. })
         ));
         assert!(matches!(
-            CsvFile::open(dir.join("missing.csv"), &CsvOptions::default()),
+            TextFile::open_csv(dir.join("missing.csv"), &CsvOptions::default()),
             Err(StorageError::NotFound { .. })
         ));
     }
@@ -835,7 +736,7 @@ mod tests {
     #[test]
     fn ndjson_infers_and_reads() {
         let path = temp_file("a.ndjson", JSON_DATA);
-        let file = NdjsonFile::open(&path, &JsonOptions::default()).unwrap();
+        let file = TextFile::open_ndjson(&path, &JsonOptions::default()).unwrap();
         assert_eq!(file.format(), "ndjson");
         let schema = file.schema();
         assert_eq!(schema.field_with_name("id").unwrap().data_type(), &DataType::Int64);
@@ -861,14 +762,7 @@ mod tests {
         );
         // An explicit schema: keys outside it are ignored.
         let only_id = Arc::new(Schema::new(vec![Field::new("id", DataType::Float64, true)]));
-        let file = NdjsonFile::open(
-            &path,
-            &JsonOptions {
-                schema: Some(only_id.clone()),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = ndjson_with_schema(&path, only_id.clone());
         assert_eq!(file.schema(), only_id);
         assert_eq!(
             read_all(file.as_ref(), &[0], 10).column(0).as_ref(),
@@ -887,14 +781,7 @@ mod tests {
             "{\"id\": 6, \"age\": 25}",
         ];
         let path = temp_file("bad.ndjson", (lines.join("\n") + "\n").as_bytes());
-        let file = NdjsonFile::open(
-            &path,
-            &JsonOptions {
-                infer_schema_length: Some(2),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = ndjson_sampling(&path, Some(2));
         let age = file.schema().index_of("age").unwrap();
         for batch_size in [1, 2, 3, 1000] {
             let error = file.read_piece(0, &[0, 1], batch_size).unwrap_err();
@@ -910,14 +797,7 @@ mod tests {
             );
         }
         // Inference over every line sees the string and widens the column to strings.
-        let widened = NdjsonFile::open(
-            &path,
-            &JsonOptions {
-                infer_schema_length: None,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let widened = ndjson_sampling(&path, None);
         assert_eq!(widened.schema().field(age).data_type(), &DataType::Utf8);
         let ages = read_all(widened.as_ref(), &[age], 100);
         assert_eq!(ages.column(0).as_string::<i32>().value(4), "old");
@@ -927,62 +807,34 @@ mod tests {
     fn ndjson_edge_cases() {
         // Invalid JSON in the sampled lines: the line is named.
         let path = temp_file("invalid.ndjson", b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": nope}\n");
-        let error = NdjsonFile::open(&path, &JsonOptions::default()).unwrap_err();
+        let error = TextFile::open_ndjson(&path, &JsonOptions::default()).unwrap_err();
         assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
         assert!(error.to_string().contains("at line 3:"), "{error}");
         // After them: found by the decoder.
-        let file = NdjsonFile::open(
-            &path,
-            &JsonOptions {
-                infer_schema_length: Some(1),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = ndjson_sampling(&path, Some(1));
         let error = file.read_piece(0, &[0], 10).unwrap_err();
         assert!(error.to_string().contains("at line 3"), "{error}");
         // A line that is not an object.
         let path = temp_file("array.ndjson", b"{\"a\": 1}\n[1, 2]\n");
-        let error = NdjsonFile::open(&path, &JsonOptions::default()).unwrap_err();
+        let error = TextFile::open_ndjson(&path, &JsonOptions::default()).unwrap_err();
         assert!(error.to_string().contains("line 2"), "{error}");
         // A truncated last object.
         let path = temp_file("truncated.ndjson", b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": 3\n");
-        let file = NdjsonFile::open(
-            &path,
-            &JsonOptions {
-                infer_schema_length: Some(2),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = ndjson_sampling(&path, Some(2));
         let error = file.read_piece(0, &[0], 10).unwrap_err();
         assert!(error.to_string().contains("line 3"), "{error}");
         // Invalid UTF-8 in a string.
         let path = temp_file("utf8.ndjson", b"{\"a\": \"x\"}\n{\"a\": \"\xff\"}\n");
-        let file = NdjsonFile::open(
-            &path,
-            &JsonOptions {
-                infer_schema_length: Some(1),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        let file = ndjson_sampling(&path, Some(1));
         let error = file.read_piece(0, &[0], 10).unwrap_err();
         assert!(error.to_string().contains("line 2"), "{error}");
         // Empty and blank files.
         for contents in [&b""[..], b"\n\n  \n"] {
             let path = temp_file("empty.ndjson", contents);
-            let error = NdjsonFile::open(&path, &JsonOptions::default()).unwrap_err();
+            let error = TextFile::open_ndjson(&path, &JsonOptions::default()).unwrap_err();
             assert!(error.to_string().contains("empty"), "{error}");
             let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int64, true)]));
-            let file = NdjsonFile::open(
-                &path,
-                &JsonOptions {
-                    schema: Some(schema),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
+            let file = ndjson_with_schema(&path, schema);
             assert_eq!(read_all(file.as_ref(), &[0], 10).num_rows(), 0);
         }
     }

@@ -34,6 +34,33 @@ impl RowRange {
     }
 }
 
+/// Rows `offset .. offset + length` of `batches` taken together, as slices of them (no copy);
+/// batches wholly before or after those rows are dropped.
+pub fn slice_batches<'a>(
+    batches: impl IntoIterator<Item = &'a RecordBatch>,
+    offset: u64,
+    length: u64,
+) -> Vec<RecordBatch> {
+    let mut skip = offset;
+    let mut remaining = length;
+    let mut sliced = Vec::new();
+    for batch in batches {
+        let rows = batch.num_rows() as u64;
+        if skip >= rows {
+            skip -= rows;
+            continue;
+        }
+        if remaining == 0 {
+            break;
+        }
+        let count = (rows - skip).min(remaining);
+        sliced.push(batch.slice(skip as usize, count as usize));
+        remaining -= count;
+        skip = 0;
+    }
+    sliced
+}
+
 /// For each record batch that overlaps `rows`: (batch index, first row inside the batch, row count).
 fn overlapping_batches(file: &IpcFile, rows: RowRange) -> Vec<(usize, usize, usize)> {
     let starts = file.batch_row_starts();
@@ -53,6 +80,44 @@ fn overlapping_batches(file: &IpcFile, rows: RowRange) -> Vec<(usize, usize, usi
         }
     }
     out
+}
+
+/// The fields `columns` (indices into `schema`, in that order) with `schema`'s metadata: the
+/// schema of a view that selects them.
+pub(crate) fn project_schema(schema: &Schema, columns: &[usize]) -> SchemaRef {
+    let fields: Vec<FieldRef> = columns.iter().map(|&i| schema.fields()[i].clone()).collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+/// The names of the fields `columns` (indices into `schema`), in that order.
+pub(crate) fn column_names(schema: &Schema, columns: &[usize]) -> Vec<String> {
+    columns.iter().map(|&i| schema.field(i).name().clone()).collect()
+}
+
+/// Column names as a column-not-found error lists them: quoted, comma-separated.
+pub(crate) fn quoted_names(names: &[String]) -> String {
+    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The indices (`index_of` finds each, or says why it cannot) of the named columns, in the
+/// order given; a column named twice is an error.
+pub(crate) fn select_columns<S: AsRef<str>>(
+    names: &[S],
+    index_of: impl Fn(&str) -> Result<usize>,
+) -> Result<Arc<[usize]>> {
+    let mut columns = Vec::with_capacity(names.len());
+    for name in names {
+        let name = name.as_ref();
+        let index = index_of(name)?;
+        if columns.contains(&index) {
+            return Err(StorageError::OutOfRange {
+                what: "selection",
+                detail: format!("column {name:?} is selected twice"),
+            });
+        }
+        columns.push(index);
+    }
+    Ok(columns.into())
 }
 
 /// Columns of a mapped file, selected by index, over a range of its rows.
@@ -87,38 +152,18 @@ impl TableView {
     }
 
     pub fn schema(&self) -> SchemaRef {
-        let fields: Vec<FieldRef> = self
-            .columns
-            .iter()
-            .map(|&i| self.file.schema().fields()[i].clone())
-            .collect();
-        Arc::new(Schema::new_with_metadata(fields, self.file.schema().metadata().clone()))
+        project_schema(self.file.schema(), &self.columns)
     }
 
     pub fn column_names(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .map(|&i| self.file.schema().field(i).name().clone())
-            .collect()
+        column_names(self.file.schema(), &self.columns)
     }
 
     /// The named columns, in the order given. Each must exist and appear once.
     pub fn select<S: AsRef<str>>(&self, names: &[S]) -> Result<TableView> {
-        let mut columns = Vec::with_capacity(names.len());
-        for name in names {
-            let name = name.as_ref();
-            let index = self.column(name)?.column;
-            if columns.contains(&index) {
-                return Err(StorageError::OutOfRange {
-                    what: "selection",
-                    detail: format!("column {name:?} is selected twice"),
-                });
-            }
-            columns.push(index);
-        }
         Ok(TableView {
             file: self.file.clone(),
-            columns: columns.into(),
+            columns: select_columns(names, |name| Ok(self.column(name)?.column))?,
             rows: self.rows,
         })
     }
@@ -143,12 +188,7 @@ impl TableView {
             None => Err(StorageError::ColumnNotFound {
                 path: self.file.path().to_owned(),
                 name: name.to_owned(),
-                available: self
-                    .column_names()
-                    .iter()
-                    .map(|n| format!("{n:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                available: quoted_names(&self.column_names()),
             }),
         }
     }

@@ -220,15 +220,7 @@ mod tests {
     use crate::parquet::ParquetFile;
 
     fn temp_dir() -> std::path::PathBuf {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "relay-write-parquet-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+        crate::test_support::temp_dir("relay-write-parquet-test")
     }
 
     fn batch(start: i64, rows: i64) -> RecordBatch {

@@ -27,7 +27,7 @@ use arrow::datatypes::DataType;
 
 use crate::error::Result;
 use crate::expr::{BinaryOp, Expr, Literal, StringMatch, UnaryOp};
-use crate::optimizer::{OptimizerRule, bool_literal, literal_bool, same_schema, transform_up};
+use crate::optimizer::{OptimizerRule, bool_literal, literal_bool, same_schema, transform_up, with_filters};
 use crate::plan::LogicalPlan;
 
 /// Evaluates constant sub-expressions and simplifies boolean identities in every filter,
@@ -47,7 +47,7 @@ impl OptimizerRule for ConstantFolding {
 
 fn fold_node(node: &Arc<LogicalPlan>) -> Arc<LogicalPlan> {
     match node.as_ref() {
-        LogicalPlan::Scan { table, filters } => {
+        LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => {
             if filters.is_empty() {
                 return node.clone();
             }
@@ -55,23 +55,7 @@ fn fold_node(node: &Arc<LogicalPlan>) -> Arc<LogicalPlan> {
             if &folded == filters {
                 return node.clone();
             }
-            Arc::new(LogicalPlan::Scan {
-                table: table.clone(),
-                filters: folded,
-            })
-        }
-        LogicalPlan::Read { view, filters } => {
-            if filters.is_empty() {
-                return node.clone();
-            }
-            let folded = fold_conjuncts(filters.iter().cloned());
-            if &folded == filters {
-                return node.clone();
-            }
-            Arc::new(LogicalPlan::Read {
-                view: view.clone(),
-                filters: folded,
-            })
+            Arc::new(with_filters(node, folded))
         }
         LogicalPlan::Filter { input, predicate } => {
             let folded = fold_conjuncts(std::iter::once(predicate.clone()));

@@ -133,6 +133,22 @@ impl Optimizer {
 
 // -- helpers shared by the rules --------------------------------------------------------------
 
+/// A leaf that filters its rows (a scan or a read) with `filters` in place of its own; any other
+/// plan holds no filters and is returned unchanged.
+pub(crate) fn with_filters(plan: &LogicalPlan, filters: Vec<Expr>) -> LogicalPlan {
+    match plan {
+        LogicalPlan::Scan { table, .. } => LogicalPlan::Scan {
+            table: table.clone(),
+            filters,
+        },
+        LogicalPlan::Read { view, .. } => LogicalPlan::Read {
+            view: view.clone(),
+            filters,
+        },
+        other => other.clone(),
+    }
+}
+
 /// `plan` with its input replaced by `input` (a scan has none and is returned unchanged).
 pub(crate) fn with_new_input(plan: &LogicalPlan, input: Arc<LogicalPlan>) -> LogicalPlan {
     match plan {

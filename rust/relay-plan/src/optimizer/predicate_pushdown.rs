@@ -21,7 +21,7 @@ use crate::error::Result;
 use crate::expr::Expr;
 use crate::optimizer::constant_folding::fold_expr;
 use crate::join::{JoinColumn, JoinSide};
-use crate::optimizer::{OptimizerRule, literal_bool, map_input, strip_alias, with_new_inputs};
+use crate::optimizer::{OptimizerRule, literal_bool, map_input, strip_alias, with_filters, with_new_inputs};
 use crate::plan::LogicalPlan;
 
 /// Moves filters through projections and into scans, merging stacked filters.
@@ -86,29 +86,14 @@ fn push_filter(input: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<LogicalP
                 exprs: exprs.clone(),
             }))
         }
-        LogicalPlan::Scan { table, filters } => {
-            let schema = table.schema();
+        LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => {
+            let schema = input.schema().ok()?;
             if !predicate.columns().iter().all(|name| schema.index_of(name).is_ok()) {
                 return None;
             }
             let mut filters = filters.clone();
             filters.extend(predicate.conjuncts());
-            Some(Arc::new(LogicalPlan::Scan {
-                table: table.clone(),
-                filters,
-            }))
-        }
-        LogicalPlan::Read { view, filters } => {
-            let schema = view.schema();
-            if !predicate.columns().iter().all(|name| schema.index_of(name).is_ok()) {
-                return None;
-            }
-            let mut filters = filters.clone();
-            filters.extend(predicate.conjuncts());
-            Some(Arc::new(LogicalPlan::Read {
-                view: view.clone(),
-                filters,
-            }))
+            Some(Arc::new(with_filters(input, filters)))
         }
         LogicalPlan::Slice { .. } => None,
         // A filter never moves below a take (positions refer to the unfiltered rows), nor
