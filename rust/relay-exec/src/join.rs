@@ -82,9 +82,13 @@ impl<K: Hash + Eq> Table<K> {
         Table { heads, next }
     }
 
-    /// The rows with key `key`, ascending.
-    fn matches(&self, key: &K) -> impl Iterator<Item = u32> + '_ {
-        let mut row = self.heads.get(key).copied().unwrap_or(NO_ROW);
+    /// The first row with key `key` (`NO_ROW`: none).
+    fn head(&self, key: &K) -> u32 {
+        self.heads.get(key).copied().unwrap_or(NO_ROW)
+    }
+
+    /// The rows of the chain that starts at `row`, ascending.
+    fn chain(&self, mut row: u32) -> impl Iterator<Item = u32> + '_ {
         std::iter::from_fn(move || {
             (row != NO_ROW).then(|| {
                 let current = row;
@@ -236,11 +240,12 @@ fn probe_morsel<K: Hash + Eq>(
         probe: Vec::with_capacity(len),
         build: Vec::with_capacity(if mode.is_some() { 0 } else { len }),
     };
+    let head = |row: usize| table.head(&key(row));
     for row in start..start + len {
         let valid = probe.is_valid(row);
         match mode {
             Some(semi) => {
-                let found = valid && table.matches(&key(row)).next().is_some();
+                let found = valid && head(row) != NO_ROW;
                 if found == semi {
                     pairs.probe.push(row as u32);
                 }
@@ -248,7 +253,7 @@ fn probe_morsel<K: Hash + Eq>(
             None => {
                 let before = pairs.build.len();
                 if valid {
-                    for matched in table.matches(&key(row)) {
+                    for matched in table.chain(head(row)) {
                         pairs.probe.push(row as u32);
                         pairs.build.push(matched);
                     }
