@@ -900,7 +900,7 @@ fn merge_wide(keys: &[Vec<u128>]) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, usize) {
     let buckets: Vec<Vec<Vec<u32>>> = pool().install(|| {
         keys.par_iter()
             .map(|keys| {
-                let mut buckets = vec![Vec::with_capacity(keys.len() / PARTITIONS * 5 / 4); PARTITIONS];
+                let mut buckets: Vec<Vec<u32>> = (0..PARTITIONS).map(|_| Vec::with_capacity(keys.len() / PARTITIONS * 5 / 4)).collect();
                 for (local, key) in keys.iter().enumerate() {
                     buckets[partition_of(key)].push(local as u32);
                 }
@@ -1263,7 +1263,7 @@ mod tests {
     #[test]
     fn groups_keep_their_first_appearance_across_morsels_and_runs() {
         let rows = MORSEL_ROWS * 9 + 10;
-        let key = |i: usize| if i % 7 == 0 { None } else { Some(((rows - i) % 5) as i32) };
+        let key = |i: usize| if i.is_multiple_of(7) { None } else { Some(((rows - i) % 5) as i32) };
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, true), Field::new("x", DataType::Float64, true)]));
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
@@ -1317,7 +1317,7 @@ mod tests {
             1 if i >= long_from => Some("a string over seven bytes".to_string()),
             r => Some(format!("s{r}")),
         };
-        let number = |i: usize| if i >= long_from && i % 11 == 0 { None } else { Some(((rows - i) % 4) as i64) };
+        let number = |i: usize| if i >= long_from && i.is_multiple_of(11) { None } else { Some(((rows - i) % 4) as i64) };
         let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
@@ -1326,12 +1326,13 @@ mod tests {
         .unwrap();
         let keys = [Expr::col("s"), Expr::col("n")];
         let aggs = vec![AggExpr::new(AggFunc::Len, Expr::col("n")).alias("len")];
-        for view in [memory(schema.clone(), &[batch.clone()]), memory(schema.clone(), &[batch.slice(0, long_from - 10)])] {
+        for view in [memory(schema.clone(), std::slice::from_ref(&batch)), memory(schema.clone(), &[batch.slice(0, long_from - 10)])] {
             let rows = view.num_rows();
             let plan = Arc::new(relay_plan::LogicalPlan::memory(view.schema.clone(), vec![]));
             let output = plan.aggregate(keys.to_vec(), aggs.clone()).unwrap().schema().unwrap();
             let result = aggregate(view, &keys, &aggs, output).unwrap();
             let columns = &result.chunks[0].columns;
+            #[allow(clippy::type_complexity)]
             let mut expected: Vec<((Option<String>, Option<i64>), u64)> = Vec::new();
             for i in 0..rows {
                 let key = (name(i), number(i));
@@ -1352,7 +1353,7 @@ mod tests {
     fn an_input_that_recurs_in_a_later_one_is_evaluated_once_with_the_same_results() {
         let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("x", DataType::Int64, true)]));
         let rows = MORSEL_ROWS + 5;
-        let x = |i: usize| (i % 13 != 0).then_some(i as i64 % 100);
+        let x = |i: usize| (!i.is_multiple_of(13)).then_some(i as i64 % 100);
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
             vec![Arc::new(Int64Array::from_iter_values((0..rows).map(|i| (i % 3) as i64))), Arc::new(Int64Array::from_iter((0..rows).map(x)))],
@@ -1393,7 +1394,7 @@ mod tests {
             Field::new("x", DataType::Decimal128(15, 2), true),
             Field::new("y", DataType::Int64, false),
         ]));
-        let x = |i: usize| (i % 17 != 0).then_some(i as i128 * 3 - 50);
+        let x = |i: usize| (!i.is_multiple_of(17)).then_some(i as i128 * 3 - 50);
         let chunk = |bad: bool| {
             let columns: Vec<ArrayRef> = vec![
                 Arc::new(StringArray::from_iter_values((0..rows).map(|i| ["a", "bb", "ccc"][i % 3]))),

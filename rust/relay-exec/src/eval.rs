@@ -814,7 +814,7 @@ mod tests {
     fn decimal_arithmetic_matches_arrows_kernels_and_leaves_overflow_to_them() {
         use arrow::array::Decimal128Array;
         let decimals = |values: Vec<i128>, p: u8, s: i8| -> ArrayRef { Arc::new(Decimal128Array::from(values).with_precision_and_scale(p, s).unwrap()) };
-        let price = decimals(vec![123_45, -99_99, 0, 7_00], 15, 2);
+        let price = decimals(vec![12_345, -9_999, 0, 700], 15, 2);
         let discount = decimals(vec![5, 10, 0, 99], 15, 2);
         let big = decimals(vec![i128::MAX / 3, 1, 2, 3], 38, 0);
         let wide = decimals(vec![i64::MAX as i128 * 4, -3, 2, 1], 38, 1);

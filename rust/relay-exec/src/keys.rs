@@ -288,8 +288,8 @@ mod tests {
         let narrow: ArrayRef = Arc::new(Int32Array::from(vec![-1, 5, 7]));
         let wide: ArrayRef = Arc::new(Int64Array::from(vec![-1, 5, 7]));
         assert_eq!(
-            pack(&[narrow.clone()], Nulls::Distinct),
-            pack(&[wide.clone()], Nulls::Distinct)
+            pack(std::slice::from_ref(&narrow), Nulls::Distinct),
+            pack(std::slice::from_ref(&wide), Nulls::Distinct)
         );
         let dates: ArrayRef = Arc::new(Date32Array::from(vec![3, 3, 4]));
         let packed = pack(&[wide, dates], Nulls::Distinct).unwrap();
@@ -312,7 +312,7 @@ mod tests {
             None,
             Some("1234567"),
         ]));
-        assert!(fits(&[strings.clone()], Nulls::Distinct));
+        assert!(fits(std::slice::from_ref(&strings), Nulls::Distinct));
         let packed = pack(&[strings], Nulls::Distinct).unwrap();
         let mut distinct = packed.clone();
         distinct.sort_unstable();
@@ -327,21 +327,21 @@ mod tests {
         ]));
         assert_eq!(pack(&[views], Nulls::Distinct).unwrap(), packed);
         let long: ArrayRef = Arc::new(StringArray::from(vec!["12345678"]));
-        assert_eq!(pack(&[long.clone()], Nulls::Distinct), None);
+        assert_eq!(pack(std::slice::from_ref(&long), Nulls::Distinct), None);
         assert!(!fits(&[long], Nulls::Ignored));
         let long_view: ArrayRef = Arc::new(StringViewArray::from(vec!["1234567", "12345678"]));
-        assert!(!fits(&[long_view.clone()], Nulls::Ignored));
+        assert!(!fits(std::slice::from_ref(&long_view), Nulls::Ignored));
         assert!(fits(&[long_view.slice(0, 1)], Nulls::Ignored));
     }
 
     #[test]
     fn a_null_integer_packs_only_where_nulls_are_ignored_and_three_keys_never() {
         let with_null: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None]));
-        assert_eq!(pack(&[with_null.clone()], Nulls::Distinct), None);
-        assert!(!fits(&[with_null.clone()], Nulls::Distinct));
-        assert!(fits(&[with_null.clone()], Nulls::Ignored));
+        assert_eq!(pack(std::slice::from_ref(&with_null), Nulls::Distinct), None);
+        assert!(!fits(std::slice::from_ref(&with_null), Nulls::Distinct));
+        assert!(fits(std::slice::from_ref(&with_null), Nulls::Ignored));
         assert_eq!(
-            pack(&[with_null.clone()], Nulls::Ignored).map(|p| p.len()),
+            pack(std::slice::from_ref(&with_null), Nulls::Ignored).map(|p| p.len()),
             Some(2)
         );
         assert_eq!(
