@@ -218,6 +218,46 @@ fn key_arrays(
         .collect::<Result<_, _>>()?)
 }
 
+/// One bit per integer between the build side's smallest and largest key, set for the keys it
+/// has: a probe key whose bit is clear has no match, found without touching the hash table.
+/// Joins on keys that fill a range (order keys, dates) miss mostly: TPC-H Q3 probes 3.2 M
+/// lineitem rows against 147 k orders and matches 30 k. A bitmap of a few MB stays in cache
+/// where the table does not.
+struct KeyBits {
+    min: i64,
+    words: Vec<u64>,
+}
+
+impl KeyBits {
+    /// Bits of at most 2^26 keys (8 MiB); None for a wider range or no keys.
+    const MAX_SPAN: u64 = 1 << 26;
+
+    fn of(keys: impl Iterator<Item = i64> + Clone) -> Option<Self> {
+        let (min, max) = keys.clone().fold(None, |range: Option<(i64, i64)>, k| match range {
+            None => Some((k, k)),
+            Some((lo, hi)) => Some((lo.min(k), hi.max(k))),
+        })?;
+        let span = max.abs_diff(min);
+        if span >= Self::MAX_SPAN {
+            return None;
+        }
+        let mut words = vec![0u64; span as usize / 64 + 1];
+        for k in keys {
+            let bit = k.abs_diff(min) as usize;
+            words[bit / 64] |= 1 << (bit % 64);
+        }
+        Some(KeyBits { min, words })
+    }
+
+    fn contains(&self, key: i64) -> bool {
+        if key < self.min {
+            return false;
+        }
+        let bit = key.abs_diff(self.min);
+        bit < self.words.len() as u64 * 64 && self.words[bit as usize / 64] & (1 << (bit % 64)) != 0
+    }
+}
+
 /// What the probe of one morsel gives: (probe row, build row) pairs; for semi / anti joins
 /// only the probe rows kept.
 struct Pairs {
@@ -228,10 +268,12 @@ struct Pairs {
 /// Probes rows `start .. start + len` of `probe` against `table`. `keep_unmatched`: a probe
 /// row without a match still gives a pair (with `NO_ROW`); `mode` Some(true) keeps each probe
 /// row with a match once (semi), Some(false) each without one (anti), None gives every pair.
+#[allow(clippy::too_many_arguments)]
 fn probe_morsel<K: Hash + Eq>(
     table: &Table<K>,
     probe: &SideKeys,
     key: &(dyn Fn(usize) -> K + Sync),
+    may_match: &(dyn Fn(usize) -> bool + Sync),
     (start, len): (usize, usize),
     keep_unmatched: bool,
     mode: Option<bool>,
@@ -242,7 +284,7 @@ fn probe_morsel<K: Hash + Eq>(
     };
     let head = |row: usize| table.head(&key(row));
     for row in start..start + len {
-        let valid = probe.is_valid(row);
+        let valid = probe.is_valid(row) && may_match(row);
         match mode {
             Some(semi) => {
                 let found = valid && head(row) != NO_ROW;
@@ -300,10 +342,12 @@ fn probe_all(
                 build.is_valid(row).then(|| build_values[row])
             });
             let key = |row: usize| probe_values[row];
+            let present = KeyBits::of(build_values.iter().enumerate().filter(|(row, _)| build.is_valid(*row)).map(|(_, &k)| k));
+            let may_match = |row: usize| present.as_ref().is_none_or(|bits| bits.contains(probe_values[row]));
             pool().install(|| {
                 morsels
                     .par_iter()
-                    .map(|&m| probe_morsel(&table, probe, &key, m, keep_unmatched, mode))
+                    .map(|&m| probe_morsel(&table, probe, &key, &may_match, m, keep_unmatched, mode))
                     .collect()
             })
         }
@@ -330,7 +374,7 @@ fn probe_all(
                     .map(|&(start, len)| {
                         let probe_values = packed(probe_keys, (start, len));
                         let key = |row: usize| probe_values[row - start];
-                        probe_morsel(&table, probe, &key, (start, len), keep_unmatched, mode)
+                        probe_morsel(&table, probe, &key, &|_| true, (start, len), keep_unmatched, mode)
                     })
                     .collect()
             })
@@ -350,7 +394,7 @@ fn probe_all(
             pool().install(|| {
                 morsels
                     .par_iter()
-                    .map(|&m| probe_morsel(&table, probe, &key, m, keep_unmatched, mode))
+                    .map(|&m| probe_morsel(&table, probe, &key, &|_| true, m, keep_unmatched, mode))
                     .collect()
             })
         }
@@ -764,6 +808,22 @@ mod tests {
             );
             assert_eq!(run(left, right, &["k", "s"], JoinType::Anti), [a, b]);
         }
+    }
+
+    #[test]
+    fn key_bits_hold_exactly_the_build_keys() {
+        let keys = [-5i64, 0, 63, 64, 1000, -5];
+        let bits = KeyBits::of(keys.iter().copied()).unwrap();
+        for k in -70..1100 {
+            assert_eq!(bits.contains(k), keys.contains(&k), "{k}");
+        }
+        assert!(!bits.contains(i64::MIN) && !bits.contains(i64::MAX));
+        // Too wide a range, or no keys: no bitmap, every key may match.
+        assert!(KeyBits::of([i64::MIN, i64::MAX].into_iter()).is_none());
+        assert!(KeyBits::of([0, 1 << 26].into_iter()).is_none());
+        assert!(KeyBits::of(std::iter::empty()).is_none());
+        let edge = KeyBits::of([i64::MAX - 3, i64::MAX].into_iter()).unwrap();
+        assert!(edge.contains(i64::MAX) && edge.contains(i64::MAX - 3) && !edge.contains(i64::MAX - 1));
     }
 
     #[test]
