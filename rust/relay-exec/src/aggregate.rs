@@ -37,7 +37,7 @@ use arrow::array::{
 };
 use arrow::compute::{SortOptions, cast, concat, take};
 use arrow::array::{RecordBatch, RecordBatchOptions};
-use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt64Type};
+use arrow::datatypes::{ArrowPrimitiveType, DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt64Type};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
 use rayon::prelude::*;
@@ -493,33 +493,15 @@ impl Accumulator {
             }
             Accumulator::SumInt(sums) => {
                 grow(sums, groups, 0);
-                let values = cast(values, &DataType::Int64)?;
-                let values = values.as_primitive::<Int64Type>();
-                for (row, &g) in ids.iter().enumerate() {
-                    if values.is_valid(row) {
-                        sums[g as usize] = sums[g as usize].wrapping_add(values.value(row));
-                    }
-                }
+                add_per_group::<Int64Type>(sums, values, ids, i64::wrapping_add)?;
             }
             Accumulator::SumUInt(sums) => {
                 grow(sums, groups, 0);
-                let values = cast(values, &DataType::UInt64)?;
-                let values = values.as_primitive::<UInt64Type>();
-                for (row, &g) in ids.iter().enumerate() {
-                    if values.is_valid(row) {
-                        sums[g as usize] = sums[g as usize].wrapping_add(values.value(row));
-                    }
-                }
+                add_per_group::<UInt64Type>(sums, values, ids, u64::wrapping_add)?;
             }
             Accumulator::SumFloat(sums) => {
                 grow(sums, groups, 0.0);
-                let values = cast(values, &DataType::Float64)?;
-                let values = values.as_primitive::<Float64Type>();
-                for (row, &g) in ids.iter().enumerate() {
-                    if values.is_valid(row) {
-                        sums[g as usize] += values.value(row);
-                    }
-                }
+                add_per_group::<Float64Type>(sums, values, ids, |a, b| a + b)?;
             }
             Accumulator::SumDecimal { sums, precision, scale } => {
                 grow(sums, groups, 0);
@@ -751,6 +733,23 @@ impl Accumulator {
             }
         })
     }
+}
+
+/// Adds each non-null value of `values` (cast to `T`) to its group's entry of `sums`.
+fn add_per_group<T: ArrowPrimitiveType>(
+    sums: &mut [T::Native],
+    values: &ArrayRef,
+    ids: &[u32],
+    plus: impl Fn(T::Native, T::Native) -> T::Native,
+) -> Result<(), ArrowError> {
+    let values = cast(values, &T::DATA_TYPE)?;
+    let values = values.as_primitive::<T>();
+    for (row, &g) in ids.iter().enumerate() {
+        if values.is_valid(row) {
+            sums[g as usize] = plus(sums[g as usize], values.value(row));
+        }
+    }
+    Ok(())
 }
 
 fn decimal_overflow(precision: u8, scale: i8) -> ArrowError {
