@@ -986,6 +986,24 @@ def test_negative_zero_and_negative_nan_compare_as_polars(tmp_path):
     assert frame.filter(col("f") == -0.0)["f"].to_pylist() == [-0.0, 0.0]
 
 
+@pytest.mark.parametrize("string_type", [pa.string(), pa.large_string()])
+def test_string_equality_with_a_literal_matches_pyarrow(tmp_path, string_type):
+    """``==`` / ``!=`` against a string literal (either side), with nulls, empty strings,
+    prefixes and longer strings around the literal's length, filtered and as values."""
+    values = ["R", "", None, "RR", "A", "r", "R\u00e9", "abcdefgh", "abcdefghi", "abcdefgx", None, "R", "ab"] * 7
+    table = pa.table({"s": pa.array(values, string_type)})
+    frame = relay.scan(write_arrow(tmp_path / "strings.arrow", table, batch_rows=20))
+    for literal in ["R", "", "abcdefgh", "abcdefghi", "ab", "R\u00e9", "missing"]:
+        for expr, expected in [
+            (col("s") == literal, pc.equal(table["s"], pa.scalar(literal, string_type))),
+            (lit(literal) == col("s"), pc.equal(table["s"], pa.scalar(literal, string_type))),
+            (col("s") != literal, pc.not_equal(table["s"], pa.scalar(literal, string_type))),
+        ]:
+            got, _ = values_and_type(frame, expr)
+            assert got == expected.to_pylist(), (repr(expr), literal)
+            assert frame.filter(expr)["s"].to_pylist() == table.filter(expected)["s"].to_pylist()
+
+
 def test_float_floor_division_and_modulo_are_consistent(tmp_path):
     """``a == b * (a // b) + a % b`` (up to rounding) and the remainder takes the divisor's
     sign, with Polars' formula for the remainder (``a - b * floor(a / b)``)."""
