@@ -224,6 +224,27 @@ def test_many_to_many_over_several_morsels_matches_polars(tmp_path):
         assert ours_sorted.equals(theirs.sort(pl.all(), nulls_last=True)), how
 
 
+def test_large_build_sides_partitioned_by_hash_match_polars_in_order(tmp_path):
+    """Build sides of 270 k rows (built in hash partitions, in parallel), on an integer key, a
+    packed pair of keys and row-format string keys; rows in Polars' maintained order."""
+    rng = np.random.default_rng(1)
+
+    def table(rows: int, name: str) -> pa.Table:
+        k = rng.integers(0, 2_000_000, rows)
+        return pa.table({
+            "k": pa.array(k, mask=rng.random(rows) < 0.01),
+            "j": k % 7,
+            "s": pa.array([f"key number {v}" for v in k]),
+            name: np.arange(rows),
+        })
+
+    big, other_big, small = table(270_000, "a"), table(270_000, "b"), table(30_000, "b")
+    for keys in [{"on": "k"}, {"on": ["k", "j"]}, {"on": "s"}]:
+        # Inner joins build the smaller side: both are large. Left joins build the right side.
+        check_against_polars(big, other_big, "inner", (100_000, None), tmp_path, **keys)
+        check_against_polars(small, big, "left", (None, None), tmp_path, **keys)
+
+
 # -- composition: files, memory, filters, selects, aggregations ----------------------------------
 
 

@@ -16,6 +16,7 @@
 //!    115 ms end to end (export included) against 615 ms for the same join on (key, a
 //!    constant int64) through the row format (dev build, 2 cores; Polars took 59 ms for the
 //!    int64 join).
+//!    A large build side is split by key hash and its partitions built in parallel (`Table`).
 //! 3. Probe: the other side's rows, in morsels of `MORSEL_ROWS` in parallel on the pool, each
 //!    walking its key's chain. A morsel yields pairs of positions (left row, right row), with
 //!    `NO_ROW` on the side a row of a left / right / full join has no match on.
@@ -43,7 +44,8 @@
 //! sides' columns, or above a full join) selects rows of the gathered arrays, which are then
 //! gathered once more when exported.
 
-use std::hash::{BuildHasherDefault, Hash};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use arrow::array::{Array, ArrayRef, AsArray, UInt32Array, new_empty_array, new_null_array};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
@@ -56,35 +58,88 @@ use relay_plan::join::join_key_type;
 use relay_plan::{Expr, JoinColumn, JoinSide, JoinType};
 
 use crate::execute::{Chunk, ExecError, MORSEL_ROWS, ViewSet, pool};
-use crate::keys::{KeyMap, Nulls, fits, pack};
+use crate::keys::{KeyHasher, KeyMap, Nulls, fits, pack};
 use crate::sort::dense_values;
 
 /// The position that stands for "no row on this side" in a pair.
 const NO_ROW: u32 = u32::MAX;
 
-/// The build side's rows by key: `heads[key]` is the first row with the key, `next[row]` the
+/// The build side's rows by key: `heads` maps each key to its first row, `next[row]` is the
 /// following row with the same key (or `NO_ROW`).
+///
+/// A build side of `PARTITIONED_BUILD_ROWS` rows or more is split by key hash into
+/// `BUILD_PARTITIONS` tables, built in parallel: its rows are first bucketed by partition
+/// (morsels in parallel, buckets kept in row order), then each partition's table is filled on
+/// its own task. Every row belongs to one partition, so the tasks write disjoint `next` slots.
 struct Table<K> {
-    heads: KeyMap<K, u32>,
-    next: Vec<u32>,
+    heads: Vec<KeyMap<K, u32>>,
+    next: Vec<AtomicU32>,
 }
 
-impl<K: Hash + Eq> Table<K> {
+/// The build-side rows from which the table is partitioned and built in parallel.
+const PARTITIONED_BUILD_ROWS: usize = 1 << 18;
+const BUILD_PARTITIONS: usize = 16;
+
+/// The partition of a key: bits 20.. of its hash, apart from the low bits a partition's table
+/// indexes by and the high bits it tags entries with.
+fn partition_of<K: Hash>(key: &K) -> usize {
+    (BuildHasherDefault::<KeyHasher>::default().hash_one(key) >> 20) as usize % BUILD_PARTITIONS
+}
+
+impl<K: Hash + Eq + Send> Table<K> {
     /// The table of `rows` rows whose keys `key(row)` gives (None: a null key, left out).
-    fn build(rows: usize, key: impl Fn(usize) -> Option<K>) -> Self {
-        let mut heads = KeyMap::with_capacity_and_hasher(rows, BuildHasherDefault::default());
-        let mut next = vec![NO_ROW; rows];
-        for row in (0..rows).rev() {
-            if let Some(key) = key(row) {
-                next[row] = heads.insert(key, row as u32).unwrap_or(NO_ROW);
+    fn build(rows: usize, key: impl Fn(usize) -> Option<K> + Sync) -> Self {
+        let next: Vec<AtomicU32> = (0..rows).map(|_| AtomicU32::new(NO_ROW)).collect();
+        // Filled from the last row backwards, each row pointing at the previous head, so
+        // chains ascend.
+        let fill = |heads: &mut KeyMap<K, u32>, rows: &mut dyn Iterator<Item = usize>| {
+            for row in rows {
+                if let Some(key) = key(row) {
+                    next[row].store(heads.insert(key, row as u32).unwrap_or(NO_ROW), Ordering::Relaxed);
+                }
             }
+        };
+        if rows < PARTITIONED_BUILD_ROWS {
+            let mut heads = KeyMap::with_capacity_and_hasher(rows, BuildHasherDefault::default());
+            fill(&mut heads, &mut (0..rows).rev());
+            return Table { heads: vec![heads], next };
         }
+        let buckets: Vec<Vec<Vec<u32>>> = pool().install(|| {
+            (0..rows)
+                .into_par_iter()
+                .step_by(MORSEL_ROWS)
+                .map(|start| {
+                    let mut buckets = vec![Vec::new(); BUILD_PARTITIONS];
+                    for row in start..(start + MORSEL_ROWS).min(rows) {
+                        if let Some(key) = key(row) {
+                            buckets[partition_of(&key)].push(row as u32);
+                        }
+                    }
+                    buckets
+                })
+                .collect()
+        });
+        let heads = pool().install(|| {
+            (0..BUILD_PARTITIONS)
+                .into_par_iter()
+                .map(|partition| {
+                    let count = buckets.iter().map(|b| b[partition].len()).sum();
+                    let mut heads = KeyMap::with_capacity_and_hasher(count, BuildHasherDefault::default());
+                    fill(&mut heads, &mut buckets.iter().rev().flat_map(|b| b[partition].iter().rev().map(|&row| row as usize)));
+                    heads
+                })
+                .collect()
+        });
         Table { heads, next }
     }
 
     /// The first row with key `key` (`NO_ROW`: none).
     fn head(&self, key: &K) -> u32 {
-        self.heads.get(key).copied().unwrap_or(NO_ROW)
+        let heads = match self.heads.as_slice() {
+            [heads] => heads,
+            partitions => &partitions[partition_of(key)],
+        };
+        heads.get(key).copied().unwrap_or(NO_ROW)
     }
 
     /// The rows of the chain that starts at `row`, ascending.
@@ -92,7 +147,7 @@ impl<K: Hash + Eq> Table<K> {
         std::iter::from_fn(move || {
             (row != NO_ROW).then(|| {
                 let current = row;
-                row = self.next[current as usize];
+                row = self.next[current as usize].load(Ordering::Relaxed);
                 current
             })
         })
@@ -269,7 +324,7 @@ struct Pairs {
 /// row without a match still gives a pair (with `NO_ROW`); `mode` Some(true) keeps each probe
 /// row with a match once (semi), Some(false) each without one (anti), None gives every pair.
 #[allow(clippy::too_many_arguments)]
-fn probe_morsel<K: Hash + Eq>(
+fn probe_morsel<K: Hash + Eq + Send>(
     table: &Table<K>,
     probe: &SideKeys,
     key: &(dyn Fn(usize) -> K + Sync),
@@ -673,6 +728,25 @@ mod tests {
 
     use super::*;
     use crate::nodes::memory;
+
+    #[test]
+    fn a_large_build_side_is_partitioned_with_the_same_chains() {
+        let rows = PARTITIONED_BUILD_ROWS + 1000;
+        let key = |row: usize| (!row.is_multiple_of(97)).then_some((row % 50_000) as i64 * 3);
+        let table = Table::build(rows, key);
+        assert_eq!(table.heads.len(), BUILD_PARTITIONS);
+        let mut expected: std::collections::HashMap<i64, Vec<u32>> = std::collections::HashMap::new();
+        for row in 0..rows {
+            if let Some(k) = key(row) {
+                expected.entry(k).or_default().push(row as u32);
+            }
+        }
+        for (k, rows) in &expected {
+            assert_eq!(&table.chain(table.head(k)).collect::<Vec<_>>(), rows, "key {k}");
+        }
+        assert_eq!(table.head(&1), NO_ROW);
+        assert_eq!(table.heads.iter().map(|h| h.len()).sum::<usize>(), expected.len());
+    }
 
     /// A view of `batches` of (k int64, s utf8) rows.
     fn view(batches: &[Vec<(Option<i64>, &str)>]) -> ViewSet {
