@@ -225,8 +225,9 @@ def test_many_to_many_over_several_morsels_matches_polars(tmp_path):
 
 
 def test_large_build_sides_partitioned_by_hash_match_polars_in_order(tmp_path):
-    """Build sides of 270 k rows (built in hash partitions, in parallel), on an integer key, a
-    packed pair of keys and row-format string keys; rows in Polars' maintained order."""
+    """Build sides of 270 k rows (built in hash partitions, in parallel) and small build sides
+    of left, right and full joins, on an integer key, a packed pair of keys and row-format
+    string keys; rows in Polars' maintained order."""
     rng = np.random.default_rng(1)
 
     def table(rows: int, name: str) -> pa.Table:
@@ -240,9 +241,12 @@ def test_large_build_sides_partitioned_by_hash_match_polars_in_order(tmp_path):
 
     big, other_big, small = table(270_000, "a"), table(270_000, "b"), table(30_000, "b")
     for keys in [{"on": "k"}, {"on": ["k", "j"]}, {"on": "s"}]:
-        # Inner joins build the smaller side: both are large. Left joins build the right side.
+        # Inner: both sides large, the built one partitioned. Left: the small left side built.
         check_against_polars(big, other_big, "inner", (100_000, None), tmp_path, **keys)
         check_against_polars(small, big, "left", (None, None), tmp_path, **keys)
+    # The smaller side built for right and full joins, its unmatched rows placed in order.
+    check_against_polars(big, small, "right", (100_000, None), tmp_path, on="k")
+    check_against_polars(small, big, "full", (None, 100_000), tmp_path, on="k")
 
 
 # -- composition: files, memory, filters, selects, aggregations ----------------------------------

@@ -22,14 +22,16 @@
 //!    `NO_ROW` on the side a row of a left / right / full join has no match on.
 //!
 //! Which side is built, and the order of the output rows (Polars' `maintain_order="left_right"`,
-//! `"right_left"` for right joins; checked by the differential tests):
-//! - inner: the smaller input (by rows, counted after both are executed). Rows come in left
-//!   order, the matches of one left row in right order: directly when the right side is built,
-//!   else after a counting sort of the pairs by left row (linear; `in_left_order`).
-//! - left, semi, anti: the right side; rows in left order (matches of a left row in right order).
-//! - right: the left side; rows in right order (matches of a right row in left order).
-//! - full: the right side; the left rows in left order (each with its matches, or alone), then
-//!   the right rows without a match in right order.
+//! `"right_left"` for right joins; checked by the differential tests): semi and anti joins
+//! build the right side and keep left rows in left order. The other joins build the smaller
+//! input (by rows, counted after both are executed); pairs come in the probe side's order and,
+//! where that is not the output's, are put in it by a stable counting sort on the build side's
+//! row (linear; `in_order_of`), which also places the build side's unmatched rows of a left,
+//! right or full join:
+//! - inner, left: left order, the matches of one left row in right order.
+//! - right: right order, the matches of one right row in left order.
+//! - full: the left rows in left order (each with its matches, or alone), then the right rows
+//!   without a match in right order.
 //!
 //! Output representation. A `Chunk` has one selection shared by all its columns, so it cannot
 //! say "left columns at these rows, right columns at those". Semi and anti joins need only the
@@ -594,42 +596,33 @@ pub fn join(
             .collect();
         return crate::nodes::take(left, &positions);
     }
-    // (left position, right position) pairs, per probe morsel.
+    // (left position, right position) pairs, per probe morsel. The smaller side is built; the
+    // pairs then come in the probe side's order and are counting-sorted into the order the
+    // join type gives (left order, or right order for right joins), unmatched rows of the
+    // preserved side placed among them.
     let build_left = match how {
-        JoinType::Inner => left_rows < right_rows,
-        JoinType::Right => true,
-        _ => false,
+        JoinType::Right => left_rows <= right_rows,
+        _ => left_rows < right_rows,
     };
-    let keep_unmatched = matches!(how, JoinType::Left | JoinType::Right | JoinType::Full);
     let mut parts: Vec<(Vec<u32>, Vec<u32>)> = if build_left {
-        let pairs: Vec<(Vec<u32>, Vec<u32>)> = probe_all(
-            &left_keys,
-            left_rows,
-            &right_keys,
-            right_rows,
-            keep_unmatched,
-            None,
-        )
-        .into_iter()
-        .map(|p| (p.build, p.probe))
-        .collect();
-        if how == JoinType::Inner {
-            in_left_order(pairs, left_rows)
-        } else {
-            pairs
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = probe_all(&left_keys, left_rows, &right_keys, right_rows, how == JoinType::Right, None)
+            .into_iter()
+            .map(|p| (p.build, p.probe))
+            .collect();
+        match how {
+            JoinType::Right => pairs,
+            _ => in_order_of(pairs, left_rows, true, matches!(how, JoinType::Left | JoinType::Full)),
         }
     } else {
-        probe_all(
-            &right_keys,
-            right_rows,
-            &left_keys,
-            left_rows,
-            keep_unmatched,
-            None,
-        )
-        .into_iter()
-        .map(|p| (p.probe, p.build))
-        .collect()
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> =
+            probe_all(&right_keys, right_rows, &left_keys, left_rows, matches!(how, JoinType::Left | JoinType::Full), None)
+                .into_iter()
+                .map(|p| (p.probe, p.build))
+                .collect();
+        match how {
+            JoinType::Right => in_order_of(pairs, right_rows, false, true),
+            _ => pairs,
+        }
     };
     if how == JoinType::Full {
         let mut matched = vec![false; right_rows];
@@ -674,24 +667,38 @@ pub fn join(
     })
 }
 
-/// Inner-join pairs found by probing with the right side (in right order) put in left order:
-/// a stable counting sort by left row, so each left row's matches stay in right order. Split
-/// again into parts of `MORSEL_ROWS` pairs for the parallel gather.
-fn in_left_order(parts: Vec<(Vec<u32>, Vec<u32>)>, left_rows: usize) -> Vec<(Vec<u32>, Vec<u32>)> {
-    let mut starts = vec![0usize; left_rows + 1];
-    for (lefts, _) in &parts {
-        for &l in lefts {
-            starts[l as usize + 1] += 1;
-        }
-    }
-    for row in 0..left_rows {
-        starts[row + 1] += starts[row];
-    }
-    let total = starts[left_rows];
-    let (mut lefts_sorted, mut rights_sorted) = (vec![0u32; total], vec![0u32; total]);
+/// (left, right) pairs put in the order of one side's rows (`by_left`: the left side's, of
+/// `rows` rows; else the right side's): a stable counting sort, so each row's matches keep the
+/// order they came in (the probe side's). With `keep_unmatched`, each row of that side without
+/// a pair gets one, with `NO_ROW` on the other side. Split into morsel-sized parts.
+fn in_order_of(parts: Vec<(Vec<u32>, Vec<u32>)>, rows: usize, by_left: bool, keep_unmatched: bool) -> Vec<(Vec<u32>, Vec<u32>)> {
+    let row_of = |pair: (u32, u32)| (if by_left { pair.0 } else { pair.1 }) as usize;
+    let mut starts = vec![0usize; rows + 1];
     for (lefts, rights) in &parts {
         for (&l, &r) in lefts.iter().zip(rights) {
-            let slot = &mut starts[l as usize];
+            starts[row_of((l, r)) + 1] += 1;
+        }
+    }
+    if keep_unmatched {
+        for count in &mut starts[1..] {
+            *count = (*count).max(1);
+        }
+    }
+    for row in 0..rows {
+        starts[row + 1] += starts[row];
+    }
+    let total = starts[rows];
+    let (mut lefts_sorted, mut rights_sorted) = (vec![NO_ROW; total], vec![NO_ROW; total]);
+    if keep_unmatched {
+        // Every row's first slot names it; a row with pairs has it overwritten by its first.
+        for row in 0..rows {
+            let own = if by_left { &mut lefts_sorted } else { &mut rights_sorted };
+            own[starts[row]] = row as u32;
+        }
+    }
+    for (lefts, rights) in &parts {
+        for (&l, &r) in lefts.iter().zip(rights) {
+            let slot = &mut starts[row_of((l, r))];
             lefts_sorted[*slot] = l;
             rights_sorted[*slot] = r;
             *slot += 1;
