@@ -365,25 +365,8 @@ impl KeyTable {
                 let Some(packed) = pack(keys, Nulls::Distinct) else {
                     return Ok(None);
                 };
-                let mut out = Vec::with_capacity(len);
-                // As for integer keys: a run of one key costs one lookup.
-                let mut previous: Option<(u128, u32)> = None;
-                for (row, value) in packed.into_iter().enumerate() {
-                    let id = match previous {
-                        Some((key, id)) if key == value => id,
-                        _ => {
-                            let next = all.len() as u32;
-                            let id = *ids.entry(value).or_insert_with(|| {
-                                all.push(value);
-                                new_rows.push(row as u32);
-                                next
-                            });
-                            previous = Some((value, id));
-                            id
-                        }
-                    };
-                    out.push(id);
-                }
+                let (out, new) = assign_packed(ids, all, packed.into_iter().enumerate().map(|(row, value)| (row as u32, value)), len);
+                new_rows = new;
                 out
             }
             KeyTable::Encoded(table) => {
@@ -412,27 +395,7 @@ impl KeyTable {
             return None;
         };
         let packed = pack(keys, Nulls::Distinct)?;
-        let mut out = Vec::with_capacity(picked.len());
-        let mut new_rows = Vec::new();
-        let mut previous: Option<(u128, u32)> = None;
-        for &row in picked {
-            let value = packed[row as usize];
-            let id = match previous {
-                Some((key, id)) if key == value => id,
-                _ => {
-                    let next = all.len() as u32;
-                    let id = *ids.entry(value).or_insert_with(|| {
-                        all.push(value);
-                        new_rows.push(row);
-                        next
-                    });
-                    previous = Some((value, id));
-                    id
-                }
-            };
-            out.push(id);
-        }
-        Some((out, new_rows))
+        Some(assign_packed(ids, all, picked.iter().map(|&row| (row, packed[row as usize])), picked.len()))
     }
 
     /// Folds `other`'s groups into this table: the id here of each of `other`'s groups, and
@@ -492,6 +455,32 @@ impl KeyTable {
         };
         (mapping, new_groups)
     }
+}
+
+/// The group id of each of `rows` ((row, packed key) pairs, `len` of them) in `ids`, new
+/// groups added to it and their keys to `keys`; also the rows that started a new group.
+fn assign_packed(ids: &mut KeyMap<u128, u32>, keys: &mut Vec<u128>, rows: impl Iterator<Item = (u32, u128)>, len: usize) -> Assigned {
+    let mut out = Vec::with_capacity(len);
+    let mut new_rows = Vec::new();
+    // As for integer keys: a run of one key costs one lookup.
+    let mut previous: Option<(u128, u32)> = None;
+    for (row, value) in rows {
+        let id = match previous {
+            Some((key, id)) if key == value => id,
+            _ => {
+                let next = keys.len() as u32;
+                let id = *ids.entry(value).or_insert_with(|| {
+                    keys.push(value);
+                    new_rows.push(row);
+                    next
+                });
+                previous = Some((value, id));
+                id
+            }
+        };
+        out.push(id);
+    }
+    (out, new_rows)
 }
 
 /// What an aggregation keeps per group while rows stream by.
