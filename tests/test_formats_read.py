@@ -54,7 +54,7 @@ def _same(frame: relay.Frame, expected: pa.Table) -> None:
         assert have.equals(want), name
 
 
-@pytest.mark.parametrize("compression", ["snappy", "zstd", "lz4", "none"])
+@pytest.mark.parametrize("compression", ["snappy", "zstd", "lz4", "gzip", "none"])
 def test_parquet_written_by_pyarrow_reads_as_pyarrow_reads_it(tmp_path: Path, compression: str) -> None:
     path = tmp_path / f"data-{compression}.parquet"
     pq.write_table(_table(), path, compression=compression, row_group_size=128)

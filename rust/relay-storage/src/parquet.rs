@@ -292,7 +292,7 @@ fn parquet_error(path: &Path, place: String, error: ParquetError) -> StorageErro
             path: path.to_owned(),
             reason: format!(
                 "{place}: the file is compressed with {codec}, which this build of relay cannot decode \
-                 (it reads ZSTD, LZ4, SNAPPY and uncompressed Parquet)"
+                 (it reads ZSTD, LZ4, SNAPPY, GZIP and uncompressed Parquet)"
             ),
         };
     }
@@ -716,15 +716,15 @@ mod tests {
 
     #[test]
     fn codecs_left_out_of_the_build_are_unsupported() {
-        // How the Arrow reader reports a GZIP page when the flate2 feature is off.
+        // How the Arrow reader reports a page whose codec's feature is off (Brotli's is).
         let error = ParquetError::External(Box::new(ParquetError::General(
-            "Disabled feature at compile time: flate2".into(),
+            "Disabled feature at compile time: brotli".into(),
         )));
         let error = parquet_error(Path::new("g.parquet"), "row group 0, column \"x\"".into(), error);
         assert!(matches!(error, StorageError::Unsupported { .. }), "{error}");
         let message = error.to_string();
         assert!(
-            message.contains("GZIP") && message.contains("row group 0, column \"x\""),
+            message.contains("BROTLI") && message.contains("row group 0, column \"x\""),
             "{message}"
         );
         let error = parquet_error(
