@@ -8,6 +8,9 @@
 //! holds the pieces' selections rather than whole files. Arrow IPC pieces are views of the
 //! mapping, as in a scan.
 //!
+//! Within a piece, pages whose statistics (the Parquet page index) prove that no row passes a
+//! filter are not decoded (`page_row_ranges`); the filters still run on the rows decoded.
+//!
 //! A read narrowed to a range of rows (a slice, as `iter_batches` makes) decodes only the
 //! pieces that overlap the range: their row counts come from the files' metadata (Parquet
 //! footers, IPC record batch headers). A piece whose row count is not known without decoding
@@ -17,6 +20,7 @@
 use arrow::array::{ArrayRef, RecordBatch};
 use rayon::prelude::*;
 use relay_plan::Expr;
+use relay_plan::optimizer::page_row_ranges;
 use relay_storage::{DatasetView, OpenedFile, PieceId, RowRange, constant_column, slice_batches};
 
 use crate::execute::{Chunk, ExecError, ViewSet, filter, pool};
@@ -79,13 +83,17 @@ pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, Op
                 let batches = match task.decoded {
                     Some(batches) => batches,
                     None if decoded_columns.is_empty() => vec![rows_only(file, task.id.piece, task.rows)?],
-                    None => {
-                        let batches = file.read_piece(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS)?;
-                        match task.rows {
-                            Some((offset, count)) => slice_batches(&batches, offset as u64, count as u64),
-                            None => batches,
+                    None => match task.rows {
+                        Some((offset, count)) => {
+                            slice_batches(&file.read_piece(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS)?, offset as u64, count as u64)
                         }
-                    }
+                        // Pages whose statistics rule the filters out are not decoded.
+                        None => match page_row_ranges(view, task.id.fragment, task.id.piece, filters)? {
+                            Some(rows) if rows.is_empty() => Vec::new(),
+                            Some(rows) => file.read_piece_rows(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS, &rows)?,
+                            None => file.read_piece(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS)?,
+                        },
+                    },
                 };
                 let rows_in: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 let bytes_read = bytes_of(file, &batches);

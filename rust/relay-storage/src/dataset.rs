@@ -15,6 +15,7 @@
 //! that survive pruning, and for an unfiltered read a range of rows.
 
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
@@ -26,7 +27,7 @@ use crate::error::{Result, StorageError};
 use crate::ipc::IpcFile;
 use crate::stats::{ColumnStats, batch_stats};
 use crate::types::type_name;
-use crate::view::{RowRange, column_names, project_schema, quoted_names, select_columns};
+use crate::view::{RowRange, column_names, project_schema, quoted_names, select_columns, batches_in_ranges};
 
 /// The format of one file of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,6 +120,25 @@ impl OpenedFile {
         match self {
             OpenedFile::Ipc(file) => Ok(Some(batch_stats(file, piece, column)?)),
             OpenedFile::Decoded(file) => Ok(file.piece_stats(piece, column).map(Arc::new)),
+        }
+    }
+
+    /// Per data page of `column` in `piece`: rows and statistics (`DecodedFile::page_stats`);
+    /// None for an IPC file and a file without a page index.
+    pub fn page_stats(&self, piece: usize, column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
+        match self {
+            OpenedFile::Ipc(_) => None,
+            OpenedFile::Decoded(file) => file.page_stats(piece, column),
+        }
+    }
+
+    /// `read_piece` of the rows of `piece` in `rows` only (ascending, disjoint ranges).
+    pub fn read_piece_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: &[Range<u64>]) -> Result<Vec<RecordBatch>> {
+        match self {
+            OpenedFile::Ipc(_) => {
+                Ok(batches_in_ranges(&self.read_piece(piece, columns, batch_size)?, rows))
+            }
+            OpenedFile::Decoded(file) => file.read_piece_rows(piece, columns, batch_size, rows),
         }
     }
 

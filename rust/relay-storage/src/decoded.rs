@@ -12,6 +12,7 @@
 //! onto the columns asked for, and the conversion of a decoder panic into an error.
 
 use std::fmt::Debug;
+use std::ops::Range;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -24,6 +25,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 
 use crate::error::{Result, StorageError};
 use crate::stats::ColumnStats;
+use crate::view::batches_in_ranges;
 use crate::write::io_error;
 
 /// An opened file of a format that is decoded when read. Opening reads only what the schema
@@ -51,6 +53,19 @@ pub trait DecodedFile: Send + Sync + Debug {
     /// batches of at most `batch_size` rows whose schema is the projected schema. Errors name
     /// the file and the place (row group, line) that could not be decoded.
     fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>>;
+
+    /// Per data page of `column` in `piece`, in row order: its row count and the statistics
+    /// stored for it (None for a page without usable ones). None when the file has no page
+    /// index for the column (only Parquet files written with one do).
+    fn page_stats(&self, _piece: usize, _column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
+        None
+    }
+
+    /// `read_piece` of only the rows of `piece` in `rows` (ascending, disjoint ranges of row
+    /// numbers within the piece), which come out one after another.
+    fn read_piece_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: &[Range<u64>]) -> Result<Vec<RecordBatch>> {
+        Ok(batches_in_ranges(&self.read_piece(piece, columns, batch_size)?, rows))
+    }
 }
 
 /// The columns a decoder reads for a `read_piece` of `columns`: in file order, each once (the

@@ -16,6 +16,7 @@
 //! errors for what it recognizes as damaged; anything it still panics on is caught and reported
 //! as a malformed file, naming the row group and, where one column alone fails, the column.
 
+use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -25,7 +26,7 @@ use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
@@ -102,13 +103,22 @@ impl ParquetFile {
 
     /// Decodes `columns` of row group `piece`, in file order of the columns (the order the
     /// `parquet` crate produces).
-    fn decode(&self, piece: usize, roots: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>, ParquetError> {
+    /// With `rows`, only those rows (ranges within the row group): arrow-rs then skips the
+    /// pages outside them, reading the page index's offsets.
+    fn decode(&self, piece: usize, roots: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<Vec<RecordBatch>, ParquetError> {
         let mask = ProjectionMask::roots(self.metadata.parquet_schema(), roots.iter().copied());
-        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
             .with_projection(mask)
             .with_row_groups(vec![piece])
-            .with_batch_size(batch_size.max(1))
-            .build()?;
+            .with_batch_size(batch_size.max(1));
+        if let Some(rows) = rows {
+            let total = self.piece_rows(piece).unwrap_or_default() as usize;
+            builder = builder.with_row_selection(RowSelection::from_consecutive_ranges(
+                rows.iter().map(|range| range.start as usize..range.end as usize),
+                total,
+            ));
+        }
+        let reader = builder.build()?;
         reader.map(|batch| batch.map_err(ParquetError::from)).collect()
     }
 
@@ -119,7 +129,7 @@ impl ParquetFile {
         }
         roots.iter().copied().find(|&root| {
             !matches!(
-                catch_unwind(AssertUnwindSafe(|| self.decode(piece, &[root], 8192))),
+                catch_unwind(AssertUnwindSafe(|| self.decode(piece, &[root], 8192, None))),
                 Ok(Ok(_))
             )
         })
@@ -251,6 +261,22 @@ impl DecodedFile for ParquetFile {
     }
 
     fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
+        self.read_rows(piece, columns, batch_size, None)
+    }
+
+    fn page_stats(&self, piece: usize, column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
+        // A converter that panics on a damaged page index gives no statistics.
+        catch_unwind(AssertUnwindSafe(|| page_stats(&self.metadata, piece, column))).ok().flatten()
+    }
+
+    fn read_piece_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: &[Range<u64>]) -> Result<Vec<RecordBatch>> {
+        self.read_rows(piece, columns, batch_size, Some(rows))
+    }
+}
+
+impl ParquetFile {
+    /// `read_piece`, of the rows `rows` only when given.
+    fn read_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<Vec<RecordBatch>> {
         let schema = self.metadata.schema();
         check_piece_and_columns(&self.path, self.num_pieces(), piece, schema.fields().len(), columns)?;
         let roots = decoded_roots(columns);
@@ -263,7 +289,7 @@ impl DecodedFile for ParquetFile {
             FORMAT,
             || place(self.failing_column(piece, &roots)),
             || {
-                self.decode(piece, &roots, batch_size).map_err(|error| {
+                self.decode(piece, &roots, batch_size, rows).map_err(|error| {
                     self.reader
                         .check_unchanged(&self.path)
                         .err()
@@ -273,6 +299,54 @@ impl DecodedFile for ParquetFile {
         )?;
         project_decoded(&self.path, FORMAT, &|| place(None), schema, columns, &roots, decoded)
     }
+}
+
+/// Per data page of `column` in row group `piece`: its row count and bounds from the page
+/// index. None without a page index (or an offset index) for the column, or for strings and
+/// binaries, whose page bounds writers may truncate.
+fn page_stats(metadata: &ArrowReaderMetadata, piece: usize, column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
+    let schema = metadata.schema();
+    let field = schema.field(column);
+    if !orderable(field.data_type()) || matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)) {
+        return None;
+    }
+    let parquet_metadata = metadata.metadata();
+    let page_index = parquet_metadata.page_index()?.as_ref();
+    let converter = StatisticsConverter::try_new(field.name(), schema, metadata.parquet_schema())
+        .ok()?
+        .with_missing_null_counts_as_zero(false)
+        .with_column_orders(parquet_metadata.file_metadata().column_orders().map(Vec::as_slice));
+    converter.parquet_column_index()?;
+    let groups = [piece];
+    let rows = converter.data_page_row_counts(page_index, parquet_metadata.row_groups(), &groups).ok()??;
+    if rows.null_count() > 0 {
+        return None;
+    }
+    let mins = converter.data_page_mins(page_index, &groups).ok()?;
+    let maxes = converter.data_page_maxes(page_index, &groups).ok()?;
+    let null_counts = converter.data_page_null_counts(page_index, &groups).ok()?;
+    let nan_counts = converter.data_page_nan_counts(page_index, &groups).ok()?;
+    if [mins.len(), maxes.len(), null_counts.len(), nan_counts.len()] != [rows.len(); 4] {
+        return None;
+    }
+    let floating = is_floating(field.data_type());
+    Some(
+        (0..rows.len())
+            .map(|page| {
+                let row_count = rows.value(page);
+                // As for row groups: no exact null count, no statistics; float bounds only
+                // when the page has no NaN.
+                let nan_free = !floating || (nan_counts.is_valid(page) && nan_counts.value(page) == 0);
+                let stats = (null_counts.is_valid(page) && mins.is_valid(page) && maxes.is_valid(page) && nan_free).then(|| ColumnStats {
+                    min: Some(compact(mins.slice(page, 1))),
+                    max: Some(compact(maxes.slice(page, 1))),
+                    null_count: null_counts.value(page),
+                    row_count,
+                });
+                (row_count, stats)
+            })
+            .collect(),
+    )
 }
 
 fn parquet_error(path: &Path, place: String, error: ParquetError) -> StorageError {

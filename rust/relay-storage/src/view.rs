@@ -34,6 +34,12 @@ impl RowRange {
     }
 }
 
+/// The rows of `batches` taken together that lie in `rows` (ascending, disjoint ranges), as
+/// slices of them (no copy), one range after another.
+pub fn batches_in_ranges(batches: &[RecordBatch], rows: &[std::ops::Range<u64>]) -> Vec<RecordBatch> {
+    rows.iter().flat_map(|range| slice_batches(batches, range.start, range.end - range.start)).collect()
+}
+
 /// Rows `offset .. offset + length` of `batches` taken together, as slices of them (no copy);
 /// batches wholly before or after those rows are dropped.
 pub fn slice_batches<'a>(

@@ -27,6 +27,7 @@
 //! pass to learn only whether the whole scan is empty, so there only statistics computed
 //! already are used.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Scalar};
@@ -188,6 +189,86 @@ pub fn pruned_read(view: &DatasetView, filters: &[Expr]) -> Result<Option<Datase
     } else {
         None
     })
+}
+
+/// The rows of piece `piece` of file `fragment` worth decoding for `filters`, judged by the
+/// statistics of its data pages (the Parquet page index): ascending, disjoint ranges of row
+/// numbers within the piece. None when page statistics rule out no row (or there are none).
+///
+/// Pages of different columns start at different rows, so each conjunct that reads one column
+/// is judged page by page on its own, and the rows kept are those every such conjunct keeps.
+pub fn page_row_ranges(view: &DatasetView, fragment: usize, piece: usize, filters: &[Expr]) -> Result<Option<Vec<Range<u64>>>> {
+    let file = view.dataset().open(fragment)?;
+    let Some(rows) = file.piece_rows(piece) else {
+        return Ok(None);
+    };
+    let mut kept: Vec<Range<u64>> = Vec::new();
+    kept.push(0..rows);
+    for conjunct in filters.iter().cloned().flat_map(Expr::conjuncts) {
+        let columns = conjunct.columns();
+        let [name] = columns.as_slice() else {
+            continue;
+        };
+        let Some(column) = view.column_index(name) else {
+            continue;
+        };
+        let Some(pages) = file.page_stats(piece, column) else {
+            continue;
+        };
+        if pages.iter().map(|(count, _)| count).sum::<u64>() != rows {
+            continue;
+        }
+        let source = PageStats { view, column, pages: &pages };
+        let mut page_kept: Vec<Range<u64>> = Vec::new();
+        let mut start = 0;
+        for (page, (count, _)) in pages.iter().enumerate() {
+            if may_match(&conjunct, &source, page)? {
+                match page_kept.last_mut() {
+                    Some(last) if last.end == start => last.end = start + count,
+                    _ => page_kept.push(start..start + count),
+                }
+            }
+            start += count;
+        }
+        kept = intersect_ranges(&kept, &page_kept);
+    }
+    let everything = kept.len() == 1 && kept[0] == (0..rows);
+    Ok((!everything).then_some(kept))
+}
+
+/// The rows in both `a` and `b` (ascending, disjoint ranges each).
+fn intersect_ranges(a: &[Range<u64>], b: &[Range<u64>]) -> Vec<Range<u64>> {
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() && j < b.len() {
+        let (start, end) = (a[i].start.max(b[j].start), a[i].end.min(b[j].end));
+        if start < end {
+            out.push(start..end);
+        }
+        if a[i].end < b[j].end {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    out
+}
+
+/// One column's statistics per data page, for the conjuncts that read only it.
+struct PageStats<'a> {
+    view: &'a DatasetView,
+    column: usize,
+    pages: &'a [(u64, Option<ColumnStats>)],
+}
+
+impl StatsLookup for PageStats<'_> {
+    fn column(&self, name: &str) -> Option<(usize, DataType)> {
+        let index = self.view.column_index(name).filter(|&index| index == self.column)?;
+        Some((index, self.view.dataset().schema().field(index).data_type().clone()))
+    }
+
+    fn stats(&self, page: usize, _column: usize) -> Result<Option<Arc<ColumnStats>>> {
+        Ok(self.pages[page].1.clone().map(Arc::new))
+    }
 }
 
 /// The value of a partition column as statistics: min = max = the value, or all null.
@@ -522,6 +603,17 @@ fn is_in_may_match(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn page_ranges_intersect() {
+        let a = [0..10, 20..30, 40..50];
+        let b = [5..25, 29..41, 60..70];
+        assert_eq!(intersect_ranges(&a, &b), vec![5..10, 20..25, 29..30, 40..41]);
+        assert_eq!(intersect_ranges(&a, &[]), Vec::<Range<u64>>::new());
+        let everything: Vec<Range<u64>> = std::iter::once(0..100).collect();
+        assert_eq!(intersect_ranges(&everything, &a), a.to_vec());
+    }
+
     use super::*;
     use crate::optimizer::test_support::*;
     use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};

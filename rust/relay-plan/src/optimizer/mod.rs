@@ -46,7 +46,7 @@ mod projection_pruning;
 #[cfg(test)]
 mod test_support;
 
-pub use batch_pruning::{BatchPruning, pruned_read, surviving_batches};
+pub use batch_pruning::{BatchPruning, page_row_ranges, pruned_read, surviving_batches};
 pub use conjunct_reordering::{ConjunctReordering, estimate_cost, estimate_selectivity};
 pub use constant_folding::{ConstantFolding, fold_expr};
 pub use predicate_pushdown::PredicatePushdown;
