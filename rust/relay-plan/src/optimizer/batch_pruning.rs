@@ -202,8 +202,9 @@ pub fn page_row_ranges(view: &DatasetView, fragment: usize, piece: usize, filter
     let Some(rows) = file.piece_rows(piece) else {
         return Ok(None);
     };
-    let mut kept: Vec<Range<u64>> = Vec::new();
-    kept.push(0..rows);
+    // A list of one range (every row), not the list of the range's numbers.
+    #[allow(clippy::single_range_in_vec_init)]
+    let mut kept = vec![0..rows];
     for conjunct in filters.iter().cloned().flat_map(Expr::conjuncts) {
         let columns = conjunct.columns();
         let [name] = columns.as_slice() else {
