@@ -135,6 +135,24 @@ def test_files_whose_columns_differ_raise_naming_the_file_and_column(tmp_path: P
         relay.scan([tmp_path / "a.parquet", tmp_path / "b.parquet"]).to_arrow()
 
 
+def test_csv_files_are_read_with_the_first_files_inferred_types(tmp_path: Path) -> None:
+    """Types inferred from each file's own rows may differ (an empty column, whole numbers);
+    later files with the same column names are read with the first file's types, and a value
+    that does not fit them raises naming the file and line."""
+    (tmp_path / "a.csv").write_text("x,y,s\n1,1.5,a\n2,2.5,b\n")
+    (tmp_path / "b.csv").write_text("x,y,s\n,2,c\n,3,d\n")
+    frame = relay.scan(str(tmp_path / "*.csv"))
+    assert frame.schema == {"x": "int64", "y": "double", "s": "string"}
+    assert frame.to_arrow().to_pydict() == {"x": [1, 2, None, None], "y": [1.5, 2.5, 2.0, 3.0], "s": ["a", "b", "c", "d"]}
+    (tmp_path / "c.csv").write_text("x,y,s\n3,4,e\nnot a number,5,f\n")
+    with pytest.raises(relay.CorruptFileError, match=r"c\.csv.*line 3"):
+        relay.scan(str(tmp_path / "*.csv")).to_arrow()
+    # Other column names still raise when the file is opened.
+    (tmp_path / "c.csv").write_text("x,z,s\n3,4,e\n")
+    with pytest.raises(relay.RelayError, match="c.csv"):
+        relay.scan(str(tmp_path / "*.csv")).to_arrow()
+
+
 def test_dataset_frames_pickle_and_stream_in_batches(tmp_path: Path) -> None:
     _hive(tmp_path)
     frame = relay.scan(tmp_path).filter(col("month") == 3).select("id", "year")

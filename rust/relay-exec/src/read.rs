@@ -306,7 +306,7 @@ mod tests {
     }
 
     fn dataset(rows_known: bool) -> Arc<Dataset> {
-        let opener: DecodedOpener = Arc::new(move |path: &Path, _format: FileFormat| {
+        let opener: DecodedOpener = Arc::new(move |path: &Path, _format: FileFormat, _schema: Option<arrow::datatypes::SchemaRef>| {
             let first: i64 = path.to_string_lossy().trim_start_matches("file").parse().unwrap();
             let pieces = (0..3)
                 .map(|p| (first + p * 10..first + p * 10 + 10).collect())

@@ -279,12 +279,13 @@ struct FormatOptions {
 
 /// Opens the decoded files of a dataset with `options`.
 fn decoded_opener(options: FormatOptions) -> DecodedOpener {
-    Arc::new(move |path: &std::path::Path, format: FileFormat| -> relay_storage::Result<Arc<dyn DecodedFile>> {
+    Arc::new(move |path: &std::path::Path, format: FileFormat, schema: Option<arrow::datatypes::SchemaRef>| -> relay_storage::Result<Arc<dyn DecodedFile>> {
+        let schema = options.schema.clone().or(schema);
         match format {
             FileFormat::Parquet => Ok(ParquetFile::open(path)?),
             FileFormat::Csv => {
                 let mut csv = relay_storage::CsvOptions {
-                    schema: options.schema.clone(),
+                    schema,
                     ..Default::default()
                 };
                 csv.has_header = options.has_header.unwrap_or(csv.has_header);
@@ -293,7 +294,7 @@ fn decoded_opener(options: FormatOptions) -> DecodedOpener {
             }
             FileFormat::Ndjson => {
                 let json = relay_storage::JsonOptions {
-                    schema: options.schema.clone(),
+                    schema,
                     ..Default::default()
                 };
                 Ok(relay_storage::TextFile::open_ndjson(path, &json)?)

@@ -76,8 +76,10 @@ impl FileFormat {
 }
 
 /// Opens a file of a decoded format. Given by whoever builds the dataset: it knows the format
-/// options (a CSV separator, a schema that overrides inference).
-pub type DecodedOpener = Arc<dyn Fn(&Path, FileFormat) -> Result<Arc<dyn DecodedFile>> + Send + Sync>;
+/// options (a CSV separator, a schema that overrides inference). The schema argument, when
+/// given, is the one to read a CSV or NDJSON file with in place of inferring one, unless the
+/// options name one themselves.
+pub type DecodedOpener = Arc<dyn Fn(&Path, FileFormat, Option<SchemaRef>) -> Result<Arc<dyn DecodedFile>> + Send + Sync>;
 
 /// An opened file of a dataset.
 #[derive(Debug, Clone)]
@@ -239,7 +241,7 @@ impl Dataset {
                 path: PathBuf::from(&description),
             });
         };
-        let first_opened = open_file(&first.path, first.format, &opener)?;
+        let first_opened = open_file(&first.path, first.format, &opener, None)?;
         let file_schema = first_opened.schema();
         let partition_fields: Vec<FieldRef> = partition_fields.into_iter().map(Arc::new).collect();
         for field in &partition_fields {
@@ -344,7 +346,17 @@ impl Dataset {
         if let Some(opened) = fragment.opened.get() {
             return Ok(opened);
         }
-        let opened = open_file(&fragment.path, fragment.format, &self.opener)?;
+        let mut opened = open_file(&fragment.path, fragment.format, &self.opener, None)?;
+        // Types inferred from a file's own rows may differ from the first file's (a column
+        // empty in one file, whole numbers in one and decimals in another): a file whose columns
+        // have the first file's names is read with its types instead, and a value that does not
+        // fit them raises an error naming the line when read.
+        let schema = opened.schema();
+        let same_names = schema.fields().len() == self.file_schema.fields().len()
+            && schema.fields().iter().zip(self.file_schema.fields()).all(|(have, want)| have.name() == want.name());
+        if matches!(fragment.format, FileFormat::Csv | FileFormat::Ndjson) && same_names && schema.as_ref() != self.file_schema.as_ref() {
+            opened = open_file(&fragment.path, fragment.format, &self.opener, Some(self.file_schema.clone()))?;
+        }
         self.check_schema(&fragment.path, &opened.schema())?;
         Ok(fragment.opened.get_or_init(|| opened))
     }
@@ -399,10 +411,10 @@ impl Dataset {
     }
 }
 
-fn open_file(path: &Path, format: FileFormat, opener: &DecodedOpener) -> Result<OpenedFile> {
+fn open_file(path: &Path, format: FileFormat, opener: &DecodedOpener, schema: Option<SchemaRef>) -> Result<OpenedFile> {
     Ok(match format {
         FileFormat::Ipc => OpenedFile::Ipc(IpcFile::open(path)?),
-        other => OpenedFile::Decoded(opener(path, other)?),
+        other => OpenedFile::Decoded(opener(path, other, schema)?),
     })
 }
 
@@ -605,7 +617,7 @@ mod tests {
     }
 
     fn no_decoded() -> DecodedOpener {
-        Arc::new(|path: &Path, format: FileFormat| {
+        Arc::new(|path: &Path, format: FileFormat, _schema: Option<SchemaRef>| {
             Err(StorageError::Unsupported {
                 path: path.to_owned(),
                 reason: format!("{} is not readable in this test", format.name()),
