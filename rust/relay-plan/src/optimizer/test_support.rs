@@ -269,7 +269,7 @@ impl TestDataset {
                 partition_values: vec![Arc::new(Int64Array::from(vec![part]))],
             });
         }
-        let opener: relay_storage::DecodedOpener = Arc::new(|path: &Path, _| {
+        let opener: relay_storage::DecodedOpener = Arc::new(|path: &Path, _, _| {
             Err(StorageError::Unsupported {
                 path: path.to_owned(),
                 reason: "only Arrow IPC files in these tests".into(),
