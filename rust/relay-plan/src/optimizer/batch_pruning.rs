@@ -604,6 +604,10 @@ fn is_in_may_match(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::optimizer::test_support::*;
+    use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
+    use arrow::datatypes::{Field, Schema};
 
     #[test]
     fn page_ranges_intersect() {
@@ -614,11 +618,6 @@ mod tests {
         let everything: Vec<Range<u64>> = std::iter::once(0..100).collect();
         assert_eq!(intersect_ranges(&everything, &a), a.to_vec());
     }
-
-    use super::*;
-    use crate::optimizer::test_support::*;
-    use arrow::array::{Int32Array, Int64Array, RecordBatch, StringArray};
-    use arrow::datatypes::{Field, Schema};
 
     fn age(op: BinaryOp, value: i32) -> Expr {
         Expr::col("age").binary(op, Expr::lit(Arc::new(Int32Array::from(vec![value]))))
