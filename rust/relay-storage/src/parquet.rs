@@ -148,6 +148,18 @@ impl ParquetFile {
     }
 }
 
+/// The converter of `column`'s Parquet statistics into arrays of its Arrow type (null counts
+/// left null where the file has none); None when the column has no Parquet leaf of its own.
+fn statistics_converter(metadata: &ArrowReaderMetadata, column: usize) -> Option<StatisticsConverter<'_>> {
+    let parquet_metadata = metadata.metadata();
+    let converter = StatisticsConverter::try_new(metadata.schema().field(column).name(), metadata.schema(), metadata.parquet_schema())
+        .ok()?
+        .with_missing_null_counts_as_zero(false)
+        .with_column_orders(parquet_metadata.file_metadata().column_orders().map(Vec::as_slice));
+    converter.parquet_column_index()?;
+    Some(converter)
+}
+
 /// Statistics of `column` in every row group; None when the column has no Parquet leaf of its
 /// own (nested types) or the file's statistics cannot be converted.
 fn row_group_stats(metadata: &ArrowReaderMetadata, column: usize) -> Option<Vec<Option<ColumnStats>>> {
@@ -156,13 +168,8 @@ fn row_group_stats(metadata: &ArrowReaderMetadata, column: usize) -> Option<Vec<
     if !orderable(field.data_type()) {
         return None;
     }
-    let parquet_metadata = metadata.metadata();
-    let row_groups = parquet_metadata.row_groups();
-    let converter = StatisticsConverter::try_new(field.name(), schema, metadata.parquet_schema())
-        .ok()?
-        .with_missing_null_counts_as_zero(false)
-        .with_column_orders(parquet_metadata.file_metadata().column_orders().map(Vec::as_slice));
-    converter.parquet_column_index()?;
+    let row_groups = metadata.metadata().row_groups();
+    let converter = statistics_converter(metadata, column)?;
     let mins = converter.row_group_mins(row_groups).ok()?;
     let maxes = converter.row_group_maxes(row_groups).ok()?;
     let min_exact = converter.row_group_is_min_value_exact(row_groups).ok()?;
@@ -312,11 +319,7 @@ fn page_stats(metadata: &ArrowReaderMetadata, piece: usize, column: usize) -> Op
     }
     let parquet_metadata = metadata.metadata();
     let page_index = parquet_metadata.page_index()?.as_ref();
-    let converter = StatisticsConverter::try_new(field.name(), schema, metadata.parquet_schema())
-        .ok()?
-        .with_missing_null_counts_as_zero(false)
-        .with_column_orders(parquet_metadata.file_metadata().column_orders().map(Vec::as_slice));
-    converter.parquet_column_index()?;
+    let converter = statistics_converter(metadata, column)?;
     let groups = [piece];
     let rows = converter.data_page_row_counts(page_index, parquet_metadata.row_groups(), &groups).ok()??;
     if rows.null_count() > 0 {
