@@ -513,11 +513,8 @@ mod tests {
         RecordBatch::try_new(schema, vec![Arc::new(ids), Arc::new(names)]).unwrap()
     }
 
-    fn temp_path(name: &str) -> std::path::PathBuf {
-        let folder = std::env::temp_dir().join(format!("relay-append-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&folder);
-        std::fs::create_dir_all(&folder).unwrap();
-        folder.join("data.arrow")
+    fn temp_path(name: &str) -> crate::test_support::TempFile {
+        crate::test_support::TempFile::new(&format!("relay-append-{name}"), "data.arrow")
     }
 
     fn ids(file: &IpcFile) -> Vec<Option<i64>> {

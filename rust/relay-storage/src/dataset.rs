@@ -627,8 +627,7 @@ mod tests {
 
     #[test]
     fn files_open_lazily_and_must_share_the_first_schema() {
-        let dir = std::env::temp_dir().join(format!("relay-dataset-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_support::temp_dir("relay-dataset");
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
         let other = Arc::new(Schema::new(vec![Field::new("x", DataType::Utf8, true)]));
         let a = write_ipc(&dir, "a.arrow", schema.clone(), &[1, 2, 3]);

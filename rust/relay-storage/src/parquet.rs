@@ -469,7 +469,7 @@ mod tests {
     use parquet::basic::{Compression, ZstdLevel};
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-    fn temp_dir() -> PathBuf {
+    fn temp_dir() -> crate::test_support::TempDir {
         crate::test_support::temp_dir("relay-parquet-test")
     }
 

@@ -520,8 +520,8 @@ mod tests {
 
     use super::*;
 
-    fn temp_file(name: &str, contents: &[u8]) -> PathBuf {
-        let path = crate::test_support::temp_dir("relay-text-test").join(name);
+    fn temp_file(name: &str, contents: &[u8]) -> crate::test_support::TempFile {
+        let path = crate::test_support::TempFile::new("relay-text-test", name);
         std::fs::write(&path, contents).unwrap();
         path
     }

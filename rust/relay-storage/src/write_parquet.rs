@@ -219,7 +219,7 @@ mod tests {
     use crate::decoded::DecodedFile;
     use crate::parquet::ParquetFile;
 
-    fn temp_dir() -> std::path::PathBuf {
+    fn temp_dir() -> crate::test_support::TempDir {
         crate::test_support::temp_dir("relay-write-parquet-test")
     }
 
