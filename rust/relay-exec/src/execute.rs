@@ -400,34 +400,45 @@ const DENSE_DIVISOR: usize = 4;
 /// plus `set_indices`), but in the query it made the filter phase slower (9.5-12 ms against
 /// 5.9-6.5 ms for `age > 94` on `tab`, 2 threads), as it writes an offset for every row.
 pub(crate) fn filter(input: ViewSet, predicate: &Expr) -> Result<ViewSet, ExecError> {
-    let conjuncts = predicate
-        .clone()
-        .conjuncts()
-        .into_iter()
-        .map(|expr| Conjunct::new(expr, &input.schema))
-        .collect::<Result<Vec<_>, _>>()?;
+    let filter = ChunkFilter::new(predicate, &input.schema)?;
     let schema = input.schema.clone();
-    let chunks: Result<Vec<Chunk>, ArrowError> = pool().install(|| {
-        input
-            .chunks
-            .into_par_iter()
-            .map(|chunk| {
-                if chunk.len > u32::MAX as usize {
-                    return Err(ArrowError::InvalidArgumentError(format!(
-                        "a record batch of {} rows is too large to filter (at most {} rows)",
-                        chunk.len,
-                        u32::MAX
-                    )));
-                }
-                let selection = filter_chunk(&chunk, &conjuncts)?;
-                Ok(Chunk {
-                    selection: Some(Arc::new(selection)),
-                    ..chunk
-                })
-            })
-            .collect()
-    });
+    let chunks: Result<Vec<Chunk>, ArrowError> =
+        pool().install(|| input.chunks.into_par_iter().map(|chunk| filter.apply(chunk)).collect());
     Ok(ViewSet { schema, chunks: chunks? })
+}
+
+/// A predicate's conjuncts, checked against a schema once, to filter chunks of that schema
+/// (see `filter`).
+pub(crate) struct ChunkFilter {
+    conjuncts: Vec<Conjunct>,
+}
+
+impl ChunkFilter {
+    pub(crate) fn new(predicate: &Expr, schema: &Schema) -> Result<ChunkFilter, ArrowError> {
+        let conjuncts = predicate
+            .clone()
+            .conjuncts()
+            .into_iter()
+            .map(|expr| Conjunct::new(expr, schema))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ChunkFilter { conjuncts })
+    }
+
+    /// `chunk` with the selection of the rows that pass.
+    pub(crate) fn apply(&self, chunk: Chunk) -> Result<Chunk, ArrowError> {
+        if chunk.len > u32::MAX as usize {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "a record batch of {} rows is too large to filter (at most {} rows)",
+                chunk.len,
+                u32::MAX
+            )));
+        }
+        let selection = filter_chunk(&chunk, &self.conjuncts)?;
+        Ok(Chunk {
+            selection: Some(Arc::new(selection)),
+            ..chunk
+        })
+    }
 }
 
 /// The selection of `chunk` after the conjuncts: sorted offsets, or the incoming selection's

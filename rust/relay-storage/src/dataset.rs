@@ -22,12 +22,12 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{Array, ArrayRef, RecordBatch, RecordBatchOptions, new_null_array};
 use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 
-use crate::decoded::DecodedFile;
+use crate::decoded::{DecodedFile, PieceBatches, batches_already_read};
 use crate::error::{Result, StorageError};
 use crate::ipc::IpcFile;
 use crate::stats::{ColumnStats, batch_stats};
 use crate::types::type_name;
-use crate::view::{RowRange, column_names, project_schema, quoted_names, select_columns, batches_in_ranges};
+use crate::view::{RowRange, column_names, project_schema, quoted_names, select_columns};
 
 /// The format of one file of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -134,13 +134,12 @@ impl OpenedFile {
         }
     }
 
-    /// `read_piece` of the rows of `piece` in `rows` only (ascending, disjoint ranges).
-    pub fn read_piece_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: &[Range<u64>]) -> Result<Vec<RecordBatch>> {
+    /// `read_piece` one batch at a time (`DecodedFile::piece_batches`), of the rows of `piece`
+    /// in `rows` only when given (ascending, disjoint ranges).
+    pub fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
         match self {
-            OpenedFile::Ipc(_) => {
-                Ok(batches_in_ranges(&self.read_piece(piece, columns, batch_size)?, rows))
-            }
-            OpenedFile::Decoded(file) => file.read_piece_rows(piece, columns, batch_size, rows),
+            OpenedFile::Ipc(_) => Ok(batches_already_read(self.read_piece(piece, columns, batch_size)?, rows)),
+            OpenedFile::Decoded(file) => file.piece_batches(piece, columns, batch_size.max(1), rows),
         }
     }
 

@@ -61,12 +61,27 @@ pub trait DecodedFile: Send + Sync + Debug {
         None
     }
 
-    /// `read_piece` of only the rows of `piece` in `rows` (ascending, disjoint ranges of row
-    /// numbers within the piece), which come out one after another.
-    fn read_piece_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: &[Range<u64>]) -> Result<Vec<RecordBatch>> {
-        Ok(batches_in_ranges(&self.read_piece(piece, columns, batch_size)?, rows))
+    /// `read_piece` one batch at a time, of only the rows of `piece` in `rows` when given
+    /// (ascending, disjoint ranges of row numbers within the piece, which come out one after
+    /// another). A caller that reduces each batch (a filter) before asking for the next holds
+    /// one decoded batch at a time, which the allocator hands back warm for the next one.
+    fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
+        Ok(batches_already_read(self.read_piece(piece, columns, batch_size)?, rows))
     }
 }
+
+/// Batches already in memory (decoded, or views of a mapping) as `PieceBatches`, cut to `rows`
+/// when given.
+pub(crate) fn batches_already_read(batches: Vec<RecordBatch>, rows: Option<&[Range<u64>]>) -> PieceBatches<'static> {
+    let batches = match rows {
+        Some(rows) => batches_in_ranges(&batches, rows),
+        None => batches,
+    };
+    Box::new(batches.into_iter().map(Ok))
+}
+
+/// The batches of one piece, decoded as they are asked for (`DecodedFile::piece_batches`).
+pub type PieceBatches<'a> = Box<dyn Iterator<Item = Result<RecordBatch>> + 'a>;
 
 /// The columns a decoder reads for a `read_piece` of `columns`: in file order, each once (the
 /// order and uniqueness arrow-rs's decoders give their output columns).
@@ -77,9 +92,46 @@ pub(crate) fn decoded_roots(columns: &[usize]) -> Vec<usize> {
     roots
 }
 
-/// The batches `read_piece` returns for `columns` (indices into `schema`, in the order asked,
-/// repeats allowed), from `decoded` batches whose columns are `roots` (`decoded_roots` of
-/// `columns`, possibly with columns added to count rows); `place` names the piece in errors.
+/// What turns decoded batches, whose columns are `roots` (`decoded_roots` of `columns`,
+/// possibly with columns added to count rows), into the batches `read_piece` returns for
+/// `columns` (indices into the file's schema, in the order asked, repeats allowed).
+pub(crate) struct Projection {
+    schema: SchemaRef,
+    /// Per output column, its position among the decoded ones.
+    positions: Vec<usize>,
+}
+
+impl Projection {
+    pub(crate) fn new(schema: &Schema, columns: &[usize], roots: &[usize]) -> Result<Projection> {
+        let projected = schema.project(columns).map_err(|error| StorageError::OutOfRange {
+            what: "column",
+            detail: error.to_string(),
+        })?;
+        let positions = columns
+            .iter()
+            .map(|column| roots.binary_search(column).expect("every column is decoded"))
+            .collect();
+        Ok(Projection {
+            schema: Arc::new(projected),
+            positions,
+        })
+    }
+
+    /// `decoded` projected; `place` names the piece in errors.
+    pub(crate) fn apply(&self, path: &Path, format: &'static str, place: &dyn Fn() -> String, decoded: RecordBatch) -> Result<RecordBatch> {
+        let arrays = self.positions.iter().map(|&i| decoded.column(i).clone()).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(decoded.num_rows()));
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options).map_err(|error| StorageError::Malformed {
+            path: path.to_owned(),
+            format,
+            place: place(),
+            reason: error.to_string(),
+        })
+    }
+}
+
+/// The batches `read_piece` returns for `columns` from `decoded` batches of `roots` (see
+/// `Projection`); `place` names the piece in errors.
 pub(crate) fn project_decoded(
     path: &Path,
     format: &'static str,
@@ -89,28 +141,10 @@ pub(crate) fn project_decoded(
     roots: &[usize],
     decoded: Vec<RecordBatch>,
 ) -> Result<Vec<RecordBatch>> {
-    let projected = Arc::new(schema.project(columns).map_err(|error| StorageError::OutOfRange {
-        what: "column",
-        detail: error.to_string(),
-    })?);
-    let positions: Vec<usize> = columns
-        .iter()
-        .map(|column| roots.binary_search(column).expect("every column is decoded"))
-        .collect();
+    let projection = Projection::new(schema, columns, roots)?;
     decoded
         .into_iter()
-        .map(|batch| {
-            let arrays = positions.iter().map(|&i| batch.column(i).clone()).collect();
-            let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            RecordBatch::try_new_with_options(projected.clone(), arrays, &options).map_err(|error| {
-                StorageError::Malformed {
-                    path: path.to_owned(),
-                    format,
-                    place: place(),
-                    reason: error.to_string(),
-                }
-            })
-        })
+        .map(|batch| projection.apply(path, format, place, batch))
         .collect()
 }
 

@@ -26,14 +26,14 @@ use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::decoded::{
-    DecodedFile, PositionalFile, PositionalReader, catch_decoder_panic, check_piece_and_columns, decoded_roots,
-    project_decoded,
+    DecodedFile, PieceBatches, PositionalFile, PositionalReader, Projection, catch_decoder_panic,
+    check_piece_and_columns, decoded_roots,
 };
 use crate::error::{Result, StorageError};
 use crate::stats::ColumnStats;
@@ -101,11 +101,11 @@ impl ParquetFile {
         &self.metadata
     }
 
-    /// Decodes `columns` of row group `piece`, in file order of the columns (the order the
-    /// `parquet` crate produces).
+    /// A decoder of `columns` of row group `piece`, in file order of the columns (the order
+    /// the `parquet` crate produces).
     /// With `rows`, only those rows (ranges within the row group): arrow-rs then skips the
     /// pages outside them, reading the page index's offsets.
-    fn decode(&self, piece: usize, roots: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<Vec<RecordBatch>, ParquetError> {
+    fn decoder(&self, piece: usize, roots: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<ParquetRecordBatchReader, ParquetError> {
         let mask = ProjectionMask::roots(self.metadata.parquet_schema(), roots.iter().copied());
         let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
             .with_projection(mask)
@@ -118,8 +118,7 @@ impl ParquetFile {
                 total,
             ));
         }
-        let reader = builder.build()?;
-        reader.map(|batch| batch.map_err(ParquetError::from)).collect()
+        builder.build()
     }
 
     /// The column whose decode alone fails in row group `piece`, for an error message.
@@ -128,11 +127,28 @@ impl ParquetFile {
             return roots.first().copied();
         }
         roots.iter().copied().find(|&root| {
-            !matches!(
-                catch_unwind(AssertUnwindSafe(|| self.decode(piece, &[root], 8192, None))),
-                Ok(Ok(_))
-            )
+            let decoded = catch_unwind(AssertUnwindSafe(|| {
+                self.decoder(piece, &[root], 8192, None)?.collect::<Result<Vec<_>, _>>()
+            }));
+            !matches!(decoded, Ok(Ok(_)))
         })
+    }
+
+    /// Where a decode of `roots` of row group `piece` failed, for an error message.
+    fn failure_place(&self, piece: usize, roots: &[usize]) -> String {
+        match self.failing_column(piece, roots) {
+            Some(column) => format!("row group {piece}, column {:?}", self.metadata.schema().field(column).name()),
+            None => format!("row group {piece}"),
+        }
+    }
+
+    /// The error for a failed decode of `roots` of row group `piece`: the file changed since it
+    /// was opened, or the place that fails.
+    fn decode_error(&self, piece: usize, roots: &[usize], error: ParquetError) -> StorageError {
+        self.reader
+            .check_unchanged(&self.path)
+            .err()
+            .unwrap_or_else(|| parquet_error(&self.path, self.failure_place(piece, roots), error))
     }
 
     fn column_stats(&self, column: usize) -> &[Option<ColumnStats>] {
@@ -268,7 +284,7 @@ impl DecodedFile for ParquetFile {
     }
 
     fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
-        self.read_rows(piece, columns, batch_size, None)
+        self.piece_batches(piece, columns, batch_size, None)?.collect()
     }
 
     fn page_stats(&self, piece: usize, column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
@@ -276,35 +292,64 @@ impl DecodedFile for ParquetFile {
         catch_unwind(AssertUnwindSafe(|| page_stats(&self.metadata, piece, column))).ok().flatten()
     }
 
-    fn read_piece_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: &[Range<u64>]) -> Result<Vec<RecordBatch>> {
-        self.read_rows(piece, columns, batch_size, Some(rows))
-    }
-}
-
-impl ParquetFile {
-    /// `read_piece`, of the rows `rows` only when given.
-    fn read_rows(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<Vec<RecordBatch>> {
+    fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
         let schema = self.metadata.schema();
         check_piece_and_columns(&self.path, self.num_pieces(), piece, schema.fields().len(), columns)?;
         let roots = decoded_roots(columns);
-        let place = |column: Option<usize>| match column {
-            Some(column) => format!("row group {piece}, column {:?}", schema.field(column).name()),
-            None => format!("row group {piece}"),
-        };
-        let decoded = catch_decoder_panic(
+        let projection = Projection::new(schema, columns, &roots)?;
+        let decoder = catch_decoder_panic(
             &self.path,
             FORMAT,
-            || place(self.failing_column(piece, &roots)),
-            || {
-                self.decode(piece, &roots, batch_size, rows).map_err(|error| {
-                    self.reader
-                        .check_unchanged(&self.path)
-                        .err()
-                        .unwrap_or_else(|| parquet_error(&self.path, place(self.failing_column(piece, &roots)), error))
-                })
-            },
+            || self.failure_place(piece, &roots),
+            || self.decoder(piece, &roots, batch_size, rows).map_err(|error| self.decode_error(piece, &roots, error)),
         )?;
-        project_decoded(&self.path, FORMAT, &|| place(None), schema, columns, &roots, decoded)
+        Ok(Box::new(RowGroupBatches {
+            file: self,
+            piece,
+            roots,
+            projection,
+            decoder: Some(decoder),
+        }))
+    }
+}
+
+/// The batches of one read of a row group, decoded one at a time as they are asked for.
+struct RowGroupBatches<'a> {
+    file: &'a ParquetFile,
+    piece: usize,
+    roots: Vec<usize>,
+    projection: Projection,
+    /// None once the decoder is done or has failed.
+    decoder: Option<ParquetRecordBatchReader>,
+}
+
+impl Iterator for RowGroupBatches<'_> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Result<RecordBatch>> {
+        let RowGroupBatches { file, piece, roots, projection, decoder } = self;
+        let (file, piece) = (*file, *piece);
+        let next = catch_decoder_panic(
+            &file.path,
+            FORMAT,
+            || file.failure_place(piece, roots),
+            || {
+                decoder
+                    .as_mut()
+                    .and_then(Iterator::next)
+                    .transpose()
+                    .map_err(|error| file.decode_error(piece, roots, error.into()))
+            },
+        );
+        let batch = match next {
+            Ok(Some(batch)) => batch,
+            Ok(None) | Err(_) => {
+                *decoder = None;
+                return next.err().map(Err);
+            }
+        };
+        let place = || format!("row group {piece}");
+        Some(projection.apply(&file.path, FORMAT, &place, batch))
     }
 }
 
