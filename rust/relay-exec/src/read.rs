@@ -1,9 +1,9 @@
 //! Execution of `LogicalPlan::Read`: the surviving pieces of a dataset's files, decoded in
 //! parallel and filtered right after decoding.
 //!
-//! Each piece (a Parquet row group, a whole CSV or NDJSON file, a record batch of an Arrow IPC
-//! file) is one task on the pool: it decodes only the columns the plan reads, appends the
-//! partition columns as constant arrays, and runs the read's filters on each decoded batch
+//! Each piece (a Parquet row group, a byte range of a CSV or NDJSON file, a record batch of an
+//! Arrow IPC file) is one task on the pool: it decodes only the columns the plan reads, appends
+//! the partition columns as constant arrays, and runs the read's filters on each decoded batch
 //! before it decodes the next. A batch that keeps few rows is gathered down to them
 //! (`compact`), so memory holds about the rows that pass rather than whole files. Arrow IPC
 //! pieces are views of the mapping, as in a scan, and keep their selections.

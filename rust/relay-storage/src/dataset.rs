@@ -8,8 +8,8 @@
 //! Files are opened lazily, once each (a `OnceLock` per fragment): a fragment that the
 //! optimizer rules out by its partition values is never opened. An opened fragment is read in
 //! pieces that decode independently: the record batches of an Arrow IPC file (views of its
-//! mapping, no copy) or the pieces of a `DecodedFile` (Parquet row groups, whole CSV / NDJSON
-//! files), which are decoded into memory.
+//! mapping, no copy) or the pieces of a `DecodedFile` (Parquet row groups, byte ranges of CSV /
+//! NDJSON files), which are decoded into memory.
 //!
 //! `DatasetView` is what a plan's leaf holds: columns of the dataset, the fragments and pieces
 //! that survive pruning, and for an unfiltered read a range of rows.

@@ -3,9 +3,9 @@
 //! Unlike an Arrow IPC file, no column of these formats can be a view of the file: each read
 //! decodes. What the formats share is what a scan needs from them, so the planner and the
 //! executor handle every one the same way: a schema known after opening, independent pieces
-//! (Parquet row groups; a whole CSV or NDJSON file) that can be decoded in parallel, and per
-//! piece statistics where the file keeps them (Parquet), so pieces that cannot hold a matching
-//! row are never decoded.
+//! (Parquet row groups; byte ranges of a CSV or NDJSON file) that can be decoded in parallel,
+//! and per piece statistics where the file keeps them (Parquet), so pieces that cannot hold a
+//! matching row are never decoded.
 //!
 //! The readers' shared parts live here too: positional reads of the opened file
 //! (`PositionalFile`), the checks of `read_piece`'s arguments, the projection of decoded batches

@@ -6,11 +6,19 @@
 //! records. Everything else (reading, error location) is shared.
 //!
 //! Opening infers the schema from the first `infer_schema_length` rows (read through a buffered
-//! reader, so only those rows are read), unless an explicit schema is given. Each file is one
-//! piece, decoded whole by `read_piece`: text formats have no index that says where a row
-//! starts, so splitting a file into pieces needs a scan for record boundaries (by byte ranges,
-//! resynchronized at a newline), which is left for later.
+//! reader, so only those rows are read), unless an explicit schema is given.
 //!
+//! A file larger than `PIECE_BYTES` is read as several pieces, byte ranges that each start at a
+//! record, so that they decode in parallel and a read holds one piece's bytes at a time rather
+//! than the whole file. Text has no index of where records start, so the pieces are found when
+//! first asked for (`pieces`):
+//! - NDJSON: a line break ends a record (JSON strings cannot hold one), so each piece starts
+//!   after the first line break past its nominal start, found by reading a little there.
+//! - CSV: a quoted field may span lines, so the file is scanned once from its start, following
+//!   quotes: a line break outside quotes ends a record. Quotes are followed the way the CSV
+//!   decoder reads them only while every quote that opens a field stands at the start of one;
+//!   from the first that does not (`5'10"` in an unquoted field), the rest of the file is one
+//!   piece, so a split can never fall inside a record.
 //! Errors name the file and the line (1-based, counting a CSV header line) of the record that
 //! could not be decoded, and the column where one column alone is at fault. arrow-rs's readers
 //! report no usable line: the CSV reader counts records of the current batch, not lines of the
@@ -20,8 +28,9 @@
 //! newlines before its first byte. That second pass runs only on the error path.
 
 use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{Schema, SchemaRef};
@@ -116,7 +125,102 @@ pub struct TextFile {
     reader: PositionalFile,
     schema: SchemaRef,
     format: TextFormat,
+    /// Nominal size of a piece (`PIECE_BYTES`; smaller in tests).
+    piece_bytes: u64,
+    /// Byte ranges of the pieces, each starting at a record; found on first use.
+    pieces: OnceLock<Vec<Range<u64>>>,
 }
+
+/// Nominal bytes of a piece of a text file: a few batches of rows, enough pieces for the pool's
+/// threads in files of tens of megabytes.
+const PIECE_BYTES: u64 = 8 << 20;
+
+/// Bytes read at a time while looking for record boundaries.
+const SCAN_BLOCK_BYTES: usize = 4 << 20;
+
+/// The starts of pieces of a CSV file after the first (which starts at 0), found by following
+/// its quotes from the start of the file (see the module documentation). Fed the file's bytes
+/// block by block, in order.
+struct CsvBoundaries {
+    delimiter: u8,
+    piece_bytes: u64,
+    /// Where the next piece should start at the earliest: a boundary is the first line break
+    /// outside quotes from there.
+    next_nominal: u64,
+    starts: Vec<u64>,
+    inside_quotes: bool,
+    /// Position of the last quote that closed a quoted field (a quote right after it is the
+    /// second of an escaped pair `""`).
+    last_close: Option<u64>,
+    /// The byte before the current block (a line break before the file's first byte).
+    previous: u8,
+    /// False from the first quote the scan cannot follow: no boundary after it.
+    followed: bool,
+}
+
+impl CsvBoundaries {
+    fn new(delimiter: u8, piece_bytes: u64) -> CsvBoundaries {
+        CsvBoundaries {
+            delimiter,
+            piece_bytes,
+            next_nominal: piece_bytes,
+            starts: Vec::new(),
+            inside_quotes: false,
+            last_close: None,
+            previous: b'\n',
+            followed: true,
+        }
+    }
+
+    /// Follows the block of bytes at `base`; false once no later boundary can be found.
+    fn feed(&mut self, base: u64, block: &[u8]) -> bool {
+        let mut position = 0;
+        while self.followed && position < block.len() {
+            let quote = memchr::memchr(b'"', &block[position..]).map(|offset| position + offset);
+            let end = quote.unwrap_or(block.len());
+            if !self.inside_quotes {
+                self.boundaries_between(base, &block[..end], position);
+            }
+            let Some(quote) = quote else { break };
+            let at = base + quote as u64;
+            let before = if quote == 0 { self.previous } else { block[quote - 1] };
+            if self.inside_quotes {
+                self.inside_quotes = false;
+                self.last_close = Some(at);
+            } else if self.last_close.is_some_and(|close| close + 1 == at)
+                || before == self.delimiter
+                || before == b'\n'
+                || before == b'\r'
+            {
+                // An escaped quote inside a quoted field, or a quote that opens a field.
+                self.inside_quotes = true;
+            } else {
+                self.followed = false;
+            }
+            position = quote + 1;
+        }
+        if let Some(&last) = block.last() {
+            self.previous = last;
+        }
+        self.followed
+    }
+
+    /// Records the boundaries in `block[from..]` (all of it outside quotes): the first line
+    /// break at or after each nominal start ends a piece.
+    fn boundaries_between(&mut self, base: u64, block: &[u8], from: usize) {
+        loop {
+            let search_from = (self.next_nominal.saturating_sub(base) as usize).max(from);
+            if search_from >= block.len() {
+                return;
+            }
+            let Some(offset) = memchr::memchr(b'\n', &block[search_from..]) else { return };
+            let start = base + (search_from + offset) as u64 + 1;
+            self.starts.push(start);
+            self.next_nominal = start + self.piece_bytes;
+        }
+    }
+}
+
 
 /// A record decoder of one format: arrow-rs's CSV and JSON decoders share this shape.
 trait RecordDecoder {
@@ -366,6 +470,8 @@ impl TextFile {
             reader,
             schema,
             format,
+            piece_bytes: PIECE_BYTES,
+            pieces: OnceLock::new(),
         }))
     }
 
@@ -406,8 +512,10 @@ impl TextFile {
         }
     }
 
-    /// Where a decode failed and why, located as the module documentation says.
-    fn locate_failure(&self, bytes: &[u8], failure: DecodeFailure) -> StorageError {
+    /// Where a decode of the piece `bytes` failed and why, located as the module documentation
+    /// says; `header` tells whether the piece starts with the CSV header, and `first_line` is
+    /// the line the piece starts on.
+    fn locate_failure(&self, bytes: &[u8], header: bool, first_line: usize, failure: DecodeFailure) -> StorageError {
         let format = self.format.name();
         let json = self.format.is_json();
         let malformed = |place: String, reason: String| StorageError::Malformed {
@@ -416,10 +524,11 @@ impl TextFile {
             place,
             reason,
         };
+        let line_of = |start: usize| first_line - 1 + line_of(bytes, start, json);
         // Decoders of batch size 1 for records that start right at their input (no header).
         let single = |columns: Option<&[usize]>| self.decoder(1, columns, false);
         let DecodeFailure { mut start, error } = failure;
-        if self.format.has_header() && start == 0 {
+        if header && start == 0 {
             // The batch that failed began with the header: start after it.
             start = memchr::memchr(b'\n', bytes).map_or(bytes.len(), |newline| newline + 1);
             if start >= bytes.len() {
@@ -431,11 +540,11 @@ impl TextFile {
             .and_then(|mut decoder| first_failing_record(decoder.as_mut(), bytes, start));
         let Some((record, record_error)) = first_failing else {
             return malformed(
-                format!("the record at line {} or after", line_of(bytes, start, json)),
+                format!("the record at line {} or after", line_of(start)),
                 error.to_string(),
             );
         };
-        let line = line_of(bytes, record, json);
+        let line = line_of(record);
         // The column at fault, when the record decodes without it: try each column alone.
         let failing: Vec<usize> = (0..self.schema.fields().len())
             .filter(|&column| {
@@ -450,16 +559,90 @@ impl TextFile {
         malformed(place, record_error.to_string())
     }
 
-    /// Reads the whole file (its length at open).
-    fn read_whole(&self) -> Result<Vec<u8>> {
+    /// Reads `range` of the file (within its length at open).
+    fn read_range(&self, range: &Range<u64>) -> Result<Vec<u8>> {
         self.reader.check_unchanged(&self.path)?;
-        let length = usize::try_from(self.reader.len).map_err(|_| StorageError::Unsupported {
+        let length = usize::try_from(range.end - range.start).map_err(|_| StorageError::Unsupported {
             path: self.path.clone(),
             reason: "the file is larger than this machine's address space".into(),
         })?;
         let mut bytes = vec![0u8; length];
-        self.reader.read_exact_at(&mut bytes, 0, &self.path)?;
+        self.reader.read_exact_at(&mut bytes, range.start, &self.path)?;
         Ok(bytes)
+    }
+
+    /// The byte ranges of the pieces (see the module documentation); the whole file as one
+    /// piece when it is small or cannot be read here (the read of the piece then reports why).
+    fn pieces(&self) -> &[Range<u64>] {
+        self.pieces.get_or_init(|| {
+            let len = self.reader.len;
+            let starts = if len <= self.piece_bytes {
+                Vec::new()
+            } else {
+                match self.format {
+                    TextFormat::Csv { delimiter, .. } => self.csv_piece_starts(delimiter),
+                    TextFormat::Ndjson => self.line_piece_starts(),
+                }
+                .unwrap_or_default()
+            };
+            // An empty file is one empty piece.
+            let mut bounds: Vec<u64> =
+                std::iter::once(0).chain(starts.into_iter().filter(|&start| 0 < start && start < len)).collect();
+            bounds.dedup();
+            bounds.push(len);
+            bounds.windows(2).map(|pair| pair[0]..pair[1]).collect()
+        })
+    }
+
+    /// Starts of the pieces after the first of a CSV file: one scan of the whole file, stopped
+    /// early where quotes can no longer be followed.
+    fn csv_piece_starts(&self, delimiter: u8) -> Result<Vec<u64>> {
+        let mut boundaries = CsvBoundaries::new(delimiter, self.piece_bytes);
+        let mut base = 0;
+        while base < self.reader.len {
+            let block = self.read_range(&(base..self.reader.len.min(base + SCAN_BLOCK_BYTES as u64)))?;
+            if !boundaries.feed(base, &block) {
+                break;
+            }
+            base += block.len() as u64;
+        }
+        Ok(boundaries.starts)
+    }
+
+    /// Starts of the pieces after the first of a file whose records end at line breaks: after
+    /// the first line break at or past each nominal start.
+    fn line_piece_starts(&self) -> Result<Vec<u64>> {
+        let mut starts = Vec::new();
+        let mut nominal = self.piece_bytes;
+        let mut position = nominal;
+        while position < self.reader.len {
+            let window = self.read_range(&(position..self.reader.len.min(position + 64 * 1024)))?;
+            match memchr::memchr(b'\n', &window) {
+                Some(offset) => {
+                    let start = position + offset as u64 + 1;
+                    starts.push(start);
+                    nominal = start + self.piece_bytes;
+                    position = nominal;
+                }
+                None => position += window.len() as u64,
+            }
+        }
+        Ok(starts)
+    }
+
+    /// The line (1-based) that byte `start` of the file is on: one plus the line breaks before
+    /// it. Reads the file up to there, so it serves error messages only.
+    fn line_at(&self, start: u64) -> usize {
+        let mut lines = 1;
+        let mut base = 0;
+        while base < start {
+            let Ok(block) = self.read_range(&(base..start.min(base + SCAN_BLOCK_BYTES as u64))) else {
+                break;
+            };
+            lines += memchr::memchr_iter(b'\n', &block).count();
+            base += block.len() as u64;
+        }
+        lines
     }
 }
 
@@ -477,7 +660,7 @@ impl DecodedFile for TextFile {
     }
 
     fn num_pieces(&self) -> usize {
-        1
+        self.pieces().len()
     }
 
     fn piece_rows(&self, _piece: usize) -> Option<u64> {
@@ -491,23 +674,32 @@ impl DecodedFile for TextFile {
     fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
         let path = &self.path;
         let format = self.format.name();
-        check_piece_and_columns(path, 1, piece, self.schema.fields().len(), columns)?;
-        let bytes = self.read_whole()?;
+        let pieces = self.pieces();
+        check_piece_and_columns(path, pieces.len(), piece, self.schema.fields().len(), columns)?;
+        let range = &pieces[piece];
+        let bytes = self.read_range(range)?;
         // Decoded in file order, each column once; with no column asked for, the first is decoded
         // so that rows are counted.
         let mut roots = decoded_roots(columns);
         if roots.is_empty() && !self.schema.fields().is_empty() {
             roots.push(0);
         }
-        let place = || "the whole file".to_string();
+        let header = piece == 0 && self.format.has_header();
+        let place = || match pieces.len() {
+            1 => "the whole file".to_string(),
+            _ => format!("bytes {}..{} (from line {})", range.start, range.end, self.line_at(range.start)),
+        };
         let decoded = catch_decoder_panic(path, format, place, || {
             let mut decoder = self
-                .decoder(batch_size.max(1), Some(&roots), self.format.has_header())
+                .decoder(batch_size.max(1), Some(&roots), header)
                 .map_err(|error| StorageError::Unsupported {
                     path: path.clone(),
                     reason: format!("cannot read this schema from {format}: {error}"),
                 })?;
-            decode_all(decoder.as_mut(), &bytes).map_err(|failure| self.locate_failure(&bytes, failure))
+            decode_all(decoder.as_mut(), &bytes).map_err(|failure| {
+                let first_line = if range.start == 0 { 1 } else { self.line_at(range.start) };
+                self.locate_failure(&bytes, header, first_line, failure)
+            })
         })?;
         project_decoded(path, format, &place, &self.schema, columns, &roots, decoded)
     }
@@ -837,5 +1029,116 @@ mod tests {
             let file = ndjson_with_schema(&path, schema);
             assert_eq!(read_all(file.as_ref(), &[0], 10).num_rows(), 0);
         }
+    }
+
+    /// `file` read as pieces of about `piece_bytes`.
+    fn with_piece_bytes(file: Arc<TextFile>, piece_bytes: u64) -> Arc<TextFile> {
+        let mut file = Arc::try_unwrap(file).unwrap();
+        file.piece_bytes = piece_bytes;
+        file.pieces = OnceLock::new();
+        Arc::new(file)
+    }
+
+    /// Every piece of `file`, all columns, concatenated.
+    fn read_pieces(file: &TextFile) -> RecordBatch {
+        let columns: Vec<usize> = (0..file.schema.fields().len()).collect();
+        let batches: Vec<RecordBatch> = (0..file.num_pieces())
+            .flat_map(|piece| file.read_piece(piece, &columns, 7).unwrap())
+            .collect();
+        arrow::compute::concat_batches(&file.schema, &batches).unwrap()
+    }
+
+    #[test]
+    fn csv_pieces_start_at_records_and_read_as_the_whole_file() {
+        let mut data = b"id,note,x\r\n".to_vec();
+        for i in 0..400 {
+            let note = match i % 7 {
+                0 => format!("\"multi\r\nline {i}\""),
+                1 => format!("\"say \"\"hi\"\"\n{i}\""),
+                2 => format!("\"a, b\""),
+                3 => String::new(),
+                _ => format!("plain {i}"),
+            };
+            data.extend_from_slice(format!("{i},{note},{}.5\r\n", i % 13).as_bytes());
+            if i % 50 == 0 {
+                data.extend_from_slice(b"\r\n");
+            }
+        }
+        let path = temp_file("pieces.csv", &data);
+        let whole = read_pieces(&csv_sampling(&path, None));
+        assert_eq!(whole.num_rows(), 400);
+        for piece_bytes in [1, 16, 100, 333, 4096] {
+            let file = with_piece_bytes(csv_sampling(&path, None), piece_bytes);
+            assert!(file.num_pieces() > 1 || piece_bytes >= data.len() as u64);
+            for range in file.pieces() {
+                // Each piece but the first starts right after a line break.
+                assert!(range.start == 0 || data[range.start as usize - 1] == b'\n');
+            }
+            assert_eq!(read_pieces(&file), whole, "pieces of {piece_bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn csv_quotes_that_cannot_be_followed_end_the_splitting() {
+        // A quote inside an unquoted field (line 4) is a literal to the decoder: after it, the
+        // quote parity says nothing, so the rest of the file is one piece.
+        let mut data = b"a,b\n".to_vec();
+        for i in 0..20 {
+            data.extend_from_slice(format!("{i},x\n").as_bytes());
+        }
+        let literal = data.len();
+        data.extend_from_slice(b"20,5'10\"\n21,\"two\nlines\"\n");
+        for i in 22..60 {
+            data.extend_from_slice(format!("{i},y\n").as_bytes());
+        }
+        let path = temp_file("literal.csv", &data);
+        let file = with_piece_bytes(csv_sampling(&path, None), 10);
+        let pieces = file.pieces();
+        assert!(pieces.len() > 2);
+        let last = pieces.last().unwrap();
+        assert!(last.start <= literal as u64 && last.end == data.len() as u64, "{pieces:?}");
+        let all = read_pieces(&file);
+        assert_eq!(all.num_rows(), 60);
+        assert_eq!(all.column(1).as_string::<i32>().value(20), "5'10\"");
+        assert_eq!(all.column(1).as_string::<i32>().value(21), "two\nlines");
+    }
+
+    #[test]
+    fn ndjson_pieces_split_at_line_breaks() {
+        let mut data = Vec::new();
+        for i in 0..300 {
+            data.extend_from_slice(format!("{{\"i\": {i}, \"s\": \"v\\n{i}\"}}\n").as_bytes());
+            if i % 40 == 0 {
+                data.extend_from_slice(b"\n  \n");
+            }
+        }
+        let path = temp_file("pieces.ndjson", &data);
+        let whole = read_pieces(&ndjson_sampling(&path, None));
+        assert_eq!(whole.num_rows(), 300);
+        for piece_bytes in [1, 50, 999] {
+            let file = with_piece_bytes(ndjson_sampling(&path, None), piece_bytes);
+            assert!(file.num_pieces() > 1);
+            assert_eq!(read_pieces(&file), whole, "pieces of {piece_bytes} bytes");
+        }
+    }
+
+    #[test]
+    fn errors_in_later_pieces_name_lines_of_the_file() {
+        let mut data = b"id,age\n".to_vec();
+        for i in 1..=100 {
+            let age = if i == 77 { "old".to_string() } else { i.to_string() };
+            data.extend_from_slice(format!("{i},{age}\n").as_bytes());
+        }
+        let path = temp_file("late.csv", &data);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("age", DataType::Int64, true),
+        ]));
+        let file = with_piece_bytes(csv_with_schema(&path, schema), 64);
+        let errors: Vec<String> = (0..file.num_pieces())
+            .filter_map(|piece| file.read_piece(piece, &[0, 1], 5).err().map(|e| e.to_string()))
+            .collect();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(errors[0].contains("line 78, column \"age\""), "{}", errors[0]);
     }
 }
