@@ -12,6 +12,7 @@
 //! record, so that they decode in parallel and a read holds one piece's bytes at a time rather
 //! than the whole file. Text has no index of where records start, so the pieces are found when
 //! first asked for (`pieces`):
+//!
 //! - NDJSON: a line break ends a record (JSON strings cannot hold one), so each piece starts
 //!   after the first line break past its nominal start, found by reading a little there.
 //! - CSV: a quoted field may span lines, so the file is scanned once from its start, following
@@ -19,6 +20,7 @@
 //!   decoder reads them only while every quote that opens a field stands at the start of one;
 //!   from the first that does not (`5'10"` in an unquoted field), the rest of the file is one
 //!   piece, so a split can never fall inside a record.
+//!
 //! Errors name the file and the line (1-based, counting a CSV header line) of the record that
 //! could not be decoded, and the column where one column alone is at fault. arrow-rs's readers
 //! report no usable line: the CSV reader counts records of the current batch, not lines of the
@@ -1055,7 +1057,7 @@ mod tests {
             let note = match i % 7 {
                 0 => format!("\"multi\r\nline {i}\""),
                 1 => format!("\"say \"\"hi\"\"\n{i}\""),
-                2 => format!("\"a, b\""),
+                2 => "\"a, b\"".to_string(),
                 3 => String::new(),
                 _ => format!("plain {i}"),
             };
