@@ -143,6 +143,15 @@ const SCAN_BLOCK_BYTES: usize = 4 << 20;
 /// The starts of pieces of a CSV file after the first (which starts at 0), found by following
 /// its quotes from the start of the file (see the module documentation). Fed the file's bytes
 /// block by block, in order.
+///
+/// The bytes are looked at 64 at a time, as bit masks (one bit per byte) of quotes, line breaks
+/// and the bytes a field starts after; the quote state after each byte is the running parity
+/// of the quotes (a prefix XOR), so a line break is a record boundary where that parity is
+/// even. A quote that makes the parity odd opens a field (or is the second of an escaped `""`)
+/// and must follow a delimiter, a line feed or a quote; the first that does not stops the scan.
+/// Following each quote found with `memchr` instead, the scan took about a quarter of the
+/// read of a 77 MB CSV file whose strings pyarrow had all quoted; with masks built by
+/// a compiler-vectorized loop rather than SSE2 compares, over a third.
 struct CsvBoundaries {
     delimiter: u8,
     piece_bytes: u64,
@@ -150,14 +159,47 @@ struct CsvBoundaries {
     /// outside quotes from there.
     next_nominal: u64,
     starts: Vec<u64>,
+    /// Whether the byte before the current chunk is inside quotes.
     inside_quotes: bool,
-    /// Position of the last quote that closed a quoted field (a quote right after it is the
-    /// second of an escaped pair `""`).
-    last_close: Option<u64>,
-    /// The byte before the current block (a line break before the file's first byte).
-    previous: u8,
+    /// Whether a field may open with a quote right after the byte before the current chunk
+    /// (true before the file's first byte).
+    may_open: bool,
     /// False from the first quote the scan cannot follow: no boundary after it.
     followed: bool,
+}
+
+/// One bit per byte of `chunk` equal to `byte`.
+#[cfg(target_arch = "x86_64")]
+fn byte_mask(chunk: &[u8; 64], byte: u8) -> u64 {
+    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut mask = 0u64;
+    for lane in 0..4 {
+        // SAFETY: SSE2 is part of every x86_64 CPU; the unaligned load reads bytes 16 * lane
+        // .. 16 * lane + 16 of the 64-byte chunk.
+        let bits = unsafe {
+            let bytes = _mm_loadu_si128(chunk.as_ptr().add(16 * lane).cast::<__m128i>());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(bytes, _mm_set1_epi8(byte as i8)))
+        };
+        mask |= u64::from(bits as u16) << (16 * lane);
+    }
+    mask
+}
+
+/// One bit per byte of `chunk` equal to `byte`.
+#[cfg(not(target_arch = "x86_64"))]
+fn byte_mask(chunk: &[u8; 64], byte: u8) -> u64 {
+    chunk
+        .iter()
+        .enumerate()
+        .fold(0, |mask, (i, &b)| mask | (u64::from(b == byte) << i))
+}
+
+/// Bit i is the XOR of bits 0..=i of `bits`.
+fn prefix_xor(mut bits: u64) -> u64 {
+    for shift in [1, 2, 4, 8, 16, 32] {
+        bits ^= bits << shift;
+    }
+    bits
 }
 
 impl CsvBoundaries {
@@ -168,58 +210,58 @@ impl CsvBoundaries {
             next_nominal: piece_bytes,
             starts: Vec::new(),
             inside_quotes: false,
-            last_close: None,
-            previous: b'\n',
+            may_open: true,
             followed: true,
         }
     }
 
     /// Follows the block of bytes at `base`; false once no later boundary can be found.
     fn feed(&mut self, base: u64, block: &[u8]) -> bool {
-        let mut position = 0;
-        while self.followed && position < block.len() {
-            let quote = memchr::memchr(b'"', &block[position..]).map(|offset| position + offset);
-            let end = quote.unwrap_or(block.len());
-            if !self.inside_quotes {
-                self.boundaries_between(base, &block[..end], position);
+        let chunks = block.chunks_exact(64);
+        let rest = chunks.remainder();
+        for (index, chunk) in chunks.enumerate() {
+            if !self.followed {
+                return false;
             }
-            let Some(quote) = quote else { break };
-            let at = base + quote as u64;
-            let before = if quote == 0 { self.previous } else { block[quote - 1] };
-            if self.inside_quotes {
-                self.inside_quotes = false;
-                self.last_close = Some(at);
-            } else if self.last_close.is_some_and(|close| close + 1 == at)
-                || before == self.delimiter
-                || before == b'\n'
-                || before == b'\r'
-            {
-                // An escaped quote inside a quoted field, or a quote that opens a field.
-                self.inside_quotes = true;
-            } else {
-                self.followed = false;
-            }
-            position = quote + 1;
+            self.feed_chunk(base + 64 * index as u64, chunk.try_into().expect("64 bytes"));
         }
-        if let Some(&last) = block.last() {
-            self.previous = last;
+        if !rest.is_empty() && self.followed {
+            // Padded with zero bytes, which are none of the bytes looked for.
+            let mut chunk = [0u8; 64];
+            chunk[..rest.len()].copy_from_slice(rest);
+            self.feed_chunk(base + (block.len() - rest.len()) as u64, &chunk);
         }
         self.followed
     }
 
-    /// Records the boundaries in `block[from..]` (all of it outside quotes): the first line
-    /// break at or after each nominal start ends a piece.
-    fn boundaries_between(&mut self, base: u64, block: &[u8], from: usize) {
-        loop {
-            let search_from = (self.next_nominal.saturating_sub(base) as usize).max(from);
-            if search_from >= block.len() {
-                return;
+    fn feed_chunk(&mut self, base: u64, chunk: &[u8; 64]) {
+        let quotes = byte_mask(chunk, b'"');
+        let newlines = byte_mask(chunk, b'\n');
+        // A quote after a carriage return alone (old Mac line ends) stops the scan: safe, and one
+        // mask fewer.
+        let field_starts_after = byte_mask(chunk, self.delimiter) | newlines | quotes;
+        // Bit i: inside quotes after byte i.
+        let inside = prefix_xor(quotes) ^ if self.inside_quotes { u64::MAX } else { 0 };
+        let openings = quotes & inside;
+        let may_open = (field_starts_after << 1) | u64::from(self.may_open);
+        let mut record_ends = newlines & !inside;
+        let unfollowed = openings & !may_open;
+        if unfollowed != 0 {
+            record_ends &= (1u64 << unfollowed.trailing_zeros()) - 1;
+            self.followed = false;
+        }
+        while record_ends != 0 && self.next_nominal < base + 64 {
+            let from = self.next_nominal.saturating_sub(base);
+            let candidates = record_ends & (u64::MAX << from);
+            if candidates == 0 {
+                break;
             }
-            let Some(offset) = memchr::memchr(b'\n', &block[search_from..]) else { return };
-            let start = base + (search_from + offset) as u64 + 1;
+            let start = base + u64::from(candidates.trailing_zeros()) + 1;
             self.starts.push(start);
             self.next_nominal = start + self.piece_bytes;
         }
+        self.inside_quotes = inside >> 63 == 1;
+        self.may_open = field_starts_after >> 63 == 1;
     }
 }
 
@@ -1103,6 +1145,42 @@ mod tests {
         assert_eq!(all.num_rows(), 60);
         assert_eq!(all.column(1).as_string::<i32>().value(20), "5'10\"");
         assert_eq!(all.column(1).as_string::<i32>().value(21), "two\nlines");
+    }
+
+    #[test]
+    fn csv_pieces_of_random_records_read_as_the_whole_file() {
+        // Records of three fields drawn from plain, quoted (with delimiters, escaped quotes and
+        // line breaks) and unquoted-with-a-literal-quote values.
+        let values = ["x", "", "\"a,b\"", "\"two\nlines\"", "\"q\"\"q\"", "\"\"", "5'10\"", "\"\r\n\""];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let mut split_cases = 0;
+        for case in 0..40 {
+            let mut data = b"a,b,c\n".to_vec();
+            for _ in 0..(20 + next(60)) {
+                let fields: Vec<&str> = (0..3)
+                    .map(|_| if case % 2 == 0 && next(10) > 0 { values[next(6)] } else { values[next(values.len())] })
+                    .collect();
+                data.extend_from_slice(fields.join(",").as_bytes());
+                data.extend_from_slice(if next(3) == 0 { b"\r\n" } else { b"\n" });
+            }
+            let path = temp_file("random.csv", &data);
+            let schema = Arc::new(Schema::new(
+                ["a", "b", "c"].map(|name| Field::new(name, DataType::Utf8, true)).to_vec(),
+            ));
+            let whole = read_pieces(&csv_with_schema(&path, schema.clone()));
+            for piece_bytes in [1, 7, 64, 100] {
+                let file = with_piece_bytes(csv_with_schema(&path, schema.clone()), piece_bytes);
+                split_cases += usize::from(piece_bytes == 7 && file.num_pieces() > 3);
+                assert_eq!(read_pieces(&file), whole, "case {case}, pieces of {piece_bytes} bytes");
+            }
+        }
+        assert!(split_cases >= 20, "{split_cases}");
     }
 
     #[test]
