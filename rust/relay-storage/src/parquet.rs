@@ -493,8 +493,8 @@ impl ChunkReader for PositionalFile {
                     self.len
                 ))
             })?;
-        let mut buffer = vec![0u8; length];
-        self.read_exact_raw(&mut buffer, start)
+        let buffer = self
+            .read_vec(start, length)
             .map_err(|error| ParquetError::EOF(format!("reading {length} bytes at offset {start}: {error}")))?;
         Ok(Bytes::from(buffer))
     }

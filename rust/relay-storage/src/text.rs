@@ -43,6 +43,7 @@ use crate::decoded::{
 };
 use crate::error::{Result, StorageError};
 use crate::stats::ColumnStats;
+use crate::write::io_error;
 
 /// How a CSV file is read.
 #[derive(Debug, Clone)]
@@ -610,9 +611,7 @@ impl TextFile {
             path: self.path.clone(),
             reason: "the file is larger than this machine's address space".into(),
         })?;
-        let mut bytes = vec![0u8; length];
-        self.reader.read_exact_at(&mut bytes, range.start, &self.path)?;
-        Ok(bytes)
+        self.reader.read_vec(range.start, length).map_err(io_error(&self.path, "read"))
     }
 
     /// The byte ranges of the pieces (see the module documentation); the whole file as one
