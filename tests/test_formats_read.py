@@ -116,9 +116,13 @@ def test_pages_are_skipped_by_the_page_index(tmp_path: Path) -> None:
         (col("t") >= 150_000, 55_000),  # a page or so more than the 50_000 rows
         (col("t").between(120_000, 121_000) & (col("x") > 0), 10_000),
         ((col("t") < 30_000) & (col("u") >= 500), 10_000),
-        # NaN sorts above every number here, and pyarrow records no NaN counts: float bounds
-        # prove nothing, and every page of f is decoded.
+        # NaN sorts above every number here, and pyarrow records no NaN counts: a page of f
+        # may hold a NaN above its maximum, so `>` decodes every page of f, while the minimum
+        # still rules out the pages above a `<`, `==` or `is_in` bound.
         (col("f") > 199_000.0, n + 1),
+        (col("f") < 2_000.0, 10_000),
+        (col("f") == 150_000.0, 155_000),
+        (col("f").is_in([5.0, 150_000.0]), 155_000),
     ]
     for expr, most in cases:
         ours = relay.scan(indexed).filter(expr)

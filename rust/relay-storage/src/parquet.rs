@@ -204,30 +204,38 @@ fn row_group_stats(metadata: &ArrowReaderMetadata, column: usize) -> Option<Vec<
             }
             let row_count = u64::try_from(row_group.num_rows()).ok()?;
             let null_count = null_counts.value(group);
-            // Parquet's float bounds leave NaN out, but NaN sorts above every number in the
-            // order `ColumnStats` follows: the bounds hold only when the file says there is none.
-            let nan_free = !floating || (nan_counts.is_valid(group) && nan_counts.value(group) == 0);
             let exact = mins.is_valid(group)
                 && maxes.is_valid(group)
                 && min_exact.is_valid(group)
                 && min_exact.value(group)
                 && max_exact.is_valid(group)
-                && max_exact.value(group)
-                && nan_free;
+                && max_exact.value(group);
             let (min, max) = if exact {
-                (Some(mins.slice(group, 1)), Some(maxes.slice(group, 1)))
+                let nan_free = !floating || (nan_counts.is_valid(group) && nan_counts.value(group) == 0);
+                (Some(compact(mins.slice(group, 1))), Some(float_max(maxes.slice(group, 1), nan_free)))
             } else {
                 (None, None)
             };
             Some(ColumnStats {
-                min: min.map(compact),
-                max: max.map(compact),
+                min,
+                max,
                 null_count,
                 row_count,
             })
         })
         .collect();
     Some(stats)
+}
+
+/// The maximum to keep for a column: Parquet's float bounds leave NaN out, but NaN sorts above
+/// every number in the order `ColumnStats` follows, so where the file does not say that there
+/// is no NaN (pyarrow writes no NaN counts) the maximum is NaN. The minimum still holds.
+fn float_max(max: ArrayRef, nan_free: bool) -> ArrayRef {
+    if nan_free {
+        return compact(max);
+    }
+    let nan: ArrayRef = Arc::new(arrow::array::Float64Array::from(vec![f64::NAN]));
+    arrow::compute::cast(&nan, max.data_type()).unwrap_or_else(|_| compact(max))
 }
 
 /// A one-element slice copied into arrays of its own, so that the statistics of one row group
@@ -382,12 +390,12 @@ fn page_stats(metadata: &ArrowReaderMetadata, piece: usize, column: usize) -> Op
         (0..rows.len())
             .map(|page| {
                 let row_count = rows.value(page);
-                // As for row groups: no exact null count, no statistics; float bounds only
-                // when the page has no NaN.
+                // As for row groups: no exact null count, no statistics; a float maximum of NaN
+                // unless the page has none.
                 let nan_free = !floating || (nan_counts.is_valid(page) && nan_counts.value(page) == 0);
-                let stats = (null_counts.is_valid(page) && mins.is_valid(page) && maxes.is_valid(page) && nan_free).then(|| ColumnStats {
+                let stats = (null_counts.is_valid(page) && mins.is_valid(page) && maxes.is_valid(page)).then(|| ColumnStats {
                     min: Some(compact(mins.slice(page, 1))),
-                    max: Some(compact(maxes.slice(page, 1))),
+                    max: Some(float_max(maxes.slice(page, 1), nan_free)),
                     null_count: null_counts.value(page),
                     row_count,
                 });
@@ -731,9 +739,11 @@ mod tests {
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         let file = ParquetFile::open(&path).unwrap();
-        // A NaN sorts above every number: Parquet's bounds (which leave it out) are not kept.
+        // A NaN sorts above every number: Parquet's bounds leave it out, so the maximum kept is
+        // NaN (arrow-rs writes no NaN count here) and the minimum is the file's.
         let x = file.piece_stats(0, 0).unwrap();
-        assert!(x.min.is_none() && x.max.is_none());
+        assert_eq!(x.min.as_ref().unwrap().as_primitive::<arrow::datatypes::Float32Type>().value(0), 1.0);
+        assert!(x.max.as_ref().unwrap().as_primitive::<arrow::datatypes::Float32Type>().value(0).is_nan());
         assert_eq!((x.null_count, x.row_count), (1, 3));
         let flag = file.piece_stats(0, 1).unwrap();
         assert!(flag.all_null());

@@ -14,9 +14,12 @@
 //!   on its statistics converted the same way.
 //!
 //! A comparison with a null literal never matches, nor does any comparison on a batch whose
-//! column is all null. Anything else may match. Floating-point bounds are used only without NaN,
-//! and a zero bound is widened to cover both -0.0 and +0.0, so that the check holds whether the
-//! executor orders floats as IEEE 754 comparisons or as arrow-rs's total order.
+//! column is all null. Anything else may match. NaN sorts above every number, so a float
+//! column whose `max` is NaN (it holds a NaN, or a Parquet file could not rule one out) is
+//! bounded below only: `<`, `<=`, `==` and `is_in` still prune on its `min`; one whose `min` is
+//! NaN is not bounded at all. A zero bound is widened to cover both -0.0 and +0.0, so that the
+//! check holds whether the executor orders floats as IEEE 754 comparisons or as arrow-rs's
+//! total order.
 //!
 //! The plan has no field for skipped batches, so the rule narrows the scan's rows to the span
 //! from the first to the last surviving batch (`TableView::slice`). Batches skipped between
@@ -405,8 +408,9 @@ fn keeps_order(from: &DataType, to: &DataType) -> bool {
 }
 
 /// The bounds of a batch's column as the comparison sees them: converted through the cast the
-/// expression applies, floats without NaN and zeros widened to both signs. None when unknown.
-fn bounds(stats: &ColumnStats, cast_to: Option<&DataType>) -> Option<(ArrayRef, ArrayRef)> {
+/// expression applies, zeros widened to both signs; for floats, no upper bound (None) when
+/// `max` is NaN. None when unknown.
+fn bounds(stats: &ColumnStats, cast_to: Option<&DataType>) -> Option<(ArrayRef, Option<ArrayRef>)> {
     let (mut min, mut max) = (stats.min.clone()?, stats.max.clone()?);
     if let Some(to) = cast_to {
         let options = CastOptions {
@@ -416,37 +420,37 @@ fn bounds(stats: &ColumnStats, cast_to: Option<&DataType>) -> Option<(ArrayRef, 
         min = cast_with_options(&min, to, &options).ok()?;
         max = cast_with_options(&max, to, &options).ok()?;
     }
-    if min.data_type().is_floating() {
-        let as_f64 = |array: &ArrayRef| -> Option<f64> {
-            let array = cast(array, &DataType::Float64).ok()?;
-            let array = array.as_primitive::<Float64Type>();
-            array.is_valid(0).then(|| array.value(0))
-        };
-        let (low, high) = (as_f64(&min)?, as_f64(&max)?);
-        if low.is_nan() || high.is_nan() {
-            return None;
-        }
-        let float_type = min.data_type().clone();
-        let signed_zero = |value: f64| cast(&(Arc::new(Float64Array::from(vec![value])) as ArrayRef), &float_type).ok();
-        if low == 0.0 {
-            min = signed_zero(-0.0)?;
-        }
-        if high == 0.0 {
-            max = signed_zero(0.0)?;
-        }
+    if !min.data_type().is_floating() {
+        return Some((min, Some(max)));
     }
-    Some((min, max))
+    let as_f64 = |array: &ArrayRef| -> Option<f64> {
+        let array = cast(array, &DataType::Float64).ok()?;
+        let array = array.as_primitive::<Float64Type>();
+        array.is_valid(0).then(|| array.value(0))
+    };
+    let (low, high) = (as_f64(&min)?, as_f64(&max)?);
+    if low.is_nan() {
+        return None;
+    }
+    let float_type = min.data_type().clone();
+    let signed_zero = |value: f64| cast(&(Arc::new(Float64Array::from(vec![value])) as ArrayRef), &float_type).ok();
+    if low == 0.0 {
+        min = signed_zero(-0.0)?;
+    }
+    if high.is_nan() {
+        return Some((min, None));
+    }
+    if high == 0.0 {
+        max = signed_zero(0.0)?;
+    }
+    Some((min, Some(max)))
 }
 
+/// A comparison kernel of `arrow::compute::kernels::cmp`.
+type Kernel = fn(&dyn arrow::array::Datum, &dyn arrow::array::Datum) -> std::result::Result<BooleanArray, arrow::error::ArrowError>;
+
 /// `kernel(left, right)` on one-element arrays; None when the kernel refuses the types.
-fn compare(
-    kernel: fn(
-        &dyn arrow::array::Datum,
-        &dyn arrow::array::Datum,
-    ) -> std::result::Result<BooleanArray, arrow::error::ArrowError>,
-    left: &ArrayRef,
-    right: &ArrayRef,
-) -> Option<bool> {
+fn compare(kernel: Kernel, left: &ArrayRef, right: &ArrayRef) -> Option<bool> {
     let result = kernel(left, right).ok()?;
     (result.len() == 1 && result.is_valid(0)).then(|| result.value(0))
 }
@@ -556,17 +560,19 @@ fn comparison_may_match(
     if min.data_type() != value.data_type() {
         return Ok(true);
     }
+    // Without an upper bound, anything at or above `min` may be there.
+    let below_max = |kernel: Kernel| max.as_ref().map_or(Some(true), |max| compare(kernel, max, value));
     let possible = match op {
         BinaryOp::Eq => compare(cmp::lt_eq, &min, value)
-            .zip(compare(cmp::gt_eq, &max, value))
+            .zip(below_max(cmp::gt_eq))
             .map(|(a, b)| a && b),
         BinaryOp::NotEq => compare(cmp::eq, &min, value)
-            .zip(compare(cmp::eq, &max, value))
+            .zip(max.as_ref().map_or(Some(false), |max| compare(cmp::eq, max, value)))
             .map(|(a, b)| !(a && b)),
         BinaryOp::Lt => compare(cmp::lt, &min, value),
         BinaryOp::LtEq => compare(cmp::lt_eq, &min, value),
-        BinaryOp::Gt => compare(cmp::gt, &max, value),
-        BinaryOp::GtEq => compare(cmp::gt_eq, &max, value),
+        BinaryOp::Gt => below_max(cmp::gt),
+        BinaryOp::GtEq => below_max(cmp::gt_eq),
         _ => None,
     };
     Ok(possible.unwrap_or(true))
@@ -597,8 +603,10 @@ fn is_in_may_match(
     if min.data_type() != values.data_type() {
         return Ok(true);
     }
-    let in_range = cmp::gt_eq(&values.0, &Scalar::new(min))
-        .and_then(|above| boolean::and(&above, &cmp::lt_eq(&values.0, &Scalar::new(max))?));
+    let in_range = cmp::gt_eq(&values.0, &Scalar::new(min)).and_then(|above| match max {
+        Some(max) => boolean::and(&above, &cmp::lt_eq(&values.0, &Scalar::new(max))?),
+        None => Ok(above),
+    });
     Ok(in_range.map_or(true, |in_range| in_range.true_count() > 0))
 }
 
@@ -816,9 +824,14 @@ mod tests {
         let f = |op: BinaryOp, value: f64| vec![Expr::col("f").binary(op, float(value))];
         // IEEE says -0.0 >= 0.0; total order says no. Either way batch 0 must stay.
         assert_eq!(survivors(&file, f(BinaryOp::GtEq, 0.0)), [0, 1, 2]);
-        assert_eq!(survivors(&file, f(BinaryOp::Lt, 0.0)), [0, 1, 2]);
+        // Batch 2 is bounded below by 5.0 only: its NaN sorts above every number.
+        assert_eq!(survivors(&file, f(BinaryOp::Lt, 0.0)), [0, 1]);
         assert_eq!(survivors(&file, f(BinaryOp::Gt, 2.0)), [2]);
-        assert_eq!(survivors(&file, f(BinaryOp::Lt, -1.0)), [2]);
+        assert_eq!(survivors(&file, f(BinaryOp::Gt, 1e300)), [2]);
+        assert_eq!(survivors(&file, f(BinaryOp::Lt, -1.0)), Vec::<usize>::new());
+        assert_eq!(survivors(&file, f(BinaryOp::Eq, 3.0)), Vec::<usize>::new());
+        assert_eq!(survivors(&file, f(BinaryOp::Eq, 7.0)), [2]);
+        assert_eq!(survivors(&file, f(BinaryOp::NotEq, 5.0)), [0, 1, 2]);
     }
 
     #[test]
