@@ -92,7 +92,8 @@ pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, Op
                     None if decoded_columns.is_empty() => Box::new(std::iter::once(Ok(rows_only(file, task.id.piece, task.rows)?))),
                     None => match task.rows {
                         Some((offset, count)) => Box::new(
-                            slice_batches(&file.read_piece(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS)?, offset as u64, count as u64)
+                            dataset
+                                .read_piece_rows(task.id.fragment, task.id.piece, &decoded_columns, DECODE_BATCH_ROWS, offset as u64, count as u64)?
                                 .into_iter()
                                 .map(Ok),
                         ),
@@ -287,6 +288,7 @@ mod tests {
     use relay_storage::{ColumnStats, Dataset, DecodedFile, DecodedOpener, FileFormat, FragmentSpec};
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A decoded file in memory: pieces of `rows` rows each, x = row number, with min/max
     /// statistics; row counts known only when `rows_known`.
@@ -295,6 +297,8 @@ mod tests {
         path: PathBuf,
         pieces: Vec<Vec<i64>>,
         rows_known: bool,
+        /// Pieces decoded by `read_piece`, counted across the dataset's files.
+        decodes: Arc<AtomicUsize>,
     }
 
     impl DecodedFile for TestDecoded {
@@ -325,6 +329,7 @@ mod tests {
             columns: &[usize],
             _batch_size: usize,
         ) -> relay_storage::Result<Vec<RecordBatch>> {
+            self.decodes.fetch_add(1, Ordering::Relaxed);
             let values = &self.pieces[piece];
             let all: Vec<ArrayRef> = vec![
                 Arc::new(Int64Array::from(values.clone())),
@@ -338,6 +343,10 @@ mod tests {
     }
 
     fn dataset(rows_known: bool) -> Arc<Dataset> {
+        counting_dataset(rows_known, Arc::default())
+    }
+
+    fn counting_dataset(rows_known: bool, decodes: Arc<AtomicUsize>) -> Arc<Dataset> {
         let opener: DecodedOpener = Arc::new(move |path: &Path, _format: FileFormat, _schema: Option<arrow::datatypes::SchemaRef>| {
             let first: i64 = path.to_string_lossy().trim_start_matches("file").parse().unwrap();
             let pieces = (0..3)
@@ -347,6 +356,7 @@ mod tests {
                 path: path.to_owned(),
                 pieces,
                 rows_known,
+                decodes: decodes.clone(),
             }) as Arc<dyn DecodedFile>)
         });
         let specs = [0i64, 100]
@@ -424,6 +434,32 @@ mod tests {
             assert_eq!(xs(&result), (25..30).chain(100..105).collect::<Vec<_>>());
             assert_eq!((stats.rows_in, stats.batches_read), (10, 2));
         }
+    }
+
+    #[test]
+    fn consecutive_slices_of_a_piece_decode_it_once() {
+        let decodes = Arc::new(AtomicUsize::new(0));
+        let dataset = counting_dataset(true, decodes.clone());
+        let view = DatasetView::new(dataset.clone()).select(&["x"]).unwrap();
+        let count = || decodes.load(Ordering::Relaxed);
+        // Pieces hold 10 rows: slices of 4 rows walk pieces 0 and 1 of the first file.
+        let mut seen = Vec::new();
+        for start in (0..20).step_by(4) {
+            let (result, _) = execute_read(&view.slice(start, 4), &[]).unwrap();
+            seen.extend(xs(&result));
+        }
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        assert_eq!(count(), 2);
+        // The last slice reached the end of piece 1, so nothing is kept: piece 1 again is a
+        // new decode, kept for what follows.
+        let (result, _) = execute_read(&view.slice(12, 2), &[]).unwrap();
+        assert_eq!((xs(&result), count()), (vec![12, 13], 3));
+        execute_read(&view.slice(14, 2), &[]).unwrap();
+        assert_eq!(count(), 3);
+        // Other columns are another decode.
+        let both = DatasetView::new(dataset).select(&["x", "s"]).unwrap();
+        let (result, _) = execute_read(&both.slice(16, 2), &[]).unwrap();
+        assert_eq!((xs(&result), count()), (vec![16, 17], 4));
     }
 
     #[test]

@@ -130,8 +130,15 @@ pub struct TextFile {
     format: TextFormat,
     /// Nominal size of a piece (`PIECE_BYTES`; smaller in tests).
     piece_bytes: u64,
-    /// Byte ranges of the pieces, each starting at a record; found on first use.
-    pieces: OnceLock<Vec<Range<u64>>>,
+    /// The pieces, each starting at a record; found on first use.
+    pieces: OnceLock<Vec<TextPiece>>,
+}
+
+/// A byte range of a text file that starts at a record, and its rows once decoded.
+#[derive(Debug)]
+struct TextPiece {
+    bytes: Range<u64>,
+    rows: OnceLock<u64>,
 }
 
 /// Nominal bytes of a piece of a text file: a few batches of rows, enough pieces for the pool's
@@ -614,9 +621,9 @@ impl TextFile {
         self.reader.read_vec(range.start, length).map_err(io_error(&self.path, "read"))
     }
 
-    /// The byte ranges of the pieces (see the module documentation); the whole file as one
-    /// piece when it is small or cannot be read here (the read of the piece then reports why).
-    fn pieces(&self) -> &[Range<u64>] {
+    /// The pieces (see the module documentation); the whole file as one piece when it is small
+    /// or cannot be read here (the read of the piece then reports why).
+    fn pieces(&self) -> &[TextPiece] {
         self.pieces.get_or_init(|| {
             let len = self.reader.len;
             let starts = if len <= self.piece_bytes {
@@ -633,7 +640,13 @@ impl TextFile {
                 std::iter::once(0).chain(starts.into_iter().filter(|&start| 0 < start && start < len)).collect();
             bounds.dedup();
             bounds.push(len);
-            bounds.windows(2).map(|pair| pair[0]..pair[1]).collect()
+            bounds
+                .windows(2)
+                .map(|pair| TextPiece {
+                    bytes: pair[0]..pair[1],
+                    rows: OnceLock::new(),
+                })
+                .collect()
         })
     }
 
@@ -706,8 +719,9 @@ impl DecodedFile for TextFile {
         self.pieces().len()
     }
 
-    fn piece_rows(&self, _piece: usize) -> Option<u64> {
-        None
+    /// Known once the piece has been decoded.
+    fn piece_rows(&self, piece: usize) -> Option<u64> {
+        self.pieces().get(piece)?.rows.get().copied()
     }
 
     fn piece_stats(&self, _piece: usize, _column: usize) -> Option<ColumnStats> {
@@ -719,7 +733,7 @@ impl DecodedFile for TextFile {
         let format = self.format.name();
         let pieces = self.pieces();
         check_piece_and_columns(path, pieces.len(), piece, self.schema.fields().len(), columns)?;
-        let range = &pieces[piece];
+        let range = &pieces[piece].bytes;
         let bytes = self.read_range(range)?;
         // Decoded in file order, each column once; with no column asked for, the first is decoded
         // so that rows are counted.
@@ -744,6 +758,8 @@ impl DecodedFile for TextFile {
                 self.locate_failure(&bytes, header, first_line, failure)
             })
         })?;
+        let rows = decoded.iter().map(|batch| batch.num_rows() as u64).sum();
+        pieces[piece].rows.get_or_init(|| rows);
         project_decoded(path, format, &place, &self.schema, columns, &roots, decoded)
     }
 }
@@ -832,7 +848,8 @@ mod tests {
         let batches = file.read_piece(0, &[], 3).unwrap();
         assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 5);
         assert!(file.read_piece(1, &[0], 3).is_err());
-        assert!(file.piece_stats(0, 0).is_none() && file.piece_rows(0).is_none());
+        // No statistics; the row count once the piece has been decoded.
+        assert!(file.piece_stats(0, 0).is_none() && file.piece_rows(0) == Some(5));
     }
 
     #[test]
@@ -1113,9 +1130,9 @@ mod tests {
         for piece_bytes in [1, 16, 100, 333, 4096] {
             let file = with_piece_bytes(csv_sampling(&path, None), piece_bytes);
             assert!(file.num_pieces() > 1 || piece_bytes >= data.len() as u64);
-            for range in file.pieces() {
+            for piece in file.pieces() {
                 // Each piece but the first starts right after a line break.
-                assert!(range.start == 0 || data[range.start as usize - 1] == b'\n');
+                assert!(piece.bytes.start == 0 || data[piece.bytes.start as usize - 1] == b'\n');
             }
             assert_eq!(read_pieces(&file), whole, "pieces of {piece_bytes} bytes");
         }
@@ -1138,7 +1155,7 @@ mod tests {
         let file = with_piece_bytes(csv_sampling(&path, None), 10);
         let pieces = file.pieces();
         assert!(pieces.len() > 2);
-        let last = pieces.last().unwrap();
+        let last = &pieces.last().unwrap().bytes;
         assert!(last.start <= literal as u64 && last.end == data.len() as u64, "{pieces:?}");
         let all = read_pieces(&file);
         assert_eq!(all.num_rows(), 60);
