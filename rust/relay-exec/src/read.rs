@@ -17,12 +17,11 @@
 //! (a CSV or NDJSON file) is decoded to learn it, one at a time, and dropped when it lies
 //! before the range.
 
-use arrow::array::{ArrayRef, RecordBatch};
+use arrow::array::{ArrayRef, RecordBatch, UInt32Array};
+use arrow::compute::take;
 use rayon::prelude::*;
 use relay_plan::Expr;
 use relay_plan::optimizer::page_row_ranges;
-use arrow::array::UInt32Array;
-use arrow::compute::take;
 use relay_storage::{DatasetView, OpenedFile, PieceBatches, PieceId, RowRange, constant_column, slice_batches};
 
 use crate::execute::{Chunk, ChunkFilter, ExecError, ViewSet, pool};
