@@ -1176,27 +1176,40 @@ mod tests {
             (seed % n as u64) as usize
         };
         let mut split_cases = 0;
-        for case in 0..40 {
-            let mut data = b"a,b,c\n".to_vec();
+        for case in 0..60 {
+            // Other delimiters, and files without a header, split the same way.
+            let delimiter = [b',', b';', b'\t'][case % 3];
+            let has_header = case % 4 != 3;
+            let separator = char::from(delimiter).to_string();
+            let mut data = if has_header { ["a", "b", "c"].join(&separator) + "\n" } else { String::new() }.into_bytes();
             for _ in 0..(20 + next(60)) {
                 let fields: Vec<&str> = (0..3)
                     .map(|_| if case % 2 == 0 && next(10) > 0 { values[next(6)] } else { values[next(values.len())] })
                     .collect();
-                data.extend_from_slice(fields.join(",").as_bytes());
+                data.extend_from_slice(fields.join(&separator).as_bytes());
                 data.extend_from_slice(if next(3) == 0 { b"\r\n" } else { b"\n" });
             }
             let path = temp_file("random.csv", &data);
             let schema = Arc::new(Schema::new(
                 ["a", "b", "c"].map(|name| Field::new(name, DataType::Utf8, true)).to_vec(),
             ));
-            let whole = read_pieces(&csv_with_schema(&path, schema.clone()));
+            let open = || {
+                let options = CsvOptions {
+                    schema: Some(schema.clone()),
+                    has_header,
+                    delimiter,
+                    ..Default::default()
+                };
+                TextFile::open_csv(&path, &options).unwrap()
+            };
+            let whole = read_pieces(&open());
             for piece_bytes in [1, 7, 64, 100] {
-                let file = with_piece_bytes(csv_with_schema(&path, schema.clone()), piece_bytes);
+                let file = with_piece_bytes(open(), piece_bytes);
                 split_cases += usize::from(piece_bytes == 7 && file.num_pieces() > 3);
                 assert_eq!(read_pieces(&file), whole, "case {case}, pieces of {piece_bytes} bytes");
             }
         }
-        assert!(split_cases >= 20, "{split_cases}");
+        assert!(split_cases >= 30, "{split_cases}");
     }
 
     #[test]
