@@ -207,6 +207,28 @@ print(peak() - before)
     assert growth < decoded_bytes / 4, growth / 1e6
 
 
+def test_a_single_row_group_decodes_its_columns_apart_and_reads_the_same(tmp_path: Path) -> None:
+    # With fewer row groups than threads, each column of a row group is decoded on its own task
+    # and the batches are put back together: every type and the page index still line up.
+    n = 300_000
+    table = pa.table({
+        "t": np.arange(n, dtype=np.int64),
+        "x": pa.array(np.arange(n) / 3, mask=np.arange(n) % 11 == 0),
+        "s": pa.array([f"s{i % 97}" for i in range(n)]),
+        "l": pa.array([[i, i + 1] if i % 5 else None for i in range(n)], pa.list_(pa.int32())),
+    })
+    path = tmp_path / "one_group.parquet"
+    pq.write_table(table, path, row_group_size=n, data_page_size=8192, write_page_index=True)
+    assert pq.ParquetFile(path).num_row_groups == 1
+    _same(relay.scan(path), table)
+    frame = relay.scan(path).filter((col("t") >= 250_000) & (col("x") > 0)).select("l", "s", "t")
+    mask = pc.and_(pc.greater_equal(table["t"], 250_000), pc.greater(table["x"], 0))
+    expected = table.filter(pc.fill_null(mask, False)).select(["l", "s", "t"])
+    _same(frame, expected)
+    (read,) = [op for op in frame.profile() if op["operator"].startswith("READ")]
+    assert read["rows_in"] < 60_000  # the page index still skips the pages before 250_000
+
+
 def test_iter_batches_slices_decode_only_the_overlapping_row_groups(tmp_path: Path) -> None:
     path = tmp_path / "groups.parquet"
     pq.write_table(_table(), path, row_group_size=100)

@@ -76,6 +76,8 @@ pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, Op
             .collect(),
         Some(range) => sliced_tasks(view, pieces, range, &decoded_columns)?,
     };
+    // Fewer pieces than threads: a Parquet piece's columns are decoded in parallel instead.
+    let split_columns = tasks.len() < pool().current_num_threads() && decoded_columns.len() > 1;
     let schema = view.schema();
     let filter = match Expr::conjunction(filters.iter().cloned()) {
         Some(predicate) => Some(ChunkFilter::new(&predicate, &schema)?),
@@ -99,6 +101,11 @@ pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, Op
                         // Pages whose statistics rule the filters out are not decoded.
                         None => match page_row_ranges(view, task.id.fragment, task.id.piece, filters)? {
                             Some(rows) if rows.is_empty() => Box::new(std::iter::empty()),
+                            rows if split_columns && decodes_columns_apart(file) => Box::new(
+                                columns_decoded_apart(file, task.id.piece, &decoded_columns, rows.as_deref())?
+                                    .into_iter()
+                                    .map(Ok),
+                            ),
                             rows => file.piece_batches(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS, rows.as_deref())?,
                         },
                     },
@@ -211,6 +218,40 @@ fn rows_only(file: &OpenedFile, piece: usize, rows: Option<(usize, usize)>) -> R
         vec![],
         &options,
     )?)
+}
+
+/// Whether `file` decodes each column on its own (Parquet), so that decoding the columns of a
+/// piece apart costs no more than decoding them together. CSV and NDJSON parse whole records.
+fn decodes_columns_apart(file: &OpenedFile) -> bool {
+    matches!(file, OpenedFile::Decoded(decoded) if decoded.format() == "parquet")
+}
+
+/// The batches of `columns` of `piece` (the rows in `rows` when given), each column decoded
+/// on its own task: a file of one row group then decodes on every thread. The piece is
+/// decoded whole before its batches are filtered, which a read of fewer pieces than threads
+/// can afford. On a 4 M-row file of one row group and 6 float32 columns (zstd, 2 threads),
+/// reading every column to NumPy took 60-80 ms against 115-124 ms decoding the columns
+/// together, and a filter keeping 7% of the rows, 32-35 ms against 50 ms.
+fn columns_decoded_apart(file: &OpenedFile, piece: usize, columns: &[usize], rows: Option<&[std::ops::Range<u64>]>) -> Result<Vec<RecordBatch>, ExecError> {
+    let per_column: Vec<Vec<RecordBatch>> = columns
+        .par_iter()
+        .map(|&column| file.piece_batches(piece, &[column], DECODE_BATCH_ROWS, rows)?.collect::<relay_storage::Result<Vec<_>>>())
+        .collect::<relay_storage::Result<_>>()?;
+    let schema = std::sync::Arc::new(file.schema().project(columns)?);
+    let batches = per_column.first().map_or(0, Vec::len);
+    if per_column.iter().any(|decoded| decoded.len() != batches) {
+        return Err(ExecError::Arrow(arrow::error::ArrowError::ComputeError(format!(
+            "{}: the columns of piece {piece} decoded into different numbers of batches",
+            file.path().display()
+        ))));
+    }
+    (0..batches)
+        .map(|index| {
+            let arrays = per_column.iter().map(|decoded| decoded[index].column(0).clone()).collect();
+            let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(per_column[0][index].num_rows()));
+            Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &options)?)
+        })
+        .collect()
 }
 
 /// Bytes of column data a batch of a piece holds: the sliced bytes of an IPC view (its buffers
