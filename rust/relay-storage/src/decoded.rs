@@ -12,9 +12,9 @@
 //! onto the columns asked for, and the conversion of a decoder panic into an error.
 
 use std::fmt::Debug;
-use std::ops::Range;
 use std::fs::File;
 use std::io::Read;
+use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -65,7 +65,7 @@ pub trait DecodedFile: Send + Sync + Debug {
     /// `read_piece` one batch at a time, of only the rows of `piece` in `rows` when given
     /// (ascending, disjoint ranges of row numbers within the piece, which come out one after
     /// another). A caller that reduces each batch (a filter) before asking for the next holds
-    /// one decoded batch at a time, which the allocator hands back warm for the next one.
+    /// one decoded batch at a time.
     fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
         Ok(batches_already_read(self.read_piece(piece, columns, batch_size)?, rows))
     }
