@@ -21,7 +21,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::Arc;
 
-use arrow::array::{RecordBatch, RecordBatchOptions};
+use arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions};
 use arrow::datatypes::{Schema, SchemaRef};
 
 use crate::error::{Result, StorageError};
@@ -69,6 +69,29 @@ pub trait DecodedFile: Send + Sync + Debug {
     fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
         Ok(batches_already_read(self.read_piece(piece, columns, batch_size)?, rows))
     }
+
+    /// Which of `columns` the file can decode at chosen rows of `piece` only
+    /// (`selected_columns`); none unless the format says otherwise.
+    fn selectable_columns(&self, _piece: usize, _columns: &[usize]) -> Vec<usize> {
+        Vec::new()
+    }
+
+    /// A reader of `columns` of `piece` (each of `selectable_columns`) that decodes them only
+    /// at the rows a caller selects, batch after batch.
+    fn selected_columns(&self, piece: usize, _columns: &[usize]) -> Result<Box<dyn SelectedColumns + '_>> {
+        Err(StorageError::Unsupported {
+            path: self.path().to_owned(),
+            reason: format!("piece {piece}: {} columns are decoded whole, not at chosen rows", self.format()),
+        })
+    }
+}
+
+/// Columns of one piece decoded only at the rows a caller selects, walking through the piece's
+/// rows in order (`DecodedFile::selected_columns`).
+pub trait SelectedColumns: Send {
+    /// Of each column, in the order asked for, the values at `selected` (ascending offsets
+    /// into the next `rows` rows of the piece); the reader then moves past those rows.
+    fn next_rows(&mut self, rows: usize, selected: &[u32]) -> Result<Vec<ArrayRef>>;
 }
 
 /// Batches already in memory (decoded, or views of a mapping) as `PieceBatches`, cut to `rows`

@@ -11,6 +11,7 @@ mod decoded;
 mod error;
 mod ipc;
 mod parquet;
+mod parquet_selected;
 mod stats;
 mod stream;
 mod text;
@@ -25,7 +26,7 @@ pub use append::append_ipc_file;
 pub use dataset::{
     Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId, constant_column,
 };
-pub use decoded::{DecodedFile, PieceBatches};
+pub use decoded::{DecodedFile, PieceBatches, SelectedColumns};
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile, IpcFormat, codec_name};
 pub use self::parquet::ParquetFile;

@@ -32,9 +32,10 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::decoded::{
-    DecodedFile, PieceBatches, PositionalFile, PositionalReader, Projection, catch_decoder_panic,
+    DecodedFile, PieceBatches, PositionalFile, PositionalReader, Projection, SelectedColumns, catch_decoder_panic,
     check_piece_and_columns, decoded_roots,
 };
+use crate::parquet_selected::{SelectedColumn, SelectedError, selectable};
 use crate::error::{Result, StorageError};
 use crate::stats::ColumnStats;
 
@@ -318,6 +319,82 @@ impl DecodedFile for ParquetFile {
             projection,
             decoder: Some(decoder),
         }))
+    }
+
+    fn selectable_columns(&self, piece: usize, columns: &[usize]) -> Vec<usize> {
+        let fields = self.metadata.schema().fields().len();
+        columns
+            .iter()
+            .copied()
+            .filter(|&column| column < fields && selectable(&self.metadata, piece, column).is_some())
+            .collect()
+    }
+
+    fn selected_columns(&self, piece: usize, columns: &[usize]) -> Result<Box<dyn SelectedColumns + '_>> {
+        check_piece_and_columns(&self.path, self.num_pieces(), piece, self.metadata.schema().fields().len(), columns)?;
+        let readers = columns
+            .iter()
+            .map(|&column| {
+                let Some(leaf) = selectable(&self.metadata, piece, column) else {
+                    return Err(StorageError::Unsupported {
+                        path: self.path.clone(),
+                        reason: format!("{}: decoded whole, not at chosen rows", self.column_place(piece, column)),
+                    });
+                };
+                let reader = SelectedColumn::new(&self.reader, &self.metadata, piece, column, leaf)
+                    .map_err(|error| self.selected_error(piece, column, error))?;
+                Ok((column, reader))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Box::new(SelectedRowGroup { file: self, piece, readers }))
+    }
+}
+
+impl ParquetFile {
+    fn column_place(&self, piece: usize, column: usize) -> String {
+        format!("row group {piece}, column {:?}", self.metadata.schema().field(column).name())
+    }
+
+    /// The error for a failed read of `column` of row group `piece` at chosen rows: the file
+    /// changed since it was opened, or the place that fails.
+    fn selected_error(&self, piece: usize, column: usize, error: SelectedError) -> StorageError {
+        if let Err(changed) = self.reader.check_unchanged(&self.path) {
+            return changed;
+        }
+        let place = self.column_place(piece, column);
+        match error {
+            SelectedError::Parquet(error) => parquet_error(&self.path, place, error),
+            SelectedError::Malformed(reason) => StorageError::Malformed {
+                path: self.path.clone(),
+                format: FORMAT,
+                place,
+                reason,
+            },
+        }
+    }
+}
+
+/// Columns of one row group decoded at chosen rows (`DecodedFile::selected_columns`).
+struct SelectedRowGroup<'a> {
+    file: &'a ParquetFile,
+    piece: usize,
+    readers: Vec<(usize, SelectedColumn)>,
+}
+
+impl SelectedColumns for SelectedRowGroup<'_> {
+    fn next_rows(&mut self, rows: usize, selected: &[u32]) -> Result<Vec<ArrayRef>> {
+        let SelectedRowGroup { file, piece, readers } = self;
+        readers
+            .iter_mut()
+            .map(|(column, reader)| {
+                catch_decoder_panic(
+                    &file.path,
+                    FORMAT,
+                    || file.column_place(*piece, *column),
+                    || reader.next_rows(rows, selected).map_err(|error| file.selected_error(*piece, *column, error)),
+                )
+            })
+            .collect()
     }
 }
 
