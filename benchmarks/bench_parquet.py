@@ -3,9 +3,11 @@
 Workload `tab` (DESIGN.md; made by make_data.py) written once as Parquet with pyarrow: zstd,
 row groups of 1 M rows (`tab.parquet` beside `tab.arrow`).
 
-1. Query `age > 94` -> columns f0..f3 as an (N, 4) float32 NumPy array, each method in a fresh
-   process: the first run (file pages in the page cache, nothing else warm) and the median of
-   `--repeats` more. Results are checked against relay's (a mismatch prints WRONG VALUES).
+1. Query `age > 94` -> columns f0..f3 as an (N, 4) float32 NumPy array, each method in
+   `--processes` fresh processes (rounds of one per method, in turn): in each, the first run
+   (file pages in the page cache, nothing else warm) and the median of `--repeats` more;
+   reported as the medians over the processes. Results are checked against relay's (a
+   mismatch prints WRONG VALUES).
 
        relay_ml   relay.scan(p).filter(col("age") > 94).select(f0..f3).to_numpy()
        duckdb     con.sql("select f0..f3 from read_parquet(p) where age > 94").fetchnumpy() + stack
@@ -14,10 +16,12 @@ row groups of 1 M rows (`tab.parquet` beside `tab.arrow`).
 
 2. Convert the whole file to an uncompressed Arrow IPC file: `relay convert` (the CLI's code
    path, `relay.write(relay.scan(p), out)`) against pyarrow `pq.read_table` + `ipc.new_file`
-   writing the table. Reported as seconds and input MB/s.
+   writing the table, one conversion per process, alternating between the two. Reported as the
+   median seconds and input MB/s.
 
 Usage:
-    python benchmarks/bench_parquet.py [--data benchmarks/data] [--repeats 5] [--json PATH]
+    python benchmarks/bench_parquet.py [--data benchmarks/data] [--repeats 5] [--processes 3]
+        [--convert-repeats 3] [--json PATH]
 """
 
 from __future__ import annotations
@@ -123,6 +127,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--convert-repeats", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes per query method")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "parquet.json")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -135,18 +140,37 @@ def main() -> None:
     size_mb = path.stat().st_size / 1e6
     Path(path).read_bytes()  # page cache warm for everyone
 
-    def spawn(kind: str, method: str) -> dict:
+    def spawn(kind: str, method: str, convert_repeats: int = args.convert_repeats) -> dict:
         command = [sys.executable, __file__, "--worker", kind, method, str(path), "--repeats", str(args.repeats),
-                   "--convert-repeats", str(args.convert_repeats)]
+                   "--convert-repeats", str(convert_repeats)]
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
         output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
         return json.loads(output.strip().splitlines()[-1])
 
     results: dict = {"file_mb": size_mb, "query": {}, "convert": {}}
-    for method in QUERY:
-        results["query"][method] = spawn("query", method)
-    for method in CONVERT:
-        results["convert"][method] = spawn("convert", method)
+    # Rounds of one fresh process per method, in turn: a process's figures move by 5% or so
+    # with its heap and its threads' placement, so one process per method decides little.
+    runs: dict = {method: [] for method in QUERY}
+    for _ in range(args.processes):
+        for method in QUERY:
+            runs[method].append(spawn("query", method))
+    for method, samples in runs.items():
+        results["query"][method] = {
+            "first_ms": statistics.median(run["first_ms"] for run in samples),
+            "median_ms": statistics.median(run["median_ms"] for run in samples),
+            "rows": samples[0]["rows"],
+            "checksum": samples[0]["checksum"],
+            "processes": samples,
+        }
+    # Conversions alternate between the methods, one per process: how fast the kernel takes a
+    # 1.1 GB write depends on the writeback of the one before (on the development VM a
+    # method's time moved between 1.9 and 3.5 s with the order alone).
+    seconds: dict = {method: [] for method in CONVERT}
+    for _ in range(args.convert_repeats):
+        for method in CONVERT:
+            seconds[method].append(spawn("convert", method, convert_repeats=1)["median_s"])
+    for method, samples in seconds.items():
+        results["convert"][method] = {"median_s": statistics.median(samples), "runs_s": samples}
 
     import relay_ml
 
