@@ -183,6 +183,11 @@ impl SelectedColumn {
         let mut validity: Option<BooleanBufferBuilder> = None;
         let (mut passed, mut next) = (0, 0);
         while passed < rows {
+            let next_selected = selected.get(next).map_or(rows, |&row| row as usize);
+            passed += self.skip_pages_before(next_selected.min(rows) - passed)?;
+            if passed == rows {
+                break;
+            }
             self.load_page_with_rows()?;
             let SelectedColumn { page, dictionary, .. } = self;
             let page = page.as_mut().expect("a page with rows left");
@@ -246,6 +251,26 @@ impl SelectedColumn {
         }
         let nulls = validity.map(|mut validity| NullBuffer::new(validity.finish()));
         Ok(PrimitiveArray::new(ScalarBuffer::from(values), nulls))
+    }
+
+    /// Moves past whole data pages within the next `rows` rows without decompressing them,
+    /// when the current page has no rows left; returns the rows moved past. A filter that keeps
+    /// few rows leaves most pages of the other columns without one.
+    fn skip_pages_before(&mut self, rows: usize) -> Outcome<usize> {
+        if self.page.as_ref().is_some_and(|page| page.next_row < page.rows) {
+            return Ok(0);
+        }
+        let mut skipped = 0;
+        while let Some(next) = self.pages.peek_next_page()? {
+            match next.num_levels.or(next.num_rows) {
+                Some(page_rows) if !next.is_dict && page_rows > 0 && skipped + page_rows <= rows => {
+                    self.pages.skip_next_page()?;
+                    skipped += page_rows;
+                }
+                _ => break,
+            }
+        }
+        Ok(skipped)
     }
 
     /// Reads pages until the current data page has rows left.
@@ -641,13 +666,16 @@ mod tests {
                 let mut reader = file.selected_columns(piece, &columns).unwrap();
                 let mut at = 0;
                 // Batches of varying sizes: none, some, every row selected.
-                for (batch, size) in [0usize, 1, 250, 77, 500, 1100].into_iter().cycle().enumerate() {
+                for (batch, size) in [0usize, 1, 250, 77, 500, 1100, 700].into_iter().cycle().enumerate() {
                     let size = size.min(rows - at);
+                    // A tenth, a half, every row, or only the last (the pages before it are
+                    // skipped undecoded).
                     let selected: Vec<u32> = (0..size as u32)
-                        .filter(|_| match batch % 3 {
+                        .filter(|&row| match batch % 4 {
                             0 => random.next().is_multiple_of(10),
                             1 => random.next().is_multiple_of(2),
-                            _ => true,
+                            2 => true,
+                            _ => row + 1 == size as u32,
                         })
                         .collect();
                     let values = reader.next_rows(size, &selected).unwrap();
@@ -663,6 +691,27 @@ mod tests {
                 }
                 assert!(reader.next_rows(1, &[0]).is_err(), "{name}: rows past the row group's end");
                 row_group_start += rows;
+            }
+        }
+    }
+
+    #[test]
+    fn a_single_row_reads_right_wherever_it_lies() {
+        // Every page before the row is skipped undecoded; rows at and around page ends.
+        let dir = crate::test_support::temp_dir("relay-parquet-selected");
+        for (name, properties) in writer_settings() {
+            let path = dir.join(format!("{}.parquet", name.replace(' ', "_")));
+            let written = write(&path, properties);
+            let file = ParquetFile::open(&path).unwrap();
+            let columns = file.selectable_columns(0, &[0, 1, 2, 3]);
+            let rows = file.piece_rows(0).unwrap() as u32;
+            for row in (0..rows).filter(|row| row % 64 <= 1 || row % 64 == 63 || row % 29 == 0) {
+                let mut reader = file.selected_columns(0, &columns).unwrap();
+                let values = reader.next_rows(rows as usize, &[row]).unwrap();
+                for (position, &column) in columns.iter().enumerate() {
+                    let expected = written.column(column).slice(row as usize, 1);
+                    assert_eq!(&values[position], &expected, "{name}, column {column}, row {row}");
+                }
             }
         }
     }
