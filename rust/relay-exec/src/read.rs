@@ -131,11 +131,7 @@ pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, Op
                     bytes_read += bytes_of(file, &batch);
                     let mut chunk = chunk_of(view, task.id.fragment, file_columns, &batch);
                     if let Some(filter) = &filter {
-                        let evaluation = |source| ExecError::Evaluation {
-                            path: file.path().to_owned(),
-                            operation: "filter evaluation",
-                            source,
-                        };
+                        let evaluation = filter_error(file);
                         chunk = filter.apply(chunk).map_err(evaluation)?;
                         if matches!(file, OpenedFile::Decoded(_)) {
                             chunk = compact(chunk).map_err(evaluation)?;
@@ -339,11 +335,7 @@ impl SelectedRead {
 
     fn run(&self, view: &DatasetView, file: &OpenedFile, decoded: &dyn DecodedFile, id: PieceId, filter: &ChunkFilter) -> Result<PieceResult, ExecError> {
         let file_columns = view.dataset().file_schema().fields().len();
-        let evaluation = |source| ExecError::Evaluation {
-            path: file.path().to_owned(),
-            operation: "filter evaluation",
-            source,
-        };
+        let evaluation = filter_error(file);
         let mut selected_columns = decoded.selected_columns(id.piece, &self.selected)?;
         let (mut chunks, mut rows_in, mut bytes_read) = (Vec::new(), 0, 0);
         for batch in decoded.piece_batches(id.piece, &self.filtered, DECODE_BATCH_ROWS, None)? {
@@ -380,6 +372,15 @@ impl SelectedRead {
             });
         }
         Ok((chunks, rows_in, bytes_read))
+    }
+}
+
+/// The error of a filter that failed on the rows of `file`.
+fn filter_error(file: &OpenedFile) -> impl Fn(arrow::error::ArrowError) -> ExecError + Copy + '_ {
+    move |source| ExecError::Evaluation {
+        path: file.path().to_owned(),
+        operation: "filter evaluation",
+        source,
     }
 }
 
