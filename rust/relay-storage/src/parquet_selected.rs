@@ -196,26 +196,15 @@ impl SelectedColumn {
             // Offsets among the page's rows of the rows selected in it.
             let first = page.next_row;
             let in_page = selected[next..end].iter().map(|&row| first + (row as usize - passed));
-            let dictionary = || {
-                dictionary
-                    .as_ref()
-                    .ok_or_else(|| SelectedError::Malformed("a dictionary-encoded page without a dictionary page".into()))
-            };
-            match (&page.levels, &mut page.values) {
+            let dictionary = dictionary.as_ref();
+            match page.levels {
                 // No nulls in the page: a row's value is the page's value of the same offset.
-                (None, PageValues::Plain(plain)) => {
+                None => {
                     for row in in_page {
-                        values.push(T::Native::from_le(value_bytes(plain, row, width, "PLAIN values")?));
+                        values.push(T::Native::from_le(page.values.value(row, dictionary, width)?));
                     }
                 }
-                (None, PageValues::Dictionary(keys)) => {
-                    let dictionary = dictionary()?;
-                    for row in in_page {
-                        let key = keys.get(row)? as usize;
-                        values.push(T::Native::from_le(value_bytes(dictionary, key, width, "the dictionary")?));
-                    }
-                }
-                (Some(_), _) => {
+                Some(_) => {
                     for row in in_page {
                         let Some(index) = page.value_index(row) else {
                             values.push(T::Native::default());
@@ -227,11 +216,7 @@ impl SelectedColumn {
                             validity.append(false);
                             continue;
                         };
-                        let bytes = match &mut page.values {
-                            PageValues::Plain(plain) => value_bytes(plain, index, width, "PLAIN values")?,
-                            PageValues::Dictionary(keys) => value_bytes(dictionary()?, keys.get(index)? as usize, width, "the dictionary")?,
-                        };
-                        values.push(T::Native::from_le(bytes));
+                        values.push(T::Native::from_le(page.values.value(index, dictionary, width)?));
                         if let Some(validity) = &mut validity {
                             validity.append(true);
                         }
@@ -373,6 +358,21 @@ enum PageValues {
     Plain(Bytes),
     /// The page's dictionary indices.
     Dictionary(HybridRuns),
+}
+
+impl PageValues {
+    /// The `width` bytes of the page's value `index` (its PLAIN bytes, or its dictionary entry).
+    fn value<'a>(&'a mut self, index: usize, dictionary: Option<&'a Bytes>, width: usize) -> Outcome<&'a [u8]> {
+        match self {
+            PageValues::Plain(plain) => value_bytes(plain, index, width, "PLAIN values"),
+            PageValues::Dictionary(keys) => {
+                let key = keys.get(index)? as usize;
+                let dictionary = dictionary
+                    .ok_or_else(|| SelectedError::Malformed("a dictionary-encoded page without a dictionary page".into()))?;
+                value_bytes(dictionary, key, width, "the dictionary")
+            }
+        }
+    }
 }
 
 impl DataPage {
