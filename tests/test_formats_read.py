@@ -252,6 +252,9 @@ def test_columns_the_filter_does_not_read_are_decoded_at_passing_rows(tmp_path: 
     ]:
         frame = relay.scan(path).filter(predicate).select(*columns)
         _same(frame, table.filter(mask).select(columns))
+    # The filter's own column among the output, between columns decoded at the passing rows.
+    mixed = ["f64", "key", "name", "many"]
+    _same(relay.scan(path).filter(col("key") > 90).select(*mixed), table.filter(pc.greater(table["key"], 90)).select(mixed))
     # `key > 96` keeps 3% of the rows: the read decodes `key` whole and of the other numeric
     # columns about what passes (decoded whole, they are `numeric_bytes`).
     def bytes_read(*names: str) -> int:
