@@ -353,18 +353,17 @@ impl SelectedRead {
             let position = |column: usize| self.filtered.iter().position(|&c| c == column);
             let chunk = view_chunk(view, id.fragment, file_columns, len, |column| position(column).map(|i| batch.column(i).clone()));
             let chunk = filter.apply(chunk).map_err(evaluation)?;
-            let passing: Vec<u32> = match &chunk.selection {
+            let passing = UInt32Array::from(match &chunk.selection {
                 Some(selection) => selection.as_ref().clone(),
-                None => (0..len as u32).collect(),
-            };
-            let indices = UInt32Array::from(passing.clone());
+                None => (0..len as u32).collect::<Vec<u32>>(),
+            });
             let columns = view
                 .columns()
                 .iter()
                 .zip(&chunk.columns)
                 .map(|(column, array)| match self.selected.contains(column) {
                     true => Ok(None),
-                    false => take(array.as_ref(), &indices, None).map(Some),
+                    false => take(array.as_ref(), &passing, None).map(Some),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(evaluation)?;
@@ -373,7 +372,7 @@ impl SelectedRead {
         for &column in &self.selected {
             let mut reader = decoded.selected_columns(id.piece, &[column])?;
             for (len, passing, columns) in &mut filtered {
-                let values = reader.next_rows(*len, passing)?.pop().expect("one column asked for");
+                let values = reader.next_rows(*len, passing.values())?.pop().expect("one column asked for");
                 bytes_read += values.get_array_memory_size();
                 for (_, slot) in view.columns().iter().zip(columns.iter_mut()).filter(|(c, _)| **c == column) {
                     *slot = Some(values.clone());
