@@ -71,14 +71,14 @@ pub trait DecodedFile: Send + Sync + Debug {
     }
 
     /// Which of `columns` the file can decode at chosen rows of `piece` only
-    /// (`selected_columns`); none unless the format says otherwise.
+    /// (`selected_column`); none unless the format says otherwise.
     fn selectable_columns(&self, _piece: usize, _columns: &[usize]) -> Vec<usize> {
         Vec::new()
     }
 
-    /// A reader of `columns` of `piece` (each of `selectable_columns`) that decodes them only
-    /// at the rows a caller selects, batch after batch.
-    fn selected_columns(&self, piece: usize, _columns: &[usize]) -> Result<Box<dyn SelectedColumns + '_>> {
+    /// A reader of `column` of `piece` (one of `selectable_columns`) that decodes it only at
+    /// the rows a caller selects, batch after batch.
+    fn selected_column(&self, piece: usize, _column: usize) -> Result<Box<dyn SelectedColumnReader + '_>> {
         Err(StorageError::Unsupported {
             path: self.path().to_owned(),
             reason: format!("piece {piece}: {} columns are decoded whole, not at chosen rows", self.format()),
@@ -86,12 +86,12 @@ pub trait DecodedFile: Send + Sync + Debug {
     }
 }
 
-/// Columns of one piece decoded only at the rows a caller selects, walking through the piece's
-/// rows in order (`DecodedFile::selected_columns`).
-pub trait SelectedColumns: Send {
-    /// Of each column, in the order asked for, the values at `selected` (ascending offsets
-    /// into the next `rows` rows of the piece); the reader then moves past those rows.
-    fn next_rows(&mut self, rows: usize, selected: &[u32]) -> Result<Vec<ArrayRef>>;
+/// A column of one piece decoded only at the rows a caller selects, walking through the
+/// piece's rows in order (`DecodedFile::selected_column`).
+pub trait SelectedColumnReader: Send {
+    /// The values at `selected` (ascending offsets into the next `rows` rows of the piece);
+    /// the reader then moves past those rows.
+    fn next_rows(&mut self, rows: usize, selected: &[u32]) -> Result<ArrayRef>;
 }
 
 /// Batches already in memory (decoded, or views of a mapping) as `PieceBatches`, cut to `rows`

@@ -26,7 +26,7 @@ pub use append::append_ipc_file;
 pub use dataset::{
     Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId, constant_column,
 };
-pub use decoded::{DecodedFile, PieceBatches, SelectedColumns};
+pub use decoded::{DecodedFile, PieceBatches, SelectedColumnReader};
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile, IpcFormat, codec_name};
 pub use self::parquet::ParquetFile;

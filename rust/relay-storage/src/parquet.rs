@@ -32,7 +32,7 @@ use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::decoded::{
-    DecodedFile, PieceBatches, PositionalFile, PositionalReader, Projection, SelectedColumns, catch_decoder_panic,
+    DecodedFile, PieceBatches, PositionalFile, PositionalReader, Projection, SelectedColumnReader, catch_decoder_panic,
     check_piece_and_columns, decoded_roots,
 };
 use crate::parquet_selected::{SelectedColumn, SelectedError, selectable};
@@ -330,23 +330,22 @@ impl DecodedFile for ParquetFile {
             .collect()
     }
 
-    fn selected_columns(&self, piece: usize, columns: &[usize]) -> Result<Box<dyn SelectedColumns + '_>> {
-        check_piece_and_columns(&self.path, self.num_pieces(), piece, self.metadata.schema().fields().len(), columns)?;
-        let readers = columns
-            .iter()
-            .map(|&column| {
-                let Some(leaf) = selectable(&self.metadata, piece, column) else {
-                    return Err(StorageError::Unsupported {
-                        path: self.path.clone(),
-                        reason: format!("{}: decoded whole, not at chosen rows", self.column_place(piece, column)),
-                    });
-                };
-                let reader = SelectedColumn::new(&self.reader, &self.metadata, piece, column, leaf)
-                    .map_err(|error| self.selected_error(piece, column, error))?;
-                Ok((column, reader))
-            })
-            .collect::<Result<_>>()?;
-        Ok(Box::new(SelectedRowGroup { file: self, piece, readers }))
+    fn selected_column(&self, piece: usize, column: usize) -> Result<Box<dyn SelectedColumnReader + '_>> {
+        check_piece_and_columns(&self.path, self.num_pieces(), piece, self.metadata.schema().fields().len(), &[column])?;
+        let Some(leaf) = selectable(&self.metadata, piece, column) else {
+            return Err(StorageError::Unsupported {
+                path: self.path.clone(),
+                reason: format!("{}: decoded whole, not at chosen rows", self.column_place(piece, column)),
+            });
+        };
+        let reader = SelectedColumn::new(&self.reader, &self.metadata, piece, column, leaf)
+            .map_err(|error| self.selected_error(piece, column, error))?;
+        Ok(Box::new(SelectedChunk {
+            file: self,
+            piece,
+            column,
+            reader,
+        }))
     }
 }
 
@@ -374,27 +373,23 @@ impl ParquetFile {
     }
 }
 
-/// Columns of one row group decoded at chosen rows (`DecodedFile::selected_columns`).
-struct SelectedRowGroup<'a> {
+/// A column chunk decoded at chosen rows (`DecodedFile::selected_column`).
+struct SelectedChunk<'a> {
     file: &'a ParquetFile,
     piece: usize,
-    readers: Vec<(usize, SelectedColumn)>,
+    column: usize,
+    reader: SelectedColumn,
 }
 
-impl SelectedColumns for SelectedRowGroup<'_> {
-    fn next_rows(&mut self, rows: usize, selected: &[u32]) -> Result<Vec<ArrayRef>> {
-        let SelectedRowGroup { file, piece, readers } = self;
-        readers
-            .iter_mut()
-            .map(|(column, reader)| {
-                catch_decoder_panic(
-                    &file.path,
-                    FORMAT,
-                    || file.column_place(*piece, *column),
-                    || reader.next_rows(rows, selected).map_err(|error| file.selected_error(*piece, *column, error)),
-                )
-            })
-            .collect()
+impl SelectedColumnReader for SelectedChunk<'_> {
+    fn next_rows(&mut self, rows: usize, selected: &[u32]) -> Result<ArrayRef> {
+        let SelectedChunk { file, piece, column, reader } = self;
+        catch_decoder_panic(
+            &file.path,
+            FORMAT,
+            || file.column_place(*piece, *column),
+            || reader.next_rows(rows, selected).map_err(|error| file.selected_error(*piece, *column, error)),
+        )
     }
 }
 
