@@ -644,13 +644,22 @@ mod tests {
         ]
     }
 
+    /// For each of `writer_settings`: its name, the batch written, and the file opened.
+    fn files_of_each_writer_setting() -> Vec<(&'static str, RecordBatch, Arc<ParquetFile>)> {
+        let dir = crate::test_support::temp_dir("relay-parquet-selected");
+        writer_settings()
+            .into_iter()
+            .map(|(name, properties)| {
+                let path = dir.join(format!("{}.parquet", name.replace(' ', "_")));
+                let written = write(&path, properties);
+                (name, written, ParquetFile::open(&path).unwrap())
+            })
+            .collect()
+    }
+
     #[test]
     fn chosen_rows_match_a_whole_decode() {
-        let dir = crate::test_support::temp_dir("relay-parquet-selected");
-        for (name, properties) in writer_settings() {
-            let path = dir.join(format!("{}.parquet", name.replace(' ', "_")));
-            let written = write(&path, properties);
-            let file = ParquetFile::open(&path).unwrap();
+        for (name, written, file) in files_of_each_writer_setting() {
             let mut random = Lcg(name.len() as u64);
             let mut row_group_start = 0;
             for piece in 0..file.num_pieces() {
@@ -700,11 +709,7 @@ mod tests {
     #[test]
     fn a_single_row_reads_right_wherever_it_lies() {
         // Every page before the row is skipped undecoded; rows at and around page ends.
-        let dir = crate::test_support::temp_dir("relay-parquet-selected");
-        for (name, properties) in writer_settings() {
-            let path = dir.join(format!("{}.parquet", name.replace(' ', "_")));
-            let written = write(&path, properties);
-            let file = ParquetFile::open(&path).unwrap();
+        for (name, written, file) in files_of_each_writer_setting() {
             let columns = file.selectable_columns(0, &[0, 1, 2, 3]);
             let rows = file.piece_rows(0).unwrap() as u32;
             for row in (0..rows).filter(|row| row % 64 <= 1 || row % 64 == 63 || row % 29 == 0) {
