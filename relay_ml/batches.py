@@ -10,15 +10,29 @@ this module; it also works on its own, with NumPy::
     for batch in iter_batches(frame, 1024, columns=["x", "label"], shuffle="global", seed=0):
         ...  # batch["x"], batch["label"]: NumPy arrays of up to 1024 rows
 
-Orders. ``shuffle=None`` visits rows in file order; ``"global"`` draws a uniformly random
-permutation of all rows; ``"block"`` visits blocks of ``block_size`` consecutive rows in a
-random order and shuffles rows inside windows of ``shuffle_buffer`` positions, so a file larger
-than memory is read in long sequential runs. An order depends only on ``(seed, epoch)``: the
-same on every machine and every run, which is what makes resuming exact.
+Sources. A frame over Arrow IPC files (or in memory) is gathered *by position*: its plan runs
+once into views of the mapped file, and any row can be read at any time. A frame over decoded
+files (Parquet, CSV, NDJSON; one file, a glob or a folder) whose plan only filters and computes
+columns is read *piece by piece* (Parquet row groups, CSV / NDJSON byte ranges): each piece is
+decoded, filtered and computed when the stream reaches it, so memory holds about three shuffle
+windows (``shuffle_buffer`` rows each, or one piece each without a shuffle) of the selected
+columns plus the prefetched batches, whatever the size of the dataset. Any other plan (a sort, a
+join, an aggregation) runs once and its result is gathered by position.
+
+Orders. ``shuffle=None`` visits rows in file order; ``"global"`` visits a uniformly random
+permutation of all rows, computed position by position from a keyed bijection (nothing is
+materialized: the first batch comes at once at any size); ``"block"`` visits blocks of
+``block_size`` consecutive rows (pieces, for a source read piece by piece) in a random order
+and shuffles rows inside windows of ``shuffle_buffer`` rows, so a file larger than memory is
+read in long sequential runs. ``"global"`` needs random access, so a source read piece by piece
+refuses it (use ``"block"``, or ``frame.collect()`` first for data that fits in memory). An
+order depends only on ``(seed, epoch)``: the same on every machine and every run, which is what
+makes resuming exact.
 
 Sharding. With ``world_size`` ranks (and, in ``relay_ml.torch``, DataLoader workers), the
-epoch's order is cut into contiguous shards whose sizes differ by at most one row; together
-they visit every row exactly once.
+epoch's order is cut into contiguous shards: of rows, sizes differing by at most one row, for a
+positional source; of pieces, sizes differing by at most one piece, for a source read piece by
+piece. Together they visit every row exactly once.
 
 Each batch is one gather per output straight into a fresh buffer (the only copy); the next
 batches (``prefetch`` per gather thread, two threads on a machine with two cores or more) are
@@ -40,13 +54,23 @@ from relay_ml.errors import RelayTypeError, RelayValueError
 if TYPE_CHECKING:
     from relay_ml.frame import Frame
 
-__all__ = ["BatchReader", "Output", "epoch_order", "iter_batches", "DEFAULT_BLOCK_SIZE", "DEFAULT_SHUFFLE_BUFFER"]
+__all__ = [
+    "BatchReader",
+    "Output",
+    "epoch_order",
+    "iter_batches",
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_SHUFFLE_BUFFER",
+    "DEFAULT_CACHE_BYTES",
+]
 
 #: Rows per block of a ``"block"`` shuffle: 256 KiB of each float32 column, long enough for
 #: sequential reads and readahead to pay off on a cold file.
 DEFAULT_BLOCK_SIZE = 65_536
 #: Positions shuffled together in a ``"block"`` shuffle (16 blocks).
 DEFAULT_SHUFFLE_BUFFER = 1_048_576
+#: Bytes of decoded pieces a map-style reader of decoded files keeps per process.
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 
 _SHUFFLES = (None, "global", "block")
 
@@ -119,20 +143,51 @@ def _allocate_numpy(shape: tuple[int, ...], dtype: np.dtype) -> tuple[Any, np.nd
 
 
 class BatchReader:
-    """Columns of a frame, prepared once (the frame's plan runs here) for gathering rows by
-    position. Positions are rows of the frame, after its filters."""
+    """Columns of a frame, prepared for batches: the frame's plan runs here, or, over decoded
+    files, is prepared to run piece by piece (see the module docs). Positions are rows of the
+    frame, after its filters. ``cache_bytes`` bounds the decoded pieces that map-style access
+    (``gather``) keeps, least recently used first out."""
 
-    def __init__(self, frame: Frame, columns: Sequence[str]) -> None:
+    def __init__(self, frame: Frame, columns: Sequence[str], cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self._columns = list(dict.fromkeys(columns))
-        self._native = NativeBatchReader(frame._native, self._columns)
+        self._native = NativeBatchReader(frame._native, self._columns, _non_negative_int("cache_bytes", cache_bytes))
         self._positions = {name: i for i, name in enumerate(self._columns)}
         self._info: dict[str, tuple[np.dtype, int | None]] = {
             name: (np.dtype(dtype), width) for name, dtype, width in self._native.column_info()
         }
 
     @property
+    def streamed(self) -> bool:
+        """Whether rows are read piece by piece (decoded files) rather than by position."""
+        return bool(self._native.streamed)
+
+    @property
+    def known_num_rows(self) -> int | None:
+        """Rows, when known without reading (not for a filtered source read piece by piece)."""
+        rows = self._native.known_num_rows
+        return None if rows is None else int(rows)
+
+    @property
     def num_rows(self) -> int:
-        return int(self._native.num_rows)
+        """Rows; a filtered source read piece by piece decodes every piece once to count them."""
+        rows = self._native.known_num_rows
+        return int(self._native.count_rows() if rows is None else rows)
+
+    def shard_rows(self, *, shuffle: str | bool | None = None, seed: int = 0, epoch: int = 0, shard: int = 0,
+                   shards: int = 1, block_size: int = DEFAULT_BLOCK_SIZE,
+                   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> int | None:
+        """Rows shard ``shard`` of ``shards`` visits in the epoch, when known before reading."""
+        rows = self._native.shard_rows(_shuffle_name(shuffle), seed, epoch, block_size, shuffle_buffer, shard, shards)
+        return None if rows is None else int(rows)
+
+    def cache_info(self) -> dict[str, int] | None:
+        """Hits, misses, bytes held and byte budget of the decoded-piece cache that map-style
+        access uses (None for a positional source, or before the first gather)."""
+        stats = self._native.cache_stats()
+        if stats is None:
+            return None
+        hits, misses, held, budget = stats
+        return {"hits": hits, "misses": misses, "bytes": held, "budget": budget}
 
     def column_dtype(self, name: str) -> np.dtype:
         """The dtype a column gathers to by default (dictionary columns: int64 codes)."""
@@ -255,7 +310,8 @@ class ShardIterator:
     """Batches of one shard of one epoch, gathered ahead by a Rust thread.
 
     ``batches_done`` counts the batches returned so far (including skipped ones), which is
-    what a resumed iterator passes as ``start_batch``.
+    what a resumed iterator passes as ``start_batch``. ``num_batches`` is None when only
+    reading tells (a filtered source read piece by piece); ``len()`` then raises TypeError.
     """
 
     def __init__(self, reader: BatchReader, outputs: Sequence[Output], *, batch_size: int, shuffle: str, seed: int,
@@ -280,14 +336,16 @@ class ShardIterator:
             drop_last=drop_last,
             start_batch=start_batch,
         )
-        self.num_batches: int = int(self._stream.num_batches)
-        self.batches_done = min(start_batch, self.num_batches)
+        num_batches = self._stream.num_batches
+        self.num_batches: int | None = None if num_batches is None else int(num_batches)
+        self.batches_done = start_batch if self.num_batches is None else min(start_batch, self.num_batches)
         # Users' objects of the buffer sets submitted, oldest first.
         self._in_flight: deque[list[Any]] = deque()
         # `prefetch` batches ahead per gather thread, like DataLoader's prefetch_factor per
         # worker: a thread that finishes a batch finds the next one's buffers waiting.
         self._depth = prefetch * int(self._stream.producers)
-        for _ in range(min(self._depth, self.num_batches - self.batches_done)):
+        ahead = self._depth if self.num_batches is None else min(self._depth, self.num_batches - self.batches_done)
+        for _ in range(ahead):
             self._submit()
 
     def _submit(self) -> None:
@@ -296,6 +354,8 @@ class ShardIterator:
         self._in_flight.append(users)
 
     def __len__(self) -> int:
+        if self.num_batches is None:
+            raise TypeError("the number of batches is known only by reading: the source is filtered and read piece by piece")
         return self.num_batches - self.batches_done
 
     def __iter__(self) -> ShardIterator:
@@ -310,7 +370,7 @@ class ShardIterator:
         users = self._in_flight.popleft()
         self.batches_done += 1
         # Keep the sets in flight: the producers gather them while this batch is used.
-        if self.batches_done + len(self._in_flight) < self.num_batches:
+        if self.num_batches is None or self.batches_done + len(self._in_flight) < self.num_batches:
             self._submit()
         return _assemble(self._outputs, users, ragged, rows, self._batch_size)
 

@@ -44,7 +44,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate_fn_map
 
-from relay_ml.batches import DEFAULT_BLOCK_SIZE, DEFAULT_SHUFFLE_BUFFER, BatchReader, Output
+from relay_ml.batches import DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_SHUFFLE_BUFFER, BatchReader, Output
 from relay_ml.errors import RelayTypeError, RelayValueError
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ class _Layout:
     """
 
     def __init__(self, frame: Frame, features: Sequence[str] | None, target: str | None, dtype: Any,
-                 fill_null: Any, ragged: str) -> None:
+                 fill_null: Any, ragged: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         if ragged not in ("pad", "nested"):
             raise RelayValueError(f"ragged must be 'pad' or 'nested', not {ragged!r}")
         self.ragged = ragged
@@ -89,7 +89,7 @@ class _Layout:
             columns = features + ([target] if target is not None else [])
         else:
             columns = list(frame.columns)
-        self.reader = BatchReader(frame, columns)
+        self.reader = BatchReader(frame, columns, cache_bytes)
         fills = fill_null if isinstance(fill_null, Mapping) else dict.fromkeys(columns, fill_null)
         unknown = [c for c in (fills if isinstance(fill_null, Mapping) else {}) if c not in columns]
         overrides: dict[str, torch.dtype] = {}
@@ -274,12 +274,20 @@ class RelayDataset(Dataset):
     with the GIL released, which ``torch.utils.data.DataLoader`` calls for each batch. The
     output is a dict of tensors by column, or ``(x, y)`` (or ``x``) when ``features`` /
     ``target`` are given; ``transform`` is applied to each sample or gathered batch.
+
+    Over decoded files (Parquet, CSV, NDJSON) rows are read through a per-process cache of
+    decoded pieces (row groups, byte ranges) of at most ``cache_bytes`` bytes, least recently
+    used first out; the dataset is never decoded whole. A filtered source (or CSV / NDJSON,
+    whose row counts the files do not store) decodes each piece once when the dataset is made,
+    to count its rows. ``profile()`` reports the cache's hits and misses. Random indices over a
+    dataset much larger than the cache decode a piece for most samples: prefer
+    :class:`RelayIterableDataset` with ``shuffle="block"`` there.
     """
 
     def __init__(self, frame: Frame, features: Sequence[str] | None = None, target: str | None = None,
                  dtype: Any = None, transform: Callable[[Any], Any] | None = None, *,
-                 fill_null: Any = None, ragged: str = "pad") -> None:
-        self._holder = _FrameHolder(frame, (features, target, dtype, fill_null, ragged))
+                 fill_null: Any = None, ragged: str = "pad", cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+        self._holder = _FrameHolder(frame, (features, target, dtype, fill_null, ragged, cache_bytes))
         self.transform = transform
         self._len = self._holder.layout.reader.num_rows
 
@@ -289,6 +297,12 @@ class RelayDataset(Dataset):
 
     def __len__(self) -> int:
         return self._len
+
+    def profile(self) -> dict[str, Any]:
+        """This process's decoded-piece cache: ``hits``, ``misses``, ``bytes`` held and its
+        ``budget`` (zeros for a source gathered by position, which needs no cache)."""
+        info = self._holder.layout.reader.cache_info()
+        return info if info is not None else {"hits": 0, "misses": 0, "bytes": 0, "budget": 0}
 
     def _gather(self, indices: Any) -> Any:
         layout = self._holder.layout
@@ -359,7 +373,6 @@ class RelayIterableDataset(IterableDataset):
         self._ranks_seen = _distributed_rank(None, None)
         self.epoch = 0
         self._batches_done = 0
-        self._num_rows = self._holder.layout.reader.num_rows
 
     @property
     def frame(self) -> Frame:
@@ -382,9 +395,15 @@ class RelayIterableDataset(IterableDataset):
         return rank * workers + worker, world_size * workers
 
     def __len__(self) -> int:
-        """Batches this process's shard yields per epoch (all of them with one worker)."""
+        """Batches this process's shard yields per epoch (all of them with one worker).
+        Raises TypeError when only reading tells (a filtered source read piece by piece)."""
         shard, shards = self._shard()
-        rows = (self._num_rows * (shard + 1)) // shards - (self._num_rows * shard) // shards
+        rows = self._holder.layout.reader.shard_rows(
+            shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, shard=shard, shards=shards,
+            block_size=self.block_size, shuffle_buffer=self.shuffle_buffer,
+        )
+        if rows is None:
+            raise TypeError("the number of batches is known only by reading: the source is filtered and read piece by piece")
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:

@@ -145,24 +145,33 @@ pub struct BatchColumn {
     pieces: Vec<Piece>,
 }
 
-/// Pieces of a column, or an error saying why the column cannot become a tensor.
-fn column_pieces(name: &str, data_type: &DataType, arrays: &[&ArrayRef]) -> Result<BatchColumn, String> {
-    let unsupported = || {
-        format!(
-            "column '{name}' of type {} cannot be gathered into a batch: supported are numeric and boolean \
-             scalars, dictionary (as int64 codes), and fixed_size_list / list of those",
-            type_name(data_type)
-        )
-    };
+fn unsupported_column(name: &str, data_type: &DataType) -> String {
+    format!(
+        "column '{name}' of type {} cannot be gathered into a batch: supported are numeric and boolean \
+         scalars, dictionary (as int64 codes), and fixed_size_list / list of those",
+        type_name(data_type)
+    )
+}
+
+/// How a column of type `data_type` gathers (its shape and natural type), known from the type
+/// alone: sources that decode their rows later describe their columns with it.
+pub fn column_kind(name: &str, data_type: &DataType) -> Result<(ColumnShape, DenseDtype), String> {
     let (shape, leaf) = match data_type {
         DataType::FixedSizeList(field, width) => (ColumnShape::Fixed(*width as usize), field.data_type()),
         DataType::List(field) | DataType::LargeList(field) => (ColumnShape::Ragged, field.data_type()),
         other => (ColumnShape::Fixed(1), other),
     };
     if shape != ColumnShape::Fixed(1) && matches!(leaf, DataType::Dictionary(..)) {
-        return Err(unsupported());
+        return Err(unsupported_column(name, data_type));
     }
-    let dtype = natural_dtype(leaf).ok_or_else(unsupported)?;
+    let dtype = natural_dtype(leaf).ok_or_else(|| unsupported_column(name, data_type))?;
+    Ok((shape, dtype))
+}
+
+/// Pieces of a column, or an error saying why the column cannot become a tensor.
+fn column_pieces(name: &str, data_type: &DataType, arrays: &[&ArrayRef]) -> Result<BatchColumn, String> {
+    let unsupported = || unsupported_column(name, data_type);
+    let (shape, dtype) = column_kind(name, data_type)?;
     let mut pieces = Vec::with_capacity(arrays.len());
     for array in arrays {
         let row_nulls = array.logical_nulls().filter(|n| n.null_count() > 0);
@@ -418,6 +427,29 @@ impl BatchSource {
 
     pub fn num_rows(&self) -> u64 {
         *self.starts.last().expect("starts has the total")
+    }
+
+    /// The rows of `sources` (of the same columns) one after another, as one source: a batch
+    /// that spans two shuffle windows gathers from both at once. Shares the column buffers.
+    pub fn concat(sources: &[&BatchSource]) -> BatchSource {
+        let mut columns: Vec<BatchColumn> = sources[0]
+            .columns
+            .iter()
+            .map(|c| BatchColumn { name: c.name.clone(), shape: c.shape, dtype: c.dtype, pieces: Vec::new() })
+            .collect();
+        let mut starts = Vec::new();
+        let mut selections = Vec::new();
+        let mut total = 0;
+        for source in sources {
+            for (column, part) in columns.iter_mut().zip(&source.columns) {
+                column.pieces.extend(part.pieces.iter().cloned());
+            }
+            starts.extend(source.starts[..source.starts.len() - 1].iter().map(|s| s + total));
+            selections.extend(source.selections.iter().cloned());
+            total += source.num_rows();
+        }
+        starts.push(total);
+        BatchSource { columns, starts, selections }
     }
 
     pub fn columns(&self) -> &[BatchColumn] {

@@ -45,6 +45,9 @@ pub enum ExecError {
         operation: &'static str,
         source: ArrowError,
     },
+    /// Columns that cannot be gathered into training batches as asked, or rows out of range.
+    #[error("{0}")]
+    Batch(String),
 }
 
 impl ExecError {

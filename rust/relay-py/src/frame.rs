@@ -44,6 +44,7 @@ pub fn exec_error(error: ExecError) -> PyErr {
         ExecError::Plan(error) => plan_error(error),
         ExecError::Arrow(error) => relay_error(ErrorKind::Value, format!("evaluation failed: {error}")),
         error @ ExecError::Evaluation { .. } => relay_error(ErrorKind::Value, error.to_string()),
+        ExecError::Batch(message) => relay_error(ErrorKind::Type, message),
     }
 }
 
@@ -63,15 +64,16 @@ pub fn run_plan(py: Python<'_>, plan: &Arc<LogicalPlan>) -> PyResult<ViewSet> {
 }
 
 fn run_plan_profiled(py: Python<'_>, plan: &Arc<LogicalPlan>, profile: &Profile) -> PyResult<ViewSet> {
-    py.detach(|| {
-        let optimized = if OPTIMIZER_ENABLED.load(Ordering::Relaxed) {
-            Optimizer::default().optimize(plan.clone())?.0
-        } else {
-            plan.clone()
-        };
-        execute(&optimized, profile)
+    py.detach(|| execute(optimized(plan.clone())?.as_ref(), profile)).map_err(exec_error)
+}
+
+/// `plan` as it runs: optimized, unless a benchmark turned the optimizer off.
+pub fn optimized(plan: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>, ExecError> {
+    Ok(if OPTIMIZER_ENABLED.load(Ordering::Relaxed) {
+        Optimizer::default().optimize(plan)?.0
+    } else {
+        plan
     })
-    .map_err(exec_error)
 }
 
 /// Where a frame's rows come from: a mapped file, or memory (a frame made by `from_numpy`,

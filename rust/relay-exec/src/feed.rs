@@ -1,0 +1,512 @@
+//! Batches for training loops: which rows each batch holds, where they come from, and the
+//! threads that gather them ahead of use.
+//!
+//! A frame's rows reach a loader in one of two ways (`BatchPlan`):
+//! - **by position**: the plan is executed once into views (mapped columns, selection vectors,
+//!   or rows already in memory) and any row can be gathered at any time. Orders are keyed
+//!   functions of the position (`crate::order`), so a global shuffle costs nothing up front.
+//! - **piece by piece**: a plan over decoded files (Parquet, CSV, NDJSON) with only filters
+//!   and computed columns above its read runs one piece at a time (`crate::pieces`): memory
+//!   holds the shuffle windows in flight, never the dataset.
+//!
+//! Output buffers are allocated by the caller (NumPy arrays over torch tensors, in pinned or
+//! shared memory) and written in place: a batch is copied once, into the memory the framework
+//! will use. A `BatchStream` runs producer threads that take submitted buffer sets (each for the
+//! next batch of the shard), fill them and hand them back in batch order; the caller keeps a
+//! few sets submitted, so the next batches are gathered while the current one trains.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use relay_plan::LogicalPlan;
+
+use crate::batches::{BatchGroup, BatchSource, ColumnShape, column_kind};
+use crate::dense::{DenseArray, DenseDtype};
+use crate::execute::{ExecError, execute, pool};
+use crate::order::{Order, Shuffle, epoch_order, shard_range};
+use crate::pieces::{CacheStats, PieceCache, PiecePlan, PieceShard, PieceStream, shard_rows};
+use crate::profile::Profile;
+
+/// Per output: (padded values, lengths) for a ragged one, None for a fixed one.
+pub type RaggedDense = Vec<Option<(DenseArray, DenseArray)>>;
+
+/// One output of a batch: a stacked group of fixed-width columns, or one ragged column.
+#[derive(Debug, Clone)]
+pub enum Output {
+    Fixed { group: BatchGroup, width: usize },
+    Ragged { column: usize, dtype: DenseDtype, fill_null: Option<f64> },
+}
+
+impl Output {
+    pub fn dtype(&self) -> DenseDtype {
+        match self {
+            Output::Fixed { group, .. } => group.dtype,
+            Output::Ragged { dtype, .. } => *dtype,
+        }
+    }
+}
+
+/// Writable memory of one output buffer, owned by the caller.
+pub struct OutputMemory {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the pointer is dereferenced only by the one thread that fills the batch it belongs
+// to, while the caller keeps the memory alive and untouched (see `OutputMemory::new`).
+unsafe impl Send for OutputMemory {}
+
+impl OutputMemory {
+    /// # Safety
+    /// `ptr .. ptr + len` must be writable memory that stays alive, and is neither read nor
+    /// written by anyone else, until the batch it is submitted for has been returned (or the
+    /// gather that receives it has finished).
+    pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
+        OutputMemory { ptr, len }
+    }
+}
+
+/// Gathers one batch: fixed outputs into `memories` (same order, None for ragged outputs),
+/// ragged outputs returned as (padded, lengths).
+pub fn gather_batch(source: &BatchSource, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, String> {
+    outputs
+        .iter()
+        .zip(memories)
+        .map(|(output, memory)| match output {
+            Output::Fixed { group, .. } => {
+                let memory = memory.as_ref().ok_or("internal: no buffer for a fixed output")?;
+                // SAFETY: `OutputMemory::new`'s contract: `len` writable bytes that nobody
+                // else touches until this batch is returned.
+                let out = unsafe { std::slice::from_raw_parts_mut(memory.ptr, memory.len) };
+                source.gather(group, positions, out).map(|()| None)
+            }
+            Output::Ragged { column, dtype, fill_null } => source.gather_ragged(*column, *dtype, *fill_null, positions).map(Some),
+        })
+        .collect()
+}
+
+/// Where a loader's rows come from (see the module docs).
+enum Rows {
+    Positional(Arc<BatchSource>),
+    Pieces {
+        plan: Arc<PiecePlan>,
+        /// Byte budget of the decoded pieces kept for map-style access.
+        cache_bytes: u64,
+        cache: Mutex<Option<Arc<PieceCache>>>,
+    },
+}
+
+/// The columns of a frame prepared for batches.
+pub struct BatchPlan {
+    /// The columns, described (for a piece plan, before any piece is decoded).
+    columns: BatchSource,
+    rows: Rows,
+}
+
+impl BatchPlan {
+    /// Prepares `plan`, an optimized plan whose output columns are exactly the ones batches
+    /// read. A plan over decoded files is prepared to run piece by piece when it can; any other
+    /// plan is executed here, once.
+    pub fn new(plan: &Arc<LogicalPlan>, cache_bytes: u64) -> Result<Self, ExecError> {
+        let schema = plan.schema()?;
+        let indices: Vec<usize> = (0..schema.fields().len()).collect();
+        let batch_error = |e: String| ExecError::Batch(e);
+        if let Some(pieces) = PiecePlan::of(plan)? {
+            for field in schema.fields() {
+                column_kind(field.name(), field.data_type()).map_err(batch_error)?;
+            }
+            let empty = crate::execute::ViewSet { schema, chunks: Vec::new() };
+            return Ok(BatchPlan {
+                columns: BatchSource::new(&empty, &indices).map_err(batch_error)?,
+                rows: Rows::Pieces {
+                    plan: Arc::new(pieces),
+                    cache_bytes,
+                    cache: Mutex::new(None),
+                },
+            });
+        }
+        let view = execute(plan, &Profile::default())?;
+        let source = Arc::new(BatchSource::new(&view, &indices).map_err(batch_error)?);
+        Ok(BatchPlan {
+            columns: source.as_ref().clone(),
+            rows: Rows::Positional(source),
+        })
+    }
+
+    /// The columns: name, shape and natural type (data only for a positional plan).
+    pub fn columns(&self) -> &BatchSource {
+        &self.columns
+    }
+
+    /// Whether rows are read piece by piece.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.rows, Rows::Pieces { .. })
+    }
+
+    /// Rows, when known without decoding.
+    pub fn known_num_rows(&self) -> Option<u64> {
+        match &self.rows {
+            Rows::Positional(source) => Some(source.num_rows()),
+            Rows::Pieces { plan, .. } => (0..plan.num_pieces()).map(|p| plan.known_rows(p)).sum(),
+        }
+    }
+
+    /// The piece cache of a piece plan, made on first use (counting rows where the files do not
+    /// say them: each piece decoded once).
+    fn cache(&self) -> Result<Option<Arc<PieceCache>>, ExecError> {
+        let Rows::Pieces { plan, cache_bytes, cache } = &self.rows else { return Ok(None) };
+        let mut slot = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slot.is_none() {
+            let columns = (0..self.columns.columns().len()).collect();
+            *slot = Some(Arc::new(PieceCache::new(plan.clone(), columns, *cache_bytes)?));
+        }
+        Ok(slot.clone())
+    }
+
+    /// Rows, decoding each piece once to count them when the files do not say.
+    pub fn num_rows(&self) -> Result<u64, ExecError> {
+        match (&self.rows, self.known_num_rows()) {
+            (_, Some(rows)) => Ok(rows),
+            _ => Ok(self.cache()?.map_or(0, |cache| cache.num_rows())),
+        }
+    }
+
+    /// Hits, misses and bytes of the decoded-piece cache (None for a positional plan, or
+    /// before map-style access made the cache).
+    pub fn cache_stats(&self) -> Option<CacheStats> {
+        match &self.rows {
+            Rows::Pieces { cache, .. } => cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().map(|c| c.stats()),
+            Rows::Positional(_) => None,
+        }
+    }
+
+    /// Gathers the rows at `positions` (map-style access): from the positional source, or
+    /// from the cached pieces that hold them.
+    pub fn gather(&self, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, ExecError> {
+        match &self.rows {
+            Rows::Positional(source) => gather_batch(source, outputs, positions, memories).map_err(ExecError::Batch),
+            Rows::Pieces { .. } => {
+                let cache = self.cache()?.expect("a piece plan has a cache");
+                let (source, positions) = cache.locate(positions)?;
+                gather_batch(&source, outputs, &positions, memories).map_err(ExecError::Batch)
+            }
+        }
+    }
+
+    /// Rows consumer `shard` of `shards` reads in an epoch, when known before reading: a
+    /// positional plan's shards are ranges of the epoch's order, a piece plan's shards runs of
+    /// its pieces.
+    pub fn shard_rows(&self, shuffle: Shuffle, seed: u64, epoch: u64, shard: u64, shards: u64) -> Option<u64> {
+        match &self.rows {
+            Rows::Positional(source) => {
+                let range = shard_range(source.num_rows(), shard, shards.max(1));
+                Some(range.end - range.start)
+            }
+            Rows::Pieces { plan, .. } => shard_rows(plan, &PieceShard { shuffle, seed, epoch, shard, shards: shards.max(1) }),
+        }
+    }
+
+    /// A stream of the batches of one shard of one epoch, filled by producer threads.
+    pub fn stream<T: Send + 'static>(&self, outputs: Vec<Output>, spec: StreamSpec) -> Result<BatchStream<T>, String> {
+        if spec.batch_size == 0 || spec.shards == 0 || spec.shard >= spec.shards {
+            return Err(format!(
+                "invalid stream: batch_size={}, shard {} of {}",
+                spec.batch_size, spec.shard, spec.shards
+            ));
+        }
+        let batches_of = |rows: u64| if spec.drop_last { rows / spec.batch_size } else { rows.div_ceil(spec.batch_size) };
+        let (producer, num_batches, threads): (Arc<dyn Producer>, Option<u64>, usize) = match &self.rows {
+            Rows::Positional(source) => {
+                let order = epoch_order(source.num_rows(), spec.shuffle, spec.seed, spec.epoch)?;
+                let range = shard_range(source.num_rows(), spec.shard, spec.shards);
+                let num_batches = batches_of(range.end - range.start);
+                let shard = PositionalShard {
+                    source: source.clone(),
+                    order,
+                    range,
+                    batch_size: spec.batch_size,
+                    num_batches,
+                };
+                // Two threads gather at once, each into its own buffers: with one, the loader
+                // waited on the gather of shuffled batches.
+                (Arc::new(shard), Some(num_batches), pool().current_num_threads().clamp(1, 2))
+            }
+            Rows::Pieces { plan, .. } => {
+                if spec.shuffle == Shuffle::Global {
+                    return Err(format!(
+                        "{}: shuffle=\"global\" needs random access to every row, and this source decodes its rows \
+                         piece by piece; use shuffle=\"block\" (pieces in a random order, rows shuffled within \
+                         shuffle_buffer rows), or frame.collect() first to decode it all into memory",
+                        plan.description()
+                    ));
+                }
+                if let Shuffle::Block { block_rows: 0, .. } | Shuffle::Block { buffer_rows: 0, .. } = spec.shuffle {
+                    return Err("block_size and shuffle_buffer must be positive".into());
+                }
+                let shard = PieceShard {
+                    shuffle: spec.shuffle,
+                    seed: spec.seed,
+                    epoch: spec.epoch,
+                    shard: spec.shard,
+                    shards: spec.shards,
+                };
+                let num_batches = shard_rows(plan, &shard).map(batches_of);
+                let start = num_batches.map_or(spec.start_batch, |n| spec.start_batch.min(n));
+                let columns = (0..self.columns.columns().len()).collect();
+                let stream = PieceStream::start(plan.clone(), shard, columns, spec.batch_size, spec.drop_last, start)?;
+                // One thread: a piece stream's batches are cut in order from its windows.
+                (Arc::new(PieceProducer { stream: Mutex::new(stream) }), num_batches, 1)
+            }
+        };
+        BatchStream::start(producer, outputs, num_batches, threads, spec.start_batch)
+    }
+}
+
+/// What one consumer reads of one epoch, and how it cuts batches.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamSpec {
+    pub shuffle: Shuffle,
+    pub seed: u64,
+    pub epoch: u64,
+    pub shard: u64,
+    pub shards: u64,
+    pub batch_size: u64,
+    pub drop_last: bool,
+    /// Batches of the shard already consumed (a resumed stream starts after them).
+    pub start_batch: u64,
+}
+
+/// Fills batch number `batch` of a stream; None past the last batch.
+trait Producer: Send + Sync {
+    fn fill(&self, batch: u64, outputs: &[Output], memories: &[Option<OutputMemory>]) -> Result<Option<(usize, RaggedDense)>, String>;
+}
+
+/// A positional source's shard of one epoch: batch `k` is positions `k * batch_size ..` of
+/// the shard's range of the epoch's order.
+struct PositionalShard {
+    source: Arc<BatchSource>,
+    order: Order,
+    range: std::ops::Range<u64>,
+    batch_size: u64,
+    num_batches: u64,
+}
+
+impl Producer for PositionalShard {
+    fn fill(&self, batch: u64, outputs: &[Output], memories: &[Option<OutputMemory>]) -> Result<Option<(usize, RaggedDense)>, String> {
+        if batch >= self.num_batches {
+            return Ok(None);
+        }
+        let first = self.range.start + batch * self.batch_size;
+        let mut positions = Vec::with_capacity(self.batch_size as usize);
+        self.order.extend_into(first..(first + self.batch_size).min(self.range.end), &mut positions);
+        let ragged = gather_batch(&self.source, outputs, &positions, memories)?;
+        Ok(Some((positions.len(), ragged)))
+    }
+}
+
+/// A piece stream's batches, taken in order by the stream's one producer thread.
+struct PieceProducer {
+    stream: Mutex<PieceStream>,
+}
+
+impl Producer for PieceProducer {
+    fn fill(&self, _batch: u64, outputs: &[Output], memories: &[Option<OutputMemory>]) -> Result<Option<(usize, RaggedDense)>, String> {
+        let mut stream = self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some((source, positions)) = stream.next_batch()? else { return Ok(None) };
+        let ragged = gather_batch(&source, outputs, &positions, memories)?;
+        Ok(Some((positions.len(), ragged)))
+    }
+}
+
+/// A filled batch: its row count, what the caller submitted with its buffers, and the ragged
+/// outputs.
+pub struct Filled<T> {
+    pub rows: usize,
+    pub keep: T,
+    pub ragged: RaggedDense,
+}
+
+/// Buffers for batch `batch`, with what keeps their memory alive.
+struct Job<T> {
+    batch: u64,
+    memories: Vec<Option<OutputMemory>>,
+    keep: T,
+}
+
+type Ready<T> = (u64, Result<Option<Filled<T>>, String>);
+
+/// Batches of one shard of one epoch, filled ahead by producer threads into buffers the caller
+/// submits, and returned in order. Dropping or closing it stops the producers.
+pub struct BatchStream<T: Send + 'static> {
+    num_batches: Option<u64>,
+    /// The batch the next submitted buffers are for.
+    next_submitted: u64,
+    /// The batch `next` returns next.
+    next_returned: u64,
+    /// Batches that finished before an earlier one.
+    early: HashMap<u64, Result<Option<Filled<T>>, String>>,
+    jobs: Option<Sender<Job<T>>>,
+    ready: Receiver<Ready<T>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> BatchStream<T> {
+    fn start(producer: Arc<dyn Producer>, outputs: Vec<Output>, num_batches: Option<u64>, threads: usize, start_batch: u64) -> Result<Self, String> {
+        let outputs = Arc::new(outputs);
+        let (job_sender, job_receiver) = channel::<Job<T>>();
+        let job_receiver = Arc::new(Mutex::new(job_receiver));
+        let (ready_sender, ready_receiver) = channel::<Ready<T>>();
+        let threads = (0..threads)
+            .map(|i| {
+                let (producer, outputs, jobs, ready) = (producer.clone(), outputs.clone(), job_receiver.clone(), ready_sender.clone());
+                std::thread::Builder::new()
+                    .name(format!("relay-loader-{i}"))
+                    .spawn(move || produce(producer.as_ref(), &outputs, &jobs, &ready))
+                    .map_err(|e| format!("cannot start a loader thread: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let start = num_batches.map_or(start_batch, |n| start_batch.min(n));
+        Ok(BatchStream {
+            num_batches,
+            next_submitted: start,
+            next_returned: start,
+            early: HashMap::new(),
+            jobs: Some(job_sender),
+            ready: ready_receiver,
+            threads,
+        })
+    }
+
+    /// Batches in the shard for the epoch (including those skipped by `start_batch`), when
+    /// known before reading (not for a filtered piece stream).
+    pub fn num_batches(&self) -> Option<u64> {
+        self.num_batches
+    }
+
+    /// The batch `next` returns next (counting skipped ones).
+    pub fn next_returned(&self) -> u64 {
+        self.next_returned
+    }
+
+    pub fn producers(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Hands one set of buffers to the producers, for the next batch not yet given buffers.
+    pub fn submit(&mut self, memories: Vec<Option<OutputMemory>>, keep: T) -> Result<(), String> {
+        let Some(jobs) = &self.jobs else { return Err("the batch stream is closed".into()) };
+        let batch = self.next_submitted;
+        if self.num_batches.is_some_and(|n| batch >= n) {
+            return Err(format!("all {} batches already have buffers", self.num_batches.unwrap_or(0)));
+        }
+        self.next_submitted += 1;
+        // A send fails only once the producers have stopped; the buffers are then unused.
+        let _ = jobs.send(Job { batch, memories, keep });
+        Ok(())
+    }
+
+    /// The next batch, waiting for it (call without holding a lock others need); None at the
+    /// end of the shard.
+    pub fn next(&mut self) -> Result<Option<Filled<T>>, String> {
+        if self.jobs.is_none() || self.num_batches.is_some_and(|n| self.next_returned >= n) {
+            return Ok(None);
+        }
+        if self.next_returned >= self.next_submitted {
+            return Err("no buffers were submitted for the next batch".into());
+        }
+        let wanted = self.next_returned;
+        let result = loop {
+            if let Some(result) = self.early.remove(&wanted) {
+                break result;
+            }
+            match self.ready.recv() {
+                Ok((batch, result)) if batch == wanted => break result,
+                Ok((batch, result)) => {
+                    self.early.insert(batch, result);
+                }
+                Err(_) => {
+                    self.close();
+                    return Err("the loader threads stopped before the end of the epoch".into());
+                }
+            }
+        };
+        match result {
+            Ok(Some(filled)) => {
+                self.next_returned += 1;
+                Ok(Some(filled))
+            }
+            Ok(None) => {
+                self.close();
+                Ok(None)
+            }
+            Err(message) => {
+                self.close();
+                Err(message)
+            }
+        }
+    }
+
+    /// Stops the producers (after the batches they are filling) and waits for them.
+    pub fn close(&mut self) {
+        self.jobs = None;
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+        self.early.clear();
+    }
+}
+
+impl<T: Send + 'static> Drop for BatchStream<T> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// A producer thread: takes jobs until the stream closes, fills each job's batch and reports
+/// it (tagged with its number, since threads finish out of order).
+fn produce<T: Send>(producer: &dyn Producer, outputs: &[Output], jobs: &Mutex<Receiver<Job<T>>>, ready: &Sender<Ready<T>>) {
+    loop {
+        let job = {
+            let receiver = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            receiver.recv()
+        };
+        let Ok(job) = job else { return };
+        let result = producer.fill(job.batch, outputs, &job.memories).map(|filled| {
+            filled.map(|(rows, ragged)| Filled {
+                rows,
+                keep: job.keep,
+                ragged,
+            })
+        });
+        if ready.send((job.batch, result)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Checks output descriptions against the plan's columns: column indices in range, a ragged
+/// column alone in its output, stackable columns in a fixed one.
+pub fn outputs_of(columns: &BatchSource, specs: Vec<(Vec<usize>, DenseDtype, Option<f64>)>) -> Result<Vec<Output>, String> {
+    specs
+        .into_iter()
+        .map(|(indices, dtype, fill_null)| {
+            if let Some(&c) = indices.iter().find(|&&c| c >= columns.columns().len()) {
+                return Err(format!("internal: output column {c} is not in the reader"));
+            }
+            if let [column] = indices[..]
+                && columns.columns()[column].shape == ColumnShape::Ragged
+            {
+                return Ok(Output::Ragged { column, dtype, fill_null });
+            }
+            let group = BatchGroup {
+                columns: indices,
+                dtype,
+                fill_null,
+            };
+            let width = columns.group_width(&group)?;
+            Ok(Output::Fixed { group, width })
+        })
+        .collect()
+}
