@@ -254,8 +254,9 @@ def test_streaming_a_parquet_file_holds_a_bounded_window(tmp_path: Path):
 
 
 def test_global_shuffle_needs_no_permutation_in_memory(tmp_path: Path):
-    """A global shuffle of 32 M rows: a permutation array would take 128 MB; the keyed order
-    takes none, and the first batch comes at once."""
+    """A global shuffle of 32 M rows with a computed column: a permutation array would take
+    128 MB and the computed column 32 MB; the keyed order takes none, and the column is computed
+    for each batch's rows only."""
     path = tmp_path / "wide.arrow"
     n = 1 << 25
     _run_isolated(
@@ -271,9 +272,9 @@ def test_global_shuffle_needs_no_permutation_in_memory(tmp_path: Path):
         import relay_ml as relay
         from relay_ml.torch import loader
         from conftest import rss_anon_bytes
-        frame = relay.scan({str(path)!r})
+        frame = relay.scan({str(path)!r}).with_column("y", relay.col("x") + 1)
         before = rss_anon_bytes()
-        batches = iter(loader(frame, 4096, features=["x"], shuffle="global", seed=1))
+        batches = iter(loader(frame, 4096, features=["x", "y"], shuffle="global", seed=1))
         for _ in range(50):
             next(batches)
         print(rss_anon_bytes() - before)
@@ -281,3 +282,21 @@ def test_global_shuffle_needs_no_permutation_in_memory(tmp_path: Path):
     )
     grown = int(out.strip().splitlines()[-1])
     assert grown < 24 * 2**20, f"RssAnon grew by {grown / 2**20:.0f} MiB for a global shuffle of {n} rows"
+
+
+@pytest.mark.parametrize("batch_rows", [None, 700])
+def test_computed_columns_of_a_mapped_file_are_computed_per_batch(tmp_path: Path, batch_rows):
+    table = _table(0, 5_000)
+    frame = relay.scan(write_arrow(tmp_path / "t.arrow", table, batch_rows=batch_rows))
+    frame = frame.filter(col("age") > 30).with_column("g", col("f0") * 2 + col("f1"))
+    expected = table.filter(pc.greater(table["age"], 30))
+    want = dict(zip(expected["id"].to_pylist(), (expected["f0"].to_numpy() * 2 + expected["f1"].to_numpy()).tolist()))
+    batches = list(iter_batches(frame, 333, columns=["id", "g", "emb"], shuffle="global", seed=4))
+    ids = _ids(batches)
+    assert sorted(ids) == sorted(want)
+    np.testing.assert_allclose(np.concatenate([b["g"] for b in batches]), [want[i] for i in ids], rtol=1e-6)
+    emb = table["emb"].combine_chunks().flatten().to_numpy().reshape(-1, 3)
+    np.testing.assert_array_equal(np.concatenate([b["emb"] for b in batches]), emb[ids])
+    ds = RelayDataset(frame, features=["g"])
+    assert len(ds) == expected.num_rows
+    np.testing.assert_allclose(ds[5][0].numpy(), [want[expected["id"][5].as_py()]], rtol=1e-6)

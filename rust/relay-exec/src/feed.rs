@@ -20,11 +20,11 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use relay_plan::LogicalPlan;
+use relay_plan::{Expr, LogicalPlan};
 
 use crate::batches::{BatchGroup, BatchSource, ColumnShape, column_kind};
 use crate::dense::{DenseArray, DenseDtype};
-use crate::execute::{ExecError, execute, pool};
+use crate::execute::{ExecError, ViewSet, execute, pool};
 use crate::order::{Order, Shuffle, epoch_order, shard_range};
 use crate::pieces::{CacheStats, PieceCache, PiecePlan, PieceShard, PieceStream, shard_rows};
 use crate::profile::Profile;
@@ -90,6 +90,8 @@ pub fn gather_batch(source: &BatchSource, outputs: &[Output], positions: &[u64],
 /// Where a loader's rows come from (see the module docs).
 enum Rows {
     Positional(Arc<BatchSource>),
+    /// Rows of `base` by position, the computed columns above it evaluated per batch.
+    Computed(Arc<ComputedRows>),
     Pieces {
         plan: Arc<PiecePlan>,
         /// Byte budget of the decoded pieces kept for map-style access.
@@ -117,7 +119,7 @@ impl BatchPlan {
             for field in schema.fields() {
                 column_kind(field.name(), field.data_type()).map_err(batch_error)?;
             }
-            let empty = crate::execute::ViewSet { schema, chunks: Vec::new() };
+            let empty = ViewSet { schema, chunks: Vec::new() };
             return Ok(BatchPlan {
                 columns: BatchSource::new(&empty, &indices).map_err(batch_error)?,
                 rows: Rows::Pieces {
@@ -125,6 +127,17 @@ impl BatchPlan {
                     cache_bytes,
                     cache: Mutex::new(None),
                 },
+            });
+        }
+        if let Some(base) = computed_base(plan) {
+            for field in schema.fields() {
+                column_kind(field.name(), field.data_type()).map_err(batch_error)?;
+            }
+            let empty = ViewSet { schema, chunks: Vec::new() };
+            let view = execute(&base, &Profile::default())?;
+            return Ok(BatchPlan {
+                columns: BatchSource::new(&empty, &indices).map_err(batch_error)?,
+                rows: Rows::Computed(Arc::new(ComputedRows::new(plan.clone(), base, view))),
             });
         }
         let view = execute(plan, &Profile::default())?;
@@ -149,6 +162,7 @@ impl BatchPlan {
     pub fn known_num_rows(&self) -> Option<u64> {
         match &self.rows {
             Rows::Positional(source) => Some(source.num_rows()),
+            Rows::Computed(rows) => Some(rows.num_rows()),
             Rows::Pieces { plan, .. } => (0..plan.num_pieces()).map(|p| plan.known_rows(p)).sum(),
         }
     }
@@ -178,7 +192,7 @@ impl BatchPlan {
     pub fn cache_stats(&self) -> Option<CacheStats> {
         match &self.rows {
             Rows::Pieces { cache, .. } => cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().map(|c| c.stats()),
-            Rows::Positional(_) => None,
+            Rows::Positional(_) | Rows::Computed(_) => None,
         }
     }
 
@@ -187,6 +201,10 @@ impl BatchPlan {
     pub fn gather(&self, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, ExecError> {
         match &self.rows {
             Rows::Positional(source) => gather_batch(source, outputs, positions, memories).map_err(ExecError::Batch),
+            Rows::Computed(rows) => {
+                let source = rows.rows_at(positions)?;
+                gather_batch(&source, outputs, &sequence(positions.len()), memories).map_err(ExecError::Batch)
+            }
             Rows::Pieces { .. } => {
                 let cache = self.cache()?.expect("a piece plan has a cache");
                 let (source, positions) = cache.locate(positions)?;
@@ -200,8 +218,8 @@ impl BatchPlan {
     /// its pieces.
     pub fn shard_rows(&self, shuffle: Shuffle, seed: u64, epoch: u64, shard: u64, shards: u64) -> Option<u64> {
         match &self.rows {
-            Rows::Positional(source) => {
-                let range = shard_range(source.num_rows(), shard, shards.max(1));
+            Rows::Positional(_) | Rows::Computed(_) => {
+                let range = shard_range(self.known_num_rows()?, shard, shards.max(1));
                 Some(range.end - range.start)
             }
             Rows::Pieces { plan, .. } => shard_rows(plan, &PieceShard { shuffle, seed, epoch, shard, shards: shards.max(1) }),
@@ -218,12 +236,18 @@ impl BatchPlan {
         }
         let batches_of = |rows: u64| if spec.drop_last { rows / spec.batch_size } else { rows.div_ceil(spec.batch_size) };
         let (producer, num_batches, threads): (Arc<dyn Producer>, Option<u64>, usize) = match &self.rows {
-            Rows::Positional(source) => {
-                let order = epoch_order(source.num_rows(), spec.shuffle, spec.seed, spec.epoch)?;
-                let range = shard_range(source.num_rows(), spec.shard, spec.shards);
+            Rows::Positional(_) | Rows::Computed(_) => {
+                let rows = match &self.rows {
+                    Rows::Positional(source) => RowsByPosition::Views(source.clone()),
+                    Rows::Computed(rows) => RowsByPosition::Computed(rows.clone()),
+                    Rows::Pieces { .. } => unreachable!("matched above"),
+                };
+                let num_rows = self.known_num_rows().unwrap_or(0);
+                let order = epoch_order(num_rows, spec.shuffle, spec.seed, spec.epoch)?;
+                let range = shard_range(num_rows, spec.shard, spec.shards);
                 let num_batches = batches_of(range.end - range.start);
                 let shard = PositionalShard {
-                    source: source.clone(),
+                    rows,
                     order,
                     range,
                     batch_size: spec.batch_size,
@@ -286,7 +310,7 @@ trait Producer: Send + Sync {
 /// A positional source's shard of one epoch: batch `k` is positions `k * batch_size ..` of
 /// the shard's range of the epoch's order.
 struct PositionalShard {
-    source: Arc<BatchSource>,
+    rows: RowsByPosition,
     order: Order,
     range: std::ops::Range<u64>,
     batch_size: u64,
@@ -301,9 +325,129 @@ impl Producer for PositionalShard {
         let first = self.range.start + batch * self.batch_size;
         let mut positions = Vec::with_capacity(self.batch_size as usize);
         self.order.extend_into(first..(first + self.batch_size).min(self.range.end), &mut positions);
-        let ragged = gather_batch(&self.source, outputs, &positions, memories)?;
+        let ragged = match &self.rows {
+            RowsByPosition::Views(source) => gather_batch(source, outputs, &positions, memories)?,
+            RowsByPosition::Computed(rows) => {
+                let source = rows.rows_at(&positions).map_err(|e| e.to_string())?;
+                gather_batch(&source, outputs, &sequence(positions.len()), memories)?
+            }
+        };
         Ok(Some((positions.len(), ragged)))
     }
+}
+
+/// Rows a positional shard gathers from.
+enum RowsByPosition {
+    Views(Arc<BatchSource>),
+    Computed(Arc<ComputedRows>),
+}
+
+/// Positions `0 .. len`: every row of a source made for one batch, in order.
+fn sequence(len: usize) -> Vec<u64> {
+    (0..len as u64).collect()
+}
+
+/// The input of the computed columns at the top of `plan`, when there are any: the plan
+/// under its top run of projections and reinterpretations, if one of those projections
+/// computes a value (rather than picking or renaming a column). Computing such columns for the
+/// rows of each batch, rather than for every row up front, keeps a loader's memory to its
+/// batches, and the columns below stay views.
+fn computed_base(plan: &Arc<LogicalPlan>) -> Option<Arc<LogicalPlan>> {
+    let mut node = plan;
+    let mut computes = false;
+    loop {
+        match node.as_ref() {
+            LogicalPlan::Project { input, exprs } => {
+                computes |= exprs.iter().any(|e| {
+                    let inner = match e {
+                        Expr::Alias { input, .. } => input.as_ref(),
+                        other => other,
+                    };
+                    !matches!(inner, Expr::Column(_))
+                });
+                node = input;
+            }
+            LogicalPlan::Reinterpret { input, .. } => node = input,
+            _ => return computes.then(|| node.clone()),
+        }
+    }
+}
+
+/// Rows of a plan's computed columns, made per batch: the rows of the executed `base` at the
+/// batch's positions are taken into memory, and `plan`'s projections run over them.
+struct ComputedRows {
+    plan: Arc<LogicalPlan>,
+    base: Arc<LogicalPlan>,
+    view: ViewSet,
+    /// First row of each chunk of `view` (counting selected rows), then the total.
+    starts: Vec<u64>,
+}
+
+impl ComputedRows {
+    fn new(plan: Arc<LogicalPlan>, base: Arc<LogicalPlan>, view: ViewSet) -> Self {
+        let mut starts = vec![0u64];
+        for chunk in &view.chunks {
+            starts.push(starts.last().copied().unwrap_or(0) + chunk.num_selected() as u64);
+        }
+        ComputedRows { plan, base, view, starts }
+    }
+
+    fn num_rows(&self) -> u64 {
+        self.starts.last().copied().unwrap_or(0)
+    }
+
+    /// The plan's output rows at `positions`, as a source of exactly those rows in order.
+    fn rows_at(&self, positions: &[u64]) -> Result<BatchSource, ExecError> {
+        let total = self.num_rows();
+        let mut picks = Vec::with_capacity(positions.len());
+        for &position in positions {
+            if position >= total {
+                return Err(ExecError::Batch(format!("row {position} is out of range for a frame of {total} rows")));
+            }
+            let chunk = self.starts.partition_point(|&s| s <= position) - 1;
+            let offset = (position - self.starts[chunk]) as usize;
+            let row = match &self.view.chunks[chunk].selection {
+                Some(selection) => selection[offset] as usize,
+                None => offset,
+            };
+            picks.push((chunk, row));
+        }
+        let columns = (0..self.view.schema.fields().len())
+            .map(|c| {
+                let arrays: Vec<&dyn arrow::array::Array> = self.view.chunks.iter().map(|chunk| chunk.columns[c].as_ref()).collect();
+                arrow::compute::interleave(&arrays, &picks)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(positions.len()));
+        let batch = arrow::array::RecordBatch::try_new_with_options(self.view.schema.clone(), columns, &options)?;
+        let leaf = Arc::new(LogicalPlan::Memory {
+            schema: self.view.schema.clone(),
+            batches: Arc::new(vec![batch]),
+            origin: None,
+        });
+        let plan = replace_input(&self.plan, &self.base, &leaf);
+        let view = execute(&plan, &Profile::default())?;
+        let indices: Vec<usize> = (0..view.schema.fields().len()).collect();
+        BatchSource::new(&view, &indices).map_err(ExecError::Batch)
+    }
+}
+
+/// `plan` (a run of projections and reinterpretations over `base`) over `leaf` instead.
+fn replace_input(plan: &Arc<LogicalPlan>, base: &Arc<LogicalPlan>, leaf: &Arc<LogicalPlan>) -> Arc<LogicalPlan> {
+    if Arc::ptr_eq(plan, base) {
+        return leaf.clone();
+    }
+    Arc::new(match plan.as_ref() {
+        LogicalPlan::Project { input, exprs } => LogicalPlan::Project {
+            input: replace_input(input, base, leaf),
+            exprs: exprs.clone(),
+        },
+        LogicalPlan::Reinterpret { input, columns } => LogicalPlan::Reinterpret {
+            input: replace_input(input, base, leaf),
+            columns: columns.clone(),
+        },
+        other => unreachable!("computed_base stops at the first other node: {other}"),
+    })
 }
 
 /// A piece stream's batches, taken in order by the stream's one producer thread.

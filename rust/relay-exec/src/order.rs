@@ -3,19 +3,23 @@
 //! An order is a function from a position to a row, never an array: each consumer computes the
 //! rows of its own positions, so an order costs O(1) memory and start-up whatever the row count.
 //!
-//! A shuffled order is a [`KeyedPermutation`]: a Feistel network over `k`-bit values, where
-//! `2^k` is the smallest power of two `>= len`, keyed by `(seed, epoch)`. Each round xors one
-//! part of the value with a keyed mix of the other part, so every round (and the network) is a
-//! bijection of `0..2^k` whatever the round function. Values that land at or past `len` are fed
-//! through the network again ("cycle-walking") until they fall inside: the cycle of the network
-//! through a position `< len` comes back to it, so this terminates, and restricting a
-//! permutation this way gives a permutation of `0..len`. When `k` is odd the two parts differ by
-//! one bit (an unbalanced network) so the domain stays a power of two, `2^k < 2 * len`: a walk
-//! takes fewer than two applications on average.
+//! A global shuffle is a [`KeyedPermutation`]: a Feistel network over `k`-bit values, where
+//! `2^k` is the smallest power of two `>= len` (and at least 4), keyed by `(seed, epoch)`. Each
+//! round xors one part of the value with a keyed hash of the other part, so every round, and
+//! the network, is a bijection of `0..2^k` whatever the hash. When `k` is odd the parts differ
+//! by one bit (an unbalanced network) rather than the domain growing to the next even power,
+//! so `2^k < 2 * len` (for `len >= 3`). A value that lands at or past `len` is fed through the
+//! network again ("cycle-walking") until it falls inside: its cycle through a position `< len`
+//! returns to that position, so the walk ends, and the values reached this way form a
+//! permutation of `0..len`. At least half the domain is inside, so a walk takes fewer than two
+//! passes on average.
 //!
-//! Everything is integer arithmetic (SplitMix64 mixing, wrapping multiplies and shifts), so the
-//! same seed and epoch give the same order on every machine, and a resumed run regenerates
-//! exactly the order it left.
+//! A block shuffle permutes blocks of rows with one such permutation and the positions inside
+//! each window of the block sequence with another, keyed by the window.
+//!
+//! Everything is integer arithmetic (wrapping multiplies, shifts and xors), so the same seed and
+//! epoch give the same order on every machine, and a resumed run regenerates exactly the order
+//! it left.
 
 use relay_plan::plan::SplitMix64;
 
@@ -34,15 +38,16 @@ pub enum Shuffle {
     Block { block_rows: u64, buffer_rows: u64 },
 }
 
-/// Feistel rounds for a domain of `bits` bits (always even, so rounds go in pairs that use
-/// the two split sizes once each). Six rounds of a good round function are statistically
-/// indistinguishable from a random permutation on large domains; small domains need more,
-/// since each round changes few bits: with six rounds, the joint distribution of three
-/// images over keys is measurably off for 16 or 64 elements, and the distribution over all
-/// permutations of 5 or 8 elements needs about 24. Small domains are cheap to walk anyway.
+/// Feistel rounds for a domain of `bits` bits (even, so rounds go in pairs that use the two
+/// split sizes once each). Six rounds of a good round function look like a random permutation
+/// on large domains; small domains need more, since each round changes few bits: with six
+/// rounds the joint distribution over keys of three images is measurably off for 16 or 64
+/// elements, and the distribution over all permutations of 5 or 8 elements needs about 24.
+/// Only large domains are hot enough for rounds to matter, and they keep the minimum.
 fn rounds_for(bits: u32) -> usize {
     match bits {
-        0..=3 => MAX_ROUNDS,
+        0 => 0,
+        1..=3 => MAX_ROUNDS,
         4..=16 => 8,
         _ => 6,
     }
@@ -77,8 +82,9 @@ pub struct KeyedPermutation {
 
 impl KeyedPermutation {
     pub fn new(len: u64, key: u64) -> Self {
-        // Bits of the smallest power of two >= len (0 for len <= 1: the identity).
-        let bits = if len <= 1 { 0 } else { 64 - (len - 1).leading_zeros() };
+        // Bits of the smallest power of two >= len, at least 2 so that each part has a bit (0
+        // for len <= 1, where the network is the identity: no rounds).
+        let bits = if len <= 1 { 0 } else { (64 - (len - 1).leading_zeros()).max(2) };
         let rounds = rounds_for(bits);
         // The key is mixed before the SplitMix64 stream is drawn, so that keys differing by the
         // stream's increment do not share round keys.
@@ -159,34 +165,35 @@ impl KeyedPermutation {
         position
     }
 
-    /// One Feistel round over `a + b` bits, `mask_a` and `mask_b` their masks: the high part
-    /// (`a` bits) is xored with the keyed hash of the low part (`b` bits), and the value rotated
-    /// so that the low part becomes the high part of the next round.
+    /// One Feistel round over `a + b` bits (`a`, `b` in `1..=32`; `mask_b` is `2^b - 1`): the
+    /// high part (`a` bits) is xored with the keyed hash of the low part (`b` bits), and the
+    /// value rotated so that the low part becomes the high part of the next round.
     #[inline(always)]
-    fn round(value: u64, key: u64, a: u32, b: u32, mask_a: u64, mask_b: u64) -> u64 {
+    fn round(value: u64, key: u64, a: u32, b: u32, mask_b: u64) -> u64 {
         let low = value & mask_b;
-        let high = (value >> b) ^ (Self::hash(low, key, a) & mask_a);
+        let high = (value >> b) ^ Self::hash(low, key, a);
         (low << a) | high
     }
 
-    /// The inverse of [`round`](Self::round) with the same `key`, `a`, `b` and `mask_a`.
+    /// The inverse of [`round`](Self::round) with the same `key`, `a` and `b` (`mask_a` is
+    /// `2^a - 1`).
     #[inline(always)]
     fn round_inverse(value: u64, key: u64, a: u32, b: u32, mask_a: u64) -> u64 {
         let low = value >> a;
-        let high = (value & mask_a) ^ (Self::hash(low, key, a) & mask_a);
+        let high = (value & mask_a) ^ Self::hash(low, key, a);
         (high << b) | low
     }
 
-    /// The round function: `low ^ key` through a multiply, xorshift, multiply hash (the shape of
-    /// the SplitMix64 and murmur3 finalizers), rotated so that its top `a` bits, which depend on
-    /// every input bit, come out at the bottom. The finalizers' outer xorshifts are left out: the
-    /// first only brings high input bits down (the input here has at most 32 bits), the last
-    /// only improves the low output bits, which are not used.
+    /// The round function, `a` bits of a keyed hash of `low`: `low ^ key` through a multiply,
+    /// xorshift, multiply hash (the shape of the SplitMix64 and murmur3 finalizers), of which
+    /// the top `a` bits are taken, as they depend on every input bit. The finalizers' outer
+    /// xorshifts are left out: the first only brings high input bits down (the input here has
+    /// at most 32 bits), the last only improves the low output bits.
     #[inline(always)]
     fn hash(low: u64, key: u64, a: u32) -> u64 {
         let z = (low ^ key).wrapping_mul(0xBF58_476D_1CE4_E5B9);
         let z = (z ^ (z >> 32)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z.rotate_left(a)
+        z >> (64 - a)
     }
 
     fn masks(&self) -> (u64, u64) {
@@ -200,8 +207,8 @@ impl KeyedPermutation {
         let (a, b) = (self.high_bits, self.low_bits);
         let (mask_a, mask_b) = self.masks();
         for keys in self.round_keys[..self.rounds].chunks_exact(2) {
-            value = Self::round(value, keys[0], a, b, mask_a, mask_b);
-            value = Self::round(value, keys[1], b, a, mask_b, mask_a);
+            value = Self::round(value, keys[0], a, b, mask_b);
+            value = Self::round(value, keys[1], b, a, mask_a);
         }
         value
     }
@@ -213,10 +220,10 @@ impl KeyedPermutation {
         let (mask_a, mask_b) = self.masks();
         for keys in self.round_keys[..self.rounds].chunks_exact(2) {
             for value in values.iter_mut() {
-                *value = Self::round(*value, keys[0], a, b, mask_a, mask_b);
+                *value = Self::round(*value, keys[0], a, b, mask_b);
             }
             for value in values.iter_mut() {
-                *value = Self::round(*value, keys[1], b, a, mask_b, mask_a);
+                *value = Self::round(*value, keys[1], b, a, mask_a);
             }
         }
     }
@@ -438,6 +445,19 @@ mod tests {
             for key in [0u64, 1, 2, 0x9E37_79B9_7F4A_7C15, u64::MAX] {
                 assert!(is_bijection(&KeyedPermutation::new(len, key)), "len={len} key={key}");
             }
+        }
+    }
+
+    #[test]
+    fn applying_in_place_matches_applying_one_at_a_time() {
+        // Lengths just past a power of two walk the most; slices not a multiple of the lanes or
+        // chunks, and values out of order, exercise the remainders.
+        for len in [2u64, 3, 5, 17, 1000, (1 << 16) + 1, (1 << 40) + 3] {
+            let perm = KeyedPermutation::new(len, len ^ 5);
+            let mut values: Vec<u64> = (0..1031u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % len).collect();
+            let expected: Vec<u64> = values.iter().map(|&v| perm.apply(v)).collect();
+            perm.apply_in_place(&mut values);
+            assert_eq!(values, expected, "len={len}");
         }
     }
 
