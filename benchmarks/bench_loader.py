@@ -4,7 +4,12 @@ Workloads (DESIGN.md, "Benchmark workloads"; data made by make_data.py):
 - ``tab``: shuffled batches of 1024 rows of ``f0..f7`` (stacked into a (B, 8) float32 tensor)
   and ``label`` (int64);
 - ``emb``: shuffled batches of 1024 rows of ``emb`` (a (B, 64) float32 tensor) and ``label``;
-- ``tab-seq``: ``tab`` batches in file order (no shuffle).
+- ``tab-seq``: ``tab`` batches in file order (no shuffle);
+- ``tab-block``: ``tab`` batches with relay's ``shuffle="block"`` (relay only; the NumPy
+  reference stays a global permutation);
+- ``tab-parquet``: ``tab.parquet`` (pyarrow, zstd, 1 M-row groups) read piece by piece with
+  ``shuffle="block"``, against a hand-written ``pyarrow.parquet.ParquetFile.iter_batches`` loop
+  in file order (``pyarrow``), the reference of that workload.
 
 Methods (each in a fresh subprocess, so imports and allocators never mix):
 - ``relay.loader``: ``relay_ml.torch.loader(frame, 1024, features=..., target="label",
@@ -21,7 +26,9 @@ Lance is not measured: no ``pylance`` wheel is installable from this machine's p
 Each run takes batches until the epoch ends or ``--seconds`` pass, after one untimed batch (so
 imports, worker start-up and first-touch are not counted as throughput), and reports rows/s and
 RssAnon growth from after that first batch to the end (what the loop keeps, beyond the
-prefetched batches). Repeats are round-robin over methods; medians are reported.
+prefetched batches). It also reports the time to the first batch and the RssAnon growth until
+then, both measured from after the imports (what making the loader costs: a permutation, a
+decode of the whole source). Repeats are round-robin over methods; medians are reported.
 
 ``--cold`` adds a larger-than-page-cache comparison without dropping caches: before each run,
 ``posix_fadvise(DONTNEED)`` evicts the file's pages, and relay's ``"global"`` and ``"block"``
@@ -50,11 +57,21 @@ from bench_open_export import _proc_status_mb, machine_info  # noqa: E402
 
 BATCH = 1024
 FEATURES = {"tab": [f"f{i}" for i in range(8)], "emb": ["emb"]}
-METHODS = ["relay.loader", "relay.DataLoader-0", "relay.DataLoader-2", "numpy", "datasets", "polars"]
+METHODS = ["relay.loader", "relay.DataLoader-0", "relay.DataLoader-2", "numpy", "datasets", "polars", "pyarrow"]
+#: The methods each workload runs (of those asked for); the others run every method but pyarrow.
+WORKLOAD_METHODS = {
+    "tab-block": ["relay.loader", "numpy"],
+    "tab-parquet": ["relay.loader", "pyarrow"],
+}
+REFERENCES = {"tab-parquet": "pyarrow"}
 REFERENCE = "numpy"
+#: The shuffle of each workload (relay's name; the peers shuffle globally when it is not None).
+SHUFFLES = {"tab": "global", "emb": "global", "tab-seq": None, "tab-block": "block", "tab-parquet": "block"}
 
 
 def _file(data: Path, workload: str) -> Path:
+    if workload == "tab-parquet":
+        return data / "tab.parquet"
     return data / ("emb.arrow" if workload == "emb" else "tab.arrow")
 
 
@@ -68,6 +85,14 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
     import torch
 
     features = FEATURES["emb" if workload == "emb" else "tab"]
+    if method == "pyarrow":
+        import pyarrow.parquet as pq
+
+        def gen():
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=features + ["label"]):
+                columns = [batch.column(f).to_numpy() for f in features]
+                yield torch.from_numpy(np.stack(columns, axis=1)), torch.from_numpy(batch.column("label").to_numpy())
+        return gen()
     if method.startswith("relay."):
         import relay_ml as relay
         from relay_ml.torch import RelayDataset, loader
@@ -141,10 +166,17 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
 
 
 def worker(method: str, workload: str, path: str, hf_dir: str, seconds: float, shuffle: str | None) -> dict:
+    import numpy  # noqa: F401  imports are not part of the time to the first batch
+    import torch  # noqa: F401
+
+    if method.startswith("relay."):
+        import relay_ml.torch  # noqa: F401
+    anon_start = _proc_status_mb("RssAnon")
     started = time.perf_counter()
     batches = _batches(method, workload, path, hf_dir, shuffle)
-    x, y = next(batches)  # untimed: imports, worker start-up, first touch
+    x, y = next(batches)  # untimed as throughput: worker start-up, first touch
     first_s = time.perf_counter() - started
+    anon_first = _proc_status_mb("RssAnon") - anon_start
     shape = list(x.shape)
     anon_before = _proc_status_mb("RssAnon")
     rows = 0
@@ -162,6 +194,7 @@ def worker(method: str, workload: str, path: str, hf_dir: str, seconds: float, s
         "seconds": elapsed,
         "rows_per_s": rows / elapsed,
         "first_batch_s": first_s,
+        "rss_anon_first_batch_mb": anon_first,
         "rss_anon_growth_mb": _proc_status_mb("RssAnon") - anon_before,
         "x_shape": shape,
         "x_dtype": str(x.dtype),
@@ -190,7 +223,7 @@ def _run(method: str, workload: str, args: argparse.Namespace, shuffle: str | No
     command = [sys.executable, __file__, "--worker", method, "--workload", workload, "--path", str(path),
                "--hf-dir", str(hf_dir), "--seconds", str(args.seconds), "--shuffle", shuffle or "none"]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -199,7 +232,12 @@ def _run(method: str, workload: str, args: argparse.Namespace, shuffle: str | No
 def _ensure_data(args: argparse.Namespace, workloads: list[str]) -> None:
     import make_data
 
-    for workload in {"emb" if w == "emb" else "tab" for w in workloads}:
+    if "tab-parquet" in workloads:
+        from bench_parquet import ensure_parquet
+
+        make_data.make(args.data, "tab")
+        ensure_parquet(args.data)
+    for workload in {"emb" if w == "emb" else "tab" for w in workloads if w != "tab-parquet"}:
         path = make_data.make(args.data, workload)
         hf_dir = args.data / f"{workload}_hf"
         if not hf_dir.exists() and "datasets" in args.methods:
@@ -237,12 +275,18 @@ def main() -> int:
         with open(_file(args.data, workload), "rb") as f:
             while f.read(1 << 24):
                 pass
-    results: dict[str, dict[str, list[dict]]] = {w: {m: [] for m in args.methods} for w in workloads}
+    def methods_of(workload: str) -> list[str]:
+        return [m for m in args.methods if m in WORKLOAD_METHODS.get(workload, METHODS[:-1])]
+
+    results: dict[str, dict[str, list[dict]]] = {w: {m: [] for m in methods_of(w)} for w in workloads}
     for repeat in range(args.repeats):
         for workload in workloads:
-            shuffle = None if workload == "tab-seq" else "global"
-            for method in args.methods:
-                record = _run(method, "tab" if workload == "tab-seq" else workload, args, shuffle)
+            shuffle = SHUFFLES[workload]
+            for method in methods_of(workload):
+                # Peers have no block shuffle: NumPy visits a global permutation, pyarrow file order.
+                peer = "global" if shuffle else None
+                run_shuffle = shuffle if method.startswith("relay.") else (None if method == "pyarrow" else peer)
+                record = _run(method, "tab" if workload in ("tab-seq", "tab-block") else workload, args, run_shuffle)
                 results[workload][method].append(record)
                 print(f"[{repeat}] {workload:8s} {method:20s} "
                       + (f"{record['rows_per_s'] / 1e6:7.3f} M rows/s" if "rows_per_s" in record else record["error"]),
@@ -263,17 +307,21 @@ def main() -> int:
           f"medians of {args.repeats} runs of up to {args.seconds:g} s\n")
     for workload in workloads:
         print(f"### {workload}\n")
-        print("| method | M rows/s | vs NumPy gather | RssAnon growth (MB) |")
-        print("| --- | ---: | ---: | ---: |")
-        reference = median(results[workload].get(REFERENCE, []), "rows_per_s")
-        for method in args.methods:
+        reference_name = REFERENCES.get(workload, REFERENCE)
+        print(f"| method | M rows/s | vs {reference_name} | first batch (ms) | RssAnon to first batch (MB) "
+              "| RssAnon growth after (MB) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        reference = median(results[workload].get(reference_name, []), "rows_per_s")
+        for method in results[workload]:
             rate = median(results[workload][method], "rows_per_s")
             growth = median(results[workload][method], "rss_anon_growth_mb")
             if rate is None:
-                print(f"| {method} | failed: {results[workload][method][-1].get('error', '?')} | | |")
+                print(f"| {method} | failed: {results[workload][method][-1].get('error', '?')} | | | | |")
                 continue
             ratio = f"{rate / reference:.2f}x" if reference else "-"
-            print(f"| {method} | {rate / 1e6:.3f} | {ratio} | {growth:.1f} |")
+            first_ms = median(results[workload][method], "first_batch_s") * 1e3
+            first_mb = median(results[workload][method], "rss_anon_first_batch_mb")
+            print(f"| {method} | {rate / 1e6:.3f} | {ratio} | {first_ms:.1f} | {first_mb:.1f} | {growth:.1f} |")
         print()
     if cold:
         print("### cold file (tab, evicted from the page cache before each run)\n")

@@ -17,5 +17,7 @@ pub mod pieces;
 pub mod profile;
 pub mod read;
 pub mod sort;
+#[cfg(test)]
+mod test_support;
 
 pub use dense::{DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker};

@@ -140,7 +140,8 @@ impl KeyedPermutation {
                 let mut still = 0;
                 for start in (0..count).step_by(LANES) {
                     // A short last group repeats its last index; the repeats are not stored.
-                    let indices: [usize; LANES] = std::array::from_fn(|lane| usize::from(walking[(start + lane).min(count - 1)]));
+                    let index = |lane: usize| usize::from(walking[(start + lane).min(count - 1)]);
+                    let indices: [usize; LANES] = std::array::from_fn(index);
                     let mut group = indices.map(|i| chunk[i]);
                     self.network_lanes(&mut group);
                     for (&i, &value) in indices.iter().zip(&group).take(count - start) {
@@ -338,7 +339,8 @@ impl BlockOrder {
             // positions asked for, their blocks are looked up once each; otherwise each
             // position's slot goes through the block permutation, a chunk at a time.
             let first_slot = self.slot_and_offset(start).0;
-            let last_slot = self.slot_and_offset(start.saturating_add(self.buffer_rows).min(self.num_rows) - 1).0;
+            let window_end = start.saturating_add(self.buffer_rows).min(self.num_rows);
+            let last_slot = self.slot_and_offset(window_end - 1).0;
             if last_slot - first_slot < end - i {
                 let mut blocks: Vec<u64> = (first_slot..=last_slot).collect();
                 self.blocks.apply_in_place(&mut blocks);
@@ -382,12 +384,12 @@ impl BlockOrder {
     fn slot_and_offset(&self, q: u64) -> (u64, u64) {
         let block_rows = self.block_rows;
         let last_len = self.num_rows - (self.blocks.len() - 1) * block_rows;
-        // Past the short block, indices are `block_rows - last_len` lower than they would be
-        // were it full; before and inside it, they are what they would be. (Without a branch:
-        // where the short block lies is random, so a branch would be mispredicted.)
-        let past_short = q >= self.short_slot * block_rows + last_len;
-        let full = q + u64::from(past_short) * (block_rows - last_len);
-        (full / block_rows, full % block_rows)
+        // Before and inside the short block, slots and offsets are those of full blocks. Past
+        // it, the short block takes one slot and `last_len` indices. (No branch: where the short
+        // block lies is random, so a branch would be mispredicted.)
+        let past_short = u64::from(q >= self.short_slot * block_rows + last_len);
+        let q = q - past_short * last_len;
+        (q / block_rows + past_short, q % block_rows)
     }
 }
 
@@ -404,7 +406,8 @@ pub fn epoch_order(num_rows: u64, shuffle: Shuffle, seed: u64, epoch: u64) -> Re
             let num_blocks = num_rows.div_ceil(block_rows);
             let blocks = KeyedPermutation::new(num_blocks, sub_key(key, BLOCKS_KEY));
             let short_slot = if num_blocks == 0 { 0 } else { blocks.inverse(num_blocks - 1) };
-            Ok(Order::Block(BlockOrder { num_rows, block_rows, buffer_rows, blocks, short_slot, window_key: sub_key(key, WINDOWS_KEY) }))
+            let window_key = sub_key(key, WINDOWS_KEY);
+            Ok(Order::Block(BlockOrder { num_rows, block_rows, buffer_rows, blocks, short_slot, window_key }))
         }
     }
 }
@@ -503,15 +506,32 @@ mod tests {
     fn large_permutations_stay_in_range_and_distinct() {
         for len in [(1u64 << 32) + 1, (1 << 40) + 12345, 1 << 63, u64::MAX] {
             let perm = KeyedPermutation::new(len, 7);
-            let mut images: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % len).map(|p| {
-                let v = perm.apply(p);
-                assert!(v < len);
-                assert_eq!(perm.inverse(v), p);
-                v
-            }).collect();
+            let sample: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % len).collect();
+            let mut images: Vec<u64> = sample.iter().map(|&p| perm.apply(p)).collect();
+            for (&p, &image) in sample.iter().zip(&images) {
+                assert!(image < len);
+                assert_eq!(perm.inverse(image), p);
+            }
             images.sort_unstable();
             images.dedup();
             assert_eq!(images.len(), 10_000, "len={len}");
+        }
+    }
+
+    #[test]
+    fn large_orders_need_no_arrays() {
+        let n = (1u64 << 40) + 7;
+        for shuffle in [Shuffle::Global, Shuffle::Block { block_rows: 1000, buffer_rows: 1 << 16 }] {
+            let order = epoch_order(n, shuffle, 1, 2).unwrap();
+            let mut rows = Vec::new();
+            order.extend_into(n - 70_000..n, &mut rows);
+            for (i, &row) in (n - 70_000..n).zip(&rows) {
+                assert!(row < n);
+                assert_eq!(order.position(i), row);
+            }
+            rows.sort_unstable();
+            rows.dedup();
+            assert_eq!(rows.len(), 70_000, "{shuffle:?}");
         }
     }
 
@@ -538,12 +558,21 @@ mod tests {
 
     #[test]
     fn ranges_concatenate() {
-        let order = epoch_order(1003, Shuffle::Block { block_rows: 10, buffer_rows: 64 }, 5, 2).unwrap();
-        let mut pieces = Vec::new();
-        for start in (0..1003).step_by(37) {
-            order.extend_into(start..(start + 37).min(1003), &mut pieces);
+        // Short pieces map each position's block; long ones look a window's blocks up once.
+        for (n, shuffle) in [
+            (1003, Shuffle::Block { block_rows: 10, buffer_rows: 64 }),
+            (1003, Shuffle::Block { block_rows: 1, buffer_rows: 300 }),
+            (1003, Shuffle::Global),
+        ] {
+            let order = epoch_order(n, shuffle, 5, 2).unwrap();
+            for piece in [1, 3, 37, 500] {
+                let mut pieces = Vec::new();
+                for start in (0..n).step_by(piece) {
+                    order.extend_into(start..(start + piece as u64).min(n), &mut pieces);
+                }
+                assert_eq!(pieces, positions(&order), "{shuffle:?} pieces of {piece}");
+            }
         }
-        assert_eq!(pieces, positions(&order));
     }
 
     #[test]
@@ -555,9 +584,9 @@ mod tests {
             assert_ne!(a, positions(&epoch_order(500, shuffle, 43, 2).unwrap()));
         }
         // Pinned: the orders must not change across versions or machines.
-        assert_eq!(&positions(&epoch_order(10, Shuffle::Global, 0, 0).unwrap()), &[0; 10]);
+        assert_eq!(&positions(&epoch_order(10, Shuffle::Global, 0, 0).unwrap()), &[2, 5, 0, 4, 7, 1, 9, 6, 8, 3]);
         let block = Shuffle::Block { block_rows: 3, buffer_rows: 4 };
-        assert_eq!(&positions(&epoch_order(10, block, 0, 0).unwrap()), &[0; 10]);
+        assert_eq!(&positions(&epoch_order(10, block, 0, 0).unwrap()), &[6, 8, 7, 0, 1, 2, 3, 9, 5, 4]);
     }
 
     #[test]

@@ -461,3 +461,123 @@ impl PieceCache {
         Ok((source, positions))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batches::BatchGroup;
+    use crate::dense::DenseDtype;
+    use crate::test_support::{counting_dataset, dataset};
+    use arrow::array::Int64Array;
+    use relay_plan::{BinaryOp, Expr};
+    use relay_storage::DatasetView;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// The plan `x` of the test dataset (two files of three 10-row pieces: x = 0..30 and
+    /// 100..130), filtered to `x > above` when given.
+    fn plan_of(view: DatasetView, above: Option<i64>) -> Arc<PiecePlan> {
+        let mut plan = Arc::new(LogicalPlan::read(view));
+        if let Some(above) = above {
+            let literal = Expr::lit(Arc::new(Int64Array::from(vec![above])));
+            plan = Arc::new(plan.filter(Expr::col("x").binary(BinaryOp::Gt, literal)).unwrap());
+        }
+        let plan = Arc::new(plan.project(vec![Expr::col("x")]).unwrap());
+        let (plan, _) = relay_plan::optimizer::Optimizer::default().optimize(plan).unwrap();
+        Arc::new(PiecePlan::of(&plan).unwrap().expect("a read of decoded files runs piece by piece"))
+    }
+
+    fn values(source: &BatchSource, positions: &[u64]) -> Vec<i64> {
+        let group = BatchGroup {
+            columns: vec![0],
+            dtype: DenseDtype::Int64,
+            fill_null: None,
+        };
+        let mut out = vec![0u8; positions.len() * 8];
+        source.gather(&group, positions, &mut out).unwrap();
+        out.chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+    }
+
+    /// Every batch of a consumer's stream, as x values.
+    fn stream(plan: &Arc<PiecePlan>, shard: PieceShard, batch_size: u64, start_batch: u64) -> Vec<Vec<i64>> {
+        let mut stream = PieceStream::start(plan.clone(), shard, vec![0], batch_size, false, start_batch).unwrap();
+        let mut batches = Vec::new();
+        while let Some((source, positions)) = stream.next_batch().unwrap() {
+            batches.push(values(&source, &positions));
+        }
+        batches
+    }
+
+    fn shard(shuffle: Shuffle, epoch: u64, shard: u64, shards: u64) -> PieceShard {
+        PieceShard { shuffle, seed: 7, epoch, shard, shards }
+    }
+
+    const BLOCK: Shuffle = Shuffle::Block { block_rows: 1, buffer_rows: 15 };
+
+    #[test]
+    fn consumers_together_visit_every_row_once() {
+        let all: Vec<i64> = (0..30).chain(100..130).collect();
+        for above in [None, Some(104)] {
+            let plan = plan_of(DatasetView::new(dataset(true)), above);
+            let expected: Vec<i64> = all.iter().copied().filter(|&x| above.is_none_or(|a| x > a)).collect();
+            for shuffle in [Shuffle::Sequential, BLOCK] {
+                for shards in 1..=4 {
+                    let mut seen: Vec<i64> = (0..shards).flat_map(|s| stream(&plan, shard(shuffle, 0, s, shards), 4, 0)).flatten().collect();
+                    if shuffle == Shuffle::Sequential && shards == 1 {
+                        assert_eq!(seen, expected, "file order");
+                    }
+                    seen.sort_unstable();
+                    assert_eq!(seen, expected, "{shuffle:?}, {shards} shards, filter {above:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn block_shuffles_rows_within_windows_and_differs_by_epoch() {
+        let plan = plan_of(DatasetView::new(dataset(true)), None);
+        let epoch0: Vec<i64> = stream(&plan, shard(BLOCK, 0, 0, 1), 7, 0).concat();
+        let epoch1: Vec<i64> = stream(&plan, shard(BLOCK, 1, 0, 1), 7, 0).concat();
+        assert_ne!(epoch0, epoch1);
+        assert_eq!(epoch0, stream(&plan, shard(BLOCK, 0, 0, 1), 7, 0).concat(), "reproducible");
+        // Windows of 15 rows or more hold two 10-row pieces: the first 20 rows are two pieces'.
+        let first: Vec<i64> = epoch0[..20].to_vec();
+        assert!(first.windows(2).any(|pair| pair[0] > pair[1]), "rows are shuffled");
+        let pieces: std::collections::HashSet<i64> = first.iter().map(|x| x / 10).collect();
+        assert_eq!(pieces.len(), 2);
+    }
+
+    #[test]
+    fn a_resumed_stream_continues_exactly_and_skips_decoding_known_windows() {
+        for above in [None, Some(3)] {
+            let decodes = Arc::new(AtomicUsize::new(0));
+            let plan = plan_of(DatasetView::new(counting_dataset(true, decodes.clone())), above);
+            let full = stream(&plan, shard(BLOCK, 2, 0, 1), 6, 0);
+            decodes.store(0, Ordering::Relaxed);
+            let resumed = stream(&plan, shard(BLOCK, 2, 0, 1), 6, 5);
+            assert_eq!(resumed, full[5..], "filter {above:?}");
+            // 30 rows skipped: the first window (20 rows) needs no decoding when no filter runs.
+            let expected_decodes = if above.is_none() { 4 } else { 6 };
+            assert_eq!(decodes.load(Ordering::Relaxed), expected_decodes, "filter {above:?}");
+        }
+    }
+
+    #[test]
+    fn the_piece_cache_serves_rows_by_position_within_its_budget() {
+        let plan = plan_of(DatasetView::new(dataset(false)), Some(5));
+        let expected: Vec<i64> = (6..30).chain(100..130).collect();
+        let piece_bytes = view_bytes(&plan.execute_piece(1).unwrap());
+        let cache = PieceCache::new(plan, vec![0], 2 * piece_bytes).unwrap();
+        assert_eq!(cache.num_rows(), expected.len() as u64);
+        let positions: Vec<u64> = vec![53, 0, 20, 3, 40, 4];
+        let (source, located) = cache.locate(&positions).unwrap();
+        let want: Vec<i64> = positions.iter().map(|&p| expected[p as usize]).collect();
+        assert_eq!(values(&source, &located), want);
+        let stats = cache.stats();
+        assert!(stats.bytes <= stats.budget, "{stats:?}");
+        assert!(cache.locate(&[54]).is_err());
+        let before = cache.stats();
+        // The last piece `locate` decoded (x = 10..20, positions 4..14) is still cached.
+        cache.locate(&[4, 5, 13]).unwrap();
+        assert_eq!(cache.stats().hits, before.hits + 1, "a recently used piece is a hit");
+    }
+}
