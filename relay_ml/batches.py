@@ -273,9 +273,10 @@ class BatchReader:
         prefetch: int = 2,
         block_size: int = DEFAULT_BLOCK_SIZE,
         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-        allocate: Allocate = _allocate_numpy,
+        allocate: Allocate | None = None,
     ) -> ShardIterator:
-        """Batches of shard ``shard`` of ``shards`` of the epoch, from batch ``start_batch``."""
+        """Batches of shard ``shard`` of ``shards`` of the epoch, from batch ``start_batch``.
+        Without ``allocate``, the stream allocates NumPy arrays itself."""
         return ShardIterator(
             self,
             outputs,
@@ -316,13 +317,16 @@ class ShardIterator:
 
     def __init__(self, reader: BatchReader, outputs: Sequence[Output], *, batch_size: int, shuffle: str, seed: int,
                  epoch: int, shard: int, shards: int, drop_last: bool, start_batch: int, prefetch: int,
-                 block_size: int, shuffle_buffer: int, allocate: Allocate) -> None:
+                 block_size: int, shuffle_buffer: int, allocate: Allocate | None) -> None:
         if shard >= shards:
             raise RelayValueError(f"shard {shard} is out of range for {shards} shards")
         self._outputs = list(outputs)
         self._batch_size = batch_size
         self._allocate = allocate
         self._reader = reader
+        # Without an allocator the stream makes its own NumPy buffers and keeps them in flight:
+        # one native call per batch.
+        owned = allocate is None
         self._stream = reader._native.stream(
             reader._specs(outputs),
             shuffle=shuffle,
@@ -335,7 +339,10 @@ class ShardIterator:
             batch_size=batch_size,
             drop_last=drop_last,
             start_batch=start_batch,
+            row_shapes=[None if o.shape is None else list(o.shape) for o in outputs] if owned else None,
+            depth=prefetch * 2,
         )
+        self._owned = owned
         num_batches = self._stream.num_batches
         self.num_batches: int | None = None if num_batches is None else int(num_batches)
         self.batches_done = start_batch if self.num_batches is None else min(start_batch, self.num_batches)
@@ -343,12 +350,14 @@ class ShardIterator:
         self._in_flight: deque[list[Any]] = deque()
         # `prefetch` batches ahead per gather thread, like DataLoader's prefetch_factor per
         # worker: a thread that finishes a batch finds the next one's buffers waiting.
-        self._depth = prefetch * int(self._stream.producers)
+        # (A stream without producer threads fills each batch when asked for it: one set.)
+        self._depth = max(1, prefetch * int(self._stream.producers))
         ahead = self._depth if self.num_batches is None else min(self._depth, self.num_batches - self.batches_done)
-        for _ in range(ahead):
+        for _ in range(0 if owned else ahead):
             self._submit()
 
     def _submit(self) -> None:
+        assert self._allocate is not None
         users, buffers = self._reader._allocate(self._outputs, self._batch_size, self._allocate)
         self._stream.submit(buffers)
         self._in_flight.append(users)
@@ -366,9 +375,11 @@ class ShardIterator:
         if item is None:
             self.close()
             raise StopIteration
-        rows, _buffers, ragged = item
-        users = self._in_flight.popleft()
+        rows, buffers, ragged = item
         self.batches_done += 1
+        if self._owned:
+            return _assemble(self._outputs, buffers, ragged, rows, self._batch_size)
+        users = self._in_flight.popleft()
         # Keep the sets in flight: the producers gather them while this batch is used.
         if self.num_batches is None or self.batches_done + len(self._in_flight) < self.num_batches:
             self._submit()

@@ -294,21 +294,19 @@ def test_loader_advances_epochs_and_tensors_are_the_gathered_buffers(data: tuple
     import relay_ml.torch as rt
 
     run = loader(frame, 1000, features=["f0", "f1", "f2"], target="label", shuffle="global", seed=0, prefetch=3)
-    layout = run._dataset._holder.layout
-    plain = layout.allocate
+    # The stream gathers into NumPy arrays of its own; each becomes a tensor without a copy.
+    plain = rt._tensor
 
-    def recording(pin_memory: bool = False):
-        inner = plain(pin_memory)
+    def recording(value):
+        assert isinstance(value, np.ndarray)
+        allocated.append(value.ctypes.data)
+        return plain(value)
 
-        def allocate(shape, dtype):
-            tensor, view = inner(shape, dtype)
-            allocated.append(tensor.data_ptr())
-            return tensor, view
-
-        return allocate
-
-    layout.allocate = recording  # type: ignore[method-assign]
-    epoch0 = list(run)
+    rt._tensor = recording  # type: ignore[assignment]
+    try:
+        epoch0 = list(run)
+    finally:
+        rt._tensor = plain  # type: ignore[assignment]
     # Every yielded tensor is memory the gather wrote into: no copy after the gather.
     assert {t.data_ptr() for batch in epoch0 for t in batch} <= set(allocated)
     assert run.epoch == 1

@@ -135,9 +135,10 @@ class _Layout:
                 )
 
     def present(self, batch: dict[str, Any]) -> Any:
-        """Gathered arrays (tensors, or NumPy for ragged outputs) as the user sees them."""
+        """Gathered arrays (tensors, or NumPy arrays of the stream's own) as the user sees them."""
         if self.xy:
-            return (batch["x"], batch["y"]) if self.has_target else batch["x"]
+            x = _tensor(batch["x"])
+            return (x, _tensor(batch["y"])) if self.has_target else x
         result: dict[str, Any] = {}
         for output in self.outputs:
             value = batch[output.name]
@@ -152,8 +153,15 @@ class _Layout:
                     result[output.name] = padded
                     result[output.name + "_lengths"] = lengths
             else:
-                result[output.name] = value
+                result[output.name] = _tensor(value)
         return result
+
+    def stream_allocate(self, pin_memory: bool = False) -> Callable[[tuple[int, ...], np.dtype], tuple[Any, np.ndarray]] | None:
+        """The allocation of a stream's batches: None (the stream allocates NumPy arrays itself,
+        turned into tensors without a copy) unless they must be pinned or shared."""
+        if pin_memory or get_worker_info() is not None:
+            return self.allocate(pin_memory)
+        return None
 
     def allocate(self, pin_memory: bool = False) -> Callable[[tuple[int, ...], np.dtype], tuple[Any, np.ndarray]]:
         """Allocation of batch tensors: pinned for a device copy, in shared memory inside a
@@ -172,6 +180,10 @@ class _Layout:
             return tensor, tensor.numpy()
 
         return allocate
+
+
+def _tensor(value: Any) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.from_numpy(value)
 
 
 class _FrameHolder:
@@ -413,7 +425,7 @@ class RelayIterableDataset(IterableDataset):
             layout.outputs, self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
             shard=shard, shards=shards, drop_last=self.drop_last, start_batch=self._batches_done,
             prefetch=self.prefetch, block_size=self.block_size, shuffle_buffer=self.shuffle_buffer,
-            allocate=layout.allocate(),
+            allocate=layout.stream_allocate(),
         )
         try:
             for batch in batches:
@@ -473,7 +485,7 @@ class RelayLoader:
         batches = layout.reader.iter_shard(
             layout.outputs, ds.batch_size, shuffle=ds.shuffle, seed=ds.seed, epoch=ds.epoch, shard=shard,
             shards=shards, drop_last=ds.drop_last, start_batch=ds._batches_done, prefetch=ds.prefetch,
-            block_size=ds.block_size, shuffle_buffer=ds.shuffle_buffer, allocate=layout.allocate(self.pin_memory),
+            block_size=ds.block_size, shuffle_buffer=ds.shuffle_buffer, allocate=layout.stream_allocate(self.pin_memory),
         )
         try:
             for batch in batches:

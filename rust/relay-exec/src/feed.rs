@@ -15,7 +15,7 @@
 //! next batch of the shard), fill them and hand them back in batch order; the caller keeps a
 //! few sets submitted, so the next batches are gathered while the current one trains.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -253,9 +253,15 @@ impl BatchPlan {
                     batch_size: spec.batch_size,
                     num_batches,
                 };
-                // Two threads gather at once, each into its own buffers: with one, the loader
-                // waited on the gather of shuffled batches.
-                (Arc::new(shard), Some(num_batches), pool().current_num_threads().clamp(1, 2))
+                // Shuffled batches: two threads gather at once, each into its own buffers (with
+                // one, the loader waited on the random reads). Batches in file order are a
+                // strided copy that costs less than handing it to a thread and back: the
+                // caller's thread fills them when it asks for them.
+                let threads = match spec.shuffle {
+                    Shuffle::Sequential => 0,
+                    _ => pool().current_num_threads().clamp(1, 2),
+                };
+                (Arc::new(shard), Some(num_batches), threads)
             }
             Rows::Pieces { plan, .. } => {
                 if spec.shuffle == Shuffle::Global {
@@ -494,6 +500,9 @@ pub struct BatchStream<T: Send + 'static> {
     jobs: Option<Sender<Job<T>>>,
     ready: Receiver<Ready<T>>,
     threads: Vec<JoinHandle<()>>,
+    /// Without producer threads: the producer, its outputs and the submitted jobs, filled by
+    /// `next` itself.
+    inline: Option<(Arc<dyn Producer>, Arc<Vec<Output>>, VecDeque<Job<T>>)>,
 }
 
 impl<T: Send + 'static> BatchStream<T> {
@@ -512,6 +521,7 @@ impl<T: Send + 'static> BatchStream<T> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let start = num_batches.map_or(start_batch, |n| start_batch.min(n));
+        let inline = threads.is_empty().then(|| (producer, outputs, VecDeque::new()));
         Ok(BatchStream {
             num_batches,
             next_submitted: start,
@@ -520,6 +530,7 @@ impl<T: Send + 'static> BatchStream<T> {
             jobs: Some(job_sender),
             ready: ready_receiver,
             threads,
+            inline,
         })
     }
 
@@ -538,6 +549,17 @@ impl<T: Send + 'static> BatchStream<T> {
         self.threads.len()
     }
 
+    /// Batches submitted and not yet returned.
+    pub fn in_flight(&self) -> u64 {
+        self.next_submitted - self.next_returned
+    }
+
+    /// Whether another set of buffers can be submitted (the shard has a batch left for it, as
+    /// far as is known before reading, and the stream is open).
+    pub fn wants_buffers(&self) -> bool {
+        self.jobs.is_some() && self.num_batches.is_none_or(|n| self.next_submitted < n)
+    }
+
     /// Hands one set of buffers to the producers, for the next batch not yet given buffers.
     pub fn submit(&mut self, memories: Vec<Option<OutputMemory>>, keep: T) -> Result<(), String> {
         let Some(jobs) = &self.jobs else { return Err("the batch stream is closed".into()) };
@@ -546,8 +568,14 @@ impl<T: Send + 'static> BatchStream<T> {
             return Err(format!("all {} batches already have buffers", self.num_batches.unwrap_or(0)));
         }
         self.next_submitted += 1;
-        // A send fails only once the producers have stopped; the buffers are then unused.
-        let _ = jobs.send(Job { batch, memories, keep });
+        let job = Job { batch, memories, keep };
+        match &mut self.inline {
+            Some((_, _, pending)) => pending.push_back(job),
+            // A send fails only once the producers have stopped; the buffers are then unused.
+            None => {
+                let _ = jobs.send(job);
+            }
+        }
         Ok(())
     }
 
@@ -561,7 +589,11 @@ impl<T: Send + 'static> BatchStream<T> {
             return Err("no buffers were submitted for the next batch".into());
         }
         let wanted = self.next_returned;
-        let result = loop {
+        let result = if let Some((producer, outputs, pending)) = &mut self.inline {
+            let job = pending.pop_front().expect("a job was submitted for every batch not returned");
+            fill_job(producer.as_ref(), outputs, job)
+        } else {
+            loop {
             if let Some(result) = self.early.remove(&wanted) {
                 break result;
             }
@@ -574,6 +606,7 @@ impl<T: Send + 'static> BatchStream<T> {
                     self.close();
                     return Err("the loader threads stopped before the end of the epoch".into());
                 }
+            }
             }
         };
         match result {
@@ -599,6 +632,9 @@ impl<T: Send + 'static> BatchStream<T> {
             let _ = thread.join();
         }
         self.early.clear();
+        if let Some((_, _, pending)) = &mut self.inline {
+            pending.clear();
+        }
     }
 }
 
@@ -617,17 +653,21 @@ fn produce<T: Send>(producer: &dyn Producer, outputs: &[Output], jobs: &Mutex<Re
             receiver.recv()
         };
         let Ok(job) = job else { return };
-        let result = producer.fill(job.batch, outputs, &job.memories).map(|filled| {
-            filled.map(|(rows, ragged)| Filled {
-                rows,
-                keep: job.keep,
-                ragged,
-            })
-        });
-        if ready.send((job.batch, result)).is_err() {
+        let batch = job.batch;
+        if ready.send((batch, fill_job(producer, outputs, job))).is_err() {
             return;
         }
     }
+}
+
+fn fill_job<T>(producer: &dyn Producer, outputs: &[Output], job: Job<T>) -> Result<Option<Filled<T>>, String> {
+    producer.fill(job.batch, outputs, &job.memories).map(|filled| {
+        filled.map(|(rows, ragged)| Filled {
+            rows,
+            keep: job.keep,
+            ragged,
+        })
+    })
 }
 
 /// Checks output descriptions against the plan's columns: column indices in range, a ragged

@@ -312,9 +312,13 @@ impl PieceStream {
         for window in &used {
             let from = start.max(window.first_row);
             let to = end.min(window.end());
-            for row in from..to {
-                let within = row - window.first_row;
-                positions.push(offset + window.permutation.as_ref().map_or(within, |p| p.apply(within)));
+            let first = positions.len();
+            positions.extend((from - window.first_row)..(to - window.first_row));
+            if let Some(permutation) = &window.permutation {
+                permutation.apply_in_place(&mut positions[first..]);
+            }
+            for position in &mut positions[first..] {
+                *position += offset;
             }
             offset += window.source.num_rows();
         }

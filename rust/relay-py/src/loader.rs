@@ -218,7 +218,7 @@ impl NativeBatchReader {
     }
 
     /// A prefetching stream over one shard of one epoch (see `NativeBatchStream`).
-    #[pyo3(signature = (outputs, *, shuffle, seed, epoch, block_rows, buffer_rows, shard, shards, batch_size, drop_last, start_batch))]
+    #[pyo3(signature = (outputs, *, shuffle, seed, epoch, block_rows, buffer_rows, shard, shards, batch_size, drop_last, start_batch, row_shapes=None, depth=0))]
     #[allow(clippy::too_many_arguments)]
     fn stream(
         &self,
@@ -234,6 +234,8 @@ impl NativeBatchReader {
         batch_size: u64,
         drop_last: bool,
         start_batch: u64,
+        row_shapes: Option<Vec<Option<Vec<usize>>>>,
+        depth: usize,
     ) -> PyResult<NativeBatchStream> {
         let outputs = parse_outputs(&self.plan, outputs)?;
         let spec = StreamSpec {
@@ -250,10 +252,17 @@ impl NativeBatchReader {
         let plan = self.plan.clone();
         let fixed_outputs = outputs.clone();
         let stream = py.detach(move || plan.stream::<Keep>(outputs, spec)).map_err(|e| relay_error(ErrorKind::Value, e))?;
+        if let Some(shapes) = &row_shapes
+            && shapes.len() != fixed_outputs.len()
+        {
+            return Err(relay_error(ErrorKind::Value, format!("{} row shapes given for {} outputs", shapes.len(), fixed_outputs.len())));
+        }
         Ok(NativeBatchStream {
             outputs: fixed_outputs,
             descrs,
             batch_size: batch_size as usize,
+            row_shapes,
+            depth,
             stream: Mutex::new(stream),
         })
     }
@@ -266,6 +275,11 @@ pub struct NativeBatchStream {
     outputs: Vec<Output>,
     descrs: Vec<Py<PyArrayDescr>>,
     batch_size: usize,
+    /// Set when the stream allocates its own NumPy buffers: each fixed output's per-row shape
+    /// (None for ragged outputs). The caller then never submits; `next` keeps `depth` batches
+    /// in flight itself, which saves a call and a Python allocation per batch.
+    row_shapes: Option<Vec<Option<Vec<usize>>>>,
+    depth: usize,
     /// In a mutex only because a pyclass must be Sync; the stream is used from one thread.
     stream: Mutex<BatchStream<Keep>>,
 }
@@ -273,6 +287,48 @@ pub struct NativeBatchStream {
 impl NativeBatchStream {
     fn stream(&self) -> std::sync::MutexGuard<'_, BatchStream<Keep>> {
         self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Allocates and submits buffer sets until `depth` batches are in flight (streams that
+    /// allocate their own buffers only).
+    fn fill_ahead(&self, py: Python<'_>, stream: &mut BatchStream<Keep>) -> PyResult<()> {
+        let Some(shapes) = &self.row_shapes else { return Ok(()) };
+        // A stream without producer threads fills each batch when asked: one set suffices.
+        let depth = if stream.producers() == 0 { 1 } else { self.depth as u64 };
+        while stream.in_flight() < depth && stream.wants_buffers() {
+            let mut memories = Vec::with_capacity(shapes.len());
+            let mut keep = Vec::with_capacity(shapes.len());
+            for (shape, descr) in shapes.iter().zip(&self.descrs) {
+                let Some(shape) = shape else {
+                    memories.push(None);
+                    keep.push(None);
+                    continue;
+                };
+                let dims: Vec<usize> = std::iter::once(self.batch_size).chain(shape.iter().copied()).collect();
+                let array = empty_array(py, descr.bind(py), &dims)?;
+                let len = dims.iter().product::<usize>() * descr.bind(py).itemsize();
+                // SAFETY: a fresh C-contiguous array of `len` bytes that nobody else has seen;
+                // `keep` holds it until the batch is returned.
+                let data = unsafe { (*array.cast::<PyUntypedArray>()?.as_array_ptr()).fields.data };
+                // SAFETY: as above: the array's own memory, alive while `keep` holds it.
+                memories.push(Some(unsafe { OutputMemory::new(data.cast(), len) }));
+                keep.push(Some(array.unbind()));
+            }
+            stream.submit(memories, keep).map_err(|e| relay_error(ErrorKind::Value, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// An uninitialized C-contiguous NumPy array of `descr` and shape `dims`.
+fn empty_array<'py>(py: Python<'py>, descr: &Bound<'py, PyArrayDescr>, dims: &[usize]) -> PyResult<Bound<'py, PyAny>> {
+    let mut dims: Vec<numpy::npyffi::npy_intp> = dims.iter().map(|&d| d as numpy::npyffi::npy_intp).collect();
+    // SAFETY: `dims` has `dims.len()` entries and is copied by NumPy; PyArray_Empty steals the
+    // dtype reference that `into_dtype_ptr` hands over and returns a new reference (or NULL
+    // with an exception set, which `from_owned_ptr_or_err` turns into an error).
+    unsafe {
+        let array = numpy::PY_ARRAY_API.PyArray_Empty(py, dims.len() as std::ffi::c_int, dims.as_mut_ptr(), descr.clone().into_dtype_ptr(), 0);
+        Bound::from_owned_ptr_or_err(py, array)
     }
 }
 
@@ -305,8 +361,13 @@ impl NativeBatchStream {
     #[allow(clippy::type_complexity)]
     fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<(usize, Keep, RaggedArrays<'py>)>> {
         let mut guard = self.stream();
+        self.fill_ahead(py, &mut guard)?;
         let stream: &mut BatchStream<Keep> = &mut guard;
         let filled = py.detach(move || stream.next()).map_err(|e| relay_error(ErrorKind::Value, e))?;
+        // The producers fill the next batches while the caller uses this one.
+        if filled.is_some() {
+            self.fill_ahead(py, &mut guard)?;
+        }
         drop(guard);
         filled.map(|f| Ok((f.rows, f.keep, ragged_to_python(py, f.ragged)?))).transpose()
     }
