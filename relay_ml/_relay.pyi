@@ -166,3 +166,62 @@ class ImportedArray:
 def _import_arrow(value: Any) -> tuple[list[ImportedArray], int, list[str | None]]:
     """The columns of an Arrow stream or struct array, its row count, and per column why it
     was copied (several chunks concatenated) or None."""
+
+# -- training batches (loader.rs) --------------------------------------------------------------
+
+#: (column positions in the reader, NumPy dtype string, fill value for nulls)
+_OutputSpec = tuple[list[int], str, float | None]
+
+class NativeBatchReader:
+    """Columns of a frame prepared for batches: executed once (read by position), or prepared
+    to run piece by piece over decoded files; `cache_bytes` bounds the decoded pieces that
+    map-style `gather` keeps."""
+    def __init__(self, frame: NativeFrame, columns: list[str], cache_bytes: int) -> None: ...
+    @property
+    def known_num_rows(self) -> int | None: ...
+    @property
+    def streamed(self) -> bool: ...
+    def count_rows(self) -> int: ...
+    def shard_rows(
+        self, shuffle: str, seed: int, epoch: int, block_rows: int, buffer_rows: int, shard: int, shards: int
+    ) -> int | None: ...
+    def cache_stats(self) -> tuple[int, int, int, int] | None:
+        """(hits, misses, bytes held, budget) of the decoded-piece cache, or None."""
+    def column_info(self) -> list[tuple[str, str, int | None]]:
+        """(name, natural NumPy dtype string, cells per row or None for ragged) per column."""
+    def gather(
+        self, outputs: list[_OutputSpec], positions: np.ndarray, buffers: list[np.ndarray | None]
+    ) -> list[tuple[np.ndarray, np.ndarray] | None]: ...
+    def stream(
+        self,
+        outputs: list[_OutputSpec],
+        *,
+        shuffle: str,
+        seed: int,
+        epoch: int,
+        block_rows: int,
+        buffer_rows: int,
+        shard: int,
+        shards: int,
+        batch_size: int,
+        drop_last: bool,
+        start_batch: int,
+        row_shapes: list[list[int] | None] | None = None,
+        depth: int = 0,
+    ) -> NativeBatchStream: ...
+
+class NativeBatchStream:
+    """Batches of one shard of one epoch, filled ahead into submitted buffers (or, with
+    `row_shapes`, into NumPy arrays the stream allocates itself), returned in order."""
+    @property
+    def num_batches(self) -> int | None: ...
+    @property
+    def producers(self) -> int: ...
+    def submit(self, buffers: list[np.ndarray | None]) -> None: ...
+    def next(self) -> tuple[int, list[Any], list[tuple[np.ndarray, np.ndarray] | None]] | None: ...
+    def close(self) -> None: ...
+
+def epoch_positions(
+    num_rows: int, shuffle: str, seed: int, epoch: int, block_rows: int, buffer_rows: int
+) -> np.ndarray:
+    """The visiting order of an epoch (uint64)."""

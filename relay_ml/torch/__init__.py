@@ -362,6 +362,13 @@ class RelayIterableDataset(IterableDataset):
     ``drop_last=False`` ranks may differ by one batch; pass ``drop_last=True`` where every rank
     must take the same number of steps). ``state_dict()`` / ``load_state_dict()`` resume in
     the middle of an epoch with the exact remaining batches, per worker and rank.
+
+    Over decoded files (Parquet, CSV, NDJSON) the frame is read piece by piece (see
+    ``relay_ml.batches``): memory holds about three shuffle windows of ``shuffle_buffer`` rows
+    of the selected columns (one piece each without a shuffle) plus the prefetched batches,
+    whatever the dataset's size; shards are then runs of pieces, differing by at most one piece,
+    and ``shuffle="global"`` is refused (use ``"block"``). A filtered decoded source knows its
+    number of batches only by reading: ``len()`` raises TypeError there.
     """
 
     def __init__(self, frame: Frame, batch_size: int, *, features: Sequence[str] | None = None,
@@ -528,7 +535,9 @@ def loader(frame: Frame, batch_size: int, *, features: Sequence[str] | None = No
     ``device`` then moves it with ``non_blocking=True``): one copy from the mapped file. Each
     full pass advances the epoch, so the next pass is shuffled differently;
     ``state_dict()`` / ``load_state_dict()`` resume mid-epoch. Sharded across ranks like
-    :class:`RelayIterableDataset`.
+    :class:`RelayIterableDataset`, and like it, reads decoded files (Parquet, CSV, NDJSON)
+    piece by piece in bounded memory: train on datasets larger than RAM with
+    ``shuffle="block"``.
     """
     return RelayLoader(
         frame, batch_size, features=features, target=target, dtype=dtype, shuffle=shuffle, seed=seed,
