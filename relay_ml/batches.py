@@ -25,8 +25,9 @@ materialized: the first batch comes at once at any size); ``"block"`` visits blo
 ``block_size`` consecutive rows (pieces, for a source read piece by piece) in a random order
 and shuffles rows inside windows of ``shuffle_buffer`` rows, so a file larger than memory is
 read in long sequential runs. ``"global"`` needs random access, so a source read piece by piece
-refuses it (use ``"block"``, or ``frame.collect()`` first for data that fits in memory). An
-order depends only on ``(seed, epoch)``: the same on every machine and every run, which is what
+refuses it (use ``"block"``, or ``frame.collect()`` first for data that fits in memory);
+``shuffle=True`` picks ``"global"`` where rows can be read by position and ``"block"`` where
+they cannot. An order depends only on ``(seed, epoch)``: the same on every machine and every run, which is what
 makes resuming exact.
 
 Sharding. With ``world_size`` ranks (and, in ``relay_ml.torch``, DataLoader workers), the
@@ -75,9 +76,11 @@ DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 _SHUFFLES = (None, "global", "block")
 
 
-def _shuffle_name(shuffle: Any) -> str:
+def _shuffle_name(shuffle: Any, streamed: bool = False) -> str:
+    """The engine's name of a ``shuffle`` argument. ``True`` asks for the best shuffle the
+    source allows: ``"global"``, or ``"block"`` for a source read piece by piece."""
     if shuffle is True:
-        return "global"
+        return "block" if streamed else "global"
     if shuffle is None or shuffle is False:
         return "none"
     if shuffle in _SHUFFLES:
@@ -177,7 +180,8 @@ class BatchReader:
                    shards: int = 1, block_size: int = DEFAULT_BLOCK_SIZE,
                    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> int | None:
         """Rows shard ``shard`` of ``shards`` visits in the epoch, when known before reading."""
-        rows = self._native.shard_rows(_shuffle_name(shuffle), seed, epoch, block_size, shuffle_buffer, shard, shards)
+        rows = self._native.shard_rows(_shuffle_name(shuffle, self.streamed), seed, epoch, block_size, shuffle_buffer,
+                                       shard, shards)
         return None if rows is None else int(rows)
 
     def cache_info(self) -> dict[str, int] | None:
@@ -281,7 +285,7 @@ class BatchReader:
             self,
             outputs,
             batch_size=_non_negative_int("batch_size", batch_size, positive=True),
-            shuffle=_shuffle_name(shuffle),
+            shuffle=_shuffle_name(shuffle, self.streamed),
             seed=_non_negative_int("seed", seed),
             epoch=_non_negative_int("epoch", epoch),
             shard=_non_negative_int("shard", shard),

@@ -279,7 +279,7 @@ def numpy_batches(
     batch_size: int,
     *,
     columns: list[str] | None = None,
-    shuffle: str | None = None,
+    shuffle: bool | str | None = None,
     seed: int = 0,
     epoch: int = 0,
     drop_last: bool = False,
@@ -291,10 +291,11 @@ def numpy_batches(
     return iter_batches(frame, batch_size, columns=columns, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last)
 
 
-def shuffle_mode(shuffle: bool | str | None) -> str | None:
-    """The ``shuffle`` argument of the ML adapters as ``relay_ml.batches`` spells it."""
+def shuffle_mode(shuffle: bool | str | None) -> bool | str | None:
+    """The ``shuffle`` argument of the ML adapters, checked. ``True`` stays ``True``: the best
+    shuffle the source allows (see ``relay_ml.batches``)."""
     if shuffle is True:
-        return "global"
+        return True
     if shuffle is False or shuffle is None:
         return None
     if shuffle in ("global", "block"):

@@ -300,3 +300,23 @@ def test_computed_columns_of_a_mapped_file_are_computed_per_batch(tmp_path: Path
     ds = RelayDataset(frame, features=["g"])
     assert len(ds) == expected.num_rows
     np.testing.assert_allclose(ds[5][0].numpy(), [want[expected["id"][5].as_py()]], rtol=1e-6)
+
+
+def test_incremental_fitting_streams_parquet_with_the_shuffle_it_allows(shards):
+    """``shuffle=True`` is a global shuffle where rows can be read by position, a block shuffle
+    for a source read piece by piece: partial_fit over Parquet shards works by default."""
+    from sklearn.linear_model import SGDClassifier
+
+    from relay_ml.sklearn import partial_fit
+
+    source, table = shards
+    seen: list[int] = []
+
+    class Recording(SGDClassifier):
+        def partial_fit(self, X, y, classes=None, **kwargs):
+            seen.append(len(y))
+            return super().partial_fit(X, y, classes=classes, **kwargs)
+
+    model = partial_fit(Recording(), relay.scan(source), features=FEATURES, target="label", batch_size=1000)
+    assert sum(seen) == table.num_rows
+    assert model.predict(relay.scan(source).head(3).select(*FEATURES)).shape == (3,)

@@ -177,8 +177,10 @@ def iter_batches(
     Args:
         frame: the rows to iterate.
         batch_size: rows per batch (the last may be shorter unless ``drop_last``).
-        shuffle: ``False`` for file order, ``True`` or ``"global"`` for a uniform shuffle,
-            ``"block"`` for shuffled blocks of rows (faster on cold data).
+        shuffle: ``False`` for file order, ``"global"`` for a uniform shuffle, ``"block"`` for
+            shuffled blocks of rows (faster on cold data; pieces, for Parquet / CSV / NDJSON read
+            piece by piece), ``True`` for ``"global"`` where rows can be read by position and
+            ``"block"`` otherwise.
         seed: the shuffle's seed; with ``epoch`` it fixes the order.
         sharding: where to place each array.
         columns: the columns to yield (all by default).

@@ -56,8 +56,10 @@ def partial_fit(
         target: the target column; None for unsupervised estimators.
         batch_size: rows per ``partial_fit`` call.
         epochs: passes over the frame; each epoch is shuffled differently (same ``seed``).
-        shuffle: ``True`` / ``"global"`` for a uniform shuffle per epoch, ``"block"`` for
-            shuffled blocks of rows, ``False`` / None for file order.
+        shuffle: ``"global"`` for a uniform shuffle per epoch, ``"block"`` for shuffled blocks
+            of rows (pieces, for Parquet / CSV / NDJSON read piece by piece in bounded memory),
+            ``True`` for the first where rows can be read by position and the second otherwise,
+            ``False`` / None for file order.
         classes: all class labels, which classifiers need on the first call. When None and
             the estimator is a classifier, they are read from the target column first (one
             pass over that column).
