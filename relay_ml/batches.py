@@ -14,7 +14,7 @@ Sources. A frame over Arrow IPC files (or in memory) is gathered *by position*: 
 once into views of the mapped file, and any row can be read at any time. A frame over decoded
 files (Parquet, CSV, NDJSON; one file, a glob or a folder) whose plan only filters and computes
 columns is read *piece by piece* (Parquet row groups, CSV / NDJSON byte ranges): each piece is
-decoded, filtered and computed when the stream reaches it, so memory holds about three shuffle
+decoded, filtered and computed when the stream reaches it, so memory holds about two shuffle
 windows (``shuffle_buffer`` rows each, or one piece each without a shuffle) of the selected
 columns plus the prefetched batches, whatever the size of the dataset. Any other plan (a sort, a
 join, an aggregation) runs once and its result is gathered by position.

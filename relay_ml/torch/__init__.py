@@ -364,7 +364,7 @@ class RelayIterableDataset(IterableDataset):
     the middle of an epoch with the exact remaining batches, per worker and rank.
 
     Over decoded files (Parquet, CSV, NDJSON) the frame is read piece by piece (see
-    ``relay_ml.batches``): memory holds about three shuffle windows of ``shuffle_buffer`` rows
+    ``relay_ml.batches``): memory holds about two shuffle windows of ``shuffle_buffer`` rows
     of the selected columns (one piece each without a shuffle) plus the prefetched batches,
     whatever the dataset's size; shards are then runs of pieces, differing by at most one piece,
     and ``shuffle="global"`` is refused (use ``"block"``). A filtered decoded source knows its

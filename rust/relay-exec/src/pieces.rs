@@ -185,9 +185,10 @@ pub fn shard_rows(plan: &PiecePlan, shard: &PieceShard) -> Option<u64> {
     plan.known_rows_of(shard.pieces(plan.num_pieces()).into_iter().map(|(_, piece)| piece))
 }
 
-/// Decodes a consumer's windows in order and hands them over one at a time; the channel holds
-/// one finished window, so at most three are in memory: the one being read, the next one, and
-/// the one being decoded. Windows that end before `skip_rows` are not handed over, and not
+/// Decodes a consumer's windows in order and hands them over one at a time. The hand-over is a
+/// rendezvous: a finished window waits in this thread until the reader takes it, and only then
+/// is the next one decoded, so two windows are in memory (the one being read and the next one,
+/// finished or being decoded), three while a batch spans two. Windows that end before `skip_rows` are not handed over, and not
 /// decoded at all when their row counts are known from the files.
 fn decode_windows(plan: &PiecePlan, shard: PieceShard, columns: &[usize], skip_rows: u64, windows: &SyncSender<Result<Window, String>>) {
     let key = epoch_key(shard.seed, shard.epoch);
@@ -270,7 +271,7 @@ impl PieceStream {
     /// thread of its own, from batch `start_batch` on.
     pub fn start(plan: Arc<PiecePlan>, shard: PieceShard, columns: Vec<usize>, batch_size: u64, drop_last: bool, start_batch: u64) -> Result<Self, String> {
         let skip_rows = start_batch.saturating_mul(batch_size);
-        let (sender, receiver) = sync_channel(1);
+        let (sender, receiver) = sync_channel(0);
         std::thread::Builder::new()
             .name("relay-decode".into())
             .spawn(move || decode_windows(&plan, shard, &columns, skip_rows, &sender))
