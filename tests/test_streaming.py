@@ -320,3 +320,17 @@ def test_incremental_fitting_streams_parquet_with_the_shuffle_it_allows(shards):
     model = partial_fit(Recording(), relay.scan(source), features=FEATURES, target="label", batch_size=1000)
     assert sum(seen) == table.num_rows
     assert model.predict(relay.scan(source).head(3).select(*FEATURES)).shape == (3,)
+
+
+def test_a_damaged_shard_is_named_and_nothing_hangs(shards):
+    source, _ = shards
+    folder = Path(source).parent
+    damaged = folder / "part-1.parquet"
+    data = bytearray(damaged.read_bytes())
+    # The footer stays readable; the pages of the row groups do not.
+    for offset in range(200, len(data) // 2, 97):
+        data[offset] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(relay.RelayError, match="part-1.parquet"):
+        for _ in iter_batches(relay.scan(source), 256, columns=["id", "f0"], shuffle="block", seed=0):
+            pass
