@@ -210,8 +210,8 @@ def _run_isolated(code: str) -> str:
 
 
 def test_streaming_a_parquet_file_holds_a_bounded_window(tmp_path: Path):
-    """8 M rows (256 MB of decoded selected columns) streamed with a block shuffle of 256 Ki-row
-    windows: anonymous memory grows by the windows in flight, not the file."""
+    """8 M rows (192 MiB of decoded selected columns) streamed with a block shuffle of 256 Ki-row
+    windows: anonymous memory grows by the windows in flight, a quarter of the file at most."""
     path = tmp_path / "big.parquet"
     _run_isolated(
         f"""
@@ -250,7 +250,8 @@ def test_streaming_a_parquet_file_holds_a_bounded_window(tmp_path: Path):
     )
     peak = int(out.strip().splitlines()[-1])
     decoded = (8 << 20) * (4 * 4 + 8)
-    assert peak < 96 * 2**20, f"RssAnon grew by {peak / 2**20:.0f} MiB streaming {decoded / 2**20:.0f} MiB of columns"
+    # Two windows of 256 Ki rows x 24 bytes (12 MiB) and the decoder's buffers: measured 19.5 MiB.
+    assert peak < 48 * 2**20, f"RssAnon grew by {peak / 2**20:.0f} MiB streaming {decoded / 2**20:.0f} MiB of columns"
 
 
 def test_global_shuffle_needs_no_permutation_in_memory(tmp_path: Path):
