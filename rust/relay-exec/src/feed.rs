@@ -493,7 +493,7 @@ pub struct BatchStream<T: Send + 'static> {
     num_batches: Option<u64>,
     /// The batch the next submitted buffers are for.
     next_submitted: u64,
-    /// The batch `next` returns next.
+    /// The batch `next_batch` returns next.
     next_returned: u64,
     /// Batches that finished before an earlier one.
     early: HashMap<u64, Result<Option<Filled<T>>, String>>,
@@ -501,9 +501,12 @@ pub struct BatchStream<T: Send + 'static> {
     ready: Receiver<Ready<T>>,
     threads: Vec<JoinHandle<()>>,
     /// Without producer threads: the producer, its outputs and the submitted jobs, filled by
-    /// `next` itself.
-    inline: Option<(Arc<dyn Producer>, Arc<Vec<Output>>, VecDeque<Job<T>>)>,
+    /// `next_batch` itself.
+    inline: Option<Inline<T>>,
 }
+
+/// What a stream without producer threads fills its batches with (see `BatchStream::inline`).
+type Inline<T> = (Arc<dyn Producer>, Arc<Vec<Output>>, VecDeque<Job<T>>);
 
 impl<T: Send + 'static> BatchStream<T> {
     fn start(producer: Arc<dyn Producer>, outputs: Vec<Output>, num_batches: Option<u64>, threads: usize, start_batch: u64) -> Result<Self, String> {
@@ -540,7 +543,7 @@ impl<T: Send + 'static> BatchStream<T> {
         self.num_batches
     }
 
-    /// The batch `next` returns next (counting skipped ones).
+    /// The batch `next_batch` returns next (counting skipped ones).
     pub fn next_returned(&self) -> u64 {
         self.next_returned
     }
@@ -581,7 +584,7 @@ impl<T: Send + 'static> BatchStream<T> {
 
     /// The next batch, waiting for it (call without holding a lock others need); None at the
     /// end of the shard.
-    pub fn next(&mut self) -> Result<Option<Filled<T>>, String> {
+    pub fn next_batch(&mut self) -> Result<Option<Filled<T>>, String> {
         if self.jobs.is_none() || self.num_batches.is_some_and(|n| self.next_returned >= n) {
             return Ok(None);
         }

@@ -363,7 +363,7 @@ impl NativeBatchStream {
         let mut guard = self.stream();
         self.fill_ahead(py, &mut guard)?;
         let stream: &mut BatchStream<Keep> = &mut guard;
-        let filled = py.detach(move || stream.next()).map_err(|e| relay_error(ErrorKind::Value, e))?;
+        let filled = py.detach(move || stream.next_batch()).map_err(|e| relay_error(ErrorKind::Value, e))?;
         // The producers fill the next batches while the caller uses this one.
         if filled.is_some() {
             self.fill_ahead(py, &mut guard)?;
