@@ -154,8 +154,8 @@ fn unsupported_column(name: &str, data_type: &DataType) -> String {
 }
 
 /// How a column of type `data_type` gathers (its shape and natural type), known from the type
-/// alone: sources that decode their rows later describe their columns with it.
-pub fn column_kind(name: &str, data_type: &DataType) -> Result<(ColumnShape, DenseDtype), String> {
+/// alone: a source with no rows yet (one read piece by piece) still describes its columns.
+fn column_kind(name: &str, data_type: &DataType) -> Result<(ColumnShape, DenseDtype), String> {
     let (shape, leaf) = match data_type {
         DataType::FixedSizeList(field, width) => (ColumnShape::Fixed(*width as usize), field.data_type()),
         DataType::List(field) | DataType::LargeList(field) => (ColumnShape::Ragged, field.data_type()),
@@ -560,10 +560,16 @@ impl BatchSource {
     /// One task of `gather`: `out` holds the rows of `positions` only.
     fn gather_task(&self, group: &BatchGroup, width: usize, first: usize, positions: &[u64], out: &mut [u8]) -> Result<(), String> {
         let buckets = self.locate(positions, 0)?;
-        // Output rows of a bucket always ascend; consecutive chunk rows make it one slice.
+        // Output rows of a bucket always ascend; consecutive chunk rows make it one slice. The
+        // first and last rows rule out almost every shuffled bucket before the full check.
         let runs: Vec<bool> = buckets
             .iter()
-            .map(|pairs| pairs.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1))
+            .map(|pairs| match (pairs.first(), pairs.last()) {
+                (Some(first), Some(last)) if last.1.wrapping_sub(first.1) as usize == pairs.len() - 1 => {
+                    pairs.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1)
+                }
+                _ => false,
+            })
             .collect();
         let mut offset = 0;
         for &c in &group.columns {

@@ -22,7 +22,7 @@ use std::thread::JoinHandle;
 
 use relay_plan::{Expr, LogicalPlan};
 
-use crate::batches::{BatchGroup, BatchSource, ColumnShape, column_kind};
+use crate::batches::{BatchGroup, BatchSource, ColumnShape};
 use crate::dense::{DenseArray, DenseDtype};
 use crate::execute::{ExecError, ViewSet, execute, pool};
 use crate::order::{Order, Shuffle, epoch_order, shard_range};
@@ -89,9 +89,7 @@ pub fn gather_batch(source: &BatchSource, outputs: &[Output], positions: &[u64],
 
 /// Where a loader's rows come from (see the module docs).
 enum Rows {
-    Positional(Arc<BatchSource>),
-    /// Rows of `base` by position, the computed columns above it evaluated per batch.
-    Computed(Arc<ComputedRows>),
+    ByPosition(RowsByPosition),
     Pieces {
         plan: Arc<PiecePlan>,
         /// Byte budget of the decoded pieces kept for map-style access.
@@ -114,14 +112,11 @@ impl BatchPlan {
     pub fn new(plan: &Arc<LogicalPlan>, cache_bytes: u64) -> Result<Self, ExecError> {
         let schema = plan.schema()?;
         let indices: Vec<usize> = (0..schema.fields().len()).collect();
-        let batch_error = |e: String| ExecError::Batch(e);
+        // The columns described before any row is read: checks that each can be gathered.
+        let described = || BatchSource::new(&ViewSet { schema: schema.clone(), chunks: Vec::new() }, &indices).map_err(ExecError::Batch);
         if let Some(pieces) = PiecePlan::of(plan)? {
-            for field in schema.fields() {
-                column_kind(field.name(), field.data_type()).map_err(batch_error)?;
-            }
-            let empty = ViewSet { schema, chunks: Vec::new() };
             return Ok(BatchPlan {
-                columns: BatchSource::new(&empty, &indices).map_err(batch_error)?,
+                columns: described()?,
                 rows: Rows::Pieces {
                     plan: Arc::new(pieces),
                     cache_bytes,
@@ -130,21 +125,18 @@ impl BatchPlan {
             });
         }
         if let Some(base) = computed_base(plan) {
-            for field in schema.fields() {
-                column_kind(field.name(), field.data_type()).map_err(batch_error)?;
-            }
-            let empty = ViewSet { schema, chunks: Vec::new() };
+            let columns = described()?;
             let view = execute(&base, &Profile::default())?;
             return Ok(BatchPlan {
-                columns: BatchSource::new(&empty, &indices).map_err(batch_error)?,
-                rows: Rows::Computed(Arc::new(ComputedRows::new(plan.clone(), base, view))),
+                columns,
+                rows: Rows::ByPosition(RowsByPosition::Computed(Arc::new(ComputedRows::new(plan.clone(), base, view)))),
             });
         }
         let view = execute(plan, &Profile::default())?;
-        let source = Arc::new(BatchSource::new(&view, &indices).map_err(batch_error)?);
+        let source = Arc::new(BatchSource::new(&view, &indices).map_err(ExecError::Batch)?);
         Ok(BatchPlan {
             columns: source.as_ref().clone(),
-            rows: Rows::Positional(source),
+            rows: Rows::ByPosition(RowsByPosition::Views(source)),
         })
     }
 
@@ -161,8 +153,7 @@ impl BatchPlan {
     /// Rows, when known without decoding.
     pub fn known_num_rows(&self) -> Option<u64> {
         match &self.rows {
-            Rows::Positional(source) => Some(source.num_rows()),
-            Rows::Computed(rows) => Some(rows.num_rows()),
+            Rows::ByPosition(rows) => Some(rows.num_rows()),
             Rows::Pieces { plan, .. } => (0..plan.num_pieces()).map(|p| plan.known_rows(p)).sum(),
         }
     }
@@ -192,7 +183,7 @@ impl BatchPlan {
     pub fn cache_stats(&self) -> Option<CacheStats> {
         match &self.rows {
             Rows::Pieces { cache, .. } => cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().map(|c| c.stats()),
-            Rows::Positional(_) | Rows::Computed(_) => None,
+            Rows::ByPosition(_) => None,
         }
     }
 
@@ -200,11 +191,7 @@ impl BatchPlan {
     /// from the cached pieces that hold them.
     pub fn gather(&self, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, ExecError> {
         match &self.rows {
-            Rows::Positional(source) => gather_batch(source, outputs, positions, memories).map_err(ExecError::Batch),
-            Rows::Computed(rows) => {
-                let source = rows.rows_at(positions)?;
-                gather_batch(&source, outputs, &sequence(positions.len()), memories).map_err(ExecError::Batch)
-            }
+            Rows::ByPosition(rows) => rows.gather(outputs, positions, memories),
             Rows::Pieces { .. } => {
                 let cache = self.cache()?.expect("a piece plan has a cache");
                 let (source, positions) = cache.locate(positions)?;
@@ -218,8 +205,8 @@ impl BatchPlan {
     /// its pieces.
     pub fn shard_rows(&self, shuffle: Shuffle, seed: u64, epoch: u64, shard: u64, shards: u64) -> Option<u64> {
         match &self.rows {
-            Rows::Positional(_) | Rows::Computed(_) => {
-                let range = shard_range(self.known_num_rows()?, shard, shards.max(1));
+            Rows::ByPosition(rows) => {
+                let range = shard_range(rows.num_rows(), shard, shards.max(1));
                 Some(range.end - range.start)
             }
             Rows::Pieces { plan, .. } => shard_rows(plan, &PieceShard { shuffle, seed, epoch, shard, shards: shards.max(1) }),
@@ -236,18 +223,13 @@ impl BatchPlan {
         }
         let batches_of = |rows: u64| if spec.drop_last { rows / spec.batch_size } else { rows.div_ceil(spec.batch_size) };
         let (producer, num_batches, threads): (Arc<dyn Producer>, Option<u64>, usize) = match &self.rows {
-            Rows::Positional(_) | Rows::Computed(_) => {
-                let rows = match &self.rows {
-                    Rows::Positional(source) => RowsByPosition::Views(source.clone()),
-                    Rows::Computed(rows) => RowsByPosition::Computed(rows.clone()),
-                    Rows::Pieces { .. } => unreachable!("matched above"),
-                };
-                let num_rows = self.known_num_rows().unwrap_or(0);
+            Rows::ByPosition(rows) => {
+                let num_rows = rows.num_rows();
                 let order = epoch_order(num_rows, spec.shuffle, spec.seed, spec.epoch)?;
                 let range = shard_range(num_rows, spec.shard, spec.shards);
                 let num_batches = batches_of(range.end - range.start);
                 let shard = PositionalShard {
-                    rows,
+                    rows: rows.clone(),
                     order,
                     range,
                     batch_size: spec.batch_size,
@@ -272,9 +254,7 @@ impl BatchPlan {
                         plan.description()
                     ));
                 }
-                if let Shuffle::Block { block_rows: 0, .. } | Shuffle::Block { buffer_rows: 0, .. } = spec.shuffle {
-                    return Err("block_size and shuffle_buffer must be positive".into());
-                }
+                spec.shuffle.check()?;
                 let shard = PieceShard {
                     shuffle: spec.shuffle,
                     seed: spec.seed,
@@ -331,26 +311,39 @@ impl Producer for PositionalShard {
         let first = self.range.start + batch * self.batch_size;
         let mut positions = Vec::with_capacity(self.batch_size as usize);
         self.order.extend_into(first..(first + self.batch_size).min(self.range.end), &mut positions);
-        let ragged = match &self.rows {
-            RowsByPosition::Views(source) => gather_batch(source, outputs, &positions, memories)?,
-            RowsByPosition::Computed(rows) => {
-                let source = rows.rows_at(&positions).map_err(|e| e.to_string())?;
-                gather_batch(&source, outputs, &sequence(positions.len()), memories)?
-            }
-        };
+        let ragged = self.rows.gather(outputs, &positions, memories).map_err(|e| e.to_string())?;
         Ok(Some((positions.len(), ragged)))
     }
 }
 
-/// Rows a positional shard gathers from.
+/// Rows read by position: views (or memory) gathered as they are, or computed columns
+/// evaluated for each batch's rows.
+#[derive(Clone)]
 enum RowsByPosition {
     Views(Arc<BatchSource>),
     Computed(Arc<ComputedRows>),
 }
 
-/// Positions `0 .. len`: every row of a source made for one batch, in order.
-fn sequence(len: usize) -> Vec<u64> {
-    (0..len as u64).collect()
+impl RowsByPosition {
+    fn num_rows(&self) -> u64 {
+        match self {
+            RowsByPosition::Views(source) => source.num_rows(),
+            RowsByPosition::Computed(rows) => rows.num_rows(),
+        }
+    }
+
+    /// Gathers the rows at `positions` into the outputs.
+    fn gather(&self, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, ExecError> {
+        match self {
+            RowsByPosition::Views(source) => gather_batch(source, outputs, positions, memories),
+            RowsByPosition::Computed(rows) => {
+                // The source holds exactly the batch's rows, in order.
+                let source = rows.rows_at(positions)?;
+                gather_batch(&source, outputs, &(0..positions.len() as u64).collect::<Vec<_>>(), memories)
+            }
+        }
+        .map_err(ExecError::Batch)
+    }
 }
 
 /// The input of the computed columns at the top of `plan`, when there are any: the plan

@@ -38,6 +38,18 @@ pub enum Shuffle {
     Block { block_rows: u64, buffer_rows: u64 },
 }
 
+impl Shuffle {
+    /// Refuses a block shuffle with empty blocks or windows.
+    pub fn check(self) -> Result<(), String> {
+        match self {
+            Shuffle::Block { block_rows, buffer_rows } if block_rows == 0 || buffer_rows == 0 => {
+                Err("block_size and shuffle_buffer must be positive".into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
 /// Feistel rounds for a domain of `bits` bits (even, so rounds go in pairs that use the two
 /// split sizes once each). Six rounds of a good round function look like a random permutation
 /// on large domains; small domains need more, since each round changes few bits: with six
@@ -400,9 +412,7 @@ pub fn epoch_order(num_rows: u64, shuffle: Shuffle, seed: u64, epoch: u64) -> Re
         Shuffle::Sequential => Ok(Order::Sequential(num_rows)),
         Shuffle::Global => Ok(Order::Global(KeyedPermutation::new(num_rows, key))),
         Shuffle::Block { block_rows, buffer_rows } => {
-            if block_rows == 0 || buffer_rows == 0 {
-                return Err("block_size and shuffle_buffer must be positive".into());
-            }
+            shuffle.check()?;
             let num_blocks = num_rows.div_ceil(block_rows);
             let blocks = KeyedPermutation::new(num_blocks, sub_key(key, BLOCKS_KEY));
             let short_slot = if num_blocks == 0 { 0 } else { blocks.inverse(num_blocks - 1) };
