@@ -32,12 +32,15 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, UInt32Array, UInt64Array, make_comparator,
-    new_empty_array, new_null_array,
+    Array, ArrayRef, AsArray, Decimal128Array, Float64Array, Int64Array, UInt32Array, UInt64Array,
+    make_comparator, new_empty_array, new_null_array,
 };
-use arrow::compute::{SortOptions, cast, concat, take};
 use arrow::array::{RecordBatch, RecordBatchOptions};
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, SchemaRef, UInt64Type};
+use arrow::compute::{SortOptions, cast, concat, take};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Decimal128Type, Field, Float64Type, Int64Type, Schema, SchemaRef,
+    UInt64Type,
+};
 use arrow::error::ArrowError;
 use arrow::row::{RowConverter, SortField};
 use hashbrown::HashTable;
@@ -47,8 +50,8 @@ use relay_plan::{AggExpr, AggFunc, Expr, Interpolation, Quantile};
 use rustc_hash::FxHashMap;
 
 use crate::eval::evaluate;
-use crate::keys::{KeyHasher, KeyMap, Nulls, pack, packable};
 use crate::execute::{Chunk, ExecError, MORSEL_ROWS, ViewSet, batch_of, pool};
+use crate::keys::{KeyHasher, KeyMap, Nulls, pack, packable};
 
 /// Rows of one chunk that one task evaluates together.
 struct Morsel<'a> {
@@ -94,11 +97,18 @@ enum KeyTable {
     /// No keys: every row is in group 0, which exists even when there are no rows.
     Single,
     /// One integer-like key, as an i64 (a uint64 by its bits); null is a key of its own.
-    Integer { ids: IntegerIds, null: Option<u32>, keys: Vec<Option<i64>> },
+    Integer {
+        ids: IntegerIds,
+        null: Option<u32>,
+        keys: Vec<Option<i64>>,
+    },
     /// Up to two integer-like or short string keys packed into a `u128` (`crate::keys`);
     /// `keys[id]` is group `id`'s. A morsel whose keys do not pack turns the table into
     /// `Encoded` (`KeyTable::encoded`).
-    Packed { ids: KeyMap<u128, u32>, keys: Vec<u128> },
+    Packed {
+        ids: KeyMap<u128, u32>,
+        keys: Vec<u128>,
+    },
     /// Keys in the row format.
     Encoded(EncodedKeys),
 }
@@ -117,7 +127,12 @@ struct EncodedKeys {
 
 impl EncodedKeys {
     fn new() -> Self {
-        EncodedKeys { ids: HashTable::new(), bytes: Vec::new(), starts: vec![0], hashes: Vec::new() }
+        EncodedKeys {
+            ids: HashTable::new(),
+            bytes: Vec::new(),
+            starts: vec![0],
+            hashes: Vec::new(),
+        }
     }
 
     fn len(&self) -> usize {
@@ -136,10 +151,18 @@ impl EncodedKeys {
 
     /// The group id of `row` (whose hash is `hash`), and whether the group is new.
     fn get_or_insert(&mut self, row: &[u8], hash: u64) -> (u32, bool) {
-        let EncodedKeys { ids, bytes, starts, hashes } = self;
+        let EncodedKeys {
+            ids,
+            bytes,
+            starts,
+            hashes,
+        } = self;
         let found = ids.entry(
             hash,
-            |&id| hashes[id as usize] == hash && &bytes[starts[id as usize]..starts[id as usize + 1]] == row,
+            |&id| {
+                hashes[id as usize] == hash
+                    && &bytes[starts[id as usize]..starts[id as usize + 1]] == row
+            },
             |&id| hashes[id as usize],
         );
         match found {
@@ -171,7 +194,11 @@ enum IntegerIds {
     /// `slots[key - min]` is the key's group id plus one, or 0 for a key not seen yet. The
     /// array grows (doubling) to take keys outside it while it stays within `limit` slots and
     /// `DIRECT_SLOTS_PER_GROUP` slots per group (a few keys far apart are hashed).
-    Direct { min: i64, slots: Vec<u32>, limit: u64 },
+    Direct {
+        min: i64,
+        slots: Vec<u32>,
+        limit: u64,
+    },
 }
 
 /// How many slots per input row an `IntegerIds::Direct` may have.
@@ -218,7 +245,11 @@ impl IntegerIds {
             return;
         };
         let (key, old_min, old_len) = (i128::from(key), i128::from(*min), slots.len() as i128);
-        let (low, high) = if slots.is_empty() { (key, key) } else { (old_min.min(key), (old_min + old_len - 1).max(key)) };
+        let (low, high) = if slots.is_empty() {
+            (key, key)
+        } else {
+            (old_min.min(key), (old_min + old_len - 1).max(key))
+        };
         let span = (high - low + 1) as u64;
         let groups = keys.len() as u64 + 1;
         if span > *limit || (span > DIRECT_SLOTS_ANYWAY && span > groups * DIRECT_SLOTS_PER_GROUP) {
@@ -234,7 +265,11 @@ impl IntegerIds {
         // Room to spare on the side the key came from, so a run of rising (or falling) keys
         // copies the array a logarithmic number of times.
         let size = span.max(2 * old_len as u64).min(*limit) as i128;
-        let new_min = if !slots.is_empty() && key < old_min { (high - size + 1).max(i128::from(i64::MIN)) } else { low };
+        let new_min = if !slots.is_empty() && key < old_min {
+            (high - size + 1).max(i128::from(i64::MIN))
+        } else {
+            low
+        };
         let mut grown = vec![0u32; size as usize];
         if !slots.is_empty() {
             let offset = (old_min - new_min) as usize;
@@ -254,18 +289,30 @@ impl IntegerIds {
 
 /// Whether a single key of type `t` is grouped as an i64.
 fn integer_key(t: &DataType) -> bool {
-    t.is_integer() || matches!(t, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) | DataType::Duration(_))
+    t.is_integer()
+        || matches!(
+            t,
+            DataType::Date32 | DataType::Date64 | DataType::Timestamp(..) | DataType::Duration(_)
+        )
 }
 
 fn as_i64(key: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     match key.data_type() {
         DataType::Int64 => Ok(key.clone()),
         // Bits, not values: every uint64 has a distinct i64.
-        DataType::UInt64 => Ok(Arc::new(key.as_primitive::<UInt64Type>().unary::<_, Int64Type>(|v| v as i64))),
+        DataType::UInt64 => Ok(Arc::new(
+            key.as_primitive::<UInt64Type>()
+                .unary::<_, Int64Type>(|v| v as i64),
+        )),
         t if t.is_integer() => cast(key, &DataType::Int64),
         DataType::Date32 => cast(&cast(key, &DataType::Int32)?, &DataType::Int64),
         // 64-bit dates, timestamps and durations: the same bits as int64.
-        _ => Ok(Arc::new(Int64Array::from(key.to_data().into_builder().data_type(DataType::Int64).build()?))),
+        _ => Ok(Arc::new(Int64Array::from(
+            key.to_data()
+                .into_builder()
+                .data_type(DataType::Int64)
+                .build()?,
+        ))),
     }
 }
 
@@ -322,11 +369,20 @@ impl KeyTable {
     /// The group id of each of the `len` rows of `keys`, new groups added; also the rows that
     /// started a new group, in order. None (and nothing added) when a `Packed` table meets
     /// keys that do not pack.
-    fn assign(&mut self, keys: &[ArrayRef], converter: Option<&RowConverter>, len: usize) -> Result<Option<Assigned>, ArrowError> {
+    fn assign(
+        &mut self,
+        keys: &[ArrayRef],
+        converter: Option<&RowConverter>,
+        len: usize,
+    ) -> Result<Option<Assigned>, ArrowError> {
         let mut new_rows = Vec::new();
         let ids = match self {
             KeyTable::Single => vec![0; len],
-            KeyTable::Integer { ids, null, keys: all } => {
+            KeyTable::Integer {
+                ids,
+                null,
+                keys: all,
+            } => {
                 let values = as_i64(&keys[0])?;
                 let values = values.as_primitive::<Int64Type>();
                 let mut out = Vec::with_capacity(len);
@@ -365,7 +421,15 @@ impl KeyTable {
                 let Some(packed) = pack(keys, Nulls::Distinct) else {
                     return Ok(None);
                 };
-                let (out, new) = assign_packed(ids, all, packed.into_iter().enumerate().map(|(row, value)| (row as u32, value)), len);
+                let (out, new) = assign_packed(
+                    ids,
+                    all,
+                    packed
+                        .into_iter()
+                        .enumerate()
+                        .map(|(row, value)| (row as u32, value)),
+                    len,
+                );
                 new_rows = new;
                 out
             }
@@ -395,7 +459,12 @@ impl KeyTable {
             return None;
         };
         let packed = pack(keys, Nulls::Distinct)?;
-        Some(assign_packed(ids, all, picked.iter().map(|&row| (row, packed[row as usize])), picked.len()))
+        Some(assign_packed(
+            ids,
+            all,
+            picked.iter().map(|&row| (row, packed[row as usize])),
+            picked.len(),
+        ))
     }
 
     /// Folds `other`'s groups into this table: the id here of each of `other`'s groups, and
@@ -405,7 +474,10 @@ impl KeyTable {
         // Room for every group of `other` at once: with many groups (Q18's 1.5 M order keys,
         // disjoint between runs) the table otherwise rehashes as it doubles.
         match self {
-            KeyTable::Integer { ids: IntegerIds::Hashed(ids), .. } => ids.reserve(other.len()),
+            KeyTable::Integer {
+                ids: IntegerIds::Hashed(ids),
+                ..
+            } => ids.reserve(other.len()),
             KeyTable::Integer { .. } => {}
             KeyTable::Packed { ids, .. } => ids.reserve(other.len()),
             KeyTable::Encoded(keys) => keys.reserve(other.len()),
@@ -413,7 +485,14 @@ impl KeyTable {
         }
         let mapping = match (self, other) {
             (KeyTable::Single, KeyTable::Single) => vec![0],
-            (KeyTable::Integer { ids, null, keys: all }, KeyTable::Integer { keys: theirs, .. }) => theirs
+            (
+                KeyTable::Integer {
+                    ids,
+                    null,
+                    keys: all,
+                },
+                KeyTable::Integer { keys: theirs, .. },
+            ) => theirs
                 .into_iter()
                 .enumerate()
                 .map(|(local, key)| {
@@ -451,7 +530,9 @@ impl KeyTable {
                     id
                 })
                 .collect(),
-            _ => unreachable!("partials are brought to the same kind of key table before they merge"),
+            _ => {
+                unreachable!("partials are brought to the same kind of key table before they merge")
+            }
         };
         (mapping, new_groups)
     }
@@ -459,7 +540,12 @@ impl KeyTable {
 
 /// The group id of each of `rows` ((row, packed key) pairs, `len` of them) in `ids`, new
 /// groups added to it and their keys to `keys`; also the rows that started a new group.
-fn assign_packed(ids: &mut KeyMap<u128, u32>, keys: &mut Vec<u128>, rows: impl Iterator<Item = (u32, u128)>, len: usize) -> Assigned {
+fn assign_packed(
+    ids: &mut KeyMap<u128, u32>,
+    keys: &mut Vec<u128>,
+    rows: impl Iterator<Item = (u32, u128)>,
+    len: usize,
+) -> Assigned {
     let mut out = Vec::with_capacity(len);
     let mut new_rows = Vec::new();
     // As for integer keys: a run of one key costs one lookup.
@@ -486,22 +572,52 @@ fn assign_packed(ids: &mut KeyMap<u128, u32>, keys: &mut Vec<u128>, rows: impl I
 /// What an aggregation keeps per group while rows stream by.
 enum Accumulator {
     /// `count` (non-null values) or `len` (rows).
-    Count { counts: Vec<u64>, rows: bool },
+    Count {
+        counts: Vec<u64>,
+        rows: bool,
+    },
     SumInt(Vec<i64>),
     SumUInt(Vec<u64>),
     SumFloat(Vec<f64>),
-    SumDecimal { sums: Vec<i128>, precision: u8, scale: i8 },
-    Mean { sums: Vec<f64>, counts: Vec<u64> },
+    SumDecimal {
+        sums: Vec<i128>,
+        precision: u8,
+        scale: i8,
+    },
+    Mean {
+        sums: Vec<f64>,
+        counts: Vec<u64>,
+    },
     /// Mean of decimals: exact sums, divided at the end.
-    MeanDecimal { sums: Vec<i128>, counts: Vec<u64>, scale: i8 },
+    MeanDecimal {
+        sums: Vec<i128>,
+        counts: Vec<u64>,
+        scale: i8,
+    },
     /// Count, mean and sum of squared deviations (Welford), for std and var.
-    Moments { moments: Vec<(u64, f64, f64)>, std: bool },
+    Moments {
+        moments: Vec<(u64, f64, f64)>,
+        std: bool,
+    },
     /// Min, max, first or last: per morsel, each group's candidate row taken out as a value.
-    Pick { func: AggFunc, candidates: Vec<ArrayRef>, groups: Vec<u32>, best: Vec<u32>, touched: Vec<u32> },
+    Pick {
+        func: AggFunc,
+        candidates: Vec<ArrayRef>,
+        groups: Vec<u32>,
+        best: Vec<u32>,
+        touched: Vec<u32>,
+    },
     /// Median or quantile: every non-null value with its group.
-    Collect { values: Vec<f64>, groups: Vec<u32>, quantile: Quantile },
+    Collect {
+        values: Vec<f64>,
+        groups: Vec<u32>,
+        quantile: Quantile,
+    },
     /// n_unique: the distinct (group, value) pairs, values in the row format.
-    Distinct { seen: HashSet<(u32, Box<[u8]>)>, converter: RowConverter },
+    Distinct {
+        seen: HashSet<(u32, Box<[u8]>)>,
+        converter: RowConverter,
+    },
 }
 
 const NO_ROW: u32 = u32::MAX;
@@ -563,7 +679,13 @@ impl Accumulator {
     /// Adds the rows of one morsel: value `picked[i]` of `values` (value `i` when there is no
     /// `picked`) belongs to group `ids[i]`; there are `groups` groups so far. Row counts and
     /// decimal sums read the picked values where they are; the others take them out first.
-    fn update_at(&mut self, values: &ArrayRef, picked: Option<&[u32]>, ids: &[u32], groups: usize) -> Result<(), ArrowError> {
+    fn update_at(
+        &mut self,
+        values: &ArrayRef,
+        picked: Option<&[u32]>,
+        ids: &[u32],
+        groups: usize,
+    ) -> Result<(), ArrowError> {
         let Some(picked) = picked else {
             return self.update(values, ids, groups);
         };
@@ -574,24 +696,42 @@ impl Accumulator {
                 }
                 ids.iter().for_each(|&g| counts[g as usize] += 1);
             }
-            Accumulator::SumDecimal { sums, precision, scale } if matches!(values.data_type(), DataType::Decimal128(_, s) if s == scale) => {
+            Accumulator::SumDecimal {
+                sums,
+                precision,
+                scale,
+            } if matches!(values.data_type(), DataType::Decimal128(_, s) if s == scale) => {
                 if sums.len() < groups {
                     sums.resize(groups, 0);
                 }
                 add_decimals(sums, values, Some(picked), ids, *precision, *scale)?;
             }
-            Accumulator::MeanDecimal { sums, counts, scale } if matches!(values.data_type(), DataType::Decimal128(_, s) if s == scale) => {
+            Accumulator::MeanDecimal {
+                sums,
+                counts,
+                scale,
+            } if matches!(values.data_type(), DataType::Decimal128(_, s) if s == scale) => {
                 if sums.len() < groups {
                     sums.resize(groups, 0);
                     counts.resize(groups, 0);
                 }
                 add_decimals(sums, values, Some(picked), ids, 38, *scale)?;
                 match values.logical_nulls() {
-                    Some(nulls) => picked.iter().zip(ids).filter(|(row, _)| nulls.is_valid(**row as usize)).for_each(|(_, &g)| counts[g as usize] += 1),
+                    Some(nulls) => picked
+                        .iter()
+                        .zip(ids)
+                        .filter(|(row, _)| nulls.is_valid(**row as usize))
+                        .for_each(|(_, &g)| counts[g as usize] += 1),
                     None => ids.iter().for_each(|&g| counts[g as usize] += 1),
                 }
             }
-            _ => return self.update(&take(values.as_ref(), &UInt32Array::from(picked.to_vec()), None)?, ids, groups),
+            _ => {
+                return self.update(
+                    &take(values.as_ref(), &UInt32Array::from(picked.to_vec()), None)?,
+                    ids,
+                    groups,
+                );
+            }
         }
         Ok(())
     }
@@ -608,7 +748,11 @@ impl Accumulator {
             Accumulator::Count { counts, rows } => {
                 grow(counts, groups, 0);
                 match values.logical_nulls().filter(|_| !*rows) {
-                    Some(nulls) => ids.iter().zip(nulls.iter()).filter(|(_, valid)| *valid).for_each(|(&g, _)| counts[g as usize] += 1),
+                    Some(nulls) => ids
+                        .iter()
+                        .zip(nulls.iter())
+                        .filter(|(_, valid)| *valid)
+                        .for_each(|(&g, _)| counts[g as usize] += 1),
                     None => ids.iter().for_each(|&g| counts[g as usize] += 1),
                 }
             }
@@ -624,7 +768,11 @@ impl Accumulator {
                 grow(sums, groups, 0.0);
                 add_per_group::<Float64Type>(sums, values, ids, |a, b| a + b)?;
             }
-            Accumulator::SumDecimal { sums, precision, scale } => {
+            Accumulator::SumDecimal {
+                sums,
+                precision,
+                scale,
+            } => {
                 grow(sums, groups, 0);
                 add_decimals(sums, values, None, ids, *precision, *scale)?;
             }
@@ -640,12 +788,19 @@ impl Accumulator {
                     }
                 }
             }
-            Accumulator::MeanDecimal { sums, counts, scale } => {
+            Accumulator::MeanDecimal {
+                sums,
+                counts,
+                scale,
+            } => {
                 grow(sums, groups, 0);
                 grow(counts, groups, 0);
                 add_decimals(sums, values, None, ids, 38, *scale)?;
                 if let Some(nulls) = values.logical_nulls() {
-                    ids.iter().zip(nulls.iter()).filter(|(_, valid)| *valid).for_each(|(&g, _)| counts[g as usize] += 1);
+                    ids.iter()
+                        .zip(nulls.iter())
+                        .filter(|(_, valid)| *valid)
+                        .for_each(|(&g, _)| counts[g as usize] += 1);
                 } else {
                     ids.iter().for_each(|&g| counts[g as usize] += 1);
                 }
@@ -664,10 +819,18 @@ impl Accumulator {
                     }
                 }
             }
-            Accumulator::Pick { func, candidates, groups: candidate_groups, best, touched } => {
+            Accumulator::Pick {
+                func,
+                candidates,
+                groups: candidate_groups,
+                best,
+                touched,
+            } => {
                 grow(best, groups, NO_ROW);
                 let compare = matches!(func, AggFunc::Min | AggFunc::Max)
-                    .then(|| make_comparator(values.as_ref(), values.as_ref(), SortOptions::default()))
+                    .then(|| {
+                        make_comparator(values.as_ref(), values.as_ref(), SortOptions::default())
+                    })
                     .transpose()?;
                 for (row, &g) in ids.iter().enumerate() {
                     let slot = &mut best[g as usize];
@@ -678,8 +841,16 @@ impl Accumulator {
                         _ => {
                             values.is_valid(row as usize)
                                 && (*slot == NO_ROW || {
-                                    let order = compare.as_ref().expect("min and max have a comparator")(row as usize, *slot as usize);
-                                    if *func == AggFunc::Min { order.is_lt() } else { order.is_gt() }
+                                    let order =
+                                        compare.as_ref().expect("min and max have a comparator")(
+                                            row as usize,
+                                            *slot as usize,
+                                        );
+                                    if *func == AggFunc::Min {
+                                        order.is_lt()
+                                    } else {
+                                        order.is_gt()
+                                    }
                                 })
                         }
                     };
@@ -691,11 +862,18 @@ impl Accumulator {
                     }
                 }
                 // Each group this morsel touched: its candidate row, and its slot reset.
-                let rows: Vec<u32> = touched.iter().map(|&g| std::mem::replace(&mut best[g as usize], NO_ROW)).collect();
+                let rows: Vec<u32> = touched
+                    .iter()
+                    .map(|&g| std::mem::replace(&mut best[g as usize], NO_ROW))
+                    .collect();
                 candidates.push(take(values.as_ref(), &UInt32Array::from(rows), None)?);
                 candidate_groups.append(touched);
             }
-            Accumulator::Collect { values: collected, groups: collected_groups, .. } => {
+            Accumulator::Collect {
+                values: collected,
+                groups: collected_groups,
+                ..
+            } => {
                 let values = cast(values, &DataType::Float64)?;
                 let values = values.as_primitive::<Float64Type>();
                 for (row, &g) in ids.iter().enumerate() {
@@ -717,8 +895,19 @@ impl Accumulator {
 
     /// Folds `other` (of a later run) into this accumulator; `mapping[g]` is the id here of
     /// `other`'s group `g`, and there are `groups` groups here after the merge.
-    fn merge(&mut self, other: Accumulator, mapping: &[u32], groups: usize) -> Result<(), ArrowError> {
-        fn add<T: Copy + Default>(mine: &mut Vec<T>, theirs: Vec<T>, mapping: &[u32], groups: usize, plus: impl Fn(T, T) -> T) {
+    fn merge(
+        &mut self,
+        other: Accumulator,
+        mapping: &[u32],
+        groups: usize,
+    ) -> Result<(), ArrowError> {
+        fn add<T: Copy + Default>(
+            mine: &mut Vec<T>,
+            theirs: Vec<T>,
+            mapping: &[u32],
+            groups: usize,
+            plus: impl Fn(T, T) -> T,
+        ) {
             mine.resize(groups.max(mine.len()), T::default());
             for (g, value) in theirs.into_iter().enumerate() {
                 let slot = &mut mine[mapping[g] as usize];
@@ -726,54 +915,120 @@ impl Accumulator {
             }
         }
         match (self, other) {
-            (Accumulator::Count { counts, .. }, Accumulator::Count { counts: theirs, .. }) => add(counts, theirs, mapping, groups, |a, b| a + b),
-            (Accumulator::SumInt(sums), Accumulator::SumInt(theirs)) => add(sums, theirs, mapping, groups, i64::wrapping_add),
-            (Accumulator::SumUInt(sums), Accumulator::SumUInt(theirs)) => add(sums, theirs, mapping, groups, u64::wrapping_add),
-            (Accumulator::SumFloat(sums), Accumulator::SumFloat(theirs)) => add(sums, theirs, mapping, groups, |a, b| a + b),
-            (Accumulator::SumDecimal { sums, precision, scale }, Accumulator::SumDecimal { sums: theirs, .. }) => {
+            (Accumulator::Count { counts, .. }, Accumulator::Count { counts: theirs, .. }) => {
+                add(counts, theirs, mapping, groups, |a, b| a + b)
+            }
+            (Accumulator::SumInt(sums), Accumulator::SumInt(theirs)) => {
+                add(sums, theirs, mapping, groups, i64::wrapping_add)
+            }
+            (Accumulator::SumUInt(sums), Accumulator::SumUInt(theirs)) => {
+                add(sums, theirs, mapping, groups, u64::wrapping_add)
+            }
+            (Accumulator::SumFloat(sums), Accumulator::SumFloat(theirs)) => {
+                add(sums, theirs, mapping, groups, |a, b| a + b)
+            }
+            (
+                Accumulator::SumDecimal {
+                    sums,
+                    precision,
+                    scale,
+                },
+                Accumulator::SumDecimal { sums: theirs, .. },
+            ) => {
                 sums.resize(groups.max(sums.len()), 0);
                 for (g, value) in theirs.into_iter().enumerate() {
                     let slot = &mut sums[mapping[g] as usize];
-                    *slot = slot.checked_add(value).ok_or_else(|| decimal_overflow(*precision, *scale))?;
+                    *slot = slot
+                        .checked_add(value)
+                        .ok_or_else(|| decimal_overflow(*precision, *scale))?;
                 }
             }
             (Accumulator::Mean { sums, counts }, Accumulator::Mean { sums: s, counts: c }) => {
                 add(sums, s, mapping, groups, |a, b| a + b);
                 add(counts, c, mapping, groups, |a, b| a + b);
             }
-            (Accumulator::MeanDecimal { sums, counts, .. }, Accumulator::MeanDecimal { sums: s, counts: c, .. }) => {
+            (
+                Accumulator::MeanDecimal { sums, counts, .. },
+                Accumulator::MeanDecimal {
+                    sums: s, counts: c, ..
+                },
+            ) => {
                 sums.resize(groups.max(sums.len()), 0);
                 for (g, value) in s.into_iter().enumerate() {
                     let slot = &mut sums[mapping[g] as usize];
-                    *slot = slot.checked_add(value).ok_or_else(|| decimal_overflow(38, 0))?;
+                    *slot = slot
+                        .checked_add(value)
+                        .ok_or_else(|| decimal_overflow(38, 0))?;
                 }
                 add(counts, c, mapping, groups, |a, b| a + b);
             }
-            (Accumulator::Moments { moments, .. }, Accumulator::Moments { moments: theirs, .. }) => {
+            (
+                Accumulator::Moments { moments, .. },
+                Accumulator::Moments {
+                    moments: theirs, ..
+                },
+            ) => {
                 // Chan et al.'s pairwise combination of (count, mean, M2).
-                add(moments, theirs, mapping, groups, |(na, ma, m2a), (nb, mb, m2b)| {
-                    if na == 0 {
-                        return (nb, mb, m2b);
-                    }
-                    if nb == 0 {
-                        return (na, ma, m2a);
-                    }
-                    let n = na + nb;
-                    let delta = mb - ma;
-                    (n, ma + delta * nb as f64 / n as f64, m2a + m2b + delta * delta * (na as f64 * nb as f64 / n as f64))
-                });
+                add(
+                    moments,
+                    theirs,
+                    mapping,
+                    groups,
+                    |(na, ma, m2a), (nb, mb, m2b)| {
+                        if na == 0 {
+                            return (nb, mb, m2b);
+                        }
+                        if nb == 0 {
+                            return (na, ma, m2a);
+                        }
+                        let n = na + nb;
+                        let delta = mb - ma;
+                        (
+                            n,
+                            ma + delta * nb as f64 / n as f64,
+                            m2a + m2b + delta * delta * (na as f64 * nb as f64 / n as f64),
+                        )
+                    },
+                );
             }
-            (Accumulator::Pick { candidates, groups: ids, best, .. }, Accumulator::Pick { candidates: c, groups: g, .. }) => {
+            (
+                Accumulator::Pick {
+                    candidates,
+                    groups: ids,
+                    best,
+                    ..
+                },
+                Accumulator::Pick {
+                    candidates: c,
+                    groups: g,
+                    ..
+                },
+            ) => {
                 best.resize(groups.max(best.len()), NO_ROW);
                 candidates.extend(c);
                 ids.extend(g.into_iter().map(|g| mapping[g as usize]));
             }
-            (Accumulator::Collect { values, groups: ids, .. }, Accumulator::Collect { values: v, groups: g, .. }) => {
+            (
+                Accumulator::Collect {
+                    values,
+                    groups: ids,
+                    ..
+                },
+                Accumulator::Collect {
+                    values: v,
+                    groups: g,
+                    ..
+                },
+            ) => {
                 values.extend(v);
                 ids.extend(g.into_iter().map(|g| mapping[g as usize]));
             }
             (Accumulator::Distinct { seen, .. }, Accumulator::Distinct { seen: theirs, .. }) => {
-                seen.extend(theirs.into_iter().map(|(g, value)| (mapping[g as usize], value)));
+                seen.extend(
+                    theirs
+                        .into_iter()
+                        .map(|(g, value)| (mapping[g as usize], value)),
+                );
             }
             _ => unreachable!("every task builds the same accumulators"),
         }
@@ -787,19 +1042,34 @@ impl Accumulator {
             v
         }
         Ok(match self {
-            Accumulator::Count { counts, .. } => Arc::new(UInt64Array::from(sized(counts, groups, 0))),
+            Accumulator::Count { counts, .. } => {
+                Arc::new(UInt64Array::from(sized(counts, groups, 0)))
+            }
             Accumulator::SumInt(sums) => Arc::new(Int64Array::from(sized(sums, groups, 0))),
             Accumulator::SumUInt(sums) => Arc::new(UInt64Array::from(sized(sums, groups, 0))),
             Accumulator::SumFloat(sums) => Arc::new(Float64Array::from(sized(sums, groups, 0.0))),
-            Accumulator::SumDecimal { sums, precision, scale } => {
-                Arc::new(Decimal128Array::from(sized(sums, groups, 0)).with_precision_and_scale(precision, scale)?)
-            }
+            Accumulator::SumDecimal {
+                sums,
+                precision,
+                scale,
+            } => Arc::new(
+                Decimal128Array::from(sized(sums, groups, 0))
+                    .with_precision_and_scale(precision, scale)?,
+            ),
             Accumulator::Mean { sums, counts } => {
                 let counts = sized(counts, groups, 0);
-                let means: Float64Array = sized(sums, groups, 0.0).iter().zip(&counts).map(|(&sum, &n)| (n > 0).then(|| sum / n as f64)).collect();
+                let means: Float64Array = sized(sums, groups, 0.0)
+                    .iter()
+                    .zip(&counts)
+                    .map(|(&sum, &n)| (n > 0).then(|| sum / n as f64))
+                    .collect();
                 Arc::new(means)
             }
-            Accumulator::MeanDecimal { sums, counts, scale } => {
+            Accumulator::MeanDecimal {
+                sums,
+                counts,
+                scale,
+            } => {
                 let counts = sized(counts, groups, 0);
                 let unit = 10f64.powi(scale as i32);
                 let means: Float64Array = sized(sums, groups, 0)
@@ -821,7 +1091,12 @@ impl Accumulator {
                     .collect();
                 Arc::new(spread)
             }
-            Accumulator::Pick { func, candidates, groups: ids, .. } => {
+            Accumulator::Pick {
+                func,
+                candidates,
+                groups: ids,
+                ..
+            } => {
                 if candidates.iter().all(|c| c.is_empty()) {
                     return Ok(new_null_array(output, groups));
                 }
@@ -844,7 +1119,11 @@ impl Accumulator {
                 }
                 take(all.as_ref(), &UInt32Array::from(chosen), None)?
             }
-            Accumulator::Collect { values, groups: ids, quantile } => Arc::new(quantiles(values, &ids, groups, quantile)),
+            Accumulator::Collect {
+                values,
+                groups: ids,
+                quantile,
+            } => Arc::new(quantiles(values, &ids, groups, quantile)),
             Accumulator::Distinct { seen, .. } => {
                 let mut counts = vec![0u64; groups];
                 for (g, _) in seen {
@@ -874,12 +1153,21 @@ fn add_per_group<T: ArrowPrimitiveType>(
 }
 
 fn decimal_overflow(precision: u8, scale: i8) -> ArrowError {
-    ArrowError::ComputeError(format!("sum(): the sum of a group overflows decimal128({precision}, {scale})"))
+    ArrowError::ComputeError(format!(
+        "sum(): the sum of a group overflows decimal128({precision}, {scale})"
+    ))
 }
 
 /// Adds each non-null decimal of `values` (brought to `scale`; the values at `picked`, when
 /// given) to its group's sum in `sums`.
-fn add_decimals(sums: &mut [i128], values: &ArrayRef, picked: Option<&[u32]>, ids: &[u32], precision: u8, scale: i8) -> Result<(), ArrowError> {
+fn add_decimals(
+    sums: &mut [i128],
+    values: &ArrayRef,
+    picked: Option<&[u32]>,
+    ids: &[u32],
+    precision: u8,
+    scale: i8,
+) -> Result<(), ArrowError> {
     // Values of the sum's scale are added as they are: a cast to a wider precision would check
     // every value against it (a tenth of TPC-H Q1's time).
     let values = match values.data_type() {
@@ -899,8 +1187,16 @@ fn add_decimals(sums: &mut [i128], values: &ArrayRef, picked: Option<&[u32]>, id
     };
     match (values.nulls(), picked) {
         (None, None) => raw.iter().zip(ids).for_each(|(&value, &g)| add(g, value)),
-        (None, Some(picked)) => picked.iter().zip(ids).for_each(|(&row, &g)| add(g, raw[row as usize])),
-        (Some(nulls), None) => raw.iter().zip(ids).zip(nulls.iter()).filter(|(_, valid)| *valid).for_each(|((&value, &g), _)| add(g, value)),
+        (None, Some(picked)) => picked
+            .iter()
+            .zip(ids)
+            .for_each(|(&row, &g)| add(g, raw[row as usize])),
+        (Some(nulls), None) => raw
+            .iter()
+            .zip(ids)
+            .zip(nulls.iter())
+            .filter(|(_, valid)| *valid)
+            .for_each(|((&value, &g), _)| add(g, value)),
         (Some(nulls), Some(picked)) => picked
             .iter()
             .zip(ids)
@@ -940,7 +1236,14 @@ fn quantiles(values: Vec<f64>, ids: &[u32], groups: usize, quantile: Quantile) -
         buckets.push(bucket);
         rest = tail;
     }
-    pool().install(|| buckets.into_par_iter().map(|bucket| quantile_of(bucket, quantile)).collect::<Vec<_>>()).into()
+    pool()
+        .install(|| {
+            buckets
+                .into_par_iter()
+                .map(|bucket| quantile_of(bucket, quantile))
+                .collect::<Vec<_>>()
+        })
+        .into()
 }
 
 /// The `quantile` of `values` (reordered in place), None when there are none.
@@ -952,7 +1255,11 @@ fn quantile_of(values: &mut [f64], quantile: Quantile) -> Option<f64> {
     let lower = position.floor() as usize;
     let (_, &mut low, above) = values.select_nth_unstable_by(lower, f64::total_cmp);
     // Everything after the lower value is at least it: the next value is their minimum.
-    let high = if position > lower as f64 { above.iter().copied().min_by(f64::total_cmp).unwrap_or(low) } else { low };
+    let high = if position > lower as f64 {
+        above.iter().copied().min_by(f64::total_cmp).unwrap_or(low)
+    } else {
+        low
+    };
     Some(match quantile.interpolation {
         Interpolation::Nearest if position.round() as usize == lower => low,
         Interpolation::Nearest => high,
@@ -975,7 +1282,13 @@ impl Partial {
     /// Folds the keys and accumulators of `other` (a later run) into this partial:
     /// `mapping[g]` is the id here of `other`'s group `g`, `new_groups` those of its groups
     /// that are new here, in order, and there are `groups` groups here after the merge.
-    fn fold(&mut self, other: Partial, mapping: &[u32], new_groups: Vec<u32>, groups: usize) -> Result<(), ArrowError> {
+    fn fold(
+        &mut self,
+        other: Partial,
+        mapping: &[u32],
+        new_groups: Vec<u32>,
+        groups: usize,
+    ) -> Result<(), ArrowError> {
         if !new_groups.is_empty() {
             let new_groups = UInt32Array::from(new_groups);
             for (mine, theirs) in self.key_parts.iter_mut().zip(other.key_parts) {
@@ -994,7 +1307,15 @@ impl Partial {
 /// the keys of all `rows` rows (the others' groups then merge into it, a lookup each) and
 /// answers true.
 fn widen_direct(partials: &mut [Partial], rows: usize) -> bool {
-    let direct = partials.iter().all(|p| matches!(p.table, KeyTable::Integer { ids: IntegerIds::Direct { .. }, .. }));
+    let direct = partials.iter().all(|p| {
+        matches!(
+            p.table,
+            KeyTable::Integer {
+                ids: IntegerIds::Direct { .. },
+                ..
+            }
+        )
+    });
     if direct && let KeyTable::Integer { ids, .. } = &mut partials[0].table {
         ids.widen(rows);
     }
@@ -1008,7 +1329,11 @@ const PARALLEL_MERGE_GROUPS: usize = 1 << 16;
 /// which no i64 key becomes); None for other tables.
 fn wide_keys(table: &KeyTable) -> Option<Vec<u128>> {
     match table {
-        KeyTable::Integer { keys, .. } => Some(keys.iter().map(|k| k.map_or(1 << 64, |v| u128::from(v as u64))).collect()),
+        KeyTable::Integer { keys, .. } => Some(
+            keys.iter()
+                .map(|k| k.map_or(1 << 64, |v| u128::from(v as u64)))
+                .collect(),
+        ),
         KeyTable::Packed { keys, .. } => Some(keys.clone()),
         _ => None,
     }
@@ -1031,7 +1356,9 @@ fn merge_wide(keys: &[Vec<u128>]) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, usize) {
     let buckets: Vec<Vec<Vec<u32>>> = pool().install(|| {
         keys.par_iter()
             .map(|keys| {
-                let mut buckets: Vec<Vec<u32>> = (0..PARTITIONS).map(|_| Vec::with_capacity(keys.len() / PARTITIONS * 5 / 4)).collect();
+                let mut buckets: Vec<Vec<u32>> = (0..PARTITIONS)
+                    .map(|_| Vec::with_capacity(keys.len() / PARTITIONS * 5 / 4))
+                    .collect();
                 for (local, key) in keys.iter().enumerate() {
                     buckets[partition_of(key)].push(local as u32);
                 }
@@ -1053,7 +1380,8 @@ fn merge_wide(keys: &[Vec<u128>]) -> (Vec<Vec<u32>>, Vec<Vec<u32>>, usize) {
             .map(|partition| {
                 // Sized for an even share of the groups, so it does not rehash as it grows.
                 let share: usize = buckets.iter().map(|b| b[partition].len()).sum();
-                let mut first: KeyMap<u128, u32> = KeyMap::with_capacity_and_hasher(share, BuildHasherDefault::default());
+                let mut first: KeyMap<u128, u32> =
+                    KeyMap::with_capacity_and_hasher(share, BuildHasherDefault::default());
                 let mut out = Vec::with_capacity(share);
                 for (run, run_buckets) in buckets.iter().enumerate() {
                     for &local in &run_buckets[partition] {
@@ -1141,9 +1469,17 @@ impl Plan<'_> {
             // get the values they would get alone; if the span fails (a row the filter dropped
             // does not evaluate), the morsel is evaluated over its selected rows only.
             let spanned = match morsel.rows {
-                Some(rows @ [first, .., last]) if rows.len() * 4 >= (*last - *first + 1) as usize * 3 => {
+                Some(rows @ [first, .., last])
+                    if rows.len() * 4 >= (*last - *first + 1) as usize * 3 =>
+                {
                     let (first, span) = (*first as usize, (*last - *first + 1) as usize);
-                    let batch = batch_of(&self.input.schema, morsel.chunk, &self.names, None, (first, span))?;
+                    let batch = batch_of(
+                        &self.input.schema,
+                        morsel.chunk,
+                        &self.names,
+                        None,
+                        (first, span),
+                    )?;
                     self.evaluate(batch).ok().map(|(keys, values)| {
                         let picked: Vec<u32> = rows.iter().map(|&row| row - first as u32).collect();
                         (keys, values, Some(picked))
@@ -1154,7 +1490,13 @@ impl Plan<'_> {
             let (keys, values, picked) = match spanned {
                 Some(spanned) => spanned,
                 None => {
-                    let batch = batch_of(&self.input.schema, morsel.chunk, &self.names, morsel.rows, morsel.range)?;
+                    let batch = batch_of(
+                        &self.input.schema,
+                        morsel.chunk,
+                        &self.names,
+                        morsel.rows,
+                        morsel.range,
+                    )?;
                     let (keys, values) = self.evaluate(batch)?;
                     (keys, values, None)
                 }
@@ -1162,26 +1504,37 @@ impl Plan<'_> {
             // Packed keys are packed over the span and picked as integers (taking the key
             // columns out first, strings included, was 6% of Q1's time); `new_rows` are then
             // rows of the span.
-            let picked_packed = picked.as_deref().and_then(|picked| partial.table.assign_packed_at(&keys, picked));
+            let picked_packed = picked
+                .as_deref()
+                .and_then(|picked| partial.table.assign_packed_at(&keys, picked));
             let (keys, (ids, new_rows)) = match (picked_packed, &picked) {
                 (Some(assigned), _) => (keys, assigned),
                 (None, picked) => {
                     let keys = match picked {
                         Some(picked) => {
                             let picked = UInt32Array::from(picked.clone());
-                            keys.iter().map(|key| take(key.as_ref(), &picked, None)).collect::<Result<Vec<_>, _>>()?
+                            keys.iter()
+                                .map(|key| take(key.as_ref(), &picked, None))
+                                .collect::<Result<Vec<_>, _>>()?
                         }
                         None => keys,
                     };
-                    let assigned = match partial.table.assign(&keys, self.converter.as_ref(), len)? {
-                        Some(assigned) => assigned,
-                        None => {
-                            // Keys that do not pack: the groups so far move to the row format.
-                            let converter = self.converter.as_ref().expect("packed keys have a converter");
-                            partial.table = KeyTable::encoded(&partial.key_parts, converter)?;
-                            partial.table.assign(&keys, Some(converter), len)?.expect("encoded keys always fit")
-                        }
-                    };
+                    let assigned =
+                        match partial.table.assign(&keys, self.converter.as_ref(), len)? {
+                            Some(assigned) => assigned,
+                            None => {
+                                // Keys that do not pack: the groups so far move to the row format.
+                                let converter = self
+                                    .converter
+                                    .as_ref()
+                                    .expect("packed keys have a converter");
+                                partial.table = KeyTable::encoded(&partial.key_parts, converter)?;
+                                partial
+                                    .table
+                                    .assign(&keys, Some(converter), len)?
+                                    .expect("encoded keys always fit")
+                            }
+                        };
                     (keys, assigned)
                 }
             };
@@ -1203,7 +1556,11 @@ impl Plan<'_> {
     /// The keys and the aggregations' inputs over `batch`'s rows.
     fn evaluate(&self, batch: RecordBatch) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>), ArrowError> {
         let len = batch.num_rows();
-        let keys = self.keys.iter().map(|key| evaluate(key, &batch)?.into_array(len)).collect::<Result<Vec<_>, _>>()?;
+        let keys = self
+            .keys
+            .iter()
+            .map(|key| evaluate(key, &batch)?.into_array(len))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut batch = batch;
         let mut values = Vec::with_capacity(self.inputs.len());
         for (input, shared) in self.inputs.iter().zip(&self.shared) {
@@ -1218,12 +1575,25 @@ impl Plan<'_> {
 }
 
 /// `batch` with one more column, `name` = `values`.
-fn with_column(batch: &RecordBatch, name: &str, values: ArrayRef) -> Result<RecordBatch, ArrowError> {
-    let mut fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+fn with_column(
+    batch: &RecordBatch,
+    name: &str,
+    values: ArrayRef,
+) -> Result<RecordBatch, ArrowError> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.push(Field::new(name, values.data_type().clone(), true));
     let mut columns = batch.columns().to_vec();
     columns.push(values);
-    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())))
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+    )
 }
 
 /// `expr` without its aliases.
@@ -1241,7 +1611,11 @@ fn bare(expr: &Expr) -> &Expr {
 /// Returns the inputs to evaluate and the column each shared input's values are kept in.
 fn share_inputs(aggs: &[AggExpr]) -> (Vec<Expr>, Vec<Option<String>>) {
     fn contains(expr: &Expr, part: &Expr) -> bool {
-        bare(expr) == part || expr.children().into_iter().any(|child| contains(child, part))
+        bare(expr) == part
+            || expr
+                .children()
+                .into_iter()
+                .any(|child| contains(child, part))
     }
     fn replace(expr: Expr, shared: &[(&Expr, String)]) -> Expr {
         match shared.iter().find(|(part, _)| bare(&expr) == *part) {
@@ -1255,7 +1629,10 @@ fn share_inputs(aggs: &[AggExpr]) -> (Vec<Expr>, Vec<Option<String>>) {
     for (i, agg) in aggs.iter().enumerate() {
         inputs.push(replace(agg.input.clone(), &shared));
         let input = bare(&agg.input);
-        let reused = !matches!(input, Expr::Column(_) | Expr::Literal(_)) && aggs[i + 1..].iter().any(|later| contains(&later.input, input));
+        let reused = !matches!(input, Expr::Column(_) | Expr::Literal(_))
+            && aggs[i + 1..]
+                .iter()
+                .any(|later| contains(&later.input, input));
         // A name no column of the input can have (a NUL byte leads it).
         let name = reused.then(|| format!("\u{0}aggregation input {i}"));
         if let Some(name) = &name {
@@ -1267,7 +1644,12 @@ fn share_inputs(aggs: &[AggExpr]) -> (Vec<Expr>, Vec<Option<String>>) {
 }
 
 /// The groups of `input` by `keys` with one column per aggregation: `schema`'s columns.
-pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: SchemaRef) -> Result<ViewSet, ExecError> {
+pub fn aggregate(
+    input: ViewSet,
+    keys: &[Expr],
+    aggs: &[AggExpr],
+    schema: SchemaRef,
+) -> Result<ViewSet, ExecError> {
     let rows = input.num_rows();
     if rows > u32::MAX as usize {
         return Err(ExecError::Arrow(ArrowError::InvalidArgumentError(format!(
@@ -1283,12 +1665,25 @@ pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: Schema
             }
         }
     }
-    let type_of = |expr: &Expr| relay_plan::resolve::resolve(expr.clone(), &input.schema).map(|r| r.data_type);
+    let type_of = |expr: &Expr| {
+        relay_plan::resolve::resolve(expr.clone(), &input.schema).map(|r| r.data_type)
+    };
     let key_types = keys.iter().map(type_of).collect::<Result<Vec<_>, _>>()?;
-    let input_types = aggs.iter().map(|agg| type_of(&agg.input)).collect::<Result<Vec<_>, _>>()?;
-    let output_types: Vec<DataType> = schema.fields()[keys.len()..].iter().map(|f| f.data_type().clone()).collect();
+    let input_types = aggs
+        .iter()
+        .map(|agg| type_of(&agg.input))
+        .collect::<Result<Vec<_>, _>>()?;
+    let output_types: Vec<DataType> = schema.fields()[keys.len()..]
+        .iter()
+        .map(|f| f.data_type().clone())
+        .collect();
     let converter = match KeyTable::new(&key_types, 0) {
-        KeyTable::Encoded(_) | KeyTable::Packed { .. } => Some(RowConverter::new(key_types.iter().map(|t| SortField::new(t.clone())).collect())?),
+        KeyTable::Encoded(_) | KeyTable::Packed { .. } => Some(RowConverter::new(
+            key_types
+                .iter()
+                .map(|t| SortField::new(t.clone()))
+                .collect(),
+        )?),
         _ => None,
     };
     let (inputs, shared) = share_inputs(aggs);
@@ -1309,10 +1704,21 @@ pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: Schema
     let morsels = morsels(&input);
     let runs = (pool().current_num_threads() * 4).clamp(1, morsels.len().max(1));
     let per_run = morsels.len().div_ceil(runs).max(1);
-    let mut partials: Vec<Partial> = pool().install(|| morsels.par_chunks(per_run).map(|run| plan.run(run)).collect::<Result<_, ArrowError>>())?;
+    let mut partials: Vec<Partial> = pool().install(|| {
+        morsels
+            .par_chunks(per_run)
+            .map(|run| plan.run(run))
+            .collect::<Result<_, ArrowError>>()
+    })?;
     // Some runs met keys that do not pack: every run's groups merge in the row format.
-    if partials.iter().any(|p| matches!(p.table, KeyTable::Encoded(_))) {
-        let converter = plan.converter.as_ref().expect("packed keys have a converter");
+    if partials
+        .iter()
+        .any(|p| matches!(p.table, KeyTable::Encoded(_)))
+    {
+        let converter = plan
+            .converter
+            .as_ref()
+            .expect("packed keys have a converter");
         for partial in &mut partials {
             if matches!(partial.table, KeyTable::Packed { .. }) {
                 partial.table = KeyTable::encoded(&partial.key_parts, converter)?;
@@ -1325,7 +1731,10 @@ pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: Schema
     // tables merge in parallel (`merge_wide`). The accumulators fold in run order, which is
     // linear in the groups.
     let direct = partials.len() > 1 && widen_direct(&mut partials, rows);
-    let wide: Option<Vec<Vec<u128>>> = if !direct && partials.len() > 1 && partials.iter().map(|p| p.table.len()).sum::<usize>() >= PARALLEL_MERGE_GROUPS {
+    let wide: Option<Vec<Vec<u128>>> = if !direct
+        && partials.len() > 1
+        && partials.iter().map(|p| p.table.len()).sum::<usize>() >= PARALLEL_MERGE_GROUPS
+    {
         partials.iter().map(|p| wide_keys(&p.table)).collect()
     } else {
         None
@@ -1339,7 +1748,9 @@ pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: Schema
         (_, Some(wide)) => {
             let (mappings, new_groups, groups) = merge_wide(&wide);
             drop(wide);
-            let mut partials = partials.into_iter().zip(mappings.into_iter().zip(new_groups));
+            let mut partials = partials
+                .into_iter()
+                .zip(mappings.into_iter().zip(new_groups));
             let (mut merged, _) = partials.next().expect("one partial at least");
             for (partial, (mapping, new_groups)) in partials {
                 merged.fold(partial, &mapping, new_groups, groups)?;
@@ -1363,7 +1774,11 @@ pub fn aggregate(input: ViewSet, keys: &[Expr], aggs: &[AggExpr], schema: Schema
     let mut columns = Vec::with_capacity(schema.fields().len());
     for (parts, field) in merged.key_parts.iter().zip(schema.fields()) {
         let parts: Vec<&dyn Array> = parts.iter().map(|a| a.as_ref()).collect();
-        columns.push(if parts.is_empty() { new_empty_array(field.data_type()) } else { concat(&parts)? });
+        columns.push(if parts.is_empty() {
+            new_empty_array(field.data_type())
+        } else {
+            concat(&parts)?
+        });
     }
     let accumulators = std::mem::take(&mut merged.accumulators);
     let outputs: Vec<ArrayRef> = pool().install(|| {
@@ -1400,8 +1815,17 @@ mod tests {
     #[test]
     fn groups_keep_their_first_appearance_across_morsels_and_runs() {
         let rows = MORSEL_ROWS * 9 + 10;
-        let key = |i: usize| if i.is_multiple_of(7) { None } else { Some(((rows - i) % 5) as i32) };
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, true), Field::new("x", DataType::Float64, true)]));
+        let key = |i: usize| {
+            if i.is_multiple_of(7) {
+                None
+            } else {
+                Some(((rows - i) % 5) as i32)
+            }
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int32, true),
+            Field::new("x", DataType::Float64, true),
+        ]));
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -1419,7 +1843,11 @@ mod tests {
             AggExpr::new(AggFunc::Std, Expr::col("x")).alias("std"),
         ];
         let plan = Arc::new(relay_plan::LogicalPlan::memory(view.schema.clone(), vec![]));
-        let output = plan.aggregate(vec![Expr::col("k")], aggs.clone()).unwrap().schema().unwrap();
+        let output = plan
+            .aggregate(vec![Expr::col("k")], aggs.clone())
+            .unwrap()
+            .schema()
+            .unwrap();
         let result = aggregate(view, &[Expr::col("k")], &aggs, output).unwrap();
         let columns = &result.chunks[0].columns;
         // Expected, by a plain sequential pass.
@@ -1429,16 +1857,40 @@ mod tests {
                 order.push(key(i));
             }
         }
-        assert_eq!(columns[0].as_primitive::<arrow::datatypes::Int32Type>().iter().collect::<Vec<_>>(), order);
+        assert_eq!(
+            columns[0]
+                .as_primitive::<arrow::datatypes::Int32Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            order
+        );
         for (g, k) in order.iter().enumerate() {
-            let members: Vec<f64> = (0..rows).filter(|&i| key(i) == *k).map(|i| i as f64).collect();
+            let members: Vec<f64> = (0..rows)
+                .filter(|&i| key(i) == *k)
+                .map(|i| i as f64)
+                .collect();
             let n = members.len() as f64;
             let mean = members.iter().sum::<f64>() / n;
-            let std = (members.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt();
-            assert_eq!(columns[1].as_primitive::<arrow::datatypes::UInt32Type>().value(g) as usize, members.len());
-            assert_eq!(columns[2].as_primitive::<Float64Type>().value(g), members[0]);
-            assert_eq!(columns[3].as_primitive::<Float64Type>().value(g), *members.last().unwrap());
-            assert_eq!(columns[4].as_primitive::<Float64Type>().value(g), *members.last().unwrap());
+            let std =
+                (members.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0)).sqrt();
+            assert_eq!(
+                columns[1]
+                    .as_primitive::<arrow::datatypes::UInt32Type>()
+                    .value(g) as usize,
+                members.len()
+            );
+            assert_eq!(
+                columns[2].as_primitive::<Float64Type>().value(g),
+                members[0]
+            );
+            assert_eq!(
+                columns[3].as_primitive::<Float64Type>().value(g),
+                *members.last().unwrap()
+            );
+            assert_eq!(
+                columns[4].as_primitive::<Float64Type>().value(g),
+                *members.last().unwrap()
+            );
             assert!((columns[5].as_primitive::<Float64Type>().value(g) - std).abs() < 1e-6 * std);
         }
     }
@@ -1454,19 +1906,38 @@ mod tests {
             1 if i >= long_from => Some("a string over seven bytes".to_string()),
             r => Some(format!("s{r}")),
         };
-        let number = |i: usize| if i >= long_from && i.is_multiple_of(11) { None } else { Some(((rows - i) % 4) as i64) };
-        let schema = Arc::new(Schema::new(vec![Field::new("s", DataType::Utf8, true), Field::new("n", DataType::Int64, true)]));
+        let number = |i: usize| {
+            if i >= long_from && i.is_multiple_of(11) {
+                None
+            } else {
+                Some(((rows - i) % 4) as i64)
+            }
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("s", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(StringArray::from_iter((0..rows).map(name))), Arc::new(Int64Array::from_iter((0..rows).map(number)))],
+            vec![
+                Arc::new(StringArray::from_iter((0..rows).map(name))),
+                Arc::new(Int64Array::from_iter((0..rows).map(number))),
+            ],
         )
         .unwrap();
         let keys = [Expr::col("s"), Expr::col("n")];
         let aggs = vec![AggExpr::new(AggFunc::Len, Expr::col("n")).alias("len")];
-        for view in [memory(schema.clone(), std::slice::from_ref(&batch)), memory(schema.clone(), &[batch.slice(0, long_from - 10)])] {
+        for view in [
+            memory(schema.clone(), std::slice::from_ref(&batch)),
+            memory(schema.clone(), &[batch.slice(0, long_from - 10)]),
+        ] {
             let rows = view.num_rows();
             let plan = Arc::new(relay_plan::LogicalPlan::memory(view.schema.clone(), vec![]));
-            let output = plan.aggregate(keys.to_vec(), aggs.clone()).unwrap().schema().unwrap();
+            let output = plan
+                .aggregate(keys.to_vec(), aggs.clone())
+                .unwrap()
+                .schema()
+                .unwrap();
             let result = aggregate(view, &keys, &aggs, output).unwrap();
             let columns = &result.chunks[0].columns;
             #[allow(clippy::type_complexity)]
@@ -1478,9 +1949,17 @@ mod tests {
                     None => expected.push((key, 1)),
                 }
             }
-            let names: Vec<Option<String>> = columns[0].as_string::<i32>().iter().map(|s| s.map(str::to_string)).collect();
+            let names: Vec<Option<String>> = columns[0]
+                .as_string::<i32>()
+                .iter()
+                .map(|s| s.map(str::to_string))
+                .collect();
             let numbers: Vec<Option<i64>> = columns[1].as_primitive::<Int64Type>().iter().collect();
-            let counts: Vec<u64> = cast(&columns[2], &DataType::UInt64).unwrap().as_primitive::<UInt64Type>().values().to_vec();
+            let counts: Vec<u64> = cast(&columns[2], &DataType::UInt64)
+                .unwrap()
+                .as_primitive::<UInt64Type>()
+                .values()
+                .to_vec();
             let got: Vec<_> = names.into_iter().zip(numbers).zip(counts).collect();
             assert_eq!(got, expected);
         }
@@ -1488,19 +1967,31 @@ mod tests {
 
     #[test]
     fn an_input_that_recurs_in_a_later_one_is_evaluated_once_with_the_same_results() {
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, false), Field::new("x", DataType::Int64, true)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, false),
+            Field::new("x", DataType::Int64, true),
+        ]));
         let rows = MORSEL_ROWS + 5;
         let x = |i: usize| (!i.is_multiple_of(13)).then_some(i as i64 % 100);
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(Int64Array::from_iter_values((0..rows).map(|i| (i % 3) as i64))), Arc::new(Int64Array::from_iter((0..rows).map(x)))],
+            vec![
+                Arc::new(Int64Array::from_iter_values(
+                    (0..rows).map(|i| (i % 3) as i64),
+                )),
+                Arc::new(Int64Array::from_iter((0..rows).map(x))),
+            ],
         )
         .unwrap();
         let lit = |v: i64| Expr::lit(Arc::new(Int64Array::from(vec![v])));
         let doubled = || Expr::col("x").binary(relay_plan::BinaryOp::Mul, lit(2));
         let aggs = vec![
             AggExpr::new(AggFunc::Sum, doubled()).alias("doubled"),
-            AggExpr::new(AggFunc::Sum, doubled().binary(relay_plan::BinaryOp::Add, lit(1))).alias("plus_one"),
+            AggExpr::new(
+                AggFunc::Sum,
+                doubled().binary(relay_plan::BinaryOp::Add, lit(1)),
+            )
+            .alias("plus_one"),
             AggExpr::new(AggFunc::Max, doubled().alias("again")).alias("max"),
         ];
         let (inputs, shared) = share_inputs(&aggs);
@@ -1508,12 +1999,25 @@ mod tests {
         assert!(matches!(&inputs[2], Expr::Column(name) if Some(name) == shared[0].as_ref()));
         let view = memory(schema, &[batch]);
         let plan = Arc::new(relay_plan::LogicalPlan::memory(view.schema.clone(), vec![]));
-        let output = plan.aggregate(vec![Expr::col("k")], aggs.clone()).unwrap().schema().unwrap();
+        let output = plan
+            .aggregate(vec![Expr::col("k")], aggs.clone())
+            .unwrap()
+            .schema()
+            .unwrap();
         let result = aggregate(view, &[Expr::col("k")], &aggs, output).unwrap();
         let columns = &result.chunks[0].columns;
         for k in 0..3 {
-            let values: Vec<i64> = (0..rows).filter(|i| i % 3 == k).filter_map(x).map(|v| v * 2).collect();
-            let int = |c: usize| cast(&columns[c], &DataType::Int64).unwrap().as_primitive::<Int64Type>().value(k);
+            let values: Vec<i64> = (0..rows)
+                .filter(|i| i % 3 == k)
+                .filter_map(x)
+                .map(|v| v * 2)
+                .collect();
+            let int = |c: usize| {
+                cast(&columns[c], &DataType::Int64)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .value(k)
+            };
             assert_eq!(int(1), values.iter().sum::<i64>());
             assert_eq!(int(2), values.iter().map(|v| v + 1).sum::<i64>());
             assert_eq!(int(3), *values.iter().max().unwrap());
@@ -1534,9 +2038,21 @@ mod tests {
         let x = |i: usize| (!i.is_multiple_of(17)).then_some(i as i128 * 3 - 50);
         let chunk = |bad: bool| {
             let columns: Vec<ArrayRef> = vec![
-                Arc::new(StringArray::from_iter_values((0..rows).map(|i| ["a", "bb", "ccc"][i % 3]))),
-                Arc::new(Decimal128Array::from_iter((0..rows).map(x)).with_precision_and_scale(15, 2).unwrap()),
-                Arc::new(Int64Array::from_iter_values((0..rows).map(|i| if bad && i % 10 == 9 { 1000 } else { (i % 100) as i64 }))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..rows).map(|i| ["a", "bb", "ccc"][i % 3]),
+                )),
+                Arc::new(
+                    Decimal128Array::from_iter((0..rows).map(x))
+                        .with_precision_and_scale(15, 2)
+                        .unwrap(),
+                ),
+                Arc::new(Int64Array::from_iter_values((0..rows).map(|i| {
+                    if bad && i % 10 == 9 {
+                        1000
+                    } else {
+                        (i % 100) as i64
+                    }
+                }))),
             ];
             Chunk {
                 columns,
@@ -1552,13 +2068,27 @@ mod tests {
             AggExpr::new(AggFunc::Sum, Expr::col("x")).alias("sum"),
             AggExpr::new(AggFunc::Mean, Expr::col("x")).alias("mean"),
             AggExpr::new(AggFunc::Len, Expr::col("x")).alias("len"),
-            AggExpr::new(AggFunc::Max, Expr::Cast { input: Box::new(Expr::col("y")), to: DataType::Int8 }).alias("max"),
+            AggExpr::new(
+                AggFunc::Max,
+                Expr::Cast {
+                    input: Box::new(Expr::col("y")),
+                    to: DataType::Int8,
+                },
+            )
+            .alias("max"),
         ];
         let plan = Arc::new(relay_plan::LogicalPlan::memory(schema.clone(), vec![]));
-        let output = plan.aggregate(vec![Expr::col("k")], aggs.clone()).unwrap().schema().unwrap();
+        let output = plan
+            .aggregate(vec![Expr::col("k")], aggs.clone())
+            .unwrap()
+            .schema()
+            .unwrap();
         let result = aggregate(view, &[Expr::col("k")], &aggs, output).unwrap();
         let columns = &result.chunks[0].columns;
-        assert_eq!(columns[0].as_string::<i32>().iter().collect::<Vec<_>>(), [Some("a"), Some("bb"), Some("ccc")]);
+        assert_eq!(
+            columns[0].as_string::<i32>().iter().collect::<Vec<_>>(),
+            [Some("a"), Some("bb"), Some("ccc")]
+        );
         for k in 0..3 {
             let members: Vec<usize> = (0..rows).filter(|i| i % 10 != 9 && i % 3 == k).collect();
             let values: Vec<i128> = members.iter().filter_map(|&i| x(i)).collect();
@@ -1566,9 +2096,21 @@ mod tests {
             assert_eq!(columns[1].as_primitive::<Decimal128Type>().value(k), sum);
             let mean = columns[2].as_primitive::<Float64Type>().value(k);
             assert!((mean - sum as f64 / 100.0 / (values.len() * 2) as f64).abs() < 1e-9);
-            assert_eq!(cast(&columns[3], &DataType::UInt64).unwrap().as_primitive::<UInt64Type>().value(k), members.len() as u64 * 2);
+            assert_eq!(
+                cast(&columns[3], &DataType::UInt64)
+                    .unwrap()
+                    .as_primitive::<UInt64Type>()
+                    .value(k),
+                members.len() as u64 * 2
+            );
             let max = members.iter().map(|&i| (i % 100) as i64).max().unwrap();
-            assert_eq!(cast(&columns[4], &DataType::Int64).unwrap().as_primitive::<Int64Type>().value(k), max);
+            assert_eq!(
+                cast(&columns[4], &DataType::Int64)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .value(k),
+                max
+            );
         }
     }
 
@@ -1593,25 +2135,45 @@ mod tests {
         // Through the aggregation: more groups than `PARALLEL_MERGE_GROUPS`, a null key, and
         // keys that recur in later runs; keys far apart, so the runs hash them.
         let rows = MORSEL_ROWS * 6;
-        sums_and_firsts_match_a_sequential_pass(rows, |i| if i % 1000 == 999 { None } else { Some(((i * 7919) % (rows / 2)) as i64 * 1_000_003) });
+        sums_and_firsts_match_a_sequential_pass(rows, |i| {
+            if i % 1000 == 999 {
+                None
+            } else {
+                Some(((i * 7919) % (rows / 2)) as i64 * 1_000_003)
+            }
+        });
     }
 
     /// Groups `k` (`key(i)` for row `i` of `rows`) with the sum and first of `x = i`, and checks
     /// them against a plain sequential pass, group order included.
     fn sums_and_firsts_match_a_sequential_pass(rows: usize, key: impl Fn(usize) -> Option<i64>) {
-        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true), Field::new("x", DataType::Int64, false)]));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            Field::new("x", DataType::Int64, false),
+        ]));
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
-            vec![Arc::new(Int64Array::from_iter((0..rows).map(&key))), Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i as i64)))],
+            vec![
+                Arc::new(Int64Array::from_iter((0..rows).map(&key))),
+                Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i as i64))),
+            ],
         )
         .unwrap();
-        let aggs = vec![AggExpr::new(AggFunc::Sum, Expr::col("x")).alias("sum"), AggExpr::new(AggFunc::First, Expr::col("x")).alias("first")];
+        let aggs = vec![
+            AggExpr::new(AggFunc::Sum, Expr::col("x")).alias("sum"),
+            AggExpr::new(AggFunc::First, Expr::col("x")).alias("first"),
+        ];
         let plan = Arc::new(relay_plan::LogicalPlan::memory(schema.clone(), vec![]));
-        let output = plan.aggregate(vec![Expr::col("k")], aggs.clone()).unwrap().schema().unwrap();
+        let output = plan
+            .aggregate(vec![Expr::col("k")], aggs.clone())
+            .unwrap()
+            .schema()
+            .unwrap();
         let result = aggregate(memory(schema, &[batch]), &[Expr::col("k")], &aggs, output).unwrap();
         let columns = &result.chunks[0].columns;
         let mut expected: Vec<(Option<i64>, i64, i64)> = Vec::new();
-        let mut index: std::collections::HashMap<Option<i64>, usize> = std::collections::HashMap::new();
+        let mut index: std::collections::HashMap<Option<i64>, usize> =
+            std::collections::HashMap::new();
         for i in 0..rows {
             match index.get(&key(i)) {
                 Some(&g) => expected[g].1 += i as i64,
@@ -1626,7 +2188,11 @@ mod tests {
                 let int = |c: usize| cast(&columns[c], &DataType::Int64).unwrap();
                 let k = int(0);
                 let k = k.as_primitive::<Int64Type>();
-                (k.is_valid(g).then(|| k.value(g)), int(1).as_primitive::<Int64Type>().value(g), int(2).as_primitive::<Int64Type>().value(g))
+                (
+                    k.is_valid(g).then(|| k.value(g)),
+                    int(1).as_primitive::<Int64Type>().value(g),
+                    int(2).as_primitive::<Int64Type>().value(g),
+                )
             })
             .collect();
         assert_eq!(got, expected);
@@ -1639,7 +2205,13 @@ mod tests {
         sums_and_firsts_match_a_sequential_pass(rows, |i| Some((i / 4 * 4) as i64 + 1));
         // Falling keys, and many groups scattered over a range the array still takes.
         sums_and_firsts_match_a_sequential_pass(rows, |i| Some(-3 * i as i64));
-        sums_and_firsts_match_a_sequential_pass(rows, |i| if i % 7 == 0 { None } else { Some(((i * 7919) % (rows / 2)) as i64) });
+        sums_and_firsts_match_a_sequential_pass(rows, |i| {
+            if i % 7 == 0 {
+                None
+            } else {
+                Some(((i * 7919) % (rows / 2)) as i64)
+            }
+        });
         // Keys at both ends of i64 (the array cannot span them) and a run of rising ones.
         sums_and_firsts_match_a_sequential_pass(rows, |i| match i % 3 {
             0 => Some(i64::MIN + (i % 5) as i64),
@@ -1682,8 +2254,20 @@ mod tests {
         let batch = arrow::array::RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(StringArray::from(vec![Some("a"), Some("b"), Some("a"), None, Some("b")])),
-                Arc::new(Float64Array::from(vec![Some(1.0), None, Some(3.0), Some(4.0), None])),
+                Arc::new(StringArray::from(vec![
+                    Some("a"),
+                    Some("b"),
+                    Some("a"),
+                    None,
+                    Some("b"),
+                ])),
+                Arc::new(Float64Array::from(vec![
+                    Some(1.0),
+                    None,
+                    Some(3.0),
+                    Some(4.0),
+                    None,
+                ])),
             ],
         )
         .unwrap();
@@ -1698,15 +2282,55 @@ mod tests {
             AggExpr::new(AggFunc::Last, x()).alias("last"),
         ];
         let plan = Arc::new(relay_plan::LogicalPlan::memory(view.schema.clone(), vec![]));
-        let output = plan.aggregate(vec![Expr::col("k")], aggs.clone()).unwrap().schema().unwrap();
+        let output = plan
+            .aggregate(vec![Expr::col("k")], aggs.clone())
+            .unwrap()
+            .schema()
+            .unwrap();
         let result = aggregate(view, &[Expr::col("k")], &aggs, output).unwrap();
         let column = |i: usize| result.chunks[0].columns[i].clone();
-        assert_eq!(column(0).as_string::<i32>().iter().collect::<Vec<_>>(), vec![Some("a"), Some("b"), None]);
-        assert_eq!(column(1).as_primitive::<Float64Type>().values().to_vec(), vec![4.0, 0.0, 4.0]);
-        assert_eq!(column(2).as_primitive::<Float64Type>().iter().collect::<Vec<_>>(), vec![Some(2.0), None, Some(4.0)]);
-        assert_eq!(column(3).as_primitive::<Float64Type>().iter().collect::<Vec<_>>(), vec![Some(1.0), None, Some(4.0)]);
-        assert_eq!(column(4).as_primitive::<arrow::datatypes::UInt32Type>().values().to_vec(), vec![2, 0, 1]);
-        assert_eq!(column(5).as_primitive::<arrow::datatypes::UInt32Type>().values().to_vec(), vec![2, 2, 1]);
-        assert_eq!(column(6).as_primitive::<Float64Type>().iter().collect::<Vec<_>>(), vec![Some(3.0), None, Some(4.0)]);
+        assert_eq!(
+            column(0).as_string::<i32>().iter().collect::<Vec<_>>(),
+            vec![Some("a"), Some("b"), None]
+        );
+        assert_eq!(
+            column(1).as_primitive::<Float64Type>().values().to_vec(),
+            vec![4.0, 0.0, 4.0]
+        );
+        assert_eq!(
+            column(2)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(2.0), None, Some(4.0)]
+        );
+        assert_eq!(
+            column(3)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(1.0), None, Some(4.0)]
+        );
+        assert_eq!(
+            column(4)
+                .as_primitive::<arrow::datatypes::UInt32Type>()
+                .values()
+                .to_vec(),
+            vec![2, 0, 1]
+        );
+        assert_eq!(
+            column(5)
+                .as_primitive::<arrow::datatypes::UInt32Type>()
+                .values()
+                .to_vec(),
+            vec![2, 2, 1]
+        );
+        assert_eq!(
+            column(6)
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>(),
+            vec![Some(3.0), None, Some(4.0)]
+        );
     }
 }

@@ -57,14 +57,19 @@ impl Cells {
             return Some(Cells::Bool(array.as_boolean().values().clone()));
         }
         let data = array.to_data();
-        fn typed<T: arrow::datatypes::ArrowNativeType>(data: &arrow::array::ArrayData) -> ScalarBuffer<T> {
+        fn typed<T: arrow::datatypes::ArrowNativeType>(
+            data: &arrow::array::ArrayData,
+        ) -> ScalarBuffer<T> {
             ScalarBuffer::new(data.buffers()[0].clone(), data.offset(), data.len())
         }
         Some(match array.data_type() {
             DataType::Int8 => Cells::I8(typed(&data)),
             DataType::Int16 => Cells::I16(typed(&data)),
             DataType::Int32 | DataType::Date32 => Cells::I32(typed(&data)),
-            DataType::Int64 | DataType::Date64 | DataType::Timestamp(..) | DataType::Duration(_) => Cells::I64(typed(&data)),
+            DataType::Int64
+            | DataType::Date64
+            | DataType::Timestamp(..)
+            | DataType::Duration(_) => Cells::I64(typed(&data)),
             DataType::UInt8 => Cells::U8(typed(&data)),
             DataType::UInt16 => Cells::U16(typed(&data)),
             DataType::UInt32 => Cells::U32(typed(&data)),
@@ -132,7 +137,8 @@ struct Piece {
 
 impl Piece {
     fn valid(&self, row: usize, value: usize) -> bool {
-        self.row_nulls.as_ref().is_none_or(|n| n.is_valid(row)) && self.value_nulls.as_ref().is_none_or(|n| n.is_valid(value))
+        self.row_nulls.as_ref().is_none_or(|n| n.is_valid(row))
+            && self.value_nulls.as_ref().is_none_or(|n| n.is_valid(value))
     }
 }
 
@@ -157,8 +163,12 @@ fn unsupported_column(name: &str, data_type: &DataType) -> String {
 /// alone: a source with no rows yet (one read piece by piece) still describes its columns.
 fn column_kind(name: &str, data_type: &DataType) -> Result<(ColumnShape, DenseDtype), String> {
     let (shape, leaf) = match data_type {
-        DataType::FixedSizeList(field, width) => (ColumnShape::Fixed(*width as usize), field.data_type()),
-        DataType::List(field) | DataType::LargeList(field) => (ColumnShape::Ragged, field.data_type()),
+        DataType::FixedSizeList(field, width) => {
+            (ColumnShape::Fixed(*width as usize), field.data_type())
+        }
+        DataType::List(field) | DataType::LargeList(field) => {
+            (ColumnShape::Ragged, field.data_type())
+        }
         other => (ColumnShape::Fixed(1), other),
     };
     if shape != ColumnShape::Fixed(1) && matches!(leaf, DataType::Dictionary(..)) {
@@ -169,7 +179,11 @@ fn column_kind(name: &str, data_type: &DataType) -> Result<(ColumnShape, DenseDt
 }
 
 /// Pieces of a column, or an error saying why the column cannot become a tensor.
-fn column_pieces(name: &str, data_type: &DataType, arrays: &[&ArrayRef]) -> Result<BatchColumn, String> {
+fn column_pieces(
+    name: &str,
+    data_type: &DataType,
+    arrays: &[&ArrayRef],
+) -> Result<BatchColumn, String> {
     let unsupported = || unsupported_column(name, data_type);
     let (shape, dtype) = column_kind(name, data_type)?;
     let mut pieces = Vec::with_capacity(arrays.len());
@@ -181,7 +195,11 @@ fn column_pieces(name: &str, data_type: &DataType, arrays: &[&ArrayRef]) -> Resu
                 let values = list.values();
                 Piece {
                     cells: Cells::of(values.as_ref()).ok_or_else(unsupported)?,
-                    base: if list.is_empty() { 0 } else { list.value_offset_at(0) },
+                    base: if list.is_empty() {
+                        0
+                    } else {
+                        list.value_offset_at(0)
+                    },
                     offsets: None,
                     row_nulls,
                     value_nulls: values.logical_nulls().filter(|n| n.null_count() > 0),
@@ -247,7 +265,16 @@ type Pair = (u32, u32);
 /// first one is returned as an error. `run` says that `pairs` are consecutive rows going to
 /// consecutive output rows (a batch in file order): then the rows are copied as one slice.
 #[allow(clippy::too_many_arguments)] // a kernel's operands, passed as they are used
-fn write_piece<D>(piece: &Piece, width: usize, pairs: &[Pair], out: &mut [D], stride: usize, offset: usize, fill: Option<D>, run: bool) -> Result<(), usize>
+fn write_piece<D>(
+    piece: &Piece,
+    width: usize,
+    pairs: &[Pair],
+    out: &mut [D],
+    stride: usize,
+    offset: usize,
+    fill: Option<D>,
+    run: bool,
+) -> Result<(), usize>
 where
     D: OutCell,
     i8: AsPrimitive<D>,
@@ -288,7 +315,10 @@ where
                     *cell = value.as_();
                 }
             } else {
-                for (target, source) in target.chunks_exact_mut(stride).zip(source.chunks_exact(width)) {
+                for (target, source) in target
+                    .chunks_exact_mut(stride)
+                    .zip(source.chunks_exact(width))
+                {
                     for (cell, value) in target[offset..offset + width].iter_mut().zip(source) {
                         *cell = value.as_();
                     }
@@ -358,7 +388,13 @@ where
 }
 
 /// Writes a ragged piece's rows left-aligned into rows of `stride` cells (already padded).
-fn write_ragged<D>(piece: &Piece, pairs: &[Pair], out: &mut [D], stride: usize, fill: Option<D>) -> Result<(), usize>
+fn write_ragged<D>(
+    piece: &Piece,
+    pairs: &[Pair],
+    out: &mut [D],
+    stride: usize,
+    fill: Option<D>,
+) -> Result<(), usize>
 where
     D: OutCell,
     i8: AsPrimitive<D>,
@@ -383,14 +419,27 @@ where
             offsets: None,
             ..piece.clone()
         };
-        if piece.row_nulls.as_ref().is_some_and(|n| n.is_null(row as usize)) {
+        if piece
+            .row_nulls
+            .as_ref()
+            .is_some_and(|n| n.is_null(row as usize))
+        {
             // A null list is all padding when nulls are filled.
             if fill.is_some() {
                 continue;
             }
             return Err(out_row as usize);
         }
-        write_piece(&single, end - start, &[(out_row, 0)], out, stride, 0, fill, false)?;
+        write_piece(
+            &single,
+            end - start,
+            &[(out_row, 0)],
+            out,
+            stride,
+            0,
+            fill,
+            false,
+        )?;
     }
     Ok(())
 }
@@ -401,7 +450,10 @@ fn cells_mut<D: OutCell>(bytes: &mut [u8]) -> Result<&mut [D], String> {
     // bit pattern is a valid value, so viewing initialized bytes as them is sound.
     let (head, cells, tail) = unsafe { bytes.align_to_mut::<D>() };
     if !head.is_empty() || !tail.is_empty() {
-        return Err(format!("batch buffer is not aligned to {} bytes", std::mem::size_of::<D>()));
+        return Err(format!(
+            "batch buffer is not aligned to {} bytes",
+            std::mem::size_of::<D>()
+        ));
     }
     Ok(cells)
 }
@@ -459,7 +511,12 @@ impl BatchSource {
         let mut columns: Vec<BatchColumn> = sources[0]
             .columns
             .iter()
-            .map(|c| BatchColumn { name: c.name.clone(), shape: c.shape, dtype: c.dtype, pieces: Vec::new() })
+            .map(|c| BatchColumn {
+                name: c.name.clone(),
+                shape: c.shape,
+                dtype: c.dtype,
+                pieces: Vec::new(),
+            })
             .collect();
         let mut starts = Vec::new();
         let mut selections = Vec::new();
@@ -468,12 +525,20 @@ impl BatchSource {
             for (column, part) in columns.iter_mut().zip(&source.columns) {
                 column.pieces.extend(part.pieces.iter().cloned());
             }
-            starts.extend(source.starts[..source.starts.len() - 1].iter().map(|s| s + total));
+            starts.extend(
+                source.starts[..source.starts.len() - 1]
+                    .iter()
+                    .map(|s| s + total),
+            );
             selections.extend(source.selections.iter().cloned());
             total += source.num_rows();
         }
         starts.push(total);
-        BatchSource { columns, starts, selections }
+        BatchSource {
+            columns,
+            starts,
+            selections,
+        }
     }
 
     pub fn columns(&self) -> &[BatchColumn] {
@@ -502,8 +567,14 @@ impl BatchSource {
                     group.dtype.numpy_str()
                 ));
             }
-            if matches!(group.dtype, DenseDtype::Datetime(_) | DenseDtype::Timedelta(_)) {
-                return Err(format!("column '{}': a batch dtype must be numeric or boolean", column.name));
+            if matches!(
+                group.dtype,
+                DenseDtype::Datetime(_) | DenseDtype::Timedelta(_)
+            ) {
+                return Err(format!(
+                    "column '{}': a batch dtype must be numeric or boolean",
+                    column.name
+                ));
             }
         }
         Ok(width)
@@ -517,9 +588,15 @@ impl BatchSource {
         let mut buckets: Vec<Vec<Pair>> = vec![Vec::new(); chunks];
         for (k, &position) in positions.iter().enumerate() {
             if position >= total {
-                return Err(format!("row {position} is out of range for a frame of {total} rows"));
+                return Err(format!(
+                    "row {position} is out of range for a frame of {total} rows"
+                ));
             }
-            let chunk = if chunks == 1 { 0 } else { self.starts.partition_point(|&s| s <= position) - 1 };
+            let chunk = if chunks == 1 {
+                0
+            } else {
+                self.starts.partition_point(|&s| s <= position) - 1
+            };
             let offset = (position - self.starts[chunk]) as usize;
             let row = match &self.selections[chunk] {
                 Some(selection) => selection[offset],
@@ -532,24 +609,37 @@ impl BatchSource {
 
     /// Gathers the rows at `positions` (view rows, in output order) of `group` into `out`:
     /// `positions.len()` rows of `group_width` cells of `group.dtype`, row-major. The one copy.
-    pub fn gather(&self, group: &BatchGroup, positions: &[u64], out: &mut [u8]) -> Result<(), String> {
+    pub fn gather(
+        &self,
+        group: &BatchGroup,
+        positions: &[u64],
+        out: &mut [u8],
+    ) -> Result<(), String> {
         let width = self.group_width(group)?;
         let row_bytes = width * group.dtype.item_size();
         let expected = positions.len() * row_bytes;
         if out.len() < expected {
-            return Err(format!("batch buffer holds {} bytes, {expected} needed", out.len()));
+            return Err(format!(
+                "batch buffer holds {} bytes, {expected} needed",
+                out.len()
+            ));
         }
         if row_bytes == 0 || positions.is_empty() {
             return Ok(());
         }
-        let task_rows = positions.len().div_ceil(pool().current_num_threads().max(1)).max(TASK_MIN_BYTES.div_ceil(row_bytes));
+        let task_rows = positions
+            .len()
+            .div_ceil(pool().current_num_threads().max(1))
+            .max(TASK_MIN_BYTES.div_ceil(row_bytes));
         let tasks: Vec<(usize, &[u64], &mut [u8])> = positions
             .chunks(task_rows)
             .zip(out[..expected].chunks_mut(task_rows * row_bytes))
             .enumerate()
             .map(|(t, (p, o))| (t * task_rows, p, o))
             .collect();
-        let run = |(first, positions, out): (usize, &[u64], &mut [u8])| self.gather_task(group, width, first, positions, out);
+        let run = |(first, positions, out): (usize, &[u64], &mut [u8])| {
+            self.gather_task(group, width, first, positions, out)
+        };
         if tasks.len() == 1 {
             tasks.into_iter().try_for_each(run)
         } else {
@@ -558,15 +648,26 @@ impl BatchSource {
     }
 
     /// One task of `gather`: `out` holds the rows of `positions` only.
-    fn gather_task(&self, group: &BatchGroup, width: usize, first: usize, positions: &[u64], out: &mut [u8]) -> Result<(), String> {
+    fn gather_task(
+        &self,
+        group: &BatchGroup,
+        width: usize,
+        first: usize,
+        positions: &[u64],
+        out: &mut [u8],
+    ) -> Result<(), String> {
         let buckets = self.locate(positions, 0)?;
         // Output rows of a bucket always ascend; consecutive chunk rows make it one slice. The
         // first and last rows rule out almost every shuffled bucket before the full check.
         let runs: Vec<bool> = buckets
             .iter()
             .map(|pairs| match (pairs.first(), pairs.last()) {
-                (Some(first), Some(last)) if last.1.wrapping_sub(first.1) as usize == pairs.len() - 1 => {
-                    pairs.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1)
+                (Some(first), Some(last))
+                    if last.1.wrapping_sub(first.1) as usize == pairs.len() - 1 =>
+                {
+                    pairs
+                        .windows(2)
+                        .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1)
                 }
                 _ => false,
             })
@@ -582,21 +683,125 @@ impl BatchSource {
                     continue;
                 }
                 let piece = &column.pieces[chunk];
-                let result = dispatch_dtype(group.dtype, out, group.fill_null, |out, fill| match out {
-                    TypedOut::I8(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::I16(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::I32(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::I64(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::U8(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::U16(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::U32(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::U64(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::F16(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::F32(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                    TypedOut::F64(o) => write_piece(piece, column_width, pairs, o, width, offset, fill.map(|f| f.as_()), run),
-                })?;
+                let result =
+                    dispatch_dtype(group.dtype, out, group.fill_null, |out, fill| match out {
+                        TypedOut::I8(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::I16(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::I32(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::I64(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::U8(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::U16(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::U32(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::U64(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::F16(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::F32(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                        TypedOut::F64(o) => write_piece(
+                            piece,
+                            column_width,
+                            pairs,
+                            o,
+                            width,
+                            offset,
+                            fill.map(|f| f.as_()),
+                            run,
+                        ),
+                    })?;
                 if let Err(out_row) = result {
-                    return Err(null_error(&column.name, positions[out_row], first + out_row));
+                    return Err(null_error(
+                        &column.name,
+                        positions[out_row],
+                        first + out_row,
+                    ));
                 }
             }
             offset += column_width;
@@ -606,15 +811,27 @@ impl BatchSource {
 
     /// A ragged column's rows at `positions`, padded with `fill_null` (or zero) to the
     /// longest of them: `(padded (rows, longest), lengths (rows,) int64)`.
-    pub fn gather_ragged(&self, column: usize, dtype: DenseDtype, fill_null: Option<f64>, positions: &[u64]) -> Result<(DenseArray, DenseArray), String> {
+    pub fn gather_ragged(
+        &self,
+        column: usize,
+        dtype: DenseDtype,
+        fill_null: Option<f64>,
+        positions: &[u64],
+    ) -> Result<(DenseArray, DenseArray), String> {
         let batch_column = &self.columns[column];
         if batch_column.shape != ColumnShape::Ragged {
-            return Err(format!("column '{}' is not a list column", batch_column.name));
+            return Err(format!(
+                "column '{}' is not a list column",
+                batch_column.name
+            ));
         }
         let buckets = self.locate(positions, 0)?;
         let mut lengths = vec![0i64; positions.len()];
         for (chunk, pairs) in buckets.iter().enumerate() {
-            let offsets = batch_column.pieces[chunk].offsets.as_ref().expect("ragged piece");
+            let offsets = batch_column.pieces[chunk]
+                .offsets
+                .as_ref()
+                .expect("ragged piece");
             for &(out_row, row) in pairs {
                 let (start, end) = offsets.range(row as usize);
                 lengths[out_row as usize] = (end - start) as i64;
@@ -625,38 +842,71 @@ impl BatchSource {
         let mut padded = MutableBuffer::from_len_zeroed(bytes);
         // The buffer starts zeroed; other padding is written once, before any chunk's rows.
         if let Some(pad) = fill_null.filter(|&f| f != 0.0) {
-            dispatch_dtype(dtype, padded.as_slice_mut(), Some(pad), |out, _| match out {
-                TypedOut::I8(o) => o.fill(pad.as_()),
-                TypedOut::I16(o) => o.fill(pad.as_()),
-                TypedOut::I32(o) => o.fill(pad.as_()),
-                TypedOut::I64(o) => o.fill(pad.as_()),
-                TypedOut::U8(o) => o.fill(pad.as_()),
-                TypedOut::U16(o) => o.fill(pad.as_()),
-                TypedOut::U32(o) => o.fill(pad.as_()),
-                TypedOut::U64(o) => o.fill(pad.as_()),
-                TypedOut::F16(o) => o.fill(pad.as_()),
-                TypedOut::F32(o) => o.fill(pad.as_()),
-                TypedOut::F64(o) => o.fill(pad.as_()),
-            })?;
+            dispatch_dtype(
+                dtype,
+                padded.as_slice_mut(),
+                Some(pad),
+                |out, _| match out {
+                    TypedOut::I8(o) => o.fill(pad.as_()),
+                    TypedOut::I16(o) => o.fill(pad.as_()),
+                    TypedOut::I32(o) => o.fill(pad.as_()),
+                    TypedOut::I64(o) => o.fill(pad.as_()),
+                    TypedOut::U8(o) => o.fill(pad.as_()),
+                    TypedOut::U16(o) => o.fill(pad.as_()),
+                    TypedOut::U32(o) => o.fill(pad.as_()),
+                    TypedOut::U64(o) => o.fill(pad.as_()),
+                    TypedOut::F16(o) => o.fill(pad.as_()),
+                    TypedOut::F32(o) => o.fill(pad.as_()),
+                    TypedOut::F64(o) => o.fill(pad.as_()),
+                },
+            )?;
         }
         for (chunk, pairs) in buckets.iter().enumerate() {
             if pairs.is_empty() {
                 continue;
             }
             let piece = &batch_column.pieces[chunk];
-            let result = dispatch_dtype(dtype, padded.as_slice_mut(), fill_null, |out, fill| match out {
-                TypedOut::I8(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::I16(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::I32(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::I64(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::U8(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::U16(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::U32(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::U64(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::F16(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::F32(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-                TypedOut::F64(o) => write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_())),
-            })?;
+            let result =
+                dispatch_dtype(
+                    dtype,
+                    padded.as_slice_mut(),
+                    fill_null,
+                    |out, fill| match out {
+                        TypedOut::I8(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::I16(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::I32(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::I64(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::U8(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::U16(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::U32(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::U64(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::F16(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::F32(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                        TypedOut::F64(o) => {
+                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
+                        }
+                    },
+                )?;
             if let Err(out_row) = result {
                 return Err(null_error(&batch_column.name, positions[out_row], out_row));
             }
@@ -702,7 +952,12 @@ enum TypedOut<'a> {
 }
 
 /// Calls `write` with `out` typed as `dtype` cells (booleans as bytes).
-fn dispatch_dtype<R>(dtype: DenseDtype, out: &mut [u8], fill: Option<f64>, write: impl FnOnce(TypedOut<'_>, Option<f64>) -> R) -> Result<R, String> {
+fn dispatch_dtype<R>(
+    dtype: DenseDtype,
+    out: &mut [u8],
+    fill: Option<f64>,
+    write: impl FnOnce(TypedOut<'_>, Option<f64>) -> R,
+) -> Result<R, String> {
     let typed = match dtype {
         DenseDtype::Bool | DenseDtype::UInt8 => TypedOut::U8(cells_mut(out)?),
         DenseDtype::Int8 => TypedOut::I8(cells_mut(out)?),

@@ -74,7 +74,9 @@ impl DenseDtype {
             Self::Bool | Self::Int8 | Self::UInt8 => 1,
             Self::Int16 | Self::UInt16 | Self::Float16 => 2,
             Self::Int32 | Self::UInt32 | Self::Float32 => 4,
-            Self::Int64 | Self::UInt64 | Self::Float64 | Self::Datetime(_) | Self::Timedelta(_) => 8,
+            Self::Int64 | Self::UInt64 | Self::Float64 | Self::Datetime(_) | Self::Timedelta(_) => {
+                8
+            }
         }
     }
 
@@ -125,7 +127,11 @@ impl DenseDtype {
     fn with_nulls(self) -> Option<Self> {
         match self {
             Self::Bool => None,
-            Self::Float16 | Self::Float32 | Self::Float64 | Self::Datetime(_) | Self::Timedelta(_) => Some(self),
+            Self::Float16
+            | Self::Float32
+            | Self::Float64
+            | Self::Datetime(_)
+            | Self::Timedelta(_) => Some(self),
             _ => Some(Self::Float64),
         }
     }
@@ -165,7 +171,10 @@ fn flatten(chunk: &ArrayRef, width: Option<usize>) -> (ArrayRef, Option<Vec<bool
             (chunk.clone(), validity)
         }
         Some(width) => {
-            let list = chunk.as_any().downcast_ref::<FixedSizeListArray>().expect("fixed-size list");
+            let list = chunk
+                .as_any()
+                .downcast_ref::<FixedSizeListArray>()
+                .expect("fixed-size list");
             let values = list.values().clone();
             let outer = list.logical_nulls();
             let inner = values.logical_nulls();
@@ -185,11 +194,15 @@ fn flatten(chunk: &ArrayRef, width: Option<usize>) -> (ArrayRef, Option<Vec<bool
 /// The raw little-endian bytes of a fixed-width flat array (not booleans).
 fn raw_bytes(values: &ArrayRef) -> Buffer {
     let data = values.to_data();
-    let size = values.data_type().primitive_width().expect("fixed-width leaf");
+    let size = values
+        .data_type()
+        .primitive_width()
+        .expect("fixed-width leaf");
     data.buffers()[0].slice_with_length(data.offset() * size, data.len() * size)
 }
 
-const DICTIONARY_COPY: &str = "the column is dictionary-encoded: decoding it copies (its codes are a view)";
+const DICTIONARY_COPY: &str =
+    "the column is dictionary-encoded: decoding it copies (its codes are a view)";
 const RUN_END_COPY: &str = "the column is run-end encoded: expanding the runs copies";
 
 /// The value type of an encoded column (dictionary or run-end) and why decoding it copies.
@@ -209,7 +222,8 @@ fn decode_encodings(chunks: &[DecodedColumn]) -> Result<Cow<'_, [DecodedColumn]>
     chunks
         .iter()
         .map(|chunk| {
-            let array = arrow::compute::cast(&chunk.array, value_type).map_err(|e| e.to_string())?;
+            let array =
+                arrow::compute::cast(&chunk.array, value_type).map_err(|e| e.to_string())?;
             Ok(DecodedColumn {
                 array,
                 copy_reason: Some(reason.into()),
@@ -224,10 +238,12 @@ pub fn dictionary_codes(chunks: &[DecodedColumn]) -> Result<Vec<DecodedColumn>, 
     chunks
         .iter()
         .map(|chunk| {
-            let dictionary = chunk
-                .array
-                .as_any_dictionary_opt()
-                .ok_or_else(|| format!("type {} is not dictionary-encoded", type_name(chunk.array.data_type())))?;
+            let dictionary = chunk.array.as_any_dictionary_opt().ok_or_else(|| {
+                format!(
+                    "type {} is not dictionary-encoded",
+                    type_name(chunk.array.data_type())
+                )
+            })?;
             Ok(DecodedColumn {
                 array: arrow::array::make_array(dictionary.keys().to_data()),
                 copy_reason: chunk.copy_reason.clone(),
@@ -243,7 +259,10 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
     }
     let data_type = chunks[0].array.data_type();
     let Some((leaf, width)) = leaf_of(data_type) else {
-        return Some(format!("type {} has no fixed-width NumPy / DLPack form", type_name(data_type)));
+        return Some(format!(
+            "type {} has no fixed-width NumPy / DLPack form",
+            type_name(data_type)
+        ));
     };
     // A reason the decoder already gave (a compressed or misaligned batch) names the cause
     // better than the batch count does.
@@ -261,11 +280,17 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
     let (values, validity) = flatten(&chunk.array, width);
     if let Some(validity) = validity {
         let nulls = validity.iter().filter(|v| !**v).count();
-        return Some(format!("the column has {nulls} null values, filled with NaN / NaT in a copy"));
+        return Some(format!(
+            "the column has {nulls} null values, filled with NaN / NaT in a copy"
+        ));
     }
     match leaf {
-        DataType::Boolean => return Some("Arrow booleans are bits; NumPy booleans are bytes".into()),
-        DataType::Date32 => return Some("date32 holds 32-bit days; datetime64[D] needs 64 bits".into()),
+        DataType::Boolean => {
+            return Some("Arrow booleans are bits; NumPy booleans are bytes".into());
+        }
+        DataType::Date32 => {
+            return Some("date32 holds 32-bit days; datetime64[D] needs 64 bits".into());
+        }
         _ => {}
     }
     let bytes = raw_bytes(&values);
@@ -295,20 +320,30 @@ pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<De
     let decoded = decode_encodings(chunks)?;
     let chunks: &[DecodedColumn] = &decoded;
     let data_type = chunks[0].array.data_type().clone();
-    let (leaf, width) = leaf_of(&data_type)
-        .ok_or_else(|| format!("type {} has no fixed-width NumPy / DLPack form", type_name(&data_type)))?;
+    let (leaf, width) = leaf_of(&data_type).ok_or_else(|| {
+        format!(
+            "type {} has no fixed-width NumPy / DLPack form",
+            type_name(&data_type)
+        )
+    })?;
     let rows: usize = chunks.iter().map(|c| c.array.len()).sum();
     let shape = match width {
         Some(width) => vec![rows, width],
         None => vec![rows],
     };
     let base_dtype = DenseDtype::of_leaf(leaf).expect("checked by leaf_of");
-    let flat: Vec<(ArrayRef, Option<Vec<bool>>)> = chunks.iter().map(|c| flatten(&c.array, width)).collect();
-    let has_nulls = flat.iter().any(|(_, validity)| validity.as_ref().is_some_and(|v| v.iter().any(|x| !x)));
+    let flat: Vec<(ArrayRef, Option<Vec<bool>>)> =
+        chunks.iter().map(|c| flatten(&c.array, width)).collect();
+    let has_nulls = flat
+        .iter()
+        .any(|(_, validity)| validity.as_ref().is_some_and(|v| v.iter().any(|x| !x)));
     let dtype = if has_nulls {
-        base_dtype
-            .with_nulls()
-            .ok_or_else(|| format!("type {} with nulls has no fixed-width form", type_name(&data_type)))?
+        base_dtype.with_nulls().ok_or_else(|| {
+            format!(
+                "type {} with nulls has no fixed-width form",
+                type_name(&data_type)
+            )
+        })?
     } else {
         base_dtype
     };
@@ -340,9 +375,15 @@ pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<De
                     out.push(value as u8);
                 }
             }
-            (DataType::Float16, true) => fill_float::<Float16Type>(&mut out, values, validity, half::f16::NAN),
-            (DataType::Float32, true) => fill_float::<Float32Type>(&mut out, values, validity, f32::NAN),
-            (DataType::Float64, true) => fill_float::<Float64Type>(&mut out, values, validity, f64::NAN),
+            (DataType::Float16, true) => {
+                fill_float::<Float16Type>(&mut out, values, validity, half::f16::NAN)
+            }
+            (DataType::Float32, true) => {
+                fill_float::<Float32Type>(&mut out, values, validity, f32::NAN)
+            }
+            (DataType::Float64, true) => {
+                fill_float::<Float64Type>(&mut out, values, validity, f64::NAN)
+            }
             (DataType::Date32, _) => {
                 let days = values.as_primitive::<arrow::datatypes::Date32Type>();
                 for (day, valid) in days.values().iter().zip(validity) {
@@ -358,7 +399,8 @@ pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<De
             }
             (_, true) => {
                 // Integers with nulls: float64 with NaN.
-                let as_float = arrow::compute::cast(values, &DataType::Float64).map_err(|e| e.to_string())?;
+                let as_float =
+                    arrow::compute::cast(values, &DataType::Float64).map_err(|e| e.to_string())?;
                 fill_float::<Float64Type>(&mut out, &as_float, validity, f64::NAN);
             }
             (_, false) => out.extend_from_slice(raw_bytes(values).as_slice()),
@@ -376,13 +418,18 @@ pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<De
 mod tests {
     use std::sync::Arc;
 
-    use arrow::array::{BooleanArray, Date32Array, Float32Array, Int32Array, Int64Array, StringArray};
+    use arrow::array::{
+        BooleanArray, Date32Array, Float32Array, Int32Array, Int64Array, StringArray,
+    };
     use arrow::datatypes::Field;
 
     use super::*;
 
     fn chunk(array: ArrayRef) -> DecodedColumn {
-        DecodedColumn { array, copy_reason: None }
+        DecodedColumn {
+            array,
+            copy_reason: None,
+        }
     }
 
     /// A "mapping" that covers all of memory, so heap arrays count as mapped.
@@ -412,7 +459,12 @@ mod tests {
     fn buffers_outside_the_mapping_are_not_called_views() {
         let array: ArrayRef = Arc::new(Int32Array::from(vec![1, 2]));
         let dense = materialize(&[chunk(array)], &NOWHERE).unwrap();
-        assert!(dense.copy_reason.unwrap().contains("not inside the mapping"));
+        assert!(
+            dense
+                .copy_reason
+                .unwrap()
+                .contains("not inside the mapping")
+        );
         assert_eq!(dense.buffer.typed_data::<i32>(), &[1, 2]);
     }
 
@@ -486,6 +538,10 @@ mod tests {
         let dense = materialize(&codes, &EVERYWHERE).unwrap();
         assert_eq!(dense.buffer.as_ptr(), keys_ptr);
         assert_eq!(dense.buffer.typed_data::<i32>(), &[0, 1, 0]);
-        assert!(zero_copy_blocker(&[chunk(array)], &EVERYWHERE).unwrap().contains("dictionary"));
+        assert!(
+            zero_copy_blocker(&[chunk(array)], &EVERYWHERE)
+                .unwrap()
+                .contains("dictionary")
+        );
     }
 }

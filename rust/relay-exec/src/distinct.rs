@@ -16,11 +16,20 @@ use crate::execute::{ExecError, ViewSet};
 use crate::sort::dense_values;
 
 /// The positions (ascending) of the rows of `input` that `unique(subset, keep)` keeps.
-pub fn distinct_positions(input: &ViewSet, subset: Option<&[String]>, keep: Keep) -> Result<Vec<u32>, ExecError> {
+pub fn distinct_positions(
+    input: &ViewSet,
+    subset: Option<&[String]>,
+    keep: Keep,
+) -> Result<Vec<u32>, ExecError> {
     let rows = input.num_rows();
     let names: Vec<String> = match subset {
         Some(subset) => subset.to_vec(),
-        None => input.schema.fields().iter().map(|f| f.name().clone()).collect(),
+        None => input
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect(),
     };
     if names.is_empty() {
         // No column to tell rows apart: all rows are one.
@@ -34,7 +43,12 @@ pub fn distinct_positions(input: &ViewSet, subset: Option<&[String]>, keep: Keep
     }
     let exprs: Vec<Expr> = names.iter().map(Expr::col).collect();
     let arrays = dense_values(input, &exprs)?;
-    let converter = RowConverter::new(arrays.iter().map(|a| SortField::new(a.data_type().clone())).collect())?;
+    let converter = RowConverter::new(
+        arrays
+            .iter()
+            .map(|a| SortField::new(a.data_type().clone()))
+            .collect(),
+    )?;
     let encoded = converter.convert_columns(&arrays)?;
     // Per distinct row: (first position, last position, occurrences).
     let mut seen: HashMap<arrow::row::Row<'_>, (u32, u32, u32)> = HashMap::new();
@@ -60,7 +74,11 @@ pub fn distinct_positions(input: &ViewSet, subset: Option<&[String]>, keep: Keep
 }
 
 /// The rows `unique(subset, keep)` keeps, in input order: a selection of `input`.
-pub fn distinct(input: ViewSet, subset: Option<&[String]>, keep: Keep) -> Result<ViewSet, ExecError> {
+pub fn distinct(
+    input: ViewSet,
+    subset: Option<&[String]>,
+    keep: Keep,
+) -> Result<ViewSet, ExecError> {
     let positions = distinct_positions(&input, subset, keep)?;
     let indices: Vec<u64> = positions.into_iter().map(u64::from).collect();
     crate::nodes::take(input, &indices)
@@ -82,10 +100,20 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
         ]));
         let batch = |k: Vec<Option<i64>>, s: Vec<Option<&str>>| {
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(k)), Arc::new(StringArray::from(s))]).unwrap()
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(k)),
+                    Arc::new(StringArray::from(s)),
+                ],
+            )
+            .unwrap()
         };
         let batches = [
-            batch(vec![Some(1), None, Some(1)], vec![Some("a"), None, Some("a")]),
+            batch(
+                vec![Some(1), None, Some(1)],
+                vec![Some("a"), None, Some("a")],
+            ),
             batch(vec![None, Some(1)], vec![None, Some("b")]),
         ];
         memory(schema, &batches)
@@ -94,12 +122,32 @@ mod tests {
     #[test]
     fn keeps_first_last_or_only_unrepeated_rows_with_nulls_equal() {
         let view = view();
-        assert_eq!(distinct_positions(&view, None, Keep::First).unwrap(), vec![0, 1, 4]);
-        assert_eq!(distinct_positions(&view, None, Keep::Last).unwrap(), vec![2, 3, 4]);
-        assert_eq!(distinct_positions(&view, None, Keep::None).unwrap(), vec![4]);
+        assert_eq!(
+            distinct_positions(&view, None, Keep::First).unwrap(),
+            vec![0, 1, 4]
+        );
+        assert_eq!(
+            distinct_positions(&view, None, Keep::Last).unwrap(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(
+            distinct_positions(&view, None, Keep::None).unwrap(),
+            vec![4]
+        );
         let subset = ["k".to_string()];
-        assert_eq!(distinct_positions(&view, Some(&subset), Keep::First).unwrap(), vec![0, 1]);
-        assert_eq!(distinct_positions(&view, Some(&subset), Keep::Last).unwrap(), vec![3, 4]);
-        assert_eq!(distinct(view, Some(&subset), Keep::None).unwrap().num_rows(), 0);
+        assert_eq!(
+            distinct_positions(&view, Some(&subset), Keep::First).unwrap(),
+            vec![0, 1]
+        );
+        assert_eq!(
+            distinct_positions(&view, Some(&subset), Keep::Last).unwrap(),
+            vec![3, 4]
+        );
+        assert_eq!(
+            distinct(view, Some(&subset), Keep::None)
+                .unwrap()
+                .num_rows(),
+            0
+        );
     }
 }

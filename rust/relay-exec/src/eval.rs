@@ -12,7 +12,9 @@ use arrow::array::{
 };
 use arrow::buffer::BooleanBuffer;
 use arrow::compute::kernels::{boolean, cmp, numeric, zip::zip};
-use arrow::compute::{CastOptions, DatePart, cast_with_options, date_part, is_not_null, is_null, take};
+use arrow::compute::{
+    CastOptions, DatePart, cast_with_options, date_part, is_not_null, is_null, take,
+};
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
 use relay_plan::{BinaryOp, Expr, StringMatch, UnaryOp};
@@ -33,7 +35,7 @@ impl Value {
         }
     }
 
-        /// The values: a column, or a one-row array for a scalar.
+    /// The values: a column, or a one-row array for a scalar.
     fn array(&self) -> &ArrayRef {
         match self {
             Value::Array(array) | Value::Scalar(array) => array,
@@ -56,7 +58,11 @@ impl Value {
 }
 
 fn wrap(array: ArrayRef, scalar: bool) -> Value {
-    if scalar { Value::Scalar(array) } else { Value::Array(array) }
+    if scalar {
+        Value::Scalar(array)
+    } else {
+        Value::Array(array)
+    }
 }
 
 /// Evaluates `expr` over `batch`.
@@ -75,7 +81,11 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
             binary(*op, &left, &right, batch.num_rows())
         }
         Expr::Unary { op, input } => unary(*op, evaluate(input, batch)?),
-        Expr::StringMatch { kind, input, pattern } => {
+        Expr::StringMatch {
+            kind,
+            input,
+            pattern,
+        } => {
             let input = evaluate(input, batch)?;
             let scalar = matches!(input, Value::Scalar(_));
             let array = match &input {
@@ -101,7 +111,10 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
             let filled = zip(&mask, &*input.datum(), &*value.datum())?;
             Ok(Value::Array(filled))
         }
-        Expr::Cast { input: input_expr, to } => {
+        Expr::Cast {
+            input: input_expr,
+            to,
+        } => {
             let input = evaluate(input_expr, batch)?;
             let scalar = matches!(input, Value::Scalar(_));
             let array = match &input {
@@ -117,11 +130,18 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
                     ArrowError::CastError(reason) => reason,
                     other => other.to_string(),
                 };
-                ArrowError::CastError(format!("strict cast of {input_expr} ({}) to {} failed: {reason}", type_name(array.data_type()), type_name(to)))
+                ArrowError::CastError(format!(
+                    "strict cast of {input_expr} ({}) to {} failed: {reason}",
+                    type_name(array.data_type()),
+                    type_name(to)
+                ))
             })?;
             Ok(wrap(converted, scalar))
         }
-        Expr::Case { branches, otherwise } => {
+        Expr::Case {
+            branches,
+            otherwise,
+        } => {
             let len = batch.num_rows();
             // The rows each branch takes: where its condition is true (a null condition counts
             // as false, `when(lit(None))` is untyped) and no earlier condition was.
@@ -137,7 +157,11 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
             let mut result = evaluate_on_rows(otherwise, batch, &undecided)?.into_array(len)?;
             for ((_, then), taken) in branches.iter().zip(taken_by).rev() {
                 let then = evaluate_on_rows(then, batch, &taken)?;
-                result = zip(&BooleanArray::new(taken, None), &*then.datum(), &result.as_ref())?;
+                result = zip(
+                    &BooleanArray::new(taken, None),
+                    &*then.datum(),
+                    &result.as_ref(),
+                )?;
             }
             Ok(Value::Array(result))
         }
@@ -149,7 +173,11 @@ pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
 /// fail on the negative values it never uses. All rows are evaluated first (one kernel call);
 /// only when that fails are the rows that matter evaluated alone, and their error is the one
 /// reported.
-fn evaluate_on_rows(expr: &Expr, batch: &RecordBatch, rows: &BooleanBuffer) -> Result<Value, ArrowError> {
+fn evaluate_on_rows(
+    expr: &Expr,
+    batch: &RecordBatch,
+    rows: &BooleanBuffer,
+) -> Result<Value, ArrowError> {
     let error = match evaluate(expr, batch) {
         Ok(value) => return Ok(value),
         Err(error) => error,
@@ -157,10 +185,14 @@ fn evaluate_on_rows(expr: &Expr, batch: &RecordBatch, rows: &BooleanBuffer) -> R
     if rows.count_set_bits() == batch.num_rows() {
         return Err(error);
     }
-    let selected = arrow::compute::filter_record_batch(batch, &BooleanArray::new(rows.clone(), None))?;
+    let selected =
+        arrow::compute::filter_record_batch(batch, &BooleanArray::new(rows.clone(), None))?;
     let values = evaluate(expr, &selected)?.into_array(selected.num_rows())?;
     if values.is_empty() {
-        return Ok(Value::Array(new_null_array(values.data_type(), batch.num_rows())));
+        return Ok(Value::Array(new_null_array(
+            values.data_type(),
+            batch.num_rows(),
+        )));
     }
     // Back to the batch's rows: the k-th selected row takes the k-th value, the others null.
     let mut next = 0u32;
@@ -187,22 +219,38 @@ pub fn null_as_false(mask: &BooleanArray) -> BooleanArray {
 
 /// Applies `f` to a dictionary's values and picks the results by key (one evaluation per
 /// distinct value); applies it to the array itself otherwise.
-fn on_dictionary_values(array: &ArrayRef, f: impl Fn(&ArrayRef) -> Result<ArrayRef, ArrowError>) -> Result<ArrayRef, ArrowError> {
+fn on_dictionary_values(
+    array: &ArrayRef,
+    f: impl Fn(&ArrayRef) -> Result<ArrayRef, ArrowError>,
+) -> Result<ArrayRef, ArrowError> {
     match array.as_any_dictionary_opt() {
         Some(dictionary) => {
             let per_value = f(dictionary.values())?;
             let keys = arrow::compute::cast(dictionary.keys(), &DataType::UInt32)?;
-            take(per_value.as_ref(), keys.as_primitive::<arrow::datatypes::UInt32Type>(), None)
+            take(
+                per_value.as_ref(),
+                keys.as_primitive::<arrow::datatypes::UInt32Type>(),
+                None,
+            )
         }
         None => f(array),
     }
 }
 
-fn string_match(kind: StringMatch, values: &ArrayRef, pattern: &str) -> Result<ArrayRef, ArrowError> {
-    let pattern = arrow::compute::cast(&(Arc::new(arrow::array::StringArray::from(vec![pattern])) as ArrayRef), values.data_type())?;
+fn string_match(
+    kind: StringMatch,
+    values: &ArrayRef,
+    pattern: &str,
+) -> Result<ArrayRef, ArrowError> {
+    let pattern = arrow::compute::cast(
+        &(Arc::new(arrow::array::StringArray::from(vec![pattern])) as ArrayRef),
+        values.data_type(),
+    )?;
     let pattern = Scalar::new(pattern);
     let result = match kind {
-        StringMatch::StartsWith => arrow::compute::kernels::comparison::starts_with(values, &pattern)?,
+        StringMatch::StartsWith => {
+            arrow::compute::kernels::comparison::starts_with(values, &pattern)?
+        }
         StringMatch::EndsWith => arrow::compute::kernels::comparison::ends_with(values, &pattern)?,
         StringMatch::Contains => arrow::compute::kernels::comparison::contains(values, &pattern)?,
     };
@@ -211,10 +259,26 @@ fn string_match(kind: StringMatch, values: &ArrayRef, pattern: &str) -> Result<A
 
 fn str_len(values: &ArrayRef) -> Result<ArrayRef, ArrowError> {
     let lengths: UInt32Array = match values.data_type() {
-        DataType::Utf8 => values.as_string::<i32>().iter().map(|v| v.map(|s| s.chars().count() as u32)).collect(),
-        DataType::LargeUtf8 => values.as_string::<i64>().iter().map(|v| v.map(|s| s.chars().count() as u32)).collect(),
-        DataType::Utf8View => values.as_string_view().iter().map(|v| v.map(|s| s.chars().count() as u32)).collect(),
-        other => return Err(ArrowError::InvalidArgumentError(format!("str.len() of {other}"))),
+        DataType::Utf8 => values
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.map(|s| s.chars().count() as u32))
+            .collect(),
+        DataType::LargeUtf8 => values
+            .as_string::<i64>()
+            .iter()
+            .map(|v| v.map(|s| s.chars().count() as u32))
+            .collect(),
+        DataType::Utf8View => values
+            .as_string_view()
+            .iter()
+            .map(|v| v.map(|s| s.chars().count() as u32))
+            .collect(),
+        other => {
+            return Err(ArrowError::InvalidArgumentError(format!(
+                "str.len() of {other}"
+            )));
+        }
     };
     Ok(Arc::new(lengths))
 }
@@ -267,7 +331,9 @@ fn is_in_hashed(array: &ArrayRef, values: &ArrayRef) -> Option<Result<BooleanArr
     };
     let values = canonical_floats(&arrow::compute::cast(values, &value_type).ok()?);
     let converter = RowConverter::new(vec![SortField::new(value_type)]).ok()?;
-    let candidates = converter.convert_columns(std::slice::from_ref(&values)).ok()?;
+    let candidates = converter
+        .convert_columns(std::slice::from_ref(&values))
+        .ok()?;
     let set: HashSet<&[u8]> = (0..values.len())
         .filter(|&i| values.is_valid(i))
         .map(|i| candidates.row(i).data())
@@ -275,7 +341,8 @@ fn is_in_hashed(array: &ArrayRef, values: &ArrayRef) -> Option<Result<BooleanArr
     let lookup = |column: &ArrayRef| -> Result<ArrayRef, ArrowError> {
         let column = canonical_floats(column);
         let rows = converter.convert_columns(std::slice::from_ref(&column))?;
-        let found = BooleanBuffer::from_iter((0..column.len()).map(|i| set.contains(rows.row(i).data())));
+        let found =
+            BooleanBuffer::from_iter((0..column.len()).map(|i| set.contains(rows.row(i).data())));
         Ok(Arc::new(BooleanArray::new(found, column.logical_nulls())))
     };
     Some(on_dictionary_values(array, lookup).map(|found| found.as_boolean().clone()))
@@ -292,7 +359,11 @@ fn is_in_linear(array: &ArrayRef, values: &ArrayRef) -> Result<BooleanArray, Arr
             continue;
         }
         let candidate = values.slice(i, 1);
-        let equal = match compare_floats(BinaryOp::Eq, &Value::Array(array.clone()), &Value::Scalar(candidate.clone())) {
+        let equal = match compare_floats(
+            BinaryOp::Eq,
+            &Value::Array(array.clone()),
+            &Value::Scalar(candidate.clone()),
+        ) {
             Some(equal) => equal?.as_boolean().clone(),
             None => cmp::eq(array, &Scalar::new(candidate))?,
         };
@@ -306,13 +377,32 @@ fn is_in_linear(array: &ArrayRef, values: &ArrayRef) -> Result<BooleanArray, Arr
 /// by IEEE total order instead, where -0.0 is less than 0.0 and a NaN with its sign bit set
 /// (what x86 makes of `inf - inf`) is less than every number. One pass over the values, as
 /// arrow's kernel; None when the operands are not floats of one type.
-fn compare_floats(op: BinaryOp, left: &Value, right: &Value) -> Option<Result<ArrayRef, ArrowError>> {
+fn compare_floats(
+    op: BinaryOp,
+    left: &Value,
+    right: &Value,
+) -> Option<Result<ArrayRef, ArrowError>> {
     use arrow::datatypes::{Float32Type, Float64Type};
     let (l, r) = (left.array(), right.array());
-    let (l_scalar, r_scalar) = (matches!(left, Value::Scalar(_)), matches!(right, Value::Scalar(_)));
+    let (l_scalar, r_scalar) = (
+        matches!(left, Value::Scalar(_)),
+        matches!(right, Value::Scalar(_)),
+    );
     Some(Ok(match (l.data_type(), r.data_type()) {
-        (DataType::Float32, DataType::Float32) => compare_float_arrays::<Float32Type>(op, l.as_primitive(), l_scalar, r.as_primitive(), r_scalar),
-        (DataType::Float64, DataType::Float64) => compare_float_arrays::<Float64Type>(op, l.as_primitive(), l_scalar, r.as_primitive(), r_scalar),
+        (DataType::Float32, DataType::Float32) => compare_float_arrays::<Float32Type>(
+            op,
+            l.as_primitive(),
+            l_scalar,
+            r.as_primitive(),
+            r_scalar,
+        ),
+        (DataType::Float64, DataType::Float64) => compare_float_arrays::<Float64Type>(
+            op,
+            l.as_primitive(),
+            l_scalar,
+            r.as_primitive(),
+            r_scalar,
+        ),
         _ => return None,
     }))
 }
@@ -342,7 +432,14 @@ where
     fn equal<F: Float>(a: F, b: F) -> bool {
         (a == b) | (a.is_nan() & b.is_nan())
     }
-    fn each<F: Float>(len: usize, left: &[F], left_scalar: bool, right: &[F], right_scalar: bool, test: impl Fn(F, F) -> bool) -> BooleanBuffer {
+    fn each<F: Float>(
+        len: usize,
+        left: &[F],
+        left_scalar: bool,
+        right: &[F],
+        right_scalar: bool,
+        test: impl Fn(F, F) -> bool,
+    ) -> BooleanBuffer {
         match (left_scalar, right_scalar) {
             (false, true) => {
                 let (left, value) = (&left[..len], right[0]);
@@ -371,10 +468,18 @@ where
     Arc::new(BooleanArray::new(values, nulls))
 }
 
-fn broadcast_pair(left: &Value, right: &Value, len: usize) -> Result<(ArrayRef, ArrayRef, bool), ArrowError> {
+fn broadcast_pair(
+    left: &Value,
+    right: &Value,
+    len: usize,
+) -> Result<(ArrayRef, ArrayRef, bool), ArrowError> {
     let scalar = matches!((left, right), (Value::Scalar(_), Value::Scalar(_)));
     let n = if scalar { 1 } else { len };
-    Ok((left.clone().into_array(n)?, right.clone().into_array(n)?, scalar))
+    Ok((
+        left.clone().into_array(n)?,
+        right.clone().into_array(n)?,
+        scalar,
+    ))
 }
 
 fn binary(op: BinaryOp, left: &Value, right: &Value, len: usize) -> Result<Value, ArrowError> {
@@ -408,7 +513,11 @@ fn binary(op: BinaryOp, left: &Value, right: &Value, len: usize) -> Result<Value
         BinaryOp::Mul => numeric::mul_wrapping(&*l, &*r)?,
         BinaryOp::Div => numeric::div(&*l, &*r)?, // floats only (resolution made them so)
         BinaryOp::FloorDiv | BinaryOp::Mod => match (left, right) {
-            (Value::Array(array), Value::Scalar(divisor)) if let Some(result) = floor_div_or_mod_by(op, array, divisor) => result,
+            (Value::Array(array), Value::Scalar(divisor))
+                if let Some(result) = floor_div_or_mod_by(op, array, divisor) =>
+            {
+                result
+            }
             _ => {
                 let (la, ra, _) = broadcast_pair(left, right, len)?;
                 floor_div_or_mod(op, &la, &ra)?
@@ -435,21 +544,34 @@ fn binary(op: BinaryOp, left: &Value, right: &Value, len: usize) -> Result<Value
 /// offsets alone, and one of the literal's length is compared in place.
 fn compare_string_to_literal(op: BinaryOp, left: &Value, right: &Value) -> Option<ArrayRef> {
     let (column, literal) = match (left, right) {
-        (Value::Array(column), Value::Scalar(literal)) | (Value::Scalar(literal), Value::Array(column)) => (column, literal),
+        (Value::Array(column), Value::Scalar(literal))
+        | (Value::Scalar(literal), Value::Array(column)) => (column, literal),
         _ => return None,
     };
     let wanted: &[u8] = match literal.data_type() {
         DataType::Utf8 if literal.is_valid(0) => literal.as_string::<i32>().value(0).as_bytes(),
-        DataType::LargeUtf8 if literal.is_valid(0) => literal.as_string::<i64>().value(0).as_bytes(),
+        DataType::LargeUtf8 if literal.is_valid(0) => {
+            literal.as_string::<i64>().value(0).as_bytes()
+        }
         _ => return None,
     };
-    fn each<O: arrow::array::OffsetSizeTrait>(column: &arrow::array::GenericStringArray<O>, wanted: &[u8], equal: bool) -> ArrayRef {
+    fn each<O: arrow::array::OffsetSizeTrait>(
+        column: &arrow::array::GenericStringArray<O>,
+        wanted: &[u8],
+        equal: bool,
+    ) -> ArrayRef {
         let (offsets, values) = (column.value_offsets(), column.value_data());
         let matches = BooleanBuffer::collect_bool(column.len(), |i| {
             let (start, end) = (offsets[i].as_usize(), offsets[i + 1].as_usize());
             // The bytes are folded, not compared until the first difference: whether a row
             // matches is data, and an early exit is a branch the CPU mispredicts.
-            (end - start == wanted.len() && values[start..end].iter().zip(wanted).fold(0, |diff, (a, b)| diff | (a ^ b)) == 0) == equal
+            (end - start == wanted.len()
+                && values[start..end]
+                    .iter()
+                    .zip(wanted)
+                    .fold(0, |diff, (a, b)| diff | (a ^ b))
+                    == 0)
+                == equal
         });
         Arc::new(BooleanArray::new(matches, column.nulls().cloned()))
     }
@@ -470,10 +592,16 @@ fn compare_string_to_literal(op: BinaryOp, left: &Value, right: &Value) -> Optio
 /// profile. Here the result type still comes from arrow (its kernel on zero rows), the values
 /// are rescaled and combined with overflow flags folded over the loop, and a product of two
 /// values that fit in 64 bits is one widening multiply (it cannot overflow).
-fn decimal_arithmetic(op: BinaryOp, left: &Value, right: &Value) -> Result<Option<ArrayRef>, ArrowError> {
+fn decimal_arithmetic(
+    op: BinaryOp,
+    left: &Value,
+    right: &Value,
+) -> Result<Option<ArrayRef>, ArrowError> {
     use arrow::datatypes::Decimal128Type;
     let (l, r) = (left.array(), right.array());
-    let (DataType::Decimal128(_, left_scale), DataType::Decimal128(_, right_scale)) = (l.data_type(), r.data_type()) else {
+    let (DataType::Decimal128(_, left_scale), DataType::Decimal128(_, right_scale)) =
+        (l.data_type(), r.data_type())
+    else {
         return Ok(None);
     };
     if l.null_count() > 0 || r.null_count() > 0 {
@@ -492,9 +620,19 @@ fn decimal_arithmetic(op: BinaryOp, left: &Value, right: &Value) -> Result<Optio
         return Ok(None);
     };
     /// One side's values (a scalar as one value), brought to the result's scale for + and -.
-    fn values<'a>(op: BinaryOp, value: &Value, array: &'a ArrayRef, from: i8, scale: i8) -> Option<(std::borrow::Cow<'a, [i128]>, bool)> {
+    fn values<'a>(
+        op: BinaryOp,
+        value: &Value,
+        array: &'a ArrayRef,
+        from: i8,
+        scale: i8,
+    ) -> Option<(std::borrow::Cow<'a, [i128]>, bool)> {
         let values: &[i128] = array.as_primitive::<Decimal128Type>().values();
-        let factor = if op == BinaryOp::Mul { 1 } else { 10i128.checked_pow(u32::try_from(scale - from).ok()?)? };
+        let factor = if op == BinaryOp::Mul {
+            1
+        } else {
+            10i128.checked_pow(u32::try_from(scale - from).ok()?)?
+        };
         let scalar = matches!(value, Value::Scalar(_));
         if factor == 1 {
             return Some((values.into(), scalar));
@@ -510,11 +648,20 @@ fn decimal_arithmetic(op: BinaryOp, left: &Value, right: &Value) -> Result<Optio
             .collect();
         (!overflowed).then_some((std::borrow::Cow::Owned(rescaled), scalar))
     }
-    let (Some((lv, l_scalar)), Some((rv, r_scalar))) = (values(op, left, l, left_scale, scale), values(op, right, r, right_scale, scale)) else {
+    let (Some((lv, l_scalar)), Some((rv, r_scalar))) = (
+        values(op, left, l, left_scale, scale),
+        values(op, right, r, right_scale, scale),
+    ) else {
         return Ok(None);
     };
     // One loop per operator and operand shape, so none tests per value which shape it has.
-    fn each(l: &[i128], l_scalar: bool, r: &[i128], r_scalar: bool, f: impl Fn(i128, i128) -> (i128, bool)) -> (Vec<i128>, bool) {
+    fn each(
+        l: &[i128],
+        l_scalar: bool,
+        r: &[i128],
+        r_scalar: bool,
+        f: impl Fn(i128, i128) -> (i128, bool),
+    ) -> (Vec<i128>, bool) {
         let mut overflowed = false;
         let mut apply = |a: i128, b: i128| {
             let (value, overflow) = f(a, b);
@@ -542,14 +689,18 @@ fn decimal_arithmetic(op: BinaryOp, left: &Value, right: &Value) -> Result<Optio
     if overflowed {
         return Ok(None);
     }
-    Ok(Some(Arc::new(PrimitiveArray::<Decimal128Type>::from(out).with_data_type(result_type))))
+    Ok(Some(Arc::new(
+        PrimitiveArray::<Decimal128Type>::from(out).with_data_type(result_type),
+    )))
 }
 
 fn as_boolean(array: &ArrayRef) -> Result<BooleanArray, ArrowError> {
     match array.data_type() {
         DataType::Boolean => Ok(array.as_boolean().clone()),
         DataType::Null => Ok(BooleanArray::new_null(array.len())),
-        other => Err(ArrowError::InvalidArgumentError(format!("expected booleans, got {other}"))),
+        other => Err(ArrowError::InvalidArgumentError(format!(
+            "expected booleans, got {other}"
+        ))),
     }
 }
 
@@ -572,12 +723,18 @@ fn floor_div_or_mod_value<N: arrow::datatypes::ArrowNativeTypeOp>(op: BinaryOp, 
 /// `filter(id // 7 > 2000000)` from 66-74 ms to 45 ms, against the literal broadcast to an
 /// array and every value taken as an Option. None for other operands.
 fn floor_div_or_mod_by(op: BinaryOp, array: &ArrayRef, divisor: &ArrayRef) -> Option<ArrayRef> {
-    fn by<T: ArrowPrimitiveType>(op: BinaryOp, array: &ArrayRef, divisor: &ArrayRef) -> Option<ArrayRef> {
+    fn by<T: ArrowPrimitiveType>(
+        op: BinaryOp,
+        array: &ArrayRef,
+        divisor: &ArrayRef,
+    ) -> Option<ArrayRef> {
         let b = divisor.as_primitive_opt::<T>()?.value(0);
         if b.is_zero() {
             return None;
         }
-        let out: PrimitiveArray<T> = array.as_primitive::<T>().unary(|a| floor_div_or_mod_value(op, a, b));
+        let out: PrimitiveArray<T> = array
+            .as_primitive::<T>()
+            .unary(|a| floor_div_or_mod_value(op, a, b));
         Some(Arc::new(out.with_data_type(array.data_type().clone())))
     }
     use arrow::datatypes::*;
@@ -599,8 +756,16 @@ fn floor_div_or_mod_by(op: BinaryOp, array: &ArrayRef, divisor: &ArrayRef) -> Op
 
 /// Python's `//` and `%`: the quotient rounds down and the remainder takes the divisor's sign.
 /// Integer division by zero gives null (as Polars does) instead of failing the query.
-fn floor_div_or_mod(op: BinaryOp, left: &ArrayRef, right: &ArrayRef) -> Result<ArrayRef, ArrowError> {
-    fn ints<T: ArrowPrimitiveType>(op: BinaryOp, l: &PrimitiveArray<T>, r: &PrimitiveArray<T>) -> ArrayRef {
+fn floor_div_or_mod(
+    op: BinaryOp,
+    left: &ArrayRef,
+    right: &ArrayRef,
+) -> Result<ArrayRef, ArrowError> {
+    fn ints<T: ArrowPrimitiveType>(
+        op: BinaryOp,
+        l: &PrimitiveArray<T>,
+        r: &PrimitiveArray<T>,
+    ) -> ArrayRef {
         let out: PrimitiveArray<T> = l
             .iter()
             .zip(r.iter())
@@ -611,7 +776,11 @@ fn floor_div_or_mod(op: BinaryOp, left: &ArrayRef, right: &ArrayRef) -> Result<A
             .collect();
         Arc::new(out.with_data_type(l.data_type().clone()))
     }
-    fn floats<T: ArrowPrimitiveType>(op: BinaryOp, l: &PrimitiveArray<T>, r: &PrimitiveArray<T>) -> ArrayRef
+    fn floats<T: ArrowPrimitiveType>(
+        op: BinaryOp,
+        l: &PrimitiveArray<T>,
+        r: &PrimitiveArray<T>,
+    ) -> ArrayRef
     where
         T::Native: num_like::Float,
     {
@@ -649,7 +818,12 @@ fn floor_div_or_mod(op: BinaryOp, left: &ArrayRef, right: &ArrayRef) -> Result<A
 /// Minimal float trait for floor division on f32 / f64.
 mod num_like {
     pub trait Float:
-        Copy + std::ops::Div<Output = Self> + std::ops::Mul<Output = Self> + std::ops::Sub<Output = Self> + std::ops::Add<Output = Self> + PartialOrd
+        Copy
+        + std::ops::Div<Output = Self>
+        + std::ops::Mul<Output = Self>
+        + std::ops::Sub<Output = Self>
+        + std::ops::Add<Output = Self>
+        + PartialOrd
     {
         fn floor(self) -> Self;
         fn is_nan(self) -> bool;
@@ -680,7 +854,10 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
         UnaryOp::Negate => numeric::neg_wrapping(&array)?,
         UnaryOp::Abs if array.data_type().is_unsigned_integer() => array,
         UnaryOp::Abs => {
-            let zero = arrow::compute::cast(&(Arc::new(arrow::array::Int8Array::from(vec![0])) as ArrayRef), array.data_type())?;
+            let zero = arrow::compute::cast(
+                &(Arc::new(arrow::array::Int8Array::from(vec![0])) as ArrayRef),
+                array.data_type(),
+            )?;
             let negative = cmp::lt(&array, &Scalar::new(zero))?;
             let negative = null_as_false(&negative);
             zip(&negative, &numeric::neg_wrapping(&array)?, &array)?
@@ -690,7 +867,9 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
         UnaryOp::StrLen => on_dictionary_values(&array, str_len)?,
         UnaryOp::Year => date_part(&array, DatePart::Year)?,
         // Polars' types: int8 for the month and the day (1..=31 fit).
-        UnaryOp::Month => arrow::compute::cast(&date_part(&array, DatePart::Month)?, &DataType::Int8)?,
+        UnaryOp::Month => {
+            arrow::compute::cast(&date_part(&array, DatePart::Month)?, &DataType::Int8)?
+        }
         UnaryOp::Day => arrow::compute::cast(&date_part(&array, DatePart::Day)?, &DataType::Int8)?,
     };
     Ok(wrap(out, scalar))
@@ -699,17 +878,30 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow::array::{Date32Array, Float32Array, Float64Array, Int8Array, Int32Array, Int64Array, NullArray, UInt8Array};
+    use arrow::array::{
+        Date32Array, Float32Array, Float64Array, Int8Array, Int32Array, Int64Array, NullArray,
+        UInt8Array,
+    };
     use arrow::datatypes::{Field, Schema};
     use relay_plan::Literal;
 
     fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
-        let fields: Vec<Field> = columns.iter().map(|(name, a)| Field::new(*name, a.data_type().clone(), true)).collect();
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), columns.into_iter().map(|(_, a)| a).collect()).unwrap()
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+            .collect();
+        RecordBatch::try_new(
+            Arc::new(Schema::new(fields)),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .unwrap()
     }
 
     fn run(expr: &Expr, batch: &RecordBatch) -> ArrayRef {
-        evaluate(expr, batch).unwrap().into_array(batch.num_rows()).unwrap()
+        evaluate(expr, batch)
+            .unwrap()
+            .into_array(batch.num_rows())
+            .unwrap()
     }
 
     fn lit(array: impl Array + 'static) -> Expr {
@@ -719,31 +911,95 @@ mod tests {
     #[test]
     fn integer_floor_division_and_modulo_follow_python_and_divide_by_zero_to_null() {
         let b = batch(vec![
-            ("a", Arc::new(Int8Array::from(vec![Some(7), Some(-7), Some(7), Some(-7), Some(-128), Some(5), None]))),
-            ("b", Arc::new(Int8Array::from(vec![Some(2), Some(2), Some(-2), Some(-2), Some(-1), Some(0), Some(1)]))),
+            (
+                "a",
+                Arc::new(Int8Array::from(vec![
+                    Some(7),
+                    Some(-7),
+                    Some(7),
+                    Some(-7),
+                    Some(-128),
+                    Some(5),
+                    None,
+                ])),
+            ),
+            (
+                "b",
+                Arc::new(Int8Array::from(vec![
+                    Some(2),
+                    Some(2),
+                    Some(-2),
+                    Some(-2),
+                    Some(-1),
+                    Some(0),
+                    Some(1),
+                ])),
+            ),
         ]);
-        let quotient = run(&Expr::col("a").binary(BinaryOp::FloorDiv, Expr::col("b")), &b);
+        let quotient = run(
+            &Expr::col("a").binary(BinaryOp::FloorDiv, Expr::col("b")),
+            &b,
+        );
         let remainder = run(&Expr::col("a").binary(BinaryOp::Mod, Expr::col("b")), &b);
-        assert_eq!(quotient.as_ref(), &Int8Array::from(vec![Some(3), Some(-4), Some(-4), Some(3), Some(-128), None, None]) as &dyn Array);
-        assert_eq!(remainder.as_ref(), &Int8Array::from(vec![Some(1), Some(1), Some(-1), Some(-1), Some(0), None, None]) as &dyn Array);
+        assert_eq!(
+            quotient.as_ref(),
+            &Int8Array::from(vec![
+                Some(3),
+                Some(-4),
+                Some(-4),
+                Some(3),
+                Some(-128),
+                None,
+                None
+            ]) as &dyn Array
+        );
+        assert_eq!(
+            remainder.as_ref(),
+            &Int8Array::from(vec![
+                Some(1),
+                Some(1),
+                Some(-1),
+                Some(-1),
+                Some(0),
+                None,
+                None
+            ]) as &dyn Array
+        );
     }
 
     #[test]
     fn integer_floor_division_and_modulo_by_a_literal_match_the_general_kernel() {
-        let values: Vec<Option<i64>> = (-20..20).map(|v| (v % 7 != 3).then_some(v * 13)).chain([Some(i64::MIN), Some(i64::MAX)]).collect();
+        let values: Vec<Option<i64>> = (-20..20)
+            .map(|v| (v % 7 != 3).then_some(v * 13))
+            .chain([Some(i64::MIN), Some(i64::MAX)])
+            .collect();
         let b = batch(vec![("a", Arc::new(Int64Array::from(values.clone())))]);
         for divisor in [3i64, -3, 1, -1, 50_000, i64::MAX] {
             for op in [BinaryOp::FloorDiv, BinaryOp::Mod] {
-                let by_literal = run(&Expr::col("a").binary(op, lit(Int64Array::from(vec![divisor]))), &b);
+                let by_literal = run(
+                    &Expr::col("a").binary(op, lit(Int64Array::from(vec![divisor]))),
+                    &b,
+                );
                 let divisors = Arc::new(Int64Array::from(vec![divisor; values.len()])) as ArrayRef;
                 let by_column = floor_div_or_mod(op, b.column(0), &divisors).unwrap();
                 assert_eq!(&by_literal, &by_column, "{op:?} by {divisor}");
             }
         }
         // Python's semantics, nulls kept; a zero or null literal takes the general kernel (null).
-        let b = batch(vec![("a", Arc::new(Int32Array::from(vec![Some(7), Some(-7), None])))]);
-        let modulo = |divisor: Option<i32>| run(&Expr::col("a").binary(BinaryOp::Mod, lit(Int32Array::from(vec![divisor]))), &b);
-        assert_eq!(modulo(Some(-2)).as_ref(), &Int32Array::from(vec![Some(-1), Some(-1), None]) as &dyn Array);
+        let b = batch(vec![(
+            "a",
+            Arc::new(Int32Array::from(vec![Some(7), Some(-7), None])),
+        )]);
+        let modulo = |divisor: Option<i32>| {
+            run(
+                &Expr::col("a").binary(BinaryOp::Mod, lit(Int32Array::from(vec![divisor]))),
+                &b,
+            )
+        };
+        assert_eq!(
+            modulo(Some(-2)).as_ref(),
+            &Int32Array::from(vec![Some(-1), Some(-1), None]) as &dyn Array
+        );
         assert_eq!(modulo(Some(0)).null_count(), 3);
         assert_eq!(modulo(None).null_count(), 3);
     }
@@ -752,32 +1008,75 @@ mod tests {
     fn float_modulo_is_polars_formula() {
         let a = Float64Array::from(vec![5.5, -5.5, 3.0, f64::INFINITY, -0.0]);
         let b = batch(vec![("a", Arc::new(a))]);
-        let by = |divisor: f64, op| run(&Expr::col("a").binary(op, lit(Float64Array::from(vec![divisor]))), &b);
+        let by = |divisor: f64, op| {
+            run(
+                &Expr::col("a").binary(op, lit(Float64Array::from(vec![divisor]))),
+                &b,
+            )
+        };
         let remainder = by(-2.5, BinaryOp::Mod);
         let remainder = remainder.as_primitive::<arrow::datatypes::Float64Type>();
         assert_eq!(&remainder.values()[..3], &[-2.0, -0.5, -2.0]);
         assert!(remainder.value(3).is_nan());
-        assert_eq!(remainder.value(4).to_bits(), 0.0f64.to_bits(), "-0.0 % -2.5 is 0.0 as in Polars");
+        assert_eq!(
+            remainder.value(4).to_bits(),
+            0.0f64.to_bits(),
+            "-0.0 % -2.5 is 0.0 as in Polars"
+        );
         let infinite = by(f64::INFINITY, BinaryOp::Mod);
-        assert!(infinite.as_primitive::<arrow::datatypes::Float64Type>().values().iter().all(|v| v.is_nan()));
+        assert!(
+            infinite
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .values()
+                .iter()
+                .all(|v| v.is_nan())
+        );
         let quotient = by(-2.5, BinaryOp::FloorDiv);
-        assert_eq!(&quotient.as_primitive::<arrow::datatypes::Float64Type>().values()[..3], &[-3.0, 2.0, -2.0]);
+        assert_eq!(
+            &quotient
+                .as_primitive::<arrow::datatypes::Float64Type>()
+                .values()[..3],
+            &[-3.0, 2.0, -2.0]
+        );
     }
 
     #[test]
     fn float_comparisons_treat_negative_zero_and_every_nan_as_polars_does() {
         let negative_nan = f32::from_bits(0xFFC0_0000);
-        let b = batch(vec![("f", Arc::new(Float32Array::from(vec![-0.0, negative_nan, f32::NAN, 1.0])))]);
-        let compare = |op, value: f32| run(&Expr::col("f").binary(op, lit(Float32Array::from(vec![value]))), &b);
-        assert_eq!(compare(BinaryOp::Eq, 0.0).as_ref(), &BooleanArray::from(vec![true, false, false, false]) as &dyn Array);
-        assert_eq!(compare(BinaryOp::Lt, 0.0).as_ref(), &BooleanArray::from(vec![false, false, false, false]) as &dyn Array);
-        assert_eq!(compare(BinaryOp::Gt, f32::INFINITY).as_ref(), &BooleanArray::from(vec![false, true, true, false]) as &dyn Array);
-        assert_eq!(compare(BinaryOp::Eq, f32::NAN).as_ref(), &BooleanArray::from(vec![false, true, true, false]) as &dyn Array);
+        let b = batch(vec![(
+            "f",
+            Arc::new(Float32Array::from(vec![-0.0, negative_nan, f32::NAN, 1.0])),
+        )]);
+        let compare = |op, value: f32| {
+            run(
+                &Expr::col("f").binary(op, lit(Float32Array::from(vec![value]))),
+                &b,
+            )
+        };
+        assert_eq!(
+            compare(BinaryOp::Eq, 0.0).as_ref(),
+            &BooleanArray::from(vec![true, false, false, false]) as &dyn Array
+        );
+        assert_eq!(
+            compare(BinaryOp::Lt, 0.0).as_ref(),
+            &BooleanArray::from(vec![false, false, false, false]) as &dyn Array
+        );
+        assert_eq!(
+            compare(BinaryOp::Gt, f32::INFINITY).as_ref(),
+            &BooleanArray::from(vec![false, true, true, false]) as &dyn Array
+        );
+        assert_eq!(
+            compare(BinaryOp::Eq, f32::NAN).as_ref(),
+            &BooleanArray::from(vec![false, true, true, false]) as &dyn Array
+        );
         let is_in = Expr::IsIn {
             input: Box::new(Expr::col("f")),
             values: Literal(Arc::new(Float32Array::from(vec![0.0, f32::NAN]))),
         };
-        assert_eq!(run(&is_in, &b).as_ref(), &BooleanArray::from(vec![true, true, true, false]) as &dyn Array);
+        assert_eq!(
+            run(&is_in, &b).as_ref(),
+            &BooleanArray::from(vec![true, true, true, false]) as &dyn Array
+        );
     }
 
     #[test]
@@ -785,29 +1084,69 @@ mod tests {
         use arrow::array::{DictionaryArray, Int64Array, StringArray};
         use arrow::datatypes::Int32Type;
         let negative_nan = f64::from_bits(0xFFF8_0000_0000_0000);
-        let ints: ArrayRef = Arc::new(Int64Array::from(vec![Some(3), None, Some(40), Some(7), Some(-1)]));
-        let floats: ArrayRef = Arc::new(Float64Array::from(vec![Some(-0.0), Some(negative_nan), None, Some(2.5), Some(9.0)]));
-        let strings: ArrayRef = Arc::new(StringArray::from(vec![Some("b"), None, Some("zz"), Some("a")]));
-        let cities: DictionaryArray<Int32Type> = vec![Some("lima"), None, Some("oslo"), Some("lima")].into_iter().collect();
+        let ints: ArrayRef = Arc::new(Int64Array::from(vec![
+            Some(3),
+            None,
+            Some(40),
+            Some(7),
+            Some(-1),
+        ]));
+        let floats: ArrayRef = Arc::new(Float64Array::from(vec![
+            Some(-0.0),
+            Some(negative_nan),
+            None,
+            Some(2.5),
+            Some(9.0),
+        ]));
+        let strings: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("b"),
+            None,
+            Some("zz"),
+            Some("a"),
+        ]));
+        let cities: DictionaryArray<Int32Type> =
+            vec![Some("lima"), None, Some("oslo"), Some("lima")]
+                .into_iter()
+                .collect();
         let cities: ArrayRef = Arc::new(cities);
         let int_candidates = |extra: Vec<Option<i64>>| -> ArrayRef {
-            Arc::new(Int64Array::from(extra.into_iter().chain((100..130).map(Some)).collect::<Vec<_>>()))
+            Arc::new(Int64Array::from(
+                extra
+                    .into_iter()
+                    .chain((100..130).map(Some))
+                    .collect::<Vec<_>>(),
+            ))
         };
         let cases: Vec<(ArrayRef, ArrayRef, Vec<Option<bool>>)> = vec![
-            (ints.clone(), int_candidates(vec![Some(3), None, Some(7)]), vec![Some(true), None, Some(false), Some(true), Some(false)]),
+            (
+                ints.clone(),
+                int_candidates(vec![Some(3), None, Some(7)]),
+                vec![Some(true), None, Some(false), Some(true), Some(false)],
+            ),
             (
                 floats,
-                Arc::new(Float64Array::from((0..30).map(|i| i as f64 + 0.5).chain([0.0, f64::NAN]).collect::<Vec<_>>())),
+                Arc::new(Float64Array::from(
+                    (0..30)
+                        .map(|i| i as f64 + 0.5)
+                        .chain([0.0, f64::NAN])
+                        .collect::<Vec<_>>(),
+                )),
                 vec![Some(true), Some(true), None, Some(true), Some(false)],
             ),
             (
                 strings,
-                Arc::new(StringArray::from_iter_values((0..30).map(|i| format!("s{i}")).chain(["a".to_string(), "zz".to_string()]))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..30)
+                        .map(|i| format!("s{i}"))
+                        .chain(["a".to_string(), "zz".to_string()]),
+                )),
                 vec![Some(false), None, Some(true), Some(true)],
             ),
             (
                 cities,
-                Arc::new(StringArray::from_iter_values((0..30).map(|i| format!("c{i}")).chain(["lima".to_string()]))),
+                Arc::new(StringArray::from_iter_values(
+                    (0..30).map(|i| format!("c{i}")).chain(["lima".to_string()]),
+                )),
                 vec![Some(true), None, Some(false), Some(true)],
             ),
         ];
@@ -818,19 +1157,35 @@ mod tests {
                 values: Literal(candidates.clone()),
             };
             let expected = BooleanArray::from(expected);
-            assert_eq!(run(&is_in, &b).as_ref(), &expected as &dyn Array, "{:?}", column.data_type());
-            assert_eq!(is_in_linear(&column, &candidates).unwrap(), expected, "{:?}", column.data_type());
+            assert_eq!(
+                run(&is_in, &b).as_ref(),
+                &expected as &dyn Array,
+                "{:?}",
+                column.data_type()
+            );
+            assert_eq!(
+                is_in_linear(&column, &candidates).unwrap(),
+                expected,
+                "{:?}",
+                column.data_type()
+            );
         }
     }
 
     #[test]
     fn is_in_gives_null_for_null_input_and_ignores_null_candidates() {
-        let b = batch(vec![("x", Arc::new(Int8Array::from(vec![Some(1), None, Some(3)])))]);
+        let b = batch(vec![(
+            "x",
+            Arc::new(Int8Array::from(vec![Some(1), None, Some(3)])),
+        )]);
         let is_in = Expr::IsIn {
             input: Box::new(Expr::col("x")),
             values: Literal(Arc::new(Int8Array::from(vec![None, Some(3)]))),
         };
-        assert_eq!(run(&is_in, &b).as_ref(), &BooleanArray::from(vec![Some(false), None, Some(true)]) as &dyn Array);
+        assert_eq!(
+            run(&is_in, &b).as_ref(),
+            &BooleanArray::from(vec![Some(false), None, Some(true)]) as &dyn Array
+        );
         let untyped = batch(vec![("x", Arc::new(NullArray::new(2)))]);
         let is_in = Expr::IsIn {
             input: Box::new(Expr::col("x")),
@@ -841,18 +1196,30 @@ mod tests {
 
     #[test]
     fn a_null_or_untyped_null_condition_counts_as_false() {
-        let b = batch(vec![("c", Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])))]);
+        let b = batch(vec![(
+            "c",
+            Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+        )]);
         let case = |condition: Expr| Expr::Case {
             branches: vec![(condition, lit(Int32Array::from(vec![1])))],
             otherwise: Box::new(lit(Int32Array::from(vec![2]))),
         };
-        assert_eq!(run(&case(Expr::col("c")), &b).as_ref(), &Int32Array::from(vec![1, 2, 2]) as &dyn Array);
-        assert_eq!(run(&case(Expr::Literal(Literal::null())), &b).as_ref(), &Int32Array::from(vec![2, 2, 2]) as &dyn Array);
+        assert_eq!(
+            run(&case(Expr::col("c")), &b).as_ref(),
+            &Int32Array::from(vec![1, 2, 2]) as &dyn Array
+        );
+        assert_eq!(
+            run(&case(Expr::Literal(Literal::null())), &b).as_ref(),
+            &Int32Array::from(vec![2, 2, 2]) as &dyn Array
+        );
     }
 
     #[test]
     fn when_branches_are_evaluated_only_for_the_rows_that_take_them() {
-        let b = batch(vec![("x", Arc::new(Int8Array::from(vec![Some(1), Some(-3), None, Some(5)])))]);
+        let b = batch(vec![(
+            "x",
+            Arc::new(Int8Array::from(vec![Some(1), Some(-3), None, Some(5)])),
+        )]);
         let to_unsigned = Expr::Cast {
             input: Box::new(Expr::col("x")),
             to: DataType::UInt8,
@@ -863,15 +1230,24 @@ mod tests {
             branches: vec![(non_negative.clone(), to_unsigned.clone())],
             otherwise: Box::new(zero.clone()),
         };
-        assert_eq!(run(&guarded, &b).as_ref(), &UInt8Array::from(vec![1, 0, 0, 5]) as &dyn Array);
+        assert_eq!(
+            run(&guarded, &b).as_ref(),
+            &UInt8Array::from(vec![1, 0, 0, 5]) as &dyn Array
+        );
         let in_otherwise = Expr::Case {
             branches: vec![(non_negative.unary(UnaryOp::Not), zero.clone())],
             otherwise: Box::new(to_unsigned.clone()),
         };
-        assert_eq!(run(&in_otherwise, &b).as_ref(), &UInt8Array::from(vec![Some(1), Some(0), None, Some(5)]) as &dyn Array);
+        assert_eq!(
+            run(&in_otherwise, &b).as_ref(),
+            &UInt8Array::from(vec![Some(1), Some(0), None, Some(5)]) as &dyn Array
+        );
         // A row that takes the branch and fails still fails.
         let unguarded = Expr::Case {
-            branches: vec![(Expr::col("x").unary(UnaryOp::IsNotNull), to_unsigned.clone())],
+            branches: vec![(
+                Expr::col("x").unary(UnaryOp::IsNotNull),
+                to_unsigned.clone(),
+            )],
             otherwise: Box::new(zero.clone()),
         };
         assert!(evaluate(&unguarded, &b).is_err());
@@ -880,35 +1256,78 @@ mod tests {
             branches: vec![(Expr::Literal(Literal::null()), to_unsigned)],
             otherwise: Box::new(zero),
         };
-        assert_eq!(run(&never, &b).as_ref(), &UInt8Array::from(vec![0, 0, 0, 0]) as &dyn Array);
+        assert_eq!(
+            run(&never, &b).as_ref(),
+            &UInt8Array::from(vec![0, 0, 0, 0]) as &dyn Array
+        );
     }
 
     #[test]
     fn abs_wraps_and_leaves_unsigned_values_alone() {
         let b = batch(vec![
-            ("i", Arc::new(Int8Array::from(vec![Some(-128), Some(-5), None, Some(7)]))),
-            ("u", Arc::new(UInt8Array::from(vec![Some(255), Some(0), None, Some(7)]))),
+            (
+                "i",
+                Arc::new(Int8Array::from(vec![Some(-128), Some(-5), None, Some(7)])),
+            ),
+            (
+                "u",
+                Arc::new(UInt8Array::from(vec![Some(255), Some(0), None, Some(7)])),
+            ),
         ]);
-        assert_eq!(run(&Expr::col("i").unary(UnaryOp::Abs), &b).as_ref(), &Int8Array::from(vec![Some(-128), Some(5), None, Some(7)]) as &dyn Array);
-        assert_eq!(run(&Expr::col("u").unary(UnaryOp::Abs), &b).as_ref(), b.column(1).as_ref());
+        assert_eq!(
+            run(&Expr::col("i").unary(UnaryOp::Abs), &b).as_ref(),
+            &Int8Array::from(vec![Some(-128), Some(5), None, Some(7)]) as &dyn Array
+        );
+        assert_eq!(
+            run(&Expr::col("u").unary(UnaryOp::Abs), &b).as_ref(),
+            b.column(1).as_ref()
+        );
     }
 
     #[test]
     fn month_and_day_are_int8_and_strings_count_characters() {
         let b = batch(vec![
-            ("d", Arc::new(Date32Array::from(vec![Some(-1), None, Some(11_016)]))),
-            ("s", Arc::new(arrow::array::StringArray::from(vec![Some("héllo"), None, Some("")]))),
+            (
+                "d",
+                Arc::new(Date32Array::from(vec![Some(-1), None, Some(11_016)])),
+            ),
+            (
+                "s",
+                Arc::new(arrow::array::StringArray::from(vec![
+                    Some("héllo"),
+                    None,
+                    Some(""),
+                ])),
+            ),
         ]);
-        assert_eq!(run(&Expr::col("d").unary(UnaryOp::Month), &b).as_ref(), &Int8Array::from(vec![Some(12), None, Some(2)]) as &dyn Array);
-        assert_eq!(run(&Expr::col("d").unary(UnaryOp::Day), &b).as_ref(), &Int8Array::from(vec![Some(31), None, Some(29)]) as &dyn Array);
-        assert_eq!(run(&Expr::col("d").unary(UnaryOp::Year), &b).as_ref(), &Int32Array::from(vec![Some(1969), None, Some(2000)]) as &dyn Array);
-        assert_eq!(run(&Expr::col("s").unary(UnaryOp::StrLen), &b).as_ref(), &UInt32Array::from(vec![Some(5), None, Some(0)]) as &dyn Array);
+        assert_eq!(
+            run(&Expr::col("d").unary(UnaryOp::Month), &b).as_ref(),
+            &Int8Array::from(vec![Some(12), None, Some(2)]) as &dyn Array
+        );
+        assert_eq!(
+            run(&Expr::col("d").unary(UnaryOp::Day), &b).as_ref(),
+            &Int8Array::from(vec![Some(31), None, Some(29)]) as &dyn Array
+        );
+        assert_eq!(
+            run(&Expr::col("d").unary(UnaryOp::Year), &b).as_ref(),
+            &Int32Array::from(vec![Some(1969), None, Some(2000)]) as &dyn Array
+        );
+        assert_eq!(
+            run(&Expr::col("s").unary(UnaryOp::StrLen), &b).as_ref(),
+            &UInt32Array::from(vec![Some(5), None, Some(0)]) as &dyn Array
+        );
     }
 
     #[test]
     fn decimal_arithmetic_matches_arrows_kernels_and_leaves_overflow_to_them() {
         use arrow::array::Decimal128Array;
-        let decimals = |values: Vec<i128>, p: u8, s: i8| -> ArrayRef { Arc::new(Decimal128Array::from(values).with_precision_and_scale(p, s).unwrap()) };
+        let decimals = |values: Vec<i128>, p: u8, s: i8| -> ArrayRef {
+            Arc::new(
+                Decimal128Array::from(values)
+                    .with_precision_and_scale(p, s)
+                    .unwrap(),
+            )
+        };
         let price = decimals(vec![12_345, -9_999, 0, 700], 15, 2);
         let discount = decimals(vec![5, 10, 0, 99], 15, 2);
         let big = decimals(vec![i128::MAX / 3, 1, 2, 3], 38, 0);
@@ -917,11 +1336,31 @@ mod tests {
         let cases: Vec<(BinaryOp, Value, Value)> = vec![
             (BinaryOp::Sub, one.clone(), Value::Array(discount.clone())),
             (BinaryOp::Add, Value::Array(discount.clone()), one.clone()),
-            (BinaryOp::Mul, Value::Array(price.clone()), Value::Array(discount.clone())),
-            (BinaryOp::Mul, Value::Array(wide.clone()), Value::Array(wide.clone())),
-            (BinaryOp::Add, Value::Array(price.clone()), Value::Array(wide.clone())),
-            (BinaryOp::Add, Value::Array(big.clone()), Value::Array(big.clone())),
-            (BinaryOp::Mul, Value::Array(big.clone()), Value::Scalar(decimals(vec![10], 2, 0))),
+            (
+                BinaryOp::Mul,
+                Value::Array(price.clone()),
+                Value::Array(discount.clone()),
+            ),
+            (
+                BinaryOp::Mul,
+                Value::Array(wide.clone()),
+                Value::Array(wide.clone()),
+            ),
+            (
+                BinaryOp::Add,
+                Value::Array(price.clone()),
+                Value::Array(wide.clone()),
+            ),
+            (
+                BinaryOp::Add,
+                Value::Array(big.clone()),
+                Value::Array(big.clone()),
+            ),
+            (
+                BinaryOp::Mul,
+                Value::Array(big.clone()),
+                Value::Scalar(decimals(vec![10], 2, 0)),
+            ),
         ];
         for (op, left, right) in cases {
             let (l, r) = (left.datum(), right.datum());
@@ -948,8 +1387,20 @@ mod tests {
             }
         }
         // Nulls go to arrow's kernel.
-        let with_null: ArrayRef = Arc::new(Decimal128Array::from(vec![Some(1), None]).with_precision_and_scale(5, 2).unwrap());
-        assert!(decimal_arithmetic(BinaryOp::Add, &Value::Array(with_null.clone()), &Value::Array(with_null)).unwrap().is_none());
+        let with_null: ArrayRef = Arc::new(
+            Decimal128Array::from(vec![Some(1), None])
+                .with_precision_and_scale(5, 2)
+                .unwrap(),
+        );
+        assert!(
+            decimal_arithmetic(
+                BinaryOp::Add,
+                &Value::Array(with_null.clone()),
+                &Value::Array(with_null)
+            )
+            .unwrap()
+            .is_none()
+        );
     }
 
     #[test]
@@ -960,6 +1411,9 @@ mod tests {
             to: DataType::UInt8,
         };
         let error = evaluate(&cast, &b).unwrap_err().to_string();
-        assert!(error.contains("col(\"x\") (int8) to uint8") && error.contains("-3"), "{error}");
+        assert!(
+            error.contains("col(\"x\") (int8) to uint8") && error.contains("-3"),
+            "{error}"
+        );
     }
 }

@@ -115,7 +115,11 @@ impl ViewSet {
                     let column = &chunk.columns[index];
                     match &chunk.selection {
                         None => Ok(column.clone()),
-                        Some(selection) => take(column.as_ref(), &UInt32Array::from(selection.as_ref().clone()), None),
+                        Some(selection) => take(
+                            column.as_ref(),
+                            &UInt32Array::from(selection.as_ref().clone()),
+                            None,
+                        ),
                     }
                 })
                 .collect()
@@ -125,13 +129,19 @@ impl ViewSet {
 
     /// The result as record batches (gathering where there are selections).
     pub fn record_batches(&self) -> Result<Vec<RecordBatch>, ExecError> {
-        let per_column: Vec<Vec<ArrayRef>> =
-            (0..self.schema.fields().len()).map(|i| self.column_arrays(i)).collect::<Result<_, _>>()?;
+        let per_column: Vec<Vec<ArrayRef>> = (0..self.schema.fields().len())
+            .map(|i| self.column_arrays(i))
+            .collect::<Result<_, _>>()?;
         (0..self.chunks.len())
             .map(|c| {
                 let arrays: Vec<ArrayRef> = per_column.iter().map(|col| col[c].clone()).collect();
-                let options = RecordBatchOptions::new().with_row_count(Some(self.chunks[c].num_selected()));
-                Ok(RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)?)
+                let options =
+                    RecordBatchOptions::new().with_row_count(Some(self.chunks[c].num_selected()));
+                Ok(RecordBatch::try_new_with_options(
+                    self.schema.clone(),
+                    arrays,
+                    &options,
+                )?)
             })
             .collect()
     }
@@ -141,7 +151,14 @@ impl ViewSet {
 /// child and hangs its first parallel call, so a forked child (different pid) builds its own.
 pub fn pool() -> Arc<rayon::ThreadPool> {
     static POOL: OnceLock<std::sync::Mutex<(u32, Arc<rayon::ThreadPool>)>> = OnceLock::new();
-    let build = || Arc::new(rayon::ThreadPoolBuilder::new().thread_name(|i| format!("relay-{i}")).build().expect("thread pool"));
+    let build = || {
+        Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .thread_name(|i| format!("relay-{i}"))
+                .build()
+                .expect("thread pool"),
+        )
+    };
     let pid = std::process::id();
     let cell = POOL.get_or_init(|| std::sync::Mutex::new((pid, build())));
     let mut guard = cell.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -201,7 +218,8 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
                 .collect();
             let mut result = ViewSet { schema, chunks };
             if let Some(predicate) = Expr::conjunction(filters.iter().cloned()) {
-                result = filter(result, &predicate).map_err(|e| e.in_file(plan, "filter evaluation"))?;
+                result =
+                    filter(result, &predicate).map_err(|e| e.in_file(plan, "filter evaluation"))?;
             }
             let stats = OperatorStats {
                 rows_in,
@@ -217,7 +235,8 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
         LogicalPlan::Filter { input, predicate } => {
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
-            let result = filter(input, predicate).map_err(|e| e.in_file(plan, "filter evaluation"))?;
+            let result =
+                filter(input, predicate).map_err(|e| e.in_file(plan, "filter evaluation"))?;
             let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
@@ -225,32 +244,43 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             let schema = plan.schema()?;
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
-            let (result, bytes_copied) =
-                project(input, exprs, schema).map_err(|e| e.in_file(plan, "evaluating a computed column"))?;
+            let (result, bytes_copied) = project(input, exprs, schema)
+                .map_err(|e| e.in_file(plan, "evaluating a computed column"))?;
             let stats = row_stats(rows_in, &result, bytes_copied);
             (result, stats)
         }
-        LogicalPlan::Slice { input, offset, length } => {
+        LogicalPlan::Slice {
+            input,
+            offset,
+            length,
+        } => {
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
             let result = slice(input, *offset as usize, *length as usize);
             let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
-        LogicalPlan::Take { .. } | LogicalPlan::Memory { .. } | LogicalPlan::Reinterpret { .. } | LogicalPlan::AttachColumns { .. } => {
-            crate::nodes::execute_node(plan, profile)?
-        }
+        LogicalPlan::Take { .. }
+        | LogicalPlan::Memory { .. }
+        | LogicalPlan::Reinterpret { .. }
+        | LogicalPlan::AttachColumns { .. } => crate::nodes::execute_node(plan, profile)?,
         LogicalPlan::Sort { input, keys, limit } => {
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
-            let result = crate::sort::sort(input, keys, *limit).map_err(|e| e.in_file(plan, "sort"))?;
+            let result =
+                crate::sort::sort(input, keys, *limit).map_err(|e| e.in_file(plan, "sort"))?;
             let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
-        LogicalPlan::Distinct { input, subset, keep } => {
+        LogicalPlan::Distinct {
+            input,
+            subset,
+            keep,
+        } => {
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
-            let result = crate::distinct::distinct(input, subset.as_deref(), *keep).map_err(|e| e.in_file(plan, "unique"))?;
+            let result = crate::distinct::distinct(input, subset.as_deref(), *keep)
+                .map_err(|e| e.in_file(plan, "unique"))?;
             let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
@@ -258,38 +288,66 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
             let schema = plan.schema()?;
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
-            let result = crate::aggregate::aggregate(input, keys, aggs, schema).map_err(|e| e.in_file(plan, "aggregation"))?;
-            let bytes_copied = result.chunks.iter().flat_map(|c| &c.columns).map(|c| c.get_array_memory_size()).sum();
+            let result = crate::aggregate::aggregate(input, keys, aggs, schema)
+                .map_err(|e| e.in_file(plan, "aggregation"))?;
+            let bytes_copied = result
+                .chunks
+                .iter()
+                .flat_map(|c| &c.columns)
+                .map(|c| c.get_array_memory_size())
+                .sum();
             let stats = row_stats(rows_in, &result, bytes_copied);
             (result, stats)
         }
-        LogicalPlan::Join { left, right, left_on, right_on, how, columns } => {
+        LogicalPlan::Join {
+            left,
+            right,
+            left_on,
+            right_on,
+            how,
+            columns,
+        } => {
             let schema = plan.schema()?;
             // Both inputs at once: each is parallel inside, but often small (a dimension
             // table), and its serial parts (hash table builds, merges) overlap the other's.
             let (left, right) = pool().join(|| execute(left, profile), || execute(right, profile));
             let (left, right) = (left?, right?);
             let rows_in = left.num_rows() + right.num_rows();
-            let result = crate::join::join(left, right, left_on, right_on, *how, columns, schema).map_err(|e| e.in_file(plan, "join"))?;
+            let result = crate::join::join(left, right, left_on, right_on, *how, columns, schema)
+                .map_err(|e| e.in_file(plan, "join"))?;
             // Semi and anti joins select left rows (no copy); the others gather new arrays.
             let bytes_copied = if how.filters_left() {
                 0
             } else {
-                result.chunks.iter().flat_map(|c| &c.columns).map(|c| c.get_array_memory_size()).sum()
+                result
+                    .chunks
+                    .iter()
+                    .flat_map(|c| &c.columns)
+                    .map(|c| c.get_array_memory_size())
+                    .sum()
             };
             let stats = row_stats(rows_in, &result, bytes_copied);
             (result, stats)
         }
     };
-    profile.record(plan.to_string(), OperatorStats {
-        wall: started.elapsed(),
-        ..stats
-    });
+    profile.record(
+        plan.to_string(),
+        OperatorStats {
+            wall: started.elapsed(),
+            ..stats
+        },
+    );
     Ok(result)
 }
 
 /// The columns `names` of `chunk`, at the rows `rows` (all rows when None), as a batch.
-pub(crate) fn batch_of(schema: &Schema, chunk: &Chunk, names: &[String], rows: Option<&[u32]>, range: (usize, usize)) -> Result<RecordBatch, ArrowError> {
+pub(crate) fn batch_of(
+    schema: &Schema,
+    chunk: &Chunk,
+    names: &[String],
+    rows: Option<&[u32]>,
+    range: (usize, usize),
+) -> Result<RecordBatch, ArrowError> {
     let mut fields = Vec::with_capacity(names.len());
     let mut arrays = Vec::with_capacity(names.len());
     for name in names {
@@ -302,7 +360,11 @@ pub(crate) fn batch_of(schema: &Schema, chunk: &Chunk, names: &[String], rows: O
         });
     }
     let len = rows.map_or(range.1, <[u32]>::len);
-    RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &RecordBatchOptions::new().with_row_count(Some(len)))
+    RecordBatch::try_new_with_options(
+        Arc::new(Schema::new(fields)),
+        arrays,
+        &RecordBatchOptions::new().with_row_count(Some(len)),
+    )
 }
 
 /// A conjunct of a filter, with what evaluating it on a morsel needs: the columns it reads
@@ -316,9 +378,21 @@ struct Conjunct {
 impl Conjunct {
     fn new(expr: Expr, input: &Schema) -> Result<Self, ArrowError> {
         let names = expr.columns();
-        let columns = names.iter().map(|name| input.index_of(name)).collect::<Result<Vec<_>, _>>()?;
-        let schema = Arc::new(Schema::new(columns.iter().map(|&i| input.field(i).clone()).collect::<Vec<_>>()));
-        Ok(Conjunct { expr, columns, schema })
+        let columns = names
+            .iter()
+            .map(|name| input.index_of(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|&i| input.field(i).clone())
+                .collect::<Vec<_>>(),
+        ));
+        Ok(Conjunct {
+            expr,
+            columns,
+            schema,
+        })
     }
 
     /// The conjunct over `arrays` (its columns, `len` rows), as a bitmap with null as false.
@@ -327,15 +401,28 @@ impl Conjunct {
         let batch = RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options)?;
         let mask = evaluate(&self.expr, &batch)?.into_array(len)?;
         match mask.data_type() {
-            DataType::Boolean => Ok(crate::eval::null_as_false(mask.as_boolean()).values().clone()),
+            DataType::Boolean => Ok(crate::eval::null_as_false(mask.as_boolean())
+                .values()
+                .clone()),
             DataType::Null => Ok(BooleanBuffer::new_unset(len)),
-            other => Err(ArrowError::InvalidArgumentError(format!("filter predicate gave {other}, not booleans"))),
+            other => Err(ArrowError::InvalidArgumentError(format!(
+                "filter predicate gave {other}, not booleans"
+            ))),
         }
     }
 
     /// The conjunct on rows `start .. start + len` of `chunk` (zero-copy slices).
-    fn mask_of_range(&self, chunk: &Chunk, start: usize, len: usize) -> Result<BooleanBuffer, ArrowError> {
-        let arrays = self.columns.iter().map(|&i| chunk.columns[i].slice(start, len)).collect();
+    fn mask_of_range(
+        &self,
+        chunk: &Chunk,
+        start: usize,
+        len: usize,
+    ) -> Result<BooleanBuffer, ArrowError> {
+        let arrays = self
+            .columns
+            .iter()
+            .map(|&i| chunk.columns[i].slice(start, len))
+            .collect();
         self.mask(arrays, len)
     }
 
@@ -405,9 +492,17 @@ const DENSE_DIVISOR: usize = 4;
 pub(crate) fn filter(input: ViewSet, predicate: &Expr) -> Result<ViewSet, ExecError> {
     let filter = ChunkFilter::new(predicate, &input.schema)?;
     let schema = input.schema.clone();
-    let chunks: Result<Vec<Chunk>, ArrowError> =
-        pool().install(|| input.chunks.into_par_iter().map(|chunk| filter.apply(chunk)).collect());
-    Ok(ViewSet { schema, chunks: chunks? })
+    let chunks: Result<Vec<Chunk>, ArrowError> = pool().install(|| {
+        input
+            .chunks
+            .into_par_iter()
+            .map(|chunk| filter.apply(chunk))
+            .collect()
+    });
+    Ok(ViewSet {
+        schema,
+        chunks: chunks?,
+    })
 }
 
 /// A predicate's conjuncts, checked against a schema once, to filter chunks of that schema
@@ -485,24 +580,32 @@ fn filter_chunk(chunk: &Chunk, conjuncts: &[Conjunct]) -> Result<Vec<u32>, Arrow
         parts.push(head);
         rest = tail;
     }
-    survivors.into_par_iter().zip(parts).for_each(|((start, survivors), part)| match survivors {
-        Survivors::All => {
-            for (slot, row) in part.iter_mut().zip(start as u32..) {
-                *slot = row;
+    survivors
+        .into_par_iter()
+        .zip(parts)
+        .for_each(|((start, survivors), part)| match survivors {
+            Survivors::All => {
+                for (slot, row) in part.iter_mut().zip(start as u32..) {
+                    *slot = row;
+                }
             }
-        }
-        Survivors::Mask(mask) => {
-            for (slot, offset) in part.iter_mut().zip(mask.set_indices()) {
-                *slot = (start + offset) as u32;
+            Survivors::Mask(mask) => {
+                for (slot, offset) in part.iter_mut().zip(mask.set_indices()) {
+                    *slot = (start + offset) as u32;
+                }
             }
-        }
-        Survivors::Rows(rows) => part.copy_from_slice(&rows),
-    });
+            Survivors::Rows(rows) => part.copy_from_slice(&rows),
+        });
     Ok(selection)
 }
 
 /// The conjuncts on rows `start .. start + len` of a chunk without selection.
-fn filter_morsel(chunk: &Chunk, conjuncts: &[Conjunct], start: usize, len: usize) -> Result<Survivors, ArrowError> {
+fn filter_morsel(
+    chunk: &Chunk,
+    conjuncts: &[Conjunct],
+    start: usize,
+    len: usize,
+) -> Result<Survivors, ArrowError> {
     let mut survivors = Survivors::All;
     for conjunct in conjuncts {
         survivors = match survivors {
@@ -529,7 +632,11 @@ fn filter_morsel(chunk: &Chunk, conjuncts: &[Conjunct], start: usize, len: usize
 
 /// Plain column references keep their arrays and the selection (still views); computed
 /// columns are evaluated on the selected rows only, which first gathers the chunk.
-fn project(input: ViewSet, exprs: &[Expr], schema: SchemaRef) -> Result<(ViewSet, usize), ExecError> {
+fn project(
+    input: ViewSet,
+    exprs: &[Expr],
+    schema: SchemaRef,
+) -> Result<(ViewSet, usize), ExecError> {
     let input_schema = input.schema.clone();
     let plain: Option<Vec<usize>> = exprs
         .iter()
@@ -569,7 +676,13 @@ fn project(input: ViewSet, exprs: &[Expr], schema: SchemaRef) -> Result<(ViewSet
             .chunks
             .into_par_iter()
             .map(|chunk| {
-                let batch = batch_of(&input_schema, &chunk, &needed, chunk.selection.as_deref().map(Vec::as_slice), (0, chunk.len))?;
+                let batch = batch_of(
+                    &input_schema,
+                    &chunk,
+                    &needed,
+                    chunk.selection.as_deref().map(Vec::as_slice),
+                    (0, chunk.len),
+                )?;
                 let len = batch.num_rows();
                 let columns = exprs
                     .iter()
@@ -581,7 +694,14 @@ fn project(input: ViewSet, exprs: &[Expr], schema: SchemaRef) -> Result<(ViewSet
                     .filter(|c| !chunk.columns.iter().any(|input| Arc::ptr_eq(input, c)))
                     .map(|c| c.get_array_memory_size())
                     .sum();
-                Ok((Chunk { columns, len, selection: None }, copied))
+                Ok((
+                    Chunk {
+                        columns,
+                        len,
+                        selection: None,
+                    },
+                    copied,
+                ))
             })
             .collect()
     });
@@ -616,7 +736,11 @@ fn slice(input: ViewSet, offset: usize, length: usize) -> ViewSet {
                 ..chunk
             },
             None => Chunk {
-                columns: chunk.columns.iter().map(|c| c.slice(skip, take_rows)).collect(),
+                columns: chunk
+                    .columns
+                    .iter()
+                    .map(|c| c.slice(skip, take_rows))
+                    .collect(),
                 len: take_rows,
                 selection: None,
             },
@@ -625,7 +749,10 @@ fn slice(input: ViewSet, offset: usize, length: usize) -> ViewSet {
         remaining -= take_rows;
         skip = 0;
     }
-    ViewSet { schema: input.schema, chunks }
+    ViewSet {
+        schema: input.schema,
+        chunks,
+    }
 }
 
 #[cfg(test)]
@@ -690,7 +817,13 @@ mod tests {
         filtered
             .chunks
             .iter()
-            .map(|chunk| chunk.selection.as_deref().expect("a filter gives a selection").clone())
+            .map(|chunk| {
+                chunk
+                    .selection
+                    .as_deref()
+                    .expect("a filter gives a selection")
+                    .clone()
+            })
             .collect()
     }
 
@@ -705,7 +838,10 @@ mod tests {
             chunks: vec![chunk(0..ROWS, None)],
         };
         let predicate = compare("a", BinaryOp::Gt, int(94));
-        assert_eq!(selections(view, &predicate), [expected(0..ROWS, |i| a(i) > 94)]);
+        assert_eq!(
+            selections(view, &predicate),
+            [expected(0..ROWS, |i| a(i) > 94)]
+        );
     }
 
     #[test]
@@ -720,13 +856,19 @@ mod tests {
             .and(compare("a", BinaryOp::Gt, int(50)))
             .and(compare("a", BinaryOp::Eq, int(97)))
             .and(compare("c", BinaryOp::Gt, int(3)));
-        let keep = |i: usize| b(i) > -400.0 && a(i) > 50 && a(i) == 97 && c(i).is_some_and(|c| c > 3);
+        let keep =
+            |i: usize| b(i) > -400.0 && a(i) > 50 && a(i) == 97 && c(i).is_some_and(|c| c > 3);
         assert_eq!(selections(view(), &predicate), [expected(0..ROWS, keep)]);
         // A selective conjunct first goes to rows at once; the rest run on those rows.
-        let predicate = compare("a", BinaryOp::Eq, int(3)).and(compare("b", BinaryOp::Lt, float(0.0)));
-        assert_eq!(selections(view(), &predicate), [expected(0..ROWS, |i| a(i) == 3 && b(i) < 0.0)]);
+        let predicate =
+            compare("a", BinaryOp::Eq, int(3)).and(compare("b", BinaryOp::Lt, float(0.0)));
+        assert_eq!(
+            selections(view(), &predicate),
+            [expected(0..ROWS, |i| a(i) == 3 && b(i) < 0.0)]
+        );
         // Nothing left: later conjuncts are skipped.
-        let predicate = compare("a", BinaryOp::Gt, int(1000)).and(compare("b", BinaryOp::Lt, float(0.0)));
+        let predicate =
+            compare("a", BinaryOp::Gt, int(1000)).and(compare("b", BinaryOp::Lt, float(0.0)));
         assert_eq!(selections(view(), &predicate), [Vec::<u32>::new()]);
     }
 
@@ -738,9 +880,14 @@ mod tests {
             schema: schema(),
             chunks: vec![chunk(0..ROWS, Some(backwards.clone()))],
         };
-        let predicate = compare("a", BinaryOp::GtEq, int(90)).and(compare("c", BinaryOp::NotEq, int(5)));
+        let predicate =
+            compare("a", BinaryOp::GtEq, int(90)).and(compare("c", BinaryOp::NotEq, int(5)));
         let keep = |i: usize| a(i) >= 90 && c(i).is_some_and(|c| c != 5);
-        let want: Vec<u32> = backwards.iter().copied().filter(|&r| keep(r as usize)).collect();
+        let want: Vec<u32> = backwards
+            .iter()
+            .copied()
+            .filter(|&r| keep(r as usize))
+            .collect();
         assert_eq!(selections(view, &predicate), [want]);
     }
 
@@ -748,7 +895,11 @@ mod tests {
     fn each_chunk_is_filtered_on_its_own_offsets() {
         let view = ViewSet {
             schema: schema(),
-            chunks: vec![chunk(0..10, None), chunk(10..10, None), chunk(10..MORSEL_ROWS + 30, None)],
+            chunks: vec![
+                chunk(0..10, None),
+                chunk(10..10, None),
+                chunk(10..MORSEL_ROWS + 30, None),
+            ],
         };
         let predicate = compare("a", BinaryOp::Lt, int(2));
         let got = selections(view, &predicate);
@@ -775,7 +926,13 @@ mod tests {
         };
         let filtered = filter(view, &compare("a", BinaryOp::Eq, int(42))).unwrap();
         let values = filtered.column_arrays(0).unwrap();
-        assert!(values[0].as_primitive::<Int32Type>().values().iter().all(|&v| v == 42));
+        assert!(
+            values[0]
+                .as_primitive::<Int32Type>()
+                .values()
+                .iter()
+                .all(|&v| v == 42)
+        );
         assert_eq!(filtered.num_rows(), expected(0..ROWS, |i| a(i) == 42).len());
     }
 }

@@ -35,8 +35,15 @@ pub type RaggedDense = Vec<Option<(DenseArray, DenseArray)>>;
 /// One output of a batch: a stacked group of fixed-width columns, or one ragged column.
 #[derive(Debug, Clone)]
 pub enum Output {
-    Fixed { group: BatchGroup, width: usize },
-    Ragged { column: usize, dtype: DenseDtype, fill_null: Option<f64> },
+    Fixed {
+        group: BatchGroup,
+        width: usize,
+    },
+    Ragged {
+        column: usize,
+        dtype: DenseDtype,
+        fill_null: Option<f64>,
+    },
 }
 
 impl Output {
@@ -70,19 +77,32 @@ impl OutputMemory {
 
 /// Gathers one batch: fixed outputs into `memories` (same order, None for ragged outputs),
 /// ragged outputs returned as (padded, lengths).
-pub fn gather_batch(source: &BatchSource, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, String> {
+pub fn gather_batch(
+    source: &BatchSource,
+    outputs: &[Output],
+    positions: &[u64],
+    memories: &[Option<OutputMemory>],
+) -> Result<RaggedDense, String> {
     outputs
         .iter()
         .zip(memories)
         .map(|(output, memory)| match output {
             Output::Fixed { group, .. } => {
-                let memory = memory.as_ref().ok_or("internal: no buffer for a fixed output")?;
+                let memory = memory
+                    .as_ref()
+                    .ok_or("internal: no buffer for a fixed output")?;
                 // SAFETY: `OutputMemory::new`'s contract: `len` writable bytes that nobody
                 // else touches until this batch is returned.
                 let out = unsafe { std::slice::from_raw_parts_mut(memory.ptr, memory.len) };
                 source.gather(group, positions, out).map(|()| None)
             }
-            Output::Ragged { column, dtype, fill_null } => source.gather_ragged(*column, *dtype, *fill_null, positions).map(Some),
+            Output::Ragged {
+                column,
+                dtype,
+                fill_null,
+            } => source
+                .gather_ragged(*column, *dtype, *fill_null, positions)
+                .map(Some),
         })
         .collect()
 }
@@ -113,7 +133,16 @@ impl BatchPlan {
         let schema = plan.schema()?;
         let indices: Vec<usize> = (0..schema.fields().len()).collect();
         // The columns described before any row is read: checks that each can be gathered.
-        let described = || BatchSource::new(&ViewSet { schema: schema.clone(), chunks: Vec::new() }, &indices).map_err(ExecError::Batch);
+        let described = || {
+            BatchSource::new(
+                &ViewSet {
+                    schema: schema.clone(),
+                    chunks: Vec::new(),
+                },
+                &indices,
+            )
+            .map_err(ExecError::Batch)
+        };
         if let Some(pieces) = PiecePlan::of(plan)? {
             return Ok(BatchPlan {
                 columns: described()?,
@@ -129,7 +158,11 @@ impl BatchPlan {
             let view = execute(&base, &Profile::default())?;
             return Ok(BatchPlan {
                 columns,
-                rows: Rows::ByPosition(RowsByPosition::Computed(Arc::new(ComputedRows::new(plan.clone(), base, view)))),
+                rows: Rows::ByPosition(RowsByPosition::Computed(Arc::new(ComputedRows::new(
+                    plan.clone(),
+                    base,
+                    view,
+                )))),
             });
         }
         let view = execute(plan, &Profile::default())?;
@@ -161,11 +194,24 @@ impl BatchPlan {
     /// The piece cache of a piece plan, made on first use (counting rows where the files do not
     /// say them: each piece decoded once).
     fn cache(&self) -> Result<Option<Arc<PieceCache>>, ExecError> {
-        let Rows::Pieces { plan, cache_bytes, cache } = &self.rows else { return Ok(None) };
-        let mut slot = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Rows::Pieces {
+            plan,
+            cache_bytes,
+            cache,
+        } = &self.rows
+        else {
+            return Ok(None);
+        };
+        let mut slot = cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if slot.is_none() {
             let columns = (0..self.columns.columns().len()).collect();
-            *slot = Some(Arc::new(PieceCache::new(plan.clone(), columns, *cache_bytes)?));
+            *slot = Some(Arc::new(PieceCache::new(
+                plan.clone(),
+                columns,
+                *cache_bytes,
+            )?));
         }
         Ok(slot.clone())
     }
@@ -182,14 +228,23 @@ impl BatchPlan {
     /// before map-style access made the cache).
     pub fn cache_stats(&self) -> Option<CacheStats> {
         match &self.rows {
-            Rows::Pieces { cache, .. } => cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).as_ref().map(|c| c.stats()),
+            Rows::Pieces { cache, .. } => cache
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .as_ref()
+                .map(|c| c.stats()),
             Rows::ByPosition(_) => None,
         }
     }
 
     /// Gathers the rows at `positions` (map-style access): from the positional source, or
     /// from the cached pieces that hold them.
-    pub fn gather(&self, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, ExecError> {
+    pub fn gather(
+        &self,
+        outputs: &[Output],
+        positions: &[u64],
+        memories: &[Option<OutputMemory>],
+    ) -> Result<RaggedDense, ExecError> {
         match &self.rows {
             Rows::ByPosition(rows) => rows.gather(outputs, positions, memories),
             Rows::Pieces { .. } => {
@@ -203,26 +258,54 @@ impl BatchPlan {
     /// Rows consumer `shard` of `shards` reads in an epoch, when known before reading: a
     /// positional plan's shards are ranges of the epoch's order, a piece plan's shards runs of
     /// its pieces.
-    pub fn shard_rows(&self, shuffle: Shuffle, seed: u64, epoch: u64, shard: u64, shards: u64) -> Option<u64> {
+    pub fn shard_rows(
+        &self,
+        shuffle: Shuffle,
+        seed: u64,
+        epoch: u64,
+        shard: u64,
+        shards: u64,
+    ) -> Option<u64> {
         match &self.rows {
             Rows::ByPosition(rows) => {
                 let range = shard_range(rows.num_rows(), shard, shards.max(1));
                 Some(range.end - range.start)
             }
-            Rows::Pieces { plan, .. } => shard_rows(plan, &PieceShard { shuffle, seed, epoch, shard, shards: shards.max(1) }),
+            Rows::Pieces { plan, .. } => shard_rows(
+                plan,
+                &PieceShard {
+                    shuffle,
+                    seed,
+                    epoch,
+                    shard,
+                    shards: shards.max(1),
+                },
+            ),
         }
     }
 
     /// A stream of the batches of one shard of one epoch, filled by producer threads.
-    pub fn stream<T: Send + 'static>(&self, outputs: Vec<Output>, spec: StreamSpec) -> Result<BatchStream<T>, String> {
+    pub fn stream<T: Send + 'static>(
+        &self,
+        outputs: Vec<Output>,
+        spec: StreamSpec,
+    ) -> Result<BatchStream<T>, String> {
         if spec.batch_size == 0 || spec.shards == 0 || spec.shard >= spec.shards {
             return Err(format!(
                 "invalid stream: batch_size={}, shard {} of {}",
                 spec.batch_size, spec.shard, spec.shards
             ));
         }
-        let batches_of = |rows: u64| if spec.drop_last { rows / spec.batch_size } else { rows.div_ceil(spec.batch_size) };
-        let (producer, num_batches, threads): (Arc<dyn Producer>, Option<u64>, usize) = match &self.rows {
+        let batches_of = |rows: u64| {
+            if spec.drop_last {
+                rows / spec.batch_size
+            } else {
+                rows.div_ceil(spec.batch_size)
+            }
+        };
+        let (producer, num_batches, threads): (Arc<dyn Producer>, Option<u64>, usize) = match &self
+            .rows
+        {
             Rows::ByPosition(rows) => {
                 let num_rows = rows.num_rows();
                 let order = epoch_order(num_rows, spec.shuffle, spec.seed, spec.epoch)?;
@@ -265,9 +348,22 @@ impl BatchPlan {
                 let num_batches = shard_rows(plan, &shard).map(batches_of);
                 let start = num_batches.map_or(spec.start_batch, |n| spec.start_batch.min(n));
                 let columns = (0..self.columns.columns().len()).collect();
-                let stream = PieceStream::start(plan.clone(), shard, columns, spec.batch_size, spec.drop_last, start)?;
+                let stream = PieceStream::start(
+                    plan.clone(),
+                    shard,
+                    columns,
+                    spec.batch_size,
+                    spec.drop_last,
+                    start,
+                )?;
                 // One thread: a piece stream's batches are cut in order from its windows.
-                (Arc::new(PieceProducer { stream: Mutex::new(stream) }), num_batches, 1)
+                (
+                    Arc::new(PieceProducer {
+                        stream: Mutex::new(stream),
+                    }),
+                    num_batches,
+                    1,
+                )
             }
         };
         BatchStream::start(producer, outputs, num_batches, threads, spec.start_batch)
@@ -290,7 +386,12 @@ pub struct StreamSpec {
 
 /// Fills batch number `batch` of a stream; None past the last batch.
 trait Producer: Send + Sync {
-    fn fill(&self, batch: u64, outputs: &[Output], memories: &[Option<OutputMemory>]) -> Result<Option<(usize, RaggedDense)>, String>;
+    fn fill(
+        &self,
+        batch: u64,
+        outputs: &[Output],
+        memories: &[Option<OutputMemory>],
+    ) -> Result<Option<(usize, RaggedDense)>, String>;
 }
 
 /// A positional source's shard of one epoch: batch `k` is positions `k * batch_size ..` of
@@ -304,14 +405,25 @@ struct PositionalShard {
 }
 
 impl Producer for PositionalShard {
-    fn fill(&self, batch: u64, outputs: &[Output], memories: &[Option<OutputMemory>]) -> Result<Option<(usize, RaggedDense)>, String> {
+    fn fill(
+        &self,
+        batch: u64,
+        outputs: &[Output],
+        memories: &[Option<OutputMemory>],
+    ) -> Result<Option<(usize, RaggedDense)>, String> {
         if batch >= self.num_batches {
             return Ok(None);
         }
         let first = self.range.start + batch * self.batch_size;
         let mut positions = Vec::with_capacity(self.batch_size as usize);
-        self.order.extend_into(first..(first + self.batch_size).min(self.range.end), &mut positions);
-        let ragged = self.rows.gather(outputs, &positions, memories).map_err(|e| e.to_string())?;
+        self.order.extend_into(
+            first..(first + self.batch_size).min(self.range.end),
+            &mut positions,
+        );
+        let ragged = self
+            .rows
+            .gather(outputs, &positions, memories)
+            .map_err(|e| e.to_string())?;
         Ok(Some((positions.len(), ragged)))
     }
 }
@@ -333,13 +445,23 @@ impl RowsByPosition {
     }
 
     /// Gathers the rows at `positions` into the outputs.
-    fn gather(&self, outputs: &[Output], positions: &[u64], memories: &[Option<OutputMemory>]) -> Result<RaggedDense, ExecError> {
+    fn gather(
+        &self,
+        outputs: &[Output],
+        positions: &[u64],
+        memories: &[Option<OutputMemory>],
+    ) -> Result<RaggedDense, ExecError> {
         match self {
             RowsByPosition::Views(source) => gather_batch(source, outputs, positions, memories),
             RowsByPosition::Computed(rows) => {
                 // The source holds exactly the batch's rows, in order.
                 let source = rows.rows_at(positions)?;
-                gather_batch(&source, outputs, &(0..positions.len() as u64).collect::<Vec<_>>(), memories)
+                gather_batch(
+                    &source,
+                    outputs,
+                    &(0..positions.len() as u64).collect::<Vec<_>>(),
+                    memories,
+                )
             }
         }
         .map_err(ExecError::Batch)
@@ -388,7 +510,12 @@ impl ComputedRows {
         for chunk in &view.chunks {
             starts.push(starts.last().copied().unwrap_or(0) + chunk.num_selected() as u64);
         }
-        ComputedRows { plan, base, view, starts }
+        ComputedRows {
+            plan,
+            base,
+            view,
+            starts,
+        }
     }
 
     fn num_rows(&self) -> u64 {
@@ -401,7 +528,9 @@ impl ComputedRows {
         let mut picks = Vec::with_capacity(positions.len());
         for &position in positions {
             if position >= total {
-                return Err(ExecError::Batch(format!("row {position} is out of range for a frame of {total} rows")));
+                return Err(ExecError::Batch(format!(
+                    "row {position} is out of range for a frame of {total} rows"
+                )));
             }
             let chunk = self.starts.partition_point(|&s| s <= position) - 1;
             let offset = (position - self.starts[chunk]) as usize;
@@ -413,12 +542,21 @@ impl ComputedRows {
         }
         let columns = (0..self.view.schema.fields().len())
             .map(|c| {
-                let arrays: Vec<&dyn arrow::array::Array> = self.view.chunks.iter().map(|chunk| chunk.columns[c].as_ref()).collect();
+                let arrays: Vec<&dyn arrow::array::Array> = self
+                    .view
+                    .chunks
+                    .iter()
+                    .map(|chunk| chunk.columns[c].as_ref())
+                    .collect();
                 arrow::compute::interleave(&arrays, &picks)
             })
             .collect::<Result<Vec<_>, _>>()?;
         let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(positions.len()));
-        let batch = arrow::array::RecordBatch::try_new_with_options(self.view.schema.clone(), columns, &options)?;
+        let batch = arrow::array::RecordBatch::try_new_with_options(
+            self.view.schema.clone(),
+            columns,
+            &options,
+        )?;
         let leaf = Arc::new(LogicalPlan::Memory {
             schema: self.view.schema.clone(),
             batches: Arc::new(vec![batch]),
@@ -432,7 +570,11 @@ impl ComputedRows {
 }
 
 /// `plan` (a run of projections and reinterpretations over `base`) over `leaf` instead.
-fn replace_input(plan: &Arc<LogicalPlan>, base: &Arc<LogicalPlan>, leaf: &Arc<LogicalPlan>) -> Arc<LogicalPlan> {
+fn replace_input(
+    plan: &Arc<LogicalPlan>,
+    base: &Arc<LogicalPlan>,
+    leaf: &Arc<LogicalPlan>,
+) -> Arc<LogicalPlan> {
     if Arc::ptr_eq(plan, base) {
         return leaf.clone();
     }
@@ -455,9 +597,19 @@ struct PieceProducer {
 }
 
 impl Producer for PieceProducer {
-    fn fill(&self, _batch: u64, outputs: &[Output], memories: &[Option<OutputMemory>]) -> Result<Option<(usize, RaggedDense)>, String> {
-        let mut stream = self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some((source, positions)) = stream.next_batch()? else { return Ok(None) };
+    fn fill(
+        &self,
+        _batch: u64,
+        outputs: &[Output],
+        memories: &[Option<OutputMemory>],
+    ) -> Result<Option<(usize, RaggedDense)>, String> {
+        let mut stream = self
+            .stream
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let Some((source, positions)) = stream.next_batch()? else {
+            return Ok(None);
+        };
         let ragged = gather_batch(&source, outputs, &positions, memories)?;
         Ok(Some((positions.len(), ragged)))
     }
@@ -502,14 +654,25 @@ pub struct BatchStream<T: Send + 'static> {
 type Inline<T> = (Arc<dyn Producer>, Arc<Vec<Output>>, VecDeque<Job<T>>);
 
 impl<T: Send + 'static> BatchStream<T> {
-    fn start(producer: Arc<dyn Producer>, outputs: Vec<Output>, num_batches: Option<u64>, threads: usize, start_batch: u64) -> Result<Self, String> {
+    fn start(
+        producer: Arc<dyn Producer>,
+        outputs: Vec<Output>,
+        num_batches: Option<u64>,
+        threads: usize,
+        start_batch: u64,
+    ) -> Result<Self, String> {
         let outputs = Arc::new(outputs);
         let (job_sender, job_receiver) = channel::<Job<T>>();
         let job_receiver = Arc::new(Mutex::new(job_receiver));
         let (ready_sender, ready_receiver) = channel::<Ready<T>>();
         let threads = (0..threads)
             .map(|i| {
-                let (producer, outputs, jobs, ready) = (producer.clone(), outputs.clone(), job_receiver.clone(), ready_sender.clone());
+                let (producer, outputs, jobs, ready) = (
+                    producer.clone(),
+                    outputs.clone(),
+                    job_receiver.clone(),
+                    ready_sender.clone(),
+                );
                 std::thread::Builder::new()
                     .name(format!("relay-loader-{i}"))
                     .spawn(move || produce(producer.as_ref(), &outputs, &jobs, &ready))
@@ -517,7 +680,9 @@ impl<T: Send + 'static> BatchStream<T> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let start = num_batches.map_or(start_batch, |n| start_batch.min(n));
-        let inline = threads.is_empty().then(|| (producer, outputs, VecDeque::new()));
+        let inline = threads
+            .is_empty()
+            .then(|| (producer, outputs, VecDeque::new()));
         Ok(BatchStream {
             num_batches,
             next_submitted: start,
@@ -558,13 +723,22 @@ impl<T: Send + 'static> BatchStream<T> {
 
     /// Hands one set of buffers to the producers, for the next batch not yet given buffers.
     pub fn submit(&mut self, memories: Vec<Option<OutputMemory>>, keep: T) -> Result<(), String> {
-        let Some(jobs) = &self.jobs else { return Err("the batch stream is closed".into()) };
+        let Some(jobs) = &self.jobs else {
+            return Err("the batch stream is closed".into());
+        };
         let batch = self.next_submitted;
         if self.num_batches.is_some_and(|n| batch >= n) {
-            return Err(format!("all {} batches already have buffers", self.num_batches.unwrap_or(0)));
+            return Err(format!(
+                "all {} batches already have buffers",
+                self.num_batches.unwrap_or(0)
+            ));
         }
         self.next_submitted += 1;
-        let job = Job { batch, memories, keep };
+        let job = Job {
+            batch,
+            memories,
+            keep,
+        };
         match &mut self.inline {
             Some((_, _, pending)) => pending.push_back(job),
             // A send fails only once the producers have stopped; the buffers are then unused.
@@ -586,23 +760,25 @@ impl<T: Send + 'static> BatchStream<T> {
         }
         let wanted = self.next_returned;
         let result = if let Some((producer, outputs, pending)) = &mut self.inline {
-            let job = pending.pop_front().expect("a job was submitted for every batch not returned");
+            let job = pending
+                .pop_front()
+                .expect("a job was submitted for every batch not returned");
             fill_job(producer.as_ref(), outputs, job)
         } else {
             loop {
-            if let Some(result) = self.early.remove(&wanted) {
-                break result;
-            }
-            match self.ready.recv() {
-                Ok((batch, result)) if batch == wanted => break result,
-                Ok((batch, result)) => {
-                    self.early.insert(batch, result);
+                if let Some(result) = self.early.remove(&wanted) {
+                    break result;
                 }
-                Err(_) => {
-                    self.close();
-                    return Err("the loader threads stopped before the end of the epoch".into());
+                match self.ready.recv() {
+                    Ok((batch, result)) if batch == wanted => break result,
+                    Ok((batch, result)) => {
+                        self.early.insert(batch, result);
+                    }
+                    Err(_) => {
+                        self.close();
+                        return Err("the loader threads stopped before the end of the epoch".into());
+                    }
                 }
-            }
             }
         };
         match result {
@@ -642,7 +818,12 @@ impl<T: Send + 'static> Drop for BatchStream<T> {
 
 /// A producer thread: takes jobs until the stream closes, fills each job's batch and reports
 /// it (tagged with its number, since threads finish out of order).
-fn produce<T: Send>(producer: &dyn Producer, outputs: &[Output], jobs: &Mutex<Receiver<Job<T>>>, ready: &Sender<Ready<T>>) {
+fn produce<T: Send>(
+    producer: &dyn Producer,
+    outputs: &[Output],
+    jobs: &Mutex<Receiver<Job<T>>>,
+    ready: &Sender<Ready<T>>,
+) {
     loop {
         let job = {
             let receiver = jobs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -650,25 +831,37 @@ fn produce<T: Send>(producer: &dyn Producer, outputs: &[Output], jobs: &Mutex<Re
         };
         let Ok(job) = job else { return };
         let batch = job.batch;
-        if ready.send((batch, fill_job(producer, outputs, job))).is_err() {
+        if ready
+            .send((batch, fill_job(producer, outputs, job)))
+            .is_err()
+        {
             return;
         }
     }
 }
 
-fn fill_job<T>(producer: &dyn Producer, outputs: &[Output], job: Job<T>) -> Result<Option<Filled<T>>, String> {
-    producer.fill(job.batch, outputs, &job.memories).map(|filled| {
-        filled.map(|(rows, ragged)| Filled {
-            rows,
-            keep: job.keep,
-            ragged,
+fn fill_job<T>(
+    producer: &dyn Producer,
+    outputs: &[Output],
+    job: Job<T>,
+) -> Result<Option<Filled<T>>, String> {
+    producer
+        .fill(job.batch, outputs, &job.memories)
+        .map(|filled| {
+            filled.map(|(rows, ragged)| Filled {
+                rows,
+                keep: job.keep,
+                ragged,
+            })
         })
-    })
 }
 
 /// Checks output descriptions against the plan's columns: column indices in range, a ragged
 /// column alone in its output, stackable columns in a fixed one.
-pub fn outputs_of(columns: &BatchSource, specs: Vec<(Vec<usize>, DenseDtype, Option<f64>)>) -> Result<Vec<Output>, String> {
+pub fn outputs_of(
+    columns: &BatchSource,
+    specs: Vec<(Vec<usize>, DenseDtype, Option<f64>)>,
+) -> Result<Vec<Output>, String> {
     specs
         .into_iter()
         .map(|(indices, dtype, fill_null)| {
@@ -678,7 +871,11 @@ pub fn outputs_of(columns: &BatchSource, specs: Vec<(Vec<usize>, DenseDtype, Opt
             if let [column] = indices[..]
                 && columns.columns()[column].shape == ColumnShape::Ragged
             {
-                return Ok(Output::Ragged { column, dtype, fill_null });
+                return Ok(Output::Ragged {
+                    column,
+                    dtype,
+                    fill_null,
+                });
             }
             let group = BatchGroup {
                 columns: indices,

@@ -29,7 +29,8 @@ const GATHER_MIN_ROWS: usize = 1024;
 /// Rows per gather task for `rows` selected rows: about four tasks per thread, within
 /// `GATHER_MIN_ROWS ..= GATHER_ROWS`.
 fn task_rows(rows: usize, threads: usize) -> usize {
-    rows.div_ceil(4 * threads.max(1)).clamp(GATHER_MIN_ROWS, GATHER_ROWS)
+    rows.div_ceil(4 * threads.max(1))
+        .clamp(GATHER_MIN_ROWS, GATHER_ROWS)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,8 +56,12 @@ fn fixed_width_values(array: &ArrayRef) -> Option<(Buffer, usize, DenseDtype, Op
         }
         _ => (array.clone(), None),
     };
-    let dtype = DenseDtype::of_leaf(leaf.data_type())
-        .filter(|d| !matches!(d, DenseDtype::Bool | DenseDtype::Datetime(_) | DenseDtype::Timedelta(_)))?;
+    let dtype = DenseDtype::of_leaf(leaf.data_type()).filter(|d| {
+        !matches!(
+            d,
+            DenseDtype::Bool | DenseDtype::Datetime(_) | DenseDtype::Timedelta(_)
+        )
+    })?;
     let data = leaf.to_data();
     let size = dtype.item_size();
     let bytes = data.buffers()[0].slice_with_length(data.offset() * size, data.len() * size);
@@ -83,7 +88,9 @@ enum Source<'a> {
 
 impl<'a> Source<'a> {
     fn of(bytes: &'a Buffer, row_bytes: usize) -> Self {
-        let aligned = |align: usize| bytes.as_ptr().align_offset(align) == 0 && bytes.len().is_multiple_of(align);
+        let aligned = |align: usize| {
+            bytes.as_ptr().align_offset(align) == 0 && bytes.len().is_multiple_of(align)
+        };
         match row_bytes {
             4 if aligned(4) => Source::U32(bytes.typed_data::<u32>()),
             8 if aligned(8) => Source::U64(bytes.typed_data::<u64>()),
@@ -130,8 +137,26 @@ fn gather_rows(sources: &[Source<'_>], cell: usize, rows: Rows<'_>, out: &mut [u
             return;
         }
     };
-    let as_u32: Option<Vec<&[u32]>> = sources.iter().map(|s| if let Source::U32(v) = s { Some(*v) } else { None }).collect();
-    let as_u64: Option<Vec<&[u64]>> = sources.iter().map(|s| if let Source::U64(v) = s { Some(*v) } else { None }).collect();
+    let as_u32: Option<Vec<&[u32]>> = sources
+        .iter()
+        .map(|s| {
+            if let Source::U32(v) = s {
+                Some(*v)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let as_u64: Option<Vec<&[u64]>> = sources
+        .iter()
+        .map(|s| {
+            if let Source::U64(v) = s {
+                Some(*v)
+            } else {
+                None
+            }
+        })
+        .collect();
     match (as_u32, as_u64) {
         (Some(typed), _) => gather_typed(&typed, rows, out),
         (_, Some(typed)) => gather_typed(&typed, rows, out),
@@ -227,7 +252,11 @@ impl Output {
 
 /// Column `index` of `view` as one dense buffer: a view of the mapping when the column is one
 /// unselected chunk of it, else one gather or copy.
-pub fn dense_column(view: &ViewSet, index: usize, mapped: &Range<usize>) -> Result<DenseArray, String> {
+pub fn dense_column(
+    view: &ViewSet,
+    index: usize,
+    mapped: &Range<usize>,
+) -> Result<DenseArray, String> {
     let data_type = view.schema.field(index).data_type().clone();
     let selected = view.chunks.iter().any(|c| c.selection.is_some());
     if selected && let Some(dense) = gather_fixed_width(view, &[index], Order::C)? {
@@ -238,7 +267,8 @@ pub fn dense_column(view: &ViewSet, index: usize, mapped: &Range<usize>) -> Resu
         .into_iter()
         .map(|array| DecodedColumn {
             array,
-            copy_reason: selected.then(|| "a filter selected rows: they are gathered into a copy".to_string()),
+            copy_reason: selected
+                .then(|| "a filter selected rows: they are gathered into a copy".to_string()),
         })
         .collect();
     if chunks.is_empty() {
@@ -253,7 +283,11 @@ pub fn dense_column(view: &ViewSet, index: usize, mapped: &Range<usize>) -> Resu
 /// Columns `indices` of `view` gathered into one 2-D buffer of shape (rows, columns), or None
 /// when they are not all fixed-width scalars of one dtype without nulls (the caller then
 /// converts column by column). Always a copy.
-pub fn gather_fixed_width(view: &ViewSet, indices: &[usize], order: Order) -> Result<Option<DenseArray>, String> {
+pub fn gather_fixed_width(
+    view: &ViewSet,
+    indices: &[usize],
+    order: Order,
+) -> Result<Option<DenseArray>, String> {
     // Every piece of every column must be fixed-width, null-free and of one dtype.
     let mut dtype = None;
     let mut width = None;
@@ -298,7 +332,12 @@ pub fn gather_fixed_width(view: &ViewSet, indices: &[usize], order: Order) -> Re
     };
     let sources: Vec<Vec<Source<'_>>> = sources
         .iter()
-        .map(|per_column| per_column.iter().map(|(bytes, row_bytes)| Source::of(bytes, *row_bytes)).collect())
+        .map(|per_column| {
+            per_column
+                .iter()
+                .map(|(bytes, row_bytes)| Source::of(bytes, *row_bytes))
+                .collect()
+        })
         .collect();
 
     let out_slice = out.as_slice_mut();
@@ -313,16 +352,23 @@ pub fn gather_fixed_width(view: &ViewSet, indices: &[usize], order: Order) -> Re
                 rest = tail;
             }
             pool().install(|| {
-                tasks.par_iter().zip(pieces).for_each(|(&(c, start, count), piece)| {
-                    gather_rows(&sources[c], cell_bytes, rows_of(c, start, count), piece);
-                });
+                tasks
+                    .par_iter()
+                    .zip(pieces)
+                    .for_each(|(&(c, start, count), piece)| {
+                        gather_rows(&sources[c], cell_bytes, rows_of(c, start, count), piece);
+                    });
             });
         }
         Order::F => {
             // Column-major: column j's output is contiguous; split it into the same tasks.
             let column_len = rows * cell_bytes;
             let mut pieces: Vec<(usize, usize, &mut [u8])> = Vec::new();
-            for (j, column_out) in out_slice.chunks_mut(column_len.max(1)).enumerate().take(columns) {
+            for (j, column_out) in out_slice
+                .chunks_mut(column_len.max(1))
+                .enumerate()
+                .take(columns)
+            {
                 let mut rest = column_out;
                 for (t, &(_, _, count)) in tasks.iter().enumerate() {
                     let (head, tail) = rest.split_at_mut(count * cell_bytes);
@@ -333,7 +379,12 @@ pub fn gather_fixed_width(view: &ViewSet, indices: &[usize], order: Order) -> Re
             pool().install(|| {
                 pieces.into_par_iter().for_each(|(j, t, piece)| {
                     let (c, start, count) = tasks[t];
-                    gather_rows(&sources[c][j..=j], cell_bytes, rows_of(c, start, count), piece);
+                    gather_rows(
+                        &sources[c][j..=j],
+                        cell_bytes,
+                        rows_of(c, start, count),
+                        piece,
+                    );
                 });
             });
         }
@@ -366,7 +417,9 @@ mod tests {
 
     /// Two chunks of `columns` float32 columns: value = 1000 * column + global row.
     fn floats(columns: usize, lens: [usize; 2], selections: [Option<Vec<u32>>; 2]) -> ViewSet {
-        let fields: Vec<Field> = (0..columns).map(|j| Field::new(format!("f{j}"), DataType::Float32, false)).collect();
+        let fields: Vec<Field> = (0..columns)
+            .map(|j| Field::new(format!("f{j}"), DataType::Float32, false))
+            .collect();
         let mut first_row = 0;
         let chunks = lens
             .into_iter()
@@ -377,7 +430,11 @@ mod tests {
                 Chunk {
                     len,
                     columns: (0..columns)
-                        .map(|j| Arc::new(Float32Array::from_iter_values((start..start + len).map(|r| (1000 * j + r) as f32))) as ArrayRef)
+                        .map(|j| {
+                            Arc::new(Float32Array::from_iter_values(
+                                (start..start + len).map(|r| (1000 * j + r) as f32),
+                            )) as ArrayRef
+                        })
                         .collect(),
                     selection: selection.map(Arc::new),
                 }
@@ -406,19 +463,53 @@ mod tests {
     #[test]
     fn c_and_f_order_gathers_match_the_selected_rows() {
         // Selections in any order (a take's may go backwards), and one chunk without.
-        for selections in [[Some(vec![5, 0, 3, 3]), Some(vec![1, 2])], [Some(vec![2, 4]), None]] {
+        for selections in [
+            [Some(vec![5, 0, 3, 3]), Some(vec![1, 2])],
+            [Some(vec![2, 4]), None],
+        ] {
             for columns in [1, 3, 9] {
                 let view = floats(columns, [6, 4], selections.clone());
                 let rows = rows_of(&view);
                 let indices: Vec<usize> = (0..columns).collect();
-                let c = gather_fixed_width(&view, &indices, Order::C).unwrap().unwrap();
-                let want_c: Vec<f32> = rows.iter().flat_map(|&r| (0..columns).map(move |j| (1000 * j + r) as f32)).collect();
-                assert_eq!(c.buffer.typed_data::<f32>(), want_c.as_slice(), "{columns} columns, C");
-                let f = gather_fixed_width(&view, &indices, Order::F).unwrap().unwrap();
-                let want_f: Vec<f32> = (0..columns).flat_map(|j| rows.iter().map(move |&r| (1000 * j + r) as f32)).collect();
-                assert_eq!(f.buffer.typed_data::<f32>(), want_f.as_slice(), "{columns} columns, F");
-                assert_eq!(c.shape, if columns == 1 { vec![rows.len()] } else { vec![rows.len(), columns] });
-                assert_eq!(f.shape, if columns == 1 { vec![rows.len()] } else { vec![columns, rows.len()] });
+                let c = gather_fixed_width(&view, &indices, Order::C)
+                    .unwrap()
+                    .unwrap();
+                let want_c: Vec<f32> = rows
+                    .iter()
+                    .flat_map(|&r| (0..columns).map(move |j| (1000 * j + r) as f32))
+                    .collect();
+                assert_eq!(
+                    c.buffer.typed_data::<f32>(),
+                    want_c.as_slice(),
+                    "{columns} columns, C"
+                );
+                let f = gather_fixed_width(&view, &indices, Order::F)
+                    .unwrap()
+                    .unwrap();
+                let want_f: Vec<f32> = (0..columns)
+                    .flat_map(|j| rows.iter().map(move |&r| (1000 * j + r) as f32))
+                    .collect();
+                assert_eq!(
+                    f.buffer.typed_data::<f32>(),
+                    want_f.as_slice(),
+                    "{columns} columns, F"
+                );
+                assert_eq!(
+                    c.shape,
+                    if columns == 1 {
+                        vec![rows.len()]
+                    } else {
+                        vec![rows.len(), columns]
+                    }
+                );
+                assert_eq!(
+                    f.shape,
+                    if columns == 1 {
+                        vec![rows.len()]
+                    } else {
+                        vec![columns, rows.len()]
+                    }
+                );
             }
         }
     }
@@ -444,7 +535,9 @@ mod tests {
             }],
         };
         assert!(2 * 8 * len >= HUGE_PAGE_OUTPUT_BYTES);
-        let dense = gather_fixed_width(&view, &[0, 1], Order::C).unwrap().unwrap();
+        let dense = gather_fixed_width(&view, &[0, 1], Order::C)
+            .unwrap()
+            .unwrap();
         let values = dense.buffer.typed_data::<i64>();
         assert_eq!(values.len(), 2 * len);
         for (k, pair) in values.chunks_exact(2).enumerate() {
@@ -472,7 +565,11 @@ mod tests {
         let values = Arc::new(Float32Array::from_iter_values((0..12).map(|v| v as f32)));
         let list: ArrayRef = Arc::new(FixedSizeListArray::new(item.clone(), 3, values, None));
         let view = ViewSet {
-            schema: Arc::new(Schema::new(vec![Field::new("e", DataType::FixedSizeList(item, 3), false)])),
+            schema: Arc::new(Schema::new(vec![Field::new(
+                "e",
+                DataType::FixedSizeList(item, 3),
+                false,
+            )])),
             chunks: vec![Chunk {
                 len: 4,
                 columns: vec![list.slice(1, 3)],
@@ -481,7 +578,10 @@ mod tests {
         };
         let dense = gather_fixed_width(&view, &[0], Order::C).unwrap().unwrap();
         assert_eq!(dense.shape, vec![2, 3]);
-        assert_eq!(dense.buffer.typed_data::<f32>(), &[9.0, 10.0, 11.0, 3.0, 4.0, 5.0]);
+        assert_eq!(
+            dense.buffer.typed_data::<f32>(),
+            &[9.0, 10.0, 11.0, 3.0, 4.0, 5.0]
+        );
     }
 
     #[test]
@@ -494,10 +594,17 @@ mod tests {
             schema,
             chunks: vec![Chunk {
                 len: 1,
-                columns: vec![Arc::new(Int64Array::from(vec![1])) as ArrayRef, Arc::new(Float32Array::from(vec![1.0]))],
+                columns: vec![
+                    Arc::new(Int64Array::from(vec![1])) as ArrayRef,
+                    Arc::new(Float32Array::from(vec![1.0])),
+                ],
                 selection: None,
             }],
         };
-        assert!(gather_fixed_width(&view, &[0, 1], Order::C).unwrap().is_none());
+        assert!(
+            gather_fixed_width(&view, &[0, 1], Order::C)
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -97,14 +97,20 @@ impl<K: Hash + Eq + Send> Table<K> {
         let fill = |heads: &mut KeyMap<K, u32>, rows: &mut dyn Iterator<Item = usize>| {
             for row in rows {
                 if let Some(key) = key(row) {
-                    next[row].store(heads.insert(key, row as u32).unwrap_or(NO_ROW), Ordering::Relaxed);
+                    next[row].store(
+                        heads.insert(key, row as u32).unwrap_or(NO_ROW),
+                        Ordering::Relaxed,
+                    );
                 }
             }
         };
         if rows < PARTITIONED_BUILD_ROWS {
             let mut heads = KeyMap::with_capacity_and_hasher(rows, BuildHasherDefault::default());
             fill(&mut heads, &mut (0..rows).rev());
-            return Table { heads: vec![heads], next };
+            return Table {
+                heads: vec![heads],
+                next,
+            };
         }
         let buckets: Vec<Vec<Vec<u32>>> = pool().install(|| {
             (0..rows)
@@ -126,8 +132,15 @@ impl<K: Hash + Eq + Send> Table<K> {
                 .into_par_iter()
                 .map(|partition| {
                     let count = buckets.iter().map(|b| b[partition].len()).sum();
-                    let mut heads = KeyMap::with_capacity_and_hasher(count, BuildHasherDefault::default());
-                    fill(&mut heads, &mut buckets.iter().rev().flat_map(|b| b[partition].iter().rev().map(|&row| row as usize)));
+                    let mut heads =
+                        KeyMap::with_capacity_and_hasher(count, BuildHasherDefault::default());
+                    fill(
+                        &mut heads,
+                        &mut buckets
+                            .iter()
+                            .rev()
+                            .flat_map(|b| b[partition].iter().rev().map(|&row| row as usize)),
+                    );
                     heads
                 })
                 .collect()
@@ -290,10 +303,12 @@ impl KeyBits {
     const MAX_SPAN: u64 = 1 << 26;
 
     fn of(keys: impl Iterator<Item = i64> + Clone) -> Option<Self> {
-        let (min, max) = keys.clone().fold(None, |range: Option<(i64, i64)>, k| match range {
-            None => Some((k, k)),
-            Some((lo, hi)) => Some((lo.min(k), hi.max(k))),
-        })?;
+        let (min, max) = keys
+            .clone()
+            .fold(None, |range: Option<(i64, i64)>, k| match range {
+                None => Some((k, k)),
+                Some((lo, hi)) => Some((lo.min(k), hi.max(k))),
+            })?;
         let span = max.abs_diff(min);
         if span >= Self::MAX_SPAN {
             return None;
@@ -399,12 +414,24 @@ fn probe_all(
                 build.is_valid(row).then(|| build_values[row])
             });
             let key = |row: usize| probe_values[row];
-            let present = KeyBits::of(build_values.iter().enumerate().filter(|(row, _)| build.is_valid(*row)).map(|(_, &k)| k));
-            let may_match = |row: usize| present.as_ref().is_none_or(|bits| bits.contains(probe_values[row]));
+            let present = KeyBits::of(
+                build_values
+                    .iter()
+                    .enumerate()
+                    .filter(|(row, _)| build.is_valid(*row))
+                    .map(|(_, &k)| k),
+            );
+            let may_match = |row: usize| {
+                present
+                    .as_ref()
+                    .is_none_or(|bits| bits.contains(probe_values[row]))
+            };
             pool().install(|| {
                 morsels
                     .par_iter()
-                    .map(|&m| probe_morsel(&table, probe, &key, &may_match, m, keep_unmatched, mode))
+                    .map(|&m| {
+                        probe_morsel(&table, probe, &key, &may_match, m, keep_unmatched, mode)
+                    })
                     .collect()
             })
         }
@@ -431,7 +458,15 @@ fn probe_all(
                     .map(|&(start, len)| {
                         let probe_values = packed(probe_keys, (start, len));
                         let key = |row: usize| probe_values[row - start];
-                        probe_morsel(&table, probe, &key, &|_| true, (start, len), keep_unmatched, mode)
+                        probe_morsel(
+                            &table,
+                            probe,
+                            &key,
+                            &|_| true,
+                            (start, len),
+                            keep_unmatched,
+                            mode,
+                        )
                     })
                     .collect()
             })
@@ -507,10 +542,26 @@ impl<'a> Side<'a> {
         } else if chunks.is_empty() || positions.iter().all(|&p| p == NO_ROW) {
             Located::Nulls(positions.len())
         } else if chunks.len() == 1 {
-            Located::One(positions.iter().map(|&p| (p != NO_ROW).then(|| self.locate(p as usize).1 as u32)).collect())
+            Located::One(
+                positions
+                    .iter()
+                    .map(|&p| (p != NO_ROW).then(|| self.locate(p as usize).1 as u32))
+                    .collect(),
+            )
         } else {
             // A null is row 0 of a one-row null array after the chunks' arrays.
-            Located::Many(positions.iter().map(|&p| if p == NO_ROW { (chunks.len(), 0) } else { self.locate(p as usize) }).collect())
+            Located::Many(
+                positions
+                    .iter()
+                    .map(|&p| {
+                        if p == NO_ROW {
+                            (chunks.len(), 0)
+                        } else {
+                            self.locate(p as usize)
+                        }
+                    })
+                    .collect(),
+            )
         }
     }
 
@@ -525,7 +576,8 @@ impl<'a> Side<'a> {
             Located::One(indices) => take(chunks[0].columns[index].as_ref(), indices, None),
             Located::Many(pairs) => {
                 let null_row = new_null_array(data_type, 1);
-                let mut sources: Vec<&dyn Array> = chunks.iter().map(|c| c.columns[index].as_ref()).collect();
+                let mut sources: Vec<&dyn Array> =
+                    chunks.iter().map(|c| c.columns[index].as_ref()).collect();
                 sources.push(null_row.as_ref());
                 interleave(&sources, pairs)
             }
@@ -605,20 +657,38 @@ pub fn join(
         _ => left_rows < right_rows,
     };
     let mut parts: Vec<(Vec<u32>, Vec<u32>)> = if build_left {
-        let pairs: Vec<(Vec<u32>, Vec<u32>)> = probe_all(&left_keys, left_rows, &right_keys, right_rows, how == JoinType::Right, None)
-            .into_iter()
-            .map(|p| (p.build, p.probe))
-            .collect();
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = probe_all(
+            &left_keys,
+            left_rows,
+            &right_keys,
+            right_rows,
+            how == JoinType::Right,
+            None,
+        )
+        .into_iter()
+        .map(|p| (p.build, p.probe))
+        .collect();
         match how {
             JoinType::Right => pairs,
-            _ => in_order_of(pairs, left_rows, true, matches!(how, JoinType::Left | JoinType::Full)),
+            _ => in_order_of(
+                pairs,
+                left_rows,
+                true,
+                matches!(how, JoinType::Left | JoinType::Full),
+            ),
         }
     } else {
-        let pairs: Vec<(Vec<u32>, Vec<u32>)> =
-            probe_all(&right_keys, right_rows, &left_keys, left_rows, matches!(how, JoinType::Left | JoinType::Full), None)
-                .into_iter()
-                .map(|p| (p.probe, p.build))
-                .collect();
+        let pairs: Vec<(Vec<u32>, Vec<u32>)> = probe_all(
+            &right_keys,
+            right_rows,
+            &left_keys,
+            left_rows,
+            matches!(how, JoinType::Left | JoinType::Full),
+            None,
+        )
+        .into_iter()
+        .map(|p| (p.probe, p.build))
+        .collect();
         match how {
             JoinType::Right => in_order_of(pairs, right_rows, false, true),
             _ => pairs,
@@ -644,8 +714,16 @@ pub fn join(
             .par_iter()
             .map(|(lefts, rights)| {
                 let gathers = |side: JoinSide| columns.iter().any(|c| c.side == side);
-                let lefts_located = if gathers(JoinSide::Left) { left_side.locate_all(lefts) } else { Located::Empty };
-                let rights_located = if gathers(JoinSide::Right) { right_side.locate_all(rights) } else { Located::Empty };
+                let lefts_located = if gathers(JoinSide::Left) {
+                    left_side.locate_all(lefts)
+                } else {
+                    Located::Empty
+                };
+                let rights_located = if gathers(JoinSide::Right) {
+                    right_side.locate_all(rights)
+                } else {
+                    Located::Empty
+                };
                 let arrays = columns
                     .iter()
                     .map(|column| match column.side {
@@ -671,7 +749,12 @@ pub fn join(
 /// `rows` rows; else the right side's): a stable counting sort, so each row's matches keep the
 /// order they came in (the probe side's). With `keep_unmatched`, each row of that side without
 /// a pair gets one, with `NO_ROW` on the other side. Split into morsel-sized parts.
-fn in_order_of(parts: Vec<(Vec<u32>, Vec<u32>)>, rows: usize, by_left: bool, keep_unmatched: bool) -> Vec<(Vec<u32>, Vec<u32>)> {
+fn in_order_of(
+    parts: Vec<(Vec<u32>, Vec<u32>)>,
+    rows: usize,
+    by_left: bool,
+    keep_unmatched: bool,
+) -> Vec<(Vec<u32>, Vec<u32>)> {
     let row_of = |pair: (u32, u32)| (if by_left { pair.0 } else { pair.1 }) as usize;
     let mut starts = vec![0usize; rows + 1];
     for (lefts, rights) in &parts {
@@ -692,7 +775,11 @@ fn in_order_of(parts: Vec<(Vec<u32>, Vec<u32>)>, rows: usize, by_left: bool, kee
     if keep_unmatched {
         // Every row's first slot names it; a row with pairs has it overwritten by its first.
         for row in 0..rows {
-            let own = if by_left { &mut lefts_sorted } else { &mut rights_sorted };
+            let own = if by_left {
+                &mut lefts_sorted
+            } else {
+                &mut rights_sorted
+            };
             own[starts[row]] = row as u32;
         }
     }
@@ -742,17 +829,25 @@ mod tests {
         let key = |row: usize| (!row.is_multiple_of(97)).then_some((row % 50_000) as i64 * 3);
         let table = Table::build(rows, key);
         assert_eq!(table.heads.len(), BUILD_PARTITIONS);
-        let mut expected: std::collections::HashMap<i64, Vec<u32>> = std::collections::HashMap::new();
+        let mut expected: std::collections::HashMap<i64, Vec<u32>> =
+            std::collections::HashMap::new();
         for row in 0..rows {
             if let Some(k) = key(row) {
                 expected.entry(k).or_default().push(row as u32);
             }
         }
         for (k, rows) in &expected {
-            assert_eq!(&table.chain(table.head(k)).collect::<Vec<_>>(), rows, "key {k}");
+            assert_eq!(
+                &table.chain(table.head(k)).collect::<Vec<_>>(),
+                rows,
+                "key {k}"
+            );
         }
         assert_eq!(table.head(&1), NO_ROW);
-        assert_eq!(table.heads.iter().map(|h| h.len()).sum::<usize>(), expected.len());
+        assert_eq!(
+            table.heads.iter().map(|h| h.len()).sum::<usize>(),
+            expected.len()
+        );
     }
 
     /// A view of `batches` of (k int64, s utf8) rows.
@@ -886,16 +981,29 @@ mod tests {
             ]);
             let right = view(&[vec![(Some(2), b), (Some(1), a), (Some(1), b), (Some(2), b)]]);
             let packed = pack(
-                &key_arrays(&left, &[Expr::col("k"), Expr::col("s")], &[DataType::Int64, DataType::Utf8])
-                    .unwrap(),
+                &key_arrays(
+                    &left,
+                    &[Expr::col("k"), Expr::col("s")],
+                    &[DataType::Int64, DataType::Utf8],
+                )
+                .unwrap(),
                 Nulls::Ignored,
             );
             assert_eq!(packed.is_some(), a.len() <= 7);
             // The key columns are shared: each output row shows its `s` once.
-            assert_eq!(run(left, right, &["k", "s"], JoinType::Inner), [a, b, b, b, b]);
-            let left = view(&[vec![(Some(1), a), (None, a), (Some(3), b)], vec![(Some(1), b)]]);
+            assert_eq!(
+                run(left, right, &["k", "s"], JoinType::Inner),
+                [a, b, b, b, b]
+            );
+            let left = view(&[
+                vec![(Some(1), a), (None, a), (Some(3), b)],
+                vec![(Some(1), b)],
+            ]);
             let right = view(&[vec![(Some(1), a), (Some(1), b), (Some(1), b)]]);
-            assert_eq!(run(left, right, &["k", "s"], JoinType::Left), [a, a, b, b, b]);
+            assert_eq!(
+                run(left, right, &["k", "s"], JoinType::Left),
+                [a, a, b, b, b]
+            );
             let (left, right) = (
                 view(&[vec![(Some(1), a), (None, a), (Some(3), b)]]),
                 view(&[vec![(Some(1), a), (Some(1), b)]]),
@@ -917,7 +1025,9 @@ mod tests {
         assert!(KeyBits::of([0, 1 << 26].into_iter()).is_none());
         assert!(KeyBits::of(std::iter::empty()).is_none());
         let edge = KeyBits::of([i64::MAX - 3, i64::MAX].into_iter()).unwrap();
-        assert!(edge.contains(i64::MAX) && edge.contains(i64::MAX - 3) && !edge.contains(i64::MAX - 1));
+        assert!(
+            edge.contains(i64::MAX) && edge.contains(i64::MAX - 3) && !edge.contains(i64::MAX - 1)
+        );
     }
 
     #[test]

@@ -337,7 +337,10 @@ mod tests {
     #[test]
     fn a_null_integer_packs_only_where_nulls_are_ignored_and_three_keys_never() {
         let with_null: ArrayRef = Arc::new(Int64Array::from(vec![Some(1), None]));
-        assert_eq!(pack(std::slice::from_ref(&with_null), Nulls::Distinct), None);
+        assert_eq!(
+            pack(std::slice::from_ref(&with_null), Nulls::Distinct),
+            None
+        );
         assert!(!fits(std::slice::from_ref(&with_null), Nulls::Distinct));
         assert!(fits(std::slice::from_ref(&with_null), Nulls::Ignored));
         assert_eq!(

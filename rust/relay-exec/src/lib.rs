@@ -20,4 +20,6 @@ pub mod sort;
 #[cfg(test)]
 mod test_support;
 
-pub use dense::{DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker};
+pub use dense::{
+    DenseArray, DenseDtype, DenseTimeUnit, dictionary_codes, materialize, zero_copy_blocker,
+};

@@ -16,7 +16,9 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayData, ArrayRef, RecordBatch, RecordBatchOptions, make_array, new_empty_array};
+use arrow::array::{
+    Array, ArrayData, ArrayRef, RecordBatch, RecordBatchOptions, make_array, new_empty_array,
+};
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use rayon::prelude::*;
@@ -32,7 +34,10 @@ const TAKE_TASK_INDICES: usize = 64 * 1024;
 
 /// Executes a `Take`, `Memory`, `Reinterpret` or `AttachColumns` node (its inputs first),
 /// returning the result and the node's statistics (the caller adds the wall time).
-pub fn execute_node(plan: &LogicalPlan, profile: &Profile) -> Result<(ViewSet, OperatorStats), ExecError> {
+pub fn execute_node(
+    plan: &LogicalPlan,
+    profile: &Profile,
+) -> Result<(ViewSet, OperatorStats), ExecError> {
     match plan {
         LogicalPlan::Take { input, indices } => {
             let input = execute(input, profile)?;
@@ -45,7 +50,9 @@ pub fn execute_node(plan: &LogicalPlan, profile: &Profile) -> Result<(ViewSet, O
             };
             Ok((result, stats))
         }
-        LogicalPlan::Memory { schema, batches, .. } => {
+        LogicalPlan::Memory {
+            schema, batches, ..
+        } => {
             let result = memory(schema.clone(), batches);
             let rows = result.num_rows();
             let stats = OperatorStats {
@@ -100,7 +107,11 @@ pub fn take(input: ViewSet, indices: &[u64]) -> Result<ViewSet, ExecError> {
             "take(): index {index} is out of range for {total} rows"
         ))));
     }
-    if let Some(chunk) = input.chunks.iter().find(|c| c.selection.is_none() && c.len > u32::MAX as usize) {
+    if let Some(chunk) = input
+        .chunks
+        .iter()
+        .find(|c| c.selection.is_none() && c.len > u32::MAX as usize)
+    {
         return Err(ExecError::Arrow(ArrowError::InvalidArgumentError(format!(
             "a record batch of {} rows is too large to take rows from (at most {} rows)",
             chunk.len,
@@ -118,11 +129,19 @@ pub fn take(input: ViewSet, indices: &[u64]) -> Result<ViewSet, ExecError> {
     // (empty chunks share their start with the next chunk, so the search skips them).
     let located: Vec<(u32, u32)> = pool().install(|| {
         let locate = |&index: &u64| {
-            let c = if starts.len() == 1 { 0 } else { starts.partition_point(|&start| start <= index) - 1 };
+            let c = if starts.len() == 1 {
+                0
+            } else {
+                starts.partition_point(|&start| start <= index) - 1
+            };
             (c as u32, row_of(c, index - starts[c]))
         };
         if indices.len() > TAKE_TASK_INDICES {
-            indices.par_iter().with_min_len(TAKE_TASK_INDICES).map(locate).collect()
+            indices
+                .par_iter()
+                .with_min_len(TAKE_TASK_INDICES)
+                .map(locate)
+                .collect()
         } else {
             indices.iter().map(locate).collect()
         }
@@ -133,12 +152,18 @@ pub fn take(input: ViewSet, indices: &[u64]) -> Result<ViewSet, ExecError> {
     let mut begin = 0;
     while begin < located.len() {
         let c = located[begin].0;
-        let end = begin + located[begin..].iter().take_while(|&&(chunk, _)| chunk == c).count();
+        let end = begin
+            + located[begin..]
+                .iter()
+                .take_while(|&&(chunk, _)| chunk == c)
+                .count();
         let source = &chunks[c as usize];
         output.push(Chunk {
             columns: source.columns.clone(),
             len: source.len,
-            selection: Some(Arc::new(located[begin..end].iter().map(|&(_, row)| row).collect())),
+            selection: Some(Arc::new(
+                located[begin..end].iter().map(|&(_, row)| row).collect(),
+            )),
         });
         begin = end;
     }
@@ -168,10 +193,19 @@ pub fn reinterpret_array(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, Ar
     let data = match to {
         DataType::FixedSizeList(item, _) => {
             let child = data.child_data().first().cloned().ok_or_else(|| {
-                ArrowError::InvalidArgumentError(format!("cannot view {} as {to}: it has no items", array.data_type()))
+                ArrowError::InvalidArgumentError(format!(
+                    "cannot view {} as {to}: it has no items",
+                    array.data_type()
+                ))
             })?;
-            let child = child.into_builder().data_type(item.data_type().clone()).build()?;
-            data.into_builder().data_type(to.clone()).child_data(vec![child]).build()?
+            let child = child
+                .into_builder()
+                .data_type(item.data_type().clone())
+                .build()?;
+            data.into_builder()
+                .data_type(to.clone())
+                .child_data(vec![child])
+                .build()?
         }
         _ => data.into_builder().data_type(to.clone()).build()?,
     };
@@ -179,7 +213,11 @@ pub fn reinterpret_array(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, Ar
 }
 
 /// The named columns of `input` read as their new types; selections are kept.
-fn reinterpret(input: ViewSet, columns: &[(String, DataType)], schema: SchemaRef) -> Result<ViewSet, ExecError> {
+fn reinterpret(
+    input: ViewSet,
+    columns: &[(String, DataType)],
+    schema: SchemaRef,
+) -> Result<ViewSet, ExecError> {
     let targets: Vec<(usize, &DataType)> = columns
         .iter()
         .map(|(name, to)| Ok((input.schema.index_of(name)?, to)))
@@ -199,7 +237,11 @@ fn reinterpret(input: ViewSet, columns: &[(String, DataType)], schema: SchemaRef
 
 /// `input` (chunks without selections, in row order) with the attached arrays sliced along its
 /// chunks, in the columns `schema` names.
-fn attach(input: ViewSet, columns: &[AttachedColumn], schema: SchemaRef) -> Result<ViewSet, ExecError> {
+fn attach(
+    input: ViewSet,
+    columns: &[AttachedColumn],
+    schema: SchemaRef,
+) -> Result<ViewSet, ExecError> {
     if input.chunks.iter().any(|c| c.selection.is_some()) {
         return Err(ExecError::Plan(PlanError::Invalid(
             "attached arrays need the input's rows in file order, without a selection".into(),
@@ -212,10 +254,12 @@ fn attach(input: ViewSet, columns: &[AttachedColumn], schema: SchemaRef) -> Resu
     let sources: Vec<Source<'_>> = schema
         .fields()
         .iter()
-        .map(|field| match columns.iter().find(|c| &c.name == field.name()) {
-            Some(column) => Ok(Source::Attached(&column.array)),
-            None => Ok(Source::Input(input.schema.index_of(field.name())?)),
-        })
+        .map(
+            |field| match columns.iter().find(|c| &c.name == field.name()) {
+                Some(column) => Ok(Source::Attached(&column.array)),
+                None => Ok(Source::Input(input.schema.index_of(field.name())?)),
+            },
+        )
         .collect::<Result<_, ArrowError>>()?;
     let mut offset = 0;
     let mut chunks = Vec::with_capacity(input.chunks.len());
@@ -253,7 +297,11 @@ pub fn collect_batches(view: &ViewSet) -> Result<Vec<RecordBatch>, ExecError> {
         .map(|index| gather_column(view, index, rows))
         .collect::<Result<Vec<_>, _>>()?;
     let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(vec![RecordBatch::try_new_with_options(view.schema.clone(), columns, &options)?])
+    Ok(vec![RecordBatch::try_new_with_options(
+        view.schema.clone(),
+        columns,
+        &options,
+    )?])
 }
 
 /// Column `index` of `view` (`rows` selected rows) as one array.
@@ -265,7 +313,8 @@ fn gather_column(view: &ViewSet, index: usize, rows: usize) -> Result<ArrayRef, 
     };
     // The gather handles plain integers and floats (and fixed-size lists of them) only.
     if (item_type.is_integer() || item_type.is_floating())
-        && let Some(dense) = gather_fixed_width(view, &[index], Order::C).map_err(ArrowError::ComputeError)?
+        && let Some(dense) =
+            gather_fixed_width(view, &[index], Order::C).map_err(ArrowError::ComputeError)?
     {
         let data = match data_type {
             DataType::FixedSizeList(item, width) => {
@@ -273,9 +322,15 @@ fn gather_column(view: &ViewSet, index: usize, rows: usize) -> Result<ArrayRef, 
                     .len(rows * *width as usize)
                     .add_buffer(dense.buffer)
                     .build()?;
-                ArrayData::builder(data_type.clone()).len(rows).child_data(vec![items]).build()?
+                ArrayData::builder(data_type.clone())
+                    .len(rows)
+                    .child_data(vec![items])
+                    .build()?
             }
-            _ => ArrayData::builder(data_type.clone()).len(rows).add_buffer(dense.buffer).build()?,
+            _ => ArrayData::builder(data_type.clone())
+                .len(rows)
+                .add_buffer(dense.buffer)
+                .build()?,
         };
         return Ok(make_array(data));
     }
@@ -308,7 +363,12 @@ mod tests {
         };
         ViewSet {
             schema,
-            chunks: vec![chunk(0..3, None), chunk(3..3, None), chunk(3..8, Some(vec![1, 3])), chunk(8..10, None)],
+            chunks: vec![
+                chunk(0..3, None),
+                chunk(3..3, None),
+                chunk(3..8, Some(vec![1, 3])),
+                chunk(8..10, None),
+            ],
         }
     }
 
@@ -318,7 +378,10 @@ mod tests {
                 let chunk = &view.chunks[c];
                 let values = chunk.columns[0].as_primitive::<Int64Type>().clone();
                 match &chunk.selection {
-                    Some(selection) => selection.iter().map(|&r| values.value(r as usize)).collect::<Vec<_>>(),
+                    Some(selection) => selection
+                        .iter()
+                        .map(|&r| values.value(r as usize))
+                        .collect::<Vec<_>>(),
                     None => values.values().to_vec(),
                 }
             })
@@ -334,7 +397,10 @@ mod tests {
         // one chunk per run of one input chunk, in any order inside it
         let taken = take(view(), &[2, 0, 1, 4, 3]).unwrap();
         assert_eq!(taken.chunks.len(), 2);
-        assert_eq!(taken.chunks[0].selection.as_deref().unwrap(), &vec![2, 0, 1]);
+        assert_eq!(
+            taken.chunks[0].selection.as_deref().unwrap(),
+            &vec![2, 0, 1]
+        );
         assert_eq!(taken.chunks[1].selection.as_deref().unwrap(), &vec![3, 1]);
         let empty = take(view(), &[]).unwrap();
         assert!(empty.chunks.is_empty());
@@ -345,14 +411,24 @@ mod tests {
     fn reinterpretation_keeps_the_buffers() {
         let values: ArrayRef = Arc::new(Float32Array::from(vec![1.0, -2.0]));
         let bits = reinterpret_array(&values, &DataType::UInt32).unwrap();
-        assert_eq!(bits.as_primitive::<UInt32Type>().values(), &[1.0f32.to_bits(), (-2.0f32).to_bits()]);
-        assert_eq!(bits.to_data().buffers()[0].as_ptr(), values.to_data().buffers()[0].as_ptr());
+        assert_eq!(
+            bits.as_primitive::<UInt32Type>().values(),
+            &[1.0f32.to_bits(), (-2.0f32).to_bits()]
+        );
+        assert_eq!(
+            bits.to_data().buffers()[0].as_ptr(),
+            values.to_data().buffers()[0].as_ptr()
+        );
         let field = Arc::new(Field::new("item", DataType::Float32, true));
         let list: ArrayRef = Arc::new(FixedSizeListArray::new(field, 1, values.clone(), None));
         let to = DataType::FixedSizeList(Arc::new(Field::new("item", DataType::UInt32, true)), 1);
         let viewed = reinterpret_array(&list.slice(1, 1), &to).unwrap();
         assert_eq!(viewed.data_type(), &to);
-        let items = viewed.as_fixed_size_list().values().as_primitive::<UInt32Type>().clone();
+        let items = viewed
+            .as_fixed_size_list()
+            .values()
+            .as_primitive::<UInt32Type>()
+            .clone();
         assert_eq!(items.values().as_ref(), &[(-2.0f32).to_bits()]);
     }
 
@@ -360,9 +436,15 @@ mod tests {
     fn attached_arrays_follow_the_chunks() {
         let unselected = ViewSet {
             schema: view().schema,
-            chunks: view().chunks.into_iter().filter(|c| c.selection.is_none()).collect(),
+            chunks: view()
+                .chunks
+                .into_iter()
+                .filter(|c| c.selection.is_none())
+                .collect(),
         };
-        let extra: ArrayRef = Arc::new(Float32Array::from_iter_values((0..5).map(|i| i as f32 / 2.0)));
+        let extra: ArrayRef = Arc::new(Float32Array::from_iter_values(
+            (0..5).map(|i| i as f32 / 2.0),
+        ));
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
             Field::new("half", DataType::Float32, true),
@@ -386,8 +468,14 @@ mod tests {
     fn collecting_gathers_selected_rows_into_one_batch() {
         let batches = collect_batches(&view()).unwrap();
         assert_eq!(batches.len(), 1);
-        assert_eq!(batches[0].column(0).as_primitive::<Int64Type>().values(), &[0, 1, 2, 4, 6, 8, 9]);
+        assert_eq!(
+            batches[0].column(0).as_primitive::<Int64Type>().values(),
+            &[0, 1, 2, 4, 6, 8, 9]
+        );
         let unselected = memory(view().schema, &batches);
-        assert_eq!(collect_batches(&unselected).unwrap()[0].column(0).as_ref(), batches[0].column(0).as_ref());
+        assert_eq!(
+            collect_batches(&unselected).unwrap()[0].column(0).as_ref(),
+            batches[0].column(0).as_ref()
+        );
     }
 }

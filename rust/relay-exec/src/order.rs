@@ -42,7 +42,10 @@ impl Shuffle {
     /// Refuses a block shuffle with empty blocks or windows.
     pub fn check(self) -> Result<(), String> {
         match self {
-            Shuffle::Block { block_rows, buffer_rows } if block_rows == 0 || buffer_rows == 0 => {
+            Shuffle::Block {
+                block_rows,
+                buffer_rows,
+            } if block_rows == 0 || buffer_rows == 0 => {
                 Err("block_size and shuffle_buffer must be positive".into())
             }
             _ => Ok(()),
@@ -96,14 +99,24 @@ impl KeyedPermutation {
     pub fn new(len: u64, key: u64) -> Self {
         // Bits of the smallest power of two >= len, at least 2 so that each part has a bit (0
         // for len <= 1, where the network is the identity: no rounds).
-        let bits = if len <= 1 { 0 } else { (64 - (len - 1).leading_zeros()).max(2) };
+        let bits = if len <= 1 {
+            0
+        } else {
+            (64 - (len - 1).leading_zeros()).max(2)
+        };
         let rounds = rounds_for(bits);
         // The key is mixed before the SplitMix64 stream is drawn, so that keys differing by the
         // stream's increment do not share round keys.
         let mut stream = SplitMix64(mix(key));
         let mut round_keys = [0; MAX_ROUNDS];
         round_keys[..rounds].fill_with(|| stream.next_u64());
-        Self { len, high_bits: bits - bits / 2, low_bits: bits / 2, rounds, round_keys }
+        Self {
+            len,
+            high_bits: bits - bits / 2,
+            low_bits: bits / 2,
+            rounds,
+            round_keys,
+        }
     }
 
     pub fn len(&self) -> u64 {
@@ -117,7 +130,11 @@ impl KeyedPermutation {
     /// The image of `position` (`< len`).
     #[inline]
     pub fn apply(&self, position: u64) -> u64 {
-        debug_assert!(position < self.len, "position {position} out of 0..{}", self.len);
+        debug_assert!(
+            position < self.len,
+            "position {position} out of 0..{}",
+            self.len
+        );
         let mut value = self.network(position);
         while value >= self.len {
             value = self.network(value);
@@ -130,12 +147,20 @@ impl KeyedPermutation {
     /// need another pass of the network are collected and walked together, so the CPU neither
     /// waits on one chain of multiplies nor mispredicts the walk's branch.
     pub fn apply_in_place(&self, values: &mut [u64]) {
-        debug_assert!(values.iter().all(|&v| v < self.len), "values out of 0..{}", self.len);
+        debug_assert!(
+            values.iter().all(|&v| v < self.len),
+            "values out of 0..{}",
+            self.len
+        );
         const CHUNK: usize = 256;
         for chunk in values.chunks_mut(CHUNK) {
             let mut groups = chunk.chunks_exact_mut(LANES);
             for group in &mut groups {
-                self.network_lanes(group.try_into().expect("chunks_exact_mut gives LANES values"));
+                self.network_lanes(
+                    group
+                        .try_into()
+                        .expect("chunks_exact_mut gives LANES values"),
+                );
             }
             for value in groups.into_remainder() {
                 *value = self.network(*value);
@@ -302,7 +327,11 @@ impl Order {
 
     /// Appends the rows at positions `range` of the order to `out`.
     pub fn extend_into(&self, range: std::ops::Range<u64>, out: &mut Vec<u64>) {
-        debug_assert!(range.end <= self.len(), "range {range:?} out of 0..{}", self.len());
+        debug_assert!(
+            range.end <= self.len(),
+            "range {range:?} out of 0..{}",
+            self.len()
+        );
         out.reserve(range.end.saturating_sub(range.start) as usize);
         match self {
             Order::Sequential(_) => out.extend(range),
@@ -345,7 +374,8 @@ impl BlockOrder {
             let end = range.end.min(start.saturating_add(self.buffer_rows));
             let first = out.len();
             out.extend((i - start)..(end - start));
-            self.window_permutation(window).apply_in_place(&mut out[first..]);
+            self.window_permutation(window)
+                .apply_in_place(&mut out[first..]);
             let indices = &mut out[first..];
             // The window spans a few slots of the block sequence. When they are fewer than the
             // positions asked for, their blocks are looked up once each; otherwise each
@@ -382,7 +412,10 @@ impl BlockOrder {
     /// buffer_rows`; the last window may be short).
     fn window_permutation(&self, window: u64) -> KeyedPermutation {
         let start = window * self.buffer_rows;
-        KeyedPermutation::new(self.buffer_rows.min(self.num_rows - start), sub_key(self.window_key, window))
+        KeyedPermutation::new(
+            self.buffer_rows.min(self.num_rows - start),
+            sub_key(self.window_key, window),
+        )
     }
 
     /// The row at index `q` of the block sequence (the permuted blocks laid end to end).
@@ -406,18 +439,37 @@ impl BlockOrder {
 }
 
 /// The order of `num_rows` rows for `epoch`.
-pub fn epoch_order(num_rows: u64, shuffle: Shuffle, seed: u64, epoch: u64) -> Result<Order, String> {
+pub fn epoch_order(
+    num_rows: u64,
+    shuffle: Shuffle,
+    seed: u64,
+    epoch: u64,
+) -> Result<Order, String> {
     let key = epoch_key(seed, epoch);
     match shuffle {
         Shuffle::Sequential => Ok(Order::Sequential(num_rows)),
         Shuffle::Global => Ok(Order::Global(KeyedPermutation::new(num_rows, key))),
-        Shuffle::Block { block_rows, buffer_rows } => {
+        Shuffle::Block {
+            block_rows,
+            buffer_rows,
+        } => {
             shuffle.check()?;
             let num_blocks = num_rows.div_ceil(block_rows);
             let blocks = KeyedPermutation::new(num_blocks, sub_key(key, BLOCKS_KEY));
-            let short_slot = if num_blocks == 0 { 0 } else { blocks.inverse(num_blocks - 1) };
+            let short_slot = if num_blocks == 0 {
+                0
+            } else {
+                blocks.inverse(num_blocks - 1)
+            };
             let window_key = sub_key(key, WINDOWS_KEY);
-            Ok(Order::Block(BlockOrder { num_rows, block_rows, buffer_rows, blocks, short_slot, window_key }))
+            Ok(Order::Block(BlockOrder {
+                num_rows,
+                block_rows,
+                buffer_rows,
+                blocks,
+                short_slot,
+                window_key,
+            }))
         }
     }
 }
@@ -445,7 +497,10 @@ mod tests {
         let mut seen = vec![false; perm.len() as usize];
         for p in 0..perm.len() {
             let v = perm.apply(p);
-            if v >= perm.len() || std::mem::replace(&mut seen[v as usize], true) || perm.inverse(v) != p {
+            if v >= perm.len()
+                || std::mem::replace(&mut seen[v as usize], true)
+                || perm.inverse(v) != p
+            {
                 return false;
             }
         }
@@ -454,9 +509,14 @@ mod tests {
 
     #[test]
     fn keyed_permutations_are_bijections() {
-        for len in [0u64, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 100, 1000, 4097, 65537] {
+        for len in [
+            0u64, 1, 2, 3, 5, 7, 8, 9, 15, 16, 17, 100, 1000, 4097, 65537,
+        ] {
             for key in [0u64, 1, 2, 0x9E37_79B9_7F4A_7C15, u64::MAX] {
-                assert!(is_bijection(&KeyedPermutation::new(len, key)), "len={len} key={key}");
+                assert!(
+                    is_bijection(&KeyedPermutation::new(len, key)),
+                    "len={len} key={key}"
+                );
             }
         }
     }
@@ -467,7 +527,9 @@ mod tests {
         // chunks, and values out of order, exercise the remainders.
         for len in [2u64, 3, 5, 17, 1000, (1 << 16) + 1, (1 << 40) + 3] {
             let perm = KeyedPermutation::new(len, len ^ 5);
-            let mut values: Vec<u64> = (0..1031u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % len).collect();
+            let mut values: Vec<u64> = (0..1031u64)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % len)
+                .collect();
             let expected: Vec<u64> = values.iter().map(|&v| perm.apply(v)).collect();
             perm.apply_in_place(&mut values);
             assert_eq!(values, expected, "len={len}");
@@ -477,7 +539,11 @@ mod tests {
     #[test]
     fn different_keys_give_different_permutations() {
         for len in [10u64, 1000, 65537] {
-            let image = |key| (0..len).map(|p| KeyedPermutation::new(len, key).apply(p)).collect::<Vec<_>>();
+            let image = |key| {
+                (0..len)
+                    .map(|p| KeyedPermutation::new(len, key).apply(p))
+                    .collect::<Vec<_>>()
+            };
             let images: Vec<_> = (0..8).map(image).collect();
             for i in 0..images.len() {
                 for j in 0..i {
@@ -486,7 +552,9 @@ mod tests {
             }
         }
         // Both permutations of two elements occur.
-        let swaps = (0..64).filter(|&key| KeyedPermutation::new(2, key).apply(0) == 1).count();
+        let swaps = (0..64)
+            .filter(|&key| KeyedPermutation::new(2, key).apply(0) == 1)
+            .count();
         assert!((16..=48).contains(&swaps), "{swaps} swaps out of 64");
     }
 
@@ -500,7 +568,10 @@ mod tests {
             counts[KeyedPermutation::new(len, key).apply(0) as usize] += 1;
         }
         let expected = keys as f64 / len as f64;
-        let chi2: f64 = counts.iter().map(|&c| (c as f64 - expected).powi(2) / expected).sum();
+        let chi2: f64 = counts
+            .iter()
+            .map(|&c| (c as f64 - expected).powi(2) / expected)
+            .sum();
         assert!(chi2 < 112.0, "chi-square {chi2}: {counts:?}");
 
         // A uniform permutation of n moves a position by (n^2 - 1) / 3n on average.
@@ -508,7 +579,10 @@ mod tests {
         for key in 0..4 {
             let perm = KeyedPermutation::new(len, key);
             let mean = (0..len).map(|p| perm.apply(p).abs_diff(p)).sum::<u64>() as f64 / len as f64;
-            assert!((300.0..367.0).contains(&mean), "key {key}: mean displacement {mean}");
+            assert!(
+                (300.0..367.0).contains(&mean),
+                "key {key}: mean displacement {mean}"
+            );
         }
     }
 
@@ -516,7 +590,9 @@ mod tests {
     fn large_permutations_stay_in_range_and_distinct() {
         for len in [(1u64 << 32) + 1, (1 << 40) + 12345, 1 << 63, u64::MAX] {
             let perm = KeyedPermutation::new(len, 7);
-            let sample: Vec<u64> = (0..10_000u64).map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % len).collect();
+            let sample: Vec<u64> = (0..10_000u64)
+                .map(|i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % len)
+                .collect();
             let mut images: Vec<u64> = sample.iter().map(|&p| perm.apply(p)).collect();
             for (&p, &image) in sample.iter().zip(&images) {
                 assert!(image < len);
@@ -531,7 +607,13 @@ mod tests {
     #[test]
     fn large_orders_need_no_arrays() {
         let n = (1u64 << 40) + 7;
-        for shuffle in [Shuffle::Global, Shuffle::Block { block_rows: 1000, buffer_rows: 1 << 16 }] {
+        for shuffle in [
+            Shuffle::Global,
+            Shuffle::Block {
+                block_rows: 1000,
+                buffer_rows: 1 << 16,
+            },
+        ] {
             let order = epoch_order(n, shuffle, 1, 2).unwrap();
             let mut rows = Vec::new();
             order.extend_into(n - 70_000..n, &mut rows);
@@ -550,15 +632,32 @@ mod tests {
         for shuffle in [
             Shuffle::Sequential,
             Shuffle::Global,
-            Shuffle::Block { block_rows: 7, buffer_rows: 20 },
-            Shuffle::Block { block_rows: 100, buffer_rows: 30 },
-            Shuffle::Block { block_rows: 1, buffer_rows: 1 },
-            Shuffle::Block { block_rows: 64, buffer_rows: 1 << 20 },
+            Shuffle::Block {
+                block_rows: 7,
+                buffer_rows: 20,
+            },
+            Shuffle::Block {
+                block_rows: 100,
+                buffer_rows: 30,
+            },
+            Shuffle::Block {
+                block_rows: 1,
+                buffer_rows: 1,
+            },
+            Shuffle::Block {
+                block_rows: 64,
+                buffer_rows: 1 << 20,
+            },
         ] {
             for n in [0u64, 1, 2, 3, 10, 13, 999, 1000, 1 << 16, (1 << 16) + 3] {
                 let order = epoch_order(n, shuffle, 3, 1).unwrap();
                 let rows = positions(&order);
-                assert!(rows.iter().enumerate().all(|(i, &row)| order.position(i as u64) == row), "{shuffle:?} n={n}");
+                assert!(
+                    rows.iter()
+                        .enumerate()
+                        .all(|(i, &row)| order.position(i as u64) == row),
+                    "{shuffle:?} n={n}"
+                );
                 let mut seen = rows;
                 seen.sort_unstable();
                 assert_eq!(seen, (0..n).collect::<Vec<_>>(), "{shuffle:?} n={n}");
@@ -570,8 +669,20 @@ mod tests {
     fn ranges_concatenate() {
         // Short pieces map each position's block; long ones look a window's blocks up once.
         for (n, shuffle) in [
-            (1003, Shuffle::Block { block_rows: 10, buffer_rows: 64 }),
-            (1003, Shuffle::Block { block_rows: 1, buffer_rows: 300 }),
+            (
+                1003,
+                Shuffle::Block {
+                    block_rows: 10,
+                    buffer_rows: 64,
+                },
+            ),
+            (
+                1003,
+                Shuffle::Block {
+                    block_rows: 1,
+                    buffer_rows: 300,
+                },
+            ),
             (1003, Shuffle::Global),
         ] {
             let order = epoch_order(n, shuffle, 5, 2).unwrap();
@@ -587,16 +698,31 @@ mod tests {
 
     #[test]
     fn same_seed_and_epoch_give_the_same_order() {
-        for shuffle in [Shuffle::Global, Shuffle::Block { block_rows: 10, buffer_rows: 30 }] {
+        for shuffle in [
+            Shuffle::Global,
+            Shuffle::Block {
+                block_rows: 10,
+                buffer_rows: 30,
+            },
+        ] {
             let a = positions(&epoch_order(500, shuffle, 42, 2).unwrap());
             assert_eq!(a, positions(&epoch_order(500, shuffle, 42, 2).unwrap()));
             assert_ne!(a, positions(&epoch_order(500, shuffle, 42, 3).unwrap()));
             assert_ne!(a, positions(&epoch_order(500, shuffle, 43, 2).unwrap()));
         }
         // Pinned: the orders must not change across versions or machines.
-        assert_eq!(&positions(&epoch_order(10, Shuffle::Global, 0, 0).unwrap()), &[2, 5, 0, 4, 7, 1, 9, 6, 8, 3]);
-        let block = Shuffle::Block { block_rows: 3, buffer_rows: 4 };
-        assert_eq!(&positions(&epoch_order(10, block, 0, 0).unwrap()), &[6, 8, 7, 0, 1, 2, 3, 9, 5, 4]);
+        assert_eq!(
+            &positions(&epoch_order(10, Shuffle::Global, 0, 0).unwrap()),
+            &[2, 5, 0, 4, 7, 1, 9, 6, 8, 3]
+        );
+        let block = Shuffle::Block {
+            block_rows: 3,
+            buffer_rows: 4,
+        };
+        assert_eq!(
+            &positions(&epoch_order(10, block, 0, 0).unwrap()),
+            &[6, 8, 7, 0, 1, 2, 3, 9, 5, 4]
+        );
     }
 
     #[test]
@@ -607,7 +733,10 @@ mod tests {
             blocks.dedup();
             blocks.len()
         };
-        let shuffle = Shuffle::Block { block_rows: 100, buffer_rows: 400 };
+        let shuffle = Shuffle::Block {
+            block_rows: 100,
+            buffer_rows: 400,
+        };
         for seed in 0..4 {
             // Whole blocks: windows align with blocks.
             let order = positions(&epoch_order(10_000, shuffle, seed, 0).unwrap());

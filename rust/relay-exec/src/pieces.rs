@@ -42,9 +42,9 @@ pub struct PiecePlan {
 fn row_local_read(plan: &LogicalPlan) -> Option<&DatasetView> {
     match plan {
         LogicalPlan::Read { view, .. } => Some(view),
-        LogicalPlan::Filter { input, .. } | LogicalPlan::Project { input, .. } | LogicalPlan::Reinterpret { input, .. } => {
-            row_local_read(input)
-        }
+        LogicalPlan::Filter { input, .. }
+        | LogicalPlan::Project { input, .. }
+        | LogicalPlan::Reinterpret { input, .. } => row_local_read(input),
         _ => None,
     }
 }
@@ -77,7 +77,9 @@ impl PiecePlan {
     /// piece by piece (a sort, join, aggregation or slice needs all rows first) or need not be
     /// (Arrow IPC files only: their pieces are views of the mapping, cheap to hold whole).
     pub fn of(plan: &Arc<LogicalPlan>) -> Result<Option<PiecePlan>, ExecError> {
-        let Some(view) = row_local_read(plan) else { return Ok(None) };
+        let Some(view) = row_local_read(plan) else {
+            return Ok(None);
+        };
         let dataset = view.dataset();
         if view.rows().is_some() || !dataset.formats().iter().any(|f| f.is_decoded()) {
             return Ok(None);
@@ -108,7 +110,11 @@ impl PiecePlan {
     /// Output rows of piece `index` without decoding it: known when no filter runs and the
     /// file stores the piece's row count (Parquet row groups, not CSV or NDJSON ranges).
     pub fn known_rows(&self, index: usize) -> Option<u64> {
-        if self.filtered { None } else { self.piece_rows[index] }
+        if self.filtered {
+            None
+        } else {
+            self.piece_rows[index]
+        }
     }
 
     /// Output rows of the pieces `indices`, when known without decoding.
@@ -164,10 +170,18 @@ impl PieceShard {
         let range = crate::order::shard_range(total, self.shard, self.shards);
         let permutation = match self.shuffle {
             Shuffle::Sequential => None,
-            _ => Some(KeyedPermutation::new(total, epoch_key(self.seed, self.epoch))),
+            _ => Some(KeyedPermutation::new(
+                total,
+                epoch_key(self.seed, self.epoch),
+            )),
         };
         range
-            .map(|position| (position, permutation.as_ref().map_or(position, |p| p.apply(position)) as usize))
+            .map(|position| {
+                (
+                    position,
+                    permutation.as_ref().map_or(position, |p| p.apply(position)) as usize,
+                )
+            })
             .collect()
     }
 
@@ -182,7 +196,12 @@ impl PieceShard {
 
 /// Output rows of a consumer's shard of an epoch, when known without decoding.
 pub fn shard_rows(plan: &PiecePlan, shard: &PieceShard) -> Option<u64> {
-    plan.known_rows_of(shard.pieces(plan.num_pieces()).into_iter().map(|(_, piece)| piece))
+    plan.known_rows_of(
+        shard
+            .pieces(plan.num_pieces())
+            .into_iter()
+            .map(|(_, piece)| piece),
+    )
 }
 
 /// Decodes a consumer's windows in order and hands them over one at a time. The hand-over is a
@@ -190,7 +209,13 @@ pub fn shard_rows(plan: &PiecePlan, shard: &PieceShard) -> Option<u64> {
 /// is the next one decoded, so two windows are in memory (the one being read and the next one,
 /// finished or being decoded), three while a batch spans two. Windows that end before `skip_rows` are not handed over, and not
 /// decoded at all when their row counts are known from the files.
-fn decode_windows(plan: &PiecePlan, shard: PieceShard, columns: &[usize], skip_rows: u64, windows: &SyncSender<Result<Window, String>>) {
+fn decode_windows(
+    plan: &PiecePlan,
+    shard: PieceShard,
+    columns: &[usize],
+    skip_rows: u64,
+    windows: &SyncSender<Result<Window, String>>,
+) {
     let key = epoch_key(shard.seed, shard.epoch);
     let window_rows = shard.window_rows();
     let shuffled = matches!(shard.shuffle, Shuffle::Block { .. });
@@ -203,7 +228,9 @@ fn decode_windows(plan: &PiecePlan, shard: PieceShard, columns: &[usize], skip_r
         let mut end = start;
         let mut known = Some(0u64);
         while end < pieces.len() && known.is_some_and(|rows| rows < window_rows) {
-            known = known.zip(plan.known_rows(pieces[end].1)).map(|(a, b)| a + b);
+            known = known
+                .zip(plan.known_rows(pieces[end].1))
+                .map(|(a, b)| a + b);
             end += 1;
         }
         if let Some(rows) = known
@@ -244,7 +271,8 @@ fn decode_windows(plan: &PiecePlan, shard: PieceShard, columns: &[usize], skip_r
         let window = BatchSource::new(&view, columns).map(|source| Window {
             source,
             first_row: window_first,
-            permutation: shuffled.then(|| KeyedPermutation::new(rows, window_key(key, piece_position))),
+            permutation: shuffled
+                .then(|| KeyedPermutation::new(rows, window_key(key, piece_position))),
         });
         if windows.send(window).is_err() {
             return;
@@ -269,7 +297,14 @@ pub struct PieceStream {
 impl PieceStream {
     /// Starts decoding the windows of `shard` (columns `columns` of the plan's output) on a
     /// thread of its own, from batch `start_batch` on.
-    pub fn start(plan: Arc<PiecePlan>, shard: PieceShard, columns: Vec<usize>, batch_size: u64, drop_last: bool, start_batch: u64) -> Result<Self, String> {
+    pub fn start(
+        plan: Arc<PiecePlan>,
+        shard: PieceShard,
+        columns: Vec<usize>,
+        batch_size: u64,
+        drop_last: bool,
+        start_batch: u64,
+    ) -> Result<Self, String> {
         let skip_rows = start_batch.saturating_mul(batch_size);
         let (sender, receiver) = sync_channel(0);
         std::thread::Builder::new()
@@ -365,7 +400,11 @@ struct CacheState {
 
 /// Bytes a decoded piece holds (its column buffers).
 fn view_bytes(view: &ViewSet) -> u64 {
-    view.chunks.iter().flat_map(|c| &c.columns).map(|a| a.get_array_memory_size() as u64).sum()
+    view.chunks
+        .iter()
+        .flat_map(|c| &c.columns)
+        .map(|a| a.get_array_memory_size() as u64)
+        .sum()
 }
 
 impl PieceCache {
@@ -375,7 +414,10 @@ impl PieceCache {
             columns,
             starts: Vec::new(),
             state: Mutex::new(CacheState {
-                stats: CacheStats { budget, ..Default::default() },
+                stats: CacheStats {
+                    budget,
+                    ..Default::default()
+                },
                 ..Default::default()
             }),
         };
@@ -401,7 +443,9 @@ impl PieceCache {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Piece `index`, from the cache or decoded (and cached, evicting the least recently used
@@ -422,7 +466,9 @@ impl PieceCache {
         let source = Arc::new(BatchSource::new(&view, &self.columns).map_err(ExecError::Batch)?);
         let mut state = self.lock();
         while state.stats.bytes + bytes > state.stats.budget {
-            let Some(oldest) = state.recency.pop_front() else { break };
+            let Some(oldest) = state.recency.pop_front() else {
+                break;
+            };
             if let Some((_, freed)) = state.pieces.remove(&oldest) {
                 state.stats.bytes -= freed;
             }
@@ -443,7 +489,9 @@ impl PieceCache {
         let mut located = Vec::with_capacity(positions.len());
         for &position in positions {
             if position >= total {
-                return Err(ExecError::Batch(format!("row {position} is out of range for a frame of {total} rows")));
+                return Err(ExecError::Batch(format!(
+                    "row {position} is out of range for a frame of {total} rows"
+                )));
             }
             let piece = self.starts.partition_point(|&s| s <= position) - 1;
             located.push((piece, position - self.starts[piece]));
@@ -451,7 +499,10 @@ impl PieceCache {
                 wanted.push(piece);
             }
         }
-        let sources = wanted.iter().map(|&p| self.piece(p)).collect::<Result<Vec<_>, _>>()?;
+        let sources = wanted
+            .iter()
+            .map(|&p| self.piece(p))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut offsets = HashMap::with_capacity(wanted.len());
         let mut offset = 0u64;
         for (&piece, source) in wanted.iter().zip(&sources) {
@@ -462,7 +513,10 @@ impl PieceCache {
             [one] => one.as_ref().clone(),
             many => BatchSource::concat(&many.iter().map(Arc::as_ref).collect::<Vec<_>>()),
         };
-        let positions = located.into_iter().map(|(piece, row)| offsets[&piece] + row).collect();
+        let positions = located
+            .into_iter()
+            .map(|(piece, row)| offsets[&piece] + row)
+            .collect();
         Ok((source, positions))
     }
 }
@@ -484,11 +538,20 @@ mod tests {
         let mut plan = Arc::new(LogicalPlan::read(view));
         if let Some(above) = above {
             let literal = Expr::lit(Arc::new(Int64Array::from(vec![above])));
-            plan = Arc::new(plan.filter(Expr::col("x").binary(BinaryOp::Gt, literal)).unwrap());
+            plan = Arc::new(
+                plan.filter(Expr::col("x").binary(BinaryOp::Gt, literal))
+                    .unwrap(),
+            );
         }
         let plan = Arc::new(plan.project(vec![Expr::col("x")]).unwrap());
-        let (plan, _) = relay_plan::optimizer::Optimizer::default().optimize(plan).unwrap();
-        Arc::new(PiecePlan::of(&plan).unwrap().expect("a read of decoded files runs piece by piece"))
+        let (plan, _) = relay_plan::optimizer::Optimizer::default()
+            .optimize(plan)
+            .unwrap();
+        Arc::new(
+            PiecePlan::of(&plan)
+                .unwrap()
+                .expect("a read of decoded files runs piece by piece"),
+        )
     }
 
     fn values(source: &BatchSource, positions: &[u64]) -> Vec<i64> {
@@ -499,12 +562,21 @@ mod tests {
         };
         let mut out = vec![0u8; positions.len() * 8];
         source.gather(&group, positions, &mut out).unwrap();
-        out.chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+        out.chunks(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+            .collect()
     }
 
     /// Every batch of a consumer's stream, as x values.
-    fn stream(plan: &Arc<PiecePlan>, shard: PieceShard, batch_size: u64, start_batch: u64) -> Vec<Vec<i64>> {
-        let mut stream = PieceStream::start(plan.clone(), shard, vec![0], batch_size, false, start_batch).unwrap();
+    fn stream(
+        plan: &Arc<PiecePlan>,
+        shard: PieceShard,
+        batch_size: u64,
+        start_batch: u64,
+    ) -> Vec<Vec<i64>> {
+        let mut stream =
+            PieceStream::start(plan.clone(), shard, vec![0], batch_size, false, start_batch)
+                .unwrap();
         let mut batches = Vec::new();
         while let Some((source, positions)) = stream.next_batch().unwrap() {
             batches.push(values(&source, &positions));
@@ -513,25 +585,44 @@ mod tests {
     }
 
     fn shard(shuffle: Shuffle, epoch: u64, shard: u64, shards: u64) -> PieceShard {
-        PieceShard { shuffle, seed: 7, epoch, shard, shards }
+        PieceShard {
+            shuffle,
+            seed: 7,
+            epoch,
+            shard,
+            shards,
+        }
     }
 
-    const BLOCK: Shuffle = Shuffle::Block { block_rows: 1, buffer_rows: 15 };
+    const BLOCK: Shuffle = Shuffle::Block {
+        block_rows: 1,
+        buffer_rows: 15,
+    };
 
     #[test]
     fn consumers_together_visit_every_row_once() {
         let all: Vec<i64> = (0..30).chain(100..130).collect();
         for above in [None, Some(104)] {
             let plan = plan_of(DatasetView::new(dataset(true)), above);
-            let expected: Vec<i64> = all.iter().copied().filter(|&x| above.is_none_or(|a| x > a)).collect();
+            let expected: Vec<i64> = all
+                .iter()
+                .copied()
+                .filter(|&x| above.is_none_or(|a| x > a))
+                .collect();
             for shuffle in [Shuffle::Sequential, BLOCK] {
                 for shards in 1..=4 {
-                    let mut seen: Vec<i64> = (0..shards).flat_map(|s| stream(&plan, shard(shuffle, 0, s, shards), 4, 0)).flatten().collect();
+                    let mut seen: Vec<i64> = (0..shards)
+                        .flat_map(|s| stream(&plan, shard(shuffle, 0, s, shards), 4, 0))
+                        .flatten()
+                        .collect();
                     if shuffle == Shuffle::Sequential && shards == 1 {
                         assert_eq!(seen, expected, "file order");
                     }
                     seen.sort_unstable();
-                    assert_eq!(seen, expected, "{shuffle:?}, {shards} shards, filter {above:?}");
+                    assert_eq!(
+                        seen, expected,
+                        "{shuffle:?}, {shards} shards, filter {above:?}"
+                    );
                 }
             }
         }
@@ -543,10 +634,17 @@ mod tests {
         let epoch0: Vec<i64> = stream(&plan, shard(BLOCK, 0, 0, 1), 7, 0).concat();
         let epoch1: Vec<i64> = stream(&plan, shard(BLOCK, 1, 0, 1), 7, 0).concat();
         assert_ne!(epoch0, epoch1);
-        assert_eq!(epoch0, stream(&plan, shard(BLOCK, 0, 0, 1), 7, 0).concat(), "reproducible");
+        assert_eq!(
+            epoch0,
+            stream(&plan, shard(BLOCK, 0, 0, 1), 7, 0).concat(),
+            "reproducible"
+        );
         // Windows of 15 rows or more hold two 10-row pieces: the first 20 rows are two pieces'.
         let first: Vec<i64> = epoch0[..20].to_vec();
-        assert!(first.windows(2).any(|pair| pair[0] > pair[1]), "rows are shuffled");
+        assert!(
+            first.windows(2).any(|pair| pair[0] > pair[1]),
+            "rows are shuffled"
+        );
         let pieces: std::collections::HashSet<i64> = first.iter().map(|x| x / 10).collect();
         assert_eq!(pieces.len(), 2);
     }
@@ -555,14 +653,21 @@ mod tests {
     fn a_resumed_stream_continues_exactly_and_skips_decoding_known_windows() {
         for above in [None, Some(3)] {
             let decodes = Arc::new(AtomicUsize::new(0));
-            let plan = plan_of(DatasetView::new(counting_dataset(true, decodes.clone())), above);
+            let plan = plan_of(
+                DatasetView::new(counting_dataset(true, decodes.clone())),
+                above,
+            );
             let full = stream(&plan, shard(BLOCK, 2, 0, 1), 6, 0);
             decodes.store(0, Ordering::Relaxed);
             let resumed = stream(&plan, shard(BLOCK, 2, 0, 1), 6, 5);
             assert_eq!(resumed, full[5..], "filter {above:?}");
             // 30 rows skipped: the first window (20 rows) needs no decoding when no filter runs.
             let expected_decodes = if above.is_none() { 4 } else { 6 };
-            assert_eq!(decodes.load(Ordering::Relaxed), expected_decodes, "filter {above:?}");
+            assert_eq!(
+                decodes.load(Ordering::Relaxed),
+                expected_decodes,
+                "filter {above:?}"
+            );
         }
     }
 
@@ -583,6 +688,10 @@ mod tests {
         let before = cache.stats();
         // The last piece `locate` decoded (x = 10..20, positions 4..14) is still cached.
         cache.locate(&[4, 5, 13]).unwrap();
-        assert_eq!(cache.stats().hits, before.hits + 1, "a recently used piece is a hit");
+        assert_eq!(
+            cache.stats().hits,
+            before.hits + 1,
+            "a recently used piece is a hit"
+        );
     }
 }

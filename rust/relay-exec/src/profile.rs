@@ -44,6 +44,9 @@ impl Profile {
     }
 
     pub fn operators(&self) -> Vec<(String, OperatorStats)> {
-        self.operators.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.operators
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 }

@@ -22,7 +22,10 @@ use arrow::compute::take;
 use rayon::prelude::*;
 use relay_plan::Expr;
 use relay_plan::optimizer::page_row_ranges;
-use relay_storage::{DatasetView, DecodedFile, OpenedFile, PieceBatches, PieceId, RowRange, constant_column, slice_batches};
+use relay_storage::{
+    DatasetView, DecodedFile, OpenedFile, PieceBatches, PieceId, RowRange, constant_column,
+    slice_batches,
+};
 
 use crate::execute::{Chunk, ChunkFilter, ExecError, ViewSet, pool};
 use crate::profile::OperatorStats;
@@ -45,10 +48,18 @@ struct PieceTask {
 }
 
 /// The rows of `view` passing `filters`, and the read's statistics.
-pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, OperatorStats), ExecError> {
+pub fn execute_read(
+    view: &DatasetView,
+    filters: &[Expr],
+) -> Result<(ViewSet, OperatorStats), ExecError> {
     let dataset = view.dataset();
     let file_columns = dataset.file_schema().fields().len();
-    let decoded_columns: Vec<usize> = view.columns().iter().copied().filter(|&c| c < file_columns).collect();
+    let decoded_columns: Vec<usize> = view
+        .columns()
+        .iter()
+        .copied()
+        .filter(|&c| c < file_columns)
+        .collect();
     // Files are opened (footer read, schema checked) in parallel: each is a read of its own.
     pool().install(|| {
         view.fragments()
@@ -88,41 +99,69 @@ pub fn execute_read(view: &DatasetView, filters: &[Expr]) -> Result<(ViewSet, Op
             .into_par_iter()
             .map(|task| {
                 let file = dataset.open(task.id.fragment)?;
-                let whole_piece = task.decoded.is_none() && task.rows.is_none() && !decoded_columns.is_empty();
+                let whole_piece =
+                    task.decoded.is_none() && task.rows.is_none() && !decoded_columns.is_empty();
                 // Pages whose statistics rule the filters out are not decoded.
                 let page_rows = match whole_piece {
                     true => page_row_ranges(view, task.id.fragment, task.id.piece, filters)?,
                     false => None,
                 };
-                if let (Some(filter), OpenedFile::Decoded(decoded), None, false) = (&filter, file, &page_rows, split_columns)
+                if let (Some(filter), OpenedFile::Decoded(decoded), None, false) =
+                    (&filter, file, &page_rows, split_columns)
                     && whole_piece
                 {
-                    let read = SelectedRead::plan(view, decoded.as_ref(), task.id.piece, &decoded_columns, filters);
+                    let read = SelectedRead::plan(
+                        view,
+                        decoded.as_ref(),
+                        task.id.piece,
+                        &decoded_columns,
+                        filters,
+                    );
                     if let Some(read) = read {
                         return read.run(view, file, decoded.as_ref(), task.id, filter);
                     }
                 }
-                let batches: PieceBatches<'_> = match task.decoded {
-                    Some(batches) => Box::new(batches.into_iter().map(Ok)),
-                    None if decoded_columns.is_empty() => Box::new(std::iter::once(Ok(rows_only(file, task.id.piece, task.rows)?))),
-                    None => match task.rows {
-                        Some((offset, count)) => Box::new(
-                            dataset
-                                .read_piece_rows(task.id.fragment, task.id.piece, &decoded_columns, DECODE_BATCH_ROWS, offset as u64, count as u64)?
-                                .into_iter()
-                                .map(Ok),
-                        ),
-                        None => match page_rows {
-                            Some(rows) if rows.is_empty() => Box::new(std::iter::empty()),
-                            rows if split_columns && decodes_columns_apart(file) => Box::new(
-                                columns_decoded_apart(file, task.id.piece, &decoded_columns, rows.as_deref())?
+                let batches: PieceBatches<'_> =
+                    match task.decoded {
+                        Some(batches) => Box::new(batches.into_iter().map(Ok)),
+                        None if decoded_columns.is_empty() => Box::new(std::iter::once(Ok(
+                            rows_only(file, task.id.piece, task.rows)?,
+                        ))),
+                        None => match task.rows {
+                            Some((offset, count)) => Box::new(
+                                dataset
+                                    .read_piece_rows(
+                                        task.id.fragment,
+                                        task.id.piece,
+                                        &decoded_columns,
+                                        DECODE_BATCH_ROWS,
+                                        offset as u64,
+                                        count as u64,
+                                    )?
                                     .into_iter()
                                     .map(Ok),
                             ),
-                            rows => file.piece_batches(task.id.piece, &decoded_columns, DECODE_BATCH_ROWS, rows.as_deref())?,
+                            None => match page_rows {
+                                Some(rows) if rows.is_empty() => Box::new(std::iter::empty()),
+                                rows if split_columns && decodes_columns_apart(file) => Box::new(
+                                    columns_decoded_apart(
+                                        file,
+                                        task.id.piece,
+                                        &decoded_columns,
+                                        rows.as_deref(),
+                                    )?
+                                    .into_iter()
+                                    .map(Ok),
+                                ),
+                                rows => file.piece_batches(
+                                    task.id.piece,
+                                    &decoded_columns,
+                                    DECODE_BATCH_ROWS,
+                                    rows.as_deref(),
+                                )?,
+                            },
                         },
-                    },
-                };
+                    };
                 // Each batch is filtered before the next is decoded; see `compact`.
                 let (mut chunks, mut rows_in, mut bytes_read) = (Vec::new(), 0, 0);
                 for batch in batches {
@@ -185,8 +224,12 @@ fn sliced_tasks(
         let (rows, decoded) = match file.piece_rows(id.piece) {
             Some(rows) => (rows, None),
             None => {
-                let batches = file.read_piece(id.piece, columns_to_count(columns), DECODE_BATCH_ROWS)?;
-                (batches.iter().map(|b| b.num_rows() as u64).sum(), Some(batches))
+                let batches =
+                    file.read_piece(id.piece, columns_to_count(columns), DECODE_BATCH_ROWS)?;
+                (
+                    batches.iter().map(|b| b.num_rows() as u64).sum(),
+                    Some(batches),
+                )
             }
         };
         let (from, to) = (range.offset.max(start), end.min(start + rows));
@@ -195,7 +238,8 @@ fn sliced_tasks(
             tasks.push(PieceTask {
                 id,
                 rows: Some((offset, count)),
-                decoded: decoded.map(|batches| slice_batches(&batches, offset as u64, count as u64)),
+                decoded: decoded
+                    .map(|batches| slice_batches(&batches, offset as u64, count as u64)),
             });
         }
         start += rows;
@@ -211,7 +255,11 @@ fn columns_to_count(columns: &[usize]) -> &[usize] {
 /// A batch without columns of the rows of `piece` (all, or `rows` as (offset, count)), for a
 /// read of partition columns only: nothing is decoded when the file's metadata gives the
 /// piece's row count.
-fn rows_only(file: &OpenedFile, piece: usize, rows: Option<(usize, usize)>) -> Result<RecordBatch, ExecError> {
+fn rows_only(
+    file: &OpenedFile,
+    piece: usize,
+    rows: Option<(usize, usize)>,
+) -> Result<RecordBatch, ExecError> {
     let total = match file.piece_rows(piece) {
         Some(total) => total as usize,
         None => file
@@ -220,7 +268,9 @@ fn rows_only(file: &OpenedFile, piece: usize, rows: Option<(usize, usize)>) -> R
             .map(RecordBatch::num_rows)
             .sum(),
     };
-    let count = rows.map_or(total, |(offset, count)| count.min(total.saturating_sub(offset)));
+    let count = rows.map_or(total, |(offset, count)| {
+        count.min(total.saturating_sub(offset))
+    });
     let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(count));
     Ok(RecordBatch::try_new_with_options(
         std::sync::Arc::new(arrow::datatypes::Schema::empty()),
@@ -241,24 +291,42 @@ fn decodes_columns_apart(file: &OpenedFile) -> bool {
 /// can afford. On a 4 M-row file of one row group and 6 float32 columns (zstd, 2 threads),
 /// reading every column to NumPy took 60-80 ms against 115-124 ms decoding the columns
 /// together, and a filter keeping 7% of the rows, 32-35 ms against 50 ms.
-fn columns_decoded_apart(file: &OpenedFile, piece: usize, columns: &[usize], rows: Option<&[std::ops::Range<u64>]>) -> Result<Vec<RecordBatch>, ExecError> {
+fn columns_decoded_apart(
+    file: &OpenedFile,
+    piece: usize,
+    columns: &[usize],
+    rows: Option<&[std::ops::Range<u64>]>,
+) -> Result<Vec<RecordBatch>, ExecError> {
     let per_column: Vec<Vec<RecordBatch>> = columns
         .par_iter()
-        .map(|&column| file.piece_batches(piece, &[column], DECODE_BATCH_ROWS, rows)?.collect::<relay_storage::Result<Vec<_>>>())
+        .map(|&column| {
+            file.piece_batches(piece, &[column], DECODE_BATCH_ROWS, rows)?
+                .collect::<relay_storage::Result<Vec<_>>>()
+        })
         .collect::<relay_storage::Result<_>>()?;
     let schema = std::sync::Arc::new(file.schema().project(columns)?);
     let batches = per_column.first().map_or(0, Vec::len);
     if per_column.iter().any(|decoded| decoded.len() != batches) {
-        return Err(ExecError::Arrow(arrow::error::ArrowError::ComputeError(format!(
-            "{}: the columns of piece {piece} decoded into different numbers of batches",
-            file.path().display()
-        ))));
+        return Err(ExecError::Arrow(arrow::error::ArrowError::ComputeError(
+            format!(
+                "{}: the columns of piece {piece} decoded into different numbers of batches",
+                file.path().display()
+            ),
+        )));
     }
     (0..batches)
         .map(|index| {
-            let arrays = per_column.iter().map(|decoded| decoded[index].column(0).clone()).collect();
-            let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(per_column[0][index].num_rows()));
-            Ok(RecordBatch::try_new_with_options(schema.clone(), arrays, &options)?)
+            let arrays = per_column
+                .iter()
+                .map(|decoded| decoded[index].column(0).clone())
+                .collect();
+            let options = arrow::array::RecordBatchOptions::new()
+                .with_row_count(Some(per_column[0][index].num_rows()));
+            Ok(RecordBatch::try_new_with_options(
+                schema.clone(),
+                arrays,
+                &options,
+            )?)
         })
         .collect()
 }
@@ -284,7 +352,11 @@ fn bytes_of(file: &OpenedFile, batch: &RecordBatch) -> usize {
 /// selection over its batch: the gather would copy most of it for little memory.
 /// Views of a mapping are never compacted: they cost no memory.
 fn compact(chunk: Chunk) -> Result<Chunk, arrow::error::ArrowError> {
-    let Some(selection) = chunk.selection.as_ref().filter(|selection| selection.len() * 2 < chunk.len) else {
+    let Some(selection) = chunk
+        .selection
+        .as_ref()
+        .filter(|selection| selection.len() * 2 < chunk.len)
+    else {
         return Ok(chunk);
     };
     let indices = UInt32Array::from(selection.as_ref().clone());
@@ -318,7 +390,13 @@ struct SelectedRead {
 impl SelectedRead {
     /// The split of `columns` for `piece`, or None where the file can decode none of the
     /// columns the filters do not read at chosen rows.
-    fn plan(view: &DatasetView, file: &dyn DecodedFile, piece: usize, columns: &[usize], filters: &[Expr]) -> Option<SelectedRead> {
+    fn plan(
+        view: &DatasetView,
+        file: &dyn DecodedFile,
+        piece: usize,
+        columns: &[usize],
+        filters: &[Expr],
+    ) -> Option<SelectedRead> {
         let filter_columns: Vec<usize> = filters
             .iter()
             .flat_map(Expr::columns)
@@ -327,16 +405,31 @@ impl SelectedRead {
         let mut unique = columns.to_vec();
         let mut seen = std::collections::HashSet::new();
         unique.retain(|column| seen.insert(*column));
-        let candidates: Vec<usize> = unique.iter().copied().filter(|column| !filter_columns.contains(column)).collect();
+        let candidates: Vec<usize> = unique
+            .iter()
+            .copied()
+            .filter(|column| !filter_columns.contains(column))
+            .collect();
         let selected = file.selectable_columns(piece, &candidates);
-        let filtered: Vec<usize> = unique.into_iter().filter(|column| !selected.contains(column)).collect();
-        (!selected.is_empty() && !filtered.is_empty()).then_some(SelectedRead { filtered, selected })
+        let filtered: Vec<usize> = unique
+            .into_iter()
+            .filter(|column| !selected.contains(column))
+            .collect();
+        (!selected.is_empty() && !filtered.is_empty())
+            .then_some(SelectedRead { filtered, selected })
     }
 
     /// Filters the piece's batches, then decodes each selected column at the passing rows of
     /// every batch before the next column: one column chunk in memory at a time, which halved
     /// the page faults of a first query over `tab` against decoding the columns side by side.
-    fn run(&self, view: &DatasetView, file: &OpenedFile, decoded: &dyn DecodedFile, id: PieceId, filter: &ChunkFilter) -> Result<PieceResult, ExecError> {
+    fn run(
+        &self,
+        view: &DatasetView,
+        file: &OpenedFile,
+        decoded: &dyn DecodedFile,
+        id: PieceId,
+        filter: &ChunkFilter,
+    ) -> Result<PieceResult, ExecError> {
         let file_columns = view.dataset().file_schema().fields().len();
         let evaluation = filter_error(file);
         // Per batch: its row count, its passing rows, and the view's columns at those rows
@@ -351,7 +444,9 @@ impl SelectedRead {
             // The columns decoded at chosen rows are null placeholders, which the filter does
             // not read.
             let position = |column: usize| self.filtered.iter().position(|&c| c == column);
-            let chunk = view_chunk(view, id.fragment, file_columns, len, |column| position(column).map(|i| batch.column(i).clone()));
+            let chunk = view_chunk(view, id.fragment, file_columns, len, |column| {
+                position(column).map(|i| batch.column(i).clone())
+            });
             let chunk = filter.apply(chunk).map_err(evaluation)?;
             let passing = UInt32Array::from(match &chunk.selection {
                 Some(selection) => selection.as_ref().clone(),
@@ -374,7 +469,12 @@ impl SelectedRead {
             for (len, passing, columns) in &mut filtered {
                 let values = reader.next_rows(*len, passing.values())?;
                 bytes_read += values.get_array_memory_size();
-                for (_, slot) in view.columns().iter().zip(columns.iter_mut()).filter(|(c, _)| **c == column) {
+                for (_, slot) in view
+                    .columns()
+                    .iter()
+                    .zip(columns.iter_mut())
+                    .filter(|(c, _)| **c == column)
+                {
                     *slot = Some(values.clone());
                 }
             }
@@ -382,7 +482,10 @@ impl SelectedRead {
         let chunks = filtered
             .into_iter()
             .map(|(_, passing, columns)| Chunk {
-                columns: columns.into_iter().map(|array| array.expect("each column filtered or selected")).collect(),
+                columns: columns
+                    .into_iter()
+                    .map(|array| array.expect("each column filtered or selected"))
+                    .collect(),
                 len: passing.len(),
                 selection: None,
             })
@@ -402,9 +505,16 @@ fn filter_error(file: &OpenedFile) -> impl Fn(arrow::error::ArrowError) -> ExecE
 
 /// A decoded batch (the view's file columns, in its order) as a chunk of the view's columns:
 /// partition columns are constant arrays of the fragment's values.
-fn chunk_of(view: &DatasetView, fragment: usize, file_columns: usize, batch: &RecordBatch) -> Chunk {
+fn chunk_of(
+    view: &DatasetView,
+    fragment: usize,
+    file_columns: usize,
+    batch: &RecordBatch,
+) -> Chunk {
     let mut decoded = batch.columns().iter();
-    view_chunk(view, fragment, file_columns, batch.num_rows(), |_| decoded.next().cloned())
+    view_chunk(view, fragment, file_columns, batch.num_rows(), |_| {
+        decoded.next().cloned()
+    })
 }
 
 /// A chunk of `len` rows of the view's columns: `decoded(column)` gives each file column, in
@@ -422,11 +532,16 @@ fn view_chunk(
         .iter()
         .map(|&column| {
             if column < file_columns {
-                decoded(column).unwrap_or_else(|| arrow::array::new_null_array(&arrow::datatypes::DataType::Null, len))
+                decoded(column).unwrap_or_else(|| {
+                    arrow::array::new_null_array(&arrow::datatypes::DataType::Null, len)
+                })
             } else {
                 match view.partition_value(fragment, column) {
                     Some(value) => constant_column(value, len),
-                    None => arrow::array::new_null_array(view.dataset().schema().field(column).data_type(), len),
+                    None => arrow::array::new_null_array(
+                        view.dataset().schema().field(column).data_type(),
+                        len,
+                    ),
                 }
             }
         })
@@ -456,7 +571,12 @@ mod tests {
         let (result, stats) = execute_read(&view, &[filter]).unwrap();
         assert_eq!(xs(&result), (126..130).collect::<Vec<_>>());
         assert_eq!(
-            (stats.rows_in, stats.rows_out, stats.batches_read, stats.files_read),
+            (
+                stats.rows_in,
+                stats.rows_out,
+                stats.batches_read,
+                stats.files_read
+            ),
             (60, 4, 6, 2)
         );
         let part = result.column_arrays(2).unwrap();
@@ -474,7 +594,10 @@ mod tests {
     fn decoded_batches_that_keep_few_rows_are_gathered_down_to_them() {
         let view = DatasetView::new(dataset(true));
         let gt = |value: i64| {
-            Expr::col("x").binary(relay_plan::BinaryOp::Gt, Expr::lit(Arc::new(Int64Array::from(vec![value]))))
+            Expr::col("x").binary(
+                relay_plan::BinaryOp::Gt,
+                Expr::lit(Arc::new(Int64Array::from(vec![value]))),
+            )
         };
         // 4 of piece 120..130's 10 rows pass: compacted to arrays of those 4 rows.
         let (few, _) = execute_read(&view, &[gt(125)]).unwrap();
@@ -485,7 +608,11 @@ mod tests {
         assert_eq!(xs(&few), (126..130).collect::<Vec<_>>());
         // 6 of 10 pass: the batch stays whole, with a selection.
         let (most, _) = execute_read(&view, &[gt(123)]).unwrap();
-        let kept: Vec<&Chunk> = most.chunks.iter().filter(|c| c.num_selected() > 0).collect();
+        let kept: Vec<&Chunk> = most
+            .chunks
+            .iter()
+            .filter(|c| c.num_selected() > 0)
+            .collect();
         assert_eq!((kept[0].len, kept[0].num_selected()), (10, 6));
         assert_eq!(xs(&most), (124..130).collect::<Vec<_>>());
     }
@@ -532,7 +659,9 @@ mod tests {
     #[test]
     fn partition_columns_alone_decode_nothing_when_row_counts_are_known() {
         for rows_known in [true, false] {
-            let view = DatasetView::new(dataset(rows_known)).select(&["part"]).unwrap();
+            let view = DatasetView::new(dataset(rows_known))
+                .select(&["part"])
+                .unwrap();
             let (result, stats) = execute_read(&view, &[]).unwrap();
             assert_eq!(result.num_rows(), 60);
             assert_eq!(stats.bytes_read, 0);
@@ -540,7 +669,13 @@ mod tests {
                 .column_arrays(0)
                 .unwrap()
                 .iter()
-                .flat_map(|a| a.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+                .flat_map(|a| {
+                    a.as_any()
+                        .downcast_ref::<Int64Array>()
+                        .unwrap()
+                        .values()
+                        .to_vec()
+                })
                 .collect();
             assert_eq!(parts, [vec![0; 30], vec![1; 30]].concat());
             let (sliced, _) = execute_read(&view.slice(25, 10), &[]).unwrap();

@@ -35,9 +35,20 @@ pub(crate) fn dense_values(input: &ViewSet, exprs: &[Expr]) -> Result<Vec<ArrayR
             }
         }
     }
-    let indices = names.iter().map(|name| input.schema.index_of(name)).collect::<Result<Vec<_>, _>>()?;
-    let per_column = indices.iter().map(|&i| input.column_arrays(i)).collect::<Result<Vec<_>, _>>()?;
-    let schema = Arc::new(Schema::new(indices.iter().map(|&i| input.schema.field(i).clone()).collect::<Vec<_>>()));
+    let indices = names
+        .iter()
+        .map(|name| input.schema.index_of(name))
+        .collect::<Result<Vec<_>, _>>()?;
+    let per_column = indices
+        .iter()
+        .map(|&i| input.column_arrays(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let schema = Arc::new(Schema::new(
+        indices
+            .iter()
+            .map(|&i| input.schema.field(i).clone())
+            .collect::<Vec<_>>(),
+    ));
     let batches = input
         .chunks
         .iter()
@@ -51,7 +62,12 @@ pub(crate) fn dense_values(input: &ViewSet, exprs: &[Expr]) -> Result<Vec<ArrayR
     let per_chunk: Vec<Vec<ArrayRef>> = pool().install(|| {
         batches
             .par_iter()
-            .map(|batch| exprs.iter().map(|expr| evaluate(expr, batch)?.into_array(batch.num_rows())).collect())
+            .map(|batch| {
+                exprs
+                    .iter()
+                    .map(|expr| evaluate(expr, batch)?.into_array(batch.num_rows()))
+                    .collect()
+            })
             .collect::<Result<_, ArrowError>>()
     })?;
     exprs
@@ -61,7 +77,8 @@ pub(crate) fn dense_values(input: &ViewSet, exprs: &[Expr]) -> Result<Vec<ArrayR
             let parts: Vec<&ArrayRef> = per_chunk.iter().map(|arrays| &arrays[e]).collect();
             match parts.as_slice() {
                 [] => {
-                    let data_type = relay_plan::resolve::resolve(expr.clone(), &input.schema)?.data_type;
+                    let data_type =
+                        relay_plan::resolve::resolve(expr.clone(), &input.schema)?.data_type;
                     Ok(new_empty_array(&data_type))
                 }
                 [one] => Ok((*one).clone()),
@@ -75,7 +92,11 @@ pub(crate) fn dense_values(input: &ViewSet, exprs: &[Expr]) -> Result<Vec<ArrayR
 }
 
 /// The positions of `input`'s rows in the order of `keys`, the first `limit` only when set.
-pub fn sorted_positions(input: &ViewSet, keys: &[SortKey], limit: Option<u64>) -> Result<Vec<u32>, ExecError> {
+pub fn sorted_positions(
+    input: &ViewSet,
+    keys: &[SortKey],
+    limit: Option<u64>,
+) -> Result<Vec<u32>, ExecError> {
     let rows = input.num_rows();
     if rows > u32::MAX as usize {
         return Err(ExecError::Arrow(ArrowError::InvalidArgumentError(format!(
@@ -114,7 +135,9 @@ pub fn sorted_positions(input: &ViewSet, keys: &[SortKey], limit: Option<u64>) -
             positions.truncate(k);
             positions.sort_unstable_by(compare);
         }
-        _ if rows >= PARALLEL_SORT_ROWS => pool().install(|| positions.par_sort_unstable_by(compare)),
+        _ if rows >= PARALLEL_SORT_ROWS => {
+            pool().install(|| positions.par_sort_unstable_by(compare))
+        }
         _ => positions.sort_unstable_by(compare),
     }
     Ok(positions)
@@ -129,9 +152,17 @@ fn normalized_keys(values: &ArrayRef, descending: bool) -> Option<Vec<u64>> {
     let bits: Vec<u64> = match values.data_type() {
         Int8 | Int16 | Int32 | Int64 | Date32 | Date64 | Timestamp(..) => {
             let ints = cast(values, &Int64).ok()?;
-            ints.as_primitive::<Int64Type>().values().iter().map(|&v| (v as u64) ^ SIGN).collect()
+            ints.as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|&v| (v as u64) ^ SIGN)
+                .collect()
         }
-        UInt8 | UInt16 | UInt32 | UInt64 => cast(values, &UInt64).ok()?.as_primitive::<UInt64Type>().values().to_vec(),
+        UInt8 | UInt16 | UInt32 | UInt64 => cast(values, &UInt64)
+            .ok()?
+            .as_primitive::<UInt64Type>()
+            .values()
+            .to_vec(),
         Float16 | Float32 | Float64 => {
             let floats = cast(values, &Float64).ok()?;
             floats
@@ -146,7 +177,11 @@ fn normalized_keys(values: &ArrayRef, descending: bool) -> Option<Vec<u64>> {
         }
         _ => return None,
     };
-    Some(if descending { bits.into_iter().map(|b| !b).collect() } else { bits })
+    Some(if descending {
+        bits.into_iter().map(|b| !b).collect()
+    } else {
+        bits
+    })
 }
 
 /// The positions of `values` in the order of `normalized` (ties by position), nulls first or
@@ -196,10 +231,20 @@ mod tests {
             Field::new("s", DataType::Utf8, true),
         ]));
         let batch = |k: Vec<Option<i64>>, s: Vec<Option<&str>>| {
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(k)), Arc::new(StringArray::from(s))]).unwrap()
+            RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from(k)),
+                    Arc::new(StringArray::from(s)),
+                ],
+            )
+            .unwrap()
         };
         let batches = [
-            batch(vec![Some(2), None, Some(1)], vec![Some("a"), Some("b"), Some("c")]),
+            batch(
+                vec![Some(2), None, Some(1)],
+                vec![Some("a"), Some("b"), Some("c")],
+            ),
             batch(vec![Some(2), Some(1)], vec![Some("d"), None]),
         ];
         memory(schema, &batches)
@@ -219,8 +264,14 @@ mod tests {
         arrays
             .iter()
             .flat_map(|array| {
-                let formatter = arrow::util::display::ArrayFormatter::try_new(array.as_ref(), &Default::default()).unwrap();
-                (0..array.len()).map(move |i| array.is_valid(i).then(|| formatter.value(i).to_string())).collect::<Vec<_>>()
+                let formatter = arrow::util::display::ArrayFormatter::try_new(
+                    array.as_ref(),
+                    &Default::default(),
+                )
+                .unwrap();
+                (0..array.len())
+                    .map(move |i| array.is_valid(i).then(|| formatter.value(i).to_string()))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -229,8 +280,14 @@ mod tests {
     fn sorts_stably_with_nulls_where_asked() {
         let s = |v: &[Option<&str>]| v.iter().map(|x| x.map(str::to_string)).collect::<Vec<_>>();
         // Equal keys (2, 2 and 1, 1) keep input order.
-        assert_eq!(sorted_column(&[key("k", false, false)], None, 1), s(&[Some("b"), Some("c"), None, Some("a"), Some("d")]));
-        assert_eq!(sorted_column(&[key("k", true, true)], None, 1), s(&[Some("a"), Some("d"), Some("c"), None, Some("b")]));
+        assert_eq!(
+            sorted_column(&[key("k", false, false)], None, 1),
+            s(&[Some("b"), Some("c"), None, Some("a"), Some("d")])
+        );
+        assert_eq!(
+            sorted_column(&[key("k", true, true)], None, 1),
+            s(&[Some("a"), Some("d"), Some("c"), None, Some("b")])
+        );
         // Second key breaks ties: descending strings, nulls first.
         assert_eq!(
             sorted_column(&[key("k", false, true), key("s", true, false)], None, 1),
@@ -243,7 +300,10 @@ mod tests {
         let keys = [key("k", true, false)];
         let full = sorted_column(&keys, None, 1);
         for k in 0..7 {
-            assert_eq!(sorted_column(&keys, Some(k), 1), full[..(k as usize).min(full.len())].to_vec());
+            assert_eq!(
+                sorted_column(&keys, Some(k), 1),
+                full[..(k as usize).min(full.len())].to_vec()
+            );
         }
     }
 
@@ -271,11 +331,16 @@ mod tests {
                     values: values.clone(),
                     options: Some(options),
                 };
-                let comparator = LexicographicalComparator::try_new(std::slice::from_ref(&column)).unwrap();
+                let comparator =
+                    LexicographicalComparator::try_new(std::slice::from_ref(&column)).unwrap();
                 let mut expected: Vec<u32> = (0..values.len() as u32).collect();
                 expected.sort_by(|a, b| comparator.compare(*a as usize, *b as usize));
                 let normalized = normalized_keys(&values, descending).unwrap();
-                assert_eq!(sort_normalized(&values, &normalized, nulls_last), expected, "{descending} {nulls_last}");
+                assert_eq!(
+                    sort_normalized(&values, &normalized, nulls_last),
+                    expected,
+                    "{descending} {nulls_last}"
+                );
             }
         }
     }
@@ -289,7 +354,10 @@ mod tests {
         };
         let result = sort(view(), &[negated], None).unwrap();
         let arrays = result.column_arrays(0).unwrap();
-        let values: Vec<Option<i64>> = arrays.iter().flat_map(|a| a.as_primitive::<Int64Type>().iter().collect::<Vec<_>>()).collect();
+        let values: Vec<Option<i64>> = arrays
+            .iter()
+            .flat_map(|a| a.as_primitive::<Int64Type>().iter().collect::<Vec<_>>())
+            .collect();
         assert_eq!(values, vec![Some(2), Some(2), Some(1), Some(1), None]);
     }
 }

@@ -53,11 +53,17 @@ impl DecodedFile for TestDecoded {
         let values = &self.pieces[piece];
         let all: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(values.clone())),
-            Arc::new(StringArray::from_iter_values(values.iter().map(|v| format!("s{v}")))),
+            Arc::new(StringArray::from_iter_values(
+                values.iter().map(|v| format!("s{v}")),
+            )),
         ];
         let schema = self.schema().project(columns).unwrap();
         Ok(vec![
-            RecordBatch::try_new(Arc::new(schema), columns.iter().map(|&c| all[c].clone()).collect()).unwrap(),
+            RecordBatch::try_new(
+                Arc::new(schema),
+                columns.iter().map(|&c| all[c].clone()).collect(),
+            )
+            .unwrap(),
         ])
     }
 }
@@ -67,18 +73,24 @@ pub(crate) fn dataset(rows_known: bool) -> Arc<Dataset> {
 }
 
 pub(crate) fn counting_dataset(rows_known: bool, decodes: Arc<AtomicUsize>) -> Arc<Dataset> {
-    let opener: DecodedOpener = Arc::new(move |path: &Path, _format: FileFormat, _schema: Option<arrow::datatypes::SchemaRef>| {
-        let first: i64 = path.to_string_lossy().trim_start_matches("file").parse().unwrap();
-        let pieces = (0..3)
-            .map(|p| (first + p * 10..first + p * 10 + 10).collect())
-            .collect();
-        Ok(Arc::new(TestDecoded {
-            path: path.to_owned(),
-            pieces,
-            rows_known,
-            decodes: decodes.clone(),
-        }) as Arc<dyn DecodedFile>)
-    });
+    let opener: DecodedOpener = Arc::new(
+        move |path: &Path, _format: FileFormat, _schema: Option<arrow::datatypes::SchemaRef>| {
+            let first: i64 = path
+                .to_string_lossy()
+                .trim_start_matches("file")
+                .parse()
+                .unwrap();
+            let pieces = (0..3)
+                .map(|p| (first + p * 10..first + p * 10 + 10).collect())
+                .collect();
+            Ok(Arc::new(TestDecoded {
+                path: path.to_owned(),
+                pieces,
+                rows_known,
+                decodes: decodes.clone(),
+            }) as Arc<dyn DecodedFile>)
+        },
+    );
     let specs = [0i64, 100]
         .iter()
         .map(|&first| FragmentSpec {
@@ -87,7 +99,13 @@ pub(crate) fn counting_dataset(rows_known: bool, decodes: Arc<AtomicUsize>) -> A
             partition_values: vec![Arc::new(Int64Array::from(vec![first / 100]))],
         })
         .collect();
-    Dataset::new("test", specs, vec![Field::new("part", DataType::Int64, true)], opener).unwrap()
+    Dataset::new(
+        "test",
+        specs,
+        vec![Field::new("part", DataType::Int64, true)],
+        opener,
+    )
+    .unwrap()
 }
 
 pub(crate) fn xs(view: &ViewSet) -> Vec<i64> {
@@ -95,6 +113,12 @@ pub(crate) fn xs(view: &ViewSet) -> Vec<i64> {
     view.column_arrays(index)
         .unwrap()
         .iter()
-        .flat_map(|a| a.as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec())
+        .flat_map(|a| {
+            a.as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
         .collect()
 }

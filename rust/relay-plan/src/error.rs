@@ -20,7 +20,11 @@ pub enum PlanError {
 
     /// An optimizer rule changed the plan's output schema: a bug in the rule.
     #[error("optimizer rule {rule} changed the output schema from {before} to {after}")]
-    RuleBrokeSchema { rule: &'static str, before: String, after: String },
+    RuleBrokeSchema {
+        rule: &'static str,
+        before: String,
+        after: String,
+    },
 }
 
 pub type Result<T, E = PlanError> = std::result::Result<T, E>;

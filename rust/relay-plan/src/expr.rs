@@ -1,9 +1,9 @@
 //! Expressions over the columns of a plan.
 
-use std::fmt;
 use arrow::array::{ArrayRef, new_null_array};
 use arrow::datatypes::DataType;
 use relay_storage::type_name;
+use std::fmt;
 
 /// A literal value: an Arrow array of one element, so that arrow-rs kernels take it as a
 /// scalar `Datum` and every Arrow type can be a literal.
@@ -34,9 +34,12 @@ impl fmt::Debug for Literal {
         if self.is_null() {
             return write!(f, "null");
         }
-        let formatter = arrow::util::display::ArrayFormatter::try_new(self.0.as_ref(), &Default::default());
+        let formatter =
+            arrow::util::display::ArrayFormatter::try_new(self.0.as_ref(), &Default::default());
         match (formatter, self.data_type()) {
-            (Ok(formatter), DataType::Utf8 | DataType::LargeUtf8) => write!(f, "{:?}", formatter.value(0).to_string()),
+            (Ok(formatter), DataType::Utf8 | DataType::LargeUtf8) => {
+                write!(f, "{:?}", formatter.value(0).to_string())
+            }
             (Ok(formatter), _) => write!(f, "{}", formatter.value(0)),
             (Err(_), data_type) => write!(f, "<{}>", type_name(data_type)),
         }
@@ -101,11 +104,17 @@ impl BinaryOp {
     }
 
     pub fn is_comparison(self) -> bool {
-        matches!(self, Self::Eq | Self::NotEq | Self::Lt | Self::LtEq | Self::Gt | Self::GtEq)
+        matches!(
+            self,
+            Self::Eq | Self::NotEq | Self::Lt | Self::LtEq | Self::Gt | Self::GtEq
+        )
     }
 
     pub fn is_arithmetic(self) -> bool {
-        matches!(self, Self::Add | Self::Sub | Self::Mul | Self::Div | Self::FloorDiv | Self::Mod)
+        matches!(
+            self,
+            Self::Add | Self::Sub | Self::Mul | Self::Div | Self::FloorDiv | Self::Mod
+        )
     }
 
     pub fn is_logical(self) -> bool {
@@ -246,7 +255,10 @@ impl Expr {
             Expr::Alias { name, .. } => name.clone(),
             Expr::Column(name) => name.clone(),
             // As in Polars: named after the first value, not the first condition.
-            Expr::Case { branches, otherwise } => branches
+            Expr::Case {
+                branches,
+                otherwise,
+            } => branches
                 .first()
                 .map_or_else(|| otherwise.output_name(), |(_, then)| then.output_name()),
             other => other
@@ -268,7 +280,10 @@ impl Expr {
             | Expr::Cast { input, .. }
             | Expr::Alias { input, .. } => vec![input],
             Expr::FillNull { input, value } => vec![input, value],
-            Expr::Case { branches, otherwise } => branches
+            Expr::Case {
+                branches,
+                otherwise,
+            } => branches
                 .iter()
                 .flat_map(|(when, then)| [when, then])
                 .chain(std::iter::once(otherwise.as_ref()))
@@ -286,8 +301,15 @@ impl Expr {
                 left: boxed(left),
                 right: boxed(right),
             },
-            Expr::Unary { op, input } => Expr::Unary { op, input: boxed(input) },
-            Expr::StringMatch { kind, input, pattern } => Expr::StringMatch {
+            Expr::Unary { op, input } => Expr::Unary {
+                op,
+                input: boxed(input),
+            },
+            Expr::StringMatch {
+                kind,
+                input,
+                pattern,
+            } => Expr::StringMatch {
                 kind,
                 input: boxed(input),
                 pattern,
@@ -300,15 +322,24 @@ impl Expr {
                 input: boxed(input),
                 value: boxed(value),
             },
-            Expr::Cast { input, to } => Expr::Cast { input: boxed(input), to },
-            Expr::Case { branches, otherwise } => {
+            Expr::Cast { input, to } => Expr::Cast {
+                input: boxed(input),
+                to,
+            },
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
                 let otherwise = boxed(otherwise);
                 Expr::Case {
                     branches: branches.into_iter().map(|(w, t)| (f(w), f(t))).collect(),
                     otherwise,
                 }
             }
-            Expr::Alias { input, name } => Expr::Alias { input: boxed(input), name },
+            Expr::Alias { input, name } => Expr::Alias {
+                input: boxed(input),
+                name,
+            },
         }
     }
 
@@ -376,11 +407,20 @@ impl fmt::Display for Expr {
             Expr::Literal(literal) => write!(f, "{literal:?}"),
             Expr::Binary { op, left, right } => write!(f, "({left} {} {right})", op.symbol()),
             Expr::Unary { op, input } => write!(f, "{input}.{}()", op.name()),
-            Expr::StringMatch { kind, input, pattern } => write!(f, "{input}.{}({pattern:?})", kind.name()),
-            Expr::IsIn { input, values } => write!(f, "{input}.is_in({values:?} x{})", values.0.len()),
+            Expr::StringMatch {
+                kind,
+                input,
+                pattern,
+            } => write!(f, "{input}.{}({pattern:?})", kind.name()),
+            Expr::IsIn { input, values } => {
+                write!(f, "{input}.is_in({values:?} x{})", values.0.len())
+            }
             Expr::FillNull { input, value } => write!(f, "{input}.fill_null({value})"),
             Expr::Cast { input, to } => write!(f, "{input}.cast({})", type_name(to)),
-            Expr::Case { branches, otherwise } => {
+            Expr::Case {
+                branches,
+                otherwise,
+            } => {
                 for (i, (when, then)) in branches.iter().enumerate() {
                     let prefix = if i == 0 { "when" } else { ".when" };
                     write!(f, "{prefix}({when}).then({then})")?;
@@ -442,7 +482,13 @@ pub enum Interpolation {
 }
 
 impl Interpolation {
-    pub const ALL: [Interpolation; 5] = [Self::Nearest, Self::Lower, Self::Higher, Self::Midpoint, Self::Linear];
+    pub const ALL: [Interpolation; 5] = [
+        Self::Nearest,
+        Self::Lower,
+        Self::Higher,
+        Self::Midpoint,
+        Self::Linear,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -526,16 +572,23 @@ impl AggExpr {
     }
 
     pub fn alias(self, name: impl Into<String>) -> Self {
-        AggExpr { name: name.into(), ..self }
+        AggExpr {
+            name: name.into(),
+            ..self
+        }
     }
 }
 
 impl fmt::Display for AggExpr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.func {
-            AggFunc::Quantile(quantile) => {
-                write!(f, "{}.quantile({}, {:?})", self.input, quantile.q(), quantile.interpolation.name())?
-            }
+            AggFunc::Quantile(quantile) => write!(
+                f,
+                "{}.quantile({}, {:?})",
+                self.input,
+                quantile.q(),
+                quantile.interpolation.name()
+            )?,
             func => write!(f, "{}.{}()", self.input, func.name())?,
         }
         if self.name != self.input.output_name() {

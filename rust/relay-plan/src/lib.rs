@@ -9,6 +9,9 @@ pub mod plan;
 pub mod resolve;
 
 pub use error::{PlanError, Result};
-pub use expr::{AggExpr, AggFunc, BinaryOp, Expr, Interpolation, Keep, Literal, Quantile, SortKey, StringMatch, UnaryOp};
+pub use expr::{
+    AggExpr, AggFunc, BinaryOp, Expr, Interpolation, Keep, Literal, Quantile, SortKey, StringMatch,
+    UnaryOp,
+};
 pub use join::{JoinColumn, JoinSide, JoinType};
 pub use plan::LogicalPlan;

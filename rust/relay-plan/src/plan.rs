@@ -20,47 +20,88 @@ use crate::resolve::{field_named, is_orderable, resolve, resolve_aggregate};
 pub enum LogicalPlan {
     /// Columns of a mapped file over a range of rows. `filters` are predicates pushed into the
     /// scan: evaluated as rows are produced, and used to skip record batches by their min/max.
-    Scan { table: TableView, filters: Vec<Expr> },
+    Scan {
+        table: TableView,
+        filters: Vec<Expr>,
+    },
     /// Columns of files that are decoded when read (Parquet, CSV, NDJSON) or of several files
     /// (a list, a glob, a hive-partitioned folder): the fragments and pieces of `view` that
     /// survive pruning, each decoded (or, for Arrow IPC, viewed) and filtered by `filters`
     /// right after. Filters are pushed here as into a scan, and prune whole files by their
     /// partition values and pieces by their statistics.
-    Read { view: DatasetView, filters: Vec<Expr> },
+    Read {
+        view: DatasetView,
+        filters: Vec<Expr>,
+    },
     /// Rows where `predicate` is true (null counts as false).
-    Filter { input: Arc<LogicalPlan>, predicate: Expr },
+    Filter {
+        input: Arc<LogicalPlan>,
+        predicate: Expr,
+    },
     /// One output column per expression, named by `Expr::output_name`.
-    Project { input: Arc<LogicalPlan>, exprs: Vec<Expr> },
+    Project {
+        input: Arc<LogicalPlan>,
+        exprs: Vec<Expr>,
+    },
     /// Rows `offset .. offset + length` of the input.
-    Slice { input: Arc<LogicalPlan>, offset: u64, length: u64 },
+    Slice {
+        input: Arc<LogicalPlan>,
+        offset: u64,
+        length: u64,
+    },
     /// The input's rows at `indices` (positions among the rows the input yields, checked when
     /// the node is built), in that order; an index may repeat. A selection, not a copy: the
     /// executor maps each index to (chunk, row) and keeps the chunks' columns, so a chunk's
     /// selection may go backwards (a shuffle).
-    Take { input: Arc<LogicalPlan>, indices: Arc<Vec<u64>> },
+    Take {
+        input: Arc<LogicalPlan>,
+        indices: Arc<Vec<u64>>,
+    },
     /// Record batches held in memory: the leaf of a collected frame (arrays that were views of
     /// a mapped file when collected still are), or of a frame made from data already in memory,
     /// whose `origin` names the call that made it (`from_numpy`, ...).
-    Memory { schema: SchemaRef, batches: Arc<Vec<RecordBatch>>, origin: Option<Arc<str>> },
+    Memory {
+        schema: SchemaRef,
+        batches: Arc<Vec<RecordBatch>>,
+        origin: Option<Arc<str>>,
+    },
     /// Columns whose bits are read as another type of the same width (`int32` as `float32`,
     /// `int64` as `timestamp[us]`, ...): the schema changes, the buffers do not. `columns` holds
     /// each changed column's full new type (for a `fixed_size_list` column, the list type with
     /// the new item type).
-    Reinterpret { input: Arc<LogicalPlan>, columns: Vec<(String, DataType)> },
+    Reinterpret {
+        input: Arc<LogicalPlan>,
+        columns: Vec<(String, DataType)>,
+    },
     /// Arrays from outside the plan (NumPy, Arrow) attached as columns. `input` is a plan whose
     /// rows are a file's or memory's, in order (a scan without filters, memory), so row `i` of
     /// each array belongs to row `i` of the input. A name the input has is replaced in place.
-    AttachColumns { input: Arc<LogicalPlan>, columns: Vec<AttachedColumn> },
+    AttachColumns {
+        input: Arc<LogicalPlan>,
+        columns: Vec<AttachedColumn>,
+    },
     /// The input's rows ordered by `keys` (the first key first; equal rows keep their input
     /// order), only the first `limit` of them when set (a top-k: no full sort). The output is
     /// a selection of the input's rows, gathered when exported.
-    Sort { input: Arc<LogicalPlan>, keys: Vec<SortKey>, limit: Option<u64> },
+    Sort {
+        input: Arc<LogicalPlan>,
+        keys: Vec<SortKey>,
+        limit: Option<u64>,
+    },
     /// One row per distinct value of the `subset` columns (all columns when None), the one
     /// `keep` says, in input order. A selection of the input's rows, like `Sort`.
-    Distinct { input: Arc<LogicalPlan>, subset: Option<Vec<String>>, keep: Keep },
+    Distinct {
+        input: Arc<LogicalPlan>,
+        subset: Option<Vec<String>>,
+        keep: Keep,
+    },
     /// One row per distinct value of `keys`, in order of first appearance: the keys, then one
     /// column per aggregation. Computed into new memory.
-    Aggregate { input: Arc<LogicalPlan>, keys: Vec<Expr>, aggs: Vec<AggExpr> },
+    Aggregate {
+        input: Arc<LogicalPlan>,
+        keys: Vec<Expr>,
+        aggs: Vec<AggExpr>,
+    },
     /// Pairs of rows of `left` and `right` whose keys are equal (`left_on[i] == right_on[i]`
     /// for every i; a null key matches nothing), kept as `how` says. `columns` are the output
     /// columns, each an input column of one side under its output name (see `crate::join`).
@@ -87,12 +128,18 @@ pub struct AttachedColumn {
 
 impl LogicalPlan {
     pub fn scan(table: TableView) -> Self {
-        LogicalPlan::Scan { table, filters: vec![] }
+        LogicalPlan::Scan {
+            table,
+            filters: vec![],
+        }
     }
 
     /// Every column and row of a dataset's view, unfiltered.
     pub fn read(view: DatasetView) -> Self {
-        LogicalPlan::Read { view, filters: vec![] }
+        LogicalPlan::Read {
+            view,
+            filters: vec![],
+        }
     }
 
     /// The output schema. Plans are built type-checked, so this only fails on a plan that
@@ -120,30 +167,49 @@ impl LogicalPlan {
                 Ok(Arc::new(Schema::new(fields)))
             }
             LogicalPlan::Memory { schema, .. } => Ok(schema.clone()),
-            LogicalPlan::Join { left, right, columns, .. } => join_schema(&*left.schema()?, &*right.schema()?, columns),
+            LogicalPlan::Join {
+                left,
+                right,
+                columns,
+                ..
+            } => join_schema(&*left.schema()?, &*right.schema()?, columns),
             LogicalPlan::Reinterpret { input, columns } => {
                 let input_schema = input.schema()?;
                 let fields = input_schema
                     .fields()
                     .iter()
-                    .map(|field| match columns.iter().find(|(name, _)| name == field.name()) {
-                        Some((_, to)) => Arc::new(field.as_ref().clone().with_data_type(to.clone())),
-                        None => field.clone(),
-                    })
+                    .map(
+                        |field| match columns.iter().find(|(name, _)| name == field.name()) {
+                            Some((_, to)) => {
+                                Arc::new(field.as_ref().clone().with_data_type(to.clone()))
+                            }
+                            None => field.clone(),
+                        },
+                    )
                     .collect::<Vec<_>>();
-                Ok(Arc::new(Schema::new_with_metadata(fields, input_schema.metadata().clone())))
+                Ok(Arc::new(Schema::new_with_metadata(
+                    fields,
+                    input_schema.metadata().clone(),
+                )))
             }
             LogicalPlan::AttachColumns { input, columns } => {
                 let input_schema = input.schema()?;
                 let mut fields: Vec<Arc<Field>> = input_schema.fields().iter().cloned().collect();
                 for column in columns {
-                    let field = Arc::new(Field::new(&column.name, column.array.data_type().clone(), true));
+                    let field = Arc::new(Field::new(
+                        &column.name,
+                        column.array.data_type().clone(),
+                        true,
+                    ));
                     match fields.iter().position(|f| f.name() == &column.name) {
                         Some(index) => fields[index] = field,
                         None => fields.push(field),
                     }
                 }
-                Ok(Arc::new(Schema::new_with_metadata(fields, input_schema.metadata().clone())))
+                Ok(Arc::new(Schema::new_with_metadata(
+                    fields,
+                    input_schema.metadata().clone(),
+                )))
             }
             LogicalPlan::Project { input, exprs } => {
                 let input_schema = input.schema()?;
@@ -161,7 +227,9 @@ impl LogicalPlan {
 
     pub fn inputs(&self) -> Vec<&Arc<LogicalPlan>> {
         match self {
-            LogicalPlan::Scan { .. } | LogicalPlan::Read { .. } | LogicalPlan::Memory { .. } => vec![],
+            LogicalPlan::Scan { .. } | LogicalPlan::Read { .. } | LogicalPlan::Memory { .. } => {
+                vec![]
+            }
             LogicalPlan::Filter { input, .. }
             | LogicalPlan::Project { input, .. }
             | LogicalPlan::Slice { input, .. }
@@ -184,16 +252,26 @@ impl LogicalPlan {
             LogicalPlan::Read { .. } => None,
             LogicalPlan::Filter { .. } => None,
             LogicalPlan::Project { input, .. } => input.known_num_rows(),
-            LogicalPlan::Slice { input, offset, length } => {
-                input.known_num_rows().map(|n| n.saturating_sub(*offset).min(*length))
-            }
+            LogicalPlan::Slice {
+                input,
+                offset,
+                length,
+            } => input
+                .known_num_rows()
+                .map(|n| n.saturating_sub(*offset).min(*length)),
             LogicalPlan::Take { indices, .. } => Some(indices.len() as u64),
-            LogicalPlan::Memory { batches, .. } => Some(batches.iter().map(|b| b.num_rows() as u64).sum()),
-            LogicalPlan::Reinterpret { input, .. } | LogicalPlan::AttachColumns { input, .. } => input.known_num_rows(),
-            LogicalPlan::Sort { input, limit, .. } => {
-                input.known_num_rows().map(|n| limit.map_or(n, |limit| n.min(limit)))
+            LogicalPlan::Memory { batches, .. } => {
+                Some(batches.iter().map(|b| b.num_rows() as u64).sum())
             }
-            LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } | LogicalPlan::Join { .. } => None,
+            LogicalPlan::Reinterpret { input, .. } | LogicalPlan::AttachColumns { input, .. } => {
+                input.known_num_rows()
+            }
+            LogicalPlan::Sort { input, limit, .. } => input
+                .known_num_rows()
+                .map(|n| limit.map_or(n, |limit| n.min(limit))),
+            LogicalPlan::Distinct { .. }
+            | LogicalPlan::Aggregate { .. }
+            | LogicalPlan::Join { .. } => None,
         }
     }
 
@@ -202,7 +280,9 @@ impl LogicalPlan {
     /// run it again.
     pub fn contains_filter(&self) -> bool {
         match self {
-            LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => !filters.is_empty(),
+            LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => {
+                !filters.is_empty()
+            }
             LogicalPlan::Filter { .. } => true,
             other => other.inputs().iter().any(|input| input.contains_filter()),
         }
@@ -213,7 +293,9 @@ impl LogicalPlan {
     /// a plan.
     pub fn is_row_aligned(&self) -> bool {
         match self {
-            LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => filters.is_empty(),
+            LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => {
+                filters.is_empty()
+            }
             LogicalPlan::Memory { .. } => true,
             LogicalPlan::AttachColumns { input, .. } => input.is_row_aligned(),
             _ => false,
@@ -251,7 +333,11 @@ impl LogicalPlan {
             }
             let resolved = resolve(expr, &schema)?.expr;
             // Resolution may wrap a column in a cast; keep the name the user gave it.
-            let resolved = if resolved.output_name() == name { resolved } else { resolved.alias(name) };
+            let resolved = if resolved.output_name() == name {
+                resolved
+            } else {
+                resolved.alias(name)
+            };
             resolved_exprs.push(resolved);
         }
         Ok(LogicalPlan::Project {
@@ -263,7 +349,11 @@ impl LogicalPlan {
     /// All input columns, with `name` replaced in place (or appended) by `expr`.
     pub fn with_columns(self: &Arc<Self>, columns: Vec<(String, Expr)>) -> Result<LogicalPlan> {
         let schema = self.schema()?;
-        let mut exprs: Vec<Expr> = schema.fields().iter().map(|f| Expr::col(f.name())).collect();
+        let mut exprs: Vec<Expr> = schema
+            .fields()
+            .iter()
+            .map(|f| Expr::col(f.name()))
+            .collect();
         for (name, expr) in columns {
             let expr = expr.alias(name.clone());
             match schema.index_of(&name) {
@@ -349,7 +439,11 @@ impl LogicalPlan {
                     indices: Arc::new(indices[start..start + count].to_vec()),
                 }
             }
-            LogicalPlan::Memory { schema, batches, origin } => LogicalPlan::Memory {
+            LogicalPlan::Memory {
+                schema,
+                batches,
+                origin,
+            } => LogicalPlan::Memory {
                 schema: schema.clone(),
                 batches: Arc::new(slice_batches(batches.iter(), offset, length)),
                 origin: origin.clone(),
@@ -367,7 +461,11 @@ impl LogicalPlan {
     pub fn take(self: &Arc<Self>, indices: &[i64], num_rows: u64) -> Result<LogicalPlan> {
         let mut positions = Vec::with_capacity(indices.len());
         for &index in indices {
-            let position = if index < 0 { num_rows.checked_sub(index.unsigned_abs()) } else { Some(index as u64) };
+            let position = if index < 0 {
+                num_rows.checked_sub(index.unsigned_abs())
+            } else {
+                Some(index as u64)
+            };
             match position {
                 Some(position) if position < num_rows => positions.push(position),
                 _ => {
@@ -382,7 +480,13 @@ impl LogicalPlan {
 
     /// `n` rows drawn uniformly at random from this plan's `num_rows` rows, in ascending row
     /// order, reproducibly from `seed` (see `sample_indices`).
-    pub fn sample(self: &Arc<Self>, n: u64, seed: u64, replace: bool, num_rows: u64) -> Result<LogicalPlan> {
+    pub fn sample(
+        self: &Arc<Self>,
+        n: u64,
+        seed: u64,
+        replace: bool,
+        num_rows: u64,
+    ) -> Result<LogicalPlan> {
         Ok(self.take_positions(sample_indices(num_rows, n, seed, replace)?))
     }
 
@@ -403,7 +507,9 @@ impl LogicalPlan {
     /// The rows ordered by `keys` (each resolved against the schema and orderable), stably.
     pub fn sort(self: &Arc<Self>, keys: Vec<SortKey>) -> Result<LogicalPlan> {
         if keys.is_empty() {
-            return Err(PlanError::Invalid("sort() needs at least one column or expression to sort by".into()));
+            return Err(PlanError::Invalid(
+                "sort() needs at least one column or expression to sort by".into(),
+            ));
         }
         let schema = self.schema()?;
         let keys = keys
@@ -417,7 +523,10 @@ impl LogicalPlan {
                         type_name(&resolved.data_type)
                     )));
                 }
-                Ok(SortKey { expr: resolved.expr, ..key })
+                Ok(SortKey {
+                    expr: resolved.expr,
+                    ..key
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(LogicalPlan::Sort {
@@ -430,17 +539,27 @@ impl LogicalPlan {
     /// The first `k` rows of the sort by `keys`, found without sorting every row.
     pub fn top_k(self: &Arc<Self>, k: u64, keys: Vec<SortKey>) -> Result<LogicalPlan> {
         match self.sort(keys)? {
-            LogicalPlan::Sort { input, keys, .. } => Ok(LogicalPlan::Sort { input, keys, limit: Some(k) }),
+            LogicalPlan::Sort { input, keys, .. } => Ok(LogicalPlan::Sort {
+                input,
+                keys,
+                limit: Some(k),
+            }),
             other => Ok(other),
         }
     }
 
     /// One row per distinct value of the `subset` columns (every column when None).
-    pub fn distinct(self: &Arc<Self>, subset: Option<Vec<String>>, keep: Keep) -> Result<LogicalPlan> {
+    pub fn distinct(
+        self: &Arc<Self>,
+        subset: Option<Vec<String>>,
+        keep: Keep,
+    ) -> Result<LogicalPlan> {
         let schema = self.schema()?;
         if let Some(subset) = &subset {
             if subset.is_empty() {
-                return Err(PlanError::Invalid("unique(): subset names no column".into()));
+                return Err(PlanError::Invalid(
+                    "unique(): subset names no column".into(),
+                ));
             }
             for name in subset {
                 resolve(Expr::col(name), &schema)?;
@@ -457,7 +576,9 @@ impl LogicalPlan {
     pub fn aggregate(self: &Arc<Self>, keys: Vec<Expr>, aggs: Vec<AggExpr>) -> Result<LogicalPlan> {
         // No keys: one group of every row (`frame.agg(...)`), one output row even when empty.
         if keys.is_empty() && aggs.is_empty() {
-            return Err(PlanError::Invalid("agg() needs at least one aggregation".into()));
+            return Err(PlanError::Invalid(
+                "agg() needs at least one aggregation".into(),
+            ));
         }
         let schema = self.schema()?;
         let mut names = HashSet::new();
@@ -475,13 +596,24 @@ impl LogicalPlan {
             let name = key.output_name();
             check_name(name.clone())?;
             let resolved = resolve(key, &schema)?;
-            if matches!(resolved.data_type, DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..) | DataType::Struct(_) | DataType::Map(..)) {
+            if matches!(
+                resolved.data_type,
+                DataType::List(_)
+                    | DataType::LargeList(_)
+                    | DataType::FixedSizeList(..)
+                    | DataType::Struct(_)
+                    | DataType::Map(..)
+            ) {
                 return Err(PlanError::Type(format!(
                     "group_by(): cannot group by {name:?}, of type {}",
                     type_name(&resolved.data_type)
                 )));
             }
-            let expr = if resolved.expr.output_name() == name { resolved.expr } else { resolved.expr.alias(name) };
+            let expr = if resolved.expr.output_name() == name {
+                resolved.expr
+            } else {
+                resolved.expr.alias(name)
+            };
             resolved_keys.push(expr);
         }
         let mut resolved_aggs = Vec::with_capacity(aggs.len());
@@ -535,7 +667,10 @@ impl LogicalPlan {
             let field = field_named(&schema, &name)?;
             let target = reinterpreted_type(&name, field.data_type(), &to)?;
             merged.retain(|(existing, _)| existing != &name);
-            let original = base_schema.field_with_name(&name).ok().map(|f| f.data_type());
+            let original = base_schema
+                .field_with_name(&name)
+                .ok()
+                .map(|f| f.data_type());
             if original != Some(&target) {
                 merged.push((name, target));
             }
@@ -563,7 +698,10 @@ impl LogicalPlan {
         let mut names = HashSet::new();
         for column in &columns {
             if !names.insert(column.name.as_str()) {
-                return Err(PlanError::Invalid(format!("the column {:?} is attached twice", column.name)));
+                return Err(PlanError::Invalid(format!(
+                    "the column {:?} is attached twice",
+                    column.name
+                )));
             }
             if column.array.len() as u64 != num_rows {
                 return Err(PlanError::Invalid(format!(
@@ -583,7 +721,10 @@ impl LogicalPlan {
                 None => merged.push(column),
             }
         }
-        Ok(LogicalPlan::AttachColumns { input, columns: merged })
+        Ok(LogicalPlan::AttachColumns {
+            input,
+            columns: merged,
+        })
     }
 
     /// An indented tree, one node a line.
@@ -624,7 +765,11 @@ impl fmt::Display for LogicalPlan {
             }
             LogicalPlan::Read { view, filters } => {
                 let dataset = view.dataset();
-                let formats: Vec<&str> = dataset.formats().iter().map(|format| format.name()).collect();
+                let formats: Vec<&str> = dataset
+                    .formats()
+                    .iter()
+                    .map(|format| format.name())
+                    .collect();
                 write!(
                     f,
                     "READ {} {} files={}/{} columns=[{}]",
@@ -638,7 +783,12 @@ impl fmt::Display for LogicalPlan {
                     write!(f, " pieces={}", pieces.len())?;
                 }
                 if let Some(rows) = view.rows() {
-                    write!(f, " rows={}..{}", rows.offset, rows.offset.saturating_add(rows.length))?;
+                    write!(
+                        f,
+                        " rows={}..{}",
+                        rows.offset,
+                        rows.offset.saturating_add(rows.length)
+                    )?;
                 }
                 if !filters.is_empty() {
                     let filters: Vec<String> = filters.iter().map(ToString::to_string).collect();
@@ -651,25 +801,52 @@ impl fmt::Display for LogicalPlan {
                 let exprs: Vec<String> = exprs.iter().map(ToString::to_string).collect();
                 write!(f, "SELECT [{}]", exprs.join(", "))
             }
-            LogicalPlan::Slice { offset, length, .. } => write!(f, "SLICE offset={offset} length={length}"),
+            LogicalPlan::Slice { offset, length, .. } => {
+                write!(f, "SLICE offset={offset} length={length}")
+            }
             LogicalPlan::Take { indices, .. } => {
                 const SHOWN: usize = 5;
-                let shown: Vec<String> = indices.iter().take(SHOWN).map(ToString::to_string).collect();
+                let shown: Vec<String> = indices
+                    .iter()
+                    .take(SHOWN)
+                    .map(ToString::to_string)
+                    .collect();
                 let more = if indices.len() > SHOWN { ", ..." } else { "" };
-                write!(f, "TAKE {} rows [{}{more}]", indices.len(), shown.join(", "))
+                write!(
+                    f,
+                    "TAKE {} rows [{}{more}]",
+                    indices.len(),
+                    shown.join(", ")
+                )
             }
-            LogicalPlan::Memory { schema, batches, origin } => {
+            LogicalPlan::Memory {
+                schema,
+                batches,
+                origin,
+            } => {
                 let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
                 let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
                 match origin {
                     // Data from outside the plan: its columns are attached above this leaf.
                     Some(origin) if names.is_empty() => write!(f, "MEMORY <{origin}> rows={rows}"),
-                    Some(origin) => write!(f, "MEMORY <{origin}> columns=[{}] rows={rows}", names.join(", ")),
-                    None => write!(f, "MEMORY columns=[{}] rows={rows} batches={}", names.join(", "), batches.len()),
+                    Some(origin) => write!(
+                        f,
+                        "MEMORY <{origin}> columns=[{}] rows={rows}",
+                        names.join(", ")
+                    ),
+                    None => write!(
+                        f,
+                        "MEMORY columns=[{}] rows={rows} batches={}",
+                        names.join(", "),
+                        batches.len()
+                    ),
                 }
             }
             LogicalPlan::Reinterpret { columns, .. } => {
-                let columns: Vec<String> = columns.iter().map(|(name, to)| format!("{name} as {}", type_name(to))).collect();
+                let columns: Vec<String> = columns
+                    .iter()
+                    .map(|(name, to)| format!("{name} as {}", type_name(to)))
+                    .collect();
                 write!(f, "REINTERPRET [{}]", columns.join(", "))
             }
             LogicalPlan::AttachColumns { columns, .. } => {
@@ -698,17 +875,43 @@ impl fmt::Display for LogicalPlan {
                     Some(subset) => write!(f, "UNIQUE subset=[{}]", subset.join(", "))?,
                     None => write!(f, "UNIQUE all columns")?,
                 }
-                write!(f, " keep={} (rows selected: gathered into a copy)", keep.name())
+                write!(
+                    f,
+                    " keep={} (rows selected: gathered into a copy)",
+                    keep.name()
+                )
             }
             LogicalPlan::Aggregate { keys, aggs, .. } => {
                 let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
                 let aggs: Vec<String> = aggs.iter().map(ToString::to_string).collect();
-                write!(f, "AGGREGATE keys=[{}] aggs=[{}] (computed into new memory: a copy)", keys.join(", "), aggs.join(", "))
+                write!(
+                    f,
+                    "AGGREGATE keys=[{}] aggs=[{}] (computed into new memory: a copy)",
+                    keys.join(", "),
+                    aggs.join(", ")
+                )
             }
-            LogicalPlan::Join { left_on, right_on, how, columns, .. } => {
-                let keys = |keys: &[Expr]| keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            LogicalPlan::Join {
+                left_on,
+                right_on,
+                how,
+                columns,
+                ..
+            } => {
+                let keys = |keys: &[Expr]| {
+                    keys.iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
                 let outputs: Vec<&str> = columns.iter().map(|c| c.output.as_str()).collect();
-                write!(f, "JOIN how={how} left_on=[{}] right_on=[{}] columns=[{}]", keys(left_on), keys(right_on), outputs.join(", "))?;
+                write!(
+                    f,
+                    "JOIN how={how} left_on=[{}] right_on=[{}] columns=[{}]",
+                    keys(left_on),
+                    keys(right_on),
+                    outputs.join(", ")
+                )?;
                 if how.filters_left() {
                     write!(f, " (left rows selected: gathered into a copy)")
                 } else {
@@ -760,14 +963,20 @@ fn reinterpreted_type(name: &str, from: &DataType, to: &DataType) -> Result<Data
         ))
     };
     if !reinterpretable(to) {
-        return Err(mismatch("a view reads the same bits as another fixed-width number, date, time or duration type"));
+        return Err(mismatch(
+            "a view reads the same bits as another fixed-width number, date, time or duration type",
+        ));
     }
     let (item, list) = match from {
-        DataType::FixedSizeList(field, width) if !matches!(to, DataType::FixedSizeList(..)) => (field.data_type(), Some((field, *width))),
+        DataType::FixedSizeList(field, width) if !matches!(to, DataType::FixedSizeList(..)) => {
+            (field.data_type(), Some((field, *width)))
+        }
         other => (other, None),
     };
     if !reinterpretable(item) {
-        return Err(mismatch("only fixed-width numbers, dates, times, timestamps and durations (and fixed-size lists of them) have bits to view"));
+        return Err(mismatch(
+            "only fixed-width numbers, dates, times, timestamps and durations (and fixed-size lists of them) have bits to view",
+        ));
     }
     if item.primitive_width() != to.primitive_width() {
         return Err(mismatch(&format!(
@@ -777,9 +986,10 @@ fn reinterpreted_type(name: &str, from: &DataType, to: &DataType) -> Result<Data
         )));
     }
     Ok(match list {
-        Some((field, width)) => {
-            DataType::FixedSizeList(Arc::new(field.as_ref().clone().with_data_type(to.clone())), width)
-        }
+        Some((field, width)) => DataType::FixedSizeList(
+            Arc::new(field.as_ref().clone().with_data_type(to.clone())),
+            width,
+        ),
         None => to.clone(),
     })
 }
@@ -822,7 +1032,9 @@ pub fn sample_indices(num_rows: u64, n: u64, seed: u64, replace: bool) -> Result
     let mut rng = SplitMix64(seed);
     if replace {
         if n > 0 && num_rows == 0 {
-            return Err(PlanError::Invalid(format!("sample(): cannot draw {n} rows from an empty frame")));
+            return Err(PlanError::Invalid(format!(
+                "sample(): cannot draw {n} rows from an empty frame"
+            )));
         }
         let mut drawn: Vec<u64> = (0..n).map(|_| rng.below(num_rows)).collect();
         drawn.sort_unstable();
@@ -893,13 +1105,18 @@ mod tests {
                 schema.clone(),
                 vec![
                     Arc::new(Int64Array::from_iter_values(ids.clone())),
-                    Arc::new(Float32Array::from_iter_values(ids.clone().map(|i| i as f32))),
+                    Arc::new(Float32Array::from_iter_values(
+                        ids.clone().map(|i| i as f32),
+                    )),
                     Arc::new(StringArray::from_iter_values(ids.map(|i| format!("r{i}")))),
                 ],
             )
             .unwrap()
         };
-        Arc::new(LogicalPlan::memory(schema.clone(), vec![batch(0..4), batch(4..10)]))
+        Arc::new(LogicalPlan::memory(
+            schema.clone(),
+            vec![batch(0..4), batch(4..10)],
+        ))
     }
 
     fn indices_of(plan: &LogicalPlan) -> Vec<u64> {
@@ -912,9 +1129,15 @@ mod tests {
     #[test]
     fn take_counts_negative_indices_from_the_end_and_names_bad_ones() {
         let plan = memory_plan();
-        assert_eq!(indices_of(&plan.take(&[3, -1, -10, 0], 10).unwrap()), [3, 9, 0, 0]);
+        assert_eq!(
+            indices_of(&plan.take(&[3, -1, -10, 0], 10).unwrap()),
+            [3, 9, 0, 0]
+        );
         let error = plan.take(&[0, 10], 10).unwrap_err().to_string();
-        assert!(error.contains("index 10") && error.contains("10 rows"), "{error}");
+        assert!(
+            error.contains("index 10") && error.contains("10 rows"),
+            "{error}"
+        );
         let error = plan.take(&[-11], 10).unwrap_err().to_string();
         assert!(error.contains("index -11"), "{error}");
         assert_eq!(plan.take(&[], 10).unwrap().known_num_rows(), Some(0));
@@ -925,7 +1148,9 @@ mod tests {
         let plan = memory_plan();
         let first = Arc::new(plan.take(&[9, 8, 7, 6], 10).unwrap());
         let second = Arc::new(first.take(&[3, 0, 0], 4).unwrap());
-        assert!(matches!(second.as_ref(), LogicalPlan::Take { input, .. } if Arc::ptr_eq(input, &plan)));
+        assert!(
+            matches!(second.as_ref(), LogicalPlan::Take { input, .. } if Arc::ptr_eq(input, &plan))
+        );
         assert_eq!(indices_of(&second), [6, 9, 9]);
         assert_eq!(indices_of(&first.slice(1, 2)), [8, 7]);
         assert_eq!(indices_of(&first.slice(3, 100)), [6]);
@@ -938,19 +1163,32 @@ mod tests {
         let projected = Arc::new(plan.project(vec![Expr::col("x"), Expr::col("id")]).unwrap());
         let sliced = projected.slice(3, 4);
         assert_eq!(sliced.known_num_rows(), Some(4));
-        let LogicalPlan::Project { input, .. } = &sliced else { panic!("{sliced}") };
-        let LogicalPlan::Memory { batches, .. } = input.as_ref() else { panic!("{input}") };
+        let LogicalPlan::Project { input, .. } = &sliced else {
+            panic!("{sliced}")
+        };
+        let LogicalPlan::Memory { batches, .. } = input.as_ref() else {
+            panic!("{input}")
+        };
         let rows: Vec<usize> = batches.iter().map(RecordBatch::num_rows).collect();
         assert_eq!(rows, [1, 3]);
-        let viewed = Arc::new(plan.reinterpret(vec![("x".into(), DataType::Int32)]).unwrap());
-        assert!(matches!(viewed.slice(0, 2), LogicalPlan::Reinterpret { .. }));
+        let viewed = Arc::new(
+            plan.reinterpret(vec![("x".into(), DataType::Int32)])
+                .unwrap(),
+        );
+        assert!(matches!(
+            viewed.slice(0, 2),
+            LogicalPlan::Reinterpret { .. }
+        ));
         assert_eq!(plan.slice(20, 5).known_num_rows(), Some(0));
     }
 
     #[test]
     fn sampling_is_reproducible_distinct_and_sorted() {
         // Pinned: the same seed gives these rows on every machine.
-        assert_eq!(sample_indices(1000, 5, 42, false).unwrap(), sample_indices(1000, 5, 42, false).unwrap());
+        assert_eq!(
+            sample_indices(1000, 5, 42, false).unwrap(),
+            sample_indices(1000, 5, 42, false).unwrap()
+        );
         let pinned = sample_indices(1_000_000, 4, 7, false).unwrap();
         assert_eq!(pinned, [16_788, 389_828, 582_930, 900_759]); // also what tests/test_frame_ops.py's reference gives
         for (rows, n) in [(1000, 3), (1000, 900), (1000, 1000), (100_000, 10), (10, 0)] {
@@ -962,7 +1200,12 @@ mod tests {
         let with_repeats = sample_indices(10, 50, 3, true).unwrap();
         assert_eq!(with_repeats.len(), 50);
         assert!(with_repeats.windows(2).all(|w| w[0] <= w[1]));
-        assert!(sample_indices(10, 11, 3, false).unwrap_err().to_string().contains("11 distinct rows"));
+        assert!(
+            sample_indices(10, 11, 3, false)
+                .unwrap_err()
+                .to_string()
+                .contains("11 distinct rows")
+        );
         assert!(sample_indices(0, 1, 3, true).is_err());
     }
 
@@ -977,20 +1220,41 @@ mod tests {
     #[test]
     fn views_need_equal_widths_and_collapse_when_undone() {
         let plan = memory_plan();
-        let error = plan.reinterpret(vec![("x".into(), DataType::Int64)]).unwrap_err().to_string();
-        assert!(error.contains("\"x\"") && error.contains("widths differ"), "{error}");
-        let error = plan.reinterpret(vec![("name".into(), DataType::Int64)]).unwrap_err().to_string();
+        let error = plan
+            .reinterpret(vec![("x".into(), DataType::Int64)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"x\"") && error.contains("widths differ"),
+            "{error}"
+        );
+        let error = plan
+            .reinterpret(vec![("name".into(), DataType::Int64)])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("\"name\""), "{error}");
         assert!(matches!(
             plan.reinterpret(vec![("nope".into(), DataType::Int64)]),
             Err(PlanError::ColumnNotFound { .. })
         ));
-        let viewed = Arc::new(plan.reinterpret(vec![("x".into(), DataType::UInt32)]).unwrap());
-        assert_eq!(viewed.schema().unwrap().field(1).data_type(), &DataType::UInt32);
-        let back = viewed.reinterpret(vec![("x".into(), DataType::Float32)]).unwrap();
+        let viewed = Arc::new(
+            plan.reinterpret(vec![("x".into(), DataType::UInt32)])
+                .unwrap(),
+        );
+        assert_eq!(
+            viewed.schema().unwrap().field(1).data_type(),
+            &DataType::UInt32
+        );
+        let back = viewed
+            .reinterpret(vec![("x".into(), DataType::Float32)])
+            .unwrap();
         assert!(matches!(back, LogicalPlan::Memory { .. }), "{back}");
-        let twice = viewed.reinterpret(vec![("x".into(), DataType::Int32)]).unwrap();
-        assert!(matches!(&twice, LogicalPlan::Reinterpret { input, columns } if Arc::ptr_eq(input, &plan) && columns.len() == 1));
+        let twice = viewed
+            .reinterpret(vec![("x".into(), DataType::Int32)])
+            .unwrap();
+        assert!(
+            matches!(&twice, LogicalPlan::Reinterpret { input, columns } if Arc::ptr_eq(input, &plan) && columns.len() == 1)
+        );
     }
 
     #[test]
@@ -1002,18 +1266,34 @@ mod tests {
             copied: None,
         };
         let attached = Arc::new(plan.attach_columns(vec![column("a", 10)]).unwrap());
-        let names: Vec<String> = attached.schema().unwrap().fields().iter().map(|f| f.name().clone()).collect();
+        let names: Vec<String> = attached
+            .schema()
+            .unwrap()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
         assert_eq!(names, ["id", "x", "name", "a"]);
         let replaced = Arc::new(attached.attach_columns(vec![column("x", 10)]).unwrap());
-        let LogicalPlan::AttachColumns { input, columns } = replaced.as_ref() else { panic!() };
+        let LogicalPlan::AttachColumns { input, columns } = replaced.as_ref() else {
+            panic!()
+        };
         assert!(Arc::ptr_eq(input, &plan) && columns.len() == 2);
-        assert_eq!(replaced.schema().unwrap().field(1).data_type(), &DataType::Int32);
-        let error = plan.attach_columns(vec![column("a", 3)]).unwrap_err().to_string();
+        assert_eq!(
+            replaced.schema().unwrap().field(1).data_type(),
+            &DataType::Int32
+        );
+        let error = plan
+            .attach_columns(vec![column("a", 3)])
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("3 rows") && error.contains("10"), "{error}");
         let taken = Arc::new(plan.take(&[1], 10).unwrap());
         assert!(taken.attach_columns(vec![column("a", 1)]).is_err());
         let sliced = attached.slice(8, 5);
-        let LogicalPlan::AttachColumns { columns, .. } = &sliced else { panic!() };
+        let LogicalPlan::AttachColumns { columns, .. } = &sliced else {
+            panic!()
+        };
         assert_eq!(columns[0].array.len(), 2);
     }
 
@@ -1047,18 +1327,40 @@ mod tests {
     #[test]
     fn sorts_check_their_keys_and_slices_of_them_are_top_ks() {
         let plan = memory_plan();
-        assert!(matches!(plan.sort(vec![sort_key("nope")]), Err(PlanError::ColumnNotFound { .. })));
+        assert!(matches!(
+            plan.sort(vec![sort_key("nope")]),
+            Err(PlanError::ColumnNotFound { .. })
+        ));
         assert!(matches!(plan.sort(vec![]), Err(PlanError::Invalid(_))));
         let sorted = Arc::new(plan.sort(vec![sort_key("x")]).unwrap());
         assert_eq!(sorted.schema().unwrap(), plan.schema().unwrap());
-        assert_eq!(sorted.to_string(), "SORT by=[col(\"x\") nulls_last] (rows reordered: gathered into a copy)");
+        assert_eq!(
+            sorted.to_string(),
+            "SORT by=[col(\"x\") nulls_last] (rows reordered: gathered into a copy)"
+        );
         let head = Arc::new(sorted.slice(0, 3));
-        assert!(matches!(head.as_ref(), LogicalPlan::Sort { limit: Some(3), .. }));
+        assert!(matches!(
+            head.as_ref(),
+            LogicalPlan::Sort { limit: Some(3), .. }
+        ));
         assert_eq!(head.known_num_rows(), Some(3));
         // A slice of a top-k narrows the limit; one not at the start stays above it.
-        assert!(matches!(head.slice(0, 2), LogicalPlan::Sort { limit: Some(2), .. }));
-        let LogicalPlan::Slice { input, offset: 2, length: 4 } = sorted.slice(2, 4) else { panic!() };
-        assert!(matches!(input.as_ref(), LogicalPlan::Sort { limit: Some(6), .. }));
+        assert!(matches!(
+            head.slice(0, 2),
+            LogicalPlan::Sort { limit: Some(2), .. }
+        ));
+        let LogicalPlan::Slice {
+            input,
+            offset: 2,
+            length: 4,
+        } = sorted.slice(2, 4)
+        else {
+            panic!()
+        };
+        assert!(matches!(
+            input.as_ref(),
+            LogicalPlan::Sort { limit: Some(6), .. }
+        ));
     }
 
     #[test]
@@ -1073,7 +1375,11 @@ mod tests {
         ];
         let grouped = plan.aggregate(vec![Expr::col("id")], aggs).unwrap();
         let schema = grouped.schema().unwrap();
-        let fields: Vec<(String, DataType)> = schema.fields().iter().map(|f| (f.name().clone(), f.data_type().clone())).collect();
+        let fields: Vec<(String, DataType)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
         assert_eq!(
             fields,
             vec![
@@ -1085,11 +1391,35 @@ mod tests {
             ]
         );
         assert_eq!(grouped.known_num_rows(), None);
-        let error = plan.aggregate(vec![Expr::col("id")], vec![AggExpr::new(AggFunc::Sum, Expr::col("name"))]).unwrap_err();
-        assert!(error.to_string().contains("sum() needs a numeric column, but col(\"name\") is string"), "{error}");
-        let error = plan.aggregate(vec![Expr::col("id")], vec![AggExpr::new(AggFunc::Len, Expr::col("id"))]).unwrap_err();
-        assert!(error.to_string().contains("\"id\" appears twice"), "{error}");
-        assert!(matches!(plan.aggregate(vec![], vec![]), Err(PlanError::Invalid(_))));
-        assert!(matches!(plan.distinct(Some(vec!["nope".into()]), Keep::First), Err(PlanError::ColumnNotFound { .. })));
+        let error = plan
+            .aggregate(
+                vec![Expr::col("id")],
+                vec![AggExpr::new(AggFunc::Sum, Expr::col("name"))],
+            )
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("sum() needs a numeric column, but col(\"name\") is string"),
+            "{error}"
+        );
+        let error = plan
+            .aggregate(
+                vec![Expr::col("id")],
+                vec![AggExpr::new(AggFunc::Len, Expr::col("id"))],
+            )
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("\"id\" appears twice"),
+            "{error}"
+        );
+        assert!(matches!(
+            plan.aggregate(vec![], vec![]),
+            Err(PlanError::Invalid(_))
+        ));
+        assert!(matches!(
+            plan.distinct(Some(vec!["nope".into()]), Keep::First),
+            Err(PlanError::ColumnNotFound { .. })
+        ));
     }
 }

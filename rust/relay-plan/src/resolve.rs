@@ -10,14 +10,23 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, new_empty_array, new_null_array};
 use arrow::compute::kernels::numeric;
 use arrow::compute::{CastOptions, cast_with_options};
-use arrow::datatypes::{DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimeUnit, UInt64Type};
+use arrow::datatypes::{
+    DataType, Field, Float32Type, Float64Type, Int64Type, Schema, TimeUnit, UInt64Type,
+};
 use relay_storage::type_name;
 
 use crate::error::{PlanError, Result};
 use crate::expr::{AggExpr, AggFunc, BinaryOp, Expr, Literal, UnaryOp};
 
 fn is_numeric(t: &DataType) -> bool {
-    t.is_numeric() && !matches!(t, DataType::Decimal32(..) | DataType::Decimal64(..) | DataType::Decimal128(..) | DataType::Decimal256(..))
+    t.is_numeric()
+        && !matches!(
+            t,
+            DataType::Decimal32(..)
+                | DataType::Decimal64(..)
+                | DataType::Decimal128(..)
+                | DataType::Decimal256(..)
+        )
 }
 
 fn is_string(t: &DataType) -> bool {
@@ -58,7 +67,10 @@ fn decimal_literal_type(literal: &Literal) -> Option<DataType> {
         return None;
     }
     let text = match array.data_type() {
-        t if t.is_integer() => return integer_value(literal).map(|v| DataType::Decimal128(digit_count(v.unsigned_abs()), 0)),
+        t if t.is_integer() => {
+            return integer_value(literal)
+                .map(|v| DataType::Decimal128(digit_count(v.unsigned_abs()), 0));
+        }
         DataType::Float64 => array.as_primitive::<Float64Type>().value(0),
         DataType::Float32 => f64::from(array.as_primitive::<Float32Type>().value(0)),
         _ => return None,
@@ -137,7 +149,11 @@ fn numeric_supertype(a: &DataType, b: &DataType) -> DataType {
             let (a_signed, b_signed) = (a.is_signed_integer(), b.is_signed_integer());
             let bits = int_bits(a).max(int_bits(b));
             if a_signed == b_signed {
-                if int_bits(a) >= int_bits(b) { a.clone() } else { b.clone() }
+                if int_bits(a) >= int_bits(b) {
+                    a.clone()
+                } else {
+                    b.clone()
+                }
             } else {
                 // Mixed signedness: a signed type wide enough for the unsigned one.
                 let unsigned_bits = if a_signed { int_bits(b) } else { int_bits(a) };
@@ -181,7 +197,9 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
         (Decimal128(..), _) | (_, Decimal128(..)) => decimal_supertype(a, b),
         _ if is_string(a) && is_string(b) => Some(LargeUtf8),
         (Binary | LargeBinary, Binary | LargeBinary) => Some(LargeBinary),
-        (Timestamp(ua, tza), Timestamp(ub, tzb)) if tza == tzb => Some(Timestamp(finer_unit(ua, ub), tza.clone())),
+        (Timestamp(ua, tza), Timestamp(ub, tzb)) if tza == tzb => {
+            Some(Timestamp(finer_unit(ua, ub), tza.clone()))
+        }
         (Date32, Date64) | (Date64, Date32) => Some(Date64),
         (Date32 | Date64, Timestamp(unit, tz)) | (Timestamp(unit, tz), Date32 | Date64) => {
             Some(Timestamp(*unit, tz.clone()))
@@ -206,7 +224,8 @@ fn integer_value(literal: &Literal) -> Option<i128> {
     let value = match array.data_type() {
         DataType::UInt64 => i128::from(array.as_primitive::<UInt64Type>().value(0)),
         t if t.is_integer() => {
-            let as_i64 = cast_with_options(array, &DataType::Int64, &CastOptions::default()).ok()?;
+            let as_i64 =
+                cast_with_options(array, &DataType::Int64, &CastOptions::default()).ok()?;
             i128::from(as_i64.as_primitive::<Int64Type>().value(0))
         }
         _ => return None,
@@ -221,7 +240,11 @@ fn smallest_integer_type(value: i128, prefer_unsigned: bool) -> DataType {
     use DataType::*;
     let fits = |min: i128, max: i128| min <= value && value <= max;
     if prefer_unsigned && value >= 0 {
-        for (t, max) in [(UInt8, u8::MAX as i128), (UInt16, u16::MAX as i128), (UInt32, u32::MAX as i128)] {
+        for (t, max) in [
+            (UInt8, u8::MAX as i128),
+            (UInt16, u16::MAX as i128),
+            (UInt32, u32::MAX as i128),
+        ] {
             if value <= max {
                 return t;
             }
@@ -296,7 +319,9 @@ fn literal_type_against(literal: &Literal, other: &DataType) -> DataType {
 /// literal's type follows `literal_type_against`, other expressions keep theirs.
 fn effective_type(expr: &Expr, t: &DataType, other_expr: &Expr, other: &DataType) -> DataType {
     match expr {
-        Expr::Literal(literal) if !matches!(other_expr, Expr::Literal(_)) => literal_type_against(literal, other),
+        Expr::Literal(literal) if !matches!(other_expr, Expr::Literal(_)) => {
+            literal_type_against(literal, other)
+        }
         _ => t.clone(),
     }
 }
@@ -329,20 +354,30 @@ fn cast_to(expr: Expr, from: &DataType, to: &DataType) -> Expr {
 
 /// Brings both sides of a comparison to one type. A dictionary side stays encoded when the
 /// other side has its value type (arrow-rs compares dictionaries by value).
-fn coerce_pair(left: (Expr, DataType), right: (Expr, DataType), context: &dyn Fn() -> String) -> Result<(Expr, Expr)> {
+fn coerce_pair(
+    left: (Expr, DataType),
+    right: (Expr, DataType),
+    context: &dyn Fn() -> String,
+) -> Result<(Expr, Expr)> {
     let ((left, lt), (right, rt)) = (left, right);
     let left_as = effective_type(&left, &lt, &right, &rt);
     let right_as = effective_type(&right, &rt, &left, &lt);
     let common = common_type(&left_as, &right_as).ok_or_else(|| PlanError::Type(context()))?;
     let keep = |expr: Expr, t: &DataType| {
-        if value_type(t) == &common { expr } else { cast_to(expr, t, &common) }
+        if value_type(t) == &common {
+            expr
+        } else {
+            cast_to(expr, t, &common)
+        }
     };
     Ok((keep(left, &lt), keep(right, &rt)))
 }
 
 /// The common type of several values that meet (`when` branches): the non-literal ones decide
 /// first, then each literal joins as `literal_type_against` says. None when two clash.
-fn common_type_of(values: &[(&Expr, &DataType)]) -> std::result::Result<DataType, (DataType, DataType)> {
+fn common_type_of(
+    values: &[(&Expr, &DataType)],
+) -> std::result::Result<DataType, (DataType, DataType)> {
     let mut common: Option<DataType> = None;
     let literal = |e: &Expr| matches!(e, Expr::Literal(_));
     for (_, t) in values.iter().filter(|(e, _)| !literal(e)) {
@@ -352,7 +387,9 @@ fn common_type_of(values: &[(&Expr, &DataType)]) -> std::result::Result<DataType
         });
     }
     for (expr, t) in values.iter().filter(|(e, _)| literal(e)) {
-        let Expr::Literal(l) = expr else { unreachable!("filtered on literals") };
+        let Expr::Literal(l) = expr else {
+            unreachable!("filtered on literals")
+        };
         common = Some(match common {
             None => value_type(t).clone(),
             Some(c) => {
@@ -373,13 +410,24 @@ fn exact_candidates(values: &ArrayRef, target: &DataType) -> Option<ArrayRef> {
         new_empty_array(target)
     } else {
         let converted = cast_with_options(values, target, &CastOptions::default()).ok()?;
-        let back = cast_with_options(&converted, values.data_type(), &CastOptions::default()).ok()?;
+        let back =
+            cast_with_options(&converted, values.data_type(), &CastOptions::default()).ok()?;
         let exact: BooleanArray = (0..values.len())
-            .map(|i| Some(converted.is_valid(i) && values.is_valid(i) && back.slice(i, 1).to_data() == values.slice(i, 1).to_data()))
+            .map(|i| {
+                Some(
+                    converted.is_valid(i)
+                        && values.is_valid(i)
+                        && back.slice(i, 1).to_data() == values.slice(i, 1).to_data(),
+                )
+            })
             .collect();
         arrow::compute::filter(&converted, &exact).ok()?
     };
-    Some(if kept.is_empty() { new_null_array(target, 1) } else { kept })
+    Some(if kept.is_empty() {
+        new_null_array(target, 1)
+    } else {
+        kept
+    })
 }
 
 /// The resolved expression and its output type.
@@ -399,7 +447,12 @@ pub fn resolve(expr: Expr, schema: &Schema) -> Result<Resolved> {
 /// operation (`+`/`-`: the larger scale plus a carry digit; `*`: the scales add up; `/`: a
 /// scale wide enough for the quotient), capped at 38 digits. The executor runs the same
 /// kernels, so the type found here is the type computed.
-fn decimal_arithmetic(op: BinaryOp, left: (Expr, DataType), right: (Expr, DataType), mismatch: &dyn Fn() -> String) -> Result<(Expr, DataType)> {
+fn decimal_arithmetic(
+    op: BinaryOp,
+    left: (Expr, DataType),
+    right: (Expr, DataType),
+    mismatch: &dyn Fn() -> String,
+) -> Result<(Expr, DataType)> {
     let ((left, lt), (right, rt)) = (left, right);
     let left_as = effective_type(&left, value_type(&lt), &right, value_type(&rt));
     let right_as = effective_type(&right, value_type(&rt), &left, value_type(&lt));
@@ -409,14 +462,25 @@ fn decimal_arithmetic(op: BinaryOp, left: (Expr, DataType), right: (Expr, DataTy
         DataType::Null => Some(DataType::Decimal128(1, 0)),
         _ => None,
     };
-    let (Some(left_decimal), Some(right_decimal)) = (decimal_side(&left_as), decimal_side(&right_as)) else {
+    let (Some(left_decimal), Some(right_decimal)) =
+        (decimal_side(&left_as), decimal_side(&right_as))
+    else {
         if left_as.is_floating() || right_as.is_floating() {
-            let (left, right) = (cast_to(left, &lt, &DataType::Float64), cast_to(right, &rt, &DataType::Float64));
+            let (left, right) = (
+                cast_to(left, &lt, &DataType::Float64),
+                cast_to(right, &rt, &DataType::Float64),
+            );
             return Ok((left.binary(op, right), DataType::Float64));
         }
-        return Err(PlanError::Type(format!("{} (arithmetic needs numbers)", mismatch())));
+        return Err(PlanError::Type(format!(
+            "{} (arithmetic needs numbers)",
+            mismatch()
+        )));
     };
-    let (l, r) = (new_empty_array(&left_decimal), new_empty_array(&right_decimal));
+    let (l, r) = (
+        new_empty_array(&left_decimal),
+        new_empty_array(&right_decimal),
+    );
     let computed = match op {
         BinaryOp::Add => numeric::add(&l, &r),
         BinaryOp::Sub => numeric::sub(&l, &r),
@@ -430,16 +494,29 @@ fn decimal_arithmetic(op: BinaryOp, left: (Expr, DataType), right: (Expr, DataTy
             )));
         }
     };
-    let output = computed.map_err(|e| PlanError::Type(format!("{} ({e})", mismatch())))?.data_type().clone();
-    Ok((cast_to(left, &lt, &left_decimal).binary(op, cast_to(right, &rt, &right_decimal)), output))
+    let output = computed
+        .map_err(|e| PlanError::Type(format!("{} ({e})", mismatch())))?
+        .data_type()
+        .clone();
+    Ok((
+        cast_to(left, &lt, &left_decimal).binary(op, cast_to(right, &rt, &right_decimal)),
+        output,
+    ))
 }
 
 /// The field of `schema` called `name`, or `ColumnNotFound` listing the columns it has.
 pub(crate) fn field_named<'a>(schema: &'a Schema, name: &str) -> Result<&'a Field> {
-    schema.field_with_name(name).map_err(|_| PlanError::ColumnNotFound {
-        name: name.to_owned(),
-        available: schema.fields().iter().map(|f| format!("{:?}", f.name())).collect::<Vec<_>>().join(", "),
-    })
+    schema
+        .field_with_name(name)
+        .map_err(|_| PlanError::ColumnNotFound {
+            name: name.to_owned(),
+            available: schema
+                .fields()
+                .iter()
+                .map(|f| format!("{:?}", f.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 fn describe(expr: &Expr, t: &DataType) -> String {
@@ -479,12 +556,16 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             if op.is_logical() {
                 let boolean = |t: &DataType| matches!(t, DataType::Boolean | DataType::Null);
                 if !boolean(&lt) || !boolean(&rt) {
-                    return Err(PlanError::Type(format!("{} (both sides must be boolean)", mismatch())));
+                    return Err(PlanError::Type(format!(
+                        "{} (both sides must be boolean)",
+                        mismatch()
+                    )));
                 }
                 return Ok((left.binary(op, right), DataType::Boolean));
             }
             if op.is_comparison() {
-                let (left, right) = coerce_pair((left, lt.clone()), (right, rt.clone()), &mismatch)?;
+                let (left, right) =
+                    coerce_pair((left, lt.clone()), (right, rt.clone()), &mismatch)?;
                 return Ok((left.binary(op, right), DataType::Boolean));
             }
             // Arithmetic: numbers only (dictionaries of numbers decode first).
@@ -494,7 +575,10 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             }
             let numeric = |t: &DataType| is_numeric(t) || t == &DataType::Null;
             if !numeric(&lv) || !numeric(&rv) {
-                return Err(PlanError::Type(format!("{} (arithmetic needs numbers)", mismatch())));
+                return Err(PlanError::Type(format!(
+                    "{} (arithmetic needs numbers)",
+                    mismatch()
+                )));
             }
             let left_as = effective_type(&left, &lv, &right, &rv);
             let right_as = effective_type(&right, &rv, &left, &lv);
@@ -508,7 +592,13 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
         }
         Expr::Unary { op, input } => {
             let (input, t) = resolve_inner(*input, schema)?;
-            let bad = |what: &str| PlanError::Type(format!("{}() needs {what}, got {}", op.name(), describe(&input, &t)));
+            let bad = |what: &str| {
+                PlanError::Type(format!(
+                    "{}() needs {what}, got {}",
+                    op.name(),
+                    describe(&input, &t)
+                ))
+            };
             let out = match op {
                 UnaryOp::Not => {
                     if !matches!(t, DataType::Boolean | DataType::Null) {
@@ -522,7 +612,9 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                     }
                     // As in Polars: an unsigned number has no negation (it would wrap).
                     if op == UnaryOp::Negate && value_type(&t).is_unsigned_integer() {
-                        return Err(bad("a signed number or a float (cast unsigned integers first)"));
+                        return Err(bad(
+                            "a signed number or a float (cast unsigned integers first)",
+                        ));
                     }
                     let v = value_type(&t).clone();
                     let input = cast_to(input, &t, &v);
@@ -536,21 +628,43 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                     DataType::UInt32
                 }
                 UnaryOp::Year | UnaryOp::Month | UnaryOp::Day => {
-                    if !matches!(t, DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) {
+                    if !matches!(
+                        t,
+                        DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)
+                    ) {
                         return Err(bad("a date or timestamp"));
                     }
                     // Polars' types: the year is int32, the month and the day int8.
-                    if op == UnaryOp::Year { DataType::Int32 } else { DataType::Int8 }
+                    if op == UnaryOp::Year {
+                        DataType::Int32
+                    } else {
+                        DataType::Int8
+                    }
                 }
             };
             Ok((input.unary(op), out))
         }
-        Expr::StringMatch { kind, input, pattern } => {
+        Expr::StringMatch {
+            kind,
+            input,
+            pattern,
+        } => {
             let (input, t) = resolve_inner(*input, schema)?;
             if !is_string(value_type(&t)) {
-                return Err(PlanError::Type(format!("{}() needs a string, got {}", kind.name(), describe(&input, &t))));
+                return Err(PlanError::Type(format!(
+                    "{}() needs a string, got {}",
+                    kind.name(),
+                    describe(&input, &t)
+                )));
             }
-            Ok((Expr::StringMatch { kind, input: Box::new(input), pattern }, DataType::Boolean))
+            Ok((
+                Expr::StringMatch {
+                    kind,
+                    input: Box::new(input),
+                    pattern,
+                },
+                DataType::Boolean,
+            ))
         }
         Expr::IsIn { input, values } => {
             let (input, t) = resolve_inner(*input, schema)?;
@@ -561,7 +675,9 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             // side explicitly); integers for a float column convert exactly or are dropped.
             let comparable = given == DataType::Null
                 || if is_numeric(&target) || is_numeric(&given) {
-                    is_numeric(&target) && is_numeric(&given) && !(given.is_floating() && target.is_integer())
+                    is_numeric(&target)
+                        && is_numeric(&given)
+                        && !(given.is_floating() && target.is_integer())
                 } else {
                     common_type(&target, &given).is_some()
                 };
@@ -575,7 +691,13 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                         describe(&input, &t)
                     ))
                 })?;
-            Ok((Expr::IsIn { input: Box::new(input), values: Literal(values) }, DataType::Boolean))
+            Ok((
+                Expr::IsIn {
+                    input: Box::new(input),
+                    values: Literal(values),
+                },
+                DataType::Boolean,
+            ))
         }
         Expr::FillNull { input, value } => {
             let original = format!("{input}.fill_null({value})");
@@ -583,29 +705,57 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             let (value, vt) = resolve_inner(*value, schema)?;
             let input_as = effective_type(&input, &t, &value, &vt);
             let value_as = effective_type(&value, &vt, &input, &t);
-            let common = common_type(&input_as, &value_as)
-                .ok_or_else(|| PlanError::Type(format!("cannot fill nulls of {} with {} in {original}", describe(&input, &t), type_name(&vt))))?;
+            let common = common_type(&input_as, &value_as).ok_or_else(|| {
+                PlanError::Type(format!(
+                    "cannot fill nulls of {} with {} in {original}",
+                    describe(&input, &t),
+                    type_name(&vt)
+                ))
+            })?;
             let input = cast_to(input, &t, &common);
             let value = cast_to(value, &vt, &common);
-            Ok((Expr::FillNull { input: Box::new(input), value: Box::new(value) }, common))
+            Ok((
+                Expr::FillNull {
+                    input: Box::new(input),
+                    value: Box::new(value),
+                },
+                common,
+            ))
         }
         Expr::Cast { input, to } => {
             let (input, t) = resolve_inner(*input, schema)?;
             if !arrow::compute::can_cast_types(&t, &to) {
-                return Err(PlanError::Type(format!("cannot cast {} to {}", describe(&input, &t), type_name(&to))));
+                return Err(PlanError::Type(format!(
+                    "cannot cast {} to {}",
+                    describe(&input, &t),
+                    type_name(&to)
+                )));
             }
             // Kept as a cast even of a literal: `lit(127).cast("int8")` is a typed value, not a
             // literal that adapts to what it meets (`+ 1` then wraps in int8, as in Polars).
             // Constant folding converts it later, strictly.
-            let cast = if t == to { input } else { Expr::Cast { input: Box::new(input), to: to.clone() } };
+            let cast = if t == to {
+                input
+            } else {
+                Expr::Cast {
+                    input: Box::new(input),
+                    to: to.clone(),
+                }
+            };
             Ok((cast, to))
         }
-        Expr::Case { branches, otherwise } => {
+        Expr::Case {
+            branches,
+            otherwise,
+        } => {
             let mut resolved = Vec::with_capacity(branches.len());
             for (when, then) in branches {
                 let (when, wt) = resolve_inner(when, schema)?;
                 if !matches!(wt, DataType::Boolean | DataType::Null) {
-                    return Err(PlanError::Type(format!("when() needs a boolean condition, got {}", describe(&when, &wt))));
+                    return Err(PlanError::Type(format!(
+                        "when() needs a boolean condition, got {}",
+                        describe(&when, &wt)
+                    )));
                 }
                 let (then, tt) = resolve_inner(then, schema)?;
                 resolved.push((when, then, tt));
@@ -617,14 +767,24 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                 .chain(std::iter::once((&otherwise, &otherwise_type)))
                 .collect();
             let out_type = common_type_of(&values).map_err(|(a, b)| {
-                PlanError::Type(format!("when/then/otherwise branches have incompatible types {} and {}", type_name(&a), type_name(&b)))
+                PlanError::Type(format!(
+                    "when/then/otherwise branches have incompatible types {} and {}",
+                    type_name(&a),
+                    type_name(&b)
+                ))
             })?;
             let branches = resolved
                 .into_iter()
                 .map(|(when, then, tt)| (when, cast_to(then, &tt, &out_type)))
                 .collect();
             let otherwise = cast_to(otherwise, &otherwise_type, &out_type);
-            Ok((Expr::Case { branches, otherwise: Box::new(otherwise) }, out_type))
+            Ok((
+                Expr::Case {
+                    branches,
+                    otherwise: Box::new(otherwise),
+                },
+                out_type,
+            ))
         }
     }
 }
@@ -632,7 +792,13 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
 /// The `index`-th operand of a binary expression, for error messages.
 fn left_name(expr: &Expr, index: usize) -> Expr {
     match expr {
-        Expr::Binary { left, right, .. } => if index == 0 { (**left).clone() } else { (**right).clone() },
+        Expr::Binary { left, right, .. } => {
+            if index == 0 {
+                (**left).clone()
+            } else {
+                (**right).clone()
+            }
+        }
         other => other.clone(),
     }
 }
@@ -665,7 +831,12 @@ pub fn resolve_aggregate(agg: AggExpr, schema: &Schema) -> Result<(AggExpr, Data
     };
     let is_decimal = matches!(input_type, DataType::Decimal128(..));
     let output = match func {
-        AggFunc::Sum | AggFunc::Mean | AggFunc::Std | AggFunc::Var | AggFunc::Median | AggFunc::Quantile(_)
+        AggFunc::Sum
+        | AggFunc::Mean
+        | AggFunc::Std
+        | AggFunc::Var
+        | AggFunc::Median
+        | AggFunc::Quantile(_)
             if !(is_numeric(&input_type) || is_decimal) =>
         {
             return Err(refuse("a numeric column"));
@@ -677,9 +848,17 @@ pub fn resolve_aggregate(agg: AggExpr, schema: &Schema) -> Result<(AggExpr, Data
             t if t.is_signed_integer() => DataType::Int64,
             _ => DataType::UInt64,
         },
-        AggFunc::Median | AggFunc::Quantile(_) if matches!(input_type, DataType::Float16 | DataType::Float32) => DataType::Float32,
-        AggFunc::Mean | AggFunc::Std | AggFunc::Var | AggFunc::Median | AggFunc::Quantile(_) => DataType::Float64,
-        AggFunc::Min | AggFunc::Max if !is_orderable(&input_type) => return Err(refuse("comparable values")),
+        AggFunc::Median | AggFunc::Quantile(_)
+            if matches!(input_type, DataType::Float16 | DataType::Float32) =>
+        {
+            DataType::Float32
+        }
+        AggFunc::Mean | AggFunc::Std | AggFunc::Var | AggFunc::Median | AggFunc::Quantile(_) => {
+            DataType::Float64
+        }
+        AggFunc::Min | AggFunc::Max if !is_orderable(&input_type) => {
+            return Err(refuse("comparable values"));
+        }
         AggFunc::Min | AggFunc::Max | AggFunc::First | AggFunc::Last => input_type.clone(),
         AggFunc::Count | AggFunc::Len | AggFunc::NUnique => DataType::UInt32,
     };
@@ -691,7 +870,14 @@ pub fn resolve_aggregate(agg: AggExpr, schema: &Schema) -> Result<(AggExpr, Data
 pub fn is_orderable(t: &DataType) -> bool {
     match t {
         DataType::Dictionary(_, value) => is_orderable(value),
-        t => t.is_primitive() || is_string(t) || matches!(t, DataType::Boolean | DataType::Binary | DataType::LargeBinary | DataType::Null),
+        t => {
+            t.is_primitive()
+                || is_string(t)
+                || matches!(
+                    t,
+                    DataType::Boolean | DataType::Binary | DataType::LargeBinary | DataType::Null
+                )
+        }
     }
 }
 
@@ -705,7 +891,11 @@ mod tests {
         Schema::new(vec![
             Field::new("age", DataType::Int32, true),
             Field::new("f0", DataType::Float32, true),
-            Field::new("city", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)), true),
+            Field::new(
+                "city",
+                DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8)),
+                true,
+            ),
             Field::new("name", DataType::Utf8, true),
         ])
     }
@@ -717,21 +907,39 @@ mod tests {
     #[test]
     fn integer_literals_take_the_column_type_when_they_fit() {
         let resolved = resolve(Expr::col("age").binary(BinaryOp::Gt, int(94)), &schema()).unwrap();
-        let Expr::Binary { right, .. } = resolved.expr else { panic!() };
-        let Expr::Literal(literal) = *right else { panic!() };
+        let Expr::Binary { right, .. } = resolved.expr else {
+            panic!()
+        };
+        let Expr::Literal(literal) = *right else {
+            panic!()
+        };
         assert_eq!(literal.data_type(), &DataType::Int32);
     }
 
     #[test]
     fn literals_that_do_not_fit_widen_the_column() {
-        let resolved = resolve(Expr::col("age").binary(BinaryOp::Gt, int(1 << 40)), &schema()).unwrap();
-        let Expr::Binary { left, .. } = resolved.expr else { panic!() };
-        assert!(matches!(*left, Expr::Cast { to: DataType::Int64, .. }));
+        let resolved = resolve(
+            Expr::col("age").binary(BinaryOp::Gt, int(1 << 40)),
+            &schema(),
+        )
+        .unwrap();
+        let Expr::Binary { left, .. } = resolved.expr else {
+            panic!()
+        };
+        assert!(matches!(
+            *left,
+            Expr::Cast {
+                to: DataType::Int64,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn comparing_a_string_dictionary_with_a_number_names_both_types() {
-        let error = resolve(Expr::col("city").binary(BinaryOp::Gt, int(3)), &schema()).unwrap_err().to_string();
+        let error = resolve(Expr::col("city").binary(BinaryOp::Gt, int(3)), &schema())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("col(\"city\")"), "{error}");
         assert!(error.contains("dictionary<values=string"), "{error}");
         assert!(error.contains("int64"), "{error}");
@@ -741,7 +949,9 @@ mod tests {
     fn a_dictionary_compares_with_a_string_literal_without_decoding() {
         let oslo = Expr::lit(Arc::new(StringArray::from(vec!["oslo"])));
         let resolved = resolve(Expr::col("city").binary(BinaryOp::Eq, oslo), &schema()).unwrap();
-        let Expr::Binary { left, .. } = resolved.expr else { panic!() };
+        let Expr::Binary { left, .. } = resolved.expr else {
+            panic!()
+        };
         assert_eq!(*left, Expr::col("city"));
     }
 
@@ -749,14 +959,23 @@ mod tests {
     fn true_division_gives_floats_and_mixed_arithmetic_widens() {
         let div = resolve(Expr::col("age").binary(BinaryOp::Div, int(2)), &schema()).unwrap();
         assert_eq!(div.data_type, DataType::Float64);
-        let mixed = resolve(Expr::col("age").binary(BinaryOp::Add, Expr::col("f0")), &schema()).unwrap();
+        let mixed = resolve(
+            Expr::col("age").binary(BinaryOp::Add, Expr::col("f0")),
+            &schema(),
+        )
+        .unwrap();
         assert_eq!(mixed.data_type, DataType::Float64);
     }
 
     #[test]
     fn unknown_columns_list_the_available_ones() {
-        let error = resolve(Expr::col("nope"), &schema()).unwrap_err().to_string();
-        assert!(error.contains("\"nope\"") && error.contains("\"age\""), "{error}");
+        let error = resolve(Expr::col("nope"), &schema())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("\"nope\"") && error.contains("\"age\""),
+            "{error}"
+        );
     }
 
     #[test]
@@ -792,30 +1011,90 @@ mod tests {
     #[test]
     fn integer_literals_that_do_not_fit_take_the_smallest_type_that_holds_them() {
         // Polars: int8 + 200 is int16, uint8 + 1000 is uint16, uint8 + -1 is int16.
-        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Add, int(200))), DataType::Int16);
-        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Add, int(70_000))), DataType::Int32);
-        assert_eq!(type_of(Expr::col("u8").binary(BinaryOp::Add, int(1000))), DataType::UInt16);
-        assert_eq!(type_of(Expr::col("u8").binary(BinaryOp::Sub, int(-1))), DataType::Int16);
-        assert_eq!(type_of(Expr::col("u32").binary(BinaryOp::Add, int(-1))), DataType::Int64);
-        assert_eq!(type_of(int(1).binary(BinaryOp::Sub, Expr::col("u8"))), DataType::UInt8);
+        assert_eq!(
+            type_of(Expr::col("i8").binary(BinaryOp::Add, int(200))),
+            DataType::Int16
+        );
+        assert_eq!(
+            type_of(Expr::col("i8").binary(BinaryOp::Add, int(70_000))),
+            DataType::Int32
+        );
+        assert_eq!(
+            type_of(Expr::col("u8").binary(BinaryOp::Add, int(1000))),
+            DataType::UInt16
+        );
+        assert_eq!(
+            type_of(Expr::col("u8").binary(BinaryOp::Sub, int(-1))),
+            DataType::Int16
+        );
+        assert_eq!(
+            type_of(Expr::col("u32").binary(BinaryOp::Add, int(-1))),
+            DataType::Int64
+        );
+        assert_eq!(
+            type_of(int(1).binary(BinaryOp::Sub, Expr::col("u8"))),
+            DataType::UInt8
+        );
     }
 
     #[test]
     fn float_literals_never_become_integers() {
-        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Mul, float(2.0))), DataType::Float64);
-        assert_eq!(type_of(Expr::col("f32").binary(BinaryOp::Mul, float(0.1))), DataType::Float32);
+        assert_eq!(
+            type_of(Expr::col("i8").binary(BinaryOp::Mul, float(2.0))),
+            DataType::Float64
+        );
+        assert_eq!(
+            type_of(Expr::col("f32").binary(BinaryOp::Mul, float(0.1))),
+            DataType::Float32
+        );
         // Any integer meets a float32 column as a float32, as in Polars.
-        assert_eq!(type_of(Expr::col("f32").binary(BinaryOp::Add, int((1 << 24) + 1))), DataType::Float32);
-        let compared = resolve(Expr::col("i8").binary(BinaryOp::Eq, float(2.0)), &typed_schema()).unwrap();
-        let Expr::Binary { left, .. } = compared.expr else { panic!() };
-        assert!(matches!(*left, Expr::Cast { to: DataType::Float64, .. }), "{left}");
+        assert_eq!(
+            type_of(Expr::col("f32").binary(BinaryOp::Add, int((1 << 24) + 1))),
+            DataType::Float32
+        );
+        let compared = resolve(
+            Expr::col("i8").binary(BinaryOp::Eq, float(2.0)),
+            &typed_schema(),
+        )
+        .unwrap();
+        let Expr::Binary { left, .. } = compared.expr else {
+            panic!()
+        };
+        assert!(
+            matches!(
+                *left,
+                Expr::Cast {
+                    to: DataType::Float64,
+                    ..
+                }
+            ),
+            "{left}"
+        );
     }
 
     #[test]
     fn fill_null_and_when_keep_the_column_type_for_literals_that_fit() {
-        assert_eq!(type_of(Expr::FillNull { input: Box::new(Expr::col("i8")), value: Box::new(int(0)) }), DataType::Int8);
-        assert_eq!(type_of(Expr::FillNull { input: Box::new(Expr::col("i8")), value: Box::new(int(1000)) }), DataType::Int16);
-        assert_eq!(type_of(Expr::FillNull { input: Box::new(Expr::col("i8")), value: Box::new(float(0.5)) }), DataType::Float64);
+        assert_eq!(
+            type_of(Expr::FillNull {
+                input: Box::new(Expr::col("i8")),
+                value: Box::new(int(0))
+            }),
+            DataType::Int8
+        );
+        assert_eq!(
+            type_of(Expr::FillNull {
+                input: Box::new(Expr::col("i8")),
+                value: Box::new(int(1000))
+            }),
+            DataType::Int16
+        );
+        assert_eq!(
+            type_of(Expr::FillNull {
+                input: Box::new(Expr::col("i8")),
+                value: Box::new(float(0.5))
+            }),
+            DataType::Float64
+        );
         let case = |then: Expr, otherwise: Expr| Expr::Case {
             branches: vec![(Expr::col("flag"), then)],
             otherwise: Box::new(otherwise),
@@ -823,24 +1102,49 @@ mod tests {
         assert_eq!(type_of(case(Expr::col("u8"), int(-1))), DataType::Int16);
         assert_eq!(type_of(case(int(7), Expr::col("u8"))), DataType::UInt8);
         assert_eq!(type_of(case(Expr::col("i8"), null())), DataType::Int8);
-        assert_eq!(type_of(case(Expr::col("i8"), Expr::col("f32"))), DataType::Float32);
+        assert_eq!(
+            type_of(case(Expr::col("i8"), Expr::col("f32"))),
+            DataType::Float32
+        );
         assert_eq!(type_of(case(int(1), int(2))), DataType::Int64);
-        let error = resolve(case(Expr::col("name"), int(1)), &typed_schema()).unwrap_err().to_string();
-        assert!(error.contains("string") && error.contains("int64"), "{error}");
+        let error = resolve(case(Expr::col("name"), int(1)), &typed_schema())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("string") && error.contains("int64"),
+            "{error}"
+        );
     }
 
     #[test]
     fn negating_an_unsigned_column_is_a_type_error() {
-        let error = resolve(Expr::col("u8").unary(UnaryOp::Negate), &typed_schema()).unwrap_err().to_string();
-        assert!(error.contains("col(\"u8\")") && error.contains("uint8"), "{error}");
-        assert_eq!(type_of(Expr::col("u8").unary(UnaryOp::Abs)), DataType::UInt8);
+        let error = resolve(Expr::col("u8").unary(UnaryOp::Negate), &typed_schema())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("col(\"u8\")") && error.contains("uint8"),
+            "{error}"
+        );
+        assert_eq!(
+            type_of(Expr::col("u8").unary(UnaryOp::Abs)),
+            DataType::UInt8
+        );
     }
 
     #[test]
     fn date_parts_have_polars_types() {
-        assert_eq!(type_of(Expr::col("day").unary(UnaryOp::Year)), DataType::Int32);
-        assert_eq!(type_of(Expr::col("day").unary(UnaryOp::Month)), DataType::Int8);
-        assert_eq!(type_of(Expr::col("day").unary(UnaryOp::Day)), DataType::Int8);
+        assert_eq!(
+            type_of(Expr::col("day").unary(UnaryOp::Year)),
+            DataType::Int32
+        );
+        assert_eq!(
+            type_of(Expr::col("day").unary(UnaryOp::Month)),
+            DataType::Int8
+        );
+        assert_eq!(
+            type_of(Expr::col("day").unary(UnaryOp::Day)),
+            DataType::Int8
+        );
     }
 
     fn is_in(column: &str, values: ArrayRef) -> Result<Resolved> {
@@ -854,27 +1158,62 @@ mod tests {
     }
 
     fn candidates(resolved: Resolved) -> ArrayRef {
-        let Expr::IsIn { values, .. } = resolved.expr else { panic!() };
+        let Expr::IsIn { values, .. } = resolved.expr else {
+            panic!()
+        };
         values.0
     }
 
     #[test]
     fn is_in_keeps_the_candidates_that_convert_exactly() {
-        let values = candidates(is_in("i8", Arc::new(Int64Array::from(vec![Some(1), Some(1000), None, Some(-128)]))).unwrap());
-        assert_eq!(values.as_ref(), &arrow::array::Int8Array::from(vec![1, -128]) as &dyn Array);
+        let values = candidates(
+            is_in(
+                "i8",
+                Arc::new(Int64Array::from(vec![
+                    Some(1),
+                    Some(1000),
+                    None,
+                    Some(-128),
+                ])),
+            )
+            .unwrap(),
+        );
+        assert_eq!(
+            values.as_ref(),
+            &arrow::array::Int8Array::from(vec![1, -128]) as &dyn Array
+        );
         // No candidate left: one null candidate, which matches nothing.
         let values = candidates(is_in("u8", Arc::new(Int64Array::from(vec![-1, 256]))).unwrap());
-        assert_eq!((values.len(), values.logical_null_count(), values.data_type()), (1, 1, &DataType::UInt8));
-        let values = candidates(is_in("u8", arrow::array::new_empty_array(&DataType::Null)).unwrap());
+        assert_eq!(
+            (
+                values.len(),
+                values.logical_null_count(),
+                values.data_type()
+            ),
+            (1, 1, &DataType::UInt8)
+        );
+        let values =
+            candidates(is_in("u8", arrow::array::new_empty_array(&DataType::Null)).unwrap());
         assert_eq!((values.len(), values.logical_null_count()), (1, 1));
-        let values = candidates(is_in("u64", Arc::new(arrow::array::UInt64Array::from(vec![u64::MAX]))).unwrap());
+        let values = candidates(
+            is_in(
+                "u64",
+                Arc::new(arrow::array::UInt64Array::from(vec![u64::MAX])),
+            )
+            .unwrap(),
+        );
         assert_eq!(values.as_primitive::<UInt64Type>().value(0), u64::MAX);
     }
 
     #[test]
     fn is_in_refuses_lossy_candidates_as_polars_does() {
-        let error = is_in("i8", Arc::new(arrow::array::Float64Array::from(vec![1.5]))).unwrap_err().to_string();
-        assert!(error.contains("double") && error.contains("col(\"i8\") (int8)"), "{error}");
+        let error = is_in("i8", Arc::new(arrow::array::Float64Array::from(vec![1.5])))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("double") && error.contains("col(\"i8\") (int8)"),
+            "{error}"
+        );
         assert!(is_in("name", Arc::new(Int64Array::from(vec![1]))).is_err());
         assert!(is_in("flag", Arc::new(Int64Array::from(vec![1]))).is_err());
         // Integers for a float column convert exactly (1 is 1.0).
@@ -887,9 +1226,24 @@ mod tests {
             input: Box::new(int(127)),
             to: DataType::Int8,
         };
-        assert_eq!(type_of(typed.clone().binary(BinaryOp::Add, int(1))), DataType::Int8);
-        assert_eq!(type_of(Expr::col("i8").binary(BinaryOp::Add, Expr::Cast { input: Box::new(int(300)), to: DataType::Int16 })), DataType::Int16);
-        assert_eq!(type_of(Expr::col("u8").binary(BinaryOp::Add, typed)), DataType::Int16);
+        assert_eq!(
+            type_of(typed.clone().binary(BinaryOp::Add, int(1))),
+            DataType::Int8
+        );
+        assert_eq!(
+            type_of(Expr::col("i8").binary(
+                BinaryOp::Add,
+                Expr::Cast {
+                    input: Box::new(int(300)),
+                    to: DataType::Int16
+                }
+            )),
+            DataType::Int16
+        );
+        assert_eq!(
+            type_of(Expr::col("u8").binary(BinaryOp::Add, typed)),
+            DataType::Int16
+        );
     }
 
     #[test]
@@ -903,12 +1257,28 @@ mod tests {
         )
         .unwrap();
         // Not folded into a null: left for the executor, which reports the value.
-        assert!(matches!(resolved.expr, Expr::Cast { .. }), "{}", resolved.expr);
+        assert!(
+            matches!(resolved.expr, Expr::Cast { .. }),
+            "{}",
+            resolved.expr
+        );
     }
 
     #[test]
     fn booleans_and_numbers_do_not_mix() {
-        assert!(resolve(Expr::col("flag").binary(BinaryOp::Eq, int(1)), &typed_schema()).is_err());
-        assert!(resolve(Expr::col("flag").binary(BinaryOp::Add, int(1)), &typed_schema()).is_err());
+        assert!(
+            resolve(
+                Expr::col("flag").binary(BinaryOp::Eq, int(1)),
+                &typed_schema()
+            )
+            .is_err()
+        );
+        assert!(
+            resolve(
+                Expr::col("flag").binary(BinaryOp::Add, int(1)),
+                &typed_schema()
+            )
+            .is_err()
+        );
     }
 }

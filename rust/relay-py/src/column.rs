@@ -46,7 +46,9 @@ impl Executed {
     fn copy_reason(&self, mapped: &std::ops::Range<usize>) -> Option<String> {
         match self {
             Executed::Chunks(chunks) => relay_exec::zero_copy_blocker(chunks, mapped),
-            Executed::View(view) if view.chunks.iter().any(|c| c.selection.is_some()) => Some(FILTER_COPY.into()),
+            Executed::View(view) if view.chunks.iter().any(|c| c.selection.is_some()) => {
+                Some(FILTER_COPY.into())
+            }
             Executed::View(view) => {
                 let chunks = view_chunks(view).ok()?;
                 relay_exec::zero_copy_blocker(&chunks, mapped)
@@ -119,19 +121,26 @@ impl ColumnBase {
     }
 
     fn describe(&self) -> String {
-        format!("column {:?} of {}", self.field().name(), self.origin().describe())
+        format!(
+            "column {:?} of {}",
+            self.field().name(),
+            self.origin().describe()
+        )
     }
 
     fn execute(&self, py: Python<'_>) -> PyResult<Executed> {
         match &self.source {
-            ColumnSource::File(view) => Ok(Executed::Chunks(py.detach(|| view.chunks()).into_py_result()?)),
+            ColumnSource::File(view) => Ok(Executed::Chunks(
+                py.detach(|| view.chunks()).into_py_result()?,
+            )),
             ColumnSource::Plan { plan, .. } => Ok(Executed::View(run_plan(py, plan)?)),
         }
     }
 
     pub(crate) fn chunks(&self, py: Python<'_>) -> PyResult<Vec<DecodedColumn>> {
         let executed = self.execute(py)?;
-        py.detach(|| executed.into_chunks()).map_err(|reason| self.type_error(&reason))
+        py.detach(|| executed.into_chunks())
+            .map_err(|reason| self.type_error(&reason))
     }
 
     fn type_error(&self, reason: &str) -> PyErr {
@@ -157,7 +166,9 @@ impl ColumnBase {
     fn reason_of(&self, executed: &Executed, range: &std::ops::Range<usize>) -> Option<String> {
         let reason = executed.copy_reason(range)?;
         Some(match (&self.source, executed) {
-            (ColumnSource::Plan { plan, .. }, Executed::View(view)) => crate::frame::refine_copy_reason(plan, view, reason),
+            (ColumnSource::Plan { plan, .. }, Executed::View(view)) => {
+                crate::frame::refine_copy_reason(plan, view, reason)
+            }
             _ => reason,
         })
     }
@@ -169,16 +180,24 @@ impl ColumnBase {
         if zero_copy && let Some(reason) = self.reason_of(&executed, &mapped) {
             return Err(self.zero_copy_error(&reason));
         }
-        py.detach(|| executed.dense(&mapped)).map_err(|reason| self.type_error(&reason))
+        py.detach(|| executed.dense(&mapped))
+            .map_err(|reason| self.type_error(&reason))
     }
 
     fn zero_copy_error(&self, reason: &str) -> PyErr {
-        relay_error(ErrorKind::ZeroCopy, format!("{} cannot be exported without a copy: {reason}", self.describe()))
+        relay_error(
+            ErrorKind::ZeroCopy,
+            format!(
+                "{} cannot be exported without a copy: {reason}",
+                self.describe()
+            ),
+        )
     }
 
     fn arrays(&self, py: Python<'_>) -> PyResult<Vec<ArrayRef>> {
         let executed = self.execute(py)?;
-        py.detach(|| executed.arrays()).map_err(|reason| self.type_error(&reason))
+        py.detach(|| executed.arrays())
+            .map_err(|reason| self.type_error(&reason))
     }
 }
 
@@ -219,7 +238,11 @@ impl ColumnBase {
 
     #[getter]
     fn null_count(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.arrays(py)?.iter().map(|a| a.logical_null_count()).sum())
+        Ok(self
+            .arrays(py)?
+            .iter()
+            .map(|a| a.logical_null_count())
+            .sum())
     }
 
     /// Why an export of this column copies, or None when it is a view of the mapping.
@@ -234,7 +257,11 @@ impl ColumnBase {
         let length = length.unwrap_or(u64::MAX);
         let source = match &self.source {
             ColumnSource::File(view) => ColumnSource::File(view.slice(offset, length)),
-            ColumnSource::Plan { plan, field, origin } => ColumnSource::Plan {
+            ColumnSource::Plan {
+                plan,
+                field,
+                origin,
+            } => ColumnSource::Plan {
                 plan: Arc::new(plan.slice(offset, length)),
                 field: field.clone(),
                 origin: origin.clone(),
@@ -244,10 +271,16 @@ impl ColumnBase {
     }
 
     #[pyo3(signature = (zero_copy=None))]
-    fn _to_numpy<'py>(&self, py: Python<'py>, zero_copy: Option<bool>) -> PyResult<Bound<'py, PyAny>> {
+    fn _to_numpy<'py>(
+        &self,
+        py: Python<'py>,
+        zero_copy: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let executed = self.execute(py)?;
         let mapped = self.export_range(&executed);
-        if zero_copy == Some(true) && let Some(reason) = self.reason_of(&executed, &mapped) {
+        if zero_copy == Some(true)
+            && let Some(reason) = self.reason_of(&executed, &mapped)
+        {
             return Err(self.zero_copy_error(&reason));
         }
         match py.detach(|| executed.dense(&mapped)) {
@@ -271,10 +304,12 @@ impl ColumnBase {
     /// NumPy array of the dictionary codes (a view when the column is one record batch).
     fn _codes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let chunks = self.chunks(py)?;
-        let codes = relay_exec::dictionary_codes(&chunks)
-            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe())))?;
-        let dense = relay_exec::materialize(&codes, &self.mapped())
-            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe())))?;
+        let codes = relay_exec::dictionary_codes(&chunks).map_err(|reason| {
+            relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe()))
+        })?;
+        let dense = relay_exec::materialize(&codes, &self.mapped()).map_err(|reason| {
+            relay_error(ErrorKind::Type, format!("{}: {reason}", self.describe()))
+        })?;
         export::numpy::dense_to_numpy(py, dense)
     }
 
@@ -297,7 +332,11 @@ impl ColumnBase {
     /// The buffer protocol exports views only: a column that needs a copy refuses with
     /// ZeroCopyError (a BufferError), so NumPy falls back to `__array__`, where the copy is
     /// visible and `copy=False` is honoured.
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
         let column = slf.get();
         let dense = column.dense(slf.py(), true)?;
         let what = column.describe();
@@ -333,7 +372,11 @@ impl ColumnBase {
 
     /// One array: the single chunk as it is, or the chunks concatenated (a copy).
     #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_array__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyTuple>> {
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let _ = requested_schema; // the spec lets producers ignore it; the data keeps its type
         let arrays = self.arrays(py)?;
         let array = if arrays.len() == 1 {
@@ -350,7 +393,9 @@ impl ColumnBase {
     fn _arrow_chunks<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyTuple>>> {
         self.arrays(py)?
             .iter()
-            .map(|array| export::arrow::array_capsules(py, self.field(), array.as_ref(), &self.describe()))
+            .map(|array| {
+                export::arrow::array_capsules(py, self.field(), array.as_ref(), &self.describe())
+            })
             .collect()
     }
 }

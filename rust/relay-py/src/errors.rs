@@ -69,7 +69,9 @@ pub fn relay_error(kind: ErrorKind, message: impl Into<String>) -> PyErr {
 pub fn storage_error(error: StorageError) -> PyErr {
     let kind = match &error {
         StorageError::NotFound { .. } => ErrorKind::FileNotFound,
-        StorageError::IsDirectory { .. } | StorageError::NotArrowFile { .. } => ErrorKind::NotArrowFile,
+        StorageError::IsDirectory { .. } | StorageError::NotArrowFile { .. } => {
+            ErrorKind::NotArrowFile
+        }
         StorageError::WrongFormat { .. } => ErrorKind::WrongFormat,
         StorageError::CorruptFile { .. } | StorageError::Malformed { .. } => ErrorKind::CorruptFile,
         StorageError::FileChanged { .. } => ErrorKind::FileChanged,

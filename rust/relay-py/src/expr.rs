@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray, UInt64Array,
-    new_null_array,
+    ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
+    TimestampMicrosecondArray, UInt64Array, new_null_array,
 };
 use arrow::datatypes::{DataType, TimeUnit};
 use pyo3::prelude::*;
@@ -34,8 +34,15 @@ fn values_to_array(py: Python<'_>, values: &[Bound<'_, PyAny>], what: &str) -> P
             ErrorKind::Type,
             format!(
                 "{what}: cannot mix {} and {} values",
-                first.get_type().name().map(|n| n.to_string()).unwrap_or_default(),
-                v.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                first
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default(),
+                v.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
             ),
         )
     };
@@ -43,22 +50,53 @@ fn values_to_array(py: Python<'_>, values: &[Bound<'_, PyAny>], what: &str) -> P
     if first.is_instance_of::<PyBool>() {
         let out: PyResult<BooleanArray> = values
             .iter()
-            .map(|v| if v.is_none() { Ok(None) } else if v.is_instance_of::<PyBool>() { Ok(Some(v.extract::<bool>()?)) } else { Err(bad(v)) })
+            .map(|v| {
+                if v.is_none() {
+                    Ok(None)
+                } else if v.is_instance_of::<PyBool>() {
+                    Ok(Some(v.extract::<bool>()?))
+                } else {
+                    Err(bad(v))
+                }
+            })
             .collect();
         return Ok(Arc::new(out?));
     }
     if first.is_instance_of::<PyInt>() || is_numpy_integer(first) {
-        let is_int = |v: &Bound<'_, PyAny>| v.is_none() || v.is_instance_of::<PyInt>() || is_numpy_integer(v);
+        let is_int = |v: &Bound<'_, PyAny>| {
+            v.is_none() || v.is_instance_of::<PyInt>() || is_numpy_integer(v)
+        };
         if values.iter().all(is_int) {
             // int64, or uint64 for values above 2**63 - 1 (as Polars takes them, so that
             // `col("u64") > 2**64 - 2` compares exactly); beyond that there is no type.
-            if let Ok(ints) = values.iter().map(|v| if v.is_none() { Ok(None) } else { v.extract::<i64>().map(Some) }).collect::<PyResult<Int64Array>>() {
+            if let Ok(ints) = values
+                .iter()
+                .map(|v| {
+                    if v.is_none() {
+                        Ok(None)
+                    } else {
+                        v.extract::<i64>().map(Some)
+                    }
+                })
+                .collect::<PyResult<Int64Array>>()
+            {
                 return Ok(Arc::new(ints));
             }
-            let unsigned: PyResult<UInt64Array> =
-                values.iter().map(|v| if v.is_none() { Ok(None) } else { v.extract::<u64>().map(Some) }).collect();
+            let unsigned: PyResult<UInt64Array> = values
+                .iter()
+                .map(|v| {
+                    if v.is_none() {
+                        Ok(None)
+                    } else {
+                        v.extract::<u64>().map(Some)
+                    }
+                })
+                .collect();
             return unsigned.map(|u| Arc::new(u) as ArrayRef).map_err(|_| {
-                let too_big = values.iter().find(|v| !v.is_none() && v.extract::<i64>().is_err()).unwrap_or(first);
+                let too_big = values
+                    .iter()
+                    .find(|v| !v.is_none() && v.extract::<i64>().is_err())
+                    .unwrap_or(first);
                 relay_error(
                     ErrorKind::Value,
                     format!("{what}: {too_big} does not fit in a 64-bit integer (int64 or uint64)"),
@@ -67,43 +105,73 @@ fn values_to_array(py: Python<'_>, values: &[Bound<'_, PyAny>], what: &str) -> P
         }
         // Mixed ints and floats become floats (as Python would compare them).
     }
-    if first.is_instance_of::<PyFloat>() || first.is_instance_of::<PyInt>() || is_numpy_number(first) {
+    if first.is_instance_of::<PyFloat>()
+        || first.is_instance_of::<PyInt>()
+        || is_numpy_number(first)
+    {
         let out: PyResult<Float64Array> = values
             .iter()
-            .map(|v| if v.is_none() { Ok(None) } else { v.extract::<f64>().map(Some).map_err(|_| bad(v)) })
+            .map(|v| {
+                if v.is_none() {
+                    Ok(None)
+                } else {
+                    v.extract::<f64>().map(Some).map_err(|_| bad(v))
+                }
+            })
             .collect();
         return Ok(Arc::new(out?));
     }
     if first.is_instance_of::<PyString>() {
         let out: PyResult<StringArray> = values
             .iter()
-            .map(|v| if v.is_none() { Ok(None) } else { v.extract::<String>().map(Some).map_err(|_| bad(v)) })
+            .map(|v| {
+                if v.is_none() {
+                    Ok(None)
+                } else {
+                    v.extract::<String>().map(Some).map_err(|_| bad(v))
+                }
+            })
             .collect();
         return Ok(Arc::new(out?));
     }
     if first.is_instance_of::<PyBytes>() {
         let owned: PyResult<Vec<Option<Vec<u8>>>> = values
             .iter()
-            .map(|v| if v.is_none() { Ok(None) } else { v.extract::<Vec<u8>>().map(Some).map_err(|_| bad(v)) })
+            .map(|v| {
+                if v.is_none() {
+                    Ok(None)
+                } else {
+                    v.extract::<Vec<u8>>().map(Some).map_err(|_| bad(v))
+                }
+            })
             .collect();
         let owned = owned?;
-        return Ok(Arc::new(BinaryArray::from_iter(owned.iter().map(|v| v.as_deref()))));
+        return Ok(Arc::new(BinaryArray::from_iter(
+            owned.iter().map(|v| v.as_deref()),
+        )));
     }
     if first.is_instance_of::<PyDateTime>() {
         // Microseconds since the epoch: naive datetimes are wall time (no zone), aware ones UTC.
         let datetime = py.import("datetime")?;
         let utc = datetime.getattr("timezone")?.getattr("utc")?;
         let naive_epoch = datetime.getattr("datetime")?.call1((1970, 1, 1))?;
-        let aware_epoch = naive_epoch.call_method1("replace", ())?.call_method("replace", (), Some(&{
-            let kwargs = pyo3::types::PyDict::new(py);
-            kwargs.set_item("tzinfo", &utc)?;
-            kwargs
-        }))?;
-        let microsecond = datetime.getattr("timedelta")?.call((), Some(&{
-            let kwargs = pyo3::types::PyDict::new(py);
-            kwargs.set_item("microseconds", 1)?;
-            kwargs
-        }))?;
+        let aware_epoch = naive_epoch.call_method1("replace", ())?.call_method(
+            "replace",
+            (),
+            Some(&{
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("tzinfo", &utc)?;
+                kwargs
+            }),
+        )?;
+        let microsecond = datetime.getattr("timedelta")?.call(
+            (),
+            Some(&{
+                let kwargs = pyo3::types::PyDict::new(py);
+                kwargs.set_item("microseconds", 1)?;
+                kwargs
+            }),
+        )?;
         let aware = !first.getattr("tzinfo")?.is_none();
         let out: PyResult<Vec<Option<i64>>> = values
             .iter()
@@ -116,11 +184,18 @@ fn values_to_array(py: Python<'_>, values: &[Bound<'_, PyAny>], what: &str) -> P
                 }
                 let epoch = if aware { &aware_epoch } else { &naive_epoch };
                 let delta = v.call_method1("__sub__", (epoch,))?;
-                delta.call_method1("__floordiv__", (&microsecond,))?.extract().map(Some)
+                delta
+                    .call_method1("__floordiv__", (&microsecond,))?
+                    .extract()
+                    .map(Some)
             })
             .collect();
         let array = TimestampMicrosecondArray::from(out?);
-        return Ok(Arc::new(if aware { array.with_timezone("UTC") } else { array }));
+        return Ok(Arc::new(if aware {
+            array.with_timezone("UTC")
+        } else {
+            array
+        }));
     }
     if first.is_instance_of::<PyDate>() {
         let out: PyResult<Date32Array> = values
@@ -142,7 +217,11 @@ fn values_to_array(py: Python<'_>, values: &[Bound<'_, PyAny>], what: &str) -> P
         ErrorKind::Type,
         format!(
             "{what}: a literal must be a bool, int, float, str, bytes, date, datetime or None, got {}",
-            first.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+            first
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
         ),
     ))
 }
@@ -161,7 +240,13 @@ fn numpy_kind(value: &Bound<'_, PyAny>) -> Option<String> {
     if !module.to_str().ok()?.starts_with("numpy") {
         return None;
     }
-    value.getattr("dtype").ok()?.getattr("kind").ok()?.extract().ok()
+    value
+        .getattr("dtype")
+        .ok()?
+        .getattr("kind")
+        .ok()?
+        .extract()
+        .ok()
 }
 
 /// An Arrow type from its name as Python users write it (pyarrow's and NumPy's spellings).
@@ -196,7 +281,9 @@ pub fn parse_dtype(name: &str) -> PyResult<DataType> {
         other => {
             return Err(relay_error(
                 ErrorKind::Type,
-                format!("unknown dtype {other:?}; use a NumPy dtype or a name such as \"int32\", \"float64\", \"string\", \"timestamp[us]\""),
+                format!(
+                    "unknown dtype {other:?}; use a NumPy dtype or a name such as \"int32\", \"float64\", \"string\", \"timestamp[us]\""
+                ),
             ));
         }
     })
@@ -218,7 +305,12 @@ fn binary_op(op: &str) -> PyResult<BinaryOp> {
         "%" => BinaryOp::Mod,
         "&" => BinaryOp::And,
         "|" => BinaryOp::Or,
-        other => return Err(relay_error(ErrorKind::Value, format!("unknown operator {other:?}"))),
+        other => {
+            return Err(relay_error(
+                ErrorKind::Value,
+                format!("unknown operator {other:?}"),
+            ));
+        }
     })
 }
 
@@ -233,7 +325,12 @@ fn unary_op(op: &str) -> PyResult<UnaryOp> {
         "dt.year" => UnaryOp::Year,
         "dt.month" => UnaryOp::Month,
         "dt.day" => UnaryOp::Day,
-        other => return Err(relay_error(ErrorKind::Value, format!("unknown function {other:?}"))),
+        other => {
+            return Err(relay_error(
+                ErrorKind::Value,
+                format!("unknown function {other:?}"),
+            ));
+        }
     })
 }
 
@@ -246,11 +343,17 @@ impl NativeExpr {
 
     #[staticmethod]
     fn lit(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(wrap(Expr::Literal(Literal(values_to_array(py, &[value], "lit()")?))))
+        Ok(wrap(Expr::Literal(Literal(values_to_array(
+            py,
+            &[value],
+            "lit()",
+        )?))))
     }
 
     fn binary(&self, op: &str, right: PyRef<'_, NativeExpr>) -> PyResult<Self> {
-        Ok(wrap(self.expr.clone().binary(binary_op(op)?, right.expr.clone())))
+        Ok(wrap(
+            self.expr.clone().binary(binary_op(op)?, right.expr.clone()),
+        ))
     }
 
     fn unary(&self, op: &str) -> PyResult<Self> {
@@ -262,7 +365,12 @@ impl NativeExpr {
             "starts_with" => StringMatch::StartsWith,
             "ends_with" => StringMatch::EndsWith,
             "contains" => StringMatch::Contains,
-            other => return Err(relay_error(ErrorKind::Value, format!("unknown string match {other:?}"))),
+            other => {
+                return Err(relay_error(
+                    ErrorKind::Value,
+                    format!("unknown string match {other:?}"),
+                ));
+            }
         };
         Ok(wrap(Expr::StringMatch {
             kind,
@@ -298,9 +406,15 @@ impl NativeExpr {
     }
 
     #[staticmethod]
-    fn case(branches: Vec<(PyRef<'_, NativeExpr>, PyRef<'_, NativeExpr>)>, otherwise: PyRef<'_, NativeExpr>) -> Self {
+    fn case(
+        branches: Vec<(PyRef<'_, NativeExpr>, PyRef<'_, NativeExpr>)>,
+        otherwise: PyRef<'_, NativeExpr>,
+    ) -> Self {
         wrap(Expr::Case {
-            branches: branches.into_iter().map(|(w, t)| (w.expr.clone(), t.expr.clone())).collect(),
+            branches: branches
+                .into_iter()
+                .map(|(w, t)| (w.expr.clone(), t.expr.clone()))
+                .collect(),
             otherwise: Box::new(otherwise.expr.clone()),
         })
     }

@@ -33,7 +33,12 @@ struct PythonOwner(#[allow(dead_code)] AssertUnwindSafe<Py<PyAny>>);
 
 /// The value `name` as an attached column. `copied` is the caller's reason when it already
 /// converted the value (a list, a string array); the import adds its own reason when it copies.
-pub fn attached_column(py: Python<'_>, name: String, value: &Bound<'_, PyAny>, copied: Option<String>) -> PyResult<AttachedColumn> {
+pub fn attached_column(
+    py: Python<'_>,
+    name: String,
+    value: &Bound<'_, PyAny>,
+    copied: Option<String>,
+) -> PyResult<AttachedColumn> {
     let (array, own_reason) = import(py, &name, value)?;
     Ok(AttachedColumn {
         name,
@@ -43,7 +48,11 @@ pub fn attached_column(py: Python<'_>, name: String, value: &Bound<'_, PyAny>, c
 }
 
 /// `value` as an Arrow array, and why it had to be copied (None when it is referenced).
-fn import(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<(ArrayRef, Option<String>)> {
+fn import(
+    py: Python<'_>,
+    name: &str,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<(ArrayRef, Option<String>)> {
     if let Ok(array) = value.cast::<PyUntypedArray>() {
         return import_numpy(py, name, array);
     }
@@ -57,7 +66,13 @@ fn import(py: Python<'_>, name: &str, value: &Bound<'_, PyAny>) -> PyResult<(Arr
         let array = py
             .detach(|| arrow::compute::concat(&arrays))
             .map_err(|e| relay_error(ErrorKind::Type, format!("with_column({name:?}): {e}")))?;
-        return Ok((array, Some(format!("the column spans {} record batches, concatenated into one array", chunks.len()))));
+        return Ok((
+            array,
+            Some(format!(
+                "the column spans {} record batches, concatenated into one array",
+                chunks.len()
+            )),
+        ));
     }
     if value.hasattr("__arrow_c_array__")? {
         return Ok((import_arrow(name, value)?, None));
@@ -105,9 +120,18 @@ fn numpy_dtype_str(array: &Bound<'_, PyUntypedArray>) -> PyResult<String> {
 
 /// A NumPy array as an Arrow array: referenced when its memory has the Arrow layout, else
 /// converted once into a contiguous array that is then referenced.
-fn import_numpy(py: Python<'_>, name: &str, array: &Bound<'_, PyUntypedArray>) -> PyResult<(ArrayRef, Option<String>)> {
+fn import_numpy(
+    py: Python<'_>,
+    name: &str,
+    array: &Bound<'_, PyUntypedArray>,
+) -> PyResult<(ArrayRef, Option<String>)> {
     let numpy = py.import("numpy")?;
-    let bad = |message: String| relay_error(ErrorKind::Value, format!("with_column({name:?}): {message}"));
+    let bad = |message: String| {
+        relay_error(
+            ErrorKind::Value,
+            format!("with_column({name:?}): {message}"),
+        )
+    };
     if !matches!(array.ndim(), 1 | 2) {
         return Err(bad(format!(
             "the array has {} dimensions; a column takes a 1-D array, or a 2-D one for fixed_size_list rows",
@@ -143,21 +167,31 @@ fn import_numpy(py: Python<'_>, name: &str, array: &Bound<'_, PyUntypedArray>) -
         copied = Some(format!("{why}: it was copied into a contiguous array"));
         let kwargs = PyDict::new(py);
         kwargs.set_item("dtype", format!("<{code}"))?;
-        array = numpy.call_method("ascontiguousarray", (&array,), Some(&kwargs))?.cast_into::<PyUntypedArray>()?;
+        array = numpy
+            .call_method("ascontiguousarray", (&array,), Some(&kwargs))?
+            .cast_into::<PyUntypedArray>()?;
     }
     let rows = array.shape()[0];
     let width = array.shape().get(1).copied();
     let values = numpy_buffer(&array)?;
     // NaT is a value in NumPy and a null in Arrow (as pyarrow converts it): a validity bitmap
     // is computed, the values stay referenced.
-    let nulls = if matches!(item_type, DataType::Timestamp(..) | DataType::Duration(_)) && width.is_none() {
+    let nulls = if matches!(item_type, DataType::Timestamp(..) | DataType::Duration(_))
+        && width.is_none()
+    {
         let is_nat = numpy.call_method1("isnat", (&array,))?;
         if is_nat.call_method0("any")?.is_truthy()? {
             let valid = numpy.call_method1("logical_not", (&is_nat,))?;
             let kwargs = PyDict::new(py);
             kwargs.set_item("bitorder", "little")?;
-            let packed = numpy.call_method("packbits", (valid,), Some(&kwargs))?.cast_into::<PyUntypedArray>()?;
-            Some(NullBuffer::new(BooleanBuffer::new(numpy_buffer(&packed)?, 0, rows)))
+            let packed = numpy
+                .call_method("packbits", (valid,), Some(&kwargs))?
+                .cast_into::<PyUntypedArray>()?;
+            Some(NullBuffer::new(BooleanBuffer::new(
+                numpy_buffer(&packed)?,
+                0,
+                rows,
+            )))
         } else {
             None
         }
@@ -166,20 +200,43 @@ fn import_numpy(py: Python<'_>, name: &str, array: &Bound<'_, PyUntypedArray>) -
     };
     let invalid = |e: arrow::error::ArrowError| bad(e.to_string());
     let data = match width {
-        None => ArrayData::builder(item_type).len(rows).add_buffer(values).nulls(nulls).build().map_err(invalid)?,
+        None => ArrayData::builder(item_type)
+            .len(rows)
+            .add_buffer(values)
+            .nulls(nulls)
+            .build()
+            .map_err(invalid)?,
         Some(width) => {
-            let items = ArrayData::builder(item_type.clone()).len(rows * width).add_buffer(values).build().map_err(invalid)?;
-            let list_type = DataType::FixedSizeList(Arc::new(Field::new("item", item_type, true)), width as i32);
-            ArrayData::builder(list_type).len(rows).child_data(vec![items]).build().map_err(invalid)?
+            let items = ArrayData::builder(item_type.clone())
+                .len(rows * width)
+                .add_buffer(values)
+                .build()
+                .map_err(invalid)?;
+            let list_type = DataType::FixedSizeList(
+                Arc::new(Field::new("item", item_type, true)),
+                width as i32,
+            );
+            ArrayData::builder(list_type)
+                .len(rows)
+                .child_data(vec![items])
+                .build()
+                .map_err(invalid)?
         }
     };
     Ok((make_array(data), copied))
 }
 
 /// NumPy booleans are bytes and Arrow's are bits: packed into a fresh bitmap.
-fn import_numpy_bool(py: Python<'_>, name: &str, array: &Bound<'_, PyUntypedArray>) -> PyResult<(ArrayRef, Option<String>)> {
+fn import_numpy_bool(
+    py: Python<'_>,
+    name: &str,
+    array: &Bound<'_, PyUntypedArray>,
+) -> PyResult<(ArrayRef, Option<String>)> {
     if array.ndim() != 1 {
-        return Err(relay_error(ErrorKind::Value, format!("with_column({name:?}): a bool column takes a 1-D array")));
+        return Err(relay_error(
+            ErrorKind::Value,
+            format!("with_column({name:?}): a bool column takes a 1-D array"),
+        ));
     }
     let kwargs = PyDict::new(py);
     kwargs.set_item("bitorder", "little")?;
@@ -190,13 +247,22 @@ fn import_numpy_bool(py: Python<'_>, name: &str, array: &Bound<'_, PyUntypedArra
     let rows = array.shape()[0];
     let values = BooleanBuffer::new(numpy_buffer(&packed)?, 0, rows);
     let array: ArrayRef = Arc::new(arrow::array::BooleanArray::new(values, None));
-    Ok((array, Some("NumPy booleans are bytes and Arrow booleans are bits: they were packed into a copy".into())))
+    Ok((
+        array,
+        Some(
+            "NumPy booleans are bytes and Arrow booleans are bits: they were packed into a copy"
+                .into(),
+        ),
+    ))
 }
 
 /// An Arrow buffer over the whole memory of a C-contiguous NumPy array, holding the array.
 fn numpy_buffer(array: &Bound<'_, PyUntypedArray>) -> PyResult<Buffer> {
     if !array.is_c_contiguous() {
-        return Err(relay_error(ErrorKind::Value, "internal: numpy_buffer needs a C-contiguous array"));
+        return Err(relay_error(
+            ErrorKind::Value,
+            "internal: numpy_buffer needs a C-contiguous array",
+        ));
     }
     let item_size = array.dtype().itemsize();
     let len = array.shape().iter().product::<usize>() * item_size;
@@ -207,7 +273,9 @@ fn numpy_buffer(array: &Bound<'_, PyUntypedArray>) -> PyResult<Buffer> {
         // NumPy never hands out null data; an empty buffer is the right answer anyway.
         return Ok(Buffer::from_vec(Vec::<u8>::new()));
     };
-    let owner = Arc::new(PythonOwner(AssertUnwindSafe(array.clone().into_any().unbind())));
+    let owner = Arc::new(PythonOwner(AssertUnwindSafe(
+        array.clone().into_any().unbind(),
+    )));
     // A C-contiguous array's elements are the `len` bytes starting at `data`. NumPy frees or
     // moves an array's data only when the array is deallocated or resized in place, and `owner`
     // holds a reference to the array, which prevents both (`ndarray.resize` refuses to run on an
@@ -222,8 +290,12 @@ fn numpy_buffer(array: &Bound<'_, PyUntypedArray>) -> PyResult<Buffer> {
 fn import_arrow(name: &str, value: &Bound<'_, PyAny>) -> PyResult<ArrayRef> {
     let (schema_capsule, array_capsule): (Bound<'_, PyCapsule>, Bound<'_, PyCapsule>) =
         value.call_method0("__arrow_c_array__")?.extract()?;
-    let schema = schema_capsule.pointer_checked(Some(c"arrow_schema"))?.cast::<FFI_ArrowSchema>();
-    let array = array_capsule.pointer_checked(Some(c"arrow_array"))?.cast::<FFI_ArrowArray>();
+    let schema = schema_capsule
+        .pointer_checked(Some(c"arrow_schema"))?
+        .cast::<FFI_ArrowSchema>();
+    let array = array_capsule
+        .pointer_checked(Some(c"arrow_array"))?
+        .cast::<FFI_ArrowArray>();
     // The capsule names were checked, so the pointers are the producer's `ArrowSchema` and
     // `ArrowArray` structs, alive while we hold the capsules. Taking the array out and leaving a
     // released (empty) one behind is how the PyCapsule interface moves ownership.
@@ -233,7 +305,11 @@ fn import_arrow(name: &str, value: &Bound<'_, PyAny>) -> PyResult<ArrayRef> {
     let schema = unsafe { schema.as_ref() };
     // SAFETY: `array` and `schema` are a consistent pair from one `__arrow_c_array__` call; the
     // producer guarantees its buffers match the schema it describes.
-    let data = unsafe { from_ffi(array, schema) }
-        .map_err(|e| relay_error(ErrorKind::Type, format!("with_column({name:?}): cannot import the Arrow array: {e}")))?;
+    let data = unsafe { from_ffi(array, schema) }.map_err(|e| {
+        relay_error(
+            ErrorKind::Type,
+            format!("with_column({name:?}): cannot import the Arrow array: {e}"),
+        )
+    })?;
     Ok(make_array(data))
 }

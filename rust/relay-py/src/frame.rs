@@ -16,10 +16,13 @@ use relay_exec::gather::{Order, gather_fixed_width};
 use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
 use relay_plan::optimizer::Optimizer;
-use relay_plan::{AggExpr, AggFunc, Expr, Interpolation, JoinType, Keep, LogicalPlan, PlanError, Quantile, SortKey};
+use relay_plan::{
+    AggExpr, AggFunc, Expr, Interpolation, JoinType, Keep, LogicalPlan, PlanError, Quantile,
+    SortKey,
+};
 use relay_storage::{
-    Dataset, DatasetView, DecodedColumn, DecodedFile, DecodedOpener, FileFormat, FragmentSpec, IpcFile, ParquetFile,
-    StorageError, TableView, type_name,
+    Dataset, DatasetView, DecodedColumn, DecodedFile, DecodedOpener, FileFormat, FragmentSpec,
+    IpcFile, ParquetFile, StorageError, TableView, type_name,
 };
 
 use crate::column::{ColumnBase, ColumnSource};
@@ -31,7 +34,9 @@ use crate::external::attached_column;
 pub fn plan_error(error: PlanError) -> PyErr {
     match error {
         PlanError::Type(message) => relay_error(ErrorKind::Type, message),
-        PlanError::ColumnNotFound { .. } => relay_error(ErrorKind::ColumnNotFound, error.to_string()),
+        PlanError::ColumnNotFound { .. } => {
+            relay_error(ErrorKind::ColumnNotFound, error.to_string())
+        }
         PlanError::Invalid(message) => relay_error(ErrorKind::Value, message),
         PlanError::Storage(error) => storage_error(error),
         PlanError::RuleBrokeSchema { .. } => relay_error(ErrorKind::Relay, error.to_string()),
@@ -42,7 +47,9 @@ pub fn exec_error(error: ExecError) -> PyErr {
     match error {
         ExecError::Storage(error) => storage_error(error),
         ExecError::Plan(error) => plan_error(error),
-        ExecError::Arrow(error) => relay_error(ErrorKind::Value, format!("evaluation failed: {error}")),
+        ExecError::Arrow(error) => {
+            relay_error(ErrorKind::Value, format!("evaluation failed: {error}"))
+        }
         error @ ExecError::Evaluation { .. } => relay_error(ErrorKind::Value, error.to_string()),
         ExecError::Batch(message) => relay_error(ErrorKind::Type, message),
     }
@@ -63,8 +70,13 @@ pub fn run_plan(py: Python<'_>, plan: &Arc<LogicalPlan>) -> PyResult<ViewSet> {
     run_plan_profiled(py, plan, &Profile::default())
 }
 
-fn run_plan_profiled(py: Python<'_>, plan: &Arc<LogicalPlan>, profile: &Profile) -> PyResult<ViewSet> {
-    py.detach(|| execute(optimized(plan.clone())?.as_ref(), profile)).map_err(exec_error)
+fn run_plan_profiled(
+    py: Python<'_>,
+    plan: &Arc<LogicalPlan>,
+    profile: &Profile,
+) -> PyResult<ViewSet> {
+    py.detach(|| execute(optimized(plan.clone())?.as_ref(), profile))
+        .map_err(exec_error)
 }
 
 /// `plan` as it runs: optimized, unless a benchmark turned the optimizer off.
@@ -166,7 +178,9 @@ fn values_range(array: &ArrayRef) -> Option<Range<usize>> {
 /// addresses and why it was copied when attached (None when referenced). None when `view` is
 /// not one unselected chunk inside an attached array.
 fn attached_home(plan: &LogicalPlan, view: &ViewSet) -> Option<(Range<usize>, Option<String>)> {
-    let [chunk] = view.chunks.as_slice() else { return None };
+    let [chunk] = view.chunks.as_slice() else {
+        return None;
+    };
     if chunk.selection.is_some() {
         return None;
     }
@@ -211,7 +225,11 @@ pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) ->
     if let Some((_, Some(note))) = attached_home(plan, view) {
         return format!("the array was copied when attached ({note})");
     }
-    let name = view.schema.fields().first().map(|field| field.name().as_str());
+    let name = view
+        .schema
+        .fields()
+        .first()
+        .map(|field| field.name().as_str());
     if let Some(decoded) = decoded_read(plan, name) {
         return decoded;
     }
@@ -226,14 +244,18 @@ pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) ->
         return "a semi or anti join() selected rows: they are gathered into a copy".into();
     }
     if selected {
-        if !plan.contains_filter() && plan_has(plan, &|node| matches!(node, LogicalPlan::Take { .. })) {
+        if !plan.contains_filter()
+            && plan_has(plan, &|node| matches!(node, LogicalPlan::Take { .. }))
+        {
             return "take() or sample() picked rows: they are gathered into a copy".into();
         }
         return reason;
     }
     // A single in-memory chunk whose only obstacle is where it lives: collected data.
     if let [chunk] = view.chunks.as_slice()
-        && plan_has(plan, &|node| matches!(node, LogicalPlan::Memory { origin: None, .. }))
+        && plan_has(plan, &|node| {
+            matches!(node, LogicalPlan::Memory { origin: None, .. })
+        })
     {
         let anywhere = relay_storage::DecodedColumn {
             array: chunk.columns[0].clone(),
@@ -261,13 +283,24 @@ fn decoded_read(plan: &LogicalPlan, name: Option<&str>) -> Option<String> {
                 "a partition column: its value comes from the folder names (key=value), repeated into memory".into(),
             );
         }
-        let formats: Vec<&str> = view.dataset().formats().iter().filter(|f| f.is_decoded()).map(|f| f.title()).collect();
+        let formats: Vec<&str> = view
+            .dataset()
+            .formats()
+            .iter()
+            .filter(|f| f.is_decoded())
+            .map(|f| f.title())
+            .collect();
         if formats.is_empty() {
             return Some("read from several Arrow IPC files: the column is not one mapped file, and exports copy it".into());
         }
-        return Some(format!("decoded from {} into memory (a copy of the file's data)", formats.join(" and ")));
+        return Some(format!(
+            "decoded from {} into memory (a copy of the file's data)",
+            formats.join(" and ")
+        ));
     }
-    plan.inputs().iter().find_map(|input| decoded_read(input, name))
+    plan.inputs()
+        .iter()
+        .find_map(|input| decoded_read(input, name))
 }
 
 /// Options of the decoded formats as `scan()` takes them.
@@ -281,32 +314,37 @@ struct FormatOptions {
 
 /// Opens the decoded files of a dataset with `options`.
 fn decoded_opener(options: FormatOptions) -> DecodedOpener {
-    Arc::new(move |path: &std::path::Path, format: FileFormat, schema: Option<arrow::datatypes::SchemaRef>| -> relay_storage::Result<Arc<dyn DecodedFile>> {
-        let schema = options.schema.clone().or(schema);
-        match format {
-            FileFormat::Parquet => Ok(ParquetFile::open(path)?),
-            FileFormat::Csv => {
-                let mut csv = relay_storage::CsvOptions {
-                    schema,
-                    ..Default::default()
-                };
-                csv.has_header = options.has_header.unwrap_or(csv.has_header);
-                csv.delimiter = options.separator.unwrap_or(csv.delimiter);
-                Ok(relay_storage::TextFile::open_csv(path, &csv)?)
+    Arc::new(
+        move |path: &std::path::Path,
+              format: FileFormat,
+              schema: Option<arrow::datatypes::SchemaRef>|
+              -> relay_storage::Result<Arc<dyn DecodedFile>> {
+            let schema = options.schema.clone().or(schema);
+            match format {
+                FileFormat::Parquet => Ok(ParquetFile::open(path)?),
+                FileFormat::Csv => {
+                    let mut csv = relay_storage::CsvOptions {
+                        schema,
+                        ..Default::default()
+                    };
+                    csv.has_header = options.has_header.unwrap_or(csv.has_header);
+                    csv.delimiter = options.separator.unwrap_or(csv.delimiter);
+                    Ok(relay_storage::TextFile::open_csv(path, &csv)?)
+                }
+                FileFormat::Ndjson => {
+                    let json = relay_storage::JsonOptions {
+                        schema,
+                        ..Default::default()
+                    };
+                    Ok(relay_storage::TextFile::open_ndjson(path, &json)?)
+                }
+                other => Err(StorageError::Unsupported {
+                    path: path.to_owned(),
+                    reason: format!("reading {} files is not available", other.title()),
+                }),
             }
-            FileFormat::Ndjson => {
-                let json = relay_storage::JsonOptions {
-                    schema,
-                    ..Default::default()
-                };
-                Ok(relay_storage::TextFile::open_ndjson(path, &json)?)
-            }
-            other => Err(StorageError::Unsupported {
-                path: path.to_owned(),
-                reason: format!("reading {} files is not available", other.title()),
-            }),
-        }
-    })
+        },
+    )
 }
 
 /// A partition value (the text of `key=value` in a path; None for `__HIVE_DEFAULT_PARTITION__`)
@@ -317,7 +355,10 @@ fn partition_array(name: &str, type_name: &str, value: Option<&str>) -> PyResult
             let parsed = value
                 .map(|text| {
                     text.parse::<i64>().map_err(|_| {
-                        relay_error(ErrorKind::Value, format!("partition column {name:?}: {text:?} is not an integer"))
+                        relay_error(
+                            ErrorKind::Value,
+                            format!("partition column {name:?}: {text:?} is not an integer"),
+                        )
                     })
                 })
                 .transpose()?;
@@ -335,16 +376,39 @@ fn partition_array(name: &str, type_name: &str, value: Option<&str>) -> PyResult
 
 /// One operator of a profile: (operator, rows in, rows out, bytes read, bytes copied, seconds,
 /// record batches read, record batches skipped by their statistics, files read, files skipped).
-type OperatorRow = (String, usize, usize, usize, usize, f64, usize, usize, usize, usize);
+type OperatorRow = (
+    String,
+    usize,
+    usize,
+    usize,
+    usize,
+    f64,
+    usize,
+    usize,
+    usize,
+    usize,
+);
 
 /// The quantile `q` with the named interpolation, or a RelayValueError naming what is wrong.
 fn quantile_of(q: f64, interpolation: &str) -> PyResult<Quantile> {
-    let interpolation = Interpolation::ALL.into_iter().find(|i| i.name() == interpolation).ok_or_else(|| {
-        let names: Vec<&str> = Interpolation::ALL.iter().map(|i| i.name()).collect();
-        relay_error(ErrorKind::Value, format!("quantile(): interpolation must be one of {names:?}, got {interpolation:?}"))
-    })?;
-    Quantile::new(q, interpolation)
-        .ok_or_else(|| relay_error(ErrorKind::Value, format!("quantile(): q must be between 0 and 1, got {q}")))
+    let interpolation = Interpolation::ALL
+        .into_iter()
+        .find(|i| i.name() == interpolation)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Interpolation::ALL.iter().map(|i| i.name()).collect();
+            relay_error(
+                ErrorKind::Value,
+                format!(
+                    "quantile(): interpolation must be one of {names:?}, got {interpolation:?}"
+                ),
+            )
+        })?;
+    Quantile::new(q, interpolation).ok_or_else(|| {
+        relay_error(
+            ErrorKind::Value,
+            format!("quantile(): q must be between 0 and 1, got {q}"),
+        )
+    })
 }
 
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
@@ -382,47 +446,82 @@ impl NativeFrame {
         separator: Option<String>,
     ) -> PyResult<Self> {
         if paths.len() != formats.len() || paths.len() != partition_values.len() {
-            return Err(relay_error(ErrorKind::Value, "read(): paths, formats and partition values differ in length"));
+            return Err(relay_error(
+                ErrorKind::Value,
+                "read(): paths, formats and partition values differ in length",
+            ));
         }
         let separator = match separator {
             None => None,
             Some(text) if text.len() == 1 => Some(text.as_bytes()[0]),
             Some(text) => {
-                return Err(relay_error(ErrorKind::Value, format!("scan(): separator must be one ASCII character, got {text:?}")));
+                return Err(relay_error(
+                    ErrorKind::Value,
+                    format!("scan(): separator must be one ASCII character, got {text:?}"),
+                ));
             }
         };
         let schema = schema
             .map(|columns| {
                 let fields = columns
                     .into_iter()
-                    .map(|(name, dtype)| Ok(arrow::datatypes::Field::new(name, parse_dtype(&dtype)?, true)))
+                    .map(|(name, dtype)| {
+                        Ok(arrow::datatypes::Field::new(
+                            name,
+                            parse_dtype(&dtype)?,
+                            true,
+                        ))
+                    })
                     .collect::<PyResult<Vec<_>>>()?;
                 Ok::<_, PyErr>(Arc::new(arrow::datatypes::Schema::new(fields)))
             })
             .transpose()?;
         let mut specs = Vec::with_capacity(paths.len());
         for ((path, format), values) in paths.into_iter().zip(&formats).zip(&partition_values) {
-            let format = FileFormat::parse(format)
-                .ok_or_else(|| relay_error(ErrorKind::Value, format!("scan(): unknown format {format:?}")))?;
+            let format = FileFormat::parse(format).ok_or_else(|| {
+                relay_error(
+                    ErrorKind::Value,
+                    format!("scan(): unknown format {format:?}"),
+                )
+            })?;
             if values.len() != partitions.len() {
-                return Err(relay_error(ErrorKind::Value, format!("{}: needs one value per partition column", path.display())));
+                return Err(relay_error(
+                    ErrorKind::Value,
+                    format!("{}: needs one value per partition column", path.display()),
+                ));
             }
             let partition_values = partitions
                 .iter()
                 .zip(values)
-                .map(|((name, type_name), value)| partition_array(name, type_name, value.as_deref()))
+                .map(|((name, type_name), value)| {
+                    partition_array(name, type_name, value.as_deref())
+                })
                 .collect::<PyResult<Vec<_>>>()?;
-            specs.push(FragmentSpec { path, format, partition_values });
+            specs.push(FragmentSpec {
+                path,
+                format,
+                partition_values,
+            });
         }
         let fields = partitions
             .iter()
             .map(|(name, type_name)| {
-                let data_type = if type_name == "int64" { DataType::Int64 } else { DataType::Utf8 };
+                let data_type = if type_name == "int64" {
+                    DataType::Int64
+                } else {
+                    DataType::Utf8
+                };
                 arrow::datatypes::Field::new(name, data_type, true)
             })
             .collect();
-        let opener = decoded_opener(FormatOptions { schema, has_header, separator });
-        let dataset = py.detach(|| Dataset::new(description.clone(), specs, fields, opener)).into_py_result()?;
+        let opener = decoded_opener(FormatOptions {
+            schema,
+            has_header,
+            separator,
+        });
+        let dataset = py
+            .detach(|| Dataset::new(description.clone(), specs, fields, opener))
+            .into_py_result()?;
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::read(DatasetView::new(dataset))),
             origin: FrameOrigin::Dataset(description.into()),
@@ -433,8 +532,12 @@ impl NativeFrame {
     /// names the call that made the frame (`from_numpy`, ...).
     #[staticmethod]
     fn memory(num_rows: u64, origin: &str) -> PyResult<Self> {
-        let rows = usize::try_from(num_rows)
-            .map_err(|_| relay_error(ErrorKind::Value, format!("{origin}: {num_rows} rows do not fit in memory")))?;
+        let rows = usize::try_from(num_rows).map_err(|_| {
+            relay_error(
+                ErrorKind::Value,
+                format!("{origin}: {num_rows} rows do not fit in memory"),
+            )
+        })?;
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::memory_rows(rows, origin).map_err(plan_error)?),
             origin: FrameOrigin::Memory(origin.into()),
@@ -469,7 +572,12 @@ impl NativeFrame {
 
     #[getter]
     fn columns(&self) -> PyResult<Vec<String>> {
-        Ok(self.schema_ref()?.fields().iter().map(|f| f.name().clone()).collect())
+        Ok(self
+            .schema_ref()?
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect())
     }
 
     /// Rows: from the footer when no filter is involved, else by running the filters.
@@ -492,18 +600,27 @@ impl NativeFrame {
                 })
                 .collect();
             if let Some(names) = names {
-                return Ok(self.with_plan(LogicalPlan::scan(table.select(&names).into_py_result()?)));
+                return Ok(
+                    self.with_plan(LogicalPlan::scan(table.select(&names).into_py_result()?))
+                );
             }
         }
         Ok(self.with_plan(self.plan.project(exprs).map_err(plan_error)?))
     }
 
     fn filter(&self, predicate: PyRef<'_, NativeExpr>) -> PyResult<Self> {
-        Ok(self.with_plan(self.plan.filter(predicate.expr.clone()).map_err(plan_error)?))
+        Ok(self.with_plan(
+            self.plan
+                .filter(predicate.expr.clone())
+                .map_err(plan_error)?,
+        ))
     }
 
     fn with_columns(&self, columns: Vec<(String, PyRef<'_, NativeExpr>)>) -> PyResult<Self> {
-        let columns = columns.into_iter().map(|(name, e)| (name, e.expr.clone())).collect();
+        let columns = columns
+            .into_iter()
+            .map(|(name, e)| (name, e.expr.clone()))
+            .collect();
         Ok(self.with_plan(self.plan.with_columns(columns).map_err(plan_error)?))
     }
 
@@ -522,14 +639,20 @@ impl NativeFrame {
     /// `n` rows drawn from `seed`, ascending: distinct ones, or with repeats when `replace`.
     fn sample(&self, py: Python<'_>, n: u64, seed: u64, replace: bool) -> PyResult<Self> {
         let num_rows = self.num_rows(py)?;
-        let plan = py.detach(|| self.plan.sample(n, seed, replace, num_rows)).map_err(plan_error)?;
+        let plan = py
+            .detach(|| self.plan.sample(n, seed, replace, num_rows))
+            .map_err(plan_error)?;
         Ok(self.with_plan(plan))
     }
 
     /// The rows ordered by `keys` `[(expr, descending, nulls_last)]`, stably; the first `k`
     /// only (a top-k, no full sort) when `k` is given.
     #[pyo3(signature = (keys, k=None))]
-    fn sort(&self, keys: Vec<(PyRef<'_, NativeExpr>, bool, bool)>, k: Option<u64>) -> PyResult<Self> {
+    fn sort(
+        &self,
+        keys: Vec<(PyRef<'_, NativeExpr>, bool, bool)>,
+        k: Option<u64>,
+    ) -> PyResult<Self> {
         let keys = keys
             .into_iter()
             .map(|(expr, descending, nulls_last)| SortKey {
@@ -556,7 +679,9 @@ impl NativeFrame {
             other => {
                 return Err(relay_error(
                     ErrorKind::Value,
-                    format!("unique(): keep must be \"first\", \"last\", \"any\" or \"none\", got {other:?}"),
+                    format!(
+                        "unique(): keep must be \"first\", \"last\", \"any\" or \"none\", got {other:?}"
+                    ),
                 ));
             }
         };
@@ -569,16 +694,27 @@ impl NativeFrame {
     fn aggregate(
         &self,
         keys: Vec<PyRef<'_, NativeExpr>>,
-        aggs: Vec<(String, PyRef<'_, NativeExpr>, Option<String>, Option<(f64, String)>)>,
+        aggs: Vec<(
+            String,
+            PyRef<'_, NativeExpr>,
+            Option<String>,
+            Option<(f64, String)>,
+        )>,
     ) -> PyResult<Self> {
         let keys = exprs_of(keys);
         let aggs = aggs
             .into_iter()
             .map(|(func, input, name, quantile)| {
                 let func = match (func.as_str(), quantile) {
-                    ("quantile", Some((q, interpolation))) => AggFunc::Quantile(quantile_of(q, &interpolation)?),
-                    _ => AggFunc::parse(&func)
-                        .ok_or_else(|| relay_error(ErrorKind::Value, format!("agg(): unknown aggregation {func:?}")))?,
+                    ("quantile", Some((q, interpolation))) => {
+                        AggFunc::Quantile(quantile_of(q, &interpolation)?)
+                    }
+                    _ => AggFunc::parse(&func).ok_or_else(|| {
+                        relay_error(
+                            ErrorKind::Value,
+                            format!("agg(): unknown aggregation {func:?}"),
+                        )
+                    })?,
                 };
                 let agg = AggExpr::new(func, input.expr.clone());
                 Ok(match name {
@@ -607,7 +743,16 @@ impl NativeFrame {
                 format!("join(): how must be \"inner\", \"left\", \"right\", \"full\", \"semi\" or \"anti\", got {how:?}"),
             )
         })?;
-        let plan = self.plan.join(&other.plan, exprs_of(left_on), exprs_of(right_on), how, suffix).map_err(plan_error)?;
+        let plan = self
+            .plan
+            .join(
+                &other.plan,
+                exprs_of(left_on),
+                exprs_of(right_on),
+                how,
+                suffix,
+            )
+            .map_err(plan_error)?;
         Ok(self.with_plan(plan))
     }
 
@@ -617,13 +762,19 @@ impl NativeFrame {
     #[staticmethod]
     fn concat(py: Python<'_>, frames: Vec<PyRef<'_, NativeFrame>>) -> PyResult<Self> {
         let Some(first) = frames.first() else {
-            return Err(relay_error(ErrorKind::Value, "concat() needs at least one frame"));
+            return Err(relay_error(
+                ErrorKind::Value,
+                "concat() needs at least one frame",
+            ));
         };
         let schema = first.schema_ref()?;
         for (position, frame) in frames.iter().enumerate().skip(1) {
             let other = frame.schema_ref()?;
             if let Some(problem) = schema_mismatch(&schema, &other) {
-                return Err(relay_error(ErrorKind::Type, format!("concat(): frame {position} does not match frame 0: {problem}")));
+                return Err(relay_error(
+                    ErrorKind::Type,
+                    format!("concat(): frame {position} does not match frame 0: {problem}"),
+                ));
             }
         }
         let mut batches = Vec::new();
@@ -665,7 +816,11 @@ impl NativeFrame {
     /// External arrays `[(name, array, why the caller copied it)]` as columns: referenced where
     /// their memory has the Arrow layout. A frame whose rows are not its file's or memory's in
     /// order (filtered, taken, computed) is collected first.
-    fn attach(&self, py: Python<'_>, columns: Vec<(String, Bound<'_, PyAny>, Option<String>)>) -> PyResult<Self> {
+    fn attach(
+        &self,
+        py: Python<'_>,
+        columns: Vec<(String, Bound<'_, PyAny>, Option<String>)>,
+    ) -> PyResult<Self> {
         let base = if self.plan.is_row_aligned() {
             self.plan.clone()
         } else {
@@ -687,12 +842,19 @@ impl NativeFrame {
             }
             ColumnSource::File(view) => match self.plain_scan() {
                 // The same file over the same rows: the first decoded chunks are the same bytes.
-                Some(table) if Arc::ptr_eq(table.file(), view.file()) && table.num_rows() == view.len() => {
+                Some(table)
+                    if Arc::ptr_eq(table.file(), view.file()) && table.num_rows() == view.len() =>
+                {
                     match table.column(view.name()) {
                         Ok(own) => {
-                            let (own, other) = (own.chunks().into_py_result()?, view.chunks().into_py_result()?);
+                            let (own, other) = (
+                                own.chunks().into_py_result()?,
+                                view.chunks().into_py_result()?,
+                            );
                             own.len() == other.len()
-                                && own.first().zip(other.first()).is_some_and(|(a, b)| a.array.to_data().ptr_eq(&b.array.to_data()))
+                                && own.first().zip(other.first()).is_some_and(|(a, b)| {
+                                    a.array.to_data().ptr_eq(&b.array.to_data())
+                                })
                         }
                         Err(_) => false,
                     }
@@ -714,7 +876,10 @@ impl NativeFrame {
             || plan_has(&self.plan, &|node| {
                 matches!(
                     node,
-                    LogicalPlan::Sort { .. } | LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } | LogicalPlan::Join { .. }
+                    LogicalPlan::Sort { .. }
+                        | LogicalPlan::Distinct { .. }
+                        | LogicalPlan::Aggregate { .. }
+                        | LogicalPlan::Join { .. }
                 )
             })
     }
@@ -731,11 +896,19 @@ impl NativeFrame {
             Err(_) => {
                 return Err(plan_error(PlanError::ColumnNotFound {
                     name: name.to_owned(),
-                    available: schema.fields().iter().map(|f| format!("{:?}", f.name())).collect::<Vec<_>>().join(", "),
+                    available: schema
+                        .fields()
+                        .iter()
+                        .map(|f| format!("{:?}", f.name()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                 }));
             }
         };
-        let plan = self.plan.project(vec![Expr::col(name)]).map_err(plan_error)?;
+        let plan = self
+            .plan
+            .project(vec![Expr::col(name)])
+            .map_err(plan_error)?;
         Ok(ColumnBase {
             source: ColumnSource::Plan {
                 plan: Arc::new(plan),
@@ -751,18 +924,32 @@ impl NativeFrame {
         let order = match order {
             "C" => Order::C,
             "F" => Order::F,
-            other => return Err(relay_error(ErrorKind::Value, format!("order must be \"C\" or \"F\", got {other:?}"))),
+            other => {
+                return Err(relay_error(
+                    ErrorKind::Value,
+                    format!("order must be \"C\" or \"F\", got {other:?}"),
+                ));
+            }
         };
         let view = run_plan(py, &self.plan)?;
         let indices: Vec<usize> = (0..view.schema.fields().len()).collect();
         let dense = py
             .detach(|| gather_fixed_width(&view, &indices, order))
-            .map_err(|reason| relay_error(ErrorKind::Type, format!("{}: {reason}", self.origin.describe())))?;
+            .map_err(|reason| {
+                relay_error(
+                    ErrorKind::Type,
+                    format!("{}: {reason}", self.origin.describe()),
+                )
+            })?;
         match dense {
             None => Ok(None),
             Some(dense) => {
                 let array = export::numpy::dense_to_numpy(py, dense)?;
-                Ok(Some(if order == Order::F && indices.len() > 1 { array.getattr("T")? } else { array }))
+                Ok(Some(if order == Order::F && indices.len() > 1 {
+                    array.getattr("T")?
+                } else {
+                    array
+                }))
             }
         }
     }
@@ -782,15 +969,27 @@ impl NativeFrame {
         out.push_str(&indent(&optimized.display_indent()));
         if !trace.is_empty() {
             let rules: Vec<&str> = trace.iter().map(|(rule, _)| *rule).collect();
-            out.push_str(&format!("  (rules that changed it: {})\n", rules.join(", ")));
+            out.push_str(&format!(
+                "  (rules that changed it: {})\n",
+                rules.join(", ")
+            ));
         }
         out.push_str("columns:\n");
         let schema = self.schema_ref()?;
         let filtered = self.plan.contains_filter();
         for field in schema.fields() {
             let origin = py.detach(|| column_origin(&optimized, field.name(), &mut Vec::new()));
-            let verdict = verdict_of(origin, field.data_type(), filtered, &self.origin.mapped_range());
-            out.push_str(&format!("  {} ({}): {verdict}\n", field.name(), type_name(field.data_type())));
+            let verdict = verdict_of(
+                origin,
+                field.data_type(),
+                filtered,
+                &self.origin.mapped_range(),
+            );
+            out.push_str(&format!(
+                "  {} ({}): {verdict}\n",
+                field.name(),
+                type_name(field.data_type())
+            ));
         }
         Ok(out)
     }
@@ -828,14 +1027,17 @@ impl NativeFrame {
 
     /// The frame as a stream of record batches; a plain scan's batches share the mapping.
     #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_stream__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyCapsule>> {
+    fn __arrow_c_stream__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema; // the spec lets producers ignore it; the data keeps its types
         let view = run_plan(py, &self.plan)?;
         let batches = py.detach(|| view.record_batches()).map_err(exec_error)?;
         export::arrow::stream_capsule(py, view.schema.clone(), batches, &self.origin.describe())
     }
 }
-
 
 // -- explain: view or copy, from the plan ------------------------------------------------------
 
@@ -845,10 +1047,16 @@ enum Origin {
     Selected,
     /// Arrays that already exist (a file's decoded batches, collected memory), after the
     /// slices and reinterpretations above them.
-    Arrays { chunks: Vec<DecodedColumn>, in_memory: bool },
+    Arrays {
+        chunks: Vec<DecodedColumn>,
+        in_memory: bool,
+    },
     /// An array attached (by `with_column`, `from_numpy`, ...), after the slices above it, and
     /// why it was copied when attached.
-    Attached { array: Vec<DecodedColumn>, copied: Option<String> },
+    Attached {
+        array: Vec<DecodedColumn>,
+        copied: Option<String>,
+    },
     /// An expression evaluated over the rows.
     Computed,
     /// Rows produced by a relational operator (sort, unique, group_by): the verdict says how.
@@ -861,12 +1069,26 @@ enum Origin {
 
 /// How `other`'s columns differ from `schema`'s, naming the first column that differs; None
 /// when they have the same names and types in the same order.
-fn schema_mismatch(schema: &arrow::datatypes::Schema, other: &arrow::datatypes::Schema) -> Option<String> {
+fn schema_mismatch(
+    schema: &arrow::datatypes::Schema,
+    other: &arrow::datatypes::Schema,
+) -> Option<String> {
     for (position, field) in schema.fields().iter().enumerate() {
         match other.fields().get(position) {
-            None => return Some(format!("it has no column {:?} ({} columns, not {})", field.name(), other.fields().len(), schema.fields().len())),
+            None => {
+                return Some(format!(
+                    "it has no column {:?} ({} columns, not {})",
+                    field.name(),
+                    other.fields().len(),
+                    schema.fields().len()
+                ));
+            }
             Some(theirs) if theirs.name() != field.name() => {
-                return Some(format!("it has column {:?} where frame 0 has {:?}", theirs.name(), field.name()));
+                return Some(format!(
+                    "it has column {:?} where frame 0 has {:?}",
+                    theirs.name(),
+                    field.name()
+                ));
             }
             Some(theirs) if theirs.data_type() != field.data_type() => {
                 return Some(format!(
@@ -888,7 +1110,10 @@ fn schema_mismatch(schema: &arrow::datatypes::Schema, other: &arrow::datatypes::
 /// Rows `offset .. offset + length` of `chunks` taken together, as the executor slices them:
 /// chunks wholly before or after are dropped.
 fn slice_chunks(chunks: Vec<DecodedColumn>, offset: u64, length: u64) -> Vec<DecodedColumn> {
-    let (mut skip, mut remaining) = (offset as usize, usize::try_from(length).unwrap_or(usize::MAX));
+    let (mut skip, mut remaining) = (
+        offset as usize,
+        usize::try_from(length).unwrap_or(usize::MAX),
+    );
     let mut out = Vec::new();
     for chunk in chunks {
         let n = chunk.array.len();
@@ -917,29 +1142,45 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
         slices
             .iter()
             .rev()
-            .fold(chunks, |chunks, &(offset, length)| slice_chunks(chunks, offset, length))
+            .fold(chunks, |chunks, &(offset, length)| {
+                slice_chunks(chunks, offset, length)
+            })
     };
     match plan {
         LogicalPlan::Scan { filters, .. } if !filters.is_empty() => Origin::Selected,
         LogicalPlan::Filter { .. } | LogicalPlan::Take { .. } => {
             decoded_read(plan, Some(name)).map_or(Origin::Selected, Origin::Decoded)
         }
-        LogicalPlan::Read { .. } => Origin::Decoded(decoded_read(plan, Some(name)).unwrap_or_default()),
-        LogicalPlan::Sort { .. } => Origin::Produced("sort() reordered the rows: they are gathered into a copy"),
-        LogicalPlan::Distinct { .. } => Origin::Produced("unique() selected rows: they are gathered into a copy"),
-        LogicalPlan::Aggregate { .. } => Origin::Produced("group_by().agg() computed the column into new memory"),
+        LogicalPlan::Read { .. } => {
+            Origin::Decoded(decoded_read(plan, Some(name)).unwrap_or_default())
+        }
+        LogicalPlan::Sort { .. } => {
+            Origin::Produced("sort() reordered the rows: they are gathered into a copy")
+        }
+        LogicalPlan::Distinct { .. } => {
+            Origin::Produced("unique() selected rows: they are gathered into a copy")
+        }
+        LogicalPlan::Aggregate { .. } => {
+            Origin::Produced("group_by().agg() computed the column into new memory")
+        }
         LogicalPlan::Join { how, .. } if how.filters_left() => {
             Origin::Produced("a semi or anti join() selected rows: they are gathered into a copy")
         }
-        LogicalPlan::Join { .. } => Origin::Produced("join() gathered the matched rows into new memory"),
-        LogicalPlan::Scan { table, .. } => match table.column(name).and_then(|column| column.chunks()) {
-            Ok(chunks) => Origin::Arrays {
-                chunks: sliced(chunks, slices),
-                in_memory: false,
-            },
-            Err(error) => Origin::Unreadable(error.to_string()),
-        },
-        LogicalPlan::Memory { schema, batches, .. } => match schema.index_of(name) {
+        LogicalPlan::Join { .. } => {
+            Origin::Produced("join() gathered the matched rows into new memory")
+        }
+        LogicalPlan::Scan { table, .. } => {
+            match table.column(name).and_then(|column| column.chunks()) {
+                Ok(chunks) => Origin::Arrays {
+                    chunks: sliced(chunks, slices),
+                    in_memory: false,
+                },
+                Err(error) => Origin::Unreadable(error.to_string()),
+            }
+        }
+        LogicalPlan::Memory {
+            schema, batches, ..
+        } => match schema.index_of(name) {
             Ok(index) => {
                 let chunks = batches
                     .iter()
@@ -968,7 +1209,11 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
                 _ => Origin::Computed,
             }
         }
-        LogicalPlan::Slice { input, offset, length } => {
+        LogicalPlan::Slice {
+            input,
+            offset,
+            length,
+        } => {
             slices.push((*offset, *length));
             column_origin(input, name, slices)
         }
@@ -993,40 +1238,62 @@ fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -
                 (origin, _) => origin,
             }
         }
-        LogicalPlan::AttachColumns { input, columns } => match columns.iter().find(|column| column.name == name) {
-            Some(column) => {
-                let array = DecodedColumn {
-                    array: column.array.clone(),
-                    copy_reason: None,
-                };
-                Origin::Attached {
-                    array: sliced(vec![array], slices),
-                    copied: column.copied.clone(),
+        LogicalPlan::AttachColumns { input, columns } => {
+            match columns.iter().find(|column| column.name == name) {
+                Some(column) => {
+                    let array = DecodedColumn {
+                        array: column.array.clone(),
+                        copy_reason: None,
+                    };
+                    Origin::Attached {
+                        array: sliced(vec![array], slices),
+                        copied: column.copied.clone(),
+                    }
                 }
+                None => column_origin(input, name, slices),
             }
-            None => column_origin(input, name, slices),
-        },
+        }
     }
 }
 
 /// The verdict `explain()` prints for a column from `origin`: "view of ..." or "copy: why".
 /// The reasons are those `Column.copy_reason` gives after running the plan. `filtered`: the
 /// frame's plan has a filter (a selection then comes from it, else from a take or sample).
-fn verdict_of(origin: Origin, data_type: &DataType, filtered: bool, mapped: &Range<usize>) -> String {
+fn verdict_of(
+    origin: Origin,
+    data_type: &DataType,
+    filtered: bool,
+    mapped: &Range<usize>,
+) -> String {
     match origin {
-        Origin::Selected if filtered => "copy: a filter selected rows: they are gathered into a copy".into(),
-        Origin::Selected => "copy: take() or sample() picked rows: they are gathered into a copy".into(),
+        Origin::Selected if filtered => {
+            "copy: a filter selected rows: they are gathered into a copy".into()
+        }
+        Origin::Selected => {
+            "copy: take() or sample() picked rows: they are gathered into a copy".into()
+        }
         Origin::Computed => "copy: computed by an expression, evaluated into new memory".into(),
         Origin::Produced(how) => format!("copy: {how}"),
         Origin::Decoded(how) => format!("copy: {how}"),
-        Origin::Attached { copied: Some(note), .. } => format!("copy: the array was copied when attached ({note})"),
+        Origin::Attached {
+            copied: Some(note), ..
+        } => format!("copy: the array was copied when attached ({note})"),
         // Referenced: a view unless its layout has no NumPy form (nulls, bits, strings, ...).
-        Origin::Attached { array, copied: None } => match array.first().map(|_| relay_exec::zero_copy_blocker(&array, &(0..usize::MAX))) {
+        Origin::Attached {
+            array,
+            copied: None,
+        } => match array
+            .first()
+            .map(|_| relay_exec::zero_copy_blocker(&array, &(0..usize::MAX)))
+        {
             Some(Some(reason)) => format!("copy: {reason}"),
             _ => "view of the array attached (referenced, not copied)".into(),
         },
         Origin::Unreadable(error) => format!("copy: the column cannot be read as it is ({error})"),
-        Origin::Arrays { mut chunks, in_memory } => {
+        Origin::Arrays {
+            mut chunks,
+            in_memory,
+        } => {
             if chunks.is_empty() {
                 chunks.push(DecodedColumn {
                     array: arrow::array::new_empty_array(data_type),

@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
+use arrow::array::RecordBatchReader;
 use arrow::array::{Array, ArrayRef, RecordBatch, StructArray, make_array, new_empty_array};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
-use arrow::array::RecordBatchReader;
 use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyCapsuleMethods, PyTuple};
@@ -41,9 +41,18 @@ impl ImportedArray {
     }
 
     #[pyo3(signature = (requested_schema=None))]
-    fn __arrow_c_array__<'py>(&self, py: Python<'py>, requested_schema: Option<Bound<'py, PyAny>>) -> PyResult<Bound<'py, PyTuple>> {
+    fn __arrow_c_array__<'py>(
+        &self,
+        py: Python<'py>,
+        requested_schema: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
         let _ = requested_schema; // the spec lets producers ignore it
-        export::arrow::array_capsules(py, &self.field, self.array.as_ref(), &format!("column {:?}", self.field.name()))
+        export::arrow::array_capsules(
+            py,
+            &self.field,
+            self.array.as_ref(),
+            &format!("column {:?}", self.field.name()),
+        )
     }
 
     /// `(pyarrow.array, (the array as pyarrow,))`: pickles the values, not the memory.
@@ -55,7 +64,11 @@ impl ImportedArray {
     }
 
     fn __repr__(&self) -> String {
-        format!("<relay_ml imported Arrow array {:?}: {} values>", self.field.name(), self.array.len())
+        format!(
+            "<relay_ml imported Arrow array {:?}: {} values>",
+            self.field.name(),
+            self.array.len()
+        )
     }
 }
 
@@ -65,7 +78,10 @@ impl ImportedArray {
 /// Polars DataFrame, a DuckDB result) or `__arrow_c_array__` of a struct array (a record batch).
 #[pyfunction]
 #[allow(clippy::type_complexity)]
-pub fn _import_arrow(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<(Vec<ImportedArray>, u64, Vec<Option<String>>)> {
+pub fn _import_arrow(
+    py: Python<'_>,
+    value: &Bound<'_, PyAny>,
+) -> PyResult<(Vec<ImportedArray>, u64, Vec<Option<String>>)> {
     let (schema, chunks) = if value.hasattr("__arrow_c_stream__")? {
         import_stream(value)?
     } else if value.hasattr("__arrow_c_array__")? {
@@ -84,15 +100,27 @@ pub fn _import_arrow(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<(Vec<
     let mut columns = Vec::with_capacity(schema.fields().len());
     let mut notes = Vec::with_capacity(schema.fields().len());
     for (index, field) in schema.fields().iter().enumerate() {
-        let parts: Vec<&dyn Array> = chunks.iter().map(|batch| batch.column(index).as_ref()).collect();
+        let parts: Vec<&dyn Array> = chunks
+            .iter()
+            .map(|batch| batch.column(index).as_ref())
+            .collect();
         let (array, note) = match parts.as_slice() {
             [] => (new_empty_array(field.data_type()), None),
             [one] => (make_array(one.to_data()), None),
             many => {
-                let joined = py
-                    .detach(|| arrow::compute::concat(many))
-                    .map_err(|e| relay_error(ErrorKind::Type, format!("from_arrow(): column {:?}: {e}", field.name())))?;
-                (joined, Some(format!("the data came in {} chunks, concatenated into one array", many.len())))
+                let joined = py.detach(|| arrow::compute::concat(many)).map_err(|e| {
+                    relay_error(
+                        ErrorKind::Type,
+                        format!("from_arrow(): column {:?}: {e}", field.name()),
+                    )
+                })?;
+                (
+                    joined,
+                    Some(format!(
+                        "the data came in {} chunks, concatenated into one array",
+                        many.len()
+                    )),
+                )
             }
         };
         columns.push(ImportedArray {
@@ -105,14 +133,21 @@ pub fn _import_arrow(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<(Vec<
 }
 
 fn import_failure(error: impl std::fmt::Display) -> PyErr {
-    relay_error(ErrorKind::Type, format!("from_arrow(): cannot import the Arrow data: {error}"))
+    relay_error(
+        ErrorKind::Type,
+        format!("from_arrow(): cannot import the Arrow data: {error}"),
+    )
 }
 
 /// All record batches of `value.__arrow_c_stream__()`, read with the GIL held (a producer
 /// written in Python needs it to make each batch).
 fn import_stream(value: &Bound<'_, PyAny>) -> PyResult<(Arc<Schema>, Vec<RecordBatch>)> {
-    let capsule = value.call_method0("__arrow_c_stream__")?.cast_into::<PyCapsule>()?;
-    let pointer = capsule.pointer_checked(Some(c"arrow_array_stream"))?.cast::<FFI_ArrowArrayStream>();
+    let capsule = value
+        .call_method0("__arrow_c_stream__")?
+        .cast_into::<PyCapsule>()?;
+    let pointer = capsule
+        .pointer_checked(Some(c"arrow_array_stream"))?
+        .cast::<FFI_ArrowArrayStream>();
     // The capsule name was checked, so the pointer is the producer's live `ArrowArrayStream`.
     // Moving the stream out and leaving a released (empty) one behind is how the PyCapsule
     // interface hands over ownership.
@@ -120,7 +155,9 @@ fn import_stream(value: &Bound<'_, PyAny>) -> PyResult<(Arc<Schema>, Vec<RecordB
     let stream = unsafe { std::ptr::replace(pointer.as_ptr(), FFI_ArrowArrayStream::empty()) };
     let reader = RecordBatchStreamReader::try_new(stream).map_err(import_failure)?;
     let schema = reader.schema();
-    let batches = reader.collect::<Result<Vec<_>, _>>().map_err(import_failure)?;
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(import_failure)?;
     Ok((schema, batches))
 }
 
@@ -129,8 +166,12 @@ fn import_stream(value: &Bound<'_, PyAny>) -> PyResult<(Arc<Schema>, Vec<RecordB
 fn import_struct_array(value: &Bound<'_, PyAny>) -> PyResult<(Arc<Schema>, Vec<RecordBatch>)> {
     let (schema_capsule, array_capsule): (Bound<'_, PyCapsule>, Bound<'_, PyCapsule>) =
         value.call_method0("__arrow_c_array__")?.extract()?;
-    let schema = schema_capsule.pointer_checked(Some(c"arrow_schema"))?.cast::<FFI_ArrowSchema>();
-    let array = array_capsule.pointer_checked(Some(c"arrow_array"))?.cast::<FFI_ArrowArray>();
+    let schema = schema_capsule
+        .pointer_checked(Some(c"arrow_schema"))?
+        .cast::<FFI_ArrowSchema>();
+    let array = array_capsule
+        .pointer_checked(Some(c"arrow_array"))?
+        .cast::<FFI_ArrowArray>();
     // The capsule names were checked, so the pointers are the producer's `ArrowSchema` and
     // `ArrowArray`, alive while we hold the capsules; moving the array out leaves a released one.
     // SAFETY: valid, live pointers; the capsule's destructor then sees a released array.
@@ -151,12 +192,22 @@ fn import_struct_array(value: &Bound<'_, PyAny>) -> PyResult<(Arc<Schema>, Vec<R
             ),
         ));
     };
-    let structs = array.as_any().downcast_ref::<StructArray>().ok_or_else(|| import_failure("not a struct array"))?;
+    let structs = array
+        .as_any()
+        .downcast_ref::<StructArray>()
+        .ok_or_else(|| import_failure("not a struct array"))?;
     if structs.null_count() > 0 {
-        return Err(import_failure("a record batch cannot have null rows (the struct array has nulls)"));
+        return Err(import_failure(
+            "a record batch cannot have null rows (the struct array has nulls)",
+        ));
     }
     let batch = RecordBatch::from(structs.clone());
-    let fields: Vec<Field> = batch.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     Ok((Arc::new(Schema::new(fields)), vec![batch]))
 }
 

@@ -13,15 +13,26 @@ use relay_storage::type_name;
 
 /// The largest power of two (up to 64) that divides the file offset of every buffer of `data`
 /// that lies in the mapping; None when no buffer does.
-fn buffer_alignment(data: &ArrayData, mapped: &std::ops::Range<usize>, alignment: &mut Option<usize>) {
-    let buffers = data.buffers().iter().chain(data.nulls().map(|n| n.buffer()));
+fn buffer_alignment(
+    data: &ArrayData,
+    mapped: &std::ops::Range<usize>,
+    alignment: &mut Option<usize>,
+) {
+    let buffers = data
+        .buffers()
+        .iter()
+        .chain(data.nulls().map(|n| n.buffer()));
     for buffer in buffers {
         let address = buffer.as_ptr() as usize;
         if buffer.is_empty() || !mapped.contains(&address) {
             continue;
         }
         let offset = address - mapped.start;
-        let this = if offset == 0 { 64 } else { (1usize << offset.trailing_zeros()).min(64) };
+        let this = if offset == 0 {
+            64
+        } else {
+            (1usize << offset.trailing_zeros()).min(64)
+        };
         *alignment = Some(alignment.map_or(this, |a| a.min(this)));
     }
     for child in data.child_data() {
@@ -42,8 +53,14 @@ pub fn inspect_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, 
         let batch = PyDict::new(py);
         batch.set_item("rows", info.num_rows)?;
         batch.set_item("offset", info.block.offset())?;
-        batch.set_item("bytes", info.block.metaDataLength() as i64 + info.block.bodyLength())?;
-        batch.set_item("compression", info.compression.map(relay_storage::codec_name))?;
+        batch.set_item(
+            "bytes",
+            info.block.metaDataLength() as i64 + info.block.bodyLength(),
+        )?;
+        batch.set_item(
+            "compression",
+            info.compression.map(relay_storage::codec_name),
+        )?;
         batches.append(batch)?;
     }
     report.set_item("batches", batches)?;

@@ -5,12 +5,17 @@
 use std::sync::{Arc, Mutex};
 
 use numpy::npyffi::flags::NPY_ARRAY_WRITEABLE;
-use numpy::{PyArray1, PyArrayDescr, PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArrayDescr, PyArrayDescrMethods, PyReadonlyArray1, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
 use pyo3::prelude::*;
 use relay_exec::DenseDtype;
 use relay_exec::batches::ColumnShape;
 use relay_exec::execute::ExecError;
-use relay_exec::feed::{BatchPlan, BatchStream, Output, OutputMemory, RaggedDense, StreamSpec, outputs_of};
+use relay_exec::feed::{
+    BatchPlan, BatchStream, Output, OutputMemory, RaggedDense, StreamSpec, outputs_of,
+};
 use relay_exec::order::{Shuffle, epoch_order};
 use relay_plan::Expr;
 
@@ -41,7 +46,12 @@ fn dtype_of(code: &str) -> PyResult<DenseDtype> {
         "f2" => DenseDtype::Float16,
         "f4" => DenseDtype::Float32,
         "f8" => DenseDtype::Float64,
-        _ => return Err(relay_error(ErrorKind::Type, format!("a batch cannot hold dtype {code}: use a numeric or boolean dtype"))),
+        _ => {
+            return Err(relay_error(
+                ErrorKind::Type,
+                format!("a batch cannot hold dtype {code}: use a numeric or boolean dtype"),
+            ));
+        }
     })
 }
 
@@ -55,12 +65,23 @@ fn parse_outputs(plan: &BatchPlan, specs: Vec<OutputSpec>) -> PyResult<Vec<Outpu
 
 /// A writable, C-contiguous NumPy array's memory, checked to hold `rows` rows of `width` cells
 /// of `expected`.
-fn output_memory(array: &Bound<'_, PyAny>, rows: usize, width: usize, expected: &Bound<'_, PyArrayDescr>) -> PyResult<OutputMemory> {
+fn output_memory(
+    array: &Bound<'_, PyAny>,
+    rows: usize,
+    width: usize,
+    expected: &Bound<'_, PyArrayDescr>,
+) -> PyResult<OutputMemory> {
     let bad = |what: String| relay_error(ErrorKind::Value, format!("batch output buffer: {what}"));
-    let array = array.cast::<PyUntypedArray>().map_err(|_| bad("expected a NumPy array".into()))?;
+    let array = array
+        .cast::<PyUntypedArray>()
+        .map_err(|_| bad("expected a NumPy array".into()))?;
     // An equivalence check in C: reading the dtype's `str` here cost most of a submit.
     if !array.dtype().is_equiv_to(expected) {
-        return Err(bad(format!("dtype {}, expected {}", array.dtype(), expected)));
+        return Err(bad(format!(
+            "dtype {}, expected {}",
+            array.dtype(),
+            expected
+        )));
     }
     // SAFETY: `as_array_ptr` is the live `PyArrayObject` behind `array` (the cast checked its
     // type); reading its flags and data pointer is a plain field read.
@@ -74,7 +95,9 @@ fn output_memory(array: &Bound<'_, PyAny>, rows: usize, width: usize, expected: 
     let len = array.shape().iter().product::<usize>() * array.dtype().itemsize();
     let needed = rows * width * expected.itemsize();
     if len < needed {
-        return Err(bad(format!("holds {len} bytes, {needed} needed for {rows} rows of {width} cells")));
+        return Err(bad(format!(
+            "holds {len} bytes, {needed} needed for {rows} rows of {width} cells"
+        )));
     }
     // SAFETY: `data .. data + len` is the writable, contiguous memory of `array`; the caller
     // keeps `array` alive with the job (`Keep`) or for the duration of the gather, and the
@@ -84,36 +107,72 @@ fn output_memory(array: &Bound<'_, PyAny>, rows: usize, width: usize, expected: 
 
 /// Positions as row numbers, refusing negative ones.
 fn positions_of(positions: &PyReadonlyArray1<'_, i64>) -> PyResult<Vec<u64>> {
-    let slice = positions.as_slice().map_err(|_| relay_error(ErrorKind::Value, "indices must be contiguous"))?;
+    let slice = positions
+        .as_slice()
+        .map_err(|_| relay_error(ErrorKind::Value, "indices must be contiguous"))?;
     slice
         .iter()
-        .map(|&p| u64::try_from(p).map_err(|_| relay_error(ErrorKind::Value, format!("index {p} is negative"))))
+        .map(|&p| {
+            u64::try_from(p)
+                .map_err(|_| relay_error(ErrorKind::Value, format!("index {p} is negative")))
+        })
         .collect()
 }
 
 fn ragged_to_python<'py>(py: Python<'py>, ragged: RaggedDense) -> PyResult<RaggedArrays<'py>> {
     ragged
         .into_iter()
-        .map(|pair| pair.map(|(padded, lengths)| Ok((dense_to_numpy_writable(py, padded)?, dense_to_numpy_writable(py, lengths)?))).transpose())
+        .map(|pair| {
+            pair.map(|(padded, lengths)| {
+                Ok((
+                    dense_to_numpy_writable(py, padded)?,
+                    dense_to_numpy_writable(py, lengths)?,
+                ))
+            })
+            .transpose()
+        })
         .collect()
 }
 
 /// The NumPy dtype of each output's buffer.
-fn output_descrs<'py>(py: Python<'py>, outputs: &[Output]) -> PyResult<Vec<Bound<'py, PyArrayDescr>>> {
-    outputs.iter().map(|output| PyArrayDescr::new(py, output.dtype().numpy_str().as_str())).collect()
+fn output_descrs<'py>(
+    py: Python<'py>,
+    outputs: &[Output],
+) -> PyResult<Vec<Bound<'py, PyArrayDescr>>> {
+    outputs
+        .iter()
+        .map(|output| PyArrayDescr::new(py, output.dtype().numpy_str().as_str()))
+        .collect()
 }
 
-fn checked_memories(outputs: &[Output], descrs: &[Bound<'_, PyArrayDescr>], buffers: &[Option<Bound<'_, PyAny>>], rows: usize) -> PyResult<Vec<Option<OutputMemory>>> {
+fn checked_memories(
+    outputs: &[Output],
+    descrs: &[Bound<'_, PyArrayDescr>],
+    buffers: &[Option<Bound<'_, PyAny>>],
+    rows: usize,
+) -> PyResult<Vec<Option<OutputMemory>>> {
     if buffers.len() != outputs.len() {
-        return Err(relay_error(ErrorKind::Value, format!("{} buffers given for {} outputs", buffers.len(), outputs.len())));
+        return Err(relay_error(
+            ErrorKind::Value,
+            format!(
+                "{} buffers given for {} outputs",
+                buffers.len(),
+                outputs.len()
+            ),
+        ));
     }
     outputs
         .iter()
         .zip(descrs)
         .zip(buffers)
         .map(|((output, descr), buffer)| match (output, buffer) {
-            (Output::Fixed { width, .. }, Some(buffer)) => output_memory(buffer, rows, *width, descr).map(Some),
-            (Output::Fixed { .. }, None) => Err(relay_error(ErrorKind::Value, "a buffer is needed for every fixed-width output")),
+            (Output::Fixed { width, .. }, Some(buffer)) => {
+                output_memory(buffer, rows, *width, descr).map(Some)
+            }
+            (Output::Fixed { .. }, None) => Err(relay_error(
+                ErrorKind::Value,
+                "a buffer is needed for every fixed-width output",
+            )),
             (Output::Ragged { .. }, _) => Ok(None),
         })
         .collect()
@@ -123,9 +182,15 @@ fn shuffle_of(name: &str, block_rows: u64, buffer_rows: u64) -> PyResult<Shuffle
     Ok(match name {
         "none" => Shuffle::Sequential,
         "global" => Shuffle::Global,
-        "block" => Shuffle::Block { block_rows, buffer_rows },
+        "block" => Shuffle::Block {
+            block_rows,
+            buffer_rows,
+        },
         other => {
-            return Err(relay_error(ErrorKind::Value, format!("shuffle must be None, 'global' or 'block', not {other:?}")));
+            return Err(relay_error(
+                ErrorKind::Value,
+                format!("shuffle must be None, 'global' or 'block', not {other:?}"),
+            ));
         }
     })
 }
@@ -142,7 +207,12 @@ impl NativeBatchReader {
     /// for map-style access).
     #[new]
     #[pyo3(signature = (frame, columns, cache_bytes))]
-    fn new(py: Python<'_>, frame: PyRef<'_, NativeFrame>, columns: Vec<String>, cache_bytes: u64) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        frame: PyRef<'_, NativeFrame>,
+        columns: Vec<String>,
+        cache_bytes: u64,
+    ) -> PyResult<Self> {
         let projected = frame
             .plan
             .project(columns.iter().map(Expr::col).collect())
@@ -150,7 +220,9 @@ impl NativeBatchReader {
         let plan = py
             .detach(|| BatchPlan::new(&optimized(Arc::new(projected))?, cache_bytes))
             .map_err(exec_error)?;
-        Ok(Self { plan: Arc::new(plan) })
+        Ok(Self {
+            plan: Arc::new(plan),
+        })
     }
 
     /// Rows, when known without reading: None for a filtered (or CSV / NDJSON) source that is
@@ -169,7 +241,16 @@ impl NativeBatchReader {
     /// Rows shard `shard` of `shards` reads in an epoch, when known before reading.
     #[pyo3(signature = (shuffle, seed, epoch, block_rows, buffer_rows, shard, shards))]
     #[allow(clippy::too_many_arguments)]
-    fn shard_rows(&self, shuffle: &str, seed: u64, epoch: u64, block_rows: u64, buffer_rows: u64, shard: u64, shards: u64) -> PyResult<Option<u64>> {
+    fn shard_rows(
+        &self,
+        shuffle: &str,
+        seed: u64,
+        epoch: u64,
+        block_rows: u64,
+        buffer_rows: u64,
+        shard: u64,
+        shards: u64,
+    ) -> PyResult<Option<u64>> {
         let shuffle = shuffle_of(shuffle, block_rows, buffer_rows)?;
         Ok(self.plan.shard_rows(shuffle, seed, epoch, shard, shards))
     }
@@ -182,7 +263,9 @@ impl NativeBatchReader {
 
     /// (hits, misses, bytes held, budget) of the decoded-piece cache, or None.
     fn cache_stats(&self) -> Option<(u64, u64, u64, u64)> {
-        self.plan.cache_stats().map(|s| (s.hits, s.misses, s.bytes, s.budget))
+        self.plan
+            .cache_stats()
+            .map(|s| (s.hits, s.misses, s.bytes, s.budget))
     }
 
     /// (name, natural NumPy dtype string, cells per row or None for ragged) per column.
@@ -203,10 +286,21 @@ impl NativeBatchReader {
 
     /// Gathers the rows at `positions` into `buffers` (one per fixed output, None for ragged
     /// ones) with the GIL released; returns (padded, lengths) for each ragged output.
-    fn gather<'py>(&self, py: Python<'py>, outputs: Vec<OutputSpec>, positions: PyReadonlyArray1<'_, i64>, buffers: Vec<Option<Bound<'py, PyAny>>>) -> PyResult<RaggedArrays<'py>> {
+    fn gather<'py>(
+        &self,
+        py: Python<'py>,
+        outputs: Vec<OutputSpec>,
+        positions: PyReadonlyArray1<'_, i64>,
+        buffers: Vec<Option<Bound<'py, PyAny>>>,
+    ) -> PyResult<RaggedArrays<'py>> {
         let outputs = parse_outputs(&self.plan, outputs)?;
         let positions = positions_of(&positions)?;
-        let memories = checked_memories(&outputs, &output_descrs(py, &outputs)?, &buffers, positions.len())?;
+        let memories = checked_memories(
+            &outputs,
+            &output_descrs(py, &outputs)?,
+            &buffers,
+            positions.len(),
+        )?;
         let plan = self.plan.clone();
         let ragged = py
             .detach(move || plan.gather(&outputs, &positions, &memories))
@@ -248,14 +342,26 @@ impl NativeBatchReader {
             drop_last,
             start_batch,
         };
-        let descrs = output_descrs(py, &outputs)?.into_iter().map(Bound::unbind).collect();
+        let descrs = output_descrs(py, &outputs)?
+            .into_iter()
+            .map(Bound::unbind)
+            .collect();
         let plan = self.plan.clone();
         let fixed_outputs = outputs.clone();
-        let stream = py.detach(move || plan.stream::<Keep>(outputs, spec)).map_err(|e| relay_error(ErrorKind::Value, e))?;
+        let stream = py
+            .detach(move || plan.stream::<Keep>(outputs, spec))
+            .map_err(|e| relay_error(ErrorKind::Value, e))?;
         if let Some(shapes) = &row_shapes
             && shapes.len() != fixed_outputs.len()
         {
-            return Err(relay_error(ErrorKind::Value, format!("{} row shapes given for {} outputs", shapes.len(), fixed_outputs.len())));
+            return Err(relay_error(
+                ErrorKind::Value,
+                format!(
+                    "{} row shapes given for {} outputs",
+                    shapes.len(),
+                    fixed_outputs.len()
+                ),
+            ));
         }
         Ok(NativeBatchStream {
             outputs: fixed_outputs,
@@ -286,15 +392,23 @@ pub struct NativeBatchStream {
 
 impl NativeBatchStream {
     fn stream(&self) -> std::sync::MutexGuard<'_, BatchStream<Keep>> {
-        self.stream.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.stream
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Allocates and submits buffer sets until `depth` batches are in flight (streams that
     /// allocate their own buffers only).
     fn fill_ahead(&self, py: Python<'_>, stream: &mut BatchStream<Keep>) -> PyResult<()> {
-        let Some(shapes) = &self.row_shapes else { return Ok(()) };
+        let Some(shapes) = &self.row_shapes else {
+            return Ok(());
+        };
         // A stream without producer threads fills each batch when asked: one set suffices.
-        let depth = if stream.producers() == 0 { 1 } else { self.depth as u64 };
+        let depth = if stream.producers() == 0 {
+            1
+        } else {
+            self.depth as u64
+        };
         while stream.in_flight() < depth && stream.wants_buffers() {
             let mut memories = Vec::with_capacity(shapes.len());
             let mut keep = Vec::with_capacity(shapes.len());
@@ -304,30 +418,49 @@ impl NativeBatchStream {
                     keep.push(None);
                     continue;
                 };
-                let dims: Vec<usize> = std::iter::once(self.batch_size).chain(shape.iter().copied()).collect();
+                let dims: Vec<usize> = std::iter::once(self.batch_size)
+                    .chain(shape.iter().copied())
+                    .collect();
                 let array = empty_array(py, descr.bind(py), &dims)?;
                 let len = dims.iter().product::<usize>() * descr.bind(py).itemsize();
                 // SAFETY: a fresh C-contiguous array of `len` bytes that nobody else has seen;
                 // `keep` holds it until the batch is returned.
-                let data = unsafe { (*array.cast::<PyUntypedArray>()?.as_array_ptr()).fields.data };
+                let data = unsafe {
+                    (*array.cast::<PyUntypedArray>()?.as_array_ptr())
+                        .fields
+                        .data
+                };
                 // SAFETY: as above: the array's own memory, alive while `keep` holds it.
                 memories.push(Some(unsafe { OutputMemory::new(data.cast(), len) }));
                 keep.push(Some(array.unbind()));
             }
-            stream.submit(memories, keep).map_err(|e| relay_error(ErrorKind::Value, e))?;
+            stream
+                .submit(memories, keep)
+                .map_err(|e| relay_error(ErrorKind::Value, e))?;
         }
         Ok(())
     }
 }
 
 /// An uninitialized C-contiguous NumPy array of `descr` and shape `dims`.
-fn empty_array<'py>(py: Python<'py>, descr: &Bound<'py, PyArrayDescr>, dims: &[usize]) -> PyResult<Bound<'py, PyAny>> {
-    let mut dims: Vec<numpy::npyffi::npy_intp> = dims.iter().map(|&d| d as numpy::npyffi::npy_intp).collect();
+fn empty_array<'py>(
+    py: Python<'py>,
+    descr: &Bound<'py, PyArrayDescr>,
+    dims: &[usize],
+) -> PyResult<Bound<'py, PyAny>> {
+    let mut dims: Vec<numpy::npyffi::npy_intp> =
+        dims.iter().map(|&d| d as numpy::npyffi::npy_intp).collect();
     // SAFETY: `dims` has `dims.len()` entries and is copied by NumPy; PyArray_Empty steals the
     // dtype reference that `into_dtype_ptr` hands over and returns a new reference (or NULL
     // with an exception set, which `from_owned_ptr_or_err` turns into an error).
     unsafe {
-        let array = numpy::PY_ARRAY_API.PyArray_Empty(py, dims.len() as std::ffi::c_int, dims.as_mut_ptr(), descr.clone().into_dtype_ptr(), 0);
+        let array = numpy::PY_ARRAY_API.PyArray_Empty(
+            py,
+            dims.len() as std::ffi::c_int,
+            dims.as_mut_ptr(),
+            descr.clone().into_dtype_ptr(),
+            0,
+        );
         Bound::from_owned_ptr_or_err(py, array)
     }
 }
@@ -350,10 +483,13 @@ impl NativeBatchStream {
     /// Hands one set of buffers (one per fixed output, `batch_size` rows each; None for
     /// ragged outputs) to the producers, for the next batch not yet given buffers.
     fn submit(&self, py: Python<'_>, buffers: Vec<Option<Bound<'_, PyAny>>>) -> PyResult<()> {
-        let descrs: Vec<Bound<'_, PyArrayDescr>> = self.descrs.iter().map(|d| d.bind(py).clone()).collect();
+        let descrs: Vec<Bound<'_, PyArrayDescr>> =
+            self.descrs.iter().map(|d| d.bind(py).clone()).collect();
         let memories = checked_memories(&self.outputs, &descrs, &buffers, self.batch_size)?;
         let keep = buffers.into_iter().map(|b| b.map(Bound::unbind)).collect();
-        self.stream().submit(memories, keep).map_err(|e| relay_error(ErrorKind::Value, e))
+        self.stream()
+            .submit(memories, keep)
+            .map_err(|e| relay_error(ErrorKind::Value, e))
     }
 
     /// The next batch, waiting with the GIL released: (rows, buffers, ragged outputs), or None
@@ -363,13 +499,17 @@ impl NativeBatchStream {
         let mut guard = self.stream();
         self.fill_ahead(py, &mut guard)?;
         let stream: &mut BatchStream<Keep> = &mut guard;
-        let filled = py.detach(move || stream.next_batch()).map_err(|e| relay_error(ErrorKind::Value, e))?;
+        let filled = py
+            .detach(move || stream.next_batch())
+            .map_err(|e| relay_error(ErrorKind::Value, e))?;
         // The producers fill the next batches while the caller uses this one.
         if filled.is_some() {
             self.fill_ahead(py, &mut guard)?;
         }
         drop(guard);
-        filled.map(|f| Ok((f.rows, f.keep, ragged_to_python(py, f.ragged)?))).transpose()
+        filled
+            .map(|f| Ok((f.rows, f.keep, ragged_to_python(py, f.ragged)?)))
+            .transpose()
     }
 
     /// Stops the producers (after the batches they are gathering) and waits for them.
@@ -383,7 +523,15 @@ impl NativeBatchStream {
 /// The visiting order of an epoch as a NumPy array (for samplers, tests and inspection).
 #[pyfunction]
 #[pyo3(signature = (num_rows, shuffle, seed, epoch, block_rows, buffer_rows))]
-pub fn epoch_positions<'py>(py: Python<'py>, num_rows: u64, shuffle: &str, seed: u64, epoch: u64, block_rows: u64, buffer_rows: u64) -> PyResult<Bound<'py, PyArray1<u64>>> {
+pub fn epoch_positions<'py>(
+    py: Python<'py>,
+    num_rows: u64,
+    shuffle: &str,
+    seed: u64,
+    epoch: u64,
+    block_rows: u64,
+    buffer_rows: u64,
+) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let shuffle = shuffle_of(shuffle, block_rows, buffer_rows)?;
     let positions = py
         .detach(|| {

@@ -77,7 +77,11 @@ fn write_parquet<'py>(
 }
 
 #[pyfunction]
-fn append_ipc<'py>(py: Python<'py>, path: PathBuf, frame: &NativeFrame) -> PyResult<Bound<'py, PyDict>> {
+fn append_ipc<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    frame: &NativeFrame,
+) -> PyResult<Bound<'py, PyDict>> {
     let (schema, batches) = frame_batches(py, frame)?;
     let summary = py
         .detach(|| relay_storage::append_ipc_file(&path, &schema, &batches))
@@ -96,7 +100,10 @@ pub struct NativeIpcWriter {
 impl NativeIpcWriter {
     fn open_writer(&mut self) -> PyResult<&mut relay_storage::IpcFileWriter> {
         self.writer.as_mut().ok_or_else(|| {
-            relay_error(ErrorKind::Value, format!("{}: the writer is already finished", self.path.display()))
+            relay_error(
+                ErrorKind::Value,
+                format!("{}: the writer is already finished", self.path.display()),
+            )
         })
     }
 }
@@ -105,7 +112,9 @@ impl NativeIpcWriter {
 impl NativeIpcWriter {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let writer = py.detach(|| relay_storage::IpcFileWriter::create(&path)).into_py_result()?;
+        let writer = py
+            .detach(|| relay_storage::IpcFileWriter::create(&path))
+            .into_py_result()?;
         Ok(NativeIpcWriter {
             writer: Some(writer),
             schema: None,
@@ -118,12 +127,17 @@ impl NativeIpcWriter {
         let (schema, batches) = frame_batches(py, frame)?;
         self.schema.get_or_insert_with(|| schema.clone());
         let writer = self.open_writer()?;
-        py.detach(|| writer.write(&schema, &batches)).into_py_result()
+        py.detach(|| writer.write(&schema, &batches))
+            .into_py_result()
     }
 
     /// Syncs the file and renames it into place; `schema_of` gives the schema of a file that
     /// received no rows.
-    fn finish<'py>(&mut self, py: Python<'py>, schema_of: &NativeFrame) -> PyResult<Bound<'py, PyDict>> {
+    fn finish<'py>(
+        &mut self,
+        py: Python<'py>,
+        schema_of: &NativeFrame,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let schema = match &self.schema {
             Some(schema) => schema.clone(),
             None => schema_of.plan.schema().map_err(crate::frame::plan_error)?,

@@ -69,16 +69,22 @@ use std::path::Path;
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt64Array, make_array};
+use arrow::array::{
+    Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt64Array, make_array,
+};
 use arrow::datatypes::{DataType, Schema, SchemaRef};
-use arrow::ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message};
+use arrow::ipc::writer::{
+    DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message,
+};
 use arrow::ipc::{self, Block, MetadataVersion};
 use arrow::row::{RowConverter, SortField};
 
 use crate::error::{Result, StorageError};
 use crate::ipc::IpcFile;
 use crate::types::type_name;
-use crate::write::{IPC_ALIGNMENT, PendingFile, WriteSummary, has_dictionary, io_error, write_failed, write_ipc_to};
+use crate::write::{
+    IPC_ALIGNMENT, PendingFile, WriteSummary, has_dictionary, io_error, write_failed, write_ipc_to,
+};
 
 const MAGIC: &[u8; 6] = b"ARROW1";
 /// Leading magic plus padding to 8 bytes.
@@ -91,10 +97,17 @@ pub(crate) const MAX_RECOVERY_CANDIDATES: usize = 64;
 /// The footer that the trailer ending at `end` points to, if the trailer is well-formed and the
 /// footer flatbuffer verifies.
 fn footer_ending_at(bytes: &[u8], end: usize) -> Option<ipc::Footer<'_>> {
-    if end < HEADER_LEN + TRAILER_LEN || end > bytes.len() || &bytes[end - MAGIC.len()..end] != MAGIC {
+    if end < HEADER_LEN + TRAILER_LEN
+        || end > bytes.len()
+        || &bytes[end - MAGIC.len()..end] != MAGIC
+    {
         return None;
     }
-    let length = i32::from_le_bytes(bytes[end - TRAILER_LEN..end - MAGIC.len()].try_into().ok()?);
+    let length = i32::from_le_bytes(
+        bytes[end - TRAILER_LEN..end - MAGIC.len()]
+            .try_into()
+            .ok()?,
+    );
     if length <= 0 || length as usize > end - HEADER_LEN - TRAILER_LEN {
         return None;
     }
@@ -105,7 +118,9 @@ fn footer_ending_at(bytes: &[u8], end: usize) -> Option<ipc::Footer<'_>> {
 /// Whether `bytes` start like an Arrow IPC file but do not end with a footer that verifies: the
 /// state a crash in the middle of an append leaves.
 pub(crate) fn tail_is_torn(bytes: &[u8]) -> bool {
-    bytes.len() >= HEADER_LEN && &bytes[..MAGIC.len()] == MAGIC && footer_ending_at(bytes, bytes.len()).is_none()
+    bytes.len() >= HEADER_LEN
+        && &bytes[..MAGIC.len()] == MAGIC
+        && footer_ending_at(bytes, bytes.len()).is_none()
 }
 
 /// Ends of earlier trailers whose footers verify, the latest first: where a torn file may be
@@ -179,18 +194,26 @@ fn describe_schema(schema: &Schema) -> String {
 /// `batches` as record batches of `file_schema`, or the mismatch naming both schemas. Column
 /// names and types must match; a nullable column may go into a non-nullable one when it has no
 /// nulls.
-fn conform(path: &Path, file_schema: &SchemaRef, frame_schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<RecordBatch>> {
+fn conform(
+    path: &Path,
+    file_schema: &SchemaRef,
+    frame_schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<RecordBatch>> {
     let mismatch = |detail: Option<String>| StorageError::SchemaMismatch {
         path: path.to_owned(),
         file_schema: describe_schema(file_schema),
-        frame_schema: describe_schema(frame_schema) + &detail.map(|d| format!(" ({d})")).unwrap_or_default(),
+        frame_schema: describe_schema(frame_schema)
+            + &detail.map(|d| format!(" ({d})")).unwrap_or_default(),
     };
     let same_columns = file_schema.fields().len() == frame_schema.fields().len()
         && file_schema
             .fields()
             .iter()
             .zip(frame_schema.fields())
-            .all(|(file, frame)| file.name() == frame.name() && file.data_type() == frame.data_type());
+            .all(|(file, frame)| {
+                file.name() == frame.name() && file.data_type() == frame.data_type()
+            });
     if !same_columns {
         return Err(mismatch(None));
     }
@@ -198,8 +221,12 @@ fn conform(path: &Path, file_schema: &SchemaRef, frame_schema: &SchemaRef, batch
         .iter()
         .map(|batch| {
             let options = RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            RecordBatch::try_new_with_options(file_schema.clone(), batch.columns().to_vec(), &options)
-                .map_err(|e| mismatch(Some(e.to_string())))
+            RecordBatch::try_new_with_options(
+                file_schema.clone(),
+                batch.columns().to_vec(),
+                &options,
+            )
+            .map_err(|e| mismatch(Some(e.to_string())))
         })
         .collect()
 }
@@ -226,25 +253,39 @@ fn unsupported_dictionary(path: &Path, schema: &Schema) -> Option<StorageError> 
 /// (`file_dictionaries[c]`, the values), so that the one dictionary the file holds per column
 /// describes the appended rows too. A value that the file's dictionary lacks is an error naming
 /// the column and the value.
-fn encode_against(path: &Path, batch: &RecordBatch, file_dictionaries: &[Option<ArrayRef>]) -> Result<RecordBatch> {
+fn encode_against(
+    path: &Path,
+    batch: &RecordBatch,
+    file_dictionaries: &[Option<ArrayRef>],
+) -> Result<RecordBatch> {
     let failed = write_failed(path);
     let mut columns = batch.columns().to_vec();
     for (index, file_values) in file_dictionaries.iter().enumerate() {
-        let Some(file_values) = file_values else { continue };
+        let Some(file_values) = file_values else {
+            continue;
+        };
         let column = &batch.columns()[index];
         let DataType::Dictionary(key_type, _) = column.data_type() else {
             continue;
         };
         let dictionary = column.as_any_dictionary();
-        let converter = RowConverter::new(vec![SortField::new(file_values.data_type().clone())]).map_err(&failed)?;
-        let file_rows = converter.convert_columns(std::slice::from_ref(file_values)).map_err(&failed)?;
+        let converter = RowConverter::new(vec![SortField::new(file_values.data_type().clone())])
+            .map_err(&failed)?;
+        let file_rows = converter
+            .convert_columns(std::slice::from_ref(file_values))
+            .map_err(&failed)?;
         let mut position: HashMap<&[u8], u64> = HashMap::with_capacity(file_rows.num_rows());
         for (at, row) in file_rows.iter().enumerate() {
             position.entry(row.data()).or_insert(at as u64);
         }
         let new_values = dictionary.values();
-        let new_rows = converter.convert_columns(std::slice::from_ref(new_values)).map_err(&failed)?;
-        let mapping: Vec<Option<u64>> = new_rows.iter().map(|row| position.get(row.data()).copied()).collect();
+        let new_rows = converter
+            .convert_columns(std::slice::from_ref(new_values))
+            .map_err(&failed)?;
+        let mapping: Vec<Option<u64>> = new_rows
+            .iter()
+            .map(|row| position.get(row.data()).copied())
+            .collect();
         let keys = dictionary.normalized_keys();
         let key_nulls = dictionary.keys().logical_nulls();
         let mut remapped = Vec::with_capacity(keys.len());
@@ -256,8 +297,9 @@ fn encode_against(path: &Path, batch: &RecordBatch, file_dictionaries: &[Option<
             match mapping.get(key).copied().flatten() {
                 Some(at) => remapped.push(Some(at)),
                 None => {
-                    let value = arrow::util::display::array_value_to_string(new_values.as_ref(), key)
-                        .unwrap_or_else(|_| "?".into());
+                    let value =
+                        arrow::util::display::array_value_to_string(new_values.as_ref(), key)
+                            .unwrap_or_else(|_| "?".into());
                     return Err(StorageError::Unsupported {
                         path: path.to_owned(),
                         reason: format!(
@@ -289,12 +331,18 @@ fn encode_against(path: &Path, batch: &RecordBatch, file_dictionaries: &[Option<
 /// creating the file when it does not exist. See the module documentation for the guarantees.
 ///
 /// A schema that differs from the file's raises `SchemaMismatch` and writes nothing.
-pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<WriteSummary> {
+pub fn append_ipc_file(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<WriteSummary> {
     if let Some(error) = unsupported_dictionary(path, schema) {
         return Err(error);
     }
     if path.is_dir() {
-        return Err(StorageError::IsDirectory { path: path.to_owned() });
+        return Err(StorageError::IsDirectory {
+            path: path.to_owned(),
+        });
     }
     if !path.exists() {
         let pending = PendingFile::beside(path)?;
@@ -302,7 +350,8 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
         match pending.commit(path, false) {
             Ok(()) => return Ok(summary),
             // Created by someone else in the meantime: append to theirs.
-            Err((_, StorageError::Io { source, .. })) if source.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err((_, StorageError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err((_, error)) => return Err(error),
         }
     }
@@ -311,7 +360,9 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
         .write(true)
         .open(path)
         .map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.to_owned() },
+            std::io::ErrorKind::NotFound => StorageError::NotFound {
+                path: path.to_owned(),
+            },
             _ => io_error(path, "open for appending")(source),
         })?;
     let locked = LockedFile::lock(file, path)?;
@@ -342,7 +393,9 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
     }
     let conformed = conform(path, &file_schema, schema, batches)?;
     let options = match version {
-        MetadataVersion::V4 | MetadataVersion::V5 => IpcWriteOptions::try_new(IPC_ALIGNMENT, false, version),
+        MetadataVersion::V4 | MetadataVersion::V5 => {
+            IpcWriteOptions::try_new(IPC_ALIGNMENT, false, version)
+        }
         other => {
             return Err(StorageError::Unsupported {
                 path: path.to_owned(),
@@ -358,29 +411,32 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
         .fields()
         .iter()
         .any(|f| matches!(f.data_type(), DataType::Dictionary(_, _)));
-    let file_dictionaries: Option<Vec<Option<ArrayRef>>> = if has_dictionaries && !dictionary_blocks.is_empty() {
-        if existing.batches().is_empty() {
-            return Err(StorageError::Unsupported {
+    let file_dictionaries: Option<Vec<Option<ArrayRef>>> =
+        if has_dictionaries && !dictionary_blocks.is_empty() {
+            if existing.batches().is_empty() {
+                return Err(StorageError::Unsupported {
                 path: path.to_owned(),
-                reason: "cannot append: the file has dictionaries but no record batch to read them with".into(),
+                reason:
+                    "cannot append: the file has dictionaries but no record batch to read them with"
+                        .into(),
             });
-        }
-        let dictionaries = file_schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(index, field)| match field.data_type() {
-                DataType::Dictionary(_, _) => {
-                    let column = existing.decode_column(0, index)?.array;
-                    Ok(Some(column.as_any_dictionary().values().clone()))
-                }
-                _ => Ok(None),
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Some(dictionaries)
-    } else {
-        None
-    };
+            }
+            let dictionaries = file_schema
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(index, field)| match field.data_type() {
+                    DataType::Dictionary(_, _) => {
+                        let column = existing.decode_column(0, index)?.array;
+                        Ok(Some(column.as_any_dictionary().values().clone()))
+                    }
+                    _ => Ok(None),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(dictionaries)
+        } else {
+            None
+        };
     drop(existing);
 
     // One record batch per append (the frame's chunks concatenated), empty appends add nothing.
@@ -433,7 +489,8 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
                 offset += (meta_len + body_len) as u64;
             }
         }
-        let (meta_len, body_len) = write_message(&mut writer, message, &options).map_err(write_failed(path))?;
+        let (meta_len, body_len) =
+            write_message(&mut writer, message, &options).map_err(write_failed(path))?;
         blocks.push(Block::new(offset as i64, meta_len as i32, body_len as i64));
         offset += (meta_len + body_len) as u64;
     }
@@ -446,7 +503,8 @@ pub fn append_ipc_file(path: &Path, schema: &SchemaRef, batches: &[RecordBatch])
     let footer_len = tail.len() as i32;
     tail.extend_from_slice(&footer_len.to_le_bytes());
     tail.extend_from_slice(MAGIC);
-    file.write_all_at(&tail, offset).map_err(io_error(path, "write"))?;
+    file.write_all_at(&tail, offset)
+        .map_err(io_error(path, "write"))?;
     file.sync_data().map_err(io_error(path, "fsync"))?;
     Ok(WriteSummary {
         rows,
@@ -462,21 +520,33 @@ fn footer_version(path: &Path, file: &File, end: u64) -> Result<MetadataVersion>
         reason: reason.to_owned(),
     };
     let mut trailer = [0u8; TRAILER_LEN];
-    let trailer_start = end.checked_sub(TRAILER_LEN as u64).ok_or_else(|| corrupt("no trailer"))?;
-    file.read_exact_at(&mut trailer, trailer_start).map_err(io_error(path, "read"))?;
+    let trailer_start = end
+        .checked_sub(TRAILER_LEN as u64)
+        .ok_or_else(|| corrupt("no trailer"))?;
+    file.read_exact_at(&mut trailer, trailer_start)
+        .map_err(io_error(path, "read"))?;
     let length = i32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
     let length = u64::try_from(length).map_err(|_| corrupt("negative footer length"))?;
-    let footer_start = trailer_start.checked_sub(length).ok_or_else(|| corrupt("footer longer than the file"))?;
+    let footer_start = trailer_start
+        .checked_sub(length)
+        .ok_or_else(|| corrupt("footer longer than the file"))?;
     let mut footer = vec![0u8; length as usize];
-    file.read_exact_at(&mut footer, footer_start).map_err(io_error(path, "read"))?;
-    let footer = ipc::root_as_footer(&footer).map_err(|e| corrupt(&format!("footer is not a valid flatbuffer: {e}")))?;
+    file.read_exact_at(&mut footer, footer_start)
+        .map_err(io_error(path, "read"))?;
+    let footer = ipc::root_as_footer(&footer)
+        .map_err(|e| corrupt(&format!("footer is not a valid flatbuffer: {e}")))?;
     Ok(footer.version())
 }
 
 /// A footer flatbuffer for a file of `schema` whose dictionary batches are `dictionary_blocks`
 /// and record batches `blocks`. Dictionary ids are numbered in field order, as arrow-rs's and
 /// pyarrow's writers number them (and as the dictionary batches of the file carry them).
-fn footer_bytes(schema: &Schema, version: MetadataVersion, dictionary_blocks: &[Block], blocks: &[Block]) -> Vec<u8> {
+fn footer_bytes(
+    schema: &Schema,
+    version: MetadataVersion,
+    dictionary_blocks: &[Block],
+    blocks: &[Block],
+) -> Vec<u8> {
     let mut builder = flatbuffers::FlatBufferBuilder::new();
     let dictionaries = builder.create_vector(dictionary_blocks);
     let record_batches = builder.create_vector(blocks);
@@ -521,7 +591,11 @@ mod tests {
         (0..file.batches().len())
             .flat_map(|b| {
                 let column = file.decode_column(b, 0).unwrap().array;
-                let ids = column.as_any().downcast_ref::<Int64Array>().unwrap().clone();
+                let ids = column
+                    .as_any()
+                    .downcast_ref::<Int64Array>()
+                    .unwrap()
+                    .clone();
                 ids.iter().collect::<Vec<_>>()
             })
             .collect()
@@ -540,7 +614,16 @@ mod tests {
         assert_eq!(&after[..before.len()], &before[..]);
         let file = IpcFile::open(&path).unwrap();
         assert_eq!(file.num_rows(), 15);
-        assert_eq!(ids(&file), batch(0, 15).column(0).as_any().downcast_ref::<Int64Array>().unwrap().iter().collect::<Vec<_>>());
+        assert_eq!(
+            ids(&file),
+            batch(0, 15)
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>()
+        );
         // A reader that opened the file before still reads its rows.
         assert_eq!(ids(&reader).len(), 10);
         for info in file.batches() {
@@ -556,7 +639,12 @@ mod tests {
         let complete = std::fs::read(&path).unwrap();
         append_ipc_file(&path, &first.schema(), &[batch(100, 100)]).unwrap();
         let grown = std::fs::read(&path).unwrap();
-        for cut in [complete.len() + 1, complete.len() + 70, grown.len() - 11, grown.len() - 1] {
+        for cut in [
+            complete.len() + 1,
+            complete.len() + 70,
+            grown.len() - 11,
+            grown.len() - 1,
+        ] {
             std::fs::write(&path, &grown[..cut]).unwrap();
             assert!(tail_is_torn(&grown[..cut]));
             let file = IpcFile::open(&path).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
@@ -587,7 +675,11 @@ mod tests {
             .flat_map(|b| {
                 let column = file.decode_column(b, 0).unwrap().array;
                 let strings = arrow::compute::cast(&column, &DataType::Utf8).unwrap();
-                strings.as_string::<i32>().iter().map(|v| v.map(str::to_owned)).collect::<Vec<_>>()
+                strings
+                    .as_string::<i32>()
+                    .iter()
+                    .map(|v| v.map(str::to_owned))
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -595,7 +687,10 @@ mod tests {
     #[test]
     fn dictionary_columns_are_re_encoded_against_the_files_dictionary() {
         let path = temp_path("dictionary");
-        let first = cities(&["oslo", "rome", "lima"], &[Some(0), Some(1), None, Some(2)]);
+        let first = cities(
+            &["oslo", "rome", "lima"],
+            &[Some(0), Some(1), None, Some(2)],
+        );
         append_ipc_file(&path, &first.schema(), std::slice::from_ref(&first)).unwrap();
         // Another dictionary (other order, fewer values) for the same column.
         let second = cities(&["lima", "oslo"], &[Some(1), Some(0), Some(0), None]);
@@ -603,15 +698,20 @@ mod tests {
         let file = IpcFile::open(&path).unwrap();
         assert_eq!(file.dictionary_blocks().len(), 1);
         let expected = ["oslo", "rome", "", "lima", "oslo", "lima", "lima", ""];
-        let expected: Vec<Option<String>> =
-            expected.iter().map(|v| (!v.is_empty()).then(|| v.to_string())).collect();
+        let expected: Vec<Option<String>> = expected
+            .iter()
+            .map(|v| (!v.is_empty()).then(|| v.to_string()))
+            .collect();
         assert_eq!(city_values(&file), expected);
         // A value the file's dictionary lacks: refused, nothing written.
         let before = std::fs::read(&path).unwrap();
         let third = cities(&["oslo", "paris"], &[Some(0), Some(1)]);
         let error = append_ipc_file(&path, &third.schema(), &[third]).unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("\"city\"") && message.contains("\"paris\""), "{message}");
+        assert!(
+            message.contains("\"city\"") && message.contains("\"paris\""),
+            "{message}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 
@@ -626,7 +726,10 @@ mod tests {
         append_ipc_file(&path, &more.schema(), std::slice::from_ref(&more)).unwrap();
         let file = IpcFile::open(&path).unwrap();
         assert_eq!(file.dictionary_blocks().len(), 1);
-        let expected: Vec<Option<String>> = ["b", "a", "b"].iter().map(|v| Some(v.to_string())).collect();
+        let expected: Vec<Option<String>> = ["b", "a", "b"]
+            .iter()
+            .map(|v| Some(v.to_string()))
+            .collect();
         assert_eq!(city_values(&file), expected);
     }
 
@@ -643,7 +746,10 @@ mod tests {
         .unwrap();
         let error = append_ipc_file(&path, &other.schema(), &[other]).unwrap_err();
         let message = error.to_string();
-        assert!(message.contains("id: int64") && message.contains("id: int32"), "{message}");
+        assert!(
+            message.contains("id: int64") && message.contains("id: int32"),
+            "{message}"
+        );
         assert_eq!(std::fs::read(&path).unwrap(), before);
     }
 }

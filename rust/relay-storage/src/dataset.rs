@@ -27,7 +27,9 @@ use crate::error::{Result, StorageError};
 use crate::ipc::IpcFile;
 use crate::stats::{ColumnStats, batch_stats};
 use crate::types::type_name;
-use crate::view::{RowRange, column_names, project_schema, quoted_names, select_columns, slice_batches};
+use crate::view::{
+    RowRange, column_names, project_schema, quoted_names, select_columns, slice_batches,
+};
 
 /// The format of one file of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,7 +81,8 @@ impl FileFormat {
 /// options (a CSV separator, a schema that overrides inference). The schema argument, when
 /// given, is the one to read a CSV or NDJSON file with in place of inferring one, unless the
 /// options name one themselves.
-pub type DecodedOpener = Arc<dyn Fn(&Path, FileFormat, Option<SchemaRef>) -> Result<Arc<dyn DecodedFile>> + Send + Sync>;
+pub type DecodedOpener =
+    Arc<dyn Fn(&Path, FileFormat, Option<SchemaRef>) -> Result<Arc<dyn DecodedFile>> + Send + Sync>;
 
 /// An opened file of a dataset.
 #[derive(Debug, Clone)]
@@ -127,7 +130,11 @@ impl OpenedFile {
 
     /// Per data page of `column` in `piece`: rows and statistics (`DecodedFile::page_stats`);
     /// None for an IPC file and a file without a page index.
-    pub fn page_stats(&self, piece: usize, column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
+    pub fn page_stats(
+        &self,
+        piece: usize,
+        column: usize,
+    ) -> Option<Vec<(u64, Option<ColumnStats>)>> {
         match self {
             OpenedFile::Ipc(_) => None,
             OpenedFile::Decoded(file) => file.page_stats(piece, column),
@@ -136,17 +143,33 @@ impl OpenedFile {
 
     /// `read_piece` one batch at a time (`DecodedFile::piece_batches`), of the rows of `piece`
     /// in `rows` only when given (ascending, disjoint ranges).
-    pub fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
+    pub fn piece_batches(
+        &self,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+        rows: Option<&[Range<u64>]>,
+    ) -> Result<PieceBatches<'_>> {
         match self {
-            OpenedFile::Ipc(_) => Ok(batches_already_read(self.read_piece(piece, columns, batch_size)?, rows)),
-            OpenedFile::Decoded(file) => file.piece_batches(piece, columns, batch_size.max(1), rows),
+            OpenedFile::Ipc(_) => Ok(batches_already_read(
+                self.read_piece(piece, columns, batch_size)?,
+                rows,
+            )),
+            OpenedFile::Decoded(file) => {
+                file.piece_batches(piece, columns, batch_size.max(1), rows)
+            }
         }
     }
 
     /// The `columns` (indices into the file's schema) of `piece` as record batches of the
     /// projected schema: views of the mapping for IPC (one batch), decoded batches of at most
     /// `batch_size` rows otherwise.
-    pub fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
+    pub fn read_piece(
+        &self,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+    ) -> Result<Vec<RecordBatch>> {
         match self {
             OpenedFile::Ipc(file) => {
                 let arrays = columns
@@ -154,13 +177,20 @@ impl OpenedFile {
                     .map(|&column| Ok(file.decode_column(piece, column)?.array))
                     .collect::<Result<Vec<ArrayRef>>>()?;
                 let rows = self.piece_rows(piece).unwrap_or_default() as usize;
-                let fields: Vec<FieldRef> = columns.iter().map(|&c| file.schema().fields()[c].clone()).collect();
+                let fields: Vec<FieldRef> = columns
+                    .iter()
+                    .map(|&c| file.schema().fields()[c].clone())
+                    .collect();
                 let options = RecordBatchOptions::new().with_row_count(Some(rows));
-                let batch = RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), arrays, &options)
-                    .map_err(|e| StorageError::CorruptFile {
-                        path: file.path().to_owned(),
-                        reason: format!("record batch {piece}: {e}"),
-                    })?;
+                let batch = RecordBatch::try_new_with_options(
+                    Arc::new(Schema::new(fields)),
+                    arrays,
+                    &options,
+                )
+                .map_err(|e| StorageError::CorruptFile {
+                    path: file.path().to_owned(),
+                    reason: format!("record batch {piece}: {e}"),
+                })?;
                 Ok(vec![batch])
             }
             OpenedFile::Decoded(file) => file.read_piece(piece, columns, batch_size.max(1)),
@@ -269,7 +299,9 @@ impl Dataset {
                     .partition_values
                     .iter()
                     .zip(&partition_fields)
-                    .all(|(value, field)| value.len() == 1 && value.data_type() == field.data_type());
+                    .all(|(value, field)| {
+                        value.len() == 1 && value.data_type() == field.data_type()
+                    });
             if !matches {
                 return Err(StorageError::OutOfRange {
                     what: "partition values",
@@ -283,7 +315,10 @@ impl Dataset {
         }
         let mut fields: Vec<FieldRef> = file_schema.fields().iter().cloned().collect();
         fields.extend(partition_fields.iter().cloned());
-        let schema = Arc::new(Schema::new_with_metadata(fields, file_schema.metadata().clone()));
+        let schema = Arc::new(Schema::new_with_metadata(
+            fields,
+            file_schema.metadata().clone(),
+        ));
         let fragments: Vec<Fragment> = fragments
             .into_iter()
             .map(|spec| Fragment {
@@ -343,15 +378,20 @@ impl Dataset {
 
     /// Whether `fragment` has been opened (by a read, the optimizer, or as the first file).
     pub fn is_open(&self, fragment: usize) -> bool {
-        self.fragments.get(fragment).is_some_and(|f| f.opened.get().is_some())
+        self.fragments
+            .get(fragment)
+            .is_some_and(|f| f.opened.get().is_some())
     }
 
     /// Fragment `index`, opened on first use; its schema must be the dataset's file schema.
     pub fn open(&self, index: usize) -> Result<&OpenedFile> {
-        let fragment = self.fragments.get(index).ok_or_else(|| StorageError::OutOfRange {
-            what: "fragment",
-            detail: format!("{index} of {} files", self.fragments.len()),
-        })?;
+        let fragment = self
+            .fragments
+            .get(index)
+            .ok_or_else(|| StorageError::OutOfRange {
+                what: "fragment",
+                detail: format!("{index} of {} files", self.fragments.len()),
+            })?;
         if let Some(opened) = fragment.opened.get() {
             return Ok(opened);
         }
@@ -362,9 +402,21 @@ impl Dataset {
         // fit them raises an error naming the line when read.
         let schema = opened.schema();
         let same_names = schema.fields().len() == self.file_schema.fields().len()
-            && schema.fields().iter().zip(self.file_schema.fields()).all(|(have, want)| have.name() == want.name());
-        if matches!(fragment.format, FileFormat::Csv | FileFormat::Ndjson) && same_names && schema.as_ref() != self.file_schema.as_ref() {
-            opened = open_file(&fragment.path, fragment.format, &self.opener, Some(self.file_schema.clone()))?;
+            && schema
+                .fields()
+                .iter()
+                .zip(self.file_schema.fields())
+                .all(|(have, want)| have.name() == want.name());
+        if matches!(fragment.format, FileFormat::Csv | FileFormat::Ndjson)
+            && same_names
+            && schema.as_ref() != self.file_schema.as_ref()
+        {
+            opened = open_file(
+                &fragment.path,
+                fragment.format,
+                &self.opener,
+                Some(self.file_schema.clone()),
+            )?;
         }
         self.check_schema(&fragment.path, &opened.schema())?;
         Ok(fragment.opened.get_or_init(|| opened))
@@ -378,10 +430,22 @@ impl Dataset {
     /// 100 k) would decode it once per slice. A slice that ends inside the piece therefore
     /// keeps the decoded piece for the next slice; one that reaches its end lets it go, so a
     /// finished iteration holds nothing. One piece is kept per file at most.
-    pub fn read_piece_rows(&self, fragment: usize, piece: usize, columns: &[usize], batch_size: usize, offset: u64, count: u64) -> Result<Vec<RecordBatch>> {
+    pub fn read_piece_rows(
+        &self,
+        fragment: usize,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+        offset: u64,
+        count: u64,
+    ) -> Result<Vec<RecordBatch>> {
         let file = self.open(fragment)?;
         if matches!(file, OpenedFile::Ipc(_)) {
-            return Ok(slice_batches(&file.read_piece(piece, columns, batch_size)?, offset, count));
+            return Ok(slice_batches(
+                &file.read_piece(piece, columns, batch_size)?,
+                offset,
+                count,
+            ));
         }
         let slot = &self.fragments[fragment].sliced_piece;
         let cached = slot
@@ -410,26 +474,29 @@ impl Dataset {
     fn check_schema(&self, path: &Path, schema: &Schema) -> Result<()> {
         let first = &self.fragments[0].path;
         let expected = self.file_schema.fields();
-        let problem = expected.iter().zip(schema.fields()).find_map(|(want, have)| {
-            if want.name() != have.name() {
-                Some(format!(
-                    "it has column {:?} where {} has {:?}",
-                    have.name(),
-                    first.display(),
-                    want.name()
-                ))
-            } else if want.data_type() != have.data_type() {
-                Some(format!(
-                    "its column {:?} is {}, in {} it is {}",
-                    have.name(),
-                    type_name(have.data_type()),
-                    first.display(),
-                    type_name(want.data_type())
-                ))
-            } else {
-                None
-            }
-        });
+        let problem = expected
+            .iter()
+            .zip(schema.fields())
+            .find_map(|(want, have)| {
+                if want.name() != have.name() {
+                    Some(format!(
+                        "it has column {:?} where {} has {:?}",
+                        have.name(),
+                        first.display(),
+                        want.name()
+                    ))
+                } else if want.data_type() != have.data_type() {
+                    Some(format!(
+                        "its column {:?} is {}, in {} it is {}",
+                        have.name(),
+                        type_name(have.data_type()),
+                        first.display(),
+                        type_name(want.data_type())
+                    ))
+                } else {
+                    None
+                }
+            });
         let problem = problem.or_else(|| match schema.fields().len().cmp(&expected.len()) {
             std::cmp::Ordering::Less => Some(format!(
                 "it has no column {:?}, which {} has",
@@ -456,7 +523,12 @@ impl Dataset {
     }
 }
 
-fn open_file(path: &Path, format: FileFormat, opener: &DecodedOpener, schema: Option<SchemaRef>) -> Result<OpenedFile> {
+fn open_file(
+    path: &Path,
+    format: FileFormat,
+    opener: &DecodedOpener,
+    schema: Option<SchemaRef>,
+) -> Result<OpenedFile> {
     Ok(match format {
         FileFormat::Ipc => OpenedFile::Ipc(IpcFile::open(path)?),
         other => OpenedFile::Decoded(opener(path, other, schema)?),
@@ -536,11 +608,12 @@ impl DatasetView {
     /// The named columns, in the order given (each a column of this view, once).
     pub fn select<S: AsRef<str>>(&self, names: &[S]) -> Result<DatasetView> {
         let columns = select_columns(names, |name| {
-            self.column_index(name).ok_or_else(|| StorageError::ColumnNotFound {
-                path: PathBuf::from(self.dataset.description()),
-                name: name.to_owned(),
-                available: quoted_names(&self.column_names()),
-            })
+            self.column_index(name)
+                .ok_or_else(|| StorageError::ColumnNotFound {
+                    path: PathBuf::from(self.dataset.description()),
+                    name: name.to_owned(),
+                    available: quoted_names(&self.column_names()),
+                })
         })?;
         Ok(DatasetView {
             columns,
@@ -618,7 +691,11 @@ impl DatasetView {
     pub fn known_num_rows(&self) -> Option<u64> {
         let mut total = 0u64;
         for piece in self.all_pieces().ok()? {
-            total += self.dataset.open(piece.fragment).ok()?.piece_rows(piece.piece)?;
+            total += self
+                .dataset
+                .open(piece.fragment)
+                .ok()?
+                .piece_rows(piece.piece)?;
         }
         Some(match self.rows {
             Some(rows) => total.saturating_sub(rows.offset).min(rows.length),
@@ -630,7 +707,11 @@ impl DatasetView {
     /// None for a column of the files.
     pub fn partition_value(&self, fragment: usize, column: usize) -> Option<&ArrayRef> {
         let position = column.checked_sub(self.dataset.file_schema().fields().len())?;
-        self.dataset.fragments().get(fragment)?.partition_values.get(position)
+        self.dataset
+            .fragments()
+            .get(fragment)?
+            .partition_values
+            .get(position)
     }
 }
 
@@ -640,7 +721,8 @@ pub fn constant_column(value: &ArrayRef, len: usize) -> ArrayRef {
         return new_null_array(value.data_type(), len);
     }
     let indices = arrow::array::UInt32Array::from(vec![0u32; len]);
-    arrow::compute::take(value.as_ref(), &indices, None).unwrap_or_else(|_| new_null_array(value.data_type(), len))
+    arrow::compute::take(value.as_ref(), &indices, None)
+        .unwrap_or_else(|_| new_null_array(value.data_type(), len))
 }
 
 #[cfg(test)]
@@ -652,9 +734,14 @@ mod tests {
 
     fn write_ipc(dir: &Path, name: &str, schema: SchemaRef, values: &[i64]) -> PathBuf {
         let path = dir.join(name);
-        let mut writer = FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
+        let mut writer =
+            FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
         for chunk in values.chunks(2) {
-            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(chunk.to_vec()))]).unwrap();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(chunk.to_vec()))],
+            )
+            .unwrap();
             writer.write(&batch).unwrap();
         }
         writer.finish().unwrap();
@@ -662,12 +749,14 @@ mod tests {
     }
 
     fn no_decoded() -> DecodedOpener {
-        Arc::new(|path: &Path, format: FileFormat, _schema: Option<SchemaRef>| {
-            Err(StorageError::Unsupported {
-                path: path.to_owned(),
-                reason: format!("{} is not readable in this test", format.name()),
-            })
-        })
+        Arc::new(
+            |path: &Path, format: FileFormat, _schema: Option<SchemaRef>| {
+                Err(StorageError::Unsupported {
+                    path: path.to_owned(),
+                    reason: format!("{} is not readable in this test", format.name()),
+                })
+            },
+        )
     }
 
     #[test]
@@ -678,9 +767,13 @@ mod tests {
         let a = write_ipc(&dir, "a.arrow", schema.clone(), &[1, 2, 3]);
         let b = write_ipc(&dir, "b.arrow", schema.clone(), &[4, 5]);
         let path = dir.join("c.arrow");
-        let mut writer = FileWriter::try_new(std::fs::File::create(&path).unwrap(), &other).unwrap();
+        let mut writer =
+            FileWriter::try_new(std::fs::File::create(&path).unwrap(), &other).unwrap();
         writer
-            .write(&RecordBatch::try_new(other.clone(), vec![Arc::new(StringArray::from(vec!["z"]))]).unwrap())
+            .write(
+                &RecordBatch::try_new(other.clone(), vec![Arc::new(StringArray::from(vec!["z"]))])
+                    .unwrap(),
+            )
             .unwrap();
         writer.finish().unwrap();
         let part = |v: i64| -> Vec<ArrayRef> { vec![Arc::new(Int64Array::from(vec![v]))] };
@@ -722,8 +815,11 @@ mod tests {
         assert_eq!(sliced.known_num_rows(), Some(3));
         assert_eq!(sliced.all_pieces().unwrap().len(), 3);
         assert_eq!(
-            view.partition_value(1, 1)
-                .map(|v| v.as_any().downcast_ref::<Int64Array>().unwrap().value(0)),
+            view.partition_value(1, 1).map(|v| v
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(0)),
             Some(2)
         );
         let constant = constant_column(&part(7)[0], 3);

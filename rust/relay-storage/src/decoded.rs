@@ -53,7 +53,12 @@ pub trait DecodedFile: Send + Sync + Debug {
     /// Decodes the `columns` (indices into `schema()`, in that order) of `piece` into record
     /// batches of at most `batch_size` rows whose schema is the projected schema. Errors name
     /// the file and the place (row group, line) that could not be decoded.
-    fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>>;
+    fn read_piece(
+        &self,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+    ) -> Result<Vec<RecordBatch>>;
 
     /// Per data page of `column` in `piece`, in row order: its row count and the statistics
     /// stored for it (None for a page without usable ones). None when the file has no page
@@ -66,8 +71,17 @@ pub trait DecodedFile: Send + Sync + Debug {
     /// (ascending, disjoint ranges of row numbers within the piece, which come out one after
     /// another). A caller that reduces each batch (a filter) before asking for the next holds
     /// one decoded batch at a time.
-    fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
-        Ok(batches_already_read(self.read_piece(piece, columns, batch_size)?, rows))
+    fn piece_batches(
+        &self,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+        rows: Option<&[Range<u64>]>,
+    ) -> Result<PieceBatches<'_>> {
+        Ok(batches_already_read(
+            self.read_piece(piece, columns, batch_size)?,
+            rows,
+        ))
     }
 
     /// Which of `columns` the file can decode at chosen rows of `piece` only
@@ -78,10 +92,17 @@ pub trait DecodedFile: Send + Sync + Debug {
 
     /// A reader of `column` of `piece` (one of `selectable_columns`) that decodes it only at
     /// the rows a caller selects, batch after batch.
-    fn selected_column(&self, piece: usize, _column: usize) -> Result<Box<dyn SelectedColumnReader + '_>> {
+    fn selected_column(
+        &self,
+        piece: usize,
+        _column: usize,
+    ) -> Result<Box<dyn SelectedColumnReader + '_>> {
         Err(StorageError::Unsupported {
             path: self.path().to_owned(),
-            reason: format!("piece {piece}: {} columns are decoded whole, not at chosen rows", self.format()),
+            reason: format!(
+                "piece {piece}: {} columns are decoded whole, not at chosen rows",
+                self.format()
+            ),
         })
     }
 }
@@ -96,7 +117,10 @@ pub trait SelectedColumnReader: Send {
 
 /// Batches already in memory (decoded, or views of a mapping) as `PieceBatches`, cut to `rows`
 /// when given.
-pub(crate) fn batches_already_read(batches: Vec<RecordBatch>, rows: Option<&[Range<u64>]>) -> PieceBatches<'static> {
+pub(crate) fn batches_already_read(
+    batches: Vec<RecordBatch>,
+    rows: Option<&[Range<u64>]>,
+) -> PieceBatches<'static> {
     let batches = match rows {
         Some(rows) => batches_in_ranges(&batches, rows),
         None => batches,
@@ -127,13 +151,19 @@ pub(crate) struct Projection {
 
 impl Projection {
     pub(crate) fn new(schema: &Schema, columns: &[usize], roots: &[usize]) -> Result<Projection> {
-        let projected = schema.project(columns).map_err(|error| StorageError::OutOfRange {
-            what: "column",
-            detail: error.to_string(),
-        })?;
+        let projected = schema
+            .project(columns)
+            .map_err(|error| StorageError::OutOfRange {
+                what: "column",
+                detail: error.to_string(),
+            })?;
         let positions = columns
             .iter()
-            .map(|column| roots.binary_search(column).expect("every column is decoded"))
+            .map(|column| {
+                roots
+                    .binary_search(column)
+                    .expect("every column is decoded")
+            })
             .collect();
         Ok(Projection {
             schema: Arc::new(projected),
@@ -142,14 +172,26 @@ impl Projection {
     }
 
     /// `decoded` projected; `place` names the piece in errors.
-    pub(crate) fn apply(&self, path: &Path, format: &'static str, place: &dyn Fn() -> String, decoded: RecordBatch) -> Result<RecordBatch> {
-        let arrays = self.positions.iter().map(|&i| decoded.column(i).clone()).collect();
+    pub(crate) fn apply(
+        &self,
+        path: &Path,
+        format: &'static str,
+        place: &dyn Fn() -> String,
+        decoded: RecordBatch,
+    ) -> Result<RecordBatch> {
+        let arrays = self
+            .positions
+            .iter()
+            .map(|&i| decoded.column(i).clone())
+            .collect();
         let options = RecordBatchOptions::new().with_row_count(Some(decoded.num_rows()));
-        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options).map_err(|error| StorageError::Malformed {
-            path: path.to_owned(),
-            format,
-            place: place(),
-            reason: error.to_string(),
+        RecordBatch::try_new_with_options(self.schema.clone(), arrays, &options).map_err(|error| {
+            StorageError::Malformed {
+                path: path.to_owned(),
+                format,
+                place: place(),
+                reason: error.to_string(),
+            }
         })
     }
 }
@@ -183,7 +225,10 @@ pub(crate) fn check_piece_and_columns(
     if piece >= pieces {
         return Err(StorageError::OutOfRange {
             what: "piece",
-            detail: format!("{}: piece {piece} of a file with {pieces} pieces", path.display()),
+            detail: format!(
+                "{}: piece {piece} of a file with {pieces} pieces",
+                path.display()
+            ),
         });
     }
     if let Some(column) = columns.iter().find(|&&column| column >= num_columns) {
@@ -241,7 +286,9 @@ impl PositionalFile {
     /// Opens a regular file; `format` names what a directory or a device is not.
     pub(crate) fn open(path: &Path, format: &'static str) -> Result<PositionalFile> {
         let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.to_owned() },
+            std::io::ErrorKind::NotFound => StorageError::NotFound {
+                path: path.to_owned(),
+            },
             _ => io_error(path, "stat")(source),
         })?;
         if metadata.is_dir() {
@@ -269,7 +316,9 @@ impl PositionalFile {
 
     /// Fills `buffer` from `offset`, or fails with an error that names `path`.
     pub(crate) fn read_exact_at(&self, buffer: &mut [u8], offset: u64, path: &Path) -> Result<()> {
-        self.file.read_exact_at(buffer, offset).map_err(io_error(path, "read"))
+        self.file
+            .read_exact_at(buffer, offset)
+            .map_err(io_error(path, "read"))
     }
 
     /// `length` bytes from `offset` in a new buffer, which the reads fill without zeroing it
@@ -279,8 +328,12 @@ impl PositionalFile {
         let mut buffer: Vec<u8> = Vec::with_capacity(length);
         let mut filled = 0;
         while filled < length {
-            let position = i64::try_from(offset + filled as u64)
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "offset beyond the largest file"))?;
+            let position = i64::try_from(offset + filled as u64).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "offset beyond the largest file",
+                )
+            })?;
             // SAFETY: the destination is the buffer's spare capacity from `filled` on, and
             // pread writes at most `length - filled` bytes there.
             let read = unsafe {
@@ -340,7 +393,9 @@ pub(crate) struct PositionalReader {
 impl Read for PositionalReader {
     fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
         let left = self.end.saturating_sub(self.offset);
-        let take = buffer.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let take = buffer
+            .len()
+            .min(usize::try_from(left).unwrap_or(usize::MAX));
         if take == 0 {
             return Ok(0);
         }

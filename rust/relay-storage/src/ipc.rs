@@ -236,13 +236,19 @@ fn parse_message(bytes: &[u8]) -> std::result::Result<ipc::Message<'_>, String> 
 /// The row count of a record batch message, after the checks that need no body: it is not
 /// negative, and the first field node (the first column's) has the batch's length. Checked at
 /// open because a batch whose row count reads 0 is never decoded.
-pub(crate) fn record_batch_rows(header: ipc::RecordBatch<'_>, schema: &Schema) -> std::result::Result<u64, String> {
+pub(crate) fn record_batch_rows(
+    header: ipc::RecordBatch<'_>,
+    schema: &Schema,
+) -> std::result::Result<u64, String> {
     let rows = header.length();
     if rows < 0 {
         return Err(format!("negative row count {rows}"));
     }
     if !schema.fields().is_empty() {
-        let first_node_length = header.nodes().and_then(|nodes| nodes.iter().next()).map(|node| node.length());
+        let first_node_length = header
+            .nodes()
+            .and_then(|nodes| nodes.iter().next())
+            .map(|node| node.length());
         if first_node_length != Some(rows) {
             return Err(format!(
                 "{rows} rows, but its first column has {}",
@@ -260,7 +266,10 @@ pub(crate) fn record_batch_rows(header: ipc::RecordBatch<'_>, schema: &Schema) -
 /// (`Buffer::slice_with_length` panics), and casts node lengths and null counts to `usize`, so a
 /// negative value would pass as a huge one. Array validation then checks that each buffer is
 /// large enough for its array, so a huge row count over tiny buffers fails there.
-fn check_batch_header(header: ipc::RecordBatch<'_>, body: &[u8]) -> std::result::Result<(), String> {
+fn check_batch_header(
+    header: ipc::RecordBatch<'_>,
+    body: &[u8],
+) -> std::result::Result<(), String> {
     let body_len = body.len();
     let rows = header.length();
     if rows < 0 {
@@ -320,7 +329,12 @@ fn max_decompressed_len(codec: CompressionType, compressed: usize) -> u128 {
 fn physical_memory() -> u64 {
     static MEMORY: LazyLock<u64> = LazyLock::new(|| {
         // SAFETY: sysconf takes no pointers and only reads system configuration.
-        let (pages, page_size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+        let (pages, page_size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
         if pages > 0 && page_size > 0 {
             (pages as u64).saturating_mul(page_size as u64)
         } else {
@@ -352,7 +366,9 @@ fn check_compressed_buffers(
         };
         let announced = i64::from_le_bytes(prefix.try_into().expect("8 bytes"));
         let compressed = length - 8;
-        if announced < -1 || (announced > 0 && announced as u128 > max_decompressed_len(codec, compressed)) {
+        if announced < -1
+            || (announced > 0 && announced as u128 > max_decompressed_len(codec, compressed))
+        {
             return Err(format!(
                 "compressed buffer {index} ({compressed} bytes of {codec:?} data at body offset {offset}) says it decompresses to {announced} bytes, which is impossible"
             ));
@@ -381,7 +397,9 @@ fn contains_dictionary(data_type: &DataType) -> bool {
         | DataType::FixedSizeList(f, _)
         | DataType::Map(f, _) => contains_dictionary(f.data_type()),
         DataType::Struct(fields) => fields.iter().any(|f| contains_dictionary(f.data_type())),
-        DataType::Union(fields, _) => fields.iter().any(|(_, f)| contains_dictionary(f.data_type())),
+        DataType::Union(fields, _) => fields
+            .iter()
+            .any(|(_, f)| contains_dictionary(f.data_type())),
         DataType::RunEndEncoded(_, values) => contains_dictionary(values.data_type()),
         _ => false,
     }
@@ -435,19 +453,22 @@ impl IpcFile {
         if size < (HEADER_LEN + TRAILER_LEN) as u64 {
             return Err(StorageError::NotArrowFile {
                 path,
-                reason: format!("the file is {size} bytes, too small to hold the Arrow magic and footer"),
+                reason: format!(
+                    "the file is {size} bytes, too small to hold the Arrow magic and footer"
+                ),
             });
         }
         // SAFETY: the mapping is private, so our writes never reach the file. Another process may
         // still truncate the file under us; `check_unchanged` runs before every read that touches
         // mapped bytes, and the header checks below run right after mapping.
-        let mmap = unsafe { MmapOptions::new().no_reserve_swap().map_copy(&file) }.map_err(
-            |source| StorageError::Io {
-                path: path.clone(),
-                action: "mmap",
-                source,
-            },
-        )?;
+        let mmap =
+            unsafe { MmapOptions::new().no_reserve_swap().map_copy(&file) }.map_err(|source| {
+                StorageError::Io {
+                    path: path.clone(),
+                    action: "mmap",
+                    source,
+                }
+            })?;
         // The file may have changed size between the stat above and the mapping: bounds are
         // checked against the mapping, and reads later compare the file with its length.
         let size = mmap.len() as u64;
@@ -465,7 +486,9 @@ impl IpcFile {
         if settled && identity.size == size {
             let mut registry = registry();
             registry.files.retain(|_, file| file.strong_count() > 0);
-            registry.files.insert((path, identity), Arc::downgrade(&opened));
+            registry
+                .files
+                .insert((path, identity), Arc::downgrade(&opened));
         }
         Ok(opened)
     }
@@ -474,7 +497,10 @@ impl IpcFile {
     /// written to it since (`metadata` is the path's `stat`, taken just now).
     fn registered(path: &Path, metadata: &Metadata) -> Option<Arc<Self>> {
         let identity = FileIdentity::of(metadata);
-        let file = registry().files.get(&(path.to_owned(), identity))?.upgrade()?;
+        let file = registry()
+            .files
+            .get(&(path.to_owned(), identity))?
+            .upgrade()?;
         // The path may have been replaced between its stat and now; the open descriptor says
         // whether the mapped file itself is still as it was.
         let now = FileIdentity::of(&file.file.metadata().ok()?);
@@ -495,9 +521,12 @@ impl IpcFile {
             return Self::from_mapping(path, file, size, identity, data);
         }
         for end in crate::append::earlier_footer_ends(data.as_slice()) {
-            let Ok(descriptor) = file.try_clone() else { break };
+            let Ok(descriptor) = file.try_clone() else {
+                break;
+            };
             let prefix = data.slice_with_length(0, end);
-            if let Ok(opened) = Self::from_mapping(path.clone(), descriptor, size, identity, prefix) {
+            if let Ok(opened) = Self::from_mapping(path.clone(), descriptor, size, identity, prefix)
+            {
                 return Ok(opened);
             }
         }
@@ -520,11 +549,14 @@ impl IpcFile {
         if len < HEADER_LEN + TRAILER_LEN {
             return Err(StorageError::NotArrowFile {
                 path,
-                reason: format!("the file is {len} bytes, too small to hold the Arrow magic and footer"),
+                reason: format!(
+                    "the file is {len} bytes, too small to hold the Arrow magic and footer"
+                ),
             });
         }
         if &bytes[..6] != MAGIC && crate::stream::looks_like_stream(bytes) {
-            let layout = crate::stream::walk_stream(bytes).map_err(|reason| corrupt(format!("IPC stream: {reason}")))?;
+            let layout = crate::stream::walk_stream(bytes)
+                .map_err(|reason| corrupt(format!("IPC stream: {reason}")))?;
             return Ok(Self {
                 path,
                 file,
@@ -543,11 +575,15 @@ impl IpcFile {
         }
         if &bytes[..6] != MAGIC {
             let reason = if bytes[..4] == [0xff; 4] {
-                "it starts with an IPC continuation marker, but not with a schema message".to_string()
+                "it starts with an IPC continuation marker, but not with a schema message"
+                    .to_string()
             } else if &bytes[..4] == b"PAR1" {
                 "it is a Parquet file".to_string()
             } else {
-                format!("it does not start with the magic bytes \"ARROW1\" (found {:?})", &bytes[..6])
+                format!(
+                    "it does not start with the magic bytes \"ARROW1\" (found {:?})",
+                    &bytes[..6]
+                )
             };
             return Err(StorageError::NotArrowFile { path, reason });
         }
@@ -556,7 +592,11 @@ impl IpcFile {
                 "it does not end with the magic bytes \"ARROW1\": the file is truncated or was not closed by its writer".into(),
             ));
         }
-        let footer_len = i32::from_le_bytes(bytes[len - TRAILER_LEN..len - 6].try_into().expect("4 bytes"));
+        let footer_len = i32::from_le_bytes(
+            bytes[len - TRAILER_LEN..len - 6]
+                .try_into()
+                .expect("4 bytes"),
+        );
         let max_footer = len - HEADER_LEN - TRAILER_LEN;
         if footer_len <= 0 || footer_len as usize > max_footer {
             return Err(corrupt(format!(
@@ -570,7 +610,9 @@ impl IpcFile {
             .schema()
             .ok_or_else(|| corrupt("footer has no schema".into()))?;
         if !ipc_schema.endianness().equals_to_target_endianness() {
-            return Err(corrupt("the file is big-endian; only little-endian files can be mapped".into()));
+            return Err(corrupt(
+                "the file is big-endian; only little-endian files can be mapped".into(),
+            ));
         }
         let schema = Arc::new(
             ipc::convert::try_fb_to_schema(ipc_schema)
@@ -611,7 +653,8 @@ impl IpcFile {
                     message.header_type()
                 ))
             })?;
-            record_batch_rows(header, &schema).map_err(|e| corrupt(format!("record batch {index}: {e}")))?;
+            record_batch_rows(header, &schema)
+                .map_err(|e| corrupt(format!("record batch {index}: {e}")))?;
             if message.bodyLength() > block.bodyLength() {
                 return Err(corrupt(format!(
                     "record batch {index} says its body is {} bytes, the footer gives it {}",
@@ -651,17 +694,27 @@ impl IpcFile {
             .iter()
             .map(|b| &b.block)
             .enumerate()
-            .map(|(i, b)| (b.offset(), i64::from(b.metaDataLength()) + b.bodyLength(), "record batch", i))
-            .chain(
-                dictionary_blocks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, b)| (b.offset(), i64::from(b.metaDataLength()) + b.bodyLength(), "dictionary batch", i)),
-            )
+            .map(|(i, b)| {
+                (
+                    b.offset(),
+                    i64::from(b.metaDataLength()) + b.bodyLength(),
+                    "record batch",
+                    i,
+                )
+            })
+            .chain(dictionary_blocks.iter().enumerate().map(|(i, b)| {
+                (
+                    b.offset(),
+                    i64::from(b.metaDataLength()) + b.bodyLength(),
+                    "dictionary batch",
+                    i,
+                )
+            }))
             .collect();
         extents.sort_unstable_by_key(|&(offset, ..)| offset);
         for pair in extents.windows(2) {
-            let ((offset, length, kind, index), (next_offset, _, next_kind, next_index)) = (pair[0], pair[1]);
+            let ((offset, length, kind, index), (next_offset, _, next_kind, next_index)) =
+                (pair[0], pair[1]);
             // check_block bounded offset + length by the file size, so this cannot overflow.
             if offset + length > next_offset {
                 return Err(corrupt(format!(
@@ -730,17 +783,19 @@ impl IpcFile {
 
     /// Index of the column called `name`, or an error that lists the available columns.
     pub fn column_index(&self, name: &str) -> Result<usize> {
-        self.schema.index_of(name).map_err(|_| StorageError::ColumnNotFound {
-            path: self.path.clone(),
-            name: name.to_owned(),
-            available: self
-                .schema
-                .fields()
-                .iter()
-                .map(|f| format!("{:?}", f.name()))
-                .collect::<Vec<_>>()
-                .join(", "),
-        })
+        self.schema
+            .index_of(name)
+            .map_err(|_| StorageError::ColumnNotFound {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                available: self
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| format!("{:?}", f.name()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
     }
 
     /// Fails when the file no longer has the size it had when it was mapped: touching pages past
@@ -807,11 +862,12 @@ impl IpcFile {
                     block.bodyLength()
                 )));
             }
-            let data = batch
-                .data()
-                .ok_or_else(|| self.corrupt(format!("dictionary batch {index} has no record batch")))?;
+            let data = batch.data().ok_or_else(|| {
+                self.corrupt(format!("dictionary batch {index} has no record batch"))
+            })?;
             let body = self.data.slice_with_length(start + meta_len, body_len);
-            check_batch_header(data, body.as_slice()).map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
+            check_batch_header(data, body.as_slice())
+                .map_err(|e| self.corrupt(format!("dictionary batch {index}: {e}")))?;
             read_dictionary_impl(
                 &body,
                 batch,
@@ -833,14 +889,29 @@ impl IpcFile {
     /// and validated once per mapping and kept, as long as the file's size and times stay as
     /// they were when it was mapped.
     pub fn decode_column(&self, batch: usize, column: usize) -> Result<DecodedColumn> {
-        let info = self.batches.get(batch).ok_or_else(|| StorageError::OutOfRange {
-            what: "record batch index",
-            detail: format!("{batch} >= {} batches in {}", self.batches.len(), self.path.display()),
-        })?;
-        let field = self.schema.fields().get(column).ok_or_else(|| StorageError::OutOfRange {
-            what: "column index",
-            detail: format!("{column} >= {} columns in {}", self.schema.fields().len(), self.path.display()),
-        })?;
+        let info = self
+            .batches
+            .get(batch)
+            .ok_or_else(|| StorageError::OutOfRange {
+                what: "record batch index",
+                detail: format!(
+                    "{batch} >= {} batches in {}",
+                    self.batches.len(),
+                    self.path.display()
+                ),
+            })?;
+        let field = self
+            .schema
+            .fields()
+            .get(column)
+            .ok_or_else(|| StorageError::OutOfRange {
+                what: "column index",
+                detail: format!(
+                    "{column} >= {} columns in {}",
+                    self.schema.fields().len(),
+                    self.path.display()
+                ),
+            })?;
         let identity = self.current_identity()?;
         let unchanged = identity.same_contents(&self.identity);
         if unchanged && let Some(decoded) = self.decoded_cache().columns.get(&(batch, column)) {
@@ -853,7 +924,8 @@ impl IpcFile {
             cache.identity = Some(identity);
         }
         // After a write in place the cache stays empty: each read validates again.
-        if unchanged && decoded.copy_reason.is_none() && validation_reads_values(field.data_type()) {
+        if unchanged && decoded.copy_reason.is_none() && validation_reads_values(field.data_type())
+        {
             cache.columns.insert((batch, column), decoded.clone());
         }
         Ok(decoded)
@@ -873,7 +945,9 @@ impl IpcFile {
     ) -> Result<DecodedColumn> {
         let empty = HashMap::new();
         let dictionaries = if contains_dictionary(field.data_type()) {
-            catch_panic(&self.path, "decoding the dictionaries", || self.dictionaries())?
+            catch_panic(&self.path, "decoding the dictionaries", || {
+                self.dictionaries()
+            })?
         } else {
             &empty
         };
@@ -882,10 +956,13 @@ impl IpcFile {
             let meta_len = info.block.metaDataLength() as usize;
             let body_len = info.block.bodyLength() as usize;
             let in_column = |e: &dyn std::fmt::Display| {
-                self.corrupt(format!("record batch {batch}, column {:?}: {e}", field.name()))
+                self.corrupt(format!(
+                    "record batch {batch}, column {:?}: {e}",
+                    field.name()
+                ))
             };
-            let message =
-                parse_message(&self.data.as_slice()[start..start + meta_len]).map_err(|e| in_column(&e))?;
+            let message = parse_message(&self.data.as_slice()[start..start + meta_len])
+                .map_err(|e| in_column(&e))?;
             let header = message
                 .header_as_record_batch()
                 .ok_or_else(|| in_column(&"not a record batch message"))?;
@@ -896,16 +973,27 @@ impl IpcFile {
             check_batch_header(header, body.as_slice()).map_err(|e| in_column(&e))?;
             let projection = [column];
             let decode = |require_alignment: bool| {
-                RecordBatchDecoder::try_new(&body, header, self.schema.clone(), dictionaries, &self.version)?
-                    .with_projection(Some(&projection))
-                    .with_require_alignment(require_alignment)
-                    .read_record_batch()
+                RecordBatchDecoder::try_new(
+                    &body,
+                    header,
+                    self.schema.clone(),
+                    dictionaries,
+                    &self.version,
+                )?
+                .with_projection(Some(&projection))
+                .with_require_alignment(require_alignment)
+                .read_record_batch()
             };
             let (decoded, mut copy_reason) = match decode(true) {
                 Ok(decoded) => (decoded, None),
                 Err(e) if e.to_string().contains("isaligned") => {
                     let decoded = decode(false).map_err(|e| in_column(&e))?;
-                    (decoded, Some(format!("a buffer is not aligned to its type in the file ({e})")))
+                    (
+                        decoded,
+                        Some(format!(
+                            "a buffer is not aligned to its type in the file ({e})"
+                        )),
+                    )
                 }
                 Err(e) => return Err(in_column(&e)),
             };

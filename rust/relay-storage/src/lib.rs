@@ -14,25 +14,28 @@ mod parquet;
 mod parquet_selected;
 mod stats;
 mod stream;
-mod text;
 #[cfg(test)]
 mod test_support;
+mod text;
 mod types;
 mod view;
 mod write;
 mod write_parquet;
 
+pub use self::parquet::ParquetFile;
 pub use append::append_ipc_file;
 pub use dataset::{
-    Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId, constant_column,
+    Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId,
+    constant_column,
 };
 pub use decoded::{DecodedFile, PieceBatches, SelectedColumnReader};
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile, IpcFormat, codec_name};
-pub use self::parquet::ParquetFile;
 pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
 pub use text::{CsvOptions, JsonOptions, TextFile};
 pub use types::{type_name, unit_name};
 pub use view::{ColumnView, RowRange, TableView, slice_batches};
 pub use write::{IPC_ALIGNMENT, IpcFileWriter, WriteSummary, ipc_write_options, write_ipc_file};
-pub use write_parquet::{DEFAULT_ROW_GROUP_ROWS, ParquetFileWriter, ParquetWriteOptions, write_parquet_file};
+pub use write_parquet::{
+    DEFAULT_ROW_GROUP_ROWS, ParquetFileWriter, ParquetWriteOptions, write_parquet_file,
+};

@@ -26,17 +26,20 @@ use arrow::datatypes::{DataType, SchemaRef};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
-use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
+    ParquetRecordBatchReaderBuilder, RowSelection,
+};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::decoded::{
-    DecodedFile, PieceBatches, PositionalFile, PositionalReader, Projection, SelectedColumnReader, catch_decoder_panic,
-    check_piece_and_columns, decoded_roots,
+    DecodedFile, PieceBatches, PositionalFile, PositionalReader, Projection, SelectedColumnReader,
+    catch_decoder_panic, check_piece_and_columns, decoded_roots,
 };
-use crate::parquet_selected::{SelectedColumn, SelectedError, selectable};
 use crate::error::{Result, StorageError};
+use crate::parquet_selected::{SelectedColumn, SelectedError, selectable};
 use crate::stats::ColumnStats;
 
 const FORMAT: &str = "parquet";
@@ -106,16 +109,26 @@ impl ParquetFile {
     /// the `parquet` crate produces).
     /// With `rows`, only those rows (ranges within the row group): arrow-rs then skips the
     /// pages outside them, reading the page index's offsets.
-    fn decoder(&self, piece: usize, roots: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<ParquetRecordBatchReader, ParquetError> {
+    fn decoder(
+        &self,
+        piece: usize,
+        roots: &[usize],
+        batch_size: usize,
+        rows: Option<&[Range<u64>]>,
+    ) -> Result<ParquetRecordBatchReader, ParquetError> {
         let mask = ProjectionMask::roots(self.metadata.parquet_schema(), roots.iter().copied());
-        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(self.reader.clone(), self.metadata.clone())
-            .with_projection(mask)
-            .with_row_groups(vec![piece])
-            .with_batch_size(batch_size.max(1));
+        let mut builder = ParquetRecordBatchReaderBuilder::new_with_metadata(
+            self.reader.clone(),
+            self.metadata.clone(),
+        )
+        .with_projection(mask)
+        .with_row_groups(vec![piece])
+        .with_batch_size(batch_size.max(1));
         if let Some(rows) = rows {
             let total = self.piece_rows(piece).unwrap_or_default() as usize;
             builder = builder.with_row_selection(RowSelection::from_consecutive_ranges(
-                rows.iter().map(|range| range.start as usize..range.end as usize),
+                rows.iter()
+                    .map(|range| range.start as usize..range.end as usize),
                 total,
             ));
         }
@@ -129,7 +142,8 @@ impl ParquetFile {
         }
         roots.iter().copied().find(|&root| {
             let decoded = catch_unwind(AssertUnwindSafe(|| {
-                self.decoder(piece, &[root], 8192, None)?.collect::<Result<Vec<_>, _>>()
+                self.decoder(piece, &[root], 8192, None)?
+                    .collect::<Result<Vec<_>, _>>()
             }));
             !matches!(decoded, Ok(Ok(_)))
         })
@@ -138,7 +152,10 @@ impl ParquetFile {
     /// Where a decode of `roots` of row group `piece` failed, for an error message.
     fn failure_place(&self, piece: usize, roots: &[usize]) -> String {
         match self.failing_column(piece, roots) {
-            Some(column) => format!("row group {piece}, column {:?}", self.metadata.schema().field(column).name()),
+            Some(column) => format!(
+                "row group {piece}, column {:?}",
+                self.metadata.schema().field(column).name()
+            ),
             None => format!("row group {piece}"),
         }
     }
@@ -167,19 +184,34 @@ impl ParquetFile {
 
 /// The converter of `column`'s Parquet statistics into arrays of its Arrow type (null counts
 /// left null where the file has none); None when the column has no Parquet leaf of its own.
-fn statistics_converter(metadata: &ArrowReaderMetadata, column: usize) -> Option<StatisticsConverter<'_>> {
+fn statistics_converter(
+    metadata: &ArrowReaderMetadata,
+    column: usize,
+) -> Option<StatisticsConverter<'_>> {
     let parquet_metadata = metadata.metadata();
-    let converter = StatisticsConverter::try_new(metadata.schema().field(column).name(), metadata.schema(), metadata.parquet_schema())
-        .ok()?
-        .with_missing_null_counts_as_zero(false)
-        .with_column_orders(parquet_metadata.file_metadata().column_orders().map(Vec::as_slice));
+    let converter = StatisticsConverter::try_new(
+        metadata.schema().field(column).name(),
+        metadata.schema(),
+        metadata.parquet_schema(),
+    )
+    .ok()?
+    .with_missing_null_counts_as_zero(false)
+    .with_column_orders(
+        parquet_metadata
+            .file_metadata()
+            .column_orders()
+            .map(Vec::as_slice),
+    );
     converter.parquet_column_index()?;
     Some(converter)
 }
 
 /// Statistics of `column` in every row group; None when the column has no Parquet leaf of its
 /// own (nested types) or the file's statistics cannot be converted.
-fn row_group_stats(metadata: &ArrowReaderMetadata, column: usize) -> Option<Vec<Option<ColumnStats>>> {
+fn row_group_stats(
+    metadata: &ArrowReaderMetadata,
+    column: usize,
+) -> Option<Vec<Option<ColumnStats>>> {
     let schema = metadata.schema();
     let field = schema.field(column);
     if !orderable(field.data_type()) {
@@ -212,8 +244,12 @@ fn row_group_stats(metadata: &ArrowReaderMetadata, column: usize) -> Option<Vec<
                 && max_exact.is_valid(group)
                 && max_exact.value(group);
             let (min, max) = if exact {
-                let nan_free = !floating || (nan_counts.is_valid(group) && nan_counts.value(group) == 0);
-                (Some(compact(mins.slice(group, 1))), Some(float_max(maxes.slice(group, 1), nan_free)))
+                let nan_free =
+                    !floating || (nan_counts.is_valid(group) && nan_counts.value(group) == 0);
+                (
+                    Some(compact(mins.slice(group, 1))),
+                    Some(float_max(maxes.slice(group, 1), nan_free)),
+                )
             } else {
                 (None, None)
             };
@@ -292,25 +328,50 @@ impl DecodedFile for ParquetFile {
         self.column_stats(column).get(piece).cloned().flatten()
     }
 
-    fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
-        self.piece_batches(piece, columns, batch_size, None)?.collect()
+    fn read_piece(
+        &self,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+    ) -> Result<Vec<RecordBatch>> {
+        self.piece_batches(piece, columns, batch_size, None)?
+            .collect()
     }
 
     fn page_stats(&self, piece: usize, column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
         // A converter that panics on a damaged page index gives no statistics.
-        catch_unwind(AssertUnwindSafe(|| page_stats(&self.metadata, piece, column))).ok().flatten()
+        catch_unwind(AssertUnwindSafe(|| {
+            page_stats(&self.metadata, piece, column)
+        }))
+        .ok()
+        .flatten()
     }
 
-    fn piece_batches(&self, piece: usize, columns: &[usize], batch_size: usize, rows: Option<&[Range<u64>]>) -> Result<PieceBatches<'_>> {
+    fn piece_batches(
+        &self,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+        rows: Option<&[Range<u64>]>,
+    ) -> Result<PieceBatches<'_>> {
         let schema = self.metadata.schema();
-        check_piece_and_columns(&self.path, self.num_pieces(), piece, schema.fields().len(), columns)?;
+        check_piece_and_columns(
+            &self.path,
+            self.num_pieces(),
+            piece,
+            schema.fields().len(),
+            columns,
+        )?;
         let roots = decoded_roots(columns);
         let projection = Projection::new(schema, columns, &roots)?;
         let decoder = catch_decoder_panic(
             &self.path,
             FORMAT,
             || self.failure_place(piece, &roots),
-            || self.decoder(piece, &roots, batch_size, rows).map_err(|error| self.decode_error(piece, &roots, error)),
+            || {
+                self.decoder(piece, &roots, batch_size, rows)
+                    .map_err(|error| self.decode_error(piece, &roots, error))
+            },
         )?;
         Ok(Box::new(RowGroupBatches {
             file: self,
@@ -326,16 +387,31 @@ impl DecodedFile for ParquetFile {
         columns
             .iter()
             .copied()
-            .filter(|&column| column < fields && selectable(&self.metadata, piece, column).is_some())
+            .filter(|&column| {
+                column < fields && selectable(&self.metadata, piece, column).is_some()
+            })
             .collect()
     }
 
-    fn selected_column(&self, piece: usize, column: usize) -> Result<Box<dyn SelectedColumnReader + '_>> {
-        check_piece_and_columns(&self.path, self.num_pieces(), piece, self.metadata.schema().fields().len(), &[column])?;
+    fn selected_column(
+        &self,
+        piece: usize,
+        column: usize,
+    ) -> Result<Box<dyn SelectedColumnReader + '_>> {
+        check_piece_and_columns(
+            &self.path,
+            self.num_pieces(),
+            piece,
+            self.metadata.schema().fields().len(),
+            &[column],
+        )?;
         let Some(leaf) = selectable(&self.metadata, piece, column) else {
             return Err(StorageError::Unsupported {
                 path: self.path.clone(),
-                reason: format!("{}: decoded whole, not at chosen rows", self.column_place(piece, column)),
+                reason: format!(
+                    "{}: decoded whole, not at chosen rows",
+                    self.column_place(piece, column)
+                ),
             });
         };
         let reader = SelectedColumn::new(&self.reader, &self.metadata, piece, column, leaf)
@@ -351,7 +427,10 @@ impl DecodedFile for ParquetFile {
 
 impl ParquetFile {
     fn column_place(&self, piece: usize, column: usize) -> String {
-        format!("row group {piece}, column {:?}", self.metadata.schema().field(column).name())
+        format!(
+            "row group {piece}, column {:?}",
+            self.metadata.schema().field(column).name()
+        )
     }
 
     /// The error for a failed read of `column` of row group `piece` at chosen rows: the file
@@ -383,12 +462,21 @@ struct SelectedChunk<'a> {
 
 impl SelectedColumnReader for SelectedChunk<'_> {
     fn next_rows(&mut self, rows: usize, selected: &[u32]) -> Result<ArrayRef> {
-        let SelectedChunk { file, piece, column, reader } = self;
+        let SelectedChunk {
+            file,
+            piece,
+            column,
+            reader,
+        } = self;
         catch_decoder_panic(
             &file.path,
             FORMAT,
             || file.column_place(*piece, *column),
-            || reader.next_rows(rows, selected).map_err(|error| file.selected_error(*piece, *column, error)),
+            || {
+                reader
+                    .next_rows(rows, selected)
+                    .map_err(|error| file.selected_error(*piece, *column, error))
+            },
         )
     }
 }
@@ -407,7 +495,13 @@ impl Iterator for RowGroupBatches<'_> {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Result<RecordBatch>> {
-        let RowGroupBatches { file, piece, roots, projection, decoder } = self;
+        let RowGroupBatches {
+            file,
+            piece,
+            roots,
+            projection,
+            decoder,
+        } = self;
         let (file, piece) = (*file, *piece);
         let next = catch_decoder_panic(
             &file.path,
@@ -436,17 +530,28 @@ impl Iterator for RowGroupBatches<'_> {
 /// Per data page of `column` in row group `piece`: its row count and bounds from the page
 /// index. None without a page index (or an offset index) for the column, or for strings and
 /// binaries, whose page bounds writers may truncate.
-fn page_stats(metadata: &ArrowReaderMetadata, piece: usize, column: usize) -> Option<Vec<(u64, Option<ColumnStats>)>> {
+fn page_stats(
+    metadata: &ArrowReaderMetadata,
+    piece: usize,
+    column: usize,
+) -> Option<Vec<(u64, Option<ColumnStats>)>> {
     let schema = metadata.schema();
     let field = schema.field(column);
-    if !orderable(field.data_type()) || matches!(field.data_type(), DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)) {
+    if !orderable(field.data_type())
+        || matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..)
+        )
+    {
         return None;
     }
     let parquet_metadata = metadata.metadata();
     let page_index = parquet_metadata.page_index()?.as_ref();
     let converter = statistics_converter(metadata, column)?;
     let groups = [piece];
-    let rows = converter.data_page_row_counts(page_index, parquet_metadata.row_groups(), &groups).ok()??;
+    let rows = converter
+        .data_page_row_counts(page_index, parquet_metadata.row_groups(), &groups)
+        .ok()??;
     if rows.null_count() > 0 {
         return None;
     }
@@ -464,13 +569,16 @@ fn page_stats(metadata: &ArrowReaderMetadata, piece: usize, column: usize) -> Op
                 let row_count = rows.value(page);
                 // As for row groups: no exact null count, no statistics; a float maximum of NaN
                 // unless the page has none.
-                let nan_free = !floating || (nan_counts.is_valid(page) && nan_counts.value(page) == 0);
-                let stats = (null_counts.is_valid(page) && mins.is_valid(page) && maxes.is_valid(page)).then(|| ColumnStats {
-                    min: Some(compact(mins.slice(page, 1))),
-                    max: Some(float_max(maxes.slice(page, 1), nan_free)),
-                    null_count: null_counts.value(page),
-                    row_count,
-                });
+                let nan_free =
+                    !floating || (nan_counts.is_valid(page) && nan_counts.value(page) == 0);
+                let stats =
+                    (null_counts.is_valid(page) && mins.is_valid(page) && maxes.is_valid(page))
+                        .then(|| ColumnStats {
+                            min: Some(compact(mins.slice(page, 1))),
+                            max: Some(float_max(maxes.slice(page, 1), nan_free)),
+                            null_count: null_counts.value(page),
+                            row_count,
+                        });
                 (row_count, stats)
             })
             .collect(),
@@ -573,9 +681,9 @@ impl ChunkReader for PositionalFile {
                     self.len
                 ))
             })?;
-        let buffer = self
-            .read_vec(start, length)
-            .map_err(|error| ParquetError::EOF(format!("reading {length} bytes at offset {start}: {error}")))?;
+        let buffer = self.read_vec(start, length).map_err(|error| {
+            ParquetError::EOF(format!("reading {length} bytes at offset {start}: {error}"))
+        })?;
         Ok(Bytes::from(buffer))
     }
 }
@@ -586,8 +694,8 @@ mod tests {
 
     use super::*;
     use arrow::array::{
-        AsArray, BooleanArray, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array, ListArray,
-        StringArray, TimestampMicrosecondArray,
+        AsArray, BooleanArray, DictionaryArray, Float32Array, Float64Array, Int32Array, Int64Array,
+        ListArray, StringArray, TimestampMicrosecondArray,
     };
     use arrow::datatypes::{Field, Int32Type, Schema, TimeUnit};
     use parquet::arrow::ArrowWriter;
@@ -611,9 +719,12 @@ mod tests {
             Int32Array::from((0..10).map(|i| Some(i % 3)).collect::<Vec<_>>()),
             Arc::new(StringArray::from(vec!["oslo", "rome", "lima"])),
         );
-        let times =
-            TimestampMicrosecondArray::from((0..10).map(|i| 1_700_000_000_000_000 + start + i).collect::<Vec<_>>())
-                .with_timezone("UTC");
+        let times = TimestampMicrosecondArray::from(
+            (0..10)
+                .map(|i| 1_700_000_000_000_000 + start + i)
+                .collect::<Vec<_>>(),
+        )
+        .with_timezone("UTC");
         let lists = ListArray::from_iter_primitive::<Int32Type, _, _>(
             (0..10).map(|i| (i != 7).then(|| (0..(i % 4)).map(Some).collect::<Vec<_>>())),
         );
@@ -707,7 +818,10 @@ mod tests {
         let file = ParquetFile::open(&path).unwrap();
         let read = file.read_piece(1, &[2, 0], 100).unwrap();
         assert_eq!(read.len(), 1);
-        assert_eq!(read[0].schema(), Arc::new(sample_schema().project(&[2, 0]).unwrap()));
+        assert_eq!(
+            read[0].schema(),
+            Arc::new(sample_schema().project(&[2, 0]).unwrap())
+        );
         assert_eq!(read[0].column(0), written[1].column(2));
         assert_eq!(read[0].column(1), written[1].column(0));
         // No columns: the rows are still counted.
@@ -774,12 +888,24 @@ mod tests {
         );
         let name = file.piece_stats(0, 2).unwrap();
         assert_eq!(name.null_count, 1);
-        assert_eq!(name.min.as_ref().unwrap().as_string::<i32>().value(0), "name0");
-        assert_eq!(name.max.as_ref().unwrap().as_string::<i32>().value(0), "name9");
+        assert_eq!(
+            name.min.as_ref().unwrap().as_string::<i32>().value(0),
+            "name0"
+        );
+        assert_eq!(
+            name.max.as_ref().unwrap().as_string::<i32>().value(0),
+            "name9"
+        );
         // A dictionary column: bounds of its values' type.
         let city = file.piece_stats(0, 3).unwrap();
-        assert_eq!(city.min.as_ref().unwrap().as_string::<i32>().value(0), "lima");
-        assert_eq!(city.max.as_ref().unwrap().as_string::<i32>().value(0), "rome");
+        assert_eq!(
+            city.min.as_ref().unwrap().as_string::<i32>().value(0),
+            "lima"
+        );
+        assert_eq!(
+            city.max.as_ref().unwrap().as_string::<i32>().value(0),
+            "rome"
+        );
         let time = file.piece_stats(0, 4).unwrap();
         assert_eq!(
             time.min.as_ref().unwrap().data_type(),
@@ -807,15 +933,30 @@ mod tests {
         )
         .unwrap();
         let path = dir.join("nan.parquet");
-        let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), None).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(File::create(&path).unwrap(), schema.clone(), None).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         let file = ParquetFile::open(&path).unwrap();
         // A NaN sorts above every number: Parquet's bounds leave it out, so the maximum kept is
         // NaN (arrow-rs writes no NaN count here) and the minimum is the file's.
         let x = file.piece_stats(0, 0).unwrap();
-        assert_eq!(x.min.as_ref().unwrap().as_primitive::<arrow::datatypes::Float32Type>().value(0), 1.0);
-        assert!(x.max.as_ref().unwrap().as_primitive::<arrow::datatypes::Float32Type>().value(0).is_nan());
+        assert_eq!(
+            x.min
+                .as_ref()
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .value(0),
+            1.0
+        );
+        assert!(
+            x.max
+                .as_ref()
+                .unwrap()
+                .as_primitive::<arrow::datatypes::Float32Type>()
+                .value(0)
+                .is_nan()
+        );
         assert_eq!((x.null_count, x.row_count), (1, 3));
         let flag = file.piece_stats(0, 1).unwrap();
         assert!(flag.all_null());
@@ -825,7 +966,8 @@ mod tests {
         let properties = WriterProperties::builder()
             .set_statistics_enabled(EnabledStatistics::None)
             .build();
-        let mut writer = ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(properties)).unwrap();
+        let mut writer =
+            ArrowWriter::try_new(File::create(&path).unwrap(), schema, Some(properties)).unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         let file = ParquetFile::open(&path).unwrap();
@@ -851,11 +993,20 @@ mod tests {
         std::fs::write(&csv, b"a,b\n1,2\n3,4\n5,6\n").unwrap();
         let error = ParquetFile::open(&csv).unwrap_err();
         assert!(
-            matches!(error, StorageError::WrongFormat { format: "parquet", .. }),
+            matches!(
+                error,
+                StorageError::WrongFormat {
+                    format: "parquet",
+                    ..
+                }
+            ),
             "{error}"
         );
         assert!(error.to_string().contains("not a parquet file"), "{error}");
-        assert!(error.to_string().contains(r#"(found "a,b\n" and "5,6\n")"#), "{error}");
+        assert!(
+            error.to_string().contains(r#"(found "a,b\n" and "5,6\n")"#),
+            "{error}"
+        );
     }
 
     #[test]
@@ -872,13 +1023,19 @@ mod tests {
         std::fs::write(&truncated, &cut).unwrap();
         let error = ParquetFile::open(&truncated).unwrap_err();
         assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
-        assert!(error.to_string().contains("malformed parquet at footer"), "{error}");
+        assert!(
+            error.to_string().contains("malformed parquet at footer"),
+            "{error}"
+        );
         assert!(error.to_string().contains("truncated.parquet"), "{error}");
 
         // Cut without putting the magic back.
         let cut = dir.join("cut.parquet");
         std::fs::write(&cut, &bytes[..bytes.len() - 3]).unwrap();
-        assert!(matches!(ParquetFile::open(&cut), Err(StorageError::WrongFormat { .. })));
+        assert!(matches!(
+            ParquetFile::open(&cut),
+            Err(StorageError::WrongFormat { .. })
+        ));
 
         // Garbage between the magic bytes.
         let mut garbage = b"PAR1".to_vec();
@@ -892,7 +1049,9 @@ mod tests {
 
         // Damaged pages: the footer is intact, column chunk bytes are overwritten. Every
         // read returns an error or the right rows; none panics.
-        let footer_len = u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap()) as usize;
+        let footer_len =
+            u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap())
+                as usize;
         let data_end = bytes.len() - 8 - footer_len;
         for seed in 0..16usize {
             let mut damaged = bytes.clone();
@@ -924,7 +1083,11 @@ mod tests {
         let error = ParquetError::External(Box::new(ParquetError::General(
             "Disabled feature at compile time: brotli".into(),
         )));
-        let error = parquet_error(Path::new("g.parquet"), "row group 0, column \"x\"".into(), error);
+        let error = parquet_error(
+            Path::new("g.parquet"),
+            "row group 0, column \"x\"".into(),
+            error,
+        );
         assert!(matches!(error, StorageError::Unsupported { .. }), "{error}");
         let message = error.to_string();
         assert!(

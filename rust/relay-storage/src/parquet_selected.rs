@@ -17,10 +17,12 @@
 //! The file is untrusted input: run headers, bit widths, dictionary indices and page lengths are
 //! checked before use, and a page that does not hold what its header says is an error.
 
-use arrow::array::{ArrayRef, PrimitiveArray};
 use arrow::array::BooleanBufferBuilder;
+use arrow::array::{ArrayRef, PrimitiveArray};
 use arrow::buffer::{NullBuffer, ScalarBuffer};
-use arrow::datatypes::{ArrowPrimitiveType, DataType, Float32Type, Float64Type, Int32Type, Int64Type};
+use arrow::datatypes::{
+    ArrowPrimitiveType, DataType, Float32Type, Float64Type, Int32Type, Int64Type,
+};
 use bytes::{Buf, Bytes};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use parquet::basic::{Encoding, Type as PhysicalType};
@@ -34,13 +36,18 @@ use crate::decoded::PositionalFile;
 
 /// The Parquet leaf of Arrow column `column` when it is a flat column whose values can be read
 /// at chosen rows in row group `piece` (see the module comment), with the Arrow type it has.
-pub(crate) fn selectable(metadata: &ArrowReaderMetadata, piece: usize, column: usize) -> Option<usize> {
+pub(crate) fn selectable(
+    metadata: &ArrowReaderMetadata,
+    piece: usize,
+    column: usize,
+) -> Option<usize> {
     let schema = metadata.parquet_schema();
     let root = schema.root_schema().get_fields().get(column)?;
     if !root.is_primitive() {
         return None;
     }
-    let mut leaves = (0..schema.num_columns()).filter(|&leaf| schema.get_column_root_idx(leaf) == column);
+    let mut leaves =
+        (0..schema.num_columns()).filter(|&leaf| schema.get_column_root_idx(leaf) == column);
     let leaf = leaves.next()?;
     if leaves.next().is_some() {
         return None;
@@ -59,11 +66,22 @@ pub(crate) fn selectable(metadata: &ArrowReaderMetadata, piece: usize, column: u
     if descriptor.physical_type() != stored_as {
         return None;
     }
-    let chunk = metadata.metadata().row_groups().get(piece)?.columns().get(leaf)?;
+    let chunk = metadata
+        .metadata()
+        .row_groups()
+        .get(piece)?
+        .columns()
+        .get(leaf)?;
     chunk
         .encodings()
         .all(|encoding| {
-            matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY | Encoding::RLE_DICTIONARY | Encoding::RLE)
+            matches!(
+                encoding,
+                Encoding::PLAIN
+                    | Encoding::PLAIN_DICTIONARY
+                    | Encoding::RLE_DICTIONARY
+                    | Encoding::RLE
+            )
         })
         .then_some(leaf)
 }
@@ -102,7 +120,9 @@ impl ChunkBytes {
             .and_then(|skip| usize::try_from(skip).ok())
             .filter(|&skip| skip <= self.bytes.len())
             .map(|skip| self.bytes.slice(skip..))
-            .ok_or_else(|| ParquetError::General(format!("offset {offset} lies outside the column chunk")))
+            .ok_or_else(|| {
+                ParquetError::General(format!("offset {offset} lies outside the column chunk"))
+            })
     }
 }
 
@@ -142,14 +162,23 @@ pub(crate) struct SelectedColumn {
 
 impl SelectedColumn {
     /// A reader of the chunk of leaf `leaf` (of `selectable`) in row group `piece`.
-    pub(crate) fn new(file: &PositionalFile, metadata: &ArrowReaderMetadata, piece: usize, column: usize, leaf: usize) -> Outcome<SelectedColumn> {
+    pub(crate) fn new(
+        file: &PositionalFile,
+        metadata: &ArrowReaderMetadata,
+        piece: usize,
+        column: usize,
+        leaf: usize,
+    ) -> Outcome<SelectedColumn> {
         let row_group = metadata.metadata().row_group(piece);
         let chunk = row_group.column(leaf);
-        let rows = usize::try_from(row_group.num_rows()).map_err(|_| SelectedError::Malformed("negative row count".into()))?;
+        let rows = usize::try_from(row_group.num_rows())
+            .map_err(|_| SelectedError::Malformed("negative row count".into()))?;
         let (start, length) = chunk.byte_range();
-        let length = usize::try_from(length).map_err(|_| SelectedError::Malformed("a column chunk too large".into()))?;
+        let length = usize::try_from(length)
+            .map_err(|_| SelectedError::Malformed("a column chunk too large".into()))?;
         let bytes = file.get_bytes(start, length)?;
-        let pages = SerializedPageReader::new(Arc::new(ChunkBytes { start, bytes }), chunk, rows, None)?;
+        let pages =
+            SerializedPageReader::new(Arc::new(ChunkBytes { start, bytes }), chunk, rows, None)?;
         Ok(SelectedColumn {
             pages,
             data_type: metadata.schema().field(column).data_type().clone(),
@@ -167,11 +196,19 @@ impl SelectedColumn {
             DataType::Int64 => Arc::new(self.take::<Int64Type>(rows, selected)?),
             DataType::Float32 => Arc::new(self.take::<Float32Type>(rows, selected)?),
             DataType::Float64 => Arc::new(self.take::<Float64Type>(rows, selected)?),
-            ref other => return malformed(format!("values of type {other} cannot be read at chosen rows")),
+            ref other => {
+                return malformed(format!(
+                    "values of type {other} cannot be read at chosen rows"
+                ));
+            }
         })
     }
 
-    fn take<T: ArrowPrimitiveType>(&mut self, rows: usize, selected: &[u32]) -> Outcome<PrimitiveArray<T>>
+    fn take<T: ArrowPrimitiveType>(
+        &mut self,
+        rows: usize,
+        selected: &[u32],
+    ) -> Outcome<PrimitiveArray<T>>
     where
         T::Native: PlainValue,
     {
@@ -189,19 +226,26 @@ impl SelectedColumn {
                 break;
             }
             self.load_page_with_rows()?;
-            let SelectedColumn { page, dictionary, .. } = self;
+            let SelectedColumn {
+                page, dictionary, ..
+            } = self;
             let page = page.as_mut().expect("a page with rows left");
             let take = (page.rows - page.next_row).min(rows - passed);
-            let end = next + selected[next..].partition_point(|&row| (row as usize) < passed + take);
+            let end =
+                next + selected[next..].partition_point(|&row| (row as usize) < passed + take);
             // Offsets among the page's rows of the rows selected in it.
             let first = page.next_row;
-            let in_page = selected[next..end].iter().map(|&row| first + (row as usize - passed));
+            let in_page = selected[next..end]
+                .iter()
+                .map(|&row| first + (row as usize - passed));
             let dictionary = dictionary.as_ref();
             match page.levels {
                 // No nulls in the page: a row's value is the page's value of the same offset.
                 None => {
                     for row in in_page {
-                        values.push(T::Native::from_le(page.values.value(row, dictionary, width)?));
+                        values.push(T::Native::from_le(
+                            page.values.value(row, dictionary, width)?,
+                        ));
                     }
                 }
                 Some(_) => {
@@ -216,7 +260,9 @@ impl SelectedColumn {
                             validity.append(false);
                             continue;
                         };
-                        values.push(T::Native::from_le(page.values.value(index, dictionary, width)?));
+                        values.push(T::Native::from_le(
+                            page.values.value(index, dictionary, width)?,
+                        ));
                         if let Some(validity) = &mut validity {
                             validity.append(true);
                         }
@@ -242,13 +288,19 @@ impl SelectedColumn {
     /// when the current page has no rows left; returns the rows moved past. A filter that keeps
     /// few rows leaves most pages of the other columns without one.
     fn skip_pages_before(&mut self, rows: usize) -> Outcome<usize> {
-        if self.page.as_ref().is_some_and(|page| page.next_row < page.rows) {
+        if self
+            .page
+            .as_ref()
+            .is_some_and(|page| page.next_row < page.rows)
+        {
             return Ok(0);
         }
         let mut skipped = 0;
         while let Some(next) = self.pages.peek_next_page()? {
             match next.num_levels.or(next.num_rows) {
-                Some(page_rows) if !next.is_dict && page_rows > 0 && skipped + page_rows <= rows => {
+                Some(page_rows)
+                    if !next.is_dict && page_rows > 0 && skipped + page_rows <= rows =>
+                {
                     self.pages.skip_next_page()?;
                     skipped += page_rows;
                 }
@@ -260,32 +312,53 @@ impl SelectedColumn {
 
     /// Reads pages until the current data page has rows left.
     fn load_page_with_rows(&mut self) -> Outcome<()> {
-        while self.page.as_ref().is_none_or(|page| page.next_row == page.rows) {
+        while self
+            .page
+            .as_ref()
+            .is_none_or(|page| page.next_row == page.rows)
+        {
             let Some(page) = self.pages.get_next_page()? else {
                 return malformed("the column chunk ends before the row group's last row");
             };
             match page {
-                Page::DictionaryPage { buf, num_values, encoding, .. } => {
+                Page::DictionaryPage {
+                    buf,
+                    num_values,
+                    encoding,
+                    ..
+                } => {
                     if !matches!(encoding, Encoding::PLAIN | Encoding::PLAIN_DICTIONARY) {
                         return malformed(format!("a dictionary page encoded as {encoding}"));
                     }
                     let width = value_width(&self.data_type);
                     let needed = num_values as usize * width;
                     if buf.len() < needed {
-                        return malformed(format!("a dictionary page of {num_values} values holds only {} bytes", buf.len()));
+                        return malformed(format!(
+                            "a dictionary page of {num_values} values holds only {} bytes",
+                            buf.len()
+                        ));
                     }
                     self.dictionary = Some(buf.slice(..needed));
                 }
-                Page::DataPage { buf, num_values, encoding, def_level_encoding, .. } => {
+                Page::DataPage {
+                    buf,
+                    num_values,
+                    encoding,
+                    def_level_encoding,
+                    ..
+                } => {
                     let rows = num_values as usize;
                     let (levels, values) = if self.nullable {
                         if def_level_encoding != Encoding::RLE {
-                            return malformed(format!("definition levels encoded as {def_level_encoding}"));
+                            return malformed(format!(
+                                "definition levels encoded as {def_level_encoding}"
+                            ));
                         }
                         let Some(length) = buf.get(..4) else {
                             return malformed("a data page too short for its definition levels");
                         };
-                        let length = u32::from_le_bytes(length.try_into().expect("four bytes")) as usize;
+                        let length =
+                            u32::from_le_bytes(length.try_into().expect("four bytes")) as usize;
                         if buf.len() - 4 < length {
                             return malformed("definition levels longer than their page");
                         }
@@ -293,15 +366,36 @@ impl SelectedColumn {
                     } else {
                         (None, buf)
                     };
-                    self.page = Some(DataPage::new(rows, levels, values, encoding, &self.data_type)?);
+                    self.page = Some(DataPage::new(
+                        rows,
+                        levels,
+                        values,
+                        encoding,
+                        &self.data_type,
+                    )?);
                 }
-                Page::DataPageV2 { buf, num_values, encoding, def_levels_byte_len, rep_levels_byte_len, .. } => {
+                Page::DataPageV2 {
+                    buf,
+                    num_values,
+                    encoding,
+                    def_levels_byte_len,
+                    rep_levels_byte_len,
+                    ..
+                } => {
                     let levels_end = rep_levels_byte_len as usize + def_levels_byte_len as usize;
                     if buf.len() < levels_end {
                         return malformed("levels longer than their page");
                     }
-                    let levels = self.nullable.then(|| buf.slice(rep_levels_byte_len as usize..levels_end));
-                    self.page = Some(DataPage::new(num_values as usize, levels, buf.slice(levels_end..), encoding, &self.data_type)?);
+                    let levels = self
+                        .nullable
+                        .then(|| buf.slice(rep_levels_byte_len as usize..levels_end));
+                    self.page = Some(DataPage::new(
+                        num_values as usize,
+                        levels,
+                        buf.slice(levels_end..),
+                        encoding,
+                        &self.data_type,
+                    )?);
                 }
             }
         }
@@ -318,7 +412,12 @@ fn value_bytes<'a>(values: &'a [u8], index: usize, width: usize, what: &str) -> 
     index
         .checked_mul(width)
         .and_then(|start| values.get(start..start + width))
-        .ok_or_else(|| SelectedError::Malformed(format!("value {index} lies beyond {what} ({} values)", values.len() / width)))
+        .ok_or_else(|| {
+            SelectedError::Malformed(format!(
+                "value {index} lies beyond {what} ({} values)",
+                values.len() / width
+            ))
+        })
 }
 
 /// A fixed-width value as Parquet's PLAIN encoding stores it: little-endian.
@@ -362,13 +461,21 @@ enum PageValues {
 
 impl PageValues {
     /// The `width` bytes of the page's value `index` (its PLAIN bytes, or its dictionary entry).
-    fn value<'a>(&'a mut self, index: usize, dictionary: Option<&'a Bytes>, width: usize) -> Outcome<&'a [u8]> {
+    fn value<'a>(
+        &'a mut self,
+        index: usize,
+        dictionary: Option<&'a Bytes>,
+        width: usize,
+    ) -> Outcome<&'a [u8]> {
         match self {
             PageValues::Plain(plain) => value_bytes(plain, index, width, "PLAIN values"),
             PageValues::Dictionary(keys) => {
                 let key = keys.get(index)? as usize;
-                let dictionary = dictionary
-                    .ok_or_else(|| SelectedError::Malformed("a dictionary-encoded page without a dictionary page".into()))?;
+                let dictionary = dictionary.ok_or_else(|| {
+                    SelectedError::Malformed(
+                        "a dictionary-encoded page without a dictionary page".into(),
+                    )
+                })?;
                 value_bytes(dictionary, key, width, "the dictionary")
             }
         }
@@ -376,7 +483,13 @@ impl PageValues {
 }
 
 impl DataPage {
-    fn new(rows: usize, levels: Option<Bytes>, values: Bytes, encoding: Encoding, data_type: &DataType) -> Outcome<DataPage> {
+    fn new(
+        rows: usize,
+        levels: Option<Bytes>,
+        values: Bytes,
+        encoding: Encoding,
+        data_type: &DataType,
+    ) -> Outcome<DataPage> {
         let levels = match levels {
             Some(levels) => {
                 let runs = HybridRuns::new(levels, 1, rows)?;
@@ -384,12 +497,17 @@ impl DataPage {
             }
             None => None,
         };
-        let present = levels.as_ref().map_or(rows, |levels| levels.iter().filter(|&&level| level == 1).count());
+        let present = levels.as_ref().map_or(rows, |levels| {
+            levels.iter().filter(|&&level| level == 1).count()
+        });
         let values = match encoding {
             Encoding::PLAIN => {
                 let needed = present * value_width(data_type);
                 if values.len() < needed {
-                    return malformed(format!("a page of {present} PLAIN values holds only {} bytes", values.len()));
+                    return malformed(format!(
+                        "a page of {present} PLAIN values holds only {} bytes",
+                        values.len()
+                    ));
                 }
                 PageValues::Plain(values.slice(..needed))
             }
@@ -402,7 +520,11 @@ impl DataPage {
                 }
                 PageValues::Dictionary(HybridRuns::new(values.slice(1..), bit_width, present)?)
             }
-            other => return malformed(format!("a data page encoded as {other}, which the column chunk does not list")),
+            other => {
+                return malformed(format!(
+                    "a data page encoded as {other}, which the column chunk does not list"
+                ));
+            }
         };
         Ok(DataPage {
             rows,
@@ -420,7 +542,11 @@ impl DataPage {
             return Some(row);
         };
         let (counted_to, values_before) = self.levels_counted;
-        let values = values_before + levels[counted_to..row].iter().filter(|&&level| level == 1).count();
+        let values = values_before
+            + levels[counted_to..row]
+                .iter()
+                .filter(|&&level| level == 1)
+                .count();
         self.levels_counted = (row, values);
         (levels[row] == 1).then_some(values)
     }
@@ -458,7 +584,8 @@ impl HybridRuns {
         while position < count {
             let header = read_uleb128(&data, &mut at)?;
             if header & 1 == 1 {
-                let groups = usize::try_from(header >> 1).map_err(|_| SelectedError::Malformed("a run too long".into()))?;
+                let groups = usize::try_from(header >> 1)
+                    .map_err(|_| SelectedError::Malformed("a run too long".into()))?;
                 let len = groups.saturating_mul(8).min(count - position);
                 if len == 0 {
                     return malformed("an empty bit-packed run");
@@ -468,11 +595,18 @@ impl HybridRuns {
                 if data.len() - at < needed {
                     return malformed("a bit-packed run longer than its page");
                 }
-                runs.push(Run { first: position, len, kind: RunKind::Packed(at) });
-                at = at.saturating_add(groups.saturating_mul(bit_width as usize)).min(data.len());
+                runs.push(Run {
+                    first: position,
+                    len,
+                    kind: RunKind::Packed(at),
+                });
+                at = at
+                    .saturating_add(groups.saturating_mul(bit_width as usize))
+                    .min(data.len());
                 position += len;
             } else {
-                let len = usize::try_from(header >> 1).map_err(|_| SelectedError::Malformed("a run too long".into()))?;
+                let len = usize::try_from(header >> 1)
+                    .map_err(|_| SelectedError::Malformed("a run too long".into()))?;
                 if len == 0 {
                     return malformed("an empty repeated run");
                 }
@@ -491,7 +625,12 @@ impl HybridRuns {
                 position += len.min(count - position);
             }
         }
-        Ok(HybridRuns { data, bit_width, runs, current: 0 })
+        Ok(HybridRuns {
+            data,
+            bit_width,
+            runs,
+            current: 0,
+        })
     }
 
     /// Whether every value is `value`.
@@ -507,8 +646,12 @@ impl HybridRuns {
         let mut values = Vec::with_capacity(self.runs.last().map_or(0, |run| run.first + run.len));
         for run in &self.runs {
             match run.kind {
-                RunKind::Repeated(value) => values.extend(std::iter::repeat_n(value as u8, run.len)),
-                RunKind::Packed(start) => values.extend((0..run.len).map(|offset| self.packed(start, offset) as u8)),
+                RunKind::Repeated(value) => {
+                    values.extend(std::iter::repeat_n(value as u8, run.len))
+                }
+                RunKind::Packed(start) => {
+                    values.extend((0..run.len).map(|offset| self.packed(start, offset) as u8))
+                }
             }
         }
         values
@@ -522,8 +665,14 @@ impl HybridRuns {
             }
             self.current += 1;
         }
-        let Some(run) = self.runs.get(self.current).filter(|run| position >= run.first) else {
-            return malformed(format!("value {position} lies beyond the page's dictionary indices"));
+        let Some(run) = self
+            .runs
+            .get(self.current)
+            .filter(|run| position >= run.first)
+        else {
+            return malformed(format!(
+                "value {position} lies beyond the page's dictionary indices"
+            ));
         };
         Ok(match run.kind {
             RunKind::Repeated(value) => value,
@@ -541,7 +690,11 @@ impl HybridRuns {
         let available = &self.data[from.min(self.data.len())..];
         let take = available.len().min(8);
         word[..take].copy_from_slice(&available[..take]);
-        let mask = if self.bit_width == 32 { u32::MAX as u64 } else { (1u64 << self.bit_width) - 1 };
+        let mask = if self.bit_width == 32 {
+            u32::MAX as u64
+        } else {
+            (1u64 << self.bit_width) - 1
+        };
         ((u64::from_le_bytes(word) >> (bit % 8)) & mask) as u32
     }
 }
@@ -567,7 +720,10 @@ mod tests {
     use super::*;
     use crate::decoded::DecodedFile;
     use crate::parquet::ParquetFile;
-    use arrow::array::{Array, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, UInt32Array};
+    use arrow::array::{
+        Array, Float32Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+        UInt32Array,
+    };
     use arrow::datatypes::{Field, Schema};
     use parquet::arrow::ArrowWriter;
     use parquet::basic::{Compression, ZstdLevel};
@@ -581,7 +737,10 @@ mod tests {
 
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             self.0 >> 33
         }
     }
@@ -591,10 +750,26 @@ mod tests {
     /// a string column, which is not selectable.
     fn sample() -> RecordBatch {
         let mut random = Lcg(7);
-        let few: Vec<i32> = (0..ROWS).map(|_| (random.next() % 50) as i32 - 25).collect();
-        let many: Vec<Option<i64>> = (0..ROWS).map(|_| (!random.next().is_multiple_of(7)).then(|| random.next() as i64 - (1 << 30))).collect();
-        let floats: Vec<Option<f32>> = (0..ROWS).map(|i| (i % 11 != 3 && !(1200..1500).contains(&i)).then(|| random.next() as f32 / 7.0)).collect();
-        let doubles: Vec<f64> = (0..ROWS).map(|i| if i < 2000 { (i % 13) as f64 } else { random.next() as f64 / 3.0 }).collect();
+        let few: Vec<i32> = (0..ROWS)
+            .map(|_| (random.next() % 50) as i32 - 25)
+            .collect();
+        let many: Vec<Option<i64>> = (0..ROWS)
+            .map(|_| (!random.next().is_multiple_of(7)).then(|| random.next() as i64 - (1 << 30)))
+            .collect();
+        let floats: Vec<Option<f32>> = (0..ROWS)
+            .map(|i| {
+                (i % 11 != 3 && !(1200..1500).contains(&i)).then(|| random.next() as f32 / 7.0)
+            })
+            .collect();
+        let doubles: Vec<f64> = (0..ROWS)
+            .map(|i| {
+                if i < 2000 {
+                    (i % 13) as f64
+                } else {
+                    random.next() as f64 / 3.0
+                }
+            })
+            .collect();
         let names: Vec<String> = (0..ROWS).map(|i| format!("n{}", i % 17)).collect();
         let schema = Schema::new(vec![
             Field::new("few", DataType::Int32, false),
@@ -618,7 +793,12 @@ mod tests {
 
     fn write(path: &std::path::Path, properties: WriterProperties) -> RecordBatch {
         let batch = sample();
-        let mut writer = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), batch.schema(), Some(properties)).unwrap();
+        let mut writer = ArrowWriter::try_new(
+            std::fs::File::create(path).unwrap(),
+            batch.schema(),
+            Some(properties),
+        )
+        .unwrap();
         writer.write(&batch).unwrap();
         writer.close().unwrap();
         batch
@@ -633,13 +813,36 @@ mod tests {
                 .set_dictionary_page_size_limit(256)
         };
         vec![
-            ("v1 plain", base().set_compression(Compression::UNCOMPRESSED).build()),
-            ("v2 snappy", base().set_writer_version(WriterVersion::PARQUET_2_0).set_compression(Compression::SNAPPY).build()),
-            ("v1 zstd", base().set_compression(Compression::ZSTD(ZstdLevel::default())).build()),
-            ("no dictionary", base().set_dictionary_enabled(false).set_writer_version(WriterVersion::PARQUET_2_0).build()),
+            (
+                "v1 plain",
+                base().set_compression(Compression::UNCOMPRESSED).build(),
+            ),
+            (
+                "v2 snappy",
+                base()
+                    .set_writer_version(WriterVersion::PARQUET_2_0)
+                    .set_compression(Compression::SNAPPY)
+                    .build(),
+            ),
+            (
+                "v1 zstd",
+                base()
+                    .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                    .build(),
+            ),
+            (
+                "no dictionary",
+                base()
+                    .set_dictionary_enabled(false)
+                    .set_writer_version(WriterVersion::PARQUET_2_0)
+                    .build(),
+            ),
             (
                 "large dictionaries",
-                base().set_dictionary_page_size_limit(1 << 20).set_compression(Compression::LZ4_RAW).build(),
+                base()
+                    .set_dictionary_page_size_limit(1 << 20)
+                    .set_compression(Compression::LZ4_RAW)
+                    .build(),
             ),
         ]
     }
@@ -668,14 +871,24 @@ mod tests {
                 // DELTA_BINARY_PACKED for integers, which is decoded whole.
                 match name {
                     "no dictionary" => assert_eq!(columns, [2, 3], "{name}"),
-                    "v2 snappy" => assert!(columns.contains(&0) && columns.contains(&2) && !columns.contains(&4), "{name}: {columns:?}"),
+                    "v2 snappy" => assert!(
+                        columns.contains(&0) && columns.contains(&2) && !columns.contains(&4),
+                        "{name}: {columns:?}"
+                    ),
                     _ => assert_eq!(columns, [0, 1, 2, 3], "{name}"),
                 }
                 let rows = file.piece_rows(piece).unwrap() as usize;
-                let mut readers: Vec<_> = columns.iter().map(|&column| file.selected_column(piece, column).unwrap()).collect();
+                let mut readers: Vec<_> = columns
+                    .iter()
+                    .map(|&column| file.selected_column(piece, column).unwrap())
+                    .collect();
                 let mut at = 0;
                 // Batches of varying sizes: none, some, every row selected.
-                for (batch, size) in [0usize, 1, 250, 77, 500, 1100, 700].into_iter().cycle().enumerate() {
+                for (batch, size) in [0usize, 1, 250, 77, 500, 1100, 700]
+                    .into_iter()
+                    .cycle()
+                    .enumerate()
+                {
                     let size = size.min(rows - at);
                     // A tenth, a half, every row, or only the last (the pages before it are
                     // skipped undecoded).
@@ -687,11 +900,24 @@ mod tests {
                             _ => row + 1 == size as u32,
                         })
                         .collect();
-                    let values: Vec<_> = readers.iter_mut().map(|reader| reader.next_rows(size, &selected).unwrap()).collect();
-                    let indices = UInt32Array::from(selected.iter().map(|&row| row + (row_group_start + at) as u32).collect::<Vec<_>>());
+                    let values: Vec<_> = readers
+                        .iter_mut()
+                        .map(|reader| reader.next_rows(size, &selected).unwrap())
+                        .collect();
+                    let indices = UInt32Array::from(
+                        selected
+                            .iter()
+                            .map(|&row| row + (row_group_start + at) as u32)
+                            .collect::<Vec<_>>(),
+                    );
                     for (position, &column) in columns.iter().enumerate() {
-                        let expected = arrow::compute::take(written.column(column).as_ref(), &indices, None).unwrap();
-                        assert_eq!(&values[position], &expected, "{name}, row group {piece}, column {column}, rows {at}..");
+                        let expected =
+                            arrow::compute::take(written.column(column).as_ref(), &indices, None)
+                                .unwrap();
+                        assert_eq!(
+                            &values[position], &expected,
+                            "{name}, row group {piece}, column {column}, rows {at}.."
+                        );
                     }
                     at += size;
                     if at == rows {
@@ -699,7 +925,10 @@ mod tests {
                     }
                 }
                 for reader in &mut readers {
-                    assert!(reader.next_rows(1, &[0]).is_err(), "{name}: rows past the row group's end");
+                    assert!(
+                        reader.next_rows(1, &[0]).is_err(),
+                        "{name}: rows past the row group's end"
+                    );
                 }
                 row_group_start += rows;
             }
@@ -714,7 +943,11 @@ mod tests {
             let rows = file.piece_rows(0).unwrap() as u32;
             for row in (0..rows).filter(|row| row % 64 <= 1 || row % 64 == 63 || row % 29 == 0) {
                 for &column in &columns {
-                    let values = file.selected_column(0, column).unwrap().next_rows(rows as usize, &[row]).unwrap();
+                    let values = file
+                        .selected_column(0, column)
+                        .unwrap()
+                        .next_rows(rows as usize, &[row])
+                        .unwrap();
                     let expected = written.column(column).slice(row as usize, 1);
                     assert_eq!(&values, &expected, "{name}, column {column}, row {row}");
                 }
@@ -734,7 +967,10 @@ mod tests {
         write(&path, properties);
         let file = ParquetFile::open(&path).unwrap();
         assert_eq!(file.selectable_columns(0, &[0, 1, 2, 3, 4]), [1, 3]);
-        assert!(matches!(file.selected_column(0, 0), Err(crate::StorageError::Unsupported { .. })));
+        assert!(matches!(
+            file.selected_column(0, 0),
+            Err(crate::StorageError::Unsupported { .. })
+        ));
     }
 
     #[test]
@@ -759,7 +995,9 @@ mod tests {
             }
             let damaged = dir.join(format!("damaged{attempt}.parquet"));
             std::fs::write(&damaged, &bytes).unwrap();
-            let Ok(file) = ParquetFile::open(&damaged) else { continue };
+            let Ok(file) = ParquetFile::open(&damaged) else {
+                continue;
+            };
             let every: Vec<u32> = (0..1000).collect();
             let mut detected = false;
             for column in 0..4 {
@@ -771,7 +1009,10 @@ mod tests {
                     Ok(values) => assert_eq!(values.len(), 1000),
                     Err(error) => {
                         detected = true;
-                        assert!(!error.to_string().contains("the decoder failed"), "a panic: {error}");
+                        assert!(
+                            !error.to_string().contains("the decoder failed"),
+                            "a panic: {error}"
+                        );
                     }
                 }
             }
@@ -805,12 +1046,22 @@ mod tests {
     #[test]
     fn packed_and_repeated_values_read_at_any_position() {
         for bit_width in [1u8, 3, 7, 8, 13, 18, 31, 32] {
-            let mask = if bit_width == 32 { u32::MAX } else { (1 << bit_width) - 1 };
-            let values: Vec<u32> = (0..64u32).map(|i| i.wrapping_mul(2_654_435_761) & mask).collect();
+            let mask = if bit_width == 32 {
+                u32::MAX
+            } else {
+                (1 << bit_width) - 1
+            };
+            let values: Vec<u32> = (0..64u32)
+                .map(|i| i.wrapping_mul(2_654_435_761) & mask)
+                .collect();
             let data = encode(&values, bit_width, mask, 5);
             let mut runs = HybridRuns::new(Bytes::from(data), bit_width, 69).unwrap();
             for (position, &value) in values.iter().enumerate().step_by(3) {
-                assert_eq!(runs.get(position).unwrap(), value, "bit width {bit_width}, position {position}");
+                assert_eq!(
+                    runs.get(position).unwrap(),
+                    value,
+                    "bit width {bit_width}, position {position}"
+                );
             }
             assert_eq!(runs.get(66).unwrap(), mask);
             assert!(runs.get(69).is_err());
@@ -825,7 +1076,10 @@ mod tests {
         let mixed = HybridRuns::new(Bytes::from(encode(&levels, 1, 0, 2)), 1, 18).unwrap();
         assert!(!mixed.all_equal_to(1));
         let decoded = mixed.decode_all();
-        assert_eq!(decoded[..16], levels.iter().map(|&l| l as u8).collect::<Vec<_>>()[..]);
+        assert_eq!(
+            decoded[..16],
+            levels.iter().map(|&l| l as u8).collect::<Vec<_>>()[..]
+        );
         assert_eq!(decoded[16..], [0, 0]);
     }
 

@@ -20,10 +20,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, LargeStringArray, PrimitiveArray, StringArray,
-    StringViewArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, BooleanArray, LargeStringArray, PrimitiveArray,
+    StringArray, StringViewArray,
 };
-use arrow::compute::{max, max_boolean, max_string, max_string_view, min, min_boolean, min_string, min_string_view};
+use arrow::compute::{
+    max, max_boolean, max_string, max_string_view, min, min_boolean, min_string, min_string_view,
+};
 use arrow::datatypes::DataType;
 
 use crate::error::Result;
@@ -67,9 +69,14 @@ impl ColumnStats {
     }
 }
 
-fn primitive_min_max<T: ArrowPrimitiveType>(array: &PrimitiveArray<T>) -> Option<(ArrayRef, ArrayRef)> {
+fn primitive_min_max<T: ArrowPrimitiveType>(
+    array: &PrimitiveArray<T>,
+) -> Option<(ArrayRef, ArrayRef)> {
     let one = |value: T::Native| -> ArrayRef {
-        Arc::new(PrimitiveArray::<T>::from_iter_values([value]).with_data_type(array.data_type().clone()))
+        Arc::new(
+            PrimitiveArray::<T>::from_iter_values([value])
+                .with_data_type(array.data_type().clone()),
+        )
     };
     Some((one(min(array)?), one(max(array)?)))
 }
@@ -131,7 +138,11 @@ fn file_key(file: &Arc<IpcFile>) -> usize {
 
 /// Statistics of column `column` of record batch `batch` if they were computed already; never
 /// reads the file.
-pub fn cached_batch_stats(file: &Arc<IpcFile>, batch: usize, column: usize) -> Option<Arc<ColumnStats>> {
+pub fn cached_batch_stats(
+    file: &Arc<IpcFile>,
+    batch: usize,
+    column: usize,
+) -> Option<Arc<ColumnStats>> {
     let cache = cache();
     let entry = cache.get(&file_key(file))?;
     // The entry's Weak holds the allocation at this address, so a live file there is this one.
@@ -173,7 +184,8 @@ mod tests {
 
     #[test]
     fn numeric_stats_skip_nulls() {
-        let stats = ColumnStats::of_array(&Int32Array::from(vec![Some(5), None, Some(-3), Some(9)]));
+        let stats =
+            ColumnStats::of_array(&Int32Array::from(vec![Some(5), None, Some(-3), Some(9)]));
         assert_eq!(
             stats
                 .min
@@ -210,10 +222,13 @@ mod tests {
 
     #[test]
     fn string_and_dictionary_stats_bound_the_values() {
-        let strings = ColumnStats::of_array(&StringArray::from(vec![Some("oslo"), None, Some("bergen")]));
+        let strings =
+            ColumnStats::of_array(&StringArray::from(vec![Some("oslo"), None, Some("bergen")]));
         assert_eq!(strings.min.unwrap().as_string::<i32>().value(0), "bergen");
         assert_eq!(strings.max.unwrap().as_string::<i32>().value(0), "oslo");
-        let dictionary: DictionaryArray<Int8Type> = vec![Some("b"), None, Some("a"), Some("c")].into_iter().collect();
+        let dictionary: DictionaryArray<Int8Type> = vec![Some("b"), None, Some("a"), Some("c")]
+            .into_iter()
+            .collect();
         let stats = ColumnStats::of_array(&dictionary);
         assert_eq!(stats.min.unwrap().as_string::<i32>().value(0), "a");
         assert_eq!(stats.max.unwrap().as_string::<i32>().value(0), "c");
@@ -233,12 +248,16 @@ mod tests {
         use arrow::datatypes::{Field, Schema};
         use arrow::ipc::writer::FileWriter;
 
-        let path = std::env::temp_dir().join(format!("relay-storage-stats-{}.arrow", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("relay-storage-stats-{}.arrow", std::process::id()));
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int32, true)]));
         {
-            let mut writer = FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
+            let mut writer =
+                FileWriter::try_new(std::fs::File::create(&path).unwrap(), &schema).unwrap();
             for values in [vec![1, 2, 3], vec![40, 50]] {
-                let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(values))]).unwrap();
+                let batch =
+                    RecordBatch::try_new(schema.clone(), vec![Arc::new(Int32Array::from(values))])
+                        .unwrap();
                 writer.write(&batch).unwrap();
             }
             writer.finish().unwrap();
@@ -255,7 +274,10 @@ mod tests {
                 .value(0),
             40
         );
-        assert!(Arc::ptr_eq(&cached_batch_stats(&file, 1, 0).unwrap(), &stats));
+        assert!(Arc::ptr_eq(
+            &cached_batch_stats(&file, 1, 0).unwrap(),
+            &stats
+        ));
         assert!(batch_stats(&file, 2, 0).is_err());
         assert!(batch_stats(&file, 0, 1).is_err());
         // Another opening of a file written moments ago is another file (the registry of open

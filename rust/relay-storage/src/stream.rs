@@ -47,7 +47,9 @@ pub(crate) fn looks_like_stream(bytes: &[u8]) -> bool {
     if bytes.len() >= 8 && bytes[..4] == CONTINUATION {
         return true;
     }
-    let Some(prefix) = bytes.get(..4) else { return false };
+    let Some(prefix) = bytes.get(..4) else {
+        return false;
+    };
     let length = i32::from_le_bytes(prefix.try_into().expect("4 bytes"));
     length >= 8
         && (length as usize) <= bytes.len() - 4
@@ -134,8 +136,8 @@ pub(crate) fn walk_stream(bytes: &[u8]) -> Result<StreamLayout, String> {
     if !ipc_schema.endianness().equals_to_target_endianness() {
         return Err("the stream is big-endian; only little-endian data can be mapped".into());
     }
-    let schema =
-        ipc::convert::try_fb_to_schema(ipc_schema).map_err(|e| format!("message 0 (byte offset 0): invalid schema: {e}"))?;
+    let schema = ipc::convert::try_fb_to_schema(ipc_schema)
+        .map_err(|e| format!("message 0 (byte offset 0): invalid schema: {e}"))?;
     let version = message.version();
 
     let mut batches = Vec::new();
@@ -158,9 +160,12 @@ pub(crate) fn walk_stream(bytes: &[u8]) -> Result<StreamLayout, String> {
         let block = Block::new(offset as i64, frame.meta_len as i32, frame.body_len as i64);
         match message.header_type() {
             MessageHeader::RecordBatch => {
-                let header = message.header_as_record_batch().ok_or_else(|| format!("{place}: no record batch header"))?;
+                let header = message
+                    .header_as_record_batch()
+                    .ok_or_else(|| format!("{place}: no record batch header"))?;
                 let index = batches.len();
-                let num_rows = record_batch_rows(header, &schema).map_err(|e| format!("{place} (record batch {index}): {e}"))?;
+                let num_rows = record_batch_rows(header, &schema)
+                    .map_err(|e| format!("{place} (record batch {index}): {e}"))?;
                 let end = batch_row_starts
                     .last()
                     .copied()
@@ -189,7 +194,11 @@ pub(crate) fn walk_stream(bytes: &[u8]) -> Result<StreamLayout, String> {
                 dictionary_blocks.push(block);
             }
             MessageHeader::Schema => return Err(format!("{place} is a second schema message")),
-            other => return Err(format!("{place} is a {other:?} message, which an Arrow stream of record batches cannot hold")),
+            other => {
+                return Err(format!(
+                    "{place} is a {other:?} message, which an Arrow stream of record batches cannot hold"
+                ));
+            }
         }
         offset = frame.offset + frame.meta_len + frame.body_len;
         number += 1;
@@ -215,5 +224,9 @@ pub(crate) fn walk_stream(bytes: &[u8]) -> Result<StreamLayout, String> {
 
 /// Length of the length prefix of the message at `offset` (8 with a continuation marker).
 fn prefix_of(bytes: &[u8], offset: usize) -> usize {
-    if bytes[offset..].starts_with(&CONTINUATION) { 8 } else { 4 }
+    if bytes[offset..].starts_with(&CONTINUATION) {
+        8
+    } else {
+        4
+    }
 }

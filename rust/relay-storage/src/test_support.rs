@@ -49,7 +49,10 @@ pub(crate) struct TempFile {
 impl TempFile {
     pub(crate) fn new(prefix: &str, name: &str) -> TempFile {
         let dir = temp_dir(prefix);
-        TempFile { path: dir.join(name), _dir: dir }
+        TempFile {
+            path: dir.join(name),
+            _dir: dir,
+        }
     }
 }
 

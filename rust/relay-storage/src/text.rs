@@ -39,7 +39,8 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::error::ArrowError;
 
 use crate::decoded::{
-    DecodedFile, PositionalFile, catch_decoder_panic, check_piece_and_columns, decoded_roots, project_decoded,
+    DecodedFile, PositionalFile, catch_decoder_panic, check_piece_and_columns, decoded_roots,
+    project_decoded,
 };
 use crate::error::{Result, StorageError};
 use crate::stats::ColumnStats;
@@ -117,7 +118,13 @@ impl TextFormat {
     }
 
     fn has_header(self) -> bool {
-        matches!(self, TextFormat::Csv { has_header: true, .. })
+        matches!(
+            self,
+            TextFormat::Csv {
+                has_header: true,
+                ..
+            }
+        )
     }
 }
 
@@ -179,7 +186,9 @@ struct CsvBoundaries {
 /// One bit per byte of `chunk` equal to `byte`.
 #[cfg(target_arch = "x86_64")]
 fn byte_mask(chunk: &[u8; 64], byte: u8) -> u64 {
-    use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    use std::arch::x86_64::{
+        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8,
+    };
     let mut mask = 0u64;
     for lane in 0..4 {
         // SAFETY: SSE2 is part of every x86_64 CPU; the unaligned load reads bytes 16 * lane
@@ -231,7 +240,10 @@ impl CsvBoundaries {
             if !self.followed {
                 return false;
             }
-            self.feed_chunk(base + 64 * index as u64, chunk.try_into().expect("64 bytes"));
+            self.feed_chunk(
+                base + 64 * index as u64,
+                chunk.try_into().expect("64 bytes"),
+            );
         }
         if !rest.is_empty() && self.followed {
             // Padded with zero bytes, which are none of the bytes looked for.
@@ -272,7 +284,6 @@ impl CsvBoundaries {
         self.may_open = field_starts_after >> 63 == 1;
     }
 }
-
 
 /// A record decoder of one format: arrow-rs's CSV and JSON decoders share this shape.
 trait RecordDecoder {
@@ -323,12 +334,16 @@ struct DecodeFailure {
 
 /// Decodes all of `bytes` into batches. On failure, reports the first byte of the batch that
 /// failed (a record boundary, or the start of the file while a CSV header is skipped).
-fn decode_all(decoder: &mut dyn RecordDecoder, bytes: &[u8]) -> Result<Vec<RecordBatch>, DecodeFailure> {
+fn decode_all(
+    decoder: &mut dyn RecordDecoder,
+    bytes: &[u8],
+) -> Result<Vec<RecordBatch>, DecodeFailure> {
     let mut batches = Vec::new();
     let mut offset = 0;
     loop {
         let start = offset;
-        let (consumed, batch) = decode_next(decoder, bytes, offset).map_err(|error| DecodeFailure { start, error })?;
+        let (consumed, batch) =
+            decode_next(decoder, bytes, offset).map_err(|error| DecodeFailure { start, error })?;
         offset += consumed;
         match batch {
             Some(batch) => batches.push(batch),
@@ -355,7 +370,11 @@ fn line_of(bytes: &[u8], start: usize, json: bool) -> usize {
 
 /// Decodes records one at a time from `start` with `decoder` (batch size 1) and returns the
 /// first byte of the first record that fails, with its error.
-fn first_failing_record(decoder: &mut dyn RecordDecoder, bytes: &[u8], start: usize) -> Option<(usize, ArrowError)> {
+fn first_failing_record(
+    decoder: &mut dyn RecordDecoder,
+    bytes: &[u8],
+    start: usize,
+) -> Option<(usize, ArrowError)> {
     let mut offset = start;
     loop {
         match decode_next(decoder, bytes, offset) {
@@ -440,14 +459,19 @@ impl<R: Read> Iterator for JsonLines<R> {
             }
             self.values += 1;
             return Some(
-                serde_json::from_slice(&line).map_err(|error| ArrowError::JsonError(format!("invalid JSON: {error}"))),
+                serde_json::from_slice(&line)
+                    .map_err(|error| ArrowError::JsonError(format!("invalid JSON: {error}"))),
             );
         }
     }
 }
 
 /// The schema of an NDJSON file, inferred from the objects `options` sample.
-fn infer_json_schema(path: &Path, reader: &PositionalFile, options: &JsonOptions) -> Result<Schema> {
+fn infer_json_schema(
+    path: &Path,
+    reader: &PositionalFile,
+    options: &JsonOptions,
+) -> Result<Schema> {
     let mut lines = JsonLines {
         lines: BufReader::new(reader.reader_from(0)).split(b'\n'),
         line: 0,
@@ -459,11 +483,13 @@ fn infer_json_schema(path: &Path, reader: &PositionalFile, options: &JsonOptions
         NDJSON,
         || "schema inference".into(),
         || {
-            arrow::json::reader::infer_json_schema_from_iterator(&mut lines).map_err(|error| StorageError::Malformed {
-                path: path.to_owned(),
-                format: NDJSON,
-                place: format!("line {}", lines.line.max(1)),
-                reason: error.to_string(),
+            arrow::json::reader::infer_json_schema_from_iterator(&mut lines).map_err(|error| {
+                StorageError::Malformed {
+                    path: path.to_owned(),
+                    format: NDJSON,
+                    place: format!("line {}", lines.line.max(1)),
+                    reason: error.to_string(),
+                }
             })
         },
     )?;
@@ -485,9 +511,12 @@ impl TextFile {
             has_header: options.has_header,
             delimiter: options.delimiter,
         };
-        TextFile::open(path.as_ref(), format, options.schema.as_ref(), |path, reader| {
-            infer_csv_schema(path, reader, options)
-        })
+        TextFile::open(
+            path.as_ref(),
+            format,
+            options.schema.as_ref(),
+            |path, reader| infer_csv_schema(path, reader, options),
+        )
     }
 
     /// Opens an NDJSON file and infers its schema from the first `options.infer_schema_length`
@@ -567,7 +596,13 @@ impl TextFile {
     /// Where a decode of the piece `bytes` failed and why, located as the module documentation
     /// says; `header` tells whether the piece starts with the CSV header, and `first_line` is
     /// the line the piece starts on.
-    fn locate_failure(&self, bytes: &[u8], header: bool, first_line: usize, failure: DecodeFailure) -> StorageError {
+    fn locate_failure(
+        &self,
+        bytes: &[u8],
+        header: bool,
+        first_line: usize,
+        failure: DecodeFailure,
+    ) -> StorageError {
         let format = self.format.name();
         let json = self.format.is_json();
         let malformed = |place: String, reason: String| StorageError::Malformed {
@@ -605,7 +640,10 @@ impl TextFile {
             })
             .collect();
         let place = match failing.as_slice() {
-            [column] => format!("line {line}, column {:?}", self.schema.field(*column).name()),
+            [column] => format!(
+                "line {line}, column {:?}",
+                self.schema.field(*column).name()
+            ),
             _ => format!("line {line}"),
         };
         malformed(place, record_error.to_string())
@@ -614,11 +652,14 @@ impl TextFile {
     /// Reads `range` of the file (within its length at open).
     fn read_range(&self, range: &Range<u64>) -> Result<Vec<u8>> {
         self.reader.check_unchanged(&self.path)?;
-        let length = usize::try_from(range.end - range.start).map_err(|_| StorageError::Unsupported {
-            path: self.path.clone(),
-            reason: "the file is larger than this machine's address space".into(),
-        })?;
-        self.reader.read_vec(range.start, length).map_err(io_error(&self.path, "read"))
+        let length =
+            usize::try_from(range.end - range.start).map_err(|_| StorageError::Unsupported {
+                path: self.path.clone(),
+                reason: "the file is larger than this machine's address space".into(),
+            })?;
+        self.reader
+            .read_vec(range.start, length)
+            .map_err(io_error(&self.path, "read"))
     }
 
     /// The pieces (see the module documentation); the whole file as one piece when it is small
@@ -636,8 +677,9 @@ impl TextFile {
                 .unwrap_or_default()
             };
             // An empty file is one empty piece.
-            let mut bounds: Vec<u64> =
-                std::iter::once(0).chain(starts.into_iter().filter(|&start| 0 < start && start < len)).collect();
+            let mut bounds: Vec<u64> = std::iter::once(0)
+                .chain(starts.into_iter().filter(|&start| 0 < start && start < len))
+                .collect();
             bounds.dedup();
             bounds.push(len);
             bounds
@@ -656,7 +698,8 @@ impl TextFile {
         let mut boundaries = CsvBoundaries::new(delimiter, self.piece_bytes);
         let mut base = 0;
         while base < self.reader.len {
-            let block = self.read_range(&(base..self.reader.len.min(base + SCAN_BLOCK_BYTES as u64)))?;
+            let block =
+                self.read_range(&(base..self.reader.len.min(base + SCAN_BLOCK_BYTES as u64)))?;
             if !boundaries.feed(base, &block) {
                 break;
             }
@@ -692,7 +735,8 @@ impl TextFile {
         let mut lines = 1;
         let mut base = 0;
         while base < start {
-            let Ok(block) = self.read_range(&(base..start.min(base + SCAN_BLOCK_BYTES as u64))) else {
+            let Ok(block) = self.read_range(&(base..start.min(base + SCAN_BLOCK_BYTES as u64)))
+            else {
                 break;
             };
             lines += memchr::memchr_iter(b'\n', &block).count();
@@ -728,11 +772,22 @@ impl DecodedFile for TextFile {
         None
     }
 
-    fn read_piece(&self, piece: usize, columns: &[usize], batch_size: usize) -> Result<Vec<RecordBatch>> {
+    fn read_piece(
+        &self,
+        piece: usize,
+        columns: &[usize],
+        batch_size: usize,
+    ) -> Result<Vec<RecordBatch>> {
         let path = &self.path;
         let format = self.format.name();
         let pieces = self.pieces();
-        check_piece_and_columns(path, pieces.len(), piece, self.schema.fields().len(), columns)?;
+        check_piece_and_columns(
+            path,
+            pieces.len(),
+            piece,
+            self.schema.fields().len(),
+            columns,
+        )?;
         let range = &pieces[piece].bytes;
         let bytes = self.read_range(range)?;
         // Decoded in file order, each column once; with no column asked for, the first is decoded
@@ -744,7 +799,12 @@ impl DecodedFile for TextFile {
         let header = piece == 0 && self.format.has_header();
         let place = || match pieces.len() {
             1 => "the whole file".to_string(),
-            _ => format!("bytes {}..{} (from line {})", range.start, range.end, self.line_at(range.start)),
+            _ => format!(
+                "bytes {}..{} (from line {})",
+                range.start,
+                range.end,
+                self.line_at(range.start)
+            ),
         };
         let decoded = catch_decoder_panic(path, format, place, || {
             let mut decoder = self
@@ -754,7 +814,11 @@ impl DecodedFile for TextFile {
                     reason: format!("cannot read this schema from {format}: {error}"),
                 })?;
             decode_all(decoder.as_mut(), &bytes).map_err(|failure| {
-                let first_line = if range.start == 0 { 1 } else { self.line_at(range.start) };
+                let first_line = if range.start == 0 {
+                    1
+                } else {
+                    self.line_at(range.start)
+                };
                 self.locate_failure(&bytes, header, first_line, failure)
             })
         })?;
@@ -819,7 +883,8 @@ mod tests {
         arrow::compute::concat_batches(&schema, &batches).unwrap()
     }
 
-    const CSV_DATA: &[u8] = b"id,score,name\n1,0.5,ann\n2,,bob\n3,2.5,\"c, d\"\n4,3.5,\"multi\nline\"\n5,4.5,eve\n";
+    const CSV_DATA: &[u8] =
+        b"id,score,name\n1,0.5,ann\n2,,bob\n3,2.5,\"c, d\"\n4,3.5,\"multi\nline\"\n5,4.5,eve\n";
 
     #[test]
     fn csv_infers_and_reads() {
@@ -829,7 +894,10 @@ mod tests {
         assert_eq!(file.num_pieces(), 1);
         let schema = file.schema();
         let types: Vec<&DataType> = schema.fields().iter().map(|f| f.data_type()).collect();
-        assert_eq!(types, vec![&DataType::Int64, &DataType::Float64, &DataType::Utf8]);
+        assert_eq!(
+            types,
+            vec![&DataType::Int64, &DataType::Float64, &DataType::Utf8]
+        );
         let all = read_all(file.as_ref(), &[0, 1, 2], 2);
         assert_eq!(
             all.column(0).as_ref(),
@@ -837,7 +905,8 @@ mod tests {
         );
         assert_eq!(
             all.column(1).as_ref(),
-            &Float64Array::from(vec![Some(0.5), None, Some(2.5), Some(3.5), Some(4.5)]) as &dyn Array
+            &Float64Array::from(vec![Some(0.5), None, Some(2.5), Some(3.5), Some(4.5)])
+                as &dyn Array
         );
         assert_eq!(all.column(2).as_string::<i32>().value(2), "c, d");
         assert_eq!(all.column(2).as_string::<i32>().value(3), "multi\nline");
@@ -883,7 +952,10 @@ mod tests {
         .unwrap();
         assert_eq!(file.schema(), schema);
         assert_eq!(
-            read_all(file.as_ref(), &[0], 10).column(0).as_string::<i32>().value(1),
+            read_all(file.as_ref(), &[0], 10)
+                .column(0)
+                .as_string::<i32>()
+                .value(1),
             "2"
         );
         // Inference from the first row only: a later float fails to parse as an integer.
@@ -922,19 +994,28 @@ mod tests {
             );
             let message = error.to_string();
             assert!(message.contains("bad.csv"), "{message}");
-            assert!(message.contains("malformed csv at line 7, column \"age\""), "{message}");
+            assert!(
+                message.contains("malformed csv at line 7, column \"age\""),
+                "{message}"
+            );
         }
         // The bad column is not read: no error.
         assert_eq!(read_all(file.as_ref(), &[0, 2], 4).num_rows(), 10);
         // Lines are lines of the file: a quoted field spanning lines and CRLF endings count.
-        let path = temp_file("multiline.csv", b"id,note\r\n1,\"x\r\ny\"\r\n2,ok\r\nz,3\r\n");
+        let path = temp_file(
+            "multiline.csv",
+            b"id,note\r\n1,\"x\r\ny\"\r\n2,ok\r\nz,3\r\n",
+        );
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, true),
             Field::new("note", DataType::Utf8, true),
         ]));
         let file = csv_with_schema(&path, schema);
         let error = file.read_piece(0, &[0, 1], 2).unwrap_err();
-        assert!(error.to_string().contains("at line 5, column \"id\""), "{error}");
+        assert!(
+            error.to_string().contains("at line 5, column \"id\""),
+            "{error}"
+        );
     }
 
     #[test]
@@ -991,7 +1072,10 @@ mod tests {
         let file = TextFile::open_ndjson(&path, &JsonOptions::default()).unwrap();
         assert_eq!(file.format(), "ndjson");
         let schema = file.schema();
-        assert_eq!(schema.field_with_name("id").unwrap().data_type(), &DataType::Int64);
+        assert_eq!(
+            schema.field_with_name("id").unwrap().data_type(),
+            &DataType::Int64
+        );
         assert!(matches!(
             schema.field_with_name("tags").unwrap().data_type(),
             DataType::List(_)
@@ -999,7 +1083,10 @@ mod tests {
         let id = schema.index_of("id").unwrap();
         let name = schema.index_of("name").unwrap();
         let all = read_all(file.as_ref(), &[name, id], 2);
-        assert_eq!(all.column(1).as_ref(), &Int64Array::from(vec![1, 2, 3]) as &dyn Array);
+        assert_eq!(
+            all.column(1).as_ref(),
+            &Int64Array::from(vec![1, 2, 3]) as &dyn Array
+        );
         assert_eq!(
             all.column(0).as_ref(),
             &StringArray::from(vec![Some("a"), None, Some("c")]) as &dyn Array
@@ -1038,7 +1125,13 @@ mod tests {
         for batch_size in [1, 2, 3, 1000] {
             let error = file.read_piece(0, &[0, 1], batch_size).unwrap_err();
             assert!(
-                matches!(error, StorageError::Malformed { format: "ndjson", .. }),
+                matches!(
+                    error,
+                    StorageError::Malformed {
+                        format: "ndjson",
+                        ..
+                    }
+                ),
                 "{error}"
             );
             let message = error.to_string();
@@ -1156,7 +1249,10 @@ mod tests {
         let pieces = file.pieces();
         assert!(pieces.len() > 2);
         let last = &pieces.last().unwrap().bytes;
-        assert!(last.start <= literal as u64 && last.end == data.len() as u64, "{pieces:?}");
+        assert!(
+            last.start <= literal as u64 && last.end == data.len() as u64,
+            "{pieces:?}"
+        );
         let all = read_pieces(&file);
         assert_eq!(all.num_rows(), 60);
         assert_eq!(all.column(1).as_string::<i32>().value(20), "5'10\"");
@@ -1167,7 +1263,16 @@ mod tests {
     fn csv_pieces_of_random_records_read_as_the_whole_file() {
         // Records of three fields drawn from plain, quoted (with delimiters, escaped quotes and
         // line breaks) and unquoted-with-a-literal-quote values.
-        let values = ["x", "", "\"a,b\"", "\"two\nlines\"", "\"q\"\"q\"", "\"\"", "5'10\"", "\"\r\n\""];
+        let values = [
+            "x",
+            "",
+            "\"a,b\"",
+            "\"two\nlines\"",
+            "\"q\"\"q\"",
+            "\"\"",
+            "5'10\"",
+            "\"\r\n\"",
+        ];
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = |n: usize| {
             seed ^= seed << 13;
@@ -1181,17 +1286,30 @@ mod tests {
             let delimiter = [b',', b';', b'\t'][case % 3];
             let has_header = case % 4 != 3;
             let separator = char::from(delimiter).to_string();
-            let mut data = if has_header { ["a", "b", "c"].join(&separator) + "\n" } else { String::new() }.into_bytes();
+            let mut data = if has_header {
+                ["a", "b", "c"].join(&separator) + "\n"
+            } else {
+                String::new()
+            }
+            .into_bytes();
             for _ in 0..(20 + next(60)) {
                 let fields: Vec<&str> = (0..3)
-                    .map(|_| if case % 2 == 0 && next(10) > 0 { values[next(6)] } else { values[next(values.len())] })
+                    .map(|_| {
+                        if case % 2 == 0 && next(10) > 0 {
+                            values[next(6)]
+                        } else {
+                            values[next(values.len())]
+                        }
+                    })
                     .collect();
                 data.extend_from_slice(fields.join(&separator).as_bytes());
                 data.extend_from_slice(if next(3) == 0 { b"\r\n" } else { b"\n" });
             }
             let path = temp_file("random.csv", &data);
             let schema = Arc::new(Schema::new(
-                ["a", "b", "c"].map(|name| Field::new(name, DataType::Utf8, true)).to_vec(),
+                ["a", "b", "c"]
+                    .map(|name| Field::new(name, DataType::Utf8, true))
+                    .to_vec(),
             ));
             let open = || {
                 let options = CsvOptions {
@@ -1206,7 +1324,11 @@ mod tests {
             for piece_bytes in [1, 7, 64, 100] {
                 let file = with_piece_bytes(open(), piece_bytes);
                 split_cases += usize::from(piece_bytes == 7 && file.num_pieces() > 3);
-                assert_eq!(read_pieces(&file), whole, "case {case}, pieces of {piece_bytes} bytes");
+                assert_eq!(
+                    read_pieces(&file),
+                    whole,
+                    "case {case}, pieces of {piece_bytes} bytes"
+                );
             }
         }
         assert!(split_cases >= 30, "{split_cases}");
@@ -1235,7 +1357,11 @@ mod tests {
     fn errors_in_later_pieces_name_lines_of_the_file() {
         let mut data = b"id,age\n".to_vec();
         for i in 1..=100 {
-            let age = if i == 77 { "old".to_string() } else { i.to_string() };
+            let age = if i == 77 {
+                "old".to_string()
+            } else {
+                i.to_string()
+            };
             data.extend_from_slice(format!("{i},{age}\n").as_bytes());
         }
         let path = temp_file("late.csv", &data);
@@ -1245,9 +1371,17 @@ mod tests {
         ]));
         let file = with_piece_bytes(csv_with_schema(&path, schema), 64);
         let errors: Vec<String> = (0..file.num_pieces())
-            .filter_map(|piece| file.read_piece(piece, &[0, 1], 5).err().map(|e| e.to_string()))
+            .filter_map(|piece| {
+                file.read_piece(piece, &[0, 1], 5)
+                    .err()
+                    .map(|e| e.to_string())
+            })
             .collect();
         assert_eq!(errors.len(), 1, "{errors:?}");
-        assert!(errors[0].contains("line 78, column \"age\""), "{}", errors[0]);
+        assert!(
+            errors[0].contains("line 78, column \"age\""),
+            "{}",
+            errors[0]
+        );
     }
 }

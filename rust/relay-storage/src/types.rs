@@ -37,7 +37,11 @@ pub fn type_name(data_type: &DataType) -> String {
         DataType::Date32 => "date32[day]".into(),
         DataType::Date64 => "date64[ms]".into(),
         DataType::Time32(unit) | DataType::Time64(unit) => {
-            let bits = if matches!(data_type, DataType::Time32(_)) { 32 } else { 64 };
+            let bits = if matches!(data_type, DataType::Time32(_)) {
+                32
+            } else {
+                64
+            };
             format!("time{bits}[{}]", unit_name(unit))
         }
         DataType::Timestamp(unit, None) => format!("timestamp[{}]", unit_name(unit)),
@@ -50,15 +54,33 @@ pub fn type_name(data_type: &DataType) -> String {
         DataType::Interval(IntervalUnit::MonthDayNano) => "month_day_nano_interval".into(),
         DataType::Interval(IntervalUnit::YearMonth) => "month_interval".into(),
         DataType::Interval(IntervalUnit::DayTime) => "day_time_interval".into(),
-        DataType::List(field) => format!("list<{}: {}>", field.name(), type_name(field.data_type())),
-        DataType::LargeList(field) => format!("large_list<{}: {}>", field.name(), type_name(field.data_type())),
-        DataType::ListView(field) => format!("list_view<{}: {}>", field.name(), type_name(field.data_type())),
+        DataType::List(field) => {
+            format!("list<{}: {}>", field.name(), type_name(field.data_type()))
+        }
+        DataType::LargeList(field) => format!(
+            "large_list<{}: {}>",
+            field.name(),
+            type_name(field.data_type())
+        ),
+        DataType::ListView(field) => format!(
+            "list_view<{}: {}>",
+            field.name(),
+            type_name(field.data_type())
+        ),
         DataType::LargeListView(field) => {
-            format!("large_list_view<{}: {}>", field.name(), type_name(field.data_type()))
+            format!(
+                "large_list_view<{}: {}>",
+                field.name(),
+                type_name(field.data_type())
+            )
         }
         DataType::Map(entries, _) => match entries.data_type() {
             DataType::Struct(kv) if kv.len() == 2 => {
-                format!("map<{}, {}>", type_name(kv[0].data_type()), type_name(kv[1].data_type()))
+                format!(
+                    "map<{}, {}>",
+                    type_name(kv[0].data_type()),
+                    type_name(kv[1].data_type())
+                )
             }
             other => format!("map<{}>", type_name(other)),
         },
@@ -69,7 +91,11 @@ pub fn type_name(data_type: &DataType) -> String {
         ),
         DataType::Union(fields, mode) => format!(
             "{}_union<{}>",
-            if *mode == UnionMode::Sparse { "sparse" } else { "dense" },
+            if *mode == UnionMode::Sparse {
+                "sparse"
+            } else {
+                "dense"
+            },
             fields
                 .iter()
                 .map(|(code, f)| format!("{}: {}={code}", f.name(), type_name(f.data_type())))
@@ -77,7 +103,11 @@ pub fn type_name(data_type: &DataType) -> String {
                 .join(", ")
         ),
         DataType::FixedSizeList(field, width) => {
-            format!("fixed_size_list<{}: {}>[{width}]", field.name(), type_name(field.data_type()))
+            format!(
+                "fixed_size_list<{}: {}>[{width}]",
+                field.name(),
+                type_name(field.data_type())
+            )
         }
         DataType::Struct(fields) => format!(
             "struct<{}>",

@@ -36,8 +36,13 @@ impl RowRange {
 
 /// The rows of `batches` taken together that lie in `rows` (ascending, disjoint ranges), as
 /// slices of them (no copy), one range after another.
-pub fn batches_in_ranges(batches: &[RecordBatch], rows: &[std::ops::Range<u64>]) -> Vec<RecordBatch> {
-    rows.iter().flat_map(|range| slice_batches(batches, range.start, range.end - range.start)).collect()
+pub fn batches_in_ranges(
+    batches: &[RecordBatch],
+    rows: &[std::ops::Range<u64>],
+) -> Vec<RecordBatch> {
+    rows.iter()
+        .flat_map(|range| slice_batches(batches, range.start, range.end - range.start))
+        .collect()
 }
 
 /// Rows `offset .. offset + length` of `batches` taken together, as slices of them (no copy);
@@ -72,7 +77,9 @@ fn overlapping_batches(file: &IpcFile, rows: RowRange) -> Vec<(usize, usize, usi
     let starts = file.batch_row_starts();
     let batch_count = starts.len() - 1;
     // The last batch whose first row is <= rows.offset; empty batches before it are skipped.
-    let first = starts[..batch_count].partition_point(|&start| start <= rows.offset).saturating_sub(1);
+    let first = starts[..batch_count]
+        .partition_point(|&start| start <= rows.offset)
+        .saturating_sub(1);
     let mut out = Vec::new();
     for batch in first..batch_count {
         let (start, end) = (starts[batch], starts[batch + 1]);
@@ -91,18 +98,28 @@ fn overlapping_batches(file: &IpcFile, rows: RowRange) -> Vec<(usize, usize, usi
 /// The fields `columns` (indices into `schema`, in that order) with `schema`'s metadata: the
 /// schema of a view that selects them.
 pub(crate) fn project_schema(schema: &Schema, columns: &[usize]) -> SchemaRef {
-    let fields: Vec<FieldRef> = columns.iter().map(|&i| schema.fields()[i].clone()).collect();
+    let fields: Vec<FieldRef> = columns
+        .iter()
+        .map(|&i| schema.fields()[i].clone())
+        .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
 
 /// The names of the fields `columns` (indices into `schema`), in that order.
 pub(crate) fn column_names(schema: &Schema, columns: &[usize]) -> Vec<String> {
-    columns.iter().map(|&i| schema.field(i).name().clone()).collect()
+    columns
+        .iter()
+        .map(|&i| schema.field(i).name().clone())
+        .collect()
 }
 
 /// Column names as a column-not-found error lists them: quoted, comma-separated.
 pub(crate) fn quoted_names(names: &[String]) -> String {
-    names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The indices (`index_of` finds each, or says why it cannot) of the named columns, in the
@@ -142,7 +159,11 @@ impl TableView {
             offset: 0,
             length: file.num_rows(),
         };
-        Self { file, columns, rows }
+        Self {
+            file,
+            columns,
+            rows,
+        }
     }
 
     pub fn file(&self) -> &Arc<IpcFile> {
@@ -184,7 +205,11 @@ impl TableView {
 
     /// The named column over this view's rows; the error lists the columns this view has.
     pub fn column(&self, name: &str) -> Result<ColumnView> {
-        let index = self.file.column_index(name).ok().filter(|i| self.columns.contains(i));
+        let index = self
+            .file
+            .column_index(name)
+            .ok()
+            .filter(|i| self.columns.contains(i));
         match index {
             Some(column) => Ok(ColumnView {
                 file: self.file.clone(),
@@ -239,7 +264,10 @@ impl TableView {
             .collect::<Result<_>>()?;
         (0..pieces.len())
             .map(|piece| {
-                let arrays: Vec<ArrayRef> = columns.iter().map(|chunks| chunks[piece].array.clone()).collect();
+                let arrays: Vec<ArrayRef> = columns
+                    .iter()
+                    .map(|chunks| chunks[piece].array.clone())
+                    .collect();
                 let options = RecordBatchOptions::new().with_row_count(Some(pieces[piece].2));
                 RecordBatch::try_new_with_options(schema.clone(), arrays, &options).map_err(|e| {
                     StorageError::CorruptFile {
@@ -329,9 +357,30 @@ mod tests {
 
     #[test]
     fn row_range_slice_clamps_like_python() {
-        let rows = RowRange { offset: 10, length: 100 };
-        assert_eq!(rows.slice(5, 10), RowRange { offset: 15, length: 10 });
-        assert_eq!(rows.slice(95, 10), RowRange { offset: 105, length: 5 });
-        assert_eq!(rows.slice(500, 10), RowRange { offset: 110, length: 0 });
+        let rows = RowRange {
+            offset: 10,
+            length: 100,
+        };
+        assert_eq!(
+            rows.slice(5, 10),
+            RowRange {
+                offset: 15,
+                length: 10
+            }
+        );
+        assert_eq!(
+            rows.slice(95, 10),
+            RowRange {
+                offset: 105,
+                length: 5
+            }
+        );
+        assert_eq!(
+            rows.slice(500, 10),
+            RowRange {
+                offset: 110,
+                length: 0
+            }
+        );
     }
 }

@@ -17,11 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow::array::{RecordBatch, RecordBatchOptions};
 use arrow::compute::{concat, concat_batches};
-use rayon::prelude::*;
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use arrow::ipc::MetadataVersion;
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use rayon::prelude::*;
 
 use crate::error::{Result, StorageError};
 
@@ -33,7 +33,8 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// Write options of every IPC message relay writes: 64-byte alignment, metadata version 5.
 pub fn ipc_write_options() -> IpcWriteOptions {
-    IpcWriteOptions::try_new(IPC_ALIGNMENT, false, MetadataVersion::V5).expect("64 is a valid alignment for V5")
+    IpcWriteOptions::try_new(IPC_ALIGNMENT, false, MetadataVersion::V5)
+        .expect("64 is a valid alignment for V5")
 }
 
 /// What a write put in the file.
@@ -44,7 +45,10 @@ pub struct WriteSummary {
     pub bytes: u64,
 }
 
-pub(crate) fn io_error<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
+pub(crate) fn io_error<'a>(
+    path: &'a Path,
+    action: &'static str,
+) -> impl FnOnce(std::io::Error) -> StorageError + 'a {
     move |source| StorageError::Io {
         path: path.to_owned(),
         action,
@@ -103,7 +107,9 @@ impl PendingFile {
             .create_new(true)
             .open(&temp_path)
             .map_err(|source| match source.kind() {
-                std::io::ErrorKind::NotFound => StorageError::NotFound { path: folder.to_owned() },
+                std::io::ErrorKind::NotFound => StorageError::NotFound {
+                    path: folder.to_owned(),
+                },
                 _ => StorageError::Io {
                     path: temp_path.clone(),
                     action: "create",
@@ -123,7 +129,11 @@ impl PendingFile {
     /// Flushes the data to disk and gives the file its final name: `rename` (replacing what was
     /// there) or, with `replace` false, `link` (failing with `AlreadyExists` when the path exists
     /// by then, so that a concurrent creator is never overwritten). Then syncs the folder.
-    pub(crate) fn commit(mut self, path: &Path, replace: bool) -> std::result::Result<(), (Self, StorageError)> {
+    pub(crate) fn commit(
+        mut self,
+        path: &Path,
+        replace: bool,
+    ) -> std::result::Result<(), (Self, StorageError)> {
         let file = self.file.take().expect("the file is open until commit");
         if let Err(source) = file.sync_all() {
             return Err((self, io_error(path, "fsync")(source)));
@@ -190,7 +200,12 @@ pub(crate) fn rechunk(
     // Batches of a dictionary column must share one dictionary in an IPC file: concatenating
     // first merges the dictionaries of the input batches into one.
     let merged;
-    let batches = if batches.len() > 1 && schema.fields().iter().any(|f| has_dictionary(f.data_type())) {
+    let batches = if batches.len() > 1
+        && schema
+            .fields()
+            .iter()
+            .any(|f| has_dictionary(f.data_type()))
+    {
         merged = [concat_batches(schema, batches)?];
         &merged[..]
     } else {
@@ -230,9 +245,20 @@ fn concat_columns(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<RecordB
     let rows = batches.iter().map(RecordBatch::num_rows).sum();
     let columns = (0..schema.fields().len())
         .into_par_iter()
-        .map(|column| concat(&batches.iter().map(|batch| batch.column(column).as_ref()).collect::<Vec<_>>()))
+        .map(|column| {
+            concat(
+                &batches
+                    .iter()
+                    .map(|batch| batch.column(column).as_ref())
+                    .collect::<Vec<_>>(),
+            )
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new_with_options(schema.clone(), columns, &RecordBatchOptions::new().with_row_count(Some(rows)))
+    RecordBatch::try_new_with_options(
+        schema.clone(),
+        columns,
+        &RecordBatchOptions::new().with_row_count(Some(rows)),
+    )
 }
 
 /// Writes `batches` as a complete IPC file into `file` (from its current position, which must
@@ -246,7 +272,8 @@ pub(crate) fn write_ipc_to(
 ) -> Result<WriteSummary> {
     let failed = write_failed(path);
     let sink = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-    let mut writer = FileWriter::try_new_with_options(sink, schema, ipc_write_options()).map_err(&failed)?;
+    let mut writer =
+        FileWriter::try_new_with_options(sink, schema, ipc_write_options()).map_err(&failed)?;
     let mut summary = WriteSummary {
         rows: 0,
         batches: 0,
@@ -286,7 +313,9 @@ pub fn write_ipc_file(
         });
     }
     if path.is_dir() {
-        return Err(StorageError::IsDirectory { path: path.to_owned() });
+        return Err(StorageError::IsDirectory {
+            path: path.to_owned(),
+        });
     }
     let pending = PendingFile::beside(path)?;
     let summary = write_ipc_to(path, pending.file(), schema, batches, rows_per_batch)?;
@@ -307,7 +336,9 @@ pub struct IpcFileWriter {
 impl IpcFileWriter {
     pub fn create(path: &Path) -> Result<Self> {
         if path.is_dir() {
-            return Err(StorageError::IsDirectory { path: path.to_owned() });
+            return Err(StorageError::IsDirectory {
+                path: path.to_owned(),
+            });
         }
         Ok(IpcFileWriter {
             path: path.to_owned(),
@@ -336,10 +367,16 @@ impl IpcFileWriter {
                 writer
             }
             None => {
-                let file = self.pending.file().try_clone().map_err(io_error(&self.path, "dup"))?;
+                let file = self
+                    .pending
+                    .file()
+                    .try_clone()
+                    .map_err(io_error(&self.path, "dup"))?;
                 let sink = BufWriter::with_capacity(WRITE_BUFFER_BYTES, file);
-                self.writer
-                    .insert(FileWriter::try_new_with_options(sink, schema, ipc_write_options()).map_err(&failed)?)
+                self.writer.insert(
+                    FileWriter::try_new_with_options(sink, schema, ipc_write_options())
+                        .map_err(&failed)?,
+                )
             }
         };
         let summary = &mut self.summary;
@@ -366,8 +403,15 @@ impl IpcFileWriter {
             .map_err(&failed)?
             .into_inner()
             .map_err(|e| io_error(&path, "write")(e.into_error()))?;
-        self.summary.bytes = self.pending.file().metadata().map_err(io_error(&path, "stat"))?.len();
-        let IpcFileWriter { pending, summary, .. } = self;
+        self.summary.bytes = self
+            .pending
+            .file()
+            .metadata()
+            .map_err(io_error(&path, "stat"))?
+            .len();
+        let IpcFileWriter {
+            pending, summary, ..
+        } = self;
         pending.commit(&path, true).map_err(|(_, error)| error)?;
         Ok(summary)
     }

@@ -57,23 +57,29 @@ impl ParquetWriteOptions {
         };
         let compression = match (self.compression.as_str(), self.compression_level) {
             ("zstd", level) => {
-                let level = ZstdLevel::try_new(level.unwrap_or(3)).map_err(|_| StorageError::OutOfRange {
-                    what: "compression_level",
-                    detail: format!(
-                        "zstd levels run from 1 to 22, got {}",
-                        level.expect("the default level is valid")
-                    ),
+                let level = ZstdLevel::try_new(level.unwrap_or(3)).map_err(|_| {
+                    StorageError::OutOfRange {
+                        what: "compression_level",
+                        detail: format!(
+                            "zstd levels run from 1 to 22, got {}",
+                            level.expect("the default level is valid")
+                        ),
+                    }
                 })?;
                 Compression::ZSTD(level)
             }
             ("lz4", None) => Compression::LZ4_RAW,
             ("snappy", None) => Compression::SNAPPY,
             ("uncompressed", None) => Compression::UNCOMPRESSED,
-            (codec @ ("lz4" | "snappy" | "uncompressed"), Some(_)) => return Err(level_refused(codec)),
+            (codec @ ("lz4" | "snappy" | "uncompressed"), Some(_)) => {
+                return Err(level_refused(codec));
+            }
             (other, _) => {
                 return Err(StorageError::OutOfRange {
                     what: "compression",
-                    detail: format!("expected \"zstd\", \"lz4\", \"snappy\" or \"uncompressed\", got {other:?}"),
+                    detail: format!(
+                        "expected \"zstd\", \"lz4\", \"snappy\" or \"uncompressed\", got {other:?}"
+                    ),
                 });
             }
         };
@@ -138,12 +144,13 @@ impl ParquetFileWriter {
             .file()
             .try_clone()
             .map_err(crate::write::io_error(path, "dup"))?;
-        let writer = ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(|error| {
-            StorageError::Unsupported {
-                path: path.to_owned(),
-                reason: format!("cannot write this schema as Parquet: {error}"),
-            }
-        })?;
+        let writer =
+            ArrowWriter::try_new(file, schema.clone(), Some(properties)).map_err(|error| {
+                StorageError::Unsupported {
+                    path: path.to_owned(),
+                    reason: format!("cannot write this schema as Parquet: {error}"),
+                }
+            })?;
         Ok(ParquetFileWriter {
             path: path.to_owned(),
             writer,
@@ -240,7 +247,10 @@ mod tests {
                     .collect::<Vec<_>>(),
             ),
             // Each batch has a dictionary of its own.
-            Arc::new(StringArray::from(vec![format!("a{start}"), format!("b{start}")])),
+            Arc::new(StringArray::from(vec![
+                format!("a{start}"),
+                format!("b{start}"),
+            ])),
         );
         RecordBatch::try_new(
             schema,
@@ -338,7 +348,13 @@ mod tests {
         let path = dir.join("out.parquet");
         std::fs::write(&path, b"old contents").unwrap();
         let batches = [batch(0, 3)];
-        write_parquet_file(&path, &batches[0].schema(), &batches, &ParquetWriteOptions::default()).unwrap();
+        write_parquet_file(
+            &path,
+            &batches[0].schema(),
+            &batches,
+            &ParquetWriteOptions::default(),
+        )
+        .unwrap();
         assert_eq!(ParquetFile::open(&path).unwrap().piece_rows(0), Some(3));
         // A batch of another schema fails the write: the file keeps what it had.
         let other = RecordBatch::try_new(
@@ -353,7 +369,10 @@ mod tests {
             &Default::default(),
         )
         .unwrap_err();
-        assert!(matches!(error, StorageError::SchemaMismatch { .. }), "{error}");
+        assert!(
+            matches!(error, StorageError::SchemaMismatch { .. }),
+            "{error}"
+        );
         assert_eq!(ParquetFile::open(&path).unwrap().piece_rows(0), Some(3));
         assert_eq!(files_in(&dir), vec!["out.parquet".to_string()]);
         // A folder as the target.

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Decimal128Array, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch,
-    StringArray,
+    Array, ArrayRef, AsArray, Decimal128Array, DictionaryArray, Float64Array, Int32Array,
+    Int64Array, RecordBatch, StringArray,
 };
-use arrow::datatypes::{DataType, Decimal128Type, Field, Float64Type, Int32Type, Int64Type, Schema, SchemaRef};
+use arrow::datatypes::{
+    DataType, Decimal128Type, Field, Float64Type, Int32Type, Int64Type, Schema, SchemaRef,
+};
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow::ipc::{MetadataVersion, RecordBatch as IpcRecordBatch};
 use relay_storage::{IpcFile, IpcFormat, StorageError, TableView};
@@ -26,7 +28,10 @@ impl TempDir {
     fn new(name: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("relay-storage-{}-{name}-{unique}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "relay-storage-{}-{name}-{unique}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self(path)
     }
@@ -63,8 +68,14 @@ fn multi_batch() -> (SchemaRef, Vec<RecordBatch>) {
         Field::new("name", DataType::Utf8, true),
     ]));
     let batch = |ids: std::ops::Range<i64>| {
-        let values: Float64Array = ids.clone().map(|i| (i % 3 != 0).then_some(i as f64 * 0.5)).collect();
-        let names: StringArray = ids.clone().map(|i| (i % 4 != 1).then(|| format!("n{i}"))).collect();
+        let values: Float64Array = ids
+            .clone()
+            .map(|i| (i % 3 != 0).then_some(i as f64 * 0.5))
+            .collect();
+        let names: StringArray = ids
+            .clone()
+            .map(|i| (i % 4 != 1).then(|| format!("n{i}")))
+            .collect();
         RecordBatch::try_new(
             schema.clone(),
             vec![
@@ -149,21 +160,27 @@ fn blocks_at(start: usize, blocks: Vec<arrow::ipc::Block>) -> Vec<BlockAt> {
 fn layout(file: &[u8]) -> Layout {
     let len = file.len();
     let footer_len = i32::from_le_bytes(file[len - 10..len - 6].try_into().unwrap()) as usize;
-    let footer = arrow::ipc::root_as_footer(&file[len - 10 - footer_len..len - 10]).expect("footer");
+    let footer =
+        arrow::ipc::root_as_footer(&file[len - 10 - footer_len..len - 10]).expect("footer");
     let batches = footer.recordBatches().expect("record batches");
     let dictionaries = footer
         .dictionaries()
         .map(|d| blocks_at(position_in(file, d.bytes()), d.iter().copied().collect()))
         .unwrap_or_default();
     Layout {
-        batches: blocks_at(position_in(file, batches.bytes()), batches.iter().copied().collect()),
+        batches: blocks_at(
+            position_in(file, batches.bytes()),
+            batches.iter().copied().collect(),
+        ),
         dictionaries,
     }
 }
 
 /// The RecordBatch header of the message at `block` (of a record batch or a dictionary batch).
 fn batch_header<'a>(file: &'a [u8], block: &BlockAt) -> IpcRecordBatch<'a> {
-    let message = arrow::ipc::root_as_message(&file[block.offset + 8..block.offset + block.meta_len]).expect("message");
+    let message =
+        arrow::ipc::root_as_message(&file[block.offset + 8..block.offset + block.meta_len])
+            .expect("message");
     match message.header_as_record_batch() {
         Some(header) => header,
         None => message
@@ -231,7 +248,10 @@ fn multi_batch_file_opens_with_schema_and_row_counts() {
     assert_eq!(file.schema().as_ref(), schema.as_ref());
     assert_eq!(file.batches().len(), 3);
     assert_eq!(
-        file.batches().iter().map(|b| b.num_rows).collect::<Vec<_>>(),
+        file.batches()
+            .iter()
+            .map(|b| b.num_rows)
+            .collect::<Vec<_>>(),
         vec![4, 0, 5]
     );
     assert_eq!(file.batch_row_starts(), &[0, 4, 4, 9]);
@@ -264,8 +284,14 @@ fn decode_column_returns_each_batch_values() {
     let address = ids.array.to_data().buffers()[0].as_ptr() as usize;
     assert!(file.mapped_range().contains(&address));
 
-    assert!(matches!(file.decode_column(3, 0), Err(StorageError::OutOfRange { .. })));
-    assert!(matches!(file.decode_column(0, 3), Err(StorageError::OutOfRange { .. })));
+    assert!(matches!(
+        file.decode_column(3, 0),
+        Err(StorageError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        file.decode_column(0, 3),
+        Err(StorageError::OutOfRange { .. })
+    ));
 }
 
 #[test]
@@ -283,7 +309,10 @@ fn table_view_select_and_slice_across_batch_boundaries() {
     let sliced = selected.slice(2, 5);
     assert_eq!(sliced.num_rows(), 5);
     let pieces = sliced.record_batches().expect("record batches");
-    assert_eq!(pieces.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(), vec![2, 3]);
+    assert_eq!(
+        pieces.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
+        vec![2, 3]
+    );
     let ids: Vec<i64> = pieces
         .iter()
         .flat_map(|b| b.column(1).as_primitive::<Int64Type>().values().to_vec())
@@ -312,10 +341,18 @@ fn table_view_select_and_slice_across_batch_boundaries() {
 
     let value = view.column("value").expect("column").slice(3, 3);
     let chunks = value.chunks().expect("chunks");
-    assert_eq!(chunks.iter().map(|c| c.array.len()).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(
+        chunks.iter().map(|c| c.array.len()).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
     let values: Vec<Option<f64>> = chunks
         .iter()
-        .flat_map(|c| c.array.as_primitive::<Float64Type>().iter().collect::<Vec<_>>())
+        .flat_map(|c| {
+            c.array
+                .as_primitive::<Float64Type>()
+                .iter()
+                .collect::<Vec<_>>()
+        })
         .collect();
     assert_eq!(values, vec![None, Some(2.0), Some(2.5)]);
 
@@ -350,7 +387,10 @@ fn column_not_found_lists_the_available_columns() {
     // A view lists only its own columns.
     let view = TableView::new(file).select(&["id"]).unwrap();
     let message = view.column("value").unwrap_err().to_string();
-    assert!(message.contains("\"id\"") && !message.contains("\"name\""), "{message}");
+    assert!(
+        message.contains("\"id\"") && !message.contains("\"name\""),
+        "{message}"
+    );
     assert!(matches!(
         view.select(&["id", "id"]),
         Err(StorageError::OutOfRange { .. })
@@ -424,7 +464,10 @@ fn misaligned_decimal_buffers_decode_with_a_copy_reason() {
         match &decoded.copy_reason {
             Some(reason) => {
                 assert!(reason.contains("aligned"), "{reason}");
-                assert!(!file.mapped_range().contains(&address), "a copy is not in the mapping");
+                assert!(
+                    !file.mapped_range().contains(&address),
+                    "a copy is not in the mapping"
+                );
             }
             None => assert!(file.mapped_range().contains(&address)),
         }
@@ -444,13 +487,20 @@ fn misaligned_decimal_buffers_decode_with_a_copy_reason() {
 fn missing_file_directory_and_socket_are_refused() {
     let dir = TempDir::new("not-files");
     let missing = dir.join("missing.arrow");
-    assert!(matches!(IpcFile::open(&missing), Err(StorageError::NotFound { path }) if path == missing));
-    assert!(matches!(IpcFile::open(&dir.0), Err(StorageError::IsDirectory { .. })));
+    assert!(
+        matches!(IpcFile::open(&missing), Err(StorageError::NotFound { path }) if path == missing)
+    );
+    assert!(matches!(
+        IpcFile::open(&dir.0),
+        Err(StorageError::IsDirectory { .. })
+    ));
     // A socket is neither a file nor a directory (a FIFO would block open() until a writer came).
     let socket = dir.join("socket.arrow");
     let _listener = std::os::unix::net::UnixListener::bind(&socket).expect("bind socket");
     match IpcFile::open(&socket) {
-        Err(StorageError::NotArrowFile { reason, .. }) => assert!(reason.contains("regular file"), "{reason}"),
+        Err(StorageError::NotArrowFile { reason, .. }) => {
+            assert!(reason.contains("regular file"), "{reason}")
+        }
         other => panic!("expected NotArrowFile, got {other:?}"),
     }
 }
@@ -469,7 +519,11 @@ fn stream_format_and_small_files_are_not_arrow_files() {
     // message is refused.
     assert_eq!(IpcFile::open(&path).unwrap().format(), IpcFormat::Stream);
     let headless = dir.join("headless.arrows");
-    std::fs::write(&headless, [[0xffu8; 4].as_slice(), &[16, 0, 0, 0], &[0; 24]].concat()).unwrap();
+    std::fs::write(
+        &headless,
+        [[0xffu8; 4].as_slice(), &[16, 0, 0, 0], &[0; 24]].concat(),
+    )
+    .unwrap();
     assert!(IpcFile::open(&headless).is_err());
     for content in [&b""[..], b"A", b"ARROW1", b"ARROW1\0\0ARROW1"] {
         let path = dir.join("small.arrow");
@@ -521,13 +575,21 @@ fn truncating_in_place_after_open_gives_file_changed() {
         .set_len(size / 2)
         .unwrap();
     match file.decode_column(2, 0) {
-        Err(StorageError::FileChanged { expected, actual, .. }) => {
+        Err(StorageError::FileChanged {
+            expected, actual, ..
+        }) => {
             assert_eq!((expected, actual), (size, size / 2));
         }
         other => panic!("expected FileChanged, got {other:?}"),
     }
-    assert!(matches!(view.record_batches(), Err(StorageError::FileChanged { .. })));
-    assert!(matches!(file.check_unchanged(), Err(StorageError::FileChanged { .. })));
+    assert!(matches!(
+        view.record_batches(),
+        Err(StorageError::FileChanged { .. })
+    ));
+    assert!(matches!(
+        file.check_unchanged(),
+        Err(StorageError::FileChanged { .. })
+    ));
 }
 
 #[test]
@@ -552,7 +614,11 @@ fn buffers_outside_the_body_are_refused_before_arrow_reads_them() {
     for buffer in [0, 1, 5] {
         for (what, field, value) in &edits {
             let mut damaged = data.clone();
-            put_i64(&mut damaged, buffer_entry(&data, &block, buffer) + field, *value);
+            put_i64(
+                &mut damaged,
+                buffer_entry(&data, &block, buffer) + field,
+                *value,
+            );
             let path = dir.join("damaged.arrow");
             std::fs::write(&path, &damaged).unwrap();
             let file = IpcFile::open(&path).expect("the footer is intact");
@@ -584,7 +650,11 @@ fn field_nodes_and_row_counts_are_checked() {
     // Negative lengths or null counts, or more nulls than values.
     for (node, field, value) in [(1, 0, -1i64), (1, 8, -1), (2, 8, 1 << 20), (0, 8, 5)] {
         let mut damaged = data.clone();
-        put_i64(&mut damaged, node_entry(&data, &lay.batches[0], node) + field, value);
+        put_i64(
+            &mut damaged,
+            node_entry(&data, &lay.batches[0], node) + field,
+            value,
+        );
         write(&damaged);
         let reason = corrupt_reason(read_all(&path));
         assert!(reason.contains("field node"), "node {node}: {reason}");
@@ -678,14 +748,23 @@ fn damaged_dictionary_batches_are_corrupt_files_not_panics() {
     let block = lay.dictionaries[0];
     let path = dir.join("damaged.arrow");
 
-    for (buffer, field, value) in [(1, 0, block.body_len as i64 + 8), (2, 8, 1 << 40), (2, 0, -16)] {
+    for (buffer, field, value) in [
+        (1, 0, block.body_len as i64 + 8),
+        (2, 8, 1 << 40),
+        (2, 0, -16),
+    ] {
         let mut damaged = data.clone();
-        put_i64(&mut damaged, buffer_entry(&data, &block, buffer) + field, value);
+        put_i64(
+            &mut damaged,
+            buffer_entry(&data, &block, buffer) + field,
+            value,
+        );
         std::fs::write(&path, &damaged).unwrap();
         let file = IpcFile::open(&path).expect("open");
         let reason = corrupt_reason(file.decode_column(0, 0));
         assert!(
-            reason.contains("dictionary batch 0") && reason.contains("lies outside the message body"),
+            reason.contains("dictionary batch 0")
+                && reason.contains("lies outside the message body"),
             "{reason}"
         );
         // The column without a dictionary still reads.
@@ -695,7 +774,8 @@ fn damaged_dictionary_batches_are_corrupt_files_not_panics() {
     let mut damaged = data.clone();
     let batch = lay.batches[0];
     put_i64(&mut damaged, block.entry, batch.offset as i64);
-    damaged[block.entry + 8..block.entry + 12].copy_from_slice(&(batch.meta_len as i32).to_le_bytes());
+    damaged[block.entry + 8..block.entry + 12]
+        .copy_from_slice(&(batch.meta_len as i32).to_le_bytes());
     put_i64(&mut damaged, block.entry + 16, batch.body_len as i64);
     std::fs::write(&path, &damaged).unwrap();
     // Either refused at open (the blocks overlap) or when the dictionary is needed.
@@ -706,7 +786,12 @@ fn damaged_dictionary_batches_are_corrupt_files_not_panics() {
 // Compressed record batches and IPC streams
 // ---------------------------------------------------------------------------------------------
 
-fn write_stream(path: &Path, schema: &SchemaRef, batches: &[RecordBatch], options: IpcWriteOptions) {
+fn write_stream(
+    path: &Path,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    options: IpcWriteOptions,
+) {
     let file = std::fs::File::create(path).expect("create file");
     let mut writer = StreamWriter::try_new_with_options(file, schema, options).expect("writer");
     for batch in batches {
@@ -722,7 +807,11 @@ fn assert_reads_back(path: &Path, batches: &[RecordBatch], compressed: bool) {
     for (index, batch) in batches.iter().enumerate() {
         for column in 0..batch.num_columns() {
             let decoded = file.decode_column(index, column).unwrap();
-            assert_eq!(decoded.array.to_data(), batch.column(column).to_data(), "batch {index} column {column}");
+            assert_eq!(
+                decoded.array.to_data(),
+                batch.column(column).to_data(),
+                "batch {index} column {column}"
+            );
             if compressed {
                 let reason = decoded.copy_reason.expect("a copy reason");
                 assert!(reason.contains("decompressed into memory"), "{reason}");
@@ -732,14 +821,19 @@ fn assert_reads_back(path: &Path, batches: &[RecordBatch], compressed: bool) {
 }
 
 fn compressed_options(codec: arrow::ipc::CompressionType) -> IpcWriteOptions {
-    IpcWriteOptions::default().try_with_compression(Some(codec)).unwrap()
+    IpcWriteOptions::default()
+        .try_with_compression(Some(codec))
+        .unwrap()
 }
 
 #[test]
 fn compressed_files_and_streams_decode_into_memory() {
     let dir = TempDir::new("compressed");
     let (schema, batches) = multi_batch();
-    for codec in [arrow::ipc::CompressionType::LZ4_FRAME, arrow::ipc::CompressionType::ZSTD] {
+    for codec in [
+        arrow::ipc::CompressionType::LZ4_FRAME,
+        arrow::ipc::CompressionType::ZSTD,
+    ] {
         let path = dir.join("c.arrow");
         write_file(&path, &schema, &batches, compressed_options(codec));
         assert_reads_back(&path, &batches, true);
@@ -764,13 +858,19 @@ fn stream_files_read_like_files() {
     // Fixed-width columns of an aligned stream are views of the mapping.
     let id = file.decode_column(0, 0).unwrap();
     assert!(id.copy_reason.is_none());
-    assert!(file.mapped_range().contains(&(id.array.to_data().buffers()[0].as_ptr() as usize)));
+    assert!(
+        file.mapped_range()
+            .contains(&(id.array.to_data().buffers()[0].as_ptr() as usize))
+    );
 
     let (schema, batches) = dictionary_batches();
     let path = dir.join("d.arrows");
     write_stream(&path, &schema, &batches, default_options());
     let file = IpcFile::open(&path).unwrap();
-    assert_eq!(file.num_rows(), batches.iter().map(|b| b.num_rows() as u64).sum::<u64>());
+    assert_eq!(
+        file.num_rows(),
+        batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+    );
     read_all(&path).unwrap();
 }
 
@@ -793,7 +893,10 @@ fn damaged_streams_name_the_message() {
     damaged[schema_len..schema_len + 4].copy_from_slice(b"JUNK");
     std::fs::write(&path, &damaged).unwrap();
     let reason = corrupt_reason(IpcFile::open(&path));
-    assert!(reason.contains(&format!("message 1 (byte offset {schema_len})")), "{reason}");
+    assert!(
+        reason.contains(&format!("message 1 (byte offset {schema_len})")),
+        "{reason}"
+    );
     assert!(reason.contains("continuation"), "{reason}");
     // A body length past the end of the file.
     let mut damaged = bytes.clone();
@@ -807,10 +910,18 @@ fn damaged_streams_name_the_message() {
 fn damaged_compressed_length_prefixes_are_refused_before_allocating() {
     let dir = TempDir::new("damaged-compressed");
     let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-    let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..1000)) as ArrayRef])
-        .unwrap();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(Int64Array::from_iter_values(0..1000)) as ArrayRef],
+    )
+    .unwrap();
     let path = dir.join("z.arrow");
-    write_file(&path, &schema, &[batch], compressed_options(arrow::ipc::CompressionType::ZSTD));
+    write_file(
+        &path,
+        &schema,
+        &[batch],
+        compressed_options(arrow::ipc::CompressionType::ZSTD),
+    );
     let bytes = bytes_of(&path);
     let lay = layout(&bytes);
     let block = &lay.batches[0];
@@ -832,5 +943,8 @@ fn damaged_compressed_length_prefixes_are_refused_before_allocating() {
         *byte = 0x5a;
     }
     std::fs::write(&path, &damaged).unwrap();
-    assert!(matches!(read_all(&path), Err(StorageError::CorruptFile { .. })));
+    assert!(matches!(
+        read_all(&path),
+        Err(StorageError::CorruptFile { .. })
+    ));
 }

@@ -17,7 +17,10 @@ impl TempDir {
     fn new(name: &str) -> Self {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("relay-shared-{}-{name}-{unique}", std::process::id()));
+        let path = std::env::temp_dir().join(format!(
+            "relay-shared-{}-{name}-{unique}",
+            std::process::id()
+        ));
         std::fs::create_dir_all(&path).expect("create temp dir");
         Self(path)
     }
@@ -41,14 +44,21 @@ fn write(path: &Path, first: i32, rows: i32) {
         Field::new("n", DataType::Int32, false),
     ]));
     // One dictionary for the whole file: IPC files cannot replace it between batches.
-    let cities: DictionaryArray<Int32Type> =
-        (first..first + 2 * rows).map(|i| ["oslo", "lima", "quito"][i as usize % 3]).collect();
+    let cities: DictionaryArray<Int32Type> = (first..first + 2 * rows)
+        .map(|i| ["oslo", "lima", "quito"][i as usize % 3])
+        .collect();
     let numbers = Int32Array::from_iter_values(first..first + 2 * rows);
-    let all = RecordBatch::try_new(schema.clone(), vec![Arc::new(cities) as ArrayRef, Arc::new(numbers)])
-        .expect("batch");
-    let mut writer = FileWriter::try_new(std::fs::File::create(path).expect("create"), &schema).expect("writer");
+    let all = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(cities) as ArrayRef, Arc::new(numbers)],
+    )
+    .expect("batch");
+    let mut writer =
+        FileWriter::try_new(std::fs::File::create(path).expect("create"), &schema).expect("writer");
     for batch in 0..2 {
-        writer.write(&all.slice((batch * rows) as usize, rows as usize)).expect("write");
+        writer
+            .write(&all.slice((batch * rows) as usize, rows as usize))
+            .expect("write");
     }
     writer.finish().expect("finish");
 }
@@ -56,13 +66,22 @@ fn write(path: &Path, first: i32, rows: i32) {
 /// Moves the file's modification time a minute back: files written within the last seconds are
 /// never shared (see `SETTLED_AFTER`).
 fn settle(path: &Path) {
-    let file = std::fs::File::options().write(true).open(path).expect("open for times");
-    file.set_modified(SystemTime::now() - Duration::from_secs(60)).expect("set mtime");
+    let file = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open for times");
+    file.set_modified(SystemTime::now() - Duration::from_secs(60))
+        .expect("set mtime");
 }
 
 fn first_value(file: &IpcFile, batch: usize) -> i32 {
     let decoded = file.decode_column(batch, 1).expect("decode");
-    decoded.array.as_any().downcast_ref::<Int32Array>().expect("int32").value(0)
+    decoded
+        .array
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .expect("int32")
+        .value(0)
 }
 
 #[test]
@@ -100,7 +119,11 @@ fn a_replaced_or_rewritten_file_gets_a_mapping_of_its_own() {
     let replaced = IpcFile::open(&path).expect("open the replacement");
     assert!(!Arc::ptr_eq(&original, &replaced));
     assert_eq!(first_value(&replaced, 0), 1000);
-    assert_eq!(first_value(&original, 0), 0, "the first opening keeps its own file");
+    assert_eq!(
+        first_value(&original, 0),
+        0,
+        "the first opening keeps its own file"
+    );
 
     // Written in place with the same size: new times, so a new mapping.
     write(&path, 2000, 100);
@@ -135,8 +158,14 @@ fn a_shared_mapping_still_reports_a_truncated_file() {
         .set_len(size / 2)
         .expect("truncate");
     // Decoded columns are cached, yet each read still checks the file first.
-    assert!(matches!(file.decode_column(0, 0), Err(StorageError::FileChanged { .. })));
-    assert!(matches!(file.decode_column(1, 1), Err(StorageError::FileChanged { .. })));
+    assert!(matches!(
+        file.decode_column(0, 0),
+        Err(StorageError::FileChanged { .. })
+    ));
+    assert!(matches!(
+        file.decode_column(1, 1),
+        Err(StorageError::FileChanged { .. })
+    ));
     // Opening again does not hand out the old mapping: the size is part of the identity.
     assert!(IpcFile::open(&path).is_err());
 }
@@ -149,11 +178,17 @@ fn columns_are_decoded_once_per_mapping() {
     let file = IpcFile::open(&path).expect("open");
     let first = file.decode_column(1, 0).expect("decode");
     let again = file.decode_column(1, 0).expect("decode again");
-    assert!(Arc::ptr_eq(&first.array, &again.array), "the same decoded array");
+    assert!(
+        Arc::ptr_eq(&first.array, &again.array),
+        "the same decoded array"
+    );
     assert!(first.copy_reason.is_none());
     // A fixed-width column validates in constant time: it is decoded on each read, not kept.
     let numbers = file.decode_column(1, 1).expect("decode");
-    assert!(!Arc::ptr_eq(&numbers.array, &file.decode_column(1, 1).expect("decode").array));
+    assert!(!Arc::ptr_eq(
+        &numbers.array,
+        &file.decode_column(1, 1).expect("decode").array
+    ));
     // A write in place (same size) changes the times: the column is decoded afresh, and
     // from then on on every read.
     let bytes = std::fs::read(&path).expect("read");
@@ -173,8 +208,14 @@ fn dictionary_keys_outside_the_dictionary_are_corrupt_files() {
     write(&path, 0, 600);
     let bytes = std::fs::read(&path).expect("read");
     // The keys of the first batch: 0, 1, 2, 0, 1, 2, ... as little-endian int32.
-    let pattern: Vec<u8> = [0i32, 1, 2, 0, 1, 2].iter().flat_map(|k| k.to_le_bytes()).collect();
-    let at = bytes.windows(pattern.len()).position(|w| w == pattern.as_slice()).expect("keys in the file");
+    let pattern: Vec<u8> = [0i32, 1, 2, 0, 1, 2]
+        .iter()
+        .flat_map(|k| k.to_le_bytes())
+        .collect();
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_slice())
+        .expect("keys in the file");
     for bad_key in [3i32, -1, i32::MAX] {
         let mut damaged = bytes.clone();
         damaged[at + 4..at + 8].copy_from_slice(&bad_key.to_le_bytes());
@@ -182,7 +223,9 @@ fn dictionary_keys_outside_the_dictionary_are_corrupt_files() {
         std::fs::write(&damaged_path, &damaged).expect("write");
         let file = IpcFile::open(&damaged_path).expect("the footer is intact");
         match file.decode_column(0, 0) {
-            Err(StorageError::CorruptFile { reason, .. }) => assert!(reason.contains("city"), "{reason}"),
+            Err(StorageError::CorruptFile { reason, .. }) => {
+                assert!(reason.contains("city"), "{reason}")
+            }
             other => panic!("key {bad_key}: expected a corrupt file, got {other:?}"),
         }
         file.decode_column(0, 1).expect("the other column reads");

@@ -37,7 +37,10 @@ use arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Float64Array, Scalar}
 use arrow::compute::kernels::{boolean, cmp};
 use arrow::compute::{CastOptions, cast, cast_with_options};
 use arrow::datatypes::{DataType, Float64Type};
-use relay_storage::{ColumnStats, DatasetView, IpcFile, OpenedFile, PieceId, TableView, batch_stats, cached_batch_stats};
+use relay_storage::{
+    ColumnStats, DatasetView, IpcFile, OpenedFile, PieceId, TableView, batch_stats,
+    cached_batch_stats,
+};
 
 use crate::error::Result;
 use crate::expr::{BinaryOp, Expr, Literal, UnaryOp};
@@ -200,7 +203,12 @@ pub fn pruned_read(view: &DatasetView, filters: &[Expr]) -> Result<Option<Datase
 ///
 /// Pages of different columns start at different rows, so each conjunct that reads one column
 /// is judged page by page on its own, and the rows kept are those every such conjunct keeps.
-pub fn page_row_ranges(view: &DatasetView, fragment: usize, piece: usize, filters: &[Expr]) -> Result<Option<Vec<Range<u64>>>> {
+pub fn page_row_ranges(
+    view: &DatasetView,
+    fragment: usize,
+    piece: usize,
+    filters: &[Expr],
+) -> Result<Option<Vec<Range<u64>>>> {
     let file = view.dataset().open(fragment)?;
     let Some(rows) = file.piece_rows(piece) else {
         return Ok(None);
@@ -222,7 +230,11 @@ pub fn page_row_ranges(view: &DatasetView, fragment: usize, piece: usize, filter
         if pages.iter().map(|(count, _)| count).sum::<u64>() != rows {
             continue;
         }
-        let source = PageStats { view, column, pages: &pages };
+        let source = PageStats {
+            view,
+            column,
+            pages: &pages,
+        };
         let mut page_kept: Vec<Range<u64>> = Vec::new();
         let mut start = 0;
         for (page, (count, _)) in pages.iter().enumerate() {
@@ -266,8 +278,19 @@ struct PageStats<'a> {
 
 impl StatsLookup for PageStats<'_> {
     fn column(&self, name: &str) -> Option<(usize, DataType)> {
-        let index = self.view.column_index(name).filter(|&index| index == self.column)?;
-        Some((index, self.view.dataset().schema().field(index).data_type().clone()))
+        let index = self
+            .view
+            .column_index(name)
+            .filter(|&index| index == self.column)?;
+        Some((
+            index,
+            self.view
+                .dataset()
+                .schema()
+                .field(index)
+                .data_type()
+                .clone(),
+        ))
     }
 
     fn stats(&self, page: usize, _column: usize) -> Result<Option<Arc<ColumnStats>>> {
@@ -300,7 +323,10 @@ impl StatsLookup for PartitionStats<'_> {
     }
 
     fn stats(&self, _batch: usize, column: usize) -> Result<Option<Arc<ColumnStats>>> {
-        Ok(self.view.partition_value(self.fragment, column).map(constant_stats))
+        Ok(self
+            .view
+            .partition_value(self.fragment, column)
+            .map(constant_stats))
     }
 }
 
@@ -316,7 +342,15 @@ struct PieceStats<'a> {
 impl StatsLookup for PieceStats<'_> {
     fn column(&self, name: &str) -> Option<(usize, DataType)> {
         let index = self.view.column_index(name)?;
-        Some((index, self.view.dataset().schema().field(index).data_type().clone()))
+        Some((
+            index,
+            self.view
+                .dataset()
+                .schema()
+                .field(index)
+                .data_type()
+                .clone(),
+        ))
     }
 
     fn stats(&self, piece: usize, column: usize) -> Result<Option<Arc<ColumnStats>>> {
@@ -402,7 +436,9 @@ fn keeps_order(from: &DataType, to: &DataType) -> bool {
         (a, b) if a.is_floating() && b.is_floating() => width(a) <= width(b),
         (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => true,
         (Date32, Date64 | Timestamp(..)) | (Date64, Timestamp(..)) => true,
-        (Timestamp(from_unit, from_tz), Timestamp(to_unit, to_tz)) => from_tz == to_tz && from_unit <= to_unit,
+        (Timestamp(from_unit, from_tz), Timestamp(to_unit, to_tz)) => {
+            from_tz == to_tz && from_unit <= to_unit
+        }
         _ => false,
     }
 }
@@ -433,7 +469,13 @@ fn bounds(stats: &ColumnStats, cast_to: Option<&DataType>) -> Option<(ArrayRef, 
         return None;
     }
     let float_type = min.data_type().clone();
-    let signed_zero = |value: f64| cast(&(Arc::new(Float64Array::from(vec![value])) as ArrayRef), &float_type).ok();
+    let signed_zero = |value: f64| {
+        cast(
+            &(Arc::new(Float64Array::from(vec![value])) as ArrayRef),
+            &float_type,
+        )
+        .ok()
+    };
     if low == 0.0 {
         min = signed_zero(-0.0)?;
     }
@@ -447,14 +489,16 @@ fn bounds(stats: &ColumnStats, cast_to: Option<&DataType>) -> Option<(ArrayRef, 
 }
 
 /// A comparison kernel of `arrow::compute::kernels::cmp`.
-type Kernel = fn(&dyn arrow::array::Datum, &dyn arrow::array::Datum) -> std::result::Result<BooleanArray, arrow::error::ArrowError>;
+type Kernel = fn(
+    &dyn arrow::array::Datum,
+    &dyn arrow::array::Datum,
+) -> std::result::Result<BooleanArray, arrow::error::ArrowError>;
 
 /// `kernel(left, right)` on one-element arrays; None when the kernel refuses the types.
 fn compare(kernel: Kernel, left: &ArrayRef, right: &ArrayRef) -> Option<bool> {
     let result = kernel(left, right).ok()?;
     (result.len() == 1 && result.is_valid(0)).then(|| result.value(0))
 }
-
 
 /// False only when the statistics of `batch` prove that no row makes `expr` true.
 fn may_match(expr: &Expr, source: &dyn StatsLookup, batch: usize) -> Result<bool> {
@@ -516,17 +560,21 @@ fn may_match(expr: &Expr, source: &dyn StatsLookup, batch: usize) -> Result<bool
             if stats.all_null() {
                 return Ok(false);
             }
-            let max_is_false = stats
-                .max
-                .as_ref()
-                .and_then(|max| max.as_boolean_opt().map(|max| max.is_valid(0) && !max.value(0)));
+            let max_is_false = stats.max.as_ref().and_then(|max| {
+                max.as_boolean_opt()
+                    .map(|max| max.is_valid(0) && !max.value(0))
+            });
             Ok(max_is_false != Some(true))
         }
         _ => Ok(true),
     }
 }
 
-fn column_stats(source: &dyn StatsLookup, batch: usize, name: &str) -> Result<Option<Arc<ColumnStats>>> {
+fn column_stats(
+    source: &dyn StatsLookup,
+    batch: usize,
+    name: &str,
+) -> Result<Option<Arc<ColumnStats>>> {
     match source.column(name) {
         Some((index, _)) => source.stats(batch, index),
         None => Ok(None),
@@ -561,13 +609,19 @@ fn comparison_may_match(
         return Ok(true);
     }
     // Without an upper bound, anything at or above `min` may be there.
-    let below_max = |kernel: Kernel| max.as_ref().map_or(Some(true), |max| compare(kernel, max, value));
+    let below_max = |kernel: Kernel| {
+        max.as_ref()
+            .map_or(Some(true), |max| compare(kernel, max, value))
+    };
     let possible = match op {
         BinaryOp::Eq => compare(cmp::lt_eq, &min, value)
             .zip(below_max(cmp::gt_eq))
             .map(|(a, b)| a && b),
         BinaryOp::NotEq => compare(cmp::eq, &min, value)
-            .zip(max.as_ref().map_or(Some(false), |max| compare(cmp::eq, max, value)))
+            .zip(
+                max.as_ref()
+                    .map_or(Some(false), |max| compare(cmp::eq, max, value)),
+            )
             .map(|(a, b)| !(a && b)),
         BinaryOp::Lt => compare(cmp::lt, &min, value),
         BinaryOp::LtEq => compare(cmp::lt_eq, &min, value),
@@ -621,7 +675,10 @@ mod tests {
     fn page_ranges_intersect() {
         let a = [0..10, 20..30, 40..50];
         let b = [5..25, 29..41, 60..70];
-        assert_eq!(intersect_ranges(&a, &b), vec![5..10, 20..25, 29..30, 40..41]);
+        assert_eq!(
+            intersect_ranges(&a, &b),
+            vec![5..10, 20..25, 29..30, 40..41]
+        );
         assert_eq!(intersect_ranges(&a, &[]), Vec::<Range<u64>>::new());
         let everything: Vec<Range<u64>> = std::iter::once(0..100).collect();
         assert_eq!(intersect_ranges(&everything, &a), a.to_vec());
@@ -652,9 +709,13 @@ mod tests {
         assert_eq!(survivors(&file, vec![age(BinaryOp::LtEq, 10)]), [0, 1]);
         assert_eq!(survivors(&file, vec![age(BinaryOp::Eq, 19)]), [1]);
         assert_eq!(survivors(&file, vec![age(BinaryOp::NotEq, 19)]), [0, 1, 2]);
-        assert_eq!(survivors(&file, vec![age(BinaryOp::Gt, 99)]), Vec::<usize>::new());
+        assert_eq!(
+            survivors(&file, vec![age(BinaryOp::Gt, 99)]),
+            Vec::<usize>::new()
+        );
         // Literal on the left.
-        let flipped = Expr::lit(Arc::new(Int32Array::from(vec![5]))).binary(BinaryOp::Gt, Expr::col("age"));
+        let flipped =
+            Expr::lit(Arc::new(Int32Array::from(vec![5]))).binary(BinaryOp::Gt, Expr::col("age"));
         assert_eq!(survivors(&file, vec![flipped]), [0]);
         // between(3, 12) is two conjuncts.
         assert_eq!(
@@ -711,7 +772,10 @@ mod tests {
         };
         assert_eq!(survivors(&file, vec![is_in(vec![3, 27])]), [0, 2]);
         assert_eq!(survivors(&file, vec![is_in(vec![])]), Vec::<usize>::new());
-        assert_eq!(survivors(&file, vec![Expr::col("age").unary(UnaryOp::IsNull)]), [1]);
+        assert_eq!(
+            survivors(&file, vec![Expr::col("age").unary(UnaryOp::IsNull)]),
+            [1]
+        );
         assert_eq!(
             survivors(&file, vec![Expr::col("age").unary(UnaryOp::IsNotNull)]),
             [0, 1, 2]
@@ -747,7 +811,10 @@ mod tests {
         // A gap in the middle stays in the span; the executor skips it with surviving_batches.
         let gap = age(BinaryOp::Lt, 2).binary(BinaryOp::Or, age(BinaryOp::Gt, 28));
         let plan = filtered_scan(&file, vec![gap]);
-        assert!(Arc::ptr_eq(&BatchPruning.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &BatchPruning.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
     }
 
     #[test]
@@ -786,9 +853,15 @@ mod tests {
     fn unfiltered_scans_and_scans_every_batch_matches_are_unchanged() {
         let file = TestFile::people();
         let plan = file.scan();
-        assert!(Arc::ptr_eq(&BatchPruning.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &BatchPruning.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
         let plan = filtered_scan(&file, vec![age(BinaryOp::GtEq, 0)]);
-        assert!(Arc::ptr_eq(&BatchPruning.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &BatchPruning.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
     }
 
     #[test]
@@ -818,7 +891,10 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("f", DataType::Float64, true)]));
         let batches: Vec<RecordBatch> = [vec![-0.0, -0.0], vec![0.0, 1.0], vec![f64::NAN, 5.0]]
             .into_iter()
-            .map(|values| RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(values))]).unwrap())
+            .map(|values| {
+                RecordBatch::try_new(schema.clone(), vec![Arc::new(Float64Array::from(values))])
+                    .unwrap()
+            })
             .collect();
         let file = TestFile::write("floats", schema, &batches);
         let f = |op: BinaryOp, value: f64| vec![Expr::col("f").binary(op, float(value))];

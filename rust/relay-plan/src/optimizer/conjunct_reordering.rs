@@ -91,7 +91,8 @@ impl OptimizerRule for ConjunctReordering {
         transform_up(&plan, &mut |node| {
             Ok(match node.as_ref() {
                 LogicalPlan::Scan { table, filters } => {
-                    let conjuncts: Vec<Expr> = filters.iter().cloned().flat_map(Expr::conjuncts).collect();
+                    let conjuncts: Vec<Expr> =
+                        filters.iter().cloned().flat_map(Expr::conjuncts).collect();
                     let stats = StatsSource {
                         table: Some(table),
                         compute: self.compute_stats,
@@ -123,7 +124,8 @@ impl OptimizerRule for ConjunctReordering {
                     match reorder(conjuncts, &schema, &stats) {
                         Some(ordered) => Arc::new(LogicalPlan::Filter {
                             input: input.clone(),
-                            predicate: Expr::conjunction(ordered).unwrap_or_else(|| predicate.clone()),
+                            predicate: Expr::conjunction(ordered)
+                                .unwrap_or_else(|| predicate.clone()),
                         }),
                         None => node.clone(),
                     }
@@ -157,7 +159,12 @@ fn reorder(conjuncts: Vec<Expr>, schema: &Schema, stats: &StatsSource<'_>) -> Op
     {
         return None;
     }
-    Some(ranked.into_iter().map(|(_, _, conjunct)| conjunct).collect())
+    Some(
+        ranked
+            .into_iter()
+            .map(|(_, _, conjunct)| conjunct)
+            .collect(),
+    )
 }
 
 const MIN_COST: f64 = 0.25;
@@ -165,7 +172,9 @@ const MIN_COST: f64 = 0.25;
 // -- cost -------------------------------------------------------------------------------------
 
 fn data_type(expr: &Expr, schema: &Schema) -> Option<DataType> {
-    resolve(expr.clone(), schema).ok().map(|resolved| resolved.data_type)
+    resolve(expr.clone(), schema)
+        .ok()
+        .map(|resolved| resolved.data_type)
 }
 
 fn is_string_like(t: &DataType) -> bool {
@@ -191,7 +200,11 @@ fn value_cost(t: Option<&DataType>) -> f64 {
 
 /// Estimated per-row cost of evaluating `expr` over rows of `schema` (see the module docs).
 pub fn estimate_cost(expr: &Expr, schema: &Schema) -> f64 {
-    let children: f64 = expr.children().iter().map(|child| estimate_cost(child, schema)).sum();
+    let children: f64 = expr
+        .children()
+        .iter()
+        .map(|child| estimate_cost(child, schema))
+        .sum();
     let own = match expr {
         Expr::Column(_) | Expr::Literal(_) | Expr::Alias { .. } => 0.0,
         Expr::Binary { op, left, .. } if op.is_logical() => 0.5,
@@ -296,7 +309,9 @@ impl StatsSource<'_> {
         for (offset, length) in blocks {
             let first = rows.offset + offset;
             // The batch holding `first`; a block that runs past its end is cut there.
-            let batch = starts.partition_point(|&start| start <= first).checked_sub(1)?;
+            let batch = starts
+                .partition_point(|&start| start <= first)
+                .checked_sub(1)?;
             let batch_end = *starts.get(batch + 1)?;
             let length = length.min(batch_end - first);
             let decoded = file.decode_column(batch, index).ok()?;
@@ -337,7 +352,10 @@ impl StatsSource<'_> {
         let discrete = value_type.is_integer() || value_type.is_temporal();
         let numeric = discrete
             || value_type.is_floating()
-            || matches!(value_type, DataType::Decimal128(..) | DataType::Decimal256(..));
+            || matches!(
+                value_type,
+                DataType::Decimal128(..) | DataType::Decimal256(..)
+            );
         let mut summary = Summary {
             bounds: None,
             discrete,
@@ -357,7 +375,10 @@ impl StatsSource<'_> {
             if stats.all_null() || !bounds_known {
                 continue;
             }
-            match (stats.min.as_ref().and_then(as_f64), stats.max.as_ref().and_then(as_f64)) {
+            match (
+                stats.min.as_ref().and_then(as_f64),
+                stats.max.as_ref().and_then(as_f64),
+            ) {
                 (Some(lo), Some(hi)) if !lo.is_nan() && !hi.is_nan() => {
                     bounds = Some(bounds.map_or((lo, hi), |(l, h)| (l.min(lo), h.max(hi))));
                 }
@@ -411,7 +432,9 @@ fn selectivity(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
             let (a, b) = (selectivity(left, stats), selectivity(right, stats));
             a + b - a * b
         }
-        Expr::Binary { op, left, right } if op.is_comparison() => comparison_selectivity(*op, left, right, stats),
+        Expr::Binary { op, left, right } if op.is_comparison() => {
+            comparison_selectivity(*op, left, right, stats)
+        }
         Expr::Unary {
             op: UnaryOp::Not,
             input,
@@ -432,9 +455,15 @@ fn selectivity(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
             }
         }
         Expr::IsIn { input, values } => is_in_selectivity(input, values, stats),
-        Expr::StringMatch { kind, input, pattern } => {
+        Expr::StringMatch {
+            kind,
+            input,
+            pattern,
+        } => {
             let sampled = match input.as_ref() {
-                Expr::Column(name) => stats.sampled(name, |block| sample_string_match(*kind, block, pattern)),
+                Expr::Column(name) => {
+                    stats.sampled(name, |block| sample_string_match(*kind, block, pattern))
+                }
                 _ => None,
             };
             sampled.unwrap_or(match kind {
@@ -446,7 +475,6 @@ fn selectivity(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
     };
     estimate.clamp(0.0, 1.0)
 }
-
 
 fn default_comparison(op: BinaryOp) -> f64 {
     match op {
@@ -577,7 +605,13 @@ fn sample_string_match(kind: StringMatch, block: &ArrayRef, pattern: &str) -> Op
     if !is_string_like(block.data_type()) {
         return None;
     }
-    let pattern = Scalar::new(cast(&(Arc::new(StringArray::from(vec![pattern])) as ArrayRef), block.data_type()).ok()?);
+    let pattern = Scalar::new(
+        cast(
+            &(Arc::new(StringArray::from(vec![pattern])) as ArrayRef),
+            block.data_type(),
+        )
+        .ok()?,
+    );
     let found = match kind {
         StringMatch::StartsWith => comparison::starts_with(block, &pattern),
         StringMatch::EndsWith => comparison::ends_with(block, &pattern),
@@ -703,8 +737,14 @@ mod tests {
         let file = TestFile::people();
         let schema = file.table().schema();
         let compare_int = estimate_cost(&age(BinaryOp::Gt, 3), &schema);
-        let compare_string = estimate_cost(&Expr::col("name").binary(BinaryOp::Eq, string("p1")), &schema);
-        let compare_dictionary = estimate_cost(&Expr::col("city").binary(BinaryOp::Eq, string("oslo")), &schema);
+        let compare_string = estimate_cost(
+            &Expr::col("name").binary(BinaryOp::Eq, string("p1")),
+            &schema,
+        );
+        let compare_dictionary = estimate_cost(
+            &Expr::col("city").binary(BinaryOp::Eq, string("oslo")),
+            &schema,
+        );
         let matches = estimate_cost(&contains("name", "1"), &schema);
         let is_in = estimate_cost(
             &Expr::IsIn {
@@ -781,7 +821,10 @@ mod tests {
                 .filter(age(BinaryOp::Gt, 3).and(age(BinaryOp::Lt, 20)))
                 .unwrap(),
         );
-        let plan = Arc::new(plan.filter(Expr::col("id").binary(BinaryOp::Gt, int(1))).unwrap());
+        let plan = Arc::new(
+            plan.filter(Expr::col("id").binary(BinaryOp::Gt, int(1)))
+                .unwrap(),
+        );
         let rewritten = ConjunctReordering::default().rewrite(plan.clone()).unwrap();
         assert!(Arc::ptr_eq(&rewritten, &plan));
     }
@@ -790,19 +833,28 @@ mod tests {
     /// where "lima" is one row in eight.
     fn sampled_file() -> TestFile {
         let rows = 40_000;
-        let dictionary_type = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let dictionary_type =
+            DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         let schema = Arc::new(Schema::new(vec![
             Field::new("age", DataType::Int32, false),
             Field::new("f", DataType::Float32, false),
             Field::new("city", dictionary_type, false),
         ]));
         let cities: arrow::array::DictionaryArray<arrow::datatypes::Int32Type> = (0..rows)
-            .map(|i| if i % 8 == 3 { "lima" } else { ["oslo", "quito", "bern"][i % 3] })
+            .map(|i| {
+                if i % 8 == 3 {
+                    "lima"
+                } else {
+                    ["oslo", "quito", "bern"][i % 3]
+                }
+            })
             .collect();
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(Int32Array::from_iter_values((0..rows).map(|i| (i % 100) as i32))),
+                Arc::new(Int32Array::from_iter_values(
+                    (0..rows).map(|i| (i % 100) as i32),
+                )),
                 Arc::new(arrow::array::Float32Array::from_iter_values(
                     (0..rows).map(|i| if i % 2 == 0 { -1.0 } else { 1.0 }),
                 )),
@@ -826,7 +878,11 @@ mod tests {
         let positive = Expr::col("f").binary(BinaryOp::Gt, float(0.0));
         let old = age(BinaryOp::Gt, 98);
         let close = |a: f64, b: f64| (a - b).abs() < 0.01;
-        assert!(close(selectivity(&city, &stats), 0.125), "{}", selectivity(&city, &stats));
+        assert!(
+            close(selectivity(&city, &stats), 0.125),
+            "{}",
+            selectivity(&city, &stats)
+        );
         assert!(close(selectivity(&positive, &stats), 0.5));
         assert!(close(selectivity(&old, &stats), 0.01));
         let is_in = Expr::IsIn {

@@ -27,7 +27,9 @@ use arrow::datatypes::DataType;
 
 use crate::error::Result;
 use crate::expr::{BinaryOp, Expr, Literal, StringMatch, UnaryOp};
-use crate::optimizer::{OptimizerRule, bool_literal, literal_bool, same_schema, transform_up, with_filters};
+use crate::optimizer::{
+    OptimizerRule, bool_literal, literal_bool, same_schema, transform_up, with_filters,
+};
 use crate::plan::LogicalPlan;
 
 /// Evaluates constant sub-expressions and simplifies boolean identities in every filter,
@@ -161,15 +163,21 @@ fn simplify(expr: Expr) -> Expr {
                 to,
             },
         },
-        Expr::StringMatch { kind, input, pattern } => match *input {
-            Expr::Literal(literal) if is_scalar(&literal) => match eval_string_match(kind, &literal, &pattern) {
-                Some(result) => Expr::Literal(result),
-                None => Expr::StringMatch {
-                    kind,
-                    input: Box::new(Expr::Literal(literal)),
-                    pattern,
-                },
-            },
+        Expr::StringMatch {
+            kind,
+            input,
+            pattern,
+        } => match *input {
+            Expr::Literal(literal) if is_scalar(&literal) => {
+                match eval_string_match(kind, &literal, &pattern) {
+                    Some(result) => Expr::Literal(result),
+                    None => Expr::StringMatch {
+                        kind,
+                        input: Box::new(Expr::Literal(literal)),
+                        pattern,
+                    },
+                }
+            }
             input => Expr::StringMatch {
                 kind,
                 input: Box::new(input),
@@ -198,7 +206,10 @@ fn simplify(expr: Expr) -> Expr {
                 value,
             },
         },
-        Expr::Case { branches, otherwise } => simplify_case(branches, *otherwise),
+        Expr::Case {
+            branches,
+            otherwise,
+        } => simplify_case(branches, *otherwise),
         other => other,
     }
 }
@@ -363,11 +374,16 @@ fn eval_string_match(kind: StringMatch, literal: &Literal, pattern: &str) -> Opt
 /// `literal.is_in(values)` for a non-null literal (what a null input gives is the executor's
 /// choice).
 fn eval_is_in(literal: &Literal, values: &Literal) -> Option<Literal> {
-    if literal.is_null() || literal.data_type() != values.data_type() || literal.data_type().is_floating() {
+    if literal.is_null()
+        || literal.data_type() != values.data_type()
+        || literal.data_type().is_floating()
+    {
         return None;
     }
     let matches = cmp::eq(&values.0, &Scalar::new(literal.0.clone())).ok()?;
-    Some(Literal(Arc::new(BooleanArray::from(vec![matches.true_count() > 0]))))
+    Some(Literal(Arc::new(BooleanArray::from(vec![
+        matches.true_count() > 0,
+    ]))))
 }
 
 #[cfg(test)]
@@ -387,7 +403,11 @@ mod tests {
     #[test]
     fn arithmetic_and_comparisons_of_literals_fold() {
         assert_eq!(
-            fold(int(2).binary(BinaryOp::Add, int(3)).binary(BinaryOp::Mul, int(4))),
+            fold(
+                int(2)
+                    .binary(BinaryOp::Add, int(3))
+                    .binary(BinaryOp::Mul, int(4))
+            ),
             "20"
         );
         assert_eq!(fold(int(2).binary(BinaryOp::Lt, int(3))), "true");
@@ -433,14 +453,23 @@ mod tests {
         let x = || Expr::col("flag");
         assert_eq!(fold(x().and(bool_literal(true))), "col(\"flag\")");
         assert_eq!(fold(bool_literal(true).and(x())), "col(\"flag\")");
-        assert_eq!(fold(x().binary(BinaryOp::Or, bool_literal(false))), "col(\"flag\")");
+        assert_eq!(
+            fold(x().binary(BinaryOp::Or, bool_literal(false))),
+            "col(\"flag\")"
+        );
         assert_eq!(fold(x().and(bool_literal(false))), "false");
         assert_eq!(fold(x().binary(BinaryOp::Or, bool_literal(true))), "true");
-        assert_eq!(fold(x().unary(UnaryOp::Not).unary(UnaryOp::Not)), "col(\"flag\")");
+        assert_eq!(
+            fold(x().unary(UnaryOp::Not).unary(UnaryOp::Not)),
+            "col(\"flag\")"
+        );
         assert_eq!(fold(x().unary(UnaryOp::Not)), "col(\"flag\").not()");
         // Kleene logic for literals too.
         assert_eq!(fold(null_bool().and(bool_literal(false))), "false");
-        assert_eq!(fold(null_bool().binary(BinaryOp::Or, bool_literal(true))), "true");
+        assert_eq!(
+            fold(null_bool().binary(BinaryOp::Or, bool_literal(true))),
+            "true"
+        );
         assert_eq!(fold(null_bool().and(bool_literal(true))), "null");
     }
 
@@ -493,8 +522,12 @@ mod tests {
         let scan = file.scan();
         let age = || Expr::col("age").binary(BinaryOp::Gt, int(3));
         let plan = Arc::new(
-            scan.filter(age().and(bool_literal(true)).and(int(1).binary(BinaryOp::Eq, int(1))))
-                .unwrap(),
+            scan.filter(
+                age()
+                    .and(bool_literal(true))
+                    .and(int(1).binary(BinaryOp::Eq, int(1))),
+            )
+            .unwrap(),
         );
         let (before, after, _) = run_rule(&ConstantFolding, &plan);
         assert_eq!(
@@ -503,7 +536,10 @@ mod tests {
         );
         assert_eq!(after.lines().next().unwrap(), "FILTER (col(\"age\") > 3)");
 
-        let never = Arc::new(scan.filter(age().and(int(2).binary(BinaryOp::Lt, int(1)))).unwrap());
+        let never = Arc::new(
+            scan.filter(age().and(int(2).binary(BinaryOp::Lt, int(1))))
+                .unwrap(),
+        );
         let (_, after, _) = run_rule(&ConstantFolding, &never);
         assert_eq!(after.lines().next().unwrap(), "FILTER false");
 
@@ -523,7 +559,10 @@ mod tests {
             ],
         });
         let (before, after, _) = run_rule(&ConstantFolding, &plan);
-        assert!(before.contains("filters=[(col(\"age\") > (1 + 1)), true]"), "{before}");
+        assert!(
+            before.contains("filters=[(col(\"age\") > (1 + 1)), true]"),
+            "{before}"
+        );
         assert!(after.contains("filters=[(col(\"age\") > 2)]"), "{after}");
     }
 
@@ -559,7 +598,10 @@ mod tests {
                 .unwrap(),
         );
         let plan = Arc::new(plan.project(vec![Expr::col("age")]).unwrap());
-        assert!(Arc::ptr_eq(&ConstantFolding.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &ConstantFolding.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
     }
 
     #[test]
@@ -571,7 +613,13 @@ mod tests {
             filters: vec![crate::optimizer::bool_literal(true), id_above],
         });
         let (before, after, _) = run_rule(&ConstantFolding, &plan);
-        assert_eq!(before, "READ ipc DIR files=3/3 columns=[id, age, part] filters=[true, (col(\"id\") > 3)]\n");
-        assert_eq!(after, "READ ipc DIR files=3/3 columns=[id, age, part] filters=[(col(\"id\") > 3)]\n");
+        assert_eq!(
+            before,
+            "READ ipc DIR files=3/3 columns=[id, age, part] filters=[true, (col(\"id\") > 3)]\n"
+        );
+        assert_eq!(
+            after,
+            "READ ipc DIR files=3/3 columns=[id, age, part] filters=[(col(\"id\") > 3)]\n"
+        );
     }
 }

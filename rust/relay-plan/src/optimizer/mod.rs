@@ -201,9 +201,19 @@ pub(crate) fn with_new_input(plan: &LogicalPlan, input: Arc<LogicalPlan>) -> Log
 }
 
 /// A join with its inputs replaced by `left` and `right`; any other plan is returned unchanged.
-pub(crate) fn with_new_inputs(plan: &LogicalPlan, left: Arc<LogicalPlan>, right: Arc<LogicalPlan>) -> LogicalPlan {
+pub(crate) fn with_new_inputs(
+    plan: &LogicalPlan,
+    left: Arc<LogicalPlan>,
+    right: Arc<LogicalPlan>,
+) -> LogicalPlan {
     match plan {
-        LogicalPlan::Join { left_on, right_on, how, columns, .. } => LogicalPlan::Join {
+        LogicalPlan::Join {
+            left_on,
+            right_on,
+            how,
+            columns,
+            ..
+        } => LogicalPlan::Join {
             left,
             right,
             left_on: left_on.clone(),
@@ -223,11 +233,13 @@ pub(crate) fn map_input(
 ) -> Result<Arc<LogicalPlan>> {
     if let LogicalPlan::Join { left, right, .. } = plan.as_ref() {
         let (new_left, new_right) = (rewrite(left)?, rewrite(right)?);
-        return Ok(if Arc::ptr_eq(&new_left, left) && Arc::ptr_eq(&new_right, right) {
-            plan.clone()
-        } else {
-            Arc::new(with_new_inputs(plan, new_left, new_right))
-        });
+        return Ok(
+            if Arc::ptr_eq(&new_left, left) && Arc::ptr_eq(&new_right, right) {
+                plan.clone()
+            } else {
+                Arc::new(with_new_inputs(plan, new_left, new_right))
+            },
+        );
     }
     match plan.inputs().first() {
         None => Ok(plan.clone()),
@@ -263,7 +275,9 @@ pub(crate) fn same_schema(a: &LogicalPlan, b: &LogicalPlan) -> bool {
 /// The value of a one-value boolean literal: `Some(Some(b))` for true / false, `Some(None)` for
 /// a null literal of any type, `None` for anything else.
 pub(crate) fn literal_bool(expr: &Expr) -> Option<Option<bool>> {
-    let Expr::Literal(literal) = expr else { return None };
+    let Expr::Literal(literal) = expr else {
+        return None;
+    };
     if literal.0.len() != 1 {
         return None;
     }
@@ -315,15 +329,21 @@ mod tests {
         let file = TestFile::people();
         let plan = file.scan();
         let plan = Arc::new(
-            plan.with_columns(vec![("older".into(), Expr::col("age").binary(BinaryOp::Add, int(1)))])
-                .unwrap(),
+            plan.with_columns(vec![(
+                "older".into(),
+                Expr::col("age").binary(BinaryOp::Add, int(1)),
+            )])
+            .unwrap(),
         );
         let predicate = Expr::col("older")
             .binary(BinaryOp::Gt, int(25))
             .and(bool_literal(true))
             .and(Expr::col("age").binary(BinaryOp::GtEq, int(20)));
         let plan = Arc::new(plan.filter(predicate).unwrap());
-        let plan = Arc::new(plan.project(vec![Expr::col("name"), Expr::col("older")]).unwrap());
+        let plan = Arc::new(
+            plan.project(vec![Expr::col("name"), Expr::col("older")])
+                .unwrap(),
+        );
         let (optimized, trace) = Optimizer::default().optimize(plan.clone()).unwrap();
         assert!(same_schema(&plan, &optimized));
         let text = optimized.display_indent();
@@ -364,11 +384,17 @@ mod tests {
         let age = |op: BinaryOp, value: i64| Expr::col("age").binary(op, int(value));
         let scan = file.scan();
         let mut plans: Vec<Arc<LogicalPlan>> = Vec::new();
-        let filtered = Arc::new(scan.filter(age(BinaryOp::Gt, 15).and(bool_literal(true))).unwrap());
+        let filtered = Arc::new(
+            scan.filter(age(BinaryOp::Gt, 15).and(bool_literal(true)))
+                .unwrap(),
+        );
         plans.push(filtered.clone());
         let with_older = Arc::new(
             filtered
-                .with_columns(vec![("older".into(), Expr::col("age").binary(BinaryOp::Add, int(1)))])
+                .with_columns(vec![(
+                    "older".into(),
+                    Expr::col("age").binary(BinaryOp::Add, int(1)),
+                )])
                 .unwrap(),
         );
         plans.push(with_older.clone());
@@ -386,9 +412,13 @@ mod tests {
         let sliced = Arc::new(filtered.slice(3, 6));
         plans.push(Arc::new(sliced.filter(Expr::col("flag")).unwrap()));
         plans.push(Arc::new(
-            Arc::new(sliced.project(vec![Expr::col("id"), Expr::col("score")]).unwrap())
-                .filter(Expr::col("id").binary(BinaryOp::NotEq, int(20)))
-                .unwrap(),
+            Arc::new(
+                sliced
+                    .project(vec![Expr::col("id"), Expr::col("score")])
+                    .unwrap(),
+            )
+            .filter(Expr::col("id").binary(BinaryOp::NotEq, int(20)))
+            .unwrap(),
         ));
         let nulls = Arc::new(
             scan.filter(
@@ -407,7 +437,11 @@ mod tests {
             scan.project(vec![Expr::col("id").alias("key"), Expr::col("score")])
                 .unwrap(),
         );
-        let renamed = Arc::new(renamed.filter(Expr::col("key").binary(BinaryOp::GtEq, int(5))).unwrap());
+        let renamed = Arc::new(
+            renamed
+                .filter(Expr::col("key").binary(BinaryOp::GtEq, int(5)))
+                .unwrap(),
+        );
         plans.push(Arc::new(
             renamed
                 .project(vec![Expr::col("score").binary(BinaryOp::Mul, float(2.0))])
@@ -415,7 +449,9 @@ mod tests {
         ));
         plans.push(Arc::new(scan.filter(is_in).unwrap()));
         plans.push(Arc::new(scan.filter(age(BinaryOp::Gt, 100)).unwrap()));
-        plans.push(Arc::new(scan.filter(int(1).binary(BinaryOp::Gt, int(2))).unwrap()));
+        plans.push(Arc::new(
+            scan.filter(int(1).binary(BinaryOp::Gt, int(2))).unwrap(),
+        ));
         plans.push(Arc::new(scan.project(vec![int(7).alias("seven")]).unwrap()));
         let taken = Arc::new(filtered.take(&[3, 0, 7, 3], 14).unwrap());
         plans.push(Arc::new(taken.project(vec![Expr::col("score")]).unwrap()));
@@ -451,7 +487,10 @@ mod tests {
             Field::new("x", DataType::Int64, true),
             Field::new("nothing", DataType::Null, true),
         ]));
-        let columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(vec![1, 2])), Arc::new(NullArray::new(2))];
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![1, 2])),
+            Arc::new(NullArray::new(2)),
+        ];
         let batches = [
             RecordBatch::try_new(schema.clone(), columns.clone()).unwrap(),
             RecordBatch::try_new(schema.clone(), columns).unwrap(),

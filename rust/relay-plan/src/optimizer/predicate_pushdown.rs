@@ -19,9 +19,11 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::expr::Expr;
-use crate::optimizer::constant_folding::fold_expr;
 use crate::join::{JoinColumn, JoinSide};
-use crate::optimizer::{OptimizerRule, literal_bool, map_input, strip_alias, with_filters, with_new_inputs};
+use crate::optimizer::constant_folding::fold_expr;
+use crate::optimizer::{
+    OptimizerRule, literal_bool, map_input, strip_alias, with_filters, with_new_inputs,
+};
 use crate::plan::LogicalPlan;
 
 /// Moves filters through projections and into scans, merging stacked filters.
@@ -66,16 +68,24 @@ fn push_filter(input: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<LogicalP
             let merged = inner_predicate.clone().and(predicate);
             Some(filter_below(inner, merged))
         }
-        LogicalPlan::Project { input: inner, exprs } => {
+        LogicalPlan::Project {
+            input: inner,
+            exprs,
+        } => {
             let computed: HashMap<String, Expr> = exprs
                 .iter()
                 .map(|expr| (expr.output_name(), strip_alias(expr.clone())))
                 .collect();
             // Only a predicate over the projection's outputs (a hand-built plan may be wrong).
-            if !predicate.columns().iter().all(|name| computed.contains_key(name)) {
+            if !predicate
+                .columns()
+                .iter()
+                .all(|name| computed.contains_key(name))
+            {
                 return None;
             }
-            let substituted = fold_expr(predicate.substitute_columns(&|name| computed.get(name).cloned()));
+            let substituted =
+                fold_expr(predicate.substitute_columns(&|name| computed.get(name).cloned()));
             let filtered = if literal_bool(&substituted) == Some(Some(true)) {
                 inner.clone()
             } else {
@@ -88,7 +98,11 @@ fn push_filter(input: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<LogicalP
         }
         LogicalPlan::Scan { filters, .. } | LogicalPlan::Read { filters, .. } => {
             let schema = input.schema().ok()?;
-            if !predicate.columns().iter().all(|name| schema.index_of(name).is_ok()) {
+            if !predicate
+                .columns()
+                .iter()
+                .all(|name| schema.index_of(name).is_ok())
+            {
                 return None;
             }
             let mut filters = filters.clone();
@@ -105,7 +119,9 @@ fn push_filter(input: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<LogicalP
         // Nor below a sort (a top-k keeps the first k rows before any filter), a unique (which
         // row of equal ones is kept depends on the rows before it) or an aggregation (groups
         // are made of unfiltered rows).
-        LogicalPlan::Sort { .. } | LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } => None,
+        LogicalPlan::Sort { .. } | LogicalPlan::Distinct { .. } | LogicalPlan::Aggregate { .. } => {
+            None
+        }
         LogicalPlan::Join { .. } => push_into_join(input, predicate),
     }
 }
@@ -117,13 +133,24 @@ fn push_filter(input: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<LogicalP
 /// to the input's (a suffixed right column is filtered under its own name). The conjuncts that
 /// stay form a filter above the join; None when none moves.
 fn push_into_join(join: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<LogicalPlan>> {
-    let LogicalPlan::Join { left, right, how, columns, .. } = join.as_ref() else {
+    let LogicalPlan::Join {
+        left,
+        right,
+        how,
+        columns,
+        ..
+    } = join.as_ref()
+    else {
         return None;
     };
-    let source: HashMap<&str, &JoinColumn> = columns.iter().map(|c| (c.output.as_str(), c)).collect();
+    let source: HashMap<&str, &JoinColumn> =
+        columns.iter().map(|c| (c.output.as_str(), c)).collect();
     // The side every column of `conjunct` comes from, when it is one side.
     let side_of = |conjunct: &Expr| -> Option<JoinSide> {
-        let mut sides = conjunct.columns().into_iter().map(|name| source.get(name.as_str()).map(|c| c.side));
+        let mut sides = conjunct
+            .columns()
+            .into_iter()
+            .map(|name| source.get(name.as_str()).map(|c| c.side));
         let first = sides.next()??;
         sides.all(|side| side == Some(first)).then_some(first)
     };
@@ -139,7 +166,8 @@ fn push_into_join(join: &Arc<LogicalPlan>, predicate: Expr) -> Option<Arc<Logica
         return None;
     }
     let renamed = |conjuncts: Vec<Expr>| {
-        Expr::conjunction(conjuncts).map(|e| e.substitute_columns(&|name| source.get(name).map(|c| Expr::col(&c.name))))
+        Expr::conjunction(conjuncts)
+            .map(|e| e.substitute_columns(&|name| source.get(name).map(|c| Expr::col(&c.name))))
     };
     let new_left = match renamed(to_left) {
         Some(predicate) => filter_below(left, predicate),
@@ -213,7 +241,9 @@ mod tests {
             file.scan()
                 .project(vec![
                     Expr::col("age").alias("years"),
-                    Expr::col("id").binary(BinaryOp::Mul, int(2)).alias("double"),
+                    Expr::col("id")
+                        .binary(BinaryOp::Mul, int(2))
+                        .alias("double"),
                     Expr::col("name"),
                 ])
                 .unwrap(),
@@ -271,7 +301,10 @@ mod tests {
         let file = TestFile::people();
         let taken = Arc::new(file.scan().take(&[5, 1, 3], 30).unwrap());
         let plan = Arc::new(taken.filter(gt("age", 2)).unwrap());
-        assert!(Arc::ptr_eq(&PredicatePushdown.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &PredicatePushdown.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
         let reinterpreted = Arc::new(
             file.scan()
                 .reinterpret(vec![("id".into(), arrow::datatypes::DataType::Float64)])
@@ -282,7 +315,10 @@ mod tests {
                 .filter(Expr::col("id").binary(BinaryOp::Gt, float(0.5)))
                 .unwrap(),
         );
-        assert!(Arc::ptr_eq(&PredicatePushdown.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &PredicatePushdown.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
         // Below a take, a filter still moves into the scan.
         let filtered = Arc::new(file.scan().filter(gt("age", 2)).unwrap());
         let plan = Arc::new(filtered.take(&[0, 2], 20).unwrap());
@@ -301,7 +337,10 @@ mod tests {
             length: 3,
         });
         let plan = Arc::new(plan.filter(gt("age", 3)).unwrap());
-        assert!(Arc::ptr_eq(&PredicatePushdown.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &PredicatePushdown.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
     }
 
     #[test]
@@ -315,9 +354,14 @@ mod tests {
         };
         let inputs = [
             file.scan().top_k(3, vec![key]).unwrap(),
-            file.scan().distinct(Some(vec!["age".into()]), Keep::First).unwrap(),
             file.scan()
-                .aggregate(vec![Expr::col("age")], vec![AggExpr::new(AggFunc::Sum, Expr::col("id"))])
+                .distinct(Some(vec!["age".into()]), Keep::First)
+                .unwrap(),
+            file.scan()
+                .aggregate(
+                    vec![Expr::col("age")],
+                    vec![AggExpr::new(AggFunc::Sum, Expr::col("id"))],
+                )
                 .unwrap(),
         ];
         for input in inputs {
@@ -344,46 +388,95 @@ mod tests {
 
     /// `people` joined with itself on id (`how`): the right columns are suffixed `_right`.
     fn self_join(file: &TestFile, how: crate::join::JoinType) -> Arc<LogicalPlan> {
-        Arc::new(file.scan().join(&file.scan(), vec![Expr::col("id")], vec![Expr::col("id")], how, "_right").unwrap())
+        Arc::new(
+            file.scan()
+                .join(
+                    &file.scan(),
+                    vec![Expr::col("id")],
+                    vec![Expr::col("id")],
+                    how,
+                    "_right",
+                )
+                .unwrap(),
+        )
     }
 
     #[test]
     fn filters_on_one_side_of_an_inner_join_move_into_that_side() {
         use crate::join::JoinType;
         let file = TestFile::people();
-        let both = Expr::col("age").binary(BinaryOp::Add, Expr::col("age_right")).binary(BinaryOp::Gt, int(10));
+        let both = Expr::col("age")
+            .binary(BinaryOp::Add, Expr::col("age_right"))
+            .binary(BinaryOp::Gt, int(10));
         let predicate = gt("age", 3).and(gt("age_right", 5)).and(both.clone());
-        let plan = Arc::new(self_join(&file, JoinType::Inner).filter(predicate.clone()).unwrap());
+        let plan = Arc::new(
+            self_join(&file, JoinType::Inner)
+                .filter(predicate.clone())
+                .unwrap(),
+        );
         let (before, _, rewritten) = run_rule(&PredicatePushdown, &plan);
         assert!(before.starts_with("FILTER "), "{before}");
         let text = shown(&rewritten, &file);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "FILTER ((col(\"age\") + col(\"age_right\")) > 10)", "{text}");
+        assert_eq!(
+            lines[0], "FILTER ((col(\"age\") + col(\"age_right\")) > 10)",
+            "{text}"
+        );
         assert!(lines[1].starts_with("  JOIN how=inner"), "{text}");
         // The right side's column is filtered under its own name.
         assert!(lines[2].ends_with("filters=[(col(\"age\") > 3)]"), "{text}");
         assert!(lines[3].ends_with("filters=[(col(\"age\") > 5)]"), "{text}");
 
         // A left join moves only the left side's conjuncts; a semi join its (left) filter.
-        let plan = Arc::new(self_join(&file, JoinType::Left).filter(predicate.clone()).unwrap());
+        let plan = Arc::new(
+            self_join(&file, JoinType::Left)
+                .filter(predicate.clone())
+                .unwrap(),
+        );
         let (_, _, rewritten) = run_rule(&PredicatePushdown, &plan);
         let text = shown(&rewritten, &file);
-        assert!(text.starts_with("FILTER ((col(\"age_right\") > 5) & "), "{text}");
+        assert!(
+            text.starts_with("FILTER ((col(\"age_right\") > 5) & "),
+            "{text}"
+        );
         assert_eq!(text.matches("filters=").count(), 1, "{text}");
         assert!(text.contains("filters=[(col(\"age\") > 3)]\n    SCAN FILE columns=[id, age, score, name, city, flag] rows=0..30\n"), "{text}");
-        let plan = Arc::new(self_join(&file, JoinType::Semi).filter(gt("age", 3)).unwrap());
+        let plan = Arc::new(
+            self_join(&file, JoinType::Semi)
+                .filter(gt("age", 3))
+                .unwrap(),
+        );
         let (_, _, rewritten) = run_rule(&PredicatePushdown, &plan);
-        assert!(shown(&rewritten, &file).starts_with("JOIN how=semi"), "{}", shown(&rewritten, &file));
+        assert!(
+            shown(&rewritten, &file).starts_with("JOIN how=semi"),
+            "{}",
+            shown(&rewritten, &file)
+        );
         // A right join moves the right side's conjuncts.
-        let plan = Arc::new(self_join(&file, JoinType::Right).filter(gt("age_right", 5)).unwrap());
+        let plan = Arc::new(
+            self_join(&file, JoinType::Right)
+                .filter(gt("age_right", 5))
+                .unwrap(),
+        );
         let (_, _, rewritten) = run_rule(&PredicatePushdown, &plan);
-        assert!(shown(&rewritten, &file).ends_with("filters=[(col(\"age\") > 5)]\n"), "{}", shown(&rewritten, &file));
+        assert!(
+            shown(&rewritten, &file).ends_with("filters=[(col(\"age\") > 5)]\n"),
+            "{}",
+            shown(&rewritten, &file)
+        );
     }
 
     #[test]
     fn a_filter_stays_above_a_full_join() {
         let file = TestFile::people();
-        let plan = Arc::new(self_join(&file, crate::join::JoinType::Full).filter(gt("age", 3).and(gt("age_right", 5))).unwrap());
-        assert!(Arc::ptr_eq(&PredicatePushdown.rewrite(plan.clone()).unwrap(), &plan));
+        let plan = Arc::new(
+            self_join(&file, crate::join::JoinType::Full)
+                .filter(gt("age", 3).and(gt("age_right", 5)))
+                .unwrap(),
+        );
+        assert!(Arc::ptr_eq(
+            &PredicatePushdown.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
     }
 }

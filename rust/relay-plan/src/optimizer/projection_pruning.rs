@@ -76,7 +76,11 @@ fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<Log
         }
         // A sort keeps its input's columns and reads its keys' columns.
         LogicalPlan::Sort { input, keys, .. } => {
-            let below = required.map(|names| keys.iter().fold(names.to_vec(), |names, key| with_columns_of(&names, &key.expr)));
+            let below = required.map(|names| {
+                keys.iter().fold(names.to_vec(), |names, key| {
+                    with_columns_of(&names, &key.expr)
+                })
+            });
             rebuild(plan, input, prune(input, below.as_deref())?)
         }
         // Rows are equal by the subset's columns, or by every column when there is no subset.
@@ -84,7 +88,13 @@ fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<Log
             let below = match (required, subset) {
                 (Some(names), Some(subset)) => {
                     let mut names = names.to_vec();
-                    names.extend(subset.iter().filter(|name| !names.contains(name)).cloned().collect::<Vec<_>>());
+                    names.extend(
+                        subset
+                            .iter()
+                            .filter(|name| !names.contains(name))
+                            .cloned()
+                            .collect::<Vec<_>>(),
+                    );
                     Some(names)
                 }
                 _ => None,
@@ -107,23 +117,41 @@ fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<Log
 /// count); each input then reads only its kept columns and its keys (the right input of a
 /// semi or anti join: its keys only).
 fn prune_join(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<LogicalPlan>> {
-    let LogicalPlan::Join { left, right, left_on, right_on, how, columns } = plan.as_ref() else {
+    let LogicalPlan::Join {
+        left,
+        right,
+        left_on,
+        right_on,
+        how,
+        columns,
+    } = plan.as_ref()
+    else {
         return Ok(plan.clone());
     };
     let mut kept: Vec<JoinColumn> = match required {
         None => columns.clone(),
-        Some(names) => columns.iter().filter(|c| names.contains(&c.output)).cloned().collect(),
+        Some(names) => columns
+            .iter()
+            .filter(|c| names.contains(&c.output))
+            .cloned()
+            .collect(),
     };
     if kept.is_empty() {
         kept.extend(columns.first().cloned());
     }
     let needed = |side: JoinSide, keys: &[Expr]| {
-        let names: Vec<String> = kept.iter().filter(|c| c.side == side).map(|c| c.name.clone()).collect();
-        keys.iter().fold(names, |names, key| with_columns_of(&names, key))
+        let names: Vec<String> = kept
+            .iter()
+            .filter(|c| c.side == side)
+            .map(|c| c.name.clone())
+            .collect();
+        keys.iter()
+            .fold(names, |names, key| with_columns_of(&names, key))
     };
     let new_left = prune(left, Some(&needed(JoinSide::Left, left_on)))?;
     let new_right = prune(right, Some(&needed(JoinSide::Right, right_on)))?;
-    if kept.len() == columns.len() && Arc::ptr_eq(&new_left, left) && Arc::ptr_eq(&new_right, right) {
+    if kept.len() == columns.len() && Arc::ptr_eq(&new_left, left) && Arc::ptr_eq(&new_right, right)
+    {
         return Ok(plan.clone());
     }
     Ok(Arc::new(LogicalPlan::Join {
@@ -136,7 +164,11 @@ fn prune_join(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Ar
     }))
 }
 
-fn rebuild(plan: &Arc<LogicalPlan>, input: &Arc<LogicalPlan>, pruned: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
+fn rebuild(
+    plan: &Arc<LogicalPlan>,
+    input: &Arc<LogicalPlan>,
+    pruned: Arc<LogicalPlan>,
+) -> Result<Arc<LogicalPlan>> {
     Ok(if Arc::ptr_eq(input, &pruned) {
         plan.clone()
     } else {
@@ -168,7 +200,10 @@ fn prune_scan(
         // Nothing above reads a column (`select(lit(1))`): keep the narrowest one, preferring a
         // fixed-width column, so the executor never meets a view without columns.
         let schema = table.schema();
-        let fixed = schema.fields().iter().position(|f| f.data_type().is_primitive());
+        let fixed = schema
+            .fields()
+            .iter()
+            .position(|f| f.data_type().is_primitive());
         keep.extend(names.get(fixed.unwrap_or(0)));
     }
     if keep.len() == names.len() {
@@ -199,16 +234,29 @@ fn prune_read(
         needed = with_columns_of(&needed, filter);
     }
     let file_columns = view.dataset().file_schema().fields().len();
-    let is_file_column = |name: &String| view.column_index(name).is_some_and(|index| index < file_columns);
+    let is_file_column = |name: &String| {
+        view.column_index(name)
+            .is_some_and(|index| index < file_columns)
+    };
     let mut keep: Vec<&String> = names.iter().filter(|name| needed.contains(name)).collect();
     if keep.is_empty() {
         // Nothing above reads a column (`select(lit(1))`): a partition column (nothing to
         // decode), else the narrowest file column, a fixed-width one where there is one.
         let schema = view.schema();
         let partition = (0..names.len()).find(|&i| !is_file_column(&names[i]));
-        let files: Vec<usize> = (0..names.len()).filter(|&i| is_file_column(&names[i])).collect();
-        let fixed = files.iter().copied().find(|&i| schema.field(i).data_type().is_primitive());
-        keep.extend(partition.or(fixed).or(files.first().copied()).map(|index| &names[index]));
+        let files: Vec<usize> = (0..names.len())
+            .filter(|&i| is_file_column(&names[i]))
+            .collect();
+        let fixed = files
+            .iter()
+            .copied()
+            .find(|&i| schema.field(i).data_type().is_primitive());
+        keep.extend(
+            partition
+                .or(fixed)
+                .or(files.first().copied())
+                .map(|index| &names[index]),
+        );
     }
     if keep.is_empty() || keep.len() == names.len() {
         return Ok(plan.clone());
@@ -293,7 +341,10 @@ fn merge_with_inner_project(outer: &Arc<LogicalPlan>) -> Option<Arc<LogicalPlan>
         .iter()
         .map(|expr| {
             let name = expr.output_name();
-            let merged = fold_expr(expr.clone().substitute_columns(&|column| computed.get(column).cloned()));
+            let merged = fold_expr(
+                expr.clone()
+                    .substitute_columns(&|column| computed.get(column).cloned()),
+            );
             if merged.output_name() == name {
                 merged
             } else {
@@ -321,7 +372,9 @@ fn count_column_uses(expr: &Expr, uses: &mut HashMap<String, usize>) {
 
 /// Whether `exprs` are exactly `input`'s columns, in order, each as a plain reference.
 fn is_identity(exprs: &[Expr], input: &LogicalPlan) -> bool {
-    let Ok(schema) = input.schema() else { return false };
+    let Ok(schema) = input.schema() else {
+        return false;
+    };
     schema.fields().len() == exprs.len()
         && schema
             .fields()
@@ -339,7 +392,11 @@ mod tests {
     #[test]
     fn a_scan_reads_only_the_columns_selected_above_it() {
         let file = TestFile::people();
-        let plan = Arc::new(file.scan().project(vec![Expr::col("name"), Expr::col("age")]).unwrap());
+        let plan = Arc::new(
+            file.scan()
+                .project(vec![Expr::col("name"), Expr::col("age")])
+                .unwrap(),
+        );
         let (before, _, rewritten) = run_rule(&ProjectionPruning, &plan);
         assert!(
             before.contains("columns=[id, age, score, name, city, flag]"),
@@ -372,16 +429,32 @@ mod tests {
     fn a_projection_that_changes_nothing_is_removed() {
         let file = TestFile::people();
         // Select a subset: once the scan is pruned to it, the projection is the identity.
-        let plan = Arc::new(file.scan().project(vec![Expr::col("id"), Expr::col("age")]).unwrap());
+        let plan = Arc::new(
+            file.scan()
+                .project(vec![Expr::col("id"), Expr::col("age")])
+                .unwrap(),
+        );
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
-        assert_eq!(shown(&rewritten, &file), "SCAN FILE columns=[id, age] rows=0..30\n");
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SCAN FILE columns=[id, age] rows=0..30\n"
+        );
         // All columns in file order: removed at once.
-        let all = file.table().column_names().into_iter().map(Expr::col).collect();
+        let all = file
+            .table()
+            .column_names()
+            .into_iter()
+            .map(Expr::col)
+            .collect();
         let plan = Arc::new(file.scan().project(all).unwrap());
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
         assert!(matches!(rewritten.as_ref(), LogicalPlan::Scan { .. }));
         // Reordered columns are not the identity.
-        let plan = Arc::new(file.scan().project(vec![Expr::col("age"), Expr::col("id")]).unwrap());
+        let plan = Arc::new(
+            file.scan()
+                .project(vec![Expr::col("age"), Expr::col("id")])
+                .unwrap(),
+        );
         let (_, after, _) = run_rule(&ProjectionPruning, &plan);
         assert!(
             after.starts_with("SELECT [col(\"age\"), col(\"id\")]\n  SCAN"),
@@ -395,7 +468,9 @@ mod tests {
         let inner = Arc::new(
             file.scan()
                 .project(vec![
-                    Expr::col("age").binary(BinaryOp::Add, int(1)).alias("older"),
+                    Expr::col("age")
+                        .binary(BinaryOp::Add, int(1))
+                        .alias("older"),
                     Expr::col("name").alias("who"),
                     Expr::col("score"),
                 ])
@@ -425,8 +500,12 @@ mod tests {
         let inner = Arc::new(
             file.scan()
                 .project(vec![
-                    Expr::col("age").binary(BinaryOp::Add, int(1)).alias("older"),
-                    Expr::col("score").binary(BinaryOp::Mul, float(2.0)).alias("unused"),
+                    Expr::col("age")
+                        .binary(BinaryOp::Add, int(1))
+                        .alias("older"),
+                    Expr::col("score")
+                        .binary(BinaryOp::Mul, float(2.0))
+                        .alias("unused"),
                 ])
                 .unwrap(),
         );
@@ -465,7 +544,10 @@ mod tests {
         let plan = Arc::new(taken.project(vec![Expr::col("name")]).unwrap());
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
         let text = shown(&rewritten, &file);
-        assert!(text.ends_with("SCAN FILE columns=[name] rows=0..30\n"), "{text}");
+        assert!(
+            text.ends_with("SCAN FILE columns=[name] rows=0..30\n"),
+            "{text}"
+        );
 
         let reinterpreted = Arc::new(
             file.scan()
@@ -473,7 +555,10 @@ mod tests {
                 .unwrap(),
         );
         let plan = Arc::new(reinterpreted.project(vec![Expr::col("name")]).unwrap());
-        assert!(Arc::ptr_eq(&ProjectionPruning.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &ProjectionPruning.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
     }
 
     #[test]
@@ -481,7 +566,10 @@ mod tests {
         let file = TestFile::people();
         let plan = Arc::new(file.scan().filter(Expr::col("flag")).unwrap());
         let plan = Arc::new(plan.slice(0, 3));
-        assert!(Arc::ptr_eq(&ProjectionPruning.rewrite(plan.clone()).unwrap(), &plan));
+        assert!(Arc::ptr_eq(
+            &ProjectionPruning.rewrite(plan.clone()).unwrap(),
+            &plan
+        ));
     }
 
     #[test]
@@ -501,10 +589,18 @@ mod tests {
             "SELECT [col(\"name\")]\n  SORT by=[col(\"age\") desc] (rows reordered: gathered into a copy)\n    SCAN FILE columns=[age, name] rows=0..30\n"
         );
 
-        let unique = Arc::new(file.scan().distinct(Some(vec!["city".into()]), Keep::Last).unwrap());
+        let unique = Arc::new(
+            file.scan()
+                .distinct(Some(vec!["city".into()]), Keep::Last)
+                .unwrap(),
+        );
         let plan = Arc::new(unique.project(vec![Expr::col("id")]).unwrap());
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
-        assert!(shown(&rewritten, &file).contains("SCAN FILE columns=[id, city]"), "{}", shown(&rewritten, &file));
+        assert!(
+            shown(&rewritten, &file).contains("SCAN FILE columns=[id, city]"),
+            "{}",
+            shown(&rewritten, &file)
+        );
         // Without a subset every column decides which rows are equal: all stay.
         let unique = Arc::new(file.scan().distinct(None, Keep::First).unwrap());
         let plan = Arc::new(unique.project(vec![Expr::col("id")]).unwrap());
@@ -512,9 +608,17 @@ mod tests {
         assert!(shown(&rewritten, &file).contains("columns=[id, age, score, name, city, flag]"));
 
         let aggs = vec![AggExpr::new(AggFunc::Mean, Expr::col("score")).alias("mean")];
-        let plan = Arc::new(file.scan().aggregate(vec![Expr::col("city")], aggs).unwrap());
+        let plan = Arc::new(
+            file.scan()
+                .aggregate(vec![Expr::col("city")], aggs)
+                .unwrap(),
+        );
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
-        assert!(shown(&rewritten, &file).contains("SCAN FILE columns=[score, city]"), "{}", shown(&rewritten, &file));
+        assert!(
+            shown(&rewritten, &file).contains("SCAN FILE columns=[score, city]"),
+            "{}",
+            shown(&rewritten, &file)
+        );
     }
 
     #[test]
@@ -522,7 +626,10 @@ mod tests {
         let data = TestDataset::parts();
         let plan = Arc::new(data.read().project(vec![Expr::col("age")]).unwrap());
         let (before, after, _) = run_rule(&ProjectionPruning, &plan);
-        assert_eq!(before, "SELECT [col(\"age\")]\n  READ ipc DIR files=3/3 columns=[id, age, part]\n");
+        assert_eq!(
+            before,
+            "SELECT [col(\"age\")]\n  READ ipc DIR files=3/3 columns=[id, age, part]\n"
+        );
         assert_eq!(after, "READ ipc DIR files=3/3 columns=[age]\n");
         // Only a partition column is read: no column of the files is decoded.
         let plan = Arc::new(data.read().project(vec![Expr::col("part")]).unwrap());
@@ -530,17 +637,39 @@ mod tests {
         assert_eq!(after, "READ ipc DIR files=3/3 columns=[part]\n");
         let plan = Arc::new(data.read().project(vec![int(1).alias("one")]).unwrap());
         let (_, after, _) = run_rule(&ProjectionPruning, &plan);
-        assert_eq!(after, "SELECT [1.alias(\"one\")]\n  READ ipc DIR files=3/3 columns=[part]\n");
+        assert_eq!(
+            after,
+            "SELECT [1.alias(\"one\")]\n  READ ipc DIR files=3/3 columns=[part]\n"
+        );
     }
 
     #[test]
     fn each_side_of_a_join_reads_only_its_selected_columns_and_keys() {
         use crate::join::JoinType;
         let file = TestFile::people();
-        let join = |how| Arc::new(file.scan().join(&file.scan(), vec![Expr::col("id")], vec![Expr::col("id")], how, "_right").unwrap());
-        let plan = Arc::new(join(JoinType::Inner).project(vec![Expr::col("name"), Expr::col("score_right")]).unwrap());
+        let join = |how| {
+            Arc::new(
+                file.scan()
+                    .join(
+                        &file.scan(),
+                        vec![Expr::col("id")],
+                        vec![Expr::col("id")],
+                        how,
+                        "_right",
+                    )
+                    .unwrap(),
+            )
+        };
+        let plan = Arc::new(
+            join(JoinType::Inner)
+                .project(vec![Expr::col("name"), Expr::col("score_right")])
+                .unwrap(),
+        );
         let (before, _, rewritten) = run_rule(&ProjectionPruning, &plan);
-        assert!(before.contains("columns=[id, age, score, name, city, flag, age_right"), "{before}");
+        assert!(
+            before.contains("columns=[id, age, score, name, city, flag, age_right"),
+            "{before}"
+        );
         assert_eq!(
             shown(&rewritten, &file),
             "JOIN how=inner left_on=[col(\"id\")] right_on=[col(\"id\")] columns=[name, score_right] \
@@ -552,7 +681,11 @@ mod tests {
         let text = shown(&rewritten, &file);
         assert!(text.ends_with("  SCAN FILE columns=[id, age, score, name, city, flag] rows=0..30\n  SCAN FILE columns=[id] rows=0..30\n"), "{text}");
         // A filter above the join keeps the columns it reads.
-        let filtered = Arc::new(join(JoinType::Left).filter(Expr::col("flag_right")).unwrap());
+        let filtered = Arc::new(
+            join(JoinType::Left)
+                .filter(Expr::col("flag_right"))
+                .unwrap(),
+        );
         let plan = Arc::new(filtered.project(vec![Expr::col("age")]).unwrap());
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
         let text = shown(&rewritten, &file);

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arrow::array::{
-    ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    ArrayRef, BooleanArray, DictionaryArray, Float64Array, Int32Array, Int64Array, RecordBatch,
+    StringArray,
 };
 use arrow::datatypes::{DataType, Field, Int32Type, Schema, SchemaRef};
 use arrow::ipc::writer::FileWriter;
@@ -27,8 +28,13 @@ impl TestFile {
     pub fn write(name: &str, schema: SchemaRef, batches: &[RecordBatch]) -> TestFile {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("relay-plan-{}-{name}-{unique}.arrow", std::process::id()));
-        let mut writer = FileWriter::try_new(std::fs::File::create(&path).expect("create"), &schema).expect("writer");
+        let path = std::env::temp_dir().join(format!(
+            "relay-plan-{}-{name}-{unique}.arrow",
+            std::process::id()
+        ));
+        let mut writer =
+            FileWriter::try_new(std::fs::File::create(&path).expect("create"), &schema)
+                .expect("writer");
         for batch in batches {
             writer.write(batch).expect("write batch");
         }
@@ -70,8 +76,12 @@ impl TestFile {
                 let columns: Vec<ArrayRef> = vec![
                     Arc::new(Int64Array::from(ids.clone())),
                     Arc::new(ages),
-                    Arc::new(Float64Array::from_iter_values(ids.iter().map(|&id| id as f64 / 2.0))),
-                    Arc::new(StringArray::from_iter_values(ids.iter().map(|id| format!("p{id}")))),
+                    Arc::new(Float64Array::from_iter_values(
+                        ids.iter().map(|&id| id as f64 / 2.0),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        ids.iter().map(|id| format!("p{id}")),
+                    )),
                     Arc::new(cities),
                     Arc::new(BooleanArray::from(vec![batch == 2; 10])),
                 ];
@@ -114,7 +124,10 @@ pub fn string(value: &str) -> Expr {
 
 /// Runs `rule` and checks what every rule must keep: the output schema. Returns the plan
 /// before and after as `display_indent` text, and the rewritten plan.
-pub fn run_rule(rule: &dyn OptimizerRule, plan: &Arc<LogicalPlan>) -> (String, String, Arc<LogicalPlan>) {
+pub fn run_rule(
+    rule: &dyn OptimizerRule,
+    plan: &Arc<LogicalPlan>,
+) -> (String, String, Arc<LogicalPlan>) {
     let rewritten = rule.rewrite(plan.clone()).expect("rule");
     assert!(
         same_schema(plan, &rewritten),
@@ -156,10 +169,16 @@ pub fn execute(plan: &LogicalPlan) -> RecordBatch {
         LogicalPlan::Project { input, exprs } => {
             let batch = execute(input);
             let columns: Vec<ArrayRef> = exprs.iter().map(|expr| evaluate(expr, &batch)).collect();
-            let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
-            RecordBatch::try_new_with_options(plan.schema().expect("schema"), columns, &options).expect("project")
+            let options =
+                arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+            RecordBatch::try_new_with_options(plan.schema().expect("schema"), columns, &options)
+                .expect("project")
         }
-        LogicalPlan::Slice { input, offset, length } => {
+        LogicalPlan::Slice {
+            input,
+            offset,
+            length,
+        } => {
             let batch = execute(input);
             let rows = batch.num_rows();
             let offset = (*offset as usize).min(rows);
@@ -180,17 +199,24 @@ fn evaluate(expr: &Expr, batch: &RecordBatch) -> ArrayRef {
     let rows = batch.num_rows();
     match expr {
         Expr::Column(name) => batch.column_by_name(name).expect("column").clone(),
-        Expr::Literal(literal) => {
-            arrow::compute::take(&literal.0, &arrow::array::UInt32Array::from(vec![0; rows]), None).expect("take")
-        }
+        Expr::Literal(literal) => arrow::compute::take(
+            &literal.0,
+            &arrow::array::UInt32Array::from(vec![0; rows]),
+            None,
+        )
+        .expect("take"),
         Expr::Alias { input, .. } => evaluate(input, batch),
-        Expr::Cast { input, to } => arrow::compute::cast(&evaluate(input, batch), to).expect("cast"),
+        Expr::Cast { input, to } => {
+            arrow::compute::cast(&evaluate(input, batch), to).expect("cast")
+        }
         Expr::Unary { op, input } => {
             let input = evaluate(input, batch);
             match op {
                 UnaryOp::Not => Arc::new(boolean::not(input.as_boolean()).expect("not")),
                 UnaryOp::IsNull => Arc::new(arrow::compute::is_null(&input).expect("is_null")),
-                UnaryOp::IsNotNull => Arc::new(arrow::compute::is_not_null(&input).expect("is_not_null")),
+                UnaryOp::IsNotNull => {
+                    Arc::new(arrow::compute::is_not_null(&input).expect("is_not_null"))
+                }
                 UnaryOp::Negate => numeric::neg(&input).expect("neg"),
                 other => panic!("the test executor has no {other:?}"),
             }
@@ -221,7 +247,8 @@ fn evaluate(expr: &Expr, batch: &RecordBatch) -> ArrayRef {
             let mut result = BooleanArray::from(vec![false; rows]);
             for index in 0..values.0.len() {
                 let value = arrow::array::Scalar::new(values.0.slice(index, 1));
-                result = boolean::or_kleene(&result, &cmp::eq(&input, &value).expect("eq")).expect("or");
+                result =
+                    boolean::or_kleene(&result, &cmp::eq(&input, &value).expect("eq")).expect("or");
             }
             Arc::new(result)
         }
@@ -244,7 +271,8 @@ impl TestDataset {
         use relay_storage::{Dataset, FileFormat, FragmentSpec, StorageError};
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let unique = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("relay-plan-{}-parts-{unique}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("relay-plan-{}-parts-{unique}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let schema = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Int64, false),
@@ -253,14 +281,20 @@ impl TestDataset {
         let mut specs = Vec::new();
         for part in 0..3i64 {
             let path = dir.join(format!("part-{part}.arrow"));
-            let mut writer = FileWriter::try_new(std::fs::File::create(&path).expect("create"), &schema).expect("writer");
+            let mut writer =
+                FileWriter::try_new(std::fs::File::create(&path).expect("create"), &schema)
+                    .expect("writer");
             for half in 0..2 {
                 let ids: Vec<i64> = (part * 10 + half * 5..part * 10 + half * 5 + 5).collect();
                 let columns: Vec<ArrayRef> = vec![
                     Arc::new(Int64Array::from(ids.clone())),
-                    Arc::new(Int32Array::from_iter_values(ids.iter().map(|&id| id as i32))),
+                    Arc::new(Int32Array::from_iter_values(
+                        ids.iter().map(|&id| id as i32),
+                    )),
                 ];
-                writer.write(&RecordBatch::try_new(schema.clone(), columns).expect("batch")).expect("write");
+                writer
+                    .write(&RecordBatch::try_new(schema.clone(), columns).expect("batch"))
+                    .expect("write");
             }
             writer.finish().expect("finish");
             specs.push(FragmentSpec {
@@ -275,12 +309,20 @@ impl TestDataset {
                 reason: "only Arrow IPC files in these tests".into(),
             })
         });
-        let dataset = Dataset::new("DIR", specs, vec![Field::new("part", DataType::Int64, true)], opener).expect("dataset");
+        let dataset = Dataset::new(
+            "DIR",
+            specs,
+            vec![Field::new("part", DataType::Int64, true)],
+            opener,
+        )
+        .expect("dataset");
         TestDataset { dir, dataset }
     }
 
     pub fn read(&self) -> Arc<LogicalPlan> {
-        Arc::new(LogicalPlan::read(relay_storage::DatasetView::new(self.dataset.clone())))
+        Arc::new(LogicalPlan::read(relay_storage::DatasetView::new(
+            self.dataset.clone(),
+        )))
     }
 }
 

@@ -49,25 +49,37 @@ pub unsafe fn fill(
     what: &str,
 ) -> PyResult<()> {
     if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
-        return Err(relay_error(ErrorKind::Export, format!(
-            "{what} is read-only: it may be a view of a mapped file; take a copy to write"
-        )));
+        return Err(relay_error(
+            ErrorKind::Export,
+            format!("{what} is read-only: it may be a view of a mapped file; take a copy to write"),
+        ));
     }
     let format = format_of(dense.dtype).ok_or_else(|| {
-        relay_error(ErrorKind::Export, format!(
-            "{what} has dtype {} which the buffer protocol cannot describe; use to_numpy()",
-            dense.dtype.numpy_str()
-        ))
+        relay_error(
+            ErrorKind::Export,
+            format!(
+                "{what} has dtype {} which the buffer protocol cannot describe; use to_numpy()",
+                dense.dtype.numpy_str()
+            ),
+        )
     })?;
     let item_size = dense.dtype.item_size() as isize;
     let (ndim, shape, strides) = match dense.shape.as_slice() {
-        [rows, width] => (2, [*rows as isize, *width as isize], [*width as isize * item_size, item_size]),
+        [rows, width] => (
+            2,
+            [*rows as isize, *width as isize],
+            [*width as isize * item_size, item_size],
+        ),
         [rows] => (1, [*rows as isize, 0], [item_size, 0]),
         other => unreachable!("dense arrays are 1-D or 2-D, got {other:?}"),
     };
     let len = shape[..ndim].iter().product::<isize>() * item_size;
     let buf = dense.buffer.as_ptr() as *mut c_void;
-    let export = Box::into_raw(Box::new(Export { _dense: dense, shape, strides }));
+    let export = Box::into_raw(Box::new(Export {
+        _dense: dense,
+        shape,
+        strides,
+    }));
     // `view` is valid per this function's contract. Every pointer stored in it points
     // into `export` (shape, strides) or its buffer (buf) or static data (format), and `export`
     // is freed only in `release`, after the consumer is done. `obj` takes a new reference to

@@ -180,13 +180,19 @@ pub fn export(
         ));
     }
     let DenseArray {
-        buffer, dtype, shape, ..
+        buffer,
+        dtype,
+        shape,
+        ..
     } = dense;
     let bytes_needed = shape
         .iter()
         .try_fold(dtype.item_size(), |bytes, &d| bytes.checked_mul(d))
         .filter(|&bytes| bytes <= buffer.len());
-    let shape_i64 = shape.iter().map(|&d| i64::try_from(d)).collect::<Result<Vec<i64>, _>>();
+    let shape_i64 = shape
+        .iter()
+        .map(|&d| i64::try_from(d))
+        .collect::<Result<Vec<i64>, _>>();
     let (Some(_), Ok(shape_i64)) = (bytes_needed, shape_i64) else {
         // The dense layer guarantees neither happens; refuse rather than export a short buffer.
         return Err(relay_error(
@@ -201,7 +207,12 @@ pub fn export(
     // A copy asked for by the consumer is made here, so dlpark gets no copy request (its
     // exporter only does zero-copy exports and refuses copy=True). The device, if any, is the host
     // (checked above). `stream` means nothing on the host; dlpark keeps it for backends that sync.
-    let request = ExportRequest::parse(stream.as_ref(), max_version, dl_device.map(|_| (1, 0)), None)?;
+    let request = ExportRequest::parse(
+        stream.as_ref(),
+        max_version,
+        dl_device.map(|_| (1, 0)),
+        None,
+    )?;
     let tensor = DenseTensor {
         buffer,
         dtype: dl_dtype(dtype),
@@ -220,7 +231,10 @@ pub fn export(
                 .into_copied::<DLManagedTensorVersioned>(py)?
                 .into_pyobject(py)?
                 .unbind()),
-            ExportAbi::Legacy => Ok(tensor.into_copied::<DLManagedTensor>(py)?.into_pyobject(py)?.unbind()),
+            ExportAbi::Legacy => Ok(tensor
+                .into_copied::<DLManagedTensor>(py)?
+                .into_pyobject(py)?
+                .unbind()),
         };
     }
     export_dlpack(&tensor, py, request)

@@ -20,6 +20,10 @@ pub struct BufferOwner {
 #[pymethods]
 impl BufferOwner {
     fn __repr__(&self) -> String {
-        format!("<relay_ml buffer of {} bytes at {:#x}>", self.buffer.len(), self.buffer.as_ptr() as usize)
+        format!(
+            "<relay_ml buffer of {} bytes at {:#x}>",
+            self.buffer.len(),
+            self.buffer.as_ptr() as usize
+        )
     }
 }

@@ -2,7 +2,9 @@
 
 use std::ffi::c_int;
 
-use numpy::npyffi::{NPY_ARRAY_CARRAY, NPY_ARRAY_CARRAY_RO, NpyTypes, PY_ARRAY_API, get_type_object, npy_intp};
+use numpy::npyffi::{
+    NPY_ARRAY_CARRAY, NPY_ARRAY_CARRAY_RO, NpyTypes, PY_ARRAY_API, get_type_object, npy_intp,
+};
 use numpy::{PyArrayDescr, PyArrayDescrMethods};
 use pyo3::prelude::*;
 use relay_exec::DenseArray;
@@ -17,7 +19,10 @@ pub fn dense_to_numpy<'py>(py: Python<'py>, dense: DenseArray) -> PyResult<Bound
 
 /// A writable NumPy array of `dense`, for fresh buffers nothing else refers to (a batch the
 /// caller owns, which torch may take without a read-only warning).
-pub fn dense_to_numpy_writable<'py>(py: Python<'py>, dense: DenseArray) -> PyResult<Bound<'py, PyAny>> {
+pub fn dense_to_numpy_writable<'py>(
+    py: Python<'py>,
+    dense: DenseArray,
+) -> PyResult<Bound<'py, PyAny>> {
     new_array(py, dense, NPY_ARRAY_CARRAY)
 }
 
@@ -30,7 +35,12 @@ fn new_array<'py>(py: Python<'py>, dense: DenseArray, flags: c_int) -> PyResult<
         _ => vec![item_size as npy_intp],
     };
     let data = dense.buffer.as_ptr() as *mut std::ffi::c_void;
-    let owner = Bound::new(py, BufferOwner { buffer: dense.buffer })?;
+    let owner = Bound::new(
+        py,
+        BufferOwner {
+            buffer: dense.buffer,
+        },
+    )?;
     // `descr` is a valid dtype whose reference NewFromDescr steals (hence into_ptr on a
     // fresh reference); `dims` and `strides` have `ndim` entries and are copied by NumPy; `data`
     // points to `prod(dims) * item_size` bytes owned by `owner`'s buffer, which becomes the

@@ -41,22 +41,24 @@ use std::collections::HashMap;
 use std::ops::Range;
 
 use arrow::array::{
-    Array, ArrayRef, ArrowPrimitiveType, AsArray, GenericListArray, GenericListViewArray, OffsetSizeTrait,
-    PrimitiveArray, RunArray,
+    Array, ArrayRef, ArrowPrimitiveType, AsArray, GenericListArray, GenericListViewArray,
+    OffsetSizeTrait, PrimitiveArray, RunArray,
 };
 use arrow::datatypes::{
-    ArrowNativeType, DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type, Decimal256Type,
-    DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType, DurationSecondType, Float16Type,
-    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit,
-    RunEndIndexType, Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType, UInt8Type,
-    UInt16Type, UInt32Type, UInt64Type,
+    ArrowNativeType, DataType, Date32Type, Date64Type, Decimal32Type, Decimal64Type,
+    Decimal128Type, Decimal256Type, DurationMicrosecondType, DurationMillisecondType,
+    DurationNanosecondType, DurationSecondType, Float16Type, Float32Type, Float64Type, Int8Type,
+    Int16Type, Int32Type, Int64Type, IntervalMonthDayNanoType, IntervalUnit, RunEndIndexType,
+    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType, TimeUnit,
+    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
+    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
 };
 use pyo3::exceptions::PyOverflowError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyFloat, PyList, PyString, PyTime, PyTuple, PyType, PyTzInfo,
+    PyBool, PyBytes, PyDate, PyDateTime, PyDelta, PyDict, PyFloat, PyList, PyString, PyTime,
+    PyTuple, PyType, PyTzInfo,
 };
 use pyo3::{IntoPyObjectExt, intern};
 
@@ -73,7 +75,11 @@ pub fn array_to_pylist<'py>(py: Python<'py>, array: &dyn Array) -> PyResult<Boun
 
 /// `array_to_pylist`, with `what` (say `column "x" of /data/file.arrow`) leading the message of
 /// any relay error, so that errors name the column and file at fault.
-pub fn array_to_pylist_of<'py>(py: Python<'py>, array: &dyn Array, what: &str) -> PyResult<Bound<'py, PyList>> {
+pub fn array_to_pylist_of<'py>(
+    py: Python<'py>,
+    array: &dyn Array,
+    what: &str,
+) -> PyResult<Bound<'py, PyList>> {
     array_to_pylist(py, array).map_err(|error| with_context(py, error, what))
 }
 
@@ -108,7 +114,10 @@ fn is_wanted(wanted: Wanted<'_>, row: usize) -> bool {
 }
 
 fn type_error(data_type: &DataType, what: &str) -> PyErr {
-    relay_error(ErrorKind::Type, format!("arrow type {} {what}", type_name(data_type)))
+    relay_error(
+        ErrorKind::Type,
+        format!("arrow type {} {what}", type_name(data_type)),
+    )
 }
 
 fn unsupported(data_type: &DataType) -> PyErr {
@@ -122,7 +131,10 @@ fn unsupported(data_type: &DataType) -> PyErr {
 fn corrupt(data_type: &DataType, detail: impl std::fmt::Display) -> PyErr {
     relay_error(
         ErrorKind::Value,
-        format!("cannot convert arrow {} to Python: {detail}", type_name(data_type)),
+        format!(
+            "cannot convert arrow {} to Python: {detail}",
+            type_name(data_type)
+        ),
     )
 }
 
@@ -157,7 +169,8 @@ fn civil_from_days(days: i128) -> (i32, u8, u8) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let day_of_era = z.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
     let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
     let shifted_month = (5 * day_of_year + 2) / 153;
     let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
@@ -264,13 +277,19 @@ impl<'py> Converter<'py> {
     }
 
     /// One Python value per row of `array`: `None` for nulls and for rows not `wanted`.
-    fn convert(&mut self, array: &dyn Array, wanted: Wanted<'_>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn convert(
+        &mut self,
+        array: &dyn Array,
+        wanted: Wanted<'_>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let py = self.py;
         let data_type = array.data_type();
         match data_type {
             DataType::Null => Ok(vec![self.none.clone(); array.len()]),
             DataType::Boolean => {
-                let values = array.as_boolean_opt().ok_or_else(|| unsupported(data_type))?;
+                let values = array
+                    .as_boolean_opt()
+                    .ok_or_else(|| unsupported(data_type))?;
                 self.each(array, wanted, |i| {
                     Ok(PyBool::new(py, values.value(i)).to_owned().into_any())
                 })
@@ -297,35 +316,65 @@ impl<'py> Converter<'py> {
             }
             DataType::Float64 => {
                 let values = primitive::<Float64Type>(array)?;
-                self.each(array, wanted, |i| Ok(PyFloat::new(py, values.value(i)).into_any()))
+                self.each(array, wanted, |i| {
+                    Ok(PyFloat::new(py, values.value(i)).into_any())
+                })
             }
             DataType::Utf8 => {
-                let values = array.as_string_opt::<i32>().ok_or_else(|| unsupported(data_type))?;
-                self.each(array, wanted, |i| Ok(PyString::new(py, values.value(i)).into_any()))
+                let values = array
+                    .as_string_opt::<i32>()
+                    .ok_or_else(|| unsupported(data_type))?;
+                self.each(array, wanted, |i| {
+                    Ok(PyString::new(py, values.value(i)).into_any())
+                })
             }
             DataType::LargeUtf8 => {
-                let values = array.as_string_opt::<i64>().ok_or_else(|| unsupported(data_type))?;
-                self.each(array, wanted, |i| Ok(PyString::new(py, values.value(i)).into_any()))
+                let values = array
+                    .as_string_opt::<i64>()
+                    .ok_or_else(|| unsupported(data_type))?;
+                self.each(array, wanted, |i| {
+                    Ok(PyString::new(py, values.value(i)).into_any())
+                })
             }
             DataType::Utf8View => {
-                let values = array.as_string_view_opt().ok_or_else(|| unsupported(data_type))?;
-                self.each(array, wanted, |i| Ok(PyString::new(py, values.value(i)).into_any()))
+                let values = array
+                    .as_string_view_opt()
+                    .ok_or_else(|| unsupported(data_type))?;
+                self.each(array, wanted, |i| {
+                    Ok(PyString::new(py, values.value(i)).into_any())
+                })
             }
             DataType::Binary => {
-                let values = array.as_binary_opt::<i32>().ok_or_else(|| unsupported(data_type))?;
-                self.each(array, wanted, |i| Ok(PyBytes::new(py, values.value(i)).into_any()))
+                let values = array
+                    .as_binary_opt::<i32>()
+                    .ok_or_else(|| unsupported(data_type))?;
+                self.each(array, wanted, |i| {
+                    Ok(PyBytes::new(py, values.value(i)).into_any())
+                })
             }
             DataType::LargeBinary => {
-                let values = array.as_binary_opt::<i64>().ok_or_else(|| unsupported(data_type))?;
-                self.each(array, wanted, |i| Ok(PyBytes::new(py, values.value(i)).into_any()))
+                let values = array
+                    .as_binary_opt::<i64>()
+                    .ok_or_else(|| unsupported(data_type))?;
+                self.each(array, wanted, |i| {
+                    Ok(PyBytes::new(py, values.value(i)).into_any())
+                })
             }
             DataType::BinaryView => {
-                let values = array.as_binary_view_opt().ok_or_else(|| unsupported(data_type))?;
-                self.each(array, wanted, |i| Ok(PyBytes::new(py, values.value(i)).into_any()))
+                let values = array
+                    .as_binary_view_opt()
+                    .ok_or_else(|| unsupported(data_type))?;
+                self.each(array, wanted, |i| {
+                    Ok(PyBytes::new(py, values.value(i)).into_any())
+                })
             }
             DataType::FixedSizeBinary(_) => {
-                let values = array.as_fixed_size_binary_opt().ok_or_else(|| unsupported(data_type))?;
-                self.each(array, wanted, |i| Ok(PyBytes::new(py, values.value(i)).into_any()))
+                let values = array
+                    .as_fixed_size_binary_opt()
+                    .ok_or_else(|| unsupported(data_type))?;
+                self.each(array, wanted, |i| {
+                    Ok(PyBytes::new(py, values.value(i)).into_any())
+                })
             }
             DataType::Date32 => {
                 let values = primitive::<Date32Type>(array)?;
@@ -343,7 +392,9 @@ impl<'py> Converter<'py> {
                     Some(name) => Some(self.zone(name, data_type)?),
                     None => None,
                 };
-                self.each(array, wanted, |i| datetime(py, ticks.value(i), unit, zone.as_ref()))
+                self.each(array, wanted, |i| {
+                    datetime(py, ticks.value(i), unit, zone.as_ref())
+                })
             }
             DataType::Time32(unit) | DataType::Time64(unit) => {
                 let ticks = time_ticks(array)?;
@@ -381,19 +432,27 @@ impl<'py> Converter<'py> {
                 })
             }
             DataType::List(_) => self.list(
-                array.as_list_opt::<i32>().ok_or_else(|| unsupported(data_type))?,
+                array
+                    .as_list_opt::<i32>()
+                    .ok_or_else(|| unsupported(data_type))?,
                 wanted,
             ),
             DataType::LargeList(_) => self.list(
-                array.as_list_opt::<i64>().ok_or_else(|| unsupported(data_type))?,
+                array
+                    .as_list_opt::<i64>()
+                    .ok_or_else(|| unsupported(data_type))?,
                 wanted,
             ),
             DataType::ListView(_) => self.list_view(
-                array.as_list_view_opt::<i32>().ok_or_else(|| unsupported(data_type))?,
+                array
+                    .as_list_view_opt::<i32>()
+                    .ok_or_else(|| unsupported(data_type))?,
                 wanted,
             ),
             DataType::LargeListView(_) => self.list_view(
-                array.as_list_view_opt::<i64>().ok_or_else(|| unsupported(data_type))?,
+                array
+                    .as_list_view_opt::<i64>()
+                    .ok_or_else(|| unsupported(data_type))?,
                 wanted,
             ),
             DataType::FixedSizeList(_, _) => self.fixed_size_list(array, wanted),
@@ -401,9 +460,15 @@ impl<'py> Converter<'py> {
             DataType::Map(_, _) => self.map(array, wanted),
             DataType::Dictionary(_, _) => self.dictionary(array, wanted),
             DataType::RunEndEncoded(run_ends, _) => match run_ends.data_type() {
-                DataType::Int16 => self.run_end_encoded(downcast::<RunArray<Int16Type>>(array)?, wanted),
-                DataType::Int32 => self.run_end_encoded(downcast::<RunArray<Int32Type>>(array)?, wanted),
-                DataType::Int64 => self.run_end_encoded(downcast::<RunArray<Int64Type>>(array)?, wanted),
+                DataType::Int16 => {
+                    self.run_end_encoded(downcast::<RunArray<Int16Type>>(array)?, wanted)
+                }
+                DataType::Int32 => {
+                    self.run_end_encoded(downcast::<RunArray<Int32Type>>(array)?, wanted)
+                }
+                DataType::Int64 => {
+                    self.run_end_encoded(downcast::<RunArray<Int64Type>>(array)?, wanted)
+                }
                 _ => Err(unsupported(data_type)),
             },
             _ => Err(unsupported(data_type)),
@@ -434,7 +499,9 @@ impl<'py> Converter<'py> {
         T::Native: for<'a> IntoPyObject<'a>,
     {
         let values = primitive::<T>(array)?;
-        self.each(array, wanted, |i| values.value(i).into_bound_py_any(self.py))
+        self.each(array, wanted, |i| {
+            values.value(i).into_bound_py_any(self.py)
+        })
     }
 
     /// Rows that are wanted and valid in `array`.
@@ -464,7 +531,12 @@ impl<'py> Converter<'py> {
     }
 
     /// Checked `start..start + len` inside a child of `child_len` values.
-    fn child_range(data_type: &DataType, start: usize, len: usize, child_len: usize) -> PyResult<Range<usize>> {
+    fn child_range(
+        data_type: &DataType,
+        start: usize,
+        len: usize,
+        child_len: usize,
+    ) -> PyResult<Range<usize>> {
         match start.checked_add(len) {
             Some(end) if end <= child_len => Ok(start..end),
             _ => Err(corrupt(
@@ -524,7 +596,10 @@ impl<'py> Converter<'py> {
         let mut ranges = Vec::new();
         for row in Self::live_rows(array, wanted) {
             let (Some(start), Some(len)) = (offsets.get(row), sizes.get(row)) else {
-                return Err(corrupt(data_type, "offsets or sizes are shorter than the array"));
+                return Err(corrupt(
+                    data_type,
+                    "offsets or sizes are shorter than the array",
+                ));
             };
             let (Some(start), Some(len)) = (start.to_usize(), len.to_usize()) else {
                 return Err(corrupt(data_type, "negative offset or size"));
@@ -534,17 +609,27 @@ impl<'py> Converter<'py> {
         self.sliced_lists(array, values, ranges)
     }
 
-    fn fixed_size_list(&mut self, array: &dyn Array, wanted: Wanted<'_>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn fixed_size_list(
+        &mut self,
+        array: &dyn Array,
+        wanted: Wanted<'_>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let data_type = array.data_type();
-        let list = array.as_fixed_size_list_opt().ok_or_else(|| unsupported(data_type))?;
-        let width = usize::try_from(list.value_length()).map_err(|_| corrupt(data_type, "negative list size"))?;
+        let list = array
+            .as_fixed_size_list_opt()
+            .ok_or_else(|| unsupported(data_type))?;
+        let width = usize::try_from(list.value_length())
+            .map_err(|_| corrupt(data_type, "negative list size"))?;
         let values = list.values();
         let mut ranges = Vec::new();
         for row in Self::live_rows(array, wanted) {
             let start = row
                 .checked_mul(width)
                 .ok_or_else(|| corrupt(data_type, "list size overflows"))?;
-            ranges.push((row, Self::child_range(data_type, start, width, values.len())?));
+            ranges.push((
+                row,
+                Self::child_range(data_type, start, width, values.len())?,
+            ));
         }
         self.sliced_lists(array, values, ranges)
     }
@@ -556,10 +641,16 @@ impl<'py> Converter<'py> {
             .collect()
     }
 
-    fn structs(&mut self, array: &dyn Array, wanted: Wanted<'_>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn structs(
+        &mut self,
+        array: &dyn Array,
+        wanted: Wanted<'_>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let py = self.py;
         let data_type = array.data_type();
-        let structs = array.as_struct_opt().ok_or_else(|| unsupported(data_type))?;
+        let structs = array
+            .as_struct_opt()
+            .ok_or_else(|| unsupported(data_type))?;
         let mask = Self::child_mask(array, wanted);
         if !mask.iter().any(|&live| live) {
             return Ok(vec![self.none.clone(); array.len()]);
@@ -574,7 +665,8 @@ impl<'py> Converter<'py> {
                 ),
             ));
         }
-        let keys: Vec<Bound<'py, PyString>> = names.iter().map(|name| PyString::new(py, name)).collect();
+        let keys: Vec<Bound<'py, PyString>> =
+            names.iter().map(|name| PyString::new(py, name)).collect();
         let mut children = Vec::with_capacity(structs.num_columns());
         for child in structs.columns() {
             if child.len() < array.len() {
@@ -614,7 +706,10 @@ impl<'py> Converter<'py> {
             let len = end
                 .checked_sub(start)
                 .ok_or_else(|| corrupt(data_type, "offsets decrease"))?;
-            ranges.push((row, Self::child_range(data_type, start, len, entries.len())?));
+            ranges.push((
+                row,
+                Self::child_range(data_type, start, len, entries.len())?,
+            ));
         }
         if entries.num_columns() != 2 {
             return Err(corrupt(data_type, "map entries are not (key, value) pairs"));
@@ -640,16 +735,25 @@ impl<'py> Converter<'py> {
         Ok(out)
     }
 
-    fn dictionary(&mut self, array: &dyn Array, wanted: Wanted<'_>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    fn dictionary(
+        &mut self,
+        array: &dyn Array,
+        wanted: Wanted<'_>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
         let data_type = array.data_type();
-        let dictionary = array.as_any_dictionary_opt().ok_or_else(|| unsupported(data_type))?;
+        let dictionary = array
+            .as_any_dictionary_opt()
+            .ok_or_else(|| unsupported(data_type))?;
         let keys = dictionary_keys(dictionary.keys(), wanted)?;
         let values = dictionary.values();
         let mut values_wanted = vec![false; values.len()];
         for key in keys.iter().flatten() {
-            *values_wanted
-                .get_mut(*key)
-                .ok_or_else(|| corrupt(data_type, format!("key {key} is outside its {} values", values.len())))? = true;
+            *values_wanted.get_mut(*key).ok_or_else(|| {
+                corrupt(
+                    data_type,
+                    format!("key {key} is outside its {} values", values.len()),
+                )
+            })? = true;
         }
         let converted = self.convert(values.as_ref(), Some(&values_wanted))?;
         Ok(keys
@@ -771,10 +875,18 @@ fn duration_ticks<'a>(array: &'a dyn Array, unit: &TimeUnit) -> PyResult<Ticks<'
 
 fn time_ticks(array: &dyn Array) -> PyResult<Ticks<'_>> {
     Ok(match array.data_type() {
-        DataType::Time32(TimeUnit::Second) => Ticks::I32(primitive::<Time32SecondType>(array)?.values()),
-        DataType::Time32(TimeUnit::Millisecond) => Ticks::I32(primitive::<Time32MillisecondType>(array)?.values()),
-        DataType::Time64(TimeUnit::Microsecond) => Ticks::I64(primitive::<Time64MicrosecondType>(array)?.values()),
-        DataType::Time64(TimeUnit::Nanosecond) => Ticks::I64(primitive::<Time64NanosecondType>(array)?.values()),
+        DataType::Time32(TimeUnit::Second) => {
+            Ticks::I32(primitive::<Time32SecondType>(array)?.values())
+        }
+        DataType::Time32(TimeUnit::Millisecond) => {
+            Ticks::I32(primitive::<Time32MillisecondType>(array)?.values())
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            Ticks::I64(primitive::<Time64MicrosecondType>(array)?.values())
+        }
+        DataType::Time64(TimeUnit::Nanosecond) => {
+            Ticks::I64(primitive::<Time64NanosecondType>(array)?.values())
+        }
         other => return Err(unsupported(other)),
     })
 }
@@ -844,7 +956,10 @@ fn datetime<'py>(
                     }
                     let wrapped = out_of_range(
                         "timestamp",
-                        format!("{ticks} {} since the epoch, in its time zone,", relay_storage::unit_name(unit)),
+                        format!(
+                            "{ticks} {} since the epoch, in its time zone,",
+                            relay_storage::unit_name(unit)
+                        ),
                         "datetime.datetime (years 1 to 9999)",
                     );
                     wrapped.set_cause(py, Some(error));
@@ -865,21 +980,31 @@ fn timedelta<'py>(py: Python<'py>, ticks: i64, unit: &TimeUnit) -> PyResult<Boun
         ));
     }
     let within_day = micros.rem_euclid(MICROS_PER_DAY);
-    let (seconds, microseconds) = (within_day / MICROS_PER_SECOND, within_day % MICROS_PER_SECOND);
+    let (seconds, microseconds) = (
+        within_day / MICROS_PER_SECOND,
+        within_day % MICROS_PER_SECOND,
+    );
     // In range by the checks above: |days| <= 999_999_999, seconds < 86_400, micros < 10^6.
     Ok(PyDelta::new(py, days as i32, seconds as i32, microseconds as i32, false)?.into_any())
 }
 
 /// `decimal.Decimal` of `unscaled * 10^-scale`, built from `"{unscaled}E{-scale}"` so that its
 /// exponent is the type's scale (`Decimal("1.20")` for 120 at scale 2), as pyarrow gives.
-fn decimal<'py>(py: Python<'py>, unscaled: impl std::fmt::Display, scale: i8) -> PyResult<Bound<'py, PyAny>> {
+fn decimal<'py>(
+    py: Python<'py>,
+    unscaled: impl std::fmt::Display,
+    scale: i8,
+) -> PyResult<Bound<'py, PyAny>> {
     let class = DECIMAL.import(py, "decimal", "Decimal")?;
     class.call1((format!("{unscaled}E{}", -i32::from(scale)),))
 }
 
 /// Each row's dictionary key as an index (None for nulls and rows not wanted).
 fn dictionary_keys(keys: &dyn Array, wanted: Wanted<'_>) -> PyResult<Vec<Option<usize>>> {
-    fn indices<K: ArrowPrimitiveType>(keys: &dyn Array, wanted: Wanted<'_>) -> PyResult<Vec<Option<usize>>> {
+    fn indices<K: ArrowPrimitiveType>(
+        keys: &dyn Array,
+        wanted: Wanted<'_>,
+    ) -> PyResult<Vec<Option<usize>>> {
         let typed = primitive::<K>(keys)?;
         (0..keys.len())
             .map(|i| {
@@ -887,9 +1012,12 @@ fn dictionary_keys(keys: &dyn Array, wanted: Wanted<'_>) -> PyResult<Vec<Option<
                     return Ok(None);
                 }
                 let key = typed.value(i);
-                key.to_usize()
-                    .map(Some)
-                    .ok_or_else(|| corrupt(keys.data_type(), format!("dictionary key {key:?} is negative")))
+                key.to_usize().map(Some).ok_or_else(|| {
+                    corrupt(
+                        keys.data_type(),
+                        format!("dictionary key {key:?} is negative"),
+                    )
+                })
             })
             .collect()
     }
@@ -923,12 +1051,21 @@ mod tests {
     fn micros_round_down_to_civil_time() {
         let civil = civil_from_micros(-1).expect("in range");
         assert_eq!(
-            (civil.year, civil.hour, civil.minute, civil.second, civil.microsecond),
+            (
+                civil.year,
+                civil.hour,
+                civil.minute,
+                civil.second,
+                civil.microsecond
+            ),
             (1969, 23, 59, 59, 999_999)
         );
         assert!(civil_from_micros(i128::from(i64::MAX) * 1_000_000).is_none());
         assert_eq!(to_micros(-1_500, &TimeUnit::Nanosecond), -2);
-        assert_eq!(to_micros(i64::MIN, &TimeUnit::Second), i128::from(i64::MIN) * 1_000_000);
+        assert_eq!(
+            to_micros(i64::MIN, &TimeUnit::Second),
+            i128::from(i64::MIN) * 1_000_000
+        );
     }
 
     #[test]
@@ -938,7 +1075,8 @@ mod tests {
             // A stand-in for relay_ml.errors, so the test needs no installed package.
             let code =
                 c"class RelayValueError(ValueError):\n    pass\nRelayValueError.__module__ = 'relay_ml.errors'\n";
-            let module = PyModule::from_code(py, code, c"errors.py", c"relay_ml_errors_stand_in").unwrap();
+            let module =
+                PyModule::from_code(py, code, c"errors.py", c"relay_ml_errors_stand_in").unwrap();
             let class = module
                 .getattr("RelayValueError")
                 .unwrap()
@@ -949,8 +1087,16 @@ mod tests {
             error.set_cause(py, Some(cause));
             let wrapped = with_context(py, error, "column \"t\" of /f.arrow");
             assert!(wrapped.get_type(py).is(&class));
-            assert_eq!(wrapped.value(py).to_string(), "column \"t\" of /f.arrow: out of range");
-            assert!(wrapped.cause(py).unwrap().is_instance_of::<PyOverflowError>(py));
+            assert_eq!(
+                wrapped.value(py).to_string(),
+                "column \"t\" of /f.arrow: out of range"
+            );
+            assert!(
+                wrapped
+                    .cause(py)
+                    .unwrap()
+                    .is_instance_of::<PyOverflowError>(py)
+            );
             let other = with_context(py, PyOverflowError::new_err("plain"), "column");
             assert_eq!(other.value(py).to_string(), "plain");
         });
