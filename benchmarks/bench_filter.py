@@ -251,7 +251,11 @@ def _describe(array) -> dict:
     return {
         "shape": list(array.shape),
         "dtype": str(array.dtype),
-        "order": "C" if array.flags.c_contiguous else "F" if array.flags.f_contiguous else "strided",
+        "order": "C"
+        if array.flags.c_contiguous
+        else "F"
+        if array.flags.f_contiguous
+        else "strided",
         "hash": hashlib.blake2b(np.ascontiguousarray(array).tobytes(), digest_size=16).hexdigest(),
     }
 
@@ -387,7 +391,9 @@ def run_worker(method, query, path, warm_path, max_other_load, blas_threads, tim
     for attempt in range(1, 5):
         busy, own, started = _busy_cpu_s(), _own_cpu_s(), time.perf_counter()
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
+            done = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_s, env=env
+            )
         except subprocess.TimeoutExpired:
             return {"error": f"timed out after {timeout_s} s"}
         wall = time.perf_counter() - started
@@ -399,7 +405,10 @@ def run_worker(method, query, path, warm_path, max_other_load, blas_threads, tim
         result.update({"other_load": other_load, "attempts": attempt})
         if other_load <= max_other_load:
             break
-        print(f"# {method} {query}: other processes used {other_load:.2f} cores, again", file=sys.stderr)
+        print(
+            f"# {method} {query}: other processes used {other_load:.2f} cores, again",
+            file=sys.stderr,
+        )
     return result
 
 
@@ -464,9 +473,7 @@ def markdown(results_by_query, floors, info, n_rows, file_size, repeats) -> str:
         + f"; relay_ml extension: {info['relay_ml_extension']}",
     ]
     for query, results in results_by_query.items():
-        reference = next(
-            (r for r in results if r["method"] == REFERENCE and "query_ms" in r), None
-        )
+        reference = next((r for r in results if r["method"] == REFERENCE and "query_ms" in r), None)
         rows = next((r["shape"][0] for r in results if "shape" in r), None)
         lines += [
             "",
@@ -607,7 +614,9 @@ def main(argv=None) -> int:
     runs = {job: [] for job in jobs}
     for repeat in range(args.repeats):
         for job in jobs:
-            runs[job].append(run_worker(*job, path, warm_path, args.max_other_load, args.blas_threads))
+            runs[job].append(
+                run_worker(*job, path, warm_path, args.max_other_load, args.blas_threads)
+            )
         print(f"# repeat {repeat + 1}/{args.repeats} done", file=sys.stderr)
 
     results_by_query = {

@@ -57,7 +57,15 @@ from bench_open_export import _proc_status_mb, machine_info  # noqa: E402
 
 BATCH = 1024
 FEATURES = {"tab": [f"f{i}" for i in range(8)], "emb": ["emb"]}
-METHODS = ["relay.loader", "relay.DataLoader-0", "relay.DataLoader-2", "numpy", "datasets", "polars", "pyarrow"]
+METHODS = [
+    "relay.loader",
+    "relay.DataLoader-0",
+    "relay.DataLoader-2",
+    "numpy",
+    "datasets",
+    "polars",
+    "pyarrow",
+]
 #: The methods each workload runs (of those asked for); the others run every method but pyarrow.
 WORKLOAD_METHODS = {
     "tab-block": ["relay.loader", "numpy"],
@@ -66,7 +74,13 @@ WORKLOAD_METHODS = {
 REFERENCES = {"tab-parquet": "pyarrow"}
 REFERENCE = "numpy"
 #: The shuffle of each workload (relay's name; the peers shuffle globally when it is not None).
-SHUFFLES = {"tab": "global", "emb": "global", "tab-seq": None, "tab-block": "block", "tab-parquet": "block"}
+SHUFFLES = {
+    "tab": "global",
+    "emb": "global",
+    "tab-seq": None,
+    "tab-block": "block",
+    "tab-parquet": "block",
+}
 
 
 def _file(data: Path, workload: str) -> Path:
@@ -89,9 +103,15 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
         import pyarrow.parquet as pq
 
         def gen():
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=BATCH, columns=features + ["label"]):
+            for batch in pq.ParquetFile(path).iter_batches(
+                batch_size=BATCH, columns=features + ["label"]
+            ):
                 columns = [batch.column(f).to_numpy() for f in features]
-                yield torch.from_numpy(np.stack(columns, axis=1)), torch.from_numpy(batch.column("label").to_numpy())
+                yield (
+                    torch.from_numpy(np.stack(columns, axis=1)),
+                    torch.from_numpy(batch.column("label").to_numpy()),
+                )
+
         return gen()
     if method.startswith("relay."):
         import relay_ml as relay
@@ -99,11 +119,16 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
 
         frame = relay.scan(path)
         if method == "relay.loader":
-            return iter(loader(frame, BATCH, features=features, target="label", shuffle=shuffle, seed=0))
+            return iter(
+                loader(frame, BATCH, features=features, target="label", shuffle=shuffle, seed=0)
+            )
         workers = int(method.rsplit("-", 1)[1])
         ds = RelayDataset(frame, features=features, target="label")
-        return iter(torch.utils.data.DataLoader(ds, batch_size=BATCH, shuffle=shuffle is not None,
-                                                num_workers=workers))
+        return iter(
+            torch.utils.data.DataLoader(
+                ds, batch_size=BATCH, shuffle=shuffle is not None, num_workers=workers
+            )
+        )
     import pyarrow as pa
 
     n = pa.ipc.open_file(pa.memory_map(path)).get_batch(0).num_rows
@@ -117,22 +142,28 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
 
             def gen():
                 for s in starts:
-                    idx = order[s:s + BATCH]
+                    idx = order[s : s + BATCH]
                     yield torch.from_numpy(emb[idx]), torch.from_numpy(label[idx])
         elif shuffle:
             columns = [batch.column(f).to_numpy() for f in features]
 
             def gen():
                 for s in starts:
-                    idx = order[s:s + BATCH]
-                    yield torch.from_numpy(np.stack([c[idx] for c in columns], axis=1)), torch.from_numpy(label[idx])
+                    idx = order[s : s + BATCH]
+                    yield (
+                        torch.from_numpy(np.stack([c[idx] for c in columns], axis=1)),
+                        torch.from_numpy(label[idx]),
+                    )
         else:
             columns = [batch.column(f).to_numpy() for f in features]
 
             def gen():
                 for s in starts:
-                    yield (torch.from_numpy(np.stack([c[s:s + BATCH] for c in columns], axis=1)),
-                           torch.from_numpy(label[s:s + BATCH]))
+                    yield (
+                        torch.from_numpy(np.stack([c[s : s + BATCH] for c in columns], axis=1)),
+                        torch.from_numpy(label[s : s + BATCH]),
+                    )
+
         return gen()
     if method == "datasets":
         import datasets
@@ -142,11 +173,12 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
 
         def gen():
             for s in starts:
-                rows = ds[order[s:s + BATCH].tolist()] if shuffle else ds[s:s + BATCH]
+                rows = ds[order[s : s + BATCH].tolist()] if shuffle else ds[s : s + BATCH]
                 if workload == "emb":
                     yield rows["emb"], rows["label"]
                 else:
                     yield torch.stack([rows[f] for f in features], dim=1), rows["label"]
+
         return gen()
     if method == "polars":
         import polars as pl
@@ -155,17 +187,20 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
 
         def gen():
             for s in starts:
-                rows = df[order[s:s + BATCH]] if shuffle else df[s:s + BATCH]
+                rows = df[order[s : s + BATCH]] if shuffle else df[s : s + BATCH]
                 if workload == "emb":
                     x = torch.from_numpy(rows["emb"].to_numpy())
                 else:
                     x = torch.from_numpy(rows.select(features).to_numpy())
                 yield x, torch.from_numpy(rows["label"].to_numpy())
+
         return gen()
     raise ValueError(f"unknown method {method!r}")
 
 
-def worker(method: str, workload: str, path: str, hf_dir: str, seconds: float, shuffle: str | None) -> dict:
+def worker(
+    method: str, workload: str, path: str, hf_dir: str, seconds: float, shuffle: str | None
+) -> dict:
     import numpy  # noqa: F401  imports are not part of the time to the first batch
     import torch  # noqa: F401
 
@@ -215,17 +250,37 @@ def _evict(path: Path) -> None:
 # parent side
 
 
-def _run(method: str, workload: str, args: argparse.Namespace, shuffle: str | None, cold: bool = False) -> dict:
+def _run(
+    method: str, workload: str, args: argparse.Namespace, shuffle: str | None, cold: bool = False
+) -> dict:
     path = _file(args.data, workload)
     hf_dir = args.data / ("emb_hf" if workload == "emb" else "tab_hf")
     if cold:
         _evict(path)
-    command = [sys.executable, __file__, "--worker", method, "--workload", workload, "--path", str(path),
-               "--hf-dir", str(hf_dir), "--seconds", str(args.seconds), "--shuffle", shuffle or "none"]
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--workload",
+        workload,
+        "--path",
+        str(path),
+        "--hf-dir",
+        str(hf_dir),
+        "--seconds",
+        str(args.seconds),
+        "--shuffle",
+        shuffle or "none",
+    ]
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"}
+        return {
+            "error": done.stderr.strip().splitlines()[-1]
+            if done.stderr.strip()
+            else f"exit {done.returncode}"
+        }
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -249,7 +304,9 @@ def _ensure_data(args: argparse.Namespace, workloads: list[str]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -265,7 +322,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         shuffle = None if args.shuffle == "none" else args.shuffle
-        print(json.dumps(worker(args.worker, args.workload, args.path, args.hf_dir, args.seconds, shuffle)))
+        print(
+            json.dumps(
+                worker(args.worker, args.workload, args.path, args.hf_dir, args.seconds, shuffle)
+            )
+        )
         return 0
 
     args.methods = args.only.split(",")
@@ -275,53 +336,83 @@ def main() -> int:
         with open(_file(args.data, workload), "rb") as f:
             while f.read(1 << 24):
                 pass
+
     def methods_of(workload: str) -> list[str]:
         return [m for m in args.methods if m in WORKLOAD_METHODS.get(workload, METHODS[:-1])]
 
-    results: dict[str, dict[str, list[dict]]] = {w: {m: [] for m in methods_of(w)} for w in workloads}
+    results: dict[str, dict[str, list[dict]]] = {
+        w: {m: [] for m in methods_of(w)} for w in workloads
+    }
     for repeat in range(args.repeats):
         for workload in workloads:
             shuffle = SHUFFLES[workload]
             for method in methods_of(workload):
                 # Peers have no block shuffle: NumPy visits a global permutation, pyarrow file order.
                 peer = "global" if shuffle else None
-                run_shuffle = shuffle if method.startswith("relay.") else (None if method == "pyarrow" else peer)
-                record = _run(method, "tab" if workload in ("tab-seq", "tab-block") else workload, args, run_shuffle)
+                run_shuffle = (
+                    shuffle
+                    if method.startswith("relay.")
+                    else (None if method == "pyarrow" else peer)
+                )
+                record = _run(
+                    method,
+                    "tab" if workload in ("tab-seq", "tab-block") else workload,
+                    args,
+                    run_shuffle,
+                )
                 results[workload][method].append(record)
-                print(f"[{repeat}] {workload:8s} {method:20s} "
-                      + (f"{record['rows_per_s'] / 1e6:7.3f} M rows/s" if "rows_per_s" in record else record["error"]),
-                      file=sys.stderr)
+                print(
+                    f"[{repeat}] {workload:8s} {method:20s} "
+                    + (
+                        f"{record['rows_per_s'] / 1e6:7.3f} M rows/s"
+                        if "rows_per_s" in record
+                        else record["error"]
+                    ),
+                    file=sys.stderr,
+                )
     cold: dict[str, list[dict]] = {}
     if args.cold:
         for repeat in range(args.repeats):
             for shuffle in ("global", "block"):
-                cold.setdefault(shuffle, []).append(_run("relay.loader", "tab", args, shuffle, cold=True))
-                print(f"[{repeat}] cold tab relay.loader {shuffle}: {cold[shuffle][-1].get('rows_per_s', 0) / 1e6:.3f} M rows/s",
-                      file=sys.stderr)
+                cold.setdefault(shuffle, []).append(
+                    _run("relay.loader", "tab", args, shuffle, cold=True)
+                )
+                print(
+                    f"[{repeat}] cold tab relay.loader {shuffle}: {cold[shuffle][-1].get('rows_per_s', 0) / 1e6:.3f} M rows/s",
+                    file=sys.stderr,
+                )
 
     def median(records: list[dict], key: str) -> float | None:
         values = [r[key] for r in records if key in r]
         return statistics.median(values) if values else None
 
-    print(f"\nMachine: {machine_info()['cpu_model']} ({machine_info()['usable_cpus']} cores); batches of {BATCH}; "
-          f"medians of {args.repeats} runs of up to {args.seconds:g} s\n")
+    print(
+        f"\nMachine: {machine_info()['cpu_model']} ({machine_info()['usable_cpus']} cores); batches of {BATCH}; "
+        f"medians of {args.repeats} runs of up to {args.seconds:g} s\n"
+    )
     for workload in workloads:
         print(f"### {workload}\n")
         reference_name = REFERENCES.get(workload, REFERENCE)
-        print(f"| method | M rows/s | vs {reference_name} | first batch (ms) | RssAnon to first batch (MB) "
-              "| RssAnon growth after (MB) |")
+        print(
+            f"| method | M rows/s | vs {reference_name} | first batch (ms) | RssAnon to first batch (MB) "
+            "| RssAnon growth after (MB) |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         reference = median(results[workload].get(reference_name, []), "rows_per_s")
         for method in results[workload]:
             rate = median(results[workload][method], "rows_per_s")
             growth = median(results[workload][method], "rss_anon_growth_mb")
             if rate is None:
-                print(f"| {method} | failed: {results[workload][method][-1].get('error', '?')} | | | | |")
+                print(
+                    f"| {method} | failed: {results[workload][method][-1].get('error', '?')} | | | | |"
+                )
                 continue
             ratio = f"{rate / reference:.2f}x" if reference else "-"
             first_ms = median(results[workload][method], "first_batch_s") * 1e3
             first_mb = median(results[workload][method], "rss_anon_first_batch_mb")
-            print(f"| {method} | {rate / 1e6:.3f} | {ratio} | {first_ms:.1f} | {first_mb:.1f} | {growth:.1f} |")
+            print(
+                f"| {method} | {rate / 1e6:.3f} | {ratio} | {first_ms:.1f} | {first_mb:.1f} | {growth:.1f} |"
+            )
         print()
     if cold:
         print("### cold file (tab, evicted from the page cache before each run)\n")
@@ -330,7 +421,9 @@ def main() -> int:
         for shuffle, records in cold.items():
             print(f"| {shuffle} | {median(records, 'rows_per_s') / 1e6:.3f} |")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"machine": machine_info(), "results": results, "cold": cold}, indent=1))
+    args.json.write_text(
+        json.dumps({"machine": machine_info(), "results": results, "cold": cold}, indent=1)
+    )
     return 0
 
 

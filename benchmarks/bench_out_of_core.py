@@ -143,14 +143,18 @@ def _tab_batches(start: int, stop: int):
             columns.append(pa.array(values))
         columns.append(pa.array(md._rng("tab", 10, chunk).integers(0, 10, size=n, dtype=np.int64)))
         codes = md._rng("tab", 11, chunk).integers(0, len(md.CITIES), size=n, dtype=np.int32)
-        columns.append(pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(md.CITIES, type=pa.string())))
+        columns.append(
+            pa.DictionaryArray.from_arrays(pa.array(codes), pa.array(md.CITIES, type=pa.string()))
+        )
         yield pa.RecordBatch.from_arrays(columns, schema=md.TAB_SCHEMA).slice(lo)
 
 
 def _schema(rows: int, file_rows: int):
     import make_data as md
 
-    meta = json.dumps({"seed": md.SEED, "rows": rows, "file_rows": file_rows, "row_group_rows": ROW_GROUP_ROWS})
+    meta = json.dumps(
+        {"seed": md.SEED, "rows": rows, "file_rows": file_rows, "row_group_rows": ROW_GROUP_ROWS}
+    )
     return md.TAB_SCHEMA.with_metadata({META_KEY: meta.encode()})
 
 
@@ -168,11 +172,15 @@ def _write_shard(path: Path, start: int, stop: int, schema) -> None:
                 pending_rows += batch.num_rows
                 while pending_rows >= ROW_GROUP_ROWS:  # exactly 1 M rows per row group
                     table = pa.Table.from_batches(pending, schema=schema)
-                    writer.write_table(table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
+                    writer.write_table(
+                        table.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS
+                    )
                     rest = table.slice(ROW_GROUP_ROWS)
                     pending, pending_rows = rest.to_batches(), rest.num_rows
             if pending_rows:
-                writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=ROW_GROUP_ROWS)
+                writer.write_table(
+                    pa.Table.from_batches(pending, schema=schema), row_group_size=ROW_GROUP_ROWS
+                )
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -184,7 +192,9 @@ def _shard_ok(path: Path, start: int, stop: int, schema) -> bool:
 
     try:
         meta = pq.ParquetFile(str(path)).metadata
-        return (meta.num_rows == stop - start and meta.schema.to_arrow_schema().equals(schema, check_metadata=True))
+        return meta.num_rows == stop - start and meta.schema.to_arrow_schema().equals(
+            schema, check_metadata=True
+        )
     except Exception:  # noqa: BLE001 - missing, truncated, or not Parquet: rewrite it
         return False
 
@@ -199,14 +209,22 @@ def make_dataset(data: Path, rows: int, file_rows: int, threads: int = 2) -> Pat
     for stray in folder.glob("*.parquet"):
         if stray.name not in expected:
             stray.unlink()
-    todo = [(folder / _shard_name(i), a, b) for i, (a, b) in enumerate(ranges)
-            if not _shard_ok(folder / _shard_name(i), a, b, schema)]
+    todo = [
+        (folder / _shard_name(i), a, b)
+        for i, (a, b) in enumerate(ranges)
+        if not _shard_ok(folder / _shard_name(i), a, b, schema)
+    ]
     if not todo:
         print(f"{folder}: {len(ranges)} shards with {rows:,} rows, kept", file=sys.stderr)
         return folder
     started = time.perf_counter()
-    print(f"{folder}: writing {len(todo)} of {len(ranges)} shards ({rows:,} rows) ...", file=sys.stderr)
-    with ThreadPoolExecutor(threads) as pool:  # numpy's generators and the Parquet writer release the GIL
+    print(
+        f"{folder}: writing {len(todo)} of {len(ranges)} shards ({rows:,} rows) ...",
+        file=sys.stderr,
+    )
+    with ThreadPoolExecutor(
+        threads
+    ) as pool:  # numpy's generators and the Parquet writer release the GIL
         for _ in pool.map(lambda job: _write_shard(job[0], job[1], job[2], schema), todo):
             pass
     print(f"{folder}: written in {time.perf_counter() - started:.1f} s", file=sys.stderr)
@@ -294,13 +312,20 @@ def _batches(method: str, folder: str, timings: dict):
         from relay_ml.torch import loader
 
         frame = relay.scan(os.path.join(folder, "*.parquet"))
-        return iter(loader(frame, BATCH, features=FEATURES, target="label", shuffle="block", seed=0))
+        return iter(
+            loader(frame, BATCH, features=FEATURES, target="label", shuffle="block", seed=0)
+        )
     if method == "ray":
         import ray
 
         started = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=int(float(os.environ["OOC_RAY_STORE"])),
-                 log_to_driver=False, logging_level="error")
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            object_store_memory=int(float(os.environ["OOC_RAY_STORE"])),
+            log_to_driver=False,
+            logging_level="error",
+        )
         timings["init_s"] = time.perf_counter() - started
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
@@ -311,15 +336,19 @@ def _batches(method: str, folder: str, timings: dict):
         ds = ray.data.read_parquet(folder, shuffle="files").select_columns(COLUMNS)
 
         def gen():
-            for b in ds.iter_torch_batches(batch_size=BATCH, local_shuffle_buffer_size=SHUFFLE_BUFFER,
-                                           local_shuffle_seed=0):
+            for b in ds.iter_torch_batches(
+                batch_size=BATCH, local_shuffle_buffer_size=SHUFFLE_BUFFER, local_shuffle_seed=0
+            ):
                 yield torch.stack([b[f] for f in FEATURES], dim=1), b["label"]
+
         return gen()
     if method.startswith("datasets"):
         import datasets
 
         datasets.disable_progress_bars()
-        ds = datasets.load_dataset("parquet", data_files=files, split="train", streaming=True, columns=COLUMNS)
+        ds = datasets.load_dataset(
+            "parquet", data_files=files, split="train", streaming=True, columns=COLUMNS
+        )
         # datasets >= 5 fills the buffer from up to 10 shards at once (`max_buffer_input_shards`);
         # ".1shard" reads one shard at a time.
         shards = {"max_buffer_input_shards": 1} if method == "datasets.1shard" else {}
@@ -332,6 +361,7 @@ def _batches(method: str, folder: str, timings: dict):
         def gen():
             for b in batches:
                 yield torch.stack([b[f] for f in FEATURES], dim=1), b["label"]
+
         return gen()
     if method == "pyarrow":
         import pyarrow.parquet as pq
@@ -341,13 +371,19 @@ def _batches(method: str, folder: str, timings: dict):
                 for rb in pq.ParquetFile(f).iter_batches(batch_size=BATCH, columns=COLUMNS):
                     x = np.stack([rb.column(name).to_numpy() for name in FEATURES], axis=1)
                     yield torch.from_numpy(x), torch.from_numpy(rb.column("label").to_numpy())
+
         return gen()
     raise ValueError(f"unknown method {method!r}")
 
 
-_IMPORTS = {"relay": ["relay_ml", "relay_ml.torch"], "ray": ["ray", "ray.data"], "datasets": ["datasets"],
-            "datasets.1shard": ["datasets"],
-            "datasets.DataLoader": ["datasets"], "pyarrow": ["pyarrow", "pyarrow.parquet"]}
+_IMPORTS = {
+    "relay": ["relay_ml", "relay_ml.torch"],
+    "ray": ["ray", "ray.data"],
+    "datasets": ["datasets"],
+    "datasets.1shard": ["datasets"],
+    "datasets.DataLoader": ["datasets"],
+    "pyarrow": ["pyarrow", "pyarrow.parquet"],
+}
 
 
 def worker(method: str, folder: str, max_rows: int) -> dict:
@@ -458,9 +494,13 @@ class MemoryGroup:
         path.mkdir()
         group = cls(path, version)
         try:
-            (path / ("memory.limit_in_bytes" if version == 1 else "memory.max")).write_text(str(limit_bytes))
+            (path / ("memory.limit_in_bytes" if version == 1 else "memory.max")).write_text(
+                str(limit_bytes)
+            )
             if version == 2:
-                (path / "memory.swap.max").write_text("0") if (path / "memory.swap.max").exists() else None
+                (path / "memory.swap.max").write_text("0") if (
+                    path / "memory.swap.max"
+                ).exists() else None
         except OSError:
             group.remove()
             raise
@@ -575,9 +615,16 @@ class Sampler(threading.Thread):
     OOM kills (`abort_on_oom`: the first OOM kill in the group ends the run: a method whose
     processes are killed and restarted, as Ray's are, could otherwise retry until the timeout)."""
 
-    def __init__(self, driver: int, group: MemoryGroup | None, abort_on_oom: bool, interval: float = 0.1) -> None:
+    def __init__(
+        self, driver: int, group: MemoryGroup | None, abort_on_oom: bool, interval: float = 0.1
+    ) -> None:
         super().__init__(daemon=True)
-        self.driver, self.group, self.abort_on_oom, self.interval = driver, group, abort_on_oom, interval
+        self.driver, self.group, self.abort_on_oom, self.interval = (
+            driver,
+            group,
+            abort_on_oom,
+            interval,
+        )
         self.stop = threading.Event()
         self.peak_tree_kb = self.peak_driver_kb = self.peak_processes = self.peak_shmem = 0
         self.cpu_ticks: dict[int, int] = {}
@@ -622,11 +669,17 @@ def _busy_cpu_s() -> float:
     return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def _run(method: str, limited: bool, folder: Path, args: argparse.Namespace, files: list[Path]) -> dict:
+def _run(
+    method: str, limited: bool, folder: Path, args: argparse.Namespace, files: list[Path]
+) -> dict:
     """One method in a fresh subprocess; again (up to --tries in all) when other processes kept
     more than --max-other-load cores busy meanwhile (the development machine is shared)."""
     for attempt in range(1, args.tries + 1):
-        busy, own, children = _busy_cpu_s(), _cpu_s(resource.RUSAGE_SELF), _cpu_s(resource.RUSAGE_CHILDREN)
+        busy, own, children = (
+            _busy_cpu_s(),
+            _cpu_s(resource.RUSAGE_SELF),
+            _cpu_s(resource.RUSAGE_CHILDREN),
+        )
         record = _run_once(method, limited, folder, args, files)
         # The method's CPU: its reaped processes, or the per-process samples where larger (Ray's
         # workers are not our children and may never be reaped by theirs).
@@ -637,7 +690,10 @@ def _run(method: str, limited: bool, folder: Path, args: argparse.Namespace, fil
         if other <= args.max_other_load or "timed out" in record.get("error", ""):
             break
         if attempt < args.tries:
-            print(f"# {method}: other processes used {other:.2f} cores meanwhile, again", file=sys.stderr)
+            print(
+                f"# {method}: other processes used {other:.2f} cores meanwhile, again",
+                file=sys.stderr,
+            )
     return record
 
 
@@ -646,24 +702,50 @@ def _cpu_s(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _run_once(method: str, limited: bool, folder: Path, args: argparse.Namespace, files: list[Path]) -> dict:
+def _run_once(
+    method: str, limited: bool, folder: Path, args: argparse.Namespace, files: list[Path]
+) -> dict:
     if args.cold:
         _evict(files)
     group = None
     if limited:
-        group = MemoryGroup.create(f"relay_bench_ooc_{method}_{os.getpid()}", int(args.mem_limit * 2**30))
+        group = MemoryGroup.create(
+            f"relay_bench_ooc_{method}_{os.getpid()}", int(args.mem_limit * 2**30)
+        )
     scratch = Path(tempfile.mkdtemp(prefix="relay_bench_ooc_"))
     result_path, log_path = scratch / "result.json", scratch / "log.txt"
-    command = [sys.executable, __file__, "--worker", method, "--path", str(folder), "--max-rows", str(args.max_rows),
-               "--result", str(result_path)]
-    env = dict(os.environ, OOC_RAY_STORE=str(args.ray_object_store), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               RAY_DEDUP_LOGS="0")
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        method,
+        "--path",
+        str(folder),
+        "--max-rows",
+        str(args.max_rows),
+        "--result",
+        str(result_path),
+    ]
+    env = dict(
+        os.environ,
+        OOC_RAY_STORE=str(args.ray_object_store),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        RAY_DEDUP_LOGS="0",
+    )
     started = time.perf_counter()
     # Output to a file, not a pipe: processes the method leaves running (Ray's) would hold a
     # pipe open after the driver exits.
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
-                                   start_new_session=True, preexec_fn=group.add_self if group else None)
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            start_new_session=True,
+            preexec_fn=group.add_self if group else None,
+        )
     sampler = Sampler(process.pid, group, abort_on_oom=not args.allow_oom_kills)
     sampler.start()
     timed_out = False
@@ -680,7 +762,11 @@ def _run_once(method: str, limited: bool, folder: Path, args: argparse.Namespace
     else:
         for pid in set(_descendants(process.pid)) | set(sampler.seen):
             started_at = _start_time(pid)
-            if pid != os.getpid() and started_at is not None and started_at == sampler.seen.get(pid, started_at):
+            if (
+                pid != os.getpid()
+                and started_at is not None
+                and started_at == sampler.seen.get(pid, started_at)
+            ):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -708,11 +794,15 @@ def _run_once(method: str, limited: bool, folder: Path, args: argparse.Namespace
         record.update(json.loads(result))
         return record
     if sampler.oom_aborted:
-        record["error"] = f"OOM kill in its group under the {args.mem_limit:g} GiB limit (run ended)"
+        record["error"] = (
+            f"OOM kill in its group under the {args.mem_limit:g} GiB limit (run ended)"
+        )
     elif timed_out:
         record["error"] = f"timed out after {args.timeout:g} s"
     elif record.get("oom_kills"):
-        record["error"] = f"OOM-killed under the {args.mem_limit:g} GiB limit (exit {process.returncode})"
+        record["error"] = (
+            f"OOM-killed under the {args.mem_limit:g} GiB limit (exit {process.returncode})"
+        )
     else:
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         record["error"] = lines[-1][:300] if lines else f"exit {process.returncode}"
@@ -733,26 +823,52 @@ def _versions() -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--rows", type=lambda s: int(s.replace("_", "")), default=DEFAULT_ROWS)
-    parser.add_argument("--file-rows", type=lambda s: int(s.replace("_", "")), default=DEFAULT_FILE_ROWS)
-    parser.add_argument("--max-rows", type=lambda s: int(s.replace("_", "")), default=20_000_000,
-                        help="rows per method (0: one full epoch)")
-    parser.add_argument("--mem-limit", type=float, default=2.0, help="GiB per method, by cgroup (0: no limit)")
+    parser.add_argument(
+        "--file-rows", type=lambda s: int(s.replace("_", "")), default=DEFAULT_FILE_ROWS
+    )
+    parser.add_argument(
+        "--max-rows",
+        type=lambda s: int(s.replace("_", "")),
+        default=20_000_000,
+        help="rows per method (0: one full epoch)",
+    )
+    parser.add_argument(
+        "--mem-limit", type=float, default=2.0, help="GiB per method, by cgroup (0: no limit)"
+    )
     parser.add_argument("--ray-object-store", type=float, default=5e8, help="bytes")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per method run")
-    parser.add_argument("--max-other-load", type=float, default=0.3,
-                        help="run a method again when other processes used more cores than this meanwhile")
-    parser.add_argument("--tries", type=int, default=2, help="runs per method at most (see --max-other-load)")
-    parser.add_argument("--only", default=",".join(METHODS), help=f"methods, of {METHODS + EXTRA_METHODS}")
+    parser.add_argument(
+        "--max-other-load",
+        type=float,
+        default=0.3,
+        help="run a method again when other processes used more cores than this meanwhile",
+    )
+    parser.add_argument(
+        "--tries", type=int, default=2, help="runs per method at most (see --max-other-load)"
+    )
+    parser.add_argument(
+        "--only", default=",".join(METHODS), help=f"methods, of {METHODS + EXTRA_METHODS}"
+    )
     parser.add_argument("--skip", default="", help="methods to leave out, e.g. relay")
-    parser.add_argument("--nolimit", default="ray",
-                        help="methods also run without the memory limit (an extra row each; '' for none)")
-    parser.add_argument("--allow-oom-kills", action="store_true",
-                        help="let a run go on after an OOM kill in its group (Ray restarts killed workers)")
-    parser.add_argument("--cold", action="store_true", help="evict the shards from the page cache before each run")
+    parser.add_argument(
+        "--nolimit",
+        default="ray",
+        help="methods also run without the memory limit (an extra row each; '' for none)",
+    )
+    parser.add_argument(
+        "--allow-oom-kills",
+        action="store_true",
+        help="let a run go on after an OOM kill in its group (Ray restarts killed workers)",
+    )
+    parser.add_argument(
+        "--cold", action="store_true", help="evict the shards from the page cache before each run"
+    )
     parser.add_argument("--generate-only", action="store_true")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -813,11 +929,16 @@ def main() -> int:
         for key, method, limited in runs:
             record = _run(method, limited, folder, args, files)
             results[key].append(record)
-            line = (f"{record['rows_per_s'] / 1e6:7.3f} M rows/s, first batch {record['first_batch_s']:.2f} s"
-                    if record.get("rows_per_s") else record.get("error", "?"))
-            print(f"[{repeat}] {key:28s} {line}; peak RssAnon {record['peak_rss_anon_all_mb']:.0f} MiB "
-                  f"(driver {record['peak_rss_anon_driver_mb']:.0f}); other load {record['other_load']:.2f}",
-                  file=sys.stderr)
+            line = (
+                f"{record['rows_per_s'] / 1e6:7.3f} M rows/s, first batch {record['first_batch_s']:.2f} s"
+                if record.get("rows_per_s")
+                else record.get("error", "?")
+            )
+            print(
+                f"[{repeat}] {key:28s} {line}; peak RssAnon {record['peak_rss_anon_all_mb']:.0f} MiB "
+                f"(driver {record['peak_rss_anon_driver_mb']:.0f}); other load {record['other_load']:.2f}",
+                file=sys.stderr,
+            )
             if "error" in record and record.get("stderr_tail"):
                 print(record["stderr_tail"][-1500:], file=sys.stderr)
 
@@ -828,32 +949,49 @@ def main() -> int:
     machine = machine_info()
     machine["versions"] = _versions()
     gb = 1e9
-    print(f"\nMachine: {machine['cpu_model']} ({machine['usable_cpus']} cores, {machine['ram_gib']} GiB); "
-          f"batches of {BATCH} x (f0..f7 -> (B, 8) float32, label int64)")
-    print(f"Dataset: {info['rows']:,} rows in {info['files']} Parquet files ({info['row_groups']} row groups), "
-          f"{info['on_disk_bytes'] / gb:.2f} GB on disk, {info['decoded_selected_bytes'] / gb:.2f} GB decoded "
-          f"(f0..f7 + label; {info['decoded_all_bytes'] / gb:.2f} GB all columns)")
-    ratio_note = (f" (decoded selection = {info['decoded_selected_bytes'] / (args.mem_limit * 2**30):.2f}x the limit; "
-                  "an OOM kill of any of its processes ends a run)" if args.limit_mode else "")
+    print(
+        f"\nMachine: {machine['cpu_model']} ({machine['usable_cpus']} cores, {machine['ram_gib']} GiB); "
+        f"batches of {BATCH} x (f0..f7 -> (B, 8) float32, label int64)"
+    )
+    print(
+        f"Dataset: {info['rows']:,} rows in {info['files']} Parquet files ({info['row_groups']} row groups), "
+        f"{info['on_disk_bytes'] / gb:.2f} GB on disk, {info['decoded_selected_bytes'] / gb:.2f} GB decoded "
+        f"(f0..f7 + label; {info['decoded_all_bytes'] / gb:.2f} GB all columns)"
+    )
+    ratio_note = (
+        f" (decoded selection = {info['decoded_selected_bytes'] / (args.mem_limit * 2**30):.2f}x the limit; "
+        "an OOM kill of any of its processes ends a run)"
+        if args.limit_mode
+        else ""
+    )
     print(f"Memory: {memory_note}{ratio_note}")
-    print(f"Page cache: {'evicted before each run (--cold)' if args.cold else 'shards read once before the runs (warm)'}")
-    print(f"Rows per run: {'one epoch' if args.max_rows == 0 else f'{args.max_rows:,} (or an epoch)'}; "
-          f"{'medians of ' + str(args.repeats) + ' runs' if args.repeats > 1 else 'one run each'}; "
-          f"Ray object store {args.ray_object_store / 1e6:.0f} MB\n")
+    print(
+        f"Page cache: {'evicted before each run (--cold)' if args.cold else 'shards read once before the runs (warm)'}"
+    )
+    print(
+        f"Rows per run: {'one epoch' if args.max_rows == 0 else f'{args.max_rows:,} (or an epoch)'}; "
+        f"{'medians of ' + str(args.repeats) + ' runs' if args.repeats > 1 else 'one run each'}; "
+        f"Ray object store {args.ray_object_store / 1e6:.0f} MB\n"
+    )
     has_group = bool(args.limit_mode)
-    header = ("| method | shuffle | M rows/s | relay / method | first batch (s) | peak RssAnon, all processes (MiB) "
-              "| driver (MiB) | driver after imports (MiB) |")
+    header = (
+        "| method | shuffle | M rows/s | relay / method | first batch (s) | peak RssAnon, all processes (MiB) "
+        "| driver (MiB) | driver after imports (MiB) |"
+    )
     rule = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     if has_group:
         header += " cgroup peak (MiB) | shm peak (MiB) |"
         rule += " ---: | ---: |"
     print(header + " other load (cores) | check |")
     print(rule + " ---: | --- |")
-    shuffles = {"relay": "block (row groups, 1 M-row windows)", "ray": f"files + local buffer {SHUFFLE_BUFFER:,}",
-                "datasets": f"shards + buffer {HF_BUFFER:,} from 10 shards",
-                "datasets.1shard": f"shards + buffer {HF_BUFFER:,} from 1 shard",
-                "datasets.DataLoader": f"shards + buffer {HF_BUFFER:,} from 10 shards",
-                "pyarrow": "none"}
+    shuffles = {
+        "relay": "block (row groups, 1 M-row windows)",
+        "ray": f"files + local buffer {SHUFFLE_BUFFER:,}",
+        "datasets": f"shards + buffer {HF_BUFFER:,} from 10 shards",
+        "datasets.1shard": f"shards + buffer {HF_BUFFER:,} from 1 shard",
+        "datasets.DataLoader": f"shards + buffer {HF_BUFFER:,} from 10 shards",
+        "pyarrow": "none",
+    }
     relay_rate = median(results.get(REFERENCE, []), "rows_per_s")
     summary: dict = {}
 
@@ -866,13 +1004,19 @@ def main() -> int:
         if rate is None:
             last = records[-1]
             error = last.get("error", "?")
-            row = (f"| {key} | {shuffles[method]} | failed: {error} | | | {last['peak_rss_anon_all_mb']:.0f} | "
-                   f"{last['peak_rss_anon_driver_mb']:.0f} | |")
+            row = (
+                f"| {key} | {shuffles[method]} | failed: {error} | | | {last['peak_rss_anon_all_mb']:.0f} | "
+                f"{last['peak_rss_anon_driver_mb']:.0f} | |"
+            )
             if has_group:
                 row += f" {cell(last.get('cgroup_peak_mb'))} | {cell(last.get('cgroup_peak_shmem_mb'))} |"
             print(row + f" {last.get('other_load', 0):.2f} | |")
-            summary[key] = {"error": error, "limited": limited, "peak_rss_anon_all_mb": last["peak_rss_anon_all_mb"],
-                            "cgroup_peak_mb": last.get("cgroup_peak_mb")}
+            summary[key] = {
+                "error": error,
+                "limited": limited,
+                "peak_rss_anon_all_mb": last["peak_rss_anon_all_mb"],
+                "cgroup_peak_mb": last.get("cgroup_peak_mb"),
+            }
             continue
         check = []
         for r in records:
@@ -889,13 +1033,27 @@ def main() -> int:
                     check.append("WRONG f0 sum")
         check_text = "; ".join(sorted(set(check))) or ("epoch ok" if reference else "shapes ok")
         ratio = f"{relay_rate / rate:.2f}x" if relay_rate else "-"
-        values = {k: median(records, k) for k in ("first_batch_s", "peak_rss_anon_all_mb", "peak_rss_anon_driver_mb",
-                                                  "cgroup_peak_mb", "cgroup_peak_shmem_mb", "init_s",
-                                                  "driver_rss_anon_after_imports_mb", "other_load")}
-        first = f"{values['first_batch_s']:.2f}" + (f" (init {values['init_s']:.1f})" if values["init_s"] else "")
-        row = (f"| {key} | {shuffles[method]} | {rate / 1e6:.3f} | {ratio} | {first} | "
-               f"{values['peak_rss_anon_all_mb']:.0f} | {values['peak_rss_anon_driver_mb']:.0f} | "
-               f"{values['driver_rss_anon_after_imports_mb']:.0f} |")
+        values = {
+            k: median(records, k)
+            for k in (
+                "first_batch_s",
+                "peak_rss_anon_all_mb",
+                "peak_rss_anon_driver_mb",
+                "cgroup_peak_mb",
+                "cgroup_peak_shmem_mb",
+                "init_s",
+                "driver_rss_anon_after_imports_mb",
+                "other_load",
+            )
+        }
+        first = f"{values['first_batch_s']:.2f}" + (
+            f" (init {values['init_s']:.1f})" if values["init_s"] else ""
+        )
+        row = (
+            f"| {key} | {shuffles[method]} | {rate / 1e6:.3f} | {ratio} | {first} | "
+            f"{values['peak_rss_anon_all_mb']:.0f} | {values['peak_rss_anon_driver_mb']:.0f} | "
+            f"{values['driver_rss_anon_after_imports_mb']:.0f} |"
+        )
         if has_group:
             row += f" {cell(values['cgroup_peak_mb'])} | {cell(values['cgroup_peak_shmem_mb'])} |"
         print(f"{row} {values['other_load']:.2f} | {check_text} |")
@@ -904,28 +1062,54 @@ def main() -> int:
     def rate_of(method: str) -> tuple[float | None, str]:
         for key in (method, f"{method} (no limit)"):
             if summary.get(key, {}).get("rows_per_s"):
-                return summary[key]["rows_per_s"], ("" if summary[key]["limited"] or not args.limit_mode
-                                                    else " (peer without the limit)")
+                return summary[key]["rows_per_s"], (
+                    ""
+                    if summary[key]["limited"] or not args.limit_mode
+                    else " (peer without the limit)"
+                )
         return None, ""
 
     targets = []
     (ray_rate, ray_note), (arrow_rate, arrow_note) = rate_of("ray"), rate_of("pyarrow")
     relay_anon = summary.get("relay", {}).get("peak_rss_anon_all_mb")
     if relay_rate and ray_rate:
-        targets.append(("relay >= 3x Ray Data shuffled rows/s", f"{relay_rate / ray_rate:.2f}x{ray_note}",
-                        relay_rate >= 3 * ray_rate))
+        targets.append(
+            (
+                "relay >= 3x Ray Data shuffled rows/s",
+                f"{relay_rate / ray_rate:.2f}x{ray_note}",
+                relay_rate >= 3 * ray_rate,
+            )
+        )
     else:
         targets.append(("relay >= 3x Ray Data shuffled rows/s", "not measured", None))
     if relay_rate and arrow_rate:
-        targets.append(("relay >= hand-written unshuffled pyarrow loop rows/s", f"{relay_rate / arrow_rate:.2f}x{arrow_note}",
-                        relay_rate >= arrow_rate))
+        targets.append(
+            (
+                "relay >= hand-written unshuffled pyarrow loop rows/s",
+                f"{relay_rate / arrow_rate:.2f}x{arrow_note}",
+                relay_rate >= arrow_rate,
+            )
+        )
     else:
-        targets.append(("relay >= hand-written unshuffled pyarrow loop rows/s", "not measured", None))
+        targets.append(
+            ("relay >= hand-written unshuffled pyarrow loop rows/s", "not measured", None)
+        )
     if relay_anon is not None and relay_rate:
-        targets.append(("relay peak RssAnon < 1 GB (954 MiB)", f"{relay_anon:.0f} MiB", relay_anon * 2**20 < 1e9))
+        targets.append(
+            (
+                "relay peak RssAnon < 1 GB (954 MiB)",
+                f"{relay_anon:.0f} MiB",
+                relay_anon * 2**20 < 1e9,
+            )
+        )
     elif "error" in summary.get("relay", {}):
-        targets.append(("relay peak RssAnon < 1 GB (954 MiB)",
-                        f"failed ({summary['relay']['error']}) at {relay_anon:.0f} MiB", False))
+        targets.append(
+            (
+                "relay peak RssAnon < 1 GB (954 MiB)",
+                f"failed ({summary['relay']['error']}) at {relay_anon:.0f} MiB",
+                False,
+            )
+        )
     else:
         targets.append(("relay peak RssAnon < 1 GB (954 MiB)", "not measured", None))
     print("\nTargets:")
@@ -933,13 +1117,26 @@ def main() -> int:
         print(f"- {name}: {value} -> {'met' if met else 'NOT met' if met is False else '-'}")
 
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "machine": machine, "dataset": info, "memory": memory_note,
-        "mem_limit_gib": args.mem_limit if args.limit_mode else None, "cold": args.cold, "max_rows": args.max_rows,
-        "ray_object_store_bytes": args.ray_object_store, "command": sys.argv, "shuffle": shuffles,
-        "reference_sums": reference, "summary": summary,
-        "targets": [{"target": n, "value": v, "met": m} for n, v, m in targets], "results": results,
-    }, indent=1))
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "dataset": info,
+                "memory": memory_note,
+                "mem_limit_gib": args.mem_limit if args.limit_mode else None,
+                "cold": args.cold,
+                "max_rows": args.max_rows,
+                "ray_object_store_bytes": args.ray_object_store,
+                "command": sys.argv,
+                "shuffle": shuffles,
+                "reference_sums": reference,
+                "summary": summary,
+                "targets": [{"target": n, "value": v, "met": m} for n, v, m in targets],
+                "results": results,
+            },
+            indent=1,
+        )
+    )
     print(f"\n{args.json}", file=sys.stderr)
     return 0
 

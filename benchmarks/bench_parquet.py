@@ -98,8 +98,12 @@ def worker(kind: str, method: str, path: str, repeats: int) -> dict:
             run()
             samples.append(time.perf_counter() - started)
         result = np.ascontiguousarray(result, dtype=np.float32)
-        return {"first_ms": first * 1e3, "median_ms": statistics.median(samples) * 1e3, "rows": int(result.shape[0]),
-                "checksum": float(np.float64(result.sum(dtype=np.float64)))}
+        return {
+            "first_ms": first * 1e3,
+            "median_ms": statistics.median(samples) * 1e3,
+            "rows": int(result.shape[0]),
+            "checksum": float(np.float64(result.sum(dtype=np.float64))),
+        }
     out = str(Path(path).with_name(f"converted_{method}.arrow"))
     samples = []
     for _ in range(repeats):
@@ -123,7 +127,9 @@ def ensure_parquet(data: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--convert-repeats", type=int, default=3)
@@ -141,8 +147,18 @@ def main() -> None:
     Path(path).read_bytes()  # page cache warm for everyone
 
     def spawn(kind: str, method: str, convert_repeats: int = args.convert_repeats) -> dict:
-        command = [sys.executable, __file__, "--worker", kind, method, str(path), "--repeats", str(args.repeats),
-                   "--convert-repeats", str(convert_repeats)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            kind,
+            method,
+            str(path),
+            "--repeats",
+            str(args.repeats),
+            "--convert-repeats",
+            str(convert_repeats),
+        ]
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
         output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
         return json.loads(output.strip().splitlines()[-1])
@@ -174,12 +190,21 @@ def main() -> None:
 
     import relay_ml
 
-    print(f"tab.parquet ({size_mb:.0f} MB, zstd, 1 M-row groups); relay_ml from {Path(relay_ml._relay.__file__).name}")
+    print(
+        f"tab.parquet ({size_mb:.0f} MB, zstd, 1 M-row groups); relay_ml from {Path(relay_ml._relay.__file__).name}"
+    )
     print("query age > 94 -> f0..f3 to NumPy   first (ms)   median (ms)   vs relay")
     reference = results["query"]["relay_ml"]
     for method, r in results["query"].items():
-        wrong = "" if (r["rows"], round(r["checksum"], 1)) == (reference["rows"], round(reference["checksum"], 1)) else "  WRONG VALUES"
-        print(f"  {method:<34}{r['first_ms']:10.1f}{r['median_ms']:14.1f}{r['median_ms'] / reference['median_ms']:12.2f}x{wrong}")
+        wrong = (
+            ""
+            if (r["rows"], round(r["checksum"], 1))
+            == (reference["rows"], round(reference["checksum"], 1))
+            else "  WRONG VALUES"
+        )
+        print(
+            f"  {method:<34}{r['first_ms']:10.1f}{r['median_ms']:14.1f}{r['median_ms'] / reference['median_ms']:12.2f}x{wrong}"
+        )
     print("convert to Arrow IPC            seconds     MB/s (input)")
     for method, r in results["convert"].items():
         print(f"  {method:<30}{r['median_s']:8.2f}{size_mb / r['median_s']:12.0f}")

@@ -77,7 +77,12 @@ def worker(method: str, path: str, kind: str, repeats: int) -> dict:
 
     table = result if isinstance(result, pa.Table) else result.to_arrow()  # Polars: zero-copy
     id_sum = pc.sum(table["id"]).as_py()
-    return {"first_ms": first * 1e3, "median_ms": statistics.median(samples) * 1e3, "rows": table.num_rows, "id_sum": id_sum}
+    return {
+        "first_ms": first * 1e3,
+        "median_ms": statistics.median(samples) * 1e3,
+        "rows": table.num_rows,
+        "id_sum": id_sum,
+    }
 
 
 def ensure_files(data: Path, rows: int) -> dict[str, Path]:
@@ -89,7 +94,12 @@ def ensure_files(data: Path, rows: int) -> dict[str, Path]:
     paths = {"csv": data / f"tab_{rows}.csv", "ndjson": data / f"tab_{rows}.ndjson"}
     if all(path.exists() for path in paths.values()):
         return paths
-    table = ipc.open_file(pa.memory_map(str(data / "tab.arrow"))).read_all().slice(0, rows).select(COLUMNS)
+    table = (
+        ipc.open_file(pa.memory_map(str(data / "tab.arrow")))
+        .read_all()
+        .slice(0, rows)
+        .select(COLUMNS)
+    )
     table = table.set_column(6, "city", table["city"].cast(pa.string()))
     pacsv.write_csv(table, paths["csv"])
     pl.from_arrow(table).write_ndjson(paths["ndjson"])
@@ -97,7 +107,9 @@ def ensure_files(data: Path, rows: int) -> dict[str, Path]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--rows", type=int, default=2_000_000)
     parser.add_argument("--repeats", type=int, default=5)
@@ -111,7 +123,16 @@ def main() -> None:
     paths = ensure_files(args.data, args.rows)
 
     def spawn(method: str, kind: str) -> dict:
-        command = [sys.executable, __file__, "--worker", method, str(paths[kind]), kind, "--repeats", str(args.repeats)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            method,
+            str(paths[kind]),
+            kind,
+            "--repeats",
+            str(args.repeats),
+        ]
         env = dict(os.environ, OPENBLAS_NUM_THREADS="1")
         output = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
         return json.loads(output.strip().splitlines()[-1])
@@ -122,13 +143,20 @@ def main() -> None:
     print(f"tab, first {args.rows:,} rows; relay_ml from {Path(relay_ml._relay.__file__).name}")
     for kind, path in paths.items():
         path.read_bytes()  # page cache warm for everyone
-        results[kind] = {"file_mb": path.stat().st_size / 1e6, "methods": {m: spawn(m, kind) for m in READ}}
+        results[kind] = {
+            "file_mb": path.stat().st_size / 1e6,
+            "methods": {m: spawn(m, kind) for m in READ},
+        }
         reference = results[kind]["methods"]["relay_ml"]
-        print(f"{path.name} ({results[kind]['file_mb']:.0f} MB)    first (ms)   median (ms)   vs relay")
+        print(
+            f"{path.name} ({results[kind]['file_mb']:.0f} MB)    first (ms)   median (ms)   vs relay"
+        )
         for method, r in results[kind]["methods"].items():
             same = (r["rows"], r["id_sum"]) == (reference["rows"], reference["id_sum"])
-            print(f"  {method:<22}{r['first_ms']:10.1f}{r['median_ms']:14.1f}"
-                  f"{r['median_ms'] / reference['median_ms']:12.2f}x{'' if same else '  WRONG VALUES'}")
+            print(
+                f"  {method:<22}{r['first_ms']:10.1f}{r['median_ms']:14.1f}"
+                f"{r['median_ms'] / reference['median_ms']:12.2f}x{'' if same else '  WRONG VALUES'}"
+            )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
 

@@ -35,8 +35,18 @@ BATCH = 1024
 
 
 def relay_rate(frame: relay.Frame, batches: int) -> float:
-    run = iter(loader(frame, BATCH, features=["emb"], target="label", shuffle="global", seed=0,
-                      pin_memory=True, device="cuda"))
+    run = iter(
+        loader(
+            frame,
+            BATCH,
+            features=["emb"],
+            target="label",
+            shuffle="global",
+            seed=0,
+            pin_memory=True,
+            device="cuda",
+        )
+    )
     next(run)
     torch.cuda.synchronize()
     started = time.perf_counter()
@@ -55,8 +65,13 @@ def hand_written_rate(path: Path, batches: int) -> float:
     emb = batch.column("emb").flatten().to_numpy().reshape(n, -1)
     label = batch.column("label").to_numpy()
     order = epoch_order(n, "global", 0, 0).astype(np.int64)
-    pinned = [(torch.empty((BATCH, emb.shape[1]), dtype=torch.float32, pin_memory=True),
-               torch.empty(BATCH, dtype=torch.int64, pin_memory=True)) for _ in range(2)]
+    pinned = [
+        (
+            torch.empty((BATCH, emb.shape[1]), dtype=torch.float32, pin_memory=True),
+            torch.empty(BATCH, dtype=torch.int64, pin_memory=True),
+        )
+        for _ in range(2)
+    ]
     copied = [torch.cuda.Event() for _ in range(2)]
     started = None
     rows = 0
@@ -66,7 +81,7 @@ def hand_written_rate(path: Path, batches: int) -> float:
             started = time.perf_counter()
         x_host, y_host = pinned[k % 2]
         copied[k % 2].synchronize()  # the pinned buffer's previous copy has finished
-        idx = order[k * BATCH:(k + 1) * BATCH]
+        idx = order[k * BATCH : (k + 1) * BATCH]
         np.take(emb, idx, axis=0, out=x_host.numpy())
         np.take(label, idx, out=y_host.numpy())
         x = torch.empty_like(x_host, device="cuda").copy_(x_host, non_blocking=True)
@@ -81,16 +96,28 @@ def hand_written_rate(path: Path, batches: int) -> float:
 
 def check_equal(frame: relay.Frame, batches: int = 20) -> None:
     cpu = loader(frame, BATCH, features=["emb"], target="label", shuffle="global", seed=0)
-    gpu = loader(frame, BATCH, features=["emb"], target="label", shuffle="global", seed=0,
-                 pin_memory=True, device="cuda")
+    gpu = loader(
+        frame,
+        BATCH,
+        features=["emb"],
+        target="label",
+        shuffle="global",
+        seed=0,
+        pin_memory=True,
+        device="cuda",
+    )
     for k, ((xc, yc), (xg, yg)) in enumerate(zip(cpu, gpu)):
-        assert xg.is_cuda and torch.equal(xc, xg.cpu()) and torch.equal(yc, yg.cpu()), f"batch {k} differs"
+        assert xg.is_cuda and torch.equal(xc, xg.cpu()) and torch.equal(yc, yg.cpu()), (
+            f"batch {k} differs"
+        )
         if k + 1 == batches:
             break
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=HERE / "data")
     parser.add_argument("--batches", type=int, default=3000)
     args = parser.parse_args()

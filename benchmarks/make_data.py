@@ -153,9 +153,7 @@ def build_emb(n_rows: int) -> pa.RecordBatch:
     label = np.empty(n_rows, dtype=np.int64)
     _fill_integers(label, "emb", column=2, high=10)
 
-    return pa.RecordBatch.from_arrays(
-        [ids, emb, _wrap(label, pa.int64())], schema=EMB_SCHEMA
-    )
+    return pa.RecordBatch.from_arrays([ids, emb, _wrap(label, pa.int64())], schema=EMB_SCHEMA)
 
 
 BUILDERS = {"tab": build_tab, "emb": build_emb}

@@ -32,7 +32,9 @@ def make_sample(path: Path, rows: int, seed: int = 0) -> None:
     features = rng.standard_normal((rows, 8), dtype=np.float32)
     weights = rng.standard_normal((8, CLASSES)).astype(np.float32)
     label = (features @ weights).argmax(axis=1).astype(np.int64)
-    table = pa.table({"x": pa.FixedSizeListArray.from_arrays(pa.array(features.ravel()), 8), "label": label})
+    table = pa.table(
+        {"x": pa.FixedSizeListArray.from_arrays(pa.array(features.ravel()), 8), "label": label}
+    )
     with pa.ipc.new_file(path, table.schema) as writer:
         writer.write_table(table, max_chunksize=rows)
 
@@ -43,7 +45,9 @@ def loss_fn(params: dict[str, jax.Array], x: jax.Array, label: jax.Array) -> jax
 
 
 @jax.jit
-def step(params: dict[str, jax.Array], x: jax.Array, label: jax.Array) -> tuple[dict[str, jax.Array], jax.Array]:
+def step(
+    params: dict[str, jax.Array], x: jax.Array, label: jax.Array
+) -> tuple[dict[str, jax.Array], jax.Array]:
     loss, grads = jax.value_and_grad(loss_fn)(params, x, label)
     return jax.tree_util.tree_map(lambda p, g: p - 0.5 * g, params, grads), loss
 
@@ -68,15 +72,21 @@ def run(path: Path, epochs: int, batch_size: int) -> None:
     params = {"w": jnp.zeros((8, CLASSES)), "b": jnp.zeros(CLASSES)}
     for epoch in range(epochs):
         start, losses, rows = time.perf_counter(), [], 0
-        for batch in iter_batches(frame, batch_size, shuffle=True, seed=0, epoch=epoch, drop_last=True):
+        for batch in iter_batches(
+            frame, batch_size, shuffle=True, seed=0, epoch=epoch, drop_last=True
+        ):
             params, loss = step(params, batch["x"], batch["label"])
             losses.append(loss)
             rows += batch_size
         seconds = time.perf_counter() - start
-        print(f"epoch {epoch}: loss {float(jnp.mean(jnp.stack(losses))):.4f}, {rows / seconds:,.0f} rows/s")
+        print(
+            f"epoch {epoch}: loss {float(jnp.mean(jnp.stack(losses))):.4f}, {rows / seconds:,.0f} rows/s"
+        )
     # Whole columns at once for evaluation (int64 labels become int32 under JAX's 32-bit mode).
     columns = to_jax(frame)
-    accuracy = float(jnp.mean((columns["x"] @ params["w"] + params["b"]).argmax(axis=1) == columns["label"]))
+    accuracy = float(
+        jnp.mean((columns["x"] @ params["w"] + params["b"]).argmax(axis=1) == columns["label"])
+    )
     print(f"accuracy: {accuracy:.3f}")
     assert accuracy > 0.8, accuracy
 

@@ -26,12 +26,18 @@ def make_sample(path: Path, rows: int, seed: int = 0) -> None:
     features = rng.standard_normal((rows, 8), dtype=np.float32)
     weights = rng.standard_normal((8, 4)).astype(np.float32)
     label = (features @ weights).argmax(axis=1).astype(np.int64)
-    columns = {"id": np.arange(rows, dtype=np.int64), "age": rng.integers(0, 100, rows, dtype=np.int32)}
+    columns = {
+        "id": np.arange(rows, dtype=np.int64),
+        "age": rng.integers(0, 100, rows, dtype=np.int32),
+    }
     columns |= {f"f{i}": features[:, i].copy() for i in range(8)}
     columns["label"] = label
     table = pa.table(columns)
     table = table.append_column(
-        "city", pa.DictionaryArray.from_arrays(rng.integers(0, 4, rows, dtype=np.int32), ["oslo", "rome", "lima", "pune"])
+        "city",
+        pa.DictionaryArray.from_arrays(
+            rng.integers(0, 4, rows, dtype=np.int32), ["oslo", "rome", "lima", "pune"]
+        ),
     )
     tmp = path.with_suffix(".tmp")
     with pa.ipc.new_file(tmp, table.schema) as writer:
@@ -49,7 +55,9 @@ def main() -> None:
     if not args.out.exists():
         started = time.perf_counter()
         make_sample(args.out, args.rows)
-        print(f"wrote {args.out} ({args.out.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s")
+        print(
+            f"wrote {args.out} ({args.out.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s"
+        )
 
     started = time.perf_counter()
     frame = relay.scan(args.out)

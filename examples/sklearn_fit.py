@@ -58,26 +58,41 @@ def run(path: Path) -> None:
     start = time.perf_counter()
     model = RandomForestClassifier(n_estimators=20, max_depth=8, n_jobs=-1, random_state=0)
     model.fit(adults.select(FEATURES), adults["label"])
-    print(f"random forest fitted in {time.perf_counter() - start:.2f} s on {list(model.feature_names_in_)}")
+    print(
+        f"random forest fitted in {time.perf_counter() - start:.2f} s on {list(model.feature_names_in_)}"
+    )
 
     # The same estimator on NumPy arrays of the same rows gives the same model.
     x, y = adults.select(FEATURES).to_numpy(), adults["label"].to_numpy()
-    reference = RandomForestClassifier(n_estimators=20, max_depth=8, n_jobs=-1, random_state=0).fit(x, y)
+    reference = RandomForestClassifier(n_estimators=20, max_depth=8, n_jobs=-1, random_state=0).fit(
+        x, y
+    )
     assert np.array_equal(model.predict(adults.select(FEATURES)), reference.predict(x))
 
     # Splits and cross-validation keep frames and columns (rows are picked lazily).
-    x_train, x_test, y_train, y_test = train_test_split(adults.select(FEATURES), adults["label"], random_state=0)
+    x_train, x_test, y_train, y_test = train_test_split(
+        adults.select(FEATURES), adults["label"], random_state=0
+    )
     pipeline = make_pipeline(StandardScaler(), SGDClassifier(random_state=0)).fit(x_train, y_train)
     print(f"pipeline test accuracy: {pipeline.score(x_test, y_test):.3f}")
-    scores = cross_val_score(make_pipeline(StandardScaler(), SGDClassifier(random_state=0)), adults.select(FEATURES), adults["label"], cv=3)
+    scores = cross_val_score(
+        make_pipeline(StandardScaler(), SGDClassifier(random_state=0)),
+        adults.select(FEATURES),
+        adults["label"],
+        cv=3,
+    )
     print(f"cross-validation accuracy: {scores.mean():.3f} ± {scores.std():.3f}")
 
     # Larger than memory: stream shuffled batches through partial_fit, predict batch by batch.
     start = time.perf_counter()
-    incremental = partial_fit(SGDClassifier(random_state=0), df, FEATURES, "label", batch_size=16_384, epochs=2)
+    incremental = partial_fit(
+        SGDClassifier(random_state=0), df, FEATURES, "label", batch_size=16_384, epochs=2
+    )
     predictions = predict_batches(incremental, df, FEATURES, batch_size=65_536)
     accuracy = float((predictions == df["label"].to_numpy()).mean())
-    print(f"partial_fit over {df.num_rows:,} rows (2 epochs) in {time.perf_counter() - start:.2f} s, accuracy {accuracy:.3f}")
+    print(
+        f"partial_fit over {df.num_rows:,} rows (2 epochs) in {time.perf_counter() - start:.2f} s, accuracy {accuracy:.3f}"
+    )
     assert accuracy > 0.6, accuracy
 
 

@@ -32,7 +32,9 @@ def write_sample(path: Path, rows: int, seed: int = 0) -> None:
     logits = x @ weights + 0.5 * rng.standard_normal((rows, 4)).astype(np.float32)
     columns = {name: x[:, i] for i, name in enumerate(FEATURES)}
     columns["label"] = logits.argmax(axis=1).astype(np.int64)
-    columns["split"] = pa.array(np.where(rng.random(rows) < 0.8, "train", "test")).dictionary_encode()
+    columns["split"] = pa.array(
+        np.where(rng.random(rows) < 0.8, "train", "test")
+    ).dictionary_encode()
     table = pa.table(columns)
     with pa.ipc.new_file(path, table.schema) as writer:
         writer.write_table(table, max_chunksize=rows)
@@ -49,7 +51,9 @@ def accuracy(model: nn.Module, frame: relay.Frame) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=400_000)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024)
@@ -64,8 +68,12 @@ def main() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(len(FEATURES), 64), nn.ReLU(), nn.Linear(64, 4))
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    batches = loader(train, args.batch_size, features=FEATURES, target="label", shuffle="global", seed=0)
-    print(f"{len(train):,} training rows, {len(test):,} test rows, {len(batches)} batches per epoch")
+    batches = loader(
+        train, args.batch_size, features=FEATURES, target="label", shuffle="global", seed=0
+    )
+    print(
+        f"{len(train):,} training rows, {len(test):,} test rows, {len(batches)} batches per epoch"
+    )
     for epoch in range(args.epochs):
         model.train()
         started, seen, total_loss = time.perf_counter(), 0, 0.0
@@ -77,7 +85,9 @@ def main() -> None:
             seen += len(y)
             total_loss += loss.item() * len(y)
         elapsed = time.perf_counter() - started
-        print(f"epoch {epoch}: loss {total_loss / seen:.4f}, {seen / elapsed:,.0f} rows/s (training included)")
+        print(
+            f"epoch {epoch}: loss {total_loss / seen:.4f}, {seen / elapsed:,.0f} rows/s (training included)"
+        )
     final = accuracy(model, test)
     print(f"test accuracy: {final:.3f}")
     if final < 0.7:

@@ -10,7 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from relay_ml.errors import NotArrowFileError, RelayFileNotFoundError, RelayTypeError, RelayValueError
+from relay_ml.errors import (
+    NotArrowFileError,
+    RelayFileNotFoundError,
+    RelayTypeError,
+    RelayValueError,
+)
 
 #: File suffixes and the format each names.
 FORMAT_SUFFIXES = {
@@ -28,10 +33,14 @@ FORMAT_SUFFIXES = {
 
 #: What ``format=`` accepts, mapped to the engine's names.
 FORMAT_NAMES = {
-    "ipc": "ipc", "arrow": "ipc", "feather": "ipc",
+    "ipc": "ipc",
+    "arrow": "ipc",
+    "feather": "ipc",
     "parquet": "parquet",
     "csv": "csv",
-    "ndjson": "ndjson", "json": "ndjson", "jsonl": "ndjson",
+    "ndjson": "ndjson",
+    "json": "ndjson",
+    "jsonl": "ndjson",
 }
 
 #: The value pyarrow, Hive and Spark write in a folder name for a null partition value.
@@ -118,7 +127,9 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
             )
         format = FORMAT_NAMES[format.lower()]
     if hive_partitioning is not None and not isinstance(hive_partitioning, bool):
-        raise RelayTypeError(f"scan(): hive_partitioning must be a bool or None, got {type(hive_partitioning).__name__}")
+        raise RelayTypeError(
+            f"scan(): hive_partitioning must be a bool or None, got {type(hive_partitioning).__name__}"
+        )
     root: str | None = None
     glob_root: str | None = None
     single_file = False
@@ -127,7 +138,9 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
             raise RelayValueError("scan(): the list of paths is empty")
         for item in source:
             if not isinstance(item, (str, os.PathLike)):
-                raise RelayTypeError(f"scan() takes paths (str or os.PathLike), got {type(item).__name__} in the list")
+                raise RelayTypeError(
+                    f"scan() takes paths (str or os.PathLike), got {type(item).__name__} in the list"
+                )
         paths = [os.fspath(item) for item in source]
         shown = ", ".join(paths[:2]) + (f", ... ({len(paths)} files)" if len(paths) > 2 else "")
         description = f"[{shown}]"
@@ -171,7 +184,11 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
     result = Source(description, paths, formats, [], [[] for _ in paths], single_file)
     use_hive = hive_partitioning if hive_partitioning is not None else root is not None
     if use_hive:
-        base = root or glob_root or os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+        base = (
+            root
+            or glob_root
+            or os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+        )
         parts = [_hive_parts(base, path) for path in paths]
         keys = [key for key, _ in parts[0]]
         for path, found in zip(paths, parts):
@@ -181,7 +198,9 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
                     "every file must sit under the same partition keys"
                 )
         if keys:
-            values = [[None if value == HIVE_NULL else value for _, value in found] for found in parts]
+            values = [
+                [None if value == HIVE_NULL else value for _, value in found] for found in parts
+            ]
             types = []
             for index, key in enumerate(keys):
                 present = [row[index] for row in values if row[index] is not None]
@@ -204,4 +223,6 @@ def schema_pairs(schema: Any) -> list[tuple[str, str]] | None:
         return [(str(name), _dtype_name(dtype)) for name, dtype in schema.items()]
     if type(schema).__module__.startswith("pyarrow") and hasattr(schema, "names"):
         return [(f.name, _dtype_name(f.type)) for f in schema]
-    raise RelayTypeError(f"scan(): schema must be a pyarrow.Schema or a dict name -> dtype, got {type(schema).__name__}")
+    raise RelayTypeError(
+        f"scan(): schema must be a pyarrow.Schema or a dict name -> dtype, got {type(schema).__name__}"
+    )

@@ -85,14 +85,18 @@ def _shuffle_name(shuffle: Any, streamed: bool = False) -> str:
         return "none"
     if shuffle in _SHUFFLES:
         return str(shuffle)
-    raise RelayValueError(f"shuffle must be None, 'global' or 'block' (or True/False), not {shuffle!r}")
+    raise RelayValueError(
+        f"shuffle must be None, 'global' or 'block' (or True/False), not {shuffle!r}"
+    )
 
 
 def _non_negative_int(name: str, value: Any, *, positive: bool = False) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise RelayTypeError(f"{name} must be an int, not {type(value).__name__}")
     if value < (1 if positive else 0):
-        raise RelayValueError(f"{name} must be {'positive' if positive else 'non-negative'}, not {value}")
+        raise RelayValueError(
+            f"{name} must be {'positive' if positive else 'non-negative'}, not {value}"
+        )
     return int(value)
 
 
@@ -151,9 +155,13 @@ class BatchReader:
     frame, after its filters. ``cache_bytes`` bounds the decoded pieces that map-style access
     (``gather``) keeps, least recently used first out."""
 
-    def __init__(self, frame: Frame, columns: Sequence[str], cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(
+        self, frame: Frame, columns: Sequence[str], cache_bytes: int = DEFAULT_CACHE_BYTES
+    ) -> None:
         self._columns = list(dict.fromkeys(columns))
-        self._native = NativeBatchReader(frame._native, self._columns, _non_negative_int("cache_bytes", cache_bytes))
+        self._native = NativeBatchReader(
+            frame._native, self._columns, _non_negative_int("cache_bytes", cache_bytes)
+        )
         self._positions = {name: i for i, name in enumerate(self._columns)}
         self._info: dict[str, tuple[np.dtype, int | None]] = {
             name: (np.dtype(dtype), width) for name, dtype, width in self._native.column_info()
@@ -176,12 +184,27 @@ class BatchReader:
         rows = self._native.known_num_rows
         return int(self._native.count_rows() if rows is None else rows)
 
-    def shard_rows(self, *, shuffle: str | bool | None = None, seed: int = 0, epoch: int = 0, shard: int = 0,
-                   shards: int = 1, block_size: int = DEFAULT_BLOCK_SIZE,
-                   shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER) -> int | None:
+    def shard_rows(
+        self,
+        *,
+        shuffle: str | bool | None = None,
+        seed: int = 0,
+        epoch: int = 0,
+        shard: int = 0,
+        shards: int = 1,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    ) -> int | None:
         """Rows shard ``shard`` of ``shards`` visits in the epoch, when known before reading."""
-        rows = self._native.shard_rows(_shuffle_name(shuffle, self.streamed), seed, epoch, block_size, shuffle_buffer,
-                                       shard, shards)
+        rows = self._native.shard_rows(
+            _shuffle_name(shuffle, self.streamed),
+            seed,
+            epoch,
+            block_size,
+            shuffle_buffer,
+            shard,
+            shards,
+        )
         return None if rows is None else int(rows)
 
     def cache_info(self) -> dict[str, int] | None:
@@ -216,12 +239,20 @@ class BatchReader:
             raise RelayValueError(f"output {name!r} needs at least one column")
         for column in columns:
             if column not in self._info:
-                raise RelayValueError(f"column {column!r} is not among the reader's columns {self._columns}")
+                raise RelayValueError(
+                    f"column {column!r} is not among the reader's columns {self._columns}"
+                )
         if fill_null is not None and not isinstance(fill_null, (int, float, bool, np.number)):
-            raise RelayTypeError(f"fill_null for {name!r} must be a number, not {type(fill_null).__name__}")
+            raise RelayTypeError(
+                f"fill_null for {name!r} must be a number, not {type(fill_null).__name__}"
+            )
         dtypes = [self._info[c][0] for c in columns]
         if dtype is None:
-            dtype = dtypes[0] if len(set(dtypes)) == 1 else (promote or (lambda d: np.result_type(*d)))(dtypes)
+            dtype = (
+                dtypes[0]
+                if len(set(dtypes)) == 1
+                else (promote or (lambda d: np.result_type(*d)))(dtypes)
+            )
         dtype = np.dtype(dtype)
         fill = None if fill_null is None else float(fill_null)
         if len(columns) == 1 and self.is_ragged(columns[0]):
@@ -240,7 +271,9 @@ class BatchReader:
     def _specs(self, outputs: Sequence[Output]) -> list[tuple[list[int], str, float | None]]:
         return [output._spec(self._positions) for output in outputs]
 
-    def gather(self, outputs: Sequence[Output], positions: Any, allocate: Allocate = _allocate_numpy) -> dict[str, Any]:
+    def gather(
+        self, outputs: Sequence[Output], positions: Any, allocate: Allocate = _allocate_numpy
+    ) -> dict[str, Any]:
         """The rows at ``positions`` (in that order) as ``{output name: array}``, gathered in
         parallel with the GIL released."""
         positions = np.ascontiguousarray(positions, dtype=np.int64).reshape(-1)
@@ -249,7 +282,9 @@ class BatchReader:
         ragged = self._native.gather(self._specs(outputs), positions, buffers)
         return _assemble(outputs, users, ragged, rows, rows)
 
-    def _allocate(self, outputs: Sequence[Output], rows: int, allocate: Allocate) -> tuple[list[Any], list[np.ndarray | None]]:
+    def _allocate(
+        self, outputs: Sequence[Output], rows: int, allocate: Allocate
+    ) -> tuple[list[Any], list[np.ndarray | None]]:
         users: list[Any] = []
         buffers: list[np.ndarray | None] = []
         for output in outputs:
@@ -299,7 +334,9 @@ class BatchReader:
         )
 
 
-def _assemble(outputs: Sequence[Output], users: list[Any], ragged: list[Any], rows: int, allocated: int) -> dict[str, Any]:
+def _assemble(
+    outputs: Sequence[Output], users: list[Any], ragged: list[Any], rows: int, allocated: int
+) -> dict[str, Any]:
     batch: dict[str, Any] = {}
     for output, user, pair in zip(outputs, users, ragged):
         if output.shape is None:
@@ -319,9 +356,24 @@ class ShardIterator:
     reading tells (a filtered source read piece by piece); ``len()`` then raises TypeError.
     """
 
-    def __init__(self, reader: BatchReader, outputs: Sequence[Output], *, batch_size: int, shuffle: str, seed: int,
-                 epoch: int, shard: int, shards: int, drop_last: bool, start_batch: int, prefetch: int,
-                 block_size: int, shuffle_buffer: int, allocate: Allocate | None) -> None:
+    def __init__(
+        self,
+        reader: BatchReader,
+        outputs: Sequence[Output],
+        *,
+        batch_size: int,
+        shuffle: str,
+        seed: int,
+        epoch: int,
+        shard: int,
+        shards: int,
+        drop_last: bool,
+        start_batch: int,
+        prefetch: int,
+        block_size: int,
+        shuffle_buffer: int,
+        allocate: Allocate | None,
+    ) -> None:
         if shard >= shards:
             raise RelayValueError(f"shard {shard} is out of range for {shards} shards")
         self._outputs = list(outputs)
@@ -343,20 +395,28 @@ class ShardIterator:
             batch_size=batch_size,
             drop_last=drop_last,
             start_batch=start_batch,
-            row_shapes=[None if o.shape is None else list(o.shape) for o in outputs] if owned else None,
+            row_shapes=[None if o.shape is None else list(o.shape) for o in outputs]
+            if owned
+            else None,
             depth=prefetch * 2,
         )
         self._owned = owned
         num_batches = self._stream.num_batches
         self.num_batches: int | None = None if num_batches is None else int(num_batches)
-        self.batches_done = start_batch if self.num_batches is None else min(start_batch, self.num_batches)
+        self.batches_done = (
+            start_batch if self.num_batches is None else min(start_batch, self.num_batches)
+        )
         # Users' objects of the buffer sets submitted, oldest first.
         self._in_flight: deque[list[Any]] = deque()
         # `prefetch` batches ahead per gather thread, like DataLoader's prefetch_factor per
         # worker: a thread that finishes a batch finds the next one's buffers waiting.
         # (A stream without producer threads fills each batch when asked for it: one set.)
         self._depth = max(1, prefetch * int(self._stream.producers))
-        ahead = self._depth if self.num_batches is None else min(self._depth, self.num_batches - self.batches_done)
+        ahead = (
+            self._depth
+            if self.num_batches is None
+            else min(self._depth, self.num_batches - self.batches_done)
+        )
         for _ in range(0 if owned else ahead):
             self._submit()
 
@@ -368,7 +428,9 @@ class ShardIterator:
 
     def __len__(self) -> int:
         if self.num_batches is None:
-            raise TypeError("the number of batches is known only by reading: the source is filtered and read piece by piece")
+            raise TypeError(
+                "the number of batches is known only by reading: the source is filtered and read piece by piece"
+            )
         return self.num_batches - self.batches_done
 
     def __iter__(self) -> ShardIterator:

@@ -43,8 +43,13 @@ def format_report(report: dict[str, Any]) -> str:
         f"file:        {report['path']}",
         f"size:        {_size(report['size'])} ({report['size']:,} bytes)",
         f"rows:        {report['num_rows']:,}",
-        f"batches:     {len(batches)}" + (f" (rows per batch {min(b['rows'] for b in batches):,}"
-                                           f"..{max(b['rows'] for b in batches):,})" if batches else ""),
+        f"batches:     {len(batches)}"
+        + (
+            f" (rows per batch {min(b['rows'] for b in batches):,}"
+            f"..{max(b['rows'] for b in batches):,})"
+            if batches
+            else ""
+        ),
         f"format:      Arrow IPC {report.get('format', 'file')}",
         f"compression: {', '.join(compressions) + ' (decompressed into memory on read)' if compressions else 'none'}",
         "",
@@ -52,12 +57,16 @@ def format_report(report: dict[str, Any]) -> str:
     columns = report["columns"]
     name_w = max([len("column")] + [len(c["name"]) for c in columns])
     type_w = max([len("type")] + [len(c["type"]) for c in columns])
-    lines.append(f"{'column':<{name_w}}  {'type':<{type_w}}  {'align':>5}  {'nulls':>10}  zero-copy")
+    lines.append(
+        f"{'column':<{name_w}}  {'type':<{type_w}}  {'align':>5}  {'nulls':>10}  zero-copy"
+    )
     for c in columns:
         align = "-" if c["alignment"] is None else str(c["alignment"])
         nulls = "?" if c["null_count"] is None else f"{c['null_count']:,}"
         verdict = "yes" if c["zero_copy"] else f"no: {c['reason']}"
-        lines.append(f"{c['name']:<{name_w}}  {c['type']:<{type_w}}  {align:>5}  {nulls:>10}  {verdict}")
+        lines.append(
+            f"{c['name']:<{name_w}}  {c['type']:<{type_w}}  {align:>5}  {nulls:>10}  {verdict}"
+        )
     return "\n".join(lines)
 
 
@@ -69,7 +78,9 @@ def _progress_bar(total_rows: int, enabled: bool) -> Any:
         from tqdm import tqdm
     except ImportError:
         return None
-    return tqdm(total=total_rows, unit="rows", unit_scale=True, desc="relay convert", file=sys.stderr)
+    return tqdm(
+        total=total_rows, unit="rows", unit_scale=True, desc="relay convert", file=sys.stderr
+    )
 
 
 def _input_bytes(source: str) -> int:
@@ -80,7 +91,9 @@ def _input_bytes(source: str) -> int:
     if os.path.isfile(source):
         return os.path.getsize(source)
     if os.path.isdir(source):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(source) for f in files)
+        return sum(
+            os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(source) for f in files
+        )
     return sum(os.path.getsize(p) for p in glob.glob(source, recursive=True) if os.path.isfile(p))
 
 
@@ -110,8 +123,9 @@ def convert(
     from relay_ml.io import PARQUET_SUFFIXES, write_parquet
 
     if target.lower().endswith(PARQUET_SUFFIXES):
-
-        bar = _progress_bar(rows, _input_bytes(source) > PROGRESS_MIN_BYTES if progress is None else progress)
+        bar = _progress_bar(
+            rows, _input_bytes(source) > PROGRESS_MIN_BYTES if progress is None else progress
+        )
         try:
             summary = write_parquet(frame, target, row_group_size=batch_size)
             if bar is not None:
@@ -147,16 +161,24 @@ def convert(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relay", description="relay_ml command line tools")
     commands = parser.add_subparsers(dest="command", required=True)
-    inspect = commands.add_parser("inspect", help="describe an Arrow IPC file and its zero-copy exports")
+    inspect = commands.add_parser(
+        "inspect", help="describe an Arrow IPC file and its zero-copy exports"
+    )
     inspect.add_argument("file", help="path to an Arrow IPC file")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     conv = commands.add_parser(
         "convert",
         help="rewrite data as zero-copy-ready Arrow IPC (64-byte aligned, uncompressed, large batches) or Parquet",
     )
-    conv.add_argument("input", help="what to read: an Arrow IPC, Parquet, CSV or NDJSON file, a glob or a folder")
-    conv.add_argument("output", help="Arrow IPC file to write, or Parquet for .parquet/.pq (replaced atomically)")
-    conv.add_argument("--batch-size", type=int, default=None, help="rows per record batch (default: one batch)")
+    conv.add_argument(
+        "input", help="what to read: an Arrow IPC, Parquet, CSV or NDJSON file, a glob or a folder"
+    )
+    conv.add_argument(
+        "output", help="Arrow IPC file to write, or Parquet for .parquet/.pq (replaced atomically)"
+    )
+    conv.add_argument(
+        "--batch-size", type=int, default=None, help="rows per record batch (default: one batch)"
+    )
     conv.add_argument(
         "--max-batch-bytes",
         type=int,
@@ -164,8 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="without --batch-size, the largest record batch to write (default: 2 GiB)",
     )
     bar = conv.add_mutually_exclusive_group()
-    bar.add_argument("--progress", dest="progress", action="store_true", default=None, help="always show a progress bar")
-    bar.add_argument("--no-progress", dest="progress", action="store_false", help="never show a progress bar")
+    bar.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show a progress bar",
+    )
+    bar.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "inspect":
@@ -179,7 +209,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.batch_size is not None and args.batch_size < 1:
             parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
         try:
-            summary = convert(args.input, args.output, args.batch_size, args.max_batch_bytes, args.progress)
+            summary = convert(
+                args.input, args.output, args.batch_size, args.max_batch_bytes, args.progress
+            )
         except RelayError as error:
             print(f"relay convert: {error}", file=sys.stderr)
             return 1

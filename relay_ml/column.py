@@ -219,7 +219,9 @@ class Column(ColumnBase):
         """The column as a ``pyarrow.ChunkedArray`` sharing the mapped buffers."""
         import pyarrow as pa
 
-        chunks = [pa.Array._import_from_c_capsule(schema, array) for schema, array in self._arrow_chunks()]
+        chunks = [
+            pa.Array._import_from_c_capsule(schema, array) for schema, array in self._arrow_chunks()
+        ]
         # Never empty: a column of zero rows still has one empty chunk carrying its type.
         return pa.chunked_array(chunks, type=chunks[0].type)
 
@@ -229,7 +231,11 @@ def _check_slice_args(offset: Any, length: Any) -> None:
 
     if not isinstance(offset, (int, np.integer)) or isinstance(offset, bool):
         raise RelayTypeError(f"offset must be an int, got {type(offset).__name__}")
-    if length is not None and (not isinstance(length, (int, np.integer)) or isinstance(length, bool)):
+    if length is not None and (
+        not isinstance(length, (int, np.integer)) or isinstance(length, bool)
+    ):
         raise RelayTypeError(f"length must be an int or None, got {type(length).__name__}")
     if offset < 0 or (length is not None and length < 0):
-        raise RelayValueError(f"offset and length must be >= 0, got offset={offset}, length={length}")
+        raise RelayValueError(
+            f"offset and length must be >= 0, got offset={offset}, length={length}"
+        )

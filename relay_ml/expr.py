@@ -169,7 +169,9 @@ class Expr:
         convert exactly to the column's type (1000 for int8) match nothing either. As in Polars
         2, float candidates for an integer column are a type error: cast one side first."""
         if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-            raise RelayTypeError(f"is_in() takes a collection of values, got {type(values).__name__}")
+            raise RelayTypeError(
+                f"is_in() takes a collection of values, got {type(values).__name__}"
+            )
         values = list(values.tolist() if isinstance(values, np.ndarray) else values)
         return Expr(self._native.is_in(values), ("is_in", self, values))
 
@@ -250,13 +252,19 @@ class Expr:
         their ``"midpoint"``, or ``"linear"`` interpolation between them. Types as in
         :meth:`median`."""
         if isinstance(quantile, bool) or not isinstance(quantile, (int, float)):
-            raise RelayTypeError(f"quantile() takes a float between 0 and 1, got {type(quantile).__name__}")
+            raise RelayTypeError(
+                f"quantile() takes a float between 0 and 1, got {type(quantile).__name__}"
+            )
         if not 0.0 <= quantile <= 1.0:
             raise RelayValueError(f"quantile() takes a float between 0 and 1, got {quantile!r}")
         if not isinstance(interpolation, str):
-            raise RelayTypeError(f"quantile(): interpolation must be a str, got {type(interpolation).__name__}")
+            raise RelayTypeError(
+                f"quantile(): interpolation must be a str, got {type(interpolation).__name__}"
+            )
         if interpolation not in _INTERPOLATIONS:
-            raise RelayValueError(f"quantile(): interpolation must be one of {list(_INTERPOLATIONS)}, got {interpolation!r}")
+            raise RelayValueError(
+                f"quantile(): interpolation must be one of {list(_INTERPOLATIONS)}, got {interpolation!r}"
+            )
         return AggExpr(self, "quantile", None, (float(quantile), interpolation))
 
     def count(self) -> AggExpr:
@@ -298,7 +306,11 @@ class AggExpr:
     __slots__ = ("_input", "_function", "_name", "_quantile")
 
     def __init__(
-        self, input: Expr, function: str, name: str | None = None, quantile: tuple[float, str] | None = None
+        self,
+        input: Expr,
+        function: str,
+        name: str | None = None,
+        quantile: tuple[float, str] | None = None,
     ) -> None:
         self._input = input
         self._function = function
@@ -337,7 +349,10 @@ class _StringFunctions:
     def _match(self, kind: str, pattern: str) -> Expr:
         if not isinstance(pattern, str):
             raise RelayTypeError(f"str.{kind}() takes a str pattern, got {type(pattern).__name__}")
-        return Expr(self._expr._native.string_match(kind, pattern), ("string_match", self._expr, kind, pattern))
+        return Expr(
+            self._expr._native.string_match(kind, pattern),
+            ("string_match", self._expr, kind, pattern),
+        )
 
     def starts_with(self, prefix: str) -> Expr:
         return self._match("starts_with", prefix)
@@ -395,7 +410,9 @@ def _to_expr(value: IntoExpr) -> Expr:
         return col(value.name)
     if isinstance(value, (bool, int, float, str, bytes, _dt.date, np.generic)) or value is None:
         return lit(value)
-    raise RelayTypeError(f"cannot use a {type(value).__name__} in an expression; use col(), lit() or a scalar")
+    raise RelayTypeError(
+        f"cannot use a {type(value).__name__} in an expression; use col(), lit() or a scalar"
+    )
 
 
 class When:

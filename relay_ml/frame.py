@@ -118,7 +118,9 @@ def scan(
         has_header = format_options.get("has_header")
         separator = format_options.get("separator")
         if has_header is not None and not isinstance(has_header, bool):
-            raise RelayTypeError(f"scan(): has_header must be a bool, got {type(has_header).__name__}")
+            raise RelayTypeError(
+                f"scan(): has_header must be a bool, got {type(has_header).__name__}"
+            )
         if separator is not None and not isinstance(separator, str):
             raise RelayTypeError(f"scan(): separator must be a str, got {type(separator).__name__}")
         native = NativeFrame.read(
@@ -131,10 +133,19 @@ def scan(
             has_header,
             separator,
         )
-        options: dict[str, Any] = {"format": format, "hive_partitioning": hive_partitioning, **format_options}
+        options: dict[str, Any] = {
+            "format": format,
+            "hive_partitioning": hive_partitioning,
+            **format_options,
+        }
         if pairs is not None:
             options["schema"] = dict(pairs)
-        recipe = (os.fspath(source) if isinstance(source, (str, os.PathLike)) else [os.fspath(p) for p in source], options)
+        recipe = (
+            os.fspath(source)
+            if isinstance(source, (str, os.PathLike))
+            else [os.fspath(p) for p in source],
+            options,
+        )
         frame = Frame._wrap(native, ((_SCAN_OP, recipe),))
     return frame if batch_size is None else BatchIterator(frame, batch_size)
 
@@ -273,7 +284,9 @@ class Frame:
             RelayTypeError: the value is of none of the kinds above.
         """
         if not isinstance(name, str):
-            raise RelayTypeError(f"with_column() takes a column name first, got {type(name).__name__}")
+            raise RelayTypeError(
+                f"with_column() takes a column name first, got {type(name).__name__}"
+            )
         return self.with_columns(**{name: value})
 
     def with_columns(self, *exprs: Any, **named: Any) -> Frame:
@@ -282,7 +295,9 @@ class Frame:
         pairs = [(e.output_name, e) for e in _exprs_of(exprs, "with_columns")]
         arrays: list[tuple[str, Any]] = []
         for name, value in named.items():
-            if _is_data(value) or (isinstance(value, Column) and not self._native._owns_column(value)):
+            if _is_data(value) or (
+                isinstance(value, Column) and not self._native._owns_column(value)
+            ):
                 arrays.append((name, value))
             else:
                 pairs.append((name, _to_expr(value)))
@@ -296,7 +311,9 @@ class Frame:
         arrays = tuple((name, v.value if isinstance(v, _PickledData) else v) for name, v in arrays)
         converted = [(name, *_attachable(name, value)) for name, value in arrays]
         native = self._native.attach(converted)
-        return self._then(native, "_attach", tuple((name, _PickledData(value)) for name, value in arrays))
+        return self._then(
+            native, "_attach", tuple((name, _PickledData(value)) for name, value in arrays)
+        )
 
     def _with_pairs(self, pairs: tuple[tuple[str, Expr], ...]) -> Frame:
         return self.with_columns(**dict(pairs))
@@ -312,16 +329,22 @@ class Frame:
     def rename(self, mapping: dict[str, str]) -> Frame:
         """Columns renamed by ``{old: new}``; data untouched."""
         if not isinstance(mapping, dict):
-            raise RelayTypeError(f"rename() takes a dict {{old: new}}, got {type(mapping).__name__}")
+            raise RelayTypeError(
+                f"rename() takes a dict {{old: new}}, got {type(mapping).__name__}"
+            )
         for old in mapping:
             if old not in self.columns:
                 self[old]
-        return self.select([col(n).alias(mapping.get(n, n)) if n in mapping else col(n) for n in self.columns])
+        return self.select(
+            [col(n).alias(mapping.get(n, n)) if n in mapping else col(n) for n in self.columns]
+        )
 
     def cast(self, dtypes: dict[str, Any]) -> Frame:
         """Columns converted by ``{name: dtype}`` (value conversion)."""
         if not isinstance(dtypes, dict):
-            raise RelayTypeError(f"cast() takes a dict {{name: dtype}}, got {type(dtypes).__name__}")
+            raise RelayTypeError(
+                f"cast() takes a dict {{name: dtype}}, got {type(dtypes).__name__}"
+            )
         return self.with_columns(**{name: col(name).cast(dtype) for name, dtype in dtypes.items()})
 
     def view(self, dtypes: dict[str, Any]) -> Frame:
@@ -341,7 +364,9 @@ class Frame:
             ColumnNotFoundError: a name is not a column of the frame.
         """
         if not isinstance(dtypes, dict):
-            raise RelayTypeError(f"view() takes a dict {{name: dtype}}, got {type(dtypes).__name__}")
+            raise RelayTypeError(
+                f"view() takes a dict {{name: dtype}}, got {type(dtypes).__name__}"
+            )
         columns = [(name, _dtype_name(dtype)) for name, dtype in dtypes.items()]
         return self._then(self._native.view(columns), "view", dict(columns))
 
@@ -521,7 +546,9 @@ class Frame:
         the selected columns, and each side reads only its output columns and keys.
         """
         if not isinstance(other, Frame):
-            raise RelayTypeError(f"join() takes a relay_ml Frame to join with, got {type(other).__name__}")
+            raise RelayTypeError(
+                f"join() takes a relay_ml Frame to join with, got {type(other).__name__}"
+            )
         if not isinstance(how, str) or how not in _JOIN_TYPES:
             raise RelayValueError(
                 f"join(): how must be one of {', '.join(repr(h) for h in _JOIN_TYPES)}, got {how!r}"
@@ -534,7 +561,9 @@ class Frame:
             left_keys = right_keys = _join_keys(on, "on")
         elif left_on is None or right_on is None:
             missing = "left_on" if left_on is None else "right_on"
-            raise RelayValueError(f"join(): pass on, or both left_on and right_on ({missing} is missing)")
+            raise RelayValueError(
+                f"join(): pass on, or both left_on and right_on ({missing} is missing)"
+            )
         else:
             left_keys, right_keys = _join_keys(left_on, "left_on"), _join_keys(right_on, "right_on")
             if len(left_keys) != len(right_keys):
@@ -544,8 +573,17 @@ class Frame:
                 )
         return self._join(other, tuple(left_keys), tuple(right_keys), how, suffix)
 
-    def _join(self, other: Frame, left_on: tuple[Expr, ...], right_on: tuple[Expr, ...], how: str, suffix: str) -> Frame:
-        native = self._native.join(other._native, [e._native for e in left_on], [e._native for e in right_on], how, suffix)
+    def _join(
+        self,
+        other: Frame,
+        left_on: tuple[Expr, ...],
+        right_on: tuple[Expr, ...],
+        how: str,
+        suffix: str,
+    ) -> Frame:
+        native = self._native.join(
+            other._native, [e._native for e in left_on], [e._native for e in right_on], how, suffix
+        )
         return self._then(native, "_join", other, left_on, right_on, how, suffix)
 
     def head(self, n: int = 5) -> Frame:
@@ -565,7 +603,9 @@ class Frame:
             return self.select(list(key))
         if isinstance(key, (Expr, Column)):
             return self.filter(key)
-        raise RelayTypeError(f"frame[...] takes a column name or a list of names, got {type(key).__name__}")
+        raise RelayTypeError(
+            f"frame[...] takes a column name or a list of names, got {type(key).__name__}"
+        )
 
     # -- plans -----------------------------------------------------------------------------
     def explain(self) -> str:
@@ -580,8 +620,18 @@ class Frame:
         the pieces (row groups, record batches, files) read and skipped and the files read and
         skipped (``files_skipped``: ruled out by their partition values, and then never
         opened, or by their pieces' statistics)."""
-        keys = ("operator", "rows_in", "rows_out", "bytes_read", "bytes_copied", "seconds", "batches_read",
-                "batches_skipped", "files_read", "files_skipped")
+        keys = (
+            "operator",
+            "rows_in",
+            "rows_out",
+            "bytes_read",
+            "bytes_copied",
+            "seconds",
+            "batches_read",
+            "batches_skipped",
+            "files_read",
+            "files_skipped",
+        )
         return [dict(zip(keys, row)) for row in self._native._profile()]
 
     def __iter__(self) -> Any:
@@ -630,7 +680,10 @@ class Frame:
         return pa.table(self)
 
     def write_ipc(
-        self, path: str | os.PathLike[str], batch_size: int | None = None, compression: str | None = None
+        self,
+        path: str | os.PathLike[str],
+        batch_size: int | None = None,
+        compression: str | None = None,
     ) -> dict[str, int]:
         """Writes the frame to ``path`` as an Arrow IPC file (Feather v2) that relay, NumPy,
         torch and JAX map without copying: every buffer is 64-byte aligned (pyarrow's 8 makes
@@ -692,7 +745,9 @@ class Frame:
         gather writes sequentially (several times faster than interleaving rows). Use
         :meth:`to_numpy` for row-major."""
         if copy is False:
-            raise ValueError(f"a frame of {self.origin} becomes a 2-D array only by copying its columns")
+            raise ValueError(
+                f"a frame of {self.origin} becomes a 2-D array only by copying its columns"
+            )
         array = self.to_numpy(order="F")
         return array if dtype is None or np.dtype(dtype) == array.dtype else array.astype(dtype)
 
@@ -813,7 +868,11 @@ def _index_array(indices: Any) -> np.ndarray:
     """Row indices as a contiguous int64 array (negative ones stay negative)."""
     if isinstance(indices, (Expr, Column)):
         raise RelayTypeError("take() takes integer row indices; use filter() for a condition")
-    if isinstance(indices, (int, np.integer)) or not hasattr(indices, "__len__") and not hasattr(indices, "__array__"):
+    if (
+        isinstance(indices, (int, np.integer))
+        or not hasattr(indices, "__len__")
+        and not hasattr(indices, "__array__")
+    ):
         raise RelayTypeError(
             f"take() takes a list or array of integer row indices, got {type(indices).__name__}"
         )
@@ -821,9 +880,13 @@ def _index_array(indices: Any) -> np.ndarray:
     if array.size == 0:
         return np.zeros(0, dtype=np.int64)
     if array.ndim != 1:
-        raise RelayValueError(f"take() takes a 1-D list of row indices, got an array of shape {array.shape}")
+        raise RelayValueError(
+            f"take() takes a 1-D list of row indices, got an array of shape {array.shape}"
+        )
     if array.dtype.kind == "b":
-        raise RelayTypeError("take() takes integer row indices, not a boolean mask; use filter() for a condition")
+        raise RelayTypeError(
+            "take() takes integer row indices, not a boolean mask; use filter() for a condition"
+        )
     if array.dtype.kind not in "iu":
         raise RelayTypeError(f"take() takes integer row indices, got dtype {array.dtype}")
     if array.dtype.kind == "u" and array.dtype.itemsize == 8:
@@ -882,15 +945,22 @@ def _attachable(name: str, value: Any) -> tuple[Any, str | None]:
         try:
             value = pa.array(value.tolist() if value.dtype.kind == "O" else value)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise RelayTypeError(f"with_column({name!r}): cannot convert the array to Arrow: {error}") from None
-        return value, note or f"NumPy {value.type} values have no Arrow layout: converted with pyarrow"
+            raise RelayTypeError(
+                f"with_column({name!r}): cannot convert the array to Arrow: {error}"
+            ) from None
+        return (
+            value,
+            note or f"NumPy {value.type} values have no Arrow layout: converted with pyarrow",
+        )
     if not isinstance(value, np.ndarray) and not hasattr(value, "__arrow_c_array__"):
         # An Arrow stream (a pyarrow ChunkedArray, a Polars Series): one array of its chunks.
         import pyarrow as pa
 
         chunked = pa.chunked_array(value)
         if chunked.num_chunks > 1:
-            note = note or f"the data came in {chunked.num_chunks} chunks, concatenated into one array"
+            note = (
+                note or f"the data came in {chunked.num_chunks} chunks, concatenated into one array"
+            )
         value = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
     return value, note
 
@@ -915,13 +985,17 @@ class GroupBy:
         for agg in aggs:
             if not isinstance(agg, AggExpr):
                 raise RelayTypeError(
-                    f"agg() takes aggregations such as col(\"x\").sum(), got {type(agg).__name__}"
+                    f'agg() takes aggregations such as col("x").sum(), got {type(agg).__name__}'
                 )
         return self._frame._aggregate(self._keys, tuple(aggs))  # type: ignore[arg-type]
 
 
 def _sort_keys(
-    by: Any, more_by: tuple[Any, ...], descending: bool | list[bool], nulls_last: bool | list[bool], method: str
+    by: Any,
+    more_by: tuple[Any, ...],
+    descending: bool | list[bool],
+    nulls_last: bool | list[bool],
+    method: str,
 ) -> list[tuple[Expr, bool, bool]]:
     exprs = _exprs_of((by, *more_by) if more_by else (by,), method)
 
@@ -993,14 +1067,26 @@ def _column_exprs(items: tuple[Any, ...], taker: str) -> list[Expr]:
         elif isinstance(item, (Expr, Column)):
             exprs.append(_to_expr(item))
         else:
-            raise RelayTypeError(f"{taker} takes column names, expressions or columns, got {type(item).__name__}")
+            raise RelayTypeError(
+                f"{taker} takes column names, expressions or columns, got {type(item).__name__}"
+            )
     return exprs
 
 
 _SHORT_TYPES = {
-    "int8": "i8", "int16": "i16", "int32": "i32", "int64": "i64",
-    "uint8": "u8", "uint16": "u16", "uint32": "u32", "uint64": "u64",
-    "halffloat": "f16", "float": "f32", "double": "f64", "string": "str", "large_string": "str",
+    "int8": "i8",
+    "int16": "i16",
+    "int32": "i32",
+    "int64": "i64",
+    "uint8": "u8",
+    "uint16": "u16",
+    "uint32": "u32",
+    "uint64": "u64",
+    "halffloat": "f16",
+    "float": "f32",
+    "double": "f64",
+    "string": "str",
+    "large_string": "str",
 }
 
 
@@ -1008,6 +1094,7 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
     """A box table like Polars prints: shape, names, types, the first and last rows."""
     n = frame.num_rows
     names = frame.columns
+
     def shown(part: Frame, name: str) -> list[str]:
         try:
             return [repr_value(v) for v in part[name].to_pylist()]

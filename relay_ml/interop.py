@@ -29,6 +29,7 @@ __all__ = ["from_arrow", "from_numpy", "from_pandas"]
 #: The op that starts the recipe of an in-memory frame: ("_memory", (origin, rows)).
 MEMORY_OP = "_memory"
 
+
 def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, origin: str) -> Frame:
     """A frame of ``num_rows`` rows over ``columns`` ``[(name, data, why the caller copied it)]``,
     where data is anything :meth:`Frame.with_column` attaches (a NumPy array, an object with
@@ -38,7 +39,9 @@ def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, orig
     names = [name for name, _, _ in columns]
     if len(set(names)) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})
-        raise RelayValueError(f"{origin}: column names must be unique, got {repeated} more than once")
+        raise RelayValueError(
+            f"{origin}: column names must be unique, got {repeated} more than once"
+        )
     for name, data, _ in columns:
         if len(data) != num_rows:
             raise RelayValueError(
@@ -111,14 +114,22 @@ def from_numpy(data: Mapping[str, Any] | np.ndarray, columns: list[str] | None =
             raise RelayValueError(
                 f"from_numpy() takes a dict of arrays or a 2-D array, got an array of shape {data.shape}"
             )
-        names = list(columns) if columns is not None else [f"column_{j}" for j in range(data.shape[1])]
+        names = (
+            list(columns) if columns is not None else [f"column_{j}" for j in range(data.shape[1])]
+        )
         if len(names) != data.shape[1]:
-            raise RelayValueError(f"from_numpy(): {len(names)} column names for an array of {data.shape[1]} columns")
+            raise RelayValueError(
+                f"from_numpy(): {len(names)} column names for an array of {data.shape[1]} columns"
+            )
         return _from_mapping({name: data[:, j] for j, name in enumerate(names)}, "from_numpy")
     if not isinstance(data, Mapping):
-        raise RelayTypeError(f"from_numpy() takes a dict of arrays or a 2-D array, got {_type_name(data)}")
+        raise RelayTypeError(
+            f"from_numpy() takes a dict of arrays or a 2-D array, got {_type_name(data)}"
+        )
     if columns is not None:
-        raise RelayTypeError("from_numpy(): columns= names the columns of a 2-D array; a dict names its own")
+        raise RelayTypeError(
+            "from_numpy(): columns= names the columns of a 2-D array; a dict names its own"
+        )
     return _from_mapping(data, "from_numpy")
 
 
@@ -144,10 +155,14 @@ def from_pandas(data: pandas.DataFrame | pandas.Series, *, index: bool = False) 
     if isinstance(data, pd.Series):
         data = data.to_frame(name=data.name if data.name is not None else "values")
     if not isinstance(data, pd.DataFrame):
-        raise RelayTypeError(f"from_pandas() takes a pandas DataFrame or Series, got {_type_name(data)}")
+        raise RelayTypeError(
+            f"from_pandas() takes a pandas DataFrame or Series, got {_type_name(data)}"
+        )
     pairs: list[tuple[Any, Any]] = []
     if index:
-        pairs.append((data.index.name if data.index.name is not None else "index", data.index.to_series()))
+        pairs.append(
+            (data.index.name if data.index.name is not None else "index", data.index.to_series())
+        )
     pairs.extend((name, data.iloc[:, j]) for j, name in enumerate(data.columns))
     columns = []
     for name, series in pairs:
@@ -196,7 +211,9 @@ def _pandas_column(name: str, series: Any) -> tuple[Any, str | None]:
     try:
         array = pa.array(series, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        raise RelayTypeError(f"from_pandas(): column {name!r} of dtype {dtype} cannot be converted to Arrow: {error}") from None
+        raise RelayTypeError(
+            f"from_pandas(): column {name!r} of dtype {dtype} cannot be converted to Arrow: {error}"
+        ) from None
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
     return array, f"pandas dtype {dtype} has no Arrow layout in memory: converted with pyarrow"
@@ -208,12 +225,17 @@ def _arrow_backed(series: Any) -> tuple[Any, str | None] | None:
     import pyarrow as pa
 
     values = series.array
-    chunked = getattr(values, "_pa_array", None)  # ArrowExtensionArray and ArrowStringArray keep it here
+    chunked = getattr(
+        values, "_pa_array", None
+    )  # ArrowExtensionArray and ArrowStringArray keep it here
     if not isinstance(chunked, pa.ChunkedArray):
         return None
     if chunked.num_chunks == 1:
         return chunked.chunk(0), None
-    return chunked.combine_chunks(), f"the data came in {chunked.num_chunks} chunks, concatenated into one array"
+    return (
+        chunked.combine_chunks(),
+        f"the data came in {chunked.num_chunks} chunks, concatenated into one array",
+    )
 
 
 def _is_pandas_frame(data: Any) -> bool:
@@ -255,7 +277,11 @@ def to_pandas(frame: Frame, zero_copy: bool | None = None) -> pandas.DataFrame:
         converted = _pandas_columns_by_arrow(frame, list(copied))
     data = {name: views[name] if name in views else converted[name] for name in frame.columns}
     # copy=False keeps each NumPy array as its own block: no consolidation into a copy.
-    df = pd.DataFrame(data, columns=frame.columns, copy=False) if data else pd.DataFrame(index=range(frame.num_rows))
+    df = (
+        pd.DataFrame(data, columns=frame.columns, copy=False)
+        if data
+        else pd.DataFrame(index=range(frame.num_rows))
+    )
     df.attrs["relay_ml.copied"] = copied
     return df
 
@@ -288,7 +314,15 @@ def numpy_batches(
     the engine (``relay_ml.batches.iter_batches``), one parallel gather per column and batch."""
     from relay_ml.batches import iter_batches
 
-    return iter_batches(frame, batch_size, columns=columns, shuffle=shuffle, seed=seed, epoch=epoch, drop_last=drop_last)
+    return iter_batches(
+        frame,
+        batch_size,
+        columns=columns,
+        shuffle=shuffle,
+        seed=seed,
+        epoch=epoch,
+        drop_last=drop_last,
+    )
 
 
 def shuffle_mode(shuffle: bool | str | None) -> bool | str | None:
@@ -300,13 +334,24 @@ def shuffle_mode(shuffle: bool | str | None) -> bool | str | None:
         return None
     if shuffle in ("global", "block"):
         return shuffle
-    raise RelayValueError(f'shuffle must be True, False, None, "global" or "block", got {shuffle!r}')
+    raise RelayValueError(
+        f'shuffle must be True, False, None, "global" or "block", got {shuffle!r}'
+    )
 
 
 _NUMPY_DTYPES = {
-    "int8": "i1", "int16": "i2", "int32": "i4", "int64": "i8",
-    "uint8": "u1", "uint16": "u2", "uint32": "u4", "uint64": "u8",
-    "halffloat": "f2", "float": "f4", "double": "f8", "bool": "?",
+    "int8": "i1",
+    "int16": "i2",
+    "int32": "i4",
+    "int64": "i8",
+    "uint8": "u1",
+    "uint16": "u2",
+    "uint32": "u4",
+    "uint64": "u8",
+    "halffloat": "f2",
+    "float": "f4",
+    "double": "f8",
+    "bool": "?",
 }
 
 
@@ -317,6 +362,6 @@ def numpy_dtype_of(arrow_type: str) -> np.dtype:
         return np.dtype(_NUMPY_DTYPES[arrow_type])
     for prefix, kind in (("timestamp[", "M8"), ("duration[", "m8")):
         if arrow_type.startswith(prefix):
-            unit = arrow_type[len(prefix):].split(",")[0].rstrip("]")
+            unit = arrow_type[len(prefix) :].split(",")[0].rstrip("]")
             return np.dtype(f"{kind}[{unit}]")
     return np.dtype(object)

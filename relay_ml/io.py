@@ -36,7 +36,9 @@ def _as_frame(data: Any, function: str) -> Frame:
 
 def _path(path: Any, function: str) -> str:
     if not isinstance(path, (str, os.PathLike)):
-        raise RelayTypeError(f"{function}() takes a path (str or os.PathLike), got {type(path).__name__}")
+        raise RelayTypeError(
+            f"{function}() takes a path (str or os.PathLike), got {type(path).__name__}"
+        )
     return os.fspath(path)
 
 
@@ -84,8 +86,12 @@ def write_parquet(
     if compression_level is not None and compression != "zstd":
         raise RelayValueError(f"compression_level is for zstd only; {compression!r} takes no level")
     if compression_level is not None and not 1 <= compression_level <= 22:
-        raise RelayValueError(f"compression_level must be from 1 to 22 for zstd, got {compression_level}")
-    return dict(_relay.write_parquet(frame._native, target, compression, row_group_size, compression_level))
+        raise RelayValueError(
+            f"compression_level must be from 1 to 22 for zstd, got {compression_level}"
+        )
+    return dict(
+        _relay.write_parquet(frame._native, target, compression, row_group_size, compression_level)
+    )
 
 
 def write(frame: Any, path: str | os.PathLike[str], **options: Any) -> dict[str, int]:

@@ -51,25 +51,36 @@ def many_types_table(n: int = 257) -> pa.Table:
             "str": with_nulls([f"value {i}" * (i % 3) for i in range(n)], pa.string()),
             "large_str": with_nulls([f"s{i}" for i in range(n)], pa.large_string()),
             "bin": with_nulls([bytes([i % 256]) * (i % 5) for i in range(n)], pa.binary()),
-            "date": with_nulls([datetime.date(2024, 1, 1) + datetime.timedelta(days=i) for i in range(n)], pa.date32()),
+            "date": with_nulls(
+                [datetime.date(2024, 1, 1) + datetime.timedelta(days=i) for i in range(n)],
+                pa.date32(),
+            ),
             "ts": with_nulls(
                 [datetime.datetime(2024, 1, 1) + datetime.timedelta(seconds=i) for i in range(n)],
                 pa.timestamp("us", tz="UTC"),
             ),
             "ts_naive": with_nulls(
-                [datetime.datetime(2020, 5, 1) + datetime.timedelta(milliseconds=7 * i) for i in range(n)],
+                [
+                    datetime.datetime(2020, 5, 1) + datetime.timedelta(milliseconds=7 * i)
+                    for i in range(n)
+                ],
                 pa.timestamp("ms"),
             ),
             "dec": with_nulls([decimal.Decimal(i) / 100 for i in range(n)], pa.decimal128(10, 2)),
             "list": with_nulls([list(range(i % 4)) for i in range(n)], pa.list_(pa.int32())),
-            "str_list": with_nulls([[f"t{j}" for j in range(i % 3)] for i in range(n)], pa.list_(pa.string())),
+            "str_list": with_nulls(
+                [[f"t{j}" for j in range(i % 3)] for i in range(n)], pa.list_(pa.string())
+            ),
             "emb": pa.FixedSizeListArray.from_arrays(
                 pa.array(rng.standard_normal(n * 4).astype(np.float32)), 4, mask=pa.array(nulls)
             ),
             "struct": with_nulls(
-                [{"a": i, "b": f"b{i}"} for i in range(n)], pa.struct([("a", pa.int64()), ("b", pa.string())])
+                [{"a": i, "b": f"b{i}"} for i in range(n)],
+                pa.struct([("a", pa.int64()), ("b", pa.string())]),
             ),
-            "city": with_nulls([["oslo", "rome", "lima"][i % 3] for i in range(n)], pa.string()).dictionary_encode(),
+            "city": with_nulls(
+                [["oslo", "rome", "lima"][i % 3] for i in range(n)], pa.string()
+            ).dictionary_encode(),
         }
     )
 
@@ -110,7 +121,9 @@ def numeric_file(tmp_path: Path) -> tuple[Path, pa.Table]:
             "x": pa.array(rng.standard_normal(n).astype(np.float32)),
             "y": pa.array(rng.standard_normal(n)),
             "label": pa.array(rng.integers(0, 10, n).astype(np.int32)),
-            "emb": pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(n * 8).astype(np.float32)), 8),
+            "emb": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.standard_normal(n * 8).astype(np.float32)), 8
+            ),
         }
     )
     return write_arrow(tmp_path / "numeric.arrow", table), table

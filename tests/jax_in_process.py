@@ -18,7 +18,9 @@ import jax.numpy as jnp  # noqa: E402
 
 from relay_ml.jax import explain, iter_batches, narrow_for_jax, to_jax  # noqa: E402
 
-pytestmark = pytest.mark.skipif(jax.config.jax_enable_x64, reason="these tests expect JAX's default 32-bit mode")
+pytestmark = pytest.mark.skipif(
+    jax.config.jax_enable_x64, reason="these tests expect JAX's default 32-bit mode"
+)
 
 
 def aligned(values: np.ndarray, alignment: int = 64) -> np.ndarray:
@@ -36,7 +38,10 @@ def file_with_column_at(tmp_path: Path, values: np.ndarray, remainder: int) -> P
     """An Arrow file (written by pyarrow) whose column "x" lies at an address that is
     ``remainder`` past a 64-byte boundary, found by padding the schema metadata."""
     for pad in range(0, 256, 8):
-        path = write_arrow(tmp_path / f"x{pad}.arrow", pa.table({"x": values}).replace_schema_metadata({"pad": "p" * pad}))
+        path = write_arrow(
+            tmp_path / f"x{pad}.arrow",
+            pa.table({"x": values}).replace_schema_metadata({"pad": "p" * pad}),
+        )
         if relay.scan(path)["x"].to_numpy().ctypes.data % 64 == remainder:
             return path
     raise AssertionError("no padding gave the wanted alignment")
@@ -84,7 +89,9 @@ def test_frame_to_jax_and_fixed_size_lists() -> None:
 
 
 def test_copies_of_filters_and_nulls_are_explained(tmp_path: Path) -> None:
-    path = write_arrow(tmp_path / "n.arrow", pa.table({"x": pa.array([1.0, None, 3.0], pa.float32())}))
+    path = write_arrow(
+        tmp_path / "n.arrow", pa.table({"x": pa.array([1.0, None, 3.0], pa.float32())})
+    )
     frame = relay.scan(path)
     assert "relay copies the column" in explain(frame)
     assert np.isnan(np.asarray(to_jax(frame["x"]))[1])
@@ -126,7 +133,9 @@ def test_float64_rounds_to_float32_but_never_overflows() -> None:
 @pytest.fixture
 def train_file(tmp_path: Path) -> Path:
     n = 1000
-    table = pa.table({"x": np.arange(n, dtype=np.float32), "label": np.arange(n, dtype=np.int64) % 10})
+    table = pa.table(
+        {"x": np.arange(n, dtype=np.float32), "label": np.arange(n, dtype=np.int64) % 10}
+    )
     return write_arrow(tmp_path / "train.arrow", table)
 
 
@@ -135,14 +144,19 @@ def test_iter_batches_in_order(train_file: Path) -> None:
     assert [len(b["x"]) for b in batches] == [300, 300, 300, 100]
     assert all(isinstance(b["x"], jax.Array) for b in batches)
     assert batches[0]["label"].dtype == jnp.int32  # int64 labels that fit, by the 32-bit rule
-    np.testing.assert_array_equal(np.concatenate([np.asarray(b["x"]) for b in batches]), np.arange(1000))
+    np.testing.assert_array_equal(
+        np.concatenate([np.asarray(b["x"]) for b in batches]), np.arange(1000)
+    )
 
 
 def test_iter_batches_shuffled_is_a_seeded_permutation(train_file: Path) -> None:
     frame = relay.scan(train_file)
 
     def epoch_rows(seed: int, epoch: int) -> np.ndarray:
-        rows = [np.asarray(b["x"]) for b in iter_batches(frame, 128, shuffle=True, seed=seed, epoch=epoch)]
+        rows = [
+            np.asarray(b["x"])
+            for b in iter_batches(frame, 128, shuffle=True, seed=seed, epoch=epoch)
+        ]
         return np.concatenate(rows).astype(np.int64)
 
     first = epoch_rows(1, 0)
@@ -155,4 +169,6 @@ def test_iter_batches_shuffled_is_a_seeded_permutation(train_file: Path) -> None
 
 def test_iter_batches_columns_and_drop_last(train_file: Path) -> None:
     batches = list(iter_batches(relay.scan(train_file), 300, columns=["label"], drop_last=True))
-    assert len(batches) == 3 and all(set(b) == {"label"} and len(b["label"]) == 300 for b in batches)
+    assert len(batches) == 3 and all(
+        set(b) == {"label"} and len(b["label"]) == 300 for b in batches
+    )

@@ -156,10 +156,14 @@ def test_schema_mismatch_raises_naming_both_schemas_and_writes_nothing(tmp_path)
 
 def test_dictionary_columns_append_against_the_files_dictionary(tmp_path):
     path = tmp_path / "dict.arrow"
-    first = pa.table({"city": pa.array(["oslo", "rome", None, "lima"]).dictionary_encode(), "n": [1, 2, 3, 4]})
+    first = pa.table(
+        {"city": pa.array(["oslo", "rome", None, "lima"]).dictionary_encode(), "n": [1, 2, 3, 4]}
+    )
     relay.append(path, first)
     # The same column with another dictionary (other order, a subset of the values).
-    second = pa.table({"city": pa.array(["lima", "oslo", "lima"]).dictionary_encode(), "n": [5, 6, 7]})
+    second = pa.table(
+        {"city": pa.array(["lima", "oslo", "lima"]).dictionary_encode(), "n": [5, 6, 7]}
+    )
     relay.append(path, second)
     relay.append(path, relay.scan(path).filter(relay.col("n") <= 2))
     expected = ["oslo", "rome", None, "lima", "lima", "oslo", "lima", "oslo", "rome"]
@@ -175,7 +179,9 @@ def test_dictionary_columns_append_against_the_files_dictionary(tmp_path):
     # A value the file's dictionary lacks: a clear error, nothing written.
     before = path.read_bytes()
     with pytest.raises(relay.RelayValueError, match=r'column "city" holds the value "paris"'):
-        relay.append(path, pa.table({"city": pa.array(["oslo", "paris"]).dictionary_encode(), "n": [8, 9]}))
+        relay.append(
+            path, pa.table({"city": pa.array(["oslo", "paris"]).dictionary_encode(), "n": [8, 9]})
+        )
     assert path.read_bytes() == before
 
 

@@ -43,7 +43,9 @@ def test_inspect_missing_file_fails_cleanly(tmp_path, capsys):
 
 
 def test_relay_entry_point_runs():
-    result = subprocess.run([sys.executable, "-m", "relay_ml.cli", "--help"], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "relay_ml.cli", "--help"], capture_output=True, text=True
+    )
     assert result.returncode == 0 and "inspect" in result.stdout
 
 
@@ -82,7 +84,9 @@ def test_convert_batches_progress_and_in_place(tmp_path, capsys):
     assert reader.read_all().equals(table)
     # Without --batch-size, batches stay under --max-batch-bytes.
     out = tmp_path / "small.arrow"
-    assert main(["convert", "--max-batch-bytes", "4000", "--no-progress", str(source), str(out)]) == 0
+    assert (
+        main(["convert", "--max-batch-bytes", "4000", "--no-progress", str(source), str(out)]) == 0
+    )
     assert pa.ipc.open_file(out).num_record_batches > 1
     assert capsys.readouterr().err == ""
 
@@ -113,9 +117,13 @@ def test_convert_reads_parquet_csv_and_folders_and_writes_parquet(tmp_path, caps
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
 
-    table = pa.table({"x": np.arange(5_000, dtype=np.int64), "s": pa.array([f"v{i % 7}" for i in range(5_000)])})
+    table = pa.table(
+        {"x": np.arange(5_000, dtype=np.int64), "s": pa.array([f"v{i % 7}" for i in range(5_000)])}
+    )
     pq.write_table(table, tmp_path / "in.parquet", row_group_size=1_000)
-    assert main(["convert", str(tmp_path / "in.parquet"), str(tmp_path / "from_parquet.arrow")]) == 0
+    assert (
+        main(["convert", str(tmp_path / "in.parquet"), str(tmp_path / "from_parquet.arrow")]) == 0
+    )
     assert "5,000 rows in 1 record batch," in capsys.readouterr().out
     assert pa.ipc.open_file(tmp_path / "from_parquet.arrow").read_all().equals(table)
 
@@ -124,10 +132,25 @@ def test_convert_reads_parquet_csv_and_folders_and_writes_parquet(tmp_path, caps
     assert pa.ipc.open_file(tmp_path / "from_csv.arrow").read_all().equals(table)
 
     # Arrow IPC to Parquet; --batch-size is the row group size.
-    assert main(["convert", "--batch-size", "2000", str(tmp_path / "from_csv.arrow"), str(tmp_path / "out.parquet")]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--batch-size",
+                "2000",
+                str(tmp_path / "from_csv.arrow"),
+                str(tmp_path / "out.parquet"),
+            ]
+        )
+        == 0
+    )
     assert "5,000 rows" in capsys.readouterr().out
     written = pq.ParquetFile(tmp_path / "out.parquet")
-    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [2000, 2000, 1000]
+    assert [written.metadata.row_group(i).num_rows for i in range(written.num_row_groups)] == [
+        2000,
+        2000,
+        1000,
+    ]
     assert written.read().equals(table)
 
     # A folder of files converts as one.

@@ -20,7 +20,9 @@ from relay_ml import col
 
 def _part(start: int, rows: int = 10) -> pa.Table:
     ids = np.arange(start, start + rows, dtype=np.int64)
-    return pa.table({"id": ids, "value": (ids * 0.5).astype(np.float64), "name": [f"r{i}" for i in ids]})
+    return pa.table(
+        {"id": ids, "value": (ids * 0.5).astype(np.float64), "name": [f"r{i}" for i in ids]}
+    )
 
 
 def _hive(root: Path, suffix: str = "parquet") -> None:
@@ -35,7 +37,9 @@ def _hive(root: Path, suffix: str = "parquet") -> None:
             if suffix == "parquet":
                 pq.write_table(table, folder / "part-0.parquet", row_group_size=5)
             else:
-                feather.write_feather(table, folder / "part-0.arrow", chunksize=5, compression="uncompressed")
+                feather.write_feather(
+                    table, folder / "part-0.arrow", chunksize=5, compression="uncompressed"
+                )
             start += 10
 
 
@@ -53,7 +57,10 @@ def test_a_list_of_paths_reads_the_files_in_order(tmp_path: Path) -> None:
     frame = relay.scan([paths[2], paths[0], paths[1]])
     assert frame["id"].to_pylist() == list(range(20, 30)) + list(range(0, 20))
     expected = pa.concat_tables([pq.read_table(p) for p in (paths[2], paths[0], paths[1])])
-    assert frame.to_arrow().equals(expected.combine_chunks()) or frame.to_arrow().to_pylist() == expected.to_pylist()
+    assert (
+        frame.to_arrow().equals(expected.combine_chunks())
+        or frame.to_arrow().to_pylist() == expected.to_pylist()
+    )
 
 
 def test_globs_are_sorted_and_recursive_and_mix_ipc_files(tmp_path: Path) -> None:
@@ -72,11 +79,21 @@ def test_globs_are_sorted_and_recursive_and_mix_ipc_files(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize("suffix", ["parquet", "arrow"])
-def test_hive_partitions_are_typed_columns_like_pyarrow_reads_them(tmp_path: Path, suffix: str) -> None:
+def test_hive_partitions_are_typed_columns_like_pyarrow_reads_them(
+    tmp_path: Path, suffix: str
+) -> None:
     _hive(tmp_path, suffix)
     frame = relay.scan(tmp_path)
-    assert frame.schema == {"id": "int64", "value": "double", "name": "string", "year": "int64", "month": "int64"}
-    expected = pads.dataset(tmp_path, format="parquet" if suffix == "parquet" else "ipc", partitioning="hive").to_table()
+    assert frame.schema == {
+        "id": "int64",
+        "value": "double",
+        "name": "string",
+        "year": "int64",
+        "month": "int64",
+    }
+    expected = pads.dataset(
+        tmp_path, format="parquet" if suffix == "parquet" else "ipc", partitioning="hive"
+    ).to_table()
     actual = frame.to_arrow()
     order = pc.sort_indices(expected, [("id", "ascending")])
     expected = expected.take(order)
@@ -143,7 +160,11 @@ def test_csv_files_are_read_with_the_first_files_inferred_types(tmp_path: Path) 
     (tmp_path / "b.csv").write_text("x,y,s\n,2,c\n,3,d\n")
     frame = relay.scan(str(tmp_path / "*.csv"))
     assert frame.schema == {"x": "int64", "y": "double", "s": "string"}
-    assert frame.to_arrow().to_pydict() == {"x": [1, 2, None, None], "y": [1.5, 2.5, 2.0, 3.0], "s": ["a", "b", "c", "d"]}
+    assert frame.to_arrow().to_pydict() == {
+        "x": [1, 2, None, None],
+        "y": [1.5, 2.5, 2.0, 3.0],
+        "s": ["a", "b", "c", "d"],
+    }
     (tmp_path / "c.csv").write_text("x,y,s\n3,4,e\nnot a number,5,f\n")
     with pytest.raises(relay.CorruptFileError, match=r"c\.csv.*line 3"):
         relay.scan(str(tmp_path / "*.csv")).to_arrow()
@@ -193,7 +214,10 @@ def test_a_glob_reads_hive_partitions_when_asked(tmp_path: Path) -> None:
     assert relay.scan(pattern).columns == ["id", "value", "name"]
     frame = relay.scan(str(tmp_path / "*" / "month=3" / "*.parquet"), hive_partitioning=True)
     assert frame.columns == ["id", "value", "name", "year", "month"]
-    assert frame.select("year", "month").to_arrow().to_pydict() == {"year": [2023] * 10 + [2024] * 10, "month": [3] * 20}
+    assert frame.select("year", "month").to_arrow().to_pydict() == {
+        "year": [2023] * 10 + [2024] * 10,
+        "month": [3] * 20,
+    }
     huge = tmp_path / "big" / "key=99999999999999999999"
     huge.mkdir(parents=True)
     pq.write_table(_part(0), huge / "p.parquet")

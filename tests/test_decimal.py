@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 import relay_ml as relay
 from relay_ml import col
 
-decimals = st.decimals(min_value=-99999, max_value=99999, places=2, allow_nan=False, allow_infinity=False)
+decimals = st.decimals(
+    min_value=-99999, max_value=99999, places=2, allow_nan=False, allow_infinity=False
+)
 
 
 def frame_of(prices: list[Decimal | None], discounts: list[Decimal | None]) -> relay.Frame:
@@ -31,7 +33,11 @@ def frame_of(prices: list[Decimal | None], discounts: list[Decimal | None]) -> r
 
 
 @settings(max_examples=40, deadline=None)
-@given(rows=st.lists(st.tuples(st.one_of(st.none(), decimals), st.one_of(st.none(), decimals)), max_size=30))
+@given(
+    rows=st.lists(
+        st.tuples(st.one_of(st.none(), decimals), st.one_of(st.none(), decimals)), max_size=30
+    )
+)
 def test_arithmetic_is_exact(rows):
     prices, discounts = [r[0] for r in rows], [r[1] for r in rows]
     frame = frame_of(prices, discounts)
@@ -56,7 +62,9 @@ def test_arithmetic_is_exact(rows):
 
 
 def test_comparisons_with_literals_are_exact():
-    frame = frame_of([Decimal("0.04"), Decimal("0.05"), Decimal("0.07"), Decimal("0.08"), None], [None] * 5)
+    frame = frame_of(
+        [Decimal("0.04"), Decimal("0.05"), Decimal("0.07"), Decimal("0.08"), None], [None] * 5
+    )
     # 0.05 and 0.07 are decimal(2, 2) literals here, compared exactly (as in SQL).
     picked = frame.filter(col("p").between(0.05, 0.07))
     assert pa.table(picked)["i"].to_pylist() == [1, 2]
@@ -91,7 +99,9 @@ def test_sums_and_means_of_products():
         )
     )
     assert result.num_rows == 1
-    assert result["revenue"][0].as_py() == Decimal("10.25") * Decimal("0.95") + Decimal("3.10") * Decimal("0.90")
+    assert result["revenue"][0].as_py() == Decimal("10.25") * Decimal("0.95") + Decimal(
+        "3.10"
+    ) * Decimal("0.90")
     assert result.schema.field("revenue").type == pa.decimal128(38, 4)
     assert result["mean"][0].as_py() == pytest.approx((10.25 + 3.10 + 7.99) / 3)
     assert result["max"][0].as_py() == Decimal("10.25")
@@ -100,5 +110,9 @@ def test_sums_and_means_of_products():
 
 def test_aggregating_an_empty_frame_gives_one_row():
     frame = frame_of([], [])
-    result = pa.table(frame.agg(col("p").sum(), col("d").min(), col("i").len().alias("n"), col("i").first().alias("f")))
+    result = pa.table(
+        frame.agg(
+            col("p").sum(), col("d").min(), col("i").len().alias("n"), col("i").first().alias("f")
+        )
+    )
     assert result.to_pylist() == [{"p": Decimal("0.00"), "d": None, "n": 0, "f": None}]

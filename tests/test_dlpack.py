@@ -304,7 +304,11 @@ class _ManagedVersioned(ctypes.Structure):
 
 
 class _ManagedLegacy(ctypes.Structure):
-    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p), ("deleter", ctypes.c_void_p)]
+    _fields_ = [
+        ("dl_tensor", _DLTensor),
+        ("manager_ctx", ctypes.c_void_p),
+        ("deleter", ctypes.c_void_p),
+    ]
 
 
 READ_ONLY, IS_COPIED = 1, 2

@@ -95,7 +95,16 @@ INT_RANGES = {
     "uint32": (0, 2**32 - 1),
     "uint64": (0, 2**64 - 1),
 }
-INT_COLUMNS = {"i8": "int8", "i16": "int16", "i32": "int32", "i64": "int64", "u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64"}
+INT_COLUMNS = {
+    "i8": "int8",
+    "i16": "int16",
+    "i32": "int32",
+    "i64": "int64",
+    "u8": "uint8",
+    "u16": "uint16",
+    "u32": "uint32",
+    "u64": "uint64",
+}
 FLOAT_COLUMNS = {"f32": "float", "f64": "double"}
 NUMERIC_COLUMNS = [*INT_COLUMNS, *FLOAT_COLUMNS]
 STRING_COLUMNS = ["s", "d"]  # d: dictionary<int32, string>
@@ -125,7 +134,9 @@ def _int_values(type_name: str) -> st.SearchStrategy[int]:
 
 def _float_values(width: int) -> st.SearchStrategy[float]:
     halves = st.integers(-12, 12).map(lambda n: n / 2)
-    return st.one_of(halves, halves, st.sampled_from(SPECIAL_FLOATS), st.floats(-1e6, 1e6, width=width))
+    return st.one_of(
+        halves, halves, st.sampled_from(SPECIAL_FLOATS), st.floats(-1e6, 1e6, width=width)
+    )
 
 
 def _values(name: str) -> st.SearchStrategy[Any]:
@@ -190,10 +201,21 @@ batch_sizes = st.sampled_from([None, None, 1, 3, 7])
 # ---------------------------------------------------------------------------------------------
 
 _POLARS_TYPE_NAMES = {
-    pl.Int8: "int8", pl.Int16: "int16", pl.Int32: "int32", pl.Int64: "int64",
-    pl.UInt8: "uint8", pl.UInt16: "uint16", pl.UInt32: "uint32", pl.UInt64: "uint64",
-    pl.Float32: "float", pl.Float64: "double", pl.Boolean: "bool", pl.String: "string",
-    pl.Date: "date32[day]", pl.Datetime("us"): "timestamp[us]", pl.Null: "null",
+    pl.Int8: "int8",
+    pl.Int16: "int16",
+    pl.Int32: "int32",
+    pl.Int64: "int64",
+    pl.UInt8: "uint8",
+    pl.UInt16: "uint16",
+    pl.UInt32: "uint32",
+    pl.UInt64: "uint64",
+    pl.Float32: "float",
+    pl.Float64: "double",
+    pl.Boolean: "bool",
+    pl.String: "string",
+    pl.Date: "date32[day]",
+    pl.Datetime("us"): "timestamp[us]",
+    pl.Null: "null",
 }
 
 
@@ -219,7 +241,11 @@ def same_value(a: Any, b: Any, rel: float) -> bool:
     if a is None or b is None:
         return a is None and b is None
     if isinstance(a, float) or isinstance(b, float):
-        if not (isinstance(a, (int, float)) and isinstance(b, (int, float))) or isinstance(a, bool) or isinstance(b, bool):
+        if (
+            not (isinstance(a, (int, float)) and isinstance(b, (int, float)))
+            or isinstance(a, bool)
+            or isinstance(b, bool)
+        ):
             return False
         if math.isnan(a) or math.isnan(b):
             return math.isnan(a) and math.isnan(b)
@@ -228,9 +254,13 @@ def same_value(a: Any, b: Any, rel: float) -> bool:
 
 
 def assert_same_values(got: list[Any], expected: list[Any], what: str, rel: float = 1e-6) -> None:
-    assert len(got) == len(expected), f"{what}: {len(got)} rows, expected {len(expected)}\n got {got}\n expected {expected}"
+    assert len(got) == len(expected), (
+        f"{what}: {len(got)} rows, expected {len(expected)}\n got {got}\n expected {expected}"
+    )
     for i, (a, b) in enumerate(zip(got, expected)):
-        assert same_value(a, b, rel), f"{what}: row {i}: {a!r} != {b!r}\n got      {got}\n expected {expected}"
+        assert same_value(a, b, rel), (
+            f"{what}: row {i}: {a!r} != {b!r}\n got      {got}\n expected {expected}"
+        )
 
 
 def relay_columns(frame: relay.Frame) -> tuple[dict[str, list[Any]], dict[str, str]]:
@@ -241,7 +271,9 @@ def relay_columns(frame: relay.Frame) -> tuple[dict[str, list[Any]], dict[str, s
     )
 
 
-def assert_frames_match(frame: relay.Frame, expected: pl.DataFrame, what: str, check_types: bool = True) -> None:
+def assert_frames_match(
+    frame: relay.Frame, expected: pl.DataFrame, what: str, check_types: bool = True
+) -> None:
     values, types = relay_columns(frame)
     assert list(values) == expected.columns, what
     for name in expected.columns:
@@ -273,7 +305,15 @@ def literal(value: Any, kind: str) -> Pair:
 
 
 def column(name: str) -> Pair:
-    kind = "num" if name in NUMERIC_COLUMNS else "bool" if name == "b" else "str" if name in STRING_COLUMNS else "temporal"
+    kind = (
+        "num"
+        if name in NUMERIC_COLUMNS
+        else "bool"
+        if name == "b"
+        else "str"
+        if name in STRING_COLUMNS
+        else "temporal"
+    )
     return Pair(col(name), pl.col(name), kind)
 
 
@@ -309,15 +349,31 @@ class ExpressionMaker:
             # Polars divides by a scalar through its reciprocal: exact for powers of two only.
             return literal(self.choice(POWERS_OF_TWO), "num")
         if op in ("//", "%"):
-            return literal(self.draw(st.integers(-5, 5)) if not against.startswith("uint") else self.draw(st.integers(0, 5)), "num")
+            return literal(
+                self.draw(st.integers(-5, 5))
+                if not against.startswith("uint")
+                else self.draw(st.integers(0, 5)),
+                "num",
+            )
         if against in ("float", "double"):
-            return literal(self.draw(st.one_of(st.sampled_from(SPECIAL_FLOATS), st.integers(-3, 3), st.floats(-100, 100))), "num")
+            return literal(
+                self.draw(
+                    st.one_of(
+                        st.sampled_from(SPECIAL_FLOATS), st.integers(-3, 3), st.floats(-100, 100)
+                    )
+                ),
+                "num",
+            )
         low, high = INT_RANGES[against]
         if against == "uint64":
             value = self.draw(st.one_of(st.integers(0, 6), st.sampled_from([high, 2**63])))
         else:
             # In range, at its edges, and just past them (the literal then widens the column).
-            value = self.draw(st.one_of(st.integers(-6, 6), st.sampled_from([low, high, low - 1, high + 1, 1000, -1000])))
+            value = self.draw(
+                st.one_of(
+                    st.integers(-6, 6), st.sampled_from([low, high, low - 1, high + 1, 1000, -1000])
+                )
+            )
             value = max(min(value, 2**63 - 1), -(2**63))
         if self.draw(st.booleans()) and against != "uint64":
             return literal(float(value) + 0.5, "num")  # a float literal against integers: float64
@@ -331,8 +387,12 @@ class ExpressionMaker:
         if pair.kind == "bool":
             return literal(self.draw(st.booleans()), "bool")
         if self.type_of(pair).startswith("date"):
-            return literal(self.draw(st.dates(dt.date(1900, 1, 1), dt.date(2100, 1, 1))), "temporal")
-        return literal(self.draw(st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2100, 1, 1))), "temporal")
+            return literal(
+                self.draw(st.dates(dt.date(1900, 1, 1), dt.date(2100, 1, 1))), "temporal"
+            )
+        return literal(
+            self.draw(st.datetimes(dt.datetime(1900, 1, 1), dt.datetime(2100, 1, 1))), "temporal"
+        )
 
     # -- compatibility of numeric operands ----------------------------------------------------
     def compatible(self, left: Pair, right: Pair) -> bool:
@@ -341,19 +401,40 @@ class ExpressionMaker:
             return True
         types = [self.type_of(p) for p in (left, right)]
         signed = any(t.startswith("int") for t in types) or any(
-            p.is_literal and isinstance(p.r._recipe[1], int) and p.r._recipe[1] < 0 for p in (left, right)
+            p.is_literal and isinstance(p.r._recipe[1], int) and p.r._recipe[1] < 0
+            for p in (left, right)
         )
         return not ("uint64" in types and signed)
 
     # -- expressions by kind ----------------------------------------------------------------
     def expr(self, kind: str, depth: int) -> Pair:
-        return {"num": self.numeric, "bool": self.boolean, "str": self.string, "temporal": self.temporal}[kind](depth)
+        return {
+            "num": self.numeric,
+            "bool": self.boolean,
+            "str": self.string,
+            "temporal": self.temporal,
+        }[kind](depth)
 
     def any_expr(self, depth: int) -> Pair:
         return self.expr(self.choice(["num", "num", "bool", "str", "temporal"]), depth)
 
     def numeric(self, depth: int) -> Pair:
-        options = ["column"] + (["arith", "arith", "arith", "unary", "fill_null", "when", "cast", "guarded_cast", "str_len", "dt_part"] if depth > 0 else [])
+        options = ["column"] + (
+            [
+                "arith",
+                "arith",
+                "arith",
+                "unary",
+                "fill_null",
+                "when",
+                "cast",
+                "guarded_cast",
+                "str_len",
+                "dt_part",
+            ]
+            if depth > 0
+            else []
+        )
         how = self.choice(options)
         if how == "column":
             return column(self.choice(NUMERIC_COLUMNS))
@@ -369,8 +450,12 @@ class ExpressionMaker:
             if right.is_literal and op != "/" and self.draw(st.booleans()):
                 left, right = right, left  # reflected: 2 * col, 7 // col
             apply: dict[str, Callable[[Any, Any], Any]] = {
-                "+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
-                "/": lambda a, b: a / b, "//": lambda a, b: a // b, "%": lambda a, b: a % b,
+                "+": lambda a, b: a + b,
+                "-": lambda a, b: a - b,
+                "*": lambda a, b: a * b,
+                "/": lambda a, b: a / b,
+                "//": lambda a, b: a // b,
+                "%": lambda a, b: a % b,
             }
             f = apply[op]
             r_left = left.r._recipe[1] if left.is_literal else left.r
@@ -386,7 +471,9 @@ class ExpressionMaker:
             return Pair(abs(inner.r), inner.p.abs(), "num")
         if how == "fill_null":
             inner = self.numeric(depth - 1)
-            value = self.literal_like(inner) if self.draw(st.booleans()) else self.numeric(depth - 1)
+            value = (
+                self.literal_like(inner) if self.draw(st.booleans()) else self.numeric(depth - 1)
+            )
             if not self.compatible(inner, value):
                 return inner
             return Pair(inner.r.fill_null(value.r), inner.p.fill_null(value.p), "num")
@@ -400,13 +487,17 @@ class ExpressionMaker:
             name = self.choice(["i8", "i16", "i32", "i64"])
             unsigned = "u" + name[1:]
             target = {"u8": "uint8", "u16": "uint16", "u32": "uint32", "u64": "uint64"}[unsigned]
-            polars_target = {"u8": pl.UInt8, "u16": pl.UInt16, "u32": pl.UInt32, "u64": pl.UInt64}[unsigned]
+            polars_target = {"u8": pl.UInt8, "u16": pl.UInt16, "u32": pl.UInt32, "u64": pl.UInt64}[
+                unsigned
+            ]
             bound = self.draw(st.integers(0, 3))
             if not self.original_type(name, unsigned):
                 return column(name)  # a pipeline replaced one of them
             return Pair(
                 when(col(name) >= bound).then(col(name).cast(target)).otherwise(col(unsigned)),
-                pl.when(pl.col(name) >= bound).then(pl.col(name).cast(polars_target)).otherwise(pl.col(unsigned)),
+                pl.when(pl.col(name) >= bound)
+                .then(pl.col(name).cast(polars_target))
+                .otherwise(pl.col(unsigned)),
                 "num",
             )
         if how == "str_len":
@@ -425,7 +516,17 @@ class ExpressionMaker:
             "int16": ["int32", "int64", "float32", "float64", "string"],
             "int32": ["int64", "float64", "string"],
             "int64": ["float64", "string"],
-            "uint8": ["uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64", "string"],
+            "uint8": [
+                "uint16",
+                "int16",
+                "uint32",
+                "int32",
+                "uint64",
+                "int64",
+                "float32",
+                "float64",
+                "string",
+            ],
             "uint16": ["uint32", "int32", "int64", "float64", "string"],
             "uint32": ["uint64", "int64", "float64", "string"],
             "uint64": ["float64", "string"],
@@ -436,10 +537,19 @@ class ExpressionMaker:
             return inner
         target = self.choice(wider if to_string else [t for t in wider if t != "string"])
         polars_type = {
-            "int16": pl.Int16, "int32": pl.Int32, "int64": pl.Int64, "uint16": pl.UInt16, "uint32": pl.UInt32,
-            "uint64": pl.UInt64, "float32": pl.Float32, "float64": pl.Float64, "string": pl.String,
+            "int16": pl.Int16,
+            "int32": pl.Int32,
+            "int64": pl.Int64,
+            "uint16": pl.UInt16,
+            "uint32": pl.UInt32,
+            "uint64": pl.UInt64,
+            "float32": pl.Float32,
+            "float64": pl.Float64,
+            "string": pl.String,
         }[target]
-        return Pair(inner.r.cast(target), inner.p.cast(polars_type), "str" if target == "string" else "num")
+        return Pair(
+            inner.r.cast(target), inner.p.cast(polars_type), "str" if target == "string" else "num"
+        )
 
     def conditional(self, kind: str, depth: int) -> Pair:
         branches = self.draw(st.integers(1, 2))
@@ -451,15 +561,25 @@ class ExpressionMaker:
                 # Numbers that fit every type: Polars keeps `.then(int8).when(..).then(-1)
                 # .otherwise(1000)` int8 (where relay widens to int16, as Polars does with
                 # one branch).
-                values[i] = literal(self.draw(st.integers(0, 6)), "num") if kind == "num" else self.literal_like(values[0])
-        if all(v.is_literal for v in values) or any(not self.compatible(a, b) for a, b in itertools.combinations(values, 2)):
+                values[i] = (
+                    literal(self.draw(st.integers(0, 6)), "num")
+                    if kind == "num"
+                    else self.literal_like(values[0])
+                )
+        if all(v.is_literal for v in values) or any(
+            not self.compatible(a, b) for a, b in itertools.combinations(values, 2)
+        ):
             return self.expr(kind, 0)
         r_chain: Any = None
         p_chain: Any = None
         for value in values[:-1]:
             condition = self.boolean(depth - 1)
-            r_chain = (when(condition.r) if r_chain is None else r_chain.when(condition.r)).then(value.r)
-            p_chain = (pl.when(condition.p) if p_chain is None else p_chain.when(condition.p)).then(value.p)
+            r_chain = (when(condition.r) if r_chain is None else r_chain.when(condition.r)).then(
+                value.r
+            )
+            p_chain = (pl.when(condition.p) if p_chain is None else p_chain.when(condition.p)).then(
+                value.p
+            )
         if any(not v.is_literal for v in values[:-1]) and self.draw(st.integers(0, 3)) == 0:
             return Pair(r_chain, p_chain, kind)  # no otherwise: null where no condition holds
         return Pair(r_chain.otherwise(values[-1].r), p_chain.otherwise(values[-1].p), kind)
@@ -474,18 +594,34 @@ class ExpressionMaker:
         if how == "compare":
             kind = self.choice(["num", "num", "str", "temporal", "bool"])
             left = self.expr(kind, max(depth - 1, 0))
-            right = self.literal_like(left) if self.draw(st.booleans()) else self.expr(kind, max(depth - 1, 0))
+            right = (
+                self.literal_like(left)
+                if self.draw(st.booleans())
+                else self.expr(kind, max(depth - 1, 0))
+            )
             if kind == "temporal" and right.is_literal and self.draw(st.booleans()):
                 # A date literal against datetimes or a datetime against dates.
-                right = literal(self.draw(st.one_of(st.dates(dt.date(1950, 1, 1), dt.date(2050, 1, 1)), st.datetimes(dt.datetime(1950, 1, 1), dt.datetime(2050, 1, 1)))), "temporal")
+                right = literal(
+                    self.draw(
+                        st.one_of(
+                            st.dates(dt.date(1950, 1, 1), dt.date(2050, 1, 1)),
+                            st.datetimes(dt.datetime(1950, 1, 1), dt.datetime(2050, 1, 1)),
+                        )
+                    ),
+                    "temporal",
+                )
             if not self.compatible(left, right):
                 right = self.literal_like(left)
                 if not self.compatible(left, right):
                     return column("b")
             op = self.choice(["==", "!=", "<", "<=", ">", ">="])
             compare = {
-                "==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b,
-                "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
+                "==": lambda a, b: a == b,
+                "!=": lambda a, b: a != b,
+                "<": lambda a, b: a < b,
+                "<=": lambda a, b: a <= b,
+                ">": lambda a, b: a > b,
+                ">=": lambda a, b: a >= b,
             }[op]
             r_right = right.r._recipe[1] if right.is_literal else right.r
             p_right = right.r._recipe[1] if right.is_literal else right.p
@@ -499,17 +635,26 @@ class ExpressionMaker:
             return self.is_in()
         if how == "between":
             inner = self.numeric(max(depth - 1, 0))
-            low, high = self.number_literal(self.type_of(inner)), self.number_literal(self.type_of(inner))
+            low, high = (
+                self.number_literal(self.type_of(inner)),
+                self.number_literal(self.type_of(inner)),
+            )
             if not (self.compatible(inner, low) and self.compatible(inner, high)):
                 return column("b")
             lo, hi = low.r._recipe[1], high.r._recipe[1]
             return Pair(inner.r.between(lo, hi), inner.p.is_between(lo, hi), "bool")
         if how == "str_match":
             inner = self.string(max(depth - 1, 0))
-            pattern = self.draw(st.one_of(st.sampled_from(WORDS), st.text(alphabet="abé", max_size=2)))
+            pattern = self.draw(
+                st.one_of(st.sampled_from(WORDS), st.text(alphabet="abé", max_size=2))
+            )
             method = self.choice(["starts_with", "ends_with", "contains"])
             r = getattr(inner.r.str, method)(pattern)
-            p = inner.p.str.contains(pattern, literal=True) if method == "contains" else getattr(inner.p.str, method)(pattern)
+            p = (
+                inner.p.str.contains(pattern, literal=True)
+                if method == "contains"
+                else getattr(inner.p.str, method)(pattern)
+            )
             return Pair(r, p, "bool")
         if how == "not":
             inner = self.boolean(depth - 1)
@@ -538,14 +683,20 @@ class ExpressionMaker:
             low, high = INT_RANGES[INT_COLUMNS[name]]
             # Candidates out of the column's range match nothing; one list holds int64 or
             # uint64 values (relay has no int128 list, unlike Polars).
-            extra = st.integers(max(low - 5, -(2**63)), min(high + 5, 2**63 - 1)) if name != "u64" else st.integers(0, 2**64 - 1)
+            extra = (
+                st.integers(max(low - 5, -(2**63)), min(high + 5, 2**63 - 1))
+                if name != "u64"
+                else st.integers(0, 2**64 - 1)
+            )
         elif name in FLOAT_COLUMNS:
             extra = _float_values(32 if name == "f32" else 64)
         elif name == "b":
             extra = st.booleans()
         else:
             extra = _values(name)
-        candidates = self.draw(st.lists(st.one_of(st.sampled_from(present), extra) if present else extra, max_size=4))
+        candidates = self.draw(
+            st.lists(st.one_of(st.sampled_from(present), extra) if present else extra, max_size=4)
+        )
         if self.draw(st.integers(0, 4)) == 0:
             candidates.append(None)
         pair = column(name)
@@ -558,7 +709,11 @@ class ExpressionMaker:
             return column(self.choice(STRING_COLUMNS))
         if how == "fill_null":
             inner = self.string(depth - 1)
-            value = literal(self.choice(WORDS), "str") if self.draw(st.booleans()) else self.string(depth - 1)
+            value = (
+                literal(self.choice(WORDS), "str")
+                if self.draw(st.booleans())
+                else self.string(depth - 1)
+            )
             return Pair(inner.r.fill_null(value.r), inner.p.fill_null(value.p), "str")
         if how == "when":
             return self.conditional("str", depth)
@@ -572,13 +727,17 @@ class ExpressionMaker:
             return column(self.choice(TEMPORAL_COLUMNS))
         if how == "fill_null":
             inner = self.temporal(depth - 1)
-            value = self.literal_like(inner) if self.draw(st.booleans()) else self.temporal(depth - 1)
+            value = (
+                self.literal_like(inner) if self.draw(st.booleans()) else self.temporal(depth - 1)
+            )
             return Pair(inner.r.fill_null(value.r), inner.p.fill_null(value.p), "temporal")
         if how == "when":
             return self.conditional("temporal", depth)
         if self.draw(st.booleans()):
             return Pair(col("ts").cast("date32"), pl.col("ts").cast(pl.Date), "temporal")
-        return Pair(col("dt").cast("timestamp[us]"), pl.col("dt").cast(pl.Datetime("us")), "temporal")
+        return Pair(
+            col("dt").cast("timestamp[us]"), pl.col("dt").cast(pl.Datetime("us")), "temporal"
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -591,7 +750,10 @@ class ExpressionMaker:
 def test_random_projections_match_polars(workdir, table, batch_rows, data):
     frame = write_frame(workdir, table, batch_rows)
     maker = ExpressionMaker(data, frame, table)
-    pairs = [maker.any_expr(data.draw(st.integers(0, 3), label="depth")) for _ in range(data.draw(st.integers(1, 3)))]
+    pairs = [
+        maker.any_expr(data.draw(st.integers(0, 3), label="depth"))
+        for _ in range(data.draw(st.integers(1, 3)))
+    ]
     expected = polars_frame(table).select([p.p.alias(f"out{i}") for i, p in enumerate(pairs)])
     got = frame.select([p.r.alias(f"out{i}") for i, p in enumerate(pairs)])
     assert_frames_match(got, expected, f"select {pairs}")
@@ -602,7 +764,10 @@ def test_random_projections_match_polars(workdir, table, batch_rows, data):
 def test_random_filters_match_polars(workdir, table, batch_rows, data):
     frame = write_frame(workdir, table, batch_rows)
     maker = ExpressionMaker(data, frame, table)
-    predicates = [maker.boolean(data.draw(st.integers(0, 3), label="depth")) for _ in range(data.draw(st.integers(1, 3)))]
+    predicates = [
+        maker.boolean(data.draw(st.integers(0, 3), label="depth"))
+        for _ in range(data.draw(st.integers(1, 3)))
+    ]
     expected = polars_frame(table).filter(*[p.p for p in predicates])
     # Several predicates are a conjunction, as in Polars; the optimizer may reorder them.
     got = frame.filter(*[p.r for p in predicates])
@@ -619,7 +784,10 @@ def test_random_pipelines_match_polars(workdir, table, batch_rows, data):
     maker = ExpressionMaker(data, frame, table)
     expected = polars_frame(table)
     if data.draw(st.booleans(), label="slice first"):
-        offset, length = data.draw(st.integers(0, 10), label="offset"), data.draw(st.integers(0, 20), label="length")
+        offset, length = (
+            data.draw(st.integers(0, 10), label="offset"),
+            data.draw(st.integers(0, 20), label="length"),
+        )
         frame, expected = frame.slice(offset, length), expected.slice(offset, length)
     first = maker.boolean(2)
     frame, expected = frame.filter(first.r), expected.filter(first.p)
@@ -631,11 +799,20 @@ def test_random_pipelines_match_polars(workdir, table, batch_rows, data):
     # The next predicate reads the computed columns.
     maker.frame = frame
     second = maker.boolean(1)
-    then_filter = Pair(col("new").is_not_null() & second.r, pl.col("new").is_not_null() & second.p, "bool")
+    then_filter = Pair(
+        col("new").is_not_null() & second.r, pl.col("new").is_not_null() & second.p, "bool"
+    )
     frame, expected = frame.filter(then_filter.r), expected.filter(then_filter.p)
-    keep = data.draw(st.lists(st.sampled_from(expected.columns), min_size=1, max_size=4, unique=True), label="keep")
+    keep = data.draw(
+        st.lists(st.sampled_from(expected.columns), min_size=1, max_size=4, unique=True),
+        label="keep",
+    )
     frame, expected = frame.select(keep), expected.select(keep)
-    assert_frames_match(frame, expected, f"filter {first}; with_columns new={new}, {replaced_name}={replacement}; filter {then_filter}; select {keep}")
+    assert_frames_match(
+        frame,
+        expected,
+        f"filter {first}; with_columns new={new}, {replaced_name}={replacement}; filter {then_filter}; select {keep}",
+    )
 
 
 @DIFFERENTIAL
@@ -676,10 +853,20 @@ INT_TYPES = list(INT_RANGES)
 )
 def test_integer_floor_division_and_modulo_match_python(workdir, type_name, data, batch_rows):
     low, high = INT_RANGES[type_name]
-    values = st.one_of(st.none(), st.integers(-7, 7).filter(lambda v: low <= v <= high), st.integers(low, high), st.sampled_from([low, high, -1 if low else 0]))
+    values = st.one_of(
+        st.none(),
+        st.integers(-7, 7).filter(lambda v: low <= v <= high),
+        st.integers(low, high),
+        st.sampled_from([low, high, -1 if low else 0]),
+    )
     rows = data.draw(st.lists(st.tuples(values, values), max_size=20))
     arrow_type = getattr(pa, type_name)()
-    table = pa.table({"a": pa.array([a for a, _ in rows], arrow_type), "b": pa.array([b for _, b in rows], arrow_type)})
+    table = pa.table(
+        {
+            "a": pa.array([a for a, _ in rows], arrow_type),
+            "b": pa.array([b for _, b in rows], arrow_type),
+        }
+    )
     frame = write_frame(workdir, table, batch_rows)
     out = frame.select((col("a") // col("b")).alias("q"), (col("a") % col("b")).alias("r"))
     assert out.schema == {"q": str(arrow_type), "r": str(arrow_type)}
@@ -696,15 +883,36 @@ def test_integer_floor_division_and_modulo_match_python(workdir, type_name, data
 
 @DIFFERENTIAL
 @given(table=tables(), batch_rows=batch_sizes, data=st.data())
-def test_comparisons_and_string_date_functions_match_pyarrow_compute(workdir, table, batch_rows, data):
+def test_comparisons_and_string_date_functions_match_pyarrow_compute(
+    workdir, table, batch_rows, data
+):
     """An independent oracle for what has no float subtleties: pyarrow.compute."""
     frame = write_frame(workdir, table, batch_rows)
     name = data.draw(st.sampled_from([*INT_COLUMNS, "s", "dt", "b"]), label="column")
     column_values = table.column(name)
     present = [v for v in column_values.to_pylist() if v is not None]
     value = data.draw(st.sampled_from(present) if present else _values(name), label="value")
-    op, kernel = data.draw(st.sampled_from([("==", pc.equal), ("!=", pc.not_equal), ("<", pc.less), ("<=", pc.less_equal), (">", pc.greater), (">=", pc.greater_equal)]), label="op")
-    compare = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}[op]
+    op, kernel = data.draw(
+        st.sampled_from(
+            [
+                ("==", pc.equal),
+                ("!=", pc.not_equal),
+                ("<", pc.less),
+                ("<=", pc.less_equal),
+                (">", pc.greater),
+                (">=", pc.greater_equal),
+            ]
+        ),
+        label="op",
+    )
+    compare = {
+        "==": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }[op]
     outputs = {"cmp": compare(col(name), value), "null": col(name).is_null()}
     expected = {
         "cmp": kernel(column_values, pa.scalar(value, column_values.type)),
@@ -759,8 +967,28 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> tuple[relay.Frame, pl.Dat
             "b": pa.array([True, False, None, True, None, False]),
             "s": pa.array(["ab", "", None, "héllo", "xab", "b"]),
             "d": pa.array(["a", "b", None, "a", "c", "b"]).dictionary_encode(),
-            "dt": pa.array([dt.date(2020, 1, 31), None, dt.date(1969, 12, 31), dt.date(2000, 2, 29), dt.date(1, 1, 1), dt.date(2024, 12, 1)], pa.date32()),
-            "ts": pa.array([dt.datetime(2020, 1, 31, 5), None, dt.datetime(1969, 12, 31, 23, 59), dt.datetime(2000, 2, 29), dt.datetime(1900, 1, 1), dt.datetime(2024, 12, 1, 0, 0, 0, 1)], pa.timestamp("us")),
+            "dt": pa.array(
+                [
+                    dt.date(2020, 1, 31),
+                    None,
+                    dt.date(1969, 12, 31),
+                    dt.date(2000, 2, 29),
+                    dt.date(1, 1, 1),
+                    dt.date(2024, 12, 1),
+                ],
+                pa.date32(),
+            ),
+            "ts": pa.array(
+                [
+                    dt.datetime(2020, 1, 31, 5),
+                    None,
+                    dt.datetime(1969, 12, 31, 23, 59),
+                    dt.datetime(2000, 2, 29),
+                    dt.datetime(1900, 1, 1),
+                    dt.datetime(2024, 12, 1, 0, 0, 0, 1),
+                ],
+                pa.timestamp("us"),
+            ),
         }
     )
     path = write_arrow(tmp_path_factory.mktemp("small") / "small.arrow", table, batch_rows=4)
@@ -772,13 +1000,17 @@ def values_and_type(frame: relay.Frame, expr: relay.Expr) -> tuple[list[Any], st
     return out.column("out").to_pylist(), relay_type_name(out.schema.field("out").type)
 
 
-def assert_like_polars(small, expr: relay.Expr, polars_expr: pl.Expr, check_type: bool = True) -> None:
+def assert_like_polars(
+    small, expr: relay.Expr, polars_expr: pl.Expr, check_type: bool = True
+) -> None:
     frame, df = small
     got, got_type = values_and_type(frame, expr)
     expected = df.select(polars_expr.alias("out"))["out"]
     assert_same_values(got, expected.to_list(), repr(expr))
     if check_type:
-        assert got_type == polars_type_name(expected.dtype), f"{expr!r}: {got_type} vs Polars {expected.dtype}"
+        assert got_type == polars_type_name(expected.dtype), (
+            f"{expr!r}: {got_type} vs Polars {expected.dtype}"
+        )
 
 
 OPERATOR_CASES = [
@@ -796,8 +1028,16 @@ OPERATOR_CASES = [
     ("f32 + 16777217 stays float32", col("f32") + 16777217, pl.col("f32") + 16777217),
     ("f32 + f64", col("f32") + col("f64"), pl.col("f32") + pl.col("f64")),
     ("i8 + u8 is int16", col("i8") + col("u8"), pl.col("i8") + pl.col("u8")),
-    ("i8 + a typed literal", col("i8") + lit(300).cast("int16"), pl.col("i8") + pl.lit(300).cast(pl.Int16)),
-    ("u8 + a typed float32 literal", col("u8") + lit(0.5).cast("float32"), pl.col("u8") + pl.lit(0.5).cast(pl.Float32)),
+    (
+        "i8 + a typed literal",
+        col("i8") + lit(300).cast("int16"),
+        pl.col("i8") + pl.lit(300).cast(pl.Int16),
+    ),
+    (
+        "u8 + a typed float32 literal",
+        col("u8") + lit(0.5).cast("float32"),
+        pl.col("u8") + pl.lit(0.5).cast(pl.Float32),
+    ),
     ("i8 / 2", col("i8") / 2, pl.col("i8") / 2),
     ("f32 / 2 stays float32", col("f32") / 2, pl.col("f32") / 2),
     ("i8 / 0", col("i8") / 0, pl.col("i8") / 0),
@@ -846,7 +1086,11 @@ OPERATOR_CASES = [
     ("dt == date", col("dt") == dt.date(2020, 1, 31), pl.col("dt") == dt.date(2020, 1, 31)),
     ("dt < ts", col("dt") < col("ts"), pl.col("dt") < pl.col("ts")),
     ("ts > date", col("ts") > dt.date(2000, 1, 1), pl.col("ts") > dt.date(2000, 1, 1)),
-    ("dt >= datetime", col("dt") >= dt.datetime(2000, 2, 29, 12), pl.col("dt") >= dt.datetime(2000, 2, 29, 12)),
+    (
+        "dt >= datetime",
+        col("dt") >= dt.datetime(2000, 2, 29, 12),
+        pl.col("dt") >= dt.datetime(2000, 2, 29, 12),
+    ),
     ("b & null", col("b") & lit(None), pl.col("b") & pl.lit(None)),
     ("b | ~b", col("b") | ~col("b"), pl.col("b") | ~pl.col("b")),
     ("True & b (reflected)", True & col("b"), True & pl.col("b")),
@@ -856,62 +1100,192 @@ OPERATOR_CASES = [
     ("i8.is_in([])", col("i8").is_in([]), pl.col("i8").is_in([])),
     ("u8.is_in negative", col("u8").is_in([-1, 5]), pl.col("u8").is_in([-1, 5])),
     ("u64.is_in big", col("u64").is_in([2**64 - 1]), pl.col("u64").is_in([2**64 - 1])),
-    ("f32.is_in compares exactly", col("f32").is_in([1.5, 0.1, 0.0]), pl.col("f32").is_in([1.5, 0.1, 0.0])),
+    (
+        "f32.is_in compares exactly",
+        col("f32").is_in([1.5, 0.1, 0.0]),
+        pl.col("f32").is_in([1.5, 0.1, 0.0]),
+    ),
     ("f32.is_in NaN", col("f32").is_in([float("nan")]), pl.col("f32").is_in([float("nan")])),
     ("s.is_in", col("s").is_in(["ab", ""]), pl.col("s").is_in(["ab", ""])),
     ("d.is_in", col("d").is_in(["a", "zz"]), pl.col("d").is_in(["a", "zz"])),
-    ("dt.is_in", col("dt").is_in([dt.date(2000, 2, 29)]), pl.col("dt").is_in([dt.date(2000, 2, 29)])),
+    (
+        "dt.is_in",
+        col("dt").is_in([dt.date(2000, 2, 29)]),
+        pl.col("dt").is_in([dt.date(2000, 2, 29)]),
+    ),
     ("b.is_in", col("b").is_in([False]), pl.col("b").is_in([False])),
     ("i8.is_in(numpy array)", col("i8").is_in(np.array([1, 0])), pl.col("i8").is_in([1, 0])),
     ("between", col("i8").between(-3, 1), pl.col("i8").is_between(-3, 1)),
     ("between reversed", col("i8").between(1, -3), pl.col("i8").is_between(1, -3)),
-    ("between columns", col("i8").between(col("u8"), 100), pl.col("i8").is_between(pl.col("u8"), 100)),
-    ("between dates", col("dt").between(dt.date(1969, 1, 1), dt.date(2020, 1, 31)), pl.col("dt").is_between(dt.date(1969, 1, 1), dt.date(2020, 1, 31))),
+    (
+        "between columns",
+        col("i8").between(col("u8"), 100),
+        pl.col("i8").is_between(pl.col("u8"), 100),
+    ),
+    (
+        "between dates",
+        col("dt").between(dt.date(1969, 1, 1), dt.date(2020, 1, 31)),
+        pl.col("dt").is_between(dt.date(1969, 1, 1), dt.date(2020, 1, 31)),
+    ),
     ("fill_null(0) keeps int8", col("i8").fill_null(0), pl.col("i8").fill_null(0)),
     ("fill_null(1000) widens", col("i8").fill_null(1000), pl.col("i8").fill_null(1000)),
     ("fill_null(0.5)", col("i8").fill_null(0.5), pl.col("i8").fill_null(0.5)),
     ("u8.fill_null(-1)", col("u8").fill_null(-1), pl.col("u8").fill_null(-1)),
     ("fill_null(column)", col("i8").fill_null(col("u8")), pl.col("i8").fill_null(pl.col("u8"))),
-    ("f32.fill_null(nan)", col("f32").fill_null(float("nan")), pl.col("f32").fill_null(float("nan"))),
+    (
+        "f32.fill_null(nan)",
+        col("f32").fill_null(float("nan")),
+        pl.col("f32").fill_null(float("nan")),
+    ),
     ("s.fill_null", col("s").fill_null("z"), pl.col("s").fill_null("z")),
     ("b.fill_null", col("b").fill_null(False), pl.col("b").fill_null(False)),
-    ("dt.fill_null(date)", col("dt").fill_null(dt.date(1999, 1, 1)), pl.col("dt").fill_null(dt.date(1999, 1, 1))),
-    ("dt.fill_null(midnight datetime) is datetime", col("dt").fill_null(dt.datetime(2020, 1, 1)), pl.col("dt").fill_null(dt.datetime(2020, 1, 1))),
-    ("ts.fill_null(date)", col("ts").fill_null(dt.date(2020, 1, 1)), pl.col("ts").fill_null(dt.date(2020, 1, 1))),
+    (
+        "dt.fill_null(date)",
+        col("dt").fill_null(dt.date(1999, 1, 1)),
+        pl.col("dt").fill_null(dt.date(1999, 1, 1)),
+    ),
+    (
+        "dt.fill_null(midnight datetime) is datetime",
+        col("dt").fill_null(dt.datetime(2020, 1, 1)),
+        pl.col("dt").fill_null(dt.datetime(2020, 1, 1)),
+    ),
+    (
+        "ts.fill_null(date)",
+        col("ts").fill_null(dt.date(2020, 1, 1)),
+        pl.col("ts").fill_null(dt.date(2020, 1, 1)),
+    ),
     ("cast int8 -> int32", col("i8").cast("int32"), pl.col("i8").cast(pl.Int32)),
     ("cast numpy dtype", col("i8").cast(np.float32), pl.col("i8").cast(pl.Float32)),
     ("cast python float", col("i8").cast(float), pl.col("i8").cast(pl.Float64)),
     ("cast pyarrow type", col("i8").cast(pa.float32()), pl.col("i8").cast(pl.Float32)),
-    ("cast pyarrow timestamp", col("dt").cast(pa.timestamp("us")), pl.col("dt").cast(pl.Datetime("us"))),
+    (
+        "cast pyarrow timestamp",
+        col("dt").cast(pa.timestamp("us")),
+        pl.col("dt").cast(pl.Datetime("us")),
+    ),
     ("cast int -> string", col("i8").cast("string"), pl.col("i8").cast(pl.String)),
     ("cast str type", col("i64").cast(str), pl.col("i64").cast(pl.String)),
     ("cast bool -> int8", col("b").cast("int8"), pl.col("b").cast(pl.Int8)),
     ("cast bool -> string", col("b").cast("string"), pl.col("b").cast(pl.String)),
     ("cast int -> bool", col("i8").cast(bool), pl.col("i8").cast(pl.Boolean)),
-    ("cast float -> int truncates", (col("i8") / -2).cast("int32"), (pl.col("i8") / -2).cast(pl.Int32)),
-    ("cast f64 -> f32 overflows to inf", col("f64").cast("float32"), pl.col("f64").cast(pl.Float32)),
+    (
+        "cast float -> int truncates",
+        (col("i8") / -2).cast("int32"),
+        (pl.col("i8") / -2).cast(pl.Int32),
+    ),
+    (
+        "cast f64 -> f32 overflows to inf",
+        col("f64").cast("float32"),
+        pl.col("f64").cast(pl.Float32),
+    ),
     ("cast dictionary -> string", col("d").cast("string"), pl.col("d").cast(pl.String)),
     ("cast ts -> date floors", col("ts").cast("date32"), pl.col("ts").cast(pl.Date)),
-    ("cast date -> timestamp", col("dt").cast("timestamp[us]"), pl.col("dt").cast(pl.Datetime("us"))),
+    (
+        "cast date -> timestamp",
+        col("dt").cast("timestamp[us]"),
+        pl.col("dt").cast(pl.Datetime("us")),
+    ),
     ("cast date -> string", col("dt").cast("string"), pl.col("dt").cast(pl.String)),
-    ("when/then/otherwise keeps int8", when(col("i8") > 0).then(col("i8")).otherwise(-1), pl.when(pl.col("i8") > 0).then(pl.col("i8")).otherwise(-1)),
-    ("when with a float column", when(col("b")).then(col("f32")).otherwise(col("i8")), pl.when(pl.col("b")).then(pl.col("f32")).otherwise(pl.col("i8"))),
-    ("when with a null otherwise", when(col("b")).then(col("i8")).otherwise(None), pl.when(pl.col("b")).then(pl.col("i8"))),
-    ("when without otherwise is null elsewhere", when(col("b")).then(col("i8")), pl.when(pl.col("b")).then(pl.col("i8"))),
-    ("when chain without otherwise", when(col("b")).then(col("s")).when(col("i8") > 0).then("pos"), pl.when(pl.col("b")).then(pl.col("s")).when(pl.col("i8") > 0).then(pl.lit("pos"))),
-    ("when chain: the first true wins", when(col("i8") > 0).then(col("u8")).when(col("i8") > -10).then(col("i8")).otherwise(col("i64")), pl.when(pl.col("i8") > 0).then(pl.col("u8")).when(pl.col("i8") > -10).then(pl.col("i8")).otherwise(pl.col("i64"))),
-    ("when strings", when(col("b")).then(col("s")).otherwise("x"), pl.when(pl.col("b")).then(pl.col("s")).otherwise(pl.lit("x"))),
-    ("when dictionary and string", when(col("b")).then(col("d")).otherwise(col("s")), pl.when(pl.col("b")).then(pl.col("d")).otherwise(pl.col("s"))),
-    ("when dates", when(col("b")).then(col("dt")).otherwise(col("ts")), pl.when(pl.col("b")).then(pl.col("dt")).otherwise(pl.col("ts"))),
-    ("when null condition is false", when(col("i8").is_in([None])).then(1.5).otherwise(col("f64")), pl.when(pl.col("i8").is_in([None])).then(1.5).otherwise(pl.col("f64"))),
-    ("a strict cast guarded by its condition", when(col("i8") >= 0).then(col("i8").cast("uint8")).otherwise(0), pl.when(pl.col("i8") >= 0).then(pl.col("i8").cast(pl.UInt8)).otherwise(0)),
-    ("a strict cast in otherwise", when(col("i8") < 0).then(0).otherwise(col("i8").cast("uint8")), pl.when(pl.col("i8") < 0).then(0).otherwise(pl.col("i8").cast(pl.UInt8))),
-    ("a strict cast no row reaches", when(col("i8") > 127).then(col("i8").cast("uint8")).otherwise(1), pl.when(pl.col("i8") > 127).then(pl.col("i8").cast(pl.UInt8)).otherwise(1)),
-    ("guarded string parsing", when(col("s").str.starts_with("9")).then(col("s").cast("int32")).when(col("s").str.starts_with("x")).then(-1).otherwise(None), pl.when(pl.col("s").str.starts_with("9")).then(pl.col("s").cast(pl.Int32)).when(pl.col("s").str.starts_with("x")).then(-1).otherwise(None)),
+    (
+        "when/then/otherwise keeps int8",
+        when(col("i8") > 0).then(col("i8")).otherwise(-1),
+        pl.when(pl.col("i8") > 0).then(pl.col("i8")).otherwise(-1),
+    ),
+    (
+        "when with a float column",
+        when(col("b")).then(col("f32")).otherwise(col("i8")),
+        pl.when(pl.col("b")).then(pl.col("f32")).otherwise(pl.col("i8")),
+    ),
+    (
+        "when with a null otherwise",
+        when(col("b")).then(col("i8")).otherwise(None),
+        pl.when(pl.col("b")).then(pl.col("i8")),
+    ),
+    (
+        "when without otherwise is null elsewhere",
+        when(col("b")).then(col("i8")),
+        pl.when(pl.col("b")).then(pl.col("i8")),
+    ),
+    (
+        "when chain without otherwise",
+        when(col("b")).then(col("s")).when(col("i8") > 0).then("pos"),
+        pl.when(pl.col("b")).then(pl.col("s")).when(pl.col("i8") > 0).then(pl.lit("pos")),
+    ),
+    (
+        "when chain: the first true wins",
+        when(col("i8") > 0)
+        .then(col("u8"))
+        .when(col("i8") > -10)
+        .then(col("i8"))
+        .otherwise(col("i64")),
+        pl.when(pl.col("i8") > 0)
+        .then(pl.col("u8"))
+        .when(pl.col("i8") > -10)
+        .then(pl.col("i8"))
+        .otherwise(pl.col("i64")),
+    ),
+    (
+        "when strings",
+        when(col("b")).then(col("s")).otherwise("x"),
+        pl.when(pl.col("b")).then(pl.col("s")).otherwise(pl.lit("x")),
+    ),
+    (
+        "when dictionary and string",
+        when(col("b")).then(col("d")).otherwise(col("s")),
+        pl.when(pl.col("b")).then(pl.col("d")).otherwise(pl.col("s")),
+    ),
+    (
+        "when dates",
+        when(col("b")).then(col("dt")).otherwise(col("ts")),
+        pl.when(pl.col("b")).then(pl.col("dt")).otherwise(pl.col("ts")),
+    ),
+    (
+        "when null condition is false",
+        when(col("i8").is_in([None])).then(1.5).otherwise(col("f64")),
+        pl.when(pl.col("i8").is_in([None])).then(1.5).otherwise(pl.col("f64")),
+    ),
+    (
+        "a strict cast guarded by its condition",
+        when(col("i8") >= 0).then(col("i8").cast("uint8")).otherwise(0),
+        pl.when(pl.col("i8") >= 0).then(pl.col("i8").cast(pl.UInt8)).otherwise(0),
+    ),
+    (
+        "a strict cast in otherwise",
+        when(col("i8") < 0).then(0).otherwise(col("i8").cast("uint8")),
+        pl.when(pl.col("i8") < 0).then(0).otherwise(pl.col("i8").cast(pl.UInt8)),
+    ),
+    (
+        "a strict cast no row reaches",
+        when(col("i8") > 127).then(col("i8").cast("uint8")).otherwise(1),
+        pl.when(pl.col("i8") > 127).then(pl.col("i8").cast(pl.UInt8)).otherwise(1),
+    ),
+    (
+        "guarded string parsing",
+        when(col("s").str.starts_with("9"))
+        .then(col("s").cast("int32"))
+        .when(col("s").str.starts_with("x"))
+        .then(-1)
+        .otherwise(None),
+        pl.when(pl.col("s").str.starts_with("9"))
+        .then(pl.col("s").cast(pl.Int32))
+        .when(pl.col("s").str.starts_with("x"))
+        .then(-1)
+        .otherwise(None),
+    ),
     ("starts_with", col("s").str.starts_with("a"), pl.col("s").str.starts_with("a")),
     ("ends_with on a dictionary", col("d").str.ends_with("a"), pl.col("d").str.ends_with("a")),
-    ("contains is literal", col("s").str.contains("b"), pl.col("s").str.contains("b", literal=True)),
-    ("contains regex characters literally", col("s").str.contains("a.", ), pl.col("s").str.contains("a.", literal=True)),
+    (
+        "contains is literal",
+        col("s").str.contains("b"),
+        pl.col("s").str.contains("b", literal=True),
+    ),
+    (
+        "contains regex characters literally",
+        col("s").str.contains(
+            "a.",
+        ),
+        pl.col("s").str.contains("a.", literal=True),
+    ),
     ("contains empty", col("s").str.contains(""), pl.col("s").str.contains("", literal=True)),
     ("str.len counts characters", col("s").str.len(), pl.col("s").str.len_chars()),
     ("str.len of a dictionary", col("d").str.len(), pl.col("d").str.len_chars()),
@@ -927,7 +1301,9 @@ OPERATOR_CASES = [
 ]
 
 
-@pytest.mark.parametrize("label, expr, polars_expr", OPERATOR_CASES, ids=[c[0] for c in OPERATOR_CASES])
+@pytest.mark.parametrize(
+    "label, expr, polars_expr", OPERATOR_CASES, ids=[c[0] for c in OPERATOR_CASES]
+)
 def test_operator_matches_polars(small, label, expr, polars_expr):
     assert_like_polars(small, expr, polars_expr)
 
@@ -935,9 +1311,18 @@ def test_operator_matches_polars(small, label, expr, polars_expr):
 def test_kleene_logic_truth_tables(tmp_path):
     values = [True, False, None]
     pairs = [(a, b) for a in values for b in values]
-    table = pa.table({"a": pa.array([a for a, _ in pairs], pa.bool_()), "b": pa.array([b for _, b in pairs], pa.bool_())})
+    table = pa.table(
+        {
+            "a": pa.array([a for a, _ in pairs], pa.bool_()),
+            "b": pa.array([b for _, b in pairs], pa.bool_()),
+        }
+    )
     frame = relay.scan(write_arrow(tmp_path / "kleene.arrow", table))
-    out = frame.select((col("a") & col("b")).alias("and"), (col("a") | col("b")).alias("or"), (~col("a")).alias("not"))
+    out = frame.select(
+        (col("a") & col("b")).alias("and"),
+        (col("a") | col("b")).alias("or"),
+        (~col("a")).alias("not"),
+    )
 
     def kleene_and(a, b):
         return False if False in (a, b) else None if None in (a, b) else True
@@ -990,7 +1375,21 @@ def test_negative_zero_and_negative_nan_compare_as_polars(tmp_path):
 def test_string_equality_with_a_literal_matches_pyarrow(tmp_path, string_type):
     """``==`` / ``!=`` against a string literal (either side), with nulls, empty strings,
     prefixes and longer strings around the literal's length, filtered and as values."""
-    values = ["R", "", None, "RR", "A", "r", "R\u00e9", "abcdefgh", "abcdefghi", "abcdefgx", None, "R", "ab"] * 7
+    values = [
+        "R",
+        "",
+        None,
+        "RR",
+        "A",
+        "r",
+        "R\u00e9",
+        "abcdefgh",
+        "abcdefghi",
+        "abcdefgx",
+        None,
+        "R",
+        "ab",
+    ] * 7
     table = pa.table({"s": pa.array(values, string_type)})
     frame = relay.scan(write_arrow(tmp_path / "strings.arrow", table, batch_rows=20))
     for literal in ["R", "", "abcdefgh", "abcdefghi", "ab", "R\u00e9", "missing"]:
@@ -1009,7 +1408,9 @@ def test_float_floor_division_and_modulo_are_consistent(tmp_path):
     sign, with Polars' formula for the remainder (``a - b * floor(a / b)``)."""
     rng = np.random.default_rng(7)
     a = np.concatenate([rng.normal(0, 100, 200), [1.0, 0.3, -5.5, 5.5, 7.0, -7.0]])
-    b = np.concatenate([rng.choice([-3.0, -0.1, 0.1, 0.7, 2.5, 1e-3], 200), [0.1, 0.1, 2.5, -2.5, 2.5, 2.5]])
+    b = np.concatenate(
+        [rng.choice([-3.0, -0.1, 0.1, 0.7, 2.5, 1e-3], 200), [0.1, 0.1, 2.5, -2.5, 2.5, 2.5]]
+    )
     table = pa.table({"a": a, "b": b})
     frame = relay.scan(write_arrow(tmp_path / "floats.arrow", table))
     out = frame.select((col("a") // col("b")).alias("q"), (col("a") % col("b")).alias("r"))
@@ -1018,13 +1419,20 @@ def test_float_floor_division_and_modulo_are_consistent(tmp_path):
     np.testing.assert_array_equal(r, a - b * np.floor(a / b))
     np.testing.assert_allclose(b * q + r, a, rtol=1e-12, atol=1e-9)
     assert np.all((r == 0) | (np.sign(r) == np.sign(b)) | (np.abs(r) < 1e-12))
-    expected = pl.from_arrow(table).select((pl.col("a") // pl.col("b")).alias("q"), (pl.col("a") % pl.col("b")).alias("r"))
+    expected = pl.from_arrow(table).select(
+        (pl.col("a") // pl.col("b")).alias("q"), (pl.col("a") % pl.col("b")).alias("r")
+    )
     np.testing.assert_array_equal(q, expected["q"].to_numpy())
     np.testing.assert_array_equal(r, expected["r"].to_numpy())
 
 
 def test_overflowing_integer_arithmetic_wraps_like_polars(tmp_path):
-    table = pa.table({"i": pa.array([2**63 - 1, -(2**63), 5], pa.int64()), "u": pa.array([2**64 - 1, 0, 5], pa.uint64())})
+    table = pa.table(
+        {
+            "i": pa.array([2**63 - 1, -(2**63), 5], pa.int64()),
+            "u": pa.array([2**64 - 1, 0, 5], pa.uint64()),
+        }
+    )
     frame = relay.scan(write_arrow(tmp_path / "wrap.arrow", table))
     df = pl.from_arrow(table)
     for expr, polars_expr in [
@@ -1041,7 +1449,18 @@ def test_overflowing_integer_arithmetic_wraps_like_polars(tmp_path):
 
 LITERAL_TYPE_CASES = [
     (column_type, value)
-    for column_type in ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float32", "float64"]
+    for column_type in [
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "float32",
+        "float64",
+    ]
     for value in [1, -1, 200, 1000, 40000, 70000, 2**31, 2**40, 1.5, -0.5, 2.0]
     # uint64 meeting a negative literal: float64 in relay, Polars narrows to int64 (lossy).
     if not (column_type == "uint64" and value == -1)
@@ -1058,11 +1477,19 @@ def test_literal_types_follow_polars(tmp_path):
         for what, expr, polars_expr in [
             ("+", c + value, p + value),
             ("fill_null", c.fill_null(value), p.fill_null(value)),
-            ("otherwise", when(c > 0).then(c).otherwise(value), pl.when(p > 0).then(p).otherwise(value)),
+            (
+                "otherwise",
+                when(c > 0).then(c).otherwise(value),
+                pl.when(p > 0).then(p).otherwise(value),
+            ),
         ]:
-            got = relay_type_name(frame.select(expr.alias("out")).to_arrow().schema.field("out").type)
+            got = relay_type_name(
+                frame.select(expr.alias("out")).to_arrow().schema.field("out").type
+            )
             expected = polars_type_name(df.select(polars_expr.alias("out"))["out"].dtype)
-            assert got == expected, f"{column_type} {what} {value!r}: relay {got}, Polars {expected}"
+            assert got == expected, (
+                f"{column_type} {what} {value!r}: relay {got}, Polars {expected}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1100,7 +1527,11 @@ TYPE_ERRORS = [
 def test_type_errors_name_the_column_and_both_types(small, build, words):
     frame, _ = small
     expr = build()
-    for use in (lambda e: frame.select(e), lambda e: frame.filter(e.is_null()), lambda e: frame.with_columns(out=e)):
+    for use in (
+        lambda e: frame.select(e),
+        lambda e: frame.filter(e.is_null()),
+        lambda e: frame.with_columns(out=e),
+    ):
         with pytest.raises(relay.RelayTypeError) as info:
             use(expr)
         assert isinstance(info.value, TypeError) and isinstance(info.value, relay.RelayError)
@@ -1319,7 +1750,9 @@ def test_filtered_and_derived_frames_pickle(small):
     frame, _ = small
     derived = (
         frame.filter((col("i8") > -100) & col("s").is_not_null(), ~col("b").is_in([None]))
-        .with_columns(ratio=col("f64") / col("i8"), label=when(col("b")).then(col("d")).otherwise("none"))
+        .with_columns(
+            ratio=col("f64") / col("i8"), label=when(col("b")).then(col("d")).otherwise("none")
+        )
         .with_column("i8", col("i8").cast("int16") * 2)
         .select("i8", "ratio", "label", "dt")
     )

@@ -43,14 +43,26 @@ def _typed_table(n: int = 500) -> pa.Table:
             "name": pa.array(nulls([f"row-{i}-" + "z" * (i % 9) for i in range(n)]), pa.string()),
             "large_name": pa.array(nulls([f"L{i}" for i in range(n)], 6), pa.large_string()),
             "blob": pa.array(nulls([bytes([i % 256]) * (i % 5) for i in range(n)]), pa.binary()),
-            "day": pa.array(nulls([datetime.date(2020, 1, 1) + datetime.timedelta(days=i) for i in range(n)]), pa.date32()),
-            "when": pa.array(nulls([base + datetime.timedelta(seconds=i) for i in range(n)]), pa.timestamp("us")),
-            "money": pa.array(nulls([decimal.Decimal(i) / 100 for i in range(n)]), pa.decimal128(12, 2)),
-            "tags": pa.array(nulls([list(range(i % 4)) for i in range(n)], 9), pa.list_(pa.int32())),
-            "point": pa.array(
-                nulls([{"a": i, "b": f"p{i}"} for i in range(n)], 11), pa.struct([("a", pa.int32()), ("b", pa.string())])
+            "day": pa.array(
+                nulls([datetime.date(2020, 1, 1) + datetime.timedelta(days=i) for i in range(n)]),
+                pa.date32(),
             ),
-            "emb": pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(n * 4).astype(np.float32)), 4),
+            "when": pa.array(
+                nulls([base + datetime.timedelta(seconds=i) for i in range(n)]), pa.timestamp("us")
+            ),
+            "money": pa.array(
+                nulls([decimal.Decimal(i) / 100 for i in range(n)]), pa.decimal128(12, 2)
+            ),
+            "tags": pa.array(
+                nulls([list(range(i % 4)) for i in range(n)], 9), pa.list_(pa.int32())
+            ),
+            "point": pa.array(
+                nulls([{"a": i, "b": f"p{i}"} for i in range(n)], 11),
+                pa.struct([("a", pa.int32()), ("b", pa.string())]),
+            ),
+            "emb": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.standard_normal(n * 4).astype(np.float32)), 4
+            ),
             "city": pa.array(nulls([cities[i % 4] for i in range(n)], 5)).dictionary_encode(),
         }
     )
@@ -67,14 +79,22 @@ def _assert_same(path: Path, expected: pa.Table) -> relay.Frame:
     return frame
 
 
-def _write_file(path: Path, table: pa.Table, compression: str | None, batch_rows: int = 200) -> Path:
+def _write_file(
+    path: Path, table: pa.Table, compression: str | None, batch_rows: int = 200
+) -> Path:
     options = pa.ipc.IpcWriteOptions(compression=compression)
     with pa.ipc.new_file(path, table.schema, options=options) as writer:
         writer.write_table(table, max_chunksize=batch_rows)
     return path
 
 
-def _write_stream(path: Path, table: pa.Table, compression: str | None = None, batch_rows: int | None = None, **options) -> Path:
+def _write_stream(
+    path: Path,
+    table: pa.Table,
+    compression: str | None = None,
+    batch_rows: int | None = None,
+    **options,
+) -> Path:
     write_options = pa.ipc.IpcWriteOptions(compression=compression, **options)
     with pa.ipc.new_stream(path, table.schema, options=write_options) as writer:
         writer.write_table(table, max_chunksize=batch_rows or max(table.num_rows, 1))
@@ -99,12 +119,16 @@ def test_compressed_file_matches_pyarrow(tmp_path: Path, compression: str) -> No
     for name in ["i64", "f32", "emb", "when"]:
         column = first_batch[name]
         assert not column.is_zero_copy
-        assert codec in column.copy_reason and "decompressed into memory" in column.copy_reason, column.copy_reason
+        assert codec in column.copy_reason and "decompressed into memory" in column.copy_reason, (
+            column.copy_reason
+        )
     assert codec in first_batch.select(["i64"]).explain(), first_batch.select(["i64"]).explain()
 
 
 @pytest.mark.parametrize("compression", ["lz4", "zstd"])
-def test_compressed_column_refuses_zero_copy_naming_the_codec(tmp_path: Path, compression: str) -> None:
+def test_compressed_column_refuses_zero_copy_naming_the_codec(
+    tmp_path: Path, compression: str
+) -> None:
     table = pa.table({"x": np.arange(1000, dtype=np.float64)})
     path = _write_file(tmp_path / "one.arrow", table, compression, batch_rows=1000)
     column = relay.scan(path)["x"]
@@ -130,7 +154,9 @@ def test_filters_on_compressed_files(tmp_path: Path, compression: str) -> None:
 
 
 def test_inspect_reports_compression(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = _write_file(tmp_path / "z.arrow", pa.table({"x": np.arange(100, dtype=np.int64)}), "zstd")
+    path = _write_file(
+        tmp_path / "z.arrow", pa.table({"x": np.arange(100, dtype=np.int64)}), "zstd"
+    )
     assert main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
     assert "compression: ZSTD (decompressed into memory on read)" in out
@@ -189,7 +215,9 @@ def test_stream_columns_are_views_of_the_mapping(tmp_path: Path) -> None:
         {
             "x": rng.standard_normal(4096).astype(np.float32),
             "id": np.arange(4096, dtype=np.int64),
-            "emb": pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(4096 * 8).astype(np.float32)), 8),
+            "emb": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.standard_normal(4096 * 8).astype(np.float32)), 8
+            ),
         }
     )
     path = _write_stream(tmp_path / "view.arrows", table)
@@ -200,7 +228,9 @@ def test_stream_columns_are_views_of_the_mapping(tmp_path: Path) -> None:
         array = column.to_numpy(zero_copy=True)
         assert address_in_file_mapping(array.__array_interface__["data"][0], path)
     np.testing.assert_array_equal(frame["x"].to_numpy(), table["x"].to_numpy())
-    np.testing.assert_array_equal(frame["emb"].to_numpy(), np.stack(table["emb"].to_numpy(zero_copy_only=False)))
+    np.testing.assert_array_equal(
+        frame["emb"].to_numpy(), np.stack(table["emb"].to_numpy(zero_copy_only=False))
+    )
     # A filter's gather and a slice work the same as on the file format.
     sliced = frame.slice(10, 100)["id"].to_numpy(zero_copy=True)
     assert address_in_file_mapping(sliced.__array_interface__["data"][0], path)
@@ -210,7 +240,9 @@ def test_stream_columns_are_views_of_the_mapping(tmp_path: Path) -> None:
 
 
 def test_stream_batches_and_loader(tmp_path: Path) -> None:
-    table = pa.table({"x": np.arange(1000, dtype=np.float32), "label": np.arange(1000, dtype=np.int64) % 10})
+    table = pa.table(
+        {"x": np.arange(1000, dtype=np.float32), "label": np.arange(1000, dtype=np.int64) % 10}
+    )
     path = _write_stream(tmp_path / "batches.arrows", table, batch_rows=250)
     frame = relay.scan(path)
     assert frame.num_rows == 1000
@@ -240,23 +272,40 @@ def test_empty_stream(tmp_path: Path) -> None:
 def test_stream_with_dictionary_deltas(tmp_path: Path) -> None:
     schema = pa.schema([("city", pa.dictionary(pa.int32(), pa.string())), ("n", pa.int64())])
     first = pa.record_batch(
-        [pa.DictionaryArray.from_arrays(pa.array([0, 1, None, 0], pa.int32()), pa.array(["paris", "lima"])), pa.array([1, 2, 3, 4])],
+        [
+            pa.DictionaryArray.from_arrays(
+                pa.array([0, 1, None, 0], pa.int32()), pa.array(["paris", "lima"])
+            ),
+            pa.array([1, 2, 3, 4]),
+        ],
         schema=schema,
     )
     second = pa.record_batch(
         [
-            pa.DictionaryArray.from_arrays(pa.array([2, 0, 3], pa.int32()), pa.array(["paris", "lima", "oslo", "quito"])),
+            pa.DictionaryArray.from_arrays(
+                pa.array([2, 0, 3], pa.int32()), pa.array(["paris", "lima", "oslo", "quito"])
+            ),
             pa.array([5, None, 7]),
         ],
         schema=schema,
     )
     path = tmp_path / "deltas.arrows"
-    with pa.ipc.new_stream(path, schema, options=pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)) as writer:
+    with pa.ipc.new_stream(
+        path, schema, options=pa.ipc.IpcWriteOptions(emit_dictionary_deltas=True)
+    ) as writer:
         writer.write_batch(first)
         writer.write_batch(second)
     with pa.ipc.open_stream(path) as reader:
         expected = reader.read_all()
-    assert expected["city"].to_pylist() == ["paris", "lima", None, "paris", "oslo", "paris", "quito"]
+    assert expected["city"].to_pylist() == [
+        "paris",
+        "lima",
+        None,
+        "paris",
+        "oslo",
+        "paris",
+        "quito",
+    ]
     _assert_same(path, expected)
 
 
@@ -264,8 +313,12 @@ def test_stream_with_replaced_dictionary_raises_naming_the_file(tmp_path: Path) 
     schema = pa.schema([("city", pa.dictionary(pa.int32(), pa.string()))])
     path = tmp_path / "replaced.arrows"
     with pa.ipc.new_stream(path, schema) as writer:
-        writer.write_batch(pa.record_batch([pa.array(["a", "b"]).dictionary_encode()], schema=schema))
-        writer.write_batch(pa.record_batch([pa.array(["c", "d"]).dictionary_encode()], schema=schema))
+        writer.write_batch(
+            pa.record_batch([pa.array(["a", "b"]).dictionary_encode()], schema=schema)
+        )
+        writer.write_batch(
+            pa.record_batch([pa.array(["c", "d"]).dictionary_encode()], schema=schema)
+        )
     with pytest.raises(relay.RelayError, match="replaces dictionary") as info:
         relay.scan(path)
     assert str(path) in str(info.value)
@@ -340,7 +393,11 @@ def test_damaged_stream_names_file_and_message(tmp_path: Path) -> None:
     with pytest.raises(relay.CorruptFileError) as info:
         relay.scan(path)
     message = str(info.value)
-    assert str(path) in message and f"message 1 (byte offset {schema_end})" in message and "continuation" in message
+    assert (
+        str(path) in message
+        and f"message 1 (byte offset {schema_end})" in message
+        and "continuation" in message
+    )
     truncated = tmp_path / "cut.arrows"
     truncated.write_bytes(original[:-20])
     with pytest.raises(relay.CorruptFileError, match="truncated") as info:

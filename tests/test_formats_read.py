@@ -32,13 +32,20 @@ def _table(rows: int = 1000) -> pa.Table:
         {
             "id": ids,
             "x": pa.array(rng.normal(size=rows).astype(np.float32)),
-            "age": pa.array([None if i % 13 == 0 else int(i % 90) for i in range(rows)], pa.int32()),
-            "name": pa.array([None if i % 11 == 0 else f"n{i % 37}" for i in range(rows)]),
-            "city": pa.array([["oslo", "rome", "lima"][i % 3] for i in range(rows)]).dictionary_encode(),
-            "ts": pa.array(
-                [dt.datetime(2024, 1, 1) + dt.timedelta(minutes=int(i)) for i in range(rows)], pa.timestamp("us")
+            "age": pa.array(
+                [None if i % 13 == 0 else int(i % 90) for i in range(rows)], pa.int32()
             ),
-            "tags": pa.array([[int(i), int(i) + 1][: i % 3] for i in range(rows)], pa.list_(pa.int64())),
+            "name": pa.array([None if i % 11 == 0 else f"n{i % 37}" for i in range(rows)]),
+            "city": pa.array(
+                [["oslo", "rome", "lima"][i % 3] for i in range(rows)]
+            ).dictionary_encode(),
+            "ts": pa.array(
+                [dt.datetime(2024, 1, 1) + dt.timedelta(minutes=int(i)) for i in range(rows)],
+                pa.timestamp("us"),
+            ),
+            "tags": pa.array(
+                [[int(i), int(i) + 1][: i % 3] for i in range(rows)], pa.list_(pa.int64())
+            ),
         }
     )
 
@@ -57,7 +64,9 @@ def _same(frame: relay.Frame, expected: pa.Table) -> None:
 
 
 @pytest.mark.parametrize("compression", ["snappy", "zstd", "lz4", "gzip", "none"])
-def test_parquet_written_by_pyarrow_reads_as_pyarrow_reads_it(tmp_path: Path, compression: str) -> None:
+def test_parquet_written_by_pyarrow_reads_as_pyarrow_reads_it(
+    tmp_path: Path, compression: str
+) -> None:
     path = tmp_path / f"data-{compression}.parquet"
     pq.write_table(_table(), path, compression=compression, row_group_size=128)
     assert pq.ParquetFile(path).num_row_groups == 8
@@ -68,7 +77,13 @@ def test_parquet_written_by_pyarrow_reads_as_pyarrow_reads_it(tmp_path: Path, co
 
 def test_parquet_written_by_polars(tmp_path: Path) -> None:
     path = tmp_path / "polars.parquet"
-    df = pl.DataFrame({"a": np.arange(500), "b": [f"s{i}" if i % 4 else None for i in range(500)], "c": np.linspace(0, 1, 500)})
+    df = pl.DataFrame(
+        {
+            "a": np.arange(500),
+            "b": [f"s{i}" if i % 4 else None for i in range(500)],
+            "c": np.linspace(0, 1, 500),
+        }
+    )
     df.write_parquet(path, row_group_size=100)
     _same(relay.scan(path), pq.read_table(path))
 
@@ -98,15 +113,21 @@ def test_pages_are_skipped_by_the_page_index(tmp_path: Path) -> None:
     with other page boundaries intersect; files without a page index read every row."""
     n = 200_000
     rng = np.random.default_rng(3)
-    table = pa.table({
-        "t": np.arange(n, dtype=np.int64),                      # sorted: pages hold ranges
-        "u": np.repeat(np.arange(n // 50, dtype=np.int32), 50),  # sorted, narrower pages
-        "x": rng.normal(size=n),
-        "f": np.where(np.arange(n) % 1000 == 7, np.nan, np.arange(n, dtype=np.float64)),
-    })
+    table = pa.table(
+        {
+            "t": np.arange(n, dtype=np.int64),  # sorted: pages hold ranges
+            "u": np.repeat(np.arange(n // 50, dtype=np.int32), 50),  # sorted, narrower pages
+            "x": rng.normal(size=n),
+            "f": np.where(np.arange(n) % 1000 == 7, np.nan, np.arange(n, dtype=np.float64)),
+        }
+    )
     indexed, plain = tmp_path / "indexed.parquet", tmp_path / "plain.parquet"
-    pq.write_table(table, indexed, row_group_size=100_000, data_page_size=4096, write_page_index=True)
-    pq.write_table(table, plain, row_group_size=100_000, data_page_size=4096, write_page_index=False)
+    pq.write_table(
+        table, indexed, row_group_size=100_000, data_page_size=4096, write_page_index=True
+    )
+    pq.write_table(
+        table, plain, row_group_size=100_000, data_page_size=4096, write_page_index=False
+    )
 
     def rows_decoded(frame: relay.Frame) -> int:
         (read,) = [op for op in frame.profile() if op["operator"].startswith("READ")]
@@ -132,7 +153,9 @@ def test_pages_are_skipped_by_the_page_index(tmp_path: Path) -> None:
         assert rows_decoded(ours) < most, (repr(expr), rows_decoded(ours))
         assert rows_decoded(theirs) >= rows_decoded(ours)
     expected = table.filter(pc.greater_equal(table["t"], 150_000))
-    assert pl.from_arrow(relay.scan(indexed).filter(col("t") >= 150_000).to_arrow()).equals(pl.from_arrow(expected))
+    assert pl.from_arrow(relay.scan(indexed).filter(col("t") >= 150_000).to_arrow()).equals(
+        pl.from_arrow(expected)
+    )
     # A slice (iter_batches) reads by position and decodes whole row groups.
     batches = list(relay.scan(indexed).filter(col("t") >= 150_000).iter_batches(40_000))
     assert sum(len(b) for b in batches) == 50_000
@@ -141,8 +164,10 @@ def test_pages_are_skipped_by_the_page_index(tmp_path: Path) -> None:
 def test_only_the_selected_columns_are_decoded(tmp_path: Path) -> None:
     path = tmp_path / "wide.parquet"
     pq.write_table(_table(), path)
+
     def bytes_read(frame: relay.Frame) -> int:
         return sum(op["bytes_read"] for op in frame.profile() if op["operator"].startswith("READ"))
+
     everything = bytes_read(relay.scan(path))
     one = bytes_read(relay.scan(path).select("id"))
     assert 0 < one <= 1000 * 8 * 2 < everything
@@ -184,7 +209,9 @@ def test_a_selective_parquet_query_holds_about_its_result(tmp_path: Path) -> Non
     path = tmp_path / "wide.parquet"
     rows = 4_000_000
     key = np.arange(rows, dtype=np.int64)
-    table = pa.table({"key": key} | {f"f{i}": (key % 1000).astype(np.float64) + i for i in range(3)})
+    table = pa.table(
+        {"key": key} | {f"f{i}": (key % 1000).astype(np.float64) + i for i in range(3)}
+    )
     pq.write_table(table, path, row_group_size=500_000, compression="zstd")
     del table, key
     code = f"""
@@ -200,7 +227,9 @@ assert out.shape == ({rows // 100}, 3), out.shape
 assert out[0].tolist() == [7.0, 8.0, 9.0] and out[-1].tolist() == [907.0, 908.0, 909.0], out
 print(peak() - before)
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     growth = int(result.stdout.split()[-1])
     decoded_bytes = rows * 32
@@ -210,21 +239,25 @@ print(peak() - before)
 def _numeric_table(rows: int) -> pa.Table:
     rng = np.random.default_rng(11)
     nulls = rng.random(rows) < 0.1
-    return pa.table({
-        "key": rng.integers(0, 100, rows, dtype=np.int32),
-        "few": pa.array(rng.integers(-5, 5, rows, dtype=np.int32)),
-        "many": pa.array(rng.integers(-(2**40), 2**40, rows), mask=nulls),
-        "f32": pa.array(rng.normal(size=rows).astype(np.float32), mask=np.roll(nulls, 7)),
-        "f64": rng.normal(size=rows),
-        "name": pa.array([f"n{i % 41}" for i in range(rows)]),
-    })
+    return pa.table(
+        {
+            "key": rng.integers(0, 100, rows, dtype=np.int32),
+            "few": pa.array(rng.integers(-5, 5, rows, dtype=np.int32)),
+            "many": pa.array(rng.integers(-(2**40), 2**40, rows), mask=nulls),
+            "f32": pa.array(rng.normal(size=rows).astype(np.float32), mask=np.roll(nulls, 7)),
+            "f64": rng.normal(size=rows),
+            "name": pa.array([f"n{i % 41}" for i in range(rows)]),
+        }
+    )
 
 
 @pytest.mark.parametrize(
     "writer",
     ["pyarrow v1", "pyarrow v2", "pyarrow small dictionaries", "pyarrow no dictionary", "polars"],
 )
-def test_columns_the_filter_does_not_read_are_decoded_at_passing_rows(tmp_path: Path, writer: str) -> None:
+def test_columns_the_filter_does_not_read_are_decoded_at_passing_rows(
+    tmp_path: Path, writer: str
+) -> None:
     # Numeric columns that a filter does not read are decoded only at the rows that pass: the
     # same values, nulls included, as decoding every row, for each writer's pages and encodings.
     rows = 60_000
@@ -248,13 +281,20 @@ def test_columns_the_filter_does_not_read_are_decoded_at_passing_rows(tmp_path: 
         (col("key") < 60, pc.less(table["key"], 60)),
         (col("key") >= 0, pc.greater_equal(table["key"], 0)),
         (col("key") > 200, pc.greater(table["key"], 200)),
-        ((col("key") == 3) & (col("f64") > 0), pc.and_(pc.equal(table["key"], 3), pc.greater(table["f64"], 0))),
+        (
+            (col("key") == 3) & (col("f64") > 0),
+            pc.and_(pc.equal(table["key"], 3), pc.greater(table["f64"], 0)),
+        ),
     ]:
         frame = relay.scan(path).filter(predicate).select(*columns)
         _same(frame, table.filter(mask).select(columns))
     # The filter's own column among the output, between columns decoded at the passing rows.
     mixed = ["f64", "key", "name", "many"]
-    _same(relay.scan(path).filter(col("key") > 90).select(*mixed), table.filter(pc.greater(table["key"], 90)).select(mixed))
+    _same(
+        relay.scan(path).filter(col("key") > 90).select(*mixed),
+        table.filter(pc.greater(table["key"], 90)).select(mixed),
+    )
+
     # `key > 96` keeps 3% of the rows: the read decodes `key` whole and of the other numeric
     # columns about what passes (decoded whole, they are `numeric_bytes`).
     def bytes_read(*names: str) -> int:
@@ -272,12 +312,14 @@ def test_a_single_row_group_decodes_its_columns_apart_and_reads_the_same(tmp_pat
     # With fewer row groups than threads, each column of a row group is decoded on its own task
     # and the batches are put back together: every type and the page index still line up.
     n = 300_000
-    table = pa.table({
-        "t": np.arange(n, dtype=np.int64),
-        "x": pa.array(np.arange(n) / 3, mask=np.arange(n) % 11 == 0),
-        "s": pa.array([f"s{i % 97}" for i in range(n)]),
-        "l": pa.array([[i, i + 1] if i % 5 else None for i in range(n)], pa.list_(pa.int32())),
-    })
+    table = pa.table(
+        {
+            "t": np.arange(n, dtype=np.int64),
+            "x": pa.array(np.arange(n) / 3, mask=np.arange(n) % 11 == 0),
+            "s": pa.array([f"s{i % 97}" for i in range(n)]),
+            "l": pa.array([[i, i + 1] if i % 5 else None for i in range(n)], pa.list_(pa.int32())),
+        }
+    )
     path = tmp_path / "one_group.parquet"
     pq.write_table(table, path, row_group_size=n, data_page_size=8192, write_page_index=True)
     assert pq.ParquetFile(path).num_row_groups == 1
@@ -319,7 +361,9 @@ def test_csv_written_by_pyarrow_polars_and_python(tmp_path: Path) -> None:
 def test_csv_options_and_schema_override(tmp_path: Path) -> None:
     path = tmp_path / "data.txt"
     path.write_text("1;a\n2;b\n3;c\n")
-    frame = relay.scan(path, format="csv", has_header=False, separator=";", schema={"n": "int32", "s": "string"})
+    frame = relay.scan(
+        path, format="csv", has_header=False, separator=";", schema={"n": "int32", "s": "string"}
+    )
     assert frame.schema == {"n": "int32", "s": "string"}
     assert frame.filter(col("n") >= 2)["s"].to_pylist() == ["b", "c"]
     expected = pacsv.read_csv(
@@ -349,7 +393,9 @@ def test_ndjson_written_by_polars_and_python(tmp_path: Path) -> None:
 
 def _large_text_table(rows: int) -> pa.Table:
     """Rows whose strings hold delimiters, quotes and line breaks now and then."""
-    notes = np.array(["plain", "with, comma", 'say "hi"', "two\nlines", "", "crlf\r\nend"], dtype=object)
+    notes = np.array(
+        ["plain", "with, comma", 'say "hi"', "two\nlines", "", "crlf\r\nend"], dtype=object
+    )
     return pa.table(
         {
             "id": np.arange(rows, dtype=np.int64),
@@ -369,7 +415,9 @@ def test_large_csv_and_ndjson_files_read_in_pieces_like_one(tmp_path: Path) -> N
     pl.from_arrow(table).write_ndjson(ndjson_path)
     # Compared with the table written: pyarrow's own reader, even with `newlines_in_values`,
     # turns one of these "\r\n"s into "\r" where its chunks meet. relay reads "" as null.
-    from_csv = table.set_column(2, "note", pc.if_else(pc.equal(table["note"], ""), None, table["note"]))
+    from_csv = table.set_column(
+        2, "note", pc.if_else(pc.equal(table["note"], ""), None, table["note"])
+    )
     for path, expected in ((csv_path, from_csv), (ndjson_path, pajson.read_json(ndjson_path))):
         assert path.stat().st_size > 16 << 20
         frame = relay.scan(path)
@@ -379,7 +427,10 @@ def test_large_csv_and_ndjson_files_read_in_pieces_like_one(tmp_path: Path) -> N
             assert result[name].to_pylist() == expected[name].to_pylist(), (path, name)
         (read,) = [op for op in frame.profile() if op["operator"].startswith("READ")]
         assert read["batches_read"] > 2, read
-        assert frame.filter(col("id") >= 599_998)["note"].to_pylist() == expected["note"].to_pylist()[-2:]
+        assert (
+            frame.filter(col("id") >= 599_998)["note"].to_pylist()
+            == expected["note"].to_pylist()[-2:]
+        )
 
 
 def test_a_bad_value_deep_in_a_large_csv_names_its_line(tmp_path: Path) -> None:

@@ -99,7 +99,9 @@ def test_to_numpy_2d_of_numeric_columns(numeric_file):
     frame = relay.scan(path).select(["id", "label", "x"])
     out = frame.to_numpy()
     assert out.shape == (1000, 3) and out.dtype == np.float64
-    expected = np.column_stack([table[c].to_numpy().astype(np.float64) for c in ["id", "label", "x"]])
+    expected = np.column_stack(
+        [table[c].to_numpy().astype(np.float64) for c in ["id", "label", "x"]]
+    )
     np.testing.assert_array_equal(out, expected)
     with pytest.raises(relay.RelayTypeError, match="emb"):
         relay.scan(path).to_numpy()

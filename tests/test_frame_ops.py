@@ -64,12 +64,15 @@ def assert_same_rows(frame, expected: pa.Table) -> None:
 def test_take_matches_numpy_indexing_in_order(numeric_file, indices):
     path, table = numeric_file
     taken = relay.scan(path).take(indices)
-    positions = np.asarray(list(indices) if isinstance(indices, range) else indices).astype(np.int64)
+    positions = np.asarray(list(indices) if isinstance(indices, range) else indices).astype(
+        np.int64
+    )
     assert len(taken) == len(positions)
     for name in ("id", "x", "y", "label"):
         np.testing.assert_array_equal(taken[name].to_numpy(), table[name].to_numpy()[positions])
     np.testing.assert_array_equal(
-        taken["emb"].to_numpy(), table["emb"].combine_chunks().flatten().to_numpy().reshape(-1, 8)[positions]
+        taken["emb"].to_numpy(),
+        table["emb"].combine_chunks().flatten().to_numpy().reshape(-1, 8)[positions],
     )
     np.testing.assert_array_equal(
         taken.select("x", "y").to_numpy(order="F"),
@@ -156,13 +159,17 @@ def test_take_composes_with_filter_slice_and_take(mixed_file):
     perm = np.random.default_rng(3).permutation(40)
     shuffled = frame.take(perm)
     np.testing.assert_array_equal(shuffled.slice(5, 10)["id"].to_numpy(), perm[5:15])
-    np.testing.assert_array_equal(shuffled.head(3)["name"].to_pylist(), [f"row{i}" for i in perm[:3]])
+    np.testing.assert_array_equal(
+        shuffled.head(3)["name"].to_pylist(), [f"row{i}" for i in perm[:3]]
+    )
 
 
 @pytest.mark.parametrize("batch_rows", [None, 7])
 def test_filter_after_an_unordered_take_keeps_the_take_order(tmp_path, batch_rows):
     n = 300
-    table = pa.table({"id": np.arange(n, dtype=np.int64), "v": np.arange(n, dtype=np.float64) * 0.5})
+    table = pa.table(
+        {"id": np.arange(n, dtype=np.int64), "v": np.arange(n, dtype=np.float64) * 0.5}
+    )
     path = write_arrow(tmp_path / "t.arrow", table, batch_rows=batch_rows)
     perm = np.random.default_rng(7).permutation(n)
     perm = np.concatenate([perm, perm[:50]])  # repeats too
@@ -174,7 +181,9 @@ def test_filter_after_an_unordered_take_keeps_the_take_order(tmp_path, batch_row
     halves = np.concatenate([np.arange(n), np.arange(n)])
     again = relay.scan(path).take(halves).filter(col("id") % 7 == 0)
     np.testing.assert_array_equal(again["id"].to_numpy(), halves[halves % 7 == 0])
-    assert all(row["bytes_copied"] == 0 for row in again.profile() if row["operator"].startswith("TAKE"))
+    assert all(
+        row["bytes_copied"] == 0 for row in again.profile() if row["operator"].startswith("TAKE")
+    )
     # a sorted take of a shuffled frame still reads rows backwards
     nested = frame.select("id", "v").take(np.arange(0, 350, 2)).filter(col("id") % 2 == 0)
     inner = perm[np.arange(0, 350, 2)]
@@ -197,7 +206,11 @@ def row_pipelines(draw):
         length = len(current)
         if kind == "take":
             count = draw(st.integers(0, 30)) if length else 0
-            indices = draw(st.lists(st.integers(-length, length - 1), min_size=count, max_size=count)) if length else []
+            indices = (
+                draw(st.lists(st.integers(-length, length - 1), min_size=count, max_size=count))
+                if length
+                else []
+            )
             steps.append(("take", indices))
             current = current[np.asarray(indices, dtype=np.int64)]
         elif kind == "filter":
@@ -217,7 +230,9 @@ def row_pipelines(draw):
     return rows, batch_rows, steps, current
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(row_pipelines())
 def test_random_row_pipelines_match_numpy(tmp_path, pipeline):
     rows, batch_rows, steps, expected = pipeline
@@ -256,7 +271,9 @@ def test_filters_after_takes_across_morsels_of_a_large_batch(tmp_path):
     n = 200_000
     path = write_arrow(tmp_path / "large.arrow", pa.table({"id": np.arange(n, dtype=np.int64)}))
     frame = relay.scan(path)
-    backwards = np.concatenate([np.arange(150_000, 150_300), np.arange(0, 300), np.arange(70_000, 70_300)])
+    backwards = np.concatenate(
+        [np.arange(150_000, 150_300), np.arange(0, 300), np.arange(70_000, 70_300)]
+    )
     got = frame.take(backwards).filter(col("id") % 3 == 0)
     np.testing.assert_array_equal(got["id"].to_numpy(), backwards[backwards % 3 == 0])
     shuffled = np.random.default_rng(11).choice(n, 5000)
@@ -316,8 +333,14 @@ def test_sample_is_distinct_sorted_and_reproducible(numeric_file):
 
 @pytest.mark.parametrize(
     ("num_rows", "n", "seed", "replace"),
-    [(1000, 100, 42, False), (1000, 3, 0, False), (1000, 1000, 7, False), (1000, 900, 2**64 - 1, False),
-     (1000, 50, 5, True), (1000, 2500, 9, True)],
+    [
+        (1000, 100, 42, False),
+        (1000, 3, 0, False),
+        (1000, 1000, 7, False),
+        (1000, 900, 2**64 - 1, False),
+        (1000, 50, 5, True),
+        (1000, 2500, 9, True),
+    ],
 )
 def test_sample_rows_are_the_same_on_every_machine(numeric_file, num_rows, n, seed, replace):
     # Both the bitmap and the hash-set form of Floyd's algorithm are exercised (n vs rows/256).
@@ -332,7 +355,9 @@ def test_sample_of_a_large_frame_uses_the_hash_set_and_matches(tmp_path):
     ids = relay.scan(path).sample(10, seed=123)["id"].to_numpy()
     assert ids.tolist() == reference_sample(n_rows, 10, 123)
     # pinned: the same rows on any machine and any version
-    assert reference_sample(n_rows, 3, 2024) == relay.scan(path).sample(3, seed=2024)["id"].to_pylist()
+    assert (
+        reference_sample(n_rows, 3, 2024) == relay.scan(path).sample(3, seed=2024)["id"].to_pylist()
+    )
 
 
 def test_sample_is_uniform(tmp_path):
@@ -392,7 +417,9 @@ def test_collect_runs_the_plan_once_and_holds_the_result(mixed_file):
     assert len(operators) == 1 and operators[0].startswith("MEMORY")
     # later operations work on the memory, not the file
     assert_same_rows(collected.slice(3, 4), expected.slice(3, 4))
-    assert_same_rows(collected.filter(col("id") > 30), expected.filter(pa.compute.greater(expected["id"], 30)))
+    assert_same_rows(
+        collected.filter(col("id") > 30), expected.filter(pa.compute.greater(expected["id"], 30))
+    )
     assert_same_rows(collected.take([2, 0]), expected.take([2, 0]))
     # rows selected across record batches are gathered into one batch
     gathered = relay.scan(path).filter(col("id") % 3 != 0).collect()
@@ -414,8 +441,13 @@ def test_collected_copies_say_so_and_views_stay_views(numeric_file):
     filtered = relay.scan(path).filter(col("label") == 2).collect()
     assert "collected into memory" in filtered["emb"].copy_reason
     mask = table["label"].to_numpy() == 2
-    np.testing.assert_array_equal(filtered["emb"].to_numpy(), table["emb"].combine_chunks().flatten().to_numpy().reshape(-1, 8)[mask])
-    np.testing.assert_array_equal(filtered.select("id", "label").to_numpy()[:, 0], table["id"].to_numpy()[mask])
+    np.testing.assert_array_equal(
+        filtered["emb"].to_numpy(),
+        table["emb"].combine_chunks().flatten().to_numpy().reshape(-1, 8)[mask],
+    )
+    np.testing.assert_array_equal(
+        filtered.select("id", "label").to_numpy()[:, 0], table["id"].to_numpy()[mask]
+    )
 
 
 def test_collect_of_nothing(numeric_file):
@@ -481,7 +513,9 @@ def test_filtered_frames_run_once_then_slice(mixed_file):
     assert len(batches) == -(-expected.num_rows // 5)
     got = list(batches)
     for batch in got:
-        assert not any("FILTER" in row["operator"] or "filters" in row["operator"] for row in batch.profile())
+        assert not any(
+            "FILTER" in row["operator"] or "filters" in row["operator"] for row in batch.profile()
+        )
     assert pa.concat_tables([pa.table(b) for b in got]).equals(expected)
 
 
@@ -533,14 +567,18 @@ def test_view_of_fixed_size_lists_and_nulls(numeric_file, mixed_file):
     mixed, mixed_table = mixed_file
     viewed = pa.table(relay.scan(mixed).view({"maybe": "uint32"}))
     assert viewed["maybe"].type == pa.uint32()
-    assert viewed["maybe"].to_pylist() == mixed_table["maybe"].cast(pa.uint32()).to_pylist()  # same bits: values >= 0
+    assert (
+        viewed["maybe"].to_pylist() == mixed_table["maybe"].cast(pa.uint32()).to_pylist()
+    )  # same bits: values >= 0
 
 
 def test_view_on_a_filtered_frame_is_gathered_correctly(numeric_file):
     path, table = numeric_file
     frame = relay.scan(path).filter(col("label") < 3).view({"x": "uint32"})
     mask = table["label"].to_numpy() < 3
-    np.testing.assert_array_equal(frame["x"].to_numpy(), table["x"].to_numpy()[mask].view(np.uint32))
+    np.testing.assert_array_equal(
+        frame["x"].to_numpy(), table["x"].to_numpy()[mask].view(np.uint32)
+    )
     assert "filter" in frame["x"].copy_reason
     # a filter on the viewed column sees the new type
     bits = relay.scan(path).view({"x": "uint32"}).filter(col("x") >= 2**31)  # negative floats
@@ -647,7 +685,9 @@ def test_arrow_arrays_and_columns_of_other_frames_are_referenced(numeric_file, t
     arrow_values = pa.array(np.arange(1000, dtype=np.int32))
     with_arrow = frame.with_column("a", arrow_values)
     assert with_arrow["a"].to_numpy(zero_copy=True).ctypes.data == arrow_values.buffers()[1].address
-    other_path = write_arrow(tmp_path / "other.arrow", pa.table({"z": np.arange(1000, dtype=np.float32) / 4}))
+    other_path = write_arrow(
+        tmp_path / "other.arrow", pa.table({"z": np.arange(1000, dtype=np.float32) / 4})
+    )
     other = relay.scan(other_path)["z"]
     with_other = frame.with_column("z", other)
     exported = with_other["z"].to_numpy(zero_copy=True)
@@ -706,7 +746,9 @@ def test_attached_arrays_over_several_record_batches(mixed_file):
     frame = relay.scan(path).with_column("sq", values)
     assert "record batches" in frame["sq"].copy_reason  # 6 chunks: one view is impossible
     np.testing.assert_array_equal(frame["sq"].to_numpy(), values)
-    np.testing.assert_array_equal(frame.filter(col("sq") > 1000)["id"].to_numpy(), np.arange(32, 40))
+    np.testing.assert_array_equal(
+        frame.filter(col("sq") > 1000)["id"].to_numpy(), np.arange(32, 40)
+    )
     np.testing.assert_array_equal(frame.take([39, 0])["sq"].to_numpy(), [39.0**2, 0.0])
 
 

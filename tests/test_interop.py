@@ -20,7 +20,9 @@ import relay_ml as relay
 def mixed_table() -> pa.Table:
     rng = np.random.default_rng(7)
     n = 300
-    ints = pa.array([None if i % 7 == 0 else int(v) for i, v in enumerate(rng.integers(-50, 50, n))], pa.int64())
+    ints = pa.array(
+        [None if i % 7 == 0 else int(v) for i, v in enumerate(rng.integers(-50, 50, n))], pa.int64()
+    )
     return pa.table(
         {
             "id": pa.array(np.arange(n, dtype=np.int64)),
@@ -58,10 +60,16 @@ def test_duckdb_queries_a_frame(mixed_file: Path, mixed_table: pa.Table) -> None
     frame = relay.scan(mixed_file)
     result = duckdb.sql("select * from frame").to_arrow_table()
     assert result.equals(mixed_table)
-    count, nulls = duckdb.sql("select count(*), count(*) - count(maybe) from frame where x > 0").fetchall()[0]
+    count, nulls = duckdb.sql(
+        "select count(*), count(*) - count(maybe) from frame where x > 0"
+    ).fetchall()[0]
     x = mixed_table["x"].to_numpy()
     assert count == int((x > 0).sum())
-    assert nulls == int(pa.compute.sum(pa.compute.is_null(mixed_table["maybe"].filter(pa.compute.greater(mixed_table["x"], 0)))).as_py())
+    assert nulls == int(
+        pa.compute.sum(
+            pa.compute.is_null(mixed_table["maybe"].filter(pa.compute.greater(mixed_table["x"], 0)))
+        ).as_py()
+    )
 
 
 def test_duckdb_result_back_into_relay(mixed_table: pa.Table) -> None:
@@ -72,7 +80,9 @@ def test_duckdb_result_back_into_relay(mixed_table: pa.Table) -> None:
     assert pa.table(frame).equals(mixed_table.select(["id", "maybe", "name"]))
 
 
-def test_to_pandas_views_numeric_columns_of_the_file(mixed_file: Path, mixed_table: pa.Table) -> None:
+def test_to_pandas_views_numeric_columns_of_the_file(
+    mixed_file: Path, mixed_table: pa.Table
+) -> None:
     frame = relay.scan(mixed_file)
     df = frame.to_pandas()
     for name in ("id", "x", "y", "ts"):
@@ -114,7 +124,9 @@ def test_from_numpy_references_the_arrays() -> None:
     assert "referenced" in frame.explain() and "<from_numpy>" in frame.explain()
     assert "MEMORY <from_numpy> rows=1000" in frame.explain()  # a memory leaf, no file behind it
     assert frame["x"].path is None and frame.filter(relay.col("x") > 1)["x"].path is None
-    np.testing.assert_array_equal(frame.filter(relay.col("label") == 1)["x"].to_numpy(), x[x % 3 == 1])
+    np.testing.assert_array_equal(
+        frame.filter(relay.col("label") == 1)["x"].to_numpy(), x[x % 3 == 1]
+    )
 
 
 def test_from_numpy_copies_what_has_no_arrow_layout_and_says_so() -> None:
@@ -196,7 +208,11 @@ def test_from_pandas_index_and_names() -> None:
 
 def test_in_memory_frames_pickle_their_data(mixed_table: pa.Table) -> None:
     x = np.arange(10.0)
-    frame = relay.from_numpy({"x": x}).with_column("twice", relay.col("x") * 2).filter(relay.col("x") > 3)
+    frame = (
+        relay.from_numpy({"x": x})
+        .with_column("twice", relay.col("x") * 2)
+        .filter(relay.col("x") > 3)
+    )
     clone = pickle.loads(pickle.dumps(frame))
     assert clone.origin == "from_numpy"
     np.testing.assert_array_equal(clone.to_numpy(), frame.to_numpy())
@@ -230,7 +246,11 @@ def test_torch_dataset_over_an_in_memory_frame() -> None:
     f0 = np.arange(n, dtype=np.float32)
     emb = np.arange(n * 3, dtype=np.float32).reshape(n, 3)
     label = np.arange(n, dtype=np.int64) % 7
-    ds = RelayDataset(relay.from_numpy({"f0": f0, "emb": emb, "label": label}), features=["f0", "emb"], target="label")
+    ds = RelayDataset(
+        relay.from_numpy({"f0": f0, "emb": emb, "label": label}),
+        features=["f0", "emb"],
+        target="label",
+    )
     assert len(ds) == n
     rows = np.array([199, 0, 57, 57, 3])
     x, y = ds.__getitems__(rows).output
@@ -240,5 +260,12 @@ def test_torch_dataset_over_an_in_memory_frame() -> None:
     clone = pickle.loads(pickle.dumps(ds))
     x, y = clone.__getitems__(rows).output
     np.testing.assert_array_equal(y.numpy(), label[rows])
-    labels = torch.cat([y for _, y in DataLoader(ds, batch_size=64, num_workers=2, multiprocessing_context="spawn")])
+    labels = torch.cat(
+        [
+            y
+            for _, y in DataLoader(
+                ds, batch_size=64, num_workers=2, multiprocessing_context="spawn"
+            )
+        ]
+    )
     np.testing.assert_array_equal(labels.numpy(), label)

@@ -24,7 +24,15 @@ TESTS = Path(__file__).resolve().parent
 def test_in_process_cases() -> None:
     """tests/jax_in_process.py in a child pytest; its output is shown when it fails."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TESTS / "jax_in_process.py")],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(TESTS / "jax_in_process.py"),
+        ],
         capture_output=True,
         text=True,
         cwd=TESTS.parent,
@@ -64,7 +72,9 @@ def test_x64_mode_keeps_64_bit_columns() -> None:
 @pytest.fixture
 def train_file(tmp_path: Path) -> Path:
     n = 1000
-    table = pa.table({"x": np.arange(n, dtype=np.float32), "label": np.arange(n, dtype=np.int64) % 10})
+    table = pa.table(
+        {"x": np.arange(n, dtype=np.float32), "label": np.arange(n, dtype=np.int64) % 10}
+    )
     return write_arrow(tmp_path / "train.arrow", table)
 
 
@@ -95,7 +105,10 @@ def test_iter_batches_with_a_sharding_over_two_host_devices(train_file: Path) ->
 def test_example_runs() -> None:
     example = Path(__file__).resolve().parent.parent / "examples" / "jax_train.py"
     result = subprocess.run(
-        [sys.executable, "-W", "error", str(example), "--rows", "20000", "--epochs", "2"], capture_output=True, text=True, timeout=600
+        [sys.executable, "-W", "error", str(example), "--rows", "20000", "--epochs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr
     assert "accuracy" in result.stdout

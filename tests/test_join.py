@@ -20,7 +20,9 @@ import relay_ml as relay
 from conftest import write_arrow
 from relay_ml import col
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 HOWS = ["inner", "left", "right", "full", "semi", "anti"]
 WORDS = ["a", "b", "bb", "c"]
 
@@ -66,10 +68,14 @@ def polars_of(table: pa.Table) -> pl.DataFrame:
 def rows_of(frame: relay.Frame | pl.DataFrame) -> tuple[list[str], list[tuple]]:
     """Column names and rows (dictionary values decoded) of a relay or Polars result."""
     table = pa.table(frame) if isinstance(frame, relay.Frame) else frame.to_arrow()
-    columns = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
+    columns = [
+        c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns
+    ]
     decoded = pa.table(columns, names=table.column_names)
     nan_safe = lambda v: "NaN" if isinstance(v, float) and v != v else v  # noqa: E731
-    return table.column_names, [tuple(nan_safe(v) for v in row.values()) for row in decoded.to_pylist()]
+    return table.column_names, [
+        tuple(nan_safe(v) for v in row.values()) for row in decoded.to_pylist()
+    ]
 
 
 def unordered(rows: list[tuple]) -> list[tuple]:
@@ -96,7 +102,11 @@ def check_against_polars(
     # round (Polars' maintain_order). Full joins: left rows, then the unmatched right rows.
     order = "right_left" if how == "right" else "left_right"
     ordered = polars_of(left).join(
-        polars_of(right), how=how, nulls_equal=False, maintain_order=order, **keys  # type: ignore[arg-type]
+        polars_of(right),
+        how=how,
+        nulls_equal=False,
+        maintain_order=order,
+        **keys,  # type: ignore[arg-type]
     )
     assert our_rows == rows_of(ordered)[1]
     assert len(ours) == len(their_rows)
@@ -112,7 +122,9 @@ def check_against_polars(
     how=st.sampled_from(HOWS),
     batch_rows=st.tuples(st.sampled_from([None, 4]), st.sampled_from([None, 3])),
 )
-def test_a_single_integer_key_of_different_widths_matches_polars(left, right, how, batch_rows, tmp_path):
+def test_a_single_integer_key_of_different_widths_matches_polars(
+    left, right, how, batch_rows, tmp_path
+):
     with tempfile.TemporaryDirectory(dir=tmp_path) as directory:
         check_against_polars(left, right, how, batch_rows, Path(directory), on="k")
 
@@ -139,10 +151,22 @@ def test_string_and_multi_column_keys_match_polars(left, right, how, keys, batch
 def test_differently_named_keys_and_expressions_match_polars(left, right, how, tmp_path):
     right = right.rename_columns(["rk", "rs", "rd", "x", "r"])
     with tempfile.TemporaryDirectory(dir=tmp_path) as directory:
-        check_against_polars(left, right, how, (None, None), Path(directory), left_on=["k", "s"], right_on=["rk", "rs"])
+        check_against_polars(
+            left,
+            right,
+            how,
+            (None, None),
+            Path(directory),
+            left_on=["k", "s"],
+            right_on=["rk", "rs"],
+        )
         # An expression key: no key column is dropped (Polars coalesces plain columns only).
-        ours = relay.from_arrow(left).join(relay.from_arrow(right), left_on=col("k") + 1, right_on="rk", how=how)
-        theirs = polars_of(left).join(polars_of(right), left_on=pl.col("k") + 1, right_on="rk", how=how, nulls_equal=False)  # type: ignore[arg-type]
+        ours = relay.from_arrow(left).join(
+            relay.from_arrow(right), left_on=col("k") + 1, right_on="rk", how=how
+        )
+        theirs = polars_of(left).join(
+            polars_of(right), left_on=pl.col("k") + 1, right_on="rk", how=how, nulls_equal=False
+        )  # type: ignore[arg-type]
         assert rows_of(ours)[0] == rows_of(theirs)[0]
         assert unordered(rows_of(ours)[1]) == unordered(rows_of(theirs)[1])
 
@@ -151,10 +175,14 @@ def test_the_suffix_and_key_columns_follow_polars():
     left = pa.table({"k": [1, 2, 2], "v": ["a", "b", "c"], "w": [1.0, 2.0, 3.0]})
     right = pa.table({"k": [2, 3], "v": ["x", "y"], "z": [True, False]})
     for how in HOWS:
-        ours = relay.from_arrow(left).join(relay.from_arrow(right), on="k", how=how, suffix="_other")
+        ours = relay.from_arrow(left).join(
+            relay.from_arrow(right), on="k", how=how, suffix="_other"
+        )
         theirs = pl.from_arrow(left).join(pl.from_arrow(right), on="k", how=how, suffix="_other")  # type: ignore[union-attr]
         assert ours.columns == theirs.columns, how
-        assert ours.schema == {name: str(t) for name, t in zip(ours.columns, pa.table(ours).schema.types)}
+        assert ours.schema == {
+            name: str(t) for name, t in zip(ours.columns, pa.table(ours).schema.types)
+        }
 
 
 def test_key_types_dates_bools_floats_and_decimals_join():
@@ -165,7 +193,9 @@ def test_key_types_dates_bools_floats_and_decimals_join():
             "day": pa.array([1, 2, None, 3], pa.date32()),
             "flag": [True, False, True, None],
             "f": pa.array([1.5, 2.5, 1.5, float("nan")], pa.float32()),
-            "dec": pa.array([Decimal("1.10"), Decimal("2.20"), None, Decimal("1.10")], pa.decimal128(5, 2)),
+            "dec": pa.array(
+                [Decimal("1.10"), Decimal("2.20"), None, Decimal("1.10")], pa.decimal128(5, 2)
+            ),
             "ts": pa.array([10, 20, 30, None], pa.timestamp("us")),
         }
     )
@@ -181,7 +211,9 @@ def test_key_types_dates_bools_floats_and_decimals_join():
     for key in ["day", "flag", "dec", "ts", ["day", "flag"]]:
         for how in HOWS:
             ours = relay.from_arrow(left).join(relay.from_arrow(right), on=key, how=how)
-            theirs = pl.from_arrow(left).join(pl.from_arrow(right), on=key, how=how, nulls_equal=False)  # type: ignore[union-attr]
+            theirs = pl.from_arrow(left).join(
+                pl.from_arrow(right), on=key, how=how, nulls_equal=False
+            )  # type: ignore[union-attr]
             assert rows_of(ours)[0] == rows_of(theirs)[0], (key, how)
             assert unordered(rows_of(ours)[1]) == unordered(rows_of(theirs)[1]), (key, how)
     # float32 with float64 keys compare as float64.
@@ -193,20 +225,35 @@ def test_utf8_view_large_utf8_and_dictionary_keys_join_with_each_other():
     words = ["a", "b", None, "a"]
     left = pa.table({"s": pa.array(words, pa.string_view()), "i": [0, 1, 2, 3]})
     for right_type in [pa.large_string(), pa.string(), pa.dictionary(pa.int8(), pa.string())]:
-        right = pa.table({"s": pa.array(["a", "c", None], pa.string()).cast(right_type), "j": [10, 11, 12]})
+        right = pa.table(
+            {"s": pa.array(["a", "c", None], pa.string()).cast(right_type), "j": [10, 11, 12]}
+        )
         joined = relay.from_arrow(left).join(relay.from_arrow(right), on="s", how="left")
-        assert pa.table(joined).to_pydict() == {"s": words, "i": [0, 1, 2, 3], "j": [10, None, None, 10]}
+        assert pa.table(joined).to_pydict() == {
+            "s": words,
+            "i": [0, 1, 2, 3],
+            "j": [10, None, None, 10],
+        }
 
 
 def test_all_null_keys_and_empty_frames():
     nulls = pa.table({"k": pa.array([None, None], pa.int64()), "v": [1, 2]})
     empty = pa.table({"k": pa.array([], pa.int64()), "w": pa.array([], pa.string())})
     some = pa.table({"k": [1, 2], "w": ["x", "y"]})
-    cases = [(nulls, some), (some, nulls), (empty, some), (some, empty), (empty, empty), (nulls, nulls)]
+    cases = [
+        (nulls, some),
+        (some, nulls),
+        (empty, some),
+        (some, empty),
+        (empty, empty),
+        (nulls, nulls),
+    ]
     for left, right in cases:
         for how in HOWS:
             ours = relay.from_arrow(left).join(relay.from_arrow(right), on="k", how=how)
-            theirs = pl.from_arrow(left).join(pl.from_arrow(right), on="k", how=how, nulls_equal=False)  # type: ignore[union-attr]
+            theirs = pl.from_arrow(left).join(
+                pl.from_arrow(right), on="k", how=how, nulls_equal=False
+            )  # type: ignore[union-attr]
             assert rows_of(ours)[0] == rows_of(theirs)[0]
             assert unordered(rows_of(ours)[1]) == unordered(rows_of(theirs)[1]), (left, right, how)
 
@@ -232,12 +279,14 @@ def test_large_build_sides_partitioned_by_hash_match_polars_in_order(tmp_path):
 
     def table(rows: int, name: str) -> pa.Table:
         k = rng.integers(0, 2_000_000, rows)
-        return pa.table({
-            "k": pa.array(k, mask=rng.random(rows) < 0.01),
-            "j": k % 7,
-            "s": pa.array([f"key number {v}" for v in k]),
-            name: np.arange(rows),
-        })
+        return pa.table(
+            {
+                "k": pa.array(k, mask=rng.random(rows) < 0.01),
+                "j": k % 7,
+                "s": pa.array([f"key number {v}" for v in k]),
+                name: np.arange(rows),
+            }
+        )
 
     big, other_big, small = table(270_000, "a"), table(270_000, "b"), table(30_000, "b")
     for keys in [{"on": "k"}, {"on": ["k", "j"]}, {"on": "s"}]:
@@ -261,7 +310,13 @@ def people_and_cities(tmp_path):
             "age": pa.array([30, 41, 25, 60, 33, 52, 47, 19], pa.int32()),
         }
     )
-    cities = pa.table({"city": ["oslo", "rome", "lima", "pune"], "country": ["no", "it", "pe", "in"], "pop": [0.7, 2.8, 10.0, 3.1]})
+    cities = pa.table(
+        {
+            "city": ["oslo", "rome", "lima", "pune"],
+            "country": ["no", "it", "pe", "in"],
+            "pop": [0.7, 2.8, 10.0, 3.1],
+        }
+    )
     return (
         relay.scan(write_arrow(tmp_path / "people.arrow", people, batch_rows=3)),
         relay.scan(write_arrow(tmp_path / "cities.arrow", cities)),
@@ -274,10 +329,19 @@ def test_join_then_filter_select_and_group_by(people_and_cities):
     people, cities, pl_people, pl_cities = people_and_cities
     joined = people.join(cities, on="city", how="left")
     ours = joined.filter((col("age") > 26) & col("country").is_not_null()).select("id", "country")
-    theirs = pl_people.join(pl_cities, on="city", how="left").filter((pl.col("age") > 26) & pl.col("country").is_not_null()).select("id", "country")
+    theirs = (
+        pl_people.join(pl_cities, on="city", how="left")
+        .filter((pl.col("age") > 26) & pl.col("country").is_not_null())
+        .select("id", "country")
+    )
     assert pa.table(ours).to_pylist() == theirs.to_arrow().to_pylist()
     grouped = joined.group_by("country").agg([col("age").mean().alias("mean_age")]).sort("country")
-    expected = pl_people.join(pl_cities, on="city", how="left").group_by("country").agg(pl.col("age").mean().alias("mean_age")).sort("country")
+    expected = (
+        pl_people.join(pl_cities, on="city", how="left")
+        .group_by("country")
+        .agg(pl.col("age").mean().alias("mean_age"))
+        .sort("country")
+    )
     assert pa.table(grouped).to_pylist() == expected.to_arrow().to_pylist()
     # A filter on the right side of a left join stays above it (nulls of unmatched rows fail it).
     kept = joined.filter(col("pop") < 5.0)
@@ -286,16 +350,23 @@ def test_join_then_filter_select_and_group_by(people_and_cities):
 
 def test_the_optimizer_pushes_filters_and_prunes_columns_into_both_sides(people_and_cities):
     people, cities, _, _ = people_and_cities
-    plan = people.join(cities, on="city").filter((col("age") > 30) & (col("pop") > 1.0)).select("id", "country")
+    plan = (
+        people.join(cities, on="city")
+        .filter((col("age") > 30) & (col("pop") > 1.0))
+        .select("id", "country")
+    )
     text = plan.explain()
     optimized = text.split("optimized plan:")[1].split("columns:")[0]
     assert "JOIN how=inner" in optimized and "FILTER" not in optimized, optimized
-    assert "columns=[id, city, age] rows=0..8 filters=[(col(\"age\") > 30)]" in optimized, optimized
-    assert "columns=[city, country, pop] rows=0..4 filters=[(col(\"pop\") > 1.0)]" in optimized, optimized
+    assert 'columns=[id, city, age] rows=0..8 filters=[(col("age") > 30)]' in optimized, optimized
+    assert 'columns=[city, country, pop] rows=0..4 filters=[(col("pop") > 1.0)]' in optimized, (
+        optimized
+    )
     assert "columns=[id, country]" in optimized, optimized
     assert "id (int64): copy: join() gathered the matched rows into new memory" in text
     assert sorted(pa.table(plan).to_pylist(), key=repr) == sorted(
-        [{"id": 1, "country": "it"}, {"id": 5, "country": "it"}, {"id": 4, "country": "pe"}], key=repr
+        [{"id": 1, "country": "it"}, {"id": 5, "country": "it"}, {"id": 4, "country": "pe"}],
+        key=repr,
     )
     # A full join keeps the filter above it.
     full = people.join(cities, on="city", how="full").filter(col("age") > 30).explain()
@@ -322,7 +393,11 @@ def test_in_memory_frames_from_numpy_and_arrow_join():
     left = relay.from_numpy({"k": np.array([3, 1, 2, 1]), "a": np.arange(4.0)})
     right = relay.from_arrow(pa.table({"k": pa.array([1, 2, 5], pa.int16()), "b": ["x", "y", "z"]}))
     joined = left.join(right, on="k", how="left")
-    assert pa.table(joined).to_pydict() == {"k": [3, 1, 2, 1], "a": [0.0, 1.0, 2.0, 3.0], "b": [None, "x", "y", "x"]}
+    assert pa.table(joined).to_pydict() == {
+        "k": [3, 1, 2, 1],
+        "a": [0.0, 1.0, 2.0, 3.0],
+        "b": [None, "x", "y", "x"],
+    }
     assert joined.select("a", "b").to_pandas()["a"].tolist() == [0.0, 1.0, 2.0, 3.0]
     assert joined["b"].to_pylist() == [None, "x", "y", "x"]
     assert len(joined) == 4
@@ -335,7 +410,9 @@ def test_joined_frames_pickle_as_recipes(people_and_cities):
     assert pa.table(restored).equals(pa.table(joined))
     assert restored["id"].to_pylist() == [3]
     in_memory = relay.from_arrow(pa.table({"city": ["oslo"]})).join(cities, on="city")
-    assert pa.table(pickle.loads(pickle.dumps(in_memory))).to_pylist() == [{"city": "oslo", "country": "no", "pop": 0.7}]
+    assert pa.table(pickle.loads(pickle.dumps(in_memory))).to_pylist() == [
+        {"city": "oslo", "country": "no", "pop": 0.7}
+    ]
 
 
 # -- errors ---------------------------------------------------------------------------------------
@@ -343,7 +420,9 @@ def test_joined_frames_pickle_as_recipes(people_and_cities):
 
 def test_errors_name_the_argument_column_and_types(people_and_cities):
     people, cities, _, _ = people_and_cities
-    with pytest.raises(relay.RelayTypeError, match=r'col\("age"\) \(int32\).*col\("city"\) \(string\)'):
+    with pytest.raises(
+        relay.RelayTypeError, match=r'col\("age"\) \(int32\).*col\("city"\) \(string\)'
+    ):
         people.join(cities, left_on="age", right_on="city")
     with pytest.raises(TypeError):  # a RelayTypeError is a TypeError
         people.join(cities, left_on="age", right_on="pop")

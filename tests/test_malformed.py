@@ -71,7 +71,9 @@ def _single_batch_table() -> pa.Table:
     return pa.table(
         {
             "id": pa.array(np.arange(n, dtype=np.int64)),
-            "emb": pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(n * 4).astype(np.float32)), 4),
+            "emb": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.standard_normal(n * 4).astype(np.float32)), 4
+            ),
             "when": pa.array(np.arange(n, dtype=np.int64), type=pa.timestamp("us")),
         }
     )
@@ -82,8 +84,12 @@ def _write_file(path: Path, table: pa.Table, batch_rows: int) -> None:
         writer.write_table(table, max_chunksize=batch_rows)
 
 
-def _write_stream(path: Path, table: pa.Table, batch_rows: int, compression: str | None = None) -> None:
-    with pa.ipc.new_stream(path, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)) as writer:
+def _write_stream(
+    path: Path, table: pa.Table, batch_rows: int, compression: str | None = None
+) -> None:
+    with pa.ipc.new_stream(
+        path, table.schema, options=pa.ipc.IpcWriteOptions(compression=compression)
+    ) as writer:
         writer.write_table(table, max_chunksize=batch_rows)
 
 
@@ -103,7 +109,9 @@ def write_sources(directory: Path) -> dict[str, bytes]:
         out[name] = path.read_bytes()
         for codec in ["zstd", "lz4"]:
             path = directory / f"{codec}_{name}.arrow"
-            with pa.ipc.new_file(path, table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as writer:
+            with pa.ipc.new_file(
+                path, table.schema, options=pa.ipc.IpcWriteOptions(compression=codec)
+            ) as writer:
                 writer.write_table(table, max_chunksize=batch_rows)
             out[f"{codec}_{name}"] = path.read_bytes()
         path = directory / f"stream_{name}.arrows"
@@ -237,7 +245,9 @@ def layout(data: bytes) -> Layout:
         out = []
         for i in range(count):
             entry = start + 4 + 24 * i
-            out.append(Block(entry, _i64(data, entry), _i32(data, entry + 8), _i64(data, entry + 16)))
+            out.append(
+                Block(entry, _i64(data, entry), _i32(data, entry + 8), _i64(data, entry + 16))
+            )
         return out
 
     return Layout(footer_start, footer_len, blocks(2), blocks(3))
@@ -264,7 +274,12 @@ class Case:
     message_contains: str | None = None
 
 
-def _bytes_case(name: str, expect: str, content: Callable[[dict[str, bytes]], bytes], contains: str | None = None) -> Case:
+def _bytes_case(
+    name: str,
+    expect: str,
+    content: Callable[[dict[str, bytes]], bytes],
+    contains: str | None = None,
+) -> Case:
     def make(sources: dict[str, bytes], directory: Path) -> Path:
         path = directory / f"{name}.arrow"
         path.write_bytes(content(sources))
@@ -273,7 +288,9 @@ def _bytes_case(name: str, expect: str, content: Callable[[dict[str, bytes]], by
     return Case(name, expect, make, contains)
 
 
-def _edit_case(name: str, expect: str, source: str, edit: Callable[[bytearray, Layout], bytearray]) -> Case:
+def _edit_case(
+    name: str, expect: str, source: str, edit: Callable[[bytearray, Layout], bytearray]
+) -> Case:
     def content(sources: dict[str, bytes]) -> bytes:
         data = bytearray(sources[source])
         return bytes(edit(data, layout(bytes(data))))
@@ -281,7 +298,13 @@ def _edit_case(name: str, expect: str, source: str, edit: Callable[[bytearray, L
     return _bytes_case(name, expect, content)
 
 
-def _flip_case(name: str, source: str, seed: int, region: Callable[[bytes, Layout, random.Random], tuple[int, int]], flips: int = 1) -> Case:
+def _flip_case(
+    name: str,
+    source: str,
+    seed: int,
+    region: Callable[[bytes, Layout, random.Random], tuple[int, int]],
+    flips: int = 1,
+) -> Case:
     """`flips` seeded bit flips inside the byte range that `region` picks."""
 
     def edit(data: bytearray, lay: Layout) -> bytearray:
@@ -295,7 +318,13 @@ def _flip_case(name: str, source: str, seed: int, region: Callable[[bytes, Layou
     return _edit_case(name, MAY_FAIL, source, edit)
 
 
-def _random_bytes_case(name: str, source: str, seed: int, region: Callable[[bytes, Layout, random.Random], tuple[int, int]], count: int = 4) -> Case:
+def _random_bytes_case(
+    name: str,
+    source: str,
+    seed: int,
+    region: Callable[[bytes, Layout, random.Random], tuple[int, int]],
+    count: int = 4,
+) -> Case:
     def edit(data: bytearray, lay: Layout) -> bytearray:
         rng = random.Random(f"{name}:{seed}")
         start, end = region(bytes(data), lay, rng)
@@ -343,18 +372,26 @@ def _truncate_cases() -> list[Case]:
                 _bytes_case(
                     f"truncate_{source}_{percent}pct",
                     MUST_FAIL,
-                    lambda s, source=source, percent=percent: s[source][: len(s[source]) * percent // 100],
+                    lambda s, source=source, percent=percent: s[source][
+                        : len(s[source]) * percent // 100
+                    ],
                 )
             )
         for cut in range(1, 13):
             cases.append(
-                _bytes_case(f"truncate_{source}_last_{cut}", MUST_FAIL, lambda s, source=source, cut=cut: s[source][:-cut])
+                _bytes_case(
+                    f"truncate_{source}_last_{cut}",
+                    MUST_FAIL,
+                    lambda s, source=source, cut=cut: s[source][:-cut],
+                )
             )
     return cases
 
 
 def _footer_length_cases() -> list[Case]:
-    def with_footer_len(value: int | Callable[[int], int]) -> Callable[[bytearray, Layout], bytearray]:
+    def with_footer_len(
+        value: int | Callable[[int], int],
+    ) -> Callable[[bytearray, Layout], bytearray]:
         def edit(data: bytearray, lay: Layout) -> bytearray:
             footer_len = value(len(data)) if callable(value) else value
             return _put(data, "<i", len(data) - 10, footer_len)
@@ -380,7 +417,9 @@ def _footer_length_cases() -> list[Case]:
 def _block_cases() -> list[Case]:
     """Footer blocks that point outside the file, into the footer, or at the wrong message."""
 
-    def set_block(which: str, field: str, value: Callable[[bytearray, Layout], int], index: int = 0):
+    def set_block(
+        which: str, field: str, value: Callable[[bytearray, Layout], int], index: int = 0
+    ):
         def edit(data: bytearray, lay: Layout) -> bytearray:
             block = (lay.batches if which == "batch" else lay.dictionaries)[index]
             pos, fmt = {"offset": (0, "<q"), "meta": (8, "<i"), "body": (16, "<q")}[field]
@@ -397,7 +436,13 @@ def _block_cases() -> list[Case]:
         ("batch_offset_zero", "batch", "offset", lambda d, lay: 0, MUST_FAIL),
         ("batch_offset_into_footer", "batch", "offset", lambda d, lay: lay.footer_start, MUST_FAIL),
         ("batch_offset_at_schema_message", "batch", "offset", lambda d, lay: 8, MUST_FAIL),
-        ("batch_offset_off_by_8", "batch", "offset", lambda d, lay: lay.batches[0].offset + 8, MUST_FAIL),
+        (
+            "batch_offset_off_by_8",
+            "batch",
+            "offset",
+            lambda d, lay: lay.batches[0].offset + 8,
+            MUST_FAIL,
+        ),
         ("batch_meta_negative", "batch", "meta", lambda d, lay: -1, MUST_FAIL),
         ("batch_meta_zero", "batch", "meta", lambda d, lay: 0, MUST_FAIL),
         ("batch_meta_seven", "batch", "meta", lambda d, lay: 7, MUST_FAIL),
@@ -407,14 +452,27 @@ def _block_cases() -> list[Case]:
         ("batch_body_huge", "batch", "body", lambda d, lay: 2**62, MUST_FAIL),
         ("batch_body_past_footer", "batch", "body", lambda d, lay: lay.footer_start, MUST_FAIL),
         ("batch_body_zero", "batch", "body", lambda d, lay: 0, MUST_FAIL),
-        ("batch_body_short", "batch", "body", lambda d, lay: lay.batches[0].body_len // 2, MUST_FAIL),
+        (
+            "batch_body_short",
+            "batch",
+            "body",
+            lambda d, lay: lay.batches[0].body_len // 2,
+            MUST_FAIL,
+        ),
     ]
     for name, which, field, value, expect in spec:
         for source in ["multi", "nested"]:
-            cases.append(_edit_case(f"{name}_{source}", expect, source, set_block(which, field, value)))
+            cases.append(
+                _edit_case(f"{name}_{source}", expect, source, set_block(which, field, value))
+            )
     # The last batch too (its body ends where the footer's padding starts).
     cases.append(
-        _edit_case("last_batch_body_past_footer_multi", MUST_FAIL, "multi", set_block("batch", "body", lambda d, lay: lay.batches[-1].body_len + 64, -1))
+        _edit_case(
+            "last_batch_body_past_footer_multi",
+            MUST_FAIL,
+            "multi",
+            set_block("batch", "body", lambda d, lay: lay.batches[-1].body_len + 64, -1),
+        )
     )
     # Dictionary blocks.
     dictionary_spec: list[tuple[str, str, Callable[[bytearray, Layout], int]]] = [
@@ -430,7 +488,9 @@ def _block_cases() -> list[Case]:
         ("dictionary_body_short", "body", lambda d, lay: 8),
     ]
     for name, field, value in dictionary_spec:
-        cases.append(_edit_case(name + "_nested", MUST_FAIL, "nested", set_block("dictionary", field, value)))
+        cases.append(
+            _edit_case(name + "_nested", MUST_FAIL, "nested", set_block("dictionary", field, value))
+        )
 
     # A record batch block that points at the dictionary batch (a message of the wrong type).
     def batch_at_dictionary(data: bytearray, lay: Layout) -> bytearray:
@@ -439,7 +499,9 @@ def _block_cases() -> list[Case]:
         _put(data, "<i", lay.batches[0].entry + 8, dictionary.meta_len)
         return _put(data, "<q", lay.batches[0].entry + 16, dictionary.body_len)
 
-    cases.append(_edit_case("batch_block_at_dictionary_nested", MUST_FAIL, "nested", batch_at_dictionary))
+    cases.append(
+        _edit_case("batch_block_at_dictionary_nested", MUST_FAIL, "nested", batch_at_dictionary)
+    )
 
     # Every batch block points at the same batch: overlapping blocks.
     def all_batches_alike(data: bytearray, lay: Layout) -> bytearray:
@@ -466,7 +528,9 @@ def _batch_header_cases(kind: str = "") -> list[Case]:
     `kind` ("", "stream_", "zstd_", "stream_zstd_", ...) picks the sources the edits apply to and
     prefixes the case names."""
 
-    def edit_case(name: str, expect: str, source: str, edit: Callable[[bytearray, Layout], bytearray]) -> Case:
+    def edit_case(
+        name: str, expect: str, source: str, edit: Callable[[bytearray, Layout], bytearray]
+    ) -> Case:
         return _edit_case(kind + name, expect, kind + source, edit)
 
     def batch_table(data: bytearray, lay: Layout, which: str, index: int) -> tuple[int, Block]:
@@ -476,11 +540,15 @@ def _batch_header_cases(kind: str = "") -> list[Case]:
         block = lay.dictionaries[index]
         return lay.dictionary_data(bytes(data), block), block
 
-    def set_buffer(which: str, index: int, buffer: int | str, field: str, value: Callable[[Block], int]):
+    def set_buffer(
+        which: str, index: int, buffer: int | str, field: str, value: Callable[[Block], int]
+    ):
         def edit(data: bytearray, lay: Layout) -> bytearray:
             table, block = batch_table(data, lay, which, index)
             _, count, first = _vector(bytes(data), table, 2)
-            targets = range(count) if buffer == "all" else [buffer if buffer >= 0 else count + buffer]
+            targets = (
+                range(count) if buffer == "all" else [buffer if buffer >= 0 else count + buffer]
+            )
             for i in targets:
                 _put(data, "<q", first + 16 * i + (0 if field == "offset" else 8), value(block))
             return data
@@ -491,7 +559,9 @@ def _batch_header_cases(kind: str = "") -> list[Case]:
         def edit(data: bytearray, lay: Layout) -> bytearray:
             table, _ = batch_table(data, lay, which, index)
             _, count, first = _vector(bytes(data), table, 1)
-            return _put(data, "<q", first + 16 * (node % count) + (0 if field == "length" else 8), value)
+            return _put(
+                data, "<q", first + 16 * (node % count) + (0 if field == "length" else 8), value
+            )
 
         return edit
 
@@ -544,23 +614,52 @@ def _batch_header_cases(kind: str = "") -> list[Case]:
         ("length_negative", "length", lambda b: -1),
     ]
     for label, field, value in buffer_spec:
-        for source, which, index in [("multi", "batch", 0), ("multi", "batch", -1), ("nested", "batch", 1), ("nested", "dictionary", 0)]:
+        for source, which, index in [
+            ("multi", "batch", 0),
+            ("multi", "batch", -1),
+            ("nested", "batch", 1),
+            ("nested", "dictionary", 0),
+        ]:
             for buffer in [1, -1]:
                 name = f"{which}{index}_buffer{buffer}_{label}_{source}"
-                cases.append(edit_case(name, MUST_FAIL, source, set_buffer(which, index, buffer, field, value)))
+                cases.append(
+                    edit_case(
+                        name, MUST_FAIL, source, set_buffer(which, index, buffer, field, value)
+                    )
+                )
+
     # Offset + length both large: their sum overflows i64.
     def overflowing(data: bytearray, lay: Layout) -> bytearray:
         set_buffer("batch", 0, 1, "offset", lambda b: 2**62)(data, lay)
         return set_buffer("batch", 0, 1, "length", lambda b: 2**63 - 2**61)(data, lay)
 
-    cases.append(edit_case("batch0_buffer_offset_plus_length_overflows_multi", MUST_FAIL, "multi", overflowing))
+    cases.append(
+        edit_case(
+            "batch0_buffer_offset_plus_length_overflows_multi", MUST_FAIL, "multi", overflowing
+        )
+    )
     # Every buffer spans the whole body: in range, but the wrong sizes for their arrays.
-    for source, which in [("multi", "batch"), ("nested", "batch"), ("nested", "dictionary"), ("single", "batch")]:
+    for source, which in [
+        ("multi", "batch"),
+        ("nested", "batch"),
+        ("nested", "dictionary"),
+        ("single", "batch"),
+    ]:
         cases.append(
-            edit_case(f"{which}0_every_buffer_whole_body_{source}", MAY_FAIL, source, set_buffer(which, 0, "all", "length", lambda b: b.body_len))
+            edit_case(
+                f"{which}0_every_buffer_whole_body_{source}",
+                MAY_FAIL,
+                source,
+                set_buffer(which, 0, "all", "length", lambda b: b.body_len),
+            )
         )
         cases.append(
-            edit_case(f"{which}0_every_buffer_empty_{source}", MUST_FAIL, source, set_buffer(which, 0, "all", "length", lambda b: 0))
+            edit_case(
+                f"{which}0_every_buffer_empty_{source}",
+                MUST_FAIL,
+                source,
+                set_buffer(which, 0, "all", "length", lambda b: 0),
+            )
         )
 
     node_spec = [
@@ -572,14 +671,56 @@ def _batch_header_cases(kind: str = "") -> list[Case]:
         ("length_zero", "length", 0, MUST_FAIL),
     ]
     for label, field, value, expect in node_spec:
-        for source, which, node in [("multi", "batch", 0), ("multi", "batch", 2), ("nested", "batch", 2), ("nested", "batch", 4), ("nested", "dictionary", 0), ("single", "batch", 2)]:
-            cases.append(edit_case(f"{which}_node{node}_{label}_{source}", expect, source, set_node(which, 0, node, field, value)))
+        for source, which, node in [
+            ("multi", "batch", 0),
+            ("multi", "batch", 2),
+            ("nested", "batch", 2),
+            ("nested", "batch", 4),
+            ("nested", "dictionary", 0),
+            ("single", "batch", 2),
+        ]:
+            cases.append(
+                edit_case(
+                    f"{which}_node{node}_{label}_{source}",
+                    expect,
+                    source,
+                    set_node(which, 0, node, field, value),
+                )
+            )
 
     for source, which in [("multi", "batch"), ("nested", "batch"), ("nested", "dictionary")]:
-        cases.append(edit_case(f"{which}_no_nodes_{source}", MUST_FAIL, source, set_vector_count(which, 0, 1, lambda n: 0)))
-        cases.append(edit_case(f"{which}_no_buffers_{source}", MUST_FAIL, source, set_vector_count(which, 0, 2, lambda n: 0)))
-        cases.append(edit_case(f"{which}_one_node_fewer_{source}", MUST_FAIL, source, set_vector_count(which, 0, 1, lambda n: n - 1)))
-        cases.append(edit_case(f"{which}_one_buffer_fewer_{source}", MUST_FAIL, source, set_vector_count(which, 0, 2, lambda n: n - 1)))
+        cases.append(
+            edit_case(
+                f"{which}_no_nodes_{source}",
+                MUST_FAIL,
+                source,
+                set_vector_count(which, 0, 1, lambda n: 0),
+            )
+        )
+        cases.append(
+            edit_case(
+                f"{which}_no_buffers_{source}",
+                MUST_FAIL,
+                source,
+                set_vector_count(which, 0, 2, lambda n: 0),
+            )
+        )
+        cases.append(
+            edit_case(
+                f"{which}_one_node_fewer_{source}",
+                MUST_FAIL,
+                source,
+                set_vector_count(which, 0, 1, lambda n: n - 1),
+            )
+        )
+        cases.append(
+            edit_case(
+                f"{which}_one_buffer_fewer_{source}",
+                MUST_FAIL,
+                source,
+                set_vector_count(which, 0, 2, lambda n: n - 1),
+            )
+        )
 
     row_spec = [
         ("rows_huge", [0], 2**40, MUST_FAIL),
@@ -593,17 +734,58 @@ def _batch_header_cases(kind: str = "") -> list[Case]:
         for source in ["multi", "nested"]:
             if value is None:
                 rows = 251 if source == "multi" else 101
-                cases.append(edit_case(f"batch_{label}_{source}", expect, source, set_rows("batch", indices, rows)))
+                cases.append(
+                    edit_case(
+                        f"batch_{label}_{source}", expect, source, set_rows("batch", indices, rows)
+                    )
+                )
             else:
-                cases.append(edit_case(f"batch_{label}_{source}", expect, source, set_rows("batch", indices, value)))
-    cases.append(edit_case("dictionary_rows_huge_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], 2**40)))
-    cases.append(edit_case("dictionary_rows_negative_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], -1)))
+                cases.append(
+                    edit_case(
+                        f"batch_{label}_{source}", expect, source, set_rows("batch", indices, value)
+                    )
+                )
+    cases.append(
+        edit_case(
+            "dictionary_rows_huge_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], 2**40)
+        )
+    )
+    cases.append(
+        edit_case(
+            "dictionary_rows_negative_nested", MUST_FAIL, "nested", set_rows("dictionary", [0], -1)
+        )
+    )
 
-    cases.append(edit_case("message_body_longer_than_block_multi", MUST_FAIL, "multi", set_message_body_length(0, lambda b: b.body_len + 8)))
-    cases.append(edit_case("message_body_huge_multi", MUST_FAIL, "multi", set_message_body_length(0, lambda b: 2**62)))
-    cases.append(edit_case("message_body_negative_multi", MAY_FAIL, "multi", set_message_body_length(0, lambda b: -1)))
-    cases.append(edit_case("message_version_v3_multi", MUST_FAIL, "multi", set_message_version(0, 2)))
-    cases.append(edit_case("message_version_unknown_multi", MUST_FAIL, "multi", set_message_version(0, 77)))
+    cases.append(
+        edit_case(
+            "message_body_longer_than_block_multi",
+            MUST_FAIL,
+            "multi",
+            set_message_body_length(0, lambda b: b.body_len + 8),
+        )
+    )
+    cases.append(
+        edit_case(
+            "message_body_huge_multi",
+            MUST_FAIL,
+            "multi",
+            set_message_body_length(0, lambda b: 2**62),
+        )
+    )
+    cases.append(
+        edit_case(
+            "message_body_negative_multi",
+            MAY_FAIL,
+            "multi",
+            set_message_body_length(0, lambda b: -1),
+        )
+    )
+    cases.append(
+        edit_case("message_version_v3_multi", MUST_FAIL, "multi", set_message_version(0, 2))
+    )
+    cases.append(
+        edit_case("message_version_unknown_multi", MUST_FAIL, "multi", set_message_version(0, 77))
+    )
     # pyarrow numbers dictionaries from 0, and flatbuffers leave a default 0 out, so a dictionary
     # id cannot be edited in place; the footer and dictionary flips change ids and flags instead.
     return cases
@@ -614,15 +796,35 @@ def _fuzz_cases() -> list[Case]:
     for seed in range(40):
         source = ["multi", "nested", "single"][seed % 3]
         cases.append(_flip_case(f"flip_footer_{seed}_{source}", source, seed, _footer_region))
-        cases.append(_flip_case(f"flip_batch_meta_{seed}_{source}", source, seed, _batch_meta_region))
+        cases.append(
+            _flip_case(f"flip_batch_meta_{seed}_{source}", source, seed, _batch_meta_region)
+        )
         cases.append(_flip_case(f"flip_body_{seed}_{source}", source, seed, _body_region, flips=4))
     for seed in range(24):
-        cases.append(_flip_case(f"flip_dictionary_meta_{seed}_nested", "nested", seed, _dictionary_meta_region))
+        cases.append(
+            _flip_case(
+                f"flip_dictionary_meta_{seed}_nested", "nested", seed, _dictionary_meta_region
+            )
+        )
         source = ["multi", "nested", "single"][seed % 3]
-        cases.append(_random_bytes_case(f"random_footer_bytes_{seed}_{source}", source, seed, _footer_region))
-        cases.append(_random_bytes_case(f"random_batch_meta_bytes_{seed}_{source}", source, seed, _batch_meta_region))
-        cases.append(_random_bytes_case(f"random_body_bytes_{seed}_{source}", source, seed, _body_region, count=16))
-        cases.append(_random_bytes_case(f"random_anywhere_{seed}_{source}", source, seed, _whole_file_region, count=8))
+        cases.append(
+            _random_bytes_case(f"random_footer_bytes_{seed}_{source}", source, seed, _footer_region)
+        )
+        cases.append(
+            _random_bytes_case(
+                f"random_batch_meta_bytes_{seed}_{source}", source, seed, _batch_meta_region
+            )
+        )
+        cases.append(
+            _random_bytes_case(
+                f"random_body_bytes_{seed}_{source}", source, seed, _body_region, count=16
+            )
+        )
+        cases.append(
+            _random_bytes_case(
+                f"random_anywhere_{seed}_{source}", source, seed, _whole_file_region, count=8
+            )
+        )
     return cases
 
 
@@ -633,10 +835,22 @@ def _stream_cases() -> list[Case]:
     for source in ["stream_multi", "stream_nested", "stream_zstd_single"]:
         for percent in range(5, 100, 10):
             cases.append(
-                _bytes_case(f"truncate_{source}_{percent}pct", MUST_FAIL, lambda s, source=source, percent=percent: s[source][: len(s[source]) * percent // 100])
+                _bytes_case(
+                    f"truncate_{source}_{percent}pct",
+                    MUST_FAIL,
+                    lambda s, source=source, percent=percent: s[source][
+                        : len(s[source]) * percent // 100
+                    ],
+                )
             )
         for cut in [1, 3, 4, 5, 8, 9, 16]:
-            cases.append(_bytes_case(f"truncate_{source}_last_{cut}", MUST_FAIL, lambda s, source=source, cut=cut: s[source][:-cut]))
+            cases.append(
+                _bytes_case(
+                    f"truncate_{source}_last_{cut}",
+                    MUST_FAIL,
+                    lambda s, source=source, cut=cut: s[source][:-cut],
+                )
+            )
 
     def message_start(lay: Layout, index: int) -> int:
         blocks = sorted(lay.batches + lay.dictionaries, key=lambda b: b.offset)
@@ -658,22 +872,101 @@ def _stream_cases() -> list[Case]:
 
     for source in ["stream_multi", "stream_nested"]:
         for index in [0, 1, -1]:
-            cases.append(_edit_case(f"{source}_message{index}_bad_continuation", MUST_FAIL, source, set_marker(index, b"\xfe\xff\xff\xff")))
-            cases.append(_edit_case(f"{source}_message{index}_zero_continuation", MUST_FAIL, source, set_marker(index, b"\x00\x00\x00\x00")))
-            cases.append(_edit_case(f"{source}_message{index}_meta_len_huge", MUST_FAIL, source, set_meta_len(index, 2**31 - 1)))
-            cases.append(_edit_case(f"{source}_message{index}_meta_len_negative", MUST_FAIL, source, set_meta_len(index, -8)))
-            cases.append(_edit_case(f"{source}_message{index}_meta_len_short", MUST_FAIL, source, set_meta_len(index, 8)))
-        cases.append(_bytes_case(f"{source}_bad_schema_marker", MUST_FAIL, lambda s, source=source: b"\xff\xff\xff\x00" + s[source][4:]))
-        cases.append(_bytes_case(f"{source}_no_end_marker", MUST_FAIL, lambda s, source=source: s[source][:-8], "end-of-stream"))
-        cases.append(_bytes_case(f"{source}_twice", MUST_FAIL, lambda s, source=source: s[source] + s[source], "end-of-stream"))
-        cases.append(_bytes_case(f"{source}_zero_padding_after_end", MAY_FAIL, lambda s, source=source: s[source] + b"\x00" * 16))
-    cases.append(_bytes_case("stream_only_end_marker", MUST_FAIL, lambda s: b"\xff\xff\xff\xff\x00\x00\x00\x00" * 4))
-    cases.append(_bytes_case("stream_schema_only", MUST_FAIL, lambda s: s["stream_multi"][: stream_layout(s["stream_multi"]).batches[0].offset]))
+            cases.append(
+                _edit_case(
+                    f"{source}_message{index}_bad_continuation",
+                    MUST_FAIL,
+                    source,
+                    set_marker(index, b"\xfe\xff\xff\xff"),
+                )
+            )
+            cases.append(
+                _edit_case(
+                    f"{source}_message{index}_zero_continuation",
+                    MUST_FAIL,
+                    source,
+                    set_marker(index, b"\x00\x00\x00\x00"),
+                )
+            )
+            cases.append(
+                _edit_case(
+                    f"{source}_message{index}_meta_len_huge",
+                    MUST_FAIL,
+                    source,
+                    set_meta_len(index, 2**31 - 1),
+                )
+            )
+            cases.append(
+                _edit_case(
+                    f"{source}_message{index}_meta_len_negative",
+                    MUST_FAIL,
+                    source,
+                    set_meta_len(index, -8),
+                )
+            )
+            cases.append(
+                _edit_case(
+                    f"{source}_message{index}_meta_len_short",
+                    MUST_FAIL,
+                    source,
+                    set_meta_len(index, 8),
+                )
+            )
+        cases.append(
+            _bytes_case(
+                f"{source}_bad_schema_marker",
+                MUST_FAIL,
+                lambda s, source=source: b"\xff\xff\xff\x00" + s[source][4:],
+            )
+        )
+        cases.append(
+            _bytes_case(
+                f"{source}_no_end_marker",
+                MUST_FAIL,
+                lambda s, source=source: s[source][:-8],
+                "end-of-stream",
+            )
+        )
+        cases.append(
+            _bytes_case(
+                f"{source}_twice",
+                MUST_FAIL,
+                lambda s, source=source: s[source] + s[source],
+                "end-of-stream",
+            )
+        )
+        cases.append(
+            _bytes_case(
+                f"{source}_zero_padding_after_end",
+                MAY_FAIL,
+                lambda s, source=source: s[source] + b"\x00" * 16,
+            )
+        )
+    cases.append(
+        _bytes_case(
+            "stream_only_end_marker", MUST_FAIL, lambda s: b"\xff\xff\xff\xff\x00\x00\x00\x00" * 4
+        )
+    )
+    cases.append(
+        _bytes_case(
+            "stream_schema_only",
+            MUST_FAIL,
+            lambda s: s["stream_multi"][: stream_layout(s["stream_multi"]).batches[0].offset],
+        )
+    )
     for seed in range(12):
         source = ["stream_multi", "stream_nested", "stream_zstd_single"][seed % 3]
-        cases.append(_flip_case(f"flip_stream_meta_{seed}_{source}", source, seed, _batch_meta_region))
-        cases.append(_flip_case(f"flip_stream_body_{seed}_{source}", source, seed, _body_region, flips=4))
-        cases.append(_random_bytes_case(f"random_stream_anywhere_{seed}_{source}", source, seed, _whole_file_region, count=8))
+        cases.append(
+            _flip_case(f"flip_stream_meta_{seed}_{source}", source, seed, _batch_meta_region)
+        )
+        cases.append(
+            _flip_case(f"flip_stream_body_{seed}_{source}", source, seed, _body_region, flips=4)
+        )
+        cases.append(
+            _random_bytes_case(
+                f"random_stream_anywhere_{seed}_{source}", source, seed, _whole_file_region, count=8
+            )
+        )
     return cases
 
 
@@ -684,7 +977,9 @@ def _compression_cases() -> list[Case]:
         block = lay.batches[batch]
         table = lay.record_batch(bytes(data), block)
         _, _, first = _vector(bytes(data), table, 2)
-        return lay.body_start(block) + _i64(data, first + 16 * buffer), _i64(data, first + 16 * buffer + 8)
+        return lay.body_start(block) + _i64(data, first + 16 * buffer), _i64(
+            data, first + 16 * buffer + 8
+        )
 
     def set_prefix(batch: int, buffer: int, value: Callable[[int], int]):
         def edit(data: bytearray, lay: Layout) -> bytearray:
@@ -714,17 +1009,51 @@ def _compression_cases() -> list[Case]:
     ]
     cases = []
     for codec in ["zstd", "lz4"]:
-        for source, batch, buffer in [("multi", 0, 1), ("multi", -1, 1), ("single", 0, 1), ("nested", 1, 2)]:
+        for source, batch, buffer in [
+            ("multi", 0, 1),
+            ("multi", -1, 1),
+            ("single", 0, 1),
+            ("nested", 1, 2),
+        ]:
             for label, value, expect in prefix_spec:
                 name = f"{codec}_{source}_batch{batch}_buffer{buffer}_prefix_{label}"
-                cases.append(_edit_case(name, expect, f"{codec}_{source}", set_prefix(batch, buffer, value)))
-            cases.append(_edit_case(f"{codec}_{source}_batch{batch}_buffer{buffer}_garbage", MUST_FAIL, f"{codec}_{source}", scribble(batch, buffer, 1)))
+                cases.append(
+                    _edit_case(name, expect, f"{codec}_{source}", set_prefix(batch, buffer, value))
+                )
+            cases.append(
+                _edit_case(
+                    f"{codec}_{source}_batch{batch}_buffer{buffer}_garbage",
+                    MUST_FAIL,
+                    f"{codec}_{source}",
+                    scribble(batch, buffer, 1),
+                )
+            )
         for seed in range(10):
             source = f"{codec}_" + ["multi", "nested", "single"][seed % 3]
-            cases.append(_flip_case(f"flip_compressed_body_{seed}_{source}", source, seed, _body_region, flips=4))
-            cases.append(_random_bytes_case(f"random_compressed_body_bytes_{seed}_{source}", source, seed, _body_region, count=16))
+            cases.append(
+                _flip_case(
+                    f"flip_compressed_body_{seed}_{source}", source, seed, _body_region, flips=4
+                )
+            )
+            cases.append(
+                _random_bytes_case(
+                    f"random_compressed_body_bytes_{seed}_{source}",
+                    source,
+                    seed,
+                    _body_region,
+                    count=16,
+                )
+            )
         for percent in range(10, 100, 20):
-            cases.append(_bytes_case(f"truncate_{codec}_multi_{percent}pct", MUST_FAIL, lambda s, codec=codec, percent=percent: s[f"{codec}_multi"][: len(s[f"{codec}_multi"]) * percent // 100]))
+            cases.append(
+                _bytes_case(
+                    f"truncate_{codec}_multi_{percent}pct",
+                    MUST_FAIL,
+                    lambda s, codec=codec, percent=percent: s[f"{codec}_multi"][
+                        : len(s[f"{codec}_multi"]) * percent // 100
+                    ],
+                )
+            )
     return cases
 
 
@@ -734,8 +1063,16 @@ def _simple_cases() -> list[Case]:
         _bytes_case("one_byte", MUST_FAIL, lambda s: b"A"),
         _bytes_case("only_magic", MUST_FAIL, lambda s: b"ARROW1"),
         _bytes_case("magic_twice", MUST_FAIL, lambda s: b"ARROW1\x00\x00ARROW1"),
-        _bytes_case("magic_and_empty_footer", MUST_FAIL, lambda s: b"ARROW1\x00\x00" + struct.pack("<i", 0) + b"ARROW1"),
-        _bytes_case("magic_and_tiny_footer", MUST_FAIL, lambda s: b"ARROW1\x00\x00" + b"\x00" * 8 + struct.pack("<i", 8) + b"ARROW1"),
+        _bytes_case(
+            "magic_and_empty_footer",
+            MUST_FAIL,
+            lambda s: b"ARROW1\x00\x00" + struct.pack("<i", 0) + b"ARROW1",
+        ),
+        _bytes_case(
+            "magic_and_tiny_footer",
+            MUST_FAIL,
+            lambda s: b"ARROW1\x00\x00" + b"\x00" * 8 + struct.pack("<i", 8) + b"ARROW1",
+        ),
         _bytes_case("wrong_magic", MUST_FAIL, lambda s: b"ARROW2" + s["multi"][6:], "ARROW1"),
         _bytes_case("wrong_trailing_magic", MUST_FAIL, lambda s: s["multi"][:-6] + b"ARROW2"),
         # What an append interrupted by a crash leaves (its padding): opens at the last footer.
@@ -744,7 +1081,11 @@ def _simple_cases() -> list[Case]:
         _bytes_case("text_file", MUST_FAIL, lambda s: b"id,x\n1,2\n" * 20, "ARROW1"),
         _bytes_case("zeros", MUST_FAIL, lambda s: b"\x00" * 4096),
         _bytes_case("parquet", MUST_FAIL, _parquet_bytes, "Parquet"),
-        _bytes_case("footer_only_zeros", MUST_FAIL, lambda s: b"ARROW1\x00\x00" + b"\x00" * 64 + struct.pack("<i", 64) + b"ARROW1"),
+        _bytes_case(
+            "footer_only_zeros",
+            MUST_FAIL,
+            lambda s: b"ARROW1\x00\x00" + b"\x00" * 64 + struct.pack("<i", 64) + b"ARROW1",
+        ),
     ]
 
 
@@ -777,14 +1118,23 @@ CASES_BY_NAME = {case.name: case for case in CASES}
 PLACEHOLDER = "not built yet"
 # Errors that say the file is bad (as opposed to refusals such as ZeroCopyError, which valid
 # files get too).
-FILE_ERRORS = (relay.InvalidFileError, relay.FileChangedError, relay.RelayIOError, relay.RelayFileNotFoundError)
+FILE_ERRORS = (
+    relay.InvalidFileError,
+    relay.FileChangedError,
+    relay.RelayIOError,
+    relay.RelayFileNotFoundError,
+)
 
 
 def _check_error(error: BaseException, path: str, step: str) -> None:
     if not isinstance(error, relay.RelayError):
-        raise AssertionError(f"{step} raised {type(error).__name__} (not a RelayError): {error}") from error
+        raise AssertionError(
+            f"{step} raised {type(error).__name__} (not a RelayError): {error}"
+        ) from error
     if path not in str(error) and PLACEHOLDER not in str(error):
-        raise AssertionError(f"{step} raised {type(error).__name__} without naming {path}: {error}") from error
+        raise AssertionError(
+            f"{step} raised {type(error).__name__} without naming {path}: {error}"
+        ) from error
 
 
 def read_everything(path: str) -> tuple[bool, list[str]]:
@@ -816,7 +1166,9 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
         _check_error(error, path, "scan")
         return True, ["scan"]
     steps.append("scan")
-    attempt("schema", lambda: (frame.schema, frame.columns, frame.num_rows, len(frame), frame.shape))
+    attempt(
+        "schema", lambda: (frame.schema, frame.columns, frame.num_rows, len(frame), frame.shape)
+    )
     for name in frame.columns:
         column = frame[name]
         attempt(f"{name}.null_count", lambda: column.null_count)
@@ -912,7 +1264,9 @@ def test_fifo_does_not_hang(tmp_path: Path) -> None:
         else:
             print("opened")
     """
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "refused"
 
@@ -956,7 +1310,9 @@ def test_truncated_while_mapped(sources: dict[str, bytes], tmp_path: Path, new_s
                     raise AssertionError("read after truncation succeeded")
         print("ok")
     """
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, f"rc={result.returncode}\n{result.stdout}\n{result.stderr}"
     assert result.stdout.strip() == "ok"
 
@@ -989,18 +1345,26 @@ def test_every_case_in_a_subprocess(tmp_path: Path) -> None:
     """All cases in one child process: a segfault, abort or hang fails here with the case name.
     Also checks that hand-crafted header damage is caught by relay's own validation, before
     arrow-rs could panic on it (a caught panic still prints 'panicked at' to stderr)."""
-    script = _SUBPROCESS_RUNNER.format(tests_dir=str(Path(__file__).parent), directory=str(tmp_path))
+    script = _SUBPROCESS_RUNNER.format(
+        tests_dir=str(Path(__file__).parent), directory=str(tmp_path)
+    )
     try:
-        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=600
+        )
     except subprocess.TimeoutExpired as timeout:
-        out = timeout.stdout.decode() if isinstance(timeout.stdout, bytes) else (timeout.stdout or "")
+        out = (
+            timeout.stdout.decode() if isinstance(timeout.stdout, bytes) else (timeout.stdout or "")
+        )
         started = [line[6:] for line in out.splitlines() if line.startswith("START ")]
         pytest.fail(f"hang: the subprocess timed out in case {started[-1] if started else '?'}")
     lines = result.stdout.splitlines()
     started = [line[6:] for line in lines if line.startswith("START ")]
     if result.returncode != 0 or "DONE" not in lines:
         last = started[-1] if started else "?"
-        pytest.fail(f"the subprocess died (rc={result.returncode}) in case {last}:\n{result.stderr[-3000:]}")
+        pytest.fail(
+            f"the subprocess died (rc={result.returncode}) in case {last}:\n{result.stderr[-3000:]}"
+        )
     failures = [line for line in lines if line.startswith("FAIL ")]
     assert not failures, "\n".join(failures)
 
@@ -1013,4 +1377,6 @@ def test_every_case_in_a_subprocess(tmp_path: Path) -> None:
         elif "panicked at" in line and current is not None:
             panics[current] = panics.get(current, 0) + 1
     crafted = {name for name in panics if not name.startswith(("flip_", "random_"))}
-    assert not crafted, f"arrow-rs panicked (caught) on hand-crafted damage relay should validate: {json.dumps(panics, indent=1)}"
+    assert not crafted, (
+        f"arrow-rs panicked (caught) on hand-crafted damage relay should validate: {json.dumps(panics, indent=1)}"
+    )

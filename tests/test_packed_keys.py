@@ -53,7 +53,9 @@ def test_group_by_two_narrow_keys_matches_polars(long_from, null_ints, keys, tmp
     path = write_arrow(tmp_path / "t.arrow", table, batch_rows=90_000)
     frame = relay.scan(path).filter(col("x") < 990)
     got = pl.from_arrow(
-        pa.table(frame.group_by(*keys).agg(col("x").sum().alias("sum"), col("x").len().alias("len")))
+        pa.table(
+            frame.group_by(*keys).agg(col("x").sum().alias("sum"), col("x").len().alias("len"))
+        )
     )
     expected = (
         pl.from_arrow(table)
@@ -61,14 +63,18 @@ def test_group_by_two_narrow_keys_matches_polars(long_from, null_ints, keys, tmp
         .group_by(keys, maintain_order=True)
         .agg(pl.col("x").sum().alias("sum"), pl.len().alias("len"))
     )
-    assert got.to_dict(as_series=False) == expected.cast({"len": got.schema["len"]}).to_dict(as_series=False)
+    assert got.to_dict(as_series=False) == expected.cast({"len": got.schema["len"]}).to_dict(
+        as_series=False
+    )
 
 
 @pytest.mark.parametrize("how", ["inner", "left", "semi", "anti"])
 @pytest.mark.parametrize("long_strings", [False, True])
 def test_join_on_an_integer_and_a_string_matches_polars(how, long_strings, tmp_path):
     left = _table(None, True).slice(0, 30_000)
-    words = ["a", "bb", "ccc", "", "seven77"] + (["a name over seven bytes"] if long_strings else [])
+    words = ["a", "bb", "ccc", "", "seven77"] + (
+        ["a name over seven bytes"] if long_strings else []
+    )
     right = pa.table(
         {
             "n": pa.array([n for n in range(-3, 4) for _ in words], pa.int64()),
@@ -78,7 +84,9 @@ def test_join_on_an_integer_and_a_string_matches_polars(how, long_strings, tmp_p
     ).filter(pa.array([i % 3 != 1 for i in range(7 * len(words))]))
     left_path = write_arrow(tmp_path / "l.arrow", left, batch_rows=20_000)
     right_path = write_arrow(tmp_path / "r.arrow", right)
-    got = pl.from_arrow(pa.table(relay.scan(left_path).join(relay.scan(right_path), on=["n", "s"], how=how)))
+    got = pl.from_arrow(
+        pa.table(relay.scan(left_path).join(relay.scan(right_path), on=["n", "s"], how=how))
+    )
     expected = pl.from_arrow(left).join(
         pl.from_arrow(right), on=["n", "s"], how=how, maintain_order="left_right", nulls_equal=False
     )

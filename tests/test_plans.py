@@ -55,17 +55,21 @@ def test_computed_columns_are_copies(numeric_file):
 
 def test_explain_shows_plans_and_view_or_copy_per_column(numeric_file):
     path, _ = numeric_file
-    text = relay.scan(path).filter(col("label") > 4).select("x", (col("y") * 2).alias("y2")).explain()
+    text = (
+        relay.scan(path).filter(col("label") > 4).select("x", (col("y") * 2).alias("y2")).explain()
+    )
     assert "logical plan:" in text and "optimized plan:" in text
     assert "FILTER" in text and "SCAN" in text
-    assert 'x (float): copy: a filter selected rows' in text
+    assert "x (float): copy: a filter selected rows" in text
     assert "y2 (double): copy" in text
     plain = relay.scan(path).select("x").explain()
     assert "x (float): view of the mapped file" in plain
 
 
 def test_type_errors_name_the_column_and_both_types(tmp_path):
-    table = pa.table({"city": pa.array(["a", "b"]).dictionary_encode(), "age": pa.array([1, 2], pa.int32())})
+    table = pa.table(
+        {"city": pa.array(["a", "b"]).dictionary_encode(), "age": pa.array([1, 2], pa.int32())}
+    )
     frame = relay.scan(write_arrow(tmp_path / "t.arrow", table))
     with pytest.raises(TypeError) as info:
         frame.filter(col("city") > 3)
@@ -82,7 +86,9 @@ def test_filter_and_multi_column_numpy_orders(numeric_file):
     path, table = numeric_file
     frame = relay.scan(path).filter((col("label") >= 2) & (col("x") > 0)).select("x", "y")
     mask = (table["label"].to_numpy() >= 2) & (table["x"].to_numpy() > 0)
-    expected = np.column_stack([table["x"].to_numpy()[mask], table["y"].to_numpy()[mask].astype(np.float64)])
+    expected = np.column_stack(
+        [table["x"].to_numpy()[mask], table["y"].to_numpy()[mask].astype(np.float64)]
+    )
     c_order = frame.to_numpy()
     f_order = frame.to_numpy(order="F")
     assert c_order.flags.c_contiguous and f_order.flags.f_contiguous
@@ -99,11 +105,15 @@ def test_profile_reports_each_operator(numeric_file):
     assert "SCAN" in operators
     scan = next(e for e in profile if e["operator"].startswith("SCAN"))
     assert scan["rows_in"] == 1000
-    assert profile[-1]["rows_out"] == int(np.sum(pa.ipc.open_file(path).read_all()["label"].to_numpy() == 0))
+    assert profile[-1]["rows_out"] == int(
+        np.sum(pa.ipc.open_file(path).read_all()["label"].to_numpy() == 0)
+    )
     assert all(e["seconds"] >= 0 for e in profile)
 
 
 def test_len_of_a_filtered_frame_runs_the_filter(numeric_file):
     path, table = numeric_file
-    assert len(relay.scan(path).filter(col("label") < 5)) == int(np.sum(table["label"].to_numpy() < 5))
+    assert len(relay.scan(path).filter(col("label") < 5)) == int(
+        np.sum(table["label"].to_numpy() < 5)
+    )
     assert len(relay.scan(path).filter(col("label") < 5).head(7)) == 7

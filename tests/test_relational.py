@@ -18,7 +18,9 @@ import relay_ml as relay
 from conftest import write_arrow
 from relay_ml import col
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # -- random tables ------------------------------------------------------------------------------
 
@@ -81,7 +83,9 @@ def close(a: list, b: list) -> bool:
 
 
 batch_rows = st.sampled_from([None, 1, 7, 64])
-sort_columns = st.lists(st.sampled_from(["k", "s", "x", "y", "d"]), min_size=1, max_size=3, unique=True)
+sort_columns = st.lists(
+    st.sampled_from(["k", "s", "x", "y", "d"]), min_size=1, max_size=3, unique=True
+)
 
 # -- sort and top_k -----------------------------------------------------------------------------
 
@@ -104,9 +108,14 @@ def test_sort_matches_polars(table, rows, by, data):
         k = data.draw(st.integers(0, table.num_rows + 2))
         expected_head = expected.head(k).to_dict(as_series=False)
         assert as_dict(result.head(k)) == expected_head
-        assert as_dict(frame.top_k(k, by, descending=descending, nulls_last=nulls_last)) == expected_head
+        assert (
+            as_dict(frame.top_k(k, by, descending=descending, nulls_last=nulls_last))
+            == expected_head
+        )
         # A sort then a projection gathers only the selected columns.
-        assert as_dict(result.select("y", "s")) == expected.select("y", "s").to_dict(as_series=False)
+        assert as_dict(result.select("y", "s")) == expected.select("y", "s").to_dict(
+            as_series=False
+        )
 
 
 def test_sort_by_expressions_and_scalar_options(tmp_path):
@@ -135,7 +144,7 @@ def test_sort_errors_name_the_column(tmp_path):
 def test_sort_explain_names_the_operator_and_the_copy():
     frame = relay.from_arrow(pa.table({"a": [2, 1], "b": [1.0, 2.0]}))
     text = frame.sort("a").head(1).select("b").explain()
-    assert "SORT by=[col(\"a\")] top_k=1" in text
+    assert 'SORT by=[col("a")] top_k=1' in text
     assert "b (double): copy: sort() reordered the rows" in text
     assert relay.from_arrow(pa.table({"a": [2, 1]})).sort("a")["a"].copy_reason is not None
 
@@ -147,12 +156,17 @@ def test_sort_explain_names_the_operator_and_the_copy():
 @given(
     table=tables(),
     rows=batch_rows,
-    subset=st.one_of(st.none(), st.lists(st.sampled_from(["k", "s", "x", "d"]), min_size=1, max_size=3, unique=True)),
+    subset=st.one_of(
+        st.none(),
+        st.lists(st.sampled_from(["k", "s", "x", "d"]), min_size=1, max_size=3, unique=True),
+    ),
     keep=st.sampled_from(["first", "last", "none", "any"]),
 )
 def test_unique_matches_polars(table, rows, subset, keep):
     expected = to_polars(table).with_columns(pl.col("d").cast(pl.String))
-    expected = expected.unique(subset=subset, keep=keep, maintain_order=True).to_dict(as_series=False)
+    expected = expected.unique(subset=subset, keep=keep, maintain_order=True).to_dict(
+        as_series=False
+    )
     with tempfile.TemporaryDirectory() as directory:
         frame = frames_of(table, rows, Path(directory))
         assert as_dict(frame.unique(subset, keep=keep)) == expected
@@ -171,7 +185,20 @@ def test_unique_errors_and_explain():
 
 # -- group_by / agg -----------------------------------------------------------------------------
 
-AGGREGATIONS = ["sum", "mean", "min", "max", "count", "len", "n_unique", "first", "last", "std", "var", "median"]
+AGGREGATIONS = [
+    "sum",
+    "mean",
+    "min",
+    "max",
+    "count",
+    "len",
+    "n_unique",
+    "first",
+    "last",
+    "std",
+    "var",
+    "median",
+]
 
 
 @SETTINGS
@@ -205,7 +232,9 @@ def test_group_by_matches_polars(table, rows, keys, functions, value):
 def test_string_aggregations_match_polars(table, rows):
     functions = ["min", "max", "first", "last", "n_unique", "count"]
     expected = (
-        to_polars(table).group_by("k", maintain_order=True).agg([getattr(pl.col("s"), f)().alias(f) for f in functions])
+        to_polars(table)
+        .group_by("k", maintain_order=True)
+        .agg([getattr(pl.col("s"), f)().alias(f) for f in functions])
     )
     with tempfile.TemporaryDirectory() as directory:
         frame = frames_of(table, rows, Path(directory))
@@ -232,17 +261,31 @@ def test_quantiles_match_polars(table, rows, q, interpolation, value):
     )
     with tempfile.TemporaryDirectory() as directory:
         frame = frames_of(table, rows, Path(directory))
-        got = as_dict(frame.group_by("k").agg(col(value).quantile(q, interpolation).alias("q"), col(value).median().alias("m")))
+        got = as_dict(
+            frame.group_by("k").agg(
+                col(value).quantile(q, interpolation).alias("q"), col(value).median().alias("m")
+            )
+        )
     for name, values in expected.items():
         assert close(got[name], values), (name, got[name], values)
 
 
 def test_quantile_types_and_argument_errors():
-    table = pa.table({"k": [1, 1, 1, 2], "f": pa.array([3.0, 1.0, 2.0, None], pa.float32()), "i": [10, 30, 20, 5]})
-    result = relay.from_arrow(table).group_by("k").agg(col("f").median(), col("i").quantile(0.5, "lower").alias("q"))
+    table = pa.table(
+        {
+            "k": [1, 1, 1, 2],
+            "f": pa.array([3.0, 1.0, 2.0, None], pa.float32()),
+            "i": [10, 30, 20, 5],
+        }
+    )
+    result = (
+        relay.from_arrow(table)
+        .group_by("k")
+        .agg(col("f").median(), col("i").quantile(0.5, "lower").alias("q"))
+    )
     assert pa.table(result).schema.types == [pa.int64(), pa.float32(), pa.float64()]
     assert as_dict(result) == {"k": [1, 2], "f": [2.0, None], "q": [20.0, 5.0]}
-    assert "quantile(0.5, \"lower\")" in result.explain()
+    assert 'quantile(0.5, "lower")' in result.explain()
     frame = relay.from_arrow(table)
     with pytest.raises(relay.RelayValueError, match="between 0 and 1, got 1.5"):
         col("i").quantile(1.5)
@@ -259,24 +302,40 @@ def test_quantile_types_and_argument_errors():
 def test_decimal_aggregations_match_polars():
     import decimal
 
-    values = [decimal.Decimal(v) if v is not None else None for v in ["1.25", "2.50", None, "-3.75", "10.00", None]]
+    values = [
+        decimal.Decimal(v) if v is not None else None
+        for v in ["1.25", "2.50", None, "-3.75", "10.00", None]
+    ]
     table = pa.table({"k": [1, 1, 1, 2, 2, 3], "p": pa.array(values, pa.decimal128(12, 2))})
     functions = ["sum", "mean", "min", "max", "median", "std", "count"]
     expected = (
-        to_polars(table).group_by("k", maintain_order=True).agg([getattr(pl.col("p"), f)().alias(f) for f in functions])
+        to_polars(table)
+        .group_by("k", maintain_order=True)
+        .agg([getattr(pl.col("p"), f)().alias(f) for f in functions])
     )
-    result = relay.from_arrow(table).group_by("k").agg([getattr(col("p"), f)().alias(f) for f in functions])
+    result = (
+        relay.from_arrow(table)
+        .group_by("k")
+        .agg([getattr(col("p"), f)().alias(f) for f in functions])
+    )
     got = pa.table(result)
     assert got.schema.field("sum").type == pa.decimal128(38, 2)
     assert got.schema.field("min").type == pa.decimal128(12, 2)
     want = expected.to_dict(as_series=False)
     for name, column in got.to_pydict().items():
-        assert close([float(v) if isinstance(v, decimal.Decimal) else v for v in column], [float(v) if isinstance(v, decimal.Decimal) else v for v in want[name]]), name
+        assert close(
+            [float(v) if isinstance(v, decimal.Decimal) else v for v in column],
+            [float(v) if isinstance(v, decimal.Decimal) else v for v in want[name]],
+        ), name
 
 
 def test_group_by_expressions_default_names_and_filters():
     frame = relay.from_arrow(pa.table({"a": [1, 2, 3, 4, 5], "b": [1.0, 2.0, 3.0, None, 5.0]}))
-    result = frame.filter(col("a") > 1).group_by((col("a") % 2).alias("odd")).agg(col("b").sum(), (col("b") * 2).max().alias("m"))
+    result = (
+        frame.filter(col("a") > 1)
+        .group_by((col("a") % 2).alias("odd"))
+        .agg(col("b").sum(), (col("b") * 2).max().alias("m"))
+    )
     assert as_dict(result) == {"odd": [0, 1], "b": [2.0, 8.0], "m": [4.0, 10.0]}
     # An aggregation of a computed frame, sorted after.
     assert as_dict(result.sort("odd", descending=True))["odd"] == [1, 0]
@@ -285,7 +344,9 @@ def test_group_by_expressions_default_names_and_filters():
 
 def test_aggregation_errors_are_typed_and_name_the_columns():
     frame = relay.from_arrow(pa.table({"a": [1, 2], "s": ["x", "y"], "l": pa.array([[1], [2]])}))
-    with pytest.raises(relay.RelayTypeError, match='sum\\(\\) needs a numeric column, but col\\("s"\\) is string'):
+    with pytest.raises(
+        relay.RelayTypeError, match='sum\\(\\) needs a numeric column, but col\\("s"\\) is string'
+    ):
         frame.group_by("a").agg(col("s").sum())
     with pytest.raises(TypeError, match='col\\("s"\\)'):
         frame.group_by("a").agg(col("s").mean())
@@ -304,10 +365,12 @@ def test_aggregation_errors_are_typed_and_name_the_columns():
 
 
 def test_group_by_explain_and_pickle(tmp_path):
-    path = write_arrow(tmp_path / "t.arrow", pa.table({"a": [1, 1, 2], "b": [1.0, 2.0, 3.0], "c": ["u", "v", "w"]}))
+    path = write_arrow(
+        tmp_path / "t.arrow", pa.table({"a": [1, 1, 2], "b": [1.0, 2.0, 3.0], "c": ["u", "v", "w"]})
+    )
     frame = relay.scan(path).group_by("a").agg(col("b").sum().alias("total"))
     text = frame.explain()
-    assert "AGGREGATE keys=[col(\"a\")] aggs=[col(\"b\").sum().alias(\"total\")]" in text
+    assert 'AGGREGATE keys=[col("a")] aggs=[col("b").sum().alias("total")]' in text
     assert "total (double): copy: group_by().agg() computed the column into new memory" in text
     # Projection pruning reads only the columns the aggregation needs.
     assert "columns=[a, b]" in text.split("optimized plan:")[1]
@@ -349,7 +412,9 @@ def test_concat_matches_polars(tables, rows):
             sub.mkdir()
             frame = frames_of(table, rows, sub)
             # Filtered frames are gathered when collected; unfiltered ones stay views.
-            frames.append(frame.filter(col("y").is_null() | (col("y") > -10_000)) if i % 2 else frame)
+            frames.append(
+                frame.filter(col("y").is_null() | (col("y") > -10_000)) if i % 2 else frame
+            )
         result = relay.concat(frames)
         assert as_dict(result) == expected
         assert result.num_rows == sum(t.num_rows for t in tables)

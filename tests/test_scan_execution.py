@@ -26,7 +26,9 @@ def sorted_batches(tmp_path):
         {
             "id": pa.array(np.arange(n, dtype=np.int64)),
             "x": pa.array(rng.standard_normal(n).astype(np.float32)),
-            "city": pa.array(np.array(["lima", "oslo", "bern", "quito"])[rng.integers(0, 4, n)]).dictionary_encode(),
+            "city": pa.array(
+                np.array(["lima", "oslo", "bern", "quito"])[rng.integers(0, 4, n)]
+            ).dictionary_encode(),
         }
     )
     return write_arrow(tmp_path / "sorted.arrow", table, batch_rows=1_000), table
@@ -34,7 +36,16 @@ def sorted_batches(tmp_path):
 
 def scan_profile(frame):
     """The SCAN row of the frame's profile, with the record batch counts."""
-    keys = ("operator", "rows_in", "rows_out", "bytes_read", "bytes_copied", "seconds", "batches_read", "batches_skipped")
+    keys = (
+        "operator",
+        "rows_in",
+        "rows_out",
+        "bytes_read",
+        "bytes_copied",
+        "seconds",
+        "batches_read",
+        "batches_skipped",
+    )
     rows = [dict(zip(keys, row)) for row in frame._native._profile()]
     return next(row for row in rows if row["operator"].startswith("SCAN"))
 
@@ -42,7 +53,9 @@ def scan_profile(frame):
 def test_batches_pruned_by_statistics_are_not_read(sorted_batches):
     path, table = sorted_batches
     # Rows 2,500..2,599 and 7,000..7,049: batches 2 and 7 only; those between are skipped.
-    predicate = ((col("id") >= 2_500) & (col("id") < 2_600)) | ((col("id") >= 7_000) & (col("id") < 7_050))
+    predicate = ((col("id") >= 2_500) & (col("id") < 2_600)) | (
+        (col("id") >= 7_000) & (col("id") < 7_050)
+    )
     frame = relay.scan(path).filter(predicate).select("id", "x")
     scan = scan_profile(frame)
     assert (scan["batches_read"], scan["batches_skipped"]) == (2, 4)
@@ -64,9 +77,12 @@ def test_conjuncts_are_reordered_by_sampled_selectivity(sorted_batches):
     frame = relay.scan(path).filter((col("city") == "lima") & (col("x") > 0) & (col("id") < 300))
     optimized = frame.explain().split("optimized plan:")[1].split("columns:")[0]
     filters = optimized.split("filters=[")[1]
-    assert filters.index('col("id")') < filters.index('col("x")') < filters.index('col("city")'), optimized
+    assert filters.index('col("id")') < filters.index('col("x")') < filters.index('col("city")'), (
+        optimized
+    )
     mask = pc.and_(
-        pc.and_(pc.equal(table["city"], "lima"), pc.greater(table["x"], 0)), pc.less(table["id"], 300)
+        pc.and_(pc.equal(table["city"], "lima"), pc.greater(table["x"], 0)),
+        pc.less(table["id"], 300),
     )
     assert frame["id"].to_pylist() == table.filter(mask)["id"].to_pylist()
 
@@ -135,7 +151,10 @@ def test_is_in_with_long_lists_matches_pyarrow(sorted_batches, count):
     assert frame["id"].to_pylist() == expected["id"].to_pylist()
     cities = ["lima", "bern"] + [f"nowhere{i}" for i in range(count)]
     by_city = relay.scan(path).filter(col("city").is_in(cities))
-    assert by_city["id"].to_pylist() == table.filter(pc.is_in(table["city"], pa.array(cities)))["id"].to_pylist()
+    assert (
+        by_city["id"].to_pylist()
+        == table.filter(pc.is_in(table["city"], pa.array(cities)))["id"].to_pylist()
+    )
     xs = table["x"].to_numpy()[:count].tolist() + [0.0, float("nan")]
     by_x = relay.scan(path).filter(col("x").is_in(xs))
     assert len(by_x) == count
@@ -144,7 +163,9 @@ def test_is_in_with_long_lists_matches_pyarrow(sorted_batches, count):
 @pytest.fixture
 def one_batch(tmp_path):
     """A single-batch file (its columns export as views), written a minute ago."""
-    table = pa.table({"x": pa.array(np.arange(5_000, dtype=np.float32)), "id": pa.array(np.arange(5_000))})
+    table = pa.table(
+        {"x": pa.array(np.arange(5_000, dtype=np.float32)), "id": pa.array(np.arange(5_000))}
+    )
     return settled(write_arrow(tmp_path / "one.arrow", table)), table
 
 
@@ -181,7 +202,9 @@ def test_a_forked_child_maps_the_file_itself(one_batch):
         try:
             child = relay.scan(path)
             address = child["x"].to_numpy().ctypes.data
-            ok = address != parent_address and float(child["x"].to_numpy().sum()) == float(frame["x"].to_numpy().sum())
+            ok = address != parent_address and float(child["x"].to_numpy().sum()) == float(
+                frame["x"].to_numpy().sum()
+            )
             os.write(write_end, b"ok" if ok else b"shared")
         finally:
             os._exit(0)

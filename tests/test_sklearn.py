@@ -34,8 +34,16 @@ def tab(tmp_path: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(3)
     n = 600
     x = rng.standard_normal((n, 4)).astype(np.float32)
-    target = ((x[:, 0] + 0.5 * x[:, 1] - x[:, 3]) > 0).astype(np.int64) + (x[:, 2] > 1).astype(np.int64)
-    table = pa.table({**{name: x[:, j] for j, name in enumerate(FEATURES)}, "age": rng.integers(0, 99, n).astype(np.int32), "target": target})
+    target = ((x[:, 0] + 0.5 * x[:, 1] - x[:, 3]) > 0).astype(np.int64) + (x[:, 2] > 1).astype(
+        np.int64
+    )
+    table = pa.table(
+        {
+            **{name: x[:, j] for j, name in enumerate(FEATURES)},
+            "age": rng.integers(0, 99, n).astype(np.int32),
+            "target": target,
+        }
+    )
     return write_arrow(tmp_path / "tab.arrow", table), x, target
 
 
@@ -47,10 +55,14 @@ def test_seed_example_random_forest(tab: tuple[Path, np.ndarray, np.ndarray]) ->
     reference = RandomForestClassifier(n_estimators=20, random_state=0).fit(x, target)
     assert list(model.feature_names_in_) == FEATURES
     np.testing.assert_array_equal(model.predict(df.select(FEATURES)), reference.predict(x))
-    np.testing.assert_array_equal(model.predict_proba(df.select(FEATURES)), reference.predict_proba(x))
+    np.testing.assert_array_equal(
+        model.predict_proba(df.select(FEATURES)), reference.predict_proba(x)
+    )
 
 
-def test_frame_becomes_one_2d_array_and_target_a_view(tab: tuple[Path, np.ndarray, np.ndarray]) -> None:
+def test_frame_becomes_one_2d_array_and_target_a_view(
+    tab: tuple[Path, np.ndarray, np.ndarray],
+) -> None:
     path, x, target = tab
     df = relay.scan(path)
     matrix = np.asarray(df.select(FEATURES))
@@ -73,7 +85,9 @@ def test_feature_names_are_checked_at_predict(tab: tuple[Path, np.ndarray, np.nd
 def test_pipeline_equals_numpy(tab: tuple[Path, np.ndarray, np.ndarray]) -> None:
     path, x, target = tab
     df = relay.scan(path)
-    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(df.select(FEATURES), df["target"])
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression()).fit(
+        df.select(FEATURES), df["target"]
+    )
     reference = make_pipeline(StandardScaler(), LogisticRegression()).fit(x, target)
     np.testing.assert_allclose(pipeline[-1].coef_, reference[-1].coef_, rtol=1e-6)
     np.testing.assert_array_equal(pipeline.predict(df.select(FEATURES)), reference.predict(x))
@@ -83,20 +97,27 @@ def test_pipeline_equals_numpy(tab: tuple[Path, np.ndarray, np.ndarray]) -> None
 def test_column_transformer_selects_by_name(tab: tuple[Path, np.ndarray, np.ndarray]) -> None:
     path, x, target = tab
     df = relay.scan(path)
-    transformer = ColumnTransformer([("scaled", StandardScaler(), ["f0", "f1"]), ("kept", "passthrough", ["f3"])])
+    transformer = ColumnTransformer(
+        [("scaled", StandardScaler(), ["f0", "f1"]), ("kept", "passthrough", ["f3"])]
+    )
     model = make_pipeline(transformer, LogisticRegression()).fit(df, df["target"])
     reference = make_pipeline(
-        ColumnTransformer([("scaled", StandardScaler(), [0, 1]), ("kept", "passthrough", [3])]), LogisticRegression()
+        ColumnTransformer([("scaled", StandardScaler(), [0, 1]), ("kept", "passthrough", [3])]),
+        LogisticRegression(),
     ).fit(x, target)
     np.testing.assert_allclose(model[-1].coef_, reference[-1].coef_, rtol=1e-6)
     assert list(transformer.get_feature_names_out()) == ["scaled__f0", "scaled__f1", "kept__f3"]
     np.testing.assert_array_equal(model.predict(df), reference.predict(x))
 
 
-def test_train_test_split_keeps_frames_and_columns(tab: tuple[Path, np.ndarray, np.ndarray]) -> None:
+def test_train_test_split_keeps_frames_and_columns(
+    tab: tuple[Path, np.ndarray, np.ndarray],
+) -> None:
     path, x, target = tab
     df = relay.scan(path)
-    x_train, x_test, y_train, y_test = train_test_split(df.select(FEATURES), df["target"], random_state=1)
+    x_train, x_test, y_train, y_test = train_test_split(
+        df.select(FEATURES), df["target"], random_state=1
+    )
     expected = train_test_split(x, target, random_state=1)
     assert isinstance(x_train, relay.Frame) and isinstance(y_train, relay.Column)
     for got, want in zip((x_train, x_test, y_train, y_test), expected):
@@ -116,7 +137,9 @@ def test_in_memory_frames_fit_too() -> None:
     rng = np.random.default_rng(0)
     x = rng.standard_normal((200, 3))
     y = (x[:, 0] > 0).astype(np.int64)
-    frame = relay.from_numpy({"a": x[:, 0].copy(), "b": x[:, 1].copy(), "c": x[:, 2].copy(), "y": y})
+    frame = relay.from_numpy(
+        {"a": x[:, 0].copy(), "b": x[:, 1].copy(), "c": x[:, 2].copy(), "y": y}
+    )
     model = LogisticRegression().fit(frame.select("a", "b", "c"), frame["y"])
     np.testing.assert_allclose(model.coef_, LogisticRegression().fit(x, y).coef_, rtol=1e-6)
 
@@ -124,11 +147,15 @@ def test_in_memory_frames_fit_too() -> None:
 # -- incremental fitting --------------------------------------------------------------------
 
 
-def _manual_partial_fit(estimator, frame, target, batch_size, epochs, shuffle, classes=None, seed=0):  # type: ignore[no-untyped-def]
+def _manual_partial_fit(
+    estimator, frame, target, batch_size, epochs, shuffle, classes=None, seed=0
+):  # type: ignore[no-untyped-def]
     columns = FEATURES + ([target] if target else [])
     first = True
     for epoch in range(epochs):
-        for batch in numpy_batches(frame, batch_size, columns=columns, shuffle=shuffle, seed=seed, epoch=epoch):
+        for batch in numpy_batches(
+            frame, batch_size, columns=columns, shuffle=shuffle, seed=seed, epoch=epoch
+        ):
             x = np.column_stack([batch[name] for name in FEATURES])
             kwargs = {"classes": classes} if first and classes is not None else {}
             if target:
@@ -140,12 +167,28 @@ def _manual_partial_fit(estimator, frame, target, batch_size, epochs, shuffle, c
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
-def test_partial_fit_sgd_equals_numpy_batches(tab: tuple[Path, np.ndarray, np.ndarray], shuffle: bool) -> None:
+def test_partial_fit_sgd_equals_numpy_batches(
+    tab: tuple[Path, np.ndarray, np.ndarray], shuffle: bool
+) -> None:
     path, _, target = tab
     df = relay.scan(path)
-    model = partial_fit(SGDClassifier(random_state=0), df, FEATURES, "target", batch_size=128, epochs=3, shuffle=shuffle)
+    model = partial_fit(
+        SGDClassifier(random_state=0),
+        df,
+        FEATURES,
+        "target",
+        batch_size=128,
+        epochs=3,
+        shuffle=shuffle,
+    )
     reference = _manual_partial_fit(
-        SGDClassifier(random_state=0), df, "target", 128, 3, "global" if shuffle else None, classes=np.unique(target)
+        SGDClassifier(random_state=0),
+        df,
+        "target",
+        128,
+        3,
+        "global" if shuffle else None,
+        classes=np.unique(target),
     )
     np.testing.assert_allclose(model.coef_, reference.coef_)
     assert list(model.feature_names_in_) == FEATURES
@@ -157,8 +200,16 @@ def test_partial_fit_sgd_equals_numpy_batches(tab: tuple[Path, np.ndarray, np.nd
 def test_partial_fit_unsupervised(tab: tuple[Path, np.ndarray, np.ndarray]) -> None:
     path, x, _ = tab
     df = relay.scan(path)
-    kmeans = partial_fit(MiniBatchKMeans(n_clusters=3, random_state=0, n_init=1), df, FEATURES, batch_size=150, shuffle=False)
-    reference = _manual_partial_fit(MiniBatchKMeans(n_clusters=3, random_state=0, n_init=1), df, None, 150, 1, None)
+    kmeans = partial_fit(
+        MiniBatchKMeans(n_clusters=3, random_state=0, n_init=1),
+        df,
+        FEATURES,
+        batch_size=150,
+        shuffle=False,
+    )
+    reference = _manual_partial_fit(
+        MiniBatchKMeans(n_clusters=3, random_state=0, n_init=1), df, None, 150, 1, None
+    )
     np.testing.assert_allclose(kmeans.cluster_centers_, reference.cluster_centers_, rtol=1e-5)
     pca = partial_fit(IncrementalPCA(n_components=2), df, FEATURES, batch_size=200, shuffle=False)
     np.testing.assert_allclose(
@@ -180,10 +231,19 @@ def test_partial_fit_checks_its_arguments(tab: tuple[Path, np.ndarray, np.ndarra
         partial_fit(SGDClassifier(), df, FEATURES, "target", shuffle="sideways")
 
 
-def test_partial_fit_progress_bar(tab: tuple[Path, np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:
+def test_partial_fit_progress_bar(
+    tab: tuple[Path, np.ndarray, np.ndarray], capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("tqdm")
     path, _, _ = tab
-    partial_fit(SGDClassifier(random_state=0), relay.scan(path), FEATURES, "target", batch_size=200, progress=True)
+    partial_fit(
+        SGDClassifier(random_state=0),
+        relay.scan(path),
+        FEATURES,
+        "target",
+        batch_size=200,
+        progress=True,
+    )
     assert "3/3" in capsys.readouterr().err
 
 
@@ -192,6 +252,11 @@ def test_example_runs() -> None:
     import sys
 
     example = Path(__file__).resolve().parent.parent / "examples" / "sklearn_fit.py"
-    result = subprocess.run([sys.executable, "-W", "error", str(example), "--rows", "20000"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-W", "error", str(example), "--rows", "20000"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "partial_fit over 20,000 rows" in result.stdout

@@ -28,14 +28,18 @@ FEATURES = ["f0", "f1"]
 
 def _table(start: int, n: int) -> pa.Table:
     rng = np.random.default_rng(start)
-    return pa.table({
-        "id": np.arange(start, start + n, dtype=np.int64),
-        "age": rng.integers(0, 100, n).astype(np.int32),
-        "f0": rng.standard_normal(n).astype(np.float32),
-        "f1": rng.standard_normal(n).astype(np.float32),
-        "emb": pa.FixedSizeListArray.from_arrays(pa.array(rng.standard_normal(n * 3).astype(np.float32)), 3),
-        "label": rng.integers(0, 10, n).astype(np.int64),
-    })
+    return pa.table(
+        {
+            "id": np.arange(start, start + n, dtype=np.int64),
+            "age": rng.integers(0, 100, n).astype(np.int32),
+            "f0": rng.standard_normal(n).astype(np.float32),
+            "f1": rng.standard_normal(n).astype(np.float32),
+            "emb": pa.FixedSizeListArray.from_arrays(
+                pa.array(rng.standard_normal(n * 3).astype(np.float32)), 3
+            ),
+            "label": rng.integers(0, 10, n).astype(np.int64),
+        }
+    )
 
 
 @pytest.fixture
@@ -51,7 +55,9 @@ def shards(tmp_path: Path) -> tuple[str, pa.Table]:
 
 
 def _ids(batches) -> np.ndarray:
-    return np.concatenate([np.asarray(b["id"]) for b in batches]) if batches else np.empty(0, np.int64)
+    return (
+        np.concatenate([np.asarray(b["id"]) for b in batches]) if batches else np.empty(0, np.int64)
+    )
 
 
 def test_block_shuffle_visits_every_row_once_in_a_new_order_each_epoch(shards):
@@ -60,13 +66,25 @@ def test_block_shuffle_visits_every_row_once_in_a_new_order_each_epoch(shards):
     reader = BatchReader(frame, ["id"])
     assert reader.streamed and reader.known_num_rows == table.num_rows
     epochs = [
-        _ids(list(iter_batches(frame, 256, columns=["id"], shuffle="block", seed=3, epoch=e, shuffle_buffer=700)))
+        _ids(
+            list(
+                iter_batches(
+                    frame, 256, columns=["id"], shuffle="block", seed=3, epoch=e, shuffle_buffer=700
+                )
+            )
+        )
         for e in range(2)
     ]
     for ids in epochs:
         assert sorted(ids) == list(range(6_000))
     assert not np.array_equal(epochs[0], epochs[1])
-    again = _ids(list(iter_batches(frame, 256, columns=["id"], shuffle="block", seed=3, epoch=0, shuffle_buffer=700)))
+    again = _ids(
+        list(
+            iter_batches(
+                frame, 256, columns=["id"], shuffle="block", seed=3, epoch=0, shuffle_buffer=700
+            )
+        )
+    )
     np.testing.assert_array_equal(epochs[0], again)
     # Rows are shuffled within windows of at least 700 rows (three row groups or more): the
     # first rows come from several row groups, out of order.
@@ -80,7 +98,9 @@ def test_unshuffled_stream_is_file_order_and_batches_span_pieces(shards):
     batches = list(iter_batches(relay.scan(source), 512, columns=["id", "f0", "emb", "label"]))
     assert [len(b["id"]) for b in batches] == [512] * 11 + [6_000 - 11 * 512]
     np.testing.assert_array_equal(_ids(batches), table["id"].to_numpy())
-    np.testing.assert_array_equal(np.concatenate([b["f0"] for b in batches]), table["f0"].to_numpy())
+    np.testing.assert_array_equal(
+        np.concatenate([b["f0"] for b in batches]), table["f0"].to_numpy()
+    )
     emb = table["emb"].combine_chunks().flatten().to_numpy().reshape(-1, 3)
     np.testing.assert_array_equal(np.concatenate([b["emb"] for b in batches]), emb)
 
@@ -89,7 +109,9 @@ def test_filters_and_computed_columns_run_per_piece(shards):
     source, table = shards
     frame = relay.scan(source).filter(col("age") > 70).with_column("g", col("f0") * 2 + col("f1"))
     expected = table.filter(pc.greater(table["age"], 70))
-    batches = list(iter_batches(frame, 100, columns=["id", "g"], shuffle="block", seed=1, shuffle_buffer=500))
+    batches = list(
+        iter_batches(frame, 100, columns=["id", "g"], shuffle="block", seed=1, shuffle_buffer=500)
+    )
     ids = _ids(batches)
     order = np.argsort(ids)
     np.testing.assert_array_equal(ids[order], expected["id"].to_numpy())
@@ -107,7 +129,19 @@ def test_shards_of_pieces_cover_every_row_once(shards):
     for world in (1, 2, 3, 5):
         seen: list[int] = []
         for rank in range(world):
-            ids = _ids(list(iter_batches(frame, 64, columns=["id"], shuffle="block", seed=9, rank=rank, world_size=world)))
+            ids = _ids(
+                list(
+                    iter_batches(
+                        frame,
+                        64,
+                        columns=["id"],
+                        shuffle="block",
+                        seed=9,
+                        rank=rank,
+                        world_size=world,
+                    )
+                )
+            )
             seen.extend(ids.tolist())
         assert len(seen) == len(expected) and set(seen) == expected, world
 
@@ -115,9 +149,17 @@ def test_shards_of_pieces_cover_every_row_once(shards):
 def test_iterable_dataset_resumes_mid_epoch_exactly(shards):
     source, _ = shards
     for frame in (relay.scan(source), relay.scan(source).filter(col("age") < 50)):
+
         def make() -> RelayIterableDataset:
-            return RelayIterableDataset(frame, 128, features=FEATURES, target="label", shuffle="block", seed=5,
-                                        shuffle_buffer=650)
+            return RelayIterableDataset(
+                frame,
+                128,
+                features=FEATURES,
+                target="label",
+                shuffle="block",
+                seed=5,
+                shuffle_buffer=650,
+            )
 
         full = [y for _, y in make()]
         ds = make()
@@ -135,12 +177,16 @@ def test_iterable_dataset_resumes_mid_epoch_exactly(shards):
 
 def test_loader_trains_from_parquet_and_knows_its_length(shards):
     source, table = shards
-    batches = loader(relay.scan(source), 500, features=FEATURES, target="label", shuffle="block", seed=0)
+    batches = loader(
+        relay.scan(source), 500, features=FEATURES, target="label", shuffle="block", seed=0
+    )
     assert len(batches) == 12
     xs, ys = zip(*batches)
     assert sum(len(y) for y in ys) == table.num_rows
     assert xs[0].shape == (500, 2) and xs[0].dtype == torch.float32
-    filtered = loader(relay.scan(source).filter(col("age") > 50), 500, features=FEATURES, shuffle="block")
+    filtered = loader(
+        relay.scan(source).filter(col("age") > 50), 500, features=FEATURES, shuffle="block"
+    )
     with pytest.raises(TypeError, match="known only by reading"):
         len(filtered)
     assert sum(len(x) for x in filtered) == pc.sum(pc.greater(table["age"], 50)).as_py()
@@ -148,11 +194,15 @@ def test_loader_trains_from_parquet_and_knows_its_length(shards):
 
 def test_global_shuffle_of_a_decoded_source_points_to_block(shards):
     source, _ = shards
-    with pytest.raises(relay.RelayValueError, match=r"\*\.parquet: shuffle=\"global\".*shuffle=\"block\""):
+    with pytest.raises(
+        relay.RelayValueError, match=r"\*\.parquet: shuffle=\"global\".*shuffle=\"block\""
+    ):
         next(iter(loader(relay.scan(source), 64, features=FEATURES, shuffle="global")))
     # Collected into memory, the same rows shuffle globally.
     collected = relay.scan(source).collect()
-    assert sum(len(x) for x in loader(collected, 1000, features=FEATURES, shuffle="global")) == 6_000
+    assert (
+        sum(len(x) for x in loader(collected, 1000, features=FEATURES, shuffle="global")) == 6_000
+    )
 
 
 def test_text_sources_stream_too(tmp_path: Path):
@@ -161,7 +211,9 @@ def test_text_sources_stream_too(tmp_path: Path):
 
     pacsv.write_csv(table, tmp_path / "a.csv")
     frame = relay.scan(str(tmp_path / "a.csv"))
-    ids = _ids(list(iter_batches(frame, 128, columns=["id"], shuffle="block", seed=2, shuffle_buffer=200)))
+    ids = _ids(
+        list(iter_batches(frame, 128, columns=["id"], shuffle="block", seed=2, shuffle_buffer=200))
+    )
     assert sorted(ids) == list(range(3_000))
 
 
@@ -171,7 +223,9 @@ def test_map_style_dataset_reads_through_a_bounded_piece_cache(shards):
     probe[0]
     piece_bytes = probe.profile()["bytes"]  # the decoded columns of one row group, as allocated
     assert probe.profile()["misses"] == 1 and piece_bytes >= 300 * (4 + 4 + 8)
-    ds = RelayDataset(relay.scan(source), features=FEATURES, target="label", cache_bytes=4 * piece_bytes + 1024)
+    ds = RelayDataset(
+        relay.scan(source), features=FEATURES, target="label", cache_bytes=4 * piece_bytes + 1024
+    )
     assert len(ds) == 6_000
     rng = np.random.default_rng(0)
     f0 = table["f0"].to_numpy()
@@ -190,21 +244,29 @@ def test_map_style_dataset_reads_through_a_bounded_piece_cache(shards):
     after = ds.profile()
     assert after["misses"] - before["misses"] <= 1 and after["hits"] - before["hits"] >= 5
     # A filtered source counts its rows once, and maps positions to the filtered rows.
-    filtered = RelayDataset(relay.scan(source).filter(col("age") >= 90), features=["f0"], cache_bytes=0)
+    filtered = RelayDataset(
+        relay.scan(source).filter(col("age") >= 90), features=["f0"], cache_bytes=0
+    )
     expected = table.filter(pc.greater_equal(table["age"], 90))
     assert len(filtered) == expected.num_rows
-    np.testing.assert_array_equal(filtered[len(filtered) - 1][0].numpy(), expected["f0"].to_numpy()[-1:])
+    np.testing.assert_array_equal(
+        filtered[len(filtered) - 1][0].numpy(), expected["f0"].to_numpy()[-1:]
+    )
 
 
 def test_dataloader_workers_shard_pieces(shards):
     source, _ = shards
     ds = RelayIterableDataset(relay.scan(source), 200, features=["id"], shuffle="block", seed=4)
-    seen = torch.cat([x[:, 0] for x in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)])
+    seen = torch.cat(
+        [x[:, 0] for x in torch.utils.data.DataLoader(ds, batch_size=None, num_workers=2)]
+    )
     assert sorted(seen.tolist()) == list(range(6_000))
 
 
 def _run_isolated(code: str) -> str:
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -251,7 +313,9 @@ def test_streaming_a_parquet_file_holds_a_bounded_window(tmp_path: Path):
     peak = int(out.strip().splitlines()[-1])
     decoded = (8 << 20) * (4 * 4 + 8)
     # Two windows of 256 Ki rows x 24 bytes (12 MiB) and the decoder's buffers: measured 19.5 MiB.
-    assert peak < 48 * 2**20, f"RssAnon grew by {peak / 2**20:.0f} MiB streaming {decoded / 2**20:.0f} MiB of columns"
+    assert peak < 48 * 2**20, (
+        f"RssAnon grew by {peak / 2**20:.0f} MiB streaming {decoded / 2**20:.0f} MiB of columns"
+    )
 
 
 def test_global_shuffle_needs_no_permutation_in_memory(tmp_path: Path):
@@ -282,7 +346,9 @@ def test_global_shuffle_needs_no_permutation_in_memory(tmp_path: Path):
         """
     )
     grown = int(out.strip().splitlines()[-1])
-    assert grown < 24 * 2**20, f"RssAnon grew by {grown / 2**20:.0f} MiB for a global shuffle of {n} rows"
+    assert grown < 24 * 2**20, (
+        f"RssAnon grew by {grown / 2**20:.0f} MiB for a global shuffle of {n} rows"
+    )
 
 
 @pytest.mark.parametrize("batch_rows", [None, 700])
@@ -291,11 +357,18 @@ def test_computed_columns_of_a_mapped_file_are_computed_per_batch(tmp_path: Path
     frame = relay.scan(write_arrow(tmp_path / "t.arrow", table, batch_rows=batch_rows))
     frame = frame.filter(col("age") > 30).with_column("g", col("f0") * 2 + col("f1"))
     expected = table.filter(pc.greater(table["age"], 30))
-    want = dict(zip(expected["id"].to_pylist(), (expected["f0"].to_numpy() * 2 + expected["f1"].to_numpy()).tolist()))
+    want = dict(
+        zip(
+            expected["id"].to_pylist(),
+            (expected["f0"].to_numpy() * 2 + expected["f1"].to_numpy()).tolist(),
+        )
+    )
     batches = list(iter_batches(frame, 333, columns=["id", "g", "emb"], shuffle="global", seed=4))
     ids = _ids(batches)
     assert sorted(ids) == sorted(want)
-    np.testing.assert_allclose(np.concatenate([b["g"] for b in batches]), [want[i] for i in ids], rtol=1e-6)
+    np.testing.assert_allclose(
+        np.concatenate([b["g"] for b in batches]), [want[i] for i in ids], rtol=1e-6
+    )
     emb = table["emb"].combine_chunks().flatten().to_numpy().reshape(-1, 3)
     np.testing.assert_array_equal(np.concatenate([b["emb"] for b in batches]), emb[ids])
     ds = RelayDataset(frame, features=["g"])
@@ -318,7 +391,9 @@ def test_incremental_fitting_streams_parquet_with_the_shuffle_it_allows(shards):
             seen.append(len(y))
             return super().partial_fit(X, y, classes=classes, **kwargs)
 
-    model = partial_fit(Recording(), relay.scan(source), features=FEATURES, target="label", batch_size=1000)
+    model = partial_fit(
+        Recording(), relay.scan(source), features=FEATURES, target="label", batch_size=1000
+    )
     assert sum(seen) == table.num_rows
     assert model.predict(relay.scan(source).head(3).select(*FEATURES)).shape == (3,)
 
@@ -333,5 +408,7 @@ def test_a_damaged_shard_is_named_and_nothing_hangs(shards):
         data[offset] ^= 0xFF
     damaged.write_bytes(bytes(data))
     with pytest.raises(relay.RelayError, match="part-1.parquet"):
-        for _ in iter_batches(relay.scan(source), 256, columns=["id", "f0"], shuffle="block", seed=0):
+        for _ in iter_batches(
+            relay.scan(source), 256, columns=["id", "f0"], shuffle="block", seed=0
+        ):
             pass

@@ -27,17 +27,23 @@ def _table(n: int = N, nulls: bool = False) -> pa.Table:
     lengths = rng.integers(0, 6, n)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     tokens = rng.integers(0, 1000, int(offsets[-1])).astype(np.int64)
-    age = pa.array(rng.integers(0, 100, n).astype(np.int32), mask=(np.arange(n) % 97 == 5) if nulls else None)
-    return pa.table({
-        "id": np.arange(n, dtype=np.int64),
-        "f0": f[:, 0], "f1": f[:, 1], "f2": f[:, 2],
-        "age": age,
-        "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb), 4),
-        "city": pa.array(rng.choice(["Lima", "Oslo", "Pune"], n)).dictionary_encode(),
-        "flag": pa.array(rng.integers(0, 2, n).astype(bool)),
-        "tokens": pa.ListArray.from_arrays(pa.array(offsets), pa.array(tokens)),
-        "label": rng.integers(0, 10, n).astype(np.int64),
-    })
+    age = pa.array(
+        rng.integers(0, 100, n).astype(np.int32), mask=(np.arange(n) % 97 == 5) if nulls else None
+    )
+    return pa.table(
+        {
+            "id": np.arange(n, dtype=np.int64),
+            "f0": f[:, 0],
+            "f1": f[:, 1],
+            "f2": f[:, 2],
+            "age": age,
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(emb), 4),
+            "city": pa.array(rng.choice(["Lima", "Oslo", "Pune"], n)).dictionary_encode(),
+            "flag": pa.array(rng.integers(0, 2, n).astype(bool)),
+            "tokens": pa.ListArray.from_arrays(pa.array(offsets), pa.array(tokens)),
+            "label": rng.integers(0, 10, n).astype(np.int64),
+        }
+    )
 
 
 @pytest.fixture(params=[None, 1_234], ids=["one-batch", "many-batches"])
@@ -47,7 +53,9 @@ def data(tmp_path: Path, request: pytest.FixtureRequest) -> tuple[relay.Frame, p
     return relay.scan(path), table
 
 
-def _expected_x(table: pa.Table, rows: np.ndarray, features: list[str], dtype: np.dtype) -> np.ndarray:
+def _expected_x(
+    table: pa.Table, rows: np.ndarray, features: list[str], dtype: np.dtype
+) -> np.ndarray:
     parts = []
     for name in features:
         column = table.column(name).combine_chunks()
@@ -65,10 +73,14 @@ def test_dataset_xy_matches_pyarrow(data: tuple[relay.Frame, pa.Table]) -> None:
     rows = np.array([4_999, 0, 1_234, 1_233, 77, 77])
     x, y = ds.__getitems__(rows).output
     assert x.shape == (6, 6) and x.dtype == torch.float32
-    np.testing.assert_array_equal(x.numpy(), _expected_x(table, rows, ["f0", "emb", "f2"], np.float32))
+    np.testing.assert_array_equal(
+        x.numpy(), _expected_x(table, rows, ["f0", "emb", "f2"], np.float32)
+    )
     np.testing.assert_array_equal(y.numpy(), table.column("label").to_numpy()[rows])
     x3, y3 = ds[3]
-    np.testing.assert_array_equal(x3.numpy(), _expected_x(table, np.array([3]), ["f0", "emb", "f2"], np.float32)[0])
+    np.testing.assert_array_equal(
+        x3.numpy(), _expected_x(table, np.array([3]), ["f0", "emb", "f2"], np.float32)[0]
+    )
     assert y3.item() == table.column("label")[3].as_py()
     assert ds[-1][1].item() == table.column("label")[N - 1].as_py()
 
@@ -93,7 +105,7 @@ def test_dict_output_every_kind(data: tuple[relay.Frame, pa.Table]) -> None:
     assert batch["tokens"].shape == (4, max(lengths))
     for i, r in enumerate(rows):
         assert batch["tokens"][i, : lengths[i]].tolist() == tokens[r]
-        assert batch["tokens"][i, lengths[i]:].eq(0).all()
+        assert batch["tokens"][i, lengths[i] :].eq(0).all()
 
 
 def test_ragged_as_nested_tensor(data: tuple[relay.Frame, pa.Table]) -> None:
@@ -118,7 +130,9 @@ def test_filtered_frame_rows(data: tuple[relay.Frame, pa.Table]) -> None:
 
 def test_dtype_overrides_and_promotion(data: tuple[relay.Frame, pa.Table]) -> None:
     frame, table = data
-    ds = RelayDataset(frame.filter(relay.col("age").is_not_null()), features=["age", "f0"], target="label")
+    ds = RelayDataset(
+        frame.filter(relay.col("age").is_not_null()), features=["age", "f0"], target="label"
+    )
     assert ds[0][0].dtype == torch.float32  # torch promotes int32 with float32 to float32
     ds = RelayDataset(frame, features=["f0", "f1"], target="label", dtype=torch.float64)
     assert ds[0][0].dtype == torch.float64
@@ -143,7 +157,9 @@ def test_nulls_raise_naming_the_column_unless_filled(tmp_path: Path) -> None:
 
 
 def test_unsupported_columns_and_arguments(tmp_path: Path) -> None:
-    frame = relay.scan(write_arrow(tmp_path / "s.arrow", pa.table({"name": ["a", "b"], "x": [1.0, 2.0]})))
+    frame = relay.scan(
+        write_arrow(tmp_path / "s.arrow", pa.table({"name": ["a", "b"], "x": [1.0, 2.0]}))
+    )
     with pytest.raises(relay.RelayTypeError, match="column 'name' of type string"):
         RelayDataset(frame, features=["name"], target="x")
     with pytest.raises(relay.ColumnNotFoundError, match="nope"):
@@ -159,27 +175,48 @@ def test_default_dataloader_gives_the_loader_batches(data: tuple[relay.Frame, pa
     ds = RelayDataset(frame, features=["f0", "f1"], target="label")
     order = epoch_order(len(ds), "global", seed=5, epoch=0)
     via_sampler = list(DataLoader(ds, batch_size=256, sampler=order.tolist()))
-    via_loader = list(loader(frame, 256, features=["f0", "f1"], target="label", shuffle="global", seed=5))
+    via_loader = list(
+        loader(frame, 256, features=["f0", "f1"], target="label", shuffle="global", seed=5)
+    )
     assert len(via_sampler) == len(via_loader) == 20
     for (xa, ya), (xb, yb) in zip(via_sampler, via_loader):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     # shuffle=True with the default collate works and covers every row once.
-    ids = torch.cat([y for _, y in DataLoader(RelayDataset(frame, features=["f0"], target="id"), batch_size=300, shuffle=True)])
+    ids = torch.cat(
+        [
+            y
+            for _, y in DataLoader(
+                RelayDataset(frame, features=["f0"], target="id"), batch_size=300, shuffle=True
+            )
+        ]
+    )
     assert torch.equal(ids.sort().values, torch.arange(N))
 
 
 def test_custom_collate_sees_rows(data: tuple[relay.Frame, pa.Table]) -> None:
     frame, _ = data
     ds = RelayDataset(frame, features=["f0"], target="id")
-    batches = list(DataLoader(ds, batch_size=4, collate_fn=lambda rows: [int(r.sample()[1]) for r in rows]))
+    batches = list(
+        DataLoader(ds, batch_size=4, collate_fn=lambda rows: [int(r.sample()[1]) for r in rows])
+    )
     assert batches[0] == [0, 1, 2, 3]
 
 
 @pytest.mark.parametrize("shuffle", [None, "global", "block"])
-def test_iterable_epochs_cover_every_row_once(data: tuple[relay.Frame, pa.Table], shuffle: str | None) -> None:
+def test_iterable_epochs_cover_every_row_once(
+    data: tuple[relay.Frame, pa.Table], shuffle: str | None
+) -> None:
     frame, _ = data
-    ds = RelayIterableDataset(frame, 512, features=["f0"], target="id", shuffle=shuffle, seed=3,
-                              block_size=100, shuffle_buffer=700)
+    ds = RelayIterableDataset(
+        frame,
+        512,
+        features=["f0"],
+        target="id",
+        shuffle=shuffle,
+        seed=3,
+        block_size=100,
+        shuffle_buffer=700,
+    )
     first = torch.cat([y for _, y in ds])
     assert torch.equal(first.sort().values, torch.arange(N))
     again = torch.cat([y for _, y in ds])
@@ -195,8 +232,16 @@ def test_ranks_and_workers_shard_disjointly(data: tuple[relay.Frame, pa.Table]) 
     frame, _ = data
     seen = []
     for rank in range(3):
-        ds = RelayIterableDataset(frame, 100, features=["f0"], target="id", shuffle="global", seed=1,
-                                  rank=rank, world_size=3)
+        ds = RelayIterableDataset(
+            frame,
+            100,
+            features=["f0"],
+            target="id",
+            shuffle="global",
+            seed=1,
+            rank=rank,
+            world_size=3,
+        )
         loader_ = DataLoader(ds, batch_size=None, num_workers=2)
         ids = torch.cat([y for _, y in loader_])
         assert len(ds) * 100 >= len(ids) > 0
@@ -210,16 +255,28 @@ def test_ranks_and_workers_shard_disjointly(data: tuple[relay.Frame, pa.Table]) 
 def test_workers_under_each_start_method(data: tuple[relay.Frame, pa.Table], context: str) -> None:
     frame, table = data
     frame = frame.filter(relay.col("label") < 5)
-    ds = RelayIterableDataset(frame, 256, features=["f0", "emb"], target="id", shuffle="global", seed=2)
+    ds = RelayIterableDataset(
+        frame, 256, features=["f0", "emb"], target="id", shuffle="global", seed=2
+    )
     got = list(DataLoader(ds, batch_size=None, num_workers=2, multiprocessing_context=context))
     ids = torch.cat([y for _, y in got]).sort().values
     expected = table.column("id").to_numpy()[table.column("label").to_numpy() < 5]
     np.testing.assert_array_equal(ids.numpy(), expected)
     x, y = got[0]
-    np.testing.assert_array_equal(x.numpy(), _expected_x(table, y.numpy(), ["f0", "emb"], np.float32))
-    map_style = list(DataLoader(RelayDataset(frame, features=["f0"], target="id"), batch_size=128,
-                                num_workers=2, multiprocessing_context=context))
-    assert torch.equal(torch.cat([y for _, y in map_style]).sort().values, torch.from_numpy(expected))
+    np.testing.assert_array_equal(
+        x.numpy(), _expected_x(table, y.numpy(), ["f0", "emb"], np.float32)
+    )
+    map_style = list(
+        DataLoader(
+            RelayDataset(frame, features=["f0"], target="id"),
+            batch_size=128,
+            num_workers=2,
+            multiprocessing_context=context,
+        )
+    )
+    assert torch.equal(
+        torch.cat([y for _, y in map_style]).sort().values, torch.from_numpy(expected)
+    )
 
 
 def test_datasets_pickle_as_path_and_plan(data: tuple[relay.Frame, pa.Table]) -> None:
@@ -247,8 +304,16 @@ def test_state_dict_resumes_mid_epoch(data: tuple[relay.Frame, pa.Table]) -> Non
     frame, _ = data
 
     def make_dataset():
-        ds = RelayIterableDataset(frame, 300, features=["f0"], target="id", shuffle="block", seed=11,
-                                  block_size=64, shuffle_buffer=512)
+        ds = RelayIterableDataset(
+            frame,
+            300,
+            features=["f0"],
+            target="id",
+            shuffle="block",
+            seed=11,
+            block_size=64,
+            shuffle_buffer=512,
+        )
         ds.set_epoch(4)
         return ds
 
@@ -271,7 +336,9 @@ def test_stateful_dataloader_resumes_across_workers(data: tuple[relay.Frame, pa.
     frame, _ = data
 
     def make():
-        ds = RelayIterableDataset(frame, 200, features=["f0"], target="id", shuffle="global", seed=9)
+        ds = RelayIterableDataset(
+            frame, 200, features=["f0"], target="id", shuffle="global", seed=9
+        )
         return StatefulDataLoader(ds, batch_size=None, num_workers=2, snapshot_every_n_steps=1)
 
     full = [y for _, y in make()]
@@ -288,12 +355,22 @@ def test_stateful_dataloader_resumes_across_workers(data: tuple[relay.Frame, pa.
     assert all(torch.equal(a, b) for a, b in zip(rest, full[7:]))
 
 
-def test_loader_advances_epochs_and_tensors_are_the_gathered_buffers(data: tuple[relay.Frame, pa.Table]) -> None:
+def test_loader_advances_epochs_and_tensors_are_the_gathered_buffers(
+    data: tuple[relay.Frame, pa.Table],
+) -> None:
     frame, table = data
     allocated: list[int] = []
     import relay_ml.torch as rt
 
-    run = loader(frame, 1000, features=["f0", "f1", "f2"], target="label", shuffle="global", seed=0, prefetch=3)
+    run = loader(
+        frame,
+        1000,
+        features=["f0", "f1", "f2"],
+        target="label",
+        shuffle="global",
+        seed=0,
+        prefetch=3,
+    )
     # The stream gathers into NumPy arrays of its own; each becomes a tensor without a copy.
     plain = rt._tensor
 
@@ -314,20 +391,33 @@ def test_loader_advances_epochs_and_tensors_are_the_gathered_buffers(data: tuple
     assert not torch.equal(torch.cat([y for _, y in epoch0]), torch.cat([y for _, y in epoch1]))
     x, y = epoch0[0]
     rows = epoch_order(N, "global", 0, 0)[:1000]
-    np.testing.assert_array_equal(x.numpy(), _expected_x(table, rows, ["f0", "f1", "f2"], np.float32))
+    np.testing.assert_array_equal(
+        x.numpy(), _expected_x(table, rows, ["f0", "f1", "f2"], np.float32)
+    )
     assert rt.RelayLoader is type(run)
 
 
 def test_numpy_iter_batches(data: tuple[relay.Frame, pa.Table]) -> None:
     frame, table = data
-    batches = list(iter_batches(frame, 700, columns=["id", "emb"], shuffle="global", seed=4, drop_last=True))
+    batches = list(
+        iter_batches(frame, 700, columns=["id", "emb"], shuffle="global", seed=4, drop_last=True)
+    )
     assert len(batches) == N // 700
     rows = epoch_order(N, "global", 4)[: 700 * len(batches)]
     np.testing.assert_array_equal(np.concatenate([b["id"] for b in batches]), rows)
     emb = table.column("emb").combine_chunks().flatten().to_numpy().reshape(N, 4)
     np.testing.assert_array_equal(batches[1]["emb"], emb[rows[700:1400]])
-    halves = [np.concatenate([b["id"] for b in iter_batches(frame, 512, columns=["id"], shuffle="block", seed=4,
-                                                               rank=r, world_size=2)]) for r in range(2)]
+    halves = [
+        np.concatenate(
+            [
+                b["id"]
+                for b in iter_batches(
+                    frame, 512, columns=["id"], shuffle="block", seed=4, rank=r, world_size=2
+                )
+            ]
+        )
+        for r in range(2)
+    ]
     assert sorted(np.concatenate(halves).tolist()) == list(range(N))
 
 

@@ -26,10 +26,12 @@ EMB_DIM = 64
 def big_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     values = np.empty(EMB_ROWS * EMB_DIM, dtype=np.float32)
     values.reshape(EMB_ROWS, EMB_DIM)[:] = np.arange(EMB_ROWS, dtype=np.float32)[:, None]
-    table = pa.table({
-        "emb": pa.FixedSizeListArray.from_arrays(pa.array(values), EMB_DIM),
-        "id": np.arange(EMB_ROWS, dtype=np.int64),
-    })
+    table = pa.table(
+        {
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(values), EMB_DIM),
+            "id": np.arange(EMB_ROWS, dtype=np.int64),
+        }
+    )
     del values
     return write_arrow(tmp_path_factory.mktemp("big") / "emb.arrow", table)
 
@@ -48,8 +50,15 @@ def test_forked_workers_do_not_copy_the_mapping(big_file: Path) -> None:
     copy-on-access of the mapping, no per-worker copy of the data)."""
     frame = relay.scan(big_file)
     frame["emb"].to_numpy()  # the parent has the file mapped and touched before forking
-    ds = RelayIterableDataset(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=0,
-                              transform=_worker_memory)
+    ds = RelayIterableDataset(
+        frame,
+        8_192,
+        features=["emb"],
+        target="id",
+        shuffle="global",
+        seed=0,
+        transform=_worker_memory,
+    )
     reports = list(DataLoader(ds, batch_size=None, num_workers=4, multiprocessing_context="fork"))
     assert sum(rows for _, _, rows, _ in reports) == EMB_ROWS
     assert all(consistent for *_, consistent in reports)
@@ -60,33 +69,46 @@ def test_forked_workers_do_not_copy_the_mapping(big_file: Path) -> None:
     for pid, samples in by_worker.items():
         growth = max(samples) - samples[0]
         # Each worker gathered 256 MB of rows; its heap may hold a few batches (2 MB each).
-        assert growth < 48 * 2**20, f"worker {pid} grew its anonymous memory by {growth / 2**20:.0f} MiB"
+        assert growth < 48 * 2**20, (
+            f"worker {pid} grew its anonymous memory by {growth / 2**20:.0f} MiB"
+        )
 
 
 def _rank_main(rank: int, world_size: int, path: str, init_file: str, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
+    dist.init_process_group(
+        "gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size
+    )
     try:
         frame = relay.scan(path).filter(relay.col("id") % 3 != 0)
-        ds = RelayIterableDataset(frame, 1_000, features=["emb"], target="id", shuffle="global", seed=1)
+        ds = RelayIterableDataset(
+            frame, 1_000, features=["emb"], target="id", shuffle="global", seed=1
+        )
         ds.set_epoch(2)
         ids = torch.cat([y for _, y in DataLoader(ds, batch_size=None, num_workers=2)])
         gathered: list[list[int] | None] = [None] * world_size
         dist.all_gather_object(gathered, ids.tolist())
         if rank == 0:
-            np.save(os.path.join(out_dir, "ids.npy"), np.array([np.array(g) for g in gathered], dtype=object),
-                    allow_pickle=True)
+            np.save(
+                os.path.join(out_dir, "ids.npy"),
+                np.array([np.array(g) for g in gathered], dtype=object),
+                allow_pickle=True,
+            )
     finally:
         dist.destroy_process_group()
 
 
 def test_distributed_ranks_shard_disjointly(tmp_path: Path) -> None:
     n = 60_000
-    table = pa.table({
-        "emb": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * 4, np.float32)), 4),
-        "id": np.arange(n, dtype=np.int64),
-    })
+    table = pa.table(
+        {
+            "emb": pa.FixedSizeListArray.from_arrays(pa.array(np.zeros(n * 4, np.float32)), 4),
+            "id": np.arange(n, dtype=np.int64),
+        }
+    )
     path = write_arrow(tmp_path / "d.arrow", table)
-    mp.spawn(_rank_main, args=(2, str(path), str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(
+        _rank_main, args=(2, str(path), str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True
+    )
     per_rank = np.load(tmp_path / "ids.npy", allow_pickle=True)
     first, second = (set(ids.tolist()) for ids in per_rank)
     assert len(first) + len(second) == sum(len(ids) for ids in per_rank)  # no repeats within a rank
@@ -125,8 +147,14 @@ def test_loader_epoch_keeps_anonymous_memory_flat(big_file: Path) -> None:
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _EPOCH_MEMORY_SCRIPT, str(big_file)], capture_output=True,
-                          text=True, timeout=300, cwd=Path(__file__).parent, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _EPOCH_MEMORY_SCRIPT, str(big_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).parent,
+        check=True,
+    )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["rows"] == EMB_ROWS - 8_192 and report["consistent"]
     mib = 2**20

@@ -25,7 +25,9 @@ duckdb = pytest.importorskip("duckdb")
 def tpch(tmp_path_factory):
     root = tmp_path_factory.mktemp("tpch")
     generator = shutil.which("tpchgen-cli") or str(Path(sys.executable).with_name("tpchgen-cli"))
-    subprocess.run([generator, "parquet", "-s", "0.01", f"--output-dir={root / 'parquet'}"], check=True)
+    subprocess.run(
+        [generator, "parquet", "-s", "0.01", f"--output-dir={root / 'parquet'}"], check=True
+    )
     queries.convert_to_ipc(str(root / "parquet"), str(root / "ipc"))
     return root
 
@@ -39,7 +41,11 @@ def normalized(value):
 def same(left, right) -> bool:
     left, right = normalized(left), normalized(right)
     if isinstance(left, float) or isinstance(right, float):
-        return left is not None and right is not None and math.isclose(left, right, rel_tol=1e-9, abs_tol=1e-6)
+        return (
+            left is not None
+            and right is not None
+            and math.isclose(left, right, rel_tol=1e-9, abs_tol=1e-6)
+        )
     return left == right
 
 
@@ -49,7 +55,9 @@ def test_query_matches_duckdb(tpch, number):
     got = pa.table(queries.RELAY[number](tables)).to_pylist()
     connection = duckdb.connect()
     for name in queries.TABLES:
-        connection.execute(f"create view {name} as select * from read_parquet('{tpch / 'parquet' / f'{name}.parquet'}')")
+        connection.execute(
+            f"create view {name} as select * from read_parquet('{tpch / 'parquet' / f'{name}.parquet'}')"
+        )
     want = connection.sql(queries.SQL[number]).to_arrow_table().to_pylist()
     assert len(got) == len(want), (len(got), len(want))
     if number != 18:  # at scale factor 0.01 no order has more than 300 items

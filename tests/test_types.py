@@ -100,11 +100,27 @@ def _ints(bits: int, signed: bool) -> list[int]:
     return cycle([0, 1, 2**bits - 1, 42, 2 ** (bits - 1)])
 
 
-DATES = cycle([dt.date(2020, 1, 1), dt.date(1, 1, 1), dt.date(9999, 12, 31), dt.date(1969, 12, 31),
-               dt.date(2000, 2, 29), dt.date(1900, 3, 1), dt.date(1970, 1, 1)])
-DATETIMES_US = cycle([dt.datetime(2020, 1, 1, 12, 30, 45, 123456), dt.datetime(1, 1, 1),
-                      dt.datetime(9999, 12, 31, 23, 59, 59, 999999), dt.datetime(1969, 12, 31, 23, 59, 59, 999999),
-                      dt.datetime(2000, 2, 29, 0, 0, 0, 1), EPOCH])
+DATES = cycle(
+    [
+        dt.date(2020, 1, 1),
+        dt.date(1, 1, 1),
+        dt.date(9999, 12, 31),
+        dt.date(1969, 12, 31),
+        dt.date(2000, 2, 29),
+        dt.date(1900, 3, 1),
+        dt.date(1970, 1, 1),
+    ]
+)
+DATETIMES_US = cycle(
+    [
+        dt.datetime(2020, 1, 1, 12, 30, 45, 123456),
+        dt.datetime(1, 1, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 999999),
+        dt.datetime(2000, 2, 29, 0, 0, 0, 1),
+        EPOCH,
+    ]
+)
 
 
 def _truncate(value: dt.datetime, unit: str) -> dt.datetime:
@@ -113,16 +129,31 @@ def _truncate(value: dt.datetime, unit: str) -> dt.datetime:
 
 
 # Nanosecond ticks, including values that are not whole microseconds (before and after 1970).
-NANOS = cycle([0, 1_500, -1_500, -1, 1_700_000_000_123_456_789, -2**62, 2**62, 999])
-TIMES_US = cycle([dt.time(0, 0), dt.time(23, 59, 59, 999999), dt.time(12, 0, 0, 1), dt.time(1, 2, 3, 400000)])
-DURATIONS_US = cycle([dt.timedelta(0), dt.timedelta(days=-1, microseconds=5), dt.timedelta(days=365 * 500, seconds=7),
-                      dt.timedelta(microseconds=-1), dt.timedelta(seconds=1, microseconds=250000)])
-AWARE = cycle([dt.datetime(2020, 6, 1, 1, 2, 3, 456000, tzinfo=dt.timezone.utc),
-               dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
-               dt.datetime(2021, 10, 31, 0, 30, tzinfo=dt.timezone.utc),  # Paris DST ends 01:00 UTC
-               dt.datetime(2021, 10, 31, 1, 30, tzinfo=dt.timezone.utc),
-               dt.datetime(1950, 7, 14, 23, 59, 59, 999000, tzinfo=dt.timezone.utc)])
-STRINGS = cycle(["", "a", "héllo wörld", "日本語テキスト", "a string longer than twelve bytes", "\x00nul", "z"])
+NANOS = cycle([0, 1_500, -1_500, -1, 1_700_000_000_123_456_789, -(2**62), 2**62, 999])
+TIMES_US = cycle(
+    [dt.time(0, 0), dt.time(23, 59, 59, 999999), dt.time(12, 0, 0, 1), dt.time(1, 2, 3, 400000)]
+)
+DURATIONS_US = cycle(
+    [
+        dt.timedelta(0),
+        dt.timedelta(days=-1, microseconds=5),
+        dt.timedelta(days=365 * 500, seconds=7),
+        dt.timedelta(microseconds=-1),
+        dt.timedelta(seconds=1, microseconds=250000),
+    ]
+)
+AWARE = cycle(
+    [
+        dt.datetime(2020, 6, 1, 1, 2, 3, 456000, tzinfo=dt.timezone.utc),
+        dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+        dt.datetime(2021, 10, 31, 0, 30, tzinfo=dt.timezone.utc),  # Paris DST ends 01:00 UTC
+        dt.datetime(2021, 10, 31, 1, 30, tzinfo=dt.timezone.utc),
+        dt.datetime(1950, 7, 14, 23, 59, 59, 999000, tzinfo=dt.timezone.utc),
+    ]
+)
+STRINGS = cycle(
+    ["", "a", "héllo wörld", "日本語テキスト", "a string longer than twelve bytes", "\x00nul", "z"]
+)
 BYTES = cycle([b"", b"a", b"\x00\xff\x10", b"a longer binary value of many bytes", b"zz"])
 
 
@@ -131,82 +162,214 @@ CASES = [
     Case("bool", pa.bool_(), cycle([True, False, False, True, True])),
     *(Case(f"int{b}", getattr(pa, f"int{b}")(), _ints(b, True)) for b in (8, 16, 32, 64)),
     *(Case(f"uint{b}", getattr(pa, f"uint{b}")(), _ints(b, False)) for b in (8, 16, 32, 64)),
-    Case("float16", pa.float16(), cycle([1.5, -2.0, 0.0, 65504.0, float("inf"), float("nan"), 0.1]), build_float16),
-    Case("float32", pa.float32(), cycle([1.5, -2.25, 0.1, -0.0, float("inf"), float("nan"), 3.4e38])),
-    Case("float64", pa.float64(), cycle([1.5, -2.25, 0.1, -0.0, float("-inf"), float("nan"), 1e300, 5e-324])),
+    Case(
+        "float16",
+        pa.float16(),
+        cycle([1.5, -2.0, 0.0, 65504.0, float("inf"), float("nan"), 0.1]),
+        build_float16,
+    ),
+    Case(
+        "float32", pa.float32(), cycle([1.5, -2.25, 0.1, -0.0, float("inf"), float("nan"), 3.4e38])
+    ),
+    Case(
+        "float64",
+        pa.float64(),
+        cycle([1.5, -2.25, 0.1, -0.0, float("-inf"), float("nan"), 1e300, 5e-324]),
+    ),
     Case("string", pa.string(), STRINGS),
     Case("large_string", pa.large_string(), STRINGS),
     Case("string_view", pa.string_view(), STRINGS),
     Case("binary", pa.binary(), BYTES),
     Case("large_binary", pa.large_binary(), BYTES),
     Case("binary_view", pa.binary_view(), BYTES),
-    Case("fixed_size_binary", pa.binary(3), cycle([b"abc", b"\x00\x00\x00", b"\xff\xfe\xfd", b"xyz"])),
+    Case(
+        "fixed_size_binary", pa.binary(3), cycle([b"abc", b"\x00\x00\x00", b"\xff\xfe\xfd", b"xyz"])
+    ),
     Case("date32", pa.date32(), DATES),
     Case("date64", pa.date64(), DATES),
-    *(Case(f"timestamp_{u}", pa.timestamp(u), [_truncate(v, u) for v in DATETIMES_US]) for u in ("s", "ms", "us")),
+    *(
+        Case(f"timestamp_{u}", pa.timestamp(u), [_truncate(v, u) for v in DATETIMES_US])
+        for u in ("s", "ms", "us")
+    ),
     Case("timestamp_ns", pa.timestamp("ns"), NANOS),
     Case("timestamp_ms_paris", pa.timestamp("ms", tz="Europe/Paris"), AWARE),
     Case("timestamp_us_utc", pa.timestamp("us", tz="UTC"), AWARE),
-    Case("timestamp_s_new_york", pa.timestamp("s", tz="America/New_York"), [_truncate(v, "s") for v in AWARE]),
+    Case(
+        "timestamp_s_new_york",
+        pa.timestamp("s", tz="America/New_York"),
+        [_truncate(v, "s") for v in AWARE],
+    ),
     Case("timestamp_ms_plus_0100", pa.timestamp("ms", tz="+01:00"), AWARE),
     Case("timestamp_us_minus_0530", pa.timestamp("us", tz="-05:30"), AWARE),
     Case("timestamp_ns_kolkata", pa.timestamp("ns", tz="Asia/Kolkata"), NANOS),
     Case("time32_s", pa.time32("s"), [t.replace(microsecond=0) for t in TIMES_US]),
-    Case("time32_ms", pa.time32("ms"), [t.replace(microsecond=t.microsecond // 1000 * 1000) for t in TIMES_US]),
+    Case(
+        "time32_ms",
+        pa.time32("ms"),
+        [t.replace(microsecond=t.microsecond // 1000 * 1000) for t in TIMES_US],
+    ),
     Case("time64_us", pa.time64("us"), TIMES_US),
     Case("time64_ns", pa.time64("ns"), cycle([0, 1_500, 86_399_999_999_999, 43_200_000_000_001])),
     Case("duration_s", pa.duration("s"), cycle([0, 1, -1, 86_400 * 999_999, -86_400 * 999_999])),
     Case("duration_ms", pa.duration("ms"), cycle([0, 1, -1, 1_234_567_890])),
     Case("duration_us", pa.duration("us"), DURATIONS_US),
     Case("duration_ns", pa.duration("ns"), NANOS),
-    Case("decimal128_5_2", pa.decimal128(5, 2), cycle([D("1.20"), D("-0.05"), D("999.99"), D("0.00"), D("-999.99")])),
-    Case("decimal128_38_10", pa.decimal128(38, 10),
-         cycle([D("1234567890123456789012345678.0123456789"), D("-0.0000000001"), D("0E-10")])),
-    Case("decimal128_negative_scale", pa.decimal128(5, -2), cycle([D("1.20E+4"), D("-1E+2"), D("0E+2")])),
-    Case("decimal256_76_20", pa.decimal256(76, 20),
-         cycle([D("12345678901234567890123456789012345678901234567890123456.01234567890123456789"), D("-1E-20")])),
+    Case(
+        "decimal128_5_2",
+        pa.decimal128(5, 2),
+        cycle([D("1.20"), D("-0.05"), D("999.99"), D("0.00"), D("-999.99")]),
+    ),
+    Case(
+        "decimal128_38_10",
+        pa.decimal128(38, 10),
+        cycle([D("1234567890123456789012345678.0123456789"), D("-0.0000000001"), D("0E-10")]),
+    ),
+    Case(
+        "decimal128_negative_scale",
+        pa.decimal128(5, -2),
+        cycle([D("1.20E+4"), D("-1E+2"), D("0E+2")]),
+    ),
+    Case(
+        "decimal256_76_20",
+        pa.decimal256(76, 20),
+        cycle(
+            [
+                D("12345678901234567890123456789012345678901234567890123456.01234567890123456789"),
+                D("-1E-20"),
+            ]
+        ),
+    ),
     Case("decimal32_7_3", pa.decimal32(7, 3), cycle([D("1234.567"), D("-0.001"), D("0.000")])),
     Case("decimal64_18_4", pa.decimal64(18, 4), cycle([D("12345678901234.5678"), D("-0.0001")])),
-    Case("dictionary_int8_string", pa.dictionary(pa.int8(), pa.string()), cycle(["paris", "tokyo", "lima", "paris"])),
+    Case(
+        "dictionary_int8_string",
+        pa.dictionary(pa.int8(), pa.string()),
+        cycle(["paris", "tokyo", "lima", "paris"]),
+    ),
     Case("dictionary_int32_int64", pa.dictionary(pa.int32(), pa.int64()), cycle([10, 20, 10, -5])),
-    Case("dictionary_uint16_float64", pa.dictionary(pa.uint16(), pa.float64()), cycle([0.5, 1.5, 0.5])),
+    Case(
+        "dictionary_uint16_float64",
+        pa.dictionary(pa.uint16(), pa.float64()),
+        cycle([0.5, 1.5, 0.5]),
+    ),
     Case("list_int32", pa.list_(pa.int32()), cycle([[1, 2, 3], [], [None, 4], [5]])),
-    Case("list_list_string", pa.list_(pa.list_(pa.string())), cycle([[["a"], [], None], [["b", "c"]], [], [None]])),
+    Case(
+        "list_list_string",
+        pa.list_(pa.list_(pa.string())),
+        cycle([[["a"], [], None], [["b", "c"]], [], [None]]),
+    ),
     Case("large_list_float64", pa.large_list(pa.float64()), cycle([[1.5], [], [2.5, None, -0.0]])),
     Case("list_view_int32", pa.list_view(pa.int32()), cycle([[1, 2, 3], [], [None, 4], [5]])),
-    Case("large_list_view_string", pa.large_list_view(pa.string()), cycle([["x", None], [], ["yz"]])),
-    Case("fixed_size_list_float32", pa.list_(pa.float32(), 3), cycle([[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]])),
+    Case(
+        "large_list_view_string", pa.large_list_view(pa.string()), cycle([["x", None], [], ["yz"]])
+    ),
+    Case(
+        "fixed_size_list_float32",
+        pa.list_(pa.float32(), 3),
+        cycle([[1.0, 2.0, 3.0], [0.5, -1.0, 4.0]]),
+    ),
     Case("fixed_size_list_int64", pa.list_(pa.int64(), 2), cycle([[1, 2], [-3, 2**62]])),
     Case("fixed_size_list_bool", pa.list_(pa.bool_(), 2), cycle([[True, False], [False, False]])),
-    Case("struct", pa.struct([("a", pa.int32()), ("b", pa.string()), ("c", pa.list_(pa.float64()))]),
-         cycle([{"a": 1, "b": "x", "c": [1.5]}, {"a": None, "b": None, "c": None}, {"a": -2, "b": "", "c": []}])),
-    Case("struct_nested", pa.struct([("s", pa.struct([("when", pa.timestamp("us")), ("d", pa.decimal128(6, 3))]))]),
-         cycle([{"s": {"when": dt.datetime(2020, 1, 2, 3, 4, 5, 6), "d": D("1.500")}}, {"s": None},
-                {"s": {"when": None, "d": D("-0.001")}}])),
-    Case("struct_of_dictionaries", pa.struct([("name", pa.dictionary(pa.int8(), pa.string())),
-                                              ("tags", pa.list_(pa.dictionary(pa.int16(), pa.string())))]),
-         cycle([("a", ["t1", "t2"]), ("b", []), ("a", ["t2"])]), build_dictionary_struct),
-    Case("map_string_int64", pa.map_(pa.string(), pa.int64()), cycle([[("a", 1), ("b", None)], [], [("c", 3)]])),
-    Case("map_int32_list", pa.map_(pa.int32(), pa.list_(pa.string())), cycle([[(1, ["x"]), (2, [])], [(3, None)]])),
-    Case("list_of_structs", pa.list_(pa.struct([("k", pa.string()), ("v", pa.list_(pa.int64()))])),
-         cycle([[{"k": "a", "v": [1]}, None], [], [{"k": None, "v": None}]])),
-    Case("run_end_encoded_int64", pa.run_end_encoded(pa.int32(), pa.int64()), cycle([7, 7, 7, 8, 9, 9]),
-         build_run_end_encoded),
-    Case("month_day_nano_interval", pa.month_day_nano_interval(),
-         cycle([pa.MonthDayNano([1, 2, 3]), pa.MonthDayNano([0, 0, -1]), pa.MonthDayNano([-12, 30, 10**15])])),
+    Case(
+        "struct",
+        pa.struct([("a", pa.int32()), ("b", pa.string()), ("c", pa.list_(pa.float64()))]),
+        cycle(
+            [
+                {"a": 1, "b": "x", "c": [1.5]},
+                {"a": None, "b": None, "c": None},
+                {"a": -2, "b": "", "c": []},
+            ]
+        ),
+    ),
+    Case(
+        "struct_nested",
+        pa.struct([("s", pa.struct([("when", pa.timestamp("us")), ("d", pa.decimal128(6, 3))]))]),
+        cycle(
+            [
+                {"s": {"when": dt.datetime(2020, 1, 2, 3, 4, 5, 6), "d": D("1.500")}},
+                {"s": None},
+                {"s": {"when": None, "d": D("-0.001")}},
+            ]
+        ),
+    ),
+    Case(
+        "struct_of_dictionaries",
+        pa.struct(
+            [
+                ("name", pa.dictionary(pa.int8(), pa.string())),
+                ("tags", pa.list_(pa.dictionary(pa.int16(), pa.string()))),
+            ]
+        ),
+        cycle([("a", ["t1", "t2"]), ("b", []), ("a", ["t2"])]),
+        build_dictionary_struct,
+    ),
+    Case(
+        "map_string_int64",
+        pa.map_(pa.string(), pa.int64()),
+        cycle([[("a", 1), ("b", None)], [], [("c", 3)]]),
+    ),
+    Case(
+        "map_int32_list",
+        pa.map_(pa.int32(), pa.list_(pa.string())),
+        cycle([[(1, ["x"]), (2, [])], [(3, None)]]),
+    ),
+    Case(
+        "list_of_structs",
+        pa.list_(pa.struct([("k", pa.string()), ("v", pa.list_(pa.int64()))])),
+        cycle([[{"k": "a", "v": [1]}, None], [], [{"k": None, "v": None}]]),
+    ),
+    Case(
+        "run_end_encoded_int64",
+        pa.run_end_encoded(pa.int32(), pa.int64()),
+        cycle([7, 7, 7, 8, 9, 9]),
+        build_run_end_encoded,
+    ),
+    Case(
+        "month_day_nano_interval",
+        pa.month_day_nano_interval(),
+        cycle(
+            [
+                pa.MonthDayNano([1, 2, 3]),
+                pa.MonthDayNano([0, 0, -1]),
+                pa.MonthDayNano([-12, 30, 10**15]),
+            ]
+        ),
+    ),
 ]
 CASES_BY_NAME = {case.name: case for case in CASES}
 
 # Fixed-width types (and fixed_size_list of them) that a single record batch without nulls
 # exports as a view of the mapping. Booleans are bits and date32 is widened, so both copy.
 ZERO_COPY_CASES = {
-    "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "float32", "float64",
-    "date64", "timestamp_s", "timestamp_ms", "timestamp_us", "timestamp_ns", "timestamp_ms_paris",
-    "timestamp_us_utc", "timestamp_s_new_york", "timestamp_ms_plus_0100", "timestamp_us_minus_0530",
-    "timestamp_ns_kolkata", "duration_s", "duration_ms", "duration_us", "duration_ns",
-    "fixed_size_list_float32", "fixed_size_list_int64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "date64",
+    "timestamp_s",
+    "timestamp_ms",
+    "timestamp_us",
+    "timestamp_ns",
+    "timestamp_ms_paris",
+    "timestamp_us_utc",
+    "timestamp_s_new_york",
+    "timestamp_ms_plus_0100",
+    "timestamp_us_minus_0530",
+    "timestamp_ns_kolkata",
+    "duration_s",
+    "duration_ms",
+    "duration_us",
+    "duration_ns",
+    "fixed_size_list_float32",
+    "fixed_size_list_int64",
 }
-
 
 
 @dataclass(frozen=True)
@@ -227,7 +390,9 @@ _written: dict[tuple[str, bool, bool], Written] = {}
 
 def write_batches(path: Path, table: pa.Table, sizes: list[int] | tuple[int, ...]) -> pa.Table:
     """Write `table` as record batches of `sizes` rows; returns the table as written."""
-    whole = pa.record_batch([column.combine_chunks() for column in table.columns], schema=table.schema)
+    whole = pa.record_batch(
+        [column.combine_chunks() for column in table.columns], schema=table.schema
+    )
     batches, offset = [], 0
     for size in sizes:
         batches.append(whole.slice(offset, size))
@@ -249,7 +414,10 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, bool, bool
             case = CASES_BY_NAME[name]
             # A second column so that frame-level exports carry more than the column under test.
             table = pa.table({"col": case.array(nulls), "row": pa.array(range(ROWS), pa.int64())})
-            path = directory / f"{name}-{'nulls' if nulls else 'dense'}-{'batches' if batches else 'one'}.arrow"
+            path = (
+                directory
+                / f"{name}-{'nulls' if nulls else 'dense'}-{'batches' if batches else 'one'}.arrow"
+            )
             if batches:
                 table = write_batches(path, table, BATCH_SIZES)
             else:
@@ -263,7 +431,12 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, bool, bool
 def variants() -> list[Any]:
     """pytest params over (case, nulls, batches)."""
     return [
-        pytest.param(case.name, nulls, batches, id=f"{case.name}-{'nulls' if nulls else 'dense'}-{'batches' if batches else 'one'}")
+        pytest.param(
+            case.name,
+            nulls,
+            batches,
+            id=f"{case.name}-{'nulls' if nulls else 'dense'}-{'batches' if batches else 'one'}",
+        )
         for case in CASES
         for nulls in (False, True)
         for batches in (False, True)
@@ -329,11 +502,17 @@ def assert_same_values(got: list[Any], expected: list[Any]) -> None:
         assert got == expected
 
 
-def assert_arrow_equal(got: pa.Table | pa.ChunkedArray, expected: pa.Table | pa.ChunkedArray) -> None:
+def assert_arrow_equal(
+    got: pa.Table | pa.ChunkedArray, expected: pa.Table | pa.ChunkedArray
+) -> None:
     """`got.equals(expected)`, except that NaN equals NaN (Arrow's equals says it does not)."""
     if got.equals(expected):
         return
-    assert got.type == expected.type if isinstance(got, pa.ChunkedArray) else got.schema == expected.schema
+    assert (
+        got.type == expected.type
+        if isinstance(got, pa.ChunkedArray)
+        else got.schema == expected.schema
+    )
     assert contains_nan(expected.to_pylist()), "differs from the written data"
     assert normalize(got.to_pylist()) == normalize(expected.to_pylist())
 
@@ -407,7 +586,9 @@ def test_to_numpy_follows_pyarrow(files, name, nulls, batches):
         return
     if pa.types.is_interval(type_):
         # pyarrow 26 crashes (SIGSEGV) converting intervals to NumPy when pandas is absent.
-        expected = np.fromiter(expected_pylist(written.column), dtype=object, count=len(written.column))
+        expected = np.fromiter(
+            expected_pylist(written.column), dtype=object, count=len(written.column)
+        )
         assert got.shape == expected.shape and got.dtype == object
         assert_same_values(list(got), list(expected))
         return
@@ -467,11 +648,15 @@ def test_slices_cross_record_batches(files, name, nulls, batches):
     for offset, length in [(0, 3), (2, 4), (3, 7), (4, 5), (9, 3), (11, 5), (ROWS, 2), (0, ROWS)]:
         sliced = frame.slice(offset, length)
         assert_same_values(py_values(sliced["col"]), expected[offset : offset + length])
-        assert_same_values(py_values(frame["col"].slice(offset, length)), expected[offset : offset + length])
+        assert_same_values(
+            py_values(frame["col"].slice(offset, length)), expected[offset : offset + length]
+        )
         assert sliced["row"].to_pylist() == list(range(ROWS))[offset : offset + length]
         assert_arrow_equal(sliced.to_arrow(), written.table.slice(offset, length))
         assert_arrow_equal(sliced["col"].to_arrow(), written.column.slice(offset, length))
-        assert sliced["col"].null_count == sum(v is None for v in expected[offset : offset + length])
+        assert sliced["col"].null_count == sum(
+            v is None for v in expected[offset : offset + length]
+        )
     assert_same_values(py_values(frame.head(3)["col"]), expected[:3])
     assert_same_values(py_values(frame["col"][5:11]), expected[5:11])
     assert_same_values(py_values(frame.slice(2, 8).slice(1, 4)["col"]), expected[3:7])
@@ -482,14 +667,24 @@ def test_slices_cross_record_batches(files, name, nulls, batches):
 
 def test_nanoseconds_round_down_to_microseconds_as_datetime_objects(tmp_path):
     ticks = [1_500, -1_500, -1, 999, 1_000]
-    table = pa.table({"ts": pa.array(ticks, pa.timestamp("ns")), "d": pa.array(ticks, pa.duration("ns")),
-                      "t": pa.array([t % 86_400_000_000_000 for t in ticks], pa.time64("ns"))})
+    table = pa.table(
+        {
+            "ts": pa.array(ticks, pa.timestamp("ns")),
+            "d": pa.array(ticks, pa.duration("ns")),
+            "t": pa.array([t % 86_400_000_000_000 for t in ticks], pa.time64("ns")),
+        }
+    )
     feather.write_feather(table, tmp_path / "ns.arrow", compression="uncompressed")
     frame = relay.scan(tmp_path / "ns.arrow")
     stamps = frame["ts"].to_pylist()
     assert all(type(v) is dt.datetime for v in stamps)
-    assert stamps == [EPOCH + dt.timedelta(microseconds=1), EPOCH - dt.timedelta(microseconds=2),
-                      EPOCH - dt.timedelta(microseconds=1), EPOCH, EPOCH + dt.timedelta(microseconds=1)]
+    assert stamps == [
+        EPOCH + dt.timedelta(microseconds=1),
+        EPOCH - dt.timedelta(microseconds=2),
+        EPOCH - dt.timedelta(microseconds=1),
+        EPOCH,
+        EPOCH + dt.timedelta(microseconds=1),
+    ]
     durations = frame["d"].to_pylist()
     assert all(type(v) is dt.timedelta for v in durations)
     assert durations == [dt.timedelta(microseconds=m) for m in (1, -2, -1, 0, 1)]
@@ -497,9 +692,16 @@ def test_nanoseconds_round_down_to_microseconds_as_datetime_objects(tmp_path):
 
 
 def test_aware_timestamps_carry_their_zone(tmp_path):
-    instants = [dt.datetime(2021, 3, 28, 0, 59, tzinfo=dt.timezone.utc), dt.datetime(2021, 3, 28, 1, 0, tzinfo=dt.timezone.utc)]
-    table = pa.table({"paris": pa.array(instants, pa.timestamp("us", tz="Europe/Paris")),
-                      "fixed": pa.array(instants, pa.timestamp("us", tz="+05:45"))})
+    instants = [
+        dt.datetime(2021, 3, 28, 0, 59, tzinfo=dt.timezone.utc),
+        dt.datetime(2021, 3, 28, 1, 0, tzinfo=dt.timezone.utc),
+    ]
+    table = pa.table(
+        {
+            "paris": pa.array(instants, pa.timestamp("us", tz="Europe/Paris")),
+            "fixed": pa.array(instants, pa.timestamp("us", tz="+05:45")),
+        }
+    )
     feather.write_feather(table, tmp_path / "tz.arrow", compression="uncompressed")
     frame = relay.scan(tmp_path / "tz.arrow")
     paris = frame["paris"].to_pylist()
@@ -532,12 +734,21 @@ def test_values_under_null_parents_are_never_converted(tmp_path):
 
 
 def test_values_python_cannot_hold_raise_value_errors(tmp_path):
-    table = pa.table({"ts": pa.array([0, 2**40], pa.timestamp("s")), "d": pa.array([0, 2**62], pa.duration("s")),
-                      "day": pa.array([0, 2**31 - 1], pa.date32()),
-                      # In range in UTC, past 9999-12-31 in Tokyo; and before 0001-01-01 in New York.
-                      "tokyo": pa.array([EPOCH, dt.datetime(9999, 12, 31, 23)], pa.timestamp("us", tz="Asia/Tokyo")),
-                      "new_york": pa.array([EPOCH, dt.datetime(1, 1, 1, 1)], pa.timestamp("s", tz="America/New_York")),
-                      "fixed": pa.array([EPOCH, dt.datetime(1, 1, 1, 1)], pa.timestamp("ms", tz="-05:00"))})
+    table = pa.table(
+        {
+            "ts": pa.array([0, 2**40], pa.timestamp("s")),
+            "d": pa.array([0, 2**62], pa.duration("s")),
+            "day": pa.array([0, 2**31 - 1], pa.date32()),
+            # In range in UTC, past 9999-12-31 in Tokyo; and before 0001-01-01 in New York.
+            "tokyo": pa.array(
+                [EPOCH, dt.datetime(9999, 12, 31, 23)], pa.timestamp("us", tz="Asia/Tokyo")
+            ),
+            "new_york": pa.array(
+                [EPOCH, dt.datetime(1, 1, 1, 1)], pa.timestamp("s", tz="America/New_York")
+            ),
+            "fixed": pa.array([EPOCH, dt.datetime(1, 1, 1, 1)], pa.timestamp("ms", tz="-05:00")),
+        }
+    )
     feather.write_feather(table, tmp_path / "range.arrow", compression="uncompressed")
     frame = relay.scan(tmp_path / "range.arrow")
     for name in table.column_names:
@@ -570,8 +781,12 @@ def test_unions_raise_a_type_error_naming_the_type(tmp_path, mode):
     if mode == "sparse":
         union = pa.UnionArray.from_sparse(types, children)
     else:
-        union = pa.UnionArray.from_dense(types, pa.array([0, 0, 1], pa.int32()), [pa.array([1, 3]), pa.array(["b"])])
-    feather.write_feather(pa.table({"u": union}), tmp_path / "union.arrow", compression="uncompressed")
+        union = pa.UnionArray.from_dense(
+            types, pa.array([0, 0, 1], pa.int32()), [pa.array([1, 3]), pa.array(["b"])]
+        )
+    feather.write_feather(
+        pa.table({"u": union}), tmp_path / "union.arrow", compression="uncompressed"
+    )
     column = relay.scan(tmp_path / "union.arrow")["u"]
     with pytest.raises(relay.RelayTypeError, match="(?i)union") as info:
         column.to_pylist()
@@ -579,7 +794,12 @@ def test_unions_raise_a_type_error_naming_the_type(tmp_path, mode):
 
 
 def test_to_numpy_of_equal_length_lists_is_one_dimensional(tmp_path):
-    table = pa.table({"l": pa.array([[1, 2], [3, 4]]), "m": pa.array([[(1, 2)], [(3, 4)]], pa.map_(pa.int8(), pa.int8()))})
+    table = pa.table(
+        {
+            "l": pa.array([[1, 2], [3, 4]]),
+            "m": pa.array([[(1, 2)], [(3, 4)]], pa.map_(pa.int8(), pa.int8())),
+        }
+    )
     feather.write_feather(table, tmp_path / "equal.arrow", compression="uncompressed")
     frame = relay.scan(tmp_path / "equal.arrow")
     for name in ["l", "m"]:
@@ -590,8 +810,12 @@ def test_to_numpy_of_equal_length_lists_is_one_dimensional(tmp_path):
 
 def test_a_short_slice_of_a_long_list_column_converts_only_its_rows(tmp_path):
     n = 200_000
-    lists = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32) * 2), pa.array(np.arange(2 * n)))
-    feather.write_feather(pa.table({"l": lists}), tmp_path / "long.arrow", compression="uncompressed")
+    lists = pa.ListArray.from_arrays(
+        pa.array(np.arange(n + 1, dtype=np.int32) * 2), pa.array(np.arange(2 * n))
+    )
+    feather.write_feather(
+        pa.table({"l": lists}), tmp_path / "long.arrow", compression="uncompressed"
+    )
     column = relay.scan(tmp_path / "long.arrow")["l"]
     assert column.slice(n - 2, 2).to_pylist() == [[2 * n - 4, 2 * n - 3], [2 * n - 2, 2 * n - 1]]
     assert column.slice(5, 0).to_pylist() == []
@@ -613,22 +837,28 @@ def test_empty_files_and_empty_batches(tmp_path):
 @st.composite
 def random_tables(draw: st.DrawFn) -> tuple[pa.Table, list[int]]:
     n = draw(st.integers(0, 40))
-    int_type, ints = draw(st.sampled_from([
-        (pa.int8(), st.integers(-128, 127)),
-        (pa.int64(), st.integers(-(2**63), 2**63 - 1)),
-        (pa.uint64(), st.integers(0, 2**64 - 1)),
-    ]))
+    int_type, ints = draw(
+        st.sampled_from(
+            [
+                (pa.int8(), st.integers(-128, 127)),
+                (pa.int64(), st.integers(-(2**63), 2**63 - 1)),
+                (pa.uint64(), st.integers(0, 2**64 - 1)),
+            ]
+        )
+    )
 
     def column(values: st.SearchStrategy[Any]) -> list[Any]:
         return draw(st.lists(st.one_of(st.none(), values), min_size=n, max_size=n))
 
-    table = pa.table({
-        "i": pa.array(column(ints), int_type),
-        "f": pa.array(column(st.floats(width=32)), pa.float32()),
-        "g": pa.array(column(st.floats()), pa.float64()),
-        "s": pa.array(column(st.text(max_size=20)), pa.string()),
-        "b": pa.array(column(st.binary(max_size=20)), pa.large_binary()),
-    })
+    table = pa.table(
+        {
+            "i": pa.array(column(ints), int_type),
+            "f": pa.array(column(st.floats(width=32)), pa.float32()),
+            "g": pa.array(column(st.floats()), pa.float64()),
+            "s": pa.array(column(st.text(max_size=20)), pa.string()),
+            "b": pa.array(column(st.binary(max_size=20)), pa.large_binary()),
+        }
+    )
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=4)))
     sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n])]
     return table, sizes

@@ -58,13 +58,23 @@ def test_batch_size_splits_across_input_batches(tmp_path):
     summary = relay.scan(source).write_ipc(out, batch_size=30)
     assert summary["batches"] == 4
     reader = pa.ipc.open_file(out)
-    assert [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)] == [30, 30, 30, 10]
+    assert [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)] == [
+        30,
+        30,
+        30,
+        10,
+    ]
     assert reader.read_all().to_pydict() == table.to_pydict()
 
 
 def test_filtered_selected_and_computed_frames_write_their_rows(tmp_path, numeric_file):
     path, table = numeric_file
-    frame = relay.scan(path).filter(relay.col("label") > 6).select(["id", "x"]).with_column("twice", relay.col("id") * 2)
+    frame = (
+        relay.scan(path)
+        .filter(relay.col("label") > 6)
+        .select(["id", "x"])
+        .with_column("twice", relay.col("id") * 2)
+    )
     out = tmp_path / "filtered.arrow"
     relay.write(frame, out)
     mask = np.asarray(table["label"]) > 6

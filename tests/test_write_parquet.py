@@ -34,7 +34,9 @@ def test_every_column_kind_round_trips_through_pyarrow_and_polars(tmp_path, batc
     assert_same_rows(pq.read_table(out), table)
     # Polars reads the same values (it maps a dictionary to Categorical and a fixed-size list
     # to Array, both in pl.from_arrow and in its Parquet reader).
-    assert pl.read_parquet(out).to_dict(as_series=False) == pl.from_arrow(table).to_dict(as_series=False)
+    assert pl.read_parquet(out).to_dict(as_series=False) == pl.from_arrow(table).to_dict(
+        as_series=False
+    )
 
 
 def test_row_groups_and_statistics(tmp_path):
@@ -52,7 +54,13 @@ def test_row_groups_and_statistics(tmp_path):
     source = write_arrow(tmp_path / "in.arrow", table, batch_rows=30)
     relay.scan(source).write_parquet(out, row_group_size=64)
     metadata = pq.ParquetFile(out).metadata
-    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [64, 64, 64, 64, 1]
+    assert [metadata.row_group(i).num_rows for i in range(metadata.num_row_groups)] == [
+        64,
+        64,
+        64,
+        64,
+        1,
+    ]
     assert pq.read_table(out).equals(table)
 
 
@@ -67,7 +75,9 @@ def test_row_groups_and_statistics(tmp_path):
     ],
 )
 def test_codecs(tmp_path, compression, level, codec):
-    table = pa.table({"a": np.arange(1000, dtype=np.int64) % 7, "s": [f"v{i % 13}" for i in range(1000)]})
+    table = pa.table(
+        {"a": np.arange(1000, dtype=np.int64) % 7, "s": [f"v{i % 13}" for i in range(1000)]}
+    )
     out = tmp_path / "codec.parquet"
     relay.from_arrow(table).write_parquet(out, compression=compression, compression_level=level)
     column = pq.ParquetFile(out).metadata.row_group(0).column(0)
@@ -98,8 +108,12 @@ def test_filtered_and_computed_frames(tmp_path, numeric_file):
 
 def test_dictionary_columns_of_several_batches(tmp_path):
     # Each record batch has a dictionary of its own.
-    first = pa.table({"city": pa.array(["oslo", "rome", None, "oslo"]).dictionary_encode(), "n": [1, 2, 3, 4]})
-    second = pa.table({"city": pa.array(["lima", "paris", "lima"]).dictionary_encode(), "n": [5, 6, 7]})
+    first = pa.table(
+        {"city": pa.array(["oslo", "rome", None, "oslo"]).dictionary_encode(), "n": [1, 2, 3, 4]}
+    )
+    second = pa.table(
+        {"city": pa.array(["lima", "paris", "lima"]).dictionary_encode(), "n": [5, 6, 7]}
+    )
     table = pa.concat_tables([first, second])
     assert table["city"].num_chunks == 2
     out = tmp_path / "dict.parquet"
@@ -107,7 +121,15 @@ def test_dictionary_columns_of_several_batches(tmp_path):
     read = pq.read_table(out)
     assert pa.types.is_dictionary(read.schema.field("city").type)
     assert read["city"].to_pylist() == ["oslo", "rome", None, "oslo", "lima", "paris", "lima"]
-    assert pl.read_parquet(out)["city"].to_list() == ["oslo", "rome", None, "oslo", "lima", "paris", "lima"]
+    assert pl.read_parquet(out)["city"].to_list() == [
+        "oslo",
+        "rome",
+        None,
+        "oslo",
+        "lima",
+        "paris",
+        "lima",
+    ]
 
 
 def test_empty_frame_writes_the_schema(tmp_path):
@@ -122,7 +144,10 @@ def test_empty_frame_writes_the_schema(tmp_path):
 def test_invalid_options_raise_and_write_nothing(tmp_path):
     frame = relay.from_arrow(pa.table({"a": [1, 2, 3]}))
     out = tmp_path / "out.parquet"
-    with pytest.raises(relay.RelayValueError, match="compression must be one of 'zstd', 'lz4', 'snappy', 'uncompressed'"):
+    with pytest.raises(
+        relay.RelayValueError,
+        match="compression must be one of 'zstd', 'lz4', 'snappy', 'uncompressed'",
+    ):
         frame.write_parquet(out, compression="gzip")
     with pytest.raises(relay.RelayTypeError, match="compression must be a str"):
         frame.write_parquet(out, compression=None)

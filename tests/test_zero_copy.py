@@ -70,7 +70,9 @@ def test_slices_stay_views(numeric_file):
     part = frame.slice(100, 50)["x"].to_numpy(zero_copy=True)
     assert address_in_file_mapping(part.ctypes.data, path)
     np.testing.assert_array_equal(part, table["x"].to_numpy()[100:150])
-    np.testing.assert_array_equal(frame["x"][10:20].to_numpy(zero_copy=True), table["x"].to_numpy()[10:20])
+    np.testing.assert_array_equal(
+        frame["x"][10:20].to_numpy(zero_copy=True), table["x"].to_numpy()[10:20]
+    )
 
 
 def test_export_outlives_frame_and_column(numeric_file):
@@ -139,7 +141,9 @@ def test_arrow_export_shares_the_mapping(numeric_file):
 
 def _run_isolated(code: str) -> str:
     """Run `code` in a fresh interpreter, so RssAnon is not disturbed by this test session."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -159,7 +163,7 @@ def test_exporting_a_1gb_column_costs_no_anonymous_memory(tmp_path):
     )
     out = _run_isolated(
         f"""
-        import sys; sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        import sys; sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parent)!r})
         import numpy as np, torch, relay_ml as relay
         from conftest import rss_anon_bytes, address_in_file_mapping
         before = rss_anon_bytes()
@@ -175,4 +179,6 @@ def test_exporting_a_1gb_column_costs_no_anonymous_memory(tmp_path):
         """
     )
     grown = int(out.strip().splitlines()[-1])
-    assert grown < 16 * 1024 * 1024, f"RssAnon grew by {grown / 2**20:.1f} MiB exporting a 1 GiB column"
+    assert grown < 16 * 1024 * 1024, (
+        f"RssAnon grew by {grown / 2**20:.1f} MiB exporting a 1 GiB column"
+    )

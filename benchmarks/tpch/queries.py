@@ -59,13 +59,19 @@ def q3(t: dict[str, relay.Frame]) -> relay.Frame:
 
 def q5(t: dict[str, relay.Frame]) -> relay.Frame:
     asia = t["region"].filter(col("r_name") == "ASIA")
-    orders = t["orders"].filter((col("o_orderdate") >= date(1994, 1, 1)) & (col("o_orderdate") < date(1995, 1, 1)))
+    orders = t["orders"].filter(
+        (col("o_orderdate") >= date(1994, 1, 1)) & (col("o_orderdate") < date(1995, 1, 1))
+    )
     return (
         asia.join(t["nation"], left_on="r_regionkey", right_on="n_regionkey")
         .join(t["customer"], left_on="n_nationkey", right_on="c_nationkey")
         .join(orders, left_on="c_custkey", right_on="o_custkey")
         .join(t["lineitem"], left_on="o_orderkey", right_on="l_orderkey")
-        .join(t["supplier"], left_on=["l_suppkey", "n_nationkey"], right_on=["s_suppkey", "s_nationkey"])
+        .join(
+            t["supplier"],
+            left_on=["l_suppkey", "n_nationkey"],
+            right_on=["s_suppkey", "s_nationkey"],
+        )
         .group_by("n_name")
         .agg(_revenue().sum().alias("revenue"))
         .sort("revenue", descending=True)
@@ -90,7 +96,9 @@ def q9(t: dict[str, relay.Frame]) -> relay.Frame:
     return (
         green.join(t["partsupp"], left_on="p_partkey", right_on="ps_partkey")
         .join(t["supplier"], left_on="ps_suppkey", right_on="s_suppkey")
-        .join(t["lineitem"], left_on=["p_partkey", "ps_suppkey"], right_on=["l_partkey", "l_suppkey"])
+        .join(
+            t["lineitem"], left_on=["p_partkey", "ps_suppkey"], right_on=["l_partkey", "l_suppkey"]
+        )
         .join(t["orders"], left_on="l_orderkey", right_on="o_orderkey")
         .join(t["nation"], left_on="s_nationkey", right_on="n_nationkey")
         .group_by(col("n_name").alias("nation"), col("o_orderdate").dt.year().alias("o_year"))
@@ -100,17 +108,34 @@ def q9(t: dict[str, relay.Frame]) -> relay.Frame:
 
 
 def q10(t: dict[str, relay.Frame]) -> relay.Frame:
-    orders = t["orders"].filter((col("o_orderdate") >= date(1993, 10, 1)) & (col("o_orderdate") < date(1994, 1, 1)))
+    orders = t["orders"].filter(
+        (col("o_orderdate") >= date(1993, 10, 1)) & (col("o_orderdate") < date(1994, 1, 1))
+    )
     returned = t["lineitem"].filter(col("l_returnflag") == "R")
     return (
         orders.join(returned, left_on="o_orderkey", right_on="l_orderkey")
         .join(t["customer"], left_on="o_custkey", right_on="c_custkey")
         .join(t["nation"], left_on="c_nationkey", right_on="n_nationkey")
         .group_by(
-            col("o_custkey").alias("c_custkey"), "c_name", "c_acctbal", "c_phone", "n_name", "c_address", "c_comment"
+            col("o_custkey").alias("c_custkey"),
+            "c_name",
+            "c_acctbal",
+            "c_phone",
+            "n_name",
+            "c_address",
+            "c_comment",
         )
         .agg(_revenue().sum().alias("revenue"))
-        .select("c_custkey", "c_name", "revenue", "c_acctbal", "n_name", "c_address", "c_phone", "c_comment")
+        .select(
+            "c_custkey",
+            "c_name",
+            "revenue",
+            "c_acctbal",
+            "n_name",
+            "c_address",
+            "c_phone",
+            "c_comment",
+        )
         .sort("revenue", descending=True)
         .head(20)
     )
@@ -149,7 +174,13 @@ def q18(t: dict[str, relay.Frame]) -> relay.Frame:
         .join(large, left_on="o_orderkey", right_on="l_orderkey", how="semi")
         .join(t["customer"], left_on="o_custkey", right_on="c_custkey")
         .join(t["lineitem"], left_on="o_orderkey", right_on="l_orderkey")
-        .group_by("c_name", col("o_custkey").alias("c_custkey"), "o_orderkey", "o_orderdate", "o_totalprice")
+        .group_by(
+            "c_name",
+            col("o_custkey").alias("c_custkey"),
+            "o_orderkey",
+            "o_orderdate",
+            "o_totalprice",
+        )
         .agg(col("l_quantity").sum().alias("sum_qty"))
         .sort("o_totalprice", "o_orderdate", descending=[True, False])
         .head(100)
@@ -157,7 +188,14 @@ def q18(t: dict[str, relay.Frame]) -> relay.Frame:
 
 
 RELAY: dict[int, Callable[[dict[str, relay.Frame]], relay.Frame]] = {
-    1: q1, 3: q3, 5: q5, 6: q6, 9: q9, 10: q10, 12: q12, 18: q18,
+    1: q1,
+    3: q3,
+    5: q5,
+    6: q6,
+    9: q9,
+    10: q10,
+    12: q12,
+    18: q18,
 }
 
 # -- Polars (lazy), the same plans ------------------------------------------------------------
@@ -171,7 +209,8 @@ def polars_queries() -> dict[int, Callable[[dict[str, Any]], Any]]:
 
     def p1(t):
         return (
-            t["lineitem"].filter(c("l_shipdate") <= date(1998, 9, 2))
+            t["lineitem"]
+            .filter(c("l_shipdate") <= date(1998, 9, 2))
             .group_by("l_returnflag", "l_linestatus")
             .agg(
                 c("l_quantity").sum().alias("sum_qty"),
@@ -188,9 +227,18 @@ def polars_queries() -> dict[int, Callable[[dict[str, Any]], Any]]:
 
     def p3(t):
         return (
-            t["customer"].filter(c("c_mktsegment") == "BUILDING")
-            .join(t["orders"].filter(c("o_orderdate") < date(1995, 3, 15)), left_on="c_custkey", right_on="o_custkey")
-            .join(t["lineitem"].filter(c("l_shipdate") > date(1995, 3, 15)), left_on="o_orderkey", right_on="l_orderkey")
+            t["customer"]
+            .filter(c("c_mktsegment") == "BUILDING")
+            .join(
+                t["orders"].filter(c("o_orderdate") < date(1995, 3, 15)),
+                left_on="c_custkey",
+                right_on="o_custkey",
+            )
+            .join(
+                t["lineitem"].filter(c("l_shipdate") > date(1995, 3, 15)),
+                left_on="o_orderkey",
+                right_on="l_orderkey",
+            )
             .group_by(c("o_orderkey").alias("l_orderkey"), "o_orderdate", "o_shippriority")
             .agg(revenue.sum().alias("revenue"))
             .select("l_orderkey", "revenue", "o_orderdate", "o_shippriority")
@@ -200,33 +248,50 @@ def polars_queries() -> dict[int, Callable[[dict[str, Any]], Any]]:
 
     def p5(t):
         return (
-            t["region"].filter(c("r_name") == "ASIA")
+            t["region"]
+            .filter(c("r_name") == "ASIA")
             .join(t["nation"], left_on="r_regionkey", right_on="n_regionkey")
             .join(t["customer"], left_on="n_nationkey", right_on="c_nationkey")
             .join(
-                t["orders"].filter(c("o_orderdate").is_between(date(1994, 1, 1), date(1995, 1, 1), closed="left")),
-                left_on="c_custkey", right_on="o_custkey",
+                t["orders"].filter(
+                    c("o_orderdate").is_between(date(1994, 1, 1), date(1995, 1, 1), closed="left")
+                ),
+                left_on="c_custkey",
+                right_on="o_custkey",
             )
             .join(t["lineitem"], left_on="o_orderkey", right_on="l_orderkey")
-            .join(t["supplier"], left_on=["l_suppkey", "n_nationkey"], right_on=["s_suppkey", "s_nationkey"])
+            .join(
+                t["supplier"],
+                left_on=["l_suppkey", "n_nationkey"],
+                right_on=["s_suppkey", "s_nationkey"],
+            )
             .group_by("n_name")
             .agg(revenue.sum().alias("revenue"))
             .sort("revenue", descending=True)
         )
 
     def p6(t):
-        return t["lineitem"].filter(
-            c("l_shipdate").is_between(date(1994, 1, 1), date(1995, 1, 1), closed="left")
-            & c("l_discount").is_between(0.05, 0.07)
-            & (c("l_quantity") < 24)
-        ).select((c("l_extendedprice") * c("l_discount")).sum().alias("revenue"))
+        return (
+            t["lineitem"]
+            .filter(
+                c("l_shipdate").is_between(date(1994, 1, 1), date(1995, 1, 1), closed="left")
+                & c("l_discount").is_between(0.05, 0.07)
+                & (c("l_quantity") < 24)
+            )
+            .select((c("l_extendedprice") * c("l_discount")).sum().alias("revenue"))
+        )
 
     def p9(t):
         return (
-            t["part"].filter(c("p_name").str.contains("green", literal=True))
+            t["part"]
+            .filter(c("p_name").str.contains("green", literal=True))
             .join(t["partsupp"], left_on="p_partkey", right_on="ps_partkey")
             .join(t["supplier"], left_on="ps_suppkey", right_on="s_suppkey")
-            .join(t["lineitem"], left_on=["p_partkey", "ps_suppkey"], right_on=["l_partkey", "l_suppkey"])
+            .join(
+                t["lineitem"],
+                left_on=["p_partkey", "ps_suppkey"],
+                right_on=["l_partkey", "l_suppkey"],
+            )
             .join(t["orders"], left_on="l_orderkey", right_on="o_orderkey")
             .join(t["nation"], left_on="s_nationkey", right_on="n_nationkey")
             .group_by(c("n_name").alias("nation"), c("o_orderdate").dt.year().alias("o_year"))
@@ -236,13 +301,35 @@ def polars_queries() -> dict[int, Callable[[dict[str, Any]], Any]]:
 
     def p10(t):
         return (
-            t["orders"].filter(c("o_orderdate").is_between(date(1993, 10, 1), date(1994, 1, 1), closed="left"))
-            .join(t["lineitem"].filter(c("l_returnflag") == "R"), left_on="o_orderkey", right_on="l_orderkey")
+            t["orders"]
+            .filter(c("o_orderdate").is_between(date(1993, 10, 1), date(1994, 1, 1), closed="left"))
+            .join(
+                t["lineitem"].filter(c("l_returnflag") == "R"),
+                left_on="o_orderkey",
+                right_on="l_orderkey",
+            )
             .join(t["customer"], left_on="o_custkey", right_on="c_custkey")
             .join(t["nation"], left_on="c_nationkey", right_on="n_nationkey")
-            .group_by(c("o_custkey").alias("c_custkey"), "c_name", "c_acctbal", "c_phone", "n_name", "c_address", "c_comment")
+            .group_by(
+                c("o_custkey").alias("c_custkey"),
+                "c_name",
+                "c_acctbal",
+                "c_phone",
+                "n_name",
+                "c_address",
+                "c_comment",
+            )
             .agg(revenue.sum().alias("revenue"))
-            .select("c_custkey", "c_name", "revenue", "c_acctbal", "n_name", "c_address", "c_phone", "c_comment")
+            .select(
+                "c_custkey",
+                "c_name",
+                "revenue",
+                "c_acctbal",
+                "n_name",
+                "c_address",
+                "c_phone",
+                "c_comment",
+            )
             .sort("revenue", descending=True)
             .head(20)
         )
@@ -256,9 +343,12 @@ def polars_queries() -> dict[int, Callable[[dict[str, Any]], Any]]:
                     c("l_shipmode").is_in(["MAIL", "SHIP"])
                     & (c("l_commitdate") < c("l_receiptdate"))
                     & (c("l_shipdate") < c("l_commitdate"))
-                    & c("l_receiptdate").is_between(date(1994, 1, 1), date(1995, 1, 1), closed="left")
+                    & c("l_receiptdate").is_between(
+                        date(1994, 1, 1), date(1995, 1, 1), closed="left"
+                    )
                 ),
-                left_on="o_orderkey", right_on="l_orderkey",
+                left_on="o_orderkey",
+                right_on="l_orderkey",
             )
             .group_by("l_shipmode")
             .agg(
@@ -269,12 +359,24 @@ def polars_queries() -> dict[int, Callable[[dict[str, Any]], Any]]:
         )
 
     def p18(t):
-        large = t["lineitem"].group_by("l_orderkey").agg(c("l_quantity").sum().alias("total")).filter(c("total") > 300)
+        large = (
+            t["lineitem"]
+            .group_by("l_orderkey")
+            .agg(c("l_quantity").sum().alias("total"))
+            .filter(c("total") > 300)
+        )
         return (
-            t["orders"].join(large, left_on="o_orderkey", right_on="l_orderkey", how="semi")
+            t["orders"]
+            .join(large, left_on="o_orderkey", right_on="l_orderkey", how="semi")
             .join(t["customer"], left_on="o_custkey", right_on="c_custkey")
             .join(t["lineitem"], left_on="o_orderkey", right_on="l_orderkey")
-            .group_by("c_name", c("o_custkey").alias("c_custkey"), "o_orderkey", "o_orderdate", "o_totalprice")
+            .group_by(
+                "c_name",
+                c("o_custkey").alias("c_custkey"),
+                "o_orderkey",
+                "o_orderdate",
+                "o_totalprice",
+            )
             .agg(c("l_quantity").sum().alias("sum_qty"))
             .sort(["o_totalprice", "o_orderdate"], descending=[True, False])
             .head(100)
@@ -358,7 +460,8 @@ def convert_to_ipc(parquet_dir: str, ipc_dir: str) -> None:
     for name in TABLES:
         table = pq.read_table(os.path.join(parquet_dir, f"{name}.parquet"))
         fields = [
-            pa.field(f.name, pa.string(), nullable=f.nullable) if f.type == pa.string_view() else f for f in table.schema
+            pa.field(f.name, pa.string(), nullable=f.nullable) if f.type == pa.string_view() else f
+            for f in table.schema
         ]
         table = table.cast(pa.schema(fields))
         relay.write(relay.from_arrow(table), os.path.join(ipc_dir, f"{name}.arrow"))

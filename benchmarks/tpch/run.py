@@ -37,8 +37,12 @@ import queries  # noqa: E402
 def ensure_data(scale: float, root: Path) -> tuple[Path, Path]:
     parquet, ipc = root / f"tpch_sf{scale:g}", root / f"tpch_sf{scale:g}_ipc"
     if not (parquet / "lineitem.parquet").exists():
-        generator = shutil.which("tpchgen-cli") or str(Path(sys.executable).with_name("tpchgen-cli"))
-        subprocess.run([generator, "parquet", "-s", f"{scale:g}", f"--output-dir={parquet}"], check=True)
+        generator = shutil.which("tpchgen-cli") or str(
+            Path(sys.executable).with_name("tpchgen-cli")
+        )
+        subprocess.run(
+            [generator, "parquet", "-s", f"{scale:g}", f"--output-dir={parquet}"], check=True
+        )
     if not (ipc / "lineitem.arrow").exists():
         queries.convert_to_ipc(str(parquet), str(ipc))
     return parquet, ipc
@@ -70,7 +74,9 @@ def run_engine(engine: str, parquet: Path, ipc: Path, numbers: list[int], repeat
 
         connection = duckdb.connect()
         for name in queries.TABLES:
-            connection.execute(f"create table {name} as select * from read_parquet('{parquet / f'{name}.parquet'}')")
+            connection.execute(
+                f"create table {name} as select * from read_parquet('{parquet / f'{name}.parquet'}')"
+            )
 
         def run(n: int) -> int:
             return connection.sql(queries.SQL[n]).to_arrow_table().num_rows
@@ -88,12 +94,17 @@ def run_engine(engine: str, parquet: Path, ipc: Path, numbers: list[int], repeat
         timings[n] = {"ms": statistics.median(samples) * 1e3, "rows": rows}
     # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over exec from the parent.
     status = Path("/proc/self/status").read_text()
-    peak_mib = int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]) / 1024
+    peak_mib = (
+        int(next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1])
+        / 1024
+    )
     return {"queries": timings, "peak_rss_mib": peak_mib}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--data", type=Path, default=HERE.parent / "data")
     parser.add_argument("--repeats", type=int, default=5)
@@ -109,8 +120,20 @@ def main() -> None:
         return
     results = {}
     for engine in args.engines.split(","):
-        command = [sys.executable, __file__, "--child", engine, "--scale", f"{args.scale:g}", "--data", str(args.data),
-                   "--repeats", str(args.repeats), "--queries", args.queries]
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            engine,
+            "--scale",
+            f"{args.scale:g}",
+            "--data",
+            str(args.data),
+            "--repeats",
+            str(args.repeats),
+            "--queries",
+            args.queries,
+        ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[engine] = json.loads(output.strip().splitlines()[-1])
         results[engine]["queries"] = {int(k): v for k, v in results[engine]["queries"].items()}
@@ -130,7 +153,12 @@ def main() -> None:
         print(f"Q{n:<5}{cells}{ratios}")
     print("peak RSS (MiB) " + "".join(f"{e}={results[e]['peak_rss_mib']:.0f} " for e in engines))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"scale": args.scale, "repeats": args.repeats, "machine": machine, "results": results}, indent=2))
+    args.json.write_text(
+        json.dumps(
+            {"scale": args.scale, "repeats": args.repeats, "machine": machine, "results": results},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -38,7 +38,11 @@ __all__ = ["to_jax", "explain", "iter_batches", "narrow_for_jax"]
 #: JAX's CPU runtime copies DLPack buffers that are not aligned to this many bytes.
 JAX_ALIGNMENT = 64
 
-_NARROWED = {np.dtype(np.int64): np.dtype(np.int32), np.dtype(np.uint64): np.dtype(np.uint32), np.dtype(np.float64): np.dtype(np.float32)}
+_NARROWED = {
+    np.dtype(np.int64): np.dtype(np.int32),
+    np.dtype(np.uint64): np.dtype(np.uint32),
+    np.dtype(np.float64): np.dtype(np.float32),
+}
 
 
 def _x64_enabled() -> bool:
@@ -47,7 +51,9 @@ def _x64_enabled() -> bool:
     return bool(jax.config.jax_enable_x64)
 
 
-def narrow_for_jax(array: np.ndarray, name: str, x64: bool | None = None) -> tuple[np.ndarray, str | None]:
+def narrow_for_jax(
+    array: np.ndarray, name: str, x64: bool | None = None
+) -> tuple[np.ndarray, str | None]:
     """``array`` in a dtype JAX holds in its current mode, by the rule in this module's docs,
     and why it was converted (None when unchanged).
 
@@ -78,7 +84,9 @@ def narrow_for_jax(array: np.ndarray, name: str, x64: bool | None = None) -> tup
                     "and JAX is in 32-bit mode; enable 64-bit mode with "
                     "jax.config.update('jax_enable_x64', True), or scale the column"
                 )
-    return array.astype(target), f"JAX is in 32-bit mode: {array.dtype} values converted to {target}"
+    return array.astype(
+        target
+    ), f"JAX is in 32-bit mode: {array.dtype} values converted to {target}"
 
 
 def _column_plan(column: Column) -> tuple[str | None, np.ndarray | None]:
@@ -141,7 +149,9 @@ def _column_to_jax(column: Column, device: Any) -> jax.Array:
         if array is None:
             array = column.to_numpy()
             if array.dtype == object:
-                raise RelayTypeError(f"column {column.name!r} of type {column.dtype} has no JAX array form")
+                raise RelayTypeError(
+                    f"column {column.name!r} of type {column.dtype} has no JAX array form"
+                )
         array, _ = narrow_for_jax(array, column.name)
         result = jnp.asarray(array)
     return result if device is None else jax.device_put(result, device)
@@ -197,11 +207,19 @@ def iter_batches(
     mode = shuffle_mode(shuffle)
     x64 = _x64_enabled()
     batches = numpy_batches(
-        frame, batch_size, columns=columns, shuffle=mode, seed=seed, epoch=epoch, drop_last=drop_last
+        frame,
+        batch_size,
+        columns=columns,
+        shuffle=mode,
+        seed=seed,
+        epoch=epoch,
+        drop_last=drop_last,
     )
     for batch in batches:
         out = {}
         for name, array in batch.items():
             array, _ = narrow_for_jax(array, name, x64)
-            out[name] = jax.device_put(array, sharding) if sharding is not None else jnp.asarray(array)
+            out[name] = (
+                jax.device_put(array, sharding) if sharding is not None else jnp.asarray(array)
+            )
         yield out

@@ -93,7 +93,9 @@ def partial_fit(
     bar = _progress(total, progress, f"partial_fit {type(estimator).__name__}")
     try:
         for epoch in range(epochs):
-            for batch in numpy_batches(frame, batch_size, columns=columns, shuffle=mode, seed=seed, epoch=epoch):
+            for batch in numpy_batches(
+                frame, batch_size, columns=columns, shuffle=mode, seed=seed, epoch=epoch
+            ):
                 x = from_numpy({name: batch[name] for name in features})
                 if target is None:
                     estimator.partial_fit(x, **extra)

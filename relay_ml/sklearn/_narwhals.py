@@ -25,11 +25,25 @@ if TYPE_CHECKING:
     from relay_ml.frame import Frame
 
 _NUMERIC = {
-    "int8": "Int8", "int16": "Int16", "int32": "Int32", "int64": "Int64",
-    "uint8": "UInt8", "uint16": "UInt16", "uint32": "UInt32", "uint64": "UInt64",
-    "halffloat": "Float32", "float": "Float32", "double": "Float64",
-    "bool": "Boolean", "string": "String", "large_string": "String", "string_view": "String",
-    "binary": "Binary", "large_binary": "Binary", "date32[day]": "Date", "null": "Unknown",
+    "int8": "Int8",
+    "int16": "Int16",
+    "int32": "Int32",
+    "int64": "Int64",
+    "uint8": "UInt8",
+    "uint16": "UInt16",
+    "uint32": "UInt32",
+    "uint64": "UInt64",
+    "halffloat": "Float32",
+    "float": "Float32",
+    "double": "Float64",
+    "bool": "Boolean",
+    "string": "String",
+    "large_string": "String",
+    "string_view": "String",
+    "binary": "Binary",
+    "large_binary": "Binary",
+    "date32[day]": "Date",
+    "null": "Unknown",
 }
 
 
@@ -39,10 +53,10 @@ def narwhals_dtype(arrow_type: str, version: Any) -> Any:
     if arrow_type in _NUMERIC:
         return getattr(dtypes, _NUMERIC[arrow_type])()
     if arrow_type.startswith("timestamp["):
-        unit = arrow_type[len("timestamp["):].split(",")[0].rstrip("]")
+        unit = arrow_type[len("timestamp[") :].split(",")[0].rstrip("]")
         return dtypes.Datetime(time_unit=unit)  # type: ignore[arg-type]
     if arrow_type.startswith("duration["):
-        return dtypes.Duration(time_unit=arrow_type[len("duration["):-1])  # type: ignore[arg-type]
+        return dtypes.Duration(time_unit=arrow_type[len("duration[") : -1])  # type: ignore[arg-type]
     if arrow_type.startswith("dictionary<"):
         return dtypes.Categorical()
     if arrow_type.startswith(("fixed_size_list<", "list<", "large_list<")):
@@ -60,7 +74,9 @@ def _positions(rows: Any, length: int) -> np.ndarray | slice:
         rows = rows.to_numpy()
     positions = np.asarray(rows)
     if positions.dtype.kind == "b":
-        raise TypeError("boolean masks select rows through DataFrame.filter, which relay does not take through narwhals")
+        raise TypeError(
+            "boolean masks select rows through DataFrame.filter, which relay does not take through narwhals"
+        )
     return positions.astype(np.int64, copy=False).reshape(-1)
 
 
@@ -115,7 +131,9 @@ class RelayNarwhalsFrame:
 
     @property
     def schema(self) -> dict[str, Any]:
-        return {name: narwhals_dtype(t, self._version) for name, t in self._native_frame.schema.items()}
+        return {
+            name: narwhals_dtype(t, self._version) for name, t in self._native_frame.schema.items()
+        }
 
     def collect_schema(self) -> dict[str, Any]:
         return self.schema
@@ -137,11 +155,13 @@ class RelayNarwhalsFrame:
             if isinstance(start, str) or isinstance(stop, str):  # by name, both ends included
                 first = names.index(start) if start is not None else 0
                 last = names.index(stop) + 1 if stop is not None else len(names)
-                return names[first:last:columns.step]
+                return names[first : last : columns.step]
             return names[columns]
         if isinstance(columns, RelayNarwhalsSeries):
             columns = columns.to_numpy().tolist()
-        selected = list(np.asarray(columns).tolist()) if isinstance(columns, np.ndarray) else list(columns)
+        selected = (
+            list(np.asarray(columns).tolist()) if isinstance(columns, np.ndarray) else list(columns)
+        )
         return [names[c] if isinstance(c, int) else c for c in selected]
 
     def simple_select(self, *names: str) -> RelayNarwhalsFrame:

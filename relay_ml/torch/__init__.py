@@ -44,13 +44,20 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from torch.utils.data._utils.collate import default_collate_fn_map
 
-from relay_ml.batches import DEFAULT_BLOCK_SIZE, DEFAULT_CACHE_BYTES, DEFAULT_SHUFFLE_BUFFER, BatchReader, Output
+from relay_ml.batches import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_CACHE_BYTES,
+    DEFAULT_SHUFFLE_BUFFER,
+    BatchReader,
+    Output,
+)
 from relay_ml.errors import RelayTypeError, RelayValueError
 
 if TYPE_CHECKING:
     from relay_ml.frame import Frame
 
 __all__ = ["RelayDataset", "RelayIterableDataset", "RelayLoader", "loader"]
+
 
 def _numpy_dtype(dtype: torch.dtype, what: str) -> np.dtype:
     try:
@@ -72,8 +79,16 @@ class _Layout:
     since the reader holds the process's mapping and executed view.
     """
 
-    def __init__(self, frame: Frame, features: Sequence[str] | None, target: str | None, dtype: Any,
-                 fill_null: Any, ragged: str, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        frame: Frame,
+        features: Sequence[str] | None,
+        target: str | None,
+        dtype: Any,
+        fill_null: Any,
+        ragged: str,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
         if ragged not in ("pad", "nested"):
             raise RelayValueError(f"ragged must be 'pad' or 'nested', not {ragged!r}")
         self.ragged = ragged
@@ -83,7 +98,11 @@ class _Layout:
         if features is not None and isinstance(features, str):
             features = [features]
         if self.xy:
-            features = list(features) if features is not None else [c for c in frame.columns if c != target]
+            features = (
+                list(features)
+                if features is not None
+                else [c for c in frame.columns if c != target]
+            )
             if not features:
                 raise RelayValueError("features is empty: name at least one feature column")
             columns = features + ([target] if target is not None else [])
@@ -97,9 +116,13 @@ class _Layout:
             overrides = dict(dtype)
             unknown += [c for c in overrides if c not in columns]
         elif dtype is not None and not isinstance(dtype, torch.dtype):
-            raise RelayTypeError(f"dtype must be a torch.dtype or a dict of them by column, not {type(dtype).__name__}")
+            raise RelayTypeError(
+                f"dtype must be a torch.dtype or a dict of them by column, not {type(dtype).__name__}"
+            )
         if unknown:
-            raise RelayValueError(f"column {unknown[0]!r} in dtype / fill_null is not among the columns {columns}")
+            raise RelayValueError(
+                f"column {unknown[0]!r} in dtype / fill_null is not among the columns {columns}"
+            )
 
         def column_dtype(name: str) -> torch.dtype:
             if name in overrides:
@@ -117,21 +140,31 @@ class _Layout:
                     x_dtype = torch.promote_types(x_dtype, column_dtype(name))
             x_fills = {fills.get(c) for c in features}
             if len(x_fills) > 1:
-                raise RelayValueError("fill_null must be the same for all features (they form one tensor)")
+                raise RelayValueError(
+                    "fill_null must be the same for all features (they form one tensor)"
+                )
             self.outputs.append(
-                self.reader.output("x", features, _numpy_dtype(x_dtype, "features"), x_fills.pop(), stack=True)
+                self.reader.output(
+                    "x", features, _numpy_dtype(x_dtype, "features"), x_fills.pop(), stack=True
+                )
             )
             if target is not None:
                 if self.reader.is_ragged(target):
-                    raise RelayTypeError(f"target {target!r} holds lists of varying length; use the dict output instead")
+                    raise RelayTypeError(
+                        f"target {target!r} holds lists of varying length; use the dict output instead"
+                    )
                 self.outputs.append(
-                    self.reader.output("y", [target], _numpy_dtype(column_dtype(target), target), fills.get(target))
+                    self.reader.output(
+                        "y", [target], _numpy_dtype(column_dtype(target), target), fills.get(target)
+                    )
                 )
             self.has_target = target is not None
         else:
             for name in columns:
                 self.outputs.append(
-                    self.reader.output(name, [name], _numpy_dtype(column_dtype(name), name), fills.get(name))
+                    self.reader.output(
+                        name, [name], _numpy_dtype(column_dtype(name), name), fills.get(name)
+                    )
                 )
 
     def present(self, batch: dict[str, Any]) -> Any:
@@ -156,14 +189,18 @@ class _Layout:
                 result[output.name] = _tensor(value)
         return result
 
-    def stream_allocate(self, pin_memory: bool = False) -> Callable[[tuple[int, ...], np.dtype], tuple[Any, np.ndarray]] | None:
+    def stream_allocate(
+        self, pin_memory: bool = False
+    ) -> Callable[[tuple[int, ...], np.dtype], tuple[Any, np.ndarray]] | None:
         """The allocation of a stream's batches: None (the stream allocates NumPy arrays itself,
         turned into tensors without a copy) unless they must be pinned or shared."""
         if pin_memory or get_worker_info() is not None:
             return self.allocate(pin_memory)
         return None
 
-    def allocate(self, pin_memory: bool = False) -> Callable[[tuple[int, ...], np.dtype], tuple[Any, np.ndarray]]:
+    def allocate(
+        self, pin_memory: bool = False
+    ) -> Callable[[tuple[int, ...], np.dtype], tuple[Any, np.ndarray]]:
         """Allocation of batch tensors: pinned for a device copy, in shared memory inside a
         DataLoader worker (so sending the batch to the main process does not copy it again),
         plain otherwise."""
@@ -296,10 +333,21 @@ class RelayDataset(Dataset):
     :class:`RelayIterableDataset` with ``shuffle="block"`` there.
     """
 
-    def __init__(self, frame: Frame, features: Sequence[str] | None = None, target: str | None = None,
-                 dtype: Any = None, transform: Callable[[Any], Any] | None = None, *,
-                 fill_null: Any = None, ragged: str = "pad", cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self._holder = _FrameHolder(frame, (features, target, dtype, fill_null, ragged, cache_bytes))
+    def __init__(
+        self,
+        frame: Frame,
+        features: Sequence[str] | None = None,
+        target: str | None = None,
+        dtype: Any = None,
+        transform: Callable[[Any], Any] | None = None,
+        *,
+        fill_null: Any = None,
+        ragged: str = "pad",
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+    ) -> None:
+        self._holder = _FrameHolder(
+            frame, (features, target, dtype, fill_null, ragged, cache_bytes)
+        )
         self.transform = transform
         self._len = self._holder.layout.reader.num_rows
 
@@ -371,12 +419,26 @@ class RelayIterableDataset(IterableDataset):
     number of batches only by reading: ``len()`` raises TypeError there.
     """
 
-    def __init__(self, frame: Frame, batch_size: int, *, features: Sequence[str] | None = None,
-                 target: str | None = None, dtype: Any = None, shuffle: str | bool | None = None, seed: int = 0,
-                 drop_last: bool = False, fill_null: Any = None, transform: Callable[[Any], Any] | None = None,
-                 rank: int | None = None, world_size: int | None = None, prefetch: int = 2,
-                 block_size: int = DEFAULT_BLOCK_SIZE, shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-                 ragged: str = "pad") -> None:
+    def __init__(
+        self,
+        frame: Frame,
+        batch_size: int,
+        *,
+        features: Sequence[str] | None = None,
+        target: str | None = None,
+        dtype: Any = None,
+        shuffle: str | bool | None = None,
+        seed: int = 0,
+        drop_last: bool = False,
+        fill_null: Any = None,
+        transform: Callable[[Any], Any] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        prefetch: int = 2,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+        ragged: str = "pad",
+    ) -> None:
         self._holder = _FrameHolder(frame, (features, target, dtype, fill_null, ragged))
         self.batch_size = batch_size
         self.shuffle = shuffle
@@ -388,7 +450,11 @@ class RelayIterableDataset(IterableDataset):
         self.shuffle_buffer = shuffle_buffer
         # Explicit, or taken from torch.distributed here: DataLoader workers are separate
         # processes in which the process group is not initialized, so they use this copy.
-        self._rank_args = _distributed_rank(rank, world_size) if rank is not None or world_size is not None else None
+        self._rank_args = (
+            _distributed_rank(rank, world_size)
+            if rank is not None or world_size is not None
+            else None
+        )
         self._ranks_seen = _distributed_rank(None, None)
         self.epoch = 0
         self._batches_done = 0
@@ -418,20 +484,36 @@ class RelayIterableDataset(IterableDataset):
         Raises TypeError when only reading tells (a filtered source read piece by piece)."""
         shard, shards = self._shard()
         rows = self._holder.layout.reader.shard_rows(
-            shuffle=self.shuffle, seed=self.seed, epoch=self.epoch, shard=shard, shards=shards,
-            block_size=self.block_size, shuffle_buffer=self.shuffle_buffer,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=self.epoch,
+            shard=shard,
+            shards=shards,
+            block_size=self.block_size,
+            shuffle_buffer=self.shuffle_buffer,
         )
         if rows is None:
-            raise TypeError("the number of batches is known only by reading: the source is filtered and read piece by piece")
+            raise TypeError(
+                "the number of batches is known only by reading: the source is filtered and read piece by piece"
+            )
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
     def __iter__(self) -> Iterator[Any]:
         layout = self._holder.layout
         shard, shards = self._shard()
         batches = layout.reader.iter_shard(
-            layout.outputs, self.batch_size, shuffle=self.shuffle, seed=self.seed, epoch=self.epoch,
-            shard=shard, shards=shards, drop_last=self.drop_last, start_batch=self._batches_done,
-            prefetch=self.prefetch, block_size=self.block_size, shuffle_buffer=self.shuffle_buffer,
+            layout.outputs,
+            self.batch_size,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            epoch=self.epoch,
+            shard=shard,
+            shards=shards,
+            drop_last=self.drop_last,
+            start_batch=self._batches_done,
+            prefetch=self.prefetch,
+            block_size=self.block_size,
+            shuffle_buffer=self.shuffle_buffer,
             allocate=layout.stream_allocate(),
         )
         try:
@@ -450,7 +532,9 @@ class RelayIterableDataset(IterableDataset):
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Resume: the next iteration continues the saved epoch after its yielded batches."""
         if state.get("seed", self.seed) != self.seed:
-            raise RelayValueError(f"state was saved with seed {state['seed']}, this dataset has seed {self.seed}")
+            raise RelayValueError(
+                f"state was saved with seed {state['seed']}, this dataset has seed {self.seed}"
+            )
         self.epoch = int(state["epoch"])
         self._batches_done = int(state["batches_done"])
 
@@ -458,20 +542,51 @@ class RelayIterableDataset(IterableDataset):
 class RelayLoader:
     """Batches of a frame gathered ahead by a Rust thread in this process (see :func:`loader`)."""
 
-    def __init__(self, frame: Frame, batch_size: int, *, features: Sequence[str] | None = None,
-                 target: str | None = None, dtype: Any = None, shuffle: str | bool | None = None, seed: int = 0,
-                 prefetch: int = 2, pin_memory: bool = False, device: str | torch.device | None = None,
-                 drop_last: bool = False, fill_null: Any = None, transform: Callable[[Any], Any] | None = None,
-                 rank: int | None = None, world_size: int | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
-                 shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, ragged: str = "pad") -> None:
+    def __init__(
+        self,
+        frame: Frame,
+        batch_size: int,
+        *,
+        features: Sequence[str] | None = None,
+        target: str | None = None,
+        dtype: Any = None,
+        shuffle: str | bool | None = None,
+        seed: int = 0,
+        prefetch: int = 2,
+        pin_memory: bool = False,
+        device: str | torch.device | None = None,
+        drop_last: bool = False,
+        fill_null: Any = None,
+        transform: Callable[[Any], Any] | None = None,
+        rank: int | None = None,
+        world_size: int | None = None,
+        block_size: int = DEFAULT_BLOCK_SIZE,
+        shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+        ragged: str = "pad",
+    ) -> None:
         self._dataset = RelayIterableDataset(
-            frame, batch_size, features=features, target=target, dtype=dtype, shuffle=shuffle, seed=seed,
-            drop_last=drop_last, fill_null=fill_null, transform=None, rank=rank, world_size=world_size,
-            prefetch=prefetch, block_size=block_size, shuffle_buffer=shuffle_buffer, ragged=ragged,
+            frame,
+            batch_size,
+            features=features,
+            target=target,
+            dtype=dtype,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            fill_null=fill_null,
+            transform=None,
+            rank=rank,
+            world_size=world_size,
+            prefetch=prefetch,
+            block_size=block_size,
+            shuffle_buffer=shuffle_buffer,
+            ragged=ragged,
         )
         self.device = None if device is None else torch.device(device)
         if pin_memory and not torch.cuda.is_available():
-            raise RelayValueError("pin_memory=True needs CUDA, and torch.cuda.is_available() is False")
+            raise RelayValueError(
+                "pin_memory=True needs CUDA, and torch.cuda.is_available() is False"
+            )
         self.pin_memory = bool(pin_memory)
         self.transform = transform
 
@@ -490,9 +605,19 @@ class RelayLoader:
         layout = ds._holder.layout
         shard, shards = ds._shard()
         batches = layout.reader.iter_shard(
-            layout.outputs, ds.batch_size, shuffle=ds.shuffle, seed=ds.seed, epoch=ds.epoch, shard=shard,
-            shards=shards, drop_last=ds.drop_last, start_batch=ds._batches_done, prefetch=ds.prefetch,
-            block_size=ds.block_size, shuffle_buffer=ds.shuffle_buffer, allocate=layout.stream_allocate(self.pin_memory),
+            layout.outputs,
+            ds.batch_size,
+            shuffle=ds.shuffle,
+            seed=ds.seed,
+            epoch=ds.epoch,
+            shard=shard,
+            shards=shards,
+            drop_last=ds.drop_last,
+            start_batch=ds._batches_done,
+            prefetch=ds.prefetch,
+            block_size=ds.block_size,
+            shuffle_buffer=ds.shuffle_buffer,
+            allocate=layout.stream_allocate(self.pin_memory),
         )
         try:
             for batch in batches:
@@ -521,12 +646,27 @@ def _to_device(output: Any, device: torch.device) -> Any:
     return output.to(device, non_blocking=True)
 
 
-def loader(frame: Frame, batch_size: int, *, features: Sequence[str] | None = None, target: str | None = None,
-           shuffle: str | bool | None = None, seed: int = 0, prefetch: int = 2, pin_memory: bool = False,
-           device: str | torch.device | None = None, drop_last: bool = False, dtype: Any = None,
-           fill_null: Any = None, transform: Callable[[Any], Any] | None = None, rank: int | None = None,
-           world_size: int | None = None, block_size: int = DEFAULT_BLOCK_SIZE,
-           shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER, ragged: str = "pad") -> RelayLoader:
+def loader(
+    frame: Frame,
+    batch_size: int,
+    *,
+    features: Sequence[str] | None = None,
+    target: str | None = None,
+    shuffle: str | bool | None = None,
+    seed: int = 0,
+    prefetch: int = 2,
+    pin_memory: bool = False,
+    device: str | torch.device | None = None,
+    drop_last: bool = False,
+    dtype: Any = None,
+    fill_null: Any = None,
+    transform: Callable[[Any], Any] | None = None,
+    rank: int | None = None,
+    world_size: int | None = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    ragged: str = "pad",
+) -> RelayLoader:
     """Batches of ``frame`` for a training loop, gathered by Rust threads ahead of use
     (``prefetch`` batches per gather thread, like DataLoader's ``prefetch_factor``), with no
     worker processes.
@@ -540,8 +680,22 @@ def loader(frame: Frame, batch_size: int, *, features: Sequence[str] | None = No
     ``shuffle="block"``.
     """
     return RelayLoader(
-        frame, batch_size, features=features, target=target, dtype=dtype, shuffle=shuffle, seed=seed,
-        prefetch=prefetch, pin_memory=pin_memory, device=device, drop_last=drop_last, fill_null=fill_null,
-        transform=transform, rank=rank, world_size=world_size, block_size=block_size,
-        shuffle_buffer=shuffle_buffer, ragged=ragged,
+        frame,
+        batch_size,
+        features=features,
+        target=target,
+        dtype=dtype,
+        shuffle=shuffle,
+        seed=seed,
+        prefetch=prefetch,
+        pin_memory=pin_memory,
+        device=device,
+        drop_last=drop_last,
+        fill_null=fill_null,
+        transform=transform,
+        rank=rank,
+        world_size=world_size,
+        block_size=block_size,
+        shuffle_buffer=shuffle_buffer,
+        ragged=ragged,
     )
