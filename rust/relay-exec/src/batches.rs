@@ -82,6 +82,61 @@ impl Cells {
     }
 }
 
+impl Cells {
+    /// The cells' bytes and their type, for a copy without conversion (booleans are bits: None).
+    fn plain(&self) -> Option<(&[u8], DenseDtype)> {
+        Some(match self {
+            Cells::Bool(_) => return None,
+            Cells::I8(b) => (b.inner().as_slice(), DenseDtype::Int8),
+            Cells::I16(b) => (b.inner().as_slice(), DenseDtype::Int16),
+            Cells::I32(b) => (b.inner().as_slice(), DenseDtype::Int32),
+            Cells::I64(b) => (b.inner().as_slice(), DenseDtype::Int64),
+            Cells::U8(b) => (b.inner().as_slice(), DenseDtype::UInt8),
+            Cells::U16(b) => (b.inner().as_slice(), DenseDtype::UInt16),
+            Cells::U32(b) => (b.inner().as_slice(), DenseDtype::UInt32),
+            Cells::U64(b) => (b.inner().as_slice(), DenseDtype::UInt64),
+            Cells::F16(b) => (b.inner().as_slice(), DenseDtype::Float16),
+            Cells::F32(b) => (b.inner().as_slice(), DenseDtype::Float32),
+            Cells::F64(b) => (b.inner().as_slice(), DenseDtype::Float64),
+        })
+    }
+}
+
+/// Rows per block of `copy_rows`: a block's output rows stay in L1 while every column writes
+/// its cell of them.
+const COPY_BLOCK_ROWS: usize = 64;
+
+/// Interleaves one-cell columns of the same type into rows of `sources.len()` cells:
+/// `out[r * n + c] = sources[c][r]`. False when a buffer is not aligned to `T`.
+fn copy_rows<T: Copy>(sources: &[&[u8]], out: &mut [u8]) -> bool {
+    // SAFETY: `T` is an unsigned integer of the cells' size, for which every bit pattern is
+    // valid; the copy moves bits without interpreting them.
+    let (head, out, tail) = unsafe { out.align_to_mut::<T>() };
+    if !head.is_empty() || !tail.is_empty() {
+        return false;
+    }
+    let mut typed = Vec::with_capacity(sources.len());
+    for source in sources {
+        // SAFETY: as above.
+        let (head, cells, tail) = unsafe { source.align_to::<T>() };
+        if !head.is_empty() || !tail.is_empty() {
+            return false;
+        }
+        typed.push(cells);
+    }
+    let n = typed.len();
+    for (block, target) in out.chunks_mut(COPY_BLOCK_ROWS * n).enumerate() {
+        let first = block * COPY_BLOCK_ROWS;
+        for (c, cells) in typed.iter().enumerate() {
+            let cells = &cells[first..first + target.len() / n];
+            for (row, &cell) in target.chunks_exact_mut(n).zip(cells) {
+                row[c] = cell;
+            }
+        }
+    }
+    true
+}
+
 /// The element type a column's cells have, and so its output type unless one is asked for.
 /// Dictionary codes are int64, whatever the key width, as embedding layers expect; dates and
 /// times are their integer counts (date32: int32 days).
@@ -260,20 +315,47 @@ impl OutCell for f64 {}
 /// Where one gathered row goes and comes from: (output row, row in its chunk).
 type Pair = (u32, u32);
 
-/// Writes the cells of `pairs`' rows of `piece` into `out` (rows of `stride` cells, this
-/// column's cells starting at `offset`), converting each to `D`. Null cells get `fill`, or the
-/// first one is returned as an error. `run` says that `pairs` are consecutive rows going to
-/// consecutive output rows (a batch in file order): then the rows are copied as one slice.
+/// Where the rows one gather takes from one chunk come from and go to.
+#[derive(Debug, Clone, PartialEq)]
+enum ChunkRows {
+    /// `len` consecutive rows from `row` on, to consecutive output rows from `out_row` on (a
+    /// batch in file order): copied as slices, with no per-row bookkeeping.
+    Run { out_row: u32, row: u32, len: u32 },
+    /// (output row, chunk row) pairs, output rows ascending.
+    Pairs(Vec<Pair>),
+}
+
+impl ChunkRows {
+    fn is_empty(&self) -> bool {
+        match self {
+            ChunkRows::Run { len, .. } => *len == 0,
+            ChunkRows::Pairs(pairs) => pairs.is_empty(),
+        }
+    }
+
+    /// The rows as pairs (a run spelled out, for the kernels that go row by row).
+    fn pairs(&self) -> std::borrow::Cow<'_, [Pair]> {
+        match self {
+            ChunkRows::Run { out_row, row, len } => {
+                (0..*len).map(|k| (out_row + k, row + k)).collect()
+            }
+            ChunkRows::Pairs(pairs) => std::borrow::Cow::Borrowed(pairs),
+        }
+    }
+}
+
+/// Writes the cells of `rows` of `piece` into `out` (rows of `stride` cells, this column's
+/// cells starting at `offset`), converting each to `D`. Null cells get `fill`, or the first
+/// one's output row is returned as an error.
 #[allow(clippy::too_many_arguments)] // a kernel's operands, passed as they are used
 fn write_piece<D>(
     piece: &Piece,
     width: usize,
-    pairs: &[Pair],
+    rows: &ChunkRows,
     out: &mut [D],
     stride: usize,
     offset: usize,
     fill: Option<D>,
-    run: bool,
 ) -> Result<(), usize>
 where
     D: OutCell,
@@ -294,25 +376,24 @@ where
         values: &[S],
         piece: &Piece,
         width: usize,
-        pairs: &[Pair],
+        rows: &ChunkRows,
         out: &mut [D],
         stride: usize,
         offset: usize,
         fill: Option<D>,
-        run: bool,
     ) -> Result<(), usize> {
         let nullable = piece.row_nulls.is_some() || piece.value_nulls.is_some();
-        if run && !nullable {
-            let (out_row, row) = (pairs[0].0 as usize, pairs[0].1 as usize);
-            let source = &values[piece.base + row * width..][..pairs.len() * width];
-            let target = &mut out[out_row * stride..][..pairs.len() * stride];
+        if let (&ChunkRows::Run { out_row, row, len }, false) = (rows, nullable) {
+            let (out_row, row, len) = (out_row as usize, row as usize, len as usize);
+            let source = &values[piece.base + row * width..][..len * width];
+            let target = &mut out[out_row * stride..][..len * stride];
             if width == stride {
                 for (cell, value) in target.iter_mut().zip(source) {
                     *cell = value.as_();
                 }
             } else if width == 1 {
-                for (cell, value) in target[offset..].iter_mut().step_by(stride).zip(source) {
-                    *cell = value.as_();
+                for (row, value) in target.chunks_exact_mut(stride).zip(source) {
+                    row[offset] = value.as_();
                 }
             } else {
                 for (target, source) in target
@@ -326,6 +407,8 @@ where
             }
             return Ok(());
         }
+        let pairs = rows.pairs();
+        let pairs = pairs.as_ref();
         if width == 1 && !nullable {
             // The common case, one cell per row, kept to one load and one store: the general
             // loop below compiles to a memcpy call per cell when `S == D`, which measured 5x
@@ -356,10 +439,13 @@ where
         }
         Ok(())
     }
+    if width == 0 || rows.is_empty() {
+        return Ok(());
+    }
     match &piece.cells {
         Cells::Bool(bits) => {
             let nullable = piece.row_nulls.is_some() || piece.value_nulls.is_some();
-            for &(out_row, row) in pairs {
+            for &(out_row, row) in rows.pairs().as_ref() {
                 let (out_row, row) = (out_row as usize, row as usize);
                 let first = piece.base + row * width;
                 for k in 0..width {
@@ -373,17 +459,17 @@ where
             }
             Ok(())
         }
-        Cells::I8(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::I16(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::I32(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::I64(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::U8(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::U16(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::U32(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::U64(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::F16(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::F32(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
-        Cells::F64(v) => typed(v, piece, width, pairs, out, stride, offset, fill, run),
+        Cells::I8(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::I16(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::I32(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::I64(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::U8(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::U16(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::U32(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::U64(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::F16(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::F32(v) => typed(v, piece, width, rows, out, stride, offset, fill),
+        Cells::F64(v) => typed(v, piece, width, rows, out, stride, offset, fill),
     }
 }
 
@@ -430,16 +516,12 @@ where
             }
             return Err(out_row as usize);
         }
-        write_piece(
-            &single,
-            end - start,
-            &[(out_row, 0)],
-            out,
-            stride,
-            0,
-            fill,
-            false,
-        )?;
+        let one_row = ChunkRows::Run {
+            out_row,
+            row: 0,
+            len: 1,
+        };
+        write_piece(&single, end - start, &one_row, out, stride, 0, fill)?;
     }
     Ok(())
 }
@@ -580,11 +662,44 @@ impl BatchSource {
         Ok(width)
     }
 
-    /// (output row, chunk row) pairs of `positions`, bucketed by chunk. `first_out` is the
-    /// output row of `positions[0]`.
-    fn locate(&self, positions: &[u64], first_out: usize) -> Result<Vec<Vec<Pair>>, String> {
+    /// Where the rows at `positions` are, chunk by chunk (an entry per chunk, empty where no
+    /// position falls). Consecutive positions over an unfiltered chunk (a batch in file order)
+    /// become one run without a per-row lookup, and so does a bucket whose rows turn out to be
+    /// consecutive.
+    fn locate(&self, positions: &[u64]) -> Result<Vec<ChunkRows>, String> {
         let total = self.num_rows();
         let chunks = self.selections.len();
+        let (Some(&head), Some(&tail)) = (positions.first(), positions.last()) else {
+            return Ok(vec![ChunkRows::Pairs(Vec::new()); chunks]);
+        };
+        let consecutive = tail.wrapping_sub(head) == positions.len() as u64 - 1
+            && positions
+                .iter()
+                .zip(head..)
+                .fold(true, |all, (&p, want)| all & (p == want));
+        if consecutive && tail < total {
+            let chunk_of = |position: u64| self.starts.partition_point(|&s| s <= position) - 1;
+            let (first_chunk, last_chunk) = (chunk_of(head), chunk_of(tail));
+            let unfiltered = (first_chunk..=last_chunk).all(|c| self.selections[c].is_none());
+            if unfiltered {
+                let mut located = vec![ChunkRows::Pairs(Vec::new()); chunks];
+                for (chunk, rows) in located
+                    .iter_mut()
+                    .enumerate()
+                    .take(last_chunk + 1)
+                    .skip(first_chunk)
+                {
+                    let start = head.max(self.starts[chunk]);
+                    let end = (tail + 1).min(self.starts[chunk + 1]);
+                    *rows = ChunkRows::Run {
+                        out_row: (start - head) as u32,
+                        row: (start - self.starts[chunk]) as u32,
+                        len: (end - start) as u32,
+                    };
+                }
+                return Ok(located);
+            }
+        }
         let mut buckets: Vec<Vec<Pair>> = vec![Vec::new(); chunks];
         for (k, &position) in positions.iter().enumerate() {
             if position >= total {
@@ -602,18 +717,47 @@ impl BatchSource {
                 Some(selection) => selection[offset],
                 None => offset as u32,
             };
-            buckets[chunk].push(((first_out + k) as u32, row));
+            buckets[chunk].push((k as u32, row));
         }
-        Ok(buckets)
+        Ok(buckets
+            .into_iter()
+            .map(|pairs| {
+                // Output rows of a bucket always ascend. The first and last rows rule out
+                // almost every shuffled bucket before the full check.
+                let run = match (pairs.first(), pairs.last()) {
+                    (Some(first), Some(last))
+                        if last.1.wrapping_sub(first.1) as usize == pairs.len() - 1 =>
+                    {
+                        pairs
+                            .windows(2)
+                            .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1)
+                    }
+                    _ => false,
+                };
+                match (run, pairs.first()) {
+                    (true, Some(&(out_row, row))) => ChunkRows::Run {
+                        out_row,
+                        row,
+                        len: pairs.len() as u32,
+                    },
+                    _ => ChunkRows::Pairs(pairs),
+                }
+            })
+            .collect())
     }
 
     /// Gathers the rows at `positions` (view rows, in output order) of `group` into `out`:
     /// `positions.len()` rows of `group_width` cells of `group.dtype`, row-major. The one copy.
+    ///
+    /// A large batch is split into tasks on the pool; `spread` splits even a small one across
+    /// the pool's threads, for a batch someone is waiting for with nothing else in flight (a
+    /// stream's first batch, whose random reads mostly fault pages in).
     pub fn gather(
         &self,
         group: &BatchGroup,
         positions: &[u64],
         out: &mut [u8],
+        spread: bool,
     ) -> Result<(), String> {
         let width = self.group_width(group)?;
         let row_bytes = width * group.dtype.item_size();
@@ -627,10 +771,11 @@ impl BatchSource {
         if row_bytes == 0 || positions.is_empty() {
             return Ok(());
         }
+        let min_task_bytes = if spread { 0 } else { TASK_MIN_BYTES };
         let task_rows = positions
             .len()
             .div_ceil(pool().current_num_threads().max(1))
-            .max(TASK_MIN_BYTES.div_ceil(row_bytes));
+            .max(min_task_bytes.div_ceil(row_bytes));
         let tasks: Vec<(usize, &[u64], &mut [u8])> = positions
             .chunks(task_rows)
             .zip(out[..expected].chunks_mut(task_rows * row_bytes))
@@ -656,20 +801,16 @@ impl BatchSource {
         positions: &[u64],
         out: &mut [u8],
     ) -> Result<(), String> {
-        let buckets = self.locate(positions, 0)?;
-        // Output rows of a bucket always ascend; consecutive chunk rows make it one slice. The
-        // first and last rows rule out almost every shuffled bucket before the full check.
-        let runs: Vec<bool> = buckets
+        let located = self.locate(positions)?;
+        let copied: Vec<bool> = located
             .iter()
-            .map(|pairs| match (pairs.first(), pairs.last()) {
-                (Some(first), Some(last))
-                    if last.1.wrapping_sub(first.1) as usize == pairs.len() - 1 =>
-                {
-                    pairs
-                        .windows(2)
-                        .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 == w[0].1 + 1)
+            .enumerate()
+            .map(|(chunk, rows)| match *rows {
+                ChunkRows::Run { out_row, row, len } => {
+                    let rows = out_row as usize..(out_row + len) as usize;
+                    self.copy_run(group, chunk, row as usize, rows, width, out)
                 }
-                _ => false,
+                ChunkRows::Pairs(_) => false,
             })
             .collect();
         let mut offset = 0;
@@ -678,123 +819,37 @@ impl BatchSource {
             let ColumnShape::Fixed(column_width) = column.shape else {
                 unreachable!("group_width rejects ragged columns")
             };
-            for ((chunk, pairs), &run) in buckets.iter().enumerate().zip(&runs) {
-                if pairs.is_empty() {
+            for (chunk, rows) in located.iter().enumerate() {
+                if rows.is_empty() || copied[chunk] {
                     continue;
                 }
                 let piece = &column.pieces[chunk];
+                macro_rules! write {
+                    ($out:expr, $fill:expr) => {
+                        write_piece(
+                            piece,
+                            column_width,
+                            rows,
+                            $out,
+                            width,
+                            offset,
+                            $fill.map(|f| f.as_()),
+                        )
+                    };
+                }
                 let result =
                     dispatch_dtype(group.dtype, out, group.fill_null, |out, fill| match out {
-                        TypedOut::I8(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::I16(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::I32(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::I64(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::U8(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::U16(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::U32(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::U64(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::F16(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::F32(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
-                        TypedOut::F64(o) => write_piece(
-                            piece,
-                            column_width,
-                            pairs,
-                            o,
-                            width,
-                            offset,
-                            fill.map(|f| f.as_()),
-                            run,
-                        ),
+                        TypedOut::I8(o) => write!(o, fill),
+                        TypedOut::I16(o) => write!(o, fill),
+                        TypedOut::I32(o) => write!(o, fill),
+                        TypedOut::I64(o) => write!(o, fill),
+                        TypedOut::U8(o) => write!(o, fill),
+                        TypedOut::U16(o) => write!(o, fill),
+                        TypedOut::U32(o) => write!(o, fill),
+                        TypedOut::U64(o) => write!(o, fill),
+                        TypedOut::F16(o) => write!(o, fill),
+                        TypedOut::F32(o) => write!(o, fill),
+                        TypedOut::F64(o) => write!(o, fill),
                     })?;
                 if let Err(out_row) = result {
                     return Err(null_error(
@@ -807,6 +862,44 @@ impl BatchSource {
             offset += column_width;
         }
         Ok(())
+    }
+
+    /// Copies chunk rows `row..` to output rows `out_rows` when every column of `group` is one
+    /// cell per row, without nulls, of the output's type: the rows are interleaved block by
+    /// block (`copy_rows`), not written column by column over the whole run. False, with
+    /// nothing written, when the group does not qualify.
+    fn copy_run(
+        &self,
+        group: &BatchGroup,
+        chunk: usize,
+        row: usize,
+        out_rows: std::ops::Range<usize>,
+        width: usize,
+        out: &mut [u8],
+    ) -> bool {
+        let size = group.dtype.item_size();
+        let mut sources = Vec::with_capacity(group.columns.len());
+        for &c in &group.columns {
+            let column = &self.columns[c];
+            let piece = &column.pieces[chunk];
+            let nullable = piece.row_nulls.is_some() || piece.value_nulls.is_some();
+            match (column.shape, piece.cells.plain()) {
+                (ColumnShape::Fixed(1), Some((bytes, dtype)))
+                    if !nullable && piece.base == 0 && dtype == group.dtype =>
+                {
+                    sources.push(&bytes[row * size..(row + out_rows.len()) * size]);
+                }
+                _ => return false,
+            }
+        }
+        let out = &mut out[out_rows.start * width * size..out_rows.end * width * size];
+        match size {
+            1 => copy_rows::<u8>(&sources, out),
+            2 => copy_rows::<u16>(&sources, out),
+            4 => copy_rows::<u32>(&sources, out),
+            8 => copy_rows::<u64>(&sources, out),
+            _ => false,
+        }
     }
 
     /// A ragged column's rows at `positions`, padded with `fill_null` (or zero) to the
@@ -825,7 +918,11 @@ impl BatchSource {
                 batch_column.name
             ));
         }
-        let buckets = self.locate(positions, 0)?;
+        let buckets: Vec<_> = self
+            .locate(positions)?
+            .into_iter()
+            .map(|rows| rows.pairs().into_owned())
+            .collect();
         let mut lengths = vec![0i64; positions.len()];
         for (chunk, pairs) in buckets.iter().enumerate() {
             let offsets = batch_column.pieces[chunk]
@@ -973,4 +1070,210 @@ fn dispatch_dtype<R>(
         other => return Err(format!("a batch cannot hold {}", other.numpy_str())),
     };
     Ok(write(typed, fill))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::execute::{Chunk, ViewSet};
+    use arrow::array::{Float32Array, Int32Array};
+    use arrow::datatypes::{Field, Schema};
+
+    /// Three chunks of `a` (int32, nulls at multiples of 7) and `b` (float32): rows 0..10,
+    /// 10..20 with only its odd rows selected, 20..35.
+    fn source() -> BatchSource {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int32, true),
+            Field::new("b", DataType::Float32, false),
+        ]));
+        let chunk = |rows: std::ops::Range<i32>, selection: Option<Vec<u32>>| {
+            let a: Int32Array = rows.clone().map(|v| (v % 7 != 0).then_some(v)).collect();
+            let b: Float32Array = rows.clone().map(|v| v as f32 + 0.5).collect();
+            Chunk {
+                columns: vec![Arc::new(a), Arc::new(b)],
+                len: rows.len(),
+                selection: selection.map(Arc::new),
+            }
+        };
+        let view = ViewSet {
+            schema,
+            chunks: vec![
+                chunk(0..10, None),
+                chunk(10..20, Some((1..10).step_by(2).collect())),
+                chunk(20..35, None),
+            ],
+        };
+        BatchSource::new(&view, &[0, 1]).unwrap()
+    }
+
+    /// The values of view row `position`: (a, b), as the gather should write them.
+    fn expected(position: u64) -> (f64, f32) {
+        let value = match position {
+            0..10 => position,
+            10..15 => 10 + 2 * (position - 10) + 1,
+            _ => position - 15 + 20,
+        } as i32;
+        let a = if value % 7 == 0 { -1.0 } else { value as f64 };
+        (a, value as f32 + 0.5)
+    }
+
+    fn gathered(source: &BatchSource, positions: &[u64]) -> Vec<(f64, f32)> {
+        let group = |c, dtype| BatchGroup {
+            columns: vec![c],
+            dtype,
+            fill_null: Some(-1.0),
+        };
+        let mut a = vec![0u8; positions.len() * 8];
+        let mut b = vec![0u8; positions.len() * 4];
+        source
+            .gather(&group(0, DenseDtype::Float64), positions, &mut a, false)
+            .unwrap();
+        source
+            .gather(&group(1, DenseDtype::Float32), positions, &mut b, true)
+            .unwrap();
+        a.chunks_exact(8)
+            .zip(b.chunks_exact(4))
+            .map(|(a, b)| {
+                (
+                    f64::from_ne_bytes(a.try_into().unwrap()),
+                    f32::from_ne_bytes(b.try_into().unwrap()),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn consecutive_positions_are_runs_of_unfiltered_chunks() {
+        let source = source();
+        assert_eq!(source.num_rows(), 30);
+        assert_eq!(
+            source.locate(&[2, 3, 4]).unwrap(),
+            vec![
+                ChunkRows::Run {
+                    out_row: 0,
+                    row: 2,
+                    len: 3
+                },
+                ChunkRows::Pairs(vec![]),
+                ChunkRows::Pairs(vec![]),
+            ]
+        );
+        // Through the filtered chunk: pairs there, runs around it.
+        let located = source.locate(&(8..17).collect::<Vec<_>>()).unwrap();
+        assert_eq!(
+            located[0],
+            ChunkRows::Run {
+                out_row: 0,
+                row: 8,
+                len: 2
+            }
+        );
+        assert_eq!(
+            located[1],
+            ChunkRows::Pairs(vec![(2, 1), (3, 3), (4, 5), (5, 7), (6, 9)])
+        );
+        assert_eq!(
+            located[2],
+            ChunkRows::Run {
+                out_row: 7,
+                row: 0,
+                len: 2
+            }
+        );
+        // Shuffled positions that happen to be consecutive inside a chunk still make a run.
+        let located = source.locate(&[21, 3, 22, 4]).unwrap();
+        assert_eq!(located[0], ChunkRows::Pairs(vec![(1, 3), (3, 4)]));
+        assert_eq!(located[2], ChunkRows::Pairs(vec![(0, 6), (2, 7)]));
+        assert!(source.locate(&[29, 30]).is_err());
+    }
+
+    #[test]
+    fn runs_and_pairs_gather_the_same_values() {
+        let source = source();
+        let every: Vec<u64> = (0..30).collect();
+        let want: Vec<_> = every.iter().map(|&p| expected(p)).collect();
+        assert_eq!(gathered(&source, &every), want);
+        let reversed: Vec<u64> = every.iter().rev().copied().collect();
+        let want_reversed: Vec<_> = want.iter().rev().copied().collect();
+        assert_eq!(gathered(&source, &reversed), want_reversed);
+        for window in [0..3, 5..12, 12..14, 18..30, 9..10] {
+            let positions: Vec<u64> = window.collect();
+            let want: Vec<_> = positions.iter().map(|&p| expected(p)).collect();
+            assert_eq!(gathered(&source, &positions), want);
+        }
+    }
+
+    #[test]
+    fn runs_of_plain_columns_interleave_across_blocks() {
+        let columns: Vec<ArrayRef> = (0..3)
+            .map(|c| {
+                Arc::new(
+                    (0..300)
+                        .map(|r| (r * 3 + c) as f32)
+                        .collect::<Float32Array>(),
+                ) as ArrayRef
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(
+            (0..3)
+                .map(|c| Field::new(format!("c{c}"), DataType::Float32, false))
+                .collect::<Vec<_>>(),
+        ));
+        let view = ViewSet {
+            schema,
+            chunks: vec![Chunk {
+                columns,
+                len: 300,
+                selection: None,
+            }],
+        };
+        let source = BatchSource::new(&view, &[0, 1, 2]).unwrap();
+        let plain = BatchGroup {
+            columns: vec![2, 0, 1],
+            dtype: DenseDtype::Float32,
+            fill_null: None,
+        };
+        let converted = BatchGroup {
+            dtype: DenseDtype::Float64,
+            ..plain.clone()
+        };
+        for positions in [(5..290).collect::<Vec<u64>>(), (0..64).collect(), vec![7]] {
+            let mut out = vec![0u8; positions.len() * 12];
+            source.gather(&plain, &positions, &mut out, false).unwrap();
+            let mut wide = vec![0u8; positions.len() * 24];
+            source
+                .gather(&converted, &positions, &mut wide, true)
+                .unwrap();
+            let want: Vec<f32> = positions
+                .iter()
+                .flat_map(|&r| [2, 0, 1].map(|c| (r * 3 + c) as f32))
+                .collect();
+            let got: Vec<f32> = out
+                .chunks_exact(4)
+                .map(|b| f32::from_ne_bytes(b.try_into().unwrap()))
+                .collect();
+            let got_wide: Vec<f32> = wide
+                .chunks_exact(8)
+                .map(|b| f64::from_ne_bytes(b.try_into().unwrap()) as f32)
+                .collect();
+            assert_eq!(got, want);
+            assert_eq!(got_wide, want);
+        }
+    }
+
+    #[test]
+    fn a_null_in_a_run_without_fill_names_its_row() {
+        let source = source();
+        let group = BatchGroup {
+            columns: vec![0],
+            dtype: DenseDtype::Int32,
+            fill_null: None,
+        };
+        let mut out = vec![0u8; 4 * 4];
+        let error = source
+            .gather(&group, &[5, 6, 7, 8], &mut out, false)
+            .unwrap_err();
+        assert!(error.contains("'a'"), "{error}");
+        assert!(error.contains('7'), "{error}");
+    }
 }

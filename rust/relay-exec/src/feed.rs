@@ -76,12 +76,13 @@ impl OutputMemory {
 }
 
 /// Gathers one batch: fixed outputs into `memories` (same order, None for ragged outputs),
-/// ragged outputs returned as (padded, lengths).
+/// ragged outputs returned as (padded, lengths). `spread`: see `BatchSource::gather`.
 pub fn gather_batch(
     source: &BatchSource,
     outputs: &[Output],
     positions: &[u64],
     memories: &[Option<OutputMemory>],
+    spread: bool,
 ) -> Result<RaggedDense, String> {
     outputs
         .iter()
@@ -94,7 +95,7 @@ pub fn gather_batch(
                 // SAFETY: `OutputMemory::new`'s contract: `len` writable bytes that nobody
                 // else touches until this batch is returned.
                 let out = unsafe { std::slice::from_raw_parts_mut(memory.ptr, memory.len) };
-                source.gather(group, positions, out).map(|()| None)
+                source.gather(group, positions, out, spread).map(|()| None)
             }
             Output::Ragged {
                 column,
@@ -246,11 +247,12 @@ impl BatchPlan {
         memories: &[Option<OutputMemory>],
     ) -> Result<RaggedDense, ExecError> {
         match &self.rows {
-            Rows::ByPosition(rows) => rows.gather(outputs, positions, memories),
+            Rows::ByPosition(rows) => rows.gather(outputs, positions, memories, false),
             Rows::Pieces { .. } => {
                 let cache = self.cache()?.expect("a piece plan has a cache");
                 let (source, positions) = cache.locate(positions)?;
-                gather_batch(&source, outputs, &positions, memories).map_err(ExecError::Batch)
+                gather_batch(&source, outputs, &positions, memories, false)
+                    .map_err(ExecError::Batch)
             }
         }
     }
@@ -317,6 +319,7 @@ impl BatchPlan {
                     range,
                     batch_size: spec.batch_size,
                     num_batches,
+                    first_batch: spec.start_batch,
                 };
                 // Shuffled batches: two threads gather at once, each into its own buffers (with
                 // one, the loader waited on the random reads). Batches in file order are a
@@ -402,6 +405,8 @@ struct PositionalShard {
     range: std::ops::Range<u64>,
     batch_size: u64,
     num_batches: u64,
+    /// The stream's first batch, gathered spread over the pool: the consumer is waiting for it.
+    first_batch: u64,
 }
 
 impl Producer for PositionalShard {
@@ -422,7 +427,7 @@ impl Producer for PositionalShard {
         );
         let ragged = self
             .rows
-            .gather(outputs, &positions, memories)
+            .gather(outputs, &positions, memories, batch == self.first_batch)
             .map_err(|e| e.to_string())?;
         Ok(Some((positions.len(), ragged)))
     }
@@ -444,15 +449,18 @@ impl RowsByPosition {
         }
     }
 
-    /// Gathers the rows at `positions` into the outputs.
+    /// Gathers the rows at `positions` into the outputs (`spread`: see `BatchSource::gather`).
     fn gather(
         &self,
         outputs: &[Output],
         positions: &[u64],
         memories: &[Option<OutputMemory>],
+        spread: bool,
     ) -> Result<RaggedDense, ExecError> {
         match self {
-            RowsByPosition::Views(source) => gather_batch(source, outputs, positions, memories),
+            RowsByPosition::Views(source) => {
+                gather_batch(source, outputs, positions, memories, spread)
+            }
             RowsByPosition::Computed(rows) => {
                 // The source holds exactly the batch's rows, in order.
                 let source = rows.rows_at(positions)?;
@@ -461,6 +469,7 @@ impl RowsByPosition {
                     outputs,
                     &(0..positions.len() as u64).collect::<Vec<_>>(),
                     memories,
+                    spread,
                 )
             }
         }
@@ -610,7 +619,7 @@ impl Producer for PieceProducer {
         let Some((source, positions)) = stream.next_batch()? else {
             return Ok(None);
         };
-        let ragged = gather_batch(&source, outputs, &positions, memories)?;
+        let ragged = gather_batch(&source, outputs, &positions, memories, false)?;
         Ok(Some((positions.len(), ragged)))
     }
 }

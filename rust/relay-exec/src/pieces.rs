@@ -561,7 +561,7 @@ mod tests {
             fill_null: None,
         };
         let mut out = vec![0u8; positions.len() * 8];
-        source.gather(&group, positions, &mut out).unwrap();
+        source.gather(&group, positions, &mut out, false).unwrap();
         out.chunks(8)
             .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
             .collect()
