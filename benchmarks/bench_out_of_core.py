@@ -195,7 +195,7 @@ def _shard_ok(path: Path, start: int, stop: int, schema) -> bool:
         return meta.num_rows == stop - start and meta.schema.to_arrow_schema().equals(
             schema, check_metadata=True
         )
-    except Exception:  # noqa: BLE001 - missing, truncated, or not Parquet: rewrite it
+    except Exception:  # missing, truncated, or not Parquet: rewrite it
         return False
 
 

@@ -117,9 +117,9 @@ def worker(kind: str, method: str, path: str, repeats: int) -> dict:
 def ensure_parquet(data: Path) -> Path:
     path = data / "tab.parquet"
     if not path.exists():
+        import pyarrow as pa
         import pyarrow.ipc as ipc
         import pyarrow.parquet as pq
-        import pyarrow as pa
 
         table = ipc.open_file(pa.memory_map(str(data / "tab.arrow"))).read_all()
         pq.write_table(table, path, compression="zstd", row_group_size=1_000_000)

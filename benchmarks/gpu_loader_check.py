@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import make_data  # noqa: E402
-
 import relay_ml as relay  # noqa: E402
 from relay_ml.batches import epoch_order  # noqa: E402
 from relay_ml.torch import loader  # noqa: E402

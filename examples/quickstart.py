@@ -16,8 +16,8 @@ import pyarrow as pa
 import torch
 
 import relay_ml as relay
-from relay_ml.cli import format_report
 from relay_ml._relay import inspect_file
+from relay_ml.cli import format_report
 
 
 def make_sample(path: Path, rows: int, seed: int = 0) -> None:

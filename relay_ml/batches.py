@@ -56,13 +56,13 @@ if TYPE_CHECKING:
     from relay_ml.frame import Frame
 
 __all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_CACHE_BYTES",
+    "DEFAULT_SHUFFLE_BUFFER",
     "BatchReader",
     "Output",
     "epoch_order",
     "iter_batches",
-    "DEFAULT_BLOCK_SIZE",
-    "DEFAULT_SHUFFLE_BUFFER",
-    "DEFAULT_CACHE_BYTES",
 ]
 
 #: Rows per block of a ``"block"`` shuffle: 256 KiB of each float32 column, long enough for

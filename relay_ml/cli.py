@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from relay_ml._relay import NativeIpcWriter, inspect_file
 from relay_ml.errors import RelayError
@@ -114,8 +115,6 @@ def convert(
     ``target`` may be ``source`` itself. ``progress`` (default: inputs over 256 MiB) shows a
     tqdm bar on stderr when tqdm is installed.
     """
-    import os
-
     from relay_ml.frame import scan
 
     frame = scan(source)

@@ -303,7 +303,7 @@ class AggExpr:
     expression (``"x"``) unless renamed with :meth:`alias`. It is not a row-wise expression:
     ``filter`` and ``select`` do not take it."""
 
-    __slots__ = ("_input", "_function", "_name", "_quantile")
+    __slots__ = ("_function", "_input", "_name", "_quantile")
 
     def __init__(
         self,

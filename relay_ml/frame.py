@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import TYPE_CHECKING, Any, Iterator, overload
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -820,7 +821,7 @@ class BatchIterator:
     the mapped file.
     """
 
-    __slots__ = ("_frame", "_batch_size", "_rows")
+    __slots__ = ("_batch_size", "_frame", "_rows")
 
     def __init__(self, frame: Frame, batch_size: int) -> None:
         _check_batch_size(batch_size)
@@ -868,10 +869,8 @@ def _index_array(indices: Any) -> np.ndarray:
     """Row indices as a contiguous int64 array (negative ones stay negative)."""
     if isinstance(indices, (Expr, Column)):
         raise RelayTypeError("take() takes integer row indices; use filter() for a condition")
-    if (
-        isinstance(indices, (int, np.integer))
-        or not hasattr(indices, "__len__")
-        and not hasattr(indices, "__array__")
+    if isinstance(indices, (int, np.integer)) or (
+        not hasattr(indices, "__len__") and not hasattr(indices, "__array__")
     ):
         raise RelayTypeError(
             f"take() takes a list or array of integer row indices, got {type(indices).__name__}"

@@ -12,7 +12,8 @@ from. Pickling it sends the data (a scanned frame sends only its path and plan).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import address_in_file_mapping, write_arrow
 
 import relay_ml as relay
+from conftest import address_in_file_mapping, write_arrow
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402

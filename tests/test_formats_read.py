@@ -19,9 +19,9 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
-from conftest import rss_anon_bytes
 
 import relay_ml as relay
+from conftest import rss_anon_bytes
 from relay_ml import col
 
 

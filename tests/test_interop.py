@@ -11,9 +11,9 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import address_in_file_mapping, write_arrow
 
 import relay_ml as relay
+from conftest import address_in_file_mapping, write_arrow
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from conftest import write_arrow
 
 pytest.importorskip("jax")

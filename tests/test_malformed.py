@@ -18,9 +18,9 @@ import struct
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -1151,7 +1151,9 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
             return action()
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as error:  # noqa: BLE001 - the point is to see every exception (PanicException is a BaseException)
+        except (
+            BaseException
+        ) as error:  # the point is to see every exception (PanicException is a BaseException)
             _check_error(error, path, step)
             if isinstance(error, FILE_ERRORS):
                 failed = True
@@ -1162,7 +1164,7 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
         frame = relay.scan(path)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as error:  # noqa: BLE001
+    except BaseException as error:
         _check_error(error, path, "scan")
         return True, ["scan"]
     steps.append("scan")

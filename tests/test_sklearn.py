@@ -8,23 +8,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import address_in_file_mapping, write_arrow
 
 import relay_ml as relay
+from conftest import address_in_file_mapping, write_arrow
 
 pytest.importorskip("sklearn")
 
-from sklearn.cluster import MiniBatchKMeans  # noqa: E402
-from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.decomposition import IncrementalPCA  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression, SGDClassifier  # noqa: E402
-from sklearn.model_selection import cross_val_score, train_test_split  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import IncrementalPCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from relay_ml.interop import numpy_batches  # noqa: E402
-from relay_ml.sklearn import partial_fit, predict_batches  # noqa: E402
+from relay_ml.interop import numpy_batches
+from relay_ml.sklearn import partial_fit, predict_batches
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 

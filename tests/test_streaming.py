@@ -17,11 +17,10 @@ import pytest
 import torch
 
 import relay_ml as relay
+from conftest import write_arrow
 from relay_ml import col
 from relay_ml.batches import BatchReader, iter_batches
 from relay_ml.torch import RelayDataset, RelayIterableDataset, loader
-
-from conftest import write_arrow
 
 FEATURES = ["f0", "f1"]
 

@@ -12,10 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 import relay_ml as relay
+from conftest import write_arrow
 from relay_ml.batches import BatchReader, epoch_order, iter_batches
 from relay_ml.torch import RelayDataset, RelayIterableDataset, loader
-
-from conftest import write_arrow
 
 N = 5_000
 

@@ -14,9 +14,8 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 import relay_ml as relay
-from relay_ml.torch import RelayIterableDataset
-
 from conftest import rss_anon_bytes, write_arrow
+from relay_ml.torch import RelayIterableDataset
 
 EMB_ROWS = 4_000_000  # 4 M x 64 float32 = 1.0 GB
 EMB_DIM = 64

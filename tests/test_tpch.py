@@ -16,7 +16,7 @@ import pytest
 import relay_ml as relay
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "tpch"))
-import queries  # noqa: E402
+import queries
 
 duckdb = pytest.importorskip("duckdb")
 

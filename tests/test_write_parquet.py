@@ -10,9 +10,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import many_types_table, write_arrow
 
 import relay_ml as relay
+from conftest import many_types_table, write_arrow
 
 
 def assert_same_rows(read: pa.Table, expected: pa.Table) -> None:

@@ -9,8 +9,9 @@ and returns a frame; `SQL[n]` reads tables of the same names. The three must agr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from typing import Any, Callable
+from typing import Any
 
 import relay_ml as relay
 from relay_ml import col, lit, when

@@ -22,7 +22,8 @@ zero-copy when aligned).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from relay_ml.frame import Frame
 if TYPE_CHECKING:
     import jax
 
-__all__ = ["to_jax", "explain", "iter_batches", "narrow_for_jax"]
+__all__ = ["explain", "iter_batches", "narrow_for_jax", "to_jax"]
 
 #: JAX's CPU runtime copies DLPack buffers that are not aligned to this many bytes.
 JAX_ALIGNMENT = 64

@@ -18,7 +18,8 @@ and :func:`predict_batches` predicts batch by batch; both hold one batch at a ti
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 

@@ -13,7 +13,8 @@ expression, ``group_by``) are not part of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
 import numpy as np
