@@ -105,7 +105,7 @@ def check_equal(frame: relay.Frame, batches: int = 20) -> None:
         pin_memory=True,
         device="cuda",
     )
-    for k, ((xc, yc), (xg, yg)) in enumerate(zip(cpu, gpu)):
+    for k, ((xc, yc), (xg, yg)) in enumerate(zip(cpu, gpu, strict=True)):
         assert xg.is_cuda and torch.equal(xc, xg.cpu()) and torch.equal(yc, yg.cpu()), (
             f"batch {k} differs"
         )

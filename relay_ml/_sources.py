@@ -191,7 +191,7 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
         )
         parts = [_hive_parts(base, path) for path in paths]
         keys = [key for key, _ in parts[0]]
-        for path, found in zip(paths, parts):
+        for path, found in zip(paths, parts, strict=True):
             if [key for key, _ in found] != keys:
                 raise RelayValueError(
                     f"{path}: its partition folders are {[k for k, _ in found]}, but {paths[0]} has {keys}; "

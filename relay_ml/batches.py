@@ -338,7 +338,7 @@ def _assemble(
     outputs: Sequence[Output], users: list[Any], ragged: list[Any], rows: int, allocated: int
 ) -> dict[str, Any]:
     batch: dict[str, Any] = {}
-    for output, user, pair in zip(outputs, users, ragged):
+    for output, user, pair in zip(outputs, users, ragged, strict=True):
         if output.shape is None:
             padded, lengths = pair
             batch[output.name] = padded

@@ -633,7 +633,7 @@ class Frame:
             "files_read",
             "files_skipped",
         )
-        return [dict(zip(keys, row)) for row in self._native._profile()]
+        return [dict(zip(keys, row, strict=True)) for row in self._native._profile()]
 
     def __iter__(self) -> Any:
         raise TypeError(
@@ -661,7 +661,7 @@ class Frame:
             if matrix is not None:
                 return matrix if matrix.ndim == 2 else matrix.reshape(-1, 1)
         columns = [self[name].to_numpy() for name in self.columns]
-        for name, column in zip(self.columns, columns):
+        for name, column in zip(self.columns, columns, strict=True):
             if column.ndim != 1 or column.dtype == object:
                 raise RelayTypeError(
                     f"column {name!r} of {self.origin} has type {self.schema[name]}, which has no "
@@ -1007,7 +1007,9 @@ def _sort_keys(
             return [bool(v) for v in value]
         return [bool(value)] * len(exprs)
 
-    return list(zip(exprs, per_key(descending, "descending"), per_key(nulls_last, "nulls_last")))
+    descending_per_key = per_key(descending, "descending")
+    nulls_last_per_key = per_key(nulls_last, "nulls_last")
+    return list(zip(exprs, descending_per_key, nulls_last_per_key, strict=True))
 
 
 #: The op that starts the recipe of a frame made by `concat`: ("_concat", (frames,)).
@@ -1108,7 +1110,9 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
         bottom = frame.slice(n - half, half)
         bodies = [shown(top, c) + ["…"] + shown(bottom, c) for c in names]
     types = [_SHORT_TYPES.get(t, t) for t in frame.schema.values()]
-    cells = [[name, "---", typ, *body] for name, typ, body in zip(names, types, bodies)]
+    cells = [
+        [name, "---", typ, *body] for name, typ, body in zip(names, types, bodies, strict=True)
+    ]
     cells = [[c if len(c) <= width else c[: width - 1] + "…" for c in col] for col in cells]
     widths = [max(len(c) for c in col) for col in cells]
 
@@ -1116,7 +1120,7 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
         return left + sep.join(fill * (w + 2) for w in widths) + right
 
     def row(values: list[str]) -> str:
-        return "│" + "┆".join(f" {v:<{w}} " for v, w in zip(values, widths)) + "│"
+        return "│" + "┆".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True)) + "│"
 
     out = [f"shape: ({n:_}, {len(names)})", line("┌", "─", "┬", "┐")]
     for i in range(3):

@@ -89,7 +89,7 @@ def from_arrow(data: Any) -> Frame:
     if isinstance(data, Mapping):
         return _from_mapping(data, "from_arrow")
     imported, num_rows, notes = _import_arrow(data)
-    columns = [(array.name, array, note) for array, note in zip(imported, notes)]
+    columns = [(array.name, array, note) for array, note in zip(imported, notes, strict=True)]
     return memory_frame(columns, num_rows, f"from_arrow({_type_name(data)})")
 
 

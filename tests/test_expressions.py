@@ -258,7 +258,7 @@ def assert_same_values(got: list[Any], expected: list[Any], what: str, rel: floa
     assert len(got) == len(expected), (
         f"{what}: {len(got)} rows, expected {len(expected)}\n got {got}\n expected {expected}"
     )
-    for i, (a, b) in enumerate(zip(got, expected)):
+    for i, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert same_value(a, b, rel), (
             f"{what}: row {i}: {a!r} != {b!r}\n got      {got}\n expected {expected}"
         )

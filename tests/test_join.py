@@ -181,7 +181,7 @@ def test_the_suffix_and_key_columns_follow_polars():
         theirs = pl.from_arrow(left).join(pl.from_arrow(right), on="k", how=how, suffix="_other")  # type: ignore[union-attr]
         assert ours.columns == theirs.columns, how
         assert ours.schema == {
-            name: str(t) for name, t in zip(ours.columns, pa.table(ours).schema.types)
+            name: str(t) for name, t in zip(ours.columns, pa.table(ours).schema.types, strict=True)
         }
 
 

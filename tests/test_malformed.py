@@ -1151,9 +1151,8 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
             return action()
         except (KeyboardInterrupt, SystemExit):
             raise
-        except (
-            BaseException
-        ) as error:  # the point is to see every exception (PanicException is a BaseException)
+        # The point is to see every exception (PanicException is a BaseException).
+        except BaseException as error:
             _check_error(error, path, step)
             if isinstance(error, FILE_ERRORS):
                 failed = True
@@ -1171,8 +1170,8 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
     attempt(
         "schema", lambda: (frame.schema, frame.columns, frame.num_rows, len(frame), frame.shape)
     )
-    for name in frame.columns:
-        column = frame[name]
+
+    def read_column(name: str, column: relay.Column) -> None:
         attempt(f"{name}.null_count", lambda: column.null_count)
         attempt(f"{name}.copy_reason", lambda: column.copy_reason)
         attempt(f"{name}.to_numpy", lambda: column.to_numpy())
@@ -1182,6 +1181,9 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
         if len(frame) > 2:
             inner = column.slice(1, len(frame) - 2)
             attempt(f"{name}.slice.to_numpy", lambda: inner.to_numpy())
+
+    for name in frame.columns:
+        read_column(name, frame[name])
     attempt("frame.to_arrow", lambda: frame.to_arrow().validate(full=True))
     return failed, steps
 

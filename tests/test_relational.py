@@ -70,7 +70,7 @@ def close(a: list, b: list) -> bool:
     """Equal lists, floats within a relative 1e-9 (sums may add in another order)."""
     if len(a) != len(b):
         return False
-    for left, right in zip(a, b):
+    for left, right in zip(a, b, strict=True):
         if isinstance(left, float) or isinstance(right, float):
             if left is None or right is None:
                 if left is not right:

@@ -45,8 +45,10 @@ def scan_profile(frame):
         "seconds",
         "batches_read",
         "batches_skipped",
+        "files_read",
+        "files_skipped",
     )
-    rows = [dict(zip(keys, row)) for row in frame._native._profile()]
+    rows = [dict(zip(keys, row, strict=True)) for row in frame._native._profile()]
     return next(row for row in rows if row["operator"].startswith("SCAN"))
 
 

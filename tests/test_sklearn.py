@@ -120,7 +120,7 @@ def test_train_test_split_keeps_frames_and_columns(
     )
     expected = train_test_split(x, target, random_state=1)
     assert isinstance(x_train, relay.Frame) and isinstance(y_train, relay.Column)
-    for got, want in zip((x_train, x_test, y_train, y_test), expected):
+    for got, want in zip((x_train, x_test, y_train, y_test), expected, strict=True):
         np.testing.assert_array_equal(np.asarray(got), want)
 
 

@@ -62,7 +62,7 @@ def test_query_matches_duckdb(tpch, number):
     assert len(got) == len(want), (len(got), len(want))
     if number != 18:  # at scale factor 0.01 no order has more than 300 items
         assert len(want) > 0
-    for row, (mine, theirs) in enumerate(zip(got, want)):
+    for row, (mine, theirs) in enumerate(zip(got, want, strict=True)):
         assert list(mine) == list(theirs), (list(mine), list(theirs))
         for name in theirs:
             assert same(mine[name], theirs[name]), (row, name, mine[name], theirs[name])

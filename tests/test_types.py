@@ -861,7 +861,7 @@ def random_tables(draw: st.DrawFn) -> tuple[pa.Table, list[int]]:
         }
     )
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=4)))
-    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n])]
+    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
     return table, sizes
 
 
