@@ -104,7 +104,7 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
 
         def gen():
             for batch in pq.ParquetFile(path).iter_batches(
-                batch_size=BATCH, columns=features + ["label"]
+                batch_size=BATCH, columns=[*features, "label"]
             ):
                 columns = [batch.column(f).to_numpy() for f in features]
                 yield (
@@ -183,7 +183,7 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
     if method == "polars":
         import polars as pl
 
-        df = pl.read_ipc(path, columns=features + ["label"]).rechunk()
+        df = pl.read_ipc(path, columns=[*features, "label"]).rechunk()
 
         def gen():
             for s in starts:
@@ -218,7 +218,7 @@ def worker(
     checksum = 0.0
     started = time.perf_counter()
     deadline = started + seconds
-    for x, y in batches:
+    for x, y in batches:  # noqa: B007 - the last x is read after the loop
         rows += len(y)
         checksum += float(y[:4].sum())
         if time.perf_counter() > deadline:

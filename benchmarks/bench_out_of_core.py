@@ -68,6 +68,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -88,7 +89,7 @@ sys.path.insert(0, str(HERE))
 
 BATCH = 1024
 FEATURES = [f"f{i}" for i in range(8)]
-COLUMNS = FEATURES + ["label"]
+COLUMNS = [*FEATURES, "label"]
 DECODED_BYTES_PER_ROW = 8 * 4 + 8  # f0..f7 float32 + label int64
 ALL_BYTES_PER_ROW = 8 + 4 + 8 * 4 + 8 + 4  # id, age, f0..f7, label, city codes (int32)
 DEFAULT_ROWS = 100_000_000
@@ -329,10 +330,8 @@ def _batches(method: str, folder: str, timings: dict):
         timings["init_s"] = time.perf_counter() - started
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        try:
+        with contextlib.suppress(AttributeError):
             ctx.print_on_execution_start = False
-        except AttributeError:
-            pass
         ds = ray.data.read_parquet(folder, shuffle="files").select_columns(COLUMNS)
 
         def gen():
@@ -546,10 +545,8 @@ class MemoryGroup:
             if not pids:
                 return
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.1)
 
     def remove(self) -> None:
@@ -767,10 +764,8 @@ def _run_once(
                 and started_at is not None
                 and started_at == sampler.seen.get(pid, started_at)
             ):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
     process.wait()
     stderr = log_path.read_text(errors="replace")
     result = result_path.read_text() if result_path.exists() else ""

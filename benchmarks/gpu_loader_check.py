@@ -50,7 +50,7 @@ def relay_rate(frame: relay.Frame, batches: int) -> float:
     torch.cuda.synchronize()
     started = time.perf_counter()
     rows = 0
-    for k, (x, y) in enumerate(run):
+    for k, (_x, y) in enumerate(run):
         rows += len(y)
         if k + 1 == batches:
             break
@@ -83,7 +83,8 @@ def hand_written_rate(path: Path, batches: int) -> float:
         idx = order[k * BATCH : (k + 1) * BATCH]
         np.take(emb, idx, axis=0, out=x_host.numpy())
         np.take(label, idx, out=y_host.numpy())
-        x = torch.empty_like(x_host, device="cuda").copy_(x_host, non_blocking=True)
+        # Held until the next step, like a training step holds its input.
+        _x = torch.empty_like(x_host, device="cuda").copy_(x_host, non_blocking=True)
         y = torch.empty_like(y_host, device="cuda").copy_(y_host, non_blocking=True)
         copied[k % 2].record()
         if k:

@@ -425,7 +425,7 @@ class When:
         self._condition = condition
 
     def then(self, value: IntoExpr) -> Then:
-        return Then(self._branches + [(self._condition, _to_expr(value))])
+        return Then([*self._branches, (self._condition, _to_expr(value))])
 
 
 class Then(Expr):

@@ -202,7 +202,7 @@ class Frame:
         return frame
 
     def _then(self, native: NativeFrame, method: str, *args: Any) -> Frame:
-        return Frame._wrap(native, self._ops + ((method, args),))
+        return Frame._wrap(native, (*self._ops, (method, args)))
 
     # -- shape and schema ----------------------------------------------------------------
     @property
@@ -1100,7 +1100,8 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
         try:
             return [repr_value(v) for v in part[name].to_pylist()]
         except RelayError:  # a value Python cannot hold must not break printing the frame
-            return ["‹unprintable›"] * len(part)
+            # Guillemets, so that the marker cannot be read as a value.
+            return ["‹unprintable›"] * len(part)  # noqa: RUF001
 
     if n <= rows_shown:
         bodies = [shown(frame, c) for c in names]
@@ -1108,7 +1109,7 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
         half = rows_shown // 2
         top = frame.head(half)
         bottom = frame.slice(n - half, half)
-        bodies = [shown(top, c) + ["…"] + shown(bottom, c) for c in names]
+        bodies = [[*shown(top, c), "…", *shown(bottom, c)] for c in names]
     types = [_SHORT_TYPES.get(t, t) for t in frame.schema.values()]
     cells = [
         [name, "---", typ, *body] for name, typ, body in zip(names, types, bodies, strict=True)

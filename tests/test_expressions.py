@@ -466,9 +466,12 @@ class ExpressionMaker:
             return Pair(f(r_left, r_right), f(p_left, p_right), "num")
         if how == "unary":
             inner = self.numeric(depth - 1)
-            if self.type_of(inner).startswith("int") or self.type_of(inner) in ("float", "double"):
-                if self.draw(st.booleans()):
-                    return Pair(-inner.r, -inner.p, "num")
+            signed = self.type_of(inner).startswith("int") or self.type_of(inner) in (
+                "float",
+                "double",
+            )
+            if signed and self.draw(st.booleans()):
+                return Pair(-inner.r, -inner.p, "num")
             return Pair(abs(inner.r), inner.p.abs(), "num")
         if how == "fill_null":
             inner = self.numeric(depth - 1)

@@ -1240,7 +1240,7 @@ def test_malformed_file(name: str, sources: dict[str, bytes], tmp_path: Path) ->
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "missing.arrow"
-    with pytest.raises(relay.RelayFileNotFoundError, match="missing.arrow") as info:
+    with pytest.raises(relay.RelayFileNotFoundError, match=r"missing\.arrow") as info:
         relay.scan(path)
     assert isinstance(info.value, FileNotFoundError)
     assert isinstance(info.value, relay.RelayError)

@@ -63,7 +63,7 @@ def test_seed_example_random_forest(tab: tuple[Path, np.ndarray, np.ndarray]) ->
 def test_frame_becomes_one_2d_array_and_target_a_view(
     tab: tuple[Path, np.ndarray, np.ndarray],
 ) -> None:
-    path, x, target = tab
+    path, x, _target = tab
     df = relay.scan(path)
     matrix = np.asarray(df.select(FEATURES))
     assert matrix.shape == (600, 4) and matrix.dtype == np.float32

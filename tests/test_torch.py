@@ -391,7 +391,7 @@ def test_loader_advances_epochs_and_tensors_are_the_gathered_buffers(
     assert run.epoch == 1
     epoch1 = list(run)
     assert not torch.equal(torch.cat([y for _, y in epoch0]), torch.cat([y for _, y in epoch1]))
-    x, y = epoch0[0]
+    x, _y = epoch0[0]
     rows = epoch_order(N, "global", 0, 0)[:1000]
     np.testing.assert_array_equal(
         x.numpy(), _expected_x(table, rows, ["f0", "f1", "f2"], np.float32)
