@@ -89,7 +89,8 @@ METHODS = {
     ),
     "duckdb.fetchnumpy": (
         "table = ipc.open_file(pa.memory_map(path)).read_all(); con.register('tab', table)",
-        "d = con.sql('select f0..f3 from tab where SQL').fetchnumpy(); np.stack([d[c] ...], axis=1)",
+        "d = con.sql('select f0..f3 from tab where SQL').fetchnumpy(); "
+        "np.stack([d[c] ...], axis=1)",
     ),
     "duckdb.arrow": (
         "table = ipc.open_file(pa.memory_map(path)).read_all(); con.register('tab', table)",

@@ -56,7 +56,8 @@ def main() -> None:
         started = time.perf_counter()
         make_sample(args.out, args.rows)
         print(
-            f"wrote {args.out} ({args.out.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s"
+            f"wrote {args.out} ({args.out.stat().st_size / 2**20:.0f} MiB) in "
+            f"{time.perf_counter() - started:.1f} s"
         )
 
     started = time.perf_counter()

@@ -123,12 +123,14 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
     if format is not None:
         if not isinstance(format, str) or format.lower() not in FORMAT_NAMES:
             raise RelayValueError(
-                f"scan(): format must be one of {', '.join(repr(f) for f in FORMAT_NAMES)}, got {format!r}"
+                f"scan(): format must be one of {', '.join(repr(f) for f in FORMAT_NAMES)}, got "
+                f"{format!r}"
             )
         format = FORMAT_NAMES[format.lower()]
     if hive_partitioning is not None and not isinstance(hive_partitioning, bool):
         raise RelayTypeError(
-            f"scan(): hive_partitioning must be a bool or None, got {type(hive_partitioning).__name__}"
+            "scan(): hive_partitioning must be a bool or None, got "
+            f"{type(hive_partitioning).__name__}"
         )
     root: str | None = None
     glob_root: str | None = None
@@ -139,7 +141,8 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
         for item in source:
             if not isinstance(item, (str, os.PathLike)):
                 raise RelayTypeError(
-                    f"scan() takes paths (str or os.PathLike), got {type(item).__name__} in the list"
+                    f"scan() takes paths (str or os.PathLike), got {type(item).__name__} in the "
+                    "list"
                 )
         paths = [os.fspath(item) for item in source]
         shown = ", ".join(paths[:2]) + (f", ... ({len(paths)} files)" if len(paths) > 2 else "")
@@ -157,7 +160,8 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
             paths = sorted(p for p in found if _is_data_file(p))
             if not paths:
                 raise NotArrowFileError(
-                    f"{text}: is a directory that holds no data files (Arrow IPC, Parquet, CSV or NDJSON)"
+                    f"{text}: is a directory that holds no data files (Arrow IPC, Parquet, CSV or "
+                    "NDJSON)"
                 )
         elif not os.path.exists(text) and glob.has_magic(text):
             paths = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
@@ -175,7 +179,8 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
             single_file = True
     else:
         raise RelayTypeError(
-            f"scan() takes a path, a glob, a directory or a list of paths, got {type(source).__name__}"
+            "scan() takes a path, a glob, a directory or a list of paths, got "
+            f"{type(source).__name__}"
         )
     for path in paths:
         if not os.path.exists(path):
@@ -194,8 +199,8 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
         for path, found in zip(paths, parts, strict=True):
             if [key for key, _ in found] != keys:
                 raise RelayValueError(
-                    f"{path}: its partition folders are {[k for k, _ in found]}, but {paths[0]} has {keys}; "
-                    "every file must sit under the same partition keys"
+                    f"{path}: its partition folders are {[k for k, _ in found]}, but {paths[0]} "
+                    f"has {keys}; every file must sit under the same partition keys"
                 )
         if keys:
             values = [
@@ -224,5 +229,6 @@ def schema_pairs(schema: Any) -> list[tuple[str, str]] | None:
     if type(schema).__module__.startswith("pyarrow") and hasattr(schema, "names"):
         return [(f.name, _dtype_name(f.type)) for f in schema]
     raise RelayTypeError(
-        f"scan(): schema must be a pyarrow.Schema or a dict name -> dtype, got {type(schema).__name__}"
+        "scan(): schema must be a pyarrow.Schema or a dict name -> dtype, got "
+        f"{type(schema).__name__}"
     )

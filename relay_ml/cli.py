@@ -52,7 +52,12 @@ def format_report(report: dict[str, Any]) -> str:
             else ""
         ),
         f"format:      Arrow IPC {report.get('format', 'file')}",
-        f"compression: {', '.join(compressions) + ' (decompressed into memory on read)' if compressions else 'none'}",
+        "compression: "
+        + (
+            ", ".join(compressions) + " (decompressed into memory on read)"
+            if compressions
+            else "none"
+        ),
         "",
     ]
     columns = report["columns"]
@@ -167,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     conv = commands.add_parser(
         "convert",
-        help="rewrite data as zero-copy-ready Arrow IPC (64-byte aligned, uncompressed, large batches) or Parquet",
+        help="rewrite data as zero-copy-ready Arrow IPC (64-byte aligned, uncompressed, "
+        "large batches) or Parquet",
     )
     conv.add_argument(
         "input", help="what to read: an Arrow IPC, Parquet, CSV or NDJSON file, a glob or a folder"

@@ -88,7 +88,8 @@ class Expr:
 
     def __bool__(self) -> bool:
         raise RelayTypeError(
-            "an expression has no truth value; combine conditions with & | ~ instead of and / or / not"
+            "an expression has no truth value; combine conditions with & | ~ instead of and / or / "
+            "not"
         )
 
     # -- arithmetic ----------------------------------------------------------------------
@@ -263,7 +264,8 @@ class Expr:
             )
         if interpolation not in _INTERPOLATIONS:
             raise RelayValueError(
-                f"quantile(): interpolation must be one of {list(_INTERPOLATIONS)}, got {interpolation!r}"
+                f"quantile(): interpolation must be one of {list(_INTERPOLATIONS)}, got "
+                f"{interpolation!r}"
             )
         return AggExpr(self, "quantile", None, (float(quantile), interpolation))
 

@@ -106,7 +106,8 @@ def scan(
     unknown = set(format_options) - {"has_header", "separator"}
     if unknown:
         raise RelayTypeError(
-            f"scan() got unknown options {sorted(unknown)}; format options are has_header and separator (CSV)"
+            f"scan() got unknown options {sorted(unknown)}; format options are has_header and "
+            "separator (CSV)"
         )
     if batch_size is not None:
         _check_batch_size(batch_size)
@@ -569,8 +570,8 @@ class Frame:
             left_keys, right_keys = _join_keys(left_on, "left_on"), _join_keys(right_on, "right_on")
             if len(left_keys) != len(right_keys):
                 raise RelayValueError(
-                    f"join(): left_on has {len(left_keys)} keys and right_on has {len(right_keys)}; "
-                    "they are compared pairwise"
+                    f"join(): left_on has {len(left_keys)} keys and right_on has "
+                    f"{len(right_keys)}; they are compared pairwise"
                 )
         return self._join(other, tuple(left_keys), tuple(right_keys), how, suffix)
 
@@ -637,7 +638,8 @@ class Frame:
 
     def __iter__(self) -> Any:
         raise TypeError(
-            "iterate over frame.columns, frame[name] for a column, or frame.iter_batches(n) for rows"
+            "iterate over frame.columns, frame[name] for a column, or frame.iter_batches(n) for "
+            "rows"
         )
 
     def __contains__(self, name: object) -> bool:

@@ -815,7 +815,8 @@ def test_random_pipelines_match_polars(workdir, table, batch_rows, data):
     assert_frames_match(
         frame,
         expected,
-        f"filter {first}; with_columns new={new}, {replaced_name}={replacement}; filter {then_filter}; select {keep}",
+        f"filter {first}; with_columns new={new}, {replaced_name}={replacement}; filter "
+        f"{then_filter}; select {keep}",
     )
 
 

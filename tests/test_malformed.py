@@ -1302,8 +1302,8 @@ def test_truncated_while_mapped(sources: dict[str, bytes], tmp_path: Path, new_s
         column = frame["x"]
         assert len(column.to_numpy()) == frame.num_rows
         os.truncate(path, {target})
-        for read in (lambda: column.to_numpy(), lambda: frame["id"].to_numpy(), lambda: column.null_count,
-                     lambda: frame.to_arrow()):
+        for read in (lambda: column.to_numpy(), lambda: frame["id"].to_numpy(),
+                     lambda: column.null_count, lambda: frame.to_arrow()):
             try:
                 read()
             except relay.FileChangedError as error:
@@ -1382,5 +1382,6 @@ def test_every_case_in_a_subprocess(tmp_path: Path) -> None:
             panics[current] = panics.get(current, 0) + 1
     crafted = {name for name in panics if not name.startswith(("flip_", "random_"))}
     assert not crafted, (
-        f"arrow-rs panicked (caught) on hand-crafted damage relay should validate: {json.dumps(panics, indent=1)}"
+        "arrow-rs panicked (caught) on hand-crafted damage relay should validate: "
+        f"{json.dumps(panics, indent=1)}"
     )

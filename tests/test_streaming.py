@@ -300,8 +300,8 @@ def test_streaming_a_parquet_file_holds_a_bounded_window(tmp_path: Path):
         from relay_ml.torch import loader
         from conftest import rss_anon_bytes
         frame = relay.scan({str(path)!r}).with_column("f0", relay.col("f0") * 2)
-        batches = loader(frame, 1024, features=["f0", "f1", "f2", "f3"], target="label", shuffle="block",
-                         seed=0, shuffle_buffer=1 << 18)
+        batches = loader(frame, 1024, features=["f0", "f1", "f2", "f3"], target="label",
+                         shuffle="block", seed=0, shuffle_buffer=1 << 18)
         before = rss_anon_bytes()
         peak, rows = 0, 0
         for x, y in batches:

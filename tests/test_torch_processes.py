@@ -124,7 +124,9 @@ from relay_ml.torch import loader
 from conftest import rss_anon_bytes
 
 frame = relay.scan(sys.argv[1])
-batches = iter(loader(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=3, prefetch=2))
+batches = iter(
+    loader(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=3, prefetch=2)
+)
 next(batches)  # the epoch's order (16 MB of positions) and the first batches exist from here on
 start = rss_anon_bytes()
 rows, quarter = 0, None

@@ -56,7 +56,8 @@ def test_query_matches_duckdb(tpch, number):
     connection = duckdb.connect()
     for name in queries.TABLES:
         connection.execute(
-            f"create view {name} as select * from read_parquet('{tpch / 'parquet' / f'{name}.parquet'}')"
+            f"create view {name} as select * from "
+            f"read_parquet('{tpch / 'parquet' / f'{name}.parquet'}')"
         )
     want = connection.sql(queries.SQL[number]).to_arrow_table().to_pylist()
     assert len(got) == len(want), (len(got), len(want))

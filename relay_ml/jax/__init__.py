@@ -72,17 +72,17 @@ def narrow_for_jax(
             low, high = array.min(), array.max()
             if low < info.min or high > info.max:
                 raise RelayValueError(
-                    f"column {name!r} holds {array.dtype} values from {low} to {high}, outside {target} "
-                    f"({info.min} .. {info.max}), and JAX is in 32-bit mode; enable 64-bit mode with "
-                    "jax.config.update('jax_enable_x64', True), or cast the column"
+                    f"column {name!r} holds {array.dtype} values from {low} to {high}, outside "
+                    f"{target} ({info.min} .. {info.max}), and JAX is in 32-bit mode; enable "
+                    "64-bit mode with jax.config.update('jax_enable_x64', True), or cast the column"
                 )
         else:
             finite = array[np.isfinite(array)]
             limit = np.finfo(np.float32).max
             if finite.size and np.abs(finite).max() > limit:
                 raise RelayValueError(
-                    f"column {name!r} holds float64 values beyond float32's range (|x| > {limit:.4g}), "
-                    "and JAX is in 32-bit mode; enable 64-bit mode with "
+                    f"column {name!r} holds float64 values beyond float32's range (|x| > "
+                    f"{limit:.4g}), and JAX is in 32-bit mode; enable 64-bit mode with "
                     "jax.config.update('jax_enable_x64', True), or scale the column"
                 )
     return array.astype(
@@ -104,8 +104,9 @@ def _column_plan(column: Column) -> tuple[str | None, np.ndarray | None]:
     offset = array.ctypes.data % JAX_ALIGNMENT
     if offset and array.size:
         return (
-            f"the buffer starts {offset} bytes past a {JAX_ALIGNMENT}-byte boundary, and JAX copies buffers "
-            f"that are not {JAX_ALIGNMENT}-byte aligned (pyarrow aligns buffers to 8 bytes; `relay inspect` shows each column's alignment)"
+            f"the buffer starts {offset} bytes past a {JAX_ALIGNMENT}-byte boundary, and JAX "
+            f"copies buffers that are not {JAX_ALIGNMENT}-byte aligned (pyarrow aligns buffers to "
+            "8 bytes; `relay inspect` shows each column's alignment)"
         ), array
     return None, array
 

@@ -76,7 +76,8 @@ def _positions(rows: Any, length: int) -> np.ndarray | slice:
     positions = np.asarray(rows)
     if positions.dtype.kind == "b":
         raise TypeError(
-            "boolean masks select rows through DataFrame.filter, which relay does not take through narwhals"
+            "boolean masks select rows through DataFrame.filter, which relay does not take through "
+            "narwhals"
         )
     return positions.astype(np.int64, copy=False).reshape(-1)
 

@@ -64,7 +64,8 @@ def _numpy_dtype(dtype: torch.dtype, what: str) -> np.dtype:
         return torch.empty(0, dtype=dtype).numpy().dtype
     except (TypeError, RuntimeError):
         raise RelayTypeError(
-            f"{what}: dtype {dtype} cannot be gathered directly; gather as torch.float32 and convert with .to({dtype})"
+            f"{what}: dtype {dtype} cannot be gathered directly; gather as torch.float32 and "
+            f"convert with .to({dtype})"
         ) from None
 
 
@@ -117,7 +118,8 @@ class _Layout:
             unknown += [c for c in overrides if c not in columns]
         elif dtype is not None and not isinstance(dtype, torch.dtype):
             raise RelayTypeError(
-                f"dtype must be a torch.dtype or a dict of them by column, not {type(dtype).__name__}"
+                "dtype must be a torch.dtype or a dict of them by column, not "
+                f"{type(dtype).__name__}"
             )
         if unknown:
             raise RelayValueError(
@@ -151,7 +153,8 @@ class _Layout:
             if target is not None:
                 if self.reader.is_ragged(target):
                     raise RelayTypeError(
-                        f"target {target!r} holds lists of varying length; use the dict output instead"
+                        f"target {target!r} holds lists of varying length; use the dict output "
+                        "instead"
                     )
                 self.outputs.append(
                     self.reader.output(
@@ -494,7 +497,8 @@ class RelayIterableDataset(IterableDataset):
         )
         if rows is None:
             raise TypeError(
-                "the number of batches is known only by reading: the source is filtered and read piece by piece"
+                "the number of batches is known only by reading: the source is filtered and read "
+                "piece by piece"
             )
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
