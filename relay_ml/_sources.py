@@ -152,12 +152,12 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
         description = text
         if os.path.isdir(text):
             root = text
-            found = []
+            files: list[str] = []
             for folder, folders, names in os.walk(text):
                 # Hidden and marker folders (`.git`, `_temporary`) hold no data of the table.
                 folders[:] = [f for f in folders if "=" in f or not f.startswith((".", "_"))]
-                found.extend(os.path.join(folder, name) for name in names)
-            paths = sorted(p for p in found if _is_data_file(p))
+                files.extend(os.path.join(folder, name) for name in names)
+            paths = sorted(p for p in files if _is_data_file(p))
             if not paths:
                 raise NotArrowFileError(
                     f"{text}: is a directory that holds no data files (Arrow IPC, Parquet, CSV or "
@@ -208,7 +208,7 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
             ]
             types = []
             for index, key in enumerate(keys):
-                present = [row[index] for row in values if row[index] is not None]
+                present = [value for row in values if (value := row[index]) is not None]
                 integer = bool(present) and all(
                     _INTEGER.fullmatch(v) and -(2**63) <= int(v) < 2**63 for v in present
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -188,6 +188,8 @@ class Frame:
     """
 
     __slots__ = ("_native", "_ops")
+    _native: NativeFrame
+    _ops: tuple[tuple[str, tuple[Any, ...]], ...]
 
     def __init__(self) -> None:
         raise TypeError(
@@ -598,7 +600,11 @@ class Frame:
         native = self._native.slice(int(offset), None if length is None else int(length))
         return self._then(native, "slice", int(offset), None if length is None else int(length))
 
-    def __getitem__(self, key: str | list[str]) -> Any:
+    @overload
+    def __getitem__(self, key: str) -> Column: ...
+    @overload
+    def __getitem__(self, key: list[str] | tuple[str, ...] | Expr | Column) -> Frame: ...
+    def __getitem__(self, key: str | list[str] | tuple[str, ...] | Expr | Column) -> Column | Frame:
         if isinstance(key, str):
             return Column(self._native.column(key))
         if isinstance(key, (list, tuple)):
@@ -646,7 +652,7 @@ class Frame:
         return name in self.columns
 
     # -- exports ---------------------------------------------------------------------------
-    def to_numpy(self, order: str = "C") -> np.ndarray:
+    def to_numpy(self, order: Literal["C", "F"] = "C") -> np.ndarray:
         """All columns as one 2-D array of shape ``(rows, columns)``, in ``order`` "C"
         (row-major) or "F" (column-major).
 
@@ -669,7 +675,7 @@ class Frame:
                     f"column {name!r} of {self.origin} has type {self.schema[name]}, which has no "
                     f"place in a 2-D numeric array; select the numeric columns first"
                 )
-        dtype = np.result_type(*columns) if columns else np.float64
+        dtype = np.result_type(*columns) if columns else np.dtype(np.float64)
         rows = len(columns[0]) if columns else self.num_rows
         out = np.empty((rows, len(columns)), dtype=dtype, order=order)
         for j, column in enumerate(columns):

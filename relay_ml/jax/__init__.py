@@ -39,7 +39,7 @@ __all__ = ["explain", "iter_batches", "narrow_for_jax", "to_jax"]
 #: JAX's CPU runtime copies DLPack buffers that are not aligned to this many bytes.
 JAX_ALIGNMENT = 64
 
-_NARROWED = {
+_NARROWED: dict[np.dtype[Any], np.dtype[Any]] = {
     np.dtype(np.int64): np.dtype(np.int32),
     np.dtype(np.uint64): np.dtype(np.uint32),
     np.dtype(np.float64): np.dtype(np.float32),
@@ -49,7 +49,8 @@ _NARROWED = {
 def _x64_enabled() -> bool:
     import jax
 
-    return bool(jax.config.jax_enable_x64)
+    # Options are attributes that jax's Config sets at run time; its class does not declare them.
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
 
 
 def narrow_for_jax(

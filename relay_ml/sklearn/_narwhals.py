@@ -55,9 +55,9 @@ def narwhals_dtype(arrow_type: str, version: Any) -> Any:
         return getattr(dtypes, _NUMERIC[arrow_type])()
     if arrow_type.startswith("timestamp["):
         unit = arrow_type[len("timestamp[") :].split(",")[0].rstrip("]")
-        return dtypes.Datetime(time_unit=unit)  # type: ignore[arg-type]
+        return dtypes.Datetime(time_unit=unit)
     if arrow_type.startswith("duration["):
-        return dtypes.Duration(time_unit=arrow_type[len("duration[") : -1])  # type: ignore[arg-type]
+        return dtypes.Duration(time_unit=arrow_type[len("duration[") : -1])
     if arrow_type.startswith("dictionary<"):
         return dtypes.Categorical()
     if arrow_type.startswith(("fixed_size_list<", "list<", "large_list<")):

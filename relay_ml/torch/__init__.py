@@ -213,8 +213,15 @@ class _Layout:
         def allocate(shape: tuple[int, ...], dtype: np.dtype) -> tuple[Any, np.ndarray]:
             torch_dtype = torch_dtypes[dtype]
             if in_worker:
-                storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-                tensor = torch.empty(0, dtype=torch_dtype).set_(storage, 0, shape)
+                # torch's own allocator of shared-memory storage, which has no annotations.
+                storage = torch.UntypedStorage._new_shared(  # type: ignore[no-untyped-call]
+                    math.prod(shape) * dtype.itemsize
+                )
+                # set_(storage, offset, size) takes the contiguous strides; torch's stub only
+                # lists the form with explicit strides.
+                tensor = torch.empty(0, dtype=torch_dtype).set_(  # type: ignore[call-overload]
+                    storage, 0, shape
+                )
             else:
                 tensor = torch.empty(shape, dtype=torch_dtype, pin_memory=pin_memory)
             return tensor, tensor.numpy()
@@ -284,7 +291,7 @@ def _index_output(output: Any, index: int) -> Any:
     return output[index]
 
 
-class _GatheredBatch(Sequence):
+class _GatheredBatch(Sequence[Any]):
     """What ``RelayDataset.__getitems__`` returns: a sequence of rows (as the DataLoader
     contract asks) whose collation is the already-gathered batch, not a stack of rows."""
 
@@ -319,7 +326,7 @@ def _collate_rows(batch: Sequence[_BatchRow], *, collate_fn_map: Any = None) -> 
 default_collate_fn_map[_BatchRow] = _collate_rows
 
 
-class RelayDataset(Dataset):
+class RelayDataset(Dataset[Any]):
     """A map-style dataset over a frame's rows (after its filters).
 
     ``ds[i]`` is one sample; ``ds.__getitems__(indices)`` gathers a whole batch in parallel
@@ -402,7 +409,7 @@ def _distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, in
     return 0, 1
 
 
-class RelayIterableDataset(IterableDataset):
+class RelayIterableDataset(IterableDataset[Any]):
     """Ready batches of a frame for ``DataLoader(ds, batch_size=None, num_workers=...)``.
 
     Each epoch's order (``shuffle`` None, ``"global"`` or ``"block"``) is cut into one shard
