@@ -45,6 +45,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -88,7 +89,8 @@ METHODS = {
     ),
     "duckdb.fetchnumpy": (
         "table = ipc.open_file(pa.memory_map(path)).read_all(); con.register('tab', table)",
-        "d = con.sql('select f0..f3 from tab where SQL').fetchnumpy(); np.stack([d[c] ...], axis=1)",
+        "d = con.sql('select f0..f3 from tab where SQL').fetchnumpy(); "
+        "np.stack([d[c] ...], axis=1)",
     ),
     "duckdb.arrow": (
         "table = ipc.open_file(pa.memory_map(path)).read_all(); con.register('tab', table)",
@@ -462,6 +464,15 @@ def format_ratio(value: float) -> str:
     return f"{value:.2f}x" if value < 10 else f"{value:.1f}x"
 
 
+def ratio_cell(result: dict, reference: dict | None, key: str) -> str:
+    """``result[key]`` over the reference method's, as a table cell."""
+    if reference is None:
+        return "n/a"
+    if result is reference:
+        return "1.00x"
+    return format_ratio(result[key] / reference[key])
+
+
 def markdown(results_by_query, floors, info, n_rows, file_size, repeats) -> str:
     lines = [
         f"Filter + select f0..f3 to a NumPy (N, 4) float32 array, `tab` ({n_rows:,} rows, "
@@ -489,14 +500,7 @@ def markdown(results_by_query, floors, info, n_rows, file_size, repeats) -> str:
             if "query_ms" not in result:
                 lines.append(f"| {result['method']} | unavailable: {result['error']} |" + " |" * 8)
                 continue
-
-            def ratio(key):
-                if reference is None:
-                    return "n/a"
-                if result is reference:
-                    return "1.00x"
-                return format_ratio(result[key] / reference[key])
-
+            ratio = functools.partial(ratio_cell, result, reference)
             note = "" if result["correct"] else " WRONG VALUES"
             growth = result["rss_growth_per_result_byte"]
             lines.append(

@@ -104,7 +104,7 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
 
         def gen():
             for batch in pq.ParquetFile(path).iter_batches(
-                batch_size=BATCH, columns=features + ["label"]
+                batch_size=BATCH, columns=[*features, "label"]
             ):
                 columns = [batch.column(f).to_numpy() for f in features]
                 yield (
@@ -183,7 +183,7 @@ def _batches(method: str, workload: str, path: str, hf_dir: str, shuffle: str | 
     if method == "polars":
         import polars as pl
 
-        df = pl.read_ipc(path, columns=features + ["label"]).rechunk()
+        df = pl.read_ipc(path, columns=[*features, "label"]).rechunk()
 
         def gen():
             for s in starts:
@@ -218,7 +218,7 @@ def worker(
     checksum = 0.0
     started = time.perf_counter()
     deadline = started + seconds
-    for x, y in batches:
+    for x, y in batches:  # noqa: B007 - the last x is read after the loop
         rows += len(y)
         checksum += float(y[:4].sum())
         if time.perf_counter() > deadline:
@@ -347,7 +347,8 @@ def main() -> int:
         for workload in workloads:
             shuffle = SHUFFLES[workload]
             for method in methods_of(workload):
-                # Peers have no block shuffle: NumPy visits a global permutation, pyarrow file order.
+                # Peers have no block shuffle: NumPy visits a global permutation, pyarrow file
+                # order.
                 peer = "global" if shuffle else None
                 run_shuffle = (
                     shuffle
@@ -378,7 +379,8 @@ def main() -> int:
                     _run("relay.loader", "tab", args, shuffle, cold=True)
                 )
                 print(
-                    f"[{repeat}] cold tab relay.loader {shuffle}: {cold[shuffle][-1].get('rows_per_s', 0) / 1e6:.3f} M rows/s",
+                    f"[{repeat}] cold tab relay.loader {shuffle}: "
+                    f"{cold[shuffle][-1].get('rows_per_s', 0) / 1e6:.3f} M rows/s",
                     file=sys.stderr,
                 )
 
@@ -387,15 +389,15 @@ def main() -> int:
         return statistics.median(values) if values else None
 
     print(
-        f"\nMachine: {machine_info()['cpu_model']} ({machine_info()['usable_cpus']} cores); batches of {BATCH}; "
-        f"medians of {args.repeats} runs of up to {args.seconds:g} s\n"
+        f"\nMachine: {machine_info()['cpu_model']} ({machine_info()['usable_cpus']} cores); "
+        f"batches of {BATCH}; medians of {args.repeats} runs of up to {args.seconds:g} s\n"
     )
     for workload in workloads:
         print(f"### {workload}\n")
         reference_name = REFERENCES.get(workload, REFERENCE)
         print(
-            f"| method | M rows/s | vs {reference_name} | first batch (ms) | RssAnon to first batch (MB) "
-            "| RssAnon growth after (MB) |"
+            f"| method | M rows/s | vs {reference_name} | first batch (ms) | RssAnon to first "
+            "batch (MB) | RssAnon growth after (MB) |"
         )
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
         reference = median(results[workload].get(reference_name, []), "rows_per_s")
@@ -404,14 +406,16 @@ def main() -> int:
             growth = median(results[workload][method], "rss_anon_growth_mb")
             if rate is None:
                 print(
-                    f"| {method} | failed: {results[workload][method][-1].get('error', '?')} | | | | |"
+                    f"| {method} | failed: {results[workload][method][-1].get('error', '?')} | | | "
+                    "| |"
                 )
                 continue
             ratio = f"{rate / reference:.2f}x" if reference else "-"
             first_ms = median(results[workload][method], "first_batch_s") * 1e3
             first_mb = median(results[workload][method], "rss_anon_first_batch_mb")
             print(
-                f"| {method} | {rate / 1e6:.3f} | {ratio} | {first_ms:.1f} | {first_mb:.1f} | {growth:.1f} |"
+                f"| {method} | {rate / 1e6:.3f} | {ratio} | {first_ms:.1f} | {first_mb:.1f} | "
+                f"{growth:.1f} |"
             )
         print()
     if cold:

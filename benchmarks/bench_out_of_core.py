@@ -37,11 +37,11 @@ default 100 M rows). The first OOM kill in the group ends the run and is reporte
 (``--allow-oom-kills`` lets it go on: Ray restarts killed workers, and can keep doing so until
 ``--timeout``). Everything the method starts (Ray's GCS, raylet and workers) inherits the group.
 Otherwise (no cgroup) nothing is limited and the numbers are measurements only; the output says
-which. Either way a sampler in the parent reads ``/proc/<pid>/status`` of every process of the method (the cgroup's processes, or
-the child and its descendants) every 0.1 s and reports the peak of the summed RssAnon (heap, not
-file pages or shared memory), the driver's own peak RssAnon, and, with a cgroup, the group's peak
-charge (``memory.max_usage_in_bytes``: anon + page cache it read in + shared memory, e.g. Ray's
-object store in /dev/shm) and its peak shared memory.
+which. Either way a sampler in the parent reads ``/proc/<pid>/status`` of every process of the
+method (the cgroup's processes, or the child and its descendants) every 0.1 s and reports the
+peak of the summed RssAnon (heap, not file pages or shared memory), the driver's own peak
+RssAnon, and, with a cgroup, the group's peak charge (``memory.max_usage_in_bytes``: anon + page
+cache it read in + shared memory, e.g. Ray's object store in /dev/shm) and its peak shared memory.
 
 The shards are read once before the runs, so they are in the page cache (charged to the parent's
 group, not to the method's: like a fast disk) unless ``--cold``, which evicts them
@@ -62,12 +62,14 @@ Usage:
         [--mem-limit 2] [--skip relay] [--only relay,ray,datasets,datasets.1shard,pyarrow] [--cold]
         [--nolimit ray] [--allow-oom-kills] [--repeats 1] [--tries 2] [--max-other-load 0.3]
         [--ray-object-store 5e8] [--timeout 600] [--json PATH] [--generate-only]
-    python benchmarks/bench_out_of_core.py --rows 2_000_000 --file-rows 500_000 --max-rows 0  # smoke
+    python benchmarks/bench_out_of_core.py --rows 2_000_000 --file-rows 500_000 \\
+        --max-rows 0  # smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -88,7 +90,7 @@ sys.path.insert(0, str(HERE))
 
 BATCH = 1024
 FEATURES = [f"f{i}" for i in range(8)]
-COLUMNS = FEATURES + ["label"]
+COLUMNS = [*FEATURES, "label"]
 DECODED_BYTES_PER_ROW = 8 * 4 + 8  # f0..f7 float32 + label int64
 ALL_BYTES_PER_ROW = 8 + 4 + 8 * 4 + 8 + 4  # id, age, f0..f7, label, city codes (int32)
 DEFAULT_ROWS = 100_000_000
@@ -195,7 +197,7 @@ def _shard_ok(path: Path, start: int, stop: int, schema) -> bool:
         return meta.num_rows == stop - start and meta.schema.to_arrow_schema().equals(
             schema, check_metadata=True
         )
-    except Exception:  # noqa: BLE001 - missing, truncated, or not Parquet: rewrite it
+    except Exception:  # missing, truncated, or not Parquet: rewrite it
         return False
 
 
@@ -329,10 +331,8 @@ def _batches(method: str, folder: str, timings: dict):
         timings["init_s"] = time.perf_counter() - started
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
-        try:
+        with contextlib.suppress(AttributeError):
             ctx.print_on_execution_start = False
-        except AttributeError:
-            pass
         ds = ray.data.read_parquet(folder, shuffle="files").select_columns(COLUMNS)
 
         def gen():
@@ -546,10 +546,8 @@ class MemoryGroup:
             if not pids:
                 return
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
             time.sleep(0.1)
 
     def remove(self) -> None:
@@ -767,10 +765,8 @@ def _run_once(
                 and started_at is not None
                 and started_at == sampler.seen.get(pid, started_at)
             ):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
     process.wait()
     stderr = log_path.read_text(errors="replace")
     result = result_path.read_text() if result_path.exists() else ""
@@ -930,13 +926,15 @@ def main() -> int:
             record = _run(method, limited, folder, args, files)
             results[key].append(record)
             line = (
-                f"{record['rows_per_s'] / 1e6:7.3f} M rows/s, first batch {record['first_batch_s']:.2f} s"
+                f"{record['rows_per_s'] / 1e6:7.3f} M rows/s, first batch "
+                f"{record['first_batch_s']:.2f} s"
                 if record.get("rows_per_s")
                 else record.get("error", "?")
             )
             print(
-                f"[{repeat}] {key:28s} {line}; peak RssAnon {record['peak_rss_anon_all_mb']:.0f} MiB "
-                f"(driver {record['peak_rss_anon_driver_mb']:.0f}); other load {record['other_load']:.2f}",
+                f"[{repeat}] {key:28s} {line}; peak RssAnon {record['peak_rss_anon_all_mb']:.0f} "
+                f"MiB (driver {record['peak_rss_anon_driver_mb']:.0f}); other load "
+                f"{record['other_load']:.2f}",
                 file=sys.stderr,
             )
             if "error" in record and record.get("stderr_tail"):
@@ -950,33 +948,38 @@ def main() -> int:
     machine["versions"] = _versions()
     gb = 1e9
     print(
-        f"\nMachine: {machine['cpu_model']} ({machine['usable_cpus']} cores, {machine['ram_gib']} GiB); "
-        f"batches of {BATCH} x (f0..f7 -> (B, 8) float32, label int64)"
+        f"\nMachine: {machine['cpu_model']} ({machine['usable_cpus']} cores, {machine['ram_gib']} "
+        f"GiB); batches of {BATCH} x (f0..f7 -> (B, 8) float32, label int64)"
     )
     print(
-        f"Dataset: {info['rows']:,} rows in {info['files']} Parquet files ({info['row_groups']} row groups), "
-        f"{info['on_disk_bytes'] / gb:.2f} GB on disk, {info['decoded_selected_bytes'] / gb:.2f} GB decoded "
-        f"(f0..f7 + label; {info['decoded_all_bytes'] / gb:.2f} GB all columns)"
+        f"Dataset: {info['rows']:,} rows in {info['files']} Parquet files ({info['row_groups']} "
+        f"row groups), {info['on_disk_bytes'] / gb:.2f} GB on disk, "
+        f"{info['decoded_selected_bytes'] / gb:.2f} GB decoded (f0..f7 + label; "
+        f"{info['decoded_all_bytes'] / gb:.2f} GB all columns)"
     )
     ratio_note = (
-        f" (decoded selection = {info['decoded_selected_bytes'] / (args.mem_limit * 2**30):.2f}x the limit; "
-        "an OOM kill of any of its processes ends a run)"
+        f" (decoded selection = {info['decoded_selected_bytes'] / (args.mem_limit * 2**30):.2f}x "
+        "the limit; an OOM kill of any of its processes ends a run)"
         if args.limit_mode
         else ""
     )
     print(f"Memory: {memory_note}{ratio_note}")
-    print(
-        f"Page cache: {'evicted before each run (--cold)' if args.cold else 'shards read once before the runs (warm)'}"
+    page_cache = (
+        "evicted before each run (--cold)"
+        if args.cold
+        else "shards read once before the runs (warm)"
     )
+    print(f"Page cache: {page_cache}")
     print(
-        f"Rows per run: {'one epoch' if args.max_rows == 0 else f'{args.max_rows:,} (or an epoch)'}; "
+        "Rows per run: "
+        f"{'one epoch' if args.max_rows == 0 else f'{args.max_rows:,} (or an epoch)'}; "
         f"{'medians of ' + str(args.repeats) + ' runs' if args.repeats > 1 else 'one run each'}; "
         f"Ray object store {args.ray_object_store / 1e6:.0f} MB\n"
     )
     has_group = bool(args.limit_mode)
     header = (
-        "| method | shuffle | M rows/s | relay / method | first batch (s) | peak RssAnon, all processes (MiB) "
-        "| driver (MiB) | driver after imports (MiB) |"
+        "| method | shuffle | M rows/s | relay / method | first batch (s) | peak RssAnon, all "
+        "processes (MiB) | driver (MiB) | driver after imports (MiB) |"
     )
     rule = "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
     if has_group:
@@ -1005,11 +1008,14 @@ def main() -> int:
             last = records[-1]
             error = last.get("error", "?")
             row = (
-                f"| {key} | {shuffles[method]} | failed: {error} | | | {last['peak_rss_anon_all_mb']:.0f} | "
-                f"{last['peak_rss_anon_driver_mb']:.0f} | |"
+                f"| {key} | {shuffles[method]} | failed: {error} | | | "
+                f"{last['peak_rss_anon_all_mb']:.0f} | {last['peak_rss_anon_driver_mb']:.0f} | |"
             )
             if has_group:
-                row += f" {cell(last.get('cgroup_peak_mb'))} | {cell(last.get('cgroup_peak_shmem_mb'))} |"
+                row += (
+                    f" {cell(last.get('cgroup_peak_mb'))} | "
+                    f"{cell(last.get('cgroup_peak_shmem_mb'))} |"
+                )
             print(row + f" {last.get('other_load', 0):.2f} | |")
             summary[key] = {
                 "error": error,

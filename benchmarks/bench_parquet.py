@@ -49,7 +49,8 @@ def run():
 import duckdb
 con = duckdb.connect()
 def run():
-    d = con.sql(f"select {', '.join(COLUMNS)} from read_parquet('{PATH}') where age > 94").fetchnumpy()
+    query = f"select {', '.join(COLUMNS)} from read_parquet('{PATH}') where age > 94"
+    d = con.sql(query).fetchnumpy()
     return np.stack([d[c] for c in COLUMNS], axis=1)
 """,
     "polars": """
@@ -117,9 +118,9 @@ def worker(kind: str, method: str, path: str, repeats: int) -> dict:
 def ensure_parquet(data: Path) -> Path:
     path = data / "tab.parquet"
     if not path.exists():
+        import pyarrow as pa
         import pyarrow.ipc as ipc
         import pyarrow.parquet as pq
-        import pyarrow as pa
 
         table = ipc.open_file(pa.memory_map(str(data / "tab.arrow"))).read_all()
         pq.write_table(table, path, compression="zstd", row_group_size=1_000_000)
@@ -191,7 +192,8 @@ def main() -> None:
     import relay_ml
 
     print(
-        f"tab.parquet ({size_mb:.0f} MB, zstd, 1 M-row groups); relay_ml from {Path(relay_ml._relay.__file__).name}"
+        f"tab.parquet ({size_mb:.0f} MB, zstd, 1 M-row groups); relay_ml from "
+        f"{Path(relay_ml._relay.__file__).name}"
     )
     print("query age > 94 -> f0..f3 to NumPy   first (ms)   median (ms)   vs relay")
     reference = results["query"]["relay_ml"]
@@ -202,9 +204,8 @@ def main() -> None:
             == (reference["rows"], round(reference["checksum"], 1))
             else "  WRONG VALUES"
         )
-        print(
-            f"  {method:<34}{r['first_ms']:10.1f}{r['median_ms']:14.1f}{r['median_ms'] / reference['median_ms']:12.2f}x{wrong}"
-        )
+        ratio = r["median_ms"] / reference["median_ms"]
+        print(f"  {method:<34}{r['first_ms']:10.1f}{r['median_ms']:14.1f}{ratio:12.2f}x{wrong}")
     print("convert to Arrow IPC            seconds     MB/s (input)")
     for method, r in results["convert"].items():
         print(f"  {method:<30}{r['median_s']:8.2f}{size_mb / r['median_s']:12.0f}")

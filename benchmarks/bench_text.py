@@ -16,7 +16,8 @@ relay's (a mismatch prints WRONG VALUES).
     duckdb     con.sql("select * from read_csv(p)").to_arrow_table() (read_json for NDJSON)
 
 Usage:
-    python benchmarks/bench_text.py [--data benchmarks/data] [--rows 2000000] [--repeats 5] [--json PATH]
+    python benchmarks/bench_text.py [--data benchmarks/data] [--rows 2000000] [--repeats 5]
+        [--json PATH]
 """
 
 from __future__ import annotations
@@ -149,14 +150,14 @@ def main() -> None:
         }
         reference = results[kind]["methods"]["relay_ml"]
         print(
-            f"{path.name} ({results[kind]['file_mb']:.0f} MB)    first (ms)   median (ms)   vs relay"
+            f"{path.name} ({results[kind]['file_mb']:.0f} MB)    first (ms)   median (ms)   vs "
+            "relay"
         )
         for method, r in results[kind]["methods"].items():
             same = (r["rows"], r["id_sum"]) == (reference["rows"], reference["id_sum"])
-            print(
-                f"  {method:<22}{r['first_ms']:10.1f}{r['median_ms']:14.1f}"
-                f"{r['median_ms'] / reference['median_ms']:12.2f}x{'' if same else '  WRONG VALUES'}"
-            )
+            ratio = r["median_ms"] / reference["median_ms"]
+            wrong = "" if same else "  WRONG VALUES"
+            print(f"  {method:<22}{r['first_ms']:10.1f}{r['median_ms']:14.1f}{ratio:12.2f}x{wrong}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2))
 

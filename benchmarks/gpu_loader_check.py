@@ -26,7 +26,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import make_data  # noqa: E402
-
 import relay_ml as relay  # noqa: E402
 from relay_ml.batches import epoch_order  # noqa: E402
 from relay_ml.torch import loader  # noqa: E402
@@ -51,7 +50,7 @@ def relay_rate(frame: relay.Frame, batches: int) -> float:
     torch.cuda.synchronize()
     started = time.perf_counter()
     rows = 0
-    for k, (x, y) in enumerate(run):
+    for k, (_x, y) in enumerate(run):
         rows += len(y)
         if k + 1 == batches:
             break
@@ -84,7 +83,8 @@ def hand_written_rate(path: Path, batches: int) -> float:
         idx = order[k * BATCH : (k + 1) * BATCH]
         np.take(emb, idx, axis=0, out=x_host.numpy())
         np.take(label, idx, out=y_host.numpy())
-        x = torch.empty_like(x_host, device="cuda").copy_(x_host, non_blocking=True)
+        # Held until the next step, like a training step holds its input.
+        _x = torch.empty_like(x_host, device="cuda").copy_(x_host, non_blocking=True)
         y = torch.empty_like(y_host, device="cuda").copy_(y_host, non_blocking=True)
         copied[k % 2].record()
         if k:
@@ -106,7 +106,7 @@ def check_equal(frame: relay.Frame, batches: int = 20) -> None:
         pin_memory=True,
         device="cuda",
     )
-    for k, ((xc, yc), (xg, yg)) in enumerate(zip(cpu, gpu)):
+    for k, ((xc, yc), (xg, yg)) in enumerate(zip(cpu, gpu, strict=True)):
         assert xg.is_cuda and torch.equal(xc, xg.cpu()) and torch.equal(yc, yg.cpu()), (
             f"batch {k} differs"
         )

@@ -71,7 +71,7 @@ FULL_ROWS = {"tab": TAB_ROWS, "emb": EMB_ROWS}
 
 
 def rows_for(workload: str, rows_scale: float) -> int:
-    return max(1, int(round(FULL_ROWS[workload] * rows_scale)))
+    return max(1, round(FULL_ROWS[workload] * rows_scale))
 
 
 def file_name(workload: str, rows_scale: float) -> str:
@@ -193,9 +193,11 @@ def make(out_dir: str | os.PathLike, workload: str, rows_scale: float = 1.0, ver
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         options = ipc.IpcWriteOptions(compression=None)
-        with pa.OSFile(str(tmp), "wb") as sink:
-            with ipc.new_file(sink, batch.schema, options=options) as writer:
-                writer.write_batch(batch)
+        with (
+            pa.OSFile(str(tmp), "wb") as sink,
+            ipc.new_file(sink, batch.schema, options=options) as writer,
+        ):
+            writer.write_batch(batch)
         del batch
         os.replace(tmp, path)
     finally:

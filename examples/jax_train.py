@@ -80,7 +80,8 @@ def run(path: Path, epochs: int, batch_size: int) -> None:
             rows += batch_size
         seconds = time.perf_counter() - start
         print(
-            f"epoch {epoch}: loss {float(jnp.mean(jnp.stack(losses))):.4f}, {rows / seconds:,.0f} rows/s"
+            f"epoch {epoch}: loss {float(jnp.mean(jnp.stack(losses))):.4f}, {rows / seconds:,.0f} "
+            "rows/s"
         )
     # Whole columns at once for evaluation (int64 labels become int32 under JAX's 32-bit mode).
     columns = to_jax(frame)

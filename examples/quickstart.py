@@ -16,8 +16,8 @@ import pyarrow as pa
 import torch
 
 import relay_ml as relay
-from relay_ml.cli import format_report
 from relay_ml._relay import inspect_file
+from relay_ml.cli import format_report
 
 
 def make_sample(path: Path, rows: int, seed: int = 0) -> None:
@@ -56,7 +56,8 @@ def main() -> None:
         started = time.perf_counter()
         make_sample(args.out, args.rows)
         print(
-            f"wrote {args.out} ({args.out.stat().st_size / 2**20:.0f} MiB) in {time.perf_counter() - started:.1f} s"
+            f"wrote {args.out} ({args.out.stat().st_size / 2**20:.0f} MiB) in "
+            f"{time.perf_counter() - started:.1f} s"
         )
 
     started = time.perf_counter()

@@ -59,7 +59,8 @@ def run(path: Path) -> None:
     model = RandomForestClassifier(n_estimators=20, max_depth=8, n_jobs=-1, random_state=0)
     model.fit(adults.select(FEATURES), adults["label"])
     print(
-        f"random forest fitted in {time.perf_counter() - start:.2f} s on {list(model.feature_names_in_)}"
+        f"random forest fitted in {time.perf_counter() - start:.2f} s on "
+        f"{list(model.feature_names_in_)}"
     )
 
     # The same estimator on NumPy arrays of the same rows gives the same model.
@@ -91,7 +92,8 @@ def run(path: Path) -> None:
     predictions = predict_batches(incremental, df, FEATURES, batch_size=65_536)
     accuracy = float((predictions == df["label"].to_numpy()).mean())
     print(
-        f"partial_fit over {df.num_rows:,} rows (2 epochs) in {time.perf_counter() - start:.2f} s, accuracy {accuracy:.3f}"
+        f"partial_fit over {df.num_rows:,} rows (2 epochs) in {time.perf_counter() - start:.2f} s, "
+        f"accuracy {accuracy:.3f}"
     )
     assert accuracy > 0.6, accuracy
 

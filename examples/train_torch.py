@@ -86,7 +86,8 @@ def main() -> None:
             total_loss += loss.item() * len(y)
         elapsed = time.perf_counter() - started
         print(
-            f"epoch {epoch}: loss {total_loss / seen:.4f}, {seen / elapsed:,.0f} rows/s (training included)"
+            f"epoch {epoch}: loss {total_loss / seen:.4f}, {seen / elapsed:,.0f} rows/s (training "
+            "included)"
         )
     final = accuracy(model, test)
     print(f"test accuracy: {final:.3f}")

@@ -1,14 +1,41 @@
 """Type stubs of the native module. The documented API is relay_ml.Frame / relay_ml.Column."""
 
-from typing import Any
+import sys
+from typing import Any, final
 
 import numpy as np
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "BufferOwner",
+    "ColumnBase",
+    "ImportedArray",
+    "NativeBatchReader",
+    "NativeBatchStream",
+    "NativeExpr",
+    "NativeFrame",
+    "NativeIpcWriter",
+    "__version__",
+    "_import_arrow",
+    "_set_optimizer_enabled",
+    "append_ipc",
+    "epoch_positions",
+    "inspect_file",
+    "write_ipc",
+    "write_parquet",
+]
 
 __version__: str
 
-class BufferOwner:
-    """Keeps an exported buffer (and the mapping behind it) alive; the base of relay's NumPy arrays."""
+# Native types: only ColumnBase may be subclassed (by relay_ml.Column), and it has a layout
+# of its own that no second base can share (`disjoint_base`).
 
+@final
+class BufferOwner:
+    """Keeps an exported buffer (and the mapping behind it) alive; the base of relay's NumPy
+    arrays."""
+
+@final
 class NativeFrame:
     @staticmethod
     def scan(path: str) -> NativeFrame: ...
@@ -63,7 +90,8 @@ class NativeFrame:
         keys: list[NativeExpr],
         aggs: list[tuple[str, NativeExpr, str | None, tuple[float, str] | None]],
     ) -> NativeFrame:
-        """Groups by `keys`, aggregated by `aggs` `[(function, input, output name, (q, interpolation) of a quantile)]`."""
+        """Groups by `keys`, aggregated by `aggs` `[(function, input, output name,
+        (q, interpolation) of a quantile)]`."""
     def join(
         self,
         other: NativeFrame,
@@ -92,6 +120,7 @@ class NativeFrame:
     def __arrow_c_schema__(self) -> object: ...
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
 
+@final
 class NativeExpr:
     @staticmethod
     def col(name: str) -> NativeExpr: ...
@@ -111,6 +140,7 @@ class NativeExpr:
     @property
     def output_name(self) -> str: ...
 
+@disjoint_base
 class ColumnBase:
     def __new__(cls, source: ColumnBase) -> ColumnBase: ...
     @property
@@ -128,7 +158,9 @@ class ColumnBase:
     def _to_numpy(self, zero_copy: bool | None = None) -> np.ndarray: ...
     def _codes(self) -> np.ndarray: ...
     def to_pylist(self) -> list[Any]: ...
-    def __buffer__(self, flags: int) -> memoryview: ...
+    # The buffer protocol is a C slot; Python names it `__buffer__` from 3.12 (PEP 688).
+    if sys.version_info >= (3, 12):
+        def __buffer__(self, flags: int) -> memoryview: ...
     def __dlpack__(
         self,
         *,
@@ -151,14 +183,15 @@ def write_ipc(
 def write_parquet(
     frame: NativeFrame,
     path: str,
-    compression: str = "zstd",
+    compression: str = ...,  # "zstd"; the extension's signature does not show the value
     row_group_size: int | None = None,
     compression_level: int | None = None,
 ) -> dict[str, int]: ...
 def append_ipc(path: str, frame: NativeFrame) -> dict[str, int]: ...
 
+@final
 class NativeIpcWriter:
-    def __init__(self, path: str) -> None: ...
+    def __new__(cls, path: str) -> NativeIpcWriter: ...
     def write(self, frame: NativeFrame) -> None: ...
     def finish(self, schema_of: NativeFrame) -> dict[str, int]: ...
     def abort(self) -> None: ...
@@ -167,6 +200,7 @@ def _set_optimizer_enabled(enabled: bool) -> None: ...
 
 # -- in-memory frames (import.rs) ----------------------------------------------------------
 
+@final
 class ImportedArray:
     """One column imported through the Arrow PyCapsule interface; exports the same buffers
     again through ``__arrow_c_array__`` and pickles as a ``pyarrow.Array``."""
@@ -186,11 +220,14 @@ def _import_arrow(value: Any) -> tuple[list[ImportedArray], int, list[str | None
 #: (column positions in the reader, NumPy dtype string, fill value for nulls)
 _OutputSpec = tuple[list[int], str, float | None]
 
+@final
 class NativeBatchReader:
     """Columns of a frame prepared for batches: executed once (read by position), or prepared
     to run piece by piece over decoded files; `cache_bytes` bounds the decoded pieces that
     map-style `gather` keeps."""
-    def __init__(self, frame: NativeFrame, columns: list[str], cache_bytes: int) -> None: ...
+    def __new__(
+        cls, frame: NativeFrame, columns: list[str], cache_bytes: int
+    ) -> NativeBatchReader: ...
     @property
     def known_num_rows(self) -> int | None: ...
     @property
@@ -231,6 +268,7 @@ class NativeBatchReader:
         depth: int = 0,
     ) -> NativeBatchStream: ...
 
+@final
 class NativeBatchStream:
     """Batches of one shard of one epoch, filled ahead into submitted buffers (or, with
     `row_shapes`, into NumPy arrays the stream allocates itself), returned in order."""

@@ -123,12 +123,14 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
     if format is not None:
         if not isinstance(format, str) or format.lower() not in FORMAT_NAMES:
             raise RelayValueError(
-                f"scan(): format must be one of {', '.join(repr(f) for f in FORMAT_NAMES)}, got {format!r}"
+                f"scan(): format must be one of {', '.join(repr(f) for f in FORMAT_NAMES)}, got "
+                f"{format!r}"
             )
         format = FORMAT_NAMES[format.lower()]
     if hive_partitioning is not None and not isinstance(hive_partitioning, bool):
         raise RelayTypeError(
-            f"scan(): hive_partitioning must be a bool or None, got {type(hive_partitioning).__name__}"
+            "scan(): hive_partitioning must be a bool or None, got "
+            f"{type(hive_partitioning).__name__}"
         )
     root: str | None = None
     glob_root: str | None = None
@@ -139,7 +141,8 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
         for item in source:
             if not isinstance(item, (str, os.PathLike)):
                 raise RelayTypeError(
-                    f"scan() takes paths (str or os.PathLike), got {type(item).__name__} in the list"
+                    f"scan() takes paths (str or os.PathLike), got {type(item).__name__} in the "
+                    "list"
                 )
         paths = [os.fspath(item) for item in source]
         shown = ", ".join(paths[:2]) + (f", ... ({len(paths)} files)" if len(paths) > 2 else "")
@@ -149,15 +152,16 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
         description = text
         if os.path.isdir(text):
             root = text
-            found = []
+            files: list[str] = []
             for folder, folders, names in os.walk(text):
                 # Hidden and marker folders (`.git`, `_temporary`) hold no data of the table.
                 folders[:] = [f for f in folders if "=" in f or not f.startswith((".", "_"))]
-                found.extend(os.path.join(folder, name) for name in names)
-            paths = sorted(p for p in found if _is_data_file(p))
+                files.extend(os.path.join(folder, name) for name in names)
+            paths = sorted(p for p in files if _is_data_file(p))
             if not paths:
                 raise NotArrowFileError(
-                    f"{text}: is a directory that holds no data files (Arrow IPC, Parquet, CSV or NDJSON)"
+                    f"{text}: is a directory that holds no data files (Arrow IPC, Parquet, CSV or "
+                    "NDJSON)"
                 )
         elif not os.path.exists(text) and glob.has_magic(text):
             paths = sorted(p for p in glob.glob(text, recursive=True) if os.path.isfile(p))
@@ -175,7 +179,8 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
             single_file = True
     else:
         raise RelayTypeError(
-            f"scan() takes a path, a glob, a directory or a list of paths, got {type(source).__name__}"
+            "scan() takes a path, a glob, a directory or a list of paths, got "
+            f"{type(source).__name__}"
         )
     for path in paths:
         if not os.path.exists(path):
@@ -191,11 +196,11 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
         )
         parts = [_hive_parts(base, path) for path in paths]
         keys = [key for key, _ in parts[0]]
-        for path, found in zip(paths, parts):
+        for path, found in zip(paths, parts, strict=True):
             if [key for key, _ in found] != keys:
                 raise RelayValueError(
-                    f"{path}: its partition folders are {[k for k, _ in found]}, but {paths[0]} has {keys}; "
-                    "every file must sit under the same partition keys"
+                    f"{path}: its partition folders are {[k for k, _ in found]}, but {paths[0]} "
+                    f"has {keys}; every file must sit under the same partition keys"
                 )
         if keys:
             values = [
@@ -203,7 +208,7 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
             ]
             types = []
             for index, key in enumerate(keys):
-                present = [row[index] for row in values if row[index] is not None]
+                present = [value for row in values if (value := row[index]) is not None]
                 integer = bool(present) and all(
                     _INTEGER.fullmatch(v) and -(2**63) <= int(v) < 2**63 for v in present
                 )
@@ -224,5 +229,6 @@ def schema_pairs(schema: Any) -> list[tuple[str, str]] | None:
     if type(schema).__module__.startswith("pyarrow") and hasattr(schema, "names"):
         return [(f.name, _dtype_name(f.type)) for f in schema]
     raise RelayTypeError(
-        f"scan(): schema must be a pyarrow.Schema or a dict name -> dtype, got {type(schema).__name__}"
+        "scan(): schema must be a pyarrow.Schema or a dict name -> dtype, got "
+        f"{type(schema).__name__}"
     )

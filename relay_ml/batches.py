@@ -27,8 +27,8 @@ and shuffles rows inside windows of ``shuffle_buffer`` rows, so a file larger th
 read in long sequential runs. ``"global"`` needs random access, so a source read piece by piece
 refuses it (use ``"block"``, or ``frame.collect()`` first for data that fits in memory);
 ``shuffle=True`` picks ``"global"`` where rows can be read by position and ``"block"`` where
-they cannot. An order depends only on ``(seed, epoch)``: the same on every machine and every run, which is what
-makes resuming exact.
+they cannot. An order depends only on ``(seed, epoch)``: the same on every machine and every
+run, which is what makes resuming exact.
 
 Sharding. With ``world_size`` ranks (and, in ``relay_ml.torch``, DataLoader workers), the
 epoch's order is cut into contiguous shards: of rows, sizes differing by at most one row, for a
@@ -56,13 +56,13 @@ if TYPE_CHECKING:
     from relay_ml.frame import Frame
 
 __all__ = [
+    "DEFAULT_BLOCK_SIZE",
+    "DEFAULT_CACHE_BYTES",
+    "DEFAULT_SHUFFLE_BUFFER",
     "BatchReader",
     "Output",
     "epoch_order",
     "iter_batches",
-    "DEFAULT_BLOCK_SIZE",
-    "DEFAULT_SHUFFLE_BUFFER",
-    "DEFAULT_CACHE_BYTES",
 ]
 
 #: Rows per block of a ``"block"`` shuffle: 256 KiB of each float32 column, long enough for
@@ -260,8 +260,8 @@ class BatchReader:
         ragged = [c for c in columns if self.is_ragged(c)]
         if ragged:
             raise RelayTypeError(
-                f"column {ragged[0]!r} holds lists of varying length: it is padded per batch and cannot be "
-                f"stacked with other columns into {name!r}"
+                f"column {ragged[0]!r} holds lists of varying length: it is padded per batch and "
+                f"cannot be stacked with other columns into {name!r}"
             )
         width = sum(int(self._info[c][1] or 0) for c in columns)
         single_scalar = len(columns) == 1 and self._info[columns[0]][1] == 1
@@ -338,7 +338,7 @@ def _assemble(
     outputs: Sequence[Output], users: list[Any], ragged: list[Any], rows: int, allocated: int
 ) -> dict[str, Any]:
     batch: dict[str, Any] = {}
-    for output, user, pair in zip(outputs, users, ragged):
+    for output, user, pair in zip(outputs, users, ragged, strict=True):
         if output.shape is None:
             padded, lengths = pair
             batch[output.name] = padded
@@ -429,7 +429,8 @@ class ShardIterator:
     def __len__(self) -> int:
         if self.num_batches is None:
             raise TypeError(
-                "the number of batches is known only by reading: the source is filtered and read piece by piece"
+                "the number of batches is known only by reading: the source is filtered and read "
+                "piece by piece"
             )
         return self.num_batches - self.batches_done
 

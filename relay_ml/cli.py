@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from relay_ml._relay import NativeIpcWriter, inspect_file
 from relay_ml.errors import RelayError
@@ -29,10 +30,11 @@ DEFAULT_MAX_BATCH_BYTES = 2 * 1024**3
 
 
 def _size(n: int) -> str:
+    size: float = n
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{size} B"
+        size /= 1024
     raise AssertionError("unreachable")
 
 
@@ -51,7 +53,12 @@ def format_report(report: dict[str, Any]) -> str:
             else ""
         ),
         f"format:      Arrow IPC {report.get('format', 'file')}",
-        f"compression: {', '.join(compressions) + ' (decompressed into memory on read)' if compressions else 'none'}",
+        "compression: "
+        + (
+            ", ".join(compressions) + " (decompressed into memory on read)"
+            if compressions
+            else "none"
+        ),
         "",
     ]
     columns = report["columns"]
@@ -114,8 +121,6 @@ def convert(
     ``target`` may be ``source`` itself. ``progress`` (default: inputs over 256 MiB) shows a
     tqdm bar on stderr when tqdm is installed.
     """
-    import os
-
     from relay_ml.frame import scan
 
     frame = scan(source)
@@ -168,7 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     conv = commands.add_parser(
         "convert",
-        help="rewrite data as zero-copy-ready Arrow IPC (64-byte aligned, uncompressed, large batches) or Parquet",
+        help="rewrite data as zero-copy-ready Arrow IPC (64-byte aligned, uncompressed, "
+        "large batches) or Parquet",
     )
     conv.add_argument(
         "input", help="what to read: an Arrow IPC, Parquet, CSV or NDJSON file, a glob or a folder"

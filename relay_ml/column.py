@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     import pyarrow
     import torch
 
+    from relay_ml.expr import Expr, IntoExpr
+
 
 class Column(ColumnBase):
     """One column of a :class:`~relay_ml.Frame`.
@@ -68,86 +70,110 @@ class Column(ColumnBase):
         return Column(self._slice(offset, length))
 
     # -- as an expression: frame["age"] > 30 is col("age") > 30 ---------------------------
-    def _expr(self) -> Any:
+    # (An operand may be anything the expression takes, so mypy sees each operation as Any;
+    # `result: Expr` states what Expr's operators return.)
+    def _expr(self) -> Expr:
         from relay_ml.expr import col
 
         return col(self.name)
 
-    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
-        return self._expr() == other
+    def __eq__(self, other: IntoExpr) -> Expr:  # type: ignore[override]  # an expression, not a bool
+        result: Expr = self._expr() == other
+        return result
 
-    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
-        return self._expr() != other
+    def __ne__(self, other: IntoExpr) -> Expr:  # type: ignore[override]  # an expression, not a bool
+        result: Expr = self._expr() != other
+        return result
 
-    def __lt__(self, other: Any) -> Any:
-        return self._expr() < other
+    def __lt__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() < other
+        return result
 
-    def __le__(self, other: Any) -> Any:
-        return self._expr() <= other
+    def __le__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() <= other
+        return result
 
-    def __gt__(self, other: Any) -> Any:
-        return self._expr() > other
+    def __gt__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() > other
+        return result
 
-    def __ge__(self, other: Any) -> Any:
-        return self._expr() >= other
+    def __ge__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() >= other
+        return result
 
     __hash__ = None  # type: ignore[assignment]
 
-    def __add__(self, other: Any) -> Any:
-        return self._expr() + other
+    def __add__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() + other
+        return result
 
-    def __radd__(self, other: Any) -> Any:
-        return other + self._expr()
+    def __radd__(self, other: IntoExpr) -> Expr:
+        result: Expr = other + self._expr()
+        return result
 
-    def __sub__(self, other: Any) -> Any:
-        return self._expr() - other
+    def __sub__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() - other
+        return result
 
-    def __rsub__(self, other: Any) -> Any:
-        return other - self._expr()
+    def __rsub__(self, other: IntoExpr) -> Expr:
+        result: Expr = other - self._expr()
+        return result
 
-    def __mul__(self, other: Any) -> Any:
-        return self._expr() * other
+    def __mul__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() * other
+        return result
 
-    def __rmul__(self, other: Any) -> Any:
-        return other * self._expr()
+    def __rmul__(self, other: IntoExpr) -> Expr:
+        result: Expr = other * self._expr()
+        return result
 
-    def __truediv__(self, other: Any) -> Any:
-        return self._expr() / other
+    def __truediv__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() / other
+        return result
 
-    def __floordiv__(self, other: Any) -> Any:
-        return self._expr() // other
+    def __floordiv__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() // other
+        return result
 
-    def __rtruediv__(self, other: Any) -> Any:
-        return other / self._expr()
+    def __rtruediv__(self, other: IntoExpr) -> Expr:
+        result: Expr = other / self._expr()
+        return result
 
-    def __rfloordiv__(self, other: Any) -> Any:
-        return other // self._expr()
+    def __rfloordiv__(self, other: IntoExpr) -> Expr:
+        result: Expr = other // self._expr()
+        return result
 
-    def __mod__(self, other: Any) -> Any:
-        return self._expr() % other
+    def __mod__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() % other
+        return result
 
-    def __rmod__(self, other: Any) -> Any:
-        return other % self._expr()
+    def __rmod__(self, other: IntoExpr) -> Expr:
+        result: Expr = other % self._expr()
+        return result
 
-    def __abs__(self) -> Any:
+    def __abs__(self) -> Expr:
         return abs(self._expr())
 
-    def __rand__(self, other: Any) -> Any:
-        return other & self._expr()
+    def __rand__(self, other: IntoExpr) -> Expr:
+        result: Expr = other & self._expr()
+        return result
 
-    def __ror__(self, other: Any) -> Any:
-        return other | self._expr()
+    def __ror__(self, other: IntoExpr) -> Expr:
+        result: Expr = other | self._expr()
+        return result
 
-    def __neg__(self) -> Any:
+    def __neg__(self) -> Expr:
         return -self._expr()
 
-    def __and__(self, other: Any) -> Any:
-        return self._expr() & other
+    def __and__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() & other
+        return result
 
-    def __or__(self, other: Any) -> Any:
-        return self._expr() | other
+    def __or__(self, other: IntoExpr) -> Expr:
+        result: Expr = self._expr() | other
+        return result
 
-    def __invert__(self) -> Any:
+    def __invert__(self) -> Expr:
         return ~self._expr()
 
     def __getattr__(self, name: str) -> Any:
@@ -204,9 +230,9 @@ class Column(ColumnBase):
         """The column as a torch tensor through DLPack: a view of the mapped file when
         :attr:`is_zero_copy`. The tensor is writable (torch has no read-only tensors), but
         writes stay in this process's private copy of the page."""
-        import torch
+        from torch.utils.dlpack import from_dlpack  # torch.from_dlpack, by its own module
 
-        return torch.from_dlpack(self)
+        return from_dlpack(self)
 
     def to_jax(self) -> jax.Array:
         """The column as a JAX array through DLPack. JAX copies buffers that are not 64-byte

@@ -76,18 +76,18 @@ class DeviceError(ExportError):
 
 
 __all__ = [
+    "ColumnNotFoundError",
+    "CorruptFileError",
+    "DeviceError",
+    "ExportError",
+    "FileChangedError",
+    "InvalidFileError",
+    "NotArrowFileError",
     "RelayError",
     "RelayFileNotFoundError",
-    "InvalidFileError",
-    "WrongFormatError",
-    "NotArrowFileError",
-    "CorruptFileError",
-    "FileChangedError",
     "RelayIOError",
-    "ColumnNotFoundError",
     "RelayTypeError",
     "RelayValueError",
-    "ExportError",
+    "WrongFormatError",
     "ZeroCopyError",
-    "DeviceError",
 ]

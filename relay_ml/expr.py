@@ -7,6 +7,7 @@ evaluated by the engine, in parallel and without the GIL, when the frame is expo
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 from collections.abc import Iterable
 from typing import Any
@@ -35,9 +36,10 @@ def _dtype_name(dtype: Any) -> str:
     if dtype is str:
         return "string"
     try:
-        return np.dtype(dtype).name
+        name: str = np.dtype(dtype).name
     except TypeError:
         raise RelayTypeError(f"not a dtype: {dtype!r}") from None
+    return name
 
 
 class Expr:
@@ -88,7 +90,8 @@ class Expr:
 
     def __bool__(self) -> bool:
         raise RelayTypeError(
-            "an expression has no truth value; combine conditions with & | ~ instead of and / or / not"
+            "an expression has no truth value; combine conditions with & | ~ instead of and / or / "
+            "not"
         )
 
     # -- arithmetic ----------------------------------------------------------------------
@@ -177,7 +180,9 @@ class Expr:
 
     def between(self, lower: IntoExpr, upper: IntoExpr) -> Expr:
         """``lower <= self <= upper`` (both ends included)."""
-        return (self >= lower) & (self <= upper)
+        at_least: Expr = self >= lower
+        at_most: Expr = self <= upper
+        return at_least & at_most
 
     def fill_null(self, value: IntoExpr) -> Expr:
         """Nulls replaced by ``value``."""
@@ -209,7 +214,7 @@ class Expr:
         return _DateFunctions(self)
 
     @property
-    def output_name(self) -> str:
+    def output_name(self) -> builtins.str:  # `str` is the property above in this class
         """The name of the column this expression produces."""
         return self._native.output_name
 
@@ -245,7 +250,7 @@ class Expr:
         every other type gives float64."""
         return AggExpr(self, "median")
 
-    def quantile(self, quantile: float, interpolation: str = "nearest") -> AggExpr:
+    def quantile(self, quantile: float, interpolation: builtins.str = "nearest") -> AggExpr:
         """The value ``quantile`` (between 0 and 1) of the way through each group's sorted
         non-null values, as in Polars: the position ``quantile * (n - 1)`` rounded
         (``"nearest"``, halves away from zero), its ``"lower"`` or ``"higher"`` neighbour,
@@ -263,7 +268,8 @@ class Expr:
             )
         if interpolation not in _INTERPOLATIONS:
             raise RelayValueError(
-                f"quantile(): interpolation must be one of {list(_INTERPOLATIONS)}, got {interpolation!r}"
+                f"quantile(): interpolation must be one of {list(_INTERPOLATIONS)}, got "
+                f"{interpolation!r}"
             )
         return AggExpr(self, "quantile", None, (float(quantile), interpolation))
 
@@ -287,7 +293,7 @@ class Expr:
         """Each group's value in its last row."""
         return AggExpr(self, "last")
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> builtins.str:
         return f"<Expr {self._native}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -303,7 +309,7 @@ class AggExpr:
     expression (``"x"``) unless renamed with :meth:`alias`. It is not a row-wise expression:
     ``filter`` and ``select`` do not take it."""
 
-    __slots__ = ("_input", "_function", "_name", "_quantile")
+    __slots__ = ("_function", "_input", "_name", "_quantile")
 
     def __init__(
         self,
@@ -425,7 +431,7 @@ class When:
         self._condition = condition
 
     def then(self, value: IntoExpr) -> Then:
-        return Then(self._branches + [(self._condition, _to_expr(value))])
+        return Then([*self._branches, (self._condition, _to_expr(value))])
 
 
 class Then(Expr):
@@ -461,6 +467,7 @@ def when(condition: IntoExpr) -> When:
 
 def _rebuild(recipe: tuple[Any, ...]) -> Expr:
     kind, *args = recipe
+    subject: Expr  # the expression a method was called on, for the kinds that have one
     if kind == "col":
         return col(args[0])
     if kind == "lit":
@@ -469,19 +476,23 @@ def _rebuild(recipe: tuple[Any, ...]) -> Expr:
         op, left, right = args
         return Expr(left._native.binary(op, right._native), recipe)
     if kind == "unary":
-        op, input_ = args
-        return input_._unary(op)
+        op, subject = args
+        return subject._unary(op)
     if kind == "is_in":
-        return args[0].is_in(args[1])
+        subject, values = args
+        return subject.is_in(values)
     if kind == "fill_null":
-        return args[0].fill_null(args[1])
+        subject, value = args
+        return subject.fill_null(value)
     if kind == "cast":
-        return args[0].cast(args[1])
+        subject, dtype = args
+        return subject.cast(dtype)
     if kind == "alias":
-        return args[0].alias(args[1])
+        subject, name = args
+        return subject.alias(name)
     if kind == "string_match":
-        expr, match, pattern = args
-        return expr.str._match(match, pattern)
+        subject, match, pattern = args
+        return subject.str._match(match, pattern)
     if kind == "case":
         branches, otherwise = args
         return _case(branches, otherwise)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import secrets
-from typing import TYPE_CHECKING, Any, Iterator, overload
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
@@ -105,7 +106,8 @@ def scan(
     unknown = set(format_options) - {"has_header", "separator"}
     if unknown:
         raise RelayTypeError(
-            f"scan() got unknown options {sorted(unknown)}; format options are has_header and separator (CSV)"
+            f"scan() got unknown options {sorted(unknown)}; format options are has_header and "
+            "separator (CSV)"
         )
     if batch_size is not None:
         _check_batch_size(batch_size)
@@ -186,6 +188,8 @@ class Frame:
     """
 
     __slots__ = ("_native", "_ops")
+    _native: NativeFrame
+    _ops: tuple[tuple[str, tuple[Any, ...]], ...]
 
     def __init__(self) -> None:
         raise TypeError(
@@ -201,7 +205,7 @@ class Frame:
         return frame
 
     def _then(self, native: NativeFrame, method: str, *args: Any) -> Frame:
-        return Frame._wrap(native, self._ops + ((method, args),))
+        return Frame._wrap(native, (*self._ops, (method, args)))
 
     # -- shape and schema ----------------------------------------------------------------
     @property
@@ -568,8 +572,8 @@ class Frame:
             left_keys, right_keys = _join_keys(left_on, "left_on"), _join_keys(right_on, "right_on")
             if len(left_keys) != len(right_keys):
                 raise RelayValueError(
-                    f"join(): left_on has {len(left_keys)} keys and right_on has {len(right_keys)}; "
-                    "they are compared pairwise"
+                    f"join(): left_on has {len(left_keys)} keys and right_on has "
+                    f"{len(right_keys)}; they are compared pairwise"
                 )
         return self._join(other, tuple(left_keys), tuple(right_keys), how, suffix)
 
@@ -596,7 +600,11 @@ class Frame:
         native = self._native.slice(int(offset), None if length is None else int(length))
         return self._then(native, "slice", int(offset), None if length is None else int(length))
 
-    def __getitem__(self, key: str | list[str]) -> Any:
+    @overload
+    def __getitem__(self, key: str) -> Column: ...
+    @overload
+    def __getitem__(self, key: list[str] | tuple[str, ...] | Expr | Column) -> Frame: ...
+    def __getitem__(self, key: str | list[str] | tuple[str, ...] | Expr | Column) -> Column | Frame:
         if isinstance(key, str):
             return Column(self._native.column(key))
         if isinstance(key, (list, tuple)):
@@ -632,18 +640,19 @@ class Frame:
             "files_read",
             "files_skipped",
         )
-        return [dict(zip(keys, row)) for row in self._native._profile()]
+        return [dict(zip(keys, row, strict=True)) for row in self._native._profile()]
 
     def __iter__(self) -> Any:
         raise TypeError(
-            "iterate over frame.columns, frame[name] for a column, or frame.iter_batches(n) for rows"
+            "iterate over frame.columns, frame[name] for a column, or frame.iter_batches(n) for "
+            "rows"
         )
 
     def __contains__(self, name: object) -> bool:
         return name in self.columns
 
     # -- exports ---------------------------------------------------------------------------
-    def to_numpy(self, order: str = "C") -> np.ndarray:
+    def to_numpy(self, order: Literal["C", "F"] = "C") -> np.ndarray:
         """All columns as one 2-D array of shape ``(rows, columns)``, in ``order`` "C"
         (row-major) or "F" (column-major).
 
@@ -660,13 +669,13 @@ class Frame:
             if matrix is not None:
                 return matrix if matrix.ndim == 2 else matrix.reshape(-1, 1)
         columns = [self[name].to_numpy() for name in self.columns]
-        for name, column in zip(self.columns, columns):
+        for name, column in zip(self.columns, columns, strict=True):
             if column.ndim != 1 or column.dtype == object:
                 raise RelayTypeError(
                     f"column {name!r} of {self.origin} has type {self.schema[name]}, which has no "
                     f"place in a 2-D numeric array; select the numeric columns first"
                 )
-        dtype = np.result_type(*columns) if columns else np.float64
+        dtype = np.result_type(*columns) if columns else np.dtype(np.float64)
         rows = len(columns[0]) if columns else self.num_rows
         out = np.empty((rows, len(columns)), dtype=dtype, order=order)
         for j, column in enumerate(columns):
@@ -820,7 +829,7 @@ class BatchIterator:
     the mapped file.
     """
 
-    __slots__ = ("_frame", "_batch_size", "_rows")
+    __slots__ = ("_batch_size", "_frame", "_rows")
 
     def __init__(self, frame: Frame, batch_size: int) -> None:
         _check_batch_size(batch_size)
@@ -868,10 +877,8 @@ def _index_array(indices: Any) -> np.ndarray:
     """Row indices as a contiguous int64 array (negative ones stay negative)."""
     if isinstance(indices, (Expr, Column)):
         raise RelayTypeError("take() takes integer row indices; use filter() for a condition")
-    if (
-        isinstance(indices, (int, np.integer))
-        or not hasattr(indices, "__len__")
-        and not hasattr(indices, "__array__")
+    if isinstance(indices, (int, np.integer)) or (
+        not hasattr(indices, "__len__") and not hasattr(indices, "__array__")
     ):
         raise RelayTypeError(
             f"take() takes a list or array of integer row indices, got {type(indices).__name__}"
@@ -1008,7 +1015,9 @@ def _sort_keys(
             return [bool(v) for v in value]
         return [bool(value)] * len(exprs)
 
-    return list(zip(exprs, per_key(descending, "descending"), per_key(nulls_last, "nulls_last")))
+    descending_per_key = per_key(descending, "descending")
+    nulls_last_per_key = per_key(nulls_last, "nulls_last")
+    return list(zip(exprs, descending_per_key, nulls_last_per_key, strict=True))
 
 
 #: The op that starts the recipe of a frame made by `concat`: ("_concat", (frames,)).
@@ -1099,7 +1108,8 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
         try:
             return [repr_value(v) for v in part[name].to_pylist()]
         except RelayError:  # a value Python cannot hold must not break printing the frame
-            return ["‹unprintable›"] * len(part)
+            # Guillemets, so that the marker cannot be read as a value.
+            return ["‹unprintable›"] * len(part)  # noqa: RUF001
 
     if n <= rows_shown:
         bodies = [shown(frame, c) for c in names]
@@ -1107,9 +1117,11 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
         half = rows_shown // 2
         top = frame.head(half)
         bottom = frame.slice(n - half, half)
-        bodies = [shown(top, c) + ["…"] + shown(bottom, c) for c in names]
+        bodies = [[*shown(top, c), "…", *shown(bottom, c)] for c in names]
     types = [_SHORT_TYPES.get(t, t) for t in frame.schema.values()]
-    cells = [[name, "---", typ, *body] for name, typ, body in zip(names, types, bodies)]
+    cells = [
+        [name, "---", typ, *body] for name, typ, body in zip(names, types, bodies, strict=True)
+    ]
     cells = [[c if len(c) <= width else c[: width - 1] + "…" for c in col] for col in cells]
     widths = [max(len(c) for c in col) for col in cells]
 
@@ -1117,7 +1129,7 @@ def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
         return left + sep.join(fill * (w + 2) for w in widths) + right
 
     def row(values: list[str]) -> str:
-        return "│" + "┆".join(f" {v:<{w}} " for v, w in zip(values, widths)) + "│"
+        return "│" + "┆".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True)) + "│"
 
     out = [f"shape: ({n:_}, {len(names)})", line("┌", "─", "┬", "┐")]
     for i in range(3):

@@ -12,7 +12,8 @@ from. Pickling it sends the data (a scanned frame sends only its path and plan).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -45,7 +46,8 @@ def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, orig
     for name, data, _ in columns:
         if len(data) != num_rows:
             raise RelayValueError(
-                f"{origin}: column {name!r} has {len(data)} rows, the others {num_rows}; columns must be of one length"
+                f"{origin}: column {name!r} has {len(data)} rows, the others {num_rows}; columns "
+                "must be of one length"
             )
     native = NativeFrame.memory(num_rows, origin)
     ops: tuple[tuple[str, tuple[Any, ...]], ...] = ((MEMORY_OP, (origin, num_rows)),)
@@ -88,7 +90,7 @@ def from_arrow(data: Any) -> Frame:
     if isinstance(data, Mapping):
         return _from_mapping(data, "from_arrow")
     imported, num_rows, notes = _import_arrow(data)
-    columns = [(array.name, array, note) for array, note in zip(imported, notes)]
+    columns = [(array.name, array, note) for array, note in zip(imported, notes, strict=True)]
     return memory_frame(columns, num_rows, f"from_arrow({_type_name(data)})")
 
 
@@ -112,7 +114,8 @@ def from_numpy(data: Mapping[str, Any] | np.ndarray, columns: list[str] | None =
     if isinstance(data, np.ndarray):
         if data.ndim != 2:
             raise RelayValueError(
-                f"from_numpy() takes a dict of arrays or a 2-D array, got an array of shape {data.shape}"
+                "from_numpy() takes a dict of arrays or a 2-D array, got an array of shape "
+                f"{data.shape}"
             )
         names = (
             list(columns) if columns is not None else [f"column_{j}" for j in range(data.shape[1])]

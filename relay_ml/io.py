@@ -77,7 +77,8 @@ def write_parquet(
         raise RelayTypeError(f"compression must be a str, got {type(compression).__name__}")
     if compression not in PARQUET_CODECS:
         raise RelayValueError(
-            f"compression must be one of {', '.join(repr(c) for c in PARQUET_CODECS)}, got {compression!r}"
+            f"compression must be one of {', '.join(repr(c) for c in PARQUET_CODECS)}, got "
+            f"{compression!r}"
         )
     _optional_int(row_group_size, "row_group_size")
     _optional_int(compression_level, "compression_level")

@@ -32,7 +32,7 @@ def many_types_table(n: int = 257) -> pa.Table:
     nulls = rng.random(n) < 0.2
 
     def with_nulls(values, type=None):
-        return pa.array([None if m else v for v, m in zip(values, nulls)], type=type)
+        return pa.array([None if m else v for v, m in zip(values, nulls, strict=True)], type=type)
 
     ints = rng.integers(-1000, 1000, n)
     return pa.table(

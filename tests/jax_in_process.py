@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import address_in_file_mapping, write_arrow
 
 import relay_ml as relay
+from conftest import address_in_file_mapping, write_arrow
 
 jax = pytest.importorskip("jax")
 import jax.numpy as jnp  # noqa: E402
@@ -112,7 +112,7 @@ def test_int64_that_fits_becomes_int32() -> None:
 
 def test_int64_that_does_not_fit_raises_instead_of_wrapping() -> None:
     frame = relay.from_numpy({"id": np.array([1, 2**40], dtype=np.int64)})
-    with pytest.raises(relay.RelayValueError, match="'id'.*jax_enable_x64"):
+    with pytest.raises(relay.RelayValueError, match=r"'id'.*jax_enable_x64"):
         to_jax(frame["id"])
     with pytest.raises(relay.RelayValueError, match="uint32"):
         narrow_for_jax(np.array([2**33], dtype=np.uint64), "u")

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import rss_anon_bytes, write_arrow
 
 import relay_ml as relay
+from conftest import rss_anon_bytes, write_arrow
 from relay_ml._relay import inspect_file
 
 # The rows of append number k in the crash test: a block of ids and values derived from them.

@@ -69,7 +69,7 @@ def test_convert_writes_one_aligned_uncompressed_batch(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert all(c["alignment"] == 64 for c in report["columns"])
     assert report["batches"][0]["compression"] is None
-    assert [c["zero_copy"] for c in report["columns"]][0]
+    assert next(c["zero_copy"] for c in report["columns"])
 
 
 def test_convert_batches_progress_and_in_place(tmp_path, capsys):

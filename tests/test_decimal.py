@@ -52,7 +52,7 @@ def test_arithmetic_is_exact(rows):
     # Types: 1 is decimal(1, 0); p - d has a carry digit; * adds the scales.
     assert result.schema.field("net").type == pa.decimal128(32, 4)
     assert result.schema.field("sum").type.scale == 2
-    for row, (p, d) in enumerate(zip(prices, discounts)):
+    for row, (p, d) in enumerate(zip(prices, discounts, strict=True)):
         net = None if p is None or d is None else p * (1 - d)
         total = None if p is None or d is None else p + d - row
         assert result["net"][row].as_py() == net

@@ -226,7 +226,7 @@ def test_columns_that_need_a_copy_export_one(copy_file, name):
 def test_copy_false_refuses_a_copy(copy_file, name):
     path, _ = copy_file
     column = relay.scan(path)[name]
-    with pytest.raises(relay.ZeroCopyError, match="record batches|null"):
+    with pytest.raises(relay.ZeroCopyError, match=r"record batches|null"):
         column.__dlpack__(copy=False)
     with pytest.raises(BufferError):
         column.__dlpack__(max_version=(1, 0), copy=False)

@@ -53,9 +53,10 @@ import math
 import os
 import pickle
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -257,7 +258,7 @@ def assert_same_values(got: list[Any], expected: list[Any], what: str, rel: floa
     assert len(got) == len(expected), (
         f"{what}: {len(got)} rows, expected {len(expected)}\n got {got}\n expected {expected}"
     )
-    for i, (a, b) in enumerate(zip(got, expected)):
+    for i, (a, b) in enumerate(zip(got, expected, strict=True)):
         assert same_value(a, b, rel), (
             f"{what}: row {i}: {a!r} != {b!r}\n got      {got}\n expected {expected}"
         )
@@ -465,9 +466,12 @@ class ExpressionMaker:
             return Pair(f(r_left, r_right), f(p_left, p_right), "num")
         if how == "unary":
             inner = self.numeric(depth - 1)
-            if self.type_of(inner).startswith("int") or self.type_of(inner) in ("float", "double"):
-                if self.draw(st.booleans()):
-                    return Pair(-inner.r, -inner.p, "num")
+            signed = self.type_of(inner).startswith("int") or self.type_of(inner) in (
+                "float",
+                "double",
+            )
+            if signed and self.draw(st.booleans()):
+                return Pair(-inner.r, -inner.p, "num")
             return Pair(abs(inner.r), inner.p.abs(), "num")
         if how == "fill_null":
             inner = self.numeric(depth - 1)
@@ -811,7 +815,8 @@ def test_random_pipelines_match_polars(workdir, table, batch_rows, data):
     assert_frames_match(
         frame,
         expected,
-        f"filter {first}; with_columns new={new}, {replaced_name}={replacement}; filter {then_filter}; select {keep}",
+        f"filter {first}; with_columns new={new}, {replaced_name}={replacement}; filter "
+        f"{then_filter}; select {keep}",
     )
 
 

@@ -19,9 +19,9 @@ import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 import pytest
-from conftest import rss_anon_bytes
 
 import relay_ml as relay
+from conftest import rss_anon_bytes
 from relay_ml import col
 
 
@@ -449,27 +449,27 @@ def test_format_comes_from_magic_bytes_when_the_suffix_says_nothing(tmp_path: Pa
     assert relay.scan(path)["a"].to_pylist() == [1, 2, 3]
     unknown = tmp_path / "mystery"
     unknown.write_bytes(b"\x00\x01\x02 what")
-    with pytest.raises(relay.RelayValueError, match="mystery.*format="):
+    with pytest.raises(relay.RelayValueError, match=r"mystery.*format="):
         relay.scan(unknown)
 
 
 def test_malformed_files_raise_errors_that_name_the_file(tmp_path: Path) -> None:
     bad_parquet = tmp_path / "bad.parquet"
     bad_parquet.write_bytes(b"PAR1 not really parquet PAR1")
-    with pytest.raises(relay.CorruptFileError, match="bad.parquet.*footer"):
+    with pytest.raises(relay.CorruptFileError, match=r"bad\.parquet.*footer"):
         relay.scan(bad_parquet).to_arrow()
     bad_csv = tmp_path / "bad.csv"
     bad_csv.write_text("a,b\n1,2\n3\n4,5\n")
-    with pytest.raises(relay.CorruptFileError, match="bad.csv.*line 3"):
+    with pytest.raises(relay.CorruptFileError, match=r"bad\.csv.*line 3"):
         relay.scan(bad_csv).to_arrow()
     bad_json = tmp_path / "bad.ndjson"
     bad_json.write_text('{"a": 1}\n{"a": \n')
-    with pytest.raises(relay.CorruptFileError, match="bad.ndjson.*line 2"):
+    with pytest.raises(relay.CorruptFileError, match=r"bad\.ndjson.*line 2"):
         relay.scan(bad_json).to_arrow()
     # In a list of files, the error names the damaged one.
     good = tmp_path / "good.ndjson"
     good.write_text('{"a": 1}\n{"a": 2}\n')
-    with pytest.raises(relay.CorruptFileError, match="bad.ndjson.*line 2"):
+    with pytest.raises(relay.CorruptFileError, match=r"bad\.ndjson.*line 2"):
         relay.scan([good, bad_json]).to_arrow()
     with pytest.raises(relay.RelayTypeError, match="unknown options"):
         relay.scan(bad_csv, delimiter=";")

@@ -31,7 +31,7 @@ def test_scan_accepts_pathlike_and_str(numeric_file):
 
 
 def test_select_head_slice(numeric_file):
-    path, table = numeric_file
+    path, _table = numeric_file
     frame = relay.scan(path)
     picked = frame.select(["label", "id"])
     assert picked.columns == ["label", "id"]

@@ -262,7 +262,7 @@ def test_random_row_pipelines_match_numpy(tmp_path, pipeline):
     values = pa.table(frame)["v"].to_pylist()
     assert values == [None if i % 6 == 5 else float(i) for i in expected]
     batches = [b["id"].to_pylist() for b in frame.iter_batches(7)]
-    assert sum(batches, []) == expected.tolist()
+    assert [value for batch in batches for value in batch] == expected.tolist()
 
 
 def test_filters_after_takes_across_morsels_of_a_large_batch(tmp_path):
@@ -376,7 +376,7 @@ def test_sample_edge_cases(numeric_file, tmp_path):
     frame = relay.scan(path)
     assert len(frame.sample(0, seed=1)) == 0
     np.testing.assert_array_equal(frame.sample(1000, seed=1)["id"].to_numpy(), np.arange(1000))
-    with pytest.raises(relay.RelayValueError, match="1001 distinct rows .*1000 rows"):
+    with pytest.raises(relay.RelayValueError, match=r"1001 distinct rows .*1000 rows"):
         frame.sample(1001, seed=1)
     with_repeats = frame.sample(1500, seed=1, replace=True)["id"].to_numpy()
     assert len(with_repeats) == 1500 and np.all(np.diff(with_repeats) >= 0)
@@ -406,7 +406,7 @@ def test_sample_without_seed_pickles_to_the_same_rows(numeric_file):
 
 
 def test_collect_runs_the_plan_once_and_holds_the_result(mixed_file):
-    path, table = mixed_file
+    path, _table = mixed_file
     frame = relay.scan(path).filter(col("id") % 3 != 0).with_column("g", col("f") * 2)
     collected = frame.collect()
     expected = pa.table(frame)
@@ -506,7 +506,7 @@ def test_batch_size_must_be_a_positive_int(numeric_file):
 
 
 def test_filtered_frames_run_once_then_slice(mixed_file):
-    path, table = mixed_file
+    path, _table = mixed_file
     frame = relay.scan(path).filter(col("maybe").is_not_null())
     batches = frame.iter_batches(5)
     expected = pa.table(frame)
@@ -520,7 +520,7 @@ def test_filtered_frames_run_once_then_slice(mixed_file):
 
 
 def test_batches_of_computed_and_taken_frames(mixed_file):
-    path, table = mixed_file
+    path, _table = mixed_file
     perm = np.random.default_rng(2).permutation(40)
     frame = relay.scan(path).take(perm).with_column("g", col("f") + 1)
     got = pa.concat_tables([pa.table(b) for b in frame.iter_batches(6)])
@@ -613,7 +613,7 @@ def test_view_back_to_the_original_type_is_no_view(numeric_file):
 
 
 def test_a_numpy_array_is_referenced_not_copied(numeric_file):
-    path, table = numeric_file
+    path, _table = numeric_file
     values = np.arange(1000, dtype=np.float64) * 1.5
     frame = relay.scan(path).with_column("w", values)
     assert frame.columns[-1] == "w" and frame.schema["w"] == "double"
@@ -730,7 +730,7 @@ def test_attaching_needs_the_frame_length(numeric_file):
 
 
 def test_attaching_to_a_filtered_frame_collects_it_first(mixed_file):
-    path, table = mixed_file
+    path, _table = mixed_file
     frame = relay.scan(path).filter(col("id") >= 30)
     values = np.arange(10, dtype=np.int64) * 100
     attached = frame.with_column("h", values)
@@ -741,7 +741,7 @@ def test_attaching_to_a_filtered_frame_collects_it_first(mixed_file):
 
 
 def test_attached_arrays_over_several_record_batches(mixed_file):
-    path, table = mixed_file
+    path, _table = mixed_file
     values = np.arange(40, dtype=np.float64) ** 2
     frame = relay.scan(path).with_column("sq", values)
     assert "record batches" in frame["sq"].copy_reason  # 6 chunks: one view is impossible

@@ -11,9 +11,9 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pytest
-from conftest import address_in_file_mapping, write_arrow
 
 import relay_ml as relay
+from conftest import address_in_file_mapping, write_arrow
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_polars_from_frame(mixed_file: Path, mixed_table: pa.Table) -> None:
 
 def test_duckdb_queries_a_frame(mixed_file: Path, mixed_table: pa.Table) -> None:
     duckdb = pytest.importorskip("duckdb")
-    frame = relay.scan(mixed_file)
+    frame = relay.scan(mixed_file)  # noqa: F841 - the SQL below reads this local by name
     result = duckdb.sql("select * from frame").to_arrow_table()
     assert result.equals(mixed_table)
     count, nulls = duckdb.sql(
@@ -74,7 +74,7 @@ def test_duckdb_queries_a_frame(mixed_file: Path, mixed_table: pa.Table) -> None
 
 def test_duckdb_result_back_into_relay(mixed_table: pa.Table) -> None:
     duckdb = pytest.importorskip("duckdb")
-    source = mixed_table
+    source = mixed_table  # noqa: F841 - the SQL below reads this local by name
     relation = duckdb.sql("select id, maybe, name from source order by id")
     frame = relay.from_arrow(relation)
     assert pa.table(frame).equals(mixed_table.select(["id", "maybe", "name"]))
@@ -97,7 +97,7 @@ def test_to_pandas_views_numeric_columns_of_the_file(
 def test_to_pandas_zero_copy_names_the_columns_that_copy(mixed_file: Path) -> None:
     frame = relay.scan(mixed_file)
     frame.select("id", "x").to_pandas(zero_copy=True)
-    with pytest.raises(relay.ZeroCopyError, match="'maybe'.*'name'"):
+    with pytest.raises(relay.ZeroCopyError, match=r"'maybe'.*'name'"):
         frame.to_pandas(zero_copy=True)
 
 

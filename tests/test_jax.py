@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from conftest import write_arrow
 
 pytest.importorskip("jax")
@@ -88,7 +89,10 @@ def test_iter_batches_with_a_sharding_over_two_host_devices(train_file: Path) ->
         assert len(devices) == 2, devices
         sharding = NamedSharding(Mesh(np.array(devices), ("batch",)), PartitionSpec("batch"))
         seen = []
-        for batch in iter_batches(relay.scan({str(train_file)!r}), 200, shuffle=True, seed=3, sharding=sharding):
+        batches = iter_batches(
+            relay.scan({str(train_file)!r}), 200, shuffle=True, seed=3, sharding=sharding
+        )
+        for batch in batches:
             x = batch["x"]
             assert x.sharding == sharding, x.sharding
             assert [s.data.shape for s in x.addressable_shards] == [(100,), (100,)]

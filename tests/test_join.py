@@ -181,7 +181,7 @@ def test_the_suffix_and_key_columns_follow_polars():
         theirs = pl.from_arrow(left).join(pl.from_arrow(right), on="k", how=how, suffix="_other")  # type: ignore[union-attr]
         assert ours.columns == theirs.columns, how
         assert ours.schema == {
-            name: str(t) for name, t in zip(ours.columns, pa.table(ours).schema.types)
+            name: str(t) for name, t in zip(ours.columns, pa.table(ours).schema.types, strict=True)
         }
 
 
@@ -380,11 +380,11 @@ def test_profile_records_the_join(people_and_cities):
     assert len(join) == 1
     assert join[0]["rows_in"] == 12 and join[0]["rows_out"] == 6 and join[0]["bytes_copied"] == 0
     rows = people.join(cities, on="city").profile()
-    inner = [row for row in rows if row["operator"].startswith("JOIN how=inner")][0]
+    inner = next(row for row in rows if row["operator"].startswith("JOIN how=inner"))
     assert inner["rows_out"] == 6 and inner["bytes_copied"] > 0
     # A select above the join: only the selected column is gathered.
     rows = people.join(cities, on="city").select("pop").profile()
-    narrow = [row for row in rows if row["operator"].startswith("JOIN how=inner")][0]
+    narrow = next(row for row in rows if row["operator"].startswith("JOIN how=inner"))
     assert "columns=[pop]" in narrow["operator"]
     assert 0 < narrow["bytes_copied"] < inner["bytes_copied"]
 

@@ -18,9 +18,9 @@ import struct
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -1151,7 +1151,8 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
             return action()
         except (KeyboardInterrupt, SystemExit):
             raise
-        except BaseException as error:  # noqa: BLE001 - the point is to see every exception (PanicException is a BaseException)
+        # The point is to see every exception (PanicException is a BaseException).
+        except BaseException as error:
             _check_error(error, path, step)
             if isinstance(error, FILE_ERRORS):
                 failed = True
@@ -1162,15 +1163,15 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
         frame = relay.scan(path)
     except (KeyboardInterrupt, SystemExit):
         raise
-    except BaseException as error:  # noqa: BLE001
+    except BaseException as error:
         _check_error(error, path, "scan")
         return True, ["scan"]
     steps.append("scan")
     attempt(
         "schema", lambda: (frame.schema, frame.columns, frame.num_rows, len(frame), frame.shape)
     )
-    for name in frame.columns:
-        column = frame[name]
+
+    def read_column(name: str, column: relay.Column) -> None:
         attempt(f"{name}.null_count", lambda: column.null_count)
         attempt(f"{name}.copy_reason", lambda: column.copy_reason)
         attempt(f"{name}.to_numpy", lambda: column.to_numpy())
@@ -1180,6 +1181,9 @@ def read_everything(path: str) -> tuple[bool, list[str]]:
         if len(frame) > 2:
             inner = column.slice(1, len(frame) - 2)
             attempt(f"{name}.slice.to_numpy", lambda: inner.to_numpy())
+
+    for name in frame.columns:
+        read_column(name, frame[name])
     attempt("frame.to_arrow", lambda: frame.to_arrow().validate(full=True))
     return failed, steps
 
@@ -1236,7 +1240,7 @@ def test_malformed_file(name: str, sources: dict[str, bytes], tmp_path: Path) ->
 
 def test_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "missing.arrow"
-    with pytest.raises(relay.RelayFileNotFoundError, match="missing.arrow") as info:
+    with pytest.raises(relay.RelayFileNotFoundError, match=r"missing\.arrow") as info:
         relay.scan(path)
     assert isinstance(info.value, FileNotFoundError)
     assert isinstance(info.value, relay.RelayError)
@@ -1298,8 +1302,8 @@ def test_truncated_while_mapped(sources: dict[str, bytes], tmp_path: Path, new_s
         column = frame["x"]
         assert len(column.to_numpy()) == frame.num_rows
         os.truncate(path, {target})
-        for read in (lambda: column.to_numpy(), lambda: frame["id"].to_numpy(), lambda: column.null_count,
-                     lambda: frame.to_arrow()):
+        for read in (lambda: column.to_numpy(), lambda: frame["id"].to_numpy(),
+                     lambda: column.null_count, lambda: frame.to_arrow()):
             try:
                 read()
             except relay.FileChangedError as error:
@@ -1378,5 +1382,6 @@ def test_every_case_in_a_subprocess(tmp_path: Path) -> None:
             panics[current] = panics.get(current, 0) + 1
     crafted = {name for name in panics if not name.startswith(("flip_", "random_"))}
     assert not crafted, (
-        f"arrow-rs panicked (caught) on hand-crafted damage relay should validate: {json.dumps(panics, indent=1)}"
+        "arrow-rs panicked (caught) on hand-crafted damage relay should validate: "
+        f"{json.dumps(panics, indent=1)}"
     )

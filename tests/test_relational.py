@@ -70,7 +70,7 @@ def close(a: list, b: list) -> bool:
     """Equal lists, floats within a relative 1e-9 (sums may add in another order)."""
     if len(a) != len(b):
         return False
-    for left, right in zip(a, b):
+    for left, right in zip(a, b, strict=True):
         if isinstance(left, float) or isinstance(right, float):
             if left is None or right is None:
                 if left is not right:
@@ -287,11 +287,11 @@ def test_quantile_types_and_argument_errors():
     assert as_dict(result) == {"k": [1, 2], "f": [2.0, None], "q": [20.0, 5.0]}
     assert 'quantile(0.5, "lower")' in result.explain()
     frame = relay.from_arrow(table)
-    with pytest.raises(relay.RelayValueError, match="between 0 and 1, got 1.5"):
+    with pytest.raises(relay.RelayValueError, match=r"between 0 and 1, got 1\.5"):
         col("i").quantile(1.5)
     with pytest.raises(relay.RelayTypeError, match="got str"):
         col("i").quantile("0.5")  # type: ignore[arg-type]
-    with pytest.raises(relay.RelayValueError, match="interpolation must be one of .*got 'cubic'"):
+    with pytest.raises(relay.RelayValueError, match=r"interpolation must be one of .*got 'cubic'"):
         col("i").quantile(0.5, "cubic")
     with pytest.raises(relay.RelayTypeError, match="median\\(\\) needs a numeric column"):
         relay.from_arrow(pa.table({"k": [1], "s": ["a"]})).group_by("k").agg(col("s").median())

@@ -45,8 +45,10 @@ def scan_profile(frame):
         "seconds",
         "batches_read",
         "batches_skipped",
+        "files_read",
+        "files_skipped",
     )
-    rows = [dict(zip(keys, row)) for row in frame._native._profile()]
+    rows = [dict(zip(keys, row, strict=True)) for row in frame._native._profile()]
     return next(row for row in rows if row["operator"].startswith("SCAN"))
 
 
@@ -155,7 +157,7 @@ def test_is_in_with_long_lists_matches_pyarrow(sorted_batches, count):
         by_city["id"].to_pylist()
         == table.filter(pc.is_in(table["city"], pa.array(cities)))["id"].to_pylist()
     )
-    xs = table["x"].to_numpy()[:count].tolist() + [0.0, float("nan")]
+    xs = [*table["x"].to_numpy()[:count].tolist(), 0.0, float("nan")]
     by_x = relay.scan(path).filter(col("x").is_in(xs))
     assert len(by_x) == count
 

@@ -8,23 +8,23 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import address_in_file_mapping, write_arrow
 
 import relay_ml as relay
+from conftest import address_in_file_mapping, write_arrow
 
 pytest.importorskip("sklearn")
 
-from sklearn.cluster import MiniBatchKMeans  # noqa: E402
-from sklearn.compose import ColumnTransformer  # noqa: E402
-from sklearn.decomposition import IncrementalPCA  # noqa: E402
-from sklearn.ensemble import RandomForestClassifier  # noqa: E402
-from sklearn.linear_model import LogisticRegression, SGDClassifier  # noqa: E402
-from sklearn.model_selection import cross_val_score, train_test_split  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.cluster import MiniBatchKMeans
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import IncrementalPCA
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.model_selection import cross_val_score, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
-from relay_ml.interop import numpy_batches  # noqa: E402
-from relay_ml.sklearn import partial_fit, predict_batches  # noqa: E402
+from relay_ml.interop import numpy_batches
+from relay_ml.sklearn import partial_fit, predict_batches
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 
@@ -63,7 +63,7 @@ def test_seed_example_random_forest(tab: tuple[Path, np.ndarray, np.ndarray]) ->
 def test_frame_becomes_one_2d_array_and_target_a_view(
     tab: tuple[Path, np.ndarray, np.ndarray],
 ) -> None:
-    path, x, target = tab
+    path, x, _target = tab
     df = relay.scan(path)
     matrix = np.asarray(df.select(FEATURES))
     assert matrix.shape == (600, 4) and matrix.dtype == np.float32
@@ -120,7 +120,7 @@ def test_train_test_split_keeps_frames_and_columns(
     )
     expected = train_test_split(x, target, random_state=1)
     assert isinstance(x_train, relay.Frame) and isinstance(y_train, relay.Column)
-    for got, want in zip((x_train, x_test, y_train, y_test), expected):
+    for got, want in zip((x_train, x_test, y_train, y_test), expected, strict=True):
         np.testing.assert_array_equal(np.asarray(got), want)
 
 

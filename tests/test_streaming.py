@@ -17,11 +17,10 @@ import pytest
 import torch
 
 import relay_ml as relay
+from conftest import write_arrow
 from relay_ml import col
 from relay_ml.batches import BatchReader, iter_batches
 from relay_ml.torch import RelayDataset, RelayIterableDataset, loader
-
-from conftest import write_arrow
 
 FEATURES = ["f0", "f1"]
 
@@ -149,30 +148,33 @@ def test_shards_of_pieces_cover_every_row_once(shards):
 def test_iterable_dataset_resumes_mid_epoch_exactly(shards):
     source, _ = shards
     for frame in (relay.scan(source), relay.scan(source).filter(col("age") < 50)):
+        _assert_resumes_mid_epoch_exactly(frame)
 
-        def make() -> RelayIterableDataset:
-            return RelayIterableDataset(
-                frame,
-                128,
-                features=FEATURES,
-                target="label",
-                shuffle="block",
-                seed=5,
-                shuffle_buffer=650,
-            )
 
-        full = [y for _, y in make()]
-        ds = make()
-        it = iter(ds)
-        head = [next(it)[1] for _ in range(7)]
-        state = ds.state_dict()
-        it.close()
-        resumed = make()
-        resumed.load_state_dict(state)
-        rest = [y for _, y in resumed]
-        assert len(head) + len(rest) == len(full)
-        for a, b in zip(head + rest, full):
-            assert torch.equal(a, b)
+def _assert_resumes_mid_epoch_exactly(frame: relay.Frame) -> None:
+    def make() -> RelayIterableDataset:
+        return RelayIterableDataset(
+            frame,
+            128,
+            features=FEATURES,
+            target="label",
+            shuffle="block",
+            seed=5,
+            shuffle_buffer=650,
+        )
+
+    full = [y for _, y in make()]
+    ds = make()
+    it = iter(ds)
+    head = [next(it)[1] for _ in range(7)]
+    state = ds.state_dict()
+    it.close()
+    resumed = make()
+    resumed.load_state_dict(state)
+    rest = [y for _, y in resumed]
+    assert len(head) + len(rest) == len(full)
+    for a, b in zip(head + rest, full, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_loader_trains_from_parquet_and_knows_its_length(shards):
@@ -181,7 +183,7 @@ def test_loader_trains_from_parquet_and_knows_its_length(shards):
         relay.scan(source), 500, features=FEATURES, target="label", shuffle="block", seed=0
     )
     assert len(batches) == 12
-    xs, ys = zip(*batches)
+    xs, ys = zip(*batches, strict=True)
     assert sum(len(y) for y in ys) == table.num_rows
     assert xs[0].shape == (500, 2) and xs[0].dtype == torch.float32
     filtered = loader(
@@ -298,8 +300,8 @@ def test_streaming_a_parquet_file_holds_a_bounded_window(tmp_path: Path):
         from relay_ml.torch import loader
         from conftest import rss_anon_bytes
         frame = relay.scan({str(path)!r}).with_column("f0", relay.col("f0") * 2)
-        batches = loader(frame, 1024, features=["f0", "f1", "f2", "f3"], target="label", shuffle="block",
-                         seed=0, shuffle_buffer=1 << 18)
+        batches = loader(frame, 1024, features=["f0", "f1", "f2", "f3"], target="label",
+                         shuffle="block", seed=0, shuffle_buffer=1 << 18)
         before = rss_anon_bytes()
         peak, rows = 0, 0
         for x, y in batches:
@@ -361,6 +363,7 @@ def test_computed_columns_of_a_mapped_file_are_computed_per_batch(tmp_path: Path
         zip(
             expected["id"].to_pylist(),
             (expected["f0"].to_numpy() * 2 + expected["f1"].to_numpy()).tolist(),
+            strict=True,
         )
     )
     batches = list(iter_batches(frame, 333, columns=["id", "g", "emb"], shuffle="global", seed=4))
@@ -407,7 +410,7 @@ def test_a_damaged_shard_is_named_and_nothing_hangs(shards):
     for offset in range(200, len(data) // 2, 97):
         data[offset] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    with pytest.raises(relay.RelayError, match="part-1.parquet"):
+    with pytest.raises(relay.RelayError, match=r"part-1\.parquet"):
         for _ in iter_batches(
             relay.scan(source), 256, columns=["id", "f0"], shuffle="block", seed=0
         ):

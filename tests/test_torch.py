@@ -12,10 +12,9 @@ import torch
 from torch.utils.data import DataLoader
 
 import relay_ml as relay
+from conftest import write_arrow
 from relay_ml.batches import BatchReader, epoch_order, iter_batches
 from relay_ml.torch import RelayDataset, RelayIterableDataset, loader
-
-from conftest import write_arrow
 
 N = 5_000
 
@@ -179,7 +178,7 @@ def test_default_dataloader_gives_the_loader_batches(data: tuple[relay.Frame, pa
         loader(frame, 256, features=["f0", "f1"], target="label", shuffle="global", seed=5)
     )
     assert len(via_sampler) == len(via_loader) == 20
-    for (xa, ya), (xb, yb) in zip(via_sampler, via_loader):
+    for (xa, ya), (xb, yb) in zip(via_sampler, via_loader, strict=True):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
     # shuffle=True with the default collate works and covers every row once.
     ids = torch.cat(
@@ -285,7 +284,7 @@ def test_datasets_pickle_as_path_and_plan(data: tuple[relay.Frame, pa.Table]) ->
     blob = pickle.dumps(ds)
     assert len(blob) < 8_000  # the plan, not the data
     clone = pickle.loads(blob)
-    assert [torch.equal(a[1], b[1]) for a, b in zip(ds, clone)] == [True] * len(ds)
+    assert [torch.equal(a[1], b[1]) for a, b in zip(ds, clone, strict=True)] == [True] * len(ds)
 
 
 def _remaining_after_resume(make, consumed: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -319,13 +318,16 @@ def test_state_dict_resumes_mid_epoch(data: tuple[relay.Frame, pa.Table]) -> Non
 
     expected, resumed = _remaining_after_resume(make_dataset, 7)
     assert len(resumed) == len(expected) == 10
-    assert all(torch.equal(a, b) for a, b in zip(expected, resumed))
+    assert all(torch.equal(a, b) for a, b in zip(expected, resumed, strict=True))
 
     def make_loader():
         return loader(frame, 300, features=["f0"], target="id", shuffle="global", seed=11)
 
     expected, resumed = _remaining_after_resume(make_loader, 3)
-    assert all(torch.equal(a, b) for a, b in zip(expected, resumed)) and len(resumed) == 14
+    assert (
+        all(torch.equal(a, b) for a, b in zip(expected, resumed, strict=True))
+        and len(resumed) == 14
+    )
 
 
 # torchdata 0.11 calls torch.set_vital, which torch 2.15 deprecates.
@@ -350,9 +352,9 @@ def test_stateful_dataloader_resumes_across_workers(data: tuple[relay.Frame, pa.
     resumed = make()
     resumed.load_state_dict(state)
     rest = [y for _, y in resumed]
-    assert all(torch.equal(a, b) for a, b in zip(taken, full[:7]))
+    assert all(torch.equal(a, b) for a, b in zip(taken, full[:7], strict=True))
     assert len(rest) == len(full) - 7
-    assert all(torch.equal(a, b) for a, b in zip(rest, full[7:]))
+    assert all(torch.equal(a, b) for a, b in zip(rest, full[7:], strict=True))
 
 
 def test_loader_advances_epochs_and_tensors_are_the_gathered_buffers(
@@ -389,7 +391,7 @@ def test_loader_advances_epochs_and_tensors_are_the_gathered_buffers(
     assert run.epoch == 1
     epoch1 = list(run)
     assert not torch.equal(torch.cat([y for _, y in epoch0]), torch.cat([y for _, y in epoch1]))
-    x, y = epoch0[0]
+    x, _y = epoch0[0]
     rows = epoch_order(N, "global", 0, 0)[:1000]
     np.testing.assert_array_equal(
         x.numpy(), _expected_x(table, rows, ["f0", "f1", "f2"], np.float32)

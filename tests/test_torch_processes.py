@@ -14,9 +14,8 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 import relay_ml as relay
-from relay_ml.torch import RelayIterableDataset
-
 from conftest import rss_anon_bytes, write_arrow
+from relay_ml.torch import RelayIterableDataset
 
 EMB_ROWS = 4_000_000  # 4 M x 64 float32 = 1.0 GB
 EMB_DIM = 64
@@ -125,7 +124,9 @@ from relay_ml.torch import loader
 from conftest import rss_anon_bytes
 
 frame = relay.scan(sys.argv[1])
-batches = iter(loader(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=3, prefetch=2))
+batches = iter(
+    loader(frame, 8_192, features=["emb"], target="id", shuffle="global", seed=3, prefetch=2)
+)
 next(batches)  # the epoch's order (16 MB of positions) and the first batches exist from here on
 start = rss_anon_bytes()
 rows, quarter = 0, None

@@ -16,7 +16,7 @@ import pytest
 import relay_ml as relay
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "tpch"))
-import queries  # noqa: E402
+import queries
 
 duckdb = pytest.importorskip("duckdb")
 
@@ -56,13 +56,14 @@ def test_query_matches_duckdb(tpch, number):
     connection = duckdb.connect()
     for name in queries.TABLES:
         connection.execute(
-            f"create view {name} as select * from read_parquet('{tpch / 'parquet' / f'{name}.parquet'}')"
+            f"create view {name} as select * from "
+            f"read_parquet('{tpch / 'parquet' / f'{name}.parquet'}')"
         )
     want = connection.sql(queries.SQL[number]).to_arrow_table().to_pylist()
     assert len(got) == len(want), (len(got), len(want))
     if number != 18:  # at scale factor 0.01 no order has more than 300 items
         assert len(want) > 0
-    for row, (mine, theirs) in enumerate(zip(got, want)):
+    for row, (mine, theirs) in enumerate(zip(got, want, strict=True)):
         assert list(mine) == list(theirs), (list(mine), list(theirs))
         for name in theirs:
             assert same(mine[name], theirs[name]), (row, name, mine[name], theirs[name])

@@ -22,9 +22,10 @@ import decimal
 import math
 import tempfile
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -597,7 +598,7 @@ def test_to_numpy_follows_pyarrow(files, name, nulls, batches):
         # latter (pyarrow 26) returns the value under a null's index instead of NaN.
         expected = written.column.combine_chunks().to_numpy(zero_copy_only=False)
     except pa.ArrowInvalid:  # time64[ns] values that are not whole microseconds
-        expected = np.array(expected_pylist(written.column) + [None], dtype=object)[:-1]
+        expected = np.array([*expected_pylist(written.column), None], dtype=object)[:-1]
     assert got.shape == expected.shape
     assert got.dtype == expected.dtype
     if expected.dtype == object:
@@ -788,7 +789,7 @@ def test_unions_raise_a_type_error_naming_the_type(tmp_path, mode):
         pa.table({"u": union}), tmp_path / "union.arrow", compression="uncompressed"
     )
     column = relay.scan(tmp_path / "union.arrow")["u"]
-    with pytest.raises(relay.RelayTypeError, match="(?i)union") as info:
+    with pytest.raises(relay.RelayTypeError, match=r"(?i)union") as info:
         column.to_pylist()
     assert isinstance(info.value, TypeError)
 
@@ -860,7 +861,7 @@ def random_tables(draw: st.DrawFn) -> tuple[pa.Table, list[int]]:
         }
     )
     cuts = sorted(draw(st.lists(st.integers(0, n), max_size=4)))
-    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n])]
+    sizes = [b - a for a, b in zip([0, *cuts], [*cuts, n], strict=True)]
     return table, sizes
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import many_types_table, write_arrow
 
 import relay_ml as relay
+from conftest import many_types_table, write_arrow
 from relay_ml._relay import inspect_file
 
 

@@ -10,9 +10,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import many_types_table, write_arrow
 
 import relay_ml as relay
+from conftest import many_types_table, write_arrow
 
 
 def assert_same_rows(read: pa.Table, expected: pa.Table) -> None:
@@ -190,7 +190,7 @@ def test_a_failing_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
     # Parquet has no type for a month-day-nanosecond interval: the write fails.
     unsupported = pa.table({"a": [1], "span": pa.array([(1, 2, 3)], pa.month_day_nano_interval())})
     out = tmp_path / "out.parquet"
-    with pytest.raises(relay.RelayValueError, match="span|Interval|interval"):
+    with pytest.raises(relay.RelayValueError, match=r"span|Interval|interval"):
         relay.from_arrow(unsupported).write_parquet(out)
     assert list(tmp_path.iterdir()) == []
     # Over an existing file: the file keeps its bytes.

@@ -75,7 +75,8 @@ def run_engine(engine: str, parquet: Path, ipc: Path, numbers: list[int], repeat
         connection = duckdb.connect()
         for name in queries.TABLES:
             connection.execute(
-                f"create table {name} as select * from read_parquet('{parquet / f'{name}.parquet'}')"
+                f"create table {name} as select * from "
+                f"read_parquet('{parquet / f'{name}.parquet'}')"
             )
 
         def run(n: int) -> int:
@@ -139,7 +140,10 @@ def main() -> None:
         results[engine]["queries"] = {int(k): v for k, v in results[engine]["queries"].items()}
     import relay_ml
 
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, relay_ml from {Path(relay_ml._relay.__file__).name}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"relay_ml from {Path(relay_ml._relay.__file__).name}"
+    )
     print(f"TPC-H SF {args.scale:g}, median of {args.repeats} (ms); {machine}")
     engines = list(results)
     print("query " + "".join(f"{e:>12}" for e in engines) + "  relay/duckdb  relay/polars")

@@ -22,7 +22,8 @@ zero-copy when aligned).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,12 +34,12 @@ from relay_ml.frame import Frame
 if TYPE_CHECKING:
     import jax
 
-__all__ = ["to_jax", "explain", "iter_batches", "narrow_for_jax"]
+__all__ = ["explain", "iter_batches", "narrow_for_jax", "to_jax"]
 
 #: JAX's CPU runtime copies DLPack buffers that are not aligned to this many bytes.
 JAX_ALIGNMENT = 64
 
-_NARROWED = {
+_NARROWED: dict[np.dtype[Any], np.dtype[Any]] = {
     np.dtype(np.int64): np.dtype(np.int32),
     np.dtype(np.uint64): np.dtype(np.uint32),
     np.dtype(np.float64): np.dtype(np.float32),
@@ -48,7 +49,8 @@ _NARROWED = {
 def _x64_enabled() -> bool:
     import jax
 
-    return bool(jax.config.jax_enable_x64)
+    # Options are attributes that jax's Config sets at run time; its class does not declare them.
+    return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
 
 
 def narrow_for_jax(
@@ -71,17 +73,17 @@ def narrow_for_jax(
             low, high = array.min(), array.max()
             if low < info.min or high > info.max:
                 raise RelayValueError(
-                    f"column {name!r} holds {array.dtype} values from {low} to {high}, outside {target} "
-                    f"({info.min} .. {info.max}), and JAX is in 32-bit mode; enable 64-bit mode with "
-                    "jax.config.update('jax_enable_x64', True), or cast the column"
+                    f"column {name!r} holds {array.dtype} values from {low} to {high}, outside "
+                    f"{target} ({info.min} .. {info.max}), and JAX is in 32-bit mode; enable "
+                    "64-bit mode with jax.config.update('jax_enable_x64', True), or cast the column"
                 )
         else:
             finite = array[np.isfinite(array)]
             limit = np.finfo(np.float32).max
             if finite.size and np.abs(finite).max() > limit:
                 raise RelayValueError(
-                    f"column {name!r} holds float64 values beyond float32's range (|x| > {limit:.4g}), "
-                    "and JAX is in 32-bit mode; enable 64-bit mode with "
+                    f"column {name!r} holds float64 values beyond float32's range (|x| > "
+                    f"{limit:.4g}), and JAX is in 32-bit mode; enable 64-bit mode with "
                     "jax.config.update('jax_enable_x64', True), or scale the column"
                 )
     return array.astype(
@@ -103,8 +105,9 @@ def _column_plan(column: Column) -> tuple[str | None, np.ndarray | None]:
     offset = array.ctypes.data % JAX_ALIGNMENT
     if offset and array.size:
         return (
-            f"the buffer starts {offset} bytes past a {JAX_ALIGNMENT}-byte boundary, and JAX copies buffers "
-            f"that are not {JAX_ALIGNMENT}-byte aligned (pyarrow aligns buffers to 8 bytes; `relay inspect` shows each column's alignment)"
+            f"the buffer starts {offset} bytes past a {JAX_ALIGNMENT}-byte boundary, and JAX "
+            f"copies buffers that are not {JAX_ALIGNMENT}-byte aligned (pyarrow aligns buffers to "
+            "8 bytes; `relay inspect` shows each column's alignment)"
         ), array
     return None, array
 

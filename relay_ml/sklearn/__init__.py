@@ -18,7 +18,8 @@ and :func:`predict_batches` predicts batch by batch; both hold one batch at a ti
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -73,8 +74,9 @@ def partial_fit(
 
     if not hasattr(estimator, "partial_fit"):
         raise RelayTypeError(
-            f"{type(estimator).__name__} has no partial_fit(); use estimator.fit(frame.select(features), ...) "
-            "or an incremental estimator (SGDClassifier, MiniBatchKMeans, IncrementalPCA, ...)"
+            f"{type(estimator).__name__} has no partial_fit(); use "
+            "estimator.fit(frame.select(features), ...) or an incremental estimator "
+            "(SGDClassifier, MiniBatchKMeans, IncrementalPCA, ...)"
         )
     _check_batch_size(batch_size)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:

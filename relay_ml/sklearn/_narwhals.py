@@ -13,7 +13,8 @@ expression, ``group_by``) are not part of it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import narwhals as nw
 import numpy as np
@@ -54,9 +55,9 @@ def narwhals_dtype(arrow_type: str, version: Any) -> Any:
         return getattr(dtypes, _NUMERIC[arrow_type])()
     if arrow_type.startswith("timestamp["):
         unit = arrow_type[len("timestamp[") :].split(",")[0].rstrip("]")
-        return dtypes.Datetime(time_unit=unit)  # type: ignore[arg-type]
+        return dtypes.Datetime(time_unit=unit)
     if arrow_type.startswith("duration["):
-        return dtypes.Duration(time_unit=arrow_type[len("duration[") : -1])  # type: ignore[arg-type]
+        return dtypes.Duration(time_unit=arrow_type[len("duration[") : -1])
     if arrow_type.startswith("dictionary<"):
         return dtypes.Categorical()
     if arrow_type.startswith(("fixed_size_list<", "list<", "large_list<")):
@@ -75,7 +76,8 @@ def _positions(rows: Any, length: int) -> np.ndarray | slice:
     positions = np.asarray(rows)
     if positions.dtype.kind == "b":
         raise TypeError(
-            "boolean masks select rows through DataFrame.filter, which relay does not take through narwhals"
+            "boolean masks select rows through DataFrame.filter, which relay does not take through "
+            "narwhals"
         )
     return positions.astype(np.int64, copy=False).reshape(-1)
 

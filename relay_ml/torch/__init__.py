@@ -64,7 +64,8 @@ def _numpy_dtype(dtype: torch.dtype, what: str) -> np.dtype:
         return torch.empty(0, dtype=dtype).numpy().dtype
     except (TypeError, RuntimeError):
         raise RelayTypeError(
-            f"{what}: dtype {dtype} cannot be gathered directly; gather as torch.float32 and convert with .to({dtype})"
+            f"{what}: dtype {dtype} cannot be gathered directly; gather as torch.float32 and "
+            f"convert with .to({dtype})"
         ) from None
 
 
@@ -117,7 +118,8 @@ class _Layout:
             unknown += [c for c in overrides if c not in columns]
         elif dtype is not None and not isinstance(dtype, torch.dtype):
             raise RelayTypeError(
-                f"dtype must be a torch.dtype or a dict of them by column, not {type(dtype).__name__}"
+                "dtype must be a torch.dtype or a dict of them by column, not "
+                f"{type(dtype).__name__}"
             )
         if unknown:
             raise RelayValueError(
@@ -151,7 +153,8 @@ class _Layout:
             if target is not None:
                 if self.reader.is_ragged(target):
                     raise RelayTypeError(
-                        f"target {target!r} holds lists of varying length; use the dict output instead"
+                        f"target {target!r} holds lists of varying length; use the dict output "
+                        "instead"
                     )
                 self.outputs.append(
                     self.reader.output(
@@ -210,8 +213,15 @@ class _Layout:
         def allocate(shape: tuple[int, ...], dtype: np.dtype) -> tuple[Any, np.ndarray]:
             torch_dtype = torch_dtypes[dtype]
             if in_worker:
-                storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-                tensor = torch.empty(0, dtype=torch_dtype).set_(storage, 0, shape)
+                # torch's own allocator of shared-memory storage, which has no annotations.
+                storage = torch.UntypedStorage._new_shared(  # type: ignore[no-untyped-call]
+                    math.prod(shape) * dtype.itemsize
+                )
+                # set_(storage, offset, size) takes the contiguous strides; torch's stub only
+                # lists the form with explicit strides.
+                tensor = torch.empty(0, dtype=torch_dtype).set_(  # type: ignore[call-overload]
+                    storage, 0, shape
+                )
             else:
                 tensor = torch.empty(shape, dtype=torch_dtype, pin_memory=pin_memory)
             return tensor, tensor.numpy()
@@ -281,7 +291,7 @@ def _index_output(output: Any, index: int) -> Any:
     return output[index]
 
 
-class _GatheredBatch(Sequence):
+class _GatheredBatch(Sequence[Any]):
     """What ``RelayDataset.__getitems__`` returns: a sequence of rows (as the DataLoader
     contract asks) whose collation is the already-gathered batch, not a stack of rows."""
 
@@ -316,7 +326,7 @@ def _collate_rows(batch: Sequence[_BatchRow], *, collate_fn_map: Any = None) -> 
 default_collate_fn_map[_BatchRow] = _collate_rows
 
 
-class RelayDataset(Dataset):
+class RelayDataset(Dataset[Any]):
     """A map-style dataset over a frame's rows (after its filters).
 
     ``ds[i]`` is one sample; ``ds.__getitems__(indices)`` gathers a whole batch in parallel
@@ -399,7 +409,7 @@ def _distributed_rank(rank: int | None, world_size: int | None) -> tuple[int, in
     return 0, 1
 
 
-class RelayIterableDataset(IterableDataset):
+class RelayIterableDataset(IterableDataset[Any]):
     """Ready batches of a frame for ``DataLoader(ds, batch_size=None, num_workers=...)``.
 
     Each epoch's order (``shuffle`` None, ``"global"`` or ``"block"``) is cut into one shard
@@ -494,7 +504,8 @@ class RelayIterableDataset(IterableDataset):
         )
         if rows is None:
             raise TypeError(
-                "the number of batches is known only by reading: the source is filtered and read piece by piece"
+                "the number of batches is known only by reading: the source is filtered and read "
+                "piece by piece"
             )
         return rows // self.batch_size if self.drop_last else -(-rows // self.batch_size)
 
