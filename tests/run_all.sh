@@ -7,8 +7,12 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-# Builds the extension (release) and installs the test dependencies from pyproject's [test] extra.
-python -m pip install --quiet -e ".[test]"
+# Builds the extension (release, a few minutes on a first run) and installs the test
+# dependencies from pyproject's [test] extra (torch's CUDA libraries make it about 3 GB).
+python -m pip install -e ".[test]"
+
+# Formatting, lints and type checks: any finding fails the run.
+bash tests/checks.sh
 
 cargo test --workspace --exclude relay-py --quiet
 python -m pytest tests -q -p no:cacheprovider "$@"
