@@ -9,7 +9,11 @@ Workloads (DESIGN.md, "Benchmark workloads"; data made by make_data.py):
   reference stays a global permutation);
 - ``tab-parquet``: ``tab.parquet`` (pyarrow, zstd, 1 M-row groups) read piece by piece with
   ``shuffle="block"``, against a hand-written ``pyarrow.parquet.ParquetFile.iter_batches`` loop
-  in file order (``pyarrow``), the reference of that workload.
+  in file order (``pyarrow``), the reference of that workload;
+- ``tab-polars``: ``tab`` as Polars writes it (``write_ipc``: 163 record batches, a
+  ``dictionary<string_view>`` column), relay only, globally shuffled; its reference is relay's
+  loader over the one-batch ``tab.arrow`` of the same run (a gather across record batches
+  should cost no more than one within a batch).
 
 Methods (each in a fresh subprocess, so imports and allocators never mix):
 - ``relay.loader``: ``relay_ml.torch.loader(frame, 1024, features=..., target="label",
@@ -70,8 +74,11 @@ METHODS = [
 WORKLOAD_METHODS = {
     "tab-block": ["relay.loader", "numpy"],
     "tab-parquet": ["relay.loader", "pyarrow"],
+    "tab-polars": ["relay.loader"],
 }
 REFERENCES = {"tab-parquet": "pyarrow"}
+#: Workloads whose reference is a method of another workload of the same run.
+CROSS_REFERENCES = {"tab-polars": ("tab", "relay.loader")}
 REFERENCE = "numpy"
 #: The shuffle of each workload (relay's name; the peers shuffle globally when it is not None).
 SHUFFLES = {
@@ -80,12 +87,15 @@ SHUFFLES = {
     "tab-seq": None,
     "tab-block": "block",
     "tab-parquet": "block",
+    "tab-polars": "global",
 }
 
 
 def _file(data: Path, workload: str) -> Path:
     if workload == "tab-parquet":
         return data / "tab.parquet"
+    if workload == "tab-polars":
+        return data / "tab_polars.arrow"
     return data / ("emb.arrow" if workload == "emb" else "tab.arrow")
 
 
@@ -292,6 +302,13 @@ def _ensure_data(args: argparse.Namespace, workloads: list[str]) -> None:
 
         make_data.make(args.data, "tab")
         ensure_parquet(args.data)
+    if "tab-polars" in workloads and not _file(args.data, "tab-polars").exists():
+        import polars as pl
+
+        source = make_data.make(args.data, "tab")
+        target = _file(args.data, "tab-polars")
+        pl.read_ipc(source).write_ipc(target.with_suffix(".tmp"))
+        target.with_suffix(".tmp").rename(target)
     for workload in {"emb" if w == "emb" else "tab" for w in workloads if w != "tab-parquet"}:
         path = make_data.make(args.data, workload)
         hf_dir = args.data / f"{workload}_hf"
@@ -395,12 +412,17 @@ def main() -> int:
     for workload in workloads:
         print(f"### {workload}\n")
         reference_name = REFERENCES.get(workload, REFERENCE)
+        reference_records = results[workload].get(reference_name, [])
+        if workload in CROSS_REFERENCES:
+            other, reference_name = CROSS_REFERENCES[workload]
+            reference_records = results.get(other, {}).get(reference_name, [])
+            reference_name = f"{reference_name} on {other}"
         print(
             f"| method | M rows/s | vs {reference_name} | first batch (ms) | RssAnon to first "
             "batch (MB) | RssAnon growth after (MB) |"
         )
         print("| --- | ---: | ---: | ---: | ---: | ---: |")
-        reference = median(results[workload].get(reference_name, []), "rows_per_s")
+        reference = median(reference_records, "rows_per_s")
         for method in results[workload]:
             rate = median(results[workload][method], "rows_per_s")
             growth = median(results[workload][method], "rss_anon_growth_mb")

@@ -24,6 +24,7 @@ use relay_storage::type_name;
 
 use crate::dense::{DenseArray, DenseDtype, DenseTimeUnit};
 use crate::execute::{ViewSet, pool};
+use crate::gather::interleave_rows;
 
 /// Output bytes per gather task, at least. A training batch (1024 rows of `tab`'s nine columns,
 /// 36 KiB) is one task: split in two it ran slower (134 instead of 105 us per batch), since
@@ -100,41 +101,6 @@ impl Cells {
             Cells::F64(b) => (b.inner().as_slice(), DenseDtype::Float64),
         })
     }
-}
-
-/// Rows per block of `copy_rows`: a block's output rows stay in L1 while every column writes
-/// its cell of them.
-const COPY_BLOCK_ROWS: usize = 64;
-
-/// Interleaves one-cell columns of the same type into rows of `sources.len()` cells:
-/// `out[r * n + c] = sources[c][r]`. False when a buffer is not aligned to `T`.
-fn copy_rows<T: Copy>(sources: &[&[u8]], out: &mut [u8]) -> bool {
-    // SAFETY: `T` is an unsigned integer of the cells' size, for which every bit pattern is
-    // valid; the copy moves bits without interpreting them.
-    let (head, out, tail) = unsafe { out.align_to_mut::<T>() };
-    if !head.is_empty() || !tail.is_empty() {
-        return false;
-    }
-    let mut typed = Vec::with_capacity(sources.len());
-    for source in sources {
-        // SAFETY: as above.
-        let (head, cells, tail) = unsafe { source.align_to::<T>() };
-        if !head.is_empty() || !tail.is_empty() {
-            return false;
-        }
-        typed.push(cells);
-    }
-    let n = typed.len();
-    for (block, target) in out.chunks_mut(COPY_BLOCK_ROWS * n).enumerate() {
-        let first = block * COPY_BLOCK_ROWS;
-        for (c, cells) in typed.iter().enumerate() {
-            let cells = &cells[first..first + target.len() / n];
-            for (row, &cell) in target.chunks_exact_mut(n).zip(cells) {
-                row[c] = cell;
-            }
-        }
-    }
-    true
 }
 
 /// The element type a column's cells have, and so its output type unless one is asked for.
@@ -866,8 +832,8 @@ impl BatchSource {
 
     /// Copies chunk rows `row..` to output rows `out_rows` when every column of `group` is one
     /// cell per row, without nulls, of the output's type: the rows are interleaved block by
-    /// block (`copy_rows`), not written column by column over the whole run. False, with
-    /// nothing written, when the group does not qualify.
+    /// block (`interleave_rows`), not written column by column over the whole run. False,
+    /// with nothing written, when the group does not qualify.
     fn copy_run(
         &self,
         group: &BatchGroup,
@@ -893,13 +859,8 @@ impl BatchSource {
             }
         }
         let out = &mut out[out_rows.start * width * size..out_rows.end * width * size];
-        match size {
-            1 => copy_rows::<u8>(&sources, out),
-            2 => copy_rows::<u16>(&sources, out),
-            4 => copy_rows::<u32>(&sources, out),
-            8 => copy_rows::<u64>(&sources, out),
-            _ => false,
-        }
+        interleave_rows(&sources, size, out);
+        true
     }
 
     /// A ragged column's rows at `positions`, padded with `fill_null` (or zero) to the

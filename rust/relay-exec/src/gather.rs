@@ -127,13 +127,11 @@ fn gather_rows(sources: &[Source<'_>], cell: usize, rows: Rows<'_>, out: &mut [u
             return;
         }
         Rows::Range(start, count) => {
-            for (j, source) in sources.iter().enumerate() {
-                let bytes = source.bytes();
-                for (k, out_row) in out.chunks_exact_mut(row_bytes).take(count).enumerate() {
-                    let at = (start + k) * cell;
-                    out_row[j * cell..(j + 1) * cell].copy_from_slice(&bytes[at..at + cell]);
-                }
-            }
+            let rows: Vec<&[u8]> = sources
+                .iter()
+                .map(|source| &source.bytes()[start * cell..(start + count) * cell])
+                .collect();
+            interleave_rows(&rows, cell, &mut out[..count * row_bytes]);
             return;
         }
     };
@@ -166,6 +164,69 @@ fn gather_rows(sources: &[Source<'_>], cell: usize, rows: Rows<'_>, out: &mut [u
                 for (out_cell, source) in out_row.chunks_exact_mut(cell).zip(sources) {
                     out_cell.copy_from_slice(&source.bytes()[at..at + cell]);
                 }
+            }
+        }
+    }
+}
+
+/// Rows per block of `interleave_rows`: a block's output rows stay in L1 while every column
+/// writes its cells into them.
+const INTERLEAVE_BLOCK_ROWS: usize = 64;
+
+/// Interleaves the rows of `sources` (the same number of consecutive rows of each, `cell`
+/// bytes per row) into `out`, row-major: output row k is row k of every source, side by side.
+/// The rows go block by block, each block's output written by every column while it is in
+/// L1: a pass per column over the whole output rewrites each of its cache lines once per
+/// column, about twice the time for a batch of 1024 rows of 8 float32 columns.
+pub(crate) fn interleave_rows(sources: &[&[u8]], cell: usize, out: &mut [u8]) {
+    /// False (nothing written) when a buffer is not aligned to `T`.
+    fn typed<T: ArrowNativeType>(sources: &[&[u8]], out: &mut [u8]) -> bool {
+        // SAFETY: every ArrowNativeType is a plain number for which any bit pattern is a
+        // valid value; the cells are moved, not interpreted.
+        let (head, out, tail) = unsafe { out.align_to_mut::<T>() };
+        if !head.is_empty() || !tail.is_empty() {
+            return false;
+        }
+        let mut columns = Vec::with_capacity(sources.len());
+        for source in sources {
+            // SAFETY: as above.
+            let (head, cells, tail) = unsafe { source.align_to::<T>() };
+            if !head.is_empty() || !tail.is_empty() {
+                return false;
+            }
+            columns.push(cells);
+        }
+        let n = columns.len();
+        for (block, target) in out.chunks_mut(INTERLEAVE_BLOCK_ROWS * n).enumerate() {
+            let first = block * INTERLEAVE_BLOCK_ROWS;
+            for (j, cells) in columns.iter().enumerate() {
+                for (row, &cell) in target.chunks_exact_mut(n).zip(&cells[first..]) {
+                    row[j] = cell;
+                }
+            }
+        }
+        true
+    }
+    let done = match cell {
+        1 => typed::<u8>(sources, out),
+        2 => typed::<u16>(sources, out),
+        4 => typed::<u32>(sources, out),
+        8 => typed::<u64>(sources, out),
+        _ => false,
+    };
+    if done || cell == 0 {
+        return;
+    }
+    let row_bytes = sources.len() * cell;
+    for (block, target) in out
+        .chunks_mut(INTERLEAVE_BLOCK_ROWS * row_bytes)
+        .enumerate()
+    {
+        let first = block * INTERLEAVE_BLOCK_ROWS * cell;
+        for (j, source) in sources.iter().enumerate() {
+            let cells = source[first..].chunks_exact(cell);
+            for (row, bytes) in target.chunks_exact_mut(row_bytes).zip(cells) {
+                row[j * cell..(j + 1) * cell].copy_from_slice(bytes);
             }
         }
     }
@@ -458,6 +519,34 @@ mod tests {
             first_row += chunk.len;
         }
         rows
+    }
+
+    #[test]
+    fn interleave_rows_matches_a_row_by_row_copy() {
+        for cell in [1usize, 2, 3, 4, 8] {
+            for (columns, rows) in [(1usize, 5usize), (3, 64), (8, 200), (11, 130)] {
+                // An extra leading byte, sliced off, makes every source unaligned for odd runs.
+                for skew in [0usize, 1] {
+                    let data: Vec<Vec<u8>> = (0..columns)
+                        .map(|j| {
+                            (0..skew + rows * cell)
+                                .map(|b| (b * 7 + j * 31) as u8)
+                                .collect()
+                        })
+                        .collect();
+                    let sources: Vec<&[u8]> = data.iter().map(|d| &d[skew..]).collect();
+                    let mut out = vec![0u8; rows * columns * cell];
+                    interleave_rows(&sources, cell, &mut out);
+                    let mut want = Vec::with_capacity(out.len());
+                    for r in 0..rows {
+                        for source in &sources {
+                            want.extend_from_slice(&source[r * cell..(r + 1) * cell]);
+                        }
+                    }
+                    assert_eq!(out, want, "cell {cell}, {columns} columns, {rows} rows");
+                }
+            }
+        }
     }
 
     #[test]
