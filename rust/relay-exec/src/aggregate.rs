@@ -114,8 +114,8 @@ enum KeyTable {
 }
 
 /// Group keys in arrow-rs's row format, one after another in one buffer (a group costs no
-/// allocation of its own: with TPC-H Q10's seven keys, freeing one box per group was 6% of
-/// the query), with a hash table of group ids that compares and rehashes through them.
+/// allocation of its own), with a hash table of group ids that compares and rehashes through
+/// them.
 struct EncodedKeys {
     ids: HashTable<u32>,
     /// Every group's row, in id order; group `id`'s is `bytes[starts[id]..starts[id + 1]]`.
@@ -186,9 +186,8 @@ impl EncodedKeys {
 
 /// The group ids of integer keys: an array indexed by `key - min` while the keys seen span a
 /// range not much wider than their number (ids, dates, a column the file is sorted or
-/// clustered by), else a hash table. TPC-H Q18 groups lineitem (6 M rows) by 1.5 M order
-/// keys: through the array its aggregation takes about 77 ms, hashed it took 110 ms (release build,
-/// SF 1, 2 cores).
+/// clustered by), else a hash table, which costs more per row (TPC-H Q18's 1.5 M order keys
+/// of lineitem are such a range).
 enum IntegerIds {
     Hashed(FxHashMap<i64, u32>),
     /// `slots[key - min]` is the key's group id plus one, or 0 for a key not seen yet. The
@@ -1177,7 +1176,7 @@ fn add_decimals(
     let values = values.as_primitive::<Decimal128Type>();
     let raw: &[i128] = values.values();
     // Overflow is checked once per morsel, not per row: a flag folded over the adds keeps
-    // the loop free of early exits (Q1's four decimal sums: 12% of its profile before).
+    // the loop free of early exits.
     let mut overflowed = false;
     let mut add = |g: u32, value: i128| {
         let sum = &mut sums[g as usize];
@@ -1501,9 +1500,9 @@ impl Plan<'_> {
                     (keys, values, None)
                 }
             };
-            // Packed keys are packed over the span and picked as integers (taking the key
-            // columns out first, strings included, was 6% of Q1's time); `new_rows` are then
-            // rows of the span.
+            // Packed keys are packed over the span and picked as integers (rather than taking
+            // the key columns out first, strings included); `new_rows` are then rows of the
+            // span.
             let picked_packed = picked
                 .as_deref()
                 .and_then(|picked| partial.table.assign_packed_at(&keys, picked));

@@ -27,8 +27,8 @@ use crate::execute::{ViewSet, pool};
 use crate::gather::interleave_rows;
 
 /// Output bytes per gather task, at least. A training batch (1024 rows of `tab`'s nine columns,
-/// 36 KiB) is one task: split in two it ran slower (134 instead of 105 us per batch), since
-/// the loader's producer thread already runs beside the Python thread on the other core.
+/// 36 KiB) is one task: split in two it ran slower, since the loader's producer threads
+/// already keep the cores busy (a stream's first batch is the exception: `spread`).
 const TASK_MIN_BYTES: usize = 1 << 20;
 
 /// Values of one column piece, typed. Dictionary columns hold their keys (codes).
@@ -377,8 +377,8 @@ where
         let pairs = pairs.as_ref();
         if width == 1 && !nullable {
             // The common case, one cell per row, kept to one load and one store: the general
-            // loop below compiles to a memcpy call per cell when `S == D`, which measured 5x
-            // slower (25 us instead of 5 us per column of a 1024-row shuffled batch).
+            // loop below compiles to a memcpy call per cell when `S == D`, several times
+            // slower.
             for &(out_row, row) in pairs {
                 out[out_row as usize * stride + offset] = values[piece.base + row as usize].as_();
             }

@@ -586,7 +586,7 @@ impl<'a> Side<'a> {
 }
 
 /// Positions among one side's selected rows, located in its chunks once for every column
-/// gathered there (each column locating them again was 7% of TPC-H Q3).
+/// gathered there, not again per column.
 enum Located {
     Empty,
     /// Only nulls (`NO_ROW`s, or a side without chunks), this many.

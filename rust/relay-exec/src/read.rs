@@ -346,10 +346,9 @@ fn bytes_of(file: &OpenedFile, batch: &RecordBatch) -> usize {
 
 /// A filtered chunk of decoded memory that keeps fewer than half its rows, gathered into
 /// arrays of just those rows, so that the decoded batch is freed before the next one is
-/// decoded and a filtered read holds about what passes rather than every decoded row. On
-/// `tab` as Parquet (`age > 94` -> f0..f3: 5% of 20 M rows, 2 threads) the query's peak RSS
-/// went from 456 MiB to 89 MiB, in the same time. A chunk keeping half or more stays a
-/// selection over its batch: the gather would copy most of it for little memory.
+/// decoded and a filtered read holds about what passes rather than every decoded row, in the
+/// same time. A chunk keeping half or more stays a selection over its batch: the gather would
+/// copy most of it for little memory.
 /// Views of a mapping are never compacted: they cost no memory.
 fn compact(chunk: Chunk) -> Result<Chunk, arrow::error::ArrowError> {
     let Some(selection) = chunk
@@ -374,12 +373,9 @@ fn compact(chunk: Chunk) -> Result<Chunk, arrow::error::ArrowError> {
 
 /// A read of a decoded piece in two steps: the columns the filters read (and any the file
 /// cannot decode at chosen rows) are decoded a batch at a time and filtered, then the other
-/// columns are decoded only at the rows that pass (`DecodedFile::selected_column`).
-///
-/// On `tab` as Parquet (`age > 94` -> f0..f3, 5% of the rows, 2 threads) this took the query
-/// from 177-188 ms to 170-172 ms (in-process medians) and its page faults from about 13 k to
-/// under 1 k: f0..f3 are no longer copied out of their pages (or looked up in their 1 MB
-/// dictionaries) for the 95% of rows that fail, into fresh arrays, nor gathered afterwards.
+/// columns are decoded only at the rows that pass (`DecodedFile::selected_column`): the
+/// other columns are not copied out of their pages (or looked up in their dictionaries) for
+/// the rows that fail, into fresh arrays, nor gathered afterwards.
 struct SelectedRead {
     /// Decoded whole and filtered, unique, in the view's order.
     filtered: Vec<usize>,
