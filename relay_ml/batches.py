@@ -61,7 +61,9 @@ __all__ = [
     "DEFAULT_SHUFFLE_BUFFER",
     "BatchReader",
     "Output",
+    "check_batch_arguments",
     "epoch_order",
+    "feature_columns",
     "iter_batches",
 ]
 
@@ -98,6 +100,43 @@ def _non_negative_int(name: str, value: Any, *, positive: bool = False) -> int:
             f"{name} must be {'positive' if positive else 'non-negative'}, not {value}"
         )
     return int(value)
+
+
+def check_batch_arguments(
+    *,
+    batch_size: Any,
+    shuffle: Any,
+    seed: Any,
+    prefetch: Any,
+    block_size: Any,
+    shuffle_buffer: Any,
+) -> None:
+    """Raises RelayTypeError / RelayValueError naming the first bad argument of a batch
+    iterator: checked when the iterator or dataset is made, not at its first batch."""
+    _non_negative_int("batch_size", batch_size, positive=True)
+    _shuffle_name(shuffle)
+    _non_negative_int("seed", seed)
+    _non_negative_int("prefetch", prefetch)
+    _non_negative_int("block_size", block_size, positive=True)
+    _non_negative_int("shuffle_buffer", shuffle_buffer, positive=True)
+
+
+def feature_columns(
+    columns: Sequence[str], features: Sequence[str] | str | None, target: str | None
+) -> list[str] | None:
+    """The feature columns of an ``(x, y)`` batch: ``features`` as given (one name or a list),
+    or every column but ``target`` when only the target is named; None when neither is given
+    (batches are then dicts by column)."""
+    if target is not None and not isinstance(target, str):
+        raise RelayTypeError(f"target must be a column name, not {type(target).__name__}")
+    if features is None and target is None:
+        return None
+    if isinstance(features, str):
+        features = [features]
+    names = list(features) if features is not None else [c for c in columns if c != target]
+    if not names:
+        raise RelayValueError("features is empty: name at least one feature column")
+    return names
 
 
 def epoch_order(
@@ -462,6 +501,9 @@ def iter_batches(
     frame: Frame,
     batch_size: int,
     *,
+    features: Sequence[str] | str | None = None,
+    target: str | None = None,
+    dtype: Any = None,
     columns: Sequence[str] | None = None,
     shuffle: str | bool | None = None,
     seed: int = 0,
@@ -473,19 +515,48 @@ def iter_batches(
     prefetch: int = 2,
     block_size: int = DEFAULT_BLOCK_SIZE,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Batches of ``frame`` as dicts of fresh NumPy arrays (one per column; a ragged list
-    column ``c`` gives a padded ``c`` and its ``c_lengths``).
+) -> Iterator[Any]:
+    """Batches of ``frame`` as fresh NumPy arrays: the batches of ``relay_ml.torch.loader``
+    for code without torch.
+
+    With ``features`` / ``target``, each batch is ``(x, y)`` (or ``x`` without a target):
+    ``x`` the features side by side, ``(B, k)``, as ``dtype`` (default: the features' common
+    NumPy type), ``y`` the target column. Otherwise each batch is a dict by column of
+    ``columns`` (all by default); a ragged list column ``c`` gives a padded ``c`` and its
+    ``c_lengths``.
 
     Rank ``rank`` of ``world_size`` visits its shard of the epoch; all ranks together visit
     every row once. Nulls raise an error naming the column unless ``fill_null`` (a number, or
-    a dict by column) replaces them.
+    a dict by column) replaces them. Arguments are checked here, not at the first batch.
     """
-    names = list(frame.columns if columns is None else columns)
+    check_batch_arguments(
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        prefetch=prefetch,
+        block_size=block_size,
+        shuffle_buffer=shuffle_buffer,
+    )
+    x_columns = feature_columns(frame.columns, features, target)
+    if x_columns is not None and columns is not None:
+        raise RelayValueError("give columns= (dict batches) or features= / target=, not both")
+    if x_columns is None:
+        names = list(frame.columns if columns is None else columns)
+    else:
+        names = x_columns + ([target] if target is not None else [])
     reader = BatchReader(frame, names)
     fills = fill_null if isinstance(fill_null, dict) else dict.fromkeys(names, fill_null)
-    outputs = [reader.output(name, [name], fill_null=fills.get(name)) for name in names]
-    yield from reader.iter_shard(
+    if x_columns is None:
+        outputs = [reader.output(name, [name], fill_null=fills.get(name)) for name in names]
+    else:
+        x_fills = {fills.get(c) for c in x_columns}
+        if len(x_fills) > 1:
+            raise RelayValueError("fill_null must be the same for all features (they form one x)")
+        x_dtype = None if dtype is None else np.dtype(dtype)
+        outputs = [reader.output("x", x_columns, x_dtype, x_fills.pop(), stack=True)]
+        if target is not None:
+            outputs.append(reader.output("y", [target], fill_null=fills.get(target)))
+    batches = reader.iter_shard(
         outputs,
         batch_size,
         shuffle=shuffle,
@@ -498,3 +569,8 @@ def iter_batches(
         block_size=block_size,
         shuffle_buffer=shuffle_buffer,
     )
+    if x_columns is None:
+        return batches
+    if target is None:
+        return (batch["x"] for batch in batches)
+    return ((batch["x"], batch["y"]) for batch in batches)

@@ -438,3 +438,44 @@ def test_reader_rejects_bad_buffers(data: tuple[relay.Frame, pa.Table]) -> None:
     mixed = BatchReader(frame, ["flag", "f0"])
     with pytest.raises(relay.RelayTypeError, match="booleans"):
         mixed.gather([mixed.output("x", ["flag", "f0"], np.bool_)], [0])
+
+
+def test_batch_arguments_are_checked_when_the_loader_is_made(
+    data: tuple[relay.Frame, pa.Table],
+) -> None:
+    frame, _ = data
+    xy = {"features": ["f0"], "target": "label"}
+    cases = [
+        (lambda: loader(frame, 0, **xy), "batch_size must be positive, not 0"),
+        (lambda: len(loader(frame, 0, **xy)), "batch_size must be positive, not 0"),
+        (lambda: loader(frame, 8, shuffle="random", **xy), "shuffle must be None"),
+        (lambda: loader(frame, 8, prefetch=-1, **xy), "prefetch must be non-negative"),
+        (lambda: loader(frame, 8, shuffle_buffer=0, **xy), "shuffle_buffer must be positive"),
+        (lambda: RelayIterableDataset(frame, -2, **xy), "batch_size must be positive, not -2"),
+        # Checked by the call, before any batch is asked for.
+        (lambda: iter_batches(frame, 0), "batch_size must be positive"),
+        (lambda: iter_batches(frame, 8, shuffle="random"), "shuffle must be None"),
+    ]
+    for make, message in cases:
+        with pytest.raises(relay.RelayValueError, match=message):
+            make()
+    with pytest.raises(relay.RelayValueError, match="not both"):
+        iter_batches(frame, 8, columns=["f0"], features=["f1"])
+    with pytest.raises(relay.RelayTypeError, match="target must be a column name"):
+        iter_batches(frame, 8, target=["label"])  # type: ignore[arg-type]
+
+
+def test_numpy_batches_are_the_loaders_batches(data: tuple[relay.Frame, pa.Table]) -> None:
+    frame, _ = data
+    for shuffle in (None, "global", "block"):
+        args = {"features": ["f0", "f2", "age"], "target": "label", "shuffle": shuffle, "seed": 3}
+        from_loader = list(loader(frame, 512, **args))
+        from_numpy = list(iter_batches(frame, 512, **args))
+        assert len(from_numpy) == len(from_loader) == -(-N // 512)
+        for (x, y), (xt, yt) in zip(from_numpy, from_loader, strict=True):
+            assert isinstance(x, np.ndarray) and isinstance(y, np.ndarray)
+            assert x.shape == tuple(xt.shape) and x.dtype == np.float64  # float32 with int32
+            np.testing.assert_array_equal(x, xt.numpy())
+            np.testing.assert_array_equal(y, yt.numpy())
+    xs = list(iter_batches(frame, 1000, features="f1", dtype=np.float16))
+    assert xs[0].shape == (1000, 1) and xs[0].dtype == np.float16

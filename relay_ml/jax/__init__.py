@@ -218,11 +218,16 @@ def iter_batches(
         epoch=epoch,
         drop_last=drop_last,
     )
-    for batch in batches:
-        out = {}
-        for name, array in batch.items():
-            array, _ = narrow_for_jax(array, name, x64)
-            out[name] = (
-                jax.device_put(array, sharding) if sharding is not None else jnp.asarray(array)
-            )
-        yield out
+
+    # The batches are made (and the arguments checked) here; the generator only places them.
+    def placed() -> Iterator[dict[str, jax.Array]]:
+        for batch in batches:
+            out = {}
+            for name, array in batch.items():
+                array, _ = narrow_for_jax(array, name, x64)
+                out[name] = (
+                    jax.device_put(array, sharding) if sharding is not None else jnp.asarray(array)
+                )
+            yield out
+
+    return placed()

@@ -50,6 +50,8 @@ from relay_ml.batches import (
     DEFAULT_SHUFFLE_BUFFER,
     BatchReader,
     Output,
+    check_batch_arguments,
+    feature_columns,
 )
 from relay_ml.errors import RelayTypeError, RelayValueError
 
@@ -93,19 +95,9 @@ class _Layout:
         if ragged not in ("pad", "nested"):
             raise RelayValueError(f"ragged must be 'pad' or 'nested', not {ragged!r}")
         self.ragged = ragged
-        self.xy = features is not None or target is not None
-        if target is not None and not isinstance(target, str):
-            raise RelayTypeError(f"target must be a column name, not {type(target).__name__}")
-        if features is not None and isinstance(features, str):
-            features = [features]
-        if self.xy:
-            features = (
-                list(features)
-                if features is not None
-                else [c for c in frame.columns if c != target]
-            )
-            if not features:
-                raise RelayValueError("features is empty: name at least one feature column")
+        features = feature_columns(frame.columns, features, target)
+        self.xy = features is not None
+        if features is not None:
             columns = features + ([target] if target is not None else [])
         else:
             columns = list(frame.columns)
@@ -449,6 +441,14 @@ class RelayIterableDataset(IterableDataset[Any]):
         shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
         ragged: str = "pad",
     ) -> None:
+        check_batch_arguments(
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            prefetch=prefetch,
+            block_size=block_size,
+            shuffle_buffer=shuffle_buffer,
+        )
         self._holder = _FrameHolder(frame, (features, target, dtype, fill_null, ragged))
         self.batch_size = batch_size
         self.shuffle = shuffle
