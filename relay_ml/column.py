@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -65,8 +66,9 @@ class Column(ColumnBase):
         return self.slice(start, max(stop - start, 0))
 
     def slice(self, offset: int, length: int | None = None) -> Column:
-        """Rows ``offset .. offset + length`` (clamped to the column), still a lazy view."""
-        _check_slice_args(offset, length)
+        """Rows ``offset .. offset + length`` (clamped to the column), still a lazy view. A
+        negative ``offset`` counts from the end."""
+        offset = _slice_offset(offset, length, lambda: len(self))
         return Column(self._slice(offset, length))
 
     # -- as an expression: frame["age"] > 30 is col("age") > 30 ---------------------------
@@ -252,16 +254,21 @@ class Column(ColumnBase):
         return pa.chunked_array(chunks, type=chunks[0].type)
 
 
-def _check_slice_args(offset: Any, length: Any) -> None:
-    from relay_ml.errors import RelayTypeError, RelayValueError
+def _int_arg(name: str, value: Any) -> int:
+    """``value`` as an int, or a RelayTypeError naming the argument ``name``."""
+    from relay_ml.errors import RelayTypeError
 
-    if not isinstance(offset, (int, np.integer)) or isinstance(offset, bool):
-        raise RelayTypeError(f"offset must be an int, got {type(offset).__name__}")
-    if length is not None and (
-        not isinstance(length, (int, np.integer)) or isinstance(length, bool)
-    ):
-        raise RelayTypeError(f"length must be an int or None, got {type(length).__name__}")
-    if offset < 0 or (length is not None and length < 0):
-        raise RelayValueError(
-            f"offset and length must be >= 0, got offset={offset}, length={length}"
-        )
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise RelayTypeError(f"{name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _slice_offset(offset: Any, length: Any, num_rows: Callable[[], int]) -> int:
+    """Checks a slice's arguments and returns its offset, a negative one counted from the end
+    (like Python's and Polars' slicing; ``num_rows`` is asked only then)."""
+    from relay_ml.errors import RelayValueError
+
+    start = _int_arg("offset", offset)
+    if length is not None and _int_arg("length", length) < 0:
+        raise RelayValueError(f"length must be >= 0 or None, got {length}")
+    return start if start >= 0 else max(num_rows() + start, 0)

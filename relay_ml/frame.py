@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 import numpy as np
 
 from relay_ml._relay import NativeFrame
-from relay_ml.column import Column, _check_slice_args
+from relay_ml.column import Column, _int_arg, _slice_offset
 from relay_ml.errors import RelayError, RelayTypeError, RelayValueError
 from relay_ml.expr import AggExpr, Expr, _dtype_name, _to_expr, col
 
@@ -591,13 +591,21 @@ class Frame:
         return self._then(native, "_join", other, left_on, right_on, how, suffix)
 
     def head(self, n: int = 5) -> Frame:
-        """The first ``n`` rows."""
-        return self.slice(0, n)
+        """The first ``n`` rows; for a negative ``n``, all rows but the last ``-n``."""
+        n = _int_arg("n", n)
+        return self.slice(0, n if n >= 0 else max(len(self) + n, 0))
+
+    def tail(self, n: int = 5) -> Frame:
+        """The last ``n`` rows; for a negative ``n``, all rows but the first ``-n``."""
+        n = _int_arg("n", n)
+        return self.slice(-n if n != 0 else len(self))
 
     def slice(self, offset: int, length: int | None = None) -> Frame:
-        """Rows ``offset .. offset + length``, clamped to the frame like Python slicing."""
-        _check_slice_args(offset, length)
-        native = self._native.slice(int(offset), None if length is None else int(length))
+        """Rows ``offset .. offset + length``, clamped to the frame like Python slicing; a
+        negative ``offset`` counts from the end (which needs the frame's length: for a
+        filtered frame, that runs the filter)."""
+        offset = _slice_offset(offset, length, lambda: len(self))
+        native = self._native.slice(offset, None if length is None else int(length))
         return self._then(native, "slice", int(offset), None if length is None else int(length))
 
     @overload

@@ -67,8 +67,9 @@ def test_unknown_column_is_a_key_error_listing_the_columns(numeric_file):
         lambda f: f[3],
         lambda f: f.select([1, 2]),
         lambda f: f.slice("a"),
-        lambda f: f.slice(-1, 3),
-        lambda f: f.head(-2),
+        lambda f: f.slice(1, -3),
+        lambda f: f.head(2.0),
+        lambda f: f.tail("2"),
         lambda f: f["x"].slice(1.5),
         lambda f: f["x"][::2],
     ],
@@ -78,6 +79,24 @@ def test_wrong_arguments_raise_relay_errors(numeric_file, call):
     with pytest.raises(relay.RelayError) as info:
         call(relay.scan(path))
     assert isinstance(info.value, (TypeError, ValueError))
+
+
+def test_slices_count_negative_offsets_from_the_end_like_python(numeric_file):
+    path, _ = numeric_file
+    frame = relay.scan(path)
+    x = frame["x"].to_numpy()
+    n = len(x)
+    for offset in (-n - 5, -n, -7, -1, 0, 3, n, n + 2):
+        for length in (None, 0, 4, n + 10):
+            stop = None if length is None else (offset % n if -n <= offset < 0 else offset) + length
+            want = x[offset:stop] if -n <= offset else x[0:length]
+            np.testing.assert_array_equal(frame.slice(offset, length)["x"].to_numpy(), want)
+            np.testing.assert_array_equal(frame["x"].slice(offset, length).to_numpy(), want)
+    for k in (-n - 1, -3, 0, 2, n + 1):
+        np.testing.assert_array_equal(frame.head(k)["x"].to_numpy(), x[:k] if k > -n else x[:0])
+        np.testing.assert_array_equal(frame.tail(k)["x"].to_numpy(), x[-k:] if k else x[:0])
+    filtered = frame.filter(relay.col("x") > x[n // 2])
+    np.testing.assert_array_equal(filtered.tail(2)["x"].to_numpy(), x[x > x[n // 2]][-2:])
 
 
 def test_selecting_a_column_twice_is_refused(numeric_file):
