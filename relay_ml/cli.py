@@ -8,7 +8,7 @@ copy (and why not).
 NDJSON, several files or a partitioned folder) as a zero-copy-ready Arrow IPC file: 64-byte
 aligned buffers, no compression, and large record batches (one, unless the data is larger than
 ``--max-batch-bytes``); or, when OUT ends in ``.parquet`` / ``.pq``, as a zstd Parquet file.
-Shows a progress bar (tqdm, when installed: ``pip install relay-ml[cli]``) for inputs larger than
+Shows a progress bar (tqdm, when installed: ``pip install tqdm``) for inputs larger than
 256 MiB.
 """
 

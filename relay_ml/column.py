@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from relay_ml._optional import needs
 from relay_ml._relay import ColumnBase
 from relay_ml.errors import ZeroCopyError
 
@@ -223,7 +224,8 @@ class Column(ColumnBase):
     def __narwhals_series__(self) -> Any:
         """The column for narwhals (and so scikit-learn's row selection in
         ``train_test_split`` and cross-validation): picking rows stays a lazy take."""
-        from relay_ml.sklearn._narwhals import RelayNarwhalsSeries
+        with needs("Column.to_narwhals"):
+            from relay_ml.sklearn._narwhals import RelayNarwhalsSeries
 
         return RelayNarwhalsSeries.of_column(self)
 
@@ -232,20 +234,23 @@ class Column(ColumnBase):
         """The column as a torch tensor through DLPack: a view of the mapped file when
         :attr:`is_zero_copy`. The tensor is writable (torch has no read-only tensors), but
         writes stay in this process's private copy of the page."""
-        from torch.utils.dlpack import from_dlpack  # torch.from_dlpack, by its own module
+        with needs("Column.to_tensor"):
+            from torch.utils.dlpack import from_dlpack  # torch.from_dlpack, by its own module
 
         return from_dlpack(self)
 
     def to_jax(self) -> jax.Array:
         """The column as a JAX array through DLPack. JAX copies buffers that are not 64-byte
         aligned and, unless ``jax_enable_x64`` is set, 64-bit types."""
-        import jax.numpy as jnp
+        with needs("Column.to_jax"):
+            import jax.numpy as jnp
 
         return jnp.from_dlpack(self)
 
     def to_arrow(self) -> pyarrow.ChunkedArray:
         """The column as a ``pyarrow.ChunkedArray`` sharing the mapped buffers."""
-        import pyarrow as pa
+        with needs("Column.to_arrow"):
+            import pyarrow as pa
 
         chunks = [
             pa.Array._import_from_c_capsule(schema, array) for schema, array in self._arrow_chunks()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from relay_ml._optional import needs
 from relay_ml._relay import NativeFrame
 from relay_ml.column import Column, _int_arg, _slice_offset
 from relay_ml.errors import RelayError, RelayTypeError, RelayValueError
@@ -692,7 +693,8 @@ class Frame:
 
     def to_arrow(self) -> pyarrow.Table:
         """The frame as a ``pyarrow.Table`` whose buffers are the mapped file's."""
-        import pyarrow as pa
+        with needs("Frame.to_arrow"):
+            import pyarrow as pa
 
         return pa.table(self)
 
@@ -795,12 +797,16 @@ class Frame:
         """
         from relay_ml.interop import to_pandas
 
+        with needs("Frame.to_pandas"):
+            import pandas  # noqa: F401  (checked here, used by interop.to_pandas)
+
         return to_pandas(self, zero_copy)
 
     def __narwhals_dataframe__(self) -> Any:
         """The frame for narwhals (and so scikit-learn's feature names and column selection):
         a narwhals-compliant view whose native object is this frame."""
-        from relay_ml.sklearn._narwhals import RelayNarwhalsFrame
+        with needs("Frame.__narwhals_dataframe__"):
+            from relay_ml.sklearn._narwhals import RelayNarwhalsFrame
 
         return RelayNarwhalsFrame(self)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from relay_ml._optional import needs
 from relay_ml.column import Column
 from relay_ml.errors import RelayTypeError, RelayValueError
 from relay_ml.frame import Frame
@@ -47,7 +48,8 @@ _NARROWED: dict[np.dtype[Any], np.dtype[Any]] = {
 
 
 def _x64_enabled() -> bool:
-    import jax
+    with needs("relay_ml.jax"):
+        import jax
 
     # Options are attributes that jax's Config sets at run time; its class does not declare them.
     return bool(jax.config.jax_enable_x64)  # type: ignore[attr-defined]
@@ -142,8 +144,9 @@ def to_jax(data: Column | Frame, device: Any = None) -> jax.Array | dict[str, ja
 
 
 def _column_to_jax(column: Column, device: Any) -> jax.Array:
-    import jax
-    import jax.numpy as jnp
+    with needs("relay_ml.jax.to_jax"):
+        import jax
+        import jax.numpy as jnp
 
     reason, array = _column_plan(column)
     if reason is None:
@@ -202,8 +205,9 @@ def iter_batches(
 
     64-bit columns follow the module's 32-bit rule (checked per batch).
     """
-    import jax
-    import jax.numpy as jnp
+    with needs("relay_ml.jax.iter_batches"):
+        import jax
+        import jax.numpy as jnp
 
     from relay_ml.interop import numpy_batches, shuffle_mode
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from relay_ml._optional import needs
 from relay_ml.errors import RelayTypeError, RelayValueError
 from relay_ml.frame import Frame, _check_batch_size
 
@@ -162,7 +163,8 @@ def _feature_list(frame: Frame, features: Iterable[str] | str) -> list[str]:
 
 
 def _is_classifier(estimator: Any) -> bool:
-    from sklearn.base import is_classifier
+    with needs("relay_ml.sklearn"):
+        from sklearn.base import is_classifier
 
     return bool(is_classifier(estimator))
 

@@ -16,8 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import narwhals as nw
 import numpy as np
+
+from relay_ml._optional import needs
+
+with needs("relay_ml.sklearn"):
+    import narwhals as nw
 
 import relay_ml
 from relay_ml.column import Column

@@ -40,9 +40,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-from torch.utils.data import Dataset, IterableDataset, get_worker_info
-from torch.utils.data._utils.collate import default_collate_fn_map
+
+from relay_ml._optional import needs
+
+with needs("relay_ml.torch"):
+    import torch
+    from torch.utils.data import Dataset, IterableDataset, get_worker_info
+    from torch.utils.data._utils.collate import default_collate_fn_map
 
 from relay_ml.batches import (
     DEFAULT_BLOCK_SIZE,
