@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from relay_ml._relay import NativeIpcWriter, inspect_file
-from relay_ml.errors import RelayError
+from relay_ml._relay import NativeIpcWriter, __version__, inspect_file
+from relay_ml.errors import NotArrowFileError, RelayError
 
 #: Inputs larger than this get a progress bar.
 PROGRESS_MIN_BYTES = 256 * 1024 * 1024
@@ -45,14 +46,20 @@ def format_report(report: dict[str, Any]) -> str:
         f"file:        {report['path']}",
         f"size:        {_size(report['size'])} ({report['size']:,} bytes)",
         f"rows:        {report['num_rows']:,}",
-        f"batches:     {len(batches)}"
-        + (
-            f" (rows per batch {min(b['rows'] for b in batches):,}"
-            f"..{max(b['rows'] for b in batches):,})"
-            if batches
-            else ""
-        ),
-        f"format:      Arrow IPC {report.get('format', 'file')}",
+    ]
+    if not report.get("decoded"):
+        lines.append(
+            f"batches:     {len(batches)}"
+            + (
+                f" (rows per batch {min(b['rows'] for b in batches):,}"
+                f"..{max(b['rows'] for b in batches):,})"
+                if batches
+                else ""
+            )
+        )
+    lines += [
+        "format:      "
+        + (report["format"] if report.get("decoded") else f"Arrow IPC {report['format']}"),
         "compression: "
         + (
             ", ".join(compressions) + " (decompressed into memory on read)"
@@ -75,6 +82,47 @@ def format_report(report: dict[str, Any]) -> str:
             f"{c['name']:<{name_w}}  {c['type']:<{type_w}}  {align:>5}  {nulls:>10}  {verdict}"
         )
     return "\n".join(lines)
+
+
+#: Formats other than Arrow IPC that ``scan`` reads, by file suffix.
+_DECODED_FORMATS = {
+    ".parquet": "Parquet",
+    ".pq": "Parquet",
+    ".csv": "CSV",
+    ".tsv": "CSV",
+    ".json": "NDJSON",
+    ".jsonl": "NDJSON",
+    ".ndjson": "NDJSON",
+}
+
+
+def decoded_report(path: str) -> dict[str, Any]:
+    """``inspect_file``'s report for a file ``scan`` decodes (Parquet, CSV, NDJSON): from the
+    file's metadata, without decoding a column. Every column is a copy, decoded into memory."""
+    from relay_ml import scan
+
+    frame = scan(path)
+    name = _DECODED_FORMATS.get(os.path.splitext(path)[1].lower(), "a decoded format")
+    reason = f"decoded from {name} into memory (relay convert writes a file that maps)"
+    return {
+        "path": path,
+        "size": os.path.getsize(path),
+        "num_rows": len(frame),
+        "format": name,
+        "decoded": True,
+        "batches": [],
+        "columns": [
+            {
+                "name": column,
+                "type": type_name,
+                "alignment": None,
+                "null_count": None,
+                "zero_copy": False,
+                "reason": reason,
+            }
+            for column, type_name in frame.schema.items()
+        ],
+    }
 
 
 def _progress_bar(total_rows: int, enabled: bool) -> Any:
@@ -165,11 +213,12 @@ def convert(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="relay", description="relay_ml command line tools")
+    parser.add_argument("--version", action="version", version=f"relay_ml {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     inspect = commands.add_parser(
-        "inspect", help="describe an Arrow IPC file and its zero-copy exports"
+        "inspect", help="describe a file (Arrow IPC, Parquet, CSV, NDJSON) and its exports"
     )
-    inspect.add_argument("file", help="path to an Arrow IPC file")
+    inspect.add_argument("file", help="path to a file that relay_ml.scan reads")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     conv = commands.add_parser(
         "convert",
@@ -203,10 +252,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
     )
     args = parser.parse_args(argv)
+    try:
+        return _run(parser, args)
+    except BrokenPipeError:
+        # The reader went away (`relay inspect f | head`): not an error. Output still buffered
+        # for the closed pipe is dropped so that the interpreter's exit does not fail on it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.command == "inspect":
         try:
-            report = inspect_file(args.file)
+            try:
+                report = inspect_file(args.file)
+            except NotArrowFileError:
+                report = decoded_report(args.file)
         except RelayError as error:
             print(f"relay inspect: {error}", file=sys.stderr)
             return 1

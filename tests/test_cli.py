@@ -42,6 +42,48 @@ def test_inspect_missing_file_fails_cleanly(tmp_path, capsys):
     assert "no such file" in capsys.readouterr().err
 
 
+def test_inspect_reads_every_format_scan_reads(tmp_path, capsys):
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pa.table({"x": np.arange(6, dtype=np.float64), "s": list("abcdef")})
+    pq.write_table(table, tmp_path / "t.parquet")
+    pacsv.write_csv(table, tmp_path / "t.csv")
+    (tmp_path / "t.ndjson").write_text(
+        "".join(json.dumps({"x": float(i), "s": c}) + "\n" for i, c in enumerate("abcdef"))
+    )
+    for name, format_name in [("t.parquet", "Parquet"), ("t.csv", "CSV"), ("t.ndjson", "NDJSON")]:
+        assert main(["inspect", str(tmp_path / name)]) == 0
+        out = capsys.readouterr().out
+        assert "rows:        6" in out and f"format:      {format_name}" in out, out
+        assert f"no: decoded from {format_name}" in out
+        assert main(["inspect", "--json", str(tmp_path / name)]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert [c["name"] for c in report["columns"]] == ["x", "s"]
+        assert not any(c["zero_copy"] for c in report["columns"])
+
+
+def test_version_and_a_closed_pipe(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "relay_ml.cli", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout.startswith("relay_ml ")
+    wide = pa.table({f"column_{i}": np.arange(3) for i in range(2000)})
+    path = write_arrow(tmp_path / "wide.arrow", wide)
+    # `relay inspect wide.arrow | head -1`: the reader closes the pipe after one line.
+    with subprocess.Popen(
+        [sys.executable, "-m", "relay_ml.cli", "inspect", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as inspect:
+        assert inspect.stdout is not None and inspect.stderr is not None
+        assert inspect.stdout.readline().startswith(b"file:")
+        inspect.stdout.close()
+        stderr = inspect.stderr.read()
+        assert inspect.wait(timeout=60) == 0, stderr
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
 def test_relay_entry_point_runs():
     result = subprocess.run(
         [sys.executable, "-m", "relay_ml.cli", "--help"], capture_output=True, text=True

@@ -1064,7 +1064,8 @@ mod tests {
     }
 
     const JSON_DATA: &[u8] =
-        b"{\"id\": 1, \"name\": \"a\", \"tags\": [1, 2]}\n\n{\"id\": 2, \"name\": null}\n{\"id\": 3, \"name\": \"c\", \"tags\": []}\n";
+        b"{\"name\": \"a\", \"id\": 1}\n\n{\"id\": 2, \"name\": null}\n{\"id\": 3, \"tags\": [], \"name\": \"c\"}\n";
+    const JSON_KEY_ORDER: [&str; 3] = ["name", "id", "tags"];
 
     #[test]
     fn ndjson_infers_and_reads() {
@@ -1072,6 +1073,9 @@ mod tests {
         let file = TextFile::open_ndjson(&path, &JsonOptions::default()).unwrap();
         assert_eq!(file.format(), "ndjson");
         let schema = file.schema();
+        // Columns in the order their keys first appear in the file, not sorted.
+        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        assert_eq!(names, JSON_KEY_ORDER);
         assert_eq!(
             schema.field_with_name("id").unwrap().data_type(),
             &DataType::Int64
