@@ -18,14 +18,37 @@
 //! and arrow-rs's array validation stays on. Anything arrow-rs still panics on (it asserts, for
 //! one, that an offsets buffer's length is a multiple of its width) is caught and reported as a
 //! corrupt file.
+//!
+//! # The view contract
+//!
+//! Each `IpcFile::open` (each `scan()`) maps the file anew, privately (MAP_PRIVATE), and no
+//! mapping is ever shared between two openings, even of an unchanged file:
+//!
+//! - A fresh `scan()` always returns the file's bytes. Exports of mapped columns are marked
+//!   read-only, but torch ignores DLPack's read-only flag (and `torch.frombuffer`, ctypes and
+//!   `setflags` tricks get around the others), so a user can write into an exported view. The
+//!   write lands in a copy-on-write page of *that* mapping only: it never reaches the file,
+//!   the page cache or any other opening. A registry that handed one opening's mapping to
+//!   later `scan()`s of the same file would show such writes to them as if the file held them,
+//!   and a mapping cannot tell afterwards whether an export was written through.
+//! - Frames derived from one scan (filter, select, batches, further exports) share its
+//!   mapping, and its decoded-column cache: they see what was written through that scan's
+//!   exports, as NumPy views of one array see each other's writes.
+//! - Openings still share the page cache (clean file pages back every private mapping until
+//!   one is written). What each opening builds for itself: its page tables (filled on first
+//!   touch; the kernel maps up to 16 pages of a file per read fault), and the columns it
+//!   decoded and validated and the batch statistics it computed (see `stats.rs`), which
+//!   derive from its own pages. Opening still reads only the footer and the message headers.
+//! - A file truncated while mapped raises SIGBUS on access. Relay's own reads check the file
+//!   size first (`check_unchanged`) and raise `FileChanged`; a view the user already holds
+//!   cannot be guarded, as with pyarrow's and NumPy's memory maps.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 
 use arrow::array::ArrayRef;
 use arrow::buffer::Buffer;
@@ -45,7 +68,8 @@ const TRAILER_LEN: usize = 10;
 /// A private copy-on-write mapping of a whole file.
 ///
 /// Private (MAP_PRIVATE) so that an exported tensor written in place (torch ignores DLPack's
-/// read-only flag) changes only this process's copy of the page, never the file. Mapped with
+/// read-only flag) changes only this mapping's copy of the page, never the file nor another
+/// opening of it (see "The view contract" above). Mapped with
 /// MAP_NORESERVE so that a file larger than RAM + swap can be mapped under the kernel's default
 /// overcommit heuristic: clean pages stay in the page cache and cost no anonymous memory.
 pub struct Mapping {
@@ -61,7 +85,7 @@ impl AsRef<[u8]> for Mapping {
 /// What the file system says about a file's contents: which file it is (device and inode), its
 /// size, and when its data and inode last changed (nanoseconds). Writers replace files by rename
 /// (a new inode) or append (a new size); an in-place write changes the times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct FileIdentity {
     device: u64,
     inode: u64,
@@ -86,43 +110,6 @@ impl FileIdentity {
     fn same_contents(&self, other: &FileIdentity) -> bool {
         self == other
     }
-}
-
-/// A file whose last write is this recent when it is opened is not shared through the registry:
-/// a file system with coarse timestamps (a jiffy on ext4 without multigrain timestamps, one or
-/// two seconds on others) could give a second write in place the same times, and a later
-/// `scan()` would then reuse a mapping whose footer no longer matches the file (the "racily
-/// clean" case of git's index).
-const SETTLED_AFTER: Duration = Duration::from_secs(2);
-
-/// Files opened by this process, by path and identity, so that a second `scan()` of an
-/// unchanged file reuses the first one's mapping: its page tables are already filled (no page
-/// faults on the pages earlier queries touched), and decoded and validated columns, dictionaries
-/// and statistics come with it. Weak references: the registry never keeps a file open.
-struct Registry {
-    /// The process the entries belong to. A child made by fork() inherits the parent's mappings
-    /// but builds its own from its first `open` on.
-    pid: u32,
-    files: HashMap<(PathBuf, FileIdentity), Weak<IpcFile>>,
-}
-
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
-    Mutex::new(Registry {
-        pid: std::process::id(),
-        files: HashMap::new(),
-    })
-});
-
-/// The registry of this process (emptied first in a forked child).
-fn registry() -> MutexGuard<'static, Registry> {
-    // The registry holds no invariant that a panic elsewhere could break half-way.
-    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    let pid = std::process::id();
-    if registry.pid != pid {
-        registry.pid = pid;
-        registry.files.clear();
-    }
-    registry
 }
 
 /// Columns decoded and validated once per mapping, while the file's times stay the same.
@@ -408,11 +395,8 @@ fn contains_dictionary(data_type: &DataType) -> bool {
 impl IpcFile {
     /// Maps `path` and reads its footer. Touches no column data.
     ///
-    /// A file this process has open already, unchanged since (same device, inode, size and
-    /// modification and change times, and last written more than `SETTLED_AFTER` before it was
-    /// first opened), is returned as it is: the same mapping, whose pages earlier queries have
-    /// already faulted into this process's page tables, with its decoded columns, dictionaries
-    /// and statistics. A forked child opens its own.
+    /// Each call maps the file anew, even when this process has it mapped already: see "The
+    /// view contract" in the module documentation.
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>> {
         let path = path.as_ref().to_owned();
         let metadata = std::fs::metadata(&path).map_err(|source| match source.kind() {
@@ -425,9 +409,6 @@ impl IpcFile {
         })?;
         if metadata.is_dir() {
             return Err(StorageError::IsDirectory { path });
-        }
-        if let Some(file) = Self::registered(&path, &metadata) {
-            return Ok(file);
         }
         if !metadata.is_file() {
             // Opening a FIFO for reading blocks until a writer comes, and devices and sockets
@@ -442,7 +423,6 @@ impl IpcFile {
             action: "open",
             source,
         })?;
-        let opened_at = SystemTime::now();
         let metadata = file.metadata().map_err(|source| StorageError::Io {
             path: path.clone(),
             action: "stat",
@@ -477,34 +457,7 @@ impl IpcFile {
             Self::from_mapping_recovering(path.clone(), file, size, identity, data)
         })?;
         opened.check_unchanged()?;
-        let opened = Arc::new(opened);
-        let settled = metadata
-            .modified()
-            .ok()
-            .and_then(|modified| opened_at.duration_since(modified).ok())
-            .is_some_and(|age| age >= SETTLED_AFTER);
-        if settled && identity.size == size {
-            let mut registry = registry();
-            registry.files.retain(|_, file| file.strong_count() > 0);
-            registry
-                .files
-                .insert((path, identity), Arc::downgrade(&opened));
-        }
-        Ok(opened)
-    }
-
-    /// The file this process opened already at `path`, if it is still open and nothing was
-    /// written to it since (`metadata` is the path's `stat`, taken just now).
-    fn registered(path: &Path, metadata: &Metadata) -> Option<Arc<Self>> {
-        let identity = FileIdentity::of(metadata);
-        let file = registry()
-            .files
-            .get(&(path.to_owned(), identity))?
-            .upgrade()?;
-        // The path may have been replaced between its stat and now; the open descriptor says
-        // whether the mapped file itself is still as it was.
-        let now = FileIdentity::of(&file.file.metadata().ok()?);
-        now.same_contents(&file.identity).then_some(file)
+        Ok(Arc::new(opened))
     }
 
     /// `from_mapping`, except that a file whose tail was torn by an append that did not finish

@@ -12,9 +12,10 @@
 //! that address while the entry exists: an entry whose address matches a live file is that
 //! file's. Entries of files that were dropped are swept when another file's first entry is
 //! added. Keying by path and size instead would be wrong: writers replace files by rename, and
-//! a replacement of the same size would be served the old file's statistics. Opening an
-//! unchanged file again returns the same `IpcFile` (see `IpcFile::open`), so its statistics
-//! carry over to every later scan of it.
+//! a replacement of the same size would be served the old file's statistics. Each opening has
+//! its own mapping (see "The view contract" in `ipc.rs`), and statistics computed over one
+//! mapping are not handed to another: a write through an export of the first would otherwise
+//! let pruning skip batches by values the file does not hold.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
@@ -280,8 +281,7 @@ mod tests {
         ));
         assert!(batch_stats(&file, 2, 0).is_err());
         assert!(batch_stats(&file, 0, 1).is_err());
-        // Another opening of a file written moments ago is another file (the registry of open
-        // files shares only files whose last write has settled): nothing is shared with it.
+        // Another opening of the file has a mapping of its own: nothing is shared with it.
         let reopened = IpcFile::open(&path).unwrap();
         assert!(cached_batch_stats(&reopened, 1, 0).is_none());
         drop(file);
