@@ -112,7 +112,7 @@ fn footer_ending_at(bytes: &[u8], end: usize) -> Option<ipc::Footer<'_>> {
         return None;
     }
     let start = end - TRAILER_LEN - length as usize;
-    ipc::root_as_footer(&bytes[start..end - TRAILER_LEN]).ok()
+    crate::nesting::root_as_footer(&bytes[start..end - TRAILER_LEN]).ok()
 }
 
 /// Whether `bytes` start like an Arrow IPC file but do not end with a footer that verifies: the
@@ -533,8 +533,12 @@ fn footer_version(path: &Path, file: &File, end: u64) -> Result<MetadataVersion>
     let mut footer = vec![0u8; length as usize];
     file.read_exact_at(&mut footer, footer_start)
         .map_err(io_error(path, "read"))?;
-    let footer = ipc::root_as_footer(&footer)
-        .map_err(|e| corrupt(&format!("footer is not a valid flatbuffer: {e}")))?;
+    let footer = crate::nesting::root_as_footer(&footer).map_err(|e| {
+        corrupt(&format!(
+            "footer is not a valid flatbuffer: {}",
+            crate::nesting::flatbuffer_error(&e)
+        ))
+    })?;
     Ok(footer.version())
 }
 

@@ -217,7 +217,12 @@ fn parse_message(bytes: &[u8]) -> std::result::Result<ipc::Message<'_>, String> 
         [_, _, _, _, rest @ ..] => rest,
         _ => return Err("message is shorter than its length prefix".into()),
     };
-    ipc::root_as_message(body).map_err(|e| format!("invalid message flatbuffer: {e}"))
+    crate::nesting::root_as_message(body).map_err(|e| {
+        format!(
+            "invalid message flatbuffer: {}",
+            crate::nesting::flatbuffer_error(&e)
+        )
+    })
 }
 
 /// The row count of a record batch message, after the checks that need no body: it is not
@@ -557,8 +562,13 @@ impl IpcFile {
             )));
         }
         let footer_start = len - TRAILER_LEN - footer_len as usize;
-        let footer = ipc::root_as_footer(&bytes[footer_start..len - TRAILER_LEN])
-            .map_err(|e| corrupt(format!("footer is not a valid flatbuffer: {e}")))?;
+        let footer = crate::nesting::root_as_footer(&bytes[footer_start..len - TRAILER_LEN])
+            .map_err(|e| {
+                corrupt(format!(
+                    "footer is not a valid flatbuffer: {}",
+                    crate::nesting::flatbuffer_error(&e)
+                ))
+            })?;
         let ipc_schema = footer
             .schema()
             .ok_or_else(|| corrupt("footer has no schema".into()))?;
@@ -571,6 +581,12 @@ impl IpcFile {
             ipc::convert::try_fb_to_schema(ipc_schema)
                 .map_err(|e| corrupt(format!("footer schema is invalid: {e}")))?,
         );
+        crate::nesting::check_arrow_schema_depth(&schema).map_err(|reason| {
+            StorageError::Unsupported {
+                path: path.clone(),
+                reason,
+            }
+        })?;
         let version = footer.version();
 
         let check_block = |kind: &str, index: usize, block: &Block| -> Result<()> {

@@ -10,6 +10,7 @@ mod dataset;
 mod decoded;
 mod error;
 mod ipc;
+mod nesting;
 mod parquet;
 mod parquet_selected;
 mod stats;

@@ -81,6 +81,7 @@ impl ParquetFile {
         let path = path.as_ref().to_owned();
         let reader = PositionalFile::open(&path, FORMAT)?;
         check_magic(&path, &reader)?;
+        check_schema_depth(&path, &reader)?;
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let metadata = catch_decoder_panic(
             &path,
@@ -619,6 +620,34 @@ fn parquet_error(path: &Path, place: String, error: ParquetError) -> StorageErro
             reason,
         },
     }
+}
+
+/// Refuses a file whose schema nests more than `nesting::MAX_NESTING_DEPTH` levels, reading the
+/// footer's flattened schema before the `parquet` crate builds a tree of it (which recurses
+/// once per level, as do the Arrow schema conversion and the printing of its types). A footer
+/// that cannot be read is left to the `parquet` crate to report.
+fn check_schema_depth(path: &Path, reader: &PositionalFile) -> Result<()> {
+    let mut trailer = [0u8; 8];
+    reader.read_exact_at(&mut trailer, reader.len - 8, path)?;
+    let footer_len = u64::from(u32::from_le_bytes(
+        trailer[..4].try_into().expect("4 bytes"),
+    ));
+    if footer_len + MIN_FILE_LEN > reader.len {
+        return Ok(());
+    }
+    let footer = reader
+        .read_vec(reader.len - 8 - footer_len, footer_len as usize)
+        .map_err(|source| StorageError::Io {
+            path: path.to_owned(),
+            action: "read",
+            source,
+        })?;
+    crate::nesting::check_parquet_footer_depth(&footer).map_err(|reason| StorageError::Malformed {
+        path: path.to_owned(),
+        format: FORMAT,
+        place: "footer".into(),
+        reason,
+    })
 }
 
 /// Checks each row group's row count against its column chunks: a column that is not
