@@ -112,6 +112,15 @@ impl FileIdentity {
     }
 }
 
+/// What `IpcFile::open_with` does with a file that does not end with a valid footer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// Reads a torn tail at the last complete footer; refuses a damaged complete footer.
+    TornTail,
+    /// Reads a damaged complete footer's file at the last intact footer too.
+    DamagedFooter,
+}
+
 /// Columns decoded and validated once per mapping, while the file's times stay the same.
 #[derive(Default)]
 struct DecodedCache {
@@ -402,8 +411,23 @@ impl IpcFile {
     ///
     /// Each call maps the file anew, even when this process has it mapped already: see "The
     /// view contract" in the module documentation.
+    ///
+    /// A file whose tail was torn by an append that did not finish opens at the last complete
+    /// footer before the tear; a file that ends with a complete footer that is damaged is a
+    /// `CorruptFile` naming the footer's offset (see `append.rs`, and
+    /// `open_at_last_intact_footer`).
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>> {
-        let path = path.as_ref().to_owned();
+        Self::open_with(path.as_ref(), Recovery::TornTail)
+    }
+
+    /// `open`, except that a file whose last footer is damaged opens at the last intact footer
+    /// before it too, as a torn tail does: what `repair_ipc_file` keeps.
+    pub fn open_at_last_intact_footer(path: impl AsRef<Path>) -> Result<Arc<Self>> {
+        Self::open_with(path.as_ref(), Recovery::DamagedFooter)
+    }
+
+    fn open_with(path: &Path, recovery: Recovery) -> Result<Arc<Self>> {
+        let path = path.to_owned();
         let metadata = std::fs::metadata(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.clone() },
             _ => StorageError::Io {
@@ -459,7 +483,7 @@ impl IpcFile {
         let size = mmap.len() as u64;
         let data = Buffer::from(bytes::Bytes::from_owner(Mapping { mmap }));
         let opened = catch_panic(&path, "reading the footer", || {
-            Self::from_mapping_recovering(path.clone(), file, size, identity, data)
+            Self::from_mapping_recovering(path.clone(), file, size, identity, data, recovery)
         })?;
         opened.check_unchanged()?;
         Ok(Arc::new(opened))
@@ -467,16 +491,50 @@ impl IpcFile {
 
     /// `from_mapping`, except that a file whose tail was torn by an append that did not finish
     /// (it starts like an IPC file but does not end with a valid footer) opens at the last
-    /// complete footer before the tear (see `append.rs`).
+    /// complete footer before the tear (see `append.rs`). A file that ends with a complete
+    /// footer that is damaged is refused, naming the footer's offset, unless `recovery` says to
+    /// read it at an earlier footer too.
     fn from_mapping_recovering(
         path: PathBuf,
         file: File,
         size: u64,
         identity: FileIdentity,
         data: Buffer,
+        recovery: Recovery,
     ) -> Result<Self> {
         if !crate::append::tail_is_torn(data.as_slice()) {
-            return Self::from_mapping(path, file, size, identity, data);
+            let whole = match recovery {
+                Recovery::TornTail => return Self::from_mapping(path, file, size, identity, data),
+                Recovery::DamagedFooter => Self::from_mapping(
+                    path.clone(),
+                    file.try_clone().map_err(|source| StorageError::Io {
+                        path: path.clone(),
+                        action: "dup",
+                        source,
+                    })?,
+                    size,
+                    identity,
+                    data.clone(),
+                ),
+            };
+            // A last footer that verifies but describes blocks this file does not hold is
+            // damaged too: look for an intact one before it.
+            if whole.is_ok() {
+                return whole;
+            }
+        }
+        if recovery == Recovery::TornTail
+            && let Some((offset, reason)) = crate::append::damaged_final_footer(data.as_slice())
+        {
+            return Err(StorageError::CorruptFile {
+                path,
+                reason: format!(
+                    "the footer at byte offset {offset} is damaged: {reason}. The file ends with a complete \
+                     footer, not with an interrupted append, so it is not read at an earlier footer \
+                     (that would silently drop the last append); relay_ml.repair(path) rewrites it at \
+                     its last intact footer and reports the rows it drops"
+                ),
+            });
         }
         for end in crate::append::earlier_footer_ends(data.as_slice()) {
             let Ok(descriptor) = file.try_clone() else {
@@ -681,6 +739,19 @@ impl IpcFile {
             }))
             .collect();
         extents.sort_unstable_by_key(|&(offset, ..)| offset);
+        let listed_end = extents
+            .last()
+            .map_or(0, |&(offset, length, ..)| (offset + length) as usize);
+        if listed_end > 0
+            && let Some(offset) = crate::append::unlisted_message(bytes, listed_end, footer_start)
+        {
+            return Err(corrupt(format!(
+                "the footer at byte offset {footer_start} is damaged: it lists {} record batches, the last of them \
+                 ending at byte offset {listed_end}, but an appended message follows at byte offset {offset}; \
+                 relay_ml.repair(path) rewrites the file at its last intact footer and reports the rows it drops",
+                batches.len()
+            )));
+        }
         for pair in extents.windows(2) {
             let ((offset, length, kind, index), (next_offset, _, next_kind, next_index)) =
                 (pair[0], pair[1]);
