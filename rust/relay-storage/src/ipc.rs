@@ -35,10 +35,11 @@
 //!   mapping, and its decoded-column cache: they see what was written through that scan's
 //!   exports, as NumPy views of one array see each other's writes.
 //! - Openings still share the page cache (clean file pages back every private mapping until
-//!   one is written). What each opening builds for itself: its page tables (filled on first
-//!   touch; the kernel maps up to 16 pages of a file per read fault), and the columns it
-//!   decoded and validated and the batch statistics it computed (see `stats.rs`), which
-//!   derive from its own pages. Opening still reads only the footer and the message headers.
+//!   one is written), and the batch statistics of an unchanged file, which are computed from
+//!   an opening of their own that is never exported (see `stats.rs`). What each opening builds
+//!   for itself: its page tables (filled on first touch; the kernel maps up to 16 pages of a
+//!   file per read fault) and the columns it decoded and validated. Opening still reads only
+//!   the footer and the message headers.
 //! - A file truncated while mapped raises SIGBUS on access. Relay's own reads check the file
 //!   size first (`check_unchanged`) and raise `FileChanged`; a view the user already holds
 //!   cannot be guarded, as with pyarrow's and NumPy's memory maps.
@@ -49,6 +50,7 @@ use std::os::unix::fs::MetadataExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use arrow::array::ArrayRef;
 use arrow::buffer::Buffer;
@@ -85,8 +87,8 @@ impl AsRef<[u8]> for Mapping {
 /// What the file system says about a file's contents: which file it is (device and inode), its
 /// size, and when its data and inode last changed (nanoseconds). Writers replace files by rename
 /// (a new inode) or append (a new size); an in-place write changes the times.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileIdentity {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct FileIdentity {
     device: u64,
     inode: u64,
     size: u64,
@@ -111,6 +113,13 @@ impl FileIdentity {
         self == other
     }
 }
+
+/// A file whose last write is this recent when it is opened shares no statistics with other
+/// openings (see `stats.rs`): a file system with coarse timestamps (a jiffy on ext4 without
+/// multigrain timestamps, one or two seconds on others) could give a second write in place the
+/// same times, and statistics of the first contents would then prune batches of the second
+/// (the "racily clean" case of git's index).
+const SETTLED_AFTER: Duration = Duration::from_secs(2);
 
 /// What `IpcFile::open_with` does with a file that does not end with a valid footer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +180,9 @@ pub struct IpcFile {
     size: u64,
     /// The file as it was when it was mapped.
     identity: FileIdentity,
+    /// Whether the file's last write was at least `SETTLED_AFTER` before it was opened: only
+    /// then may its statistics be shared with other openings.
+    settled: bool,
     /// The whole mapping, as the arrow buffer that decoded arrays share.
     data: Buffer,
     format: IpcFormat,
@@ -452,6 +464,7 @@ impl IpcFile {
             action: "open",
             source,
         })?;
+        let opened_at = SystemTime::now();
         let metadata = file.metadata().map_err(|source| StorageError::Io {
             path: path.clone(),
             action: "stat",
@@ -482,10 +495,16 @@ impl IpcFile {
         // checked against the mapping, and reads later compare the file with its length.
         let size = mmap.len() as u64;
         let data = Buffer::from(bytes::Bytes::from_owner(Mapping { mmap }));
-        let opened = catch_panic(&path, "reading the footer", || {
+        let mut opened = catch_panic(&path, "reading the footer", || {
             Self::from_mapping_recovering(path.clone(), file, size, identity, data, recovery)
         })?;
         opened.check_unchanged()?;
+        opened.settled = identity.size == size
+            && metadata
+                .modified()
+                .ok()
+                .and_then(|modified| opened_at.duration_since(modified).ok())
+                .is_some_and(|age| age >= SETTLED_AFTER);
         Ok(Arc::new(opened))
     }
 
@@ -578,6 +597,7 @@ impl IpcFile {
                 file,
                 size,
                 identity,
+                settled: false,
                 data,
                 format: IpcFormat::Stream,
                 schema: Arc::new(layout.schema),
@@ -767,6 +787,7 @@ impl IpcFile {
             file,
             size,
             identity,
+            settled: false,
             data,
             format: IpcFormat::File,
             schema,
@@ -836,6 +857,15 @@ impl IpcFile {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+
+    /// What identifies the file's contents for statistics shared between openings (`stats.rs`):
+    /// its path and identity, when its last write had settled when it was opened and nothing
+    /// was written to it since. None otherwise: its statistics are then its own.
+    pub(crate) fn statistics_key(&self) -> Option<(PathBuf, FileIdentity)> {
+        let now = self.current_identity().ok()?;
+        (self.settled && now.same_contents(&self.identity))
+            .then(|| (self.path.clone(), self.identity))
     }
 
     /// Fails when the file no longer has the size it had when it was mapped: touching pages past

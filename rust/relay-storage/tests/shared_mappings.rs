@@ -94,10 +94,50 @@ fn each_opening_of_an_unchanged_file_has_its_own_mapping() {
     let second = IpcFile::open(&path).expect("open again");
     assert!(!Arc::ptr_eq(&first, &second));
     assert_ne!(first.mapped_range(), second.mapped_range());
-    // Statistics computed through one opening derive from its pages: not handed to the other.
+    // Statistics of the file's unchanged contents are computed once for both.
+    let stats = batch_stats(&first, 1, 1).expect("stats");
+    assert!(Arc::ptr_eq(
+        &cached_batch_stats(&second, 1, 1).expect("shared"),
+        &stats
+    ));
+    // A file written moments ago shares none: a write in place could keep its times.
+    let recent = dir.join("recent.arrow");
+    write(&recent, 0, 100);
+    let (first, second) = (
+        IpcFile::open(&recent).unwrap(),
+        IpcFile::open(&recent).unwrap(),
+    );
     batch_stats(&first, 1, 1).expect("stats");
-    assert!(cached_batch_stats(&first, 1, 1).is_some());
     assert!(cached_batch_stats(&second, 1, 1).is_none());
+}
+
+#[test]
+fn statistics_never_see_a_write_through_a_view() {
+    let dir = TempDir::new("stats-written");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 100);
+    settle(&path);
+    let writer = IpcFile::open(&path).expect("open");
+    let column = writer.decode_column(1, 1).expect("decode");
+    let values = column.array.to_data().buffers()[0].as_ptr() as *mut i32;
+    // SAFETY: the buffer is a view of `writer`'s private, writable mapping (mapped with
+    // `map_copy`), at least 100 int32 values long, and nothing reads it concurrently.
+    unsafe { values.write(1_000_000) };
+    assert_eq!(first_value(&writer, 1), 1_000_000);
+    // Computed through the writer's opening, the statistics still describe the file.
+    let stats = batch_stats(&writer, 1, 1).expect("stats");
+    let max = stats.max.as_ref().expect("max");
+    let max = max
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .expect("int32")
+        .value(0);
+    assert_eq!(max, 199);
+    let reader = IpcFile::open(&path).expect("open again");
+    assert!(Arc::ptr_eq(
+        &batch_stats(&reader, 1, 1).expect("stats"),
+        &stats
+    ));
 }
 
 #[test]
