@@ -68,7 +68,7 @@ def test_a_parquet_schema_nested_deeper_than_100_levels_is_refused(tmp_path, dep
 
 def test_a_parquet_schema_10000_levels_deep_does_not_crash(tmp_path):
     """10,000 nested groups overflowed the stack while the footer was converted: run where a
-    crash cannot take the test session down."""
+    crash cannot take the other tests down."""
     path = nested_parquet(tmp_path / "deep10000.parquet", 10_000)
     script = textwrap.dedent(
         f"""
