@@ -33,7 +33,7 @@ from relay_ml.errors import (
 from relay_ml.expr import AggExpr, Expr, col, lit, when
 from relay_ml.frame import BatchIterator, Frame, GroupBy, concat, scan
 from relay_ml.interop import from_arrow, from_numpy, from_pandas
-from relay_ml.io import append, write
+from relay_ml.io import append, repair, write
 
 __all__ = [
     "AggExpr",
@@ -64,6 +64,7 @@ __all__ = [
     "from_numpy",
     "from_pandas",
     "lit",
+    "repair",
     "scan",
     "when",
     "write",

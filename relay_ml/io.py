@@ -160,3 +160,31 @@ def append(path: str | os.PathLike[str], frame: Any) -> dict[str, int]:
     """
     target = _path(path, "append")
     return dict(_relay.append_ipc(target, _as_frame(frame, "append")._native))
+
+
+def repair(path: str | os.PathLike[str]) -> dict[str, int]:
+    """Rewrites the Arrow IPC file at ``path`` up to its last intact footer, when its last footer
+    is damaged (or its tail was torn by an interrupted append)::
+
+        try:
+            frame = relay.scan("log.arrow")
+        except relay.CorruptFileError:
+            report = relay.repair("log.arrow")   # {"rows": 40, "rows_dropped": 20, ...}
+
+    An appended file whose final footer was damaged after it was written (a flipped byte on
+    disk) is refused by :func:`relay_ml.scan` and :func:`relay_ml.append` with a
+    ``CorruptFileError`` naming the footer's offset, rather than read at an earlier footer,
+    which would silently drop the last append. ``repair`` makes that loss explicit: it keeps
+    the file as it was after the last append whose footer is intact, replaces the file by
+    rename (frames that scanned it earlier keep reading what they saw), and reports what it
+    dropped. A file that reads as it is is left alone.
+
+    Returns a dict with the ``rows`` the file keeps, the ``rows_dropped`` (the rows of the
+    complete record batches after the last intact footer) and the ``bytes_dropped``.
+
+    Raises:
+        NotArrowFileError, CorruptFileError: the file has no intact footer to go back to.
+        RelayFileNotFoundError: there is no file at ``path``.
+        RelayIOError: the file cannot be read, locked or replaced.
+    """
+    return dict(_relay.repair_ipc(_path(path, "repair")))

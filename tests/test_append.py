@@ -250,3 +250,59 @@ def test_streaming_predictions_keep_memory_bounded(tmp_path):
     np.testing.assert_array_equal(written["f2"].to_numpy(), table["f2"].to_numpy())
     expected = np.column_stack([table[f"f{i}"].to_numpy() for i in range(4)]) @ weights
     np.testing.assert_allclose(written["pred"].to_numpy(), expected, rtol=1e-6)
+
+
+def _three_appends(path: Path) -> tuple[bytes, int]:
+    """Three appends of 20 rows; the file's bytes and where its last footer starts."""
+    for start in (0, 20, 40):
+        relay.append(path, pa.table({"id": np.arange(start, start + 20, dtype=np.int64)}))
+    data = path.read_bytes()
+    footer_length = int.from_bytes(data[-10:-6], "little")
+    return data, len(data) - 10 - footer_length
+
+
+def test_a_damaged_last_footer_never_drops_the_last_append_silently(tmp_path):
+    """Flipping any byte of the last footer or its trailer either leaves all 60 rows readable or
+    is a CorruptFileError naming the file; it never reads the file at the previous footer."""
+    path = tmp_path / "log.arrow"
+    data, footer_start = _three_appends(path)
+    refused = 0
+    for at in range(footer_start, len(data)):
+        damaged = bytearray(data)
+        damaged[at] ^= 0xFF
+        path.write_bytes(bytes(damaged))
+        try:
+            rows = len(relay.scan(path))
+        except relay.CorruptFileError as error:
+            assert str(path) in str(error)
+            refused += 1
+        else:
+            assert rows == 60, f"byte {at}: {rows} rows"
+    assert refused >= (len(data) - footer_start) // 2
+    damaged = bytearray(data)
+    damaged[footer_start + 1] ^= 0xFF
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(relay.CorruptFileError, match=f"footer at byte offset {footer_start}"):
+        relay.scan(path)
+
+
+def test_repair_keeps_the_appends_before_a_damaged_footer_and_reports_the_loss(tmp_path):
+    path = tmp_path / "log.arrow"
+    data, _ = _three_appends(path)
+    assert relay.repair(path) == {"rows": 60, "rows_dropped": 0, "bytes_dropped": 0}
+    damaged = bytearray(data)
+    damaged[-3] ^= 0x20  # a flipped bit in the trailing magic
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(relay.CorruptFileError, match="repair"):
+        relay.scan(path)
+    report = relay.repair(path)
+    assert report["rows"] == 40 and report["rows_dropped"] == 20
+    assert report["bytes_dropped"] == len(data) - path.stat().st_size
+    assert relay.scan(path)["id"].to_pylist() == list(range(40))
+    assert pa.ipc.open_file(path).read_all()["id"].to_pylist() == list(range(40))
+    relay.append(path, pa.table({"id": np.arange(40, 45, dtype=np.int64)}))
+    assert relay.scan(path)["id"].to_pylist() == list(range(45))
+    with pytest.raises(relay.RelayFileNotFoundError):
+        relay.repair(tmp_path / "missing.arrow")
+    with pytest.raises(relay.RelayTypeError):
+        relay.repair(3)

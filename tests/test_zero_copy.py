@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
+import time
+import warnings
 
 import numpy as np
 import pyarrow as pa
@@ -146,6 +149,34 @@ def _run_isolated(code: str) -> str:
     )
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_a_write_through_an_export_is_not_seen_by_other_scans(numeric_file):
+    """torch ignores DLPack's read-only flag: a write through a tensor lands in the mapping of
+    the scan it came from, never in the file nor in any other scan (earlier or later)."""
+    import torch
+
+    path, table = numeric_file
+    # A file last written a minute ago, as most files are when they are read.
+    past = time.time() - 60
+    os.utime(path, (past, past))
+    expected = table["x"].to_numpy()
+    file_bytes = path.read_bytes()
+    earlier = relay.scan(path)
+    writer = relay.scan(path)
+    tensor = writer["x"].to_tensor()
+    assert address_in_file_mapping(tensor.data_ptr(), path), "the tensor is a view"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch may warn that the memory is read-only
+        tensor[0] = 42.0
+        torch.from_dlpack(writer["id"])[1] = -7
+    assert float(writer["x"].to_numpy()[0]) == 42.0, "the writer's own scan sees its write"
+    for frame in (earlier, relay.scan(path)):
+        assert frame["x"].to_numpy()[0] == expected[0]
+        assert frame["id"].to_numpy()[1] == 1
+        assert len(frame.filter(relay.col("x") == 42.0)) == 0
+        assert len(frame.filter(relay.col("id") == -7)) == 0
+    assert path.read_bytes() == file_bytes
 
 
 def test_exporting_a_1gb_column_costs_no_anonymous_memory(tmp_path):

@@ -89,6 +89,18 @@ fn append_ipc<'py>(
     summary_dict(py, summary)
 }
 
+#[pyfunction]
+fn repair_ipc(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyDict>> {
+    let summary = py
+        .detach(|| relay_storage::repair_ipc_file(&path))
+        .into_py_result()?;
+    let dict = PyDict::new(py);
+    dict.set_item("rows", summary.rows)?;
+    dict.set_item("rows_dropped", summary.rows_dropped)?;
+    dict.set_item("bytes_dropped", summary.bytes_dropped)?;
+    Ok(dict)
+}
+
 /// A file written one record batch per `write` call, renamed into place by `finish`.
 #[pyclass(module = "relay_ml._relay")]
 pub struct NativeIpcWriter {
@@ -159,5 +171,6 @@ pub fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(write_ipc, module)?)?;
     module.add_function(wrap_pyfunction!(write_parquet, module)?)?;
     module.add_function(wrap_pyfunction!(append_ipc, module)?)?;
+    module.add_function(wrap_pyfunction!(repair_ipc, module)?)?;
     Ok(())
 }

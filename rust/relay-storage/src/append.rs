@@ -112,7 +112,7 @@ fn footer_ending_at(bytes: &[u8], end: usize) -> Option<ipc::Footer<'_>> {
         return None;
     }
     let start = end - TRAILER_LEN - length as usize;
-    ipc::root_as_footer(&bytes[start..end - TRAILER_LEN]).ok()
+    crate::nesting::root_as_footer(&bytes[start..end - TRAILER_LEN]).ok()
 }
 
 /// Whether `bytes` start like an Arrow IPC file but do not end with a footer that verifies: the
@@ -131,6 +131,215 @@ pub(crate) fn earlier_footer_ends(bytes: &[u8]) -> impl Iterator<Item = usize> +
         .map(|position| position + MAGIC.len())
         .filter(move |&end| footer_ending_at(bytes, end).is_some())
         .take(MAX_RECOVERY_CANDIDATES)
+}
+
+/// Where the record batch (and dictionary) messages written after the last intact footer end,
+/// and how many rows those record batches hold: walked from the first multiple of 64 after the
+/// footer that ends at `intact_end`, message by message, while each is complete and verifies.
+fn messages_after(bytes: &[u8], intact_end: usize) -> (usize, u64) {
+    let first = intact_end.next_multiple_of(IPC_ALIGNMENT) - intact_end;
+    let (end, rows) = messages_in(&bytes[intact_end..], first);
+    (intact_end + end, rows)
+}
+
+/// `messages_after` over `tail`, the bytes from the end of the last intact footer on, whose
+/// first message would start at `first`.
+fn messages_in(tail: &[u8], first: usize) -> (usize, u64) {
+    let len = tail.len();
+    let mut at = first;
+    let mut rows = 0u64;
+    while let Some(prefix) = tail.get(at..at + 8) {
+        if prefix[..4] != [0xff; 4] {
+            break;
+        }
+        let meta = i32::from_le_bytes(prefix[4..].try_into().expect("4 bytes"));
+        let Some(meta_end) = usize::try_from(meta)
+            .ok()
+            .filter(|&meta| meta > 0)
+            .map(|meta| at + 8 + meta)
+            .filter(|&end| end <= len)
+        else {
+            break;
+        };
+        let Ok(message) = crate::nesting::root_as_message(&tail[at + 8..meta_end]) else {
+            break;
+        };
+        let Some(end) = usize::try_from(message.bodyLength())
+            .ok()
+            .and_then(|body| meta_end.checked_add(body))
+            .filter(|&end| end <= len)
+        else {
+            break;
+        };
+        if let Some(batch) = message.header_as_record_batch() {
+            rows += u64::try_from(batch.length()).unwrap_or(0);
+        }
+        at = end;
+    }
+    (at.min(len), rows)
+}
+
+/// Where a message lies that the footer starting at `footer_start` should list but does not:
+/// the first message of an append made after the last block the footer lists (which ends at
+/// `listed_end`). A footer that verifies can still have been damaged into listing fewer record
+/// batches (a vector length with a flipped bit); reading it would silently drop the last
+/// appends. Only the bytes between `listed_end` and `footer_start` are searched: none in a file
+/// written in one go.
+pub(crate) fn unlisted_message(
+    bytes: &[u8],
+    listed_end: usize,
+    footer_start: usize,
+) -> Option<usize> {
+    let before_footer = bytes.get(..footer_start)?;
+    let between = before_footer.get(listed_end..)?;
+    let intact_end = memchr::memmem::rfind_iter(between, MAGIC)
+        .map(|position| listed_end + position + MAGIC.len())
+        .find(|&end| footer_ending_at(before_footer, end).is_some())?;
+    let first = intact_end.next_multiple_of(IPC_ALIGNMENT);
+    let (messages_end, _) = messages_after(before_footer, intact_end);
+    (messages_end > first).then_some(first)
+}
+
+/// For a file that does not end with a footer that verifies (`tail_is_torn`): where it still
+/// ends with a complete footer, one that was damaged after it was written, the offset of that
+/// footer and what is wrong with it. None for a torn tail, which recovery may skip.
+///
+/// An append writes its footer, the footer's length and the magic in one write, after its
+/// record batches are on disk. So a file that ends with the magic got its whole footer, and a
+/// file whose record batch messages (read from the last intact footer on) end exactly where the
+/// trailer's length says a footer of that length starts got its whole footer and length: in
+/// both cases, a footer that does not verify was damaged, and reading the file at an earlier
+/// footer would silently drop the last append. An interrupted append ends anywhere before
+/// that: inside its record batches, or inside its footer, where the last ten bytes are no
+/// trailer.
+pub(crate) fn damaged_final_footer(bytes: &[u8]) -> Option<(usize, String)> {
+    let len = bytes.len();
+    if len < HEADER_LEN + TRAILER_LEN || &bytes[..MAGIC.len()] != MAGIC {
+        return None;
+    }
+    let length = i32::from_le_bytes(
+        bytes[len - TRAILER_LEN..len - MAGIC.len()]
+            .try_into()
+            .expect("4 bytes"),
+    );
+    let footer_start = usize::try_from(length)
+        .ok()
+        .filter(|&length| length > 0 && length <= len - HEADER_LEN - TRAILER_LEN)
+        .map(|length| len - TRAILER_LEN - length);
+    if &bytes[len - MAGIC.len()..] == MAGIC {
+        return Some(match footer_start {
+            Some(start) => {
+                let reason = match crate::nesting::root_as_footer(&bytes[start..len - TRAILER_LEN])
+                {
+                    // Not damage: a schema nested deeper than relay reads, refused as such
+                    // when the footer is read.
+                    Err(flatbuffers::InvalidFlatbuffer::DepthLimitReached) => return None,
+                    Err(error) => crate::nesting::flatbuffer_error(&error),
+                    Ok(_) => "it verifies".into(),
+                };
+                (
+                    start,
+                    format!("the footer ({length} bytes) is not a valid flatbuffer: {reason}"),
+                )
+            }
+            None => (
+                len - TRAILER_LEN,
+                format!(
+                    "the trailer gives the footer a length of {length} bytes, impossible for a file of {len} bytes"
+                ),
+            ),
+        });
+    }
+    let start = footer_start?;
+    let intact_end = earlier_footer_ends(bytes).next()?;
+    let (messages_end, _) = messages_after(bytes, intact_end);
+    (messages_end == start).then(|| {
+        (
+            len - MAGIC.len(),
+            format!(
+                "the magic bytes after the footer read {:?}, not \"ARROW1\"",
+                bytes[len - MAGIC.len()..].escape_ascii().to_string()
+            ),
+        )
+    })
+}
+
+/// What `repair_ipc_file` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairSummary {
+    /// Rows the file holds after the repair.
+    pub rows: u64,
+    /// Rows of complete record batches after the last intact footer, dropped by the repair
+    /// (the rows of the append whose footer was damaged, as far as they can be told).
+    pub rows_dropped: u64,
+    /// Bytes dropped from the end of the file.
+    pub bytes_dropped: u64,
+}
+
+/// Rewrites an Arrow IPC file that does not end with a valid footer (a damaged last footer, or
+/// a torn tail) as its bytes up to its last intact footer: what the file was after the last
+/// append whose footer survived. The shortened file replaces the old one by rename, so readers
+/// that mapped it keep their bytes. A file that opens as it is is left alone.
+///
+/// Takes the appenders' lock, so no append runs meanwhile.
+pub fn repair_ipc_file(path: &Path) -> Result<RepairSummary> {
+    let file = File::open(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => StorageError::NotFound {
+            path: path.to_owned(),
+        },
+        _ => io_error(path, "open")(source),
+    })?;
+    let locked = LockedFile::lock(file, path)?;
+    if !still_at_path(&locked.file, path)? {
+        drop(locked);
+        return repair_ipc_file(path);
+    }
+    let size = locked
+        .file
+        .metadata()
+        .map_err(io_error(path, "stat"))?
+        .len();
+    match IpcFile::open(path) {
+        Ok(intact) => {
+            // A torn tail opens at its last complete footer: cut it off as well.
+            let kept = intact.mapped_range().len() as u64;
+            if kept == size {
+                return Ok(RepairSummary {
+                    rows: intact.num_rows(),
+                    rows_dropped: 0,
+                    bytes_dropped: 0,
+                });
+            }
+        }
+        Err(StorageError::CorruptFile { .. }) => {}
+        Err(other) => return Err(other),
+    }
+    let recovered = IpcFile::open_at_last_intact_footer(path)?;
+    let kept = recovered.mapped_range().len() as u64;
+    let rows = recovered.num_rows();
+    drop(recovered);
+    let file = &locked.file;
+    let mut tail = vec![0u8; (size - kept) as usize];
+    file.read_exact_at(&mut tail, kept)
+        .map_err(io_error(path, "read"))?;
+    let first = (kept.next_multiple_of(IPC_ALIGNMENT as u64) - kept) as usize;
+    let (_, rows_dropped) = messages_in(&tail, first);
+    drop(tail);
+    let pending = crate::write::PendingFile::beside(path)?;
+    let mut head = std::io::Read::take(file, kept);
+    let copied = std::io::copy(&mut head, &mut pending.file()).map_err(io_error(path, "copy"))?;
+    if copied != kept {
+        return Err(io_error(path, "read")(
+            std::io::ErrorKind::UnexpectedEof.into(),
+        ));
+    }
+    pending.commit(path, true).map_err(|(_, error)| error)?;
+    drop(locked);
+    Ok(RepairSummary {
+        rows,
+        rows_dropped,
+        bytes_dropped: size - kept,
+    })
 }
 
 /// `file`, locked exclusively (`flock`) until it is dropped.
@@ -159,6 +368,17 @@ impl Drop for LockedFile {
         // SAFETY: as in `lock`; closing the descriptor would release the lock anyway.
         unsafe { libc::flock(self.file.as_raw_fd(), libc::LOCK_UN) };
     }
+}
+
+/// Whether `path` still names the open `file` (the same device and inode).
+fn still_at_path(file: &File, path: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let open = file.metadata().map_err(io_error(path, "stat"))?;
+    Ok(match std::fs::metadata(path) {
+        Ok(named) => named.dev() == open.dev() && named.ino() == open.ino(),
+        Err(source) if source.kind() == std::io::ErrorKind::NotFound => false,
+        Err(source) => return Err(io_error(path, "stat")(source)),
+    })
 }
 
 /// Writes at increasing offsets of a file with `pwrite`, wherever the file's position is.
@@ -366,6 +586,12 @@ pub fn append_ipc_file(
             _ => io_error(path, "open for appending")(source),
         })?;
     let locked = LockedFile::lock(file, path)?;
+    if !still_at_path(&locked.file, path)? {
+        // Replaced (by a repair or a rewrite) while this append waited for the lock: appending
+        // to the file it had opened would add rows nobody can see.
+        drop(locked);
+        return append_ipc_file(path, schema, batches);
+    }
     let file = &locked.file;
     let size = file.metadata().map_err(io_error(path, "stat"))?.len();
     if size == 0 {
@@ -533,8 +759,12 @@ fn footer_version(path: &Path, file: &File, end: u64) -> Result<MetadataVersion>
     let mut footer = vec![0u8; length as usize];
     file.read_exact_at(&mut footer, footer_start)
         .map_err(io_error(path, "read"))?;
-    let footer = ipc::root_as_footer(&footer)
-        .map_err(|e| corrupt(&format!("footer is not a valid flatbuffer: {e}")))?;
+    let footer = crate::nesting::root_as_footer(&footer).map_err(|e| {
+        corrupt(&format!(
+            "footer is not a valid flatbuffer: {}",
+            crate::nesting::flatbuffer_error(&e)
+        ))
+    })?;
     Ok(footer.version())
 }
 
@@ -655,6 +885,136 @@ mod tests {
             assert!(!tail_is_torn(&bytes));
             assert_eq!(IpcFile::open(&path).unwrap().num_rows(), 103);
         }
+    }
+
+    #[test]
+    fn every_cut_inside_an_append_opens_at_the_previous_footer() {
+        let path = temp_path("every-cut");
+        let first = batch(0, 100);
+        append_ipc_file(&path, &first.schema(), std::slice::from_ref(&first)).unwrap();
+        let complete = std::fs::read(&path).unwrap();
+        append_ipc_file(&path, &first.schema(), &[batch(100, 100)]).unwrap();
+        let grown = std::fs::read(&path).unwrap();
+        for cut in complete.len() + 1..grown.len() {
+            assert!(tail_is_torn(&grown[..cut]), "cut at {cut}");
+            assert_eq!(damaged_final_footer(&grown[..cut]), None, "cut at {cut}");
+            std::fs::write(&path, &grown[..cut]).unwrap();
+            let file = IpcFile::open(&path).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            assert_eq!(file.num_rows(), 100, "cut at {cut}");
+        }
+    }
+
+    /// A file of three appends of 20 rows, and where its last footer (with its trailer) lies.
+    fn three_appends(name: &str) -> (crate::test_support::TempFile, Vec<u8>, usize) {
+        let path = temp_path(name);
+        for start in [0, 20, 40] {
+            let rows = batch(start, 20);
+            append_ipc_file(&path, &rows.schema(), &[rows]).unwrap();
+        }
+        let bytes = std::fs::read(&path).unwrap();
+        let len = bytes.len();
+        let footer_len =
+            i32::from_le_bytes(bytes[len - TRAILER_LEN..len - 6].try_into().unwrap()) as usize;
+        (path, bytes, len - TRAILER_LEN - footer_len)
+    }
+
+    #[test]
+    fn a_damaged_last_footer_is_refused_never_read_at_an_earlier_one() {
+        let (path, bytes, footer_start) = three_appends("damaged");
+        let mut refused = 0;
+        for at in footer_start..bytes.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut damaged = bytes.clone();
+                damaged[at] ^= flip;
+                std::fs::write(&path, &damaged).unwrap();
+                match IpcFile::open(&path) {
+                    // A flip the footer does not notice (padding, an unused field) must still
+                    // give every row.
+                    Ok(file) => assert_eq!(file.num_rows(), 60, "byte {at} ^ {flip:#x}"),
+                    Err(StorageError::CorruptFile { .. }) => refused += 1,
+                    Err(other) => panic!("byte {at} ^ {flip:#x}: {other}"),
+                }
+            }
+        }
+        assert!(refused > (bytes.len() - footer_start), "{refused}");
+        // The offset named is the footer's (or, for a damaged magic, the magic's).
+        let mut damaged = bytes.clone();
+        damaged[footer_start + 1] ^= 0xff;
+        std::fs::write(&path, &damaged).unwrap();
+        let error = IpcFile::open(&path).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("byte offset {footer_start}")),
+            "{error}"
+        );
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 0x01;
+        std::fs::write(&path, &damaged).unwrap();
+        let error = IpcFile::open(&path).unwrap_err().to_string();
+        assert!(
+            error.contains(&format!("byte offset {}", last - 5)),
+            "{error}"
+        );
+        // Appending to it is refused as well: the file stays as it is.
+        let more = batch(60, 5);
+        assert!(append_ipc_file(&path, &more.schema(), &[more]).is_err());
+        assert_eq!(std::fs::read(&path).unwrap(), damaged);
+    }
+
+    #[test]
+    fn repair_drops_the_append_whose_footer_is_damaged_and_says_so() {
+        let (path, bytes, footer_start) = three_appends("repair");
+        let intact = repair_ipc_file(&path).unwrap();
+        assert_eq!(
+            intact,
+            RepairSummary {
+                rows: 60,
+                rows_dropped: 0,
+                bytes_dropped: 0
+            }
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), bytes);
+
+        for at in [
+            footer_start + 1,
+            footer_start + 40,
+            bytes.len() - 8,
+            bytes.len() - 1,
+        ] {
+            let mut damaged = bytes.clone();
+            damaged[at] ^= 0xff;
+            std::fs::write(&path, &damaged).unwrap();
+            assert!(IpcFile::open(&path).is_err(), "byte {at}");
+            let summary = repair_ipc_file(&path).unwrap();
+            assert_eq!(summary.rows, 40, "byte {at}");
+            assert_eq!(summary.rows_dropped, 20, "byte {at}");
+            let repaired = std::fs::read(&path).unwrap();
+            assert_eq!(summary.bytes_dropped, (bytes.len() - repaired.len()) as u64);
+            assert_eq!(&repaired[..], &bytes[..repaired.len()]);
+            let file = IpcFile::open(&path).unwrap();
+            assert_eq!(ids(&file), ids_of(0, 40));
+            // The repaired file takes appends again.
+            let more = batch(40, 20);
+            append_ipc_file(&path, &more.schema(), &[more]).unwrap();
+            assert_eq!(ids(&IpcFile::open(&path).unwrap()), ids_of(0, 60));
+        }
+
+        // A torn tail is cut off as well, dropping the rows of its complete messages.
+        let mut torn = bytes.clone();
+        torn.truncate(footer_start + 3);
+        std::fs::write(&path, &torn).unwrap();
+        let summary = repair_ipc_file(&path).unwrap();
+        assert_eq!((summary.rows, summary.rows_dropped), (40, 20));
+    }
+
+    fn ids_of(start: i64, rows: i64) -> Vec<Option<i64>> {
+        batch(start, rows)
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .iter()
+            .collect()
     }
 
     fn cities(values: &[&str], keys: &[Option<i32>]) -> RecordBatch {

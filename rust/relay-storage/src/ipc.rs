@@ -18,13 +18,38 @@
 //! and arrow-rs's array validation stays on. Anything arrow-rs still panics on (it asserts, for
 //! one, that an offsets buffer's length is a multiple of its width) is caught and reported as a
 //! corrupt file.
+//!
+//! # The view contract
+//!
+//! Each `IpcFile::open` (each `scan()`) maps the file anew, privately (MAP_PRIVATE), and no
+//! mapping is ever shared between two openings, even of an unchanged file:
+//!
+//! - A fresh `scan()` always returns the file's bytes. Exports of mapped columns are marked
+//!   read-only, but torch ignores DLPack's read-only flag (and `torch.frombuffer`, ctypes and
+//!   `setflags` tricks get around the others), so a user can write into an exported view. The
+//!   write lands in a copy-on-write page of *that* mapping only: it never reaches the file,
+//!   the page cache or any other opening. A registry that handed one opening's mapping to
+//!   later `scan()`s of the same file would show such writes to them as if the file held them,
+//!   and a mapping cannot tell afterwards whether an export was written through.
+//! - Frames derived from one scan (filter, select, batches, further exports) share its
+//!   mapping, and its decoded-column cache: they see what was written through that scan's
+//!   exports, as NumPy views of one array see each other's writes.
+//! - Openings still share the page cache (clean file pages back every private mapping until
+//!   one is written), and the batch statistics of an unchanged file, which are computed from
+//!   an opening of their own that is never exported (see `stats.rs`). What each opening builds
+//!   for itself: its page tables (filled on first touch; the kernel maps up to 16 pages of a
+//!   file per read fault) and the columns it decoded and validated. Opening still reads only
+//!   the footer and the message headers.
+//! - A file truncated while mapped raises SIGBUS on access. Relay's own reads check the file
+//!   size first (`check_unchanged`) and raise `FileChanged`; a view the user already holds
+//!   cannot be guarded, as with pyarrow's and NumPy's memory maps.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arrow::array::ArrayRef;
@@ -45,7 +70,8 @@ const TRAILER_LEN: usize = 10;
 /// A private copy-on-write mapping of a whole file.
 ///
 /// Private (MAP_PRIVATE) so that an exported tensor written in place (torch ignores DLPack's
-/// read-only flag) changes only this process's copy of the page, never the file. Mapped with
+/// read-only flag) changes only this mapping's copy of the page, never the file nor another
+/// opening of it (see "The view contract" above). Mapped with
 /// MAP_NORESERVE so that a file larger than RAM + swap can be mapped under the kernel's default
 /// overcommit heuristic: clean pages stay in the page cache and cost no anonymous memory.
 pub struct Mapping {
@@ -62,7 +88,7 @@ impl AsRef<[u8]> for Mapping {
 /// size, and when its data and inode last changed (nanoseconds). Writers replace files by rename
 /// (a new inode) or append (a new size); an in-place write changes the times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-struct FileIdentity {
+pub(crate) struct FileIdentity {
     device: u64,
     inode: u64,
     size: u64,
@@ -88,41 +114,20 @@ impl FileIdentity {
     }
 }
 
-/// A file whose last write is this recent when it is opened is not shared through the registry:
-/// a file system with coarse timestamps (a jiffy on ext4 without multigrain timestamps, one or
-/// two seconds on others) could give a second write in place the same times, and a later
-/// `scan()` would then reuse a mapping whose footer no longer matches the file (the "racily
-/// clean" case of git's index).
+/// A file whose last write is this recent when it is opened shares no statistics with other
+/// openings (see `stats.rs`): a file system with coarse timestamps (a jiffy on ext4 without
+/// multigrain timestamps, one or two seconds on others) could give a second write in place the
+/// same times, and statistics of the first contents would then prune batches of the second
+/// (the "racily clean" case of git's index).
 const SETTLED_AFTER: Duration = Duration::from_secs(2);
 
-/// Files opened by this process, by path and identity, so that a second `scan()` of an
-/// unchanged file reuses the first one's mapping: its page tables are already filled (no page
-/// faults on the pages earlier queries touched), and decoded and validated columns, dictionaries
-/// and statistics come with it. Weak references: the registry never keeps a file open.
-struct Registry {
-    /// The process the entries belong to. A child made by fork() inherits the parent's mappings
-    /// but builds its own from its first `open` on.
-    pid: u32,
-    files: HashMap<(PathBuf, FileIdentity), Weak<IpcFile>>,
-}
-
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(|| {
-    Mutex::new(Registry {
-        pid: std::process::id(),
-        files: HashMap::new(),
-    })
-});
-
-/// The registry of this process (emptied first in a forked child).
-fn registry() -> MutexGuard<'static, Registry> {
-    // The registry holds no invariant that a panic elsewhere could break half-way.
-    let mut registry = REGISTRY.lock().unwrap_or_else(PoisonError::into_inner);
-    let pid = std::process::id();
-    if registry.pid != pid {
-        registry.pid = pid;
-        registry.files.clear();
-    }
-    registry
+/// What `IpcFile::open_with` does with a file that does not end with a valid footer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recovery {
+    /// Reads a torn tail at the last complete footer; refuses a damaged complete footer.
+    TornTail,
+    /// Reads a damaged complete footer's file at the last intact footer too.
+    DamagedFooter,
 }
 
 /// Columns decoded and validated once per mapping, while the file's times stay the same.
@@ -175,6 +180,9 @@ pub struct IpcFile {
     size: u64,
     /// The file as it was when it was mapped.
     identity: FileIdentity,
+    /// Whether the file's last write was at least `SETTLED_AFTER` before it was opened: only
+    /// then may its statistics be shared with other openings.
+    settled: bool,
     /// The whole mapping, as the arrow buffer that decoded arrays share.
     data: Buffer,
     format: IpcFormat,
@@ -230,7 +238,12 @@ fn parse_message(bytes: &[u8]) -> std::result::Result<ipc::Message<'_>, String> 
         [_, _, _, _, rest @ ..] => rest,
         _ => return Err("message is shorter than its length prefix".into()),
     };
-    ipc::root_as_message(body).map_err(|e| format!("invalid message flatbuffer: {e}"))
+    crate::nesting::root_as_message(body).map_err(|e| {
+        format!(
+            "invalid message flatbuffer: {}",
+            crate::nesting::flatbuffer_error(&e)
+        )
+    })
 }
 
 /// The row count of a record batch message, after the checks that need no body: it is not
@@ -408,13 +421,25 @@ fn contains_dictionary(data_type: &DataType) -> bool {
 impl IpcFile {
     /// Maps `path` and reads its footer. Touches no column data.
     ///
-    /// A file this process has open already, unchanged since (same device, inode, size and
-    /// modification and change times, and last written more than `SETTLED_AFTER` before it was
-    /// first opened), is returned as it is: the same mapping, whose pages earlier queries have
-    /// already faulted into this process's page tables, with its decoded columns, dictionaries
-    /// and statistics. A forked child opens its own.
+    /// Each call maps the file anew, even when this process has it mapped already: see "The
+    /// view contract" in the module documentation.
+    ///
+    /// A file whose tail was torn by an append that did not finish opens at the last complete
+    /// footer before the tear; a file that ends with a complete footer that is damaged is a
+    /// `CorruptFile` naming the footer's offset (see `append.rs`, and
+    /// `open_at_last_intact_footer`).
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>> {
-        let path = path.as_ref().to_owned();
+        Self::open_with(path.as_ref(), Recovery::TornTail)
+    }
+
+    /// `open`, except that a file whose last footer is damaged opens at the last intact footer
+    /// before it too, as a torn tail does: what `repair_ipc_file` keeps.
+    pub fn open_at_last_intact_footer(path: impl AsRef<Path>) -> Result<Arc<Self>> {
+        Self::open_with(path.as_ref(), Recovery::DamagedFooter)
+    }
+
+    fn open_with(path: &Path, recovery: Recovery) -> Result<Arc<Self>> {
+        let path = path.to_owned();
         let metadata = std::fs::metadata(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.clone() },
             _ => StorageError::Io {
@@ -425,9 +450,6 @@ impl IpcFile {
         })?;
         if metadata.is_dir() {
             return Err(StorageError::IsDirectory { path });
-        }
-        if let Some(file) = Self::registered(&path, &metadata) {
-            return Ok(file);
         }
         if !metadata.is_file() {
             // Opening a FIFO for reading blocks until a writer comes, and devices and sockets
@@ -473,52 +495,65 @@ impl IpcFile {
         // checked against the mapping, and reads later compare the file with its length.
         let size = mmap.len() as u64;
         let data = Buffer::from(bytes::Bytes::from_owner(Mapping { mmap }));
-        let opened = catch_panic(&path, "reading the footer", || {
-            Self::from_mapping_recovering(path.clone(), file, size, identity, data)
+        let mut opened = catch_panic(&path, "reading the footer", || {
+            Self::from_mapping_recovering(path.clone(), file, size, identity, data, recovery)
         })?;
         opened.check_unchanged()?;
-        let opened = Arc::new(opened);
-        let settled = metadata
-            .modified()
-            .ok()
-            .and_then(|modified| opened_at.duration_since(modified).ok())
-            .is_some_and(|age| age >= SETTLED_AFTER);
-        if settled && identity.size == size {
-            let mut registry = registry();
-            registry.files.retain(|_, file| file.strong_count() > 0);
-            registry
-                .files
-                .insert((path, identity), Arc::downgrade(&opened));
-        }
-        Ok(opened)
-    }
-
-    /// The file this process opened already at `path`, if it is still open and nothing was
-    /// written to it since (`metadata` is the path's `stat`, taken just now).
-    fn registered(path: &Path, metadata: &Metadata) -> Option<Arc<Self>> {
-        let identity = FileIdentity::of(metadata);
-        let file = registry()
-            .files
-            .get(&(path.to_owned(), identity))?
-            .upgrade()?;
-        // The path may have been replaced between its stat and now; the open descriptor says
-        // whether the mapped file itself is still as it was.
-        let now = FileIdentity::of(&file.file.metadata().ok()?);
-        now.same_contents(&file.identity).then_some(file)
+        opened.settled = identity.size == size
+            && metadata
+                .modified()
+                .ok()
+                .and_then(|modified| opened_at.duration_since(modified).ok())
+                .is_some_and(|age| age >= SETTLED_AFTER);
+        Ok(Arc::new(opened))
     }
 
     /// `from_mapping`, except that a file whose tail was torn by an append that did not finish
     /// (it starts like an IPC file but does not end with a valid footer) opens at the last
-    /// complete footer before the tear (see `append.rs`).
+    /// complete footer before the tear (see `append.rs`). A file that ends with a complete
+    /// footer that is damaged is refused, naming the footer's offset, unless `recovery` says to
+    /// read it at an earlier footer too.
     fn from_mapping_recovering(
         path: PathBuf,
         file: File,
         size: u64,
         identity: FileIdentity,
         data: Buffer,
+        recovery: Recovery,
     ) -> Result<Self> {
         if !crate::append::tail_is_torn(data.as_slice()) {
-            return Self::from_mapping(path, file, size, identity, data);
+            let whole = match recovery {
+                Recovery::TornTail => return Self::from_mapping(path, file, size, identity, data),
+                Recovery::DamagedFooter => Self::from_mapping(
+                    path.clone(),
+                    file.try_clone().map_err(|source| StorageError::Io {
+                        path: path.clone(),
+                        action: "dup",
+                        source,
+                    })?,
+                    size,
+                    identity,
+                    data.clone(),
+                ),
+            };
+            // A last footer that verifies but describes blocks this file does not hold is
+            // damaged too: look for an intact one before it.
+            if whole.is_ok() {
+                return whole;
+            }
+        }
+        if recovery == Recovery::TornTail
+            && let Some((offset, reason)) = crate::append::damaged_final_footer(data.as_slice())
+        {
+            return Err(StorageError::CorruptFile {
+                path,
+                reason: format!(
+                    "the footer at byte offset {offset} is damaged: {reason}. The file ends with a complete \
+                     footer, not with an interrupted append, so it is not read at an earlier footer \
+                     (that would silently drop the last append); relay_ml.repair(path) rewrites it at \
+                     its last intact footer and reports the rows it drops"
+                ),
+            });
         }
         for end in crate::append::earlier_footer_ends(data.as_slice()) {
             let Ok(descriptor) = file.try_clone() else {
@@ -562,6 +597,7 @@ impl IpcFile {
                 file,
                 size,
                 identity,
+                settled: false,
                 data,
                 format: IpcFormat::Stream,
                 schema: Arc::new(layout.schema),
@@ -604,8 +640,13 @@ impl IpcFile {
             )));
         }
         let footer_start = len - TRAILER_LEN - footer_len as usize;
-        let footer = ipc::root_as_footer(&bytes[footer_start..len - TRAILER_LEN])
-            .map_err(|e| corrupt(format!("footer is not a valid flatbuffer: {e}")))?;
+        let footer = crate::nesting::root_as_footer(&bytes[footer_start..len - TRAILER_LEN])
+            .map_err(|e| {
+                corrupt(format!(
+                    "footer is not a valid flatbuffer: {}",
+                    crate::nesting::flatbuffer_error(&e)
+                ))
+            })?;
         let ipc_schema = footer
             .schema()
             .ok_or_else(|| corrupt("footer has no schema".into()))?;
@@ -618,6 +659,12 @@ impl IpcFile {
             ipc::convert::try_fb_to_schema(ipc_schema)
                 .map_err(|e| corrupt(format!("footer schema is invalid: {e}")))?,
         );
+        crate::nesting::check_arrow_schema_depth(&schema).map_err(|reason| {
+            StorageError::Unsupported {
+                path: path.clone(),
+                reason,
+            }
+        })?;
         let version = footer.version();
 
         let check_block = |kind: &str, index: usize, block: &Block| -> Result<()> {
@@ -712,6 +759,19 @@ impl IpcFile {
             }))
             .collect();
         extents.sort_unstable_by_key(|&(offset, ..)| offset);
+        let listed_end = extents
+            .last()
+            .map_or(0, |&(offset, length, ..)| (offset + length) as usize);
+        if listed_end > 0
+            && let Some(offset) = crate::append::unlisted_message(bytes, listed_end, footer_start)
+        {
+            return Err(corrupt(format!(
+                "the footer at byte offset {footer_start} is damaged: it lists {} record batches, the last of them \
+                 ending at byte offset {listed_end}, but an appended message follows at byte offset {offset}; \
+                 relay_ml.repair(path) rewrites the file at its last intact footer and reports the rows it drops",
+                batches.len()
+            )));
+        }
         for pair in extents.windows(2) {
             let ((offset, length, kind, index), (next_offset, _, next_kind, next_index)) =
                 (pair[0], pair[1]);
@@ -727,6 +787,7 @@ impl IpcFile {
             file,
             size,
             identity,
+            settled: false,
             data,
             format: IpcFormat::File,
             schema,
@@ -796,6 +857,15 @@ impl IpcFile {
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+
+    /// What identifies the file's contents for statistics shared between openings (`stats.rs`):
+    /// its path and identity, when its last write had settled when it was opened and nothing
+    /// was written to it since. None otherwise: its statistics are then its own.
+    pub(crate) fn statistics_key(&self) -> Option<(PathBuf, FileIdentity)> {
+        let now = self.current_identity().ok()?;
+        (self.settled && now.same_contents(&self.identity))
+            .then(|| (self.path.clone(), self.identity))
     }
 
     /// Fails when the file no longer has the size it had when it was mapped: touching pages past

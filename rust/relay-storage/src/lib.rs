@@ -10,6 +10,7 @@ mod dataset;
 mod decoded;
 mod error;
 mod ipc;
+mod nesting;
 mod parquet;
 mod parquet_selected;
 mod stats;
@@ -23,7 +24,7 @@ mod write;
 mod write_parquet;
 
 pub use self::parquet::ParquetFile;
-pub use append::append_ipc_file;
+pub use append::{RepairSummary, append_ipc_file, repair_ipc_file};
 pub use dataset::{
     Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId,
     constant_column,

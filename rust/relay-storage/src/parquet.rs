@@ -81,6 +81,7 @@ impl ParquetFile {
         let path = path.as_ref().to_owned();
         let reader = PositionalFile::open(&path, FORMAT)?;
         check_magic(&path, &reader)?;
+        check_schema_depth(&path, &reader)?;
         let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
         let metadata = catch_decoder_panic(
             &path,
@@ -91,6 +92,7 @@ impl ParquetFile {
                     .map_err(|error| parquet_error(&path, "footer".into(), error))
             },
         )?;
+        check_row_counts(&path, metadata.metadata())?;
         let columns = metadata.schema().fields().len();
         Ok(Arc::new(ParquetFile {
             path,
@@ -620,6 +622,94 @@ fn parquet_error(path: &Path, place: String, error: ParquetError) -> StorageErro
     }
 }
 
+/// Refuses a file whose schema nests more than `nesting::MAX_NESTING_DEPTH` levels, reading the
+/// footer's flattened schema before the `parquet` crate builds a tree of it (which recurses
+/// once per level, as do the Arrow schema conversion and the printing of its types). A footer
+/// that cannot be read is left to the `parquet` crate to report.
+fn check_schema_depth(path: &Path, reader: &PositionalFile) -> Result<()> {
+    let mut trailer = [0u8; 8];
+    reader.read_exact_at(&mut trailer, reader.len - 8, path)?;
+    let footer_len = u64::from(u32::from_le_bytes(
+        trailer[..4].try_into().expect("4 bytes"),
+    ));
+    if footer_len + MIN_FILE_LEN > reader.len {
+        return Ok(());
+    }
+    let footer = reader
+        .read_vec(reader.len - 8 - footer_len, footer_len as usize)
+        .map_err(|source| StorageError::Io {
+            path: path.to_owned(),
+            action: "read",
+            source,
+        })?;
+    crate::nesting::check_parquet_footer_depth(&footer).map_err(|reason| StorageError::Malformed {
+        path: path.to_owned(),
+        format: FORMAT,
+        place: "footer".into(),
+        reason,
+    })
+}
+
+/// Checks each row group's row count against its column chunks: a column that is not
+/// repeated holds one value (or null) per row, and a repeated one at least one entry per row
+/// (an empty or null list is one entry), so `num_values` of every chunk bounds the row count.
+/// A row count the chunks do not hold would make `len()` and the batches announced for the
+/// row group a fiction (2**40 rows over a few pages). The total must also fit an i64.
+fn check_row_counts(
+    path: &Path,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+) -> Result<()> {
+    let malformed = |place: String, reason: String| StorageError::Malformed {
+        path: path.to_owned(),
+        format: FORMAT,
+        place,
+        reason,
+    };
+    let mut total: i64 = 0;
+    for (index, row_group) in metadata.row_groups().iter().enumerate() {
+        let rows = row_group.num_rows();
+        let place = || format!("row group {index}");
+        if rows < 0 {
+            return Err(malformed(place(), format!("negative row count {rows}")));
+        }
+        for chunk in row_group.columns() {
+            let values = chunk.num_values();
+            let repeated = chunk.column_descr().max_rep_level() > 0;
+            let consistent = if repeated {
+                values >= rows
+            } else {
+                values == rows
+            };
+            if !consistent {
+                return Err(malformed(
+                    format!(
+                        "row group {index}, column {:?}",
+                        chunk.column_path().string()
+                    ),
+                    format!(
+                        "the row group says it has {rows} rows, but the column chunk holds {values} {}",
+                        if repeated {
+                            "entries (at least one per row)"
+                        } else {
+                            "values (one per row)"
+                        }
+                    ),
+                ));
+            }
+        }
+        total = total.checked_add(rows).ok_or_else(|| {
+            malformed(
+                place(),
+                format!(
+                    "the row counts of the row groups add up to more than {}",
+                    i64::MAX
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 fn check_magic(path: &Path, reader: &PositionalFile) -> Result<()> {
     let wrong = |reason: String| StorageError::WrongFormat {
         path: path.to_owned(),
@@ -1100,6 +1190,79 @@ mod tests {
             ParquetError::EOF("short".into()),
         );
         assert!(matches!(error, StorageError::Malformed { .. }), "{error}");
+    }
+
+    /// Footer metadata of one row group of `rows` rows over a flat int32 column and a list of
+    /// int32, whose chunks hold `flat_values` and `list_entries`.
+    fn row_group_metadata(
+        rows: i64,
+        flat_values: i64,
+        list_entries: i64,
+    ) -> parquet::file::metadata::ParquetMetaData {
+        use parquet::basic::{Repetition, Type as PhysicalType};
+        use parquet::file::metadata::{
+            ColumnChunkMetaData, FileMetaData, ParquetMetaData, RowGroupMetaData,
+        };
+        use parquet::schema::types::{SchemaDescriptor, Type};
+        let leaf = |name: &str, repetition| {
+            Arc::new(
+                Type::primitive_type_builder(name, PhysicalType::INT32)
+                    .with_repetition(repetition)
+                    .build()
+                    .unwrap(),
+            )
+        };
+        let schema = Type::group_type_builder("schema")
+            .with_fields(vec![
+                leaf("flat", Repetition::OPTIONAL),
+                leaf("list", Repetition::REPEATED),
+            ])
+            .build()
+            .unwrap();
+        let descriptor = Arc::new(SchemaDescriptor::new(Arc::new(schema)));
+        let chunks = [flat_values, list_entries]
+            .iter()
+            .enumerate()
+            .map(|(column, &values)| {
+                ColumnChunkMetaData::builder(descriptor.column(column))
+                    .set_num_values(values)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        let row_group = RowGroupMetaData::builder(descriptor.clone())
+            .set_num_rows(rows)
+            .set_column_metadata(chunks)
+            .build()
+            .unwrap();
+        let file = FileMetaData::new(2, rows, None, None, descriptor, None);
+        ParquetMetaData::new(file, vec![row_group])
+    }
+
+    #[test]
+    fn row_counts_are_checked_against_the_column_chunks() {
+        let path = Path::new("/data/rows.parquet");
+        for (rows, flat, list) in [(10, 10, 10), (10, 10, 35), (0, 0, 0)] {
+            check_row_counts(path, &row_group_metadata(rows, flat, list))
+                .unwrap_or_else(|e| panic!("{rows} {flat} {list}: {e}"));
+        }
+        for (rows, flat, list, column) in [
+            (1 << 40, 10, 10, "flat"),
+            (10, 11, 35, "flat"),
+            (10, 9, 35, "flat"),
+            (10, 10, 9, "list"),
+            (-1, 10, 10, ""),
+        ] {
+            let error = check_row_counts(path, &row_group_metadata(rows, flat, list))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains("/data/rows.parquet"), "{error}");
+            assert!(error.contains("row group 0"), "{error}");
+            assert!(error.contains(&format!("{rows}")), "{error}");
+            if !column.is_empty() {
+                assert!(error.contains(&format!("column {column:?}")), "{error}");
+            }
+        }
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub(crate) fn looks_like_stream(bytes: &[u8]) -> bool {
     let length = i32::from_le_bytes(prefix.try_into().expect("4 bytes"));
     length >= 8
         && (length as usize) <= bytes.len() - 4
-        && ipc::root_as_message(&bytes[4..4 + length as usize])
+        && crate::nesting::root_as_message(&bytes[4..4 + length as usize])
             .is_ok_and(|message| message.header_type() == MessageHeader::Schema)
 }
 
@@ -105,8 +105,14 @@ fn frame_at(bytes: &[u8], offset: usize, number: usize) -> Result<Option<Framed>
         ));
     }
     let meta_len = prefix_len + meta as usize;
-    let message = ipc::root_as_message(&bytes[offset + prefix_len..offset + meta_len])
-        .map_err(|e| format!("{}: invalid message flatbuffer: {e}", place()))?;
+    let message = crate::nesting::root_as_message(&bytes[offset + prefix_len..offset + meta_len])
+        .map_err(|e| {
+        format!(
+            "{}: invalid message flatbuffer: {}",
+            place(),
+            crate::nesting::flatbuffer_error(&e)
+        )
+    })?;
     let body = message.bodyLength();
     if body < 0 || meta_end + body as u128 > len as u128 {
         return Err(format!(
@@ -125,8 +131,13 @@ fn frame_at(bytes: &[u8], offset: usize, number: usize) -> Result<Option<Framed>
 /// Errors say which message (numbered from 0, the schema) and at which byte offset.
 pub(crate) fn walk_stream(bytes: &[u8]) -> Result<StreamLayout, String> {
     let first = frame_at(bytes, 0, 0)?.ok_or("the stream ends before its schema message")?;
-    let message = ipc::root_as_message(&bytes[prefix_of(bytes, 0)..first.meta_len])
-        .map_err(|e| format!("message 0 (byte offset 0): invalid message flatbuffer: {e}"))?;
+    let message = crate::nesting::root_as_message(&bytes[prefix_of(bytes, 0)..first.meta_len])
+        .map_err(|e| {
+            format!(
+                "message 0 (byte offset 0): invalid message flatbuffer: {}",
+                crate::nesting::flatbuffer_error(&e)
+            )
+        })?;
     let ipc_schema = message.header_as_schema().ok_or_else(|| {
         format!(
             "message 0 (byte offset 0) is a {:?} message; a stream starts with its schema",
@@ -138,6 +149,7 @@ pub(crate) fn walk_stream(bytes: &[u8]) -> Result<StreamLayout, String> {
     }
     let schema = ipc::convert::try_fb_to_schema(ipc_schema)
         .map_err(|e| format!("message 0 (byte offset 0): invalid schema: {e}"))?;
+    crate::nesting::check_arrow_schema_depth(&schema)?;
     let version = message.version();
 
     let mut batches = Vec::new();
@@ -149,8 +161,14 @@ pub(crate) fn walk_stream(bytes: &[u8]) -> Result<StreamLayout, String> {
     while let Some(frame) = frame_at(bytes, offset, number)? {
         let place = format!("message {number} (byte offset {offset})");
         let prefix = prefix_of(bytes, offset);
-        let message = ipc::root_as_message(&bytes[offset + prefix..offset + frame.meta_len])
-            .map_err(|e| format!("{place}: invalid message flatbuffer: {e}"))?;
+        let message =
+            crate::nesting::root_as_message(&bytes[offset + prefix..offset + frame.meta_len])
+                .map_err(|e| {
+                    format!(
+                        "{place}: invalid message flatbuffer: {}",
+                        crate::nesting::flatbuffer_error(&e)
+                    )
+                })?;
         if version != MetadataVersion::V1 && message.version() != version {
             return Err(format!(
                 "{place} has metadata version {:?}, the schema message has {version:?}",

@@ -1,5 +1,5 @@
-//! Files opened twice share one mapping while they are unchanged; columns are decoded and
-//! validated once per mapping.
+//! Each opening of a file has a mapping of its own, even of an unchanged file; columns are
+//! decoded and validated once per mapping.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,8 +63,8 @@ fn write(path: &Path, first: i32, rows: i32) {
     writer.finish().expect("finish");
 }
 
-/// Moves the file's modification time a minute back: files written within the last seconds are
-/// never shared (see `SETTLED_AFTER`).
+/// Moves the file's modification time a minute back, as for a file written long before it is
+/// read.
 fn settle(path: &Path) {
     let file = std::fs::File::options()
         .write(true)
@@ -85,22 +85,88 @@ fn first_value(file: &IpcFile, batch: usize) -> i32 {
 }
 
 #[test]
-fn an_unchanged_file_opened_twice_shares_its_mapping() {
+fn each_opening_of_an_unchanged_file_has_its_own_mapping() {
     let dir = TempDir::new("twice");
     let path = dir.join("data.arrow");
     write(&path, 0, 100);
     settle(&path);
     let first = IpcFile::open(&path).expect("open");
     let second = IpcFile::open(&path).expect("open again");
-    assert!(Arc::ptr_eq(&first, &second));
-    assert_eq!(first.mapped_range(), second.mapped_range());
-    // Statistics computed through one opening are there for the other.
+    assert!(!Arc::ptr_eq(&first, &second));
+    assert_ne!(first.mapped_range(), second.mapped_range());
+    // Statistics of the file's unchanged contents are computed once for both.
+    let stats = batch_stats(&first, 1, 1).expect("stats");
+    assert!(Arc::ptr_eq(
+        &cached_batch_stats(&second, 1, 1).expect("shared"),
+        &stats
+    ));
+    // A file written moments ago shares none: a write in place could keep its times.
+    let recent = dir.join("recent.arrow");
+    write(&recent, 0, 100);
+    let (first, second) = (
+        IpcFile::open(&recent).unwrap(),
+        IpcFile::open(&recent).unwrap(),
+    );
     batch_stats(&first, 1, 1).expect("stats");
-    assert!(cached_batch_stats(&second, 1, 1).is_some());
-    // Once every opening is gone, the next one maps the file afresh.
-    drop((first, second));
-    let third = IpcFile::open(&path).expect("open a third time");
-    assert!(cached_batch_stats(&third, 1, 1).is_none());
+    assert!(cached_batch_stats(&second, 1, 1).is_none());
+}
+
+#[test]
+fn statistics_never_see_a_write_through_a_view() {
+    let dir = TempDir::new("stats-written");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 100);
+    settle(&path);
+    let writer = IpcFile::open(&path).expect("open");
+    let column = writer.decode_column(1, 1).expect("decode");
+    let values = column.array.to_data().buffers()[0].as_ptr() as *mut i32;
+    // SAFETY: the buffer is a view of `writer`'s private, writable mapping (mapped with
+    // `map_copy`), at least 100 int32 values long, and nothing reads it concurrently.
+    unsafe { values.write(1_000_000) };
+    assert_eq!(first_value(&writer, 1), 1_000_000);
+    // Computed through the writer's opening, the statistics still describe the file.
+    let stats = batch_stats(&writer, 1, 1).expect("stats");
+    let max = stats.max.as_ref().expect("max");
+    let max = max
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .expect("int32")
+        .value(0);
+    assert_eq!(max, 199);
+    let reader = IpcFile::open(&path).expect("open again");
+    assert!(Arc::ptr_eq(
+        &batch_stats(&reader, 1, 1).expect("stats"),
+        &stats
+    ));
+}
+
+#[test]
+fn a_write_through_one_openings_view_is_not_seen_by_the_next_opening() {
+    let dir = TempDir::new("written");
+    let path = dir.join("data.arrow");
+    write(&path, 0, 100);
+    settle(&path);
+    let first = IpcFile::open(&path).expect("open");
+    let column = first.decode_column(0, 1).expect("decode");
+    assert_eq!(first_value(&first, 0), 0);
+    // What torch does with an exported view that it takes as writable (it ignores DLPack's
+    // read-only flag): a write through the pointer into the private mapping.
+    let values = column.array.to_data().buffers()[0].as_ptr() as *mut i32;
+    assert!(first.mapped_range().contains(&(values as usize)));
+    // SAFETY: the buffer is a view of `first`'s private, writable mapping (mapped with
+    // `map_copy`), at least 100 int32 values long, and nothing reads it concurrently.
+    unsafe { values.write(42) };
+    assert_eq!(
+        first_value(&first, 0),
+        42,
+        "the writer's own opening sees its write"
+    );
+    let second = IpcFile::open(&path).expect("open again");
+    assert_eq!(first_value(&second, 0), 0, "a fresh opening reads the file");
+    assert_eq!(
+        std::fs::read(&path).expect("read").len() as u64,
+        second.size()
+    );
 }
 
 #[test]
@@ -133,17 +199,7 @@ fn a_replaced_or_rewritten_file_gets_a_mapping_of_its_own() {
 }
 
 #[test]
-fn a_recently_written_file_is_not_shared() {
-    let dir = TempDir::new("recent");
-    let path = dir.join("data.arrow");
-    write(&path, 0, 10);
-    let first = IpcFile::open(&path).expect("open");
-    let second = IpcFile::open(&path).expect("open again");
-    assert!(!Arc::ptr_eq(&first, &second));
-}
-
-#[test]
-fn a_shared_mapping_still_reports_a_truncated_file() {
+fn a_mapping_still_reports_a_truncated_file() {
     let dir = TempDir::new("truncated");
     let path = dir.join("data.arrow");
     write(&path, 0, 1000);
@@ -166,7 +222,7 @@ fn a_shared_mapping_still_reports_a_truncated_file() {
         file.decode_column(1, 1),
         Err(StorageError::FileChanged { .. })
     ));
-    // Opening again does not hand out the old mapping: the size is part of the identity.
+    // Opening again maps the truncated file, whose footer is gone.
     assert!(IpcFile::open(&path).is_err());
 }
 
