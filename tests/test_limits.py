@@ -12,10 +12,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import write_arrow
-from parquet_footer import BINARY, I32, I64, LIST, STRUCT, encode, field, read_footer, write_footer
 
 import relay_ml as relay
+from conftest import write_arrow
+from parquet_footer import BINARY, I32, I64, LIST, STRUCT, encode, field, read_footer, write_footer
 
 # Parquet's enums, as thrift i32 values.
 PARQUET_INT32 = 1
