@@ -412,7 +412,7 @@ fn quantile_of(q: f64, interpolation: &str) -> PyResult<Quantile> {
 }
 
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
-    exprs.iter().map(|e| e.expr.clone()).collect()
+    exprs.iter().map(|e| e.expr().clone()).collect()
 }
 
 #[pymethods]
@@ -611,7 +611,7 @@ impl NativeFrame {
     fn filter(&self, predicate: PyRef<'_, NativeExpr>) -> PyResult<Self> {
         Ok(self.with_plan(
             self.plan
-                .filter(predicate.expr.clone())
+                .filter(predicate.expr().clone())
                 .map_err(plan_error)?,
         ))
     }
@@ -619,7 +619,7 @@ impl NativeFrame {
     fn with_columns(&self, columns: Vec<(String, PyRef<'_, NativeExpr>)>) -> PyResult<Self> {
         let columns = columns
             .into_iter()
-            .map(|(name, e)| (name, e.expr.clone()))
+            .map(|(name, e)| (name, e.expr().clone()))
             .collect();
         Ok(self.with_plan(self.plan.with_columns(columns).map_err(plan_error)?))
     }
@@ -656,7 +656,7 @@ impl NativeFrame {
         let keys = keys
             .into_iter()
             .map(|(expr, descending, nulls_last)| SortKey {
-                expr: expr.expr.clone(),
+                expr: expr.expr().clone(),
                 descending,
                 nulls_last,
             })
@@ -716,7 +716,7 @@ impl NativeFrame {
                         )
                     })?,
                 };
-                let agg = AggExpr::new(func, input.expr.clone());
+                let agg = AggExpr::new(func, input.expr().clone());
                 Ok(match name {
                     Some(name) => agg.alias(name),
                     None => agg,
