@@ -26,7 +26,7 @@ use relay_storage::{
 };
 
 use crate::column::{ColumnBase, ColumnSource};
-use crate::errors::{ErrorKind, IntoPyResult, relay_error, storage_error};
+use crate::errors::{ErrorKind, IntoPyResult, guarded, relay_error, storage_error};
 use crate::export;
 use crate::expr::{NativeExpr, parse_dtype};
 use crate::external::attached_column;
@@ -75,8 +75,10 @@ fn run_plan_profiled(
     plan: &Arc<LogicalPlan>,
     profile: &Profile,
 ) -> PyResult<ViewSet> {
-    py.detach(|| execute(optimized(plan.clone())?.as_ref(), profile))
-        .map_err(exec_error)
+    guarded("running the plan", || {
+        py.detach(|| execute(optimized(plan.clone())?.as_ref(), profile))
+            .map_err(exec_error)
+    })
 }
 
 /// `plan` as it runs: optimized, unless a benchmark turned the optimizer off.
