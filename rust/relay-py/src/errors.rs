@@ -140,3 +140,23 @@ pub fn guarded<T>(operation: &str, f: impl FnOnce() -> PyResult<T>) -> PyResult<
         ))
     })
 }
+
+/// `Python::detach` (engine work with the GIL released) under `guarded`: a panic in the work
+/// becomes a `RelayError` naming `operation`.
+pub trait DetachGuarded {
+    fn detach_guarded<T: pyo3::marker::Ungil>(
+        self,
+        operation: &str,
+        work: impl FnOnce() -> T + pyo3::marker::Ungil,
+    ) -> PyResult<T>;
+}
+
+impl DetachGuarded for Python<'_> {
+    fn detach_guarded<T: pyo3::marker::Ungil>(
+        self,
+        operation: &str,
+        work: impl FnOnce() -> T + pyo3::marker::Ungil,
+    ) -> PyResult<T> {
+        guarded(operation, || Ok(self.detach(work)))
+    }
+}
