@@ -202,6 +202,8 @@ pub struct IpcFile {
     /// Where each column's field nodes and buffers lie in a record batch header, found from
     /// the schema on first use.
     column_spans: OnceLock<Vec<Option<ColumnSpan>>>,
+    /// Column indices by name, built on first use.
+    column_names: OnceLock<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for IpcFile {
@@ -750,6 +752,7 @@ impl IpcFile {
                 dictionaries: OnceLock::new(),
                 decoded: Mutex::new(DecodedCache::default()),
                 column_spans: OnceLock::new(),
+                column_names: OnceLock::new(),
             });
         }
         if &bytes[..6] != MAGIC {
@@ -916,6 +919,7 @@ impl IpcFile {
             dictionaries: OnceLock::new(),
             decoded: Mutex::new(DecodedCache::default()),
             column_spans: OnceLock::new(),
+            column_names: OnceLock::new(),
         })
     }
 
@@ -963,9 +967,20 @@ impl IpcFile {
 
     /// Index of the column called `name`, or an error that lists the available columns.
     pub fn column_index(&self, name: &str) -> Result<usize> {
-        self.schema
-            .index_of(name)
-            .map_err(|_| StorageError::ColumnNotFound {
+        // A map built on first use: `Schema::index_of` searches the fields, and looking up
+        // every column of a wide file by name one by one was quadratic.
+        let by_name = self.column_names.get_or_init(|| {
+            let mut by_name = HashMap::with_capacity(self.schema.fields().len());
+            for (index, field) in self.schema.fields().iter().enumerate() {
+                // The first of equal names, as `index_of` finds it.
+                by_name.entry(field.name().clone()).or_insert(index);
+            }
+            by_name
+        });
+        by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| StorageError::ColumnNotFound {
                 path: self.path.clone(),
                 name: name.to_owned(),
                 available: self
