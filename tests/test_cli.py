@@ -202,3 +202,15 @@ def test_convert_reads_parquet_csv_and_folders_and_writes_parquet(tmp_path, caps
     pq.write_table(table.slice(2_000), folder / "b.parquet")
     assert main(["convert", str(folder), str(tmp_path / "joined.arrow")]) == 0
     assert pa.ipc.open_file(tmp_path / "joined.arrow").read_all().equals(table)
+
+
+def test_convert_of_a_union_column_to_parquet_fails_cleanly(tmp_path, capfd):
+    union = pa.UnionArray.from_sparse(
+        pa.array([0, 1, 0], pa.int8()), [pa.array([1, 2, 3]), pa.array(["a", "b", "c"])]
+    )
+    source = write_arrow(tmp_path / "in.arrow", pa.table({"id": [1, 2, 3], "u": union}))
+    assert main(["convert", str(source), str(tmp_path / "out.parquet")]) == 1
+    err = capfd.readouterr().err
+    assert "relay convert:" in err and 'column "u"' in err and "union" in err
+    assert "panicked" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.arrow"]

@@ -1766,3 +1766,54 @@ def test_filtered_and_derived_frames_pickle(small):
     assert copy.schema == derived.schema
     assert _same_with_nans(relay_columns(copy)[0], relay_columns(derived)[0])
     assert relay_columns(copy)[0]["i8"] == [2, -6, 254, 0]
+
+
+# -- deep and large expressions --------------------------------------------------------------
+
+
+def test_sum_of_3000_columns_matches_numpy(tmp_path):
+    # Python's sum() builds a left-deep chain 3,001 levels deep; it is evaluated as built
+    # (float addition is not associative), so the values are NumPy's left-to-right sums.
+    rng = np.random.default_rng(7)
+    names = [f"c{i}" for i in range(3000)]
+    columns = {name: rng.normal(size=6) for name in names}
+    path = write_arrow(tmp_path / "wide.arrow", pa.table(columns))
+    frame = relay.scan(path)
+    total = sum(col(name) for name in names)
+    got = frame.with_column("total", total).to_arrow()["total"].to_numpy()
+    expected = np.zeros(6)
+    for name in names:
+        expected = expected + columns[name]
+    np.testing.assert_array_equal(got, expected)
+    chain = col("c0")
+    for _ in range(3000):
+        chain = chain + 1
+    got = frame.with_column("chain", chain).to_arrow()["chain"].to_numpy()
+    np.testing.assert_array_equal(got, columns["c0"] + 3000.0)
+
+
+def test_filter_of_3000_conjuncts(tmp_path):
+    path = write_arrow(tmp_path / "t.arrow", pa.table({"x": np.arange(10, dtype=np.int64)}))
+    predicate = col("x") >= 0
+    for i in range(3000):
+        predicate = predicate & (col("x") < 9 + i)
+    assert relay.scan(path).filter(predicate).to_arrow()["x"].to_pylist() == list(range(9))
+    filters = relay.scan(path)
+    for i in range(300):
+        filters = filters.filter(col("x") > i % 3)
+    assert len(filters.to_arrow()) == 7
+
+
+def test_expression_depth_is_limited_at_construction():
+    chain = col("x")
+    with pytest.raises(relay.RelayError) as raised:
+        for _ in range(20_000):
+            chain = chain + 1
+    assert isinstance(raised.value, ValueError)
+    assert "too deeply nested" in str(raised.value)
+    assert "the limit is 5000" in str(raised.value)
+    # Every other way of nesting is counted too.
+    nested = col("x")
+    with pytest.raises(relay.RelayError, match="limit is 5000"):
+        for _ in range(20_000):
+            nested = nested.is_null().fill_null(False)

@@ -213,3 +213,20 @@ def test_an_existing_file_is_replaced_atomically(tmp_path):
         np.testing.assert_array_equal(pq.read_table(old)["x"].to_numpy(), np.arange(1000))
     np.testing.assert_array_equal(pq.read_table(out)["x"].to_numpy(), np.arange(5) * 10)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.parquet"]
+
+
+def test_a_union_column_raises_naming_it_and_writes_nothing(tmp_path, capfd):
+    union = pa.UnionArray.from_dense(
+        pa.array([0, 1, 0], pa.int8()),
+        pa.array([0, 0, 1], pa.int32()),
+        [pa.array([1.5, 2.5]), pa.array(["a"])],
+    )
+    nested = pa.StructArray.from_arrays([union], names=["inner"])
+    for name, column in [("u", union), ("s", nested)]:
+        source = write_arrow(tmp_path / f"{name}.arrow", pa.table({"id": [1, 2, 3], name: column}))
+        out = tmp_path / f"{name}.parquet"
+        with pytest.raises(relay.RelayError, match=f'column "{name}" holds a dense_union') as raised:
+            relay.scan(source).write_parquet(out)
+        assert isinstance(raised.value, ValueError)
+        assert not out.exists()
+    assert "panicked" not in capfd.readouterr().err

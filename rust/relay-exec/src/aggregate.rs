@@ -1614,7 +1614,7 @@ fn share_inputs(aggs: &[AggExpr]) -> (Vec<Expr>, Vec<Option<String>>) {
             || expr
                 .children()
                 .into_iter()
-                .any(|child| contains(child, part))
+                .any(|child| relay_plan::with_stack_room(|| contains(child, part)))
     }
     fn replace(expr: Expr, shared: &[(&Expr, String)]) -> Expr {
         match shared.iter().find(|(part, _)| bare(&expr) == *part) {
@@ -2070,7 +2070,7 @@ mod tests {
             AggExpr::new(
                 AggFunc::Max,
                 Expr::Cast {
-                    input: Box::new(Expr::col("y")),
+                    input: Arc::new(Expr::col("y")),
                     to: DataType::Int8,
                 },
             )

@@ -17,7 +17,7 @@ use arrow::compute::{
 };
 use arrow::datatypes::DataType;
 use arrow::error::ArrowError;
-use relay_plan::{BinaryOp, Expr, StringMatch, UnaryOp};
+use relay_plan::{BinaryOp, Expr, StringMatch, UnaryOp, with_stack_room};
 use relay_storage::type_name;
 
 /// A value while evaluating: a column of the batch's length, or a one-row scalar.
@@ -66,7 +66,14 @@ fn wrap(array: ArrayRef, scalar: bool) -> Value {
 }
 
 /// Evaluates `expr` over `batch`.
+///
+/// Recursive, one level per node, each with stack room: an expression as deep as
+/// `relay_plan::MAX_EXPR_DEPTH` evaluates on a worker thread's small stack.
 pub fn evaluate(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
+    with_stack_room(|| evaluate_node(expr, batch))
+}
+
+fn evaluate_node(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> {
     match expr {
         Expr::Column(name) => batch
             .column_by_name(name)
@@ -885,6 +892,48 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
     use relay_plan::Literal;
 
+    #[test]
+    fn a_chain_as_deep_as_the_limit_evaluates_on_a_small_stack() {
+        // `sum(col(c) for c in columns)` builds a left-deep chain: float addition is not
+        // associative, so it is evaluated as built, one level per node.
+        let columns = 3000;
+        let fields: Vec<(String, ArrayRef)> = (0..columns)
+            .map(|i| {
+                let values: Float64Array = (0..4).map(|row| (row * i) as f64 / 7.0).collect();
+                (format!("c{i}"), Arc::new(values) as ArrayRef)
+            })
+            .collect();
+        let batch = RecordBatch::try_from_iter(fields.clone()).unwrap();
+        let sum = (1..columns).fold(Expr::col("c0"), |sum, i| {
+            sum.binary(BinaryOp::Add, Expr::col(format!("c{i}")))
+        });
+        let expected: Vec<f64> = (0..4)
+            .map(|row| {
+                (0..columns).fold(0.0, |sum, i| {
+                    let value = (row * i) as f64 / 7.0;
+                    if i == 0 { value } else { sum + value }
+                })
+            })
+            .collect();
+        let got = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn_scoped(scope, || evaluate(&sum, &batch).unwrap())
+                .unwrap()
+                .join()
+                .unwrap()
+        });
+        let Value::Array(got) = got else {
+            panic!("an array")
+        };
+        assert_eq!(
+            got.as_primitive::<arrow::datatypes::Float64Type>()
+                .values()
+                .to_vec(),
+            expected
+        );
+    }
+
     fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
         let fields: Vec<Field> = columns
             .iter()
@@ -1070,7 +1119,7 @@ mod tests {
             &BooleanArray::from(vec![false, true, true, false]) as &dyn Array
         );
         let is_in = Expr::IsIn {
-            input: Box::new(Expr::col("f")),
+            input: Arc::new(Expr::col("f")),
             values: Literal(Arc::new(Float32Array::from(vec![0.0, f32::NAN]))),
         };
         assert_eq!(
@@ -1153,7 +1202,7 @@ mod tests {
         for (column, candidates, expected) in cases {
             let b = batch(vec![("x", column.clone())]);
             let is_in = Expr::IsIn {
-                input: Box::new(Expr::col("x")),
+                input: Arc::new(Expr::col("x")),
                 values: Literal(candidates.clone()),
             };
             let expected = BooleanArray::from(expected);
@@ -1179,7 +1228,7 @@ mod tests {
             Arc::new(Int8Array::from(vec![Some(1), None, Some(3)])),
         )]);
         let is_in = Expr::IsIn {
-            input: Box::new(Expr::col("x")),
+            input: Arc::new(Expr::col("x")),
             values: Literal(Arc::new(Int8Array::from(vec![None, Some(3)]))),
         };
         assert_eq!(
@@ -1188,7 +1237,7 @@ mod tests {
         );
         let untyped = batch(vec![("x", Arc::new(NullArray::new(2)))]);
         let is_in = Expr::IsIn {
-            input: Box::new(Expr::col("x")),
+            input: Arc::new(Expr::col("x")),
             values: Literal(Arc::new(NullArray::new(1))),
         };
         assert_eq!(run(&is_in, &untyped).logical_null_count(), 2);
@@ -1202,7 +1251,7 @@ mod tests {
         )]);
         let case = |condition: Expr| Expr::Case {
             branches: vec![(condition, lit(Int32Array::from(vec![1])))],
-            otherwise: Box::new(lit(Int32Array::from(vec![2]))),
+            otherwise: Arc::new(lit(Int32Array::from(vec![2]))),
         };
         assert_eq!(
             run(&case(Expr::col("c")), &b).as_ref(),
@@ -1221,14 +1270,14 @@ mod tests {
             Arc::new(Int8Array::from(vec![Some(1), Some(-3), None, Some(5)])),
         )]);
         let to_unsigned = Expr::Cast {
-            input: Box::new(Expr::col("x")),
+            input: Arc::new(Expr::col("x")),
             to: DataType::UInt8,
         };
         let zero = lit(UInt8Array::from(vec![0]));
         let non_negative = Expr::col("x").binary(BinaryOp::GtEq, lit(Int8Array::from(vec![0])));
         let guarded = Expr::Case {
             branches: vec![(non_negative.clone(), to_unsigned.clone())],
-            otherwise: Box::new(zero.clone()),
+            otherwise: Arc::new(zero.clone()),
         };
         assert_eq!(
             run(&guarded, &b).as_ref(),
@@ -1236,7 +1285,7 @@ mod tests {
         );
         let in_otherwise = Expr::Case {
             branches: vec![(non_negative.unary(UnaryOp::Not), zero.clone())],
-            otherwise: Box::new(to_unsigned.clone()),
+            otherwise: Arc::new(to_unsigned.clone()),
         };
         assert_eq!(
             run(&in_otherwise, &b).as_ref(),
@@ -1248,13 +1297,13 @@ mod tests {
                 Expr::col("x").unary(UnaryOp::IsNotNull),
                 to_unsigned.clone(),
             )],
-            otherwise: Box::new(zero.clone()),
+            otherwise: Arc::new(zero.clone()),
         };
         assert!(evaluate(&unguarded, &b).is_err());
         // A branch no row takes is never evaluated on a failing value.
         let never = Expr::Case {
             branches: vec![(Expr::Literal(Literal::null()), to_unsigned)],
-            otherwise: Box::new(zero),
+            otherwise: Arc::new(zero),
         };
         assert_eq!(
             run(&never, &b).as_ref(),
@@ -1407,7 +1456,7 @@ mod tests {
     fn a_strict_cast_that_fails_names_the_expression_and_both_types() {
         let b = batch(vec![("x", Arc::new(Int8Array::from(vec![1, -3])))]);
         let cast = Expr::Cast {
-            input: Box::new(Expr::col("x")),
+            input: Arc::new(Expr::col("x")),
             to: DataType::UInt8,
         };
         let error = evaluate(&cast, &b).unwrap_err().to_string();

@@ -5,6 +5,9 @@ use arrow::datatypes::DataType;
 use relay_storage::type_name;
 use std::fmt;
 
+use crate::error::{PlanError, Result};
+use std::sync::Arc;
+
 /// A literal value: an Arrow array of one element, so that arrow-rs kernels take it as a
 /// scalar `Datum` and every Arrow type can be a literal.
 #[derive(Clone)]
@@ -170,45 +173,130 @@ impl StringMatch {
     }
 }
 
+/// The deepest expression relay accepts, in nodes from the root to the deepest leaf
+/// (`col("x")` is 1, `col("x") + 1` is 2).
+///
+/// Expressions are trees of shared nodes, so building one costs memory linear in its nodes,
+/// and the passes over them (resolution, optimizer rules, evaluation, display) recurse once
+/// per level inside `with_stack_room`, which moves to a fresh stack segment before the
+/// thread's own runs out. The limit bounds what stays recursive without that guard: dropping
+/// a tree (and the derived comparison and debug output). Resolution can double the depth
+/// (a cast between each node and its child), and dropping a resolved 10,001-level chain takes
+/// about 0.7 MiB of stack in a debug build, well inside the 2 MiB of a worker thread (measured:
+/// `a_resolved_expression_at_the_limit_drops_on_a_small_stack`). It is this high because
+/// left-deep chains are what users build: `sum(col(c) for c in columns)` over 3,000 columns is
+/// 3,001 levels deep, and a chain of `+` cannot be rebalanced into a shallow tree (float
+/// addition is not associative, so another grouping gives other values).
+pub const MAX_EXPR_DEPTH: usize = 5_000;
+
+/// Bytes of stack that must be left before a recursive pass goes one level deeper, and the size
+/// of the segment it moves to when fewer are left.
+const STACK_RED_ZONE: usize = 128 * 1024;
+const STACK_SEGMENT: usize = 4 * 1024 * 1024;
+
+/// Runs `f` (one level of a recursive pass over an expression or a plan) with at least
+/// `STACK_RED_ZONE` bytes of stack, on a new heap-allocated segment if the thread's stack is
+/// short of that: deep expressions then cost heap, never a stack overflow, on any thread.
+pub fn with_stack_room<R>(f: impl FnOnce() -> R) -> R {
+    stacker::maybe_grow(STACK_RED_ZONE, STACK_SEGMENT, f)
+}
+
+/// The error for an expression deeper than `MAX_EXPR_DEPTH`.
+fn too_deep(depth: usize, limit: usize) -> PlanError {
+    PlanError::Invalid(format!(
+        "expression too deeply nested: {depth} levels, the limit is {limit} \
+         (split the computation into several with_column steps)"
+    ))
+}
+
+/// An expression with its depth, for building expressions one operator at a time: the depth
+/// of a new node follows from its children's, so each step is checked against
+/// `MAX_EXPR_DEPTH` without walking the tree (which would make building quadratic).
+#[derive(Debug, Clone)]
+pub struct DepthCheckedExpr {
+    expr: Expr,
+    depth: usize,
+}
+
+impl DepthCheckedExpr {
+    /// A column reference or a literal.
+    pub fn leaf(expr: Expr) -> Self {
+        debug_assert!(expr.children().is_empty());
+        DepthCheckedExpr { expr, depth: 1 }
+    }
+
+    /// `build` applied to the children's expressions (cheap clones: subtrees are shared),
+    /// refused when the result would be deeper than `MAX_EXPR_DEPTH`.
+    pub fn node<const N: usize>(
+        children: [&DepthCheckedExpr; N],
+        build: impl FnOnce([Expr; N]) -> Expr,
+    ) -> Result<Self> {
+        Self::node_of_many(&children, |exprs| {
+            build(exprs.try_into().expect("one expression per child"))
+        })
+    }
+
+    /// `node` for a number of children known at run time (`when` branches).
+    pub fn node_of_many(
+        children: &[&DepthCheckedExpr],
+        build: impl FnOnce(Vec<Expr>) -> Expr,
+    ) -> Result<Self> {
+        let depth = 1 + children.iter().map(|c| c.depth).max().unwrap_or(0);
+        if depth > MAX_EXPR_DEPTH {
+            return Err(too_deep(depth, MAX_EXPR_DEPTH));
+        }
+        let expr = build(children.iter().map(|c| c.expr.clone()).collect());
+        Ok(DepthCheckedExpr { expr, depth })
+    }
+
+    pub fn expr(&self) -> &Expr {
+        &self.expr
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
     Column(String),
     Literal(Literal),
     Binary {
         op: BinaryOp,
-        left: Box<Expr>,
-        right: Box<Expr>,
+        left: Arc<Expr>,
+        right: Arc<Expr>,
     },
     Unary {
         op: UnaryOp,
-        input: Box<Expr>,
+        input: Arc<Expr>,
     },
     StringMatch {
         kind: StringMatch,
-        input: Box<Expr>,
+        input: Arc<Expr>,
         pattern: String,
     },
     IsIn {
-        input: Box<Expr>,
+        input: Arc<Expr>,
         /// The candidate values, as one array (null-free).
         values: Literal,
     },
     FillNull {
-        input: Box<Expr>,
-        value: Box<Expr>,
+        input: Arc<Expr>,
+        value: Arc<Expr>,
     },
     /// Value conversion (not a bit reinterpretation).
     Cast {
-        input: Box<Expr>,
+        input: Arc<Expr>,
         to: DataType,
     },
     /// `when(c1).then(v1).when(c2).then(v2).otherwise(v)`: the first true condition wins.
     Case {
         branches: Vec<(Expr, Expr)>,
-        otherwise: Box<Expr>,
+        otherwise: Arc<Expr>,
     },
     Alias {
-        input: Box<Expr>,
+        input: Arc<Expr>,
         name: String,
     },
 }
@@ -225,15 +313,15 @@ impl Expr {
     pub fn binary(self, op: BinaryOp, right: Expr) -> Expr {
         Expr::Binary {
             op,
-            left: Box::new(self),
-            right: Box::new(right),
+            left: Arc::new(self),
+            right: Arc::new(right),
         }
     }
 
     pub fn unary(self, op: UnaryOp) -> Expr {
         Expr::Unary {
             op,
-            input: Box::new(self),
+            input: Arc::new(self),
         }
     }
 
@@ -243,7 +331,7 @@ impl Expr {
 
     pub fn alias(self, name: impl Into<String>) -> Expr {
         Expr::Alias {
-            input: Box::new(self),
+            input: Arc::new(self),
             name: name.into(),
         }
     }
@@ -251,6 +339,10 @@ impl Expr {
     /// The name of the column this expression produces: an alias, else the first column it
     /// reads (as Polars does), else "literal".
     pub fn output_name(&self) -> String {
+        with_stack_room(|| self.output_name_here())
+    }
+
+    fn output_name_here(&self) -> String {
         match self {
             Expr::Alias { name, .. } => name.clone(),
             Expr::Column(name) => name.clone(),
@@ -293,7 +385,9 @@ impl Expr {
 
     /// This expression with each direct child replaced by `f(child)`.
     pub fn map_children(self, f: &mut impl FnMut(Expr) -> Expr) -> Expr {
-        let mut boxed = |e: Box<Expr>| Box::new(f(*e));
+        // Each child is rewritten with stack room: rewrites recurse through here.
+        let mut f = |e: Expr| with_stack_room(|| f(e));
+        let mut boxed = |e: Arc<Expr>| Arc::new(f(Arc::unwrap_or_clone(e)));
         match self {
             leaf @ (Expr::Column(_) | Expr::Literal(_)) => leaf,
             Expr::Binary { op, left, right } => Expr::Binary {
@@ -343,6 +437,33 @@ impl Expr {
         }
     }
 
+    /// Nodes from this expression to its deepest leaf, found without recursion (so that it
+    /// can measure a tree too deep for the recursive passes).
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut pending = vec![(self, 1)];
+        while let Some((expr, depth)) = pending.pop() {
+            deepest = deepest.max(depth);
+            pending.extend(expr.children().into_iter().map(|child| (child, depth + 1)));
+        }
+        deepest
+    }
+
+    /// An error unless this expression is at most as deep as a resolved expression can be
+    /// (checked without recursion, before any recursive pass runs). Resolution may put a cast
+    /// between a node and each child, and plans add an alias, so an expression built within
+    /// `MAX_EXPR_DEPTH` resolves to at most `2 * MAX_EXPR_DEPTH + 1` levels: that is the
+    /// bound here, for expressions that are resolved again (optimizer rules do) or built in
+    /// Rust without `DepthCheckedExpr`.
+    pub fn check_depth(&self) -> Result<()> {
+        let depth = self.depth();
+        let limit = 2 * MAX_EXPR_DEPTH + 1;
+        if depth > limit {
+            return Err(too_deep(depth, limit));
+        }
+        Ok(())
+    }
+
     /// Every column name this expression reads, in first-seen order.
     pub fn columns(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -351,6 +472,10 @@ impl Expr {
     }
 
     fn collect_columns(&self, out: &mut Vec<String>) {
+        with_stack_room(|| self.collect_columns_here(out))
+    }
+
+    fn collect_columns_here(&self, out: &mut Vec<String>) {
         if let Expr::Column(name) = self
             && !out.contains(name)
         {
@@ -363,14 +488,18 @@ impl Expr {
 
     /// Splits a conjunction `a & b & c` into `[a, b, c]`.
     pub fn conjuncts(self) -> Vec<Expr> {
+        with_stack_room(|| self.conjuncts_here())
+    }
+
+    fn conjuncts_here(self) -> Vec<Expr> {
         match self {
             Expr::Binary {
                 op: BinaryOp::And,
                 left,
                 right,
             } => {
-                let mut out = left.conjuncts();
-                out.extend(right.conjuncts());
+                let mut out = Arc::unwrap_or_clone(left).conjuncts();
+                out.extend(Arc::unwrap_or_clone(right).conjuncts());
                 out
             }
             other => vec![other],
@@ -378,30 +507,49 @@ impl Expr {
     }
 
     /// `a & b & c` from `[a, b, c]`; None when empty.
+    ///
+    /// Built as a balanced tree (`(a & b) & (c & d)`), so that the conjunction of many
+    /// filters stays shallow: `&` in three-valued logic is associative and every conjunct is
+    /// evaluated whatever the grouping, so the grouping changes no value. Up to three conjuncts
+    /// this is the left-deep `(a & b) & c` that the operator builds.
     pub fn conjunction(exprs: impl IntoIterator<Item = Expr>) -> Option<Expr> {
-        exprs.into_iter().reduce(Expr::and)
+        fn balanced(mut exprs: Vec<Expr>) -> Expr {
+            if exprs.len() == 1 {
+                return exprs.pop().expect("one conjunct");
+            }
+            let right = exprs.split_off(exprs.len().div_ceil(2));
+            with_stack_room(|| balanced(exprs).and(balanced(right)))
+        }
+        let exprs: Vec<Expr> = exprs.into_iter().collect();
+        (!exprs.is_empty()).then(|| balanced(exprs))
     }
 
     /// This expression with every column reference renamed through `rename`.
     pub fn rename_columns(self, rename: &impl Fn(&str) -> Option<String>) -> Expr {
-        match self {
+        with_stack_room(|| match self {
             Expr::Column(name) => Expr::Column(rename(&name).unwrap_or(name)),
             other => other.map_children(&mut |child| child.rename_columns(rename)),
-        }
+        })
     }
 
     /// This expression with every column reference replaced by `substitute(name)` when it
     /// gives one (used to push predicates below projections that compute columns).
     pub fn substitute_columns(self, substitute: &impl Fn(&str) -> Option<Expr>) -> Expr {
-        match self {
+        with_stack_room(|| match self {
             Expr::Column(name) => substitute(&name).unwrap_or(Expr::Column(name)),
             other => other.map_children(&mut |child| child.substitute_columns(substitute)),
-        }
+        })
     }
 }
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        with_stack_room(|| self.fmt_here(f))
+    }
+}
+
+impl Expr {
+    fn fmt_here(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Expr::Column(name) => write!(f, "col({name:?})"),
             Expr::Literal(literal) => write!(f, "{literal:?}"),
@@ -635,5 +783,149 @@ impl Keep {
             Self::Last => "last",
             Self::None => "none",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn one() -> DepthCheckedExpr {
+        DepthCheckedExpr::leaf(Expr::lit(Arc::new(arrow::array::Int64Array::from(vec![1]))))
+    }
+
+    fn plus(left: &DepthCheckedExpr, right: &DepthCheckedExpr) -> Result<DepthCheckedExpr> {
+        DepthCheckedExpr::node([left, right], |[l, r]| l.binary(BinaryOp::Add, r))
+    }
+
+    /// Runs `f` on a thread with a small stack, as the engine's workers have.
+    fn on_small_stack<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(256 * 1024)
+                .spawn_scoped(scope, f)
+                .unwrap()
+                .join()
+                .unwrap()
+        })
+    }
+
+    #[test]
+    fn building_shares_subtrees_instead_of_copying_them() {
+        let mut chain = DepthCheckedExpr::leaf(Expr::col("x"));
+        let mut steps = Vec::new();
+        for _ in 0..1000 {
+            let next = plus(&chain, &one()).unwrap();
+            steps.push(chain);
+            chain = next;
+        }
+        // Every earlier step is the left child of the next one, not a copy of it.
+        for (step, next) in steps.iter().zip(steps.iter().skip(1)) {
+            let Expr::Binary { left, .. } = next.expr() else {
+                panic!("a sum")
+            };
+            let Expr::Binary { left: own, .. } = step.expr() else {
+                continue;
+            };
+            let Expr::Binary { left: inner, .. } = left.as_ref() else {
+                panic!("a sum")
+            };
+            assert!(Arc::ptr_eq(own, inner));
+        }
+        assert_eq!(chain.depth(), 1001);
+        assert_eq!(chain.expr().depth(), 1001);
+    }
+
+    #[test]
+    fn building_past_the_depth_limit_is_an_error_naming_it() {
+        let mut chain = DepthCheckedExpr::leaf(Expr::col("x"));
+        for _ in 1..MAX_EXPR_DEPTH {
+            chain = plus(&chain, &one()).unwrap();
+        }
+        assert_eq!(chain.depth(), MAX_EXPR_DEPTH);
+        match plus(&chain, &one()) {
+            Err(PlanError::Invalid(message)) => {
+                assert!(message.contains(&MAX_EXPR_DEPTH.to_string()), "{message}");
+                assert!(message.contains("too deeply nested"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A wider node over the deep one too.
+        let when = DepthCheckedExpr::node_of_many(&[&one(), &one(), &chain], |mut exprs| {
+            let otherwise = exprs.pop().unwrap();
+            let then = exprs.pop().unwrap();
+            let when = exprs.pop().unwrap();
+            Expr::Case {
+                branches: vec![(when, then)],
+                otherwise: Arc::new(otherwise),
+            }
+        });
+        assert!(matches!(when, Err(PlanError::Invalid(_))));
+        // A hand-built expression deeper than resolved ones can be is refused without recursion.
+        let mut deep = Expr::col("x");
+        for _ in 0..2 * MAX_EXPR_DEPTH + 1 {
+            deep = deep.unary(UnaryOp::Negate);
+        }
+        assert!(matches!(deep.check_depth(), Err(PlanError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_resolved_expression_at_the_limit_drops_on_a_small_stack() {
+        // The deepest expression resolution can produce: a cast between every node and its
+        // child. Dropping it recurses (see `MAX_EXPR_DEPTH`); a quarter of a worker's stack.
+        let mut deep = Expr::col("x");
+        for _ in 0..MAX_EXPR_DEPTH {
+            deep = Expr::Cast {
+                input: Arc::new(deep),
+                to: arrow::datatypes::DataType::Int64,
+            }
+            .unary(UnaryOp::Negate);
+        }
+        assert_eq!(deep.depth(), 2 * MAX_EXPR_DEPTH + 1);
+        assert!(deep.check_depth().is_ok());
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(512 * 1024)
+                .spawn_scoped(scope, move || drop(deep))
+                .unwrap()
+                .join()
+                .unwrap()
+        });
+    }
+
+    #[test]
+    fn recursive_passes_over_a_deep_chain_run_on_a_small_stack() {
+        let mut chain = DepthCheckedExpr::leaf(Expr::col("x"));
+        for _ in 1..MAX_EXPR_DEPTH {
+            chain = plus(&chain, &one()).unwrap();
+        }
+        let expr = chain.expr().clone();
+        on_small_stack(move || {
+            assert_eq!(expr.output_name(), "x");
+            assert_eq!(expr.columns(), ["x"]);
+            let shown = expr.to_string();
+            assert!(shown.contains("(col(\"x\") + 1) + 1)") && shown.ends_with(" + 1)"));
+            let renamed = expr
+                .clone()
+                .rename_columns(&|name| Some(format!("{name}2")));
+            assert_eq!(renamed.columns(), ["x2"]);
+            assert_eq!(expr.clone().conjuncts().len(), 1);
+            drop(renamed);
+        });
+    }
+
+    #[test]
+    fn a_conjunction_of_many_conjuncts_is_balanced_and_splits_back_in_order() {
+        let conjuncts: Vec<Expr> = (0..3000).map(|i| Expr::col(format!("c{i}"))).collect();
+        let conjunction = Expr::conjunction(conjuncts.clone()).unwrap();
+        assert_eq!(conjunction.depth(), 13); // ceil(log2(3000)) + 1
+        assert_eq!(conjunction.conjuncts(), conjuncts);
+        // Up to three conjuncts, the shape the `&` operator builds.
+        let [a, b, c] = ["a", "b", "c"].map(Expr::col);
+        assert_eq!(
+            Expr::conjunction([a.clone(), b.clone(), c.clone()]),
+            Some(a.and(b).and(c))
+        );
+        assert_eq!(Expr::conjunction([]), None);
     }
 }

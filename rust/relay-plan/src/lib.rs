@@ -10,8 +10,8 @@ pub mod resolve;
 
 pub use error::{PlanError, Result};
 pub use expr::{
-    AggExpr, AggFunc, BinaryOp, Expr, Interpolation, Keep, Literal, Quantile, SortKey, StringMatch,
-    UnaryOp,
+    AggExpr, AggFunc, BinaryOp, DepthCheckedExpr, Expr, Interpolation, Keep, Literal,
+    MAX_EXPR_DEPTH, Quantile, SortKey, StringMatch, UnaryOp, with_stack_room,
 };
 pub use join::{JoinColumn, JoinSide, JoinType};
 pub use plan::LogicalPlan;

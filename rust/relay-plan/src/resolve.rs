@@ -16,7 +16,7 @@ use arrow::datatypes::{
 use relay_storage::type_name;
 
 use crate::error::{PlanError, Result};
-use crate::expr::{AggExpr, AggFunc, BinaryOp, Expr, Literal, UnaryOp};
+use crate::expr::{AggExpr, AggFunc, BinaryOp, Expr, Literal, UnaryOp, with_stack_room};
 
 fn is_numeric(t: &DataType) -> bool {
     t.is_numeric()
@@ -341,12 +341,12 @@ fn cast_to(expr: Expr, from: &DataType, to: &DataType) -> Expr {
         Expr::Literal(literal) => match cast_with_options(&literal.0, to, &strict) {
             Ok(array) => Expr::Literal(Literal(array)),
             Err(_) => Expr::Cast {
-                input: Box::new(Expr::Literal(literal)),
+                input: Arc::new(Expr::Literal(literal)),
                 to: to.clone(),
             },
         },
         other => Expr::Cast {
-            input: Box::new(other),
+            input: Arc::new(other),
             to: to.clone(),
         },
     }
@@ -438,6 +438,7 @@ pub struct Resolved {
 }
 
 pub fn resolve(expr: Expr, schema: &Schema) -> Result<Resolved> {
+    expr.check_depth()?;
     let (expr, data_type) = resolve_inner(expr, schema)?;
     Ok(Resolved { expr, data_type })
 }
@@ -524,6 +525,10 @@ fn describe(expr: &Expr, t: &DataType) -> String {
 }
 
 fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
+    with_stack_room(|| resolve_node(expr, schema))
+}
+
+fn resolve_node(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
     match expr {
         Expr::Column(name) => {
             let t = field_named(schema, &name)?.data_type().clone();
@@ -534,7 +539,7 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             Ok((Expr::Literal(literal), t))
         }
         Expr::Alias { input, name } => {
-            let (input, t) = resolve_inner(*input, schema)?;
+            let (input, t) = resolve_inner(Arc::unwrap_or_clone(input), schema)?;
             Ok((input.alias(name), t))
         }
         Expr::Binary { op, left, right } => {
@@ -543,8 +548,8 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                 left: left.clone(),
                 right: right.clone(),
             };
-            let (left, lt) = resolve_inner(*left, schema)?;
-            let (right, rt) = resolve_inner(*right, schema)?;
+            let (left, lt) = resolve_inner(Arc::unwrap_or_clone(left), schema)?;
+            let (right, rt) = resolve_inner(Arc::unwrap_or_clone(right), schema)?;
             let mismatch = || {
                 format!(
                     "cannot apply {} to {} and {} in {original}",
@@ -591,7 +596,7 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             Ok((left.binary(op, right), common))
         }
         Expr::Unary { op, input } => {
-            let (input, t) = resolve_inner(*input, schema)?;
+            let (input, t) = resolve_inner(Arc::unwrap_or_clone(input), schema)?;
             let bad = |what: &str| {
                 PlanError::Type(format!(
                     "{}() needs {what}, got {}",
@@ -649,7 +654,7 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             input,
             pattern,
         } => {
-            let (input, t) = resolve_inner(*input, schema)?;
+            let (input, t) = resolve_inner(Arc::unwrap_or_clone(input), schema)?;
             if !is_string(value_type(&t)) {
                 return Err(PlanError::Type(format!(
                     "{}() needs a string, got {}",
@@ -660,14 +665,14 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             Ok((
                 Expr::StringMatch {
                     kind,
-                    input: Box::new(input),
+                    input: Arc::new(input),
                     pattern,
                 },
                 DataType::Boolean,
             ))
         }
         Expr::IsIn { input, values } => {
-            let (input, t) = resolve_inner(*input, schema)?;
+            let (input, t) = resolve_inner(Arc::unwrap_or_clone(input), schema)?;
             let target = value_type(&t).clone();
             let given = values.data_type().clone();
             // As in Polars 2: candidates compare with the column's values without a lossy
@@ -693,7 +698,7 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                 })?;
             Ok((
                 Expr::IsIn {
-                    input: Box::new(input),
+                    input: Arc::new(input),
                     values: Literal(values),
                 },
                 DataType::Boolean,
@@ -701,8 +706,8 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
         }
         Expr::FillNull { input, value } => {
             let original = format!("{input}.fill_null({value})");
-            let (input, t) = resolve_inner(*input, schema)?;
-            let (value, vt) = resolve_inner(*value, schema)?;
+            let (input, t) = resolve_inner(Arc::unwrap_or_clone(input), schema)?;
+            let (value, vt) = resolve_inner(Arc::unwrap_or_clone(value), schema)?;
             let input_as = effective_type(&input, &t, &value, &vt);
             let value_as = effective_type(&value, &vt, &input, &t);
             let common = common_type(&input_as, &value_as).ok_or_else(|| {
@@ -716,14 +721,14 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             let value = cast_to(value, &vt, &common);
             Ok((
                 Expr::FillNull {
-                    input: Box::new(input),
-                    value: Box::new(value),
+                    input: Arc::new(input),
+                    value: Arc::new(value),
                 },
                 common,
             ))
         }
         Expr::Cast { input, to } => {
-            let (input, t) = resolve_inner(*input, schema)?;
+            let (input, t) = resolve_inner(Arc::unwrap_or_clone(input), schema)?;
             if !arrow::compute::can_cast_types(&t, &to) {
                 return Err(PlanError::Type(format!(
                     "cannot cast {} to {}",
@@ -738,7 +743,7 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                 input
             } else {
                 Expr::Cast {
-                    input: Box::new(input),
+                    input: Arc::new(input),
                     to: to.clone(),
                 }
             };
@@ -760,7 +765,8 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
                 let (then, tt) = resolve_inner(then, schema)?;
                 resolved.push((when, then, tt));
             }
-            let (otherwise, otherwise_type) = resolve_inner(*otherwise, schema)?;
+            let (otherwise, otherwise_type) =
+                resolve_inner(Arc::unwrap_or_clone(otherwise), schema)?;
             let values: Vec<(&Expr, &DataType)> = resolved
                 .iter()
                 .map(|(_, then, tt)| (then, tt))
@@ -781,7 +787,7 @@ fn resolve_inner(expr: Expr, schema: &Schema) -> Result<(Expr, DataType)> {
             Ok((
                 Expr::Case {
                     branches,
-                    otherwise: Box::new(otherwise),
+                    otherwise: Arc::new(otherwise),
                 },
                 out_type,
             ))
@@ -910,7 +916,7 @@ mod tests {
         let Expr::Binary { right, .. } = resolved.expr else {
             panic!()
         };
-        let Expr::Literal(literal) = *right else {
+        let Expr::Literal(literal) = Arc::unwrap_or_clone(right) else {
             panic!()
         };
         assert_eq!(literal.data_type(), &DataType::Int32);
@@ -1076,28 +1082,28 @@ mod tests {
     fn fill_null_and_when_keep_the_column_type_for_literals_that_fit() {
         assert_eq!(
             type_of(Expr::FillNull {
-                input: Box::new(Expr::col("i8")),
-                value: Box::new(int(0))
+                input: Arc::new(Expr::col("i8")),
+                value: Arc::new(int(0))
             }),
             DataType::Int8
         );
         assert_eq!(
             type_of(Expr::FillNull {
-                input: Box::new(Expr::col("i8")),
-                value: Box::new(int(1000))
+                input: Arc::new(Expr::col("i8")),
+                value: Arc::new(int(1000))
             }),
             DataType::Int16
         );
         assert_eq!(
             type_of(Expr::FillNull {
-                input: Box::new(Expr::col("i8")),
-                value: Box::new(float(0.5))
+                input: Arc::new(Expr::col("i8")),
+                value: Arc::new(float(0.5))
             }),
             DataType::Float64
         );
         let case = |then: Expr, otherwise: Expr| Expr::Case {
             branches: vec![(Expr::col("flag"), then)],
-            otherwise: Box::new(otherwise),
+            otherwise: Arc::new(otherwise),
         };
         assert_eq!(type_of(case(Expr::col("u8"), int(-1))), DataType::Int16);
         assert_eq!(type_of(case(int(7), Expr::col("u8"))), DataType::UInt8);
@@ -1150,7 +1156,7 @@ mod tests {
     fn is_in(column: &str, values: ArrayRef) -> Result<Resolved> {
         resolve(
             Expr::IsIn {
-                input: Box::new(Expr::col(column)),
+                input: Arc::new(Expr::col(column)),
                 values: Literal(values),
             },
             &typed_schema(),
@@ -1223,7 +1229,7 @@ mod tests {
     #[test]
     fn an_explicitly_cast_literal_keeps_its_type() {
         let typed = Expr::Cast {
-            input: Box::new(int(127)),
+            input: Arc::new(int(127)),
             to: DataType::Int8,
         };
         assert_eq!(
@@ -1234,7 +1240,7 @@ mod tests {
             type_of(Expr::col("i8").binary(
                 BinaryOp::Add,
                 Expr::Cast {
-                    input: Box::new(int(300)),
+                    input: Arc::new(int(300)),
                     to: DataType::Int16
                 }
             )),
@@ -1250,7 +1256,7 @@ mod tests {
     fn an_explicit_cast_of_a_literal_is_strict() {
         let resolved = resolve(
             Expr::Cast {
-                input: Box::new(int(300)),
+                input: Arc::new(int(300)),
                 to: DataType::UInt8,
             },
             &typed_schema(),

@@ -14,7 +14,7 @@ use relay_exec::execute::ViewSet;
 use relay_plan::LogicalPlan;
 use relay_storage::{ColumnView, DecodedColumn, type_name};
 
-use crate::errors::{ErrorKind, IntoPyResult, relay_error};
+use crate::errors::{DetachGuarded, ErrorKind, IntoPyResult, relay_error};
 use crate::export;
 use crate::frame::{FrameOrigin, run_plan};
 
@@ -131,7 +131,8 @@ impl ColumnBase {
     fn execute(&self, py: Python<'_>) -> PyResult<Executed> {
         match &self.source {
             ColumnSource::File(view) => Ok(Executed::Chunks(
-                py.detach(|| view.chunks()).into_py_result()?,
+                py.detach_guarded("execute", || view.chunks())?
+                    .into_py_result()?,
             )),
             ColumnSource::Plan { plan, .. } => Ok(Executed::View(run_plan(py, plan)?)),
         }
@@ -139,7 +140,7 @@ impl ColumnBase {
 
     pub(crate) fn chunks(&self, py: Python<'_>) -> PyResult<Vec<DecodedColumn>> {
         let executed = self.execute(py)?;
-        py.detach(|| executed.into_chunks())
+        py.detach_guarded("chunks", || executed.into_chunks())?
             .map_err(|reason| self.type_error(&reason))
     }
 
@@ -180,7 +181,7 @@ impl ColumnBase {
         if zero_copy && let Some(reason) = self.reason_of(&executed, &mapped) {
             return Err(self.zero_copy_error(&reason));
         }
-        py.detach(|| executed.dense(&mapped))
+        py.detach_guarded("dense", || executed.dense(&mapped))?
             .map_err(|reason| self.type_error(&reason))
     }
 
@@ -196,7 +197,7 @@ impl ColumnBase {
 
     fn arrays(&self, py: Python<'_>) -> PyResult<Vec<ArrayRef>> {
         let executed = self.execute(py)?;
-        py.detach(|| executed.arrays())
+        py.detach_guarded("arrays", || executed.arrays())?
             .map_err(|reason| self.type_error(&reason))
     }
 }
@@ -283,7 +284,7 @@ impl ColumnBase {
         {
             return Err(self.zero_copy_error(&reason));
         }
-        match py.detach(|| executed.dense(&mapped)) {
+        match py.detach_guarded("_to_numpy", || executed.dense(&mapped))? {
             Ok(dense) => export::numpy::dense_to_numpy(py, dense),
             // No fixed-width form (strings, decimals, nested types): an object array.
             // fromiter, unlike array(), never turns equal-length lists into extra dimensions.
@@ -383,7 +384,7 @@ impl ColumnBase {
             arrays.into_iter().next().expect("one chunk")
         } else {
             let refs: Vec<&dyn arrow::array::Array> = arrays.iter().map(|a| a.as_ref()).collect();
-            py.detach(|| arrow::compute::concat(&refs))
+            py.detach_guarded("__arrow_c_array__", || arrow::compute::concat(&refs))?
                 .map_err(|e| relay_error(ErrorKind::Type, format!("{}: {e}", self.describe())))?
         };
         export::arrow::array_capsules(py, self.field(), array.as_ref(), &self.describe())

@@ -95,3 +95,68 @@ impl<T> IntoPyResult<T> for relay_storage::Result<T> {
         self.map_err(storage_error)
     }
 }
+
+thread_local! {
+    /// How many `guarded` calls are running on this thread: a panic inside one is reported as
+    /// an exception, so the panic hook stays silent for it.
+    static GUARDED_CALLS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Installs (once) a panic hook that prints nothing for a panic that `guarded` turns into an
+/// exception: one on a thread inside `guarded`, or on a worker of the engine's thread pool
+/// (rayon hands a worker's panic to the thread that waits for it). Any other panic is printed
+/// by the hook that was there before.
+fn install_quiet_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let guarded = GUARDED_CALLS.with(|calls| calls.get() > 0);
+            if !guarded && rayon::current_thread_index().is_none() {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, the body of a binding that calls into the engine; a panic in it (a bug, or an
+/// arrow-rs assertion on input relay did not check) becomes a `RelayError` naming `operation`
+/// instead of a `PanicException`, which derives from `BaseException` and would escape
+/// `except Exception`.
+pub fn guarded<T>(operation: &str, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    install_quiet_panic_hook();
+    GUARDED_CALLS.with(|calls| calls.set(calls.get() + 1));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED_CALLS.with(|calls| calls.set(calls.get() - 1));
+    outcome.unwrap_or_else(|payload| {
+        let detail = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("no message");
+        Err(relay_error(
+            ErrorKind::Relay,
+            format!("{operation} failed inside relay (an internal error): {detail}"),
+        ))
+    })
+}
+
+/// `Python::detach` (engine work with the GIL released) under `guarded`: a panic in the work
+/// becomes a `RelayError` naming `operation`.
+pub trait DetachGuarded {
+    fn detach_guarded<T: pyo3::marker::Ungil>(
+        self,
+        operation: &str,
+        work: impl FnOnce() -> T + pyo3::marker::Ungil,
+    ) -> PyResult<T>;
+}
+
+impl DetachGuarded for Python<'_> {
+    fn detach_guarded<T: pyo3::marker::Ungil>(
+        self,
+        operation: &str,
+        work: impl FnOnce() -> T + pyo3::marker::Ungil,
+    ) -> PyResult<T> {
+        guarded(operation, || Ok(self.detach(work)))
+    }
+}

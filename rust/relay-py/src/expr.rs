@@ -10,17 +10,37 @@ use arrow::array::{
 use arrow::datatypes::{DataType, TimeUnit};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDate, PyDateTime, PyFloat, PyInt, PyString};
-use relay_plan::{BinaryOp, Expr, Literal, StringMatch, UnaryOp};
+use relay_plan::{BinaryOp, DepthCheckedExpr, Expr, Literal, StringMatch, UnaryOp};
 
 use crate::errors::{ErrorKind, relay_error};
+use crate::frame::plan_error;
 
 #[pyclass(frozen, module = "relay_ml._relay")]
 pub struct NativeExpr {
-    pub expr: Expr,
+    checked: DepthCheckedExpr,
 }
 
-fn wrap(expr: Expr) -> NativeExpr {
-    NativeExpr { expr }
+impl NativeExpr {
+    pub fn expr(&self) -> &Expr {
+        self.checked.expr()
+    }
+}
+
+fn leaf(expr: Expr) -> NativeExpr {
+    NativeExpr {
+        checked: DepthCheckedExpr::leaf(expr),
+    }
+}
+
+/// The node `build` makes of `children`, refused (a `RelayValueError` naming the limit) when
+/// it would be deeper than expressions may be.
+fn node<const N: usize>(
+    children: [&NativeExpr; N],
+    build: impl FnOnce([Expr; N]) -> Expr,
+) -> PyResult<NativeExpr> {
+    DepthCheckedExpr::node(children.map(|c| &c.checked), build)
+        .map(|checked| NativeExpr { checked })
+        .map_err(plan_error)
 }
 
 /// A Python value as a literal array of `len` values (1 for a scalar).
@@ -338,12 +358,12 @@ fn unary_op(op: &str) -> PyResult<UnaryOp> {
 impl NativeExpr {
     #[staticmethod]
     fn col(name: String) -> Self {
-        wrap(Expr::col(name))
+        leaf(Expr::col(name))
     }
 
     #[staticmethod]
     fn lit(py: Python<'_>, value: Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(wrap(Expr::Literal(Literal(values_to_array(
+        Ok(leaf(Expr::Literal(Literal(values_to_array(
             py,
             &[value],
             "lit()",
@@ -351,13 +371,13 @@ impl NativeExpr {
     }
 
     fn binary(&self, op: &str, right: PyRef<'_, NativeExpr>) -> PyResult<Self> {
-        Ok(wrap(
-            self.expr.clone().binary(binary_op(op)?, right.expr.clone()),
-        ))
+        let op = binary_op(op)?;
+        node([self, &right], |[left, right]| left.binary(op, right))
     }
 
     fn unary(&self, op: &str) -> PyResult<Self> {
-        Ok(wrap(self.expr.clone().unary(unary_op(op)?)))
+        let op = unary_op(op)?;
+        node([self], |[input]| input.unary(op))
     }
 
     fn string_match(&self, kind: &str, pattern: String) -> PyResult<Self> {
@@ -372,59 +392,72 @@ impl NativeExpr {
                 ));
             }
         };
-        Ok(wrap(Expr::StringMatch {
+        node([self], |[input]| Expr::StringMatch {
             kind,
-            input: Box::new(self.expr.clone()),
+            input: Arc::new(input),
             pattern,
-        }))
+        })
     }
 
     fn is_in(&self, py: Python<'_>, values: Vec<Bound<'_, PyAny>>) -> PyResult<Self> {
         let values = values_to_array(py, &values, "is_in()")?;
-        Ok(wrap(Expr::IsIn {
-            input: Box::new(self.expr.clone()),
+        node([self], |[input]| Expr::IsIn {
+            input: Arc::new(input),
             values: Literal(values),
-        }))
+        })
     }
 
-    fn fill_null(&self, value: PyRef<'_, NativeExpr>) -> Self {
-        wrap(Expr::FillNull {
-            input: Box::new(self.expr.clone()),
-            value: Box::new(value.expr.clone()),
+    fn fill_null(&self, value: PyRef<'_, NativeExpr>) -> PyResult<Self> {
+        node([self, &value], |[input, value]| Expr::FillNull {
+            input: Arc::new(input),
+            value: Arc::new(value),
         })
     }
 
     fn cast(&self, dtype: &str) -> PyResult<Self> {
-        Ok(wrap(Expr::Cast {
-            input: Box::new(self.expr.clone()),
-            to: parse_dtype(dtype)?,
-        }))
+        let to = parse_dtype(dtype)?;
+        node([self], |[input]| Expr::Cast {
+            input: Arc::new(input),
+            to,
+        })
     }
 
-    fn alias(&self, name: String) -> Self {
-        wrap(self.expr.clone().alias(name))
+    fn alias(&self, name: String) -> PyResult<Self> {
+        node([self], |[input]| input.alias(name))
     }
 
     #[staticmethod]
     fn case(
         branches: Vec<(PyRef<'_, NativeExpr>, PyRef<'_, NativeExpr>)>,
         otherwise: PyRef<'_, NativeExpr>,
-    ) -> Self {
-        wrap(Expr::Case {
-            branches: branches
-                .into_iter()
-                .map(|(w, t)| (w.expr.clone(), t.expr.clone()))
-                .collect(),
-            otherwise: Box::new(otherwise.expr.clone()),
+    ) -> PyResult<Self> {
+        let children: Vec<&DepthCheckedExpr> = branches
+            .iter()
+            .flat_map(|(when, then)| [&when.checked, &then.checked])
+            .chain([&otherwise.checked])
+            .collect();
+        DepthCheckedExpr::node_of_many(&children, |mut exprs| {
+            let otherwise = exprs.pop().expect("the otherwise value");
+            let mut values = exprs.into_iter();
+            let mut branches = Vec::new();
+            while let (Some(when), Some(then)) = (values.next(), values.next()) {
+                branches.push((when, then));
+            }
+            Expr::Case {
+                branches,
+                otherwise: Arc::new(otherwise),
+            }
         })
+        .map(|checked| NativeExpr { checked })
+        .map_err(plan_error)
     }
 
     #[getter]
     fn output_name(&self) -> String {
-        self.expr.output_name()
+        self.expr().output_name()
     }
 
     fn __str__(&self) -> String {
-        self.expr.to_string()
+        self.expr().to_string()
     }
 }

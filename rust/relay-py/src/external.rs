@@ -22,7 +22,7 @@ use pyo3::types::{PyCapsule, PyCapsuleMethods, PyDict};
 use relay_plan::plan::AttachedColumn;
 
 use crate::column::ColumnBase;
-use crate::errors::{ErrorKind, relay_error};
+use crate::errors::{DetachGuarded, ErrorKind, relay_error};
 
 /// Holds a Python object (a NumPy array) while an Arrow buffer points into its memory. Dropping
 /// it releases the reference; pyo3 defers that decref to the next time the GIL is held when the
@@ -64,7 +64,9 @@ fn import(
         }
         let arrays: Vec<&dyn Array> = chunks.iter().map(|c| c.array.as_ref()).collect();
         let array = py
-            .detach(|| arrow::compute::concat(&arrays))
+            .detach_guarded("importing an external array", || {
+                arrow::compute::concat(&arrays)
+            })?
             .map_err(|e| relay_error(ErrorKind::Type, format!("with_column({name:?}): {e}")))?;
         return Ok((
             array,

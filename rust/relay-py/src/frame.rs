@@ -26,7 +26,7 @@ use relay_storage::{
 };
 
 use crate::column::{ColumnBase, ColumnSource};
-use crate::errors::{ErrorKind, IntoPyResult, relay_error, storage_error};
+use crate::errors::{DetachGuarded, ErrorKind, IntoPyResult, guarded, relay_error, storage_error};
 use crate::export;
 use crate::expr::{NativeExpr, parse_dtype};
 use crate::external::attached_column;
@@ -75,8 +75,10 @@ fn run_plan_profiled(
     plan: &Arc<LogicalPlan>,
     profile: &Profile,
 ) -> PyResult<ViewSet> {
-    py.detach(|| execute(optimized(plan.clone())?.as_ref(), profile))
-        .map_err(exec_error)
+    guarded("running the plan", || {
+        py.detach(|| execute(optimized(plan.clone())?.as_ref(), profile))
+            .map_err(exec_error)
+    })
 }
 
 /// `plan` as it runs: optimized, unless a benchmark turned the optimizer off.
@@ -412,7 +414,7 @@ fn quantile_of(q: f64, interpolation: &str) -> PyResult<Quantile> {
 }
 
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
-    exprs.iter().map(|e| e.expr.clone()).collect()
+    exprs.iter().map(|e| e.expr().clone()).collect()
 }
 
 #[pymethods]
@@ -420,7 +422,9 @@ impl NativeFrame {
     /// Maps an Arrow IPC file and reads its footer; no column data is read.
     #[staticmethod]
     fn scan(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let file = py.detach(|| IpcFile::open(&path)).into_py_result()?;
+        let file = py
+            .detach_guarded("scan", || IpcFile::open(&path))?
+            .into_py_result()?;
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::scan(TableView::new(file.clone()))),
             origin: FrameOrigin::File(file),
@@ -520,7 +524,9 @@ impl NativeFrame {
             separator,
         });
         let dataset = py
-            .detach(|| Dataset::new(description.clone(), specs, fields, opener))
+            .detach_guarded("opening a dataset", || {
+                Dataset::new(description.clone(), specs, fields, opener)
+            })?
             .into_py_result()?;
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::read(DatasetView::new(dataset))),
@@ -611,7 +617,7 @@ impl NativeFrame {
     fn filter(&self, predicate: PyRef<'_, NativeExpr>) -> PyResult<Self> {
         Ok(self.with_plan(
             self.plan
-                .filter(predicate.expr.clone())
+                .filter(predicate.expr().clone())
                 .map_err(plan_error)?,
         ))
     }
@@ -619,7 +625,7 @@ impl NativeFrame {
     fn with_columns(&self, columns: Vec<(String, PyRef<'_, NativeExpr>)>) -> PyResult<Self> {
         let columns = columns
             .into_iter()
-            .map(|(name, e)| (name, e.expr.clone()))
+            .map(|(name, e)| (name, e.expr().clone()))
             .collect();
         Ok(self.with_plan(self.plan.with_columns(columns).map_err(plan_error)?))
     }
@@ -640,7 +646,7 @@ impl NativeFrame {
     fn sample(&self, py: Python<'_>, n: u64, seed: u64, replace: bool) -> PyResult<Self> {
         let num_rows = self.num_rows(py)?;
         let plan = py
-            .detach(|| self.plan.sample(n, seed, replace, num_rows))
+            .detach_guarded("sample", || self.plan.sample(n, seed, replace, num_rows))?
             .map_err(plan_error)?;
         Ok(self.with_plan(plan))
     }
@@ -656,7 +662,7 @@ impl NativeFrame {
         let keys = keys
             .into_iter()
             .map(|(expr, descending, nulls_last)| SortKey {
-                expr: expr.expr.clone(),
+                expr: expr.expr().clone(),
                 descending,
                 nulls_last,
             })
@@ -716,7 +722,7 @@ impl NativeFrame {
                         )
                     })?,
                 };
-                let agg = AggExpr::new(func, input.expr.clone());
+                let agg = AggExpr::new(func, input.expr().clone());
                 Ok(match name {
                     Some(name) => agg.alias(name),
                     None => agg,
@@ -780,7 +786,10 @@ impl NativeFrame {
         let mut batches = Vec::new();
         for frame in &frames {
             let view = run_plan(py, &frame.plan)?;
-            batches.extend(py.detach(|| collect_batches(&view)).map_err(exec_error)?);
+            batches.extend(
+                py.detach_guarded("concat (collecting the frames)", || collect_batches(&view))?
+                    .map_err(exec_error)?,
+            );
         }
         let batches = batches
             .into_iter()
@@ -800,7 +809,9 @@ impl NativeFrame {
     /// Runs the plan once and holds the result in memory (see `nodes::collect_batches`).
     fn collect(&self, py: Python<'_>) -> PyResult<Self> {
         let view = run_plan(py, &self.plan)?;
-        let batches = py.detach(|| collect_batches(&view)).map_err(exec_error)?;
+        let batches = py
+            .detach_guarded("collect", || collect_batches(&view))?
+            .map_err(exec_error)?;
         Ok(self.with_plan(LogicalPlan::memory(view.schema.clone(), batches)))
     }
 
@@ -934,7 +945,7 @@ impl NativeFrame {
         let view = run_plan(py, &self.plan)?;
         let indices: Vec<usize> = (0..view.schema.fields().len()).collect();
         let dense = py
-            .detach(|| gather_fixed_width(&view, &indices, order))
+            .detach_guarded("_matrix", || gather_fixed_width(&view, &indices, order))?
             .map_err(|reason| {
                 relay_error(
                     ErrorKind::Type,
@@ -960,7 +971,9 @@ impl NativeFrame {
     /// or computed.
     fn explain(&self, py: Python<'_>) -> PyResult<String> {
         let (optimized, trace) = py
-            .detach(|| Optimizer::default().optimize(self.plan.clone()))
+            .detach_guarded("explain", || {
+                Optimizer::default().optimize(self.plan.clone())
+            })?
             .map_err(plan_error)?;
         let mut out = String::new();
         out.push_str("logical plan:\n");
@@ -978,7 +991,9 @@ impl NativeFrame {
         let schema = self.schema_ref()?;
         let filtered = self.plan.contains_filter();
         for field in schema.fields() {
-            let origin = py.detach(|| column_origin(&optimized, field.name(), &mut Vec::new()));
+            let origin = py.detach_guarded("explain", || {
+                column_origin(&optimized, field.name(), &mut Vec::new())
+            })?;
             let verdict = verdict_of(
                 origin,
                 field.data_type(),
@@ -1034,7 +1049,9 @@ impl NativeFrame {
     ) -> PyResult<Bound<'py, PyCapsule>> {
         let _ = requested_schema; // the spec lets producers ignore it; the data keeps its types
         let view = run_plan(py, &self.plan)?;
-        let batches = py.detach(|| view.record_batches()).map_err(exec_error)?;
+        let batches = py
+            .detach_guarded("__arrow_c_stream__", || view.record_batches())?
+            .map_err(exec_error)?;
         export::arrow::stream_capsule(py, view.schema.clone(), batches, &self.origin.describe())
     }
 }

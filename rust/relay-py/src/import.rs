@@ -17,7 +17,7 @@ use arrow::ffi_stream::{FFI_ArrowArrayStream, RecordBatchStreamReader};
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyCapsuleMethods, PyTuple};
 
-use crate::errors::{ErrorKind, relay_error};
+use crate::errors::{DetachGuarded, ErrorKind, relay_error};
 use crate::export;
 
 /// One column imported from the Arrow PyCapsule interface. It exports itself again through
@@ -108,12 +108,14 @@ pub fn _import_arrow(
             [] => (new_empty_array(field.data_type()), None),
             [one] => (make_array(one.to_data()), None),
             many => {
-                let joined = py.detach(|| arrow::compute::concat(many)).map_err(|e| {
-                    relay_error(
-                        ErrorKind::Type,
-                        format!("from_arrow(): column {:?}: {e}", field.name()),
-                    )
-                })?;
+                let joined = py
+                    .detach_guarded("_import_arrow", || arrow::compute::concat(many))?
+                    .map_err(|e| {
+                        relay_error(
+                            ErrorKind::Type,
+                            format!("from_arrow(): column {:?}: {e}", field.name()),
+                        )
+                    })?;
                 (
                     joined,
                     Some(format!(

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use relay_storage::{IpcFile, TableView};
 
+use crate::errors::DetachGuarded;
 use crate::errors::IntoPyResult;
 use relay_storage::type_name;
 
@@ -42,7 +43,9 @@ fn buffer_alignment(
 
 #[pyfunction]
 pub fn inspect_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, PyDict>> {
-    let file = py.detach(|| IpcFile::open(&path)).into_py_result()?;
+    let file = py
+        .detach_guarded("inspect_file", || IpcFile::open(&path))?
+        .into_py_result()?;
     let report = PyDict::new(py);
     report.set_item("path", file.path().display().to_string())?;
     report.set_item("size", file.size())?;
@@ -70,7 +73,7 @@ pub fn inspect_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, 
         let column = PyDict::new(py);
         column.set_item("name", view.name())?;
         column.set_item("type", type_name(view.data_type()))?;
-        match py.detach(|| view.chunks()) {
+        match py.detach_guarded("inspect_file", || view.chunks())? {
             Ok(chunks) => {
                 let mut alignment = None;
                 for chunk in &chunks {

@@ -19,7 +19,7 @@ use relay_exec::feed::{
 use relay_exec::order::{Shuffle, epoch_order};
 use relay_plan::Expr;
 
-use crate::errors::{ErrorKind, relay_error};
+use crate::errors::{DetachGuarded, ErrorKind, relay_error};
 use crate::export::numpy::dense_to_numpy_writable;
 use crate::frame::{NativeFrame, exec_error, optimized};
 
@@ -218,7 +218,9 @@ impl NativeBatchReader {
             .project(columns.iter().map(Expr::col).collect())
             .map_err(crate::frame::plan_error)?;
         let plan = py
-            .detach(|| BatchPlan::new(&optimized(Arc::new(projected))?, cache_bytes))
+            .detach_guarded("building a batch reader", || {
+                BatchPlan::new(&optimized(Arc::new(projected))?, cache_bytes)
+            })?
             .map_err(exec_error)?;
         Ok(Self {
             plan: Arc::new(plan),
@@ -235,7 +237,8 @@ impl NativeBatchReader {
     /// Rows, decoding every piece once to count them where the files do not say.
     fn count_rows(&self, py: Python<'_>) -> PyResult<u64> {
         let plan = self.plan.clone();
-        py.detach(move || plan.num_rows()).map_err(exec_error)
+        py.detach_guarded("count_rows", move || plan.num_rows())?
+            .map_err(exec_error)
     }
 
     /// Rows shard `shard` of `shards` reads in an epoch, when known before reading.
@@ -303,7 +306,9 @@ impl NativeBatchReader {
         )?;
         let plan = self.plan.clone();
         let ragged = py
-            .detach(move || plan.gather(&outputs, &positions, &memories))
+            .detach_guarded("gather", move || {
+                plan.gather(&outputs, &positions, &memories)
+            })?
             .map_err(|error| match error {
                 ExecError::Batch(message) => relay_error(ErrorKind::Value, message),
                 other => exec_error(other),
@@ -349,7 +354,7 @@ impl NativeBatchReader {
         let plan = self.plan.clone();
         let fixed_outputs = outputs.clone();
         let stream = py
-            .detach(move || plan.stream::<Keep>(outputs, spec))
+            .detach_guarded("stream", move || plan.stream::<Keep>(outputs, spec))?
             .map_err(|e| relay_error(ErrorKind::Value, e))?;
         if let Some(shapes) = &row_shapes
             && shapes.len() != fixed_outputs.len()
@@ -500,7 +505,7 @@ impl NativeBatchStream {
         self.fill_ahead(py, &mut guard)?;
         let stream: &mut BatchStream<Keep> = &mut guard;
         let filled = py
-            .detach(move || stream.next_batch())
+            .detach_guarded("reading the next batch", move || stream.next_batch())?
             .map_err(|e| relay_error(ErrorKind::Value, e))?;
         // The producers fill the next batches while the caller uses this one.
         if filled.is_some() {
@@ -513,10 +518,10 @@ impl NativeBatchStream {
     }
 
     /// Stops the producers (after the batches they are gathering) and waits for them.
-    fn close(&self, py: Python<'_>) {
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
         let mut guard = self.stream();
         let stream: &mut BatchStream<Keep> = &mut guard;
-        py.detach(move || stream.close());
+        py.detach_guarded("close", move || stream.close())
     }
 }
 
@@ -534,12 +539,12 @@ pub fn epoch_positions<'py>(
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
     let shuffle = shuffle_of(shuffle, block_rows, buffer_rows)?;
     let positions = py
-        .detach(|| {
+        .detach_guarded("epoch_positions", || {
             let order = epoch_order(num_rows, shuffle, seed, epoch)?;
             let mut positions = Vec::with_capacity(order.len() as usize);
             order.extend_into(0..order.len(), &mut positions);
             Ok::<_, String>(positions)
-        })
+        })?
         .map_err(|e| relay_error(ErrorKind::Value, e))?;
     Ok(PyArray1::from_vec(py, positions))
 }

@@ -10,7 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use relay_storage::WriteSummary;
 
-use crate::errors::{ErrorKind, IntoPyResult, relay_error};
+use crate::errors::{ErrorKind, IntoPyResult, guarded, relay_error};
 use crate::frame::{NativeFrame, exec_error, run_plan};
 
 /// The frame's rows as record batches (gathered where the plan filtered), GIL released.
@@ -37,21 +37,23 @@ fn write_ipc<'py>(
     batch_size: Option<usize>,
     compression: Option<String>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    if let Some(codec) = compression {
-        return Err(relay_error(
-            ErrorKind::Value,
-            format!(
-                "{}: compression {codec:?} is not available: relay writes uncompressed IPC files \
-                 (compressed buffers can never be mapped without a copy)",
-                path.display()
-            ),
-        ));
-    }
-    let (schema, batches) = frame_batches(py, frame)?;
-    let summary = py
-        .detach(|| relay_storage::write_ipc_file(&path, &schema, &batches, batch_size))
-        .into_py_result()?;
-    summary_dict(py, summary)
+    guarded("write_ipc", || {
+        if let Some(codec) = compression {
+            return Err(relay_error(
+                ErrorKind::Value,
+                format!(
+                    "{}: compression {codec:?} is not available: relay writes uncompressed IPC files \
+                     (compressed buffers can never be mapped without a copy)",
+                    path.display()
+                ),
+            ));
+        }
+        let (schema, batches) = frame_batches(py, frame)?;
+        let summary = py
+            .detach(|| relay_storage::write_ipc_file(&path, &schema, &batches, batch_size))
+            .into_py_result()?;
+        summary_dict(py, summary)
+    })
 }
 
 #[pyfunction]
@@ -64,16 +66,18 @@ fn write_parquet<'py>(
     row_group_size: Option<usize>,
     compression_level: Option<i32>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let options = relay_storage::ParquetWriteOptions {
-        compression,
-        compression_level,
-        row_group_rows: row_group_size.unwrap_or(relay_storage::DEFAULT_ROW_GROUP_ROWS),
-    };
-    let (schema, batches) = frame_batches(py, frame)?;
-    let summary = py
-        .detach(|| relay_storage::write_parquet_file(&path, &schema, &batches, &options))
-        .into_py_result()?;
-    summary_dict(py, summary)
+    guarded("write_parquet", || {
+        let options = relay_storage::ParquetWriteOptions {
+            compression,
+            compression_level,
+            row_group_rows: row_group_size.unwrap_or(relay_storage::DEFAULT_ROW_GROUP_ROWS),
+        };
+        let (schema, batches) = frame_batches(py, frame)?;
+        let summary = py
+            .detach(|| relay_storage::write_parquet_file(&path, &schema, &batches, &options))
+            .into_py_result()?;
+        summary_dict(py, summary)
+    })
 }
 
 #[pyfunction]
@@ -82,11 +86,13 @@ fn append_ipc<'py>(
     path: PathBuf,
     frame: &NativeFrame,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let (schema, batches) = frame_batches(py, frame)?;
-    let summary = py
-        .detach(|| relay_storage::append_ipc_file(&path, &schema, &batches))
-        .into_py_result()?;
-    summary_dict(py, summary)
+    guarded("append_ipc", || {
+        let (schema, batches) = frame_batches(py, frame)?;
+        let summary = py
+            .detach(|| relay_storage::append_ipc_file(&path, &schema, &batches))
+            .into_py_result()?;
+        summary_dict(py, summary)
+    })
 }
 
 #[pyfunction]
@@ -124,23 +130,27 @@ impl NativeIpcWriter {
 impl NativeIpcWriter {
     #[new]
     fn new(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let writer = py
-            .detach(|| relay_storage::IpcFileWriter::create(&path))
-            .into_py_result()?;
-        Ok(NativeIpcWriter {
-            writer: Some(writer),
-            schema: None,
-            path,
+        guarded("opening an IPC writer", || {
+            let writer = py
+                .detach(|| relay_storage::IpcFileWriter::create(&path))
+                .into_py_result()?;
+            Ok(NativeIpcWriter {
+                writer: Some(writer),
+                schema: None,
+                path,
+            })
         })
     }
 
     /// Writes the frame's rows as one record batch.
     fn write(&mut self, py: Python<'_>, frame: &NativeFrame) -> PyResult<()> {
-        let (schema, batches) = frame_batches(py, frame)?;
-        self.schema.get_or_insert_with(|| schema.clone());
-        let writer = self.open_writer()?;
-        py.detach(|| writer.write(&schema, &batches))
-            .into_py_result()
+        guarded("writing to an IPC writer", || {
+            let (schema, batches) = frame_batches(py, frame)?;
+            self.schema.get_or_insert_with(|| schema.clone());
+            let writer = self.open_writer()?;
+            py.detach(|| writer.write(&schema, &batches))
+                .into_py_result()
+        })
     }
 
     /// Syncs the file and renames it into place; `schema_of` gives the schema of a file that
@@ -150,14 +160,16 @@ impl NativeIpcWriter {
         py: Python<'py>,
         schema_of: &NativeFrame,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let schema = match &self.schema {
-            Some(schema) => schema.clone(),
-            None => schema_of.plan.schema().map_err(crate::frame::plan_error)?,
-        };
-        self.open_writer()?;
-        let writer = self.writer.take().expect("checked above");
-        let summary = py.detach(|| writer.finish(&schema)).into_py_result()?;
-        summary_dict(py, summary)
+        guarded("finishing an IPC writer", || {
+            let schema = match &self.schema {
+                Some(schema) => schema.clone(),
+                None => schema_of.plan.schema().map_err(crate::frame::plan_error)?,
+            };
+            self.open_writer()?;
+            let writer = self.writer.take().expect("checked above");
+            let summary = py.detach(|| writer.finish(&schema)).into_py_result()?;
+            summary_dict(py, summary)
+        })
     }
 
     /// Removes the temporary file; the path keeps what it had.

@@ -13,7 +13,7 @@ use std::fs::File;
 use std::path::Path;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::errors::ParquetError;
@@ -132,6 +132,17 @@ pub struct ParquetFileWriter {
 impl ParquetFileWriter {
     pub fn create(path: &Path, schema: &SchemaRef, options: &ParquetWriteOptions) -> Result<Self> {
         let properties = options.properties()?;
+        if let Some((column, union)) = union_column(schema) {
+            // The `parquet` crate has no mapping for unions: it panics on one
+            // ("not implemented: See ARROW-8817"), so they are refused before it sees them.
+            return Err(StorageError::Unsupported {
+                path: path.to_owned(),
+                reason: format!(
+                    "column {column:?} holds a {}: Parquet has no union type (cast or split the column first)",
+                    crate::type_name(union)
+                ),
+            });
+        }
         if path.is_dir() {
             return Err(StorageError::WrongFormat {
                 path: path.to_owned(),
@@ -198,6 +209,32 @@ impl ParquetFileWriter {
             bytes,
         })
     }
+}
+
+/// The first column of `schema` that is or holds a union, with the union's type.
+fn union_column(schema: &SchemaRef) -> Option<(&str, &DataType)> {
+    schema.fields().iter().find_map(|field| {
+        // Walked with a stack, not recursion: a nested type may be deep.
+        let mut pending = vec![field.data_type()];
+        while let Some(data_type) = pending.pop() {
+            match data_type {
+                DataType::Union(..) => return Some((field.name().as_str(), data_type)),
+                DataType::List(child)
+                | DataType::LargeList(child)
+                | DataType::ListView(child)
+                | DataType::LargeListView(child)
+                | DataType::FixedSizeList(child, _)
+                | DataType::Map(child, _) => pending.push(child.data_type()),
+                DataType::Struct(children) => {
+                    pending.extend(children.iter().map(|child| child.data_type()))
+                }
+                DataType::Dictionary(_, values) => pending.push(values),
+                DataType::RunEndEncoded(_, values) => pending.push(values.data_type()),
+                _ => {}
+            }
+        }
+        None
+    })
 }
 
 /// A type the `parquet` crate cannot encode is the caller's to fix (`Unsupported`); anything
@@ -316,6 +353,63 @@ mod tests {
             }
         }
         assert!(files_in(&dir).iter().all(|name| name.ends_with(".parquet")));
+    }
+
+    #[test]
+    fn a_union_column_is_refused_by_name_before_writing() {
+        use arrow::array::{Array, ArrayRef, StructArray, UnionArray};
+        use arrow::buffer::ScalarBuffer;
+        use arrow::datatypes::UnionFields;
+
+        let dir = temp_dir();
+        let path = dir.join("out.parquet");
+        std::fs::write(&path, b"old").unwrap();
+        let fields = UnionFields::try_new(
+            [0, 1],
+            [
+                Field::new("int", DataType::Int32, true),
+                Field::new("str", DataType::Utf8, true),
+            ],
+        )
+        .unwrap();
+        let union = UnionArray::try_new(
+            fields,
+            ScalarBuffer::from(vec![0_i8, 1]),
+            None,
+            vec![
+                Arc::new(Int32Array::from(vec![1, 2])) as ArrayRef,
+                Arc::new(StringArray::from(vec!["a", "b"])),
+            ],
+        )
+        .unwrap();
+        // At the top level, and inside a struct.
+        let nested = StructArray::from(vec![(
+            Arc::new(Field::new("inner", union.data_type().clone(), true)),
+            Arc::new(union.clone()) as ArrayRef,
+        )]);
+        for (name, column) in [
+            ("u", Arc::new(union) as ArrayRef),
+            ("s", Arc::new(nested) as ArrayRef),
+        ] {
+            let schema = Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, false),
+                Field::new(name, column.data_type().clone(), true),
+            ]));
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(vec![1, 2])), column],
+            )
+            .unwrap();
+            match write_parquet_file(&path, &schema, &[batch], &Default::default()) {
+                Err(StorageError::Unsupported { reason, .. }) => {
+                    assert!(reason.contains(&format!("column {name:?}")), "{reason}");
+                    assert!(reason.contains("union"), "{reason}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+            assert_eq!(std::fs::read(&path).unwrap(), b"old");
+        }
+        assert_eq!(files_in(&dir), ["out.parquet"]);
     }
 
     #[test]

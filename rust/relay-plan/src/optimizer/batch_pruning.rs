@@ -43,7 +43,7 @@ use relay_storage::{
 };
 
 use crate::error::Result;
-use crate::expr::{BinaryOp, Expr, Literal, UnaryOp};
+use crate::expr::{BinaryOp, Expr, Literal, UnaryOp, with_stack_room};
 use crate::optimizer::{OptimizerRule, literal_bool, transform_up};
 use crate::plan::LogicalPlan;
 
@@ -502,6 +502,10 @@ fn compare(kernel: Kernel, left: &ArrayRef, right: &ArrayRef) -> Option<bool> {
 
 /// False only when the statistics of `batch` prove that no row makes `expr` true.
 fn may_match(expr: &Expr, source: &dyn StatsLookup, batch: usize) -> Result<bool> {
+    with_stack_room(|| may_match_here(expr, source, batch))
+}
+
+fn may_match_here(expr: &Expr, source: &dyn StatsLookup, batch: usize) -> Result<bool> {
     match expr {
         Expr::Literal(_) => Ok(literal_bool(expr).is_none_or(|value| value == Some(true))),
         Expr::Binary {
@@ -746,14 +750,14 @@ mod tests {
         assert_eq!(survivors(&file, vec![score]), [0]);
         assert_eq!(survivors(&file, vec![Expr::col("flag")]), [2]);
         let widened = Expr::Cast {
-            input: Box::new(Expr::col("age")),
+            input: Arc::new(Expr::col("age")),
             to: DataType::Int64,
         }
         .binary(BinaryOp::Gt, int(25));
         assert_eq!(survivors(&file, vec![widened]), [2]);
         // Narrowing casts do not keep the order of values: nothing is pruned.
         let narrowed = Expr::Cast {
-            input: Box::new(Expr::col("id")),
+            input: Arc::new(Expr::col("id")),
             to: DataType::Int8,
         }
         .binary(
@@ -767,7 +771,7 @@ mod tests {
     fn is_in_and_null_checks_prune() {
         let file = TestFile::people();
         let is_in = |values: Vec<i32>| Expr::IsIn {
-            input: Box::new(Expr::col("age")),
+            input: Arc::new(Expr::col("age")),
             values: Literal(Arc::new(Int32Array::from(values))),
         };
         assert_eq!(survivors(&file, vec![is_in(vec![3, 27])]), [0, 2]);

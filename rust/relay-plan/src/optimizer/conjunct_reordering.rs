@@ -57,7 +57,7 @@ use arrow::datatypes::{DataType, Float64Type, Schema};
 use relay_storage::{TableView, batch_stats, cached_batch_stats};
 
 use crate::error::Result;
-use crate::expr::{BinaryOp, Expr, Literal, StringMatch, UnaryOp};
+use crate::expr::{BinaryOp, Expr, Literal, StringMatch, UnaryOp, with_stack_room};
 use crate::optimizer::batch_pruning::overlapping_batches;
 use crate::optimizer::{OptimizerRule, literal_bool, transform_up};
 use crate::plan::LogicalPlan;
@@ -203,7 +203,7 @@ pub fn estimate_cost(expr: &Expr, schema: &Schema) -> f64 {
     let children: f64 = expr
         .children()
         .iter()
-        .map(|child| estimate_cost(child, schema))
+        .map(|child| with_stack_room(|| estimate_cost(child, schema)))
         .sum();
     let own = match expr {
         Expr::Column(_) | Expr::Literal(_) | Expr::Alias { .. } => 0.0,
@@ -413,6 +413,10 @@ pub fn estimate_selectivity(expr: &Expr, table: Option<&TableView>) -> f64 {
 }
 
 fn selectivity(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
+    with_stack_room(|| selectivity_here(expr, stats))
+}
+
+fn selectivity_here(expr: &Expr, stats: &StatsSource<'_>) -> f64 {
     let estimate = match expr {
         Expr::Literal(_) => match literal_bool(expr) {
             Some(Some(true)) => 1.0,
@@ -666,7 +670,7 @@ mod tests {
     fn contains(name: &str, pattern: &str) -> Expr {
         Expr::StringMatch {
             kind: StringMatch::Contains,
-            input: Box::new(Expr::col(name)),
+            input: Arc::new(Expr::col(name)),
             pattern: pattern.into(),
         }
     }
@@ -712,7 +716,7 @@ mod tests {
         assert!((estimate(age(BinaryOp::NotEq, 5)) - 0.99).abs() < 1e-12);
         assert_eq!(estimate(Expr::col("age").unary(UnaryOp::IsNull)), 0.0);
         let is_in = Expr::IsIn {
-            input: Box::new(Expr::col("age")),
+            input: Arc::new(Expr::col("age")),
             values: Literal(Arc::new(Int32Array::from(vec![1, 2, 300]))),
         };
         assert!((estimate(is_in) - 0.02).abs() < 1e-12);
@@ -748,7 +752,7 @@ mod tests {
         let matches = estimate_cost(&contains("name", "1"), &schema);
         let is_in = estimate_cost(
             &Expr::IsIn {
-                input: Box::new(Expr::col("age")),
+                input: Arc::new(Expr::col("age")),
                 values: Literal(Arc::new(Int32Array::from(vec![1]))),
             },
             &schema,
@@ -886,7 +890,7 @@ mod tests {
         assert!(close(selectivity(&positive, &stats), 0.5));
         assert!(close(selectivity(&old, &stats), 0.01));
         let is_in = Expr::IsIn {
-            input: Box::new(Expr::col("age")),
+            input: Arc::new(Expr::col("age")),
             values: Literal(Arc::new(Int32Array::from(vec![1, 2, 3, 4, 500]))),
         };
         assert!(close(selectivity(&is_in, &stats), 0.04));

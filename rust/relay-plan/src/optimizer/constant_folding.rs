@@ -142,9 +142,11 @@ fn is_scalar(literal: &Literal) -> bool {
 /// Simplifies one node whose children are already folded.
 fn simplify(expr: Expr) -> Expr {
     match expr {
-        Expr::Binary { op, left, right } => simplify_binary(op, *left, *right),
-        Expr::Unary { op, input } => simplify_unary(op, *input),
-        Expr::Cast { input, to } => match *input {
+        Expr::Binary { op, left, right } => {
+            simplify_binary(op, Arc::unwrap_or_clone(left), Arc::unwrap_or_clone(right))
+        }
+        Expr::Unary { op, input } => simplify_unary(op, Arc::unwrap_or_clone(input)),
+        Expr::Cast { input, to } => match Arc::unwrap_or_clone(input) {
             Expr::Literal(literal) if is_scalar(&literal) => {
                 let options = CastOptions {
                     safe: false,
@@ -153,13 +155,13 @@ fn simplify(expr: Expr) -> Expr {
                 match cast_with_options(&literal.0, &to, &options) {
                     Ok(array) => Expr::Literal(Literal(array)),
                     Err(_) => Expr::Cast {
-                        input: Box::new(Expr::Literal(literal)),
+                        input: Arc::new(Expr::Literal(literal)),
                         to,
                     },
                 }
             }
             input => Expr::Cast {
-                input: Box::new(input),
+                input: Arc::new(input),
                 to,
             },
         },
@@ -167,49 +169,51 @@ fn simplify(expr: Expr) -> Expr {
             kind,
             input,
             pattern,
-        } => match *input {
+        } => match Arc::unwrap_or_clone(input) {
             Expr::Literal(literal) if is_scalar(&literal) => {
                 match eval_string_match(kind, &literal, &pattern) {
                     Some(result) => Expr::Literal(result),
                     None => Expr::StringMatch {
                         kind,
-                        input: Box::new(Expr::Literal(literal)),
+                        input: Arc::new(Expr::Literal(literal)),
                         pattern,
                     },
                 }
             }
             input => Expr::StringMatch {
                 kind,
-                input: Box::new(input),
+                input: Arc::new(input),
                 pattern,
             },
         },
-        Expr::IsIn { input, values } => match *input {
+        Expr::IsIn { input, values } => match Arc::unwrap_or_clone(input) {
             Expr::Literal(literal) if is_scalar(&literal) => match eval_is_in(&literal, &values) {
                 Some(result) => Expr::Literal(result),
                 None => Expr::IsIn {
-                    input: Box::new(Expr::Literal(literal)),
+                    input: Arc::new(Expr::Literal(literal)),
                     values,
                 },
             },
             input => Expr::IsIn {
-                input: Box::new(input),
+                input: Arc::new(input),
                 values,
             },
         },
-        Expr::FillNull { input, value } => match *input {
+        Expr::FillNull { input, value } => match Arc::unwrap_or_clone(input) {
             // Both sides were converted to one type when the plan was built.
-            Expr::Literal(literal) if is_scalar(&literal) && literal.is_null() => *value,
+            Expr::Literal(literal) if is_scalar(&literal) && literal.is_null() => {
+                Arc::unwrap_or_clone(value)
+            }
             Expr::Literal(literal) if is_scalar(&literal) => Expr::Literal(literal),
             input => Expr::FillNull {
-                input: Box::new(input),
+                input: Arc::new(input),
                 value,
             },
         },
         Expr::Case {
             branches,
             otherwise,
-        } => simplify_case(branches, *otherwise),
+        } => simplify_case(branches, Arc::unwrap_or_clone(otherwise)),
         other => other,
     }
 }
@@ -227,7 +231,7 @@ fn simplify_case(branches: Vec<(Expr, Expr)>, otherwise: Expr) -> Expr {
                 }
                 return Expr::Case {
                     branches: kept,
-                    otherwise: Box::new(then),
+                    otherwise: Arc::new(then),
                 };
             }
             None => kept.push((when, then)),
@@ -238,7 +242,7 @@ fn simplify_case(branches: Vec<(Expr, Expr)>, otherwise: Expr) -> Expr {
     } else {
         Expr::Case {
             branches: kept,
-            otherwise: Box::new(otherwise),
+            otherwise: Arc::new(otherwise),
         }
     }
 }
@@ -251,7 +255,7 @@ fn simplify_unary(op: UnaryOp, input: Expr) -> Expr {
                 op: UnaryOp::Not,
                 input,
             },
-        ) => *input,
+        ) => Arc::unwrap_or_clone(input),
         (op, Expr::Literal(literal)) if is_scalar(&literal) => match eval_unary(op, &literal) {
             Some(result) => Expr::Literal(result),
             None => Expr::Literal(literal).unary(op),
@@ -437,12 +441,12 @@ mod tests {
         let negative = int(-7).binary(BinaryOp::FloorDiv, int(2));
         assert_eq!(fold(negative.clone()), negative.to_string());
         let lossy = Expr::Cast {
-            input: Box::new(int(300)),
+            input: Arc::new(int(300)),
             to: DataType::Int8,
         };
         assert_eq!(fold(lossy.clone()), lossy.to_string());
         let fits = Expr::Cast {
-            input: Box::new(int(100)),
+            input: Arc::new(int(100)),
             to: DataType::Int8,
         };
         assert_eq!(fold(fits), "100");
@@ -480,18 +484,18 @@ mod tests {
         assert_eq!(fold(bool_literal(true).unary(UnaryOp::Not)), "false");
         let starts = Expr::StringMatch {
             kind: StringMatch::StartsWith,
-            input: Box::new(string("oslo")),
+            input: Arc::new(string("oslo")),
             pattern: "os".into(),
         };
         assert_eq!(fold(starts), "true");
         let is_in = Expr::IsIn {
-            input: Box::new(Expr::lit(Arc::new(Int32Array::from(vec![3])))),
+            input: Arc::new(Expr::lit(Arc::new(Int32Array::from(vec![3])))),
             values: Literal(Arc::new(Int32Array::from(vec![1, 2, 3]))),
         };
         assert_eq!(fold(is_in), "true");
         let fill = Expr::FillNull {
-            input: Box::new(Expr::lit(Arc::new(Int64Array::from(vec![None])))),
-            value: Box::new(Expr::col("id")),
+            input: Arc::new(Expr::lit(Arc::new(Int64Array::from(vec![None])))),
+            value: Arc::new(Expr::col("id")),
         };
         assert_eq!(fold(fill), "col(\"id\")");
         let case = Expr::Case {
@@ -501,7 +505,7 @@ mod tests {
                 (bool_literal(true), int(3)),
                 (Expr::col("flag"), int(4)),
             ],
-            otherwise: Box::new(int(5)),
+            otherwise: Arc::new(int(5)),
         };
         assert_eq!(fold(case), "when(col(\"flag\")).then(2).otherwise(3)");
     }

@@ -299,7 +299,7 @@ pub(crate) fn bool_literal(value: bool) -> Expr {
 /// The expression under any aliases: what a projection computes for a column.
 pub(crate) fn strip_alias(expr: Expr) -> Expr {
     match expr {
-        Expr::Alias { input, .. } => strip_alias(*input),
+        Expr::Alias { input, .. } => strip_alias(Arc::unwrap_or_clone(input)),
         other => other,
     }
 }
@@ -430,7 +430,7 @@ mod tests {
         );
         plans.push(Arc::new(nulls.project(vec![Expr::col("id")]).unwrap()));
         let is_in = Expr::IsIn {
-            input: Box::new(Expr::col("id")),
+            input: Arc::new(Expr::col("id")),
             values: crate::expr::Literal(Arc::new(arrow::array::Int64Array::from(vec![4, 25, 26]))),
         };
         let renamed = Arc::new(

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use relay_storage::{DatasetView, TableView};
 
 use crate::error::Result;
-use crate::expr::Expr;
+use crate::expr::{Expr, with_stack_room};
 use crate::join::{JoinColumn, JoinSide};
 use crate::optimizer::constant_folding::fold_expr;
 use crate::optimizer::{OptimizerRule, same_schema, strip_alias};
@@ -366,7 +366,7 @@ fn count_column_uses(expr: &Expr, uses: &mut HashMap<String, usize>) {
         *uses.entry(name.clone()).or_default() += 1;
     }
     for child in expr.children() {
-        count_column_uses(child, uses);
+        with_stack_room(|| count_column_uses(child, uses));
     }
 }
 

@@ -22,7 +22,7 @@ use dlpark::{DlpackFlags, Managed, ManagedTensorBase};
 use pyo3::prelude::*;
 use relay_exec::{DenseArray, DenseDtype};
 
-use crate::errors::{ErrorKind, relay_error};
+use crate::errors::{DetachGuarded, ErrorKind, relay_error};
 
 /// kDLCPU, device 0: mapped files and relay's copies live in host memory.
 const HOST: (i32, i32) = (1, 0);
@@ -77,7 +77,7 @@ impl DenseTensor {
     /// A managed tensor of ABI `M` over a copy of the bytes that only it owns, marked IS_COPIED
     /// on the versioned ABI (and writable).
     fn into_copied<M: ManagedTensorBase>(self, py: Python<'_>) -> PyResult<Managed<M>> {
-        let unique = py.detach(|| owned_copy(self.buffer));
+        let unique = py.detach_guarded("into_copied", || owned_copy(self.buffer))?;
         let mut initialized = initialize::<M>(unique, self.dtype, &self.shape)?;
         // IS_COPIED says the consumer solely owns the bytes: `unique` comes from
         // `owned_copy`, a heap allocation no other Buffer shares, and it moved into the context.
