@@ -225,7 +225,9 @@ def test_a_union_column_raises_naming_it_and_writes_nothing(tmp_path, capfd):
     for name, column in [("u", union), ("s", nested)]:
         source = write_arrow(tmp_path / f"{name}.arrow", pa.table({"id": [1, 2, 3], name: column}))
         out = tmp_path / f"{name}.parquet"
-        with pytest.raises(relay.RelayError, match=f'column "{name}" holds a dense_union') as raised:
+        with pytest.raises(
+            relay.RelayError, match=f'column "{name}" holds a dense_union'
+        ) as raised:
             relay.scan(source).write_parquet(out)
         assert isinstance(raised.value, ValueError)
         assert not out.exists()
