@@ -21,6 +21,7 @@ __all__ = [
     "append_ipc",
     "epoch_positions",
     "inspect_file",
+    "repair_ipc",
     "write_ipc",
     "write_parquet",
 ]
