@@ -657,6 +657,12 @@ pub struct BatchStream<T: Send + 'static> {
     /// Without producer threads: the producer, its outputs and the submitted jobs, filled by
     /// `next_batch` itself.
     inline: Option<Inline<T>>,
+    /// The stream's first batch (after any skipped ones).
+    first: u64,
+    /// Jobs submitted while the first batch is being gathered: the producers get them once it
+    /// is returned, so that it alone has the pool (its gather is spread over it, see
+    /// `PositionalShard::first_batch`) while the consumer waits.
+    held: VecDeque<Job<T>>,
 }
 
 /// What a stream without producer threads fills its batches with (see `BatchStream::inline`).
@@ -697,6 +703,8 @@ impl<T: Send + 'static> BatchStream<T> {
             next_submitted: start,
             next_returned: start,
             early: HashMap::new(),
+            first: start,
+            held: VecDeque::new(),
             jobs: Some(job_sender),
             ready: ready_receiver,
             threads,
@@ -750,6 +758,9 @@ impl<T: Send + 'static> BatchStream<T> {
         };
         match &mut self.inline {
             Some((_, _, pending)) => pending.push_back(job),
+            None if self.next_returned == self.first && batch > self.first => {
+                self.held.push_back(job)
+            }
             // A send fails only once the producers have stopped; the buffers are then unused.
             None => {
                 let _ = jobs.send(job);
@@ -793,6 +804,11 @@ impl<T: Send + 'static> BatchStream<T> {
         match result {
             Ok(Some(filled)) => {
                 self.next_returned += 1;
+                if let Some(jobs) = &self.jobs {
+                    for job in self.held.drain(..) {
+                        let _ = jobs.send(job);
+                    }
+                }
                 Ok(Some(filled))
             }
             Ok(None) => {
@@ -813,6 +829,7 @@ impl<T: Send + 'static> BatchStream<T> {
             let _ = thread.join();
         }
         self.early.clear();
+        self.held.clear();
         if let Some((_, _, pending)) = &mut self.inline {
             pending.clear();
         }
