@@ -322,7 +322,7 @@ impl PositionalFile {
     }
 
     /// `length` bytes from `offset` in a new buffer, which the reads fill without zeroing it
-    /// first (zeroing the page buffers of a Parquet read was 2-3% of its time); the caller
+    /// first (zeroing would be a pass over every page buffer of a Parquet read); the caller
     /// words the error.
     pub(crate) fn read_vec(&self, offset: u64, length: usize) -> std::io::Result<Vec<u8>> {
         let mut buffer: Vec<u8> = Vec::with_capacity(length);

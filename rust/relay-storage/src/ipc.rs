@@ -198,10 +198,10 @@ pub struct IpcFile {
     dictionary_blocks: Vec<Block>,
     /// Decoded on first use: most reads never need them.
     dictionaries: OnceLock<HashMap<i64, ArrayRef>>,
-    /// Columns that decoded as views of the mapping, kept so that later scans skip arrow-rs's
-    /// validation: it reads every key of a dictionary column and every offset and byte of a
-    /// string column (the 20 M keys of `tab.city`: 7.4 ms on each scan before this cache, with
-    /// the pages mapped; 0.02 ms from the cache).
+    /// Columns that decoded as views of the mapping, kept so that later reads through this
+    /// opening skip arrow-rs's validation: it reads every key of a dictionary column and every
+    /// offset and byte of a string column (milliseconds for the 20 M keys of `tab.city`,
+    /// against microseconds from the cache).
     /// Only types whose validation reads values are kept (fixed-width columns validate in
     /// constant time, and a file of many batches would fill the cache with them). Copies
     /// (compressed or misaligned data) are not kept: they would hold heap memory for as long as
