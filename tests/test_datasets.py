@@ -232,3 +232,27 @@ def test_explain_names_where_each_column_comes_from(tmp_path: Path) -> None:
     assert "year (int64): copy: a partition column" in text
     frame = relay.scan(tmp_path).select("year")
     assert "folder names" in frame["year"].copy_reason
+
+
+def test_a_partition_filter_prints_nothing_to_stderr(tmp_path: Path) -> None:
+    """The README's hive example: the filter on a partition column reads no statistics of it
+    from the files (it is not in them), and nothing reaches stderr."""
+    import subprocess
+    import sys
+
+    _hive(tmp_path)
+    script = (
+        "import sys, relay_ml as relay\n"
+        "from relay_ml import col\n"
+        "frame = relay.scan(sys.argv[1]).filter((col('year') == 2024) & (col('id') > 45))\n"
+        "print(sorted(frame['id'].to_pylist()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert done.stdout.strip() == str(list(range(46, 80)))
+    assert done.stderr == ""

@@ -192,7 +192,7 @@ fn statistics_converter(
 ) -> Option<StatisticsConverter<'_>> {
     let parquet_metadata = metadata.metadata();
     let converter = StatisticsConverter::try_new(
-        metadata.schema().field(column).name(),
+        metadata.schema().fields().get(column)?.name(),
         metadata.schema(),
         metadata.parquet_schema(),
     )
@@ -215,7 +215,7 @@ fn row_group_stats(
     column: usize,
 ) -> Option<Vec<Option<ColumnStats>>> {
     let schema = metadata.schema();
-    let field = schema.field(column);
+    let field = schema.fields().get(column)?;
     if !orderable(field.data_type()) {
         return None;
     }

@@ -224,6 +224,10 @@ pub fn page_row_ranges(
         let Some(column) = view.column_index(name) else {
             continue;
         };
+        // A partition column is not in the file: its one value per file was judged already.
+        if view.partition_value(fragment, column).is_some() {
+            continue;
+        }
         let Some(pages) = file.page_stats(piece, column) else {
             continue;
         };
