@@ -387,3 +387,15 @@ def test_large_export_does_not_grow_anonymous_memory(tmp_path):
     grown = rss_anon_bytes() - before
     assert total == pytest.approx(expected_total, rel=1e-9)
     assert grown < 8 * 1024 * 1024, f"RssAnon grew by {grown / 2**20:.1f} MiB"
+
+
+def test_a_dictionary_of_strings_points_to_its_codes(tmp_path: Path) -> None:
+    import torch
+
+    city = pa.array(["Lima", "Oslo", "Lima", "Pune"]).dictionary_encode()
+    frame = relay.scan(write_arrow(tmp_path / "d.arrow", pa.table({"city": city})))
+    for export in (lambda c: c.to_tensor(), lambda c: torch.from_dlpack(c)):
+        with pytest.raises(relay.RelayTypeError, match=r"\.codes\(\) gives") as info:
+            export(frame["city"])
+        assert "dictionary<values=string" in str(info.value) and '"city"' in str(info.value)
+    assert frame["city"].codes().tolist() == city.indices.to_pylist()

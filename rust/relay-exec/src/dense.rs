@@ -317,14 +317,21 @@ fn fill_float<T: arrow::datatypes::ArrowPrimitiveType>(
 /// The column as one contiguous buffer: a view of the mapping where possible, else one copy.
 /// Returns Err with the reason when the column has no dense form at all.
 pub fn materialize(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Result<DenseArray, String> {
+    let encoded = chunks[0].array.data_type().clone();
     let decoded = decode_encodings(chunks)?;
     let chunks: &[DecodedColumn] = &decoded;
     let data_type = chunks[0].array.data_type().clone();
-    let (leaf, width) = leaf_of(&data_type).ok_or_else(|| {
-        format!(
+    let (leaf, width) = leaf_of(&data_type).ok_or_else(|| match &encoded {
+        DataType::Dictionary(..) => format!(
+            "type {} has no fixed-width NumPy / DLPack form: its values are {}; .codes() gives \
+             the dictionary's integer codes (a view), for an embedding layer",
+            type_name(&encoded),
+            type_name(&data_type)
+        ),
+        _ => format!(
             "type {} has no fixed-width NumPy / DLPack form",
             type_name(&data_type)
-        )
+        ),
     })?;
     let rows: usize = chunks.iter().map(|c| c.array.len()).sum();
     let shape = match width {
