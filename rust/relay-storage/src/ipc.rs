@@ -660,17 +660,17 @@ impl IpcFile {
                 ),
             });
         }
+        let mut options = MmapOptions::new();
+        options.no_reserve_swap();
         // SAFETY: the mapping is private, so our writes never reach the file. Another process may
         // still truncate the file under us; `check_unchanged` runs before every read that touches
         // mapped bytes, and the header checks below run right after mapping.
-        let mmap =
-            unsafe { MmapOptions::new().no_reserve_swap().map_copy(&file) }.map_err(|source| {
-                StorageError::Io {
-                    path: path.clone(),
-                    action: "mmap",
-                    source,
-                }
-            })?;
+        let mapped = unsafe { options.map_copy(&file) };
+        let mmap = mapped.map_err(|source| StorageError::Io {
+            path: path.clone(),
+            action: "mmap",
+            source,
+        })?;
         // The file may have changed size between the stat above and the mapping: bounds are
         // checked against the mapping, and reads later compare the file with its length.
         let size = mmap.len() as u64;
