@@ -924,45 +924,28 @@ impl BatchSource {
                 continue;
             }
             let piece = &batch_column.pieces[chunk];
+            macro_rules! write {
+                ($out:expr, $fill:expr) => {
+                    write_ragged(piece, pairs, $out, longest, $fill.map(|f| f.as_()))
+                };
+            }
             let result =
                 dispatch_dtype(
                     dtype,
                     padded.as_slice_mut(),
                     fill_null,
                     |out, fill| match out {
-                        TypedOut::I8(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::I16(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::I32(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::I64(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::U8(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::U16(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::U32(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::U64(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::F16(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::F32(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
-                        TypedOut::F64(o) => {
-                            write_ragged(piece, pairs, o, longest, fill.map(|f| f.as_()))
-                        }
+                        TypedOut::I8(o) => write!(o, fill),
+                        TypedOut::I16(o) => write!(o, fill),
+                        TypedOut::I32(o) => write!(o, fill),
+                        TypedOut::I64(o) => write!(o, fill),
+                        TypedOut::U8(o) => write!(o, fill),
+                        TypedOut::U16(o) => write!(o, fill),
+                        TypedOut::U32(o) => write!(o, fill),
+                        TypedOut::U64(o) => write!(o, fill),
+                        TypedOut::F16(o) => write!(o, fill),
+                        TypedOut::F32(o) => write!(o, fill),
+                        TypedOut::F64(o) => write!(o, fill),
                     },
                 )?;
             if let Err(out_row) = result {
