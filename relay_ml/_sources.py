@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from relay_ml._core import dtype_name
 from relay_ml.errors import (
     NotArrowFileError,
     RelayFileNotFoundError,
@@ -220,14 +221,12 @@ def resolve(source: Any, format: str | None, hive_partitioning: bool | None) -> 
 
 def schema_pairs(schema: Any) -> list[tuple[str, str]] | None:
     """``schema=`` (a pyarrow schema or a dict name -> dtype) as ``[(name, dtype name)]``."""
-    from relay_ml.expr import _dtype_name
-
     if schema is None:
         return None
     if isinstance(schema, dict):
-        return [(str(name), _dtype_name(dtype)) for name, dtype in schema.items()]
+        return [(str(name), dtype_name(dtype)) for name, dtype in schema.items()]
     if type(schema).__module__.startswith("pyarrow") and hasattr(schema, "names"):
-        return [(f.name, _dtype_name(f.type)) for f in schema]
+        return [(f.name, dtype_name(f.type)) for f in schema]
     raise RelayTypeError(
         "scan(): schema must be a pyarrow.Schema or a dict name -> dtype, got "
         f"{type(schema).__name__}"

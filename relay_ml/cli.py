@@ -15,6 +15,7 @@ Shows a progress bar (tqdm, when installed: ``pip install tqdm``) for inputs lar
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -23,6 +24,8 @@ from typing import Any
 
 from relay_ml._relay import NativeIpcWriter, __version__, inspect_file
 from relay_ml.errors import NotArrowFileError, RelayError
+from relay_ml.frame import scan
+from relay_ml.io import PARQUET_SUFFIXES, write_parquet
 
 #: Inputs larger than this get a progress bar.
 PROGRESS_MIN_BYTES = 256 * 1024 * 1024
@@ -99,8 +102,6 @@ _DECODED_FORMATS = {
 def decoded_report(path: str) -> dict[str, Any]:
     """``inspect_file``'s report for a file ``scan`` decodes (Parquet, CSV, NDJSON): from the
     file's metadata, without decoding a column. Every column is a copy, decoded into memory."""
-    from relay_ml import scan
-
     frame = scan(path)
     name = _DECODED_FORMATS.get(os.path.splitext(path)[1].lower(), "a decoded format")
     reason = f"decoded from {name} into memory (relay convert writes a file that maps)"
@@ -140,9 +141,6 @@ def _progress_bar(total_rows: int, enabled: bool) -> Any:
 
 def _input_bytes(source: str) -> int:
     """The bytes of the file, or of every file of the folder or glob, ``source`` names."""
-    import glob
-    import os
-
     if os.path.isfile(source):
         return os.path.getsize(source)
     if os.path.isdir(source):
@@ -169,12 +167,8 @@ def convert(
     ``target`` may be ``source`` itself. ``progress`` (default: inputs over 256 MiB) shows a
     tqdm bar on stderr when tqdm is installed.
     """
-    from relay_ml.frame import scan
-
     frame = scan(source)
     rows = frame.num_rows
-    from relay_ml.io import PARQUET_SUFFIXES, write_parquet
-
     if target.lower().endswith(PARQUET_SUFFIXES):
         bar = _progress_bar(
             rows, _input_bytes(source) > PROGRESS_MIN_BYTES if progress is None else progress

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from relay_ml._core import slice_offset
 from relay_ml._optional import needs
 from relay_ml._relay import ColumnBase
-from relay_ml.errors import ZeroCopyError
+from relay_ml.errors import RelayTypeError, ZeroCopyError
+from relay_ml.expr import Expr, IntoExpr, col
 
 if TYPE_CHECKING:
     import jax
     import pyarrow
     import torch
-
-    from relay_ml.expr import Expr, IntoExpr
 
 
 class Column(ColumnBase):
@@ -57,8 +56,6 @@ class Column(ColumnBase):
 
     def __getitem__(self, index: slice) -> Column:
         if not isinstance(index, slice) or index.step not in (None, 1):
-            from relay_ml.errors import RelayTypeError
-
             raise RelayTypeError(
                 f"column {self.name!r}: only contiguous slices (col[a:b]) are supported, "
                 f"got {index!r}; use to_numpy()[...] for other indexing"
@@ -69,15 +66,13 @@ class Column(ColumnBase):
     def slice(self, offset: int, length: int | None = None) -> Column:
         """Rows ``offset .. offset + length`` (clamped to the column), still a lazy view. A
         negative ``offset`` counts from the end."""
-        offset = _slice_offset(offset, length, lambda: len(self))
+        offset = slice_offset(offset, length, lambda: len(self))
         return Column(self._slice(offset, length))
 
     # -- as an expression: frame["age"] > 30 is col("age") > 30 ---------------------------
     # (An operand may be anything the expression takes, so mypy sees each operation as Any;
     # `result: Expr` states what Expr's operators return.)
     def _expr(self) -> Expr:
-        from relay_ml.expr import col
-
         return col(self.name)
 
     def __eq__(self, other: IntoExpr) -> Expr:  # type: ignore[override]  # an expression, not a bool
@@ -181,8 +176,6 @@ class Column(ColumnBase):
 
     def __getattr__(self, name: str) -> Any:
         # Expression methods (is_null, is_in, between, cast, alias, str, dt, ...) on a column.
-        from relay_ml.expr import Expr
-
         if name.startswith("_") or not hasattr(Expr, name):
             raise AttributeError(f"'Column' object has no attribute {name!r}")
         return getattr(self._expr(), name)
@@ -225,7 +218,7 @@ class Column(ColumnBase):
         """The column for narwhals (and so scikit-learn's row selection in
         ``train_test_split`` and cross-validation): picking rows stays a lazy take."""
         with needs("Column.to_narwhals"):
-            from relay_ml.sklearn._narwhals import RelayNarwhalsSeries
+            from relay_ml._narwhals import RelayNarwhalsSeries
 
         return RelayNarwhalsSeries.of_column(self)
 
@@ -257,23 +250,3 @@ class Column(ColumnBase):
         ]
         # Never empty: a column of zero rows still has one empty chunk carrying its type.
         return pa.chunked_array(chunks, type=chunks[0].type)
-
-
-def _int_arg(name: str, value: Any) -> int:
-    """``value`` as an int, or a RelayTypeError naming the argument ``name``."""
-    from relay_ml.errors import RelayTypeError
-
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise RelayTypeError(f"{name} must be an int, got {type(value).__name__}")
-    return int(value)
-
-
-def _slice_offset(offset: Any, length: Any, num_rows: Callable[[], int]) -> int:
-    """Checks a slice's arguments and returns its offset, a negative one counted from the end
-    (like Python's and Polars' slicing; ``num_rows`` is asked only then)."""
-    from relay_ml.errors import RelayValueError
-
-    start = _int_arg("offset", offset)
-    if length is not None and _int_arg("length", length) < 0:
-        raise RelayValueError(f"length must be >= 0 or None, got {length}")
-    return start if start >= 0 else max(num_rows() + start, 0)

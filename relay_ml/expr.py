@@ -14,32 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from relay_ml._relay import NativeExpr
+from relay_ml._core import dtype_name
+from relay_ml._relay import ColumnBase, NativeExpr
 from relay_ml.errors import RelayTypeError, RelayValueError
 
 IntoExpr = Any  # an Expr, a Column, or a Python / NumPy scalar
-
-
-def _dtype_name(dtype: Any) -> str:
-    """A dtype as the engine names it: accepts strings, NumPy dtypes, pyarrow types
-    (``pa.int32()``) and Python types."""
-    if isinstance(dtype, str):
-        return dtype
-    if type(dtype).__module__.startswith("pyarrow"):
-        return str(dtype)  # pyarrow's spelling: "int32", "float", "timestamp[us]", ...
-    if dtype is bool:
-        return "bool"
-    if dtype is int:
-        return "int64"
-    if dtype is float:
-        return "float64"
-    if dtype is str:
-        return "string"
-    try:
-        name: str = np.dtype(dtype).name
-    except TypeError:
-        raise RelayTypeError(f"not a dtype: {dtype!r}") from None
-    return name
 
 
 class Expr:
@@ -59,7 +38,7 @@ class Expr:
 
     # -- construction helpers ------------------------------------------------------------
     def _binary(self, op: str, other: IntoExpr, reflected: bool = False) -> Expr:
-        other = _to_expr(other)
+        other = to_expr(other)
         if reflected:
             return Expr(other._native.binary(op, self._native), ("binary", op, other, self))
         return Expr(self._native.binary(op, other._native), ("binary", op, self, other))
@@ -186,7 +165,7 @@ class Expr:
 
     def fill_null(self, value: IntoExpr) -> Expr:
         """Nulls replaced by ``value``."""
-        value = _to_expr(value)
+        value = to_expr(value)
         return Expr(self._native.fill_null(value._native), ("fill_null", self, value))
 
     def cast(self, dtype: Any) -> Expr:
@@ -194,7 +173,7 @@ class Expr:
         pyarrow type or ``int`` / ``float`` / ``bool`` / ``str``). Strict: a value that does not
         convert (``-1`` to ``"uint8"``, ``"x"`` to ``"int32"``, NaN to an integer) raises
         :class:`~relay_ml.RelayError` when the frame is evaluated; floats to integers truncate."""
-        name = _dtype_name(dtype)
+        name = dtype_name(dtype)
         return Expr(self._native.cast(name), ("cast", self, name))
 
     def alias(self, name: str) -> Expr:
@@ -407,12 +386,12 @@ def lit(value: Any) -> Expr:
     return Expr(NativeExpr.lit(value), ("lit", value))
 
 
-def _to_expr(value: IntoExpr) -> Expr:
-    from relay_ml.column import Column
-
+def to_expr(value: IntoExpr) -> Expr:
+    """``value`` as an expression: an Expr as it is, a Column as ``col(name)``, a Python or
+    NumPy scalar (or None) as ``lit(value)``; anything else is a RelayTypeError."""
     if isinstance(value, Expr):
         return value
-    if isinstance(value, Column):
+    if isinstance(value, ColumnBase):  # a Column: relay_ml.column builds on this module
         return col(value.name)
     if isinstance(value, (bool, int, float, str, bytes, _dt.date, np.generic)) or value is None:
         return lit(value)
@@ -431,7 +410,7 @@ class When:
         self._condition = condition
 
     def then(self, value: IntoExpr) -> Then:
-        return Then([*self._branches, (self._condition, _to_expr(value))])
+        return Then([*self._branches, (self._condition, to_expr(value))])
 
 
 class Then(Expr):
@@ -446,10 +425,10 @@ class Then(Expr):
         super().__init__(without_otherwise._native, without_otherwise._recipe)
 
     def when(self, condition: IntoExpr) -> When:
-        return When(self._branches, _to_expr(condition))
+        return When(self._branches, to_expr(condition))
 
     def otherwise(self, value: IntoExpr) -> Expr:
-        return _case(self._branches, _to_expr(value))
+        return _case(self._branches, to_expr(value))
 
 
 def _case(branches: list[tuple[Expr, Expr]], otherwise: Expr) -> Expr:
@@ -462,7 +441,7 @@ def when(condition: IntoExpr) -> When:
     condition wins, a null condition counts as false, and without ``otherwise`` rows where no
     condition holds are null. Branches meet at their common type, literals taking the type of
     the other branches when they fit (``.then(col("int8")).otherwise(-1)`` is int8)."""
-    return When([], _to_expr(condition))
+    return When([], to_expr(condition))
 
 
 def _rebuild(recipe: tuple[Any, ...]) -> Expr:

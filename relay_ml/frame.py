@@ -1,4 +1,8 @@
-"""Frame: columns of a memory-mapped Arrow file, and `scan` that opens one."""
+"""Frame: columns of a memory-mapped Arrow file, and `scan` that opens one.
+
+Frames over memory are made here too (:func:`memory_frame`, which ``relay_ml.interop`` builds
+``from_arrow``, ``from_numpy`` and ``from_pandas`` on), with everything a frame pickles into.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,22 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
+from relay_ml import _relay
+from relay_ml._core import (
+    check_batch_size,
+    dtype_name,
+    int_arg,
+    numpy_dtype_of,
+    optional_int,
+    path_arg,
+    slice_offset,
+)
 from relay_ml._optional import needs
 from relay_ml._relay import NativeFrame
-from relay_ml.column import Column, _int_arg, _slice_offset
-from relay_ml.errors import RelayError, RelayTypeError, RelayValueError
-from relay_ml.expr import AggExpr, Expr, _dtype_name, _to_expr, col
+from relay_ml._sources import resolve, schema_pairs
+from relay_ml.column import Column
+from relay_ml.errors import RelayError, RelayTypeError, RelayValueError, ZeroCopyError
+from relay_ml.expr import AggExpr, Expr, col, to_expr
 
 if TYPE_CHECKING:
     import pandas
@@ -102,8 +117,6 @@ def scan(
         RelayTypeError: an argument of the wrong type, an unknown format option.
         RelayValueError: ``batch_size`` < 1, an unknown format, files whose columns differ.
     """
-    from relay_ml._sources import resolve, schema_pairs
-
     unknown = set(format_options) - {"has_header", "separator"}
     if unknown:
         raise RelayTypeError(
@@ -111,7 +124,7 @@ def scan(
             "separator (CSV)"
         )
     if batch_size is not None:
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
     resolved = resolve(source, format, hive_partitioning)
     plain = schema is None and not format_options and not resolved.partitions
     if resolved.single_file and resolved.formats == ["ipc"] and plain:
@@ -152,6 +165,9 @@ def scan(
         frame = Frame._wrap(native, ((_SCAN_OP, recipe),))
     return frame if batch_size is None else BatchIterator(frame, batch_size)
 
+
+#: Codecs :meth:`Frame.write_parquet` takes.
+PARQUET_CODECS = ("zstd", "lz4", "snappy", "uncompressed")
 
 #: The first operation of a frame read from decoded or several files: (source, options).
 _SCAN_OP = "_scan"
@@ -305,7 +321,7 @@ class Frame:
             ):
                 arrays.append((name, value))
             else:
-                pairs.append((name, _to_expr(value)))
+                pairs.append((name, to_expr(value)))
         frame = self._attach(tuple(arrays)) if arrays else self
         if not pairs:
             return frame
@@ -314,7 +330,7 @@ class Frame:
 
     def _attach(self, arrays: tuple[tuple[str, Any], ...]) -> Frame:
         arrays = tuple((name, v.value if isinstance(v, _PickledData) else v) for name, v in arrays)
-        converted = [(name, *_attachable(name, value)) for name, value in arrays]
+        converted = [(name, *attachable(name, value)) for name, value in arrays]
         native = self._native.attach(converted)
         return self._then(
             native, "_attach", tuple((name, _PickledData(value)) for name, value in arrays)
@@ -372,7 +388,7 @@ class Frame:
             raise RelayTypeError(
                 f"view() takes a dict {{name: dtype}}, got {type(dtypes).__name__}"
             )
-        columns = [(name, _dtype_name(dtype)) for name, dtype in dtypes.items()]
+        columns = [(name, dtype_name(dtype)) for name, dtype in dtypes.items()]
         return self._then(self._native.view(columns), "view", dict(columns))
 
     def take(self, indices: Any) -> Frame:
@@ -433,7 +449,7 @@ class Frame:
         batches of a scan are views of the mapped file and computed columns are computed one
         batch at a time. A filtered frame is run once, collected (:meth:`collect`), and sliced.
         """
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         return BatchIterator(self, batch_size)
 
     # -- relational operators: their outputs are new rows, copies -------------------------
@@ -593,19 +609,19 @@ class Frame:
 
     def head(self, n: int = 5) -> Frame:
         """The first ``n`` rows; for a negative ``n``, all rows but the last ``-n``."""
-        n = _int_arg("n", n)
+        n = int_arg("n", n)
         return self.slice(0, n if n >= 0 else max(len(self) + n, 0))
 
     def tail(self, n: int = 5) -> Frame:
         """The last ``n`` rows; for a negative ``n``, all rows but the first ``-n``."""
-        n = _int_arg("n", n)
+        n = int_arg("n", n)
         return self.slice(-n if n != 0 else len(self))
 
     def slice(self, offset: int, length: int | None = None) -> Frame:
         """Rows ``offset .. offset + length``, clamped to the frame like Python slicing; a
         negative ``offset`` counts from the end (which needs the frame's length: for a
         filtered frame, that runs the filter)."""
-        offset = _slice_offset(offset, length, lambda: len(self))
+        offset = slice_offset(offset, length, lambda: len(self))
         native = self._native.slice(offset, None if length is None else int(length))
         return self._then(native, "slice", int(offset), None if length is None else int(length))
 
@@ -716,9 +732,18 @@ class Frame:
         ``path``: a reader of the old file keeps it, and a crash never leaves a partial file.
         Returns a dict with the ``rows``, ``batches`` and ``bytes`` written.
         """
-        from relay_ml.io import write_ipc
-
-        return write_ipc(self, path, batch_size, compression)
+        target = path_arg(path, "write_ipc")
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int)
+        ):
+            raise RelayTypeError(
+                f"batch_size must be an int or None, got {type(batch_size).__name__}"
+            )
+        if batch_size is not None and batch_size < 1:
+            raise RelayValueError(f"batch_size must be at least 1, got {batch_size}")
+        if compression is not None and compression not in ("lz4", "zstd"):
+            raise RelayValueError(f"compression must be None, 'lz4' or 'zstd', got {compression!r}")
+        return dict(_relay.write_ipc(self._native, target, batch_size, compression))
 
     def write_parquet(
         self,
@@ -747,9 +772,31 @@ class Frame:
                 range, a ``row_group_size`` below 1, or a column type Parquet cannot hold.
             RelayTypeError: an option of the wrong type.
         """
-        from relay_ml.io import write_parquet
-
-        return write_parquet(self, path, compression, row_group_size, compression_level)
+        target = path_arg(path, "write_parquet")
+        if not isinstance(compression, str):
+            raise RelayTypeError(f"compression must be a str, got {type(compression).__name__}")
+        if compression not in PARQUET_CODECS:
+            raise RelayValueError(
+                f"compression must be one of {', '.join(repr(c) for c in PARQUET_CODECS)}, got "
+                f"{compression!r}"
+            )
+        optional_int(row_group_size, "row_group_size")
+        optional_int(compression_level, "compression_level")
+        if row_group_size is not None and row_group_size < 1:
+            raise RelayValueError(f"row_group_size must be at least 1, got {row_group_size}")
+        if compression_level is not None and compression != "zstd":
+            raise RelayValueError(
+                f"compression_level is for zstd only; {compression!r} takes no level"
+            )
+        if compression_level is not None and not 1 <= compression_level <= 22:
+            raise RelayValueError(
+                f"compression_level must be from 1 to 22 for zstd, got {compression_level}"
+            )
+        return dict(
+            _relay.write_parquet(
+                self._native, target, compression, row_group_size, compression_level
+            )
+        )
 
     def to_dict(self, as_series: bool = True) -> dict[str, Any]:
         """Column name to :class:`Column` (``as_series=True``) or to a list of Python values."""
@@ -776,8 +823,6 @@ class Frame:
         (``object`` when a column has no numeric form). NumPy-style consumers read it:
         scikit-learn keeps a frame of float32 columns in float32 instead of converting the
         gathered array to float64."""
-        from relay_ml.interop import numpy_dtype_of
-
         dtypes = [numpy_dtype_of(t) for t in self.schema.values()]
         return np.result_type(*dtypes) if dtypes else np.dtype(np.float64)
 
@@ -795,18 +840,42 @@ class Frame:
             zero_copy: ``True`` to raise :class:`~relay_ml.ZeroCopyError` naming every column
                 that would be copied, instead of copying.
         """
-        from relay_ml.interop import to_pandas
-
         with needs("Frame.to_pandas"):
-            import pandas  # noqa: F401  (checked here, used by interop.to_pandas)
+            import pandas as pd
 
-        return to_pandas(self, zero_copy)
+        views: dict[str, Any] = {}
+        copied: dict[str, str] = {}
+        for name in self.columns:
+            column = self[name]
+            reason = column.copy_reason
+            if reason is None:
+                array = column.to_numpy()
+                if array.ndim == 1 and array.dtype.kind in "biufmM":
+                    views[name] = array
+                    continue
+                reason = f"type {column.dtype} has no pandas column over the same memory"
+            copied[name] = reason
+        if zero_copy and copied:
+            listed = "; ".join(f"{name!r}: {reason}" for name, reason in copied.items())
+            raise ZeroCopyError(f"to_pandas() of {self.origin} must copy some columns: {listed}")
+        converted: dict[str, Any] = {}
+        if copied:
+            converted = _pandas_columns_by_arrow(self, list(copied))
+        data = {name: views[name] if name in views else converted[name] for name in self.columns}
+        # copy=False keeps each NumPy array as its own block: no consolidation into a copy.
+        df = (
+            pd.DataFrame(data, columns=self.columns, copy=False)
+            if data
+            else pd.DataFrame(index=range(self.num_rows))
+        )
+        df.attrs["relay_ml.copied"] = copied
+        return df
 
     def __narwhals_dataframe__(self) -> Any:
         """The frame for narwhals (and so scikit-learn's feature names and column selection):
         a narwhals-compliant view whose native object is this frame."""
         with needs("Frame.__narwhals_dataframe__"):
-            from relay_ml.sklearn._narwhals import RelayNarwhalsFrame
+            from relay_ml._narwhals import RelayNarwhalsFrame
 
         return RelayNarwhalsFrame(self)
 
@@ -823,8 +892,6 @@ class Frame:
         if self._ops and self._ops[0][0] == _SCAN_OP:  # decoded or several files: scan them again
             return (_replay_scan, (self._ops,))
         if self.path is None:  # no file to reopen: the recipe carries the data
-            from relay_ml.interop import replay_memory
-
             return (replay_memory, (self._ops,))
         return (_replay, (self.path, self._ops))
 
@@ -846,7 +913,7 @@ class BatchIterator:
     __slots__ = ("_batch_size", "_frame", "_rows")
 
     def __init__(self, frame: Frame, batch_size: int) -> None:
-        _check_batch_size(batch_size)
+        check_batch_size(batch_size)
         self._frame = frame
         self._batch_size = int(batch_size)
         self._rows: Frame | None = None
@@ -880,11 +947,18 @@ class BatchIterator:
         return f"BatchIterator(batch_size={self._batch_size}, frame={self._frame.origin!r})"
 
 
-def _check_batch_size(batch_size: Any) -> None:
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool):
-        raise RelayTypeError(f"batch_size must be an int, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise RelayValueError(f"batch_size must be >= 1, got {batch_size}")
+def _pandas_columns_by_arrow(frame: Frame, names: list[str]) -> dict[str, Any]:
+    """The named columns as pandas Series, converted as pyarrow converts them (or from NumPy
+    when pyarrow is not installed)."""
+    try:
+        import pyarrow as pa
+    except ImportError:
+        import pandas as pd
+
+        return {name: pd.Series(frame[name].to_numpy(), name=name) for name in names}
+    table = pa.table(frame.select(names))
+    df = table.to_pandas()
+    return {name: df[name] for name in names}
 
 
 def _index_array(indices: Any) -> np.ndarray:
@@ -947,7 +1021,7 @@ class _PickledData:
         return (_PickledData, (value,))
 
 
-def _attachable(name: str, value: Any) -> tuple[Any, str | None]:
+def attachable(name: str, value: Any) -> tuple[Any, str | None]:
     """A with_column value as what the engine attaches (a NumPy array, an object with
     ``__arrow_c_array__``, or a Column), and why it was copied on the way, if it was."""
     if isinstance(value, _PickledData):
@@ -1043,15 +1117,13 @@ def concat(frames: Any) -> Frame:
     must have the same column names and types in the same order (a RelayTypeError names the
     first column that differs). Each frame is run once; columns that are views of a mapped file
     stay views, filtered or computed ones are gathered into memory."""
-    from relay_ml._relay import NativeFrame as _NativeFrame
-
     frames = list(frames)
     if not frames:
         raise RelayValueError("concat() needs at least one frame")
     for frame in frames:
         if not isinstance(frame, Frame):
             raise RelayTypeError(f"concat() takes relay_ml Frames, got {type(frame).__name__}")
-    native = _NativeFrame.concat([frame._native for frame in frames])
+    native = NativeFrame.concat([frame._native for frame in frames])
     return Frame._wrap(native, ((_CONCAT_OP, (tuple(frames),)),))
 
 
@@ -1059,6 +1131,41 @@ def _replay_concat(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
     """Rebuilds a concatenated frame from its recipe (unpickling): the frames, then the ops."""
     (_, (frames,)), rest = ops[0], ops[1:]
     return _apply_ops(concat(list(frames)), rest)
+
+
+#: The op that starts the recipe of an in-memory frame: ("_memory", (origin, rows)).
+MEMORY_OP = "_memory"
+
+
+def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, origin: str) -> Frame:
+    """A frame of ``num_rows`` rows over ``columns`` ``[(name, data, why the caller copied it)]``,
+    where data is anything :meth:`Frame.with_column` attaches (a NumPy array, an object with
+    ``__arrow_c_array__``)."""
+    names = [name for name, _, _ in columns]
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise RelayValueError(
+            f"{origin}: column names must be unique, got {repeated} more than once"
+        )
+    for name, data, _ in columns:
+        if len(data) != num_rows:
+            raise RelayValueError(
+                f"{origin}: column {name!r} has {len(data)} rows, the others {num_rows}; columns "
+                "must be of one length"
+            )
+    native = NativeFrame.memory(num_rows, origin)
+    ops: tuple[tuple[str, tuple[Any, ...]], ...] = ((MEMORY_OP, (origin, num_rows)),)
+    if columns:
+        native = native.attach(columns)
+        ops += (("_attach", (tuple((name, _PickledData(data)) for name, data, _ in columns),)),)
+    return Frame._wrap(native, ops)
+
+
+def replay_memory(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
+    """Rebuilds an in-memory frame from its recipe (unpickling): its rows, then the ops."""
+    (_, (origin, num_rows)), rest = ops[0], ops[1:]
+    frame = Frame._wrap(NativeFrame.memory(num_rows, origin), ((MEMORY_OP, (origin, num_rows)),))
+    return _apply_ops(frame, rest)
 
 
 #: The values of ``Frame.join(how=...)``.
@@ -1088,7 +1195,7 @@ def _column_exprs(items: tuple[Any, ...], taker: str) -> list[Expr]:
         if isinstance(item, str):
             exprs.append(col(item))
         elif isinstance(item, (Expr, Column)):
-            exprs.append(_to_expr(item))
+            exprs.append(to_expr(item))
         else:
             raise RelayTypeError(
                 f"{taker} takes column names, expressions or columns, got {type(item).__name__}"

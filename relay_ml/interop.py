@@ -12,58 +12,22 @@ from. Pickling it sends the data (a scanned frame sends only its path and plan).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relay_ml._relay import NativeFrame, _import_arrow
+from relay_ml._relay import _import_arrow
+from relay_ml.batches import iter_batches
 from relay_ml.errors import RelayTypeError, RelayValueError
+from relay_ml.frame import Frame, attachable, memory_frame
+from relay_ml.frame import replay_memory as replay_memory  # named by pickles of earlier versions
 
 if TYPE_CHECKING:
     import pandas
 
-    from relay_ml.frame import Frame
-
 __all__ = ["from_arrow", "from_numpy", "from_pandas"]
-
-#: The op that starts the recipe of an in-memory frame: ("_memory", (origin, rows)).
-MEMORY_OP = "_memory"
-
-
-def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, origin: str) -> Frame:
-    """A frame of ``num_rows`` rows over ``columns`` ``[(name, data, why the caller copied it)]``,
-    where data is anything :meth:`Frame.with_column` attaches (a NumPy array, an object with
-    ``__arrow_c_array__``)."""
-    from relay_ml.frame import Frame, _PickledData
-
-    names = [name for name, _, _ in columns]
-    if len(set(names)) != len(names):
-        repeated = sorted({n for n in names if names.count(n) > 1})
-        raise RelayValueError(
-            f"{origin}: column names must be unique, got {repeated} more than once"
-        )
-    for name, data, _ in columns:
-        if len(data) != num_rows:
-            raise RelayValueError(
-                f"{origin}: column {name!r} has {len(data)} rows, the others {num_rows}; columns "
-                "must be of one length"
-            )
-    native = NativeFrame.memory(num_rows, origin)
-    ops: tuple[tuple[str, tuple[Any, ...]], ...] = ((MEMORY_OP, (origin, num_rows)),)
-    if columns:
-        native = native.attach(columns)
-        ops += (("_attach", (tuple((name, _PickledData(data)) for name, data, _ in columns),)),)
-    return Frame._wrap(native, ops)
-
-
-def replay_memory(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
-    """Rebuilds an in-memory frame from its recipe (unpickling): its rows, then the ops."""
-    from relay_ml.frame import Frame, _apply_ops
-
-    (_, (origin, num_rows)), rest = ops[0], ops[1:]
-    frame = Frame._wrap(NativeFrame.memory(num_rows, origin), ((MEMORY_OP, (origin, num_rows)),))
-    return _apply_ops(frame, rest)
 
 
 # -- public constructors ---------------------------------------------------------------------
@@ -81,8 +45,6 @@ def from_arrow(data: Any) -> Frame:
     Raises:
         RelayTypeError: ``data`` speaks none of these protocols.
     """
-    from relay_ml.frame import Frame
-
     if isinstance(data, Frame):
         return data
     if _is_pandas_frame(data):
@@ -183,13 +145,11 @@ def from_pandas(data: pandas.DataFrame | pandas.Series, *, index: bool = False) 
 
 
 def _from_mapping(data: Mapping[str, Any], origin: str) -> Frame:
-    from relay_ml.frame import _attachable
-
     columns = []
     for name, value in data.items():
         if not isinstance(name, str):
             raise RelayTypeError(f"{origin}(): column names must be strings, got {name!r}")
-        converted, note = _attachable(name, value)
+        converted, note = attachable(name, value)
         columns.append((name, converted, note))
     lengths = {len(value) for _, value, _ in columns}
     if len(lengths) > 1:
@@ -242,8 +202,6 @@ def _arrow_backed(series: Any) -> tuple[Any, str | None] | None:
 
 
 def _is_pandas_frame(data: Any) -> bool:
-    import sys
-
     pd = sys.modules.get("pandas")
     return pd is not None and isinstance(data, (pd.DataFrame, pd.Series))
 
@@ -252,55 +210,6 @@ def _type_name(value: Any) -> str:
     kind = type(value)
     module = kind.__module__.split(".")[0]
     return kind.__name__ if module == "builtins" else f"{module}.{kind.__name__}"
-
-
-def to_pandas(frame: Frame, zero_copy: bool | None = None) -> pandas.DataFrame:
-    """:meth:`Frame.to_pandas`: NumPy views for the columns that have one, pyarrow for the rest."""
-    import pandas as pd
-
-    from relay_ml.errors import ZeroCopyError
-
-    views: dict[str, Any] = {}
-    copied: dict[str, str] = {}
-    for name in frame.columns:
-        column = frame[name]
-        reason = column.copy_reason
-        if reason is None:
-            array = column.to_numpy()
-            if array.ndim == 1 and array.dtype.kind in "biufmM":
-                views[name] = array
-                continue
-            reason = f"type {column.dtype} has no pandas column over the same memory"
-        copied[name] = reason
-    if zero_copy and copied:
-        listed = "; ".join(f"{name!r}: {reason}" for name, reason in copied.items())
-        raise ZeroCopyError(f"to_pandas() of {frame.origin} must copy some columns: {listed}")
-    converted: dict[str, Any] = {}
-    if copied:
-        converted = _pandas_columns_by_arrow(frame, list(copied))
-    data = {name: views[name] if name in views else converted[name] for name in frame.columns}
-    # copy=False keeps each NumPy array as its own block: no consolidation into a copy.
-    df = (
-        pd.DataFrame(data, columns=frame.columns, copy=False)
-        if data
-        else pd.DataFrame(index=range(frame.num_rows))
-    )
-    df.attrs["relay_ml.copied"] = copied
-    return df
-
-
-def _pandas_columns_by_arrow(frame: Frame, names: list[str]) -> dict[str, Any]:
-    """The named columns as pandas Series, converted as pyarrow converts them (or from NumPy
-    when pyarrow is not installed)."""
-    try:
-        import pyarrow as pa
-    except ImportError:
-        import pandas as pd
-
-        return {name: pd.Series(frame[name].to_numpy(), name=name) for name in names}
-    table = pa.table(frame.select(names))
-    df = table.to_pandas()
-    return {name: df[name] for name in names}
 
 
 def numpy_batches(
@@ -315,8 +224,6 @@ def numpy_batches(
 ) -> Iterator[dict[str, np.ndarray]]:
     """Batches of ``frame`` as dicts of fresh NumPy arrays, for the ML adapters: gathered by
     the engine (``relay_ml.batches.iter_batches``), one parallel gather per column and batch."""
-    from relay_ml.batches import iter_batches
-
     return iter_batches(
         frame,
         batch_size,
@@ -340,31 +247,3 @@ def shuffle_mode(shuffle: bool | str | None) -> bool | str | None:
     raise RelayValueError(
         f'shuffle must be True, False, None, "global" or "block", got {shuffle!r}'
     )
-
-
-_NUMPY_DTYPES = {
-    "int8": "i1",
-    "int16": "i2",
-    "int32": "i4",
-    "int64": "i8",
-    "uint8": "u1",
-    "uint16": "u2",
-    "uint32": "u4",
-    "uint64": "u8",
-    "halffloat": "f2",
-    "float": "f4",
-    "double": "f8",
-    "bool": "?",
-}
-
-
-def numpy_dtype_of(arrow_type: str) -> np.dtype:
-    """The NumPy dtype of a column of ``arrow_type`` (as pyarrow spells it) without nulls,
-    ``object`` for types without a fixed-width numeric form."""
-    if arrow_type in _NUMPY_DTYPES:
-        return np.dtype(_NUMPY_DTYPES[arrow_type])
-    for prefix, kind in (("timestamp[", "M8"), ("duration[", "m8")):
-        if arrow_type.startswith(prefix):
-            unit = arrow_type[len(prefix) :].split(",")[0].rstrip("]")
-            return np.dtype(f"{kind}[{unit}]")
-    return np.dtype(object)

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from relay_ml import _relay
+from relay_ml._core import path_arg
+from relay_ml._relay import append_ipc, repair_ipc
 from relay_ml.errors import RelayTypeError, RelayValueError
-
-if TYPE_CHECKING:
-    from relay_ml.frame import Frame
+from relay_ml.frame import PARQUET_CODECS as PARQUET_CODECS
+from relay_ml.frame import Frame
+from relay_ml.interop import from_arrow
 
 #: File name suffixes written as Arrow IPC files.
 IPC_SUFFIXES = (".arrow", ".ipc", ".feather")
 #: File name suffixes written as Parquet files.
 PARQUET_SUFFIXES = (".parquet", ".pq")
-#: Codecs :func:`write_parquet` takes.
-PARQUET_CODECS = ("zstd", "lz4", "snappy", "uncompressed")
 
 
 def _as_frame(data: Any, function: str) -> Frame:
-    from relay_ml.frame import Frame
-    from relay_ml.interop import from_arrow
-
     if isinstance(data, Frame):
         return data
     if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
@@ -34,14 +30,6 @@ def _as_frame(data: Any, function: str) -> Frame:
     )
 
 
-def _path(path: Any, function: str) -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        raise RelayTypeError(
-            f"{function}() takes a path (str or os.PathLike), got {type(path).__name__}"
-        )
-    return os.fspath(path)
-
-
 def write_ipc(
     frame: Frame,
     path: str | os.PathLike[str],
@@ -49,19 +37,7 @@ def write_ipc(
     compression: str | None = None,
 ) -> dict[str, int]:
     """Writes ``frame`` to ``path`` as an Arrow IPC file; see :meth:`Frame.write_ipc`."""
-    target = _path(path, "write_ipc")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)):
-        raise RelayTypeError(f"batch_size must be an int or None, got {type(batch_size).__name__}")
-    if batch_size is not None and batch_size < 1:
-        raise RelayValueError(f"batch_size must be at least 1, got {batch_size}")
-    if compression is not None and compression not in ("lz4", "zstd"):
-        raise RelayValueError(f"compression must be None, 'lz4' or 'zstd', got {compression!r}")
-    return dict(_relay.write_ipc(frame._native, target, batch_size, compression))
-
-
-def _optional_int(value: Any, name: str) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-        raise RelayTypeError(f"{name} must be an int or None, got {type(value).__name__}")
+    return frame.write_ipc(path, batch_size, compression)
 
 
 def write_parquet(
@@ -72,27 +48,7 @@ def write_parquet(
     compression_level: int | None = None,
 ) -> dict[str, int]:
     """Writes ``frame`` to ``path`` as a Parquet file; see :meth:`Frame.write_parquet`."""
-    target = _path(path, "write_parquet")
-    if not isinstance(compression, str):
-        raise RelayTypeError(f"compression must be a str, got {type(compression).__name__}")
-    if compression not in PARQUET_CODECS:
-        raise RelayValueError(
-            f"compression must be one of {', '.join(repr(c) for c in PARQUET_CODECS)}, got "
-            f"{compression!r}"
-        )
-    _optional_int(row_group_size, "row_group_size")
-    _optional_int(compression_level, "compression_level")
-    if row_group_size is not None and row_group_size < 1:
-        raise RelayValueError(f"row_group_size must be at least 1, got {row_group_size}")
-    if compression_level is not None and compression != "zstd":
-        raise RelayValueError(f"compression_level is for zstd only; {compression!r} takes no level")
-    if compression_level is not None and not 1 <= compression_level <= 22:
-        raise RelayValueError(
-            f"compression_level must be from 1 to 22 for zstd, got {compression_level}"
-        )
-    return dict(
-        _relay.write_parquet(frame._native, target, compression, row_group_size, compression_level)
-    )
+    return frame.write_parquet(path, compression, row_group_size, compression_level)
 
 
 def write(frame: Any, path: str | os.PathLike[str], **options: Any) -> dict[str, int]:
@@ -112,7 +68,7 @@ def write(frame: Any, path: str | os.PathLike[str], **options: Any) -> dict[str,
             supported), or an option is invalid.
         RelayTypeError: ``frame`` is not a Frame or Arrow data.
     """
-    target = _path(path, "write")
+    target = path_arg(path, "write")
     suffix = Path(target).suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         return write_parquet(_as_frame(frame, "write"), target, **options)
@@ -158,8 +114,8 @@ def append(path: str | os.PathLike[str], frame: Any) -> dict[str, int]:
         NotArrowFileError, CorruptFileError: ``path`` exists but is not a readable Arrow IPC file.
         RelayIOError: the file cannot be opened, locked, written or synced.
     """
-    target = _path(path, "append")
-    return dict(_relay.append_ipc(target, _as_frame(frame, "append")._native))
+    target = path_arg(path, "append")
+    return dict(append_ipc(target, _as_frame(frame, "append")._native))
 
 
 def repair(path: str | os.PathLike[str]) -> dict[str, int]:
@@ -187,4 +143,4 @@ def repair(path: str | os.PathLike[str]) -> dict[str, int]:
         RelayFileNotFoundError: there is no file at ``path``.
         RelayIOError: the file cannot be read, locked or replaced.
     """
-    return dict(_relay.repair_ipc(_path(path, "repair")))
+    return dict(repair_ipc(path_arg(path, "repair")))

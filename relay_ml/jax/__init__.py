@@ -31,6 +31,7 @@ from relay_ml._optional import needs
 from relay_ml.column import Column
 from relay_ml.errors import RelayTypeError, RelayValueError
 from relay_ml.frame import Frame
+from relay_ml.interop import numpy_batches, shuffle_mode
 
 if TYPE_CHECKING:
     import jax
@@ -208,8 +209,6 @@ def iter_batches(
     with needs("relay_ml.jax.iter_batches"):
         import jax
         import jax.numpy as jnp
-
-    from relay_ml.interop import numpy_batches, shuffle_mode
 
     mode = shuffle_mode(shuffle)
     x64 = _x64_enabled()

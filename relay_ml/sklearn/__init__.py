@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from relay_ml._core import check_batch_size
 from relay_ml._optional import needs
 from relay_ml.errors import RelayTypeError, RelayValueError
-from relay_ml.frame import Frame, _check_batch_size
+from relay_ml.frame import Frame
+from relay_ml.interop import from_numpy, numpy_batches, shuffle_mode
 
 __all__ = ["partial_fit", "predict_batches"]
 
@@ -71,15 +73,13 @@ def partial_fit(
     Returns:
         The estimator, fitted.
     """
-    from relay_ml.interop import from_numpy, numpy_batches, shuffle_mode
-
     if not hasattr(estimator, "partial_fit"):
         raise RelayTypeError(
             f"{type(estimator).__name__} has no partial_fit(); use "
             "estimator.fit(frame.select(features), ...) or an incremental estimator "
             "(SGDClassifier, MiniBatchKMeans, IncrementalPCA, ...)"
         )
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise RelayValueError(f"epochs must be an int >= 1, got {epochs!r}")
     features = _feature_list(frame, features)
@@ -131,7 +131,7 @@ def predict_batches(
     Returns:
         The results of all batches, concatenated along the first axis.
     """
-    _check_batch_size(batch_size)
+    check_batch_size(batch_size)
     predict = getattr(estimator, method, None)
     if predict is None:
         raise RelayTypeError(f"{type(estimator).__name__} has no method {method}()")

@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -58,9 +59,7 @@ from relay_ml.batches import (
     feature_columns,
 )
 from relay_ml.errors import RelayTypeError, RelayValueError
-
-if TYPE_CHECKING:
-    from relay_ml.frame import Frame
+from relay_ml.frame import Frame
 
 __all__ = ["RelayDataset", "RelayIterableDataset", "RelayLoader", "loader"]
 
@@ -233,8 +232,6 @@ class _FrameHolder:
     """A frame plus the per-process layout built from it (rebuilt after fork or unpickling)."""
 
     def __init__(self, frame: Frame, layout_args: tuple[Any, ...]) -> None:
-        from relay_ml.frame import Frame
-
         if not isinstance(frame, Frame):
             raise RelayTypeError(f"expected a relay_ml.Frame, not {type(frame).__name__}")
         self._frame = frame
@@ -247,8 +244,6 @@ class _FrameHolder:
         if self._pid != os.getpid():
             # A forked child: reopen the file through the frame's pickle (path + plan) rather
             # than use state built by the parent process.
-            import pickle
-
             self._frame = pickle.loads(pickle.dumps(self._frame))
             self._layout = None
             self._pid = os.getpid()

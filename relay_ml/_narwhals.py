@@ -1,4 +1,4 @@
-"""Frames and columns as narwhals sees them, for scikit-learn.
+"""Frames and columns as narwhals sees them: the DataFrame protocol scikit-learn reads.
 
 scikit-learn reads feature names, and selects rows and columns by name (``train_test_split``,
 ``cross_val_score``, ``ColumnTransformer``), only on objects that narwhals recognises. A
@@ -14,7 +14,7 @@ expression, ``group_by``) are not part of it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -22,12 +22,11 @@ from relay_ml._optional import needs
 
 with needs("relay_ml.sklearn"):
     import narwhals as nw
+    from narwhals._utils import Version
 
 import relay_ml
 from relay_ml.column import Column
-
-if TYPE_CHECKING:
-    from relay_ml.frame import Frame
+from relay_ml.frame import Frame, memory_frame
 
 _NUMERIC = {
     "int8": "Int8",
@@ -101,8 +100,6 @@ class RelayNarwhalsFrame:
     _implementation = nw.Implementation.UNKNOWN
 
     def __init__(self, frame: Frame, version: Any = None) -> None:
-        from narwhals._utils import Version
-
         self._native_frame = frame
         self._version = version if version is not None else Version.MAIN
 
@@ -212,8 +209,6 @@ class RelayNarwhalsSeries:
     _implementation = nw.Implementation.UNKNOWN
 
     def __init__(self, column: Column, version: Any = None) -> None:
-        from narwhals._utils import Version
-
         self._column = column
         self._version = version if version is not None else Version.MAIN
 
@@ -252,8 +247,6 @@ class RelayNarwhalsSeries:
         return len(self._column)
 
     def __getitem__(self, rows: Any) -> RelayNarwhalsSeries:
-        from relay_ml.interop import memory_frame
-
         column = self._column
         positions = _positions(rows, len(column))
         if isinstance(positions, slice) and positions.step in (None, 1):
