@@ -14,7 +14,7 @@ expression, ``group_by``) are not part of it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -27,6 +27,9 @@ with needs("relay_ml.sklearn"):
 import relay_ml
 from relay_ml.column import Column
 from relay_ml.frame import Frame, memory_frame
+
+if TYPE_CHECKING:
+    from narwhals.typing import TimeUnit
 
 _NUMERIC = {
     "int8": "Int8",
@@ -51,16 +54,17 @@ _NUMERIC = {
 }
 
 
-def narwhals_dtype(arrow_type: str, version: Any) -> Any:
+def narwhals_dtype(arrow_type: str, version: Version) -> Any:
     """The narwhals dtype of a relay column type (spelled as pyarrow spells it)."""
     dtypes = version.dtypes
     if arrow_type in _NUMERIC:
         return getattr(dtypes, _NUMERIC[arrow_type])()
     if arrow_type.startswith("timestamp["):
-        unit = arrow_type[len("timestamp[") :].split(",")[0].rstrip("]")
+        # Arrow's units are narwhals': "s", "ms", "us", "ns".
+        unit = cast("TimeUnit", arrow_type[len("timestamp[") :].split(",")[0].rstrip("]"))
         return dtypes.Datetime(time_unit=unit)
     if arrow_type.startswith("duration["):
-        return dtypes.Duration(time_unit=arrow_type[len("duration[") : -1])
+        return dtypes.Duration(time_unit=cast("TimeUnit", arrow_type[len("duration[") : -1]))
     if arrow_type.startswith("dictionary<"):
         return dtypes.Categorical()
     if arrow_type.startswith(("fixed_size_list<", "list<", "large_list<")):
@@ -97,9 +101,11 @@ def _take(frame: Frame, rows: np.ndarray | slice) -> Frame:
 class RelayNarwhalsFrame:
     """A relay frame as a narwhals-compliant eager DataFrame (the part scikit-learn uses)."""
 
-    _implementation = nw.Implementation.UNKNOWN
+    _implementation: nw.Implementation = nw.Implementation.UNKNOWN
+    _native_frame: Frame
+    _version: Version
 
-    def __init__(self, frame: Frame, version: Any = None) -> None:
+    def __init__(self, frame: Frame, version: Version | None = None) -> None:
         self._native_frame = frame
         self._version = version if version is not None else Version.MAIN
 
@@ -110,7 +116,7 @@ class RelayNarwhalsFrame:
     def __native_namespace__(self) -> Any:
         return relay_ml
 
-    def _with_version(self, version: Any) -> RelayNarwhalsFrame:
+    def _with_version(self, version: Version) -> RelayNarwhalsFrame:
         return RelayNarwhalsFrame(self._native_frame, version)
 
     def _with_native(self, frame: Frame) -> RelayNarwhalsFrame:
@@ -206,9 +212,11 @@ class RelayNarwhalsSeries:
     """A relay column as a narwhals-compliant Series. Picking rows makes a lazy take of a
     one-column frame over the column (referenced, not copied)."""
 
-    _implementation = nw.Implementation.UNKNOWN
+    _implementation: nw.Implementation = nw.Implementation.UNKNOWN
+    _column: Column
+    _version: Version
 
-    def __init__(self, column: Column, version: Any = None) -> None:
+    def __init__(self, column: Column, version: Version | None = None) -> None:
         self._column = column
         self._version = version if version is not None else Version.MAIN
 
@@ -222,7 +230,7 @@ class RelayNarwhalsSeries:
     def __native_namespace__(self) -> Any:
         return relay_ml
 
-    def _with_version(self, version: Any) -> RelayNarwhalsSeries:
+    def _with_version(self, version: Version) -> RelayNarwhalsSeries:
         return RelayNarwhalsSeries(self._column, version)
 
     def _with_native(self, column: Column) -> RelayNarwhalsSeries:

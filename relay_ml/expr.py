@@ -31,10 +31,12 @@ class Expr:
     """
 
     __slots__ = ("_native", "_recipe")
+    _native: NativeExpr
+    _recipe: tuple[Any, ...]  # how to rebuild this expression: for pickling
 
     def __init__(self, native: NativeExpr, recipe: tuple[Any, ...]) -> None:
         self._native = native
-        self._recipe = recipe  # how to rebuild this expression: for pickling
+        self._recipe = recipe
 
     # -- construction helpers ------------------------------------------------------------
     def _binary(self, op: str, other: IntoExpr, reflected: bool = False) -> Expr:
@@ -289,6 +291,10 @@ class AggExpr:
     ``filter`` and ``select`` do not take it."""
 
     __slots__ = ("_function", "_input", "_name", "_quantile")
+    _input: Expr
+    _function: str
+    _name: str | None
+    _quantile: tuple[float, str] | None  # (quantile, interpolation) of a quantile
 
     def __init__(
         self,
@@ -327,6 +333,7 @@ class AggExpr:
 
 class _StringFunctions:
     __slots__ = ("_expr",)
+    _expr: Expr
 
     def __init__(self, expr: Expr) -> None:
         self._expr = expr
@@ -356,6 +363,7 @@ class _StringFunctions:
 
 class _DateFunctions:
     __slots__ = ("_expr",)
+    _expr: Expr
 
     def __init__(self, expr: Expr) -> None:
         self._expr = expr
@@ -404,6 +412,8 @@ class When:
     """``when(condition).then(value)``, continued with ``.when(...)`` or ``.otherwise(...)``."""
 
     __slots__ = ("_branches", "_condition")
+    _branches: list[tuple[Expr, Expr]]
+    _condition: Expr
 
     def __init__(self, branches: list[tuple[Expr, Expr]], condition: Expr) -> None:
         self._branches = branches
@@ -418,6 +428,7 @@ class Then(Expr):
     Polars), continued with ``.when(...)`` or finished with ``.otherwise(...)``."""
 
     __slots__ = ("_branches",)
+    _branches: list[tuple[Expr, Expr]]
 
     def __init__(self, branches: list[tuple[Expr, Expr]]) -> None:
         self._branches = branches

@@ -911,12 +911,15 @@ class BatchIterator:
     """
 
     __slots__ = ("_batch_size", "_frame", "_rows")
+    _frame: Frame
+    _batch_size: int
+    _rows: Frame | None  # the frame batches are sliced from, once known
 
     def __init__(self, frame: Frame, batch_size: int) -> None:
         check_batch_size(batch_size)
         self._frame = frame
         self._batch_size = int(batch_size)
-        self._rows: Frame | None = None
+        self._rows = None
 
     @property
     def frame(self) -> Frame:
@@ -1007,6 +1010,7 @@ class _PickledData:
     """An attached value in a frame's recipe: pickles a Column as the data it holds."""
 
     __slots__ = ("value",)
+    value: Any
 
     def __init__(self, value: Any) -> None:
         self.value = value
@@ -1064,6 +1068,8 @@ class GroupBy:
     """Rows of a frame grouped by keys: made by :meth:`Frame.group_by`."""
 
     __slots__ = ("_frame", "_keys")
+    _frame: Frame
+    _keys: tuple[Expr, ...]
 
     def __init__(self, frame: Frame, keys: list[Expr]) -> None:
         self._frame = frame
