@@ -46,7 +46,7 @@ from relay_ml._optional import needs
 
 with needs("relay_ml.torch"):
     import torch
-    from torch.utils.data import Dataset, IterableDataset, get_worker_info
+    from torch.utils.data import Dataset, IterableDataset, default_collate, get_worker_info
     from torch.utils.data._utils.collate import default_collate_fn_map
 
 from relay_ml.batches import (
@@ -308,8 +308,6 @@ def _collate_rows(batch: Sequence[_BatchRow], *, collate_fn_map: Any = None) -> 
     if isinstance(batch, _GatheredBatch):
         return batch.output
     # Rows picked out of gathered batches and regrouped: collate them as samples.
-    from torch.utils.data import default_collate
-
     return default_collate([row.sample() for row in batch])
 
 
