@@ -155,6 +155,8 @@ pub fn pool() -> Arc<rayon::ThreadPool> {
         Arc::new(
             rayon::ThreadPoolBuilder::new()
                 .thread_name(|i| format!("relay-{i}"))
+                // Workers run only relay's code: a truncated mapping they read is an error.
+                .start_handler(|_| relay_storage::fault::guard_this_thread())
                 .build()
                 .expect("thread pool"),
         )

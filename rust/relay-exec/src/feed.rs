@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use relay_plan::{Expr, LogicalPlan};
+use relay_storage::fault;
 
 use crate::batches::{BatchGroup, BatchSource, ColumnShape};
 use crate::dense::{DenseArray, DenseDtype};
@@ -639,7 +640,7 @@ struct Job<T> {
     keep: T,
 }
 
-type Ready<T> = (u64, Result<Option<Filled<T>>, String>);
+type Ready<T> = (u64, Result<Option<Filled<T>>, ExecError>);
 
 /// Batches of one shard of one epoch, filled ahead by producer threads into buffers the caller
 /// submits, and returned in order. Dropping or closing it stops the producers.
@@ -650,7 +651,7 @@ pub struct BatchStream<T: Send + 'static> {
     /// The batch `next_batch` returns next.
     next_returned: u64,
     /// Batches that finished before an earlier one.
-    early: HashMap<u64, Result<Option<Filled<T>>, String>>,
+    early: HashMap<u64, Result<Option<Filled<T>>, ExecError>>,
     jobs: Option<Sender<Job<T>>>,
     ready: Receiver<Ready<T>>,
     threads: Vec<JoinHandle<()>>,
@@ -690,7 +691,10 @@ impl<T: Send + 'static> BatchStream<T> {
                 );
                 std::thread::Builder::new()
                     .name(format!("relay-loader-{i}"))
-                    .spawn(move || produce(producer.as_ref(), &outputs, &jobs, &ready))
+                    .spawn(move || {
+                        fault::guard_this_thread();
+                        produce(producer.as_ref(), &outputs, &jobs, &ready)
+                    })
                     .map_err(|e| format!("cannot start a loader thread: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -771,12 +775,14 @@ impl<T: Send + 'static> BatchStream<T> {
 
     /// The next batch, waiting for it (call without holding a lock others need); None at the
     /// end of the shard.
-    pub fn next_batch(&mut self) -> Result<Option<Filled<T>>, String> {
+    pub fn next_batch(&mut self) -> Result<Option<Filled<T>>, ExecError> {
         if self.jobs.is_none() || self.num_batches.is_some_and(|n| self.next_returned >= n) {
             return Ok(None);
         }
         if self.next_returned >= self.next_submitted {
-            return Err("no buffers were submitted for the next batch".into());
+            return Err(ExecError::Batch(
+                "no buffers were submitted for the next batch".into(),
+            ));
         }
         let wanted = self.next_returned;
         let result = if let Some((producer, outputs, pending)) = &mut self.inline {
@@ -796,7 +802,9 @@ impl<T: Send + 'static> BatchStream<T> {
                     }
                     Err(_) => {
                         self.close();
-                        return Err("the loader threads stopped before the end of the epoch".into());
+                        return Err(ExecError::Batch(
+                            "the loader threads stopped before the end of the epoch".into(),
+                        ));
                     }
                 }
             }
@@ -866,20 +874,23 @@ fn produce<T: Send>(
     }
 }
 
+/// Fills one job's batch; a batch during whose gather a mapped file was truncated (it read
+/// zeros past the cut, see `relay_storage::fault`) fails with `FileChanged`.
 fn fill_job<T>(
     producer: &dyn Producer,
     outputs: &[Output],
     job: Job<T>,
-) -> Result<Option<Filled<T>>, String> {
-    producer
+) -> Result<Option<Filled<T>>, ExecError> {
+    let faults = fault::faults();
+    let filled = producer
         .fill(job.batch, outputs, &job.memories)
-        .map(|filled| {
-            filled.map(|(rows, ragged)| Filled {
-                rows,
-                keep: job.keep,
-                ragged,
-            })
-        })
+        .map_err(ExecError::Batch);
+    fault::check_since(faults)?;
+    Ok(filled?.map(|(rows, ragged)| Filled {
+        rows,
+        keep: job.keep,
+        ragged,
+    }))
 }
 
 /// Checks output descriptions against the plan's columns: column indices in range, a ragged

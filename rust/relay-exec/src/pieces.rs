@@ -309,7 +309,10 @@ impl PieceStream {
         let (sender, receiver) = sync_channel(0);
         std::thread::Builder::new()
             .name("relay-decode".into())
-            .spawn(move || decode_windows(&plan, shard, &columns, skip_rows, &sender))
+            .spawn(move || {
+                relay_storage::fault::guard_this_thread();
+                decode_windows(&plan, shard, &columns, skip_rows, &sender)
+            })
             .map_err(|e| format!("cannot start a decoding thread: {e}"))?;
         Ok(PieceStream {
             windows: receiver,

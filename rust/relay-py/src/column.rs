@@ -14,7 +14,7 @@ use relay_exec::execute::ViewSet;
 use relay_plan::LogicalPlan;
 use relay_storage::{ColumnView, DecodedColumn, type_name};
 
-use crate::errors::{DetachGuarded, ErrorKind, IntoPyResult, relay_error};
+use crate::errors::{DetachGuarded, ErrorKind, IntoPyResult, guarded, relay_error};
 use crate::export;
 use crate::frame::{FrameOrigin, run_plan};
 
@@ -317,17 +317,20 @@ impl ColumnBase {
     fn to_pylist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let what = self.describe();
         let mut arrays = self.arrays(py)?;
-        if arrays.len() == 1 {
-            let array = arrays.pop().expect("one chunk");
-            return export::pyvalues::array_to_pylist_of(py, array.as_ref(), &what);
-        }
-        let list = PyList::empty(py);
-        for array in arrays {
-            for value in export::pyvalues::array_to_pylist_of(py, array.as_ref(), &what)?.iter() {
-                list.append(value)?;
+        // Reads the mapped values on this thread, with the GIL held.
+        guarded("to_pylist", || {
+            if arrays.len() == 1 {
+                let array = arrays.pop().expect("one chunk");
+                return export::pyvalues::array_to_pylist_of(py, array.as_ref(), &what);
             }
-        }
-        Ok(list)
+            let list = PyList::empty(py);
+            for array in arrays {
+                for value in export::pyvalues::array_to_pylist_of(py, array.as_ref(), &what)? {
+                    list.append(value)?;
+                }
+            }
+            Ok(list)
+        })
     }
 
     /// The buffer protocol exports views only: a column that needs a copy refuses with

@@ -7,7 +7,7 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
-use relay_storage::StorageError;
+use relay_storage::{StorageError, fault};
 
 /// Names of the classes in `relay_ml.errors`.
 #[derive(Debug, Clone, Copy)]
@@ -123,11 +123,19 @@ fn install_quiet_panic_hook() {
 /// arrow-rs assertion on input relay did not check) becomes a `RelayError` naming `operation`
 /// instead of a `PanicException`, which derives from `BaseException` and would escape
 /// `except Exception`.
+///
+/// A file truncated while `f` read its mapping (the read saw zeros past the cut instead of
+/// killing the process, see `relay_storage::fault`) makes the call fail with `FileChangedError`,
+/// whatever it returned.
 pub fn guarded<T>(operation: &str, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
     install_quiet_panic_hook();
+    let faults = fault::faults();
+    let fault_guard = fault::Guard::enter();
     GUARDED_CALLS.with(|calls| calls.set(calls.get() + 1));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
     GUARDED_CALLS.with(|calls| calls.set(calls.get() - 1));
+    drop(fault_guard);
+    fault::check_since(faults).map_err(storage_error)?;
     outcome.unwrap_or_else(|payload| {
         let detail = payload
             .downcast_ref::<String>()

@@ -309,10 +309,7 @@ impl NativeBatchReader {
             .detach_guarded("gather", move || {
                 plan.gather(&outputs, &positions, &memories)
             })?
-            .map_err(|error| match error {
-                ExecError::Batch(message) => relay_error(ErrorKind::Value, message),
-                other => exec_error(other),
-            })?;
+            .map_err(batch_error)?;
         ragged_to_python(py, ragged)
     }
 
@@ -506,7 +503,7 @@ impl NativeBatchStream {
         let stream: &mut BatchStream<Keep> = &mut guard;
         let filled = py
             .detach_guarded("reading the next batch", move || stream.next_batch())?
-            .map_err(|e| relay_error(ErrorKind::Value, e))?;
+            .map_err(batch_error)?;
         // The producers fill the next batches while the caller uses this one.
         if filled.is_some() {
             self.fill_ahead(py, &mut guard)?;
@@ -547,4 +544,13 @@ pub fn epoch_positions<'py>(
         })?
         .map_err(|e| relay_error(ErrorKind::Value, e))?;
     Ok(PyArray1::from_vec(py, positions))
+}
+
+/// A loader's error: a batch that cannot be gathered as asked is a `ValueError`, the others
+/// (a file truncated while mapped, a corrupt file) keep their own classes.
+fn batch_error(error: ExecError) -> PyErr {
+    match error {
+        ExecError::Batch(message) => relay_error(ErrorKind::Value, message),
+        other => exec_error(other),
+    }
 }

@@ -41,8 +41,11 @@
 //!   file per read fault) and the columns it decoded and validated. Opening still reads only
 //!   the footer and the message headers.
 //! - A file truncated while mapped raises SIGBUS on access. Relay's own reads check the file
-//!   size first (`check_unchanged`) and raise `FileChanged`; a view the user already holds
-//!   cannot be guarded, as with pyarrow's and NumPy's memory maps.
+//!   size first (`check_unchanged`) and raise `FileChanged`; a read already under way when
+//!   the file is cut (a loader gathers for a whole epoch from columns decoded once) reads
+//!   zeros past the cut and fails with `FileChanged` (see `fault.rs`). A view the user already
+//!   holds, read by NumPy or torch, cannot be guarded, as with pyarrow's and NumPy's memory
+//!   maps.
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -60,6 +63,7 @@ use arrow::ipc::{self, Block, CompressionType, MetadataVersion};
 use memmap2::{MmapMut, MmapOptions};
 
 use crate::error::{Result, StorageError};
+use crate::fault;
 
 const MAGIC: &[u8; 6] = b"ARROW1";
 /// Leading magic plus padding to 8 bytes.
@@ -75,6 +79,8 @@ const TRAILER_LEN: usize = 10;
 /// MAP_NORESERVE so that a file larger than RAM + swap can be mapped under the kernel's default
 /// overcommit heuristic: clean pages stay in the page cache and cost no anonymous memory.
 pub struct Mapping {
+    /// Dropped first: the range must leave the fault registry before it is unmapped.
+    _registration: fault::Registration,
     mmap: MmapMut,
 }
 
@@ -188,6 +194,9 @@ pub struct IpcFile {
     settled: bool,
     /// The whole mapping, as the arrow buffer that decoded arrays share.
     data: Buffer,
+    /// Tells whether a read of the mapping faulted because the file was truncated (see
+    /// `fault.rs`); None for bytes that are not a mapping of the file.
+    damage: Option<fault::Damage>,
     format: IpcFormat,
     schema: SchemaRef,
     version: MetadataVersion,
@@ -663,8 +672,8 @@ impl IpcFile {
         let mut options = MmapOptions::new();
         options.no_reserve_swap();
         // SAFETY: the mapping is private, so our writes never reach the file. Another process may
-        // still truncate the file under us; `check_unchanged` runs before every read that touches
-        // mapped bytes, and the header checks below run right after mapping.
+        // still truncate the file under us; `check_unchanged` runs before every decode, and a
+        // read past the cut inside relay is caught by the fault registry (`fault.rs`).
         let mapped = unsafe { options.map_copy(&file) };
         let mmap = mapped.map_err(|source| StorageError::Io {
             path: path.clone(),
@@ -674,10 +683,21 @@ impl IpcFile {
         // The file may have changed size between the stat above and the mapping: bounds are
         // checked against the mapping, and reads later compare the file with its length.
         let size = mmap.len() as u64;
-        let data = Buffer::from(bytes::Bytes::from_owner(Mapping { mmap }));
-        let mut opened = catch_panic(&path, "reading the footer", || {
+        let registration = fault::Registration::new(&path, mmap.as_ptr(), mmap.len());
+        let damage = registration.damage();
+        let data = Buffer::from(bytes::Bytes::from_owner(Mapping {
+            _registration: registration,
+            mmap,
+        }));
+        let opened = catch_panic(&path, "reading the footer", || {
             Self::from_mapping_recovering(path.clone(), file, size, identity, data, recovery)
-        })?;
+        });
+        if damage.is_damaged() {
+            // Truncated while the footer was read: what was read past the cut was zeros.
+            return Err(fault::changed(&path, size));
+        }
+        let mut opened = opened?;
+        opened.damage = Some(damage);
         opened.check_unchanged()?;
         opened.settled = identity.size == size
             && metadata
@@ -779,6 +799,7 @@ impl IpcFile {
                 identity,
                 settled: false,
                 data,
+                damage: None,
                 format: IpcFormat::Stream,
                 schema: Arc::new(layout.schema),
                 version: layout.version,
@@ -971,6 +992,7 @@ impl IpcFile {
             identity,
             settled: false,
             data,
+            damage: None,
             format: IpcFormat::File,
             schema,
             version,
@@ -1078,7 +1100,9 @@ impl IpcFile {
         })?;
         let actual = metadata.len();
         // Appends only add bytes after the end: a file that grew still holds every mapped page.
-        if actual < self.size {
+        // A mapping that faulted reads zeros past the cut, whatever the size is now.
+        let damaged = self.damage.as_ref().is_some_and(fault::Damage::is_damaged);
+        if actual < self.size || damaged {
             return Err(StorageError::FileChanged {
                 path: self.path.clone(),
                 expected: self.size,

@@ -9,6 +9,7 @@ mod append;
 mod dataset;
 mod decoded;
 mod error;
+pub mod fault;
 mod ipc;
 mod nesting;
 mod parquet;
