@@ -90,6 +90,14 @@ def scan(
     shows rows, bytes, pieces (``batches_read`` / ``batches_skipped``) and files read and
     skipped.
 
+    Parquet files of older writers read as pyarrow reads them: lists in the two-level layouts
+    of the format's backward-compatibility rules (Spark, Hive, parquet-mr) and column chunks
+    whose dictionary page offset is 0. INT96 timestamps (Spark, Hive, Impala) read as
+    ``timestamp[us]``, the unit Spark writes them in, which holds every date they carry: what
+    pyarrow reads with ``coerce_int96_timestamp_unit="us"`` (at its default, nanoseconds, dates
+    after 2262 wrap around); digits below a microsecond are dropped. A row group whose columns
+    decode to other rows than its footer says raises ``CorruptFileError``.
+
     Directories are hive-partitioned by default (``hive_partitioning=None``: detected for a
     directory, off for lists and globs; ``True`` / ``False`` force it): folders named
     ``key=value`` (``year=2024/month=3/part-0.parquet``) add columns ``year`` and ``month``

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use arrow::array::{Array, ArrayRef, RecordBatch};
-use arrow::datatypes::{DataType, SchemaRef};
+use arrow::datatypes::{DataType, FieldRef, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
@@ -30,8 +30,10 @@ use parquet::arrow::arrow_reader::{
     ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader,
     ParquetRecordBatchReaderBuilder, RowSelection,
 };
+use parquet::basic::Type as PhysicalType;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::PageIndexPolicy;
+use parquet::file::metadata::{ColumnChunkMetaData, ParquetMetaData};
 use parquet::file::reader::{ChunkReader, Length};
 
 use crate::decoded::{
@@ -88,7 +90,8 @@ impl ParquetFile {
             FORMAT,
             || "footer".into(),
             || {
-                ArrowReaderMetadata::load(&reader, options)
+                ArrowReaderMetadata::load(&reader, options.clone())
+                    .and_then(|loaded| legacy_compatible(loaded, options))
                     .map_err(|error| parquet_error(&path, "footer".into(), error))
             },
         )?;
@@ -127,27 +130,43 @@ impl ParquetFile {
         .with_row_groups(vec![piece])
         .with_batch_size(batch_size.max(1));
         if let Some(rows) = rows {
-            let total = self.piece_rows(piece).unwrap_or_default() as usize;
-            builder = builder.with_row_selection(RowSelection::from_consecutive_ranges(
-                rows.iter()
-                    .map(|range| range.start as usize..range.end as usize),
-                total,
-            ));
+            builder = builder.with_row_selection(self.row_selection(piece, rows));
         }
         builder.build()
     }
 
-    /// The column whose decode alone fails in row group `piece`, for an error message.
+    /// The rows `rows` (ranges within row group `piece`) as the Arrow reader selects them.
+    fn row_selection(&self, piece: usize, rows: &[Range<u64>]) -> RowSelection {
+        let total = self.piece_rows(piece).unwrap_or_default() as usize;
+        RowSelection::from_consecutive_ranges(
+            rows.iter()
+                .map(|range| range.start as usize..range.end as usize),
+            total,
+        )
+    }
+
+    /// The rows a decode of row group `piece` (at `rows`, or all) must return.
+    fn expected_rows(&self, piece: usize, rows: Option<&[Range<u64>]>) -> u64 {
+        match rows {
+            Some(rows) => self.row_selection(piece, rows).row_count() as u64,
+            None => self.piece_rows(piece).unwrap_or_default(),
+        }
+    }
+
+    /// The column whose decode alone fails in row group `piece`, or returns other than the row
+    /// group's rows, for an error message.
     fn failing_column(&self, piece: usize, roots: &[usize]) -> Option<usize> {
         if roots.len() < 2 {
             return roots.first().copied();
         }
+        let expected = self.expected_rows(piece, None);
         roots.iter().copied().find(|&root| {
             let decoded = catch_unwind(AssertUnwindSafe(|| {
                 self.decoder(piece, &[root], 8192, None)?
-                    .collect::<Result<Vec<_>, _>>()
+                    .map(|batch| batch.map(|batch| batch.num_rows() as u64))
+                    .sum::<Result<u64, _>>()
             }));
-            !matches!(decoded, Ok(Ok(_)))
+            !matches!(decoded, Ok(Ok(rows)) if rows == expected)
         })
     }
 
@@ -159,6 +178,30 @@ impl ParquetFile {
                 self.metadata.schema().field(column).name()
             ),
             None => format!("row group {piece}"),
+        }
+    }
+
+    /// The error for a decode of `roots` of row group `piece` that returned `decoded` rows where
+    /// the footer says `expected`.
+    fn row_count_error(
+        &self,
+        piece: usize,
+        roots: &[usize],
+        expected: u64,
+        decoded: u64,
+    ) -> StorageError {
+        if let Err(changed) = self.reader.check_unchanged(&self.path) {
+            return changed;
+        }
+        let more = if decoded > expected { "at least " } else { "" };
+        StorageError::Malformed {
+            path: self.path.clone(),
+            format: FORMAT,
+            place: self.failure_place(piece, roots),
+            reason: format!(
+                "the footer says the row group holds {expected} rows here, but its column chunks \
+                 decode to {more}{decoded}"
+            ),
         }
     }
 
@@ -381,6 +424,8 @@ impl DecodedFile for ParquetFile {
             roots,
             projection,
             decoder: Some(decoder),
+            expected_rows: self.expected_rows(piece, rows),
+            decoded_rows: 0,
         }))
     }
 
@@ -491,6 +536,12 @@ struct RowGroupBatches<'a> {
     projection: Projection,
     /// None once the decoder is done or has failed.
     decoder: Option<ParquetRecordBatchReader>,
+    /// The rows the footer says the read returns, and those decoded so far: a decoder that
+    /// returns other than what the footer says has not read the columns as they were written
+    /// (a schema or levels it maps wrongly, pages that hold other rows than the footer says),
+    /// and its rows are refused rather than returned short.
+    expected_rows: u64,
+    decoded_rows: u64,
 }
 
 impl Iterator for RowGroupBatches<'_> {
@@ -503,8 +554,11 @@ impl Iterator for RowGroupBatches<'_> {
             roots,
             projection,
             decoder,
+            expected_rows,
+            decoded_rows,
         } = self;
         let (file, piece) = (*file, *piece);
+        decoder.as_ref()?;
         let next = catch_decoder_panic(
             &file.path,
             FORMAT,
@@ -521,9 +575,30 @@ impl Iterator for RowGroupBatches<'_> {
             Ok(Some(batch)) => batch,
             Ok(None) | Err(_) => {
                 *decoder = None;
-                return next.err().map(Err);
+                if let Err(error) = next {
+                    return Some(Err(error));
+                }
+                if *decoded_rows != *expected_rows {
+                    return Some(Err(file.row_count_error(
+                        piece,
+                        roots,
+                        *expected_rows,
+                        *decoded_rows,
+                    )));
+                }
+                return None;
             }
         };
+        *decoded_rows += batch.num_rows() as u64;
+        if *decoded_rows > *expected_rows {
+            *decoder = None;
+            return Some(Err(file.row_count_error(
+                piece,
+                roots,
+                *expected_rows,
+                *decoded_rows,
+            )));
+        }
         let place = || format!("row group {piece}");
         Some(projection.apply(&file.path, FORMAT, &place, batch))
     }
@@ -652,7 +727,9 @@ fn check_schema_depth(path: &Path, reader: &PositionalFile) -> Result<()> {
 
 /// Checks each row group's row count against its column chunks: a column that is not
 /// repeated holds one value (or null) per row, and a repeated one at least one entry per row
-/// (an empty or null list is one entry), so `num_values` of every chunk bounds the row count.
+/// (an empty or null list is one entry) and none without rows, so `num_values` of every chunk
+/// bounds the row count. (The Arrow reader reads as many rows as the footer says: a row
+/// group of 0 rows over chunks that hold values would read as empty.)
 /// A row count the chunks do not hold would make `len()` and the batches announced for the
 /// row group a fiction (2**40 rows over a few pages). The total must also fit an i64.
 fn check_row_counts(
@@ -676,7 +753,7 @@ fn check_row_counts(
             let values = chunk.num_values();
             let repeated = chunk.column_descr().max_rep_level() > 0;
             let consistent = if repeated {
-                values >= rows
+                values >= rows && (rows > 0 || values == 0)
             } else {
                 values == rows
             };
@@ -708,6 +785,140 @@ fn check_row_counts(
         })?;
     }
     Ok(())
+}
+
+/// The footer as the Arrow reader should see it to read what other writers meant, where the
+/// `parquet` crate takes the footer literally:
+///
+/// - A `dictionary_page_offset` of 0, or any that does not lie before the first data page, is
+///   ignored, as parquet-cpp (pyarrow) ignores it: older parquet-mr wrote 0 for chunks without
+///   a dictionary, and some writers point `data_page_offset` at the dictionary page itself.
+///   Taken literally, the chunk would be read from the start of the file.
+/// - INT96 timestamps (Spark, Hive, Impala) decode as `Timestamp(Microsecond)`: the unit Spark
+///   writes them in, which holds every date they can carry, where nanoseconds in 64 bits end
+///   in 2262 and the `parquet` crate's default wraps later dates around into wrong values. This
+///   is what pyarrow reads with `coerce_int96_timestamp_unit="us"` (digits below a microsecond,
+///   which only a few writers keep, are dropped).
+fn legacy_compatible(
+    loaded: ArrowReaderMetadata,
+    options: ArrowReaderOptions,
+) -> Result<ArrowReaderMetadata, ParquetError> {
+    let stray_dictionary_offset = loaded.metadata().row_groups().iter().any(|row_group| {
+        row_group
+            .columns()
+            .iter()
+            .any(|chunk| stray_dictionary_offset(chunk).is_some())
+    });
+    let int96_schema = int96_as_microseconds(&loaded);
+    if !stray_dictionary_offset && int96_schema.is_none() {
+        return Ok(loaded);
+    }
+    let mut metadata = loaded.metadata().as_ref().clone();
+    if stray_dictionary_offset {
+        metadata = without_stray_dictionary_offsets(metadata)?;
+    }
+    let options = match int96_schema {
+        Some(schema) => options.with_schema(schema),
+        None => options,
+    };
+    ArrowReaderMetadata::try_new(Arc::new(metadata), options)
+}
+
+/// The `dictionary_page_offset` of `chunk` when it cannot be where its dictionary page starts:
+/// not after the file's leading magic, or not before the chunk's first data page.
+fn stray_dictionary_offset(chunk: &ColumnChunkMetaData) -> Option<i64> {
+    chunk
+        .dictionary_page_offset()
+        .filter(|&offset| offset < MAGIC.len() as i64 || offset >= chunk.data_page_offset())
+}
+
+/// `metadata` with the stray dictionary page offsets (`stray_dictionary_offset`) removed, so
+/// that each such chunk is read from its first data page.
+fn without_stray_dictionary_offsets(
+    metadata: ParquetMetaData,
+) -> Result<ParquetMetaData, ParquetError> {
+    let mut builder = metadata.into_builder();
+    let row_groups = builder
+        .take_row_groups()
+        .into_iter()
+        .map(|row_group| {
+            let mut row_group = row_group.into_builder();
+            let columns = row_group
+                .take_columns()
+                .into_iter()
+                .map(|chunk| match stray_dictionary_offset(&chunk) {
+                    Some(_) => chunk
+                        .into_builder()
+                        .set_dictionary_page_offset(None)
+                        .build(),
+                    None => Ok(chunk),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            row_group.set_column_metadata(columns).build()
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(builder.set_row_groups(row_groups).build())
+}
+
+/// The Arrow schema of `loaded` with every INT96 leaf a `Timestamp(Microsecond)` (keeping its
+/// time zone, where an Arrow schema stored by the writer gives one); None when the file has no
+/// INT96 column in another unit.
+fn int96_as_microseconds(loaded: &ArrowReaderMetadata) -> Option<SchemaRef> {
+    let parquet_schema = loaded.parquet_schema();
+    let int96 = |leaf: usize| {
+        leaf < parquet_schema.num_columns()
+            && parquet_schema.column(leaf).physical_type() == PhysicalType::INT96
+    };
+    if !(0..parquet_schema.num_columns()).any(int96) {
+        return None;
+    }
+    // Arrow leaves follow the Parquet leaves, in order (the `parquet` crate maps each Parquet
+    // leaf to one Arrow leaf).
+    let mut leaf = 0;
+    let mut changed = false;
+    let fields: Vec<FieldRef> = loaded
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| with_int96_microseconds(field, &mut leaf, &int96, &mut changed))
+        .collect();
+    if !changed || leaf != parquet_schema.num_columns() {
+        return None;
+    }
+    Some(Arc::new(Schema::new_with_metadata(
+        fields,
+        loaded.schema().metadata().clone(),
+    )))
+}
+
+/// `field` with its INT96 leaves (by Parquet leaf index, counted from `leaf`) read in
+/// microseconds; `changed` set when one was read in another unit.
+fn with_int96_microseconds(
+    field: &FieldRef,
+    leaf: &mut usize,
+    int96: &dyn Fn(usize) -> bool,
+    changed: &mut bool,
+) -> FieldRef {
+    let mut child = |item: &FieldRef| with_int96_microseconds(item, leaf, int96, changed);
+    let data_type = match field.data_type() {
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(&mut child).collect()),
+        DataType::List(item) => DataType::List(child(item)),
+        DataType::LargeList(item) => DataType::LargeList(child(item)),
+        DataType::FixedSizeList(item, size) => DataType::FixedSizeList(child(item), *size),
+        DataType::Map(entries, sorted) => DataType::Map(child(entries), *sorted),
+        other => {
+            let this = *leaf;
+            *leaf += 1;
+            match other {
+                DataType::Timestamp(unit, zone) if int96(this) => {
+                    *changed |= *unit != TimeUnit::Microsecond;
+                    DataType::Timestamp(TimeUnit::Microsecond, zone.clone())
+                }
+                _ => return field.clone(),
+            }
+        }
+    };
+    Arc::new(field.as_ref().clone().with_data_type(data_type))
 }
 
 fn check_magic(path: &Path, reader: &PositionalFile) -> Result<()> {
@@ -1251,6 +1462,7 @@ mod tests {
             (10, 11, 35, "flat"),
             (10, 9, 35, "flat"),
             (10, 10, 9, "list"),
+            (0, 0, 5, "list"),
             (-1, 10, 10, ""),
         ] {
             let error = check_row_counts(path, &row_group_metadata(rows, flat, list))
@@ -1263,6 +1475,126 @@ mod tests {
                 assert!(error.contains(&format!("column {column:?}")), "{error}");
             }
         }
+    }
+
+    #[test]
+    fn stray_dictionary_page_offsets_are_ignored() {
+        use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
+        let metadata = row_group_metadata(10, 10, 10);
+        let descriptor = metadata.file_metadata().schema_descr_ptr();
+        let chunk = |dictionary: Option<i64>, data: i64| {
+            ColumnChunkMetaData::builder(descriptor.column(0))
+                .set_num_values(10)
+                .set_dictionary_page_offset(dictionary)
+                .set_data_page_offset(data)
+                .set_total_compressed_size(100)
+                .build()
+                .unwrap()
+        };
+        // Where the dictionary page can start: after the magic, before the first data page.
+        assert_eq!(stray_dictionary_offset(&chunk(Some(4), 40)), None);
+        assert_eq!(stray_dictionary_offset(&chunk(None, 40)), None);
+        for dictionary in [0, -8, 40, 41] {
+            assert_eq!(
+                stray_dictionary_offset(&chunk(Some(dictionary), 40)),
+                Some(dictionary)
+            );
+        }
+        let row_group = RowGroupMetaData::builder(descriptor.clone())
+            .set_num_rows(10)
+            .set_column_metadata(vec![chunk(Some(0), 40), chunk(Some(4), 40)])
+            .build()
+            .unwrap();
+        let metadata = metadata
+            .into_builder()
+            .set_row_groups(vec![row_group])
+            .build();
+        let fixed = without_stray_dictionary_offsets(metadata).unwrap();
+        let columns = fixed.row_group(0).columns();
+        assert_eq!(columns[0].dictionary_page_offset(), None);
+        assert_eq!(columns[0].byte_range(), (40, 100));
+        assert_eq!(columns[1].dictionary_page_offset(), Some(4));
+        assert_eq!(columns[1].byte_range(), (4, 100));
+    }
+
+    #[test]
+    fn int96_timestamps_read_in_microseconds() {
+        use parquet::basic::{LogicalType, Repetition};
+        use parquet::file::metadata::{FileMetaData, ParquetMetaData};
+        use parquet::schema::types::{SchemaDescriptor, Type};
+        let leaf = |name: &str, physical, repetition| {
+            Arc::new(
+                Type::primitive_type_builder(name, physical)
+                    .with_repetition(repetition)
+                    .build()
+                    .unwrap(),
+            )
+        };
+        let group = |name: &str, logical, repetition, fields| {
+            Arc::new(
+                Type::group_type_builder(name)
+                    .with_logical_type(logical)
+                    .with_repetition(repetition)
+                    .with_fields(fields)
+                    .build()
+                    .unwrap(),
+            )
+        };
+        // A flat INT96, a legacy list of INT96 and a struct holding one, among other leaves.
+        let schema = Type::group_type_builder("schema")
+            .with_fields(vec![
+                leaf("id", PhysicalType::INT64, Repetition::REQUIRED),
+                leaf("at", PhysicalType::INT96, Repetition::OPTIONAL),
+                group(
+                    "times",
+                    Some(LogicalType::List),
+                    Repetition::OPTIONAL,
+                    vec![leaf("array", PhysicalType::INT96, Repetition::REPEATED)],
+                ),
+                group(
+                    "event",
+                    None,
+                    Repetition::OPTIONAL,
+                    vec![
+                        leaf("n", PhysicalType::INT32, Repetition::OPTIONAL),
+                        leaf("when", PhysicalType::INT96, Repetition::OPTIONAL),
+                    ],
+                ),
+            ])
+            .build()
+            .unwrap();
+        let descriptor = Arc::new(SchemaDescriptor::new(Arc::new(schema)));
+        let file = FileMetaData::new(1, 0, None, None, descriptor, None);
+        let loaded = ArrowReaderMetadata::try_new(
+            Arc::new(ParquetMetaData::new(file, vec![])),
+            ArrowReaderOptions::new(),
+        )
+        .unwrap();
+        let read = legacy_compatible(loaded, ArrowReaderOptions::new()).unwrap();
+        let microseconds = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let schema = read.schema();
+        assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+        assert_eq!(schema.field(1).data_type(), &microseconds);
+        let DataType::List(item) = schema.field(2).data_type() else {
+            panic!("{schema:?}")
+        };
+        assert_eq!(item.data_type(), &microseconds);
+        let DataType::Struct(fields) = schema.field(3).data_type() else {
+            panic!("{schema:?}")
+        };
+        assert_eq!(fields[0].data_type(), &DataType::Int32);
+        assert_eq!(fields[1].data_type(), &microseconds);
+        // Without INT96 columns the footer is read as it is.
+        assert!(
+            int96_as_microseconds(
+                &ArrowReaderMetadata::try_new(
+                    Arc::new(row_group_metadata(1, 1, 1)),
+                    ArrowReaderOptions::new()
+                )
+                .unwrap()
+            )
+            .is_none()
+        );
     }
 
     #[test]
