@@ -14,5 +14,6 @@ python -m pip install -e ".[test]"
 # Formatting, lints and type checks: any finding fails the run.
 bash tests/checks.sh
 
-cargo test --workspace --exclude relay-py --quiet
+# Includes a bounded fuzzing run of each fuzz target's body (rust/relay-storage/src/fuzzing.rs).
+RELAY_FUZZ_SECONDS="${RELAY_FUZZ_SECONDS:-60}" cargo test --workspace --exclude relay-py --quiet
 python -m pytest tests -q -p no:cacheprovider "$@"

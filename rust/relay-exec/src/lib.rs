@@ -8,6 +8,7 @@ pub mod distinct;
 pub mod eval;
 pub mod execute;
 pub mod feed;
+pub mod fuzzing;
 pub mod gather;
 pub mod join;
 pub mod keys;

@@ -10,6 +10,7 @@ mod dataset;
 mod decoded;
 mod error;
 pub mod fault;
+pub mod fuzzing;
 mod ipc;
 mod nesting;
 mod parquet;
