@@ -1467,11 +1467,15 @@ impl Plan<'_> {
             // first was a third of Q1's time. Expressions work row by row, so the selected rows
             // get the values they would get alone; if the span fails (a row the filter dropped
             // does not evaluate), the morsel is evaluated over its selected rows only.
-            let spanned = match morsel.rows {
-                Some(rows @ [first, .., last])
-                    if rows.len() * 4 >= (*last - *first + 1) as usize * 3 =>
-                {
-                    let (first, span) = (*first as usize, (*last - *first + 1) as usize);
+            // A selection need not ascend (a sort's is a permutation): the span runs from its
+            // least row to its greatest.
+            let bounds = morsel.rows.and_then(|rows| {
+                let first = *rows.iter().min()?;
+                Some((rows, first, (rows.iter().max()? - first) as usize + 1))
+            });
+            let spanned = match bounds {
+                Some((rows, first, span)) if rows.len() * 4 >= span * 3 => {
+                    let first = first as usize;
                     let batch = batch_of(
                         &self.input.schema,
                         morsel.chunk,
@@ -1810,6 +1814,66 @@ mod tests {
 
     use super::*;
     use crate::nodes::memory;
+
+    /// A sort's selection is a permutation, not ascending: a morsel of it spans from its
+    /// least row to its greatest (it once took its first and last rows for the bounds).
+    #[test]
+    fn groups_over_a_sorted_input_follow_its_order() {
+        let rows = MORSEL_ROWS * 3 + 5;
+        let key = |i: usize| (!i.is_multiple_of(9)).then_some((i % 4) as i32);
+        let batch = arrow::array::RecordBatch::try_from_iter(vec![
+            (
+                "k",
+                Arc::new(Int32Array::from_iter((0..rows).map(key))) as ArrayRef,
+            ),
+            (
+                "x",
+                Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))) as _,
+            ),
+        ])
+        .unwrap();
+        let plan = Arc::new(relay_plan::LogicalPlan::memory(batch.schema(), vec![batch]));
+        let descending = relay_plan::SortKey {
+            expr: Expr::col("x"),
+            descending: true,
+            nulls_last: false,
+        };
+        let sorted = Arc::new(plan.sort(vec![descending]).unwrap());
+        let aggs = vec![
+            AggExpr::new(AggFunc::Sum, Expr::col("x")).alias("sum"),
+            AggExpr::new(AggFunc::First, Expr::col("x")).alias("first"),
+        ];
+        let grouped = sorted.aggregate(vec![Expr::col("k")], aggs).unwrap();
+        let result = crate::execute::execute(&grouped, &crate::profile::Profile::default())
+            .unwrap()
+            .record_batches()
+            .unwrap();
+        let batch = arrow::compute::concat_batches(&result[0].schema(), &result).unwrap();
+        // Expected: groups in order of first appearance going down from the last row.
+        let mut order: Vec<Option<i32>> = Vec::new();
+        for i in (0..rows).rev() {
+            if !order.contains(&key(i)) {
+                order.push(key(i));
+            }
+        }
+        let keys: Vec<Option<i32>> = batch
+            .column(0)
+            .as_primitive::<arrow::datatypes::Int32Type>()
+            .iter()
+            .collect();
+        assert_eq!(keys, order);
+        for (g, k) in order.iter().enumerate() {
+            let members = (0..rows).filter(|&i| key(i) == *k).map(|i| i as f64);
+            let sum = batch
+                .column(1)
+                .as_primitive::<arrow::datatypes::Float64Type>();
+            let first = batch
+                .column(2)
+                .as_primitive::<arrow::datatypes::Float64Type>();
+            assert_eq!(sum.value(g), members.clone().sum::<f64>());
+            assert_eq!(first.value(g), members.fold(f64::MIN, f64::max));
+        }
+    }
 
     #[test]
     fn groups_keep_their_first_appearance_across_morsels_and_runs() {
