@@ -60,15 +60,6 @@ impl Verdict {
             Verdict::MappedView | Verdict::AttachedView { .. } => None,
         }
     }
-
-    /// The memory an export may point into without a copy: the attached array a view is of,
-    /// else the file's mapping (`mapped`, empty for a frame in memory).
-    pub fn export_range(&self, mapped: &Range<usize>) -> Range<usize> {
-        match self {
-            Verdict::AttachedView { values } => values.clone(),
-            Verdict::MappedView | Verdict::Copy(_) => mapped.clone(),
-        }
-    }
 }
 
 impl fmt::Display for Verdict {
@@ -118,6 +109,37 @@ pub fn column_verdict(
     })
 }
 
+/// The memory an export of column `name` of `plan` may point into without a copy: the array
+/// attached by reference that holds the column (the `values` of its `AttachedView`), else the
+/// file's mapping `mapped`. Follows the column through the plan without reading any file.
+pub fn export_range(plan: &LogicalPlan, name: &str, mapped: &Range<usize>) -> Range<usize> {
+    match plan {
+        LogicalPlan::Project { input, exprs } => {
+            let mut expr = exprs.iter().find(|expr| expr.output_name() == name);
+            while let Some(Expr::Alias { input, .. }) = expr {
+                expr = Some(input);
+            }
+            match expr {
+                Some(Expr::Column(source)) => export_range(input, source, mapped),
+                _ => mapped.clone(),
+            }
+        }
+        LogicalPlan::Slice { input, .. } | LogicalPlan::Reinterpret { input, .. } => {
+            export_range(input, name, mapped)
+        }
+        LogicalPlan::AttachColumns { input, columns } => {
+            match columns.iter().find(|column| column.name == name) {
+                None => export_range(input, name, mapped),
+                Some(column) if column.copied.is_none() => {
+                    values_range(&column.array).unwrap_or(0..0)
+                }
+                Some(_) => mapped.clone(),
+            }
+        }
+        _ => mapped.clone(),
+    }
+}
+
 /// The verdict `explain()` prints for column `name` of `plan`: "view of ..." or "copy: why".
 pub fn explain_column(plan: &LogicalPlan, name: &str, mapped: &Range<usize>) -> String {
     match column_verdict(plan, name, mapped) {
@@ -129,11 +151,11 @@ pub fn explain_column(plan: &LogicalPlan, name: &str, mapped: &Range<usize>) -> 
 /// Whether exporting the decoded chunks of a mapped file's column (of type `data_type`) is a
 /// view of the mapping `mapped`, or a copy.
 pub fn chunks_verdict(
-    chunks: Vec<DecodedColumn>,
+    chunks: &[DecodedColumn],
     data_type: &DataType,
     mapped: &Range<usize>,
 ) -> Verdict {
-    arrays_verdict(chunks, data_type, Home::Mapping, mapped)
+    arrays_verdict(chunks.to_vec(), data_type, Home::Mapping, mapped)
 }
 
 /// Where existing arrays live, for telling a view from a copy.
@@ -531,7 +553,10 @@ mod tests {
     /// The verdict of `name`, checked against what executing `plan` gives.
     fn checked(plan: &LogicalPlan, name: &str, file: &Arc<IpcFile>) -> Verdict {
         let verdict = verdict(plan, name, file);
-        let range = verdict.export_range(&file.mapped_range());
+        let range = export_range(plan, name, &file.mapped_range());
+        if let Verdict::AttachedView { values } = &verdict {
+            assert_eq!(values, &range);
+        }
         assert_eq!(
             verdict.copy_reason().is_none(),
             executes_as_view(plan, name, &range),
@@ -705,7 +730,11 @@ mod tests {
             view.to_string(),
             "view of the array attached (referenced, not copied)"
         );
-        assert_eq!(view.export_range(&single.mapped_range()), home);
+        assert_eq!(export_range(&plan, "w", &single.mapped_range()), home);
+        assert_eq!(
+            export_range(&plan, "x", &single.mapped_range()),
+            single.mapped_range()
+        );
         // The slice moves below the attachment, which then holds a slice of the array.
         let sliced = checked(&plan.slice(3, 4), "w", &single);
         assert!(
