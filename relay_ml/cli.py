@@ -62,7 +62,11 @@ def format_report(report: dict[str, Any]) -> str:
         )
     lines += [
         "format:      "
-        + (report["format"] if report.get("decoded") else f"Arrow IPC {report['format']}"),
+        + (
+            f"{report['format']} (decoded on read; relay convert writes a file that maps)"
+            if report.get("decoded")
+            else f"Arrow IPC {report['format']}"
+        ),
         "compression: "
         + (
             ", ".join(compressions) + " (decompressed into memory on read)"
@@ -101,10 +105,10 @@ _DECODED_FORMATS = {
 
 def decoded_report(path: str) -> dict[str, Any]:
     """``inspect_file``'s report for a file ``scan`` decodes (Parquet, CSV, NDJSON): from the
-    file's metadata, without decoding a column. Every column is a copy, decoded into memory."""
+    file's metadata, without decoding a column. Every column is a copy, decoded into memory,
+    for the reason its ``copy_reason`` gives."""
     frame = scan(path)
     name = _DECODED_FORMATS.get(os.path.splitext(path)[1].lower(), "a decoded format")
-    reason = f"decoded from {name} into memory (relay convert writes a file that maps)"
     return {
         "path": path,
         "size": os.path.getsize(path),
@@ -119,7 +123,7 @@ def decoded_report(path: str) -> dict[str, Any]:
                 "alignment": None,
                 "null_count": None,
                 "zero_copy": False,
-                "reason": reason,
+                "reason": frame[column].copy_reason,
             }
             for column, type_name in frame.schema.items()
         ],

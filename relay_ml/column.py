@@ -42,6 +42,7 @@ class Column(ColumnBase):
     #   path: str|None        the mapped file; None for a column of a frame in memory
     #   null_count: int       number of nulls (decodes the column's record batches)
     #   copy_reason: str|None why exports copy; None when they are views of the mapping
+    #                         (decided from the plan, as explain() says it, without running it)
 
     @property
     def is_zero_copy(self) -> bool:

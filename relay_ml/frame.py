@@ -651,7 +651,10 @@ class Frame:
     # -- plans -----------------------------------------------------------------------------
     def explain(self) -> str:
         """The logical plan, the optimized plan, and for each output column whether exporting
-        it is a view of the mapped file (or of the caller's memory) or a copy, and why."""
+        it is a view of the mapped file (or of the caller's memory) or a copy, and why.
+        Decided from the plan and the file's metadata without running the plan; a column's
+        :attr:`~relay_ml.Column.copy_reason` and exports with ``zero_copy=True`` give the
+        same answer."""
         return self._native.explain()
 
     def profile(self) -> list[dict[str, Any]]:

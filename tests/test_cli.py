@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 
+import relay_ml as relay
 from conftest import write_arrow
 from relay_ml.cli import main
 
@@ -61,6 +62,8 @@ def test_inspect_reads_every_format_scan_reads(tmp_path, capsys):
         report = json.loads(capsys.readouterr().out)
         assert [c["name"] for c in report["columns"]] == ["x", "s"]
         assert not any(c["zero_copy"] for c in report["columns"])
+        frame = relay.scan(tmp_path / name)
+        assert all(c["reason"] == frame[c["name"]].copy_reason for c in report["columns"])
 
 
 def test_version_and_a_closed_pipe(tmp_path):

@@ -99,6 +99,9 @@ def test_explain_does_not_run_the_plan(sorted_batches):
     assert "id (int64): copy: a filter selected rows" in text
     computed = relay.scan(path).with_column("bad", col("id").cast("int8"))
     assert "bad (int8): copy: computed" in computed.explain()
+    # Column.copy_reason decides from the plan too: it does not run the failing filter.
+    assert failing["id"].copy_reason == "a filter selected rows: they are gathered into a copy"
+    assert computed["bad"].copy_reason.startswith("computed by an expression")
 
 
 @pytest.mark.parametrize(
@@ -114,9 +117,27 @@ def test_explain_does_not_run_the_plan(sorted_batches):
         lambda f: f.slice(1_000, 1_000).view({"x": "int32"}),
         lambda f: f.slice(2_000, 1_000).collect(),
         lambda f: f.with_column("doubled", col("x") * 2),
+        lambda f: f.with_column("doubled", col("x") * 2).collect(),
+        lambda f: f.filter(col("id") > 10).take([0, 1]),
+        lambda f: f.sort("x"),
+        lambda f: f.top_k(3, by="x"),
+        lambda f: f.unique("city"),
+        lambda f: f.group_by("city").agg(col("x").sum().alias("total")),
+        lambda f: f.join(
+            relay.from_arrow(pa.table({"id": [1, 2, 3], "w": [0.5, 1.5, 2.5]})), on="id"
+        ),
+        lambda f: f.join(relay.from_arrow(pa.table({"id": [1, 2, 3]})), on="id", how="semi"),
+        lambda f: f.with_column("w", np.arange(10_000, dtype=np.float64)),
+        lambda f: f.slice(1_000, 1_000).with_column("w", np.arange(1_000, dtype=np.float64)),
+        lambda f: f.slice(1_000, 1_000).with_column("w", np.arange(2_000, dtype=np.int64)[::2]),
+        lambda f: relay.concat([f.slice(0, 10), f.slice(10, 10)]),
+        lambda f: relay.concat([f.slice(0, 10)]).slice(0, 5),
+        lambda f: relay.from_arrow(pa.table({"a": np.arange(5.0)})),
     ],
 )
 def test_explain_agrees_with_what_exporting_does(sorted_batches, derive):
+    """explain(), Column.copy_reason and exports with zero_copy=True give one verdict per
+    column, whatever the plan."""
     path, _ = sorted_batches
     frame = derive(relay.scan(path))
     text = frame.explain()
@@ -125,10 +146,13 @@ def test_explain_agrees_with_what_exporting_does(sorted_batches, derive):
         column = frame[name]
         if column.is_zero_copy:
             assert "view of" in line, (line, column.copy_reason)
+            column.to_numpy(zero_copy=True)
         else:
             assert ": copy: " in line, (line, column.copy_reason)
-            if "computed" not in line:
-                assert line.split(": copy: ", 1)[1] == column.copy_reason
+            assert line.split(": copy: ", 1)[1] == column.copy_reason
+            with pytest.raises(relay.ZeroCopyError) as refused:
+                column.to_numpy(zero_copy=True)
+            assert str(refused.value).endswith(column.copy_reason)
 
 
 def test_evaluation_errors_name_the_file(sorted_batches):
@@ -220,3 +244,15 @@ def test_a_forked_child_maps_the_file_itself(one_batch):
     os.close(read_end)
     assert answer == b"ok"
     assert float(frame["x"].to_numpy().sum()) == float(relay.scan(path)["x"].to_numpy().sum())
+
+
+def test_relay_inspect_gives_the_reasons_columns_give(sorted_batches, tmp_path):
+    from relay_ml._relay import inspect_file
+
+    path, table = sorted_batches
+    single = write_arrow(tmp_path / "single.arrow", table)
+    for file in (path, single):
+        frame = relay.scan(file)
+        for column in inspect_file(str(file))["columns"]:
+            assert column["reason"] == frame[column["name"]].copy_reason
+            assert column["zero_copy"] is frame[column["name"]].is_zero_copy

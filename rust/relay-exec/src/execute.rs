@@ -258,7 +258,7 @@ pub fn execute(plan: &LogicalPlan, profile: &Profile) -> Result<ViewSet, ExecErr
         } => {
             let input = execute(input, profile)?;
             let rows_in = input.num_rows();
-            let result = slice(input, *offset as usize, *length as usize);
+            let result = slice(input, *offset, *length);
             let stats = row_stats(rows_in, &result, 0);
             (result, stats)
         }
@@ -718,39 +718,26 @@ fn project(
     ))
 }
 
-fn slice(input: ViewSet, offset: usize, length: usize) -> ViewSet {
-    let mut skip = offset;
-    let mut remaining = length;
-    let mut chunks = Vec::new();
-    for chunk in input.chunks {
-        let n = chunk.num_selected();
-        if skip >= n {
-            skip -= n;
-            continue;
-        }
-        if remaining == 0 {
-            break;
-        }
-        let take_rows = (n - skip).min(remaining);
-        let chunk = match &chunk.selection {
+/// Rows `offset .. offset + length` of `input` (positions among its selected rows): chunks
+/// are sliced, or their selections cut, never copied.
+fn slice(input: ViewSet, offset: u64, length: u64) -> ViewSet {
+    let chunks = relay_storage::slice_rows(
+        input.chunks,
+        offset,
+        length,
+        Chunk::num_selected,
+        |chunk, skip, rows| match &chunk.selection {
             Some(selection) => Chunk {
-                selection: Some(Arc::new(selection[skip..skip + take_rows].to_vec())),
+                selection: Some(Arc::new(selection[skip..skip + rows].to_vec())),
                 ..chunk
             },
             None => Chunk {
-                columns: chunk
-                    .columns
-                    .iter()
-                    .map(|c| c.slice(skip, take_rows))
-                    .collect(),
-                len: take_rows,
+                columns: chunk.columns.iter().map(|c| c.slice(skip, rows)).collect(),
+                len: rows,
                 selection: None,
             },
-        };
-        chunks.push(chunk);
-        remaining -= take_rows;
-        skip = 0;
-    }
+        },
+    );
     ViewSet {
         schema: input.schema,
         chunks,

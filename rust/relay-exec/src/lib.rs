@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod order;
 pub mod pieces;
 pub mod profile;
+pub mod provenance;
 pub mod read;
 pub mod sort;
 #[cfg(test)]

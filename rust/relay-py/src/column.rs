@@ -11,12 +11,13 @@ use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyList, PyTuple};
 use relay_exec::DenseArray;
 use relay_exec::execute::ViewSet;
+use relay_exec::provenance::{self, Verdict};
 use relay_plan::LogicalPlan;
 use relay_storage::{ColumnView, DecodedColumn, type_name};
 
 use crate::errors::{DetachGuarded, ErrorKind, IntoPyResult, guarded, relay_error};
 use crate::export;
-use crate::frame::{FrameOrigin, run_plan};
+use crate::frame::{FrameOrigin, exec_error, optimized, run_plan};
 
 /// Where a column's data comes from.
 #[derive(Clone)]
@@ -42,16 +43,17 @@ enum Executed {
 const FILTER_COPY: &str = "a filter selected rows: they are gathered into a copy";
 
 impl Executed {
-    /// Why exporting copies, or None for a view of the mapping.
-    fn copy_reason(&self, mapped: &std::ops::Range<usize>) -> Option<String> {
+    /// Why exporting what was executed copies, or None for a view of `range`: the check an
+    /// export with `zero_copy=True` makes after running, beside the verdict from the plan.
+    fn blocker(&self, range: &std::ops::Range<usize>) -> Option<String> {
         match self {
-            Executed::Chunks(chunks) => relay_exec::zero_copy_blocker(chunks, mapped),
+            Executed::Chunks(chunks) => relay_exec::zero_copy_blocker(chunks, range),
             Executed::View(view) if view.chunks.iter().any(|c| c.selection.is_some()) => {
                 Some(FILTER_COPY.into())
             }
             Executed::View(view) => {
                 let chunks = view_chunks(view).ok()?;
-                relay_exec::zero_copy_blocker(&chunks, mapped)
+                relay_exec::zero_copy_blocker(&chunks, range)
             }
         }
     }
@@ -152,36 +154,84 @@ impl ColumnBase {
         self.origin().mapped_range()
     }
 
-    /// The memory an export of `executed` may point into without a copy: the file's mapping,
-    /// or an array attached by `with_column` that holds this column's data.
-    fn export_range(&self, executed: &Executed) -> std::ops::Range<usize> {
-        match (&self.source, executed) {
-            (ColumnSource::Plan { plan, origin, .. }, Executed::View(view)) => {
-                crate::frame::export_range(plan, view, origin.mapped_range())
+    /// Whether exports of this column are views or copies, decided from the plan and the
+    /// file's metadata (see `relay_exec::provenance`): the plan is not run.
+    fn verdict(&self, py: Python<'_>) -> PyResult<Verdict> {
+        match &self.source {
+            ColumnSource::File(view) => {
+                let chunks = py
+                    .detach_guarded("copy_reason", || view.chunks())?
+                    .into_py_result()?;
+                Ok(provenance::chunks_verdict(
+                    &chunks,
+                    view.data_type(),
+                    &self.mapped(),
+                ))
             }
-            _ => self.mapped(),
+            ColumnSource::Plan {
+                plan,
+                field,
+                origin,
+            } => py
+                .detach_guarded("copy_reason", || {
+                    provenance::column_verdict(
+                        optimized(plan.clone())?.as_ref(),
+                        field.name(),
+                        &origin.mapped_range(),
+                    )
+                })?
+                .map_err(exec_error),
         }
     }
 
-    /// Why exporting `executed` copies (None for a view of `range`), in the plan's terms.
-    fn reason_of(&self, executed: &Executed, range: &std::ops::Range<usize>) -> Option<String> {
-        let reason = executed.copy_reason(range)?;
-        Some(match (&self.source, executed) {
-            (ColumnSource::Plan { plan, .. }, Executed::View(view)) => {
-                crate::frame::refine_copy_reason(plan, view, reason)
+    /// The column read for an export, and the memory the export may point into without a
+    /// copy. With `zero_copy`, a copy is refused: before running the plan when the verdict
+    /// says copy, and after it should what ran not be a view after all.
+    fn read_for_export(
+        &self,
+        py: Python<'_>,
+        zero_copy: bool,
+    ) -> PyResult<(Executed, std::ops::Range<usize>)> {
+        let range = match &self.source {
+            ColumnSource::File(_) => self.mapped(),
+            ColumnSource::Plan {
+                plan,
+                field,
+                origin,
+            } => provenance::export_range(plan, field.name(), &origin.mapped_range()),
+        };
+        if !zero_copy {
+            return Ok((self.execute(py)?, range));
+        }
+        let executed = match &self.source {
+            // The decoded chunks are both what the verdict looks at and what is exported.
+            ColumnSource::File(view) => {
+                let chunks = py
+                    .detach_guarded("execute", || view.chunks())?
+                    .into_py_result()?;
+                let verdict = provenance::chunks_verdict(&chunks, view.data_type(), &range);
+                if let Some(reason) = verdict.copy_reason() {
+                    return Err(self.zero_copy_error(reason));
+                }
+                Executed::Chunks(chunks)
             }
-            _ => reason,
-        })
+            ColumnSource::Plan { .. } => {
+                if let Some(reason) = self.verdict(py)?.copy_reason() {
+                    return Err(self.zero_copy_error(reason));
+                }
+                self.execute(py)?
+            }
+        };
+        if let Some(reason) = executed.blocker(&range) {
+            return Err(self.zero_copy_error(&reason));
+        }
+        Ok((executed, range))
     }
 
     /// The column as one dense buffer, refusing a copy when `zero_copy` is true.
     fn dense(&self, py: Python<'_>, zero_copy: bool) -> PyResult<DenseArray> {
-        let executed = self.execute(py)?;
-        let mapped = self.export_range(&executed);
-        if zero_copy && let Some(reason) = self.reason_of(&executed, &mapped) {
-            return Err(self.zero_copy_error(&reason));
-        }
-        py.detach_guarded("dense", || executed.dense(&mapped))?
+        let (executed, range) = self.read_for_export(py, zero_copy)?;
+        py.detach_guarded("dense", || executed.dense(&range))?
             .map_err(|reason| self.type_error(&reason))
     }
 
@@ -249,9 +299,7 @@ impl ColumnBase {
     /// Why an export of this column copies, or None when it is a view of the mapping.
     #[getter]
     pub fn copy_reason(&self, py: Python<'_>) -> PyResult<Option<String>> {
-        let executed = self.execute(py)?;
-        let range = self.export_range(&executed);
-        Ok(self.reason_of(&executed, &range))
+        Ok(self.verdict(py)?.copy_reason().map(str::to_owned))
     }
 
     fn _slice(&self, offset: u64, length: Option<u64>) -> Self {
@@ -277,14 +325,8 @@ impl ColumnBase {
         py: Python<'py>,
         zero_copy: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let executed = self.execute(py)?;
-        let mapped = self.export_range(&executed);
-        if zero_copy == Some(true)
-            && let Some(reason) = self.reason_of(&executed, &mapped)
-        {
-            return Err(self.zero_copy_error(&reason));
-        }
-        match py.detach_guarded("_to_numpy", || executed.dense(&mapped))? {
+        let (executed, range) = self.read_for_export(py, zero_copy == Some(true))?;
+        match py.detach_guarded("_to_numpy", || executed.dense(&range))? {
             Ok(dense) => export::numpy::dense_to_numpy(py, dense),
             // No fixed-width form (strings, decimals, nested types): an object array.
             // fromiter, unlike array(), never turns equal-length lists into extra dimensions.

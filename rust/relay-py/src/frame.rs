@@ -15,14 +15,15 @@ use relay_exec::execute::{ExecError, ViewSet, execute};
 use relay_exec::gather::{Order, gather_fixed_width};
 use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
+use relay_exec::provenance;
 use relay_plan::optimizer::Optimizer;
 use relay_plan::{
     AggExpr, AggFunc, Expr, Interpolation, JoinType, Keep, LogicalPlan, PlanError, Quantile,
     SortKey,
 };
 use relay_storage::{
-    Dataset, DatasetView, DecodedColumn, DecodedFile, DecodedOpener, FileFormat, FragmentSpec,
-    IpcFile, ParquetFile, StorageError, TableView, type_name,
+    Dataset, DatasetView, DecodedFile, DecodedOpener, FileFormat, FragmentSpec, IpcFile,
+    ParquetFile, StorageError, TableView, type_name,
 };
 
 use crate::column::{ColumnBase, ColumnSource};
@@ -157,152 +158,9 @@ impl NativeFrame {
     }
 }
 
-// -- where exported column data lives: the mapping, an attached array, or memory ----------------
-
 /// Whether any node of `plan` satisfies `test`.
 fn plan_has(plan: &LogicalPlan, test: &impl Fn(&LogicalPlan) -> bool) -> bool {
     test(plan) || plan.inputs().iter().any(|input| plan_has(input, test))
-}
-
-/// The addresses of an array's values (for a fixed-size list, of its items).
-fn values_range(array: &ArrayRef) -> Option<Range<usize>> {
-    let data = array.to_data();
-    let data = match data.data_type() {
-        DataType::FixedSizeList(..) => data.child_data().first()?.clone(),
-        _ => data,
-    };
-    let buffer = data.buffers().first()?;
-    let start = buffer.as_ptr() as usize;
-    Some(start..start + buffer.len())
-}
-
-/// The attached array of `plan` that holds the data of `view`, a one-column result: its values'
-/// addresses and why it was copied when attached (None when referenced). None when `view` is
-/// not one unselected chunk inside an attached array.
-fn attached_home(plan: &LogicalPlan, view: &ViewSet) -> Option<(Range<usize>, Option<String>)> {
-    let [chunk] = view.chunks.as_slice() else {
-        return None;
-    };
-    if chunk.selection.is_some() {
-        return None;
-    }
-    let values = values_range(chunk.columns.first()?)?;
-    let mut found = None;
-    let mut search = |node: &LogicalPlan| {
-        if let LogicalPlan::AttachColumns { columns, .. } = node {
-            for column in columns {
-                if let Some(range) = values_range(&column.array)
-                    && range.start <= values.start
-                    && values.end <= range.end
-                    && found.is_none()
-                {
-                    found = Some((range, column.copied.clone()));
-                }
-            }
-        }
-    };
-    fn walk(plan: &LogicalPlan, visit: &mut impl FnMut(&LogicalPlan)) {
-        visit(plan);
-        for input in plan.inputs() {
-            walk(input, visit);
-        }
-    }
-    walk(plan, &mut search);
-    found
-}
-
-/// The memory an export of `view` (the one-column result of `plan`) may point into without a
-/// copy: the referenced array attached (by `with_column`, `from_numpy`, ...) that holds it,
-/// else the mapping of the frame's file (`mapped`, empty for a frame in memory).
-pub fn export_range(plan: &LogicalPlan, view: &ViewSet, mapped: Range<usize>) -> Range<usize> {
-    match attached_home(plan, view) {
-        Some((range, None)) => range,
-        _ => mapped,
-    }
-}
-
-/// `reason` (why exporting `view`, the one-column result of `plan`, copies) in terms of the
-/// operation that causes it: an attached array that was copied, a take or sample, a collect.
-pub fn refine_copy_reason(plan: &LogicalPlan, view: &ViewSet, reason: String) -> String {
-    if let Some((_, Some(note))) = attached_home(plan, view) {
-        return format!("the array was copied when attached ({note})");
-    }
-    let name = view
-        .schema
-        .fields()
-        .first()
-        .map(|field| field.name().as_str());
-    if let Some(decoded) = decoded_read(plan, name) {
-        return decoded;
-    }
-    let selected = view.chunks.iter().any(|c| c.selection.is_some());
-    if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Sort { .. })) {
-        return "sort() reordered the rows: they are gathered into a copy".into();
-    }
-    if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Distinct { .. })) {
-        return "unique() selected rows: they are gathered into a copy".into();
-    }
-    if selected && plan_has(plan, &|node| matches!(node, LogicalPlan::Join { .. })) {
-        return "a semi or anti join() selected rows: they are gathered into a copy".into();
-    }
-    if selected {
-        if !plan.contains_filter()
-            && plan_has(plan, &|node| matches!(node, LogicalPlan::Take { .. }))
-        {
-            return "take() or sample() picked rows: they are gathered into a copy".into();
-        }
-        return reason;
-    }
-    // A single in-memory chunk whose only obstacle is where it lives: collected data.
-    if let [chunk] = view.chunks.as_slice()
-        && plan_has(plan, &|node| {
-            matches!(node, LogicalPlan::Memory { origin: None, .. })
-        })
-    {
-        let anywhere = relay_storage::DecodedColumn {
-            array: chunk.columns[0].clone(),
-            copy_reason: None,
-        };
-        if relay_exec::zero_copy_blocker(&[anywhere], &(0..usize::MAX)).is_none() {
-            return "the frame was collected into memory (collect()): its arrays are not in the mapped file, \
-                    and exports copy them"
-                .into();
-        }
-    }
-    reason
-}
-
-/// Why column `name` (any column when None) of a read of decoded or several files is a copy:
-/// the formats it was decoded from, or the folder names a partition column comes from; None
-/// when `plan` reads no such files.
-fn decoded_read(plan: &LogicalPlan, name: Option<&str>) -> Option<String> {
-    if let LogicalPlan::Read { view, .. } = plan {
-        let dataset = view.dataset();
-        if let Some(index) = name.and_then(|name| dataset.schema().index_of(name).ok())
-            && index >= dataset.file_schema().fields().len()
-        {
-            return Some(
-                "a partition column: its value comes from the folder names (key=value), repeated into memory".into(),
-            );
-        }
-        let formats: Vec<&str> = view
-            .dataset()
-            .formats()
-            .iter()
-            .filter(|f| f.is_decoded())
-            .map(|f| f.title())
-            .collect();
-        if formats.is_empty() {
-            return Some("read from several Arrow IPC files: the column is not one mapped file, and exports copy it".into());
-        }
-        return Some(format!(
-            "decoded from {} into memory (a copy of the file's data)",
-            formats.join(" and ")
-        ));
-    }
-    plan.inputs()
-        .iter()
-        .find_map(|input| decoded_read(input, name))
 }
 
 /// Options of the decoded formats as `scan()` takes them.
@@ -989,17 +847,11 @@ impl NativeFrame {
         }
         out.push_str("columns:\n");
         let schema = self.schema_ref()?;
-        let filtered = self.plan.contains_filter();
+        let mapped = self.origin.mapped_range();
         for field in schema.fields() {
-            let origin = py.detach_guarded("explain", || {
-                column_origin(&optimized, field.name(), &mut Vec::new())
+            let verdict = py.detach_guarded("explain", || {
+                provenance::explain_column(&optimized, field.name(), &mapped)
             })?;
-            let verdict = verdict_of(
-                origin,
-                field.data_type(),
-                filtered,
-                &self.origin.mapped_range(),
-            );
             out.push_str(&format!(
                 "  {} ({}): {verdict}\n",
                 field.name(),
@@ -1056,34 +908,6 @@ impl NativeFrame {
     }
 }
 
-// -- explain: view or copy, from the plan ------------------------------------------------------
-
-/// Where an output column's data comes from, as far as exporting it is concerned.
-enum Origin {
-    /// Rows picked by a filter or a take: exporting gathers them.
-    Selected,
-    /// Arrays that already exist (a file's decoded batches, collected memory), after the
-    /// slices and reinterpretations above them.
-    Arrays {
-        chunks: Vec<DecodedColumn>,
-        in_memory: bool,
-    },
-    /// An array attached (by `with_column`, `from_numpy`, ...), after the slices above it, and
-    /// why it was copied when attached.
-    Attached {
-        array: Vec<DecodedColumn>,
-        copied: Option<String>,
-    },
-    /// An expression evaluated over the rows.
-    Computed,
-    /// Rows produced by a relational operator (sort, unique, group_by): the verdict says how.
-    Produced(&'static str),
-    /// Columns decoded from files (or read from several files): the verdict says from what.
-    Decoded(String),
-    /// The column's data could not be read (the error that exporting would raise).
-    Unreadable(String),
-}
-
 /// How `other`'s columns differ from `schema`'s, naming the first column that differs; None
 /// when they have the same names and types in the same order.
 fn schema_mismatch(
@@ -1122,213 +946,6 @@ fn schema_mismatch(
         .fields()
         .get(schema.fields().len())
         .map(|extra| format!("it has an extra column {:?}", extra.name()))
-}
-
-/// Rows `offset .. offset + length` of `chunks` taken together, as the executor slices them:
-/// chunks wholly before or after are dropped.
-fn slice_chunks(chunks: Vec<DecodedColumn>, offset: u64, length: u64) -> Vec<DecodedColumn> {
-    let (mut skip, mut remaining) = (
-        offset as usize,
-        usize::try_from(length).unwrap_or(usize::MAX),
-    );
-    let mut out = Vec::new();
-    for chunk in chunks {
-        let n = chunk.array.len();
-        if skip >= n {
-            skip -= n;
-            continue;
-        }
-        if remaining == 0 {
-            break;
-        }
-        let rows = (n - skip).min(remaining);
-        out.push(DecodedColumn {
-            array: chunk.array.slice(skip, rows),
-            copy_reason: chunk.copy_reason,
-        });
-        remaining -= rows;
-        skip = 0;
-    }
-    out
-}
-
-/// Where column `name` of `plan` comes from; `slices` are the (offset, length) of the slices
-/// above `plan`, outermost first.
-fn column_origin(plan: &LogicalPlan, name: &str, slices: &mut Vec<(u64, u64)>) -> Origin {
-    let sliced = |chunks: Vec<DecodedColumn>, slices: &[(u64, u64)]| {
-        slices
-            .iter()
-            .rev()
-            .fold(chunks, |chunks, &(offset, length)| {
-                slice_chunks(chunks, offset, length)
-            })
-    };
-    match plan {
-        LogicalPlan::Scan { filters, .. } if !filters.is_empty() => Origin::Selected,
-        LogicalPlan::Filter { .. } | LogicalPlan::Take { .. } => {
-            decoded_read(plan, Some(name)).map_or(Origin::Selected, Origin::Decoded)
-        }
-        LogicalPlan::Read { .. } => {
-            Origin::Decoded(decoded_read(plan, Some(name)).unwrap_or_default())
-        }
-        LogicalPlan::Sort { .. } => {
-            Origin::Produced("sort() reordered the rows: they are gathered into a copy")
-        }
-        LogicalPlan::Distinct { .. } => {
-            Origin::Produced("unique() selected rows: they are gathered into a copy")
-        }
-        LogicalPlan::Aggregate { .. } => {
-            Origin::Produced("group_by().agg() computed the column into new memory")
-        }
-        LogicalPlan::Join { how, .. } if how.filters_left() => {
-            Origin::Produced("a semi or anti join() selected rows: they are gathered into a copy")
-        }
-        LogicalPlan::Join { .. } => {
-            Origin::Produced("join() gathered the matched rows into new memory")
-        }
-        LogicalPlan::Scan { table, .. } => {
-            match table.column(name).and_then(|column| column.chunks()) {
-                Ok(chunks) => Origin::Arrays {
-                    chunks: sliced(chunks, slices),
-                    in_memory: false,
-                },
-                Err(error) => Origin::Unreadable(error.to_string()),
-            }
-        }
-        LogicalPlan::Memory {
-            schema, batches, ..
-        } => match schema.index_of(name) {
-            Ok(index) => {
-                let chunks = batches
-                    .iter()
-                    .map(|batch| DecodedColumn {
-                        array: batch.column(index).clone(),
-                        copy_reason: None,
-                    })
-                    .collect();
-                Origin::Arrays {
-                    chunks: sliced(chunks, slices),
-                    in_memory: true,
-                }
-            }
-            Err(error) => Origin::Unreadable(error.to_string()),
-        },
-        LogicalPlan::Project { input, exprs } => {
-            let Some(expr) = exprs.iter().find(|expr| expr.output_name() == name) else {
-                return Origin::Unreadable(format!("no column {name:?} in the plan"));
-            };
-            let mut expr = expr;
-            while let Expr::Alias { input, .. } = expr {
-                expr = input;
-            }
-            match expr {
-                Expr::Column(source) => column_origin(input, source, slices),
-                _ => Origin::Computed,
-            }
-        }
-        LogicalPlan::Slice {
-            input,
-            offset,
-            length,
-        } => {
-            slices.push((*offset, *length));
-            column_origin(input, name, slices)
-        }
-        LogicalPlan::Reinterpret { input, columns } => {
-            let origin = column_origin(input, name, slices);
-            match (origin, columns.iter().find(|(column, _)| column == name)) {
-                (Origin::Arrays { chunks, in_memory }, Some((_, to))) => {
-                    let chunks: Result<Vec<DecodedColumn>, arrow::error::ArrowError> = chunks
-                        .into_iter()
-                        .map(|chunk| {
-                            Ok(DecodedColumn {
-                                array: relay_exec::nodes::reinterpret_array(&chunk.array, to)?,
-                                copy_reason: chunk.copy_reason,
-                            })
-                        })
-                        .collect();
-                    match chunks {
-                        Ok(chunks) => Origin::Arrays { chunks, in_memory },
-                        Err(error) => Origin::Unreadable(error.to_string()),
-                    }
-                }
-                (origin, _) => origin,
-            }
-        }
-        LogicalPlan::AttachColumns { input, columns } => {
-            match columns.iter().find(|column| column.name == name) {
-                Some(column) => {
-                    let array = DecodedColumn {
-                        array: column.array.clone(),
-                        copy_reason: None,
-                    };
-                    Origin::Attached {
-                        array: sliced(vec![array], slices),
-                        copied: column.copied.clone(),
-                    }
-                }
-                None => column_origin(input, name, slices),
-            }
-        }
-    }
-}
-
-/// The verdict `explain()` prints for a column from `origin`: "view of ..." or "copy: why".
-/// The reasons are those `Column.copy_reason` gives after running the plan. `filtered`: the
-/// frame's plan has a filter (a selection then comes from it, else from a take or sample).
-fn verdict_of(
-    origin: Origin,
-    data_type: &DataType,
-    filtered: bool,
-    mapped: &Range<usize>,
-) -> String {
-    match origin {
-        Origin::Selected if filtered => {
-            "copy: a filter selected rows: they are gathered into a copy".into()
-        }
-        Origin::Selected => {
-            "copy: take() or sample() picked rows: they are gathered into a copy".into()
-        }
-        Origin::Computed => "copy: computed by an expression, evaluated into new memory".into(),
-        Origin::Produced(how) => format!("copy: {how}"),
-        Origin::Decoded(how) => format!("copy: {how}"),
-        Origin::Attached {
-            copied: Some(note), ..
-        } => format!("copy: the array was copied when attached ({note})"),
-        // Referenced: a view unless its layout has no NumPy form (nulls, bits, strings, ...).
-        Origin::Attached {
-            array,
-            copied: None,
-        } => match array
-            .first()
-            .map(|_| relay_exec::zero_copy_blocker(&array, &(0..usize::MAX)))
-        {
-            Some(Some(reason)) => format!("copy: {reason}"),
-            _ => "view of the array attached (referenced, not copied)".into(),
-        },
-        Origin::Unreadable(error) => format!("copy: the column cannot be read as it is ({error})"),
-        Origin::Arrays {
-            mut chunks,
-            in_memory,
-        } => {
-            if chunks.is_empty() {
-                chunks.push(DecodedColumn {
-                    array: arrow::array::new_empty_array(data_type),
-                    copy_reason: None,
-                });
-            }
-            match relay_exec::zero_copy_blocker(&chunks, mapped) {
-                // Collected views of the file are still views of it.
-                None => "view of the mapped file".into(),
-                Some(_) if in_memory && chunks.len() == 1 && relay_exec::zero_copy_blocker(&chunks, &(0..usize::MAX)).is_none() => {
-                    "copy: the frame was collected into memory (collect()): its arrays are not in the mapped file, \
-                     and exports copy them"
-                        .into()
-                }
-                Some(reason) => format!("copy: {reason}"),
-            }
-        }
-    }
 }
 
 fn indent(text: &str) -> String {

@@ -80,15 +80,9 @@ pub fn inspect_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, 
                     buffer_alignment(&chunk.array.to_data(), &mapped, &mut alignment);
                 }
                 let nulls: usize = chunks.iter().map(|c| c.array.logical_null_count()).sum();
-                let mut blocker = relay_exec::zero_copy_blocker(&chunks, &mapped);
-                // Copies made while decoding (compressed record batches) are named even where
-                // another reason comes first (several batches, a type without a NumPy form).
-                if let Some(decode_reason) = chunks.iter().find_map(|c| c.copy_reason.as_ref())
-                    && let Some(reason) = &blocker
-                    && !reason.contains(decode_reason.as_str())
-                {
-                    blocker = Some(format!("{reason}; {decode_reason}"));
-                }
+                let verdict =
+                    relay_exec::provenance::chunks_verdict(&chunks, view.data_type(), &mapped);
+                let blocker = verdict.copy_reason();
                 column.set_item("alignment", alignment)?;
                 column.set_item("null_count", nulls)?;
                 column.set_item("zero_copy", blocker.is_none())?;

@@ -37,7 +37,7 @@ pub use ipc::{BatchInfo, DecodedColumn, IpcFile, IpcFormat, codec_name};
 pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
 pub use text::{CsvOptions, JsonOptions, TextFile};
 pub use types::{type_name, unit_name};
-pub use view::{ColumnView, RowRange, TableView, slice_batches};
+pub use view::{ColumnView, RowRange, TableView, slice_batches, slice_rows};
 pub use write::{IPC_ALIGNMENT, IpcFileWriter, WriteSummary, ipc_write_options, write_ipc_file};
 pub use write_parquet::{
     DEFAULT_ROW_GROUP_ROWS, ParquetFileWriter, ParquetWriteOptions, write_parquet_file,

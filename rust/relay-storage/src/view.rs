@@ -52,11 +52,31 @@ pub fn slice_batches<'a>(
     offset: u64,
     length: u64,
 ) -> Vec<RecordBatch> {
+    slice_rows(
+        batches,
+        offset,
+        length,
+        |batch| batch.num_rows(),
+        |batch, skip, count| batch.slice(skip, count),
+    )
+}
+
+/// Rows `offset .. offset + length` of `parts` taken together, where a part holds `rows_of(part)`
+/// rows: `cut(part, first row, row count)` for each part those rows overlap, in order. Parts
+/// wholly before or after the rows, and empty parts, are dropped. This is the one slicing walk
+/// of record batches, executed chunks and decoded column chunks alike.
+pub fn slice_rows<T, U>(
+    parts: impl IntoIterator<Item = T>,
+    offset: u64,
+    length: u64,
+    rows_of: impl Fn(&T) -> usize,
+    mut cut: impl FnMut(T, usize, usize) -> U,
+) -> Vec<U> {
     let mut skip = offset;
     let mut remaining = length;
     let mut sliced = Vec::new();
-    for batch in batches {
-        let rows = batch.num_rows() as u64;
+    for part in parts {
+        let rows = rows_of(&part) as u64;
         if skip >= rows {
             skip -= rows;
             continue;
@@ -65,7 +85,7 @@ pub fn slice_batches<'a>(
             break;
         }
         let count = (rows - skip).min(remaining);
-        sliced.push(batch.slice(skip as usize, count as usize));
+        sliced.push(cut(part, skip as usize, count as usize));
         remaining -= count;
         skip = 0;
     }
@@ -253,6 +273,15 @@ impl TableView {
             .collect()
     }
 
+    /// The number of this view's rows in each record batch of the file that holds some, in
+    /// order: the row counts of the chunks a scan of the view yields. Read from the footer.
+    pub fn batch_rows(&self) -> Vec<usize> {
+        overlapping_batches(&self.file, self.rows)
+            .into_iter()
+            .map(|(_, _, rows)| rows)
+            .collect()
+    }
+
     /// The view as record batches, one per overlapping batch of the file, sharing the mapping.
     pub fn record_batches(&self) -> Result<Vec<RecordBatch>> {
         self.record_batches_of(&self.batch_indices())
@@ -364,6 +393,27 @@ impl ColumnView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slice_rows_cuts_the_parts_that_overlap() {
+        let parts = [4usize, 0, 3, 5];
+        let cut = |offset, length| {
+            slice_rows(
+                parts,
+                offset,
+                length,
+                |&rows| rows,
+                |rows, skip, count| (rows, skip, count),
+            )
+        };
+        // Across a part boundary: the empty part is dropped.
+        assert_eq!(cut(2, 4), vec![(4, 2, 2), (3, 0, 2)]);
+        // Starting exactly at a boundary, to the end.
+        assert_eq!(cut(4, u64::MAX), vec![(3, 0, 3), (5, 0, 5)]);
+        // Nothing: past the end, or no rows.
+        assert!(cut(12, 3).is_empty());
+        assert!(cut(1, 0).is_empty());
+    }
 
     #[test]
     fn row_range_slice_clamps_like_python() {
