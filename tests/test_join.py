@@ -447,3 +447,18 @@ def test_errors_name_the_argument_column_and_types(people_and_cities):
     clashing = relay.from_arrow(pa.table({"city": ["oslo"], "age": [1], "age_right": [2]}))
     with pytest.raises(relay.RelayValueError, match='"age_right" appears twice'):
         people.join(clashing, on="city")
+
+
+@pytest.mark.parametrize("how", ["semi", "anti"])
+def test_a_selection_after_a_semi_or_anti_join_keeps_only_its_columns(how):
+    """The optimizer prunes the join's columns to those selected above it; the join's output
+    must hold exactly those."""
+    left = relay.from_arrow(pa.table({"k": pa.array([0, 1, 2], pa.int32()), "y": [1, 2, 3]}))
+    right = relay.from_arrow(pa.table({"k": pa.array([1, 5], pa.int32()), "r": [10, 11]}))
+    joined = left.join(right, on="k", how=how).select(["k"])
+    assert joined.columns == ["k"]
+    assert pa.table(joined).to_pydict() == {"k": [1] if how == "semi" else [0, 2]}
+    empty = relay.from_arrow(
+        pa.table({"k": pa.array([], pa.int32()), "y": pa.array([], pa.int64())})
+    )
+    assert pa.table(empty.join(right, on="k", how=how).select(["y"])).column_names == ["y"]

@@ -83,7 +83,8 @@ fn scanned_path(plan: &LogicalPlan) -> Option<PathBuf> {
 pub struct Chunk {
     pub columns: Vec<ArrayRef>,
     pub len: usize,
-    /// Sorted row offsets into `columns`; None means every row.
+    /// Row offsets into `columns`, in output order: ascending after a filter, any order after
+    /// a sort or take. None means every row.
     pub selection: Option<Arc<Vec<u32>>>,
 }
 

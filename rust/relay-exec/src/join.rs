@@ -646,7 +646,21 @@ pub fn join(
             .iter()
             .flat_map(|p| p.probe.iter().map(|&r| u64::from(r)))
             .collect();
-        return crate::nodes::take(left, &positions);
+        // Only the columns the node keeps (a projection above may have pruned some).
+        let taken = crate::nodes::take(left, &positions)?;
+        let indices = columns
+            .iter()
+            .map(|column| taken.schema.index_of(&column.name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chunks = taken
+            .chunks
+            .into_iter()
+            .map(|chunk| Chunk {
+                columns: indices.iter().map(|&i| chunk.columns[i].clone()).collect(),
+                ..chunk
+            })
+            .collect();
+        return Ok(ViewSet { schema, chunks });
     }
     // (left position, right position) pairs, per probe morsel. The smaller side is built; the
     // pairs then come in the probe side's order and are counting-sorted into the order the
