@@ -689,11 +689,17 @@ class Frame:
         """All columns as one 2-D array of shape ``(rows, columns)``, in ``order`` "C"
         (row-major) or "F" (column-major).
 
-        Every column must have a fixed-width numeric form (see :meth:`Column.to_numpy`); the
-        result has their common NumPy dtype. This always copies: a frame's columns are not
-        interleaved in the file. Columns of one dtype without nulls are gathered in one
-        parallel pass straight into the result. For one column without a copy use
-        ``frame[name].to_numpy()``.
+        When every column has a fixed-width numeric form (see :meth:`Column.to_numpy`) the
+        result has their common NumPy dtype; columns of one dtype without nulls are gathered
+        in one parallel pass straight into it. A frame with a column of strings (or of other
+        values without a numeric form: decimals, variable-length lists, structs) gives an
+        ``object`` array of Python values, as Polars' and pandas' ``to_numpy()`` do for
+        mixed types. This always copies: a frame's columns are not interleaved in the file.
+        For one column without a copy use ``frame[name].to_numpy()``.
+
+        Raises:
+            RelayTypeError: a column holds a fixed-size list per row (such as an embedding),
+                which has no single cell in a 2-D array; select the other columns first.
         """
         if order not in ("C", "F"):
             raise RelayValueError(f'order must be "C" or "F", got {order!r}')
@@ -703,16 +709,22 @@ class Frame:
                 return matrix if matrix.ndim == 2 else matrix.reshape(-1, 1)
         columns = [self[name].to_numpy() for name in self.columns]
         for name, column in zip(self.columns, columns, strict=True):
-            if column.ndim != 1 or column.dtype == object:
+            if column.ndim != 1:
                 raise RelayTypeError(
-                    f"column {name!r} of {self.origin} has type {self.schema[name]}, which has no "
-                    f"place in a 2-D numeric array; select the numeric columns first"
+                    f"column {name!r} of {self.origin} has type {self.schema[name]}, whose rows "
+                    f"have no single cell in a 2-D array; select the other columns first"
                 )
-        dtype = np.result_type(*columns) if columns else np.dtype(np.float64)
+        objects = any(column.dtype == object for column in columns)
+        if objects:
+            dtype = np.dtype(object)
+        elif columns:
+            dtype = np.result_type(*columns)
+        else:
+            dtype = np.dtype(np.float64)
         rows = len(columns[0]) if columns else self.num_rows
         out = np.empty((rows, len(columns)), dtype=dtype, order=order)
         for j, column in enumerate(columns):
-            out[:, j] = column
+            out[:, j] = column  # into an object array, numbers become Python ints and floats
         return out
 
     def to_arrow(self) -> pyarrow.Table:

@@ -257,6 +257,31 @@ def test_float32_values_print_as_float32(tmp_path):
     assert [row[3] for row in rows] == ["[0.1, 0.2]", "[0.3, 0.7]", "[1.5, 2.0]"]
 
 
+def test_to_numpy_of_a_frame_with_strings_is_an_object_array(tmp_path):
+    table = pa.table(
+        {
+            "name": ["ann", "bob", None, "dan"],
+            "age": pa.array([25, 41, 35, 52], pa.int32()),
+            "salary": [50_000.0, 72_500.5, 61_000.0, 90_000.0],
+        }
+    )
+    df = relay.scan(write_arrow(tmp_path / "people.arrow", table))
+    out = df.filter(df["age"] > 30).select(["name", "salary"]).to_numpy()
+    expected = pl.from_arrow(table).filter(pl.col("age") > 30).select("name", "salary").to_numpy()
+    assert out.dtype == expected.dtype == np.dtype(object)
+    assert out.shape == (3, 2)
+    assert (
+        out.tolist()
+        == expected.tolist()
+        == [["bob", 72_500.5], [None, 61_000.0], ["dan", 90_000.0]]
+    )
+    assert df.to_numpy(order="F").flags.f_contiguous
+    assert df.to_numpy()[:, 1].tolist() == [25, 41, 35, 52]
+    # Numeric frames keep their dtype.
+    assert df.select("age", "salary").to_numpy().dtype == np.float64
+    assert df.select("age").to_numpy().dtype == np.int32
+
+
 def test_frame_cannot_be_constructed_directly():
     with pytest.raises(TypeError):
         relay.Frame()
