@@ -369,7 +369,13 @@ class Frame:
         )
 
     def cast(self, dtypes: dict[str, Any]) -> Frame:
-        """Columns converted by ``{name: dtype}`` (value conversion)."""
+        """Columns converted by ``{name: dtype}`` (value conversion, strict as
+        :meth:`Expr.cast`).
+
+        A cast between integer types of one width (``int32`` to ``uint32``, ``uint64`` to
+        ``int64``, ...) whose values all fit converts nothing: such values have the same bits
+        in both types, so one pass checks them and the column keeps its buffer (a view of the
+        mapped file stays one). Use :meth:`view` to read bits as another type regardless."""
         if not isinstance(dtypes, dict):
             raise RelayTypeError(
                 f"cast() takes a dict {{name: dtype}}, got {type(dtypes).__name__}"
