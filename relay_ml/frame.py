@@ -369,7 +369,13 @@ class Frame:
         )
 
     def cast(self, dtypes: dict[str, Any]) -> Frame:
-        """Columns converted by ``{name: dtype}`` (value conversion)."""
+        """Columns converted by ``{name: dtype}`` (value conversion, strict as
+        :meth:`Expr.cast`).
+
+        A cast between integer types of one width (``int32`` to ``uint32``, ``uint64`` to
+        ``int64``, ...) whose values all fit converts nothing: such values have the same bits
+        in both types, so one pass checks them and the column keeps its buffer (a view of the
+        mapped file stays one). Use :meth:`view` to read bits as another type regardless."""
         if not isinstance(dtypes, dict):
             raise RelayTypeError(
                 f"cast() takes a dict {{name: dtype}}, got {type(dtypes).__name__}"
@@ -692,11 +698,17 @@ class Frame:
         """All columns as one 2-D array of shape ``(rows, columns)``, in ``order`` "C"
         (row-major) or "F" (column-major).
 
-        Every column must have a fixed-width numeric form (see :meth:`Column.to_numpy`); the
-        result has their common NumPy dtype. This always copies: a frame's columns are not
-        interleaved in the file. Columns of one dtype without nulls are gathered in one
-        parallel pass straight into the result. For one column without a copy use
-        ``frame[name].to_numpy()``.
+        When every column has a fixed-width numeric form (see :meth:`Column.to_numpy`) the
+        result has their common NumPy dtype; columns of one dtype without nulls are gathered
+        in one parallel pass straight into it. A frame with a column of strings (or of other
+        values without a numeric form: decimals, variable-length lists, structs) gives an
+        ``object`` array of Python values, as Polars' and pandas' ``to_numpy()`` do for
+        mixed types. This always copies: a frame's columns are not interleaved in the file.
+        For one column without a copy use ``frame[name].to_numpy()``.
+
+        Raises:
+            RelayTypeError: a column holds a fixed-size list per row (such as an embedding),
+                which has no single cell in a 2-D array; select the other columns first.
         """
         if order not in ("C", "F"):
             raise RelayValueError(f'order must be "C" or "F", got {order!r}')
@@ -706,16 +718,22 @@ class Frame:
                 return matrix if matrix.ndim == 2 else matrix.reshape(-1, 1)
         columns = [self[name].to_numpy() for name in self.columns]
         for name, column in zip(self.columns, columns, strict=True):
-            if column.ndim != 1 or column.dtype == object:
+            if column.ndim != 1:
                 raise RelayTypeError(
-                    f"column {name!r} of {self.origin} has type {self.schema[name]}, which has no "
-                    f"place in a 2-D numeric array; select the numeric columns first"
+                    f"column {name!r} of {self.origin} has type {self.schema[name]}, whose rows "
+                    f"have no single cell in a 2-D array; select the other columns first"
                 )
-        dtype = np.result_type(*columns) if columns else np.dtype(np.float64)
+        objects = any(column.dtype == object for column in columns)
+        if objects:
+            dtype = np.dtype(object)
+        elif columns:
+            dtype = np.result_type(*columns)
+        else:
+            dtype = np.dtype(np.float64)
         rows = len(columns[0]) if columns else self.num_rows
         out = np.empty((rows, len(columns)), dtype=dtype, order=order)
         for j, column in enumerate(columns):
-            out[:, j] = column
+            out[:, j] = column  # into an object array, numbers become Python ints and floats
         return out
 
     def to_arrow(self) -> pyarrow.Table:
@@ -1237,47 +1255,102 @@ _SHORT_TYPES = {
 }
 
 
-def _format_table(frame: Frame, rows_shown: int = 8, width: int = 24) -> str:
-    """A box table like Polars prints: shape, names, types, the first and last rows."""
-    n = frame.num_rows
-    names = frame.columns
+# A printed frame fits this many characters a line (Polars' default table width is 100): the
+# columns that do not fit are left out from the middle, and a `…` column stands for them.
+_TABLE_WIDTH = 100
+# At most this many columns are printed, the first and the last half, as Polars prints 8.
+_COLUMNS_SHOWN = 8
+# Float types printed with their own shortest repr ("0.1", not 0.1's float64 digits
+# "0.10000000149011612"), as NumPy prints its scalars.
+_NARROW_FLOATS: dict[str, type[np.floating[Any]]] = {"float": np.float32, "halffloat": np.float16}
+# List types whose items are printed by their item type.
+_LIST_PREFIXES = ("list<item: ", "large_list<item: ", "fixed_size_list<item: ", "list_view<item: ")
 
-    def shown(part: Frame, name: str) -> list[str]:
+
+def _format_table(frame: Frame, rows_shown: int = 8, cell_width: int = 24) -> str:
+    """A box table like Polars prints: shape, names, types, the first and last rows, and as
+    many columns as fit :data:`_TABLE_WIDTH` characters. The plan runs once (see
+    ``NativeFrame._preview``): only the rows shown are read back."""
+    half = rows_shown // 2
+    n, shown_rows = frame._native._preview(half)
+    names = frame.columns
+    schema = frame.schema
+
+    def values(name: str) -> list[str]:
         try:
-            return [repr_value(v) for v in part[name].to_pylist()]
+            raw = Column(shown_rows.column(name)).to_pylist()
         except RelayError:  # a value Python cannot hold must not break printing the frame
             # Guillemets, so that the marker cannot be read as a value.
-            return ["‹unprintable›"] * len(part)  # noqa: RUF001
+            return ["‹unprintable›"] * len(shown_rows.column(name))  # noqa: RUF001
+        float_type = _float_type_of(schema[name])
+        shown = [_value_text(v, float_type) for v in raw]
+        return shown if n <= 2 * half else [*shown[:half], "…", *shown[half:]]
 
-    if n <= rows_shown:
-        bodies = [shown(frame, c) for c in names]
-    else:
-        half = rows_shown // 2
-        top = frame.head(half)
-        bottom = frame.slice(n - half, half)
-        bodies = [[*shown(top, c), "…", *shown(bottom, c)] for c in names]
-    types = [_SHORT_TYPES.get(t, t) for t in frame.schema.values()]
-    cells = [
-        [name, "---", typ, *body] for name, typ, body in zip(names, types, bodies, strict=True)
-    ]
-    cells = [[c if len(c) <= width else c[: width - 1] + "…" for c in col] for col in cells]
-    widths = [max(len(c) for c in col) for col in cells]
+    def cells(name: str) -> list[str]:
+        typ = _SHORT_TYPES.get(schema[name], schema[name])
+        column = [name, "---", typ, *values(name)]
+        return [c if len(c) <= cell_width else c[: cell_width - 1] + "…" for c in column]
+
+    # The first and the last columns, as many as fit: each drop takes the innermost column of
+    # the longer side.
+    left = list(range(min(len(names), (_COLUMNS_SHOWN + 1) // 2)))
+    right = list(range(max(len(left), len(names) - _COLUMNS_SHOWN // 2), len(names)))
+    formatted = {i: cells(names[i]) for i in (*left, *right)}
+
+    def line_width() -> int:
+        widths = [max(map(len, formatted[i])) for i in (*left, *right)]
+        gap = 4 if len(left) + len(right) < len(names) else 0
+        return sum(w + 3 for w in widths) + 1 + gap
+
+    while len(left) + len(right) > 1 and line_width() > _TABLE_WIDTH:
+        if len(right) >= len(left):
+            right.pop(0)
+        else:
+            left.pop()
+    columns = [formatted[i] for i in left]
+    if len(left) + len(right) < len(names):
+        body = len(formatted[left[0]]) - 3
+        columns.append(["…", "", "", *(["…"] * body)])
+    columns += [formatted[i] for i in right]
+    widths = [max(len(c) for c in column) for column in columns]
 
     def line(left: str, fill: str, sep: str, right: str) -> str:
         return left + sep.join(fill * (w + 2) for w in widths) + right
 
-    def row(values: list[str]) -> str:
-        return "│" + "┆".join(f" {v:<{w}} " for v, w in zip(values, widths, strict=True)) + "│"
+    def row(cells: list[str]) -> str:
+        return "│" + "┆".join(f" {v:<{w}} " for v, w in zip(cells, widths, strict=True)) + "│"
 
     out = [f"shape: ({n:_}, {len(names)})", line("┌", "─", "┬", "┐")]
     for i in range(3):
-        out.append(row([col[i] for col in cells]))
+        out.append(row([column[i] for column in columns]))
     out.append(line("╞", "═", "╪", "╡"))
-    body_rows = len(cells[0]) - 3 if cells else 0
+    body_rows = len(columns[0]) - 3 if columns else 0
     for i in range(body_rows):
-        out.append(row([col[3 + i] for col in cells]))
+        out.append(row([column[3 + i] for column in columns]))
     out.append(line("└", "─", "┴", "┘"))
     return "\n".join(out)
+
+
+def _float_type_of(type_name: str) -> type[np.floating[Any]] | None:
+    """The NumPy type that prints the floats of a column of `type_name` (a float16 or float32
+    column, or a list of them), or None when its floats are float64 or it has none."""
+    for prefix in _LIST_PREFIXES:
+        if type_name.startswith(prefix):
+            item = type_name[len(prefix) :]
+            item = item[: item.rindex(">")]
+            return _float_type_of(item)
+    return _NARROW_FLOATS.get(type_name)
+
+
+def _value_text(value: Any, float_type: type[np.floating[Any]] | None) -> str:
+    """A value as a printed frame shows it; floats of a float32 / float16 column by their own
+    shortest repr."""
+    if float_type is not None:
+        if isinstance(value, float):
+            return str(float_type(value))
+        if isinstance(value, list):
+            return "[" + ", ".join(_value_text(v, float_type) for v in value) + "]"
+    return repr_value(value)
 
 
 def repr_value(value: Any) -> str:

@@ -163,6 +163,125 @@ def test_repr_looks_like_a_table(numeric_file):
     assert "Column('x', dtype=float, len=1000)" in repr(relay.scan(path)["x"])
 
 
+class _CountingNative:
+    """A frame's native side that records every call but those reading its schema: the calls
+    through which the frame's plan can run."""
+
+    _METADATA = frozenset({"schema", "columns", "origin", "path", "_slices_rerun"})
+
+    def __init__(self, native: object) -> None:
+        self.native = native
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> object:
+        if name not in self._METADATA:
+            self.calls.append(name)
+        return getattr(self.native, name)
+
+
+@pytest.mark.parametrize(
+    "derive",
+    [
+        lambda f: f.select("label", "id").unique(),
+        lambda f: f.filter(relay.col("id") % 3 == 0),
+        lambda f: f.sort("x"),
+        lambda f: f.with_column("twice", relay.col("x") * 2),
+        lambda f: f,
+        lambda f: f.head(6),
+    ],
+)
+def test_printing_a_frame_runs_its_plan_once(numeric_file, derive):
+    path, _ = numeric_file
+    frame = derive(relay.scan(path))
+    counting = _CountingNative(frame._native)
+    text = repr(relay.Frame._wrap(counting, frame._ops))  # type: ignore[arg-type]
+    assert len(counting.calls) == 1, counting.calls
+    assert text == repr(frame)
+    expected = pl.from_arrow(frame.to_arrow())
+    assert text.startswith(f"shape: ({len(expected):_}, {len(frame.columns)})")
+    body = [line for line in text.splitlines() if line.startswith("│")][3:]
+    rows = expected.rows() if len(expected) <= 8 else [*expected.head(4).rows(), None]
+    rows += [] if len(expected) <= 8 else expected.tail(4).rows()
+    assert len(body) == len(rows)
+    for line, row in zip(body, rows, strict=True):
+        cells = [cell.strip() for cell in line.strip("│").split("┆")]
+        if row is None:
+            assert set(cells) == {"…"}
+        else:  # the first column holds integers in every frame here
+            assert cells[0] == str(row[0])
+
+
+def test_a_wide_frame_prints_within_100_characters(tmp_path):
+    rng = np.random.default_rng(5)
+    table = pa.table(
+        {f"feature_{i}": rng.standard_normal(20).astype(np.float64) for i in range(30)}
+    )
+    frame = relay.scan(write_arrow(tmp_path / "wide.arrow", table))
+    text = repr(frame)
+    lines = text.splitlines()
+    assert lines[0] == "shape: (20, 30)"
+    assert max(len(line) for line in lines) <= 100, text
+    header = [cell.strip() for cell in lines[2].strip("│").split("┆")]
+    # The first and the last columns, the ones left out stood for by `…`.
+    assert header[0] == "feature_0" and header[-1] == "feature_29" and "…" in header, header
+    assert 3 <= len(header) <= 9
+    left_out = header.index("…")
+    assert header[:left_out] == [f"feature_{i}" for i in range(left_out)]
+    # Frames that fit print every column.
+    narrow = relay.scan(write_arrow(tmp_path / "narrow.arrow", table.select([0, 1, 2])))
+    header = [cell.strip() for cell in repr(narrow).splitlines()[2].strip("│").split("┆")]
+    assert header == ["feature_0", "feature_1", "feature_2"]
+
+
+def test_float32_values_print_as_float32(tmp_path):
+    table = pa.table(
+        {
+            "f32": pa.array([0.1, 1 / 3, None], pa.float32()),
+            "f64": pa.array([0.1, float(np.float32(0.1)), 2.5]),
+            "f16": pa.array(np.array([0.1, 1, 2], np.float16)),
+            "emb": pa.FixedSizeListArray.from_arrays(
+                pa.array([0.1, 0.2, 0.3, 0.7, 1.5, 2.0], pa.float32()), 2
+            ),
+        }
+    )
+    text = repr(relay.scan(write_arrow(tmp_path / "floats.arrow", table)))
+    rows = [
+        [cell.strip() for cell in line.strip("│").split("┆")]
+        for line in text.splitlines()
+        if line.startswith("│")
+    ][3:]
+    assert [row[0] for row in rows] == ["0.1", "0.33333334", "null"]
+    # float64 keeps its own digits: float32's 0.1 read as a float64 is not 0.1.
+    assert [row[1] for row in rows] == ["0.1", "0.10000000149011612", "2.5"]
+    assert [row[2] for row in rows] == ["0.1", "1.0", "2.0"]
+    assert [row[3] for row in rows] == ["[0.1, 0.2]", "[0.3, 0.7]", "[1.5, 2.0]"]
+
+
+def test_to_numpy_of_a_frame_with_strings_is_an_object_array(tmp_path):
+    table = pa.table(
+        {
+            "name": ["ann", "bob", None, "dan"],
+            "age": pa.array([25, 41, 35, 52], pa.int32()),
+            "salary": [50_000.0, 72_500.5, 61_000.0, 90_000.0],
+        }
+    )
+    df = relay.scan(write_arrow(tmp_path / "people.arrow", table))
+    out = df.filter(df["age"] > 30).select(["name", "salary"]).to_numpy()
+    expected = pl.from_arrow(table).filter(pl.col("age") > 30).select("name", "salary").to_numpy()
+    assert out.dtype == expected.dtype == np.dtype(object)
+    assert out.shape == (3, 2)
+    assert (
+        out.tolist()
+        == expected.tolist()
+        == [["bob", 72_500.5], [None, 61_000.0], ["dan", 90_000.0]]
+    )
+    assert df.to_numpy(order="F").flags.f_contiguous
+    assert df.to_numpy()[:, 1].tolist() == [25, 41, 35, 52]
+    # Numeric frames keep their dtype.
+    assert df.select("age", "salary").to_numpy().dtype == np.float64
+    assert df.select("age").to_numpy().dtype == np.int32
+
+
 def test_frame_cannot_be_constructed_directly():
     with pytest.raises(TypeError):
         relay.Frame()

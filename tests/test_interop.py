@@ -229,9 +229,9 @@ def test_in_memory_frames_outlive_their_source() -> None:
 
 
 def test_in_memory_error_messages_name_the_origin() -> None:
-    frame = relay.from_numpy({"s": np.array(["a", "b"]), "x": np.zeros(2)})
+    frame = relay.from_numpy({"s": np.array(["a", "b"]), "x": np.zeros(2), "e": np.zeros((2, 3))})
     with pytest.raises(relay.RelayTypeError, match="from_numpy"):
-        frame.select("s", "x").to_numpy()
+        frame.select("e", "x").to_numpy()
     with pytest.raises(relay.ZeroCopyError, match='column "s" of <from_numpy>'):
         frame.filter(relay.col("x") >= 0)["s"].to_numpy(zero_copy=True)
 

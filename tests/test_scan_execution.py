@@ -155,6 +155,14 @@ def test_explain_agrees_with_what_exporting_does(sorted_batches, derive):
             assert str(refused.value).endswith(column.copy_reason)
 
 
+def test_explain_prints_the_values_of_is_in(sorted_batches):
+    path, _ = sorted_batches
+    text = relay.scan(path).filter(col("city").is_in(["oslo", "rome"])).explain()
+    assert 'col("city").is_in(["oslo", "rome"])' in text
+    long = relay.scan(path).filter(col("id").is_in(list(range(100, 200)))).explain()
+    assert 'col("id").is_in([100, 101, 102, 103, 104, 105, 106, 107, 108, 109, … 90 more])' in long
+
+
 def test_evaluation_errors_name_the_file(sorted_batches):
     path, _ = sorted_batches
     with pytest.raises(relay.RelayError) as filtering:

@@ -110,6 +110,36 @@ def test_copies_are_reported_and_refused_on_request(tmp_path, make, reason):
     column.to_numpy()  # without the requirement it copies
 
 
+def test_a_same_width_integer_cast_whose_values_fit_is_a_view(tmp_path):
+    # Values that fit the target type have the same bits in both: the cast converts nothing.
+    table = pa.table(
+        {
+            "age": pa.array(np.arange(1000, dtype=np.int32) % 100),
+            "count": pa.array(np.arange(1000, dtype=np.uint64) * 7),
+            "delta": pa.array(np.arange(1000, dtype=np.int16) - 10),
+        }
+    )
+    path = write_arrow(tmp_path / "ints.arrow", table)
+    frame = relay.scan(path).cast({"age": "uint32", "count": "int64"})
+    assert frame.schema["age"] == "uint32" and frame.schema["count"] == "int64"
+    for name, dtype in [("age", np.uint32), ("count", np.int64)]:
+        column = frame[name]
+        assert column.copy_reason is None
+        array = column.to_numpy(zero_copy=True)
+        assert array.dtype == dtype and address_in_file_mapping(array.ctypes.data, path)
+        np.testing.assert_array_equal(array, table[name].to_numpy().astype(dtype))
+    # A value that does not fit still fails the strict cast.
+    with pytest.raises(relay.RelayError, match="-10"):
+        relay.scan(path).cast({"delta": "uint16"})["delta"].to_numpy()
+    # Rows that do not fit, filtered out first, do not count.
+    kept = relay.scan(path).filter(relay.col("delta") >= 0).cast({"delta": "uint16"})
+    np.testing.assert_array_equal(kept["delta"].to_numpy(), np.arange(990, dtype=np.uint16))
+    # A cast to another width or kind converts, into new memory.
+    widened = relay.scan(path).cast({"age": "int64"})["age"]
+    assert widened.copy_reason is not None
+    np.testing.assert_array_equal(widened.to_numpy(), table["age"].to_numpy().astype(np.int64))
+
+
 def test_several_record_batches_copy_once(tmp_path):
     table = pa.table({"c": np.arange(100, dtype=np.int64)})
     path = write_arrow(tmp_path / "multi.arrow", table, batch_rows=30)

@@ -127,6 +127,9 @@ fn evaluate_node(expr: &Expr, batch: &RecordBatch) -> Result<Value, ArrowError> 
             let array = match &input {
                 Value::Array(a) | Value::Scalar(a) => a,
             };
+            if let Some(same_bits) = same_width_integer_cast(array.as_ref(), to) {
+                return Ok(wrap(same_bits, scalar));
+            }
             // Strict: a value that does not convert is an error, not a silent null.
             let options = CastOptions {
                 safe: false,
@@ -881,6 +884,77 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
     Ok(wrap(out, scalar))
 }
 
+/// A cast between integer types of one width (int32 -> uint32, uint64 -> int64, ...) whose
+/// every value fits the target type: those values have the same bits in both types, so the
+/// result shares the input's buffers (a view of the mapped file stays one). One pass reads the
+/// values to check that they fit (nulls are skipped: their slots hold no value). None when
+/// the types are not such a pair or a value does not fit; the strict cast then reports it.
+fn same_width_integer_cast(array: &dyn Array, to: &DataType) -> Option<ArrayRef> {
+    use arrow::compute::{max, min};
+    use arrow::datatypes::{
+        Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
+    };
+    match (array.data_type(), to) {
+        (DataType::Int8, DataType::UInt8) => {
+            reinterpret_if::<Int8Type, UInt8Type>(array, |a| min(a).is_none_or(|v| v >= 0))
+        }
+        (DataType::Int16, DataType::UInt16) => {
+            reinterpret_if::<Int16Type, UInt16Type>(array, |a| min(a).is_none_or(|v| v >= 0))
+        }
+        (DataType::Int32, DataType::UInt32) => {
+            reinterpret_if::<Int32Type, UInt32Type>(array, |a| min(a).is_none_or(|v| v >= 0))
+        }
+        (DataType::Int64, DataType::UInt64) => {
+            reinterpret_if::<Int64Type, UInt64Type>(array, |a| min(a).is_none_or(|v| v >= 0))
+        }
+        (DataType::UInt8, DataType::Int8) => reinterpret_if::<UInt8Type, Int8Type>(array, |a| {
+            max(a).is_none_or(|v| v <= i8::MAX as u8)
+        }),
+        (DataType::UInt16, DataType::Int16) => {
+            reinterpret_if::<UInt16Type, Int16Type>(array, |a| {
+                max(a).is_none_or(|v| v <= i16::MAX as u16)
+            })
+        }
+        (DataType::UInt32, DataType::Int32) => {
+            reinterpret_if::<UInt32Type, Int32Type>(array, |a| {
+                max(a).is_none_or(|v| v <= i32::MAX as u32)
+            })
+        }
+        (DataType::UInt64, DataType::Int64) => {
+            reinterpret_if::<UInt64Type, Int64Type>(array, |a| {
+                max(a).is_none_or(|v| v <= i64::MAX as u64)
+            })
+        }
+        _ => None,
+    }
+}
+
+/// `array`'s values buffer and nulls read as `To` (of `From`'s width) when `fits` holds.
+fn reinterpret_if<From, To>(
+    array: &dyn Array,
+    fits: impl Fn(&PrimitiveArray<From>) -> bool,
+) -> Option<ArrayRef>
+where
+    From: arrow::datatypes::ArrowPrimitiveType,
+    To: arrow::datatypes::ArrowPrimitiveType,
+{
+    let array = array.as_primitive::<From>();
+    if !fits(array) {
+        return None;
+    }
+    debug_assert_eq!(size_of::<From::Native>(), size_of::<To::Native>());
+    // The same bytes, sliced as the input is: one width, so one alignment.
+    let values = arrow::buffer::ScalarBuffer::<To::Native>::new(
+        array.values().inner().clone(),
+        0,
+        array.len(),
+    );
+    Some(Arc::new(PrimitiveArray::<To>::new(
+        values,
+        array.nulls().cloned(),
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1463,5 +1537,64 @@ mod tests {
             error.contains("col(\"x\") (int8) to uint8") && error.contains("-3"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn a_same_width_integer_cast_whose_values_fit_shares_the_buffer() {
+        let values: ArrayRef = Arc::new(Int32Array::from(vec![
+            Some(7),
+            None,
+            Some(0),
+            Some(i32::MAX),
+        ]));
+        let b = batch(vec![("x", values.clone())]);
+        let cast = |to: DataType| Expr::Cast {
+            input: Arc::new(Expr::col("x")),
+            to,
+        };
+        let unsigned = run(&cast(DataType::UInt32), &b);
+        assert_eq!(
+            unsigned.as_ref(),
+            &UInt32Array::from(vec![Some(7), None, Some(0), Some(i32::MAX as u32)]) as &dyn Array
+        );
+        let (input, output) = (values.to_data(), unsigned.to_data());
+        assert_eq!(
+            input.buffers()[0].as_ptr(),
+            output.buffers()[0].as_ptr(),
+            "no copy"
+        );
+        // And back, from a slice (the offset is kept).
+        let sliced = unsigned.slice(2, 2);
+        let back = same_width_integer_cast(sliced.as_ref(), &DataType::Int32).unwrap();
+        assert_eq!(
+            back.as_ref(),
+            &Int32Array::from(vec![0, i32::MAX]) as &dyn Array
+        );
+        // A null slot's bits do not count: only values must fit.
+        let null_slot_negative =
+            Int32Array::new(vec![5, -1].into(), Some(vec![true, false].into()));
+        let cast_nulls = same_width_integer_cast(&null_slot_negative, &DataType::UInt32).unwrap();
+        assert_eq!(
+            cast_nulls.as_ref(),
+            &UInt32Array::from(vec![Some(5), None]) as &dyn Array
+        );
+    }
+
+    #[test]
+    fn a_same_width_integer_cast_with_a_value_that_does_not_fit_still_fails() {
+        let b = batch(vec![(
+            "x",
+            Arc::new(Int32Array::from(vec![3, -1])) as ArrayRef,
+        )]);
+        let cast = Expr::Cast {
+            input: Arc::new(Expr::col("x")),
+            to: DataType::UInt32,
+        };
+        assert!(evaluate(&cast, &b).unwrap_err().to_string().contains("-1"));
+        let big = arrow::array::UInt64Array::from(vec![1, u64::MAX]);
+        assert!(same_width_integer_cast(&big, &DataType::Int64).is_none());
+        // Other widths and other types convert as before.
+        assert!(same_width_integer_cast(&big, &DataType::Int32).is_none());
+        assert!(same_width_integer_cast(&Int32Array::from(vec![1]), &DataType::Float32).is_none());
     }
 }

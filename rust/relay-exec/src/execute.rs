@@ -128,6 +128,12 @@ impl ViewSet {
         Ok(arrays?)
     }
 
+    /// Rows `offset .. offset + length` of the result, clamped to it: the arrays are sliced
+    /// or the selections narrowed, no column data is copied.
+    pub fn slice(self, offset: usize, length: usize) -> ViewSet {
+        slice(self, offset, length)
+    }
+
     /// The result as record batches (gathering where there are selections).
     pub fn record_batches(&self) -> Result<Vec<RecordBatch>, ExecError> {
         let per_column: Vec<Vec<ArrayRef>> = (0..self.schema.fields().len())

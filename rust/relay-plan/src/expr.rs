@@ -34,18 +34,44 @@ impl fmt::Debug for Literal {
             // Only a hand-built plan holds one; formatting must not index past the end.
             return write!(f, "<empty {}>", type_name(self.data_type()));
         }
-        if self.is_null() {
-            return write!(f, "null");
+        write!(f, "{}", self.value_text(0))
+    }
+}
+
+impl Literal {
+    /// Most values `is_in` shows before it says how many more there are.
+    const SHOWN_VALUES: usize = 10;
+
+    /// Value `index` as a plan shows it: strings quoted, null as `null`.
+    fn value_text(&self, index: usize) -> String {
+        if self
+            .0
+            .logical_nulls()
+            .is_some_and(|nulls| nulls.is_null(index))
+        {
+            return "null".into();
         }
         let formatter =
             arrow::util::display::ArrayFormatter::try_new(self.0.as_ref(), &Default::default());
         match (formatter, self.data_type()) {
             (Ok(formatter), DataType::Utf8 | DataType::LargeUtf8) => {
-                write!(f, "{:?}", formatter.value(0).to_string())
+                format!("{:?}", formatter.value(index).to_string())
             }
-            (Ok(formatter), _) => write!(f, "{}", formatter.value(0)),
-            (Err(_), data_type) => write!(f, "<{}>", type_name(data_type)),
+            (Ok(formatter), _) => formatter.value(index).to_string(),
+            (Err(_), data_type) => format!("<{}>", type_name(data_type)),
         }
+    }
+
+    /// Every value as a list, `[1, 2, 3]`; a long list shows its first values and how many
+    /// more there are: `[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … 90 more]`.
+    fn list_text(&self) -> String {
+        let len = self.0.len();
+        let shown = len.min(Self::SHOWN_VALUES);
+        let mut parts: Vec<String> = (0..shown).map(|i| self.value_text(i)).collect();
+        if len > shown {
+            parts.push(format!("… {} more", len - shown));
+        }
+        format!("[{}]", parts.join(", "))
     }
 }
 
@@ -561,7 +587,7 @@ impl Expr {
                 pattern,
             } => write!(f, "{input}.{}({pattern:?})", kind.name()),
             Expr::IsIn { input, values } => {
-                write!(f, "{input}.is_in({values:?} x{})", values.0.len())
+                write!(f, "{input}.is_in({})", values.list_text())
             }
             Expr::FillNull { input, value } => write!(f, "{input}.fill_null({value})"),
             Expr::Cast { input, to } => write!(f, "{input}.cast({})", type_name(to)),
@@ -927,5 +953,26 @@ mod tests {
             Some(a.and(b).and(c))
         );
         assert_eq!(Expr::conjunction([]), None);
+    }
+
+    #[test]
+    fn is_in_shows_its_values_and_counts_the_rest_of_a_long_list() {
+        let is_in = |name: &str, values: ArrayRef| Expr::IsIn {
+            input: Arc::new(Expr::col(name)),
+            values: Literal(values),
+        };
+        let cities = is_in(
+            "city",
+            Arc::new(arrow::array::StringArray::from(vec!["oslo", "rome"])),
+        );
+        assert_eq!(cities.to_string(), r#"col("city").is_in(["oslo", "rome"])"#);
+        let ids = is_in(
+            "id",
+            Arc::new(arrow::array::Int64Array::from_iter_values(0..100)),
+        );
+        assert_eq!(
+            ids.to_string(),
+            r#"col("id").is_in([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … 90 more])"#
+        );
     }
 }

@@ -153,6 +153,21 @@ impl NativeFrame {
         }
     }
 
+    /// Whether each slice of this frame would run the whole plan again: a filter, a sort, a
+    /// unique or an aggregation decides which rows come out only by running over all of them.
+    fn slices_rerun(&self) -> bool {
+        self.plan.contains_filter()
+            || plan_has(&self.plan, &|node| {
+                matches!(
+                    node,
+                    LogicalPlan::Sort { .. }
+                        | LogicalPlan::Distinct { .. }
+                        | LogicalPlan::Aggregate { .. }
+                        | LogicalPlan::Join { .. }
+                )
+            })
+    }
+
     fn schema_ref(&self) -> PyResult<arrow::datatypes::SchemaRef> {
         self.plan.schema().map_err(plan_error)
     }
@@ -673,6 +688,50 @@ impl NativeFrame {
         Ok(self.with_plan(LogicalPlan::memory(view.schema.clone(), batches)))
     }
 
+    /// `(rows, shown)`: the number of rows, and in memory the first and the last `each_end`
+    /// rows (every row when there are at most twice that many): what printing the frame shows.
+    /// A frame whose slices narrow what is read (no filter, sort, unique, aggregation or join)
+    /// runs only the two slices; any other runs its plan once, and only the rows shown are
+    /// gathered from the result.
+    fn _preview(&self, py: Python<'_>, each_end: u64) -> PyResult<(u64, Self)> {
+        let known_rows = (!self.slices_rerun())
+            .then(|| self.plan.known_num_rows())
+            .flatten();
+        if let Some(rows) = known_rows
+            && rows > each_end.saturating_mul(2)
+        {
+            let head = run_plan(py, &Arc::new(self.plan.slice(0, each_end)))?;
+            let tail = run_plan(py, &Arc::new(self.plan.slice(rows - each_end, each_end)))?;
+            let schema = head.schema.clone();
+            let batches = py
+                .detach_guarded("_preview", || -> Result<_, ExecError> {
+                    let mut batches = collect_batches(&head)?;
+                    batches.extend(collect_batches(&tail)?);
+                    Ok(batches)
+                })?
+                .map_err(exec_error)?;
+            return Ok((rows, self.with_plan(LogicalPlan::memory(schema, batches))));
+        }
+        let view = run_plan(py, &self.plan)?;
+        let rows = view.num_rows();
+        let each_end = usize::try_from(each_end).unwrap_or(usize::MAX);
+        let schema = view.schema.clone();
+        let batches = py
+            .detach_guarded("_preview", || -> Result<_, ExecError> {
+                if rows <= each_end.saturating_mul(2) {
+                    return collect_batches(&view);
+                }
+                let mut batches = collect_batches(&view.clone().slice(0, each_end))?;
+                batches.extend(collect_batches(&view.slice(rows - each_end, each_end))?);
+                Ok(batches)
+            })?
+            .map_err(exec_error)?;
+        Ok((
+            rows as u64,
+            self.with_plan(LogicalPlan::memory(schema, batches)),
+        ))
+    }
+
     /// Columns `[(name, dtype name)]` with their bits read as the dtype (same width).
     fn view(&self, columns: Vec<(String, String)>) -> PyResult<Self> {
         let columns = columns
@@ -738,19 +797,9 @@ impl NativeFrame {
         self.plan.contains_filter()
     }
 
-    /// Whether each slice of this frame would run the whole plan again: a filter, a sort, a
-    /// unique or an aggregation decides which rows come out only by running over all of them.
+    /// Whether each slice of this frame would run the whole plan again (see `slices_rerun`).
     fn _slices_rerun(&self) -> bool {
-        self.plan.contains_filter()
-            || plan_has(&self.plan, &|node| {
-                matches!(
-                    node,
-                    LogicalPlan::Sort { .. }
-                        | LogicalPlan::Distinct { .. }
-                        | LogicalPlan::Aggregate { .. }
-                        | LogicalPlan::Join { .. }
-                )
-            })
+        self.slices_rerun()
     }
 
     fn column(&self, name: &str) -> PyResult<ColumnBase> {
