@@ -115,6 +115,8 @@ def test_explain_does_not_run_the_plan(sorted_batches):
         lambda f: f.rename({"x": "renamed"}),
         lambda f: f.take([5, 1, 3]),
         lambda f: f.slice(1_000, 1_000).view({"x": "int32"}),
+        lambda f: f.slice(1_000, 1_000).with_column("u", col("id").cast("uint64")),
+        lambda f: f.with_column("u", col("id").cast("uint64")),
         lambda f: f.slice(2_000, 1_000).collect(),
         lambda f: f.with_column("doubled", col("x") * 2),
         lambda f: f.with_column("doubled", col("x") * 2).collect(),

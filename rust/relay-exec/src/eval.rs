@@ -889,7 +889,7 @@ fn unary(op: UnaryOp, input: Value) -> Result<Value, ArrowError> {
 /// result shares the input's buffers (a view of the mapped file stays one). One pass reads the
 /// values to check that they fit (nulls are skipped: their slots hold no value). None when
 /// the types are not such a pair or a value does not fit; the strict cast then reports it.
-fn same_width_integer_cast(array: &dyn Array, to: &DataType) -> Option<ArrayRef> {
+pub(crate) fn same_width_integer_cast(array: &dyn Array, to: &DataType) -> Option<ArrayRef> {
     use arrow::compute::{max, min};
     use arrow::datatypes::{
         Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type, UInt64Type,

@@ -131,7 +131,7 @@ impl ViewSet {
     /// Rows `offset .. offset + length` of the result, clamped to it: the arrays are sliced
     /// or the selections narrowed, no column data is copied.
     pub fn slice(self, offset: usize, length: usize) -> ViewSet {
-        slice(self, offset, length)
+        slice(self, offset as u64, length as u64)
     }
 
     /// The result as record batches (gathering where there are selections).

@@ -38,6 +38,7 @@ use relay_plan::{Expr, LogicalPlan, PlanError};
 use relay_storage::{DecodedColumn, slice_rows};
 
 use crate::dense::zero_copy_blocker;
+use crate::eval::same_width_integer_cast;
 use crate::execute::ExecError;
 use crate::nodes::reinterpret_array;
 
@@ -261,6 +262,29 @@ fn origin(
             }
             match expr {
                 Expr::Column(source) => origin(input, source, slices),
+                // A same-width integer cast whose values all fit shares its input's buffers
+                // (see `eval::same_width_integer_cast`): one pass over the values decides.
+                Expr::Cast { input: cast, to } => match cast.as_ref() {
+                    Expr::Column(source) => {
+                        let Origin::Arrays { chunks, home } = origin(input, source, slices)? else {
+                            return decided(COMPUTED);
+                        };
+                        let cast: Option<Vec<DecodedColumn>> = chunks
+                            .into_iter()
+                            .map(|chunk| {
+                                Some(DecodedColumn {
+                                    array: same_width_integer_cast(chunk.array.as_ref(), to)?,
+                                    copy_reason: chunk.copy_reason,
+                                })
+                            })
+                            .collect();
+                        match cast {
+                            Some(chunks) => Ok(Origin::Arrays { chunks, home }),
+                            None => decided(COMPUTED),
+                        }
+                    }
+                    _ => decided(COMPUTED),
+                },
                 _ => decided(COMPUTED),
             }
         }
