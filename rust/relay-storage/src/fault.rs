@@ -208,6 +208,14 @@ impl<T> SpinLocked<T> {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        self.lock();
+        // SAFETY: the lock is held until the end of this function.
+        let result = f(unsafe { &mut *self.value.get() });
+        self.unlock();
+        result
+    }
+
+    fn lock(&self) {
         while self
             .locked
             .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
@@ -215,11 +223,21 @@ impl<T> SpinLocked<T> {
         {
             std::hint::spin_loop();
         }
-        // SAFETY: the lock is held until the end of this function.
-        let result = f(unsafe { &mut *self.value.get() });
-        self.locked.store(false, Ordering::Release);
-        result
     }
+
+    fn unlock(&self) {
+        self.locked.store(false, Ordering::Release);
+    }
+}
+
+/// Taken across `fork()`: a child must not start with the registry half-changed by a thread
+/// that does not exist in it, nor with its lock held for good.
+extern "C" fn lock_regions() {
+    REGIONS.lock();
+}
+
+extern "C" fn unlock_regions() {
+    REGIONS.unlock();
 }
 
 /// The handler that was installed before ours, for faults that are not relay's: its address
@@ -244,6 +262,15 @@ fn ensure_handler() {
         return;
     }
     let _installing = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    // SAFETY: the three functions only take or release the registry's lock.
+    AT_FORK.call_once(|| unsafe {
+        libc::pthread_atfork(
+            Some(lock_regions),
+            Some(unlock_regions),
+            Some(unlock_regions),
+        );
+    });
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if page > 0 {
