@@ -220,6 +220,15 @@ fn mutate(rng: &mut Rng, input: &[u8], other: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// Makes the panic hook silent. Relay catches what arrow-rs and parquet assert on damaged
+/// input and reports it as an error; the default hook would print each of those, and
+/// libFuzzer's aborts on them. A panic that escapes a body is still caught by the caller
+/// (`mutation_run`, or libFuzzer's harness, which then reports a crash).
+pub fn silence_caught_panics() {
+    static SILENCED: std::sync::Once = std::sync::Once::new();
+    SILENCED.call_once(|| std::panic::set_hook(Box::new(|_| {})));
+}
+
 /// Runs `body` on `seeds`, on the regression inputs of `target`, then on mutations of them
 /// until `RELAY_FUZZ_SECONDS` have passed (see the module docs). Panics, naming the saved
 /// input, when `body` panics.
@@ -241,9 +250,7 @@ pub fn mutation_run(
                 .map_or(1, |d| d.as_nanos() as u64)
         });
     let last = std::env::temp_dir().join(format!("relay-fuzz-last-{target}.bin"));
-    // Relay catches what arrow-rs asserts on damaged input and reports it as an error; the
-    // default hook would print each of those caught panics.
-    std::panic::set_hook(Box::new(|_| {}));
+    silence_caught_panics();
     let run = |bytes: &[u8], what: &str| {
         std::fs::write(&last, bytes).expect("save the input");
         if let Err(payload) = std::panic::catch_unwind(|| body(bytes)) {
