@@ -39,22 +39,17 @@ class BufferOwner:
 @final
 class NativeFrame:
     @staticmethod
-    def scan(path: str) -> NativeFrame: ...
-    @staticmethod
-    def read(
-        description: str,
-        paths: list[str],
-        formats: list[str],
-        partitions: list[tuple[str, str]],
-        partition_values: list[list[str | None]],
+    def open(
+        source: str | list[str],
+        format: str | None = None,
+        hive_partitioning: bool | None = None,
         schema: list[tuple[str, str]] | None = None,
         has_header: bool | None = None,
         separator: str | None = None,
     ) -> NativeFrame:
-        """Files read as one table (a READ leaf): `paths` with their `formats` ("ipc",
-        "parquet", "csv", "ndjson"), partition columns `[(name, "int64" | "string")]` and each
-        file's values as text (None is null). Opens the first file for the schema; `schema`
-        `[(name, dtype)]` replaces CSV / NDJSON inference."""
+        """What `scan` reads (a path, glob, directory or list of paths), opened as one mapped
+        Arrow IPC file or as files read piece by piece; `schema` `[(name, dtype)]` replaces
+        CSV / NDJSON inference."""
     @staticmethod
     def memory(num_rows: int, origin: str) -> NativeFrame:
         """`num_rows` rows and no columns in memory (a MEMORY leaf), for `attach` to add

@@ -25,7 +25,7 @@ from relay_ml._core import (
 )
 from relay_ml._optional import needs
 from relay_ml._relay import NativeFrame
-from relay_ml._sources import resolve, schema_pairs
+from relay_ml._sources import schema_pairs, source_arg
 from relay_ml.column import Column
 from relay_ml.errors import RelayError, RelayTypeError, RelayValueError, ZeroCopyError
 from relay_ml.expr import AggExpr, Expr, col, to_expr
@@ -133,30 +133,26 @@ def scan(
         )
     if batch_size is not None:
         check_batch_size(batch_size)
-    resolved = resolve(source, format, hive_partitioning)
-    plain = schema is None and not format_options and not resolved.partitions
-    if resolved.single_file and resolved.formats == ["ipc"] and plain:
-        frame = Frame._wrap(NativeFrame.scan(resolved.paths[0]), ())
-    else:
-        pairs = schema_pairs(schema)
-        has_header = format_options.get("has_header")
-        separator = format_options.get("separator")
-        if has_header is not None and not isinstance(has_header, bool):
-            raise RelayTypeError(
-                f"scan(): has_header must be a bool, got {type(has_header).__name__}"
-            )
-        if separator is not None and not isinstance(separator, str):
-            raise RelayTypeError(f"scan(): separator must be a str, got {type(separator).__name__}")
-        native = NativeFrame.read(
-            resolved.description,
-            resolved.paths,
-            resolved.formats,
-            resolved.partitions,
-            resolved.partition_values,
-            pairs,
-            has_header,
-            separator,
+    if format is not None and not isinstance(format, str):
+        raise RelayTypeError(f"scan(): format must be a str, got {type(format).__name__}")
+    if hive_partitioning is not None and not isinstance(hive_partitioning, bool):
+        raise RelayTypeError(
+            "scan(): hive_partitioning must be a bool or None, got "
+            f"{type(hive_partitioning).__name__}"
         )
+    has_header = format_options.get("has_header")
+    separator = format_options.get("separator")
+    if has_header is not None and not isinstance(has_header, bool):
+        raise RelayTypeError(f"scan(): has_header must be a bool, got {type(has_header).__name__}")
+    if separator is not None and not isinstance(separator, str):
+        raise RelayTypeError(f"scan(): separator must be a str, got {type(separator).__name__}")
+    pairs = schema_pairs(schema)
+    native = NativeFrame.open(
+        source_arg(source), format, hive_partitioning, pairs, has_header, separator
+    )
+    if native.path is not None:  # one Arrow IPC file, mapped
+        frame = Frame._wrap(native, ())
+    else:
         options: dict[str, Any] = {
             "format": format,
             "hive_partitioning": hive_partitioning,

@@ -68,17 +68,18 @@ pub fn relay_error(kind: ErrorKind, message: impl Into<String>) -> PyErr {
 
 pub fn storage_error(error: StorageError) -> PyErr {
     let kind = match &error {
-        StorageError::NotFound { .. } => ErrorKind::FileNotFound,
-        StorageError::IsDirectory { .. } | StorageError::NotArrowFile { .. } => {
-            ErrorKind::NotArrowFile
-        }
+        StorageError::NotFound { .. } | StorageError::NoMatch { .. } => ErrorKind::FileNotFound,
+        StorageError::IsDirectory { .. }
+        | StorageError::NotArrowFile { .. }
+        | StorageError::NoDataFiles { .. } => ErrorKind::NotArrowFile,
         StorageError::WrongFormat { .. } => ErrorKind::WrongFormat,
         StorageError::CorruptFile { .. } | StorageError::Malformed { .. } => ErrorKind::CorruptFile,
         StorageError::FileChanged { .. } => ErrorKind::FileChanged,
         StorageError::ColumnNotFound { .. } => ErrorKind::ColumnNotFound,
         StorageError::OutOfRange { .. }
         | StorageError::SchemaMismatch { .. }
-        | StorageError::Unsupported { .. } => ErrorKind::Value,
+        | StorageError::Unsupported { .. }
+        | StorageError::InvalidSource { .. } => ErrorKind::Value,
         StorageError::WriteFailed { .. } => ErrorKind::Io,
         StorageError::Io { .. } => ErrorKind::Io,
     };

@@ -7,11 +7,12 @@ use arrow::array::{
     ArrayRef, BinaryArray, BooleanArray, Date32Array, Float64Array, Int64Array, StringArray,
     TimestampMicrosecondArray, UInt64Array, new_null_array,
 };
-use arrow::datatypes::{DataType, TimeUnit};
+use arrow::datatypes::DataType;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDate, PyDateTime, PyFloat, PyInt, PyString};
-use relay_plan::{BinaryOp, DepthCheckedExpr, Expr, Literal, StringMatch, UnaryOp};
+use relay_plan::{DepthCheckedExpr, Expr, Literal, StringMatch};
 
+use crate::convert;
 use crate::errors::{ErrorKind, relay_error};
 use crate::frame::plan_error;
 
@@ -269,91 +270,6 @@ fn numpy_kind(value: &Bound<'_, PyAny>) -> Option<String> {
         .ok()
 }
 
-/// An Arrow type from its name as Python users write it (pyarrow's and NumPy's spellings).
-pub fn parse_dtype(name: &str) -> PyResult<DataType> {
-    let name = name.trim();
-    Ok(match name {
-        "bool" | "boolean" => DataType::Boolean,
-        "int8" | "i8" => DataType::Int8,
-        "int16" | "i16" => DataType::Int16,
-        "int32" | "i32" => DataType::Int32,
-        "int64" | "i64" | "int" => DataType::Int64,
-        "uint8" | "u8" => DataType::UInt8,
-        "uint16" | "u16" => DataType::UInt16,
-        "uint32" | "u32" => DataType::UInt32,
-        "uint64" | "u64" => DataType::UInt64,
-        "float16" | "halffloat" | "f16" => DataType::Float16,
-        "float32" | "float" | "f32" => DataType::Float32,
-        "float64" | "double" | "f64" => DataType::Float64,
-        "string" | "str" | "utf8" => DataType::Utf8,
-        "large_string" | "large_utf8" => DataType::LargeUtf8,
-        "binary" => DataType::Binary,
-        "date32" | "date32[day]" | "date" => DataType::Date32,
-        "date64" | "date64[ms]" => DataType::Date64,
-        "timestamp[s]" | "datetime64[s]" => DataType::Timestamp(TimeUnit::Second, None),
-        "timestamp[ms]" | "datetime64[ms]" => DataType::Timestamp(TimeUnit::Millisecond, None),
-        "timestamp[us]" | "datetime64[us]" => DataType::Timestamp(TimeUnit::Microsecond, None),
-        "timestamp[ns]" | "datetime64[ns]" => DataType::Timestamp(TimeUnit::Nanosecond, None),
-        "duration[s]" | "timedelta64[s]" => DataType::Duration(TimeUnit::Second),
-        "duration[ms]" | "timedelta64[ms]" => DataType::Duration(TimeUnit::Millisecond),
-        "duration[us]" | "timedelta64[us]" => DataType::Duration(TimeUnit::Microsecond),
-        "duration[ns]" | "timedelta64[ns]" => DataType::Duration(TimeUnit::Nanosecond),
-        other => {
-            return Err(relay_error(
-                ErrorKind::Type,
-                format!(
-                    "unknown dtype {other:?}; use a NumPy dtype or a name such as \"int32\", \"float64\", \"string\", \"timestamp[us]\""
-                ),
-            ));
-        }
-    })
-}
-
-fn binary_op(op: &str) -> PyResult<BinaryOp> {
-    Ok(match op {
-        "==" => BinaryOp::Eq,
-        "!=" => BinaryOp::NotEq,
-        "<" => BinaryOp::Lt,
-        "<=" => BinaryOp::LtEq,
-        ">" => BinaryOp::Gt,
-        ">=" => BinaryOp::GtEq,
-        "+" => BinaryOp::Add,
-        "-" => BinaryOp::Sub,
-        "*" => BinaryOp::Mul,
-        "/" => BinaryOp::Div,
-        "//" => BinaryOp::FloorDiv,
-        "%" => BinaryOp::Mod,
-        "&" => BinaryOp::And,
-        "|" => BinaryOp::Or,
-        other => {
-            return Err(relay_error(
-                ErrorKind::Value,
-                format!("unknown operator {other:?}"),
-            ));
-        }
-    })
-}
-
-fn unary_op(op: &str) -> PyResult<UnaryOp> {
-    Ok(match op {
-        "not" => UnaryOp::Not,
-        "neg" => UnaryOp::Negate,
-        "abs" => UnaryOp::Abs,
-        "is_null" => UnaryOp::IsNull,
-        "is_not_null" => UnaryOp::IsNotNull,
-        "str.len" => UnaryOp::StrLen,
-        "dt.year" => UnaryOp::Year,
-        "dt.month" => UnaryOp::Month,
-        "dt.day" => UnaryOp::Day,
-        other => {
-            return Err(relay_error(
-                ErrorKind::Value,
-                format!("unknown function {other:?}"),
-            ));
-        }
-    })
-}
-
 #[pymethods]
 impl NativeExpr {
     #[staticmethod]
@@ -371,12 +287,12 @@ impl NativeExpr {
     }
 
     fn binary(&self, op: &str, right: PyRef<'_, NativeExpr>) -> PyResult<Self> {
-        let op = binary_op(op)?;
+        let op = convert::binary_op(op)?;
         node([self, &right], |[left, right]| left.binary(op, right))
     }
 
     fn unary(&self, op: &str) -> PyResult<Self> {
-        let op = unary_op(op)?;
+        let op = convert::unary_op(op)?;
         node([self], |[input]| input.unary(op))
     }
 
@@ -415,7 +331,7 @@ impl NativeExpr {
     }
 
     fn cast(&self, dtype: &str) -> PyResult<Self> {
-        let to = parse_dtype(dtype)?;
+        let to = convert::dtype(dtype)?;
         node([self], |[input]| Expr::Cast {
             input: Arc::new(input),
             to,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use arrow::array::{Array, ArrayData, ArrayRef, make_array};
 use arrow::buffer::{BooleanBuffer, Buffer, NullBuffer};
-use arrow::datatypes::{DataType, Field, TimeUnit};
+use arrow::datatypes::{DataType, Field};
 use arrow::ffi::{FFI_ArrowArray, FFI_ArrowSchema, from_ffi};
 use numpy::{PyArrayDescrMethods, PyUntypedArray, PyUntypedArrayMethods};
 use pyo3::prelude::*;
@@ -22,6 +22,7 @@ use pyo3::types::{PyCapsule, PyCapsuleMethods, PyDict};
 use relay_plan::plan::AttachedColumn;
 
 use crate::column::ColumnBase;
+use crate::convert;
 use crate::errors::{DetachGuarded, ErrorKind, relay_error};
 
 /// Holds a Python object (a NumPy array) while an Arrow buffer points into its memory. Dropping
@@ -88,34 +89,6 @@ fn import(
     ))
 }
 
-/// The Arrow type of a NumPy dtype string (`"<f4"`, `"<M8[us]"`, ...) without its byte-order
-/// character, or None when it has no fixed-width Arrow form.
-fn arrow_type_of(code: &str) -> Option<DataType> {
-    let unit = |code: &str| match code {
-        "[s]" => Some(TimeUnit::Second),
-        "[ms]" => Some(TimeUnit::Millisecond),
-        "[us]" => Some(TimeUnit::Microsecond),
-        "[ns]" => Some(TimeUnit::Nanosecond),
-        _ => None,
-    };
-    Some(match code {
-        "i1" => DataType::Int8,
-        "i2" => DataType::Int16,
-        "i4" => DataType::Int32,
-        "i8" => DataType::Int64,
-        "u1" => DataType::UInt8,
-        "u2" => DataType::UInt16,
-        "u4" => DataType::UInt32,
-        "u8" => DataType::UInt64,
-        "f2" => DataType::Float16,
-        "f4" => DataType::Float32,
-        "f8" => DataType::Float64,
-        _ if code.starts_with("M8") => DataType::Timestamp(unit(&code[2..])?, None),
-        _ if code.starts_with("m8") => DataType::Duration(unit(&code[2..])?),
-        _ => return None,
-    })
-}
-
 fn numpy_dtype_str(array: &Bound<'_, PyUntypedArray>) -> PyResult<String> {
     array.dtype().getattr("str")?.extract()
 }
@@ -145,7 +118,7 @@ fn import_numpy(
     if code == "b1" {
         return import_numpy_bool(py, name, array);
     }
-    let Some(item_type) = arrow_type_of(code) else {
+    let Some(item_type) = convert::numpy_arrow_type(code) else {
         return Err(relay_error(
             ErrorKind::Type,
             format!(

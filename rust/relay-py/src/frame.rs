@@ -2,11 +2,10 @@
 //! The public class is `relay_ml.Frame`, a Python wrapper that carries the docs.
 
 use std::ops::Range;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arrow::array::{Array, ArrayRef};
+use arrow::array::Array;
 use arrow::datatypes::DataType;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
@@ -17,19 +16,17 @@ use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
 use relay_exec::provenance;
 use relay_plan::optimizer::Optimizer;
-use relay_plan::{
-    AggExpr, AggFunc, Expr, Interpolation, JoinType, Keep, LogicalPlan, PlanError, Quantile,
-    SortKey,
-};
+use relay_plan::{AggExpr, Expr, LogicalPlan, PlanError, SortKey};
 use relay_storage::{
-    Dataset, DatasetView, DecodedFile, DecodedOpener, FileFormat, FragmentSpec, IpcFile,
-    ParquetFile, StorageError, TableView, type_name,
+    DatasetView, FormatOptions, IpcFile, OpenedSource, ScanOptions, TableView, open_source,
+    type_name,
 };
 
 use crate::column::{ColumnBase, ColumnSource};
+use crate::convert::{self, SourceArg};
 use crate::errors::{DetachGuarded, ErrorKind, IntoPyResult, guarded, relay_error, storage_error};
 use crate::export;
-use crate::expr::{NativeExpr, parse_dtype};
+use crate::expr::NativeExpr;
 use crate::external::attached_column;
 
 pub fn plan_error(error: PlanError) -> PyErr {
@@ -178,77 +175,6 @@ fn plan_has(plan: &LogicalPlan, test: &impl Fn(&LogicalPlan) -> bool) -> bool {
     test(plan) || plan.inputs().iter().any(|input| plan_has(input, test))
 }
 
-/// Options of the decoded formats as `scan()` takes them.
-#[derive(Clone, Default)]
-struct FormatOptions {
-    /// Columns and types that replace CSV / NDJSON schema inference.
-    schema: Option<arrow::datatypes::SchemaRef>,
-    has_header: Option<bool>,
-    separator: Option<u8>,
-}
-
-/// Opens the decoded files of a dataset with `options`.
-fn decoded_opener(options: FormatOptions) -> DecodedOpener {
-    Arc::new(
-        move |path: &std::path::Path,
-              format: FileFormat,
-              schema: Option<arrow::datatypes::SchemaRef>|
-              -> relay_storage::Result<Arc<dyn DecodedFile>> {
-            let schema = options.schema.clone().or(schema);
-            match format {
-                FileFormat::Parquet => Ok(ParquetFile::open(path)?),
-                FileFormat::Csv => {
-                    let mut csv = relay_storage::CsvOptions {
-                        schema,
-                        ..Default::default()
-                    };
-                    csv.has_header = options.has_header.unwrap_or(csv.has_header);
-                    csv.delimiter = options.separator.unwrap_or(csv.delimiter);
-                    Ok(relay_storage::TextFile::open_csv(path, &csv)?)
-                }
-                FileFormat::Ndjson => {
-                    let json = relay_storage::JsonOptions {
-                        schema,
-                        ..Default::default()
-                    };
-                    Ok(relay_storage::TextFile::open_ndjson(path, &json)?)
-                }
-                other => Err(StorageError::Unsupported {
-                    path: path.to_owned(),
-                    reason: format!("reading {} files is not available", other.title()),
-                }),
-            }
-        },
-    )
-}
-
-/// A partition value (the text of `key=value` in a path; None for `__HIVE_DEFAULT_PARTITION__`)
-/// as a one-element array of the partition column's type.
-fn partition_array(name: &str, type_name: &str, value: Option<&str>) -> PyResult<ArrayRef> {
-    Ok(match type_name {
-        "int64" => {
-            let parsed = value
-                .map(|text| {
-                    text.parse::<i64>().map_err(|_| {
-                        relay_error(
-                            ErrorKind::Value,
-                            format!("partition column {name:?}: {text:?} is not an integer"),
-                        )
-                    })
-                })
-                .transpose()?;
-            Arc::new(arrow::array::Int64Array::from(vec![parsed]))
-        }
-        "string" => Arc::new(arrow::array::StringArray::from(vec![value])),
-        other => {
-            return Err(relay_error(
-                ErrorKind::Value,
-                format!("partition column {name:?}: type {other:?} is not int64 or string"),
-            ));
-        }
-    })
-}
-
 /// One operator of a profile: (operator, rows in, rows out, bytes read, bytes copied, seconds,
 /// record batches read, record batches skipped by their statistics, files read, files skipped).
 type OperatorRow = (
@@ -264,146 +190,49 @@ type OperatorRow = (
     usize,
 );
 
-/// The quantile `q` with the named interpolation, or a RelayValueError naming what is wrong.
-fn quantile_of(q: f64, interpolation: &str) -> PyResult<Quantile> {
-    let interpolation = Interpolation::ALL
-        .into_iter()
-        .find(|i| i.name() == interpolation)
-        .ok_or_else(|| {
-            let names: Vec<&str> = Interpolation::ALL.iter().map(|i| i.name()).collect();
-            relay_error(
-                ErrorKind::Value,
-                format!(
-                    "quantile(): interpolation must be one of {names:?}, got {interpolation:?}"
-                ),
-            )
-        })?;
-    Quantile::new(q, interpolation).ok_or_else(|| {
-        relay_error(
-            ErrorKind::Value,
-            format!("quantile(): q must be between 0 and 1, got {q}"),
-        )
-    })
-}
-
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
     exprs.iter().map(|e| e.expr().clone()).collect()
 }
 
 #[pymethods]
 impl NativeFrame {
-    /// Maps an Arrow IPC file and reads its footer; no column data is read.
+    /// Opens what `scan` reads: `source` (a path, glob or directory, or a list of paths) as
+    /// one mapped Arrow IPC file or a dataset of files (see `relay_storage::open_source`).
+    /// `format` names every file's format; `schema` `[(name, dtype)]` replaces CSV / NDJSON
+    /// inference.
     #[staticmethod]
-    fn scan(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
-        let file = py
-            .detach_guarded("scan", || IpcFile::open(&path))?
-            .into_py_result()?;
-        Ok(NativeFrame {
-            plan: Arc::new(LogicalPlan::scan(TableView::new(file.clone()))),
-            origin: FrameOrigin::File(file),
-        })
-    }
-
-    /// Files read as one table: `paths` (in order) with their `formats` ("ipc", "parquet",
-    /// "csv", "ndjson"), partition columns `[(name, "int64" | "string")]` with each file's
-    /// values (as text; None is null). Opens the first file for the schema; the others are
-    /// opened when read. `schema` `[(name, dtype)]` replaces CSV / NDJSON inference.
-    #[staticmethod]
-    #[pyo3(signature = (description, paths, formats, partitions, partition_values, schema=None, has_header=None, separator=None))]
-    #[allow(clippy::too_many_arguments)]
-    fn read(
+    #[pyo3(signature = (source, format=None, hive_partitioning=None, schema=None, has_header=None, separator=None))]
+    fn open(
         py: Python<'_>,
-        description: String,
-        paths: Vec<PathBuf>,
-        formats: Vec<String>,
-        partitions: Vec<(String, String)>,
-        partition_values: Vec<Vec<Option<String>>>,
+        source: SourceArg,
+        format: Option<&str>,
+        hive_partitioning: Option<bool>,
         schema: Option<Vec<(String, String)>>,
         has_header: Option<bool>,
-        separator: Option<String>,
+        separator: Option<&str>,
     ) -> PyResult<Self> {
-        if paths.len() != formats.len() || paths.len() != partition_values.len() {
-            return Err(relay_error(
-                ErrorKind::Value,
-                "read(): paths, formats and partition values differ in length",
-            ));
-        }
-        let separator = match separator {
-            None => None,
-            Some(text) if text.len() == 1 => Some(text.as_bytes()[0]),
-            Some(text) => {
-                return Err(relay_error(
-                    ErrorKind::Value,
-                    format!("scan(): separator must be one ASCII character, got {text:?}"),
-                ));
-            }
+        let options = ScanOptions {
+            format: format.map(convert::file_format).transpose()?,
+            hive_partitioning,
+            format_options: FormatOptions {
+                schema: schema.map(convert::schema).transpose()?,
+                has_header,
+                separator: separator.map(convert::separator).transpose()?,
+            },
         };
-        let schema = schema
-            .map(|columns| {
-                let fields = columns
-                    .into_iter()
-                    .map(|(name, dtype)| {
-                        Ok(arrow::datatypes::Field::new(
-                            name,
-                            parse_dtype(&dtype)?,
-                            true,
-                        ))
-                    })
-                    .collect::<PyResult<Vec<_>>>()?;
-                Ok::<_, PyErr>(Arc::new(arrow::datatypes::Schema::new(fields)))
-            })
-            .transpose()?;
-        let mut specs = Vec::with_capacity(paths.len());
-        for ((path, format), values) in paths.into_iter().zip(&formats).zip(&partition_values) {
-            let format = FileFormat::parse(format).ok_or_else(|| {
-                relay_error(
-                    ErrorKind::Value,
-                    format!("scan(): unknown format {format:?}"),
-                )
-            })?;
-            if values.len() != partitions.len() {
-                return Err(relay_error(
-                    ErrorKind::Value,
-                    format!("{}: needs one value per partition column", path.display()),
-                ));
-            }
-            let partition_values = partitions
-                .iter()
-                .zip(values)
-                .map(|((name, type_name), value)| {
-                    partition_array(name, type_name, value.as_deref())
-                })
-                .collect::<PyResult<Vec<_>>>()?;
-            specs.push(FragmentSpec {
-                path,
-                format,
-                partition_values,
-            });
-        }
-        let fields = partitions
-            .iter()
-            .map(|(name, type_name)| {
-                let data_type = if type_name == "int64" {
-                    DataType::Int64
-                } else {
-                    DataType::Utf8
-                };
-                arrow::datatypes::Field::new(name, data_type, true)
-            })
-            .collect();
-        let opener = decoded_opener(FormatOptions {
-            schema,
-            has_header,
-            separator,
-        });
-        let dataset = py
-            .detach_guarded("opening a dataset", || {
-                Dataset::new(description.clone(), specs, fields, opener)
-            })?
+        let source = source.into_source();
+        let opened = py
+            .detach_guarded("scan", || open_source(&source, &options))?
             .into_py_result()?;
-        Ok(NativeFrame {
-            plan: Arc::new(LogicalPlan::read(DatasetView::new(dataset))),
-            origin: FrameOrigin::Dataset(description.into()),
+        Ok(match opened {
+            OpenedSource::File(file) => NativeFrame {
+                plan: Arc::new(LogicalPlan::scan(TableView::new(file.clone()))),
+                origin: FrameOrigin::File(file),
+            },
+            OpenedSource::Dataset(dataset) => NativeFrame {
+                origin: FrameOrigin::Dataset(dataset.description().into()),
+                plan: Arc::new(LogicalPlan::read(DatasetView::new(dataset))),
+            },
         })
     }
 
@@ -551,19 +380,7 @@ impl NativeFrame {
     /// "last" or "none".
     #[pyo3(signature = (subset, keep))]
     fn unique(&self, subset: Option<Vec<String>>, keep: &str) -> PyResult<Self> {
-        let keep = match keep {
-            "first" | "any" => Keep::First,
-            "last" => Keep::Last,
-            "none" => Keep::None,
-            other => {
-                return Err(relay_error(
-                    ErrorKind::Value,
-                    format!(
-                        "unique(): keep must be \"first\", \"last\", \"any\" or \"none\", got {other:?}"
-                    ),
-                ));
-            }
-        };
+        let keep = convert::keep(keep)?;
         Ok(self.with_plan(self.plan.distinct(subset, keep).map_err(plan_error)?))
     }
 
@@ -584,17 +401,7 @@ impl NativeFrame {
         let aggs = aggs
             .into_iter()
             .map(|(func, input, name, quantile)| {
-                let func = match (func.as_str(), quantile) {
-                    ("quantile", Some((q, interpolation))) => {
-                        AggFunc::Quantile(quantile_of(q, &interpolation)?)
-                    }
-                    _ => AggFunc::parse(&func).ok_or_else(|| {
-                        relay_error(
-                            ErrorKind::Value,
-                            format!("agg(): unknown aggregation {func:?}"),
-                        )
-                    })?,
-                };
+                let func = convert::agg_func(&func, quantile)?;
                 let agg = AggExpr::new(func, input.expr().clone());
                 Ok(match name {
                     Some(name) => agg.alias(name),
@@ -616,12 +423,7 @@ impl NativeFrame {
         how: &str,
         suffix: &str,
     ) -> PyResult<Self> {
-        let how = JoinType::parse(how).ok_or_else(|| {
-            relay_error(
-                ErrorKind::Value,
-                format!("join(): how must be \"inner\", \"left\", \"right\", \"full\", \"semi\" or \"anti\", got {how:?}"),
-            )
-        })?;
+        let how = convert::join_type(how)?;
         let plan = self
             .plan
             .join(
@@ -736,7 +538,7 @@ impl NativeFrame {
     fn view(&self, columns: Vec<(String, String)>) -> PyResult<Self> {
         let columns = columns
             .into_iter()
-            .map(|(name, dtype)| Ok((name, parse_dtype(&dtype)?)))
+            .map(|(name, dtype)| Ok((name, convert::dtype(&dtype)?)))
             .collect::<PyResult<Vec<(String, DataType)>>>()?;
         Ok(self.with_plan(self.plan.reinterpret(columns).map_err(plan_error)?))
     }
@@ -839,16 +641,7 @@ impl NativeFrame {
     /// Several columns gathered into one 2-D array in `order` ("C" or "F"), or None when they
     /// are not all null-free fixed-width scalars of one dtype.
     fn _matrix<'py>(&self, py: Python<'py>, order: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let order = match order {
-            "C" => Order::C,
-            "F" => Order::F,
-            other => {
-                return Err(relay_error(
-                    ErrorKind::Value,
-                    format!("order must be \"C\" or \"F\", got {other:?}"),
-                ));
-            }
-        };
+        let order = convert::matrix_order(order)?;
         let view = run_plan(py, &self.plan)?;
         let indices: Vec<usize> = (0..view.schema.fields().len()).collect();
         let dense = py

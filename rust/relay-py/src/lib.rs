@@ -2,6 +2,7 @@
 //! the GIL around engine work and wrap results; the documented API is the Python package.
 
 mod column;
+mod convert;
 mod errors;
 mod export;
 mod expr;

@@ -10,15 +10,15 @@ use numpy::{
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use relay_exec::DenseDtype;
 use relay_exec::batches::ColumnShape;
 use relay_exec::execute::ExecError;
 use relay_exec::feed::{
     BatchPlan, BatchStream, Output, OutputMemory, RaggedDense, StreamSpec, outputs_of,
 };
-use relay_exec::order::{Shuffle, epoch_order};
+use relay_exec::order::epoch_order;
 use relay_plan::Expr;
 
+use crate::convert;
 use crate::errors::{DetachGuarded, ErrorKind, relay_error};
 use crate::export::numpy::dense_to_numpy_writable;
 use crate::frame::{NativeFrame, exec_error, optimized};
@@ -32,33 +32,10 @@ type Keep = Vec<Option<Py<PyAny>>>;
 /// fill value for nulls).
 type OutputSpec = (Vec<usize>, String, Option<f64>);
 
-fn dtype_of(code: &str) -> PyResult<DenseDtype> {
-    Ok(match code.trim_start_matches(['<', '|', '=']) {
-        "b1" => DenseDtype::Bool,
-        "i1" => DenseDtype::Int8,
-        "i2" => DenseDtype::Int16,
-        "i4" => DenseDtype::Int32,
-        "i8" => DenseDtype::Int64,
-        "u1" => DenseDtype::UInt8,
-        "u2" => DenseDtype::UInt16,
-        "u4" => DenseDtype::UInt32,
-        "u8" => DenseDtype::UInt64,
-        "f2" => DenseDtype::Float16,
-        "f4" => DenseDtype::Float32,
-        "f8" => DenseDtype::Float64,
-        _ => {
-            return Err(relay_error(
-                ErrorKind::Type,
-                format!("a batch cannot hold dtype {code}: use a numeric or boolean dtype"),
-            ));
-        }
-    })
-}
-
 fn parse_outputs(plan: &BatchPlan, specs: Vec<OutputSpec>) -> PyResult<Vec<Output>> {
     let specs = specs
         .into_iter()
-        .map(|(columns, dtype, fill_null)| Ok((columns, dtype_of(&dtype)?, fill_null)))
+        .map(|(columns, dtype, fill_null)| Ok((columns, convert::dense_dtype(&dtype)?, fill_null)))
         .collect::<PyResult<Vec<_>>>()?;
     outputs_of(plan.columns(), specs).map_err(|e| relay_error(ErrorKind::Type, e))
 }
@@ -178,23 +155,6 @@ fn checked_memories(
         .collect()
 }
 
-fn shuffle_of(name: &str, block_rows: u64, buffer_rows: u64) -> PyResult<Shuffle> {
-    Ok(match name {
-        "none" => Shuffle::Sequential,
-        "global" => Shuffle::Global,
-        "block" => Shuffle::Block {
-            block_rows,
-            buffer_rows,
-        },
-        other => {
-            return Err(relay_error(
-                ErrorKind::Value,
-                format!("shuffle must be None, 'global' or 'block', not {other:?}"),
-            ));
-        }
-    })
-}
-
 #[pyclass(frozen, module = "relay_ml._relay")]
 pub struct NativeBatchReader {
     plan: Arc<BatchPlan>,
@@ -254,7 +214,7 @@ impl NativeBatchReader {
         shard: u64,
         shards: u64,
     ) -> PyResult<Option<u64>> {
-        let shuffle = shuffle_of(shuffle, block_rows, buffer_rows)?;
+        let shuffle = convert::shuffle(shuffle, block_rows, buffer_rows)?;
         Ok(self.plan.shard_rows(shuffle, seed, epoch, shard, shards))
     }
 
@@ -335,7 +295,7 @@ impl NativeBatchReader {
     ) -> PyResult<NativeBatchStream> {
         let outputs = parse_outputs(&self.plan, outputs)?;
         let spec = StreamSpec {
-            shuffle: shuffle_of(shuffle, block_rows, buffer_rows)?,
+            shuffle: convert::shuffle(shuffle, block_rows, buffer_rows)?,
             seed,
             epoch,
             shard,
@@ -534,7 +494,7 @@ pub fn epoch_positions<'py>(
     block_rows: u64,
     buffer_rows: u64,
 ) -> PyResult<Bound<'py, PyArray1<u64>>> {
-    let shuffle = shuffle_of(shuffle, block_rows, buffer_rows)?;
+    let shuffle = convert::shuffle(shuffle, block_rows, buffer_rows)?;
     let positions = py
         .detach_guarded("epoch_positions", || {
             let order = epoch_order(num_rows, shuffle, seed, epoch)?;

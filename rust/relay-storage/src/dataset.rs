@@ -257,6 +257,7 @@ impl fmt::Debug for Dataset {
 }
 
 /// A file to add to a dataset: its path, format and partition values.
+#[derive(Debug, Clone)]
 pub struct FragmentSpec {
     pub path: PathBuf,
     pub format: FileFormat,

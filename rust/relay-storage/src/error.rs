@@ -78,6 +78,20 @@ pub enum StorageError {
     #[error("{path}: writing failed: {reason}", path = .path.display())]
     WriteFailed { path: PathBuf, reason: String },
 
+    /// A source `scan` cannot read as given: an empty list, a file of no known format,
+    /// files under different partition folders, a malformed pattern.
+    #[error("{what}: {reason}")]
+    InvalidSource { what: String, reason: String },
+
+    #[error("{pattern}: no file matches the pattern")]
+    NoMatch { pattern: String },
+
+    #[error(
+        "{path}: is a directory that holds no data files (Arrow IPC, Parquet, CSV or NDJSON)",
+        path = .path.display()
+    )]
+    NoDataFiles { path: PathBuf },
+
     #[error("{what} is out of range: {detail}")]
     OutOfRange { what: &'static str, detail: String },
 }

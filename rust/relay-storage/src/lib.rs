@@ -15,6 +15,7 @@ mod ipc;
 mod nesting;
 mod parquet;
 mod parquet_selected;
+mod source;
 mod stats;
 mod stream;
 #[cfg(test)]
@@ -34,6 +35,10 @@ pub use dataset::{
 pub use decoded::{DecodedFile, PieceBatches, SelectedColumnReader};
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcFile, IpcFormat, codec_name};
+pub use source::{
+    FormatOptions, HIVE_NULL, OpenedSource, ResolvedSource, ScanOptions, Source, open_source,
+    resolve_source,
+};
 pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
 pub use text::{CsvOptions, JsonOptions, TextFile};
 pub use types::{type_name, unit_name};
