@@ -14,13 +14,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayData, ArrayRef, AsArray};
 use arrow::buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::DataType;
 use half::f16;
 use num_traits::AsPrimitive;
 use rayon::prelude::*;
-use relay_storage::type_name;
+use relay_storage::{fault, type_name};
 
 use crate::dense::{DenseArray, DenseDtype, DenseTimeUnit};
 use crate::execute::{ViewSet, pool};
@@ -513,6 +513,8 @@ pub struct BatchSource {
     /// First view row of each chunk (a prefix sum of selected rows), then the total.
     starts: Vec<u64>,
     selections: Vec<Option<Arc<Vec<u32>>>>,
+    /// The mapped files the column buffers lie in, checked after each gather.
+    watch: fault::Watch,
 }
 
 /// One output buffer of a batch: which columns (indices into the source's columns) and as what.
@@ -522,6 +524,17 @@ pub struct BatchGroup {
     pub dtype: DenseDtype,
     /// Written in place of null cells; without it a null is an error naming the column.
     pub fill_null: Option<f64>,
+}
+
+/// The address of every buffer of `data` and its children (validity included).
+pub(crate) fn buffer_addresses(data: &ArrayData, addresses: &mut Vec<usize>) {
+    addresses.extend(data.buffers().iter().map(|b| b.as_ptr() as usize));
+    if let Some(nulls) = data.nulls() {
+        addresses.push(nulls.buffer().as_ptr() as usize);
+    }
+    for child in data.child_data() {
+        buffer_addresses(child, addresses);
+    }
 }
 
 impl BatchSource {
@@ -542,11 +555,24 @@ impl BatchSource {
             total += chunk.num_selected() as u64;
         }
         starts.push(total);
+        let mut addresses = Vec::new();
+        for chunk in &view.chunks {
+            for &i in indices {
+                buffer_addresses(&chunk.columns[i].to_data(), &mut addresses);
+            }
+        }
         Ok(Self {
             columns,
             starts,
             selections: view.chunks.iter().map(|c| c.selection.clone()).collect(),
+            watch: fault::Watch::of_addresses(addresses),
         })
+    }
+
+    /// `FileChanged` when a mapped file that the columns view was truncated since they were
+    /// prepared: a gather from them may have read zeros in place of the file's bytes.
+    pub fn check_intact(&self) -> relay_storage::Result<()> {
+        self.watch.check()
     }
 
     pub fn num_rows(&self) -> u64 {
@@ -568,8 +594,10 @@ impl BatchSource {
             .collect();
         let mut starts = Vec::new();
         let mut selections = Vec::new();
+        let mut watch = fault::Watch::default();
         let mut total = 0;
         for source in sources {
+            watch.merge(&source.watch);
             for (column, part) in columns.iter_mut().zip(&source.columns) {
                 column.pieces.extend(part.pieces.iter().cloned());
             }
@@ -586,6 +614,7 @@ impl BatchSource {
             columns,
             starts,
             selections,
+            watch,
         }
     }
 

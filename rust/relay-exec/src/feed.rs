@@ -395,7 +395,7 @@ trait Producer: Send + Sync {
         batch: u64,
         outputs: &[Output],
         memories: &[Option<OutputMemory>],
-    ) -> Result<Option<(usize, RaggedDense)>, String>;
+    ) -> Result<Option<(usize, RaggedDense)>, ExecError>;
 }
 
 /// A positional source's shard of one epoch: batch `k` is positions `k * batch_size ..` of
@@ -416,7 +416,7 @@ impl Producer for PositionalShard {
         batch: u64,
         outputs: &[Output],
         memories: &[Option<OutputMemory>],
-    ) -> Result<Option<(usize, RaggedDense)>, String> {
+    ) -> Result<Option<(usize, RaggedDense)>, ExecError> {
         if batch >= self.num_batches {
             return Ok(None);
         }
@@ -428,9 +428,9 @@ impl Producer for PositionalShard {
         );
         let ragged = self
             .rows
-            .gather(outputs, &positions, memories, batch == self.first_batch)
-            .map_err(|e| e.to_string())?;
-        Ok(Some((positions.len(), ragged)))
+            .gather(outputs, &positions, memories, batch == self.first_batch);
+        self.rows.check_intact()?;
+        Ok(Some((positions.len(), ragged?)))
     }
 }
 
@@ -447,6 +447,15 @@ impl RowsByPosition {
         match self {
             RowsByPosition::Views(source) => source.num_rows(),
             RowsByPosition::Computed(rows) => rows.num_rows(),
+        }
+    }
+
+    /// `FileChanged` when a mapped file the rows are read from was truncated (see
+    /// `BatchSource::check_intact`).
+    fn check_intact(&self) -> relay_storage::Result<()> {
+        match self {
+            RowsByPosition::Views(source) => source.check_intact(),
+            RowsByPosition::Computed(rows) => rows.watch.check(),
         }
     }
 
@@ -512,6 +521,8 @@ struct ComputedRows {
     view: ViewSet,
     /// First row of each chunk of `view` (counting selected rows), then the total.
     starts: Vec<u64>,
+    /// The mapped files `view`'s buffers lie in.
+    watch: fault::Watch,
 }
 
 impl ComputedRows {
@@ -520,11 +531,18 @@ impl ComputedRows {
         for chunk in &view.chunks {
             starts.push(starts.last().copied().unwrap_or(0) + chunk.num_selected() as u64);
         }
+        let mut addresses = Vec::new();
+        for chunk in &view.chunks {
+            for column in &chunk.columns {
+                crate::batches::buffer_addresses(&column.to_data(), &mut addresses);
+            }
+        }
         ComputedRows {
             plan,
             base,
             view,
             starts,
+            watch: fault::Watch::of_addresses(addresses),
         }
     }
 
@@ -612,16 +630,18 @@ impl Producer for PieceProducer {
         _batch: u64,
         outputs: &[Output],
         memories: &[Option<OutputMemory>],
-    ) -> Result<Option<(usize, RaggedDense)>, String> {
+    ) -> Result<Option<(usize, RaggedDense)>, ExecError> {
         let mut stream = self
             .stream
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let Some((source, positions)) = stream.next_batch()? else {
+        let Some((source, positions)) = stream.next_batch().map_err(ExecError::Batch)? else {
             return Ok(None);
         };
-        let ragged = gather_batch(&source, outputs, &positions, memories, false)?;
-        Ok(Some((positions.len(), ragged)))
+        let ragged =
+            gather_batch(&source, outputs, &positions, memories, false).map_err(ExecError::Batch);
+        source.check_intact()?;
+        Ok(Some((positions.len(), ragged?)))
     }
 }
 
@@ -882,9 +902,7 @@ fn fill_job<T>(
     job: Job<T>,
 ) -> Result<Option<Filled<T>>, ExecError> {
     let faults = fault::faults();
-    let filled = producer
-        .fill(job.batch, outputs, &job.memories)
-        .map_err(ExecError::Batch);
+    let filled = producer.fill(job.batch, outputs, &job.memories);
     fault::check_since(faults)?;
     Ok(filled?.map(|(rows, ragged)| Filled {
         rows,

@@ -96,6 +96,66 @@ pub fn check_since(before: u64) -> Result<()> {
     Err(changed(&path, expected))
 }
 
+/// The registered mappings that some memory lies in (the buffers of the columns a loader
+/// gathers from), to check after each read whether one of them faulted. `check_since` alone
+/// does not do for a reader that started after another thread's fault: the damaged mapping
+/// reads zeros past the cut from then on, without faulting again.
+#[derive(Clone, Default)]
+pub struct Watch {
+    regions: Vec<Arc<Region>>,
+}
+
+impl std::fmt::Debug for Watch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.regions.iter().map(|region| &region.path))
+            .finish()
+    }
+}
+
+impl Watch {
+    /// The mappings that hold any of `addresses` (memory elsewhere is not watched).
+    pub fn of_addresses(addresses: impl IntoIterator<Item = usize>) -> Watch {
+        let mut addresses: Vec<usize> = addresses.into_iter().collect();
+        addresses.sort_unstable();
+        addresses.dedup();
+        let regions = REGIONS.with(|regions| {
+            regions
+                .iter()
+                .filter(|region| {
+                    let first = addresses.partition_point(|&address| address < region.start);
+                    addresses
+                        .get(first)
+                        .is_some_and(|&address| address < region.end)
+                })
+                .cloned()
+                .collect()
+        });
+        Watch { regions }
+    }
+
+    /// Adds the mappings `other` watches.
+    pub fn merge(&mut self, other: &Watch) {
+        for region in &other.regions {
+            if !self.regions.iter().any(|r| Arc::ptr_eq(r, region)) {
+                self.regions.push(region.clone());
+            }
+        }
+    }
+
+    /// `FileChanged` naming the first watched mapping that faulted (its file was truncated).
+    pub fn check(&self) -> Result<()> {
+        match self
+            .regions
+            .iter()
+            .find(|region| region.damaged_at.load(Ordering::Acquire) != 0)
+        {
+            Some(region) => Err(changed(&region.path, region.len())),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The error for a file whose mapping of `expected` bytes can no longer be read.
 pub(crate) fn changed(path: &Path, expected: u64) -> StorageError {
     let actual = std::fs::metadata(path).map_or(0, |metadata| metadata.len());
@@ -416,6 +476,22 @@ mod tests {
         assert_eq!(read(4 * page - 1), 0);
         drop(guard);
         assert!(damage.is_damaged());
+        // A reader that starts after the fault reads zeros without faulting again: a watch of
+        // the memory it reads still tells.
+        let after_the_fault = faults();
+        let guard = Guard::enter();
+        assert_eq!(read(3 * page), 0);
+        drop(guard);
+        check_since(after_the_fault).unwrap();
+        let watch = Watch::of_addresses([mapping.as_ptr() as usize + 3 * page]);
+        assert!(matches!(
+            watch.check(),
+            Err(StorageError::FileChanged { path: named, .. }) if named == path
+        ));
+        let elsewhere = [1u8; 16];
+        Watch::of_addresses([elsewhere.as_ptr() as usize])
+            .check()
+            .unwrap();
         match check_since(before) {
             Err(StorageError::FileChanged {
                 path: named,
