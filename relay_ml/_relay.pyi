@@ -46,6 +46,7 @@ class NativeFrame:
         schema: list[tuple[str, str]] | None = None,
         has_header: bool | None = None,
         separator: str | None = None,
+        memory_map: bool = True,
     ) -> NativeFrame:
         """What `scan` reads (a path, glob, directory or list of paths), opened as one mapped
         Arrow IPC file or as files read piece by piece; `schema` `[(name, dtype)]` replaces

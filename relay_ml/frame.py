@@ -62,6 +62,7 @@ def scan(
     format: str | None = None,
     schema: Any = None,
     hive_partitioning: bool | None = None,
+    memory_map: bool = True,
     **format_options: Any,
 ) -> Frame | BatchIterator:
     """Open data files as a lazy :class:`Frame`: an Arrow IPC file (Feather v2) or IPC stream
@@ -103,6 +104,12 @@ def scan(
     ``key=value`` (``year=2024/month=3/part-0.parquet``) add columns ``year`` and ``month``
     after the files' columns, int64 when every value is an integer, else string, and null
     for ``__HIVE_DEFAULT_PARTITION__`` (as pyarrow and Polars read them).
+
+    ``memory_map=False`` reads Arrow IPC files into memory when they are opened instead of
+    mapping them, for files on storage that can change under the process: columns are then
+    views of that copy (still no copy per query or export), which no later truncation or
+    in-place write of the file can reach, at the cost of the file's size in memory. A mapped
+    file must be replaced by rename, never rewritten in place (README, "Reliability").
 
     ``schema`` (a ``pyarrow.Schema`` or a dict name -> dtype) replaces CSV / NDJSON type
     inference. CSV options: ``has_header`` (default True), ``separator`` (default ",").
@@ -146,16 +153,19 @@ def scan(
         raise RelayTypeError(f"scan(): has_header must be a bool, got {type(has_header).__name__}")
     if separator is not None and not isinstance(separator, str):
         raise RelayTypeError(f"scan(): separator must be a str, got {type(separator).__name__}")
+    if not isinstance(memory_map, bool):
+        raise RelayTypeError(f"scan(): memory_map must be a bool, got {type(memory_map).__name__}")
     pairs = schema_pairs(schema)
     native = NativeFrame.open(
-        source_arg(source), format, hive_partitioning, pairs, has_header, separator
+        source_arg(source), format, hive_partitioning, pairs, has_header, separator, memory_map
     )
-    if native.path is not None:  # one Arrow IPC file, mapped
+    if native.path is not None and memory_map:  # one Arrow IPC file, mapped
         frame = Frame._wrap(native, ())
     else:
         options: dict[str, Any] = {
             "format": format,
             "hive_partitioning": hive_partitioning,
+            "memory_map": memory_map,
             **format_options,
         }
         if pairs is not None:

@@ -104,6 +104,7 @@ pub(crate) fn counting_dataset(rows_known: bool, decodes: Arc<AtomicUsize>) -> A
         specs,
         vec![Field::new("part", DataType::Int64, true)],
         opener,
+        relay_storage::IpcAccess::Mapped,
     )
     .unwrap()
 }

@@ -18,8 +18,8 @@ use relay_exec::provenance;
 use relay_plan::optimizer::Optimizer;
 use relay_plan::{AggExpr, Expr, LogicalPlan, PlanError, SortKey};
 use relay_storage::{
-    DatasetView, FormatOptions, IpcFile, OpenedSource, ScanOptions, TableView, open_source,
-    type_name,
+    DatasetView, FormatOptions, IpcAccess, IpcFile, OpenedSource, ScanOptions, TableView,
+    open_source, type_name,
 };
 
 use crate::column::{ColumnBase, ColumnSource};
@@ -199,9 +199,10 @@ impl NativeFrame {
     /// Opens what `scan` reads: `source` (a path, glob or directory, or a list of paths) as
     /// one mapped Arrow IPC file or a dataset of files (see `relay_storage::open_source`).
     /// `format` names every file's format; `schema` `[(name, dtype)]` replaces CSV / NDJSON
-    /// inference.
+    /// inference; `memory_map=False` reads Arrow IPC files into memory instead of mapping them.
     #[staticmethod]
-    #[pyo3(signature = (source, format=None, hive_partitioning=None, schema=None, has_header=None, separator=None))]
+    #[pyo3(signature = (source, format=None, hive_partitioning=None, schema=None, has_header=None, separator=None, memory_map=true))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         source: SourceArg,
@@ -210,10 +211,16 @@ impl NativeFrame {
         schema: Option<Vec<(String, String)>>,
         has_header: Option<bool>,
         separator: Option<&str>,
+        memory_map: bool,
     ) -> PyResult<Self> {
         let options = ScanOptions {
             format: format.map(convert::file_format).transpose()?,
             hive_partitioning,
+            ipc_access: if memory_map {
+                IpcAccess::Mapped
+            } else {
+                IpcAccess::InMemory
+            },
             format_options: FormatOptions {
                 schema: schema.map(convert::schema).transpose()?,
                 has_header,

@@ -24,7 +24,7 @@ use arrow::datatypes::{Field, FieldRef, Schema, SchemaRef};
 
 use crate::decoded::{DecodedFile, PieceBatches, batches_already_read};
 use crate::error::{Result, StorageError};
-use crate::ipc::IpcFile;
+use crate::ipc::{IpcAccess, IpcFile};
 use crate::stats::{ColumnStats, batch_stats};
 use crate::types::type_name;
 use crate::view::{
@@ -245,6 +245,8 @@ pub struct Dataset {
     /// The file schema followed by the partition columns.
     schema: SchemaRef,
     opener: DecodedOpener,
+    /// How its Arrow IPC files hold their bytes.
+    ipc_access: IpcAccess,
 }
 
 impl fmt::Debug for Dataset {
@@ -273,6 +275,7 @@ impl Dataset {
         fragments: Vec<FragmentSpec>,
         partition_fields: Vec<Field>,
         opener: DecodedOpener,
+        ipc_access: IpcAccess,
     ) -> Result<Arc<Dataset>> {
         let description = description.into();
         let Some(first) = fragments.first() else {
@@ -280,7 +283,7 @@ impl Dataset {
                 path: PathBuf::from(&description),
             });
         };
-        let first_opened = open_file(&first.path, first.format, &opener, None)?;
+        let first_opened = open_file(&first.path, first.format, &opener, ipc_access, None)?;
         let file_schema = first_opened.schema();
         let partition_fields: Vec<FieldRef> = partition_fields.into_iter().map(Arc::new).collect();
         for field in &partition_fields {
@@ -338,6 +341,7 @@ impl Dataset {
             partition_fields,
             schema,
             opener,
+            ipc_access,
         }))
     }
 
@@ -396,7 +400,13 @@ impl Dataset {
         if let Some(opened) = fragment.opened.get() {
             return Ok(opened);
         }
-        let mut opened = open_file(&fragment.path, fragment.format, &self.opener, None)?;
+        let mut opened = open_file(
+            &fragment.path,
+            fragment.format,
+            &self.opener,
+            self.ipc_access,
+            None,
+        )?;
         // Types inferred from a file's own rows may differ from the first file's (a column
         // empty in one file, whole numbers in one and decimals in another): a file whose columns
         // have the first file's names is read with its types instead, and a value that does not
@@ -416,6 +426,7 @@ impl Dataset {
                 &fragment.path,
                 fragment.format,
                 &self.opener,
+                self.ipc_access,
                 Some(self.file_schema.clone()),
             )?;
         }
@@ -528,10 +539,11 @@ fn open_file(
     path: &Path,
     format: FileFormat,
     opener: &DecodedOpener,
+    ipc_access: IpcAccess,
     schema: Option<SchemaRef>,
 ) -> Result<OpenedFile> {
     Ok(match format {
-        FileFormat::Ipc => OpenedFile::Ipc(IpcFile::open(path)?),
+        FileFormat::Ipc => OpenedFile::Ipc(IpcFile::open_as(path, ipc_access)?),
         other => OpenedFile::Decoded(opener(path, other, schema)?),
     })
 }
@@ -800,6 +812,7 @@ mod tests {
             specs,
             vec![Field::new("p", DataType::Int64, true)],
             no_decoded(),
+            IpcAccess::Mapped,
         )
         .unwrap();
         assert_eq!(dataset.schema().fields().len(), 2);

@@ -21,6 +21,10 @@
 //!
 //! # The view contract
 //!
+//! (For files on storage that can change under the process, `IpcAccess::InMemory` reads the
+//! file into memory once instead of mapping it: every point below about truncation and
+//! in-place writes then does not apply, at the cost of the file's size in anonymous memory.)
+//!
 //! Each `IpcFile::open` (each `scan()`) maps the file anew, privately (MAP_PRIVATE), and no
 //! mapping is ever shared between two openings, even of an unchanged file:
 //!
@@ -180,6 +184,17 @@ pub struct DecodedColumn {
     pub copy_reason: Option<String>,
 }
 
+/// How an opened Arrow IPC file holds its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IpcAccess {
+    /// Mapped privately: opening reads only the footer, columns are views of the page cache.
+    #[default]
+    Mapped,
+    /// Read into memory (64-byte aligned) when opened: columns are views of that copy, which
+    /// no later truncation or in-place write of the file can change.
+    InMemory,
+}
+
 /// An opened, validated Arrow IPC file.
 pub struct IpcFile {
     path: PathBuf,
@@ -197,6 +212,9 @@ pub struct IpcFile {
     /// Tells whether a read of the mapping faulted because the file was truncated (see
     /// `fault.rs`); None for bytes that are not a mapping of the file.
     damage: Option<fault::Damage>,
+    /// Whether the bytes were read into memory (`IpcAccess::InMemory`): later changes of the
+    /// file do not reach them.
+    in_memory: bool,
     format: IpcFormat,
     schema: SchemaRef,
     version: MetadataVersion,
@@ -607,6 +625,38 @@ fn contains_dictionary(data_type: &DataType) -> bool {
     }
 }
 
+/// The first `size` bytes of `file` in a 64-byte-aligned buffer; `FileChanged` when the file
+/// ends sooner (it was truncated since it was measured).
+fn read_whole_file(path: &Path, file: &File, size: u64) -> Result<Buffer> {
+    let io = |source: std::io::Error| StorageError::Io {
+        path: path.to_owned(),
+        action: "read",
+        source,
+    };
+    let len = usize::try_from(size).map_err(|_| StorageError::OutOfRange {
+        what: "file size",
+        detail: format!("{}: {size} bytes do not fit in memory", path.display()),
+    })?;
+    let mut buffer = arrow::buffer::MutableBuffer::from_len_zeroed(len);
+    let mut reader = file;
+    let mut filled = 0;
+    while filled < len {
+        match std::io::Read::read(&mut reader, &mut buffer.as_slice_mut()[filled..]) {
+            Ok(0) => {
+                return Err(StorageError::FileChanged {
+                    path: path.to_owned(),
+                    expected: size,
+                    actual: filled as u64,
+                });
+            }
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(io(error)),
+        }
+    }
+    Ok(buffer.into())
+}
+
 impl IpcFile {
     /// Maps `path` and reads its footer. Touches no column data.
     ///
@@ -618,16 +668,21 @@ impl IpcFile {
     /// `CorruptFile` naming the footer's offset (see `append.rs`, and
     /// `open_at_last_intact_footer`).
     pub fn open(path: impl AsRef<Path>) -> Result<Arc<Self>> {
-        Self::open_with(path.as_ref(), Recovery::TornTail)
+        Self::open_with(path.as_ref(), Recovery::TornTail, IpcAccess::Mapped)
+    }
+
+    /// `open`, holding the bytes as `access` says.
+    pub fn open_as(path: impl AsRef<Path>, access: IpcAccess) -> Result<Arc<Self>> {
+        Self::open_with(path.as_ref(), Recovery::TornTail, access)
     }
 
     /// `open`, except that a file whose last footer is damaged opens at the last intact footer
     /// before it too, as a torn tail does: what `repair_ipc_file` keeps.
     pub fn open_at_last_intact_footer(path: impl AsRef<Path>) -> Result<Arc<Self>> {
-        Self::open_with(path.as_ref(), Recovery::DamagedFooter)
+        Self::open_with(path.as_ref(), Recovery::DamagedFooter, IpcAccess::Mapped)
     }
 
-    fn open_with(path: &Path, recovery: Recovery) -> Result<Arc<Self>> {
+    fn open_with(path: &Path, recovery: Recovery, access: IpcAccess) -> Result<Arc<Self>> {
         let path = path.to_owned();
         let metadata = std::fs::metadata(&path).map_err(|source| match source.kind() {
             std::io::ErrorKind::NotFound => StorageError::NotFound { path: path.clone() },
@@ -668,6 +723,14 @@ impl IpcFile {
                     "the file is {size} bytes, too small to hold the Arrow magic and footer"
                 ),
             });
+        }
+        if access == IpcAccess::InMemory {
+            let data = read_whole_file(&path, &file, size)?;
+            let mut opened = catch_panic(&path, "reading the footer", || {
+                Self::from_mapping_recovering(path.clone(), file, size, identity, data, recovery)
+            })?;
+            opened.in_memory = true;
+            return Ok(Arc::new(opened));
         }
         let mut options = MmapOptions::new();
         options.no_reserve_swap();
@@ -800,6 +863,7 @@ impl IpcFile {
                 settled: false,
                 data,
                 damage: None,
+                in_memory: false,
                 format: IpcFormat::Stream,
                 schema: Arc::new(layout.schema),
                 version: layout.version,
@@ -993,6 +1057,7 @@ impl IpcFile {
             settled: false,
             data,
             damage: None,
+            in_memory: false,
             format: IpcFormat::File,
             schema,
             version,
@@ -1092,7 +1157,11 @@ impl IpcFile {
     }
 
     /// The file's identity now, after checking that its size did not change (`check_unchanged`).
+    /// Bytes read into memory keep the identity they were read with.
     fn current_identity(&self) -> Result<FileIdentity> {
+        if self.in_memory {
+            return Ok(self.identity);
+        }
         let metadata = self.file.metadata().map_err(|source| StorageError::Io {
             path: self.path.clone(),
             action: "stat",

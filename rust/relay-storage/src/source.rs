@@ -6,8 +6,8 @@
 //! paths listed below its first component with a wildcard, so a pattern over a large tree
 //! lists only the part of the tree the pattern can reach.
 //!
-//! A single Arrow IPC file without partition columns or format options opens as a mapped
-//! `IpcFile`; everything else opens as a `Dataset`, whose files are opened when read.
+//! A single Arrow IPC file without partition columns or format options opens as an `IpcFile`
+//! (mapped, or read into memory as `ScanOptions::ipc_access` says); everything else opens as a `Dataset`, whose files are opened when read.
 
 use std::fs;
 use std::io::Read;
@@ -20,7 +20,7 @@ use arrow::datatypes::{DataType, Field, SchemaRef};
 use crate::dataset::{Dataset, DecodedOpener, FileFormat, FragmentSpec};
 use crate::decoded::DecodedFile;
 use crate::error::{Result, StorageError};
-use crate::ipc::IpcFile;
+use crate::ipc::{IpcAccess, IpcFile};
 use crate::parquet::ParquetFile;
 use crate::text::{CsvOptions, JsonOptions, TextFile};
 
@@ -43,6 +43,8 @@ pub struct ScanOptions {
     pub format: Option<FileFormat>,
     /// Whether `key=value` folders add partition columns; None: for a directory only.
     pub hive_partitioning: Option<bool>,
+    /// How Arrow IPC files hold their bytes: mapped, or read into memory.
+    pub ipc_access: IpcAccess,
     pub format_options: FormatOptions,
 }
 
@@ -127,13 +129,17 @@ pub fn open_source(source: &Source, options: &ScanOptions) -> Result<OpenedSourc
         && options.format_options.is_empty()
         && resolved.files[0].format == FileFormat::Ipc
     {
-        return Ok(OpenedSource::File(IpcFile::open(&resolved.files[0].path)?));
+        return Ok(OpenedSource::File(IpcFile::open_as(
+            &resolved.files[0].path,
+            options.ipc_access,
+        )?));
     }
     let dataset = Dataset::new(
         resolved.description,
         resolved.files,
         resolved.partition_fields,
         options.format_options.opener(),
+        options.ipc_access,
     )?;
     Ok(OpenedSource::Dataset(dataset))
 }

@@ -15,7 +15,7 @@ use arrow::datatypes::{
 };
 use arrow::ipc::writer::{FileWriter, IpcWriteOptions, StreamWriter};
 use arrow::ipc::{MetadataVersion, RecordBatch as IpcRecordBatch};
-use relay_storage::{IpcFile, IpcFormat, StorageError, TableView};
+use relay_storage::{IpcAccess, IpcFile, IpcFormat, StorageError, TableView};
 
 // ---------------------------------------------------------------------------------------------
 // Temporary files
@@ -292,6 +292,40 @@ fn decode_column_returns_each_batch_values() {
         file.decode_column(0, 3),
         Err(StorageError::OutOfRange { .. })
     ));
+}
+
+#[test]
+fn a_file_read_into_memory_keeps_its_values_after_the_file_is_cut_or_rewritten() {
+    let dir = TempDir::new("in-memory");
+    let path = dir.join("multi.arrow");
+    let (schema, batches) = multi_batch();
+    write_file(&path, &schema, &batches, default_options());
+    let file = IpcFile::open_as(&path, IpcAccess::InMemory).expect("open");
+    let mapped = IpcFile::open(&path).expect("open");
+
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(16)
+        .unwrap();
+    file.check_unchanged()
+        .expect("bytes in memory do not change");
+    assert!(matches!(
+        mapped.check_unchanged(),
+        Err(StorageError::FileChanged { .. })
+    ));
+    for (index, expected) in batches.iter().enumerate() {
+        for column in 0..3 {
+            let decoded = file.decode_column(index, column).expect("decode");
+            assert_eq!(decoded.array.as_ref(), expected.column(column).as_ref());
+        }
+    }
+    // Columns are still views: of the copy in memory, 64-byte aligned like a mapping.
+    let ids = file.decode_column(0, 0).unwrap();
+    assert!(ids.copy_reason.is_none());
+    let address = ids.array.to_data().buffers()[0].as_ptr() as usize;
+    assert!(file.mapped_range().contains(&address));
 }
 
 #[test]
