@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-python -m pip install --quiet -e ".[torch,arrow]"
+# Builds the extension (release, several minutes on a first run; -v shows cargo's progress).
+python -m pip install -v -e ".[torch,arrow]"
 python examples/quickstart.py --out examples/sample.arrow "$@"
 python examples/train_torch.py --out examples/train.arrow
