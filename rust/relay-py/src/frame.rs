@@ -11,11 +11,10 @@ use arrow::datatypes::DataType;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
-use relay_exec::execute::{ExecError, ViewSet, execute};
-use relay_exec::gather::{Order, gather_fixed_width};
-use relay_exec::nodes::collect_batches;
-use relay_exec::profile::Profile;
-use relay_exec::provenance;
+use relay_exec::{
+    ExecError, MemoryLayout, Profile, ViewSet, collect_batches, execute, explain_column,
+    gather_fixed_width,
+};
 use relay_plan::optimizer::Optimizer;
 use relay_plan::{
     AggExpr, AggFunc, Expr, Interpolation, JoinType, Keep, LogicalPlan, PlanError, Quantile,
@@ -148,7 +147,7 @@ impl NativeFrame {
     /// The scan's view when this frame is a plain scan (columns and a row range, no filter).
     fn plain_scan(&self) -> Option<&TableView> {
         match self.plan.as_ref() {
-            LogicalPlan::Scan { table, filters } if filters.is_empty() => Some(table),
+            LogicalPlan::Scan { table, filters, .. } if filters.is_empty() => Some(table),
             _ => None,
         }
     }
@@ -840,8 +839,8 @@ impl NativeFrame {
     /// are not all null-free fixed-width scalars of one dtype.
     fn _matrix<'py>(&self, py: Python<'py>, order: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
         let order = match order {
-            "C" => Order::C,
-            "F" => Order::F,
+            "C" => MemoryLayout::C,
+            "F" => MemoryLayout::F,
             other => {
                 return Err(relay_error(
                     ErrorKind::Value,
@@ -863,7 +862,7 @@ impl NativeFrame {
             None => Ok(None),
             Some(dense) => {
                 let array = export::numpy::dense_to_numpy(py, dense)?;
-                Ok(Some(if order == Order::F && indices.len() > 1 {
+                Ok(Some(if order == MemoryLayout::F && indices.len() > 1 {
                     array.getattr("T")?
                 } else {
                     array
@@ -899,7 +898,7 @@ impl NativeFrame {
         let mapped = self.origin.mapped_range();
         for field in schema.fields() {
             let verdict = py.detach_guarded("explain", || {
-                provenance::explain_column(&optimized, field.name(), &mapped)
+                explain_column(&optimized, field.name(), &mapped)
             })?;
             out.push_str(&format!(
                 "  {} ({}): {verdict}\n",
