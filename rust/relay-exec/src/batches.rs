@@ -23,8 +23,9 @@ use rayon::prelude::*;
 use relay_storage::{fault, type_name};
 
 use crate::dense::{DenseArray, DenseDtype, DenseTimeUnit};
-use crate::execute::{ViewSet, pool};
 use crate::gather::interleave_rows;
+use crate::pool::pool;
+use crate::view::ViewSet;
 
 /// Output bytes per gather task, at least. A training batch (1024 rows of `tab`'s nine columns,
 /// 36 KiB) is one task: split in two it ran slower, since the loader's producer threads
@@ -818,34 +819,19 @@ impl BatchSource {
                 if rows.is_empty() || copied[chunk] {
                     continue;
                 }
-                let piece = &column.pieces[chunk];
-                macro_rules! write {
-                    ($out:expr, $fill:expr) => {
-                        write_piece(
-                            piece,
-                            column_width,
-                            rows,
-                            $out,
-                            width,
-                            offset,
-                            $fill.map(|f| f.as_()),
-                        )
-                    };
-                }
-                let result =
-                    dispatch_dtype(group.dtype, out, group.fill_null, |out, fill| match out {
-                        TypedOut::I8(o) => write!(o, fill),
-                        TypedOut::I16(o) => write!(o, fill),
-                        TypedOut::I32(o) => write!(o, fill),
-                        TypedOut::I64(o) => write!(o, fill),
-                        TypedOut::U8(o) => write!(o, fill),
-                        TypedOut::U16(o) => write!(o, fill),
-                        TypedOut::U32(o) => write!(o, fill),
-                        TypedOut::U64(o) => write!(o, fill),
-                        TypedOut::F16(o) => write!(o, fill),
-                        TypedOut::F32(o) => write!(o, fill),
-                        TypedOut::F64(o) => write!(o, fill),
-                    })?;
+                let rows = PieceRows::Fixed {
+                    width: column_width,
+                    rows,
+                    stride: width,
+                    offset,
+                };
+                let result = write_rows(
+                    &column.pieces[chunk],
+                    &rows,
+                    group.dtype,
+                    out,
+                    group.fill_null,
+                )?;
                 if let Err(out_row) = result {
                     return Err(null_error(
                         &column.name,
@@ -952,31 +938,17 @@ impl BatchSource {
             if pairs.is_empty() {
                 continue;
             }
-            let piece = &batch_column.pieces[chunk];
-            macro_rules! write {
-                ($out:expr, $fill:expr) => {
-                    write_ragged(piece, pairs, $out, longest, $fill.map(|f| f.as_()))
-                };
-            }
-            let result =
-                dispatch_dtype(
-                    dtype,
-                    padded.as_slice_mut(),
-                    fill_null,
-                    |out, fill| match out {
-                        TypedOut::I8(o) => write!(o, fill),
-                        TypedOut::I16(o) => write!(o, fill),
-                        TypedOut::I32(o) => write!(o, fill),
-                        TypedOut::I64(o) => write!(o, fill),
-                        TypedOut::U8(o) => write!(o, fill),
-                        TypedOut::U16(o) => write!(o, fill),
-                        TypedOut::U32(o) => write!(o, fill),
-                        TypedOut::U64(o) => write!(o, fill),
-                        TypedOut::F16(o) => write!(o, fill),
-                        TypedOut::F32(o) => write!(o, fill),
-                        TypedOut::F64(o) => write!(o, fill),
-                    },
-                )?;
+            let rows = PieceRows::Ragged {
+                pairs,
+                stride: longest,
+            };
+            let result = write_rows(
+                &batch_column.pieces[chunk],
+                &rows,
+                dtype,
+                padded.as_slice_mut(),
+                fill_null,
+            )?;
             if let Err(out_row) = result {
                 return Err(null_error(&batch_column.name, positions[out_row], out_row));
             }
@@ -1021,6 +993,68 @@ enum TypedOut<'a> {
     F64(&'a mut [f64]),
 }
 
+/// Where the rows one gather takes from one chunk's piece go in a batch buffer.
+enum PieceRows<'a> {
+    /// Fixed-width cells, `width` per row, written from cell `offset` of output rows of
+    /// `stride` cells.
+    Fixed {
+        width: usize,
+        rows: &'a ChunkRows,
+        stride: usize,
+        offset: usize,
+    },
+    /// Ragged rows, left-aligned in output rows of `stride` cells (already padded).
+    Ragged { pairs: &'a [Pair], stride: usize },
+}
+
+/// Writes `rows` of `piece` into `out` typed as `dtype` cells, converting each value and
+/// writing `fill` for null cells. The inner error is the output row of the first null met
+/// without a fill; the outer one a dtype a batch cannot hold.
+fn write_rows(
+    piece: &Piece,
+    rows: &PieceRows<'_>,
+    dtype: DenseDtype,
+    out: &mut [u8],
+    fill: Option<f64>,
+) -> Result<Result<(), usize>, String> {
+    macro_rules! write {
+        ($out:expr, $fill:expr) => {
+            match *rows {
+                PieceRows::Fixed {
+                    width,
+                    rows,
+                    stride,
+                    offset,
+                } => write_piece(
+                    piece,
+                    width,
+                    rows,
+                    $out,
+                    stride,
+                    offset,
+                    $fill.map(|f| f.as_()),
+                ),
+                PieceRows::Ragged { pairs, stride } => {
+                    write_ragged(piece, pairs, $out, stride, $fill.map(|f| f.as_()))
+                }
+            }
+        };
+    }
+    dispatch_dtype(dtype, out, fill, |out, fill| match out {
+        TypedOut::I8(o) => write!(o, fill),
+        TypedOut::I16(o) => write!(o, fill),
+        TypedOut::I32(o) => write!(o, fill),
+        TypedOut::I64(o) => write!(o, fill),
+        TypedOut::U8(o) => write!(o, fill),
+        TypedOut::U16(o) => write!(o, fill),
+        TypedOut::U32(o) => write!(o, fill),
+        TypedOut::U64(o) => write!(o, fill),
+        TypedOut::F16(o) => write!(o, fill),
+        TypedOut::F32(o) => write!(o, fill),
+        TypedOut::F64(o) => write!(o, fill),
+    })
+}
+
 /// Calls `write` with `out` typed as `dtype` cells (booleans as bytes).
 fn dispatch_dtype<R>(
     dtype: DenseDtype,
@@ -1048,7 +1082,7 @@ fn dispatch_dtype<R>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::execute::{Chunk, ViewSet};
+    use crate::view::{Chunk, ViewSet};
     use arrow::array::{Float32Array, Int32Array};
     use arrow::datatypes::{Field, Schema};
 

@@ -12,8 +12,9 @@ use arrow::array::Array;
 use arrow::row::{RowConverter, SortField};
 use relay_plan::{Expr, Keep};
 
-use crate::execute::{ExecError, ViewSet};
+use crate::error::ExecError;
 use crate::sort::dense_values;
+use crate::view::ViewSet;
 
 /// The positions (ascending) of the rows of `input` that `unique(subset, keep)` keeps.
 pub fn distinct_positions(

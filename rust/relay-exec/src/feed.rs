@@ -25,10 +25,13 @@ use relay_storage::fault;
 
 use crate::batches::{BatchGroup, BatchSource, ColumnShape};
 use crate::dense::{DenseArray, DenseDtype};
-use crate::execute::{ExecError, ViewSet, execute, pool};
-use crate::order::{Order, Shuffle, epoch_order, shard_range};
+use crate::error::ExecError;
+use crate::execute::execute;
+use crate::order::{EpochOrder, Shuffle, epoch_order, shard_range};
 use crate::pieces::{CacheStats, PieceCache, PiecePlan, PieceShard, PieceStream, shard_rows};
+use crate::pool::pool;
 use crate::profile::Profile;
+use crate::view::ViewSet;
 
 /// Per output: (padded values, lengths) for a ragged one, None for a fixed one.
 pub type RaggedDense = Vec<Option<(DenseArray, DenseArray)>>;
@@ -402,7 +405,7 @@ trait Producer: Send + Sync {
 /// the shard's range of the epoch's order.
 struct PositionalShard {
     rows: RowsByPosition,
-    order: Order,
+    order: EpochOrder,
     range: std::ops::Range<u64>,
     batch_size: u64,
     num_batches: u64,

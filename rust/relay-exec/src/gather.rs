@@ -14,7 +14,8 @@ use rayon::prelude::*;
 use relay_storage::DecodedColumn;
 
 use crate::dense::{DenseArray, DenseDtype, materialize};
-use crate::execute::{ViewSet, pool};
+use crate::pool::pool;
+use crate::view::ViewSet;
 
 /// Selected rows handled by one task, at most.
 const GATHER_ROWS: usize = 64 * 1024;
@@ -33,8 +34,9 @@ fn task_rows(rows: usize, threads: usize) -> usize {
         .clamp(GATHER_MIN_ROWS, GATHER_ROWS)
 }
 
+/// How the values of a gathered two-dimensional array lie in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
+pub enum MemoryLayout {
     /// Row-major: each row's values are adjacent.
     C,
     /// Column-major: each column is contiguous.
@@ -320,7 +322,7 @@ pub fn dense_column(
 ) -> Result<DenseArray, String> {
     let data_type = view.schema.field(index).data_type().clone();
     let selected = view.chunks.iter().any(|c| c.selection.is_some());
-    if selected && let Some(dense) = gather_fixed_width(view, &[index], Order::C)? {
+    if selected && let Some(dense) = gather_fixed_width(view, &[index], MemoryLayout::C)? {
         return Ok(dense);
     }
     let arrays = view.column_arrays(index).map_err(|e| e.to_string())?;
@@ -347,7 +349,7 @@ pub fn dense_column(
 pub fn gather_fixed_width(
     view: &ViewSet,
     indices: &[usize],
-    order: Order,
+    layout: MemoryLayout,
 ) -> Result<Option<DenseArray>, String> {
     // Every piece of every column must be fixed-width, null-free and of one dtype.
     let mut dtype = None;
@@ -402,8 +404,8 @@ pub fn gather_fixed_width(
         .collect();
 
     let out_slice = out.as_slice_mut();
-    match order {
-        Order::C => {
+    match layout {
+        MemoryLayout::C => {
             // Row-major: each task owns a contiguous run of output rows.
             let mut pieces: Vec<&mut [u8]> = Vec::with_capacity(tasks.len());
             let mut rest = out_slice;
@@ -421,7 +423,7 @@ pub fn gather_fixed_width(
                     });
             });
         }
-        Order::F => {
+        MemoryLayout::F => {
             // Column-major: column j's output is contiguous; split it into the same tasks.
             let column_len = rows * cell_bytes;
             let mut pieces: Vec<(usize, usize, &mut [u8])> = Vec::new();
@@ -452,11 +454,11 @@ pub fn gather_fixed_width(
     }
     // An F-order matrix is returned as its transpose in C order, (columns, rows): the caller
     // hands out the transposed view, which is the (rows, columns) F-contiguous array.
-    let shape = match (row_width, indices.len(), order) {
+    let shape = match (row_width, indices.len(), layout) {
         (Some(d), _, _) => vec![rows, d],
         (None, 1, _) => vec![rows],
-        (None, k, Order::C) => vec![rows, k],
-        (None, k, Order::F) => vec![k, rows],
+        (None, k, MemoryLayout::C) => vec![rows, k],
+        (None, k, MemoryLayout::F) => vec![k, rows],
     };
     Ok(Some(DenseArray {
         buffer: out.into_buffer(),
@@ -474,7 +476,7 @@ mod tests {
     use arrow::datatypes::{Field, Schema};
 
     use super::*;
-    use crate::execute::Chunk;
+    use crate::view::Chunk;
 
     /// Two chunks of `columns` float32 columns: value = 1000 * column + global row.
     fn floats(columns: usize, lens: [usize; 2], selections: [Option<Vec<u32>>; 2]) -> ViewSet {
@@ -560,7 +562,7 @@ mod tests {
                 let view = floats(columns, [6, 4], selections.clone());
                 let rows = rows_of(&view);
                 let indices: Vec<usize> = (0..columns).collect();
-                let c = gather_fixed_width(&view, &indices, Order::C)
+                let c = gather_fixed_width(&view, &indices, MemoryLayout::C)
                     .unwrap()
                     .unwrap();
                 let want_c: Vec<f32> = rows
@@ -572,7 +574,7 @@ mod tests {
                     want_c.as_slice(),
                     "{columns} columns, C"
                 );
-                let f = gather_fixed_width(&view, &indices, Order::F)
+                let f = gather_fixed_width(&view, &indices, MemoryLayout::F)
                     .unwrap()
                     .unwrap();
                 let want_f: Vec<f32> = (0..columns)
@@ -624,7 +626,7 @@ mod tests {
             }],
         };
         assert!(2 * 8 * len >= HUGE_PAGE_OUTPUT_BYTES);
-        let dense = gather_fixed_width(&view, &[0, 1], Order::C)
+        let dense = gather_fixed_width(&view, &[0, 1], MemoryLayout::C)
             .unwrap()
             .unwrap();
         let values = dense.buffer.typed_data::<i64>();
@@ -647,7 +649,9 @@ mod tests {
                 selection: Some(Arc::new(vec![4, 1])),
             }],
         };
-        let dense = gather_fixed_width(&view, &[0], Order::C).unwrap().unwrap();
+        let dense = gather_fixed_width(&view, &[0], MemoryLayout::C)
+            .unwrap()
+            .unwrap();
         assert_eq!(dense.buffer.typed_data::<i16>(), &[14, 11]);
 
         let item = Arc::new(Field::new("item", DataType::Float32, false));
@@ -665,7 +669,9 @@ mod tests {
                 selection: Some(Arc::new(vec![2, 0])),
             }],
         };
-        let dense = gather_fixed_width(&view, &[0], Order::C).unwrap().unwrap();
+        let dense = gather_fixed_width(&view, &[0], MemoryLayout::C)
+            .unwrap()
+            .unwrap();
         assert_eq!(dense.shape, vec![2, 3]);
         assert_eq!(
             dense.buffer.typed_data::<f32>(),
@@ -691,7 +697,7 @@ mod tests {
             }],
         };
         assert!(
-            gather_fixed_width(&view, &[0, 1], Order::C)
+            gather_fixed_width(&view, &[0, 1], MemoryLayout::C)
                 .unwrap()
                 .is_none()
         );

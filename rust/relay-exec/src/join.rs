@@ -59,9 +59,11 @@ use rayon::prelude::*;
 use relay_plan::join::join_key_type;
 use relay_plan::{Expr, JoinColumn, JoinSide, JoinType};
 
-use crate::execute::{Chunk, ExecError, MORSEL_ROWS, ViewSet, pool};
+use crate::error::ExecError;
 use crate::keys::{KeyHasher, KeyMap, Nulls, fits, pack};
+use crate::pool::{MORSEL_ROWS, pool};
 use crate::sort::dense_values;
+use crate::view::{Chunk, ViewSet};
 
 /// The position that stands for "no row on this side" in a pair.
 const NO_ROW: u32 = u32::MAX;
@@ -652,15 +654,7 @@ pub fn join(
             .iter()
             .map(|column| taken.schema.index_of(&column.name))
             .collect::<Result<Vec<_>, _>>()?;
-        let chunks = taken
-            .chunks
-            .into_iter()
-            .map(|chunk| Chunk {
-                columns: indices.iter().map(|&i| chunk.columns[i].clone()).collect(),
-                ..chunk
-            })
-            .collect();
-        return Ok(ViewSet { schema, chunks });
+        return Ok(taken.select_columns(&indices, schema));
     }
     // (left position, right position) pairs, per probe morsel. The smaller side is built; the
     // pairs then come in the probe side's order and are counting-sorted into the order the

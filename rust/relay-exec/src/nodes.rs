@@ -1,4 +1,4 @@
-//! Execution of the plan nodes behind `take` / `sample`, `collect`, `view` and
+//! The operators of the plan nodes behind `take` / `sample`, `collect`, `view` and
 //! `with_column(array)`: none of them copies column data.
 //!
 //! - `Take` maps each index to (chunk, row) through the prefix sums of the chunks' selected row
@@ -22,76 +22,16 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::error::ArrowError;
 use rayon::prelude::*;
+use relay_plan::PlanError;
 use relay_plan::plan::AttachedColumn;
-use relay_plan::{LogicalPlan, PlanError};
 
-use crate::execute::{Chunk, ExecError, ViewSet, execute, pool};
-use crate::gather::{Order, gather_fixed_width};
-use crate::profile::{OperatorStats, Profile};
+use crate::error::ExecError;
+use crate::gather::{MemoryLayout, gather_fixed_width};
+use crate::pool::pool;
+use crate::view::{Chunk, ViewSet};
 
 /// Indices located by one task when a take is large enough to split.
 const TAKE_TASK_INDICES: usize = 64 * 1024;
-
-/// Executes a `Take`, `Memory`, `Reinterpret` or `AttachColumns` node (its inputs first),
-/// returning the result and the node's statistics (the caller adds the wall time).
-pub fn execute_node(
-    plan: &LogicalPlan,
-    profile: &Profile,
-) -> Result<(ViewSet, OperatorStats), ExecError> {
-    match plan {
-        LogicalPlan::Take { input, indices } => {
-            let input = execute(input, profile)?;
-            let rows_in = input.num_rows();
-            let result = take(input, indices)?;
-            let stats = OperatorStats {
-                rows_in,
-                rows_out: result.num_rows(),
-                ..Default::default()
-            };
-            Ok((result, stats))
-        }
-        LogicalPlan::Memory {
-            schema, batches, ..
-        } => {
-            let result = memory(schema.clone(), batches);
-            let rows = result.num_rows();
-            let stats = OperatorStats {
-                rows_in: rows,
-                rows_out: rows,
-                bytes_read: batches.iter().map(RecordBatch::get_array_memory_size).sum(),
-                ..Default::default()
-            };
-            Ok((result, stats))
-        }
-        LogicalPlan::Reinterpret { input, columns } => {
-            let schema = plan.schema()?;
-            let input = execute(input, profile)?;
-            let rows = input.num_rows();
-            let result = reinterpret(input, columns, schema)?;
-            let stats = OperatorStats {
-                rows_in: rows,
-                rows_out: rows,
-                ..Default::default()
-            };
-            Ok((result, stats))
-        }
-        LogicalPlan::AttachColumns { input, columns } => {
-            let schema = plan.schema()?;
-            let input = execute(input, profile)?;
-            let rows = input.num_rows();
-            let result = attach(input, columns, schema)?;
-            let stats = OperatorStats {
-                rows_in: rows,
-                rows_out: rows,
-                ..Default::default()
-            };
-            Ok((result, stats))
-        }
-        other => Err(ExecError::Plan(PlanError::Invalid(format!(
-            "nodes::execute_node does not execute {other}"
-        )))),
-    }
-}
 
 /// The rows of `input` at `indices` (positions among its selected rows), in order.
 pub fn take(input: ViewSet, indices: &[u64]) -> Result<ViewSet, ExecError> {
@@ -213,7 +153,7 @@ pub fn reinterpret_array(array: &ArrayRef, to: &DataType) -> Result<ArrayRef, Ar
 }
 
 /// The named columns of `input` read as their new types; selections are kept.
-fn reinterpret(
+pub(crate) fn reinterpret(
     input: ViewSet,
     columns: &[(String, DataType)],
     schema: SchemaRef,
@@ -237,7 +177,7 @@ fn reinterpret(
 
 /// `input` (chunks without selections, in row order) with the attached arrays sliced along its
 /// chunks, in the columns `schema` names.
-fn attach(
+pub(crate) fn attach(
     input: ViewSet,
     columns: &[AttachedColumn],
     schema: SchemaRef,
@@ -314,7 +254,7 @@ fn gather_column(view: &ViewSet, index: usize, rows: usize) -> Result<ArrayRef, 
     // The gather handles plain integers and floats (and fixed-size lists of them) only.
     if (item_type.is_integer() || item_type.is_floating())
         && let Some(dense) =
-            gather_fixed_width(view, &[index], Order::C).map_err(ArrowError::ComputeError)?
+            gather_fixed_width(view, &[index], MemoryLayout::C).map_err(ArrowError::ComputeError)?
     {
         let data = match data_type {
             DataType::FixedSizeList(item, width) => {

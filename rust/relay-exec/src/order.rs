@@ -296,18 +296,18 @@ const WINDOWS_KEY: u64 = 2;
 
 /// The rows of one epoch in visiting order, as a function of the position.
 #[derive(Debug, Clone)]
-pub enum Order {
+pub enum EpochOrder {
     Sequential(u64),
     Global(KeyedPermutation),
     Block(BlockOrder),
 }
 
-impl Order {
+impl EpochOrder {
     pub fn len(&self) -> u64 {
         match self {
-            Order::Sequential(n) => *n,
-            Order::Global(perm) => perm.len(),
-            Order::Block(block) => block.num_rows,
+            EpochOrder::Sequential(n) => *n,
+            EpochOrder::Global(perm) => perm.len(),
+            EpochOrder::Block(block) => block.num_rows,
         }
     }
 
@@ -319,9 +319,9 @@ impl Order {
     pub fn position(&self, i: u64) -> u64 {
         debug_assert!(i < self.len(), "position {i} out of 0..{}", self.len());
         match self {
-            Order::Sequential(_) => i,
-            Order::Global(perm) => perm.apply(i),
-            Order::Block(block) => block.position(i),
+            EpochOrder::Sequential(_) => i,
+            EpochOrder::Global(perm) => perm.apply(i),
+            EpochOrder::Block(block) => block.position(i),
         }
     }
 
@@ -334,13 +334,13 @@ impl Order {
         );
         out.reserve(range.end.saturating_sub(range.start) as usize);
         match self {
-            Order::Sequential(_) => out.extend(range),
-            Order::Global(perm) => {
+            EpochOrder::Sequential(_) => out.extend(range),
+            EpochOrder::Global(perm) => {
                 let first = out.len();
                 out.extend(range);
                 perm.apply_in_place(&mut out[first..]);
             }
-            Order::Block(block) => block.extend_into(range, out),
+            EpochOrder::Block(block) => block.extend_into(range, out),
         }
     }
 }
@@ -444,11 +444,11 @@ pub fn epoch_order(
     shuffle: Shuffle,
     seed: u64,
     epoch: u64,
-) -> Result<Order, String> {
+) -> Result<EpochOrder, String> {
     let key = epoch_key(seed, epoch);
     match shuffle {
-        Shuffle::Sequential => Ok(Order::Sequential(num_rows)),
-        Shuffle::Global => Ok(Order::Global(KeyedPermutation::new(num_rows, key))),
+        Shuffle::Sequential => Ok(EpochOrder::Sequential(num_rows)),
+        Shuffle::Global => Ok(EpochOrder::Global(KeyedPermutation::new(num_rows, key))),
         Shuffle::Block {
             block_rows,
             buffer_rows,
@@ -462,7 +462,7 @@ pub fn epoch_order(
                 blocks.inverse(num_blocks - 1)
             };
             let window_key = sub_key(key, WINDOWS_KEY);
-            Ok(Order::Block(BlockOrder {
+            Ok(EpochOrder::Block(BlockOrder {
                 num_rows,
                 block_rows,
                 buffer_rows,
@@ -487,7 +487,7 @@ pub fn shard_range(len: u64, shard: u64, shards: u64) -> std::ops::Range<u64> {
 mod tests {
     use super::*;
 
-    fn positions(order: &Order) -> Vec<u64> {
+    fn positions(order: &EpochOrder) -> Vec<u64> {
         let mut out = Vec::new();
         order.extend_into(0..order.len(), &mut out);
         out

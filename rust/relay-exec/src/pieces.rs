@@ -22,9 +22,11 @@ use relay_plan::plan::SplitMix64;
 use relay_storage::{DatasetView, PieceId};
 
 use crate::batches::BatchSource;
-use crate::execute::{ExecError, ViewSet, execute};
+use crate::error::ExecError;
+use crate::execute::execute;
 use crate::order::{KeyedPermutation, Shuffle, epoch_key};
 use crate::profile::Profile;
+use crate::view::ViewSet;
 
 /// A plan whose rows can be produced one piece of its read at a time.
 #[derive(Debug)]

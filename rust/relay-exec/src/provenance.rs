@@ -38,8 +38,8 @@ use relay_plan::{Expr, LogicalPlan, PlanError};
 use relay_storage::{DecodedColumn, slice_rows};
 
 use crate::dense::zero_copy_blocker;
+use crate::error::ExecError;
 use crate::eval::same_width_integer_cast;
-use crate::execute::ExecError;
 use crate::nodes::reinterpret_array;
 
 /// What exporting a column gives.
@@ -353,7 +353,7 @@ fn origin(
 /// by reading (decoded files) or the plan is not such a plan.
 fn chunk_rows(plan: &LogicalPlan) -> Option<Vec<usize>> {
     match plan {
-        LogicalPlan::Scan { table, filters } if filters.is_empty() => Some(table.batch_rows()),
+        LogicalPlan::Scan { table, filters, .. } if filters.is_empty() => Some(table.batch_rows()),
         LogicalPlan::Memory { batches, .. } => {
             Some(batches.iter().map(|batch| batch.num_rows()).collect())
         }

@@ -27,8 +27,11 @@ use relay_storage::{
     slice_batches,
 };
 
-use crate::execute::{Chunk, ChunkFilter, ExecError, ViewSet, pool};
+use crate::error::ExecError;
+use crate::filter::ChunkFilter;
+use crate::pool::pool;
 use crate::profile::OperatorStats;
+use crate::view::{Chunk, ViewSet};
 
 /// Rows per record batch a decoded piece is cut into: large enough to amortize the decoder's
 /// and the kernels' work per batch, small enough that a filtered read holds little at a time.

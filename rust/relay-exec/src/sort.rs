@@ -18,8 +18,10 @@ use arrow::error::ArrowError;
 use rayon::prelude::*;
 use relay_plan::{Expr, SortKey};
 
+use crate::error::ExecError;
 use crate::eval::evaluate;
-use crate::execute::{ExecError, ViewSet, pool};
+use crate::pool::pool;
+use crate::view::ViewSet;
 
 /// Rows from which sorting runs on the pool: below it the tasks cost more than they save.
 const PARALLEL_SORT_ROWS: usize = 256 * 1024;

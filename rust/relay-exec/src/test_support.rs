@@ -8,7 +8,7 @@ use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use relay_storage::{ColumnStats, Dataset, DecodedFile, DecodedOpener, FileFormat, FragmentSpec};
 
-use crate::execute::ViewSet;
+use crate::view::ViewSet;
 
 /// A decoded file in memory: pieces of `rows` rows each, x = row number, with min/max
 /// statistics; row counts known only when `rows_known`.

@@ -23,6 +23,10 @@ pub enum LogicalPlan {
     Scan {
         table: TableView,
         filters: Vec<Expr>,
+        /// The record batches of `table.file()` (indices, ascending) that may hold a row
+        /// passing `filters`, as batch pruning found from their statistics: the scan reads only
+        /// these. None when the scan was not pruned: it reads every batch `table` overlaps.
+        batches: Option<Vec<usize>>,
     },
     /// Columns of files that are decoded when read (Parquet, CSV, NDJSON) or of several files
     /// (a list, a glob, a hive-partitioned folder): the fragments and pieces of `view` that
@@ -131,6 +135,7 @@ impl LogicalPlan {
         LogicalPlan::Scan {
             table,
             filters: vec![],
+            batches: None,
         }
     }
 
@@ -246,7 +251,9 @@ impl LogicalPlan {
     /// Rows this plan yields when known without reading data (no filter anywhere below).
     pub fn known_num_rows(&self) -> Option<u64> {
         match self {
-            LogicalPlan::Scan { table, filters } => filters.is_empty().then(|| table.num_rows()),
+            LogicalPlan::Scan { table, filters, .. } => {
+                filters.is_empty().then(|| table.num_rows())
+            }
             // Opens the files (their footers say how many rows each piece has).
             LogicalPlan::Read { view, filters } if filters.is_empty() => view.known_num_rows(),
             LogicalPlan::Read { .. } => None,
@@ -370,9 +377,10 @@ impl LogicalPlan {
     pub fn slice(self: &Arc<Self>, offset: u64, length: u64) -> LogicalPlan {
         match self.as_ref() {
             // A slice of an unfiltered scan narrows the scan itself: still one contiguous view.
-            LogicalPlan::Scan { table, filters } if filters.is_empty() => LogicalPlan::Scan {
+            LogicalPlan::Scan { table, filters, .. } if filters.is_empty() => LogicalPlan::Scan {
                 table: table.slice(offset, length),
                 filters: vec![],
+                batches: None,
             },
             // An unfiltered read narrows its rows: only the pieces they overlap are decoded.
             LogicalPlan::Read { view, filters } if filters.is_empty() => LogicalPlan::Read {
@@ -747,7 +755,7 @@ impl LogicalPlan {
 impl fmt::Display for LogicalPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            LogicalPlan::Scan { table, filters } => {
+            LogicalPlan::Scan { table, filters, .. } => {
                 let rows = table.rows();
                 write!(
                     f,

@@ -9,9 +9,7 @@ use arrow::datatypes::FieldRef;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyCapsule, PyList, PyTuple};
-use relay_exec::DenseArray;
-use relay_exec::execute::ViewSet;
-use relay_exec::provenance::{self, Verdict};
+use relay_exec::{DenseArray, Verdict, ViewSet};
 use relay_plan::LogicalPlan;
 use relay_storage::{ColumnView, DecodedColumn, type_name};
 
@@ -61,7 +59,7 @@ impl Executed {
     fn dense(&self, mapped: &std::ops::Range<usize>) -> Result<DenseArray, String> {
         match self {
             Executed::Chunks(chunks) => relay_exec::materialize(chunks, mapped),
-            Executed::View(view) => relay_exec::gather::dense_column(view, 0, mapped),
+            Executed::View(view) => relay_exec::dense_column(view, 0, mapped),
         }
     }
 
@@ -162,7 +160,7 @@ impl ColumnBase {
                 let chunks = py
                     .detach_guarded("copy_reason", || view.chunks())?
                     .into_py_result()?;
-                Ok(provenance::chunks_verdict(
+                Ok(relay_exec::chunks_verdict(
                     &chunks,
                     view.data_type(),
                     &self.mapped(),
@@ -174,7 +172,7 @@ impl ColumnBase {
                 origin,
             } => py
                 .detach_guarded("copy_reason", || {
-                    provenance::column_verdict(
+                    relay_exec::column_verdict(
                         optimized(plan.clone())?.as_ref(),
                         field.name(),
                         &origin.mapped_range(),
@@ -198,7 +196,7 @@ impl ColumnBase {
                 plan,
                 field,
                 origin,
-            } => provenance::export_range(plan, field.name(), &origin.mapped_range()),
+            } => relay_exec::export_range(plan, field.name(), &origin.mapped_range()),
         };
         if !zero_copy {
             return Ok((self.execute(py)?, range));
@@ -209,7 +207,7 @@ impl ColumnBase {
                 let chunks = py
                     .detach_guarded("execute", || view.chunks())?
                     .into_py_result()?;
-                let verdict = provenance::chunks_verdict(&chunks, view.data_type(), &range);
+                let verdict = relay_exec::chunks_verdict(&chunks, view.data_type(), &range);
                 if let Some(reason) = verdict.copy_reason() {
                     return Err(self.zero_copy_error(reason));
                 }

@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use pyo3::prelude::*;
-use relay_exec::DenseDtype;
-use relay_exec::gather::Order;
-use relay_exec::order::Shuffle;
+use relay_exec::{DenseDtype, MemoryLayout, Shuffle};
 use relay_plan::{AggFunc, BinaryOp, Interpolation, JoinType, Keep, Quantile, UnaryOp};
 use relay_storage::{FileFormat, Source};
 
@@ -88,10 +86,10 @@ pub fn join_type(how: &str) -> PyResult<JoinType> {
 }
 
 /// The memory order of a 2-D array: "C" (rows contiguous) or "F" (columns contiguous).
-pub fn matrix_order(name: &str) -> PyResult<Order> {
+pub fn matrix_order(name: &str) -> PyResult<MemoryLayout> {
     match name {
-        "C" => Ok(Order::C),
-        "F" => Ok(Order::F),
+        "C" => Ok(MemoryLayout::C),
+        "F" => Ok(MemoryLayout::F),
         other => Err(value_error(format!(
             "order must be \"C\" or \"F\", got {other:?}"
         ))),

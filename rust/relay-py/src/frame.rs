@@ -10,11 +10,10 @@ use arrow::datatypes::DataType;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
-use relay_exec::execute::{ExecError, ViewSet, execute};
-use relay_exec::gather::{Order, gather_fixed_width};
-use relay_exec::nodes::collect_batches;
-use relay_exec::profile::Profile;
-use relay_exec::provenance;
+use relay_exec::{
+    ExecError, MemoryLayout, Profile, ViewSet, collect_batches, execute, explain_column,
+    gather_fixed_width,
+};
 use relay_plan::optimizer::Optimizer;
 use relay_plan::{AggExpr, Expr, LogicalPlan, PlanError, SortKey};
 use relay_storage::{
@@ -145,7 +144,7 @@ impl NativeFrame {
     /// The scan's view when this frame is a plain scan (columns and a row range, no filter).
     fn plain_scan(&self) -> Option<&TableView> {
         match self.plan.as_ref() {
-            LogicalPlan::Scan { table, filters } if filters.is_empty() => Some(table),
+            LogicalPlan::Scan { table, filters, .. } if filters.is_empty() => Some(table),
             _ => None,
         }
     }
@@ -663,7 +662,7 @@ impl NativeFrame {
             None => Ok(None),
             Some(dense) => {
                 let array = export::numpy::dense_to_numpy(py, dense)?;
-                Ok(Some(if order == Order::F && indices.len() > 1 {
+                Ok(Some(if order == MemoryLayout::F && indices.len() > 1 {
                     array.getattr("T")?
                 } else {
                     array
@@ -699,7 +698,7 @@ impl NativeFrame {
         let mapped = self.origin.mapped_range();
         for field in schema.fields() {
             let verdict = py.detach_guarded("explain", || {
-                provenance::explain_column(&optimized, field.name(), &mapped)
+                explain_column(&optimized, field.name(), &mapped)
             })?;
             out.push_str(&format!(
                 "  {} ({}): {verdict}\n",

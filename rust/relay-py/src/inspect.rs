@@ -80,8 +80,7 @@ pub fn inspect_file<'py>(py: Python<'py>, path: PathBuf) -> PyResult<Bound<'py, 
                     buffer_alignment(&chunk.array.to_data(), &mapped, &mut alignment);
                 }
                 let nulls: usize = chunks.iter().map(|c| c.array.logical_null_count()).sum();
-                let verdict =
-                    relay_exec::provenance::chunks_verdict(&chunks, view.data_type(), &mapped);
+                let verdict = relay_exec::chunks_verdict(&chunks, view.data_type(), &mapped);
                 let blocker = verdict.copy_reason();
                 column.set_item("alignment", alignment)?;
                 column.set_item("null_count", nulls)?;

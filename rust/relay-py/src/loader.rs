@@ -10,12 +10,10 @@ use numpy::{
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use relay_exec::batches::ColumnShape;
-use relay_exec::execute::ExecError;
-use relay_exec::feed::{
-    BatchPlan, BatchStream, Output, OutputMemory, RaggedDense, StreamSpec, outputs_of,
+use relay_exec::{
+    BatchPlan, BatchStream, ColumnShape, ExecError, Output, OutputMemory, RaggedDense, StreamSpec,
+    epoch_order, outputs_of,
 };
-use relay_exec::order::epoch_order;
 use relay_plan::Expr;
 
 use crate::convert;

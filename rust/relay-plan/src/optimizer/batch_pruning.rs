@@ -21,9 +21,9 @@
 //! check holds whether the executor orders floats as IEEE 754 comparisons or as arrow-rs's
 //! total order.
 //!
-//! The plan has no field for skipped batches, so the rule narrows the scan's rows to the span
-//! from the first to the last surviving batch (`TableView::slice`). Batches skipped between
-//! surviving ones are left to the executor, which calls `surviving_batches` on the scan.
+//! The rule narrows the scan's rows to the span from the first to the last surviving batch
+//! (`TableView::slice`) and records the surviving batches on the scan (`Scan.batches`): the
+//! executor reads only those, skipping the batches between them too.
 //!
 //! Statistics cost one pass over each filtered column of each batch the first time, then are
 //! cached for as long as the file is open. A scan over a single record batch would pay that
@@ -69,7 +69,7 @@ impl OptimizerRule for BatchPruning {
                     _ => node.clone(),
                 });
             }
-            let LogicalPlan::Scan { table, filters } = node.as_ref() else {
+            let LogicalPlan::Scan { table, filters, .. } = node.as_ref() else {
                 return Ok(node.clone());
             };
             if filters.is_empty() {
@@ -80,13 +80,15 @@ impl OptimizerRule for BatchPruning {
             let Ok(surviving) = surviving_batches(table, filters) else {
                 return Ok(node.clone());
             };
-            match narrowed(table, &surviving) {
-                Some(narrowed) => Ok(Arc::new(LogicalPlan::Scan {
-                    table: narrowed,
-                    filters: filters.clone(),
-                })),
-                None => Ok(node.clone()),
+            let narrowed = narrowed(table, &surviving);
+            if narrowed.is_none() && surviving == overlapping_batches(table) {
+                return Ok(node.clone());
             }
+            Ok(Arc::new(LogicalPlan::Scan {
+                table: narrowed.unwrap_or_else(|| table.clone()),
+                filters: filters.clone(),
+                batches: Some(surviving),
+            }))
         })
     }
 }
@@ -700,6 +702,7 @@ mod tests {
         Arc::new(LogicalPlan::Scan {
             table: file.table(),
             filters,
+            batches: None,
         })
     }
 
@@ -816,9 +819,21 @@ mod tests {
             shown(&rewritten, &file),
             "SCAN FILE columns=[id, age, score, name, city, flag] rows=10..30 filters=[(col(\"age\") > 15)]\n"
         );
-        // A gap in the middle stays in the span; the executor skips it with surviving_batches.
+        let LogicalPlan::Scan { batches, .. } = rewritten.as_ref() else {
+            panic!("a scan stays a scan: {rewritten}");
+        };
+        assert_eq!(batches.as_deref(), Some([1, 2].as_slice()));
+        // A gap in the middle stays in the span; the scan records it for the executor to skip.
         let gap = age(BinaryOp::Lt, 2).binary(BinaryOp::Or, age(BinaryOp::Gt, 28));
         let plan = filtered_scan(&file, vec![gap]);
+        let rewritten = BatchPruning.rewrite(plan.clone()).unwrap();
+        let LogicalPlan::Scan { table, batches, .. } = rewritten.as_ref() else {
+            panic!("a scan stays a scan: {rewritten}");
+        };
+        assert_eq!(table.rows().length, 30);
+        assert_eq!(batches.as_deref(), Some([0, 2].as_slice()));
+        // Every batch may match: the scan is left as it is.
+        let plan = filtered_scan(&file, vec![age(BinaryOp::Gt, 5)]);
         assert!(Arc::ptr_eq(
             &BatchPruning.rewrite(plan.clone()).unwrap(),
             &plan
@@ -831,6 +846,7 @@ mod tests {
         let plan = Arc::new(LogicalPlan::Scan {
             table: file.table().slice(5, 20),
             filters: vec![age(BinaryOp::Lt, 12)],
+            batches: None,
         });
         let (before, _, rewritten) = run_rule(&BatchPruning, &plan);
         assert!(before.contains("rows=5..25"), "{before}");

@@ -90,7 +90,11 @@ impl OptimizerRule for ConjunctReordering {
     fn rewrite(&self, plan: Arc<LogicalPlan>) -> Result<Arc<LogicalPlan>> {
         transform_up(&plan, &mut |node| {
             Ok(match node.as_ref() {
-                LogicalPlan::Scan { table, filters } => {
+                LogicalPlan::Scan {
+                    table,
+                    filters,
+                    batches,
+                } => {
                     let conjuncts: Vec<Expr> =
                         filters.iter().cloned().flat_map(Expr::conjuncts).collect();
                     let stats = StatsSource {
@@ -99,9 +103,11 @@ impl OptimizerRule for ConjunctReordering {
                         sample: self.sample,
                     };
                     match reorder(conjuncts, &table.schema(), &stats) {
+                        // The same conjuncts in another order: the same batches may match.
                         Some(ordered) if &ordered != filters => Arc::new(LogicalPlan::Scan {
                             table: table.clone(),
                             filters: ordered,
+                            batches: batches.clone(),
                         }),
                         _ => node.clone(),
                     }
@@ -796,6 +802,7 @@ mod tests {
         let plan = Arc::new(LogicalPlan::Scan {
             table: file.table(),
             filters: vec![age(BinaryOp::Lt, 90), age(BinaryOp::Gt, 94)],
+            batches: None,
         });
         // Without statistics both estimates are equal: the order stays.
         assert!(Arc::ptr_eq(
@@ -909,6 +916,7 @@ mod tests {
         let plan = Arc::new(LogicalPlan::Scan {
             table: file.table(),
             filters: written,
+            batches: None,
         });
         // Without statistics: both comparisons 1/3 at cost 1, the string compare 0.1 at cost 2.
         let (_, unsampled, _) = run_rule(&WITHOUT_SAMPLES, &plan);

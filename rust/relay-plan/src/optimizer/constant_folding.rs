@@ -561,6 +561,7 @@ mod tests {
                 Expr::col("age").binary(BinaryOp::Gt, int(1).binary(BinaryOp::Add, int(1))),
                 bool_literal(true),
             ],
+            batches: None,
         });
         let (before, after, _) = run_rule(&ConstantFolding, &plan);
         assert!(

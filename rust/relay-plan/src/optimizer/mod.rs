@@ -15,7 +15,8 @@
 //!    only the columns something above reads; stacked
 //!    projections merge; projections that change nothing disappear.
 //! 4. `batch_pruning`: narrows a filtered scan's rows to the record batches whose min/max
-//!    statistics allow a matching row (see `surviving_batches` for batches skipped in between);
+//!    statistics allow a matching row, and records those batches on the scan (`Scan.batches`),
+//!    so that batches skipped in between are not read either;
 //!    drops from a filtered read the files whose partition values, and the pieces whose
 //!    statistics, rule out every row.
 //! 5. `conjunct_reordering`: orders the conjuncts of each filter cheap and selective first.
@@ -140,6 +141,7 @@ pub(crate) fn with_filters(plan: &LogicalPlan, filters: Vec<Expr>) -> LogicalPla
         LogicalPlan::Scan { table, .. } => LogicalPlan::Scan {
             table: table.clone(),
             filters,
+            batches: None,
         },
         LogicalPlan::Read { view, .. } => LogicalPlan::Read {
             view: view.clone(),
@@ -502,6 +504,7 @@ mod tests {
             Arc::new(LogicalPlan::Scan {
                 table: file.table(),
                 filters: vec![],
+                batches: None,
             })
         };
         let odd_predicates = [
@@ -526,6 +529,7 @@ mod tests {
             plans.push(Arc::new(LogicalPlan::Scan {
                 table: file.table(),
                 filters: vec![predicate.clone()],
+                batches: None,
             }));
             plans.push(Arc::new(LogicalPlan::Project {
                 input: scan(),

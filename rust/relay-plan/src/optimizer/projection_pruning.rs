@@ -57,7 +57,11 @@ fn with_columns_of(names: &[String], expr: &Expr) -> Vec<String> {
 /// `plan` keeping only what produces the columns in `required` (every column when None).
 fn prune(plan: &Arc<LogicalPlan>, required: Option<&[String]>) -> Result<Arc<LogicalPlan>> {
     match plan.as_ref() {
-        LogicalPlan::Scan { table, filters } => prune_scan(plan, table, filters, required),
+        LogicalPlan::Scan {
+            table,
+            filters,
+            batches,
+        } => prune_scan(plan, table, filters, batches, required),
         LogicalPlan::Read { view, filters } => prune_read(plan, view, filters, required),
         LogicalPlan::Filter { input, predicate } => {
             let below = required.map(|names| with_columns_of(names, predicate));
@@ -180,6 +184,7 @@ fn prune_scan(
     plan: &Arc<LogicalPlan>,
     table: &TableView,
     filters: &[Expr],
+    batches: &Option<Vec<usize>>,
     required: Option<&[String]>,
 ) -> Result<Arc<LogicalPlan>> {
     let Some(required) = required else {
@@ -212,6 +217,7 @@ fn prune_scan(
     Ok(Arc::new(LogicalPlan::Scan {
         table: table.select(&keep)?,
         filters: filters.to_vec(),
+        batches: batches.clone(),
     }))
 }
 
@@ -415,6 +421,7 @@ mod tests {
         let scan = Arc::new(LogicalPlan::Scan {
             table: file.table(),
             filters: vec![Expr::col("score").binary(BinaryOp::Gt, float(1.0))],
+            batches: None,
         });
         let plan = Arc::new(scan.filter(Expr::col("flag")).unwrap());
         let plan = Arc::new(plan.project(vec![Expr::col("id")]).unwrap());

@@ -152,7 +152,7 @@ pub fn shown(plan: &LogicalPlan, file: &TestFile) -> String {
 pub fn execute(plan: &LogicalPlan) -> RecordBatch {
     use arrow::compute::{concat_batches, filter_record_batch};
     match plan {
-        LogicalPlan::Scan { table, filters } => {
+        LogicalPlan::Scan { table, filters, .. } => {
             let batches = table.record_batches().expect("decode");
             let mut batch = concat_batches(&table.schema(), &batches).expect("concat");
             for predicate in filters {
