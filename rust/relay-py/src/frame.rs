@@ -10,20 +10,20 @@ use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::DataType;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::types::{PyBytes, PyCapsule};
 use relay_exec::execute::{ExecError, ViewSet, execute};
 use relay_exec::gather::{Order, gather_fixed_width};
 use relay_exec::nodes::collect_batches;
 use relay_exec::profile::Profile;
 use relay_exec::provenance;
 use relay_plan::optimizer::Optimizer;
+use relay_plan::serialize::{SourceOpener, StorageOpener};
 use relay_plan::{
     AggExpr, AggFunc, Expr, Interpolation, JoinType, Keep, LogicalPlan, PlanError, Quantile,
     SortKey,
 };
 use relay_storage::{
-    Dataset, DatasetView, DecodedFile, DecodedOpener, FileFormat, FragmentSpec, IpcFile,
-    ParquetFile, StorageError, TableView, type_name,
+    Dataset, DatasetView, FileFormat, FormatOptions, FragmentSpec, IpcFile, TableView, type_name,
 };
 
 use crate::column::{ColumnBase, ColumnSource};
@@ -178,50 +178,6 @@ fn plan_has(plan: &LogicalPlan, test: &impl Fn(&LogicalPlan) -> bool) -> bool {
     test(plan) || plan.inputs().iter().any(|input| plan_has(input, test))
 }
 
-/// Options of the decoded formats as `scan()` takes them.
-#[derive(Clone, Default)]
-struct FormatOptions {
-    /// Columns and types that replace CSV / NDJSON schema inference.
-    schema: Option<arrow::datatypes::SchemaRef>,
-    has_header: Option<bool>,
-    separator: Option<u8>,
-}
-
-/// Opens the decoded files of a dataset with `options`.
-fn decoded_opener(options: FormatOptions) -> DecodedOpener {
-    Arc::new(
-        move |path: &std::path::Path,
-              format: FileFormat,
-              schema: Option<arrow::datatypes::SchemaRef>|
-              -> relay_storage::Result<Arc<dyn DecodedFile>> {
-            let schema = options.schema.clone().or(schema);
-            match format {
-                FileFormat::Parquet => Ok(ParquetFile::open(path)?),
-                FileFormat::Csv => {
-                    let mut csv = relay_storage::CsvOptions {
-                        schema,
-                        ..Default::default()
-                    };
-                    csv.has_header = options.has_header.unwrap_or(csv.has_header);
-                    csv.delimiter = options.separator.unwrap_or(csv.delimiter);
-                    Ok(relay_storage::TextFile::open_csv(path, &csv)?)
-                }
-                FileFormat::Ndjson => {
-                    let json = relay_storage::JsonOptions {
-                        schema,
-                        ..Default::default()
-                    };
-                    Ok(relay_storage::TextFile::open_ndjson(path, &json)?)
-                }
-                other => Err(StorageError::Unsupported {
-                    path: path.to_owned(),
-                    reason: format!("reading {} files is not available", other.title()),
-                }),
-            }
-        },
-    )
-}
-
 /// A partition value (the text of `key=value` in a path; None for `__HIVE_DEFAULT_PARTITION__`)
 /// as a one-element array of the partition column's type.
 fn partition_array(name: &str, type_name: &str, value: Option<&str>) -> PyResult<ArrayRef> {
@@ -284,6 +240,41 @@ fn quantile_of(q: f64, interpolation: &str) -> PyResult<Quantile> {
             format!("quantile(): q must be between 0 and 1, got {q}"),
         )
     })
+}
+
+/// Opens the sources of a deserialized plan as `scan()` does, each mapped file once (two
+/// leaves over one file share its mapping, and the frame's origin is that mapping too).
+#[derive(Default)]
+struct SharedOpener {
+    files: std::sync::Mutex<Vec<Arc<IpcFile>>>,
+}
+
+impl SharedOpener {
+    fn ipc(&self, path: &std::path::Path) -> relay_storage::Result<Arc<IpcFile>> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = files.iter().find(|file| file.path() == path) {
+            return Ok(file.clone());
+        }
+        let file = IpcFile::open(path)?;
+        files.push(file.clone());
+        Ok(file)
+    }
+}
+
+impl SourceOpener for SharedOpener {
+    fn open_ipc(&self, path: &std::path::Path) -> relay_storage::Result<Arc<IpcFile>> {
+        self.ipc(path)
+    }
+
+    fn open_dataset(
+        &self,
+        description: &str,
+        fragments: Vec<FragmentSpec>,
+        partition_fields: Vec<arrow::datatypes::Field>,
+        options: FormatOptions,
+    ) -> relay_storage::Result<Arc<Dataset>> {
+        StorageOpener.open_dataset(description, fragments, partition_fields, options)
+    }
 }
 
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
@@ -391,14 +382,14 @@ impl NativeFrame {
                 arrow::datatypes::Field::new(name, data_type, true)
             })
             .collect();
-        let opener = decoded_opener(FormatOptions {
+        let options = FormatOptions {
             schema,
             has_header,
             separator,
-        });
+        };
         let dataset = py
             .detach_guarded("opening a dataset", || {
-                Dataset::new(description.clone(), specs, fields, opener)
+                Dataset::with_options(description.clone(), specs, fields, options)
             })?
             .into_py_result()?;
         Ok(NativeFrame {
@@ -420,6 +411,55 @@ impl NativeFrame {
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::memory_rows(rows, origin).map_err(plan_error)?),
             origin: FrameOrigin::Memory(origin.into()),
+        })
+    }
+
+    /// `(origin kind, origin, plan)`: the plan as bytes (`relay_plan::serialize`) and where the
+    /// frame's rows come from ("file" and its path, "memory" and the call that made it,
+    /// "dataset" and the source as the user gave it). What pickling sends.
+    fn _serialize<'py>(&self, py: Python<'py>) -> PyResult<(&'static str, String, Bound<'py, PyBytes>)> {
+        let bytes = py
+            .detach_guarded("pickling a frame", || {
+                relay_plan::serialize::encode(&self.plan)
+            })?
+            .map_err(plan_error)?;
+        let kind = match &self.origin {
+            FrameOrigin::File(_) => "file",
+            FrameOrigin::Memory(_) => "memory",
+            FrameOrigin::Dataset(_) => "dataset",
+        };
+        Ok((kind, self.origin(), PyBytes::new(py, &bytes)))
+    }
+
+    /// The frame `_serialize` described: its files opened again, its data in memory again.
+    #[staticmethod]
+    fn _deserialize(py: Python<'_>, kind: &str, origin: &str, plan: &[u8]) -> PyResult<Self> {
+        let opener = SharedOpener::default();
+        let plan = py
+            .detach_guarded("unpickling a frame", || {
+                relay_plan::serialize::decode(plan, &opener)
+            })?
+            .map_err(plan_error)?;
+        let origin = match kind {
+            "file" => {
+                let path = PathBuf::from(origin);
+                FrameOrigin::File(
+                    py.detach_guarded("unpickling a frame", || opener.ipc(&path))?
+                        .into_py_result()?,
+                )
+            }
+            "memory" => FrameOrigin::Memory(origin.into()),
+            "dataset" => FrameOrigin::Dataset(origin.into()),
+            other => {
+                return Err(relay_error(
+                    ErrorKind::Value,
+                    format!("cannot unpickle a frame whose origin is {other:?}"),
+                ));
+            }
+        };
+        Ok(NativeFrame {
+            plan: Arc::new(plan),
+            origin,
         })
     }
 

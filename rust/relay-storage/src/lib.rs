@@ -28,8 +28,8 @@ mod write_parquet;
 pub use self::parquet::ParquetFile;
 pub use append::{RepairSummary, append_ipc_file, repair_ipc_file};
 pub use dataset::{
-    Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId,
-    constant_column,
+    Dataset, DatasetView, DecodedOpener, FileFormat, FormatOptions, Fragment, FragmentSpec,
+    OpenedFile, PieceId, constant_column,
 };
 pub use decoded::{DecodedFile, PieceBatches, SelectedColumnReader};
 pub use error::{Result, StorageError};
