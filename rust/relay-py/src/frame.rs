@@ -417,7 +417,10 @@ impl NativeFrame {
     /// `(origin kind, origin, plan)`: the plan as bytes (`relay_plan::serialize`) and where the
     /// frame's rows come from ("file" and its path, "memory" and the call that made it,
     /// "dataset" and the source as the user gave it). What pickling sends.
-    fn _serialize<'py>(&self, py: Python<'py>) -> PyResult<(&'static str, String, Bound<'py, PyBytes>)> {
+    fn _serialize<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(&'static str, String, Bound<'py, PyBytes>)> {
         let bytes = py
             .detach_guarded("pickling a frame", || {
                 relay_plan::serialize::encode(&self.plan)
