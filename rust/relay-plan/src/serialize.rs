@@ -715,7 +715,7 @@ impl Encoder {
                 let input = self.plan(input, depth + 1)?;
                 put_u8(out, PLAN_DISTINCT);
                 put_u64(out, input as u64);
-                put_option(out, subset.as_deref(), |out, names| put_strs(out, names));
+                put_option(out, subset.as_deref(), put_strs);
                 put_u8(out, code_of(&KEEPS, keep));
             }
             LogicalPlan::Aggregate { input, keys, aggs } => {
@@ -1624,7 +1624,7 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use arrow::array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray};
+    use arrow::array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use relay_storage::{Dataset, DatasetView, FileFormat, FormatOptions, FragmentSpec};
 
@@ -2150,6 +2150,5 @@ mod tests {
         bytes[8] = 9;
         let error = decode(&bytes, &StorageOpener).expect_err("version");
         assert!(error.to_string().contains("version 9"), "{error}");
-        let _: ArrayRef = Arc::new(Int64Array::from(vec![1]));
     }
 }
