@@ -55,6 +55,12 @@ class NativeFrame:
     def memory(num_rows: int, origin: str) -> NativeFrame:
         """`num_rows` rows and no columns in memory (a MEMORY leaf), for `attach` to add
         columns to; `origin` names the call that made the frame (``"from_numpy"``, ...)."""
+    def _serialize(self) -> tuple[str, str, bytes]:
+        """`(origin kind, origin, plan)`: the plan as bytes, and "file" / "memory" / "dataset"
+        with the path, the call that made the frame, or the source: what pickling sends."""
+    @staticmethod
+    def _deserialize(kind: str, origin: str, plan: bytes) -> NativeFrame:
+        """The frame `_serialize` described, its files opened again."""
     @property
     def path(self) -> str | None:
         """The mapped file; None for a frame in memory."""

@@ -1,7 +1,8 @@
 """Frame: columns of a memory-mapped Arrow file, and `scan` that opens one.
 
 Frames over memory are made here too (:func:`memory_frame`, which ``relay_ml.interop`` builds
-``from_arrow``, ``from_numpy`` and ``from_pandas`` on), with everything a frame pickles into.
+``from_arrow``, ``from_numpy`` and ``from_pandas`` on). A frame pickles as its logical plan,
+serialized by the engine.
 """
 
 from __future__ import annotations
@@ -159,51 +160,18 @@ def scan(
     native = NativeFrame.open(
         source_arg(source), format, hive_partitioning, pairs, has_header, separator, memory_map
     )
-    if native.path is not None and memory_map:  # one Arrow IPC file, mapped
-        frame = Frame._wrap(native, ())
-    else:
-        options: dict[str, Any] = {
-            "format": format,
-            "hive_partitioning": hive_partitioning,
-            "memory_map": memory_map,
-            **format_options,
-        }
-        if pairs is not None:
-            options["schema"] = dict(pairs)
-        recipe = (
-            os.fspath(source)
-            if isinstance(source, (str, os.PathLike))
-            else [os.fspath(p) for p in source],
-            options,
-        )
-        frame = Frame._wrap(native, ((_SCAN_OP, recipe),))
+    frame = Frame._wrap(native)
     return frame if batch_size is None else BatchIterator(frame, batch_size)
 
 
 #: Codecs :meth:`Frame.write_parquet` takes.
 PARQUET_CODECS = ("zstd", "lz4", "snappy", "uncompressed")
 
-#: The first operation of a frame read from decoded or several files: (source, options).
-_SCAN_OP = "_scan"
 
-
-def _replay_scan(ops: tuple[tuple[str, Any], ...]) -> Frame:
-    """Rebuilds a frame read by ``scan`` from decoded or several files (unpickling): the same
-    source and options, then the operations."""
-    (_, (source, options)), rest = ops[0], ops[1:]
-    return _apply_ops(scan(source, **options), rest)
-
-
-def _replay(path: str, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
-    """Rebuilds a frame from its file and the operations that made it (unpickling)."""
-    return _apply_ops(scan(path), ops)
-
-
-def _apply_ops(frame: Frame, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
-    """``frame`` with the recorded operations (method name, arguments) applied in order."""
-    for method, args in ops:
-        frame = getattr(frame, method)(*args)
-    return frame
+def _unpickle(kind: str, origin: str, plan: bytes) -> Frame:
+    """The frame ``Frame.__reduce__`` pickled: its plan decoded by the engine, its files opened
+    again and its in-memory data restored."""
+    return Frame._wrap(NativeFrame._deserialize(kind, origin, plan))
 
 
 class Frame:
@@ -218,9 +186,8 @@ class Frame:
     memory; ``iter_batches()`` streams it in frames of a fixed number of rows.
     """
 
-    __slots__ = ("_native", "_ops")
+    __slots__ = ("_native",)
     _native: NativeFrame
-    _ops: tuple[tuple[str, tuple[Any, ...]], ...]
 
     def __init__(self) -> None:
         raise TypeError(
@@ -229,14 +196,10 @@ class Frame:
         )
 
     @classmethod
-    def _wrap(cls, native: NativeFrame, ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
+    def _wrap(cls, native: NativeFrame) -> Frame:
         frame = object.__new__(cls)
         frame._native = native
-        frame._ops = ops  # how this frame was made from the file: what pickling sends
         return frame
-
-    def _then(self, native: NativeFrame, method: str, *args: Any) -> Frame:
-        return Frame._wrap(native, (*self._ops, (method, args)))
 
     # -- shape and schema ----------------------------------------------------------------
     @property
@@ -278,7 +241,7 @@ class Frame:
         """The given columns, in order: names, :class:`Expr` (``col("x") * 2``), or Columns.
         Accepts one list or several arguments. No data is read."""
         exprs = _exprs_of(columns, "select")
-        return self._then(self._native.select([e._native for e in exprs]), "select", *exprs)
+        return Frame._wrap(self._native.select([e._native for e in exprs]))
 
     def filter(self, *predicates: Any) -> Frame:
         """Rows where every predicate is true (null counts as false). Lazy: the filter runs
@@ -289,7 +252,7 @@ class Frame:
         predicate = exprs[0]
         for other in exprs[1:]:
             predicate = predicate & other
-        return self._then(self._native.filter(predicate._native), "filter", predicate)
+        return Frame._wrap(self._native.filter(predicate._native))
 
     def with_column(self, name: str, value: Any) -> Frame:
         """This frame with column ``name`` set to ``value``, replacing a column of that name in
@@ -339,19 +302,11 @@ class Frame:
         frame = self._attach(tuple(arrays)) if arrays else self
         if not pairs:
             return frame
-        native = frame._native.with_columns([(n, e._native) for n, e in pairs])
-        return frame._then(native, "_with_pairs", tuple(pairs))
+        return Frame._wrap(frame._native.with_columns([(n, e._native) for n, e in pairs]))
 
     def _attach(self, arrays: tuple[tuple[str, Any], ...]) -> Frame:
-        arrays = tuple((name, v.value if isinstance(v, _PickledData) else v) for name, v in arrays)
         converted = [(name, *attachable(name, value)) for name, value in arrays]
-        native = self._native.attach(converted)
-        return self._then(
-            native, "_attach", tuple((name, _PickledData(value)) for name, value in arrays)
-        )
-
-    def _with_pairs(self, pairs: tuple[tuple[str, Expr], ...]) -> Frame:
-        return self.with_columns(**dict(pairs))
+        return Frame._wrap(self._native.attach(converted))
 
     def drop(self, *names: str | list[str]) -> Frame:
         """This frame without the named columns."""
@@ -409,7 +364,7 @@ class Frame:
                 f"view() takes a dict {{name: dtype}}, got {type(dtypes).__name__}"
             )
         columns = [(name, dtype_name(dtype)) for name, dtype in dtypes.items()]
-        return self._then(self._native.view(columns), "view", dict(columns))
+        return Frame._wrap(self._native.view(columns))
 
     def take(self, indices: Any) -> Frame:
         """The rows at ``indices`` (a list or a NumPy integer array), in that order; an index
@@ -423,7 +378,7 @@ class Frame:
             RelayTypeError: the indices are not integers (use :meth:`filter` for a mask).
         """
         positions = _index_array(indices)
-        return self._then(self._native.take(positions), "take", positions)
+        return Frame._wrap(self._native.take(positions))
 
     def sample(self, n: int, seed: int | None = None, replace: bool = False) -> Frame:
         """``n`` rows drawn uniformly at random, in ascending row order (a lazy take).
@@ -449,7 +404,7 @@ class Frame:
         elif not 0 <= seed < 2**64:
             raise RelayValueError(f"sample(): seed must be in 0 .. 2**64 - 1, got {seed}")
         n, seed, replace = int(n), int(seed), bool(replace)
-        return self._then(self._native.sample(n, seed, replace), "sample", n, seed, replace)
+        return Frame._wrap(self._native.sample(n, seed, replace))
 
     def collect(self) -> Frame:
         """Runs the plan once and returns a frame over the result held in memory, so that later
@@ -460,7 +415,7 @@ class Frame:
         (a plain scan, a select, a slice) stay views: copying them would only duplicate the
         page cache. Exports of collected arrays copy them (their ``copy_reason`` says so).
         """
-        return self._then(self._native.collect(), "collect")
+        return Frame._wrap(self._native.collect())
 
     def iter_batches(self, batch_size: int) -> BatchIterator:
         """The frame's rows in order as frames of ``batch_size`` rows (the last may be shorter).
@@ -507,8 +462,7 @@ class Frame:
         return self._sorted(_sort_keys(by, more_by, descending, nulls_last, "top_k"), int(k))
 
     def _sorted(self, keys: list[tuple[Expr, bool, bool]], k: int | None) -> Frame:
-        native = self._native.sort([(e._native, d, n) for e, d, n in keys], k)
-        return self._then(native, "_sorted", keys, k)
+        return Frame._wrap(self._native.sort([(e._native, d, n) for e, d, n in keys], k))
 
     def unique(self, subset: str | list[str] | None = None, keep: str = "first") -> Frame:
         """One row per distinct value of the ``subset`` columns (all columns when None), in
@@ -523,7 +477,7 @@ class Frame:
                 raise RelayTypeError("unique(): subset takes column names")
         if not isinstance(keep, str):
             raise RelayTypeError(f"unique(): keep must be a str, got {type(keep).__name__}")
-        return self._then(self._native.unique(subset, keep), "unique", subset, keep)
+        return Frame._wrap(self._native.unique(subset, keep))
 
     def distinct(self, subset: str | list[str] | None = None, keep: str = "first") -> Frame:
         """The same as :meth:`unique`."""
@@ -544,8 +498,9 @@ class Frame:
         return GroupBy(self, []).agg(*aggs)
 
     def _aggregate(self, keys: tuple[Expr, ...], aggs: tuple[AggExpr, ...]) -> Frame:
-        native = self._native.aggregate([e._native for e in keys], [a._parts() for a in aggs])
-        return self._then(native, "_aggregate", keys, aggs)
+        return Frame._wrap(
+            self._native.aggregate([e._native for e in keys], [a._parts() for a in aggs])
+        )
 
     def join(
         self,
@@ -625,7 +580,7 @@ class Frame:
         native = self._native.join(
             other._native, [e._native for e in left_on], [e._native for e in right_on], how, suffix
         )
-        return self._then(native, "_join", other, left_on, right_on, how, suffix)
+        return Frame._wrap(native)
 
     def head(self, n: int = 5) -> Frame:
         """The first ``n`` rows; for a negative ``n``, all rows but the last ``-n``."""
@@ -642,8 +597,7 @@ class Frame:
         negative ``offset`` counts from the end (which needs the frame's length: for a
         filtered frame, that runs the filter)."""
         offset = slice_offset(offset, length, lambda: len(self))
-        native = self._native.slice(offset, None if length is None else int(length))
-        return self._then(native, "slice", int(offset), None if length is None else int(length))
+        return Frame._wrap(self._native.slice(offset, None if length is None else int(length)))
 
     @overload
     def __getitem__(self, key: str) -> Column: ...
@@ -920,15 +874,10 @@ class Frame:
     def __arrow_c_stream__(self, requested_schema: object | None = None) -> object:
         return self._native.__arrow_c_stream__(requested_schema)
 
-    # -- pickling: a frame travels as (path, operations); an in-memory one carries its data --
+    # -- pickling: a frame travels as its plan, serialized by the engine: files as what opens
+    # them again (paths, formats, options), data in memory as Arrow IPC ------------------------
     def __reduce__(self) -> tuple[Any, ...]:
-        if self._ops and self._ops[0][0] == _CONCAT_OP:  # the frames concatenated, then the rest
-            return (_replay_concat, (self._ops,))
-        if self._ops and self._ops[0][0] == _SCAN_OP:  # decoded or several files: scan them again
-            return (_replay_scan, (self._ops,))
-        if self.path is None:  # no file to reopen: the recipe carries the data
-            return (replay_memory, (self._ops,))
-        return (_replay, (self.path, self._ops))
+        return (_unpickle, self._native._serialize())
 
     # -- display ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -1041,30 +990,9 @@ def _is_data(value: Any) -> bool:
     )
 
 
-class _PickledData:
-    """An attached value in a frame's recipe: pickles a Column as the data it holds."""
-
-    __slots__ = ("value",)
-    value: Any
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        value = self.value
-        if isinstance(value, Column):
-            try:
-                value = value.to_arrow()
-            except ImportError:
-                value = value.to_numpy()
-        return (_PickledData, (value,))
-
-
 def attachable(name: str, value: Any) -> tuple[Any, str | None]:
     """A with_column value as what the engine attaches (a NumPy array, an object with
     ``__arrow_c_array__``, or a Column), and why it was copied on the way, if it was."""
-    if isinstance(value, _PickledData):
-        value = value.value
     if isinstance(value, Column):
         return value, None
     if isinstance(value, Frame):
@@ -1149,10 +1077,6 @@ def _sort_keys(
     return list(zip(exprs, descending_per_key, nulls_last_per_key, strict=True))
 
 
-#: The op that starts the recipe of a frame made by `concat`: ("_concat", (frames,)).
-_CONCAT_OP = "_concat"
-
-
 def concat(frames: Any) -> Frame:
     """The rows of ``frames``, one frame after the other, as a frame in memory. Every frame
     must have the same column names and types in the same order (a RelayTypeError names the
@@ -1164,18 +1088,7 @@ def concat(frames: Any) -> Frame:
     for frame in frames:
         if not isinstance(frame, Frame):
             raise RelayTypeError(f"concat() takes relay_ml Frames, got {type(frame).__name__}")
-    native = NativeFrame.concat([frame._native for frame in frames])
-    return Frame._wrap(native, ((_CONCAT_OP, (tuple(frames),)),))
-
-
-def _replay_concat(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
-    """Rebuilds a concatenated frame from its recipe (unpickling): the frames, then the ops."""
-    (_, (frames,)), rest = ops[0], ops[1:]
-    return _apply_ops(concat(list(frames)), rest)
-
-
-#: The op that starts the recipe of an in-memory frame: ("_memory", (origin, rows)).
-MEMORY_OP = "_memory"
+    return Frame._wrap(NativeFrame.concat([frame._native for frame in frames]))
 
 
 def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, origin: str) -> Frame:
@@ -1195,18 +1108,9 @@ def memory_frame(columns: list[tuple[str, Any, str | None]], num_rows: int, orig
                 "must be of one length"
             )
     native = NativeFrame.memory(num_rows, origin)
-    ops: tuple[tuple[str, tuple[Any, ...]], ...] = ((MEMORY_OP, (origin, num_rows)),)
     if columns:
         native = native.attach(columns)
-        ops += (("_attach", (tuple((name, _PickledData(data)) for name, data, _ in columns),)),)
-    return Frame._wrap(native, ops)
-
-
-def replay_memory(ops: tuple[tuple[str, tuple[Any, ...]], ...]) -> Frame:
-    """Rebuilds an in-memory frame from its recipe (unpickling): its rows, then the ops."""
-    (_, (origin, num_rows)), rest = ops[0], ops[1:]
-    frame = Frame._wrap(NativeFrame.memory(num_rows, origin), ((MEMORY_OP, (origin, num_rows)),))
-    return _apply_ops(frame, rest)
+    return Frame._wrap(native)
 
 
 #: The values of ``Frame.join(how=...)``.

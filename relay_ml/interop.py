@@ -22,7 +22,6 @@ from relay_ml._relay import _import_arrow
 from relay_ml.batches import iter_batches
 from relay_ml.errors import RelayTypeError, RelayValueError
 from relay_ml.frame import Frame, attachable, memory_frame
-from relay_ml.frame import replay_memory as replay_memory  # named by pickles of earlier versions
 
 if TYPE_CHECKING:
     import pandas

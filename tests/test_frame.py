@@ -194,7 +194,7 @@ def test_printing_a_frame_runs_its_plan_once(numeric_file, derive):
     path, _ = numeric_file
     frame = derive(relay.scan(path))
     counting = _CountingNative(frame._native)
-    text = repr(relay.Frame._wrap(counting, frame._ops))  # type: ignore[arg-type]
+    text = repr(relay.Frame._wrap(counting))  # type: ignore[arg-type]
     assert len(counting.calls) == 1, counting.calls
     assert text == repr(frame)
     expected = pl.from_arrow(frame.to_arrow())

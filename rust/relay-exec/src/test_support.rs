@@ -104,7 +104,6 @@ pub(crate) fn counting_dataset(rows_known: bool, decodes: Arc<AtomicUsize>) -> A
         specs,
         vec![Field::new("part", DataType::Int64, true)],
         opener,
-        relay_storage::IpcAccess::Mapped,
     )
     .unwrap()
 }

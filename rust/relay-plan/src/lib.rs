@@ -7,6 +7,7 @@ pub mod join;
 pub mod optimizer;
 pub mod plan;
 pub mod resolve;
+pub mod serialize;
 
 pub use error::{PlanError, Result};
 pub use expr::{

@@ -2,6 +2,7 @@
 //! The public class is `relay_ml.Frame`, a Python wrapper that carries the docs.
 
 use std::ops::Range;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -9,16 +10,17 @@ use arrow::array::Array;
 use arrow::datatypes::DataType;
 use numpy::PyReadonlyArray1;
 use pyo3::prelude::*;
-use pyo3::types::PyCapsule;
+use pyo3::types::{PyBytes, PyCapsule};
 use relay_exec::{
     ExecError, MemoryLayout, Profile, ViewSet, collect_batches, execute, explain_column,
     gather_fixed_width,
 };
 use relay_plan::optimizer::Optimizer;
+use relay_plan::serialize::{SourceOpener, StorageOpener};
 use relay_plan::{AggExpr, Expr, LogicalPlan, PlanError, SortKey};
 use relay_storage::{
-    DatasetView, FormatOptions, IpcAccess, IpcFile, OpenedSource, ScanOptions, TableView,
-    open_source, type_name,
+    Dataset, DatasetView, FormatOptions, FragmentSpec, IpcAccess, IpcFile, OpenedSource,
+    ScanOptions, TableView, open_source, type_name,
 };
 
 use crate::column::{ColumnBase, ColumnSource};
@@ -189,6 +191,66 @@ type OperatorRow = (
     usize,
 );
 
+/// Opens the sources of a deserialized plan as `scan()` does, each mapped file once (two
+/// leaves over one file share its mapping, and the frame's origin is that mapping too).
+#[derive(Default)]
+struct SharedOpener {
+    files: std::sync::Mutex<Vec<Arc<IpcFile>>>,
+}
+
+impl SharedOpener {
+    fn ipc(
+        &self,
+        path: &std::path::Path,
+        access: IpcAccess,
+    ) -> relay_storage::Result<Arc<IpcFile>> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = files
+            .iter()
+            .find(|file| file.path() == path && file.access() == access)
+        {
+            return Ok(file.clone());
+        }
+        let file = IpcFile::open_as(path, access)?;
+        files.push(file.clone());
+        Ok(file)
+    }
+}
+
+impl SharedOpener {
+    /// The file a frame's origin names: the one its plan opened, else the file mapped.
+    fn origin(&self, path: &std::path::Path) -> relay_storage::Result<Arc<IpcFile>> {
+        let files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        match files.iter().find(|file| file.path() == path) {
+            Some(file) => Ok(file.clone()),
+            None => {
+                drop(files);
+                self.ipc(path, IpcAccess::Mapped)
+            }
+        }
+    }
+}
+
+impl SourceOpener for SharedOpener {
+    fn open_ipc(
+        &self,
+        path: &std::path::Path,
+        access: IpcAccess,
+    ) -> relay_storage::Result<Arc<IpcFile>> {
+        self.ipc(path, access)
+    }
+
+    fn open_dataset(
+        &self,
+        description: &str,
+        fragments: Vec<FragmentSpec>,
+        partition_fields: Vec<arrow::datatypes::Field>,
+        options: FormatOptions,
+    ) -> relay_storage::Result<Arc<Dataset>> {
+        StorageOpener.open_dataset(description, fragments, partition_fields, options)
+    }
+}
+
 fn exprs_of(exprs: Vec<PyRef<'_, NativeExpr>>) -> Vec<Expr> {
     exprs.iter().map(|e| e.expr().clone()).collect()
 }
@@ -215,15 +277,15 @@ impl NativeFrame {
         let options = ScanOptions {
             format: format.map(convert::file_format).transpose()?,
             hive_partitioning,
-            ipc_access: if memory_map {
-                IpcAccess::Mapped
-            } else {
-                IpcAccess::InMemory
-            },
             format_options: FormatOptions {
                 schema: schema.map(convert::schema).transpose()?,
                 has_header,
                 separator: separator.map(convert::separator).transpose()?,
+                ipc_access: if memory_map {
+                    IpcAccess::Mapped
+                } else {
+                    IpcAccess::InMemory
+                },
             },
         };
         let source = source.into_source();
@@ -255,6 +317,58 @@ impl NativeFrame {
         Ok(NativeFrame {
             plan: Arc::new(LogicalPlan::memory_rows(rows, origin).map_err(plan_error)?),
             origin: FrameOrigin::Memory(origin.into()),
+        })
+    }
+
+    /// `(origin kind, origin, plan)`: the plan as bytes (`relay_plan::serialize`) and where the
+    /// frame's rows come from ("file" and its path, "memory" and the call that made it,
+    /// "dataset" and the source as the user gave it). What pickling sends.
+    fn _serialize<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(&'static str, String, Bound<'py, PyBytes>)> {
+        let bytes = py
+            .detach_guarded("pickling a frame", || {
+                relay_plan::serialize::encode(&self.plan)
+            })?
+            .map_err(plan_error)?;
+        let kind = match &self.origin {
+            FrameOrigin::File(_) => "file",
+            FrameOrigin::Memory(_) => "memory",
+            FrameOrigin::Dataset(_) => "dataset",
+        };
+        Ok((kind, self.origin(), PyBytes::new(py, &bytes)))
+    }
+
+    /// The frame `_serialize` described: its files opened again, its data in memory again.
+    #[staticmethod]
+    fn _deserialize(py: Python<'_>, kind: &str, origin: &str, plan: &[u8]) -> PyResult<Self> {
+        let opener = SharedOpener::default();
+        let plan = py
+            .detach_guarded("unpickling a frame", || {
+                relay_plan::serialize::decode(plan, &opener)
+            })?
+            .map_err(plan_error)?;
+        let origin = match kind {
+            "file" => {
+                let path = PathBuf::from(origin);
+                FrameOrigin::File(
+                    py.detach_guarded("unpickling a frame", || opener.origin(&path))?
+                        .into_py_result()?,
+                )
+            }
+            "memory" => FrameOrigin::Memory(origin.into()),
+            "dataset" => FrameOrigin::Dataset(origin.into()),
+            other => {
+                return Err(relay_error(
+                    ErrorKind::Value,
+                    format!("cannot unpickle a frame whose origin is {other:?}"),
+                ));
+            }
+        };
+        Ok(NativeFrame {
+            plan: Arc::new(plan),
+            origin,
         })
     }
 

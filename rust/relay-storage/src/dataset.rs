@@ -84,6 +84,62 @@ impl FileFormat {
 pub type DecodedOpener =
     Arc<dyn Fn(&Path, FileFormat, Option<SchemaRef>) -> Result<Arc<dyn DecodedFile>> + Send + Sync>;
 
+/// Options of the decoded formats as `scan()` takes them: what a dataset's files are opened
+/// with, and so what opening them again (a frame sent to another process) needs.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FormatOptions {
+    /// Columns and types that replace CSV / NDJSON schema inference.
+    pub schema: Option<SchemaRef>,
+    pub has_header: Option<bool>,
+    pub separator: Option<u8>,
+    /// How Arrow IPC files hold their bytes: mapped, or read into memory.
+    pub ipc_access: IpcAccess,
+}
+
+impl FormatOptions {
+    /// Whether no option of the decoded formats is set (a single Arrow IPC file then opens as
+    /// an `IpcFile` rather than a dataset).
+    pub fn decodes_as_inferred(&self) -> bool {
+        self.schema.is_none() && self.has_header.is_none() && self.separator.is_none()
+    }
+
+    /// Opens the decoded files of a dataset with these options.
+    pub fn opener(&self) -> DecodedOpener {
+        let options = self.clone();
+        Arc::new(
+            move |path: &Path,
+                  format: FileFormat,
+                  schema: Option<SchemaRef>|
+                  -> Result<Arc<dyn DecodedFile>> {
+                let schema = options.schema.clone().or(schema);
+                match format {
+                    FileFormat::Parquet => Ok(crate::parquet::ParquetFile::open(path)?),
+                    FileFormat::Csv => {
+                        let mut csv = crate::text::CsvOptions {
+                            schema,
+                            ..Default::default()
+                        };
+                        csv.has_header = options.has_header.unwrap_or(csv.has_header);
+                        csv.delimiter = options.separator.unwrap_or(csv.delimiter);
+                        Ok(crate::text::TextFile::open_csv(path, &csv)?)
+                    }
+                    FileFormat::Ndjson => {
+                        let json = crate::text::JsonOptions {
+                            schema,
+                            ..Default::default()
+                        };
+                        Ok(crate::text::TextFile::open_ndjson(path, &json)?)
+                    }
+                    other => Err(StorageError::Unsupported {
+                        path: path.to_owned(),
+                        reason: format!("reading {} files is not available", other.title()),
+                    }),
+                }
+            },
+        )
+    }
+}
+
 /// An opened file of a dataset.
 #[derive(Debug, Clone)]
 pub enum OpenedFile {
@@ -245,8 +301,12 @@ pub struct Dataset {
     /// The file schema followed by the partition columns.
     schema: SchemaRef,
     opener: DecodedOpener,
-    /// How its Arrow IPC files hold their bytes.
+    /// How its Arrow IPC files hold their bytes (`FormatOptions::ipc_access`; mapped for a
+    /// dataset given an opener of its own).
     ipc_access: IpcAccess,
+    /// The options `opener` was made from, when it was (`Dataset::with_options`): what opening
+    /// the same files again needs. None for a dataset given an opener of its own.
+    options: Option<FormatOptions>,
 }
 
 impl fmt::Debug for Dataset {
@@ -275,14 +335,31 @@ impl Dataset {
         fragments: Vec<FragmentSpec>,
         partition_fields: Vec<Field>,
         opener: DecodedOpener,
-        ipc_access: IpcAccess,
     ) -> Result<Arc<Dataset>> {
-        let description = description.into();
+        Dataset::build(
+            description.into(),
+            fragments,
+            partition_fields,
+            opener,
+            None,
+        )
+    }
+
+    fn build(
+        description: String,
+        fragments: Vec<FragmentSpec>,
+        partition_fields: Vec<Field>,
+        opener: DecodedOpener,
+        options: Option<FormatOptions>,
+    ) -> Result<Arc<Dataset>> {
         let Some(first) = fragments.first() else {
             return Err(StorageError::NotFound {
                 path: PathBuf::from(&description),
             });
         };
+        let ipc_access = options
+            .as_ref()
+            .map_or(IpcAccess::Mapped, |options| options.ipc_access);
         let first_opened = open_file(&first.path, first.format, &opener, ipc_access, None)?;
         let file_schema = first_opened.schema();
         let partition_fields: Vec<FieldRef> = partition_fields.into_iter().map(Arc::new).collect();
@@ -342,7 +419,31 @@ impl Dataset {
             schema,
             opener,
             ipc_access,
+            options,
         }))
+    }
+
+    /// `Dataset::new` with the opener of `options` (`FormatOptions::opener`), which the
+    /// dataset keeps: `options()` then says how to open the same files again.
+    pub fn with_options(
+        description: impl Into<String>,
+        fragments: Vec<FragmentSpec>,
+        partition_fields: Vec<Field>,
+        options: FormatOptions,
+    ) -> Result<Arc<Dataset>> {
+        let opener = options.opener();
+        Dataset::build(
+            description.into(),
+            fragments,
+            partition_fields,
+            opener,
+            Some(options),
+        )
+    }
+
+    /// The options the files were opened with, when the dataset was made `with_options`.
+    pub fn options(&self) -> Option<&FormatOptions> {
+        self.options.as_ref()
     }
 
     pub fn description(&self) -> &str {
@@ -812,7 +913,6 @@ mod tests {
             specs,
             vec![Field::new("p", DataType::Int64, true)],
             no_decoded(),
-            IpcAccess::Mapped,
         )
         .unwrap();
         assert_eq!(dataset.schema().fields().len(), 2);

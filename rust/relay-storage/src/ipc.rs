@@ -1152,6 +1152,15 @@ impl IpcFile {
 
     /// Fails when the file no longer has the size it had when it was mapped: touching pages past
     /// the new end would kill the process with SIGBUS.
+    /// How the file holds its bytes.
+    pub fn access(&self) -> IpcAccess {
+        if self.in_memory {
+            IpcAccess::InMemory
+        } else {
+            IpcAccess::Mapped
+        }
+    }
+
     pub fn check_unchanged(&self) -> Result<()> {
         self.current_identity().map(|_| ())
     }

@@ -29,15 +29,14 @@ mod write_parquet;
 pub use self::parquet::ParquetFile;
 pub use append::{RepairSummary, append_ipc_file, repair_ipc_file};
 pub use dataset::{
-    Dataset, DatasetView, DecodedOpener, FileFormat, Fragment, FragmentSpec, OpenedFile, PieceId,
-    constant_column,
+    Dataset, DatasetView, DecodedOpener, FileFormat, FormatOptions, Fragment, FragmentSpec,
+    OpenedFile, PieceId, constant_column,
 };
 pub use decoded::{DecodedFile, PieceBatches, SelectedColumnReader};
 pub use error::{Result, StorageError};
 pub use ipc::{BatchInfo, DecodedColumn, IpcAccess, IpcFile, IpcFormat, codec_name};
 pub use source::{
-    FormatOptions, HIVE_NULL, OpenedSource, ResolvedSource, ScanOptions, Source, open_source,
-    resolve_source,
+    HIVE_NULL, OpenedSource, ResolvedSource, ScanOptions, Source, open_source, resolve_source,
 };
 pub use stats::{ColumnStats, batch_stats, cached_batch_stats};
 pub use text::{CsvOptions, JsonOptions, TextFile};

@@ -7,7 +7,7 @@
 //! lists only the part of the tree the pattern can reach.
 //!
 //! A single Arrow IPC file without partition columns or format options opens as an `IpcFile`
-//! (mapped, or read into memory as `ScanOptions::ipc_access` says); everything else opens as a `Dataset`, whose files are opened when read.
+//! (mapped, or read into memory as `FormatOptions::ipc_access` says); everything else opens as a `Dataset`, whose files are opened when read.
 
 use std::fs;
 use std::io::Read;
@@ -15,14 +15,11 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, StringArray};
-use arrow::datatypes::{DataType, Field, SchemaRef};
+use arrow::datatypes::{DataType, Field};
 
-use crate::dataset::{Dataset, DecodedOpener, FileFormat, FragmentSpec};
-use crate::decoded::DecodedFile;
+use crate::dataset::{Dataset, FileFormat, FormatOptions, FragmentSpec};
 use crate::error::{Result, StorageError};
-use crate::ipc::{IpcAccess, IpcFile};
-use crate::parquet::ParquetFile;
-use crate::text::{CsvOptions, JsonOptions, TextFile};
+use crate::ipc::IpcFile;
 
 /// The value pyarrow, Hive and Spark write in a folder name for a null partition value.
 pub const HIVE_NULL: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -43,61 +40,7 @@ pub struct ScanOptions {
     pub format: Option<FileFormat>,
     /// Whether `key=value` folders add partition columns; None: for a directory only.
     pub hive_partitioning: Option<bool>,
-    /// How Arrow IPC files hold their bytes: mapped, or read into memory.
-    pub ipc_access: IpcAccess,
     pub format_options: FormatOptions,
-}
-
-/// Options of the decoded formats as `scan` takes them.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct FormatOptions {
-    /// Columns and types that replace CSV / NDJSON schema inference.
-    pub schema: Option<SchemaRef>,
-    pub has_header: Option<bool>,
-    pub separator: Option<u8>,
-}
-
-impl FormatOptions {
-    /// Whether no option is set (a single IPC file then opens as a mapping).
-    pub fn is_empty(&self) -> bool {
-        *self == FormatOptions::default()
-    }
-
-    /// Opens the decoded files of a dataset with these options.
-    pub fn opener(&self) -> DecodedOpener {
-        let options = self.clone();
-        Arc::new(
-            move |path: &Path,
-                  format: FileFormat,
-                  schema: Option<SchemaRef>|
-                  -> Result<Arc<dyn DecodedFile>> {
-                let schema = options.schema.clone().or(schema);
-                match format {
-                    FileFormat::Parquet => Ok(ParquetFile::open(path)?),
-                    FileFormat::Csv => {
-                        let mut csv = CsvOptions {
-                            schema,
-                            ..Default::default()
-                        };
-                        csv.has_header = options.has_header.unwrap_or(csv.has_header);
-                        csv.delimiter = options.separator.unwrap_or(csv.delimiter);
-                        Ok(TextFile::open_csv(path, &csv)?)
-                    }
-                    FileFormat::Ndjson => {
-                        let json = JsonOptions {
-                            schema,
-                            ..Default::default()
-                        };
-                        Ok(TextFile::open_ndjson(path, &json)?)
-                    }
-                    FileFormat::Ipc => Err(StorageError::Unsupported {
-                        path: path.to_owned(),
-                        reason: "Arrow IPC files are mapped, not decoded".into(),
-                    }),
-                }
-            },
-        )
-    }
 }
 
 /// A source resolved into files.
@@ -126,20 +69,19 @@ pub fn open_source(source: &Source, options: &ScanOptions) -> Result<OpenedSourc
     let resolved = resolve_source(source, options)?;
     if resolved.single_file
         && resolved.partition_fields.is_empty()
-        && options.format_options.is_empty()
+        && options.format_options.decodes_as_inferred()
         && resolved.files[0].format == FileFormat::Ipc
     {
         return Ok(OpenedSource::File(IpcFile::open_as(
             &resolved.files[0].path,
-            options.ipc_access,
+            options.format_options.ipc_access,
         )?));
     }
-    let dataset = Dataset::new(
+    let dataset = Dataset::with_options(
         resolved.description,
         resolved.files,
         resolved.partition_fields,
-        options.format_options.opener(),
-        options.ipc_access,
+        options.format_options.clone(),
     )?;
     Ok(OpenedSource::Dataset(dataset))
 }

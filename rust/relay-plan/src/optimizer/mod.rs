@@ -45,7 +45,7 @@ mod constant_folding;
 mod predicate_pushdown;
 mod projection_pruning;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 pub use batch_pruning::{BatchPruning, page_row_ranges, pruned_read, surviving_batches};
 pub use conjunct_reordering::{ConjunctReordering, estimate_cost, estimate_selectivity};

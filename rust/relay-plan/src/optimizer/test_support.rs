@@ -314,7 +314,6 @@ impl TestDataset {
             specs,
             vec![Field::new("part", DataType::Int64, true)],
             opener,
-            relay_storage::IpcAccess::Mapped,
         )
         .expect("dataset");
         TestDataset { dir, dataset }
