@@ -527,8 +527,19 @@ pub struct BatchGroup {
     pub fill_null: Option<f64>,
 }
 
+/// The mapped files that columns `indices` of `view` lie in.
+pub(crate) fn watch_columns(view: &ViewSet, indices: &[usize]) -> fault::Watch {
+    let mut addresses = Vec::new();
+    for chunk in &view.chunks {
+        for &i in indices {
+            buffer_addresses(&chunk.columns[i].to_data(), &mut addresses);
+        }
+    }
+    fault::Watch::of_addresses(addresses)
+}
+
 /// The address of every buffer of `data` and its children (validity included).
-pub(crate) fn buffer_addresses(data: &ArrayData, addresses: &mut Vec<usize>) {
+fn buffer_addresses(data: &ArrayData, addresses: &mut Vec<usize>) {
     addresses.extend(data.buffers().iter().map(|b| b.as_ptr() as usize));
     if let Some(nulls) = data.nulls() {
         addresses.push(nulls.buffer().as_ptr() as usize);
@@ -556,17 +567,11 @@ impl BatchSource {
             total += chunk.num_selected() as u64;
         }
         starts.push(total);
-        let mut addresses = Vec::new();
-        for chunk in &view.chunks {
-            for &i in indices {
-                buffer_addresses(&chunk.columns[i].to_data(), &mut addresses);
-            }
-        }
         Ok(Self {
             columns,
             starts,
             selections: view.chunks.iter().map(|c| c.selection.clone()).collect(),
-            watch: fault::Watch::of_addresses(addresses),
+            watch: watch_columns(view, indices),
         })
     }
 

@@ -534,18 +534,14 @@ impl ComputedRows {
         for chunk in &view.chunks {
             starts.push(starts.last().copied().unwrap_or(0) + chunk.num_selected() as u64);
         }
-        let mut addresses = Vec::new();
-        for chunk in &view.chunks {
-            for column in &chunk.columns {
-                crate::batches::buffer_addresses(&column.to_data(), &mut addresses);
-            }
-        }
+        let all: Vec<usize> = (0..view.schema.fields().len()).collect();
+        let watch = crate::batches::watch_columns(&view, &all);
         ComputedRows {
             plan,
             base,
             view,
             starts,
-            watch: fault::Watch::of_addresses(addresses),
+            watch,
         }
     }
 

@@ -29,35 +29,6 @@ const MAX_TREE_NODES: u64 = 100_000;
 
 const COLUMNS: [&str; 6] = ["i", "f", "s", "b", "d", "small"];
 
-const BINARY: [BinaryOp; 14] = [
-    BinaryOp::Eq,
-    BinaryOp::NotEq,
-    BinaryOp::Lt,
-    BinaryOp::LtEq,
-    BinaryOp::Gt,
-    BinaryOp::GtEq,
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::FloorDiv,
-    BinaryOp::Mod,
-    BinaryOp::And,
-    BinaryOp::Or,
-];
-
-const UNARY: [UnaryOp; 9] = [
-    UnaryOp::Not,
-    UnaryOp::Negate,
-    UnaryOp::Abs,
-    UnaryOp::IsNull,
-    UnaryOp::IsNotNull,
-    UnaryOp::StrLen,
-    UnaryOp::Year,
-    UnaryOp::Month,
-    UnaryOp::Day,
-];
-
 const CASTS: [DataType; 9] = [
     DataType::Int8,
     DataType::Int32,
@@ -203,9 +174,13 @@ fn build(bytes: &[u8]) -> Option<Expr> {
             3 => {
                 let right = pop(&mut stack);
                 let left = pop(&mut stack);
-                left.binary(BINARY[usize::from(program.byte()) % BINARY.len()], right)
+                left.binary(
+                    BinaryOp::ALL[usize::from(program.byte()) % BinaryOp::ALL.len()],
+                    right,
+                )
             }
-            4 => pop(&mut stack).unary(UNARY[usize::from(program.byte()) % UNARY.len()]),
+            4 => pop(&mut stack)
+                .unary(UnaryOp::ALL[usize::from(program.byte()) % UnaryOp::ALL.len()]),
             5 => Expr::StringMatch {
                 kind: [
                     StringMatch::StartsWith,

@@ -102,6 +102,24 @@ pub enum BinaryOp {
 }
 
 impl BinaryOp {
+    /// Every operator, in a fixed order (serialized plans store positions in it).
+    pub const ALL: [BinaryOp; 14] = [
+        BinaryOp::Eq,
+        BinaryOp::NotEq,
+        BinaryOp::Lt,
+        BinaryOp::LtEq,
+        BinaryOp::Gt,
+        BinaryOp::GtEq,
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::FloorDiv,
+        BinaryOp::Mod,
+        BinaryOp::And,
+        BinaryOp::Or,
+    ];
+
     pub fn symbol(self) -> &'static str {
         match self {
             Self::Eq => "==",
@@ -166,6 +184,19 @@ pub enum UnaryOp {
 }
 
 impl UnaryOp {
+    /// Every operator, in a fixed order (serialized plans store positions in it).
+    pub const ALL: [UnaryOp; 9] = [
+        UnaryOp::Not,
+        UnaryOp::Negate,
+        UnaryOp::Abs,
+        UnaryOp::IsNull,
+        UnaryOp::IsNotNull,
+        UnaryOp::StrLen,
+        UnaryOp::Year,
+        UnaryOp::Month,
+        UnaryOp::Day,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Not => "not",

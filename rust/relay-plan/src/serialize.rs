@@ -117,33 +117,6 @@ const PLAN_DISTINCT: u8 = 10;
 const PLAN_AGGREGATE: u8 = 11;
 const PLAN_JOIN: u8 = 12;
 
-const BINARY_OPS: [BinaryOp; 14] = [
-    BinaryOp::Eq,
-    BinaryOp::NotEq,
-    BinaryOp::Lt,
-    BinaryOp::LtEq,
-    BinaryOp::Gt,
-    BinaryOp::GtEq,
-    BinaryOp::Add,
-    BinaryOp::Sub,
-    BinaryOp::Mul,
-    BinaryOp::Div,
-    BinaryOp::FloorDiv,
-    BinaryOp::Mod,
-    BinaryOp::And,
-    BinaryOp::Or,
-];
-const UNARY_OPS: [UnaryOp; 9] = [
-    UnaryOp::Not,
-    UnaryOp::Negate,
-    UnaryOp::Abs,
-    UnaryOp::IsNull,
-    UnaryOp::IsNotNull,
-    UnaryOp::StrLen,
-    UnaryOp::Year,
-    UnaryOp::Month,
-    UnaryOp::Day,
-];
 const STRING_MATCHES: [StringMatch; 3] = [
     StringMatch::StartsWith,
     StringMatch::EndsWith,
@@ -362,27 +335,27 @@ fn path_of(bytes: &[u8]) -> Result<PathBuf> {
 
 /// `batch` as an Arrow IPC stream: its schema, then the batch.
 fn batch_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    let mut writer = StreamWriter::try_new(&mut out, batch.schema_ref())
-        .map_err(|e| arrow_failed("writing a schema", e))?;
-    writer
-        .write(batch)
-        .map_err(|e| arrow_failed("writing a record batch", e))?;
-    writer
-        .finish()
-        .map_err(|e| arrow_failed("writing a record batch", e))?;
-    drop(writer);
-    Ok(out)
+    stream_bytes(batch.schema_ref(), Some(batch))
 }
 
 /// `schema` alone as an Arrow IPC stream.
 fn schema_bytes(schema: &Schema) -> Result<Vec<u8>> {
+    stream_bytes(schema, None)
+}
+
+/// An Arrow IPC stream of `schema` and, when given, one batch of it.
+fn stream_bytes(schema: &Schema, batch: Option<&RecordBatch>) -> Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut writer =
         StreamWriter::try_new(&mut out, schema).map_err(|e| arrow_failed("writing a schema", e))?;
+    if let Some(batch) = batch {
+        writer
+            .write(batch)
+            .map_err(|e| arrow_failed("writing a record batch", e))?;
+    }
     writer
         .finish()
-        .map_err(|e| arrow_failed("writing a schema", e))?;
+        .map_err(|e| arrow_failed("writing a stream", e))?;
     drop(writer);
     Ok(out)
 }
@@ -503,14 +476,14 @@ impl Encoder {
                 let left = self.expr(left)?;
                 let right = self.expr(right)?;
                 put_u8(out, EXPR_BINARY);
-                put_u8(out, code_of(&BINARY_OPS, op));
+                put_u8(out, code_of(&BinaryOp::ALL, op));
                 put_u64(out, left as u64);
                 put_u64(out, right as u64);
             }
             Expr::Unary { op, input } => {
                 let input = self.expr(input)?;
                 put_u8(out, EXPR_UNARY);
-                put_u8(out, code_of(&UNARY_OPS, op));
+                put_u8(out, code_of(&UnaryOp::ALL, op));
                 put_u64(out, input as u64);
             }
             Expr::StringMatch {
@@ -1108,13 +1081,13 @@ impl Decoder<'_> {
             EXPR_COLUMN => Expr::Column(reader.string()?),
             EXPR_LITERAL => Expr::Literal(Literal(read_array(reader.bytes()?)?)),
             EXPR_BINARY => {
-                let op = reader.code(&BINARY_OPS, "binary operator")?;
+                let op = reader.code(&BinaryOp::ALL, "binary operator")?;
                 let left = self.child(reader, &mut depth)?;
                 let right = self.child(reader, &mut depth)?;
                 Expr::Binary { op, left, right }
             }
             EXPR_UNARY => {
-                let op = reader.code(&UNARY_OPS, "unary operator")?;
+                let op = reader.code(&UnaryOp::ALL, "unary operator")?;
                 let input = self.child(reader, &mut depth)?;
                 Expr::Unary { op, input }
             }
@@ -1772,7 +1745,7 @@ mod tests {
         let plan = file.scan().project(every_expression()).expect("project");
         round_trip(&plan);
         // Binary and unary operators, each.
-        for op in BINARY_OPS {
+        for op in BinaryOp::ALL {
             let (left, right) = match op {
                 BinaryOp::And | BinaryOp::Or => (col("flag"), col("flag")),
                 _ => (col("id"), int(2)),
@@ -1783,7 +1756,7 @@ mod tests {
                 .expect("project");
             round_trip(&plan);
         }
-        for op in UNARY_OPS {
+        for op in UnaryOp::ALL {
             let input = match op {
                 UnaryOp::Not => col("flag"),
                 UnaryOp::StrLen => col("name"),

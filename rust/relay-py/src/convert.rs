@@ -170,49 +170,19 @@ pub fn dtype(name: &str) -> PyResult<DataType> {
 }
 
 pub fn binary_op(op: &str) -> PyResult<BinaryOp> {
-    Ok(match op {
-        "==" => BinaryOp::Eq,
-        "!=" => BinaryOp::NotEq,
-        "<" => BinaryOp::Lt,
-        "<=" => BinaryOp::LtEq,
-        ">" => BinaryOp::Gt,
-        ">=" => BinaryOp::GtEq,
-        "+" => BinaryOp::Add,
-        "-" => BinaryOp::Sub,
-        "*" => BinaryOp::Mul,
-        "/" => BinaryOp::Div,
-        "//" => BinaryOp::FloorDiv,
-        "%" => BinaryOp::Mod,
-        "&" => BinaryOp::And,
-        "|" => BinaryOp::Or,
-        other => {
-            return Err(relay_error(
-                ErrorKind::Value,
-                format!("unknown operator {other:?}"),
-            ));
-        }
-    })
+    BinaryOp::ALL
+        .into_iter()
+        .find(|candidate| candidate.symbol() == op)
+        .ok_or_else(|| value_error(format!("unknown operator {op:?}")))
 }
 
 pub fn unary_op(op: &str) -> PyResult<UnaryOp> {
-    Ok(match op {
-        "not" => UnaryOp::Not,
-        "neg" => UnaryOp::Negate,
-        "abs" => UnaryOp::Abs,
-        "is_null" => UnaryOp::IsNull,
-        "is_not_null" => UnaryOp::IsNotNull,
-        "str.len" => UnaryOp::StrLen,
-        "dt.year" => UnaryOp::Year,
-        "dt.month" => UnaryOp::Month,
-        "dt.day" => UnaryOp::Day,
-        other => {
-            return Err(relay_error(
-                ErrorKind::Value,
-                format!("unknown function {other:?}"),
-            ));
-        }
-    })
+    UnaryOp::ALL
+        .into_iter()
+        .find(|candidate| candidate.name() == op)
+        .ok_or_else(|| value_error(format!("unknown function {op:?}")))
 }
+
 /// The Arrow type of a NumPy dtype string (`"<f4"`, `"<M8[us]"`, ...) without its byte-order
 /// character, or None when it has no fixed-width Arrow form.
 pub fn numpy_arrow_type(code: &str) -> Option<DataType> {

@@ -301,9 +301,6 @@ pub struct Dataset {
     /// The file schema followed by the partition columns.
     schema: SchemaRef,
     opener: DecodedOpener,
-    /// How its Arrow IPC files hold their bytes (`FormatOptions::ipc_access`; mapped for a
-    /// dataset given an opener of its own).
-    ipc_access: IpcAccess,
     /// The options `opener` was made from, when it was (`Dataset::with_options`): what opening
     /// the same files again needs. None for a dataset given an opener of its own.
     options: Option<FormatOptions>,
@@ -357,9 +354,7 @@ impl Dataset {
                 path: PathBuf::from(&description),
             });
         };
-        let ipc_access = options
-            .as_ref()
-            .map_or(IpcAccess::Mapped, |options| options.ipc_access);
+        let ipc_access = ipc_access_of(options.as_ref());
         let first_opened = open_file(&first.path, first.format, &opener, ipc_access, None)?;
         let file_schema = first_opened.schema();
         let partition_fields: Vec<FieldRef> = partition_fields.into_iter().map(Arc::new).collect();
@@ -418,7 +413,6 @@ impl Dataset {
             partition_fields,
             schema,
             opener,
-            ipc_access,
             options,
         }))
     }
@@ -505,7 +499,7 @@ impl Dataset {
             &fragment.path,
             fragment.format,
             &self.opener,
-            self.ipc_access,
+            ipc_access_of(self.options.as_ref()),
             None,
         )?;
         // Types inferred from a file's own rows may differ from the first file's (a column
@@ -527,7 +521,7 @@ impl Dataset {
                 &fragment.path,
                 fragment.format,
                 &self.opener,
-                self.ipc_access,
+                ipc_access_of(self.options.as_ref()),
                 Some(self.file_schema.clone()),
             )?;
         }
@@ -634,6 +628,12 @@ impl Dataset {
             }),
         }
     }
+}
+
+/// How a dataset made with `options` holds its Arrow IPC files (mapped for a dataset given an
+/// opener of its own).
+fn ipc_access_of(options: Option<&FormatOptions>) -> IpcAccess {
+    options.map_or(IpcAccess::Mapped, |options| options.ipc_access)
 }
 
 fn open_file(

@@ -627,33 +627,22 @@ fn contains_dictionary(data_type: &DataType) -> bool {
 
 /// The first `size` bytes of `file` in a 64-byte-aligned buffer; `FileChanged` when the file
 /// ends sooner (it was truncated since it was measured).
-fn read_whole_file(path: &Path, file: &File, size: u64) -> Result<Buffer> {
-    let io = |source: std::io::Error| StorageError::Io {
-        path: path.to_owned(),
-        action: "read",
-        source,
-    };
+fn read_whole_file(path: &Path, mut file: &File, size: u64) -> Result<Buffer> {
     let len = usize::try_from(size).map_err(|_| StorageError::OutOfRange {
         what: "file size",
         detail: format!("{}: {size} bytes do not fit in memory", path.display()),
     })?;
     let mut buffer = arrow::buffer::MutableBuffer::from_len_zeroed(len);
-    let mut reader = file;
-    let mut filled = 0;
-    while filled < len {
-        match std::io::Read::read(&mut reader, &mut buffer.as_slice_mut()[filled..]) {
-            Ok(0) => {
-                return Err(StorageError::FileChanged {
-                    path: path.to_owned(),
-                    expected: size,
-                    actual: filled as u64,
-                });
-            }
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(io(error)),
+    std::io::Read::read_exact(&mut file, buffer.as_slice_mut()).map_err(|source| {
+        match source.kind() {
+            std::io::ErrorKind::UnexpectedEof => fault::changed(path, size),
+            _ => StorageError::Io {
+                path: path.to_owned(),
+                action: "read",
+                source,
+            },
         }
-    }
+    })?;
     Ok(buffer.into())
 }
 
