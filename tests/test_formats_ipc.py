@@ -403,3 +403,40 @@ def test_damaged_stream_names_file_and_message(tmp_path: Path) -> None:
     with pytest.raises(relay.CorruptFileError, match="truncated") as info:
         relay.scan(truncated)
     assert str(truncated) in str(info.value)
+
+
+def _misaligned_file(tmp_path: Path) -> tuple[Path, pa.Table]:
+    """A pyarrow-written file (8-byte alignment) whose decimal128 and string_view buffers are
+    not 16-byte aligned, as arrow-rs needs them: it realigns them into memory."""
+    for lead in range(1, 4):
+        table = pa.table(
+            {
+                "pad": pa.array(range(lead), pa.int64()),
+                "d": pa.array([decimal.Decimal(f"{i}.25") for i in range(lead)], pa.decimal128(15, 2)),
+                "s": pa.array([f"v{i}" for i in range(lead)], pa.string_view()),
+            }
+        )
+        path = tmp_path / f"lead{lead}.arrow"
+        with pa.ipc.new_file(path, table.schema) as writer:
+            writer.write_table(table)
+        frame = relay.scan(path)
+        if all("not aligned" in (frame[c].copy_reason or "") for c in ("d", "s")):
+            return path, table
+    raise AssertionError("pyarrow wrote every layout 16-byte aligned")
+
+
+def test_misaligned_columns_are_realigned_once_per_scan(tmp_path: Path) -> None:
+    path, table = _misaligned_file(tmp_path)
+    frame = relay.scan(path)
+    first, again = frame.to_arrow(), frame.to_arrow()
+    assert first.equals(table) and again.equals(table)
+    for name in ("d", "s"):
+        # The second query reads the realigned copy the first one made (the views buffer of a
+        # string_view column, the values of a decimal one), not a new copy.
+        kept = first.column(name).chunk(0).buffers()[1]
+        assert again.column(name).chunk(0).buffers()[1].address == kept.address
+        assert not address_in_file_mapping(kept.address, path)
+    # Another scan is another opening: its own copy, from the file's bytes.
+    other = relay.scan(path).to_arrow()
+    assert other.equals(table)
+    assert other.column("d").chunk(0).buffers()[1].address != first.column("d").chunk(0).buffers()[1].address

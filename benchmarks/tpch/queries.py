@@ -455,9 +455,19 @@ order by o_totalprice desc, o_orderdate limit 100""",
 }
 
 
-def convert_to_ipc(parquet_dir: str, ipc_dir: str) -> None:
-    """Writes each table's Parquet file as an uncompressed Arrow IPC file (64-byte aligned by
-    relay's writer). String views become plain strings, the type every engine here reads."""
+#: The writers whose Arrow IPC files the benchmark and the tests read, as users have them.
+WRITERS = ("relay", "pyarrow", "polars")
+
+
+def convert_to_ipc(parquet_dir: str, ipc_dir: str, writer: str = "relay") -> None:
+    """Writes each table's Parquet file as an uncompressed Arrow IPC file, with `writer`:
+
+    - ``relay``: relay's writer (one record batch, 64-byte aligned), string views made plain
+      strings, the type every engine here reads;
+    - ``pyarrow``: ``pq.read_table`` then ``ipc.new_file(...).write_table`` as a pyarrow user
+      would (``string_view`` columns, 8-byte alignment, a record batch per row group);
+    - ``polars``: ``pl.read_parquet(...).write_ipc(...)`` (``string_view``, many batches).
+    """
     import os
 
     import pyarrow as pa
@@ -465,10 +475,23 @@ def convert_to_ipc(parquet_dir: str, ipc_dir: str) -> None:
 
     os.makedirs(ipc_dir, exist_ok=True)
     for name in TABLES:
-        table = pq.read_table(os.path.join(parquet_dir, f"{name}.parquet"))
+        source = os.path.join(parquet_dir, f"{name}.parquet")
+        target = os.path.join(ipc_dir, f"{name}.arrow")
+        if writer == "polars":
+            import polars as pl
+
+            pl.read_parquet(source).write_ipc(target, compression="uncompressed")
+            continue
+        table = pq.read_table(source)
+        if writer == "pyarrow":
+            with pa.ipc.new_file(target, table.schema) as out:
+                out.write_table(table)
+            continue
+        if writer != "relay":
+            raise ValueError(f"unknown writer {writer!r}; expected one of {WRITERS}")
         fields = [
             pa.field(f.name, pa.string(), nullable=f.nullable) if f.type == pa.string_view() else f
             for f in table.schema
         ]
         table = table.cast(pa.schema(fields))
-        relay.write(relay.from_arrow(table), os.path.join(ipc_dir, f"{name}.arrow"))
+        relay.write(relay.from_arrow(table), target)

@@ -1,18 +1,20 @@
 """TPC-H at scale factor 1 (by default): relay_ml, DuckDB and Polars side by side.
 
-Data comes from tpchgen-cli (Parquet) and is converted once to Arrow IPC files. Each engine runs
-in its own process, so each peak RSS is its own:
+Data comes from tpchgen-cli (Parquet) and is converted once to Arrow IPC files by each writer of
+`--writers` (see `queries.convert_to_ipc`): relay's own (one batch, 64-byte aligned), pyarrow's
+and Polars' (string views, 8-byte alignment, a record batch per row group), the files users
+have. Each engine runs in its own process, so each peak RSS is its own:
 
-- relay_ml: `relay.scan` of the IPC files (memory-mapped), the queries of `queries.py`;
+- relay_ml: `relay.scan` of each writer's IPC files (memory-mapped), the queries of `queries.py`;
 - Polars: `pl.scan_ipc` of the same files, the same plans in Polars' lazy API;
 - DuckDB: the specification's SQL over tables loaded into DuckDB's own storage before timing
   (its fastest setting: no file format in the way).
 
 Every query runs once untimed, then `--repeats` times; the median is reported, with the ratio
-relay / DuckDB and relay / Polars (below 1: relay is faster).
+relay / DuckDB per writer's files (below 1: relay is faster).
 
-    python benchmarks/tpch/run.py                       # SF 1: ~1 GB of Parquet, ~2 GB IPC
-    python benchmarks/tpch/run.py --scale 0.1 --repeats 3
+    python benchmarks/tpch/run.py                       # SF 1: ~1 GB of Parquet, ~2 GB IPC each
+    python benchmarks/tpch/run.py --scale 0.1 --repeats 3 --writers relay
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ sys.path.insert(0, str(HERE))
 import queries  # noqa: E402
 
 
-def ensure_data(scale: float, root: Path) -> tuple[Path, Path]:
-    parquet, ipc = root / f"tpch_sf{scale:g}", root / f"tpch_sf{scale:g}_ipc"
+def ensure_data(scale: float, root: Path, writers: list[str]) -> tuple[Path, dict[str, Path]]:
+    """The Parquet folder, and each writer's IPC folder (made where missing)."""
+    parquet = root / f"tpch_sf{scale:g}"
     if not (parquet / "lineitem.parquet").exists():
         generator = shutil.which("tpchgen-cli") or str(
             Path(sys.executable).with_name("tpchgen-cli")
@@ -43,9 +46,20 @@ def ensure_data(scale: float, root: Path) -> tuple[Path, Path]:
         subprocess.run(
             [generator, "parquet", "-s", f"{scale:g}", f"--output-dir={parquet}"], check=True
         )
-    if not (ipc / "lineitem.arrow").exists():
-        queries.convert_to_ipc(str(parquet), str(ipc))
+    ipc = {}
+    for writer in writers:
+        suffix = "" if writer == "relay" else f"_{writer}"
+        ipc[writer] = root / f"tpch_sf{scale:g}_ipc{suffix}"
+        if not (ipc[writer] / "lineitem.arrow").exists():
+            queries.convert_to_ipc(str(parquet), str(ipc[writer]), writer)
     return parquet, ipc
+
+
+def result_key(engine: str, writer: str) -> str:
+    """How results are named: the engine, and the writer of the IPC files it read."""
+    if engine == "duckdb" or writer == "relay":
+        return engine
+    return f"{engine}/{writer}-ipc"
 
 
 def run_engine(engine: str, parquet: Path, ipc: Path, numbers: list[int], repeats: int) -> dict:
@@ -111,33 +125,41 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--queries", default=",".join(str(n) for n in sorted(queries.RELAY)))
     parser.add_argument("--engines", default="relay_ml,duckdb,polars")
+    parser.add_argument("--writers", default=",".join(queries.WRITERS))
     parser.add_argument("--json", type=Path, default=HERE.parent / "results" / "tpch.json")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     numbers = [int(n) for n in args.queries.split(",")]
-    parquet, ipc = ensure_data(args.scale, args.data)
+    writers = args.writers.split(",")
+    parquet, ipc = ensure_data(args.scale, args.data, writers)
     if args.child:
-        print(json.dumps(run_engine(args.child, parquet, ipc, numbers, args.repeats)))
+        engine, writer = args.child.split(":")
+        print(json.dumps(run_engine(engine, parquet, ipc[writer], numbers, args.repeats)))
         return
     results = {}
     for engine in args.engines.split(","):
-        command = [
-            sys.executable,
-            __file__,
-            "--child",
-            engine,
-            "--scale",
-            f"{args.scale:g}",
-            "--data",
-            str(args.data),
-            "--repeats",
-            str(args.repeats),
-            "--queries",
-            args.queries,
-        ]
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[engine] = json.loads(output.strip().splitlines()[-1])
-        results[engine]["queries"] = {int(k): v for k, v in results[engine]["queries"].items()}
+        # DuckDB loads the Parquet files into its own storage: one run, whatever the writers.
+        for writer in writers[:1] if engine == "duckdb" else writers:
+            command = [
+                sys.executable,
+                __file__,
+                "--child",
+                f"{engine}:{writer}",
+                "--scale",
+                f"{args.scale:g}",
+                "--data",
+                str(args.data),
+                "--repeats",
+                str(args.repeats),
+                "--queries",
+                args.queries,
+                "--writers",
+                writer,
+            ]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            key = result_key(engine, writer)
+            results[key] = json.loads(output.strip().splitlines()[-1])
+            results[key]["queries"] = {int(k): v for k, v in results[key]["queries"].items()}
     import relay_ml
 
     machine = (
@@ -145,17 +167,28 @@ def main() -> None:
         f"relay_ml from {Path(relay_ml._relay.__file__).name}"
     )
     print(f"TPC-H SF {args.scale:g}, median of {args.repeats} (ms); {machine}")
-    engines = list(results)
-    print("query " + "".join(f"{e:>12}" for e in engines) + "  relay/duckdb  relay/polars")
+    columns = list(results)
+    # Each relay run against DuckDB, and against Polars over the same writer's files.
+    ratios = [
+        (key, peer)
+        for key in columns
+        if key.startswith("relay_ml")
+        for peer in ("duckdb", key.replace("relay_ml", "polars", 1))
+        if peer in results
+    ]
+    width = max(len(c) for c in columns) + 2
+    print(
+        "query"
+        + "".join(f"{c:>{width}}" for c in columns)
+        + "".join(f"  {k} / {p}" for k, p in ratios)
+    )
     for n in numbers:
-        cells = "".join(f"{results[e]['queries'][n]['ms']:12.1f}" for e in engines)
-        relay_ms = results.get("relay_ml", {}).get("queries", {}).get(n, {}).get("ms")
-        ratios = ""
-        for peer in ("duckdb", "polars"):
-            if relay_ms is not None and peer in results:
-                ratios += f"{relay_ms / results[peer]['queries'][n]['ms']:14.2f}"
-        print(f"Q{n:<5}{cells}{ratios}")
-    print("peak RSS (MiB) " + "".join(f"{e}={results[e]['peak_rss_mib']:.0f} " for e in engines))
+        cells = "".join(f"{results[c]['queries'][n]['ms']:{width}.1f}" for c in columns)
+        for key, peer in ratios:
+            ratio = results[key]["queries"][n]["ms"] / results[peer]["queries"][n]["ms"]
+            cells += f"{ratio:{len(key) + len(peer) + 5}.2f}"
+        print(f"Q{n:<4}{cells}")
+    print("peak RSS (MiB) " + "".join(f"{c}={results[c]['peak_rss_mib']:.0f} " for c in columns))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
         json.dumps(

@@ -32,6 +32,11 @@ use crate::view::ViewSet;
 /// already keep the cores busy (a stream's first batch is the exception: `spread`).
 const TASK_MIN_BYTES: usize = 1 << 20;
 
+/// Rows of a bucket, at least, for it to be copied as a run when they turn out consecutive. A
+/// shuffled batch over a file of many record batches puts a row or two in most buckets, and
+/// those are consecutive trivially: copied as runs, each would cost a copy's set-up per row.
+const RUN_MIN_ROWS: usize = 16;
+
 /// Values of one column piece, typed. Dictionary columns hold their keys (codes).
 #[derive(Debug, Clone)]
 enum Cells {
@@ -440,6 +445,98 @@ where
     }
 }
 
+/// The values of one cell type in a piece's cells.
+trait CellValues: Sized {
+    fn of(cells: &Cells) -> Option<&[Self]>;
+}
+
+macro_rules! cell_values {
+    ($($native:ty => $variant:ident),*) => {$(
+        impl CellValues for $native {
+            fn of(cells: &Cells) -> Option<&[Self]> {
+                match cells {
+                    Cells::$variant(values) => Some(values),
+                    _ => None,
+                }
+            }
+        }
+    )*};
+}
+cell_values!(i8 => I8, i16 => I16, i32 => I32, i64 => I64, u8 => U8, u16 => U16, u32 => U32,
+    u64 => U64, f16 => F16, f32 => F32, f64 => F64);
+
+/// Writes one cell per output row, in output order, from the pieces that `flat[out_row]` =
+/// `(chunk, row)` names: the loop of a gather within one chunk, with one more (cached) load
+/// per row for the chunk's values. A shuffled batch takes only a few rows from each record
+/// batch of a many-batch file (Polars writes one per 122 k rows), and a loop per piece over
+/// so few rows is twice as slow. False, with nothing written, unless every piece holds `S`
+/// without nulls, one cell per row.
+fn write_flat<S, D>(
+    pieces: &[Piece],
+    flat: &[Pair],
+    out: &mut [D],
+    stride: usize,
+    offset: usize,
+) -> bool
+where
+    S: CellValues + AsPrimitive<D>,
+    D: OutCell,
+{
+    let Some(values) = pieces
+        .iter()
+        .map(|piece| {
+            let values = S::of(&piece.cells).filter(|_| piece.row_nulls.is_none())?;
+            values.get(piece.base..)
+        })
+        .collect::<Option<Vec<&[S]>>>()
+    else {
+        return false;
+    };
+    for (cell, &(chunk, row)) in out[offset..].iter_mut().step_by(stride).zip(flat) {
+        *cell = values[chunk as usize][row as usize].as_();
+    }
+    true
+}
+
+/// `write_flat` with the cell type of the column's first piece.
+fn write_flat_any<D>(
+    pieces: &[Piece],
+    flat: &[Pair],
+    out: &mut [D],
+    stride: usize,
+    offset: usize,
+) -> bool
+where
+    D: OutCell,
+    i8: AsPrimitive<D>,
+    i16: AsPrimitive<D>,
+    i32: AsPrimitive<D>,
+    i64: AsPrimitive<D>,
+    u8: AsPrimitive<D>,
+    u16: AsPrimitive<D>,
+    u32: AsPrimitive<D>,
+    u64: AsPrimitive<D>,
+    f16: AsPrimitive<D>,
+    f32: AsPrimitive<D>,
+    f64: AsPrimitive<D>,
+{
+    let write = match pieces.first().map(|piece| &piece.cells) {
+        Some(Cells::I8(_)) => write_flat::<i8, D>,
+        Some(Cells::I16(_)) => write_flat::<i16, D>,
+        Some(Cells::I32(_)) => write_flat::<i32, D>,
+        Some(Cells::I64(_)) => write_flat::<i64, D>,
+        Some(Cells::U8(_)) => write_flat::<u8, D>,
+        Some(Cells::U16(_)) => write_flat::<u16, D>,
+        Some(Cells::U32(_)) => write_flat::<u32, D>,
+        Some(Cells::U64(_)) => write_flat::<u64, D>,
+        Some(Cells::F16(_)) => write_flat::<f16, D>,
+        Some(Cells::F32(_)) => write_flat::<f32, D>,
+        Some(Cells::F64(_)) => write_flat::<f64, D>,
+        Some(Cells::Bool(_)) | None => return false,
+    };
+    write(pieces, flat, out, stride, offset)
+}
+
 /// Writes a ragged piece's rows left-aligned into rows of `stride` cells (already padded).
 fn write_ragged<D>(
     piece: &Piece,
@@ -727,7 +824,8 @@ impl BatchSource {
                 // almost every shuffled bucket before the full check.
                 let run = match (pairs.first(), pairs.last()) {
                     (Some(first), Some(last))
-                        if last.1.wrapping_sub(first.1) as usize == pairs.len() - 1 =>
+                        if pairs.len() >= RUN_MIN_ROWS
+                            && last.1.wrapping_sub(first.1) as usize == pairs.len() - 1 =>
                     {
                         pairs
                             .windows(2)
@@ -814,36 +912,69 @@ impl BatchSource {
                 ChunkRows::Pairs(_) => false,
             })
             .collect();
+        // Rows picked at random from many chunks: every output row's (chunk, row), in order.
+        let scattered = located.iter().filter(|rows| !rows.is_empty()).count() > 1
+            && located
+                .iter()
+                .all(|rows| matches!(rows, ChunkRows::Pairs(_)));
+        let flat: Option<Vec<Pair>> = scattered.then(|| {
+            let mut flat = vec![(0, 0); positions.len()];
+            for (chunk, rows) in located.iter().enumerate() {
+                if let ChunkRows::Pairs(pairs) = rows {
+                    for &(out_row, row) in pairs {
+                        flat[out_row as usize] = (chunk as u32, row);
+                    }
+                }
+            }
+            flat
+        });
         let mut offset = 0;
         for &c in &group.columns {
             let column = &self.columns[c];
             let ColumnShape::Fixed(column_width) = column.shape else {
                 unreachable!("group_width rejects ragged columns")
             };
-            for (chunk, rows) in located.iter().enumerate() {
-                if rows.is_empty() || copied[chunk] {
+            if let (Some(flat), 1) = (&flat, column_width) {
+                let pieces = &column.pieces;
+                let written = dispatch_dtype(group.dtype, out, None, |out, _| match out {
+                    TypedOut::I8(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::I16(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::I32(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::I64(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::U8(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::U16(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::U32(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::U64(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::F16(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::F32(o) => write_flat_any(pieces, flat, o, width, offset),
+                    TypedOut::F64(o) => write_flat_any(pieces, flat, o, width, offset),
+                })?;
+                if written {
+                    offset += column_width;
                     continue;
                 }
-                let rows = PieceRows::Fixed {
-                    width: column_width,
-                    rows,
-                    stride: width,
-                    offset,
-                };
-                let result = write_rows(
-                    &column.pieces[chunk],
-                    &rows,
-                    group.dtype,
-                    out,
-                    group.fill_null,
-                )?;
-                if let Err(out_row) = result {
-                    return Err(null_error(
-                        &column.name,
-                        positions[out_row],
-                        first + out_row,
-                    ));
-                }
+            }
+            let jobs: Vec<(&Piece, PieceRows<'_>)> = located
+                .iter()
+                .enumerate()
+                .filter(|&(chunk, rows)| !rows.is_empty() && !copied[chunk])
+                .map(|(chunk, rows)| {
+                    let rows = PieceRows::Fixed {
+                        width: column_width,
+                        rows,
+                        stride: width,
+                        offset,
+                    };
+                    (&column.pieces[chunk], rows)
+                })
+                .collect();
+            let result = write_rows(&jobs, group.dtype, out, group.fill_null)?;
+            if let Err(out_row) = result {
+                return Err(null_error(
+                    &column.name,
+                    positions[out_row],
+                    first + out_row,
+                ));
             }
             offset += column_width;
         }
@@ -939,24 +1070,21 @@ impl BatchSource {
                 },
             )?;
         }
-        for (chunk, pairs) in buckets.iter().enumerate() {
-            if pairs.is_empty() {
-                continue;
-            }
-            let rows = PieceRows::Ragged {
-                pairs,
-                stride: longest,
-            };
-            let result = write_rows(
-                &batch_column.pieces[chunk],
-                &rows,
-                dtype,
-                padded.as_slice_mut(),
-                fill_null,
-            )?;
-            if let Err(out_row) = result {
-                return Err(null_error(&batch_column.name, positions[out_row], out_row));
-            }
+        let jobs: Vec<(&Piece, PieceRows<'_>)> = buckets
+            .iter()
+            .enumerate()
+            .filter(|(_, pairs)| !pairs.is_empty())
+            .map(|(chunk, pairs)| {
+                let rows = PieceRows::Ragged {
+                    pairs,
+                    stride: longest,
+                };
+                (&batch_column.pieces[chunk], rows)
+            })
+            .collect();
+        let result = write_rows(&jobs, dtype, padded.as_slice_mut(), fill_null)?;
+        if let Err(out_row) = result {
+            return Err(null_error(&batch_column.name, positions[out_row], out_row));
         }
         let lengths_buffer = Buffer::from_vec(lengths);
         Ok((
@@ -1012,38 +1140,32 @@ enum PieceRows<'a> {
     Ragged { pairs: &'a [Pair], stride: usize },
 }
 
-/// Writes `rows` of `piece` into `out` typed as `dtype` cells, converting each value and
-/// writing `fill` for null cells. The inner error is the output row of the first null met
-/// without a fill; the outer one a dtype a batch cannot hold.
+/// Writes the rows of each `(piece, rows)` job into `out` typed as `dtype` cells, converting
+/// each value and writing `fill` for null cells. The inner error is the output row of the first
+/// null met without a fill; the outer one a dtype a batch cannot hold. The dtype is dispatched
+/// once for all the jobs: a shuffled batch over a file of many record batches takes a few rows
+/// from each of hundreds of pieces.
 fn write_rows(
-    piece: &Piece,
-    rows: &PieceRows<'_>,
+    jobs: &[(&Piece, PieceRows<'_>)],
     dtype: DenseDtype,
     out: &mut [u8],
     fill: Option<f64>,
 ) -> Result<Result<(), usize>, String> {
     macro_rules! write {
-        ($out:expr, $fill:expr) => {
-            match *rows {
+        ($out:expr, $fill:expr) => {{
+            let fill = $fill.map(|f| f.as_());
+            jobs.iter().try_for_each(|(piece, rows)| match *rows {
                 PieceRows::Fixed {
                     width,
                     rows,
                     stride,
                     offset,
-                } => write_piece(
-                    piece,
-                    width,
-                    rows,
-                    $out,
-                    stride,
-                    offset,
-                    $fill.map(|f| f.as_()),
-                ),
+                } => write_piece(piece, width, rows, $out, stride, offset, fill),
                 PieceRows::Ragged { pairs, stride } => {
-                    write_ragged(piece, pairs, $out, stride, $fill.map(|f| f.as_()))
+                    write_ragged(piece, pairs, $out, stride, fill)
                 }
-            }
-        };
+            })
+        }};
     }
     dispatch_dtype(dtype, out, fill, |out, fill| match out {
         TypedOut::I8(o) => write!(o, fill),
@@ -1170,28 +1292,15 @@ mod tests {
                 ChunkRows::Pairs(vec![]),
             ]
         );
-        // Through the filtered chunk: pairs there, runs around it.
+        // Through the filtered chunk: pairs there, and pairs around it too, since buckets of
+        // fewer than RUN_MIN_ROWS rows are not runs.
         let located = source.locate(&(8..17).collect::<Vec<_>>()).unwrap();
-        assert_eq!(
-            located[0],
-            ChunkRows::Run {
-                out_row: 0,
-                row: 8,
-                len: 2
-            }
-        );
+        assert_eq!(located[0], ChunkRows::Pairs(vec![(0, 8), (1, 9)]));
         assert_eq!(
             located[1],
             ChunkRows::Pairs(vec![(2, 1), (3, 3), (4, 5), (5, 7), (6, 9)])
         );
-        assert_eq!(
-            located[2],
-            ChunkRows::Run {
-                out_row: 7,
-                row: 0,
-                len: 2
-            }
-        );
+        assert_eq!(located[2], ChunkRows::Pairs(vec![(7, 0), (8, 1)]));
         // Shuffled positions that happen to be consecutive inside a chunk still make a run.
         let located = source.locate(&[21, 3, 22, 4]).unwrap();
         assert_eq!(located[0], ChunkRows::Pairs(vec![(1, 3), (3, 4)]));
@@ -1213,6 +1322,33 @@ mod tests {
             let want: Vec<_> = positions.iter().map(|&p| expected(p)).collect();
             assert_eq!(gathered(&source, &positions), want);
         }
+    }
+
+    #[test]
+    fn rows_scattered_over_chunks_gather_in_output_order() {
+        let source = source();
+        let positions = [17u64, 3, 29, 11, 0, 22, 5, 14, 9];
+        assert_eq!(
+            gathered(&source, &positions),
+            positions.iter().map(|&p| expected(p)).collect::<Vec<_>>()
+        );
+        // Two cells per row: the null-free column twice, converted to float64.
+        let group = BatchGroup {
+            columns: vec![1, 1],
+            dtype: DenseDtype::Float64,
+            fill_null: None,
+        };
+        let mut out = vec![0u8; positions.len() * 16];
+        source.gather(&group, &positions, &mut out, false).unwrap();
+        let cells: Vec<f64> = out
+            .chunks_exact(8)
+            .map(|c| f64::from_ne_bytes(c.try_into().unwrap()))
+            .collect();
+        let want: Vec<f64> = positions
+            .iter()
+            .flat_map(|&p| [f64::from(expected(p).1); 2])
+            .collect();
+        assert_eq!(cells, want);
     }
 
     #[test]

@@ -272,7 +272,7 @@ pub fn zero_copy_blocker(chunks: &[DecodedColumn], mapped: &Range<usize>) -> Opt
     if chunks.len() > 1 {
         return Some(format!(
             "the column spans {} record batches; one view needs one contiguous buffer \
-             (write the file with a single record batch)",
+             (`relay convert` rewrites the file as one record batch)",
             chunks.len()
         ));
     }

@@ -15,6 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use arrow::array::{
     Array, ArrayRef, ArrowPrimitiveType, AsArray, GenericStringArray, OffsetSizeTrait,
+    StringViewArray,
 };
 use arrow::datatypes::{
     DataType, Date32Type, Date64Type, DurationMicrosecondType, DurationMillisecondType,
@@ -178,19 +179,27 @@ fn words(array: &dyn Array, nulls: Nulls) -> Option<Vec<u64>> {
     match t {
         DataType::Utf8 => string_words(array.as_string::<i32>()),
         DataType::LargeUtf8 => string_words(array.as_string::<i64>()),
-        DataType::Utf8View => {
-            let strings = array.as_string_view();
-            let mut out = Vec::with_capacity(strings.len());
-            for row in 0..strings.len() {
-                out.push(if strings.is_null(row) {
-                    NULL_STRING
-                } else {
-                    string_word(strings.value(row).as_bytes())?
-                });
-            }
-            Some(out)
-        }
+        DataType::Utf8View => view_words(array.as_string_view()),
         _ => None,
+    }
+}
+
+/// `string_words` of a string view column, read from the views alone: a string of at most 12
+/// bytes lies inline in its view, after the 4-byte length.
+fn view_words(strings: &StringViewArray) -> Option<Vec<u64>> {
+    let word = |view: u128| {
+        let len = view as u32;
+        (len <= 7)
+            .then(|| ((view >> 32) as u64 & ((1u64 << (8 * len)) - 1)) | (u64::from(len) << 56))
+    };
+    let views = strings.views();
+    match strings.nulls() {
+        None => views.iter().map(|&view| word(view)).collect(),
+        Some(nulls) => views
+            .iter()
+            .zip(nulls.iter())
+            .map(|(&view, valid)| if valid { word(view) } else { Some(NULL_STRING) })
+            .collect(),
     }
 }
 

@@ -3,7 +3,9 @@
 //!
 //! Record batches compressed with LZ4_FRAME or ZSTD (per batch, as the format allows) are
 //! decompressed into the heap on each decode, never cached, and every such column carries a
-//! copy reason naming the codec. The uncompressed length each compressed buffer announces is
+//! copy reason naming the codec. A buffer not aligned to its type (pyarrow aligns to 8 bytes,
+//! decimals and string views need 16) is realigned into the heap once and kept with the
+//! opening, within a process-wide budget of an eighth of physical memory. The uncompressed length each compressed buffer announces is
 //! checked first (`check_compressed_buffers`): arrow-rs allocates it before decompressing.
 //!
 //! Opening reads the trailing magic, the footer and each record batch's message header (for
@@ -56,6 +58,7 @@ use std::fs::{File, Metadata};
 use std::os::unix::fs::MetadataExt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -146,9 +149,36 @@ struct DecodedCache {
     /// The identity of the file when the entries were decoded.
     identity: Option<FileIdentity>,
     columns: HashMap<(usize, usize), DecodedColumn>,
+    /// Bytes that the kept realigned columns hold outside the mapping, counted in
+    /// `REALIGNED_BYTES` until the entries go.
+    realigned_bytes: usize,
     /// Record batches whose whole header was checked against their body (see
     /// `check_batch_header`) while the file had that identity.
     checked_headers: std::collections::HashSet<usize>,
+}
+
+impl DecodedCache {
+    fn clear(&mut self) {
+        self.columns.clear();
+        self.checked_headers.clear();
+        REALIGNED_BYTES.fetch_sub(self.realigned_bytes, Ordering::Relaxed);
+        self.realigned_bytes = 0;
+    }
+}
+
+impl Drop for DecodedCache {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Bytes held by the realigned columns that all openings in the process keep.
+static REALIGNED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many bytes of realigned columns the process keeps: an eighth of physical memory.
+/// Beyond it, a misaligned column is realigned again on each read, as a compressed one is.
+fn realigned_budget() -> usize {
+    usize::try_from(physical_memory() / 8).unwrap_or(usize::MAX)
 }
 
 /// One record batch of the file: where its message lies and what its header says.
@@ -230,9 +260,9 @@ pub struct IpcFile {
     /// offset and byte of a string column (milliseconds for the 20 M keys of `tab.city`,
     /// against microseconds from the cache).
     /// Only types whose validation reads values are kept (fixed-width columns validate in
-    /// constant time, and a file of many batches would fill the cache with them). Copies
-    /// (compressed or misaligned data) are not kept: they would hold heap memory for as long as
-    /// the file is open.
+    /// constant time, and a file of many batches would fill the cache with them). Of the
+    /// copies, realigned columns are kept within `realigned_budget()`; decompressed ones are
+    /// not: they would hold the file's whole uncompressed size.
     decoded: Mutex<DecodedCache>,
     /// Where each column's field nodes and buffers lie in a record batch header, found from
     /// the schema on first use.
@@ -1276,19 +1306,55 @@ impl IpcFile {
         let decoded = self.decode_column_uncached(info, batch, column, field, unchanged)?;
         let mut cache = self.decoded_cache();
         if cache.identity != Some(identity) {
-            cache.columns.clear();
-            cache.checked_headers.clear();
+            cache.clear();
             cache.identity = Some(identity);
         }
         if unchanged {
             cache.checked_headers.insert(batch);
         }
         // After a write in place the cache stays empty: each read validates again.
-        if unchanged && decoded.copy_reason.is_none() && validation_reads_values(field.data_type())
-        {
+        if !unchanged {
+            return Ok(decoded);
+        }
+        let keep = match &decoded.copy_reason {
+            None => validation_reads_values(field.data_type()),
+            // Realigned, not decompressed: kept within the process's budget, so that a file
+            // written with 8-byte alignment (pyarrow's) is not copied again on every query.
+            Some(_) if info.compression.is_none() => {
+                let held = self.bytes_outside_mapping(&decoded.array.to_data());
+                let kept = REALIGNED_BYTES
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |total| {
+                        (total + held <= realigned_budget()).then_some(total + held)
+                    })
+                    .is_ok();
+                if kept {
+                    cache.realigned_bytes += held;
+                }
+                kept
+            }
+            Some(_) => false,
+        };
+        if keep {
             cache.columns.insert((batch, column), decoded.clone());
         }
         Ok(decoded)
+    }
+
+    /// The bytes of `data`'s buffers (children included) that do not lie in the mapping.
+    fn bytes_outside_mapping(&self, data: &arrow::array::ArrayData) -> usize {
+        let mapping = self.data.as_slice().as_ptr_range();
+        let own: usize = data
+            .buffers()
+            .iter()
+            .chain(data.nulls().map(|nulls| nulls.buffer()))
+            .filter(|buffer| !mapping.contains(&buffer.as_ptr()))
+            .map(Buffer::len)
+            .sum();
+        own + data
+            .child_data()
+            .iter()
+            .map(|child| self.bytes_outside_mapping(child))
+            .sum::<usize>()
     }
 
     fn decoded_cache(&self) -> MutexGuard<'_, DecodedCache> {
@@ -1385,7 +1451,7 @@ impl IpcFile {
                     (
                         decoded,
                         Some(format!(
-                            "a buffer is not aligned to its type in the file ({e})"
+                            "a buffer is not aligned to its type in the file ({e}); it is realigned into memory once per scan"
                         )),
                     )
                 }
