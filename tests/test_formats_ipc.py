@@ -412,7 +412,9 @@ def _misaligned_file(tmp_path: Path) -> tuple[Path, pa.Table]:
         table = pa.table(
             {
                 "pad": pa.array(range(lead), pa.int64()),
-                "d": pa.array([decimal.Decimal(f"{i}.25") for i in range(lead)], pa.decimal128(15, 2)),
+                "d": pa.array(
+                    [decimal.Decimal(f"{i}.25") for i in range(lead)], pa.decimal128(15, 2)
+                ),
                 "s": pa.array([f"v{i}" for i in range(lead)], pa.string_view()),
             }
         )
@@ -439,4 +441,7 @@ def test_misaligned_columns_are_realigned_once_per_scan(tmp_path: Path) -> None:
     # Another scan is another opening: its own copy, from the file's bytes.
     other = relay.scan(path).to_arrow()
     assert other.equals(table)
-    assert other.column("d").chunk(0).buffers()[1].address != first.column("d").chunk(0).buffers()[1].address
+    assert (
+        other.column("d").chunk(0).buffers()[1].address
+        != first.column("d").chunk(0).buffers()[1].address
+    )

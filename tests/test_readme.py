@@ -74,7 +74,9 @@ def make_files(root: Path) -> None:
         pq.write_table(pa.table(features_table(100, year + month)), folder / "part-0.parquet")
     for name, seed in [("a.arrow", 6), ("b.arrow", 7)]:
         relay.write(relay.from_arrow(pa.table(features_table(100, seed))), root / name)
-    pq.write_table(pa.table(features_table(3 * ROWS, 8)), root / "huge.parquet", row_group_size=1024)
+    pq.write_table(
+        pa.table(features_table(3 * ROWS, 8)), root / "huge.parquet", row_group_size=1024
+    )
 
 
 def run_block(source: str, line: int, namespace: dict) -> None:
