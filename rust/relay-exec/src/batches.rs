@@ -465,15 +465,16 @@ macro_rules! cell_values {
 cell_values!(i8 => I8, i16 => I16, i32 => I32, i64 => I64, u8 => U8, u16 => U16, u32 => U32,
     u64 => U64, f16 => F16, f32 => F32, f64 => F64);
 
-/// Writes one cell per output row, in output order, from the pieces that `flat[out_row]` =
-/// `(chunk, row)` names: the loop of a gather within one chunk, with one more (cached) load
-/// per row for the chunk's values. A shuffled batch takes only a few rows from each record
-/// batch of a many-batch file (Polars writes one per 122 k rows), and a loop per piece over
-/// so few rows is twice as slow. False, with nothing written, unless every piece holds `S`
-/// without nulls, one cell per row.
+/// Writes one cell per column for each `(output row, row)` pair of `flat[chunk]`, chunk by
+/// chunk and row by row: cells `offset..offset + columns.len()` of each output row, `columns[c]`
+/// being a column's pieces. A shuffled batch takes only a few rows from each record batch of a
+/// many-batch file (Polars writes one per 122 k rows): a loop per piece and column over so few
+/// rows is slow, and so is a pass per column, whose random reads then spread over the whole
+/// file instead of staying within one record batch at a time. False, with nothing written,
+/// unless every piece holds `S` without nulls, one cell per row.
 fn write_flat<S, D>(
-    pieces: &[Piece],
-    flat: &[Pair],
+    columns: &[&[Piece]],
+    flat: &[&[Pair]],
     out: &mut [D],
     stride: usize,
     offset: usize,
@@ -482,8 +483,10 @@ where
     S: CellValues + AsPrimitive<D>,
     D: OutCell,
 {
-    let Some(values) = pieces
-        .iter()
+    let chunks = columns.first().map_or(0, |pieces| pieces.len());
+    // values[chunk * columns + c]: the values of column c in chunk `chunk`.
+    let Some(values) = (0..chunks)
+        .flat_map(|chunk| columns.iter().map(move |pieces| &pieces[chunk]))
         .map(|piece| {
             let values = S::of(&piece.cells).filter(|_| piece.row_nulls.is_none())?;
             values.get(piece.base..)
@@ -492,16 +495,23 @@ where
     else {
         return false;
     };
-    for (cell, &(chunk, row)) in out[offset..].iter_mut().step_by(stride).zip(flat) {
-        *cell = values[chunk as usize][row as usize].as_();
+    let width = columns.len();
+    for (chunk, pairs) in flat.iter().enumerate() {
+        let sources = &values[chunk * width..][..width];
+        for &(out_row, row) in pairs.iter() {
+            let cells = &mut out[out_row as usize * stride + offset..][..width];
+            for (cell, source) in cells.iter_mut().zip(sources) {
+                *cell = source[row as usize].as_();
+            }
+        }
     }
     true
 }
 
-/// `write_flat` with the cell type of the column's first piece.
+/// `write_flat` with the cell type of the first column's first piece.
 fn write_flat_any<D>(
-    pieces: &[Piece],
-    flat: &[Pair],
+    columns: &[&[Piece]],
+    flat: &[&[Pair]],
     out: &mut [D],
     stride: usize,
     offset: usize,
@@ -520,7 +530,11 @@ where
     f32: AsPrimitive<D>,
     f64: AsPrimitive<D>,
 {
-    let write = match pieces.first().map(|piece| &piece.cells) {
+    let write = match columns
+        .first()
+        .and_then(|pieces| pieces.first())
+        .map(|p| &p.cells)
+    {
         Some(Cells::I8(_)) => write_flat::<i8, D>,
         Some(Cells::I16(_)) => write_flat::<i16, D>,
         Some(Cells::I32(_)) => write_flat::<i32, D>,
@@ -534,7 +548,7 @@ where
         Some(Cells::F64(_)) => write_flat::<f64, D>,
         Some(Cells::Bool(_)) | None => return false,
     };
-    write(pieces, flat, out, stride, offset)
+    write(columns, flat, out, stride, offset)
 }
 
 /// Writes a ragged piece's rows left-aligned into rows of `stride` cells (already padded).
@@ -912,47 +926,59 @@ impl BatchSource {
                 ChunkRows::Pairs(_) => false,
             })
             .collect();
-        // Rows picked at random from many chunks: every output row's (chunk, row), in order.
+        // Rows picked at random from many chunks: each chunk's (output row, row) pairs.
         let scattered = located.iter().filter(|rows| !rows.is_empty()).count() > 1
             && located
                 .iter()
                 .all(|rows| matches!(rows, ChunkRows::Pairs(_)));
-        let flat: Option<Vec<Pair>> = scattered.then(|| {
-            let mut flat = vec![(0, 0); positions.len()];
-            for (chunk, rows) in located.iter().enumerate() {
-                if let ChunkRows::Pairs(pairs) = rows {
-                    for &(out_row, row) in pairs {
-                        flat[out_row as usize] = (chunk as u32, row);
-                    }
-                }
-            }
-            flat
+        let flat: Option<Vec<&[Pair]>> = scattered.then(|| {
+            located
+                .iter()
+                .map(|rows| match rows {
+                    ChunkRows::Pairs(pairs) => pairs.as_slice(),
+                    ChunkRows::Run { .. } => &[],
+                })
+                .collect()
         });
+        // With every output row's (chunk, row): the whole group row by row where its columns
+        // allow (one cell each, one type, no nulls), else each such column on its own.
+        let write_flat_cells = |columns: &[&[Piece]], out: &mut [u8], offset: usize| {
+            let Some(flat) = &flat else {
+                return Ok(false);
+            };
+            dispatch_dtype(group.dtype, out, None, |out, _| match out {
+                TypedOut::I8(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::I16(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::I32(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::I64(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::U8(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::U16(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::U32(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::U64(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::F16(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::F32(o) => write_flat_any(columns, flat, o, width, offset),
+                TypedOut::F64(o) => write_flat_any(columns, flat, o, width, offset),
+            })
+        };
+        let group_columns: Vec<&BatchColumn> =
+            group.columns.iter().map(|&c| &self.columns[c]).collect();
+        if group_columns
+            .iter()
+            .all(|c| c.shape == ColumnShape::Fixed(1))
+        {
+            let pieces: Vec<&[Piece]> = group_columns.iter().map(|c| c.pieces.as_slice()).collect();
+            if write_flat_cells(&pieces, out, 0)? {
+                return Ok(());
+            }
+        }
         let mut offset = 0;
-        for &c in &group.columns {
-            let column = &self.columns[c];
+        for column in group_columns {
             let ColumnShape::Fixed(column_width) = column.shape else {
                 unreachable!("group_width rejects ragged columns")
             };
-            if let (Some(flat), 1) = (&flat, column_width) {
-                let pieces = &column.pieces;
-                let written = dispatch_dtype(group.dtype, out, None, |out, _| match out {
-                    TypedOut::I8(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::I16(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::I32(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::I64(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::U8(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::U16(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::U32(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::U64(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::F16(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::F32(o) => write_flat_any(pieces, flat, o, width, offset),
-                    TypedOut::F64(o) => write_flat_any(pieces, flat, o, width, offset),
-                })?;
-                if written {
-                    offset += column_width;
-                    continue;
-                }
+            if column_width == 1 && write_flat_cells(&[&column.pieces], out, offset)? {
+                offset += 1;
+                continue;
             }
             let jobs: Vec<(&Piece, PieceRows<'_>)> = located
                 .iter()
