@@ -60,7 +60,7 @@ def dtype_name(dtype: Any) -> str:
     if isinstance(dtype, str):
         return dtype
     if type(dtype).__module__.startswith("pyarrow"):
-        return str(dtype)  # pyarrow's spelling: "int32", "float", "timestamp[us]", ...
+        return str(dtype)  # pyarrow's spelling: "int32", "double", "timestamp[us]", ...
     if dtype is bool:
         return "bool"
     if dtype is int:
@@ -85,15 +85,15 @@ _NUMPY_DTYPES = {
     "uint16": "u2",
     "uint32": "u4",
     "uint64": "u8",
-    "halffloat": "f2",
-    "float": "f4",
-    "double": "f8",
+    "float16": "f2",
+    "float32": "f4",
+    "float64": "f8",
     "bool": "?",
 }
 
 
 def numpy_dtype_of(arrow_type: str) -> np.dtype:
-    """The NumPy dtype of a column of ``arrow_type`` (as pyarrow spells it) without nulls,
+    """The NumPy dtype of a column of ``arrow_type`` (as relay names it) without nulls,
     ``object`` for types without a fixed-width numeric form."""
     if arrow_type in _NUMPY_DTYPES:
         return np.dtype(_NUMPY_DTYPES[arrow_type])
@@ -102,3 +102,41 @@ def numpy_dtype_of(arrow_type: str) -> np.dtype:
             unit = arrow_type[len(prefix) :].split(",")[0].rstrip("]")
             return np.dtype(f"{kind}[{unit}]")
     return np.dtype(object)
+
+
+# Float types printed with their own shortest repr ("0.1", not 0.1's float64 digits
+# "0.10000000149011612"), as NumPy prints its scalars.
+_NARROW_FLOATS: dict[str, type[np.floating[Any]]] = {"float32": np.float32, "float16": np.float16}
+# List types whose items are printed by their item type.
+_LIST_PREFIXES = ("list<item: ", "large_list<item: ", "fixed_size_list<item: ", "list_view<item: ")
+
+
+def float_type_of(type_name: str) -> type[np.floating[Any]] | None:
+    """The NumPy type that prints the floats of a column of `type_name` (a float16 or float32
+    column, or a list of them), or None when its floats are float64 or it has none."""
+    for prefix in _LIST_PREFIXES:
+        if type_name.startswith(prefix):
+            item = type_name[len(prefix) :]
+            item = item[: item.rindex(">")]
+            return float_type_of(item)
+    return _NARROW_FLOATS.get(type_name)
+
+
+def value_text(value: Any, float_type: type[np.floating[Any]] | None) -> str:
+    """A value as a printed frame shows it; floats of a float32 / float16 column by their own
+    shortest repr."""
+    if float_type is not None:
+        if isinstance(value, float):
+            return str(float_type(value))
+        if isinstance(value, list):
+            return "[" + ", ".join(value_text(v, float_type) for v in value) + "]"
+    return repr_value(value)
+
+
+def repr_value(value: Any) -> str:
+    """A value as printed frames and columns show it: null for None, strings quoted."""
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)

@@ -40,9 +40,9 @@ _NUMERIC = {
     "uint16": "UInt16",
     "uint32": "UInt32",
     "uint64": "UInt64",
-    "halffloat": "Float32",
-    "float": "Float32",
-    "double": "Float64",
+    "float16": "Float32",
+    "float32": "Float32",
+    "float64": "Float64",
     "bool": "Boolean",
     "string": "String",
     "large_string": "String",
@@ -55,7 +55,7 @@ _NUMERIC = {
 
 
 def narwhals_dtype(arrow_type: str, version: Version) -> Any:
-    """The narwhals dtype of a relay column type (spelled as pyarrow spells it)."""
+    """The narwhals dtype of a relay column type ("float32", "string", ...)."""
     dtypes = version.dtypes
     if arrow_type in _NUMERIC:
         return getattr(dtypes, _NUMERIC[arrow_type])()

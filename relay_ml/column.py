@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from relay_ml._core import slice_offset
+from relay_ml._core import float_type_of, slice_offset, value_text
 from relay_ml._optional import needs
 from relay_ml._relay import ColumnBase
 from relay_ml.errors import RelayTypeError, ZeroCopyError
@@ -38,7 +38,7 @@ class Column(ColumnBase):
     # -- description -------------------------------------------------------------------
     # Native attributes, documented here:
     #   name: str             the column name
-    #   dtype: str            the Arrow type, spelled as pyarrow does ("float", "int64", ...)
+    #   dtype: str            the Arrow type: "float32", "int64", "string", "timestamp[us]", ...
     #   path: str|None        the mapped file; None for a column of a frame in memory
     #   null_count: int       number of nulls (decodes the column's record batches)
     #   copy_reason: str|None why exports copy; None when they are views of the mapping
@@ -51,7 +51,8 @@ class Column(ColumnBase):
 
     def __repr__(self) -> str:
         values = self._slice(0, 10).to_pylist()
-        shown = ", ".join(repr(v) for v in values)
+        float_type = float_type_of(self.dtype)
+        shown = ", ".join(value_text(v, float_type) for v in values)
         more = ", …" if len(self) > len(values) else ""
         return f"Column({self.name!r}, dtype={self.dtype}, len={len(self)}) [{shown}{more}]"
 

@@ -18,11 +18,13 @@ from relay_ml import _relay
 from relay_ml._core import (
     check_batch_size,
     dtype_name,
+    float_type_of,
     int_arg,
     numpy_dtype_of,
     optional_int,
     path_arg,
     slice_offset,
+    value_text,
 )
 from relay_ml._optional import needs
 from relay_ml._relay import NativeFrame
@@ -1157,9 +1159,9 @@ _SHORT_TYPES = {
     "uint16": "u16",
     "uint32": "u32",
     "uint64": "u64",
-    "halffloat": "f16",
-    "float": "f32",
-    "double": "f64",
+    "float16": "f16",
+    "float32": "f32",
+    "float64": "f64",
     "string": "str",
     "large_string": "str",
 }
@@ -1170,11 +1172,6 @@ _SHORT_TYPES = {
 _TABLE_WIDTH = 100
 # At most this many columns are printed, the first and the last half, as Polars prints 8.
 _COLUMNS_SHOWN = 8
-# Float types printed with their own shortest repr ("0.1", not 0.1's float64 digits
-# "0.10000000149011612"), as NumPy prints its scalars.
-_NARROW_FLOATS: dict[str, type[np.floating[Any]]] = {"float": np.float32, "halffloat": np.float16}
-# List types whose items are printed by their item type.
-_LIST_PREFIXES = ("list<item: ", "large_list<item: ", "fixed_size_list<item: ", "list_view<item: ")
 
 
 def _format_table(frame: Frame, rows_shown: int = 8, cell_width: int = 24) -> str:
@@ -1192,8 +1189,8 @@ def _format_table(frame: Frame, rows_shown: int = 8, cell_width: int = 24) -> st
         except RelayError:  # a value Python cannot hold must not break printing the frame
             # Guillemets, so that the marker cannot be read as a value.
             return ["‹unprintable›"] * len(shown_rows.column(name))  # noqa: RUF001
-        float_type = _float_type_of(schema[name])
-        shown = [_value_text(v, float_type) for v in raw]
+        float_type = float_type_of(schema[name])
+        shown = [value_text(v, float_type) for v in raw]
         return shown if n <= 2 * half else [*shown[:half], "…", *shown[half:]]
 
     def cells(name: str) -> list[str]:
@@ -1239,33 +1236,3 @@ def _format_table(frame: Frame, rows_shown: int = 8, cell_width: int = 24) -> st
         out.append(row([column[3 + i] for column in columns]))
     out.append(line("└", "─", "┴", "┘"))
     return "\n".join(out)
-
-
-def _float_type_of(type_name: str) -> type[np.floating[Any]] | None:
-    """The NumPy type that prints the floats of a column of `type_name` (a float16 or float32
-    column, or a list of them), or None when its floats are float64 or it has none."""
-    for prefix in _LIST_PREFIXES:
-        if type_name.startswith(prefix):
-            item = type_name[len(prefix) :]
-            item = item[: item.rindex(">")]
-            return _float_type_of(item)
-    return _NARROW_FLOATS.get(type_name)
-
-
-def _value_text(value: Any, float_type: type[np.floating[Any]] | None) -> str:
-    """A value as a printed frame shows it; floats of a float32 / float16 column by their own
-    shortest repr."""
-    if float_type is not None:
-        if isinstance(value, float):
-            return str(float_type(value))
-        if isinstance(value, list):
-            return "[" + ", ".join(_value_text(v, float_type) for v in value) + "]"
-    return repr_value(value)
-
-
-def repr_value(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        return repr(value)
-    return str(value)

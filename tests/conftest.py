@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -127,3 +128,16 @@ def numeric_file(tmp_path: Path) -> tuple[Path, pa.Table]:
         }
     )
     return write_arrow(tmp_path / "numeric.arrow", table), table
+
+
+def arrow_type_name(arrow_type: object) -> str:
+    """A pyarrow type as relay names it: pyarrow's spelling, except that floats are named by
+    their width ("float32", not "float"), as NumPy and `cast` name them."""
+    name = str(arrow_type)
+    for pyarrow_name, relay_name in [
+        ("halffloat", "float16"),
+        ("float", "float32"),
+        ("double", "float64"),
+    ]:
+        name = re.sub(rf"\b{pyarrow_name}\b", relay_name, name)
+    return name

@@ -63,7 +63,7 @@ def test_aligned_file_column_is_a_view_of_the_mapping(tmp_path: Path) -> None:
     column = relay.scan(path)["x"]
     array = to_jax(column)
     assert address_in_file_mapping(array.unsafe_buffer_pointer(), path)
-    assert explain(column) == "x (float): zero-copy (DLPack view)"
+    assert explain(column) == "x (float32): zero-copy (DLPack view)"
     del column
     np.testing.assert_array_equal(np.asarray(array), values)  # the array keeps the mapping alive
 

@@ -149,7 +149,7 @@ def test_schema_mismatch_raises_naming_both_schemas_and_writes_nothing(tmp_path)
         with pytest.raises(relay.RelayValueError) as error:
             relay.append(path, table)
         message = str(error.value)
-        assert str(path) in message and "id: int64, x: double" in message
+        assert str(path) in message and "id: int64, x: float64" in message
         assert message.count("{") == 2
         assert path.read_bytes() == before
 

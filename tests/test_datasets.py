@@ -86,7 +86,7 @@ def test_hive_partitions_are_typed_columns_like_pyarrow_reads_them(
     frame = relay.scan(tmp_path)
     assert frame.schema == {
         "id": "int64",
-        "value": "double",
+        "value": "float64",
         "name": "string",
         "year": "int64",
         "month": "int64",
@@ -159,7 +159,7 @@ def test_csv_files_are_read_with_the_first_files_inferred_types(tmp_path: Path) 
     (tmp_path / "a.csv").write_text("x,y,s\n1,1.5,a\n2,2.5,b\n")
     (tmp_path / "b.csv").write_text("x,y,s\n,2,c\n,3,d\n")
     frame = relay.scan(str(tmp_path / "*.csv"))
-    assert frame.schema == {"x": "int64", "y": "double", "s": "string"}
+    assert frame.schema == {"x": "int64", "y": "float64", "s": "string"}
     assert frame.to_arrow().to_pydict() == {
         "x": [1, 2, None, None],
         "y": [1.5, 2.5, 2.0, 3.0],

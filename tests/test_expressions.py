@@ -67,7 +67,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import relay_ml as relay
-from conftest import write_arrow
+from conftest import arrow_type_name, write_arrow
 from relay_ml import col, lit, when
 
 # Deterministic in CI: derandomized, no example database, no deadline (the first examples
@@ -106,7 +106,7 @@ INT_COLUMNS = {
     "u32": "uint32",
     "u64": "uint64",
 }
-FLOAT_COLUMNS = {"f32": "float", "f64": "double"}
+FLOAT_COLUMNS = {"f32": "float32", "f64": "float64"}
 NUMERIC_COLUMNS = [*INT_COLUMNS, *FLOAT_COLUMNS]
 STRING_COLUMNS = ["s", "d"]  # d: dictionary<int32, string>
 TEMPORAL_COLUMNS = ["dt", "ts"]  # date32, timestamp[us]
@@ -210,8 +210,8 @@ _POLARS_TYPE_NAMES = {
     pl.UInt16: "uint16",
     pl.UInt32: "uint32",
     pl.UInt64: "uint64",
-    pl.Float32: "float",
-    pl.Float64: "double",
+    pl.Float32: "float32",
+    pl.Float64: "float64",
     pl.Boolean: "bool",
     pl.String: "string",
     pl.Date: "date32[day]",
@@ -235,7 +235,7 @@ def relay_type_name(arrow_type: pa.DataType) -> str:
         return relay_type_name(arrow_type.value_type)
     if pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type):
         return "string"
-    return str(arrow_type)
+    return arrow_type_name(arrow_type)
 
 
 def same_value(a: Any, b: Any, rel: float) -> bool:
@@ -346,7 +346,7 @@ class ExpressionMaker:
     # -- literals ---------------------------------------------------------------------------
     def number_literal(self, against: str, op: str | None = None) -> Pair:
         """A number to meet an expression of type `against` (as the right side of `op`)."""
-        if op == "/" or (op in ("//", "%") and against in ("float", "double")):
+        if op == "/" or (op in ("//", "%") and against in ("float32", "float64")):
             # Polars divides by a scalar through its reciprocal: exact for powers of two only.
             return literal(self.choice(POWERS_OF_TWO), "num")
         if op in ("//", "%"):
@@ -356,7 +356,7 @@ class ExpressionMaker:
                 else self.draw(st.integers(0, 5)),
                 "num",
             )
-        if against in ("float", "double"):
+        if against in ("float32", "float64"):
             return literal(
                 self.draw(
                     st.one_of(
@@ -467,8 +467,8 @@ class ExpressionMaker:
         if how == "unary":
             inner = self.numeric(depth - 1)
             signed = self.type_of(inner).startswith("int") or self.type_of(inner) in (
-                "float",
-                "double",
+                "float32",
+                "float64",
             )
             if signed and self.draw(st.booleans()):
                 return Pair(-inner.r, -inner.p, "num")
@@ -534,8 +534,8 @@ class ExpressionMaker:
             "uint16": ["uint32", "int32", "int64", "float64", "string"],
             "uint32": ["uint64", "int64", "float64", "string"],
             "uint64": ["float64", "string"],
-            "float": ["float64"],
-            "double": ["float32"],
+            "float32": ["float64"],
+            "float64": ["float32"],
         }.get(source)
         if not wider:
             return inner
@@ -1517,7 +1517,7 @@ TYPE_ERRORS = [
     (lambda: col("i8").str.len(), ['"i8"', "int8"]),
     (lambda: col("dt").str.starts_with("a"), ['"dt"', "date32"]),
     (lambda: col("i8").is_in(["a"]), ['"i8"', "int8", "string"]),
-    (lambda: col("i8").is_in([1.5]), ['"i8"', "int8", "double"]),
+    (lambda: col("i8").is_in([1.5]), ['"i8"', "int8", "float64"]),
     (lambda: col("s").is_in([1]), ['"s"', "string", "int64"]),
     (lambda: col("i8").fill_null("x"), ['"i8"', "int8", "string"]),
     (lambda: when(col("i8")).then(1).otherwise(2), ['"i8"', "int8"]),
@@ -1611,7 +1611,7 @@ def test_strict_casts_raise_naming_the_expression(small, tmp_path):
     for expr, words in [
         (col("i8").cast("uint8"), ['col("i8")', "int8", "uint8", "Can't cast value -"]),
         (col("u64").cast("int64"), ['col("u64")', "uint64", "int64"]),
-        (col("f32").cast("int32"), ['col("f32")', "float", "int32", "NaN"]),
+        (col("f32").cast("int32"), ['col("f32")', "float32", "int32", "NaN"]),
         (col("s").cast("int32"), ['col("s")', "string", "int32"]),
         ((col("i8") * 1000).cast("int8"), ['col("i8")', "int16", "int8"]),
         (lit(300).cast("uint8"), ["300", "uint8"]),
@@ -1679,7 +1679,7 @@ def test_lone_literals_broadcast_and_are_int64(small):
     assert values_and_type(frame, lit(127).cast("int8") + 1) == ([-128] * 6, "int8")
     assert values_and_type(frame, lit(2).cast("uint8") - 3) == ([255] * 6, "uint8")
     assert values_and_type(frame, lit("héllo").str.len()) == ([5] * 6, "uint32")
-    assert values_and_type(frame, lit(None).fill_null(2.5)) == ([2.5] * 6, "double")
+    assert values_and_type(frame, lit(None).fill_null(2.5)) == ([2.5] * 6, "float64")
     assert values_and_type(frame, ~lit(None))[0] == [None] * 6
     assert values_and_type(frame, lit(np.int16(7)))[0] == [7] * 6
     assert values_and_type(frame, lit(dt.date(2020, 5, 17)).dt.month()) == ([5] * 6, "int8")

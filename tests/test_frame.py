@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 import relay_ml as relay
-from conftest import write_arrow
+from conftest import arrow_type_name, write_arrow
 
 
 def test_scan_reads_shape_and_schema(numeric_file):
@@ -19,7 +19,9 @@ def test_scan_reads_shape_and_schema(numeric_file):
     frame = relay.scan(path)
     assert len(frame) == frame.num_rows == 1000
     assert frame.columns == ["id", "x", "y", "label", "emb"]
-    assert frame.schema == {name: str(table.schema.field(name).type) for name in table.column_names}
+    assert frame.schema == {
+        name: arrow_type_name(table.schema.field(name).type) for name in table.column_names
+    }
     assert frame.shape == (1000, 5)
     assert "x" in frame and "nope" not in frame
     assert frame.path == str(path)
@@ -160,7 +162,10 @@ def test_repr_looks_like_a_table(numeric_file):
     text = repr(relay.scan(path).select(["id", "label"]))
     assert text.startswith("shape: (1_000, 2)")
     assert "│ id" in text and "i64" in text and "…" in text
-    assert "Column('x', dtype=float, len=1000)" in repr(relay.scan(path)["x"])
+    shown = repr(relay.scan(path)["x"])
+    assert "Column('x', dtype=float32, len=1000)" in shown
+    # float32 values by their own shortest repr, not float64 digits.
+    assert str(np.float32(relay.scan(path)["x"].to_numpy()[0])) in shown
 
 
 class _CountingNative:

@@ -616,13 +616,13 @@ def test_a_numpy_array_is_referenced_not_copied(numeric_file):
     path, _table = numeric_file
     values = np.arange(1000, dtype=np.float64) * 1.5
     frame = relay.scan(path).with_column("w", values)
-    assert frame.columns[-1] == "w" and frame.schema["w"] == "double"
+    assert frame.columns[-1] == "w" and frame.schema["w"] == "float64"
     column = frame["w"]
     assert column.is_zero_copy, column.copy_reason
     exported = column.to_numpy(zero_copy=True)
     assert exported.ctypes.data == values.ctypes.data
-    assert "ATTACH [w: double (referenced)]" in frame.explain()
-    assert "w (double): view of the array attached" in frame.explain()
+    assert "ATTACH [w: float64 (referenced)]" in frame.explain()
+    assert "w (float64): view of the array attached" in frame.explain()
     # the file's columns are still views of the mapping
     assert address_in_file_mapping(frame["x"].to_numpy(zero_copy=True).ctypes.data, path)
     # referenced: a later write shows, and the frame keeps the memory alive
@@ -664,7 +664,7 @@ def test_two_dimensional_arrays_are_fixed_size_lists(numeric_file):
     path, _ = numeric_file
     values = np.arange(3000, dtype=np.float32).reshape(1000, 3)
     frame = relay.scan(path).with_column("v", values)
-    assert frame.schema["v"].startswith("fixed_size_list<item: float>[3]")
+    assert frame.schema["v"].startswith("fixed_size_list<item: float32>[3]")
     exported = frame["v"].to_numpy(zero_copy=True)
     assert exported.ctypes.data == values.ctypes.data and exported.shape == (1000, 3)
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import relay_ml as relay
-from conftest import write_arrow
+from conftest import arrow_type_name, write_arrow
 from relay_ml import col
 
 SETTINGS = settings(
@@ -181,7 +181,8 @@ def test_the_suffix_and_key_columns_follow_polars():
         theirs = pl.from_arrow(left).join(pl.from_arrow(right), on="k", how=how, suffix="_other")  # type: ignore[union-attr]
         assert ours.columns == theirs.columns, how
         assert ours.schema == {
-            name: str(t) for name, t in zip(ours.columns, pa.table(ours).schema.types, strict=True)
+            name: arrow_type_name(t)
+            for name, t in zip(ours.columns, pa.table(ours).schema.types, strict=True)
         }
 
 

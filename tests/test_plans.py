@@ -60,10 +60,10 @@ def test_explain_shows_plans_and_view_or_copy_per_column(numeric_file):
     )
     assert "logical plan:" in text and "optimized plan:" in text
     assert "FILTER" in text and "SCAN" in text
-    assert "x (float): copy: a filter selected rows" in text
-    assert "y2 (double): copy" in text
+    assert "x (float32): copy: a filter selected rows" in text
+    assert "y2 (float64): copy" in text
     plain = relay.scan(path).select("x").explain()
-    assert "x (float): view of the mapped file" in plain
+    assert "x (float32): view of the mapped file" in plain
 
 
 def test_type_errors_name_the_column_and_both_types(tmp_path):

@@ -145,7 +145,7 @@ def test_sort_explain_names_the_operator_and_the_copy():
     frame = relay.from_arrow(pa.table({"a": [2, 1], "b": [1.0, 2.0]}))
     text = frame.sort("a").head(1).select("b").explain()
     assert 'SORT by=[col("a")] top_k=1' in text
-    assert "b (double): copy: sort() reordered the rows" in text
+    assert "b (float64): copy: sort() reordered the rows" in text
     assert relay.from_arrow(pa.table({"a": [2, 1]})).sort("a")["a"].copy_reason is not None
 
 
@@ -371,7 +371,7 @@ def test_group_by_explain_and_pickle(tmp_path):
     frame = relay.scan(path).group_by("a").agg(col("b").sum().alias("total"))
     text = frame.explain()
     assert 'AGGREGATE keys=[col("a")] aggs=[col("b").sum().alias("total")]' in text
-    assert "total (double): copy: group_by().agg() computed the column into new memory" in text
+    assert "total (float64): copy: group_by().agg() computed the column into new memory" in text
     # Projection pruning reads only the columns the aggregation needs.
     assert "columns=[a, b]" in text.split("optimized plan:")[1]
     assert as_dict(pickle.loads(pickle.dumps(frame))) == {"a": [1, 2], "total": [3.0, 3.0]}

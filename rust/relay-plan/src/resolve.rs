@@ -1217,7 +1217,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            error.contains("double") && error.contains("col(\"i8\") (int8)"),
+            error.contains("float64") && error.contains("col(\"i8\") (int8)"),
             "{error}"
         );
         assert!(is_in("name", Arc::new(Int64Array::from(vec![1]))).is_err());

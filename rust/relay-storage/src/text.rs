@@ -646,7 +646,7 @@ impl TextFile {
             ),
             _ => format!("line {line}"),
         };
-        malformed(place, record_error.to_string())
+        malformed(place, without_decoder_place(&record_error.to_string()))
     }
 
     /// Reads `range` of the file (within its length at open).
@@ -825,6 +825,24 @@ impl DecodedFile for TextFile {
         let rows = decoded.iter().map(|batch| batch.num_rows() as u64).sum();
         pieces[piece].rows.get_or_init(|| rows);
         project_decoded(path, format, &place, &self.schema, columns, &roots, decoded)
+    }
+}
+
+/// arrow-csv's message without the place it gives (" for column 1 at line 1499"): its column
+/// is an index into the decoder's projection and its line counts records of the decoder's own
+/// input, neither what the file holds. The place relay found is given beside it.
+fn without_decoder_place(message: &str) -> String {
+    const AT: &str = " at line ";
+    let place = message.find(" for column ").and_then(|start| {
+        let at = start + message[start..].find(AT)? + AT.len();
+        let digits = message[at..]
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(message.len() - at);
+        Some((start, at + digits))
+    });
+    match place {
+        Some((start, end)) => format!("{}{}", &message[..start], &message[end..]),
+        None => message.to_string(),
     }
 }
 
@@ -1016,6 +1034,17 @@ mod tests {
             error.to_string().contains("at line 5, column \"id\""),
             "{error}"
         );
+    }
+
+    #[test]
+    fn decoder_places_are_left_out_of_messages() {
+        assert_eq!(
+            without_decoder_place(
+                "Parser error: Error while parsing value 'abc' as type 'Float64' for column 1 at line 1499. Row data: '[1500,abc]'"
+            ),
+            "Parser error: Error while parsing value 'abc' as type 'Float64'. Row data: '[1500,abc]'"
+        );
+        assert_eq!(without_decoder_place("no place here"), "no place here");
     }
 
     #[test]

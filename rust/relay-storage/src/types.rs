@@ -1,4 +1,5 @@
-//! Names of Arrow types as Python users read them (the same spelling as pyarrow's `str(type)`).
+//! Names of Arrow types as Python users read them: pyarrow's `str(type)`, except that floats
+//! are named by their width as NumPy, torch and `cast` name them ("float32", not "float").
 
 use arrow::datatypes::{DataType, IntervalUnit, TimeUnit, UnionMode};
 
@@ -24,9 +25,9 @@ pub fn type_name(data_type: &DataType) -> String {
         DataType::UInt16 => "uint16".into(),
         DataType::UInt32 => "uint32".into(),
         DataType::UInt64 => "uint64".into(),
-        DataType::Float16 => "halffloat".into(),
-        DataType::Float32 => "float".into(),
-        DataType::Float64 => "double".into(),
+        DataType::Float16 => "float16".into(),
+        DataType::Float32 => "float32".into(),
+        DataType::Float64 => "float64".into(),
         DataType::Utf8 => "string".into(),
         DataType::LargeUtf8 => "large_string".into(),
         DataType::Utf8View => "string_view".into(),
