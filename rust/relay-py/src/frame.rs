@@ -418,21 +418,6 @@ impl NativeFrame {
 
     fn select(&self, exprs: Vec<PyRef<'_, NativeExpr>>) -> PyResult<Self> {
         let exprs = exprs_of(exprs);
-        // Plain names over a plain scan narrow the scan: the columns stay decodable views.
-        if let Some(table) = self.plain_scan() {
-            let names: Option<Vec<String>> = exprs
-                .iter()
-                .map(|e| match e {
-                    Expr::Column(name) => Some(name.clone()),
-                    _ => None,
-                })
-                .collect();
-            if let Some(names) = names {
-                return Ok(
-                    self.with_plan(LogicalPlan::scan(table.select(&names).into_py_result()?))
-                );
-            }
-        }
         Ok(self.with_plan(self.plan.project(exprs).map_err(plan_error)?))
     }
 

@@ -313,7 +313,39 @@ fn prune_project(
     {
         result = input.clone();
     }
+    // Plain columns of a scan, in any order: the scan reads them in that order itself, so its
+    // columns stay views of the file with no projection step above them (unless one of the
+    // scan's filters reads a column the projection drops).
+    if let LogicalPlan::Project { input, exprs } = result.as_ref()
+        && let LogicalPlan::Scan {
+            table,
+            filters,
+            batches,
+        } = input.as_ref()
+        && let Some(names) = plain_names(exprs)
+        && filters
+            .iter()
+            .all(|filter| filter.columns().iter().all(|c| names.contains(c)))
+    {
+        result = Arc::new(LogicalPlan::Scan {
+            table: table.select(&names)?,
+            filters: filters.clone(),
+            batches: batches.clone(),
+        });
+    }
     Ok(result)
+}
+
+/// The names of `exprs` when each is a plain column, read once.
+fn plain_names(exprs: &[Expr]) -> Option<Vec<String>> {
+    let mut names: Vec<String> = Vec::with_capacity(exprs.len());
+    for expr in exprs {
+        match expr {
+            Expr::Column(name) if !names.contains(name) => names.push(name.clone()),
+            _ => return None,
+        }
+    }
+    Some(names)
 }
 
 /// A projection of a projection as one projection, when every column the outer one reads is
@@ -408,10 +440,54 @@ mod tests {
             before.contains("columns=[id, age, score, name, city, flag]"),
             "{before}"
         );
-        // File order in the scan; the projection keeps the order the user asked for.
+        // Plain columns: the scan reads them in the order asked for, with no projection above.
         assert_eq!(
             shown(&rewritten, &file),
-            "SELECT [col(\"name\"), col(\"age\")]\n  SCAN FILE columns=[age, name] rows=0..30\n"
+            "SCAN FILE columns=[name, age] rows=0..30\n"
+        );
+        // A computed column keeps its projection; the scan reads in file order below it.
+        let plan = Arc::new(
+            file.scan()
+                .project(vec![
+                    Expr::col("name"),
+                    Expr::col("age").binary(BinaryOp::Add, Expr::col("id")),
+                ])
+                .unwrap(),
+        );
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert!(
+            shown(&rewritten, &file).ends_with("  SCAN FILE columns=[id, age, name] rows=0..30\n"),
+            "{}",
+            shown(&rewritten, &file)
+        );
+    }
+
+    #[test]
+    fn a_scan_keeps_the_columns_its_filters_read() {
+        let file = TestFile::people();
+        let scan = Arc::new(LogicalPlan::Scan {
+            table: file.table(),
+            filters: vec![Expr::col("score").binary(BinaryOp::Gt, float(1.0))],
+            batches: None,
+        });
+        let plan = Arc::new(
+            scan.project(vec![Expr::col("name"), Expr::col("id")])
+                .unwrap(),
+        );
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SELECT [col(\"name\"), col(\"id\")]\n  SCAN FILE columns=[id, score, name] rows=0..30 filters=[(col(\"score\") > 1.0)]\n"
+        );
+        // With the filter's column selected too, the scan reads exactly what is asked.
+        let plan = Arc::new(
+            scan.project(vec![Expr::col("score"), Expr::col("id")])
+                .unwrap(),
+        );
+        let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
+        assert_eq!(
+            shown(&rewritten, &file),
+            "SCAN FILE columns=[score, id] rows=0..30 filters=[(col(\"score\") > 1.0)]\n"
         );
     }
 
@@ -456,7 +532,7 @@ mod tests {
         let plan = Arc::new(file.scan().project(all).unwrap());
         let (_, _, rewritten) = run_rule(&ProjectionPruning, &plan);
         assert!(matches!(rewritten.as_ref(), LogicalPlan::Scan { .. }));
-        // Reordered columns are not the identity.
+        // Reordered columns are not the identity, but a scan reads them in that order.
         let plan = Arc::new(
             file.scan()
                 .project(vec![Expr::col("age"), Expr::col("id")])
@@ -464,7 +540,7 @@ mod tests {
         );
         let (_, after, _) = run_rule(&ProjectionPruning, &plan);
         assert!(
-            after.starts_with("SELECT [col(\"age\"), col(\"id\")]\n  SCAN"),
+            after.starts_with("SCAN") && after.contains("columns=[age, id]"),
             "{after}"
         );
     }
