@@ -774,6 +774,25 @@ impl BatchSource {
         Ok(width)
     }
 
+    /// The chunk that view row `position` (below the total) lies in. Writers cut record
+    /// batches of one size, so the proportional guess is usually right or one off; a binary
+    /// search otherwise.
+    fn chunk_of(&self, position: u64) -> usize {
+        let chunks = self.starts.len() - 1;
+        let total = self.starts[chunks];
+        let holds =
+            |chunk: usize| self.starts[chunk] <= position && position < self.starts[chunk + 1];
+        let guess = ((u128::from(position) * chunks as u128) / u128::from(total.max(1))) as usize;
+        let guess = guess.min(chunks - 1);
+        if holds(guess) {
+            guess
+        } else if guess + 1 < chunks && holds(guess + 1) {
+            guess + 1
+        } else {
+            self.starts.partition_point(|&s| s <= position) - 1
+        }
+    }
+
     /// Where the rows at `positions` are, chunk by chunk (an entry per chunk, empty where no
     /// position falls). Consecutive positions over an unfiltered chunk (a batch in file order)
     /// become one run without a per-row lookup, and so does a bucket whose rows turn out to be
@@ -790,8 +809,7 @@ impl BatchSource {
                 .zip(head..)
                 .fold(true, |all, (&p, want)| all & (p == want));
         if consecutive && tail < total {
-            let chunk_of = |position: u64| self.starts.partition_point(|&s| s <= position) - 1;
-            let (first_chunk, last_chunk) = (chunk_of(head), chunk_of(tail));
+            let (first_chunk, last_chunk) = (self.chunk_of(head), self.chunk_of(tail));
             let unfiltered = (first_chunk..=last_chunk).all(|c| self.selections[c].is_none());
             if unfiltered {
                 let mut located = vec![ChunkRows::Pairs(Vec::new()); chunks];
@@ -812,24 +830,28 @@ impl BatchSource {
                 return Ok(located);
             }
         }
-        let mut buckets: Vec<Vec<Pair>> = vec![Vec::new(); chunks];
-        for (k, &position) in positions.iter().enumerate() {
+        // Two passes: each position's chunk, then buckets allocated at their final size (a
+        // shuffled batch over hundreds of chunks otherwise regrows every bucket a few times).
+        let mut located: Vec<(u32, u32)> = Vec::with_capacity(positions.len());
+        let mut counts = vec![0usize; chunks];
+        for &position in positions {
             if position >= total {
                 return Err(format!(
                     "row {position} is out of range for a frame of {total} rows"
                 ));
             }
-            let chunk = if chunks == 1 {
-                0
-            } else {
-                self.starts.partition_point(|&s| s <= position) - 1
-            };
+            let chunk = self.chunk_of(position);
             let offset = (position - self.starts[chunk]) as usize;
             let row = match &self.selections[chunk] {
                 Some(selection) => selection[offset],
                 None => offset as u32,
             };
-            buckets[chunk].push((k as u32, row));
+            counts[chunk] += 1;
+            located.push((chunk as u32, row));
+        }
+        let mut buckets: Vec<Vec<Pair>> = counts.into_iter().map(Vec::with_capacity).collect();
+        for (k, &(chunk, row)) in located.iter().enumerate() {
+            buckets[chunk as usize].push((k as u32, row));
         }
         Ok(buckets
             .into_iter()
@@ -1347,6 +1369,16 @@ mod tests {
             let positions: Vec<u64> = window.collect();
             let want: Vec<_> = positions.iter().map(|&p| expected(p)).collect();
             assert_eq!(gathered(&source, &positions), want);
+        }
+    }
+
+    #[test]
+    fn chunk_of_agrees_with_a_binary_search() {
+        // Chunks of 10, 5 (selected) and 15 rows: the proportional guess misses some.
+        let source = source();
+        for position in 0..source.num_rows() {
+            let want = source.starts.partition_point(|&s| s <= position) - 1;
+            assert_eq!(source.chunk_of(position), want, "row {position}");
         }
     }
 
