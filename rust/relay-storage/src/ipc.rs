@@ -5,8 +5,9 @@
 //! decompressed into the heap on each decode, never cached, and every such column carries a
 //! copy reason naming the codec. A buffer not aligned to its type (pyarrow aligns to 8 bytes,
 //! decimals and string views need 16) is realigned into the heap once and kept with the
-//! opening, within a process-wide budget of an eighth of physical memory. The uncompressed length each compressed buffer announces is
-//! checked first (`check_compressed_buffers`): arrow-rs allocates it before decompressing.
+//! opening, within a process-wide budget of an eighth of physical memory. The uncompressed
+//! length each compressed buffer announces is checked first (`check_compressed_buffers`):
+//! arrow-rs allocates it before decompressing.
 //!
 //! Opening reads the trailing magic, the footer and each record batch's message header (for
 //! its row count); no column bytes are touched, so the cost does not depend on the file size.
