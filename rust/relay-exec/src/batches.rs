@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayData, ArrayRef, AsArray};
+use arrow::array::{Array, ArrayRef, AsArray};
 use arrow::buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::DataType;
 use half::f16;
@@ -643,21 +643,12 @@ pub(crate) fn watch_columns(view: &ViewSet, indices: &[usize]) -> fault::Watch {
     let mut addresses = Vec::new();
     for chunk in &view.chunks {
         for &i in indices {
-            buffer_addresses(&chunk.columns[i].to_data(), &mut addresses);
+            relay_storage::for_each_buffer(&chunk.columns[i].to_data(), &mut |buffer| {
+                addresses.push(buffer.as_ptr() as usize);
+            });
         }
     }
     fault::Watch::of_addresses(addresses)
-}
-
-/// The address of every buffer of `data` and its children (validity included).
-fn buffer_addresses(data: &ArrayData, addresses: &mut Vec<usize>) {
-    addresses.extend(data.buffers().iter().map(|b| b.as_ptr() as usize));
-    if let Some(nulls) = data.nulls() {
-        addresses.push(nulls.buffer().as_ptr() as usize);
-    }
-    for child in data.child_data() {
-        buffer_addresses(child, addresses);
-    }
 }
 
 impl BatchSource {

@@ -173,6 +173,17 @@ impl Drop for DecodedCache {
     }
 }
 
+/// Calls `f` with every buffer of `data` and of its children, validity bitmaps included.
+pub fn for_each_buffer(data: &arrow::array::ArrayData, f: &mut impl FnMut(&Buffer)) {
+    data.buffers().iter().for_each(&mut *f);
+    if let Some(nulls) = data.nulls() {
+        f(nulls.buffer());
+    }
+    for child in data.child_data() {
+        for_each_buffer(child, f);
+    }
+}
+
 /// Bytes held by the realigned columns that all openings in the process keep.
 static REALIGNED_BYTES: AtomicUsize = AtomicUsize::new(0);
 
@@ -1344,18 +1355,13 @@ impl IpcFile {
     /// The bytes of `data`'s buffers (children included) that do not lie in the mapping.
     fn bytes_outside_mapping(&self, data: &arrow::array::ArrayData) -> usize {
         let mapping = self.data.as_slice().as_ptr_range();
-        let own: usize = data
-            .buffers()
-            .iter()
-            .chain(data.nulls().map(|nulls| nulls.buffer()))
-            .filter(|buffer| !mapping.contains(&buffer.as_ptr()))
-            .map(Buffer::len)
-            .sum();
-        own + data
-            .child_data()
-            .iter()
-            .map(|child| self.bytes_outside_mapping(child))
-            .sum::<usize>()
+        let mut bytes = 0;
+        for_each_buffer(data, &mut |buffer| {
+            if !mapping.contains(&buffer.as_ptr()) {
+                bytes += buffer.len();
+            }
+        });
+        bytes
     }
 
     fn decoded_cache(&self) -> MutexGuard<'_, DecodedCache> {
@@ -1452,7 +1458,7 @@ impl IpcFile {
                     (
                         decoded,
                         Some(format!(
-                            "a buffer is not aligned to its type in the file ({e}); it is realigned into memory once per scan"
+                            "a buffer is not aligned to its type in the file ({e}); it is realigned into memory, and kept for the scan's later reads while the process's budget allows"
                         )),
                     )
                 }

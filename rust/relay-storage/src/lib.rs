@@ -34,7 +34,9 @@ pub use dataset::{
 };
 pub use decoded::{DecodedFile, PieceBatches, SelectedColumnReader};
 pub use error::{Result, StorageError};
-pub use ipc::{BatchInfo, DecodedColumn, IpcAccess, IpcFile, IpcFormat, codec_name};
+pub use ipc::{
+    BatchInfo, DecodedColumn, IpcAccess, IpcFile, IpcFormat, codec_name, for_each_buffer,
+};
 pub use source::{
     HIVE_NULL, OpenedSource, ResolvedSource, ScanOptions, Source, open_source, resolve_source,
 };
